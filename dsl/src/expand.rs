@@ -1,0 +1,609 @@
+//! Code generation: a [`Plan`] becomes typed structs and a [`Pipeline`] impl.
+//!
+//! What comes out, for `pipeline OrderStats` with a keyed stage `per_5min`:
+//! - module `order_stats` with `Per5minAcc` (accumulators), `Per5minRow` (results),
+//!   `Per5min` (the stage's state, `Checkpointable`), `Output` and `Late`;
+//! - struct `OrderStats` owning every stage, with one `#[inline]` method per stage that
+//!   moves an event on; user closures are called in place, so the optimizer sees one
+//!   loop body, as if written by hand.
+//!
+//! [`Pipeline`]: https://docs.rs/simplestream
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::{Expr, Ident, Pat, Type};
+
+use crate::valid::{camel, KeyedPlan, Plan, StagePlan, Stateless, WindowKind};
+
+fn rt() -> TokenStream {
+    quote!(::simplestream::__rt)
+}
+
+/// Adds `: &Ty` to a closure's untyped parameter, so users write `|o| o.ts`.
+fn annotate(f: &Expr, ty: &Type) -> TokenStream {
+    if let Expr::Closure(c) = f {
+        let mut c = c.clone();
+        if c.inputs.len() == 1 && !matches!(c.inputs[0], Pat::Type(_)) {
+            let pat = c.inputs[0].clone();
+            let span = pat
+                .to_token_stream()
+                .into_iter()
+                .next()
+                .map(|t| t.span())
+                .unwrap_or_else(Span::call_site);
+            let refty: Type = syn::parse_quote_spanned!(span=> &#ty);
+            c.inputs[0] = Pat::Type(syn::PatType {
+                attrs: Vec::new(),
+                pat: Box::new(pat),
+                colon_token: Default::default(),
+                ty: Box::new(refty),
+            });
+        }
+        quote!((#c))
+    } else {
+        quote!((#f))
+    }
+}
+
+fn pascal(id: &Ident) -> Ident {
+    format_ident!("{}", camel(&id.to_string()), span = id.span())
+}
+
+struct Names {
+    module: Ident,
+}
+
+impl Names {
+    fn acc(&self, s: &StagePlan) -> TokenStream {
+        let m = &self.module;
+        let n = format_ident!("{}Acc", camel(&s.name.to_string()));
+        quote!(#m::#n)
+    }
+    fn stage(&self, s: &StagePlan) -> TokenStream {
+        let m = &self.module;
+        let n = pascal(&s.name);
+        quote!(#m::#n)
+    }
+    fn row(&self, s: &StagePlan) -> TokenStream {
+        let m = &self.module;
+        let n = format_ident!("{}Row", camel(&s.name.to_string()));
+        quote!(#m::#n)
+    }
+}
+
+fn window_state(k: &KeyedPlan, acc: &TokenStream) -> TokenStream {
+    let rt = rt();
+    let kt = &k.key_ty;
+    match k.window.as_ref().map(|w| w.kind) {
+        None => quote!(#rt::KeyedState<#kt, #acc>),
+        Some(WindowKind::Tumbling { .. }) => quote!(#rt::window::Tumbling<#kt, #acc>),
+        Some(WindowKind::Sliding { .. }) => quote!(#rt::window::Sliding<#kt, #acc>),
+        Some(WindowKind::Session { .. }) => quote!(#rt::window::Session<#kt, #acc>),
+    }
+}
+
+/// Generates the whole expansion.
+pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
+    let rt = rt();
+    let serde_path = "::simplestream::__rt::__private::serde";
+    let serde = quote!(::simplestream::__rt::__private::serde);
+    let names = Names {
+        module: plan.module.clone(),
+    };
+    let module = &plan.module;
+    let vis = &plan.vis;
+    let name = &plan.name;
+    let attrs = &plan.attrs;
+    let src_ty = &plan.source.ty;
+
+    // ---- module items -------------------------------------------------------------
+    let mut items = Vec::new();
+    let mut output_variants = Vec::new();
+    let mut output_ser = Vec::new();
+    let mut output_sink = Vec::new();
+    let mut late_variants = Vec::new();
+    let mut late_ser = Vec::new();
+    let mut sinks = Vec::new();
+
+    if plan.source.sink {
+        let v = pascal(&plan.source.name);
+        let n = plan.source.name.to_string();
+        output_variants.push(quote!(#v(#src_ty)));
+        output_ser.push(quote!(Output::#v(x) => #serde::Serialize::serialize(x, s)));
+        output_sink.push(quote!(Output::#v(_) => #n));
+        sinks.push(n);
+    }
+
+    for s in &plan.stages {
+        let sname = s.name.to_string();
+        if let Some(k) = &s.keyed {
+            let acc = format_ident!("{}Acc", camel(&sname));
+            let row = format_ident!("{}Row", camel(&sname));
+            let stage = pascal(&s.name);
+            let cols: Vec<&Ident> = k.aggs.iter().map(|a| &a.name).collect();
+            let col_names: Vec<String> = cols.iter().map(|c| c.to_string()).collect();
+            let agg_tys: Vec<&TokenStream> = k.aggs.iter().map(|a| &a.agg_ty).collect();
+            let out_tys: Vec<&Type> = k.aggs.iter().map(|a| &a.out_ty).collect();
+            let key_name = &k.key_name;
+            let key_ty = &k.key_ty;
+            let acc_doc = format!("Accumulators of stage `{sname}`, one per key (and window).");
+            let row_doc = format!("A result of stage `{sname}`.");
+            let stage_doc =
+                format!("State of stage `{sname}`: the value of `\"{sname}\"` in a checkpoint.");
+            let (win_fields, win_docs) = if k.window.is_some() {
+                (
+                    quote!(pub window_start: i64, pub window_end: i64,),
+                    quote!(),
+                )
+            } else {
+                (quote!(), quote!())
+            };
+            let _ = win_docs;
+            let state_ty = window_state(k, &quote!(#acc));
+            items.push(quote! {
+                #[doc = #acc_doc]
+                #[derive(Default, Clone, Debug, PartialEq, #serde::Serialize, #serde::Deserialize)]
+                #[serde(crate = #serde_path)]
+                #[allow(missing_docs)]
+                pub struct #acc { #(pub #cols: <#agg_tys as #rt::aggregate::Aggregate>::Acc,)* }
+
+                impl #rt::Checkpointable for #acc {
+                    const LAYOUT: u64 = {
+                        let mut h = #rt::fingerprint::fnv1a(stringify!(#acc));
+                        #( h = #rt::fingerprint::combine(h, #rt::fingerprint::combine(
+                            #rt::fingerprint::fnv1a(#col_names),
+                            <<#agg_tys as #rt::aggregate::Aggregate>::Acc as #rt::Checkpointable>::LAYOUT)); )*
+                        h
+                    };
+                }
+
+                impl #rt::aggregate::Accumulator for #acc {
+                    fn merge(&mut self, other: &Self) {
+                        #( #rt::aggregate::Aggregate::merge(&<#agg_tys as ::core::default::Default>::default(), &mut self.#cols, &other.#cols); )*
+                    }
+                }
+
+                #[doc = #row_doc]
+                #[derive(Clone, Debug, PartialEq, #serde::Serialize, #serde::Deserialize)]
+                #[serde(crate = #serde_path)]
+                #[allow(missing_docs)]
+                pub struct #row { pub #key_name: #key_ty, #win_fields #(pub #cols: #out_tys,)* }
+
+                #[doc = #stage_doc]
+                #[derive(Default, Clone, Debug, PartialEq, #serde::Serialize, #serde::Deserialize)]
+                #[serde(crate = #serde_path, transparent)]
+                pub struct #stage {
+                    /// Per-key (and per-window) accumulators.
+                    pub state: #state_ty,
+                }
+
+                impl #rt::Checkpointable for #stage {
+                    const LAYOUT: u64 = #rt::fingerprint::combine(
+                        #rt::fingerprint::fnv1a(#sname),
+                        <#state_ty as #rt::Checkpointable>::LAYOUT,
+                    );
+                }
+            });
+            if k.window.is_some() {
+                let v = pascal(&s.name);
+                let et = &k.event_ty;
+                late_variants.push(quote!(#v(#et)));
+                late_ser.push(quote!(Late::#v(e) => #serde::Serialize::serialize(&#rt::pipeline::LateRecord { stage: #sname, event: e }, s)));
+            }
+        }
+        if s.sink {
+            let v = pascal(&s.name);
+            let ty = &s.out_ty;
+            output_variants.push(quote!(#v(#ty)));
+            output_ser.push(quote!(Output::#v(x) => #serde::Serialize::serialize(x, s)));
+            output_sink.push(quote!(Output::#v(_) => #sname));
+            sinks.push(sname.clone());
+        }
+    }
+
+    let late_match = if late_ser.is_empty() {
+        quote!(match *self {})
+    } else {
+        quote!(match self { #(#late_ser,)* })
+    };
+    let out_doc = format!("Outputs of `{name}`: one variant per sink, plus late events.");
+    items.push(quote! {
+        #[doc = #out_doc]
+        #[derive(Clone, Debug, PartialEq)]
+        #[allow(missing_docs)]
+        pub enum Output { #(#output_variants,)* Late(Late) }
+
+        /// Events that arrived after their window closed, by stage.
+        #[derive(Clone, Debug, PartialEq)]
+        #[allow(missing_docs)]
+        pub enum Late { #(#late_variants,)* }
+
+        impl #serde::Serialize for Output {
+            fn serialize<S: #serde::Serializer>(&self, s: S) -> ::core::result::Result<S::Ok, S::Error> {
+                match self { #(#output_ser,)* Output::Late(l) => #serde::Serialize::serialize(l, s) }
+            }
+        }
+        impl #serde::Serialize for Late {
+            fn serialize<S: #serde::Serializer>(&self, s: S) -> ::core::result::Result<S::Ok, S::Error> {
+                #late_match
+            }
+        }
+        impl #rt::OutputRecord for Output {
+            fn sink(&self) -> &'static str {
+                match self { #(#output_sink,)* Output::Late(_) => "late" }
+            }
+            fn is_late(&self) -> bool {
+                matches!(self, Output::Late(_))
+            }
+        }
+    });
+
+    // ---- pipeline struct --------------------------------------------------------------
+    let keyed: Vec<&StagePlan> = plan.stages.iter().filter(|s| s.keyed.is_some()).collect();
+    let windowed: Vec<&StagePlan> = keyed
+        .iter()
+        .copied()
+        .filter(|s| s.keyed.as_ref().is_some_and(|k| k.window.is_some()))
+        .collect();
+    let kfields: Vec<&Ident> = keyed.iter().map(|s| &s.name).collect();
+    let kfield_names: Vec<String> = kfields.iter().map(|f| f.to_string()).collect();
+    let ktypes: Vec<TokenStream> = keyed.iter().map(|s| names.stage(s)).collect();
+    let fired: Vec<Ident> = windowed
+        .iter()
+        .map(|s| format_ident!("__fired_{}", s.name))
+        .collect();
+    let fired_tys: Vec<TokenStream> = windowed
+        .iter()
+        .map(|s| {
+            let k = s.keyed.as_ref().expect("windowed");
+            let kt = &k.key_ty;
+            let acc = names.acc(s);
+            quote!(::std::vec::Vec<#rt::window::Fired<#kt, #acc>>)
+        })
+        .collect();
+
+    let advance_calls: Vec<TokenStream> = windowed
+        .iter()
+        .map(|s| {
+            let k = s.keyed.as_ref().expect("windowed");
+            let w = k.window.as_ref().expect("windowed");
+            let f = &s.name;
+            let fired = format_ident!("__fired_{}", s.name);
+            let fire = format_ident!("__fire_{}", s.name);
+            let late = w.lateness;
+            let call = match w.kind {
+                WindowKind::Tumbling { size } | WindowKind::Sliding { size, .. } => {
+                    quote!(self.#f.state.advance(wm, #size, #late, &mut self.#fired);)
+                }
+                WindowKind::Session { .. } => {
+                    quote!(self.#f.state.advance(wm, #late, &mut self.#fired);)
+                }
+            };
+            quote! { #call if !self.#fired.is_empty() { self.#fire(out); } }
+        })
+        .collect();
+    let flush_calls: Vec<TokenStream> = windowed
+        .iter()
+        .map(|s| {
+            let k = s.keyed.as_ref().expect("windowed");
+            let w = k.window.as_ref().expect("windowed");
+            let f = &s.name;
+            let fired = format_ident!("__fired_{}", s.name);
+            let fire = format_ident!("__fire_{}", s.name);
+            let late = w.lateness;
+            let call = match w.kind {
+                WindowKind::Tumbling { size } | WindowKind::Sliding { size, .. } => {
+                    quote!(self.#f.state.flush(#size, #late, &mut self.#fired);)
+                }
+                WindowKind::Session { .. } => quote!(self.#f.state.flush(#late, &mut self.#fired);),
+            };
+            quote! { #call if !self.#fired.is_empty() { self.#fire(out); } }
+        })
+        .collect();
+
+    // push methods
+    let mut methods = Vec::new();
+    let src_push = format_ident!("__push_{}", plan.source.name);
+    {
+        let body = emit_children(
+            plan,
+            &plan.source.children,
+            plan.source.sink.then(|| pascal(&plan.source.name)),
+        );
+        methods.push(quote! {
+            #[inline(always)]
+            #[allow(unused_variables)]
+            fn #src_push<C: #rt::Collector<#module::Output>>(&mut self, __v: &#src_ty, __ts: i64, out: &mut C) { #body }
+        });
+    }
+    for s in &plan.stages {
+        let push = format_ident!("__push_{}", s.name);
+        let in_ty = &s.input_ty;
+        let tail = {
+            let assert = s.declared.as_ref().map(|t| quote!(let __v: &#t = __v;));
+            let children = emit_children(plan, &s.children, s.sink.then(|| pascal(&s.name)));
+            quote!(#assert #children)
+        };
+        let body = match &s.keyed {
+            None => gen_ops(&s.pre, tail),
+            Some(k) => {
+                let keyed_code = gen_keyed(s, k, &names, gen_ops(&s.post, tail.clone()));
+                let pre = gen_ops(&s.pre, keyed_code);
+                if k.window.is_some() {
+                    // Results leave when windows close, from the fire method.
+                    let fire = format_ident!("__fire_{}", s.name);
+                    let fired = format_ident!("__fired_{}", s.name);
+                    let row = names.row(s);
+                    let key_name = &k.key_name;
+                    let cols: Vec<&Ident> = k.aggs.iter().map(|a| &a.name).collect();
+                    let agg_tys: Vec<&TokenStream> = k.aggs.iter().map(|a| &a.agg_ty).collect();
+                    let post = gen_ops(&s.post, tail);
+                    methods.push(quote! {
+                        #[allow(unused_variables)]
+                        fn #fire<C: #rt::Collector<#module::Output>>(&mut self, out: &mut C) {
+                            let mut __fired = ::core::mem::take(&mut self.#fired);
+                            for __f in __fired.drain(..) {
+                                let __row = #row {
+                                    #key_name: __f.key,
+                                    window_start: __f.start,
+                                    window_end: __f.end,
+                                    #( #cols: #rt::aggregate::Aggregate::output(&<#agg_tys as ::core::default::Default>::default(), &__f.acc.#cols), )*
+                                };
+                                let __ts = __f.end - 1;
+                                let __v = &__row;
+                                #post
+                            }
+                            self.#fired = __fired;
+                        }
+                    });
+                }
+                pre
+            }
+        };
+        methods.push(quote! {
+            #[inline(always)]
+            #[allow(unused_variables)]
+            fn #push<C: #rt::Collector<#module::Output>>(&mut self, __v: &#in_ty, __ts: i64, out: &mut C) { #body }
+        });
+    }
+
+    let event_time = annotate(&plan.source.event_time, src_ty);
+    let max_delay = plan.source.max_delay_ms;
+    let fp_text = plan.fingerprint_text();
+    let pname = name.to_string();
+    let stage_name_strs = kfield_names.clone();
+    let pipeline_doc = format!("Pipeline `{pname}` (generated by `pipeline!`).");
+    let stages_ref = if kfields.is_empty() {
+        quote! {
+            #[derive(#serde::Serialize)] #[serde(crate = #serde_path)] struct __StagesRef {}
+            let r = __StagesRef {};
+        }
+    } else {
+        quote! {
+            #[derive(#serde::Serialize)] #[serde(crate = #serde_path)]
+            struct __StagesRef<'a> { #(#kfields: &'a #ktypes,)* }
+            let r = __StagesRef { #(#kfields: &self.#kfields,)* };
+        }
+    };
+
+    quote! {
+        #[doc = #pipeline_doc]
+        #[allow(clippy::all, missing_docs, non_camel_case_types, unused_imports)]
+        #vis mod #module {
+            use super::*;
+            #(#items)*
+        }
+
+        #[doc = #pipeline_doc]
+        #(#attrs)*
+        #vis struct #name {
+            __clock: #rt::Clock,
+            #( pub #kfields: #ktypes, )*
+            #( #fired: #fired_tys, )*
+        }
+
+        impl ::core::default::Default for #name {
+            fn default() -> Self { <Self as #rt::Pipeline>::new() }
+        }
+
+        impl ::core::fmt::Debug for #name {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#pname).field("clock", &self.__clock) #( .field(#kfield_names, &self.#kfields) )* .finish()
+            }
+        }
+
+        #[allow(clippy::all, clippy::pedantic)]
+        impl #name {
+            #(#methods)*
+
+            #[inline]
+            fn __advance<C: #rt::Collector<#module::Output>>(&mut self, out: &mut C) {
+                let wm = self.__clock.watermark;
+                #(#advance_calls)*
+            }
+        }
+
+        impl #rt::Pipeline for #name {
+            type Event = #src_ty;
+            type Output = #module::Output;
+            const NAME: &'static str = #pname;
+            const FINGERPRINT: u64 = {
+                let mut h = #rt::fingerprint::fnv1a(#fp_text);
+                #( h = #rt::fingerprint::combine(h, <#ktypes as #rt::Checkpointable>::LAYOUT); )*
+                h
+            };
+            const STAGES: &'static [&'static str] = &[#(#stage_name_strs),*];
+            const SINKS: &'static [&'static str] = &[#(#sinks),*];
+            const SOURCE_TEXT: &'static str = #source_text;
+
+            fn new() -> Self {
+                #name {
+                    __clock: ::core::default::Default::default(),
+                    #( #kfields: ::core::default::Default::default(), )*
+                    #( #fired: ::std::vec::Vec::new(), )*
+                }
+            }
+
+            #[inline]
+            fn process<C: #rt::Collector<Self::Output>>(&mut self, event: #src_ty, out: &mut C) {
+                let __ts: i64 = #rt::pipeline::EventTime::event_time_ms(#event_time(&event));
+                let moved = self.__clock.observe(__ts, #max_delay);
+                self.#src_push(&event, __ts, out);
+                if moved {
+                    self.__advance(out);
+                }
+            }
+
+            fn advance_watermark<C: #rt::Collector<Self::Output>>(&mut self, watermark: i64, out: &mut C) {
+                if watermark > self.__clock.watermark {
+                    self.__clock.watermark = watermark;
+                    self.__advance(out);
+                }
+            }
+
+            fn finish<C: #rt::Collector<Self::Output>>(&mut self, out: &mut C) {
+                #(#flush_calls)*
+            }
+
+            fn clock(&self) -> #rt::Clock {
+                self.__clock
+            }
+
+            fn encode_stages(&self, codec: #rt::Codec, out: &mut ::std::vec::Vec<u8>) -> ::core::result::Result<(), #rt::CheckpointError> {
+                #stages_ref
+                #rt::envelope::codec::write(codec, &r, out)
+            }
+
+            fn decode_stages(codec: #rt::Codec, bytes: &[u8], clock: #rt::Clock) -> ::core::result::Result<Self, #rt::CheckpointError> {
+                #[derive(#serde::Deserialize)] #[serde(crate = #serde_path)]
+                struct __StagesOwned { #(#kfields: #ktypes,)* }
+                let s: __StagesOwned = #rt::envelope::codec::read(codec, bytes)?;
+                ::core::result::Result::Ok(#name {
+                    __clock: clock,
+                    #( #kfields: s.#kfields, )*
+                    #( #fired: ::std::vec::Vec::new(), )*
+                })
+            }
+
+            fn stage_json(&self, stage: &str) -> ::core::option::Option<#rt::__private::serde_json::Value> {
+                match stage {
+                    #( #kfield_names => #rt::__private::serde_json::to_value(&self.#kfields).ok(), )*
+                    _ => ::core::option::Option::None,
+                }
+            }
+        }
+    }
+}
+
+/// Code that sends `__v` to every child stage and to the sink.
+fn emit_children(plan: &Plan, children: &[usize], sink: Option<Ident>) -> TokenStream {
+    let calls = children.iter().map(|&i| {
+        let f = format_ident!("__push_{}", plan.stages[i].name);
+        quote!(self.#f(__v, __ts, out);)
+    });
+    let module = &plan.module;
+    let sink =
+        sink.map(|v| quote!(out.collect(#module::Output::#v(::core::clone::Clone::clone(__v)));));
+    quote!(#(#calls)* #sink)
+}
+
+/// Wraps `inner` in the stateless operators, outermost first.
+fn gen_ops(ops: &[Stateless], inner: TokenStream) -> TokenStream {
+    let mut code = inner;
+    for op in ops.iter().rev() {
+        code = match op {
+            Stateless::Filter { f, ty } => {
+                let f = annotate(f, ty);
+                quote!(if #f(__v) { #code })
+            }
+            Stateless::Map { f, ty, out } => {
+                let f = annotate(f, ty);
+                quote!({ let __m: #out = #f(__v); let __v = &__m; #code })
+            }
+            Stateless::FlatMap { f, ty, out } => {
+                let f = annotate(f, ty);
+                quote!(for __m in #f(__v) { let __m: #out = __m; let __v = &__m; #code })
+            }
+        };
+    }
+    code
+}
+
+/// The keyed part of a stage: update state; for running aggregates, send the row on.
+fn gen_keyed(s: &StagePlan, k: &KeyedPlan, names: &Names, post: TokenStream) -> TokenStream {
+    let rt = rt();
+    let f = &s.name;
+    let key_ty = &k.key_ty;
+    let key_fn = annotate(&k.key_fn, &k.event_ty);
+    let adds: Vec<TokenStream> = k
+        .aggs
+        .iter()
+        .map(|a| {
+            let col = &a.name;
+            let agg = &a.agg_ty;
+            let value = match &a.value {
+                None => quote!(()),
+                Some(v) => {
+                    let v = annotate(v, &k.event_ty);
+                    quote!(#v(__v))
+                }
+            };
+            let span = a.name.span();
+            quote_spanned!(span=> #rt::aggregate::Aggregate::add(&<#agg as ::core::default::Default>::default(), &mut __acc.#col, #value);)
+        })
+        .collect();
+    let module = &names.module;
+    let late = |v: &Ident| quote!(out.collect(#module::Output::Late(#module::Late::#v(::core::clone::Clone::clone(__v)))););
+    match k.window.as_ref().map(|w| (w.kind, w.lateness)) {
+        None => {
+            let has_downstream = !s.children.is_empty() || s.sink;
+            if has_downstream {
+                let row = names.row(s);
+                let key_name = &k.key_name;
+                let cols: Vec<&Ident> = k.aggs.iter().map(|a| &a.name).collect();
+                let agg_tys: Vec<&TokenStream> = k.aggs.iter().map(|a| &a.agg_ty).collect();
+                quote! {
+                    let __k: #key_ty = #key_fn(__v);
+                    let __acc = self.#f.state.entry(::core::clone::Clone::clone(&__k));
+                    #(#adds)*
+                    let __row = #row {
+                        #key_name: __k,
+                        #( #cols: #rt::aggregate::Aggregate::output(&<#agg_tys as ::core::default::Default>::default(), &__acc.#cols), )*
+                    };
+                    let __v = &__row;
+                    #post
+                }
+            } else {
+                quote! {
+                    let __k: #key_ty = #key_fn(__v);
+                    let __acc = self.#f.state.entry(__k);
+                    #(#adds)*
+                }
+            }
+        }
+        Some((WindowKind::Tumbling { size }, lateness)) => {
+            let late = late(&pascal(&s.name));
+            quote! {
+                let __k: #key_ty = #key_fn(__v);
+                match self.#f.state.acc_for(__ts, __k, #size, #lateness) {
+                    ::core::option::Option::Some(__acc) => { #(#adds)* }
+                    ::core::option::Option::None => { #late }
+                }
+            }
+        }
+        Some((WindowKind::Sliding { size, slide }, lateness)) => {
+            let late = late(&pascal(&s.name));
+            quote! {
+                let __k: #key_ty = #key_fn(__v);
+                if self.#f.state.add(__ts, __k, #size, #slide, #lateness, |__acc| { #(#adds)* }) { #late }
+            }
+        }
+        Some((WindowKind::Session { gap }, lateness)) => {
+            let late = late(&pascal(&s.name));
+            quote! {
+                let __k: #key_ty = #key_fn(__v);
+                if self.#f.state.add(__ts, __k, #gap, #lateness, |__acc| { #(#adds)* }) { #late }
+            }
+        }
+    }
+}

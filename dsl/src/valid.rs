@@ -1,0 +1,760 @@
+//! Checks a parsed pipeline and plans it: every misuse becomes an error at the exact
+//! tokens, with a hint; what passes becomes a [`Plan`] with every type along the flow.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, ToTokens};
+use syn::{Expr, Ident, ReturnType, Type};
+
+use crate::ast::{AggField, DurationLit, OpKind, PipelineDef, StageDef};
+
+/// Names a stage may not take: they are the checkpoint envelope's own fields.
+pub const RESERVED: &[&str] = &[
+    "format",
+    "format_version",
+    "pipeline",
+    "fingerprint",
+    "checkpoint_id",
+    "timestamp",
+    "max_event_time",
+    "watermark",
+    "positions",
+    "checksum",
+    "late",
+    "clock",
+];
+
+/// A checked pipeline, ready for code generation (or for drawing).
+pub struct Plan {
+    /// Doc comments and other attributes of the pipeline struct.
+    pub attrs: Vec<syn::Attribute>,
+    /// Its visibility.
+    pub vis: syn::Visibility,
+    /// Its name.
+    pub name: Ident,
+    /// Name of the module holding generated types (`order_stats` for `OrderStats`).
+    pub module: Ident,
+    /// The source.
+    pub source: SourcePlan,
+    /// Stages, in definition order (a topological order: inputs come first).
+    pub stages: Vec<StagePlan>,
+}
+
+/// The source.
+pub struct SourcePlan {
+    /// Stream name.
+    pub name: Ident,
+    /// Event type.
+    pub ty: Type,
+    /// Event-time extractor.
+    pub event_time: Expr,
+    /// Bounded out-of-orderness, ms.
+    pub max_delay_ms: i64,
+    /// True if the source itself is a sink.
+    pub sink: bool,
+    /// Stages reading the source (indexes into `Plan::stages`).
+    pub children: Vec<usize>,
+}
+
+/// One stage statement.
+pub struct StagePlan {
+    /// Its name.
+    pub name: Ident,
+    /// Upstream name.
+    pub input: Ident,
+    /// Type of the events it receives.
+    pub input_ty: Type,
+    /// Stateless operators before the keyed part.
+    pub pre: Vec<Stateless>,
+    /// The keyed aggregation, if any.
+    pub keyed: Option<KeyedPlan>,
+    /// Stateless operators after the aggregation.
+    pub post: Vec<Stateless>,
+    /// Declared output type (checked with a type assertion).
+    pub declared: Option<Type>,
+    /// Type of the events it sends on.
+    pub out_ty: Type,
+    /// True if it is a sink.
+    pub sink: bool,
+    /// Stages reading it.
+    pub children: Vec<usize>,
+}
+
+/// A stateless operator with the type of its input.
+pub enum Stateless {
+    /// Keep events where the predicate holds.
+    Filter {
+        /// Predicate.
+        f: Expr,
+        /// Input type.
+        ty: Type,
+    },
+    /// One event to one event.
+    Map {
+        /// Function.
+        f: Expr,
+        /// Input type.
+        ty: Type,
+        /// Output type.
+        out: Type,
+    },
+    /// One event to many.
+    FlatMap {
+        /// Function.
+        f: Expr,
+        /// Input type.
+        ty: Type,
+        /// Item type.
+        out: Type,
+    },
+}
+
+/// `key_by(..)[.window(..)].aggregate(..)`.
+pub struct KeyedPlan {
+    /// Key column name.
+    pub key_name: Ident,
+    /// Key type.
+    pub key_ty: Type,
+    /// Key extractor.
+    pub key_fn: Expr,
+    /// Window, if any.
+    pub window: Option<WindowPlan>,
+    /// Aggregate columns.
+    pub aggs: Vec<AggPlan>,
+    /// Type of events entering the key_by (what late events are).
+    pub event_ty: Type,
+}
+
+/// Window kinds, in ms.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum WindowKind {
+    /// Fixed, non-overlapping.
+    Tumbling {
+        /// Size.
+        size: i64,
+    },
+    /// Fixed size, a new one every `slide`.
+    Sliding {
+        /// Size.
+        size: i64,
+        /// Slide.
+        slide: i64,
+    },
+    /// Gap-separated per key.
+    Session {
+        /// Gap.
+        gap: i64,
+    },
+}
+
+/// A window with its allowed lateness.
+pub struct WindowPlan {
+    /// Kind and durations.
+    pub kind: WindowKind,
+    /// Allowed lateness, ms.
+    pub lateness: i64,
+}
+
+/// An aggregate column.
+pub struct AggPlan {
+    /// Column name.
+    pub name: Ident,
+    /// Output type.
+    pub out_ty: Type,
+    /// The runtime aggregate type (e.g. `Sum<f64>`).
+    pub agg_ty: TokenStream,
+    /// Value extractor (none for `count`).
+    pub value: Option<Expr>,
+    /// Built-in function name, or `custom`.
+    pub func: String,
+}
+
+struct Errors(Option<syn::Error>);
+impl Errors {
+    fn push(&mut self, span: Span, msg: impl std::fmt::Display) {
+        let e = syn::Error::new(span, msg);
+        match &mut self.0 {
+            Some(all) => all.combine(e),
+            None => self.0 = Some(e),
+        }
+    }
+}
+
+/// Snake-case of a CamelCase name.
+pub fn snake(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// CamelCase of a snake_case name.
+pub fn camel(name: &str) -> String {
+    name.split('_')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut c = p.chars();
+            match c.next() {
+                Some(f) => f.to_uppercase().chain(c).collect::<String>(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
+fn rt() -> TokenStream {
+    quote!(::simplestream::__rt)
+}
+
+/// Validates `def` and plans it. All errors found are reported together.
+pub fn check(def: PipelineDef) -> syn::Result<Plan> {
+    let mut errs = Errors(None);
+    let name = match def.name {
+        Some(n) => n,
+        None => return Err(syn::Error::new(
+            Span::call_site(),
+            "the pipeline has no name; start with `pipeline Name;` (e.g. `pipeline OrderStats;`)",
+        )),
+    };
+    let mut sources = def.sources.into_iter();
+    let Some(src) = sources.next() else {
+        return Err(syn::Error::new(
+            name.span(),
+            format!("pipeline `{name}` has no source; add one, e.g. `source orders: Order, event_time = |o| o.ts, max_delay = 5s;`"),
+        ));
+    };
+    for extra in sources {
+        errs.push(
+            extra.kw.span(),
+            "a pipeline has one source in this version (joins of two sources are planned)",
+        );
+    }
+    for u in &src.unknown {
+        errs.push(
+            u.span(),
+            format!("unknown source option `{u}`; the options are `event_time` and `max_delay`"),
+        );
+    }
+    let event_time = match src.event_time {
+        Some(e) => e,
+        None => {
+            errs.push(
+                src.name.span(),
+                format!(
+                    "source `{}` needs an event time: add `event_time = |e| e.ts` (milliseconds)",
+                    src.name
+                ),
+            );
+            syn::parse_quote!(|_| 0i64)
+        }
+    };
+    let max_delay_ms = match &src.max_delay {
+        Some(d) => d.ms,
+        None => {
+            errs.push(src.name.span(), format!("source `{}` needs a watermark delay: add `max_delay = 5s` (how late events may arrive)", src.name));
+            0
+        }
+    };
+
+    // Names in scope, with their output types.
+    let mut scope: Vec<(Ident, Type)> = vec![(src.name.clone(), src.ty.clone())];
+    let module = format_ident!("{}", snake(&name.to_string()));
+    let mut stages: Vec<StagePlan> = Vec::new();
+    let mut source = SourcePlan {
+        name: src.name.clone(),
+        ty: src.ty.clone(),
+        event_time,
+        max_delay_ms,
+        sink: false,
+        children: Vec::new(),
+    };
+
+    for st in def.stages {
+        let stage_name = st.name.to_string();
+        if RESERVED.contains(&stage_name.as_str()) {
+            errs.push(st.name.span(), format!("`{stage_name}` is reserved (a field of the checkpoint envelope); choose another stage name"));
+        }
+        if stage_name.starts_with("__") {
+            errs.push(
+                st.name.span(),
+                "names starting with `__` are reserved for generated code",
+            );
+        }
+        if let Some((first, _)) = scope.iter().find(|(n, _)| *n == st.name) {
+            let mut e = syn::Error::new(st.name.span(), format!("`{stage_name}` is defined twice; stage names must be unique (they key the checkpoint)"));
+            e.combine(syn::Error::new(
+                first.span(),
+                format!("first definition of `{stage_name}`"),
+            ));
+            match &mut errs.0 {
+                Some(all) => all.combine(e),
+                None => errs.0 = Some(e),
+            }
+            continue;
+        }
+        let Some(input_ty) = scope
+            .iter()
+            .find(|(n, _)| *n == st.input)
+            .map(|(_, t)| t.clone())
+        else {
+            let known: Vec<String> = scope.iter().map(|(n, _)| format!("`{n}`")).collect();
+            errs.push(
+                st.input.span(),
+                format!("unknown stage `{}`; a stage can read {} (stages must be defined before they are read)", st.input, known.join(", ")),
+            );
+            continue;
+        };
+        let plan = plan_stage(&st, input_ty, &module, &mut errs);
+        let idx = stages.len();
+        if st.input == source.name {
+            source.children.push(idx);
+        } else if let Some(up) = stages.iter_mut().find(|s| s.name == st.input) {
+            up.children.push(idx);
+        }
+        scope.push((st.name.clone(), plan.out_ty.clone()));
+        stages.push(plan);
+    }
+
+    let mut seen_sinks: Vec<Ident> = Vec::new();
+    for sink in def.sinks {
+        if let Some(prev) = seen_sinks.iter().find(|s| **s == sink.name) {
+            let mut e = syn::Error::new(
+                sink.name.span(),
+                format!("`{}` is already a sink", sink.name),
+            );
+            e.combine(syn::Error::new(prev.span(), "declared here"));
+            match &mut errs.0 {
+                Some(all) => all.combine(e),
+                None => errs.0 = Some(e),
+            }
+            continue;
+        }
+        if sink.name == source.name {
+            source.sink = true;
+        } else if let Some(s) = stages.iter_mut().find(|s| s.name == sink.name) {
+            s.sink = true;
+        } else {
+            let known: Vec<String> = scope.iter().map(|(n, _)| format!("`{n}`")).collect();
+            errs.push(
+                sink.name.span(),
+                format!(
+                    "unknown stage `{}` in sink; defined: {}",
+                    sink.name,
+                    known.join(", ")
+                ),
+            );
+            let _ = sink.kw;
+        }
+        seen_sinks.push(sink.name);
+    }
+
+    match errs.0 {
+        Some(e) => Err(e),
+        None => Ok(Plan {
+            attrs: def.attrs,
+            vis: def.vis,
+            name,
+            module,
+            source,
+            stages,
+        }),
+    }
+}
+
+fn closure_output(e: &Expr) -> Option<Type> {
+    match e {
+        Expr::Closure(c) => match &c.output {
+            ReturnType::Type(_, t) => Some((**t).clone()),
+            ReturnType::Default => None,
+        },
+        _ => None,
+    }
+}
+
+fn check_fn(e: &Expr, what: &str, example: &str, errs: &mut Errors) {
+    if let Expr::Closure(c) = e {
+        if c.inputs.len() != 1 {
+            errs.push(
+                c.or1_token.span,
+                format!("the closure of `{what}` takes one argument (the event, by reference), e.g. `{example}`"),
+            );
+        }
+    }
+}
+
+fn plan_stage(st: &StageDef, input_ty: Type, module: &Ident, errs: &mut Errors) -> StagePlan {
+    let mut ty = input_ty.clone();
+    let mut pre = Vec::new();
+    let mut post = Vec::new();
+    let mut keyed: Option<KeyedPlan> = None;
+    let mut pending_key: Option<(Ident, Type, Expr, Type, Span)> = None;
+    let mut pending_window: Option<(WindowPlan, Span)> = None;
+    let last = st.ops.len().saturating_sub(1);
+    for (i, op) in st.ops.iter().enumerate() {
+        let opname = op.name.to_string();
+        let stateless_ok = pending_key.is_none();
+        match &op.kind {
+            OpKind::Filter(f) | OpKind::Map(f) | OpKind::FlatMap(f) if !stateless_ok => {
+                let _ = f;
+                errs.push(op.name.span(), format!("`{opname}` cannot come between `key_by` and `aggregate`; move it before `key_by`"));
+            }
+            OpKind::Filter(f) => {
+                check_fn(f, "filter", "filter(|o| o.amount > 0.0)", errs);
+                push_stateless(
+                    &mut pre,
+                    &mut post,
+                    keyed.is_some(),
+                    Stateless::Filter {
+                        f: f.clone(),
+                        ty: ty.clone(),
+                    },
+                );
+            }
+            OpKind::Map(f) | OpKind::FlatMap(f) => {
+                let flat = matches!(op.kind, OpKind::FlatMap(_));
+                check_fn(f, &opname, "map(|o| -> Big { Big::from(o) })", errs);
+                let declared =
+                    closure_output(f).or_else(|| if i == last { st.ty.clone() } else { None });
+                let Some(out) = declared else {
+                    let ex = if flat {
+                        "flat_map(|o| -> Vec<Item> { ... })"
+                    } else {
+                        "map(|o| -> Enriched { ... })"
+                    };
+                    errs.push(op.name.span(), format!("`{opname}` must say what it produces: write the closure's return type, e.g. `{ex}`, or declare the stage's type (`{}: Type = ...`)", st.name));
+                    continue;
+                };
+                let out = if flat && closure_output(f).is_some() {
+                    syn::parse_quote!(<#out as ::core::iter::IntoIterator>::Item)
+                } else {
+                    out
+                };
+                let s = if flat {
+                    Stateless::FlatMap {
+                        f: f.clone(),
+                        ty: ty.clone(),
+                        out: out.clone(),
+                    }
+                } else {
+                    Stateless::Map {
+                        f: f.clone(),
+                        ty: ty.clone(),
+                        out: out.clone(),
+                    }
+                };
+                push_stateless(&mut pre, &mut post, keyed.is_some(), s);
+                ty = out;
+            }
+            OpKind::KeyBy(field) => {
+                if keyed.is_some() || pending_key.is_some() {
+                    errs.push(op.name.span(), "a stage has one `key_by`; start a new stage (`next = this.key_by(...)...;`) to group again");
+                    continue;
+                }
+                check_fn(
+                    &field.expr,
+                    "key_by",
+                    "key_by(customer: String = |o| o.customer.clone())",
+                    errs,
+                );
+                let Some(kty) = field.ty.clone() else {
+                    errs.push(
+                        field.name.span(),
+                        format!(
+                            "the key needs a type: `key_by({}: String = ...)`",
+                            field.name
+                        ),
+                    );
+                    continue;
+                };
+                pending_key = Some((
+                    field.name.clone(),
+                    kty,
+                    field.expr.clone(),
+                    ty.clone(),
+                    op.name.span(),
+                ));
+            }
+            OpKind::Window(w) => {
+                if pending_key.is_none() {
+                    errs.push(op.name.span(), "`window` needs keyed events: call `key_by(name: Type = |e| ...)` before `window(...)`");
+                    continue;
+                }
+                if pending_window.is_some() {
+                    errs.push(op.name.span(), "a stage has one window");
+                    continue;
+                }
+                if let Some(wp) = plan_window(w, errs) {
+                    pending_window = Some((wp, op.name.span()));
+                }
+            }
+            OpKind::Aggregate(fields) => {
+                let Some((key_name, key_ty, key_fn, event_ty, _)) = pending_key.take() else {
+                    let hint = if keyed.is_some() {
+                        "a stage holds one aggregate; start a new stage to aggregate again"
+                    } else {
+                        "`aggregate` needs keyed events: call `key_by(name: Type = |e| ...)` first"
+                    };
+                    errs.push(op.name.span(), hint);
+                    continue;
+                };
+                let window = pending_window.take().map(|(w, _)| w);
+                let aggs = plan_aggs(fields, &key_name, window.is_some(), errs);
+                if fields.is_empty() {
+                    errs.push(
+                        op.name.span(),
+                        "`aggregate` needs at least one column, e.g. `aggregate(orders = count())`",
+                    );
+                }
+                keyed = Some(KeyedPlan {
+                    key_name,
+                    key_ty,
+                    key_fn,
+                    window,
+                    aggs,
+                    event_ty,
+                });
+                let row = format_ident!("{}Row", camel(&st.name.to_string()));
+                ty = syn::parse_quote!(#module::#row);
+            }
+        }
+    }
+    if let Some((key_name, _, _, _, span)) = pending_key {
+        let _ = key_name;
+        errs.push(
+            span,
+            "`key_by` must be followed by `aggregate(...)` (optionally after `window(...)`)",
+        );
+    }
+    if let Some((_, span)) = pending_window {
+        errs.push(span, "`window` must be followed by `aggregate(...)`");
+    }
+    let out_ty = match (&st.ty, st.ops.last().map(|o| &o.kind)) {
+        (Some(t), Some(OpKind::Map(_) | OpKind::FlatMap(_))) => {
+            let _ = t;
+            ty.clone()
+        }
+        (Some(t), _) => t.clone(),
+        _ => ty.clone(),
+    };
+    StagePlan {
+        name: st.name.clone(),
+        input: st.input.clone(),
+        input_ty,
+        pre,
+        keyed,
+        post,
+        declared: st.ty.clone(),
+        out_ty,
+        sink: false,
+        children: Vec::new(),
+    }
+}
+
+fn push_stateless(pre: &mut Vec<Stateless>, post: &mut Vec<Stateless>, after: bool, s: Stateless) {
+    if after {
+        post.push(s)
+    } else {
+        pre.push(s)
+    }
+}
+
+fn positive(d: &DurationLit, what: &str, errs: &mut Errors) -> i64 {
+    if d.ms <= 0 {
+        errs.push(d.span, format!("the {what} must be more than zero"));
+    }
+    d.ms
+}
+
+fn plan_window(w: &crate::ast::WindowSpec, errs: &mut Errors) -> Option<WindowPlan> {
+    let kind = w.kind.to_string();
+    let n = w.args.len();
+    let kind = match (kind.as_str(), n) {
+        ("tumbling", 1) => WindowKind::Tumbling {
+            size: positive(&w.args[0], "window size", errs),
+        },
+        ("sliding" | "hopping", 2) => {
+            let size = positive(&w.args[0], "window size", errs);
+            let slide = positive(&w.args[1], "slide", errs);
+            if slide > size {
+                errs.push(w.args[1].span, "the slide is longer than the window: events between windows would be lost; use a slide <= size (or a tumbling window)");
+            }
+            WindowKind::Sliding { size, slide }
+        }
+        ("session", 1) => WindowKind::Session {
+            gap: positive(&w.args[0], "session gap", errs),
+        },
+        ("tumbling", _) => {
+            errs.push(w.span, "`tumbling` takes one duration: `tumbling(5min)`");
+            return None;
+        }
+        ("sliding" | "hopping", _) => {
+            errs.push(
+                w.span,
+                "`sliding` takes the size and the slide: `sliding(10min, 1min)`",
+            );
+            return None;
+        }
+        ("session", _) => {
+            errs.push(w.span, "`session` takes the gap: `session(30s)`");
+            return None;
+        }
+        (other, _) => {
+            errs.push(w.kind.span(), format!("unknown window `{other}`; use `tumbling(5min)`, `sliding(10min, 1min)` or `session(30s)`"));
+            return None;
+        }
+    };
+    let lateness = match &w.lateness {
+        Some(d) if d.ms < 0 => {
+            errs.push(d.span, "allowed lateness cannot be negative");
+            0
+        }
+        Some(d) => d.ms,
+        None => 0,
+    };
+    Some(WindowPlan { kind, lateness })
+}
+
+fn plan_aggs(fields: &[AggField], key: &Ident, windowed: bool, errs: &mut Errors) -> Vec<AggPlan> {
+    let rt = rt();
+    let mut out: Vec<AggPlan> = Vec::new();
+    for f in fields {
+        let name = f.name.to_string();
+        if f.name == *key {
+            errs.push(
+                f.name.span(),
+                format!("`{name}` is already the key's name; name this column differently"),
+            );
+        }
+        if windowed && (name == "window_start" || name == "window_end") {
+            errs.push(
+                f.name.span(),
+                format!(
+                    "`{name}` is a column of every window result; name this column differently"
+                ),
+            );
+        }
+        if let Some(prev) = out.iter().find(|p| p.name == f.name) {
+            let _ = prev;
+            errs.push(f.name.span(), format!("column `{name}` appears twice"));
+            continue;
+        }
+        let func = f.func.to_string();
+        let needs_value = func != "count";
+        if needs_value && f.value.is_none() {
+            errs.push(
+                f.span,
+                format!("`{func}` needs the value to aggregate, e.g. `{func}(|o| o.amount)`"),
+            );
+            continue;
+        }
+        if !needs_value && f.value.is_some() {
+            errs.push(f.span, "`count()` takes no argument: it counts events");
+            continue;
+        }
+        if let Some(v) = &f.value {
+            check_fn(v, &func, "sum(|o| o.amount)", errs);
+        }
+        let (out_ty, agg_ty): (Type, TokenStream) = match (func.as_str(), &f.ty) {
+            ("count", t) => (
+                t.clone().unwrap_or_else(|| syn::parse_quote!(u64)),
+                quote!(#rt::aggregate::Count),
+            ),
+            ("avg", t) => {
+                let t = t.clone().unwrap_or_else(|| syn::parse_quote!(f64));
+                (syn::parse_quote!(f64), quote!(#rt::aggregate::Avg<#t>))
+            }
+            ("sum" | "min" | "max", Some(t)) => {
+                let agg = format_ident!("{}", camel(&func));
+                let agg_span = quote::quote_spanned!(f.func.span()=> #rt::aggregate::#agg<#t>);
+                (t.clone(), agg_span)
+            }
+            ("sum" | "min" | "max", None) => {
+                errs.push(
+                    f.name.span(),
+                    format!(
+                        "column `{name}` needs the type of the values: `{name}: f64 = {func}(...)`"
+                    ),
+                );
+                continue;
+            }
+            ("custom", t) => {
+                let c = f.custom.clone().expect("parsed with custom");
+                let out = t.clone().unwrap_or_else(
+                    || syn::parse_quote!(<#c as #rt::aggregate::Aggregate>::Output),
+                );
+                (out, c.to_token_stream())
+            }
+            (other, _) => {
+                errs.push(f.func.span(), format!("unknown aggregate `{other}`; use count(), sum(..), min(..), max(..), avg(..) or custom(YourAggregate, ..)"));
+                continue;
+            }
+        };
+        out.push(AggPlan {
+            name: f.name.clone(),
+            out_ty,
+            agg_ty,
+            value: f.value.clone(),
+            func,
+        });
+    }
+    out
+}
+
+impl Plan {
+    /// The canonical text the fingerprint hashes: structure and state types, not the
+    /// bodies of closures (changing a filter's condition keeps checkpoints compatible).
+    pub fn fingerprint_text(&self) -> String {
+        let mut s = format!(
+            "v1;pipeline {};source {}:{};max_delay={}",
+            self.name,
+            self.source.name,
+            norm(&self.source.ty),
+            self.source.max_delay_ms
+        );
+        for st in &self.stages {
+            s.push_str(&format!(";stage {}<-{}:", st.name, st.input));
+            for op in &st.pre {
+                s.push_str(op.kind_name());
+                s.push('|');
+            }
+            if let Some(k) = &st.keyed {
+                s.push_str(&format!("key({}:{})", k.key_name, norm(&k.key_ty)));
+                if let Some(w) = &k.window {
+                    s.push_str(&format!("|window({:?},lateness={})", w.kind, w.lateness));
+                }
+                s.push_str("|aggregate(");
+                for a in &k.aggs {
+                    s.push_str(&format!("{}:{}={},", a.name, norm(&a.out_ty), a.func));
+                }
+                s.push(')');
+            }
+            for op in &st.post {
+                s.push('|');
+                s.push_str(op.kind_name());
+            }
+        }
+        s
+    }
+}
+
+fn norm(t: &Type) -> String {
+    t.to_token_stream().to_string().replace(' ', "")
+}
+
+impl Stateless {
+    /// `filter`, `map` or `flat_map`.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Stateless::Filter { .. } => "filter",
+            Stateless::Map { .. } => "map",
+            Stateless::FlatMap { .. } => "flat_map",
+        }
+    }
+}

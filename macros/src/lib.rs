@@ -1,0 +1,20 @@
+//! The `pipeline!` and `#[derive(Checkpointable)]` macros of SimpleStream.
+//!
+//! A thin entry point: parsing, validation and code generation live in
+//! `simplestream-dsl`, where they are testable and usable at run time.
+#![forbid(unsafe_code)]
+
+use proc_macro::TokenStream;
+
+/// Declares a stream pipeline; see the `simplestream` crate's documentation.
+#[proc_macro]
+pub fn pipeline(input: TokenStream) -> TokenStream {
+    simplestream_dsl::pipeline(input.into()).into()
+}
+
+/// Implements `Checkpointable` for a struct or enum that also derives serde's
+/// `Serialize` and `Deserialize`: its layout hash covers field names and types.
+#[proc_macro_derive(Checkpointable)]
+pub fn derive_checkpointable(input: TokenStream) -> TokenStream {
+    simplestream_dsl::derive::checkpointable(input.into()).into()
+}

@@ -1,0 +1,453 @@
+//! The checkpoint coordinator: when to checkpoint, how, what `latest` says, what to keep,
+//! and how to recover.
+//!
+//! A checkpoint follows the classic steps: the caller pauses between events and calls
+//! [`Coordinator::checkpoint`], which serializes the state, writes it through the store,
+//! and only after that write is durable replaces the `latest` record; then older
+//! checkpoints beyond `keep` are deleted, and the caller resumes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{self, CheckpointError, Codec, Header};
+use crate::pipeline::Pipeline;
+use crate::store::{CheckpointStore, StoreError, StoredEntry};
+use crate::time::compact_utc;
+
+/// When and how to checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoordinatorConfig {
+    /// Checkpoint after this many events (None: not by count).
+    pub every_events: Option<u64>,
+    /// Checkpoint after this much wall-clock time, ms (None: not by time).
+    pub every_ms: Option<i64>,
+    /// Codec of new checkpoints.
+    pub codec: Codec,
+    /// How many checkpoints to keep (at least 1).
+    pub keep: usize,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            every_events: Some(1000),
+            every_ms: None,
+            codec: Codec::Json,
+            keep: 5,
+        }
+    }
+}
+
+/// The `latest` record: small JSON pointing at the newest complete checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatestMeta {
+    /// Checkpoint id.
+    pub checkpoint_id: u64,
+    /// File (or key) name of the checkpoint.
+    pub file: String,
+    /// When it was taken, ms.
+    pub timestamp: i64,
+    /// Its codec.
+    pub codec: Codec,
+    /// Its size in bytes.
+    pub size: u64,
+    /// CRC-32 of the whole file, 8 hex digits.
+    pub checksum: String,
+    /// Source positions and sink lengths saved in it.
+    pub positions: BTreeMap<String, u64>,
+}
+
+/// What a completed checkpoint was.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointInfo {
+    /// Its id.
+    pub id: u64,
+    /// Its name in the store.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Codec.
+    pub codec: Codec,
+    /// Time spent serializing, µs (filled in by callers that measure time).
+    pub encode_us: u64,
+    /// Checkpoints deleted by retention.
+    pub deleted: Vec<String>,
+}
+
+/// A pipeline restored from a checkpoint.
+#[derive(Debug)]
+pub struct Recovered<P> {
+    /// The pipeline, with its state.
+    pub pipeline: P,
+    /// The checkpoint's header (id, time, positions).
+    pub header: Header,
+    /// The checkpoint's name in the store.
+    pub name: String,
+    /// Problems met on the way (bad `latest`, corrupt newer checkpoints skipped).
+    pub warnings: Vec<String>,
+}
+
+/// Why checkpointing or recovery failed.
+#[derive(Debug)]
+pub enum CoordinatorError {
+    /// The store failed.
+    Store(StoreError),
+    /// State could not be encoded.
+    Checkpoint(CheckpointError),
+    /// Checkpoints exist but none can be restored; nothing was loaded.
+    NoValidCheckpoint {
+        /// Where.
+        location: String,
+        /// Each checkpoint and why it was refused.
+        problems: Vec<String>,
+    },
+}
+
+impl fmt::Display for CoordinatorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CoordinatorError::Store(e) => write!(f, "{e}"),
+            CoordinatorError::Checkpoint(e) => write!(f, "{e}"),
+            CoordinatorError::NoValidCheckpoint { location, problems } => {
+                write!(f, "no checkpoint in {location} can be restored:")?;
+                for p in problems {
+                    write!(f, "\n  - {p}")?;
+                }
+                write!(f, "\nnothing was loaded; fix or move the checkpoints, or start over with --from-scratch")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CoordinatorError {}
+
+impl From<StoreError> for CoordinatorError {
+    fn from(e: StoreError) -> Self {
+        CoordinatorError::Store(e)
+    }
+}
+impl From<CheckpointError> for CoordinatorError {
+    fn from(e: CheckpointError) -> Self {
+        CoordinatorError::Checkpoint(e)
+    }
+}
+
+/// One checkpoint as [`Coordinator::inspect`] sees it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// Name in the store.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Header if it verifies, else why not.
+    pub header: Result<Header, String>,
+    /// Its codec, if recognized.
+    pub codec: Option<Codec>,
+    /// True if `latest` points at it.
+    pub is_latest: bool,
+}
+
+/// Takes checkpoints of a pipeline into a store, and recovers from them.
+///
+/// ```
+/// use simplestream_runtime::{Coordinator, CoordinatorConfig, MemoryStore};
+/// let c = Coordinator::new(MemoryStore::new(), CoordinatorConfig { every_events: Some(2), ..Default::default() });
+/// let mut c = c;
+/// c.note_events(1);
+/// assert!(!c.due(0));
+/// c.note_events(1);
+/// assert!(c.due(0));
+/// ```
+#[derive(Debug)]
+pub struct Coordinator<S> {
+    store: S,
+    config: CoordinatorConfig,
+    next_id: u64,
+    events_since: u64,
+    last_at_ms: Option<i64>,
+}
+
+/// The name of checkpoint `id` taken at `ts_ms`: sorts by time, never collides.
+///
+/// ```
+/// use simplestream_runtime::{coordinator::checkpoint_name, Codec};
+/// assert_eq!(checkpoint_name(1_733_061_600_123, 42, Codec::Json), "checkpoint_20241201_140000_123-000042.json");
+/// ```
+pub fn checkpoint_name(ts_ms: i64, id: u64, codec: Codec) -> String {
+    format!(
+        "checkpoint_{}-{id:06}.{}",
+        compact_utc(ts_ms),
+        codec.extension()
+    )
+}
+
+/// The id in a checkpoint name, if it is one.
+pub fn id_from_name(name: &str) -> Option<u64> {
+    let stem = name.strip_prefix("checkpoint_")?;
+    let stem = stem.rsplit_once('.')?.0;
+    stem.rsplit_once('-')?.1.parse().ok()
+}
+
+impl<S: CheckpointStore> Coordinator<S> {
+    /// A coordinator over `store`.
+    pub fn new(store: S, config: CoordinatorConfig) -> Self {
+        Coordinator {
+            store,
+            config,
+            next_id: 1,
+            events_since: 0,
+            last_at_ms: None,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The store, mutably.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.config
+    }
+
+    /// Changes the configuration (e.g. auto-checkpoints on or off).
+    pub fn config_mut(&mut self) -> &mut CoordinatorConfig {
+        &mut self.config
+    }
+
+    /// Id the next checkpoint will get.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Counts processed events toward the next trigger.
+    #[inline]
+    pub fn note_events(&mut self, n: u64) {
+        self.events_since += n;
+    }
+
+    /// Events since the last checkpoint.
+    pub fn events_since(&self) -> u64 {
+        self.events_since
+    }
+
+    /// Starts the interval clock (call once when processing starts).
+    pub fn start_clock(&mut self, now_ms: i64) {
+        self.last_at_ms.get_or_insert(now_ms);
+    }
+
+    /// True when a trigger fired: enough events, or enough time.
+    #[inline]
+    pub fn due(&self, now_ms: i64) -> bool {
+        if self.events_since == 0 {
+            return false;
+        }
+        if let Some(n) = self.config.every_events {
+            if self.events_since >= n {
+                return true;
+            }
+        }
+        match (self.config.every_ms, self.last_at_ms) {
+            (Some(every), Some(last)) => now_ms - last >= every,
+            _ => false,
+        }
+    }
+
+    /// Takes a checkpoint now: serialize, write, update `latest`, apply retention.
+    ///
+    /// On error nothing changed: the previous checkpoint and `latest` stay valid, and the
+    /// trigger stays due so the next call retries.
+    pub fn checkpoint<P: Pipeline>(
+        &mut self,
+        pipeline: &P,
+        positions: BTreeMap<String, u64>,
+        now_ms: i64,
+    ) -> Result<CheckpointInfo, CoordinatorError> {
+        let id = self.next_id;
+        let codec = self.config.codec;
+        let bytes = envelope::encode(pipeline, codec, id, now_ms, positions.clone())?;
+        let name = checkpoint_name(now_ms, id, codec);
+        self.store.put(&name, &bytes)?;
+        crate::checkpoint_failpoint("after-checkpoint-write");
+        let meta = LatestMeta {
+            checkpoint_id: id,
+            file: name.clone(),
+            timestamp: now_ms,
+            codec,
+            size: bytes.len() as u64,
+            checksum: format!("{:08x}", crc32fast::hash(&bytes)),
+            positions,
+        };
+        let meta_bytes = serde_json::to_vec_pretty(&meta).map_err(|e| CheckpointError::Encode {
+            detail: e.to_string(),
+        })?;
+        self.store.put_latest(&meta_bytes)?;
+        crate::checkpoint_failpoint("after-latest-write");
+        self.next_id = id + 1;
+        self.events_since = 0;
+        self.last_at_ms = Some(now_ms);
+        let deleted = self.apply_retention(&name).unwrap_or_default();
+        Ok(CheckpointInfo {
+            id,
+            name,
+            size: bytes.len() as u64,
+            codec,
+            encode_us: 0,
+            deleted,
+        })
+    }
+
+    /// Deletes checkpoints beyond `keep`, never `latest` or anything newer.
+    fn apply_retention(&mut self, latest: &str) -> Result<Vec<String>, StoreError> {
+        let keep = self.config.keep.max(1);
+        let entries = self.store.list()?;
+        let upto: Vec<&StoredEntry> = entries
+            .iter()
+            .filter(|e| e.name.as_str() <= latest)
+            .collect();
+        let mut deleted = Vec::new();
+        if upto.len() > keep {
+            for e in &upto[..upto.len() - keep] {
+                self.store.delete(&e.name)?;
+                deleted.push(e.name.clone());
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// The `latest` record, or why it cannot be used.
+    pub fn latest(&self) -> Result<Option<LatestMeta>, String> {
+        match self.store.get_latest() {
+            Ok(None) => Ok(None),
+            Ok(Some(b)) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| format!("latest record is corrupt ({e})")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Every checkpoint in the store, verified (checksum, version), newest last.
+    pub fn inspect(&self) -> Result<Vec<Listed>, StoreError> {
+        let latest = self.latest().ok().flatten().map(|m| m.file);
+        let mut out = Vec::new();
+        for e in self.store.list()? {
+            let (header, codec) = match self.store.get(&e.name) {
+                Ok(bytes) => match envelope::verify(&bytes) {
+                    Ok(v) => (Ok(v.header), Some(v.codec)),
+                    Err(err) => (Err(err.to_string()), None),
+                },
+                Err(err) => (Err(err.to_string()), None),
+            };
+            out.push(Listed {
+                is_latest: latest.as_deref() == Some(&e.name),
+                name: e.name,
+                size: e.size,
+                header,
+                codec,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Restores the newest valid checkpoint of pipeline `P`.
+    ///
+    /// Uses `latest` when it is sound; otherwise says why and falls back to the newest
+    /// checkpoint that verifies. `Ok(None)`: there are no checkpoints at all.
+    /// `Err(NoValidCheckpoint)`: there are some, but none can be restored (nothing loaded).
+    pub fn recover<P: Pipeline>(&mut self) -> Result<Option<Recovered<P>>, CoordinatorError> {
+        let entries = self.store.list()?;
+        // Never reuse an id whose file exists, even if `latest` never pointed at it.
+        let max_id = entries
+            .iter()
+            .filter_map(|e| id_from_name(&e.name))
+            .max()
+            .unwrap_or(0);
+        self.next_id = self.next_id.max(max_id + 1);
+        let mut warnings = Vec::new();
+        let mut problems = Vec::new();
+        let mut tried = None;
+        match self.latest() {
+            Ok(Some(meta)) => {
+                tried = Some(meta.file.clone());
+                match self.load::<P>(&meta.file, Some(&meta.checksum)) {
+                    Ok((header, pipeline)) => {
+                        self.next_id = self.next_id.max(header.checkpoint_id + 1);
+                        return Ok(Some(Recovered {
+                            pipeline,
+                            header,
+                            name: meta.file,
+                            warnings,
+                        }));
+                    }
+                    Err(e) => {
+                        warnings.push(format!(
+                            "latest points to {}, which cannot be restored: {e}",
+                            meta.file
+                        ));
+                        problems.push(format!("{}: {e}", meta.file));
+                    }
+                }
+            }
+            Ok(None) if !entries.is_empty() => {
+                warnings.push("the latest record is missing".to_string())
+            }
+            Ok(None) => return Ok(None),
+            Err(e) => warnings.push(e),
+        }
+        for e in entries.iter().rev() {
+            if tried.as_deref() == Some(e.name.as_str()) {
+                continue;
+            }
+            match self.load::<P>(&e.name, None) {
+                Ok((header, pipeline)) => {
+                    warnings.push(format!(
+                        "fell back to {}, the newest checkpoint that verifies",
+                        e.name
+                    ));
+                    self.next_id = self.next_id.max(header.checkpoint_id + 1);
+                    return Ok(Some(Recovered {
+                        pipeline,
+                        header,
+                        name: e.name.clone(),
+                        warnings,
+                    }));
+                }
+                Err(err) => {
+                    warnings.push(format!("skipped {}: {err}", e.name));
+                    problems.push(format!("{}: {err}", e.name));
+                }
+            }
+        }
+        if entries.is_empty() && problems.is_empty() {
+            return Ok(None);
+        }
+        Err(CoordinatorError::NoValidCheckpoint {
+            location: self.store.location(),
+            problems,
+        })
+    }
+
+    fn load<P: Pipeline>(&self, name: &str, checksum: Option<&str>) -> Result<(Header, P), String> {
+        let bytes = self.store.get(name).map_err(|e| e.to_string())?;
+        if let Some(sum) = checksum {
+            let actual = format!("{:08x}", crc32fast::hash(&bytes));
+            if actual != sum {
+                // The file's own checksum tells whether the file or the record is wrong.
+                if let Err(e) = envelope::verify(&bytes) {
+                    return Err(e.to_string());
+                }
+                return Err(format!(
+                    "its crc32 is {actual}, but the latest record says {sum}"
+                ));
+            }
+        }
+        envelope::decode::<P>(&bytes).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,470 @@
+//! The checkpoint format: one envelope, two codecs.
+//!
+//! **JSON** (readable, shaped like the article's example): one object whose first fields
+//! are the [`Header`], then one field per stateful stage named after the stage, then a
+//! checksum over every byte before it:
+//!
+//! ```text
+//! {"format":"simplestream-checkpoint","format_version":1,"pipeline":"OrderStats",
+//!  "fingerprint":"5c1f0e2b9a7d4c31","checkpoint_id":42,"timestamp":1635739530000,
+//!  "max_event_time":1635739529000,"watermark":1635739524000,
+//!  "positions":{"source.offset":5120,"output.len":880},
+//!  "customer_stats":{"C001":{"count":25,"amount":310.5}},
+//!  "checksum":"crc32:8d1f03aa"}
+//! ```
+//! Keys of keyed state are sorted, so the same state always gives the same bytes.
+//!
+//! **Binary** (compact, fast): `SSCK`, format version (u16 LE), payload length (u64 LE),
+//! CRC-32 of the payload (u32 LE), then the payload: the header and the stages in
+//! postcard.
+//!
+//! Decoding checks, in order: codec marker, format version, length, checksum, pipeline
+//! name and fingerprint, then decodes every stage into a fresh pipeline. Any failure is a
+//! distinct [`CheckpointError`]; nothing is half-loaded because the new pipeline only
+//! exists once everything decoded.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::fingerprint::to_hex;
+use crate::pipeline::{Clock, Pipeline};
+
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Value of the `format` field of JSON checkpoints.
+pub const FORMAT_NAME: &str = "simplestream-checkpoint";
+const MAGIC: &[u8; 4] = b"SSCK";
+const BIN_HEADER_LEN: usize = 4 + 2 + 8 + 4;
+const JSON_TRAILER: &[u8] = b",\"checksum\":\"crc32:";
+
+/// How a checkpoint is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    /// Readable JSON.
+    #[default]
+    Json,
+    /// Compact binary (postcard) with a CRC-32.
+    Binary,
+}
+
+impl Codec {
+    /// File extension for this codec.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Codec::Json => "json",
+            Codec::Binary => "bin",
+        }
+    }
+
+    /// Parses `json` or `binary`.
+    ///
+    /// ```
+    /// use simplestream_runtime::Codec;
+    /// assert_eq!("binary".parse::<Codec>().unwrap(), Codec::Binary);
+    /// assert!("xml".parse::<Codec>().is_err());
+    /// ```
+    pub fn parse(s: &str) -> Result<Codec, String> {
+        s.parse()
+    }
+}
+
+impl std::str::FromStr for Codec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Codec, String> {
+        match s {
+            "json" => Ok(Codec::Json),
+            "binary" | "bin" => Ok(Codec::Binary),
+            other => Err(format!("unknown codec `{other}`: use `json` or `binary`")),
+        }
+    }
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Codec::Json => "json",
+            Codec::Binary => "binary",
+        })
+    }
+}
+
+/// What every checkpoint says about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    /// Always [`FORMAT_NAME`].
+    pub format: String,
+    /// [`FORMAT_VERSION`] of the writer.
+    pub format_version: u32,
+    /// Name of the pipeline that wrote it.
+    pub pipeline: String,
+    /// That pipeline's fingerprint, 16 hex digits.
+    pub fingerprint: String,
+    /// Sequence number, 1 for the first checkpoint of an instance.
+    pub checkpoint_id: u64,
+    /// Wall-clock time the checkpoint was taken, ms since the epoch.
+    pub timestamp: i64,
+    /// Largest event time seen, ms.
+    pub max_event_time: i64,
+    /// Source watermark, ms.
+    pub watermark: i64,
+    /// Source positions and sink commit lengths (e.g. `source.offset`, `output.len`).
+    pub positions: BTreeMap<String, u64>,
+}
+
+/// Why a checkpoint could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckpointError {
+    /// Neither a JSON nor a binary checkpoint.
+    NotACheckpoint {
+        /// What was found instead.
+        detail: String,
+    },
+    /// Shorter than its header says: a write was cut off.
+    Truncated {
+        /// Bytes expected.
+        expected: u64,
+        /// Bytes found.
+        found: u64,
+    },
+    /// The bytes changed after the checkpoint was written.
+    ChecksumMismatch {
+        /// Checksum stored in the file.
+        stored: u32,
+        /// Checksum of the bytes found.
+        computed: u32,
+    },
+    /// Written by a newer (or unknown) format.
+    UnsupportedVersion {
+        /// Version in the file.
+        found: u32,
+        /// Version this build reads.
+        supported: u32,
+    },
+    /// Written by another pipeline, or by a version of this one whose state differs.
+    ForeignPipeline {
+        /// Pipeline name in the file.
+        found_name: String,
+        /// Fingerprint in the file.
+        found_fingerprint: String,
+        /// This pipeline's name.
+        expected_name: String,
+        /// This pipeline's fingerprint.
+        expected_fingerprint: String,
+    },
+    /// The checksum matched but the content does not decode.
+    Decode {
+        /// The decoder's message.
+        detail: String,
+    },
+    /// State could not be encoded (e.g. a map key JSON cannot represent).
+    Encode {
+        /// The encoder's message.
+        detail: String,
+    },
+}
+
+impl fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use CheckpointError::*;
+        match self {
+            NotACheckpoint { detail } => write!(f, "not a SimpleStream checkpoint ({detail})"),
+            Truncated { expected, found } => write!(
+                f,
+                "checkpoint is truncated: {found} of {expected} bytes (a write was cut off); an older checkpoint can be used"
+            ),
+            ChecksumMismatch { stored, computed } => write!(
+                f,
+                "checkpoint is corrupt: checksum mismatch (stored crc32 {stored:08x}, computed {computed:08x}); an older checkpoint can be used"
+            ),
+            UnsupportedVersion { found, supported } => write!(
+                f,
+                "checkpoint format version {found} is not supported by this build (it reads version {supported}); upgrade SimpleStream or start from scratch"
+            ),
+            ForeignPipeline { found_name, found_fingerprint, expected_name, expected_fingerprint } => write!(
+                f,
+                "checkpoint belongs to pipeline `{found_name}` (fingerprint {found_fingerprint}), not `{expected_name}` (fingerprint {expected_fingerprint}): the state layout differs; use another instance name or start from scratch"
+            ),
+            Decode { detail } => write!(f, "checkpoint does not decode: {detail}"),
+            Encode { detail } => write!(f, "state cannot be encoded: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for CheckpointError {}
+
+/// Encodes `pipeline`'s state with a header built from the other arguments.
+///
+/// ```
+/// # use simplestream_runtime::envelope::*;
+/// // See `decode` for a round trip through a generated pipeline.
+/// assert_eq!(Codec::Binary.extension(), "bin");
+/// ```
+pub fn encode<P: Pipeline>(
+    pipeline: &P,
+    codec: Codec,
+    checkpoint_id: u64,
+    timestamp: i64,
+    positions: BTreeMap<String, u64>,
+) -> Result<Vec<u8>, CheckpointError> {
+    let clock = pipeline.clock();
+    let header = Header {
+        format: FORMAT_NAME.to_string(),
+        format_version: FORMAT_VERSION,
+        pipeline: P::NAME.to_string(),
+        fingerprint: to_hex(P::FINGERPRINT),
+        checkpoint_id,
+        timestamp,
+        max_event_time: clock.max_event_time,
+        watermark: clock.watermark,
+        positions,
+    };
+    match codec {
+        Codec::Json => {
+            let mut out = serde_json::to_vec(&header).map_err(enc)?;
+            let mut stages = Vec::new();
+            pipeline.encode_stages(Codec::Json, &mut stages)?;
+            // Splice the two objects: `{header}` + `{stages}` -> `{header,stages}`.
+            debug_assert!(out.last() == Some(&b'}') && stages.first() == Some(&b'{'));
+            out.pop();
+            if stages.len() > 2 {
+                out.push(b',');
+                out.extend_from_slice(&stages[1..stages.len() - 1]);
+            }
+            let crc = crc32fast::hash(&out);
+            out.extend_from_slice(JSON_TRAILER);
+            out.extend_from_slice(format!("{crc:08x}\"}}\n").as_bytes());
+            Ok(out)
+        }
+        Codec::Binary => {
+            let mut payload = postcard::to_allocvec(&header).map_err(enc)?;
+            pipeline.encode_stages(Codec::Binary, &mut payload)?;
+            let mut out = Vec::with_capacity(BIN_HEADER_LEN + payload.len());
+            out.extend_from_slice(MAGIC);
+            out.extend_from_slice(&(FORMAT_VERSION as u16).to_le_bytes());
+            out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+            out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+            out.extend_from_slice(&payload);
+            Ok(out)
+        }
+    }
+}
+
+fn enc(e: impl fmt::Display) -> CheckpointError {
+    CheckpointError::Encode {
+        detail: e.to_string(),
+    }
+}
+
+fn dec(e: impl fmt::Display) -> CheckpointError {
+    CheckpointError::Decode {
+        detail: e.to_string(),
+    }
+}
+
+/// A checkpoint whose checksum and version are verified, not yet decoded into a pipeline.
+#[derive(Debug, Clone)]
+pub struct Verified<'a> {
+    /// Its codec.
+    pub codec: Codec,
+    /// Its header.
+    pub header: Header,
+    /// The bytes holding the stages (JSON: the whole document; binary: after the header).
+    pub stages: &'a [u8],
+}
+
+/// Checks codec marker, version, length and checksum, and reads the header.
+///
+/// This needs no pipeline type, so tools can list and verify any checkpoint.
+pub fn verify(bytes: &[u8]) -> Result<Verified<'_>, CheckpointError> {
+    if bytes.starts_with(MAGIC) {
+        if bytes.len() < BIN_HEADER_LEN {
+            return Err(CheckpointError::Truncated {
+                expected: BIN_HEADER_LEN as u64,
+                found: bytes.len() as u64,
+            });
+        }
+        let version = u16::from_le_bytes([bytes[4], bytes[5]]) as u32;
+        if version != FORMAT_VERSION {
+            return Err(CheckpointError::UnsupportedVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let len = u64::from_le_bytes(bytes[6..14].try_into().expect("8 bytes"));
+        let stored = u32::from_le_bytes(bytes[14..18].try_into().expect("4 bytes"));
+        let payload = &bytes[BIN_HEADER_LEN..];
+        if (payload.len() as u64) < len {
+            return Err(CheckpointError::Truncated {
+                expected: len + BIN_HEADER_LEN as u64,
+                found: bytes.len() as u64,
+            });
+        }
+        if (payload.len() as u64) > len {
+            return Err(CheckpointError::Decode {
+                detail: format!(
+                    "{} bytes after the end of the checkpoint",
+                    payload.len() as u64 - len
+                ),
+            });
+        }
+        let computed = crc32fast::hash(payload);
+        if stored != computed {
+            return Err(CheckpointError::ChecksumMismatch { stored, computed });
+        }
+        let (header, rest): (Header, _) = postcard::take_from_bytes(payload).map_err(dec)?;
+        check_format(&header)?;
+        Ok(Verified {
+            codec: Codec::Binary,
+            header,
+            stages: rest,
+        })
+    } else if bytes.first() == Some(&b'{') {
+        let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+        // Trailer: ,"checksum":"crc32:XXXXXXXX"}
+        let tail_len = JSON_TRAILER.len() + 8 + 2;
+        let trailer_ok = body.len() >= tail_len
+            && body[body.len() - tail_len..].starts_with(JSON_TRAILER)
+            && body.ends_with(b"\"}");
+        if !trailer_ok {
+            // Either cut off mid-write or not ours; a version check helps the message.
+            if let Ok(h) = serde_json::from_slice::<Header>(body) {
+                check_format(&h)?;
+            }
+            return Err(CheckpointError::Truncated {
+                expected: 0,
+                found: bytes.len() as u64,
+            }
+            .with_json_detail());
+        }
+        let split = body.len() - tail_len;
+        let hex = &body[split + JSON_TRAILER.len()..split + JSON_TRAILER.len() + 8];
+        let stored = std::str::from_utf8(hex)
+            .ok()
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .ok_or_else(|| CheckpointError::Decode {
+                detail: "checksum is not hex".into(),
+            })?;
+        let computed = crc32fast::hash(&body[..split]);
+        if stored != computed {
+            // A newer writer may checksum differently: report the version first.
+            if let Ok(h) = serde_json::from_slice::<Header>(body) {
+                check_format(&h)?;
+            }
+            return Err(CheckpointError::ChecksumMismatch { stored, computed });
+        }
+        let header: Header = serde_json::from_slice(body).map_err(dec)?;
+        check_format(&header)?;
+        Ok(Verified {
+            codec: Codec::Json,
+            header,
+            stages: body,
+        })
+    } else {
+        let shown: String = String::from_utf8_lossy(&bytes[..bytes.len().min(16)]).into();
+        Err(CheckpointError::NotACheckpoint {
+            detail: if bytes.is_empty() {
+                "the file is empty".into()
+            } else {
+                format!("starts with {shown:?}")
+            },
+        })
+    }
+}
+
+impl CheckpointError {
+    fn with_json_detail(self) -> Self {
+        match self {
+            CheckpointError::Truncated { found, .. } => CheckpointError::Decode {
+                detail: format!(
+                    "the JSON checkpoint ({found} bytes) has no checksum trailer: it was cut off during a write or edited"
+                ),
+            },
+            e => e,
+        }
+    }
+}
+
+fn check_format(h: &Header) -> Result<(), CheckpointError> {
+    if h.format != FORMAT_NAME {
+        return Err(CheckpointError::NotACheckpoint {
+            detail: format!("format is `{}`", h.format),
+        });
+    }
+    if h.format_version != FORMAT_VERSION {
+        return Err(CheckpointError::UnsupportedVersion {
+            found: h.format_version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// Checks that a verified checkpoint was written by pipeline `P`.
+pub fn check_pipeline<P: Pipeline>(h: &Header) -> Result<(), CheckpointError> {
+    let expected = to_hex(P::FINGERPRINT);
+    if h.pipeline != P::NAME || h.fingerprint != expected {
+        return Err(CheckpointError::ForeignPipeline {
+            found_name: h.pipeline.clone(),
+            found_fingerprint: h.fingerprint.clone(),
+            expected_name: P::NAME.to_string(),
+            expected_fingerprint: expected,
+        });
+    }
+    Ok(())
+}
+
+/// Verifies and decodes a checkpoint into a fresh pipeline `P`.
+pub fn decode<P: Pipeline>(bytes: &[u8]) -> Result<(Header, P), CheckpointError> {
+    let v = verify(bytes)?;
+    check_pipeline::<P>(&v.header)?;
+    let clock = Clock {
+        max_event_time: v.header.max_event_time,
+        watermark: v.header.watermark,
+    };
+    let p = P::decode_stages(v.codec, v.stages, clock)?;
+    Ok((v.header, p))
+}
+
+/// Helpers for generated `encode_stages`/`decode_stages`.
+#[doc(hidden)]
+pub mod codec {
+    use super::*;
+
+    /// Serializes a value in `codec`, appending to `out`.
+    pub fn write<T: Serialize>(
+        codec: Codec,
+        value: &T,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CheckpointError> {
+        match codec {
+            Codec::Json => serde_json::to_writer(out, value).map_err(enc),
+            Codec::Binary => {
+                let bytes = postcard::to_allocvec(value).map_err(enc)?;
+                out.extend_from_slice(&bytes);
+                Ok(())
+            }
+        }
+    }
+
+    /// Deserializes a value in `codec`; binary must use every byte.
+    pub fn read<T: serde::de::DeserializeOwned>(
+        codec: Codec,
+        bytes: &[u8],
+    ) -> Result<T, CheckpointError> {
+        match codec {
+            Codec::Json => serde_json::from_slice(bytes).map_err(dec),
+            Codec::Binary => {
+                let (v, rest) = postcard::take_from_bytes(bytes).map_err(dec)?;
+                if !rest.is_empty() {
+                    return Err(CheckpointError::Decode {
+                        detail: format!("{} unexpected trailing bytes", rest.len()),
+                    });
+                }
+                Ok(v)
+            }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Compile-time hashing used for pipeline fingerprints and state layouts.
+//!
+//! FNV-1a 64 is small, `const`, and stable across Rust versions, which is what a
+//! fingerprint stored in checkpoint files needs (std's hashers promise none of that).
+
+const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// FNV-1a 64 of a string.
+///
+/// ```
+/// assert_eq!(simplestream_runtime::fingerprint::fnv1a(""), 0xcbf2_9ce4_8422_2325);
+/// ```
+pub const fn fnv1a(s: &str) -> u64 {
+    let bytes = s.as_bytes();
+    let mut h = OFFSET;
+    let mut i = 0;
+    while i < bytes.len() {
+        h ^= bytes[i] as u64;
+        h = h.wrapping_mul(PRIME);
+        i += 1;
+    }
+    h
+}
+
+/// Combines two hashes, order-sensitively.
+///
+/// ```
+/// use simplestream_runtime::fingerprint::combine;
+/// assert_ne!(combine(1, 2), combine(2, 1));
+/// ```
+pub const fn combine(a: u64, b: u64) -> u64 {
+    let mut h = a ^ 0x9e37_79b9_7f4a_7c15;
+    let mut i = 0;
+    while i < 8 {
+        h ^= (b >> (i * 8)) & 0xff;
+        h = h.wrapping_mul(PRIME);
+        i += 1;
+    }
+    h
+}
+
+/// Formats a fingerprint the way checkpoints store it: 16 lowercase hex digits.
+///
+/// ```
+/// assert_eq!(simplestream_runtime::fingerprint::to_hex(255), "00000000000000ff");
+/// ```
+pub fn to_hex(fp: u64) -> String {
+    format!("{fp:016x}")
+}

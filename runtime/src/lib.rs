@@ -1,0 +1,63 @@
+//! The runtime behind SimpleStream's `pipeline!` macro.
+//!
+//! A few small traits and plain structs, one concept a module:
+//!
+//! - [`Checkpointable`](checkpoint::Checkpointable): state that can be saved and restored;
+//! - [`KeyedState`](state::KeyedState): per-key state on a fast, seeded hasher;
+//! - [`aggregate`]: `count`, `sum`, `min`, `max`, `avg` and user-defined aggregates;
+//! - [`window`]: tumbling, sliding and session windows;
+//! - [`Pipeline`](pipeline::Pipeline): what the macro generates;
+//! - [`envelope`]: the checkpoint format (JSON or binary, checksummed);
+//! - [`store`]: where checkpoints go ([`MemoryStore`](store::MemoryStore), `FileStore`);
+//! - [`coordinator`]: when and how checkpoints are taken, retention, recovery;
+//! - [`testing`]: crash-and-restore testing for your own pipelines;
+//! - `runner` (feature `native`): turns a pipeline into a command-line program.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod aggregate;
+pub mod checkpoint;
+pub mod coordinator;
+pub mod envelope;
+pub mod fingerprint;
+pub mod pipeline;
+pub mod state;
+pub mod store;
+pub mod testing;
+pub mod time;
+pub mod window;
+
+#[cfg(feature = "native")]
+pub mod runner;
+
+pub use checkpoint::Checkpointable;
+pub use coordinator::{Coordinator, CoordinatorConfig};
+pub use envelope::{CheckpointError, Codec, Header};
+pub use pipeline::{Clock, Collector, OutputRecord, Pipeline};
+pub use state::KeyedState;
+pub use store::{CheckpointStore, MemoryStore, StoreError};
+
+/// Re-exports used by code that `pipeline!` generates. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+    pub use serde_json;
+}
+
+/// Test hook: with `SIMPLESTREAM_FAILPOINT=<name>` set, the process aborts at that point,
+/// as a crash would (used by the crash tests to kill inside a checkpoint write).
+#[doc(hidden)]
+pub fn checkpoint_failpoint(name: &str) {
+    #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+    {
+        use std::sync::OnceLock;
+        static FP: OnceLock<Option<String>> = OnceLock::new();
+        let fp = FP.get_or_init(|| std::env::var("SIMPLESTREAM_FAILPOINT").ok());
+        if fp.as_deref() == Some(name) {
+            eprintln!("failpoint {name}: aborting");
+            std::process::abort();
+        }
+    }
+    #[cfg(not(all(feature = "native", not(target_arch = "wasm32"))))]
+    let _ = name;
+}

@@ -1,0 +1,178 @@
+//! The [`Pipeline`] trait that `pipeline!` implements, and how outputs leave it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{CheckpointError, Codec};
+
+/// The source's event-time clock: the largest event time seen and the watermark.
+///
+/// The watermark is `max_event_time - max_delay` (bounded out-of-orderness) and never
+/// goes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clock {
+    /// Largest event time seen, ms (`i64::MIN` before the first event).
+    pub max_event_time: i64,
+    /// Current watermark, ms (`i64::MIN` before the first event).
+    pub watermark: i64,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock {
+            max_event_time: i64::MIN,
+            watermark: i64::MIN,
+        }
+    }
+}
+
+impl Clock {
+    /// Observes an event time; returns true when the watermark moved.
+    ///
+    /// ```
+    /// let mut c = simplestream_runtime::Clock::default();
+    /// assert!(c.observe(10_000, 5_000));
+    /// assert_eq!(c.watermark, 5_000);
+    /// assert!(!c.observe(9_000, 5_000), "out of order: no move");
+    /// ```
+    #[inline]
+    pub fn observe(&mut self, ts: i64, max_delay: i64) -> bool {
+        if ts > self.max_event_time {
+            self.max_event_time = ts;
+            let wm = ts.saturating_sub(max_delay);
+            if wm > self.watermark {
+                self.watermark = wm;
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Where a pipeline puts its outputs.
+///
+/// ```
+/// use simplestream_runtime::Collector;
+/// let mut v: Vec<u32> = Vec::new();
+/// v.collect(1);
+/// let mut n = 0;
+/// let mut count = simplestream_runtime::pipeline::FnCollector(|_: u32| n += 1);
+/// count.collect(5);
+/// assert_eq!((v, n), (vec![1], 1));
+/// ```
+pub trait Collector<T> {
+    /// Takes one output.
+    fn collect(&mut self, item: T);
+}
+
+impl<T> Collector<T> for Vec<T> {
+    #[inline]
+    fn collect(&mut self, item: T) {
+        self.push(item)
+    }
+}
+
+/// A [`Collector`] from a closure.
+pub struct FnCollector<F>(pub F);
+impl<T, F: FnMut(T)> Collector<T> for FnCollector<F> {
+    #[inline]
+    fn collect(&mut self, item: T) {
+        (self.0)(item)
+    }
+}
+
+/// A [`Collector`] that drops everything (for benchmarks and state-only runs).
+pub struct Discard;
+impl<T> Collector<T> for Discard {
+    #[inline]
+    fn collect(&mut self, _: T) {}
+}
+
+/// An output record: which sink it belongs to, and its payload (its `Serialize` writes
+/// the payload only).
+pub trait OutputRecord: Serialize {
+    /// Name of the sink, or `"late"` for late events.
+    fn sink(&self) -> &'static str;
+    /// True for an event that arrived after its window closed.
+    fn is_late(&self) -> bool;
+}
+
+/// A pipeline, as `pipeline!` generates it: typed operators plus the code that moves
+/// events through them.
+pub trait Pipeline: Sized {
+    /// The source's event type.
+    type Event;
+    /// What comes out: one variant per sink, plus late events.
+    type Output: OutputRecord;
+
+    /// The pipeline's name, as written in the DSL.
+    const NAME: &'static str;
+    /// Hash of the DSL's structure and of every state type's layout.
+    const FINGERPRINT: u64;
+    /// Names of the stateful stages: the keys of their state in a checkpoint.
+    const STAGES: &'static [&'static str];
+    /// Names of the sinks.
+    const SINKS: &'static [&'static str];
+    /// The DSL text the pipeline was written in (for display).
+    const SOURCE_TEXT: &'static str;
+
+    /// A pipeline with empty state.
+    fn new() -> Self;
+    /// Pushes one event through.
+    fn process<C: Collector<Self::Output>>(&mut self, event: Self::Event, out: &mut C);
+    /// Moves the watermark (the source calls this itself; use it for idle sources).
+    fn advance_watermark<C: Collector<Self::Output>>(&mut self, watermark: i64, out: &mut C);
+    /// End of input: closes all open windows; events that come later and belong to
+    /// them are late.
+    fn finish<C: Collector<Self::Output>>(&mut self, out: &mut C);
+    /// The source clock.
+    fn clock(&self) -> Clock;
+    /// Writes every stage's state (an object keyed by stage name) in `codec`.
+    fn encode_stages(&self, codec: Codec, out: &mut Vec<u8>) -> Result<(), CheckpointError>;
+    /// Builds a pipeline from stage state written by [`encode_stages`](Self::encode_stages).
+    fn decode_stages(codec: Codec, bytes: &[u8], clock: Clock) -> Result<Self, CheckpointError>;
+    /// One stage's state as JSON (for display: playground, `checkpoints show`).
+    fn stage_json(&self, stage: &str) -> Option<serde_json::Value>;
+}
+
+/// Event times the source's `event_time` may return: integer milliseconds.
+#[diagnostic::on_unimplemented(
+    message = "`event_time` must give milliseconds as an integer, not `{Self}`",
+    note = "return e.g. `o.ts` where `ts: i64` or `u64` holds milliseconds since the epoch"
+)]
+pub trait EventTime {
+    /// The time in ms.
+    fn event_time_ms(self) -> i64;
+}
+impl EventTime for i64 {
+    #[inline]
+    fn event_time_ms(self) -> i64 {
+        self
+    }
+}
+impl EventTime for u64 {
+    #[inline]
+    fn event_time_ms(self) -> i64 {
+        self.min(i64::MAX as u64) as i64
+    }
+}
+impl EventTime for i32 {
+    #[inline]
+    fn event_time_ms(self) -> i64 {
+        self as i64
+    }
+}
+impl EventTime for u32 {
+    #[inline]
+    fn event_time_ms(self) -> i64 {
+        self as i64
+    }
+}
+
+/// How a late event is written: `{"stage":"per_5min","event":{...}}`.
+#[derive(Serialize)]
+pub struct LateRecord<'a, T> {
+    /// The windowed stage it was late for.
+    pub stage: &'static str,
+    /// The event.
+    pub event: &'a T,
+}

@@ -1,0 +1,181 @@
+//! Where checkpoints are kept: the [`CheckpointStore`] trait and its implementations.
+//!
+//! A store holds the checkpoints of one instance: named blobs plus one small `latest`
+//! record. It knows nothing of pipelines, codecs or retention; the
+//! [`Coordinator`](crate::Coordinator) decides names, what `latest` says and what to
+//! delete. The trait is synchronous and needs no threads, so a browser's localStorage can
+//! implement it as well as a file system.
+
+use std::fmt;
+
+mod memory;
+pub use memory::MemoryStore;
+
+#[cfg(feature = "native")]
+mod file;
+#[cfg(feature = "native")]
+pub use file::{FileStore, FileStoreOptions};
+
+/// One stored checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// Its name, e.g. `checkpoint_20241201_140000_123-000042.json`.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Storage for one instance's checkpoints.
+///
+/// ```
+/// use simplestream_runtime::store::{CheckpointStore, MemoryStore};
+/// let mut s = MemoryStore::new();
+/// s.put("checkpoint_a.json", b"{}").unwrap();
+/// s.put_latest(b"{\"file\":\"checkpoint_a.json\"}").unwrap();
+/// assert_eq!(s.get("checkpoint_a.json").unwrap(), b"{}");
+/// assert_eq!(s.list().unwrap().len(), 1);
+/// ```
+pub trait CheckpointStore {
+    /// Where the checkpoints are, for messages (a path, a URL, a key prefix).
+    fn location(&self) -> String;
+    /// Stores a checkpoint durably and atomically: after `Ok`, it survives a crash; on
+    /// `Err`, no partial checkpoint is visible under `name`.
+    fn put(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// Reads a checkpoint.
+    fn get(&self, name: &str) -> Result<Vec<u8>, StoreError>;
+    /// Every checkpoint (not `latest`), sorted by name, oldest first.
+    fn list(&self) -> Result<Vec<StoredEntry>, StoreError>;
+    /// Deletes a checkpoint; deleting a missing one is not an error.
+    fn delete(&mut self, name: &str) -> Result<(), StoreError>;
+    /// Replaces the `latest` record durably and atomically.
+    fn put_latest(&mut self, bytes: &[u8]) -> Result<(), StoreError>;
+    /// Reads the `latest` record, `None` if there is none.
+    fn get_latest(&self) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+impl<S: CheckpointStore + ?Sized> CheckpointStore for Box<S> {
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    fn put(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        (**self).put(name, bytes)
+    }
+    fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        (**self).get(name)
+    }
+    fn list(&self) -> Result<Vec<StoredEntry>, StoreError> {
+        (**self).list()
+    }
+    fn delete(&mut self, name: &str) -> Result<(), StoreError> {
+        (**self).delete(name)
+    }
+    fn put_latest(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        (**self).put_latest(bytes)
+    }
+    fn get_latest(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get_latest()
+    }
+}
+
+/// What kind of failure a store had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// No such checkpoint.
+    NotFound,
+    /// The store is full (disk full, browser quota).
+    Full,
+    /// Not allowed (permissions, read-only).
+    Denied,
+    /// Another writer holds the instance.
+    Locked,
+    /// Bad configuration (instance name, path).
+    Invalid,
+    /// Anything else.
+    Other,
+}
+
+/// A store failure: what was being done, where, and the underlying error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError {
+    /// Kind of failure.
+    pub kind: StoreErrorKind,
+    /// What was being done, e.g. `writing checkpoint`.
+    pub action: String,
+    /// Path, key or URL.
+    pub location: String,
+    /// The underlying error's message (e.g. the OS error).
+    pub detail: String,
+}
+
+impl StoreError {
+    /// A new error.
+    pub fn new(
+        kind: StoreErrorKind,
+        action: impl Into<String>,
+        location: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        StoreError {
+            kind,
+            action: action.into(),
+            location: location.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// From an I/O error, classifying it.
+    pub fn io(action: impl Into<String>, location: impl Into<String>, e: &std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        let kind = match e.kind() {
+            K::NotFound => StoreErrorKind::NotFound,
+            K::PermissionDenied | K::ReadOnlyFilesystem => StoreErrorKind::Denied,
+            K::StorageFull | K::QuotaExceeded => StoreErrorKind::Full,
+            _ => StoreErrorKind::Other,
+        };
+        StoreError::new(kind, action, location, e.to_string())
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.action, self.location, self.detail)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Checks an instance name: it becomes a directory or key prefix, so it must not escape.
+///
+/// ```
+/// use simplestream_runtime::store::validate_instance;
+/// assert!(validate_instance("app-instance-1").is_ok());
+/// for bad in ["", "..", "a/b", "a\\b", "x\n", &"a".repeat(200)] {
+///     assert!(validate_instance(bad).is_err(), "{bad:?}");
+/// }
+/// ```
+pub fn validate_instance(name: &str) -> Result<(), StoreError> {
+    let bad = |why: &str| {
+        Err(StoreError::new(
+            StoreErrorKind::Invalid,
+            "checking instance name",
+            format!("{name:?}"),
+            format!("{why}; use letters, digits, `-`, `_` and `.` (e.g. `app-instance-1`)"),
+        ))
+    };
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.len() > 128 {
+        return bad("it is longer than 128 bytes");
+    }
+    if name == "." || name == ".." || name.starts_with('.') {
+        return bad("it must not start with `.`");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return bad(&format!("it contains {c:?}"));
+    }
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! Crash testing for your own pipelines.
+//!
+//! [`assert_crash_equivalent`] runs a pipeline over your events twice: once without
+//! interruption, and once crashing at chosen points, where the pipeline is checkpointed,
+//! thrown away, and restored from the checkpoint bytes into a new one. Outputs and final
+//! state must be equal, in both codecs; otherwise it panics showing the first difference.
+//!
+//! ```
+//! # // A pipeline written by hand would do; the README shows one made with `pipeline!`.
+//! use simplestream_runtime::testing::CrashPlan;
+//! assert_eq!(CrashPlan::EveryK(3).points(10), vec![3, 6, 9]);
+//! ```
+
+use std::fmt::Debug;
+
+use crate::envelope::{self, Codec};
+use crate::pipeline::Pipeline;
+
+/// Where to crash, as event indexes (a crash at `i` happens before event `i`).
+#[derive(Debug, Clone)]
+pub enum CrashPlan {
+    /// Before every k-th event.
+    EveryK(usize),
+    /// At `crashes` points drawn from `seed`.
+    Random {
+        /// Seed of the draw (the same seed gives the same points).
+        seed: u64,
+        /// How many crashes.
+        crashes: usize,
+    },
+    /// At exactly these indexes.
+    At(Vec<usize>),
+}
+
+impl CrashPlan {
+    /// The crash points for `n` events, sorted and deduplicated.
+    pub fn points(&self, n: usize) -> Vec<usize> {
+        let mut v: Vec<usize> = match self {
+            CrashPlan::EveryK(k) => (1..=n).filter(|i| *k > 0 && i % k == 0).collect(),
+            CrashPlan::Random { seed, crashes } => {
+                let mut s = *seed;
+                (0..*crashes)
+                    .map(|_| (splitmix(&mut s) % (n as u64 + 1)) as usize)
+                    .collect()
+            }
+            CrashPlan::At(v) => v.iter().copied().filter(|i| *i <= n).collect(),
+        };
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
+fn splitmix(s: &mut u64) -> u64 {
+    *s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *s;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The result of a run: outputs and the final state as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunResult<O> {
+    /// Every output, in order.
+    pub outputs: Vec<O>,
+    /// Final state of every stage, JSON (sorted keys, so comparable as text).
+    pub state_json: String,
+    /// Number of restores performed.
+    pub restores: usize,
+}
+
+/// Runs `events` through a fresh pipeline, then ends the input.
+pub fn run_uninterrupted<P: Pipeline>(events: &[P::Event]) -> RunResult<P::Output>
+where
+    P::Event: Clone,
+{
+    run_with_crashes::<P>(events, &[], Codec::Json).expect("no crash, no decode")
+}
+
+/// Runs `events`, checkpointing, dropping and restoring the pipeline before each index in
+/// `crash_points`.
+pub fn run_with_crashes<P: Pipeline>(
+    events: &[P::Event],
+    crash_points: &[usize],
+    codec: Codec,
+) -> Result<RunResult<P::Output>, String>
+where
+    P::Event: Clone,
+{
+    let mut p = P::new();
+    let mut outputs = Vec::new();
+    let mut restores = 0;
+    let mut next = crash_points.iter().copied().peekable();
+    for (i, e) in events.iter().enumerate() {
+        while next.peek() == Some(&i) {
+            next.next();
+            p = crash_and_restore(p, codec, i as u64)?;
+            restores += 1;
+        }
+        p.process(e.clone(), &mut outputs);
+    }
+    if next.peek().is_some() {
+        p = crash_and_restore(p, codec, events.len() as u64)?;
+        restores += 1;
+    }
+    p.finish(&mut outputs);
+    let mut state = Vec::new();
+    p.encode_stages(Codec::Json, &mut state)
+        .map_err(|e| e.to_string())?;
+    Ok(RunResult {
+        outputs,
+        state_json: String::from_utf8(state).expect("JSON is UTF-8"),
+        restores,
+    })
+}
+
+fn crash_and_restore<P: Pipeline>(p: P, codec: Codec, id: u64) -> Result<P, String> {
+    let bytes =
+        envelope::encode(&p, codec, id + 1, 0, Default::default()).map_err(|e| e.to_string())?;
+    drop(p); // the crash: all in-memory state is gone
+    let (header, restored) =
+        envelope::decode::<P>(&bytes).map_err(|e| format!("restore before event {id}: {e}"))?;
+    if header.checkpoint_id != id + 1 {
+        return Err(format!(
+            "restored checkpoint {} instead of {}",
+            header.checkpoint_id,
+            id + 1
+        ));
+    }
+    Ok(restored)
+}
+
+/// Asserts that crashing and restoring at `plan`'s points, in both codecs, gives exactly
+/// the outputs and final state of an uninterrupted run.
+///
+/// # Panics
+/// With the first differing output (index, expected, found) or the differing state.
+pub fn assert_crash_equivalent<P: Pipeline>(events: &[P::Event], plan: CrashPlan)
+where
+    P::Event: Clone,
+    P::Output: PartialEq + Debug,
+{
+    let reference = run_uninterrupted::<P>(events);
+    let points = plan.points(events.len());
+    for codec in [Codec::Json, Codec::Binary] {
+        let crashed = run_with_crashes::<P>(events, &points, codec)
+            .unwrap_or_else(|e| panic!("{}: {codec} checkpoint failed: {e}", P::NAME));
+        compare(&reference, &crashed, codec, &points);
+    }
+}
+
+fn compare<O: PartialEq + Debug>(
+    r: &RunResult<O>,
+    c: &RunResult<O>,
+    codec: Codec,
+    points: &[usize],
+) {
+    let first = r.outputs.iter().zip(&c.outputs).position(|(a, b)| a != b);
+    if let Some(i) = first {
+        panic!(
+            "output {i} differs after crashes at {points:?} ({codec}):\n  uninterrupted: {:?}\n  restored:      {:?}",
+            r.outputs[i], c.outputs[i]
+        );
+    }
+    assert_eq!(
+        r.outputs.len(),
+        c.outputs.len(),
+        "output count differs after crashes at {points:?} ({codec})"
+    );
+    assert_eq!(
+        r.state_json, c.state_json,
+        "final state differs after crashes at {points:?} ({codec})"
+    );
+}

@@ -1,0 +1,403 @@
+//! Event-time windows: [`Tumbling`], [`Sliding`] and [`Session`].
+//!
+//! Each is pure state (what a checkpoint stores); the window's parameters (size, slide,
+//! gap, allowed lateness) come from the pipeline's code on every call, so they are
+//! constants in generated code and never stale after a restore.
+//!
+//! Semantics, shared by all three:
+//! - a window `[start, end)` closes when the stage's watermark reaches
+//!   `end + allowed_lateness`; it is then emitted once, and its state dropped;
+//! - an event is *late* when a window it belongs to has already closed; it is then
+//!   reported (the pipeline sends it to the late output) and never silently dropped;
+//! - windows close in `(end, key)` order, so output does not depend on hash order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::Accumulator;
+use crate::checkpoint::Checkpointable;
+use crate::fingerprint::{combine, fnv1a};
+use crate::state::{Key, KeyedState};
+
+/// A closed window's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fired<K, A> {
+    /// Inclusive start, ms.
+    pub start: i64,
+    /// Exclusive end, ms.
+    pub end: i64,
+    /// The key.
+    pub key: K,
+    /// The accumulated state.
+    pub acc: A,
+}
+
+/// Start of the window of `size` that holds `ts` (windows are aligned to the epoch).
+///
+/// ```
+/// assert_eq!(simplestream_runtime::window::align(1_000_123, 1000), 1_000_000);
+/// assert_eq!(simplestream_runtime::window::align(-1, 1000), -1000);
+/// ```
+#[inline]
+pub fn align(ts: i64, size: i64) -> i64 {
+    ts - ts.rem_euclid(size)
+}
+
+/// Tumbling windows of a fixed size.
+///
+/// ```
+/// use simplestream_runtime::window::Tumbling;
+/// let mut w: Tumbling<String, u64> = Tumbling::default();
+/// *w.acc_for(1_500, "a".into(), 1_000, 0).unwrap() += 1;
+/// let mut fired = Vec::new();
+/// w.advance(2_000, 1_000, 0, &mut fired);
+/// assert_eq!((fired[0].start, fired[0].end, fired[0].acc), (1_000, 2_000, 1));
+/// assert!(w.acc_for(1_999, "a".into(), 1_000, 0).is_none(), "window closed: late");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "K: Key, A: Serialize",
+    deserialize = "K: Key, A: Checkpointable"
+))]
+pub struct Tumbling<K: Key, A> {
+    /// This stage's watermark: every window ending at or before `watermark - lateness` closed.
+    pub watermark: i64,
+    /// Open windows by start.
+    pub windows: BTreeMap<i64, KeyedState<K, A>>,
+}
+
+impl<K: Key, A> Default for Tumbling<K, A> {
+    fn default() -> Self {
+        Tumbling {
+            watermark: i64::MIN,
+            windows: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K: Key, A: Default> Tumbling<K, A> {
+    /// The accumulator for `key` in the window holding `ts`, or `None` if that window closed.
+    #[inline]
+    pub fn acc_for(&mut self, ts: i64, key: K, size: i64, lateness: i64) -> Option<&mut A> {
+        let start = align(ts, size);
+        if start.saturating_add(size).saturating_add(lateness) <= self.watermark {
+            return None;
+        }
+        Some(self.windows.entry(start).or_default().entry(key))
+    }
+
+    /// Moves the watermark to `wm`, pushing every window that closes onto `fired`.
+    #[inline]
+    pub fn advance(&mut self, wm: i64, size: i64, lateness: i64, fired: &mut Vec<Fired<K, A>>) {
+        if wm <= self.watermark {
+            return;
+        }
+        self.watermark = wm;
+        while let Some(entry) = self.windows.first_entry() {
+            let start = *entry.key();
+            if start.saturating_add(size).saturating_add(lateness) > wm {
+                break;
+            }
+            let mut keyed = entry.remove();
+            for (key, acc) in keyed.drain_sorted() {
+                fired.push(Fired {
+                    start,
+                    end: start + size,
+                    key,
+                    acc,
+                });
+            }
+        }
+    }
+
+    /// End of input: closes every window, and keeps them closed for events that come later.
+    pub fn flush(&mut self, size: i64, lateness: i64, fired: &mut Vec<Fired<K, A>>) {
+        if let Some((&last, _)) = self.windows.last_key_value() {
+            let wm = last.saturating_add(size).saturating_add(lateness);
+            self.advance(wm, size, lateness, fired);
+        }
+    }
+
+    /// Number of open (window, key) pairs.
+    pub fn open_entries(&self) -> usize {
+        self.windows.values().map(|k| k.len()).sum()
+    }
+}
+
+impl<K: Key, A: Checkpointable> Checkpointable for Tumbling<K, A> {
+    const LAYOUT: u64 = combine(combine(fnv1a("Tumbling"), K::LAYOUT), A::LAYOUT);
+}
+
+/// Sliding (hopping) windows: size `size`, a new one every `slide`.
+///
+/// ```
+/// use simplestream_runtime::window::Sliding;
+/// let mut w: Sliding<u32, u64> = Sliding::default();
+/// let late = w.add(1_500, 7, 2_000, 1_000, 0, |acc| *acc += 1);
+/// assert!(!late);
+/// assert_eq!(w.open_entries(), 2, "in [0,2000) and [1000,3000)");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "K: Key, A: Serialize",
+    deserialize = "K: Key, A: Checkpointable"
+))]
+pub struct Sliding<K: Key, A> {
+    /// This stage's watermark.
+    pub watermark: i64,
+    /// Open windows by start.
+    pub windows: BTreeMap<i64, KeyedState<K, A>>,
+}
+
+impl<K: Key, A> Default for Sliding<K, A> {
+    fn default() -> Self {
+        Sliding {
+            watermark: i64::MIN,
+            windows: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K: Key, A: Default> Sliding<K, A> {
+    /// Adds an event to every open window holding `ts`; returns true if some window
+    /// holding it had already closed (the event is late for that window).
+    #[inline]
+    pub fn add(
+        &mut self,
+        ts: i64,
+        key: K,
+        size: i64,
+        slide: i64,
+        lateness: i64,
+        mut f: impl FnMut(&mut A),
+    ) -> bool {
+        let mut late = false;
+        let last_start = align(ts, slide);
+        let mut start = last_start;
+        // Windows [start, start + size) with start <= ts < start + size.
+        while start > ts.saturating_sub(size) {
+            if start.saturating_add(size).saturating_add(lateness) <= self.watermark {
+                late = true;
+            } else {
+                f(self.windows.entry(start).or_default().entry(key.clone()));
+            }
+            start -= slide;
+        }
+        late
+    }
+
+    /// Moves the watermark to `wm`, pushing every window that closes onto `fired`.
+    pub fn advance(&mut self, wm: i64, size: i64, lateness: i64, fired: &mut Vec<Fired<K, A>>) {
+        if wm <= self.watermark {
+            return;
+        }
+        self.watermark = wm;
+        while let Some(entry) = self.windows.first_entry() {
+            let start = *entry.key();
+            if start.saturating_add(size).saturating_add(lateness) > wm {
+                break;
+            }
+            let mut keyed = entry.remove();
+            for (key, acc) in keyed.drain_sorted() {
+                fired.push(Fired {
+                    start,
+                    end: start + size,
+                    key,
+                    acc,
+                });
+            }
+        }
+    }
+
+    /// End of input: closes every window.
+    pub fn flush(&mut self, size: i64, lateness: i64, fired: &mut Vec<Fired<K, A>>) {
+        if let Some((&last, _)) = self.windows.last_key_value() {
+            let wm = last.saturating_add(size).saturating_add(lateness);
+            self.advance(wm, size, lateness, fired);
+        }
+    }
+
+    /// Number of open (window, key) pairs.
+    pub fn open_entries(&self) -> usize {
+        self.windows.values().map(|k| k.len()).sum()
+    }
+}
+
+impl<K: Key, A: Checkpointable> Checkpointable for Sliding<K, A> {
+    const LAYOUT: u64 = combine(combine(fnv1a("Sliding"), K::LAYOUT), A::LAYOUT);
+}
+
+/// One open session of a key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionWindow<A> {
+    /// Time of the first event.
+    pub start: i64,
+    /// Time of the last event plus the gap.
+    pub end: i64,
+    /// The accumulated state.
+    pub acc: A,
+}
+
+/// Session windows: a key's events closer than `gap` to each other form one session.
+///
+/// ```
+/// use simplestream_runtime::window::Session;
+/// let mut w: Session<u32, u64> = Session::default();
+/// w.add(1_000, 1, 500, 0, |a| *a += 1);
+/// w.add(1_400, 1, 500, 0, |a| *a += 1); // within the gap: same session
+/// w.add(5_000, 1, 500, 0, |a| *a += 1); // a new one
+/// let mut fired = Vec::new();
+/// w.advance(10_000, 0, &mut fired);
+/// assert_eq!(fired.iter().map(|f| (f.start, f.end, f.acc)).collect::<Vec<_>>(),
+///            vec![(1_000, 1_900, 2), (5_000, 5_500, 1)]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "K: Key, A: Serialize",
+    deserialize = "K: Key, A: Checkpointable"
+))]
+#[serde(from = "SessionRepr<K, A>")]
+pub struct Session<K: Key, A> {
+    /// This stage's watermark.
+    pub watermark: i64,
+    /// Open sessions per key, sorted by start, never overlapping.
+    pub sessions: KeyedState<K, Vec<SessionWindow<A>>>,
+    /// (end, key) of every open session: closes them in order. Rebuilt on restore.
+    #[serde(skip)]
+    timers: BTreeSet<(i64, K)>,
+}
+
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "K: Key, A: Checkpointable"))]
+struct SessionRepr<K: Key, A> {
+    watermark: i64,
+    sessions: KeyedState<K, Vec<SessionWindow<A>>>,
+}
+
+impl<K: Key, A> From<SessionRepr<K, A>> for Session<K, A> {
+    fn from(r: SessionRepr<K, A>) -> Self {
+        let mut timers = BTreeSet::new();
+        for (k, list) in r.sessions.iter() {
+            for s in list {
+                timers.insert((s.end, k.clone()));
+            }
+        }
+        Session {
+            watermark: r.watermark,
+            sessions: r.sessions,
+            timers,
+        }
+    }
+}
+
+impl<K: Key, A> Default for Session<K, A> {
+    fn default() -> Self {
+        Session {
+            watermark: i64::MIN,
+            sessions: KeyedState::default(),
+            timers: BTreeSet::new(),
+        }
+    }
+}
+
+impl<K: Key, A: Accumulator> Session<K, A> {
+    /// Adds an event; returns true (and adds nothing) if it is late: its session would
+    /// already have closed.
+    pub fn add(
+        &mut self,
+        ts: i64,
+        key: K,
+        gap: i64,
+        lateness: i64,
+        f: impl FnOnce(&mut A),
+    ) -> bool {
+        let end = ts.saturating_add(gap);
+        if end.saturating_add(lateness) <= self.watermark {
+            return true;
+        }
+        let list = self.sessions.entry(key.clone());
+        let mut merged = SessionWindow {
+            start: ts,
+            end,
+            acc: A::default(),
+        };
+        f(&mut merged.acc);
+        // Pull out every session this one touches ([start, end) intervals overlap).
+        let mut i = 0;
+        while i < list.len() {
+            let s = &list[i];
+            if s.start < merged.end && merged.start < s.end {
+                let s = list.remove(i);
+                self.timers.remove(&(s.end, key.clone()));
+                merged.start = merged.start.min(s.start);
+                merged.end = merged.end.max(s.end);
+                let mut acc = s.acc;
+                acc.merge(&merged.acc);
+                merged.acc = acc;
+            } else {
+                i += 1;
+            }
+        }
+        let pos = list.partition_point(|s| s.start < merged.start);
+        self.timers.insert((merged.end, key));
+        list.insert(pos, merged);
+        false
+    }
+
+    /// Moves the watermark to `wm`, pushing every session that closes onto `fired`.
+    pub fn advance(&mut self, wm: i64, lateness: i64, fired: &mut Vec<Fired<K, A>>) {
+        if wm <= self.watermark {
+            return;
+        }
+        self.watermark = wm;
+        while let Some((end, _)) = self.timers.first() {
+            if end.saturating_add(lateness) > wm {
+                break;
+            }
+            let (end, key) = self.timers.pop_first().expect("checked non-empty");
+            let Some(list) = self.sessions.as_map_mut().get_mut(&key) else {
+                continue;
+            };
+            if let Some(pos) = list.iter().position(|s| s.end == end) {
+                let s = list.remove(pos);
+                if list.is_empty() {
+                    self.sessions.remove(&key);
+                }
+                fired.push(Fired {
+                    start: s.start,
+                    end: s.end,
+                    key,
+                    acc: s.acc,
+                });
+            }
+        }
+    }
+
+    /// End of input: closes every session.
+    pub fn flush(&mut self, lateness: i64, fired: &mut Vec<Fired<K, A>>) {
+        if let Some((end, _)) = self.timers.last() {
+            let wm = end.saturating_add(lateness);
+            self.advance(wm, lateness, fired);
+        }
+    }
+
+    /// Number of open sessions.
+    pub fn open_entries(&self) -> usize {
+        self.timers.len()
+    }
+}
+
+impl<K: Key, A: Checkpointable> Checkpointable for Session<K, A> {
+    const LAYOUT: u64 = combine(combine(fnv1a("Session"), K::LAYOUT), A::LAYOUT);
+}
+
+impl<A: Checkpointable> Checkpointable for SessionWindow<A> {
+    const LAYOUT: u64 = combine(fnv1a("SessionWindow"), A::LAYOUT);
+}
+
+impl Accumulator for u64 {
+    fn merge(&mut self, other: &Self) {
+        *self += *other;
+    }
+}
