@@ -1,0 +1,203 @@
+//! Behaviour of generated pipelines, and restore equivalence (property tests).
+
+mod common;
+use common::*;
+
+use proptest::prelude::*;
+use simplestream::testing::{assert_crash_equivalent, run_uninterrupted, run_with_crashes, CrashPlan};
+use simplestream::{Codec, OutputRecord, Pipeline};
+
+fn o(c: &str, amount: f64, ts: i64) -> Order {
+    Order { customer: c.into(), amount, ts }
+}
+
+#[test]
+fn article_example_counts_and_windows() {
+    let mut p = OrderStats::new();
+    let mut out = Vec::new();
+    for i in 0..25 {
+        p.process(o("C001", 1.0, 1_000 + i), &mut out);
+    }
+    p.process(o("C002", 2.0, 2_000), &mut out);
+    p.process(o("C003", -1.0, 2_000), &mut out); // filtered out
+    let state = p.stage_json("customer_stats").unwrap();
+    assert_eq!(state["C001"]["count"], 25);
+    assert_eq!(state["C002"]["amount"], 2.0);
+    assert!(state.get("C003").is_none());
+    assert!(out.is_empty(), "no window closed yet");
+    // Watermark passes 300_000 + 2s lateness: the first window closes, in key order.
+    p.process(o("C009", 1.0, 300_000 + 2_000 + 5_000), &mut out);
+    let lines: Vec<String> = out.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"customer":"C001","window_start":0,"window_end":300000,"orders":25,"amount":25.0}"#,
+            r#"{"customer":"C002","window_start":0,"window_end":300000,"orders":1,"amount":2.0}"#,
+        ]
+    );
+    // An event for the closed window is late, reported, not counted in any window.
+    out.clear();
+    p.process(o("C001", 5.0, 299_999), &mut out);
+    assert_eq!(out.len(), 1);
+    assert!(out[0].is_late());
+    assert_eq!(out[0].sink(), "late");
+    assert_eq!(
+        serde_json::to_string(&out[0]).unwrap(),
+        r#"{"stage":"per_5min","event":{"customer":"C001","amount":5.0,"ts":299999}}"#
+    );
+    // ...but the running count (not windowed) still counts it.
+    assert_eq!(p.stage_json("customer_stats").unwrap()["C001"]["count"], 26);
+}
+
+#[test]
+fn finish_closes_all_windows_and_keeps_them_closed() {
+    let mut p = OrderStats::new();
+    let mut out = Vec::new();
+    p.process(o("C001", 1.0, 10_000), &mut out);
+    p.finish(&mut out);
+    assert_eq!(out.len(), 1);
+    out.clear();
+    p.process(o("C001", 1.0, 20_000), &mut out);
+    assert!(out[0].is_late(), "window [0, 300000) already emitted at end of input");
+    out.clear();
+    p.process(o("C001", 1.0, 400_000), &mut out);
+    assert!(out.is_empty(), "a later window is open as usual");
+}
+
+#[test]
+fn sliding_windows_hold_each_event_in_every_window() {
+    let mut p = SlidingStats::new();
+    let mut out = Vec::new();
+    p.process(o("A", 3.0, 7_000), &mut out);
+    p.process(o("A", 5.0, 8_000), &mut out);
+    p.finish(&mut out);
+    let rows: Vec<String> = out.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
+    assert_eq!(
+        rows,
+        vec![
+            r#"{"customer":"A","window_start":0,"window_end":10000,"n":2,"top":5.0,"low":3.0,"mean":4.0}"#,
+            r#"{"customer":"A","window_start":5000,"window_end":15000,"n":2,"top":5.0,"low":3.0,"mean":4.0}"#,
+        ]
+    );
+}
+
+#[test]
+fn sessions_merge_and_use_custom_aggregates() {
+    let mut p = SessionStats::new();
+    let mut out = Vec::new();
+    for (amount, ts) in [(1.0, 1_000), (9.0, 4_000), (4.0, 20_000)] {
+        p.process(o("A", amount, ts), &mut out);
+    }
+    p.finish(&mut out);
+    let rows: Vec<String> = out.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
+    assert_eq!(
+        rows,
+        vec![
+            r#"{"customer":"A","window_start":1000,"window_end":8000,"n":2,"spread":8.0}"#,
+            r#"{"customer":"A","window_start":20000,"window_end":24000,"n":1,"spread":0.0}"#,
+        ]
+    );
+}
+
+#[test]
+fn chained_stages_and_two_sinks() {
+    let events = orders(7, 500, 5, 500);
+    let r = run_uninterrupted::<Chained>(&events);
+    let sinks: std::collections::BTreeSet<&str> = r.outputs.iter().map(|o| o.sink()).collect();
+    assert!(sinks.contains("totals") && sinks.contains("every_5s"), "{sinks:?}");
+    // Every `totals` row passed the filter.
+    for out in &r.outputs {
+        if let chained::Output::Totals(row) = out {
+            assert_eq!(row.n % 2, 0);
+        }
+    }
+}
+
+#[test]
+fn fingerprints_differ_between_pipelines_and_are_stable() {
+    assert_ne!(OrderStats::FINGERPRINT, SlidingStats::FINGERPRINT);
+    assert_ne!(SlidingStats::FINGERPRINT, SessionStats::FINGERPRINT);
+    assert_eq!(OrderStats::STAGES, &["customer_stats", "per_5min"]);
+    assert_eq!(OrderStats::SINKS, &["per_5min"]);
+}
+
+#[test]
+fn json_checkpoint_has_the_article_shape() {
+    let mut p = OrderStats::new();
+    let mut out = Vec::new();
+    p.process(o("C001", 12.5, 1_635_739_530_000), &mut out);
+    let bytes = simplestream::envelope::encode(&p, Codec::Json, 8, 1_635_739_530_000, Default::default()).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["timestamp"], 1_635_739_530_000i64);
+    assert_eq!(v["customer_stats"]["C001"]["count"], 1);
+    assert_eq!(v["customer_stats"]["C001"]["amount"], 12.5);
+    assert_eq!(v["pipeline"], "OrderStats");
+    assert_eq!(v["checkpoint_id"], 8);
+    assert!(v["checksum"].as_str().unwrap().starts_with("crc32:"));
+    // The same state gives the same bytes.
+    let again = simplestream::envelope::encode(&p, Codec::Json, 8, 1_635_739_530_000, Default::default()).unwrap();
+    assert_eq!(bytes, again);
+}
+
+#[test]
+fn crash_every_k_events_for_every_pipeline() {
+    let events = orders(42, 3_000, 20, 4_000);
+    assert_crash_equivalent::<OrderStats>(&events, CrashPlan::EveryK(97));
+    assert_crash_equivalent::<SlidingStats>(&events, CrashPlan::EveryK(101));
+    assert_crash_equivalent::<SessionStats>(&events, CrashPlan::EveryK(89));
+    assert_crash_equivalent::<Chained>(&events, CrashPlan::Random { seed: 3, crashes: 40 });
+}
+
+#[test]
+fn the_helper_detects_a_pipeline_that_forgets_state() {
+    // A restore into an empty pipeline (what a bug in snapshotting would do) must be caught.
+    let events = orders(1, 400, 5, 1_000);
+    let reference = run_uninterrupted::<OrderStats>(&events);
+    let mut p = OrderStats::new();
+    let mut out = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        if i == 200 {
+            p = OrderStats::new(); // "restore" that lost everything
+        }
+        p.process(e.clone(), &mut out);
+    }
+    p.finish(&mut out);
+    assert_ne!(out, reference.outputs);
+}
+
+fn arb_events() -> impl Strategy<Value = Vec<Order>> {
+    prop::collection::vec((0u8..6, -20i32..200, 0i64..9_000, 0u8..10), 0..250).prop_map(|v| {
+        let mut t = 1_000_000i64;
+        v.into_iter()
+            .map(|(k, a, step, back)| {
+                t += step;
+                // Sometimes far behind the watermark, to exercise late events.
+                let ts = if back == 0 { t - 400_000 } else { t - (back as i64) * 300 };
+                Order { customer: format!("K{k}"), amount: a as f64 / 4.0, ts }
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn restore_anywhere_equals_uninterrupted(events in arb_events(), cut in any::<prop::sample::Index>(), codec_bin in any::<bool>()) {
+        let at = cut.index(events.len() + 1);
+        let codec = if codec_bin { Codec::Binary } else { Codec::Json };
+        macro_rules! check {
+            ($p:ty) => {{
+                let reference = run_uninterrupted::<$p>(&events);
+                let crashed = run_with_crashes::<$p>(&events, &[at], codec).unwrap();
+                prop_assert_eq!(crashed.restores, 1);
+                prop_assert_eq!(&crashed.outputs, &reference.outputs);
+                prop_assert_eq!(&crashed.state_json, &reference.state_json);
+            }};
+        }
+        check!(OrderStats);
+        check!(SlidingStats);
+        check!(SessionStats);
+        check!(Chained);
+    }
+}
