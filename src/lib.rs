@@ -33,12 +33,14 @@
 //! }
 //! p.finish(&mut out);
 //! assert_eq!(p.stage_json("customer_stats").unwrap().to_string(),
-//!            r#"{"C001":{"amount":20.0,"count":2},"C002":{"amount":3.0,"count":1}}"#);
+//!            r#"{"C001":{"count":2,"amount":20.0},"C002":{"count":1,"amount":3.0}}"#);
 //! let first = serde_json::to_string(&out[0]).unwrap();
 //! assert_eq!(first, r#"{"customer":"C001","window_start":0,"window_end":300000,"orders":2,"amount":20.0}"#);
 //! # }
 //! ```
 #![forbid(unsafe_code)]
+
+extern crate self as simplestream;
 
 pub use simplestream_macros::{pipeline, Checkpointable};
 pub use simplestream_runtime::*;

@@ -4,11 +4,17 @@ mod common;
 use common::*;
 
 use proptest::prelude::*;
-use simplestream::testing::{assert_crash_equivalent, run_uninterrupted, run_with_crashes, CrashPlan};
+use simplestream::testing::{
+    assert_crash_equivalent, run_uninterrupted, run_with_crashes, CrashPlan,
+};
 use simplestream::{Codec, OutputRecord, Pipeline};
 
 fn o(c: &str, amount: f64, ts: i64) -> Order {
-    Order { customer: c.into(), amount, ts }
+    Order {
+        customer: c.into(),
+        amount,
+        ts,
+    }
 }
 
 #[test]
@@ -27,7 +33,10 @@ fn article_example_counts_and_windows() {
     assert!(out.is_empty(), "no window closed yet");
     // Watermark passes 300_000 + 2s lateness: the first window closes, in key order.
     p.process(o("C009", 1.0, 300_000 + 2_000 + 5_000), &mut out);
-    let lines: Vec<String> = out.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
+    let lines: Vec<String> = out
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap())
+        .collect();
     assert_eq!(
         lines,
         vec![
@@ -58,7 +67,10 @@ fn finish_closes_all_windows_and_keeps_them_closed() {
     assert_eq!(out.len(), 1);
     out.clear();
     p.process(o("C001", 1.0, 20_000), &mut out);
-    assert!(out[0].is_late(), "window [0, 300000) already emitted at end of input");
+    assert!(
+        out[0].is_late(),
+        "window [0, 300000) already emitted at end of input"
+    );
     out.clear();
     p.process(o("C001", 1.0, 400_000), &mut out);
     assert!(out.is_empty(), "a later window is open as usual");
@@ -71,7 +83,10 @@ fn sliding_windows_hold_each_event_in_every_window() {
     p.process(o("A", 3.0, 7_000), &mut out);
     p.process(o("A", 5.0, 8_000), &mut out);
     p.finish(&mut out);
-    let rows: Vec<String> = out.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
+    let rows: Vec<String> = out
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap())
+        .collect();
     assert_eq!(
         rows,
         vec![
@@ -89,7 +104,10 @@ fn sessions_merge_and_use_custom_aggregates() {
         p.process(o("A", amount, ts), &mut out);
     }
     p.finish(&mut out);
-    let rows: Vec<String> = out.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
+    let rows: Vec<String> = out
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap())
+        .collect();
     assert_eq!(
         rows,
         vec![
@@ -104,7 +122,10 @@ fn chained_stages_and_two_sinks() {
     let events = orders(7, 500, 5, 500);
     let r = run_uninterrupted::<Chained>(&events);
     let sinks: std::collections::BTreeSet<&str> = r.outputs.iter().map(|o| o.sink()).collect();
-    assert!(sinks.contains("totals") && sinks.contains("every_5s"), "{sinks:?}");
+    assert!(
+        sinks.contains("totals") && sinks.contains("every_5s"),
+        "{sinks:?}"
+    );
     // Every `totals` row passed the filter.
     for out in &r.outputs {
         if let chained::Output::Totals(row) = out {
@@ -126,7 +147,9 @@ fn json_checkpoint_has_the_article_shape() {
     let mut p = OrderStats::new();
     let mut out = Vec::new();
     p.process(o("C001", 12.5, 1_635_739_530_000), &mut out);
-    let bytes = simplestream::envelope::encode(&p, Codec::Json, 8, 1_635_739_530_000, Default::default()).unwrap();
+    let bytes =
+        simplestream::envelope::encode(&p, Codec::Json, 8, 1_635_739_530_000, Default::default())
+            .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(v["timestamp"], 1_635_739_530_000i64);
     assert_eq!(v["customer_stats"]["C001"]["count"], 1);
@@ -135,7 +158,9 @@ fn json_checkpoint_has_the_article_shape() {
     assert_eq!(v["checkpoint_id"], 8);
     assert!(v["checksum"].as_str().unwrap().starts_with("crc32:"));
     // The same state gives the same bytes.
-    let again = simplestream::envelope::encode(&p, Codec::Json, 8, 1_635_739_530_000, Default::default()).unwrap();
+    let again =
+        simplestream::envelope::encode(&p, Codec::Json, 8, 1_635_739_530_000, Default::default())
+            .unwrap();
     assert_eq!(bytes, again);
 }
 
@@ -145,7 +170,13 @@ fn crash_every_k_events_for_every_pipeline() {
     assert_crash_equivalent::<OrderStats>(&events, CrashPlan::EveryK(97));
     assert_crash_equivalent::<SlidingStats>(&events, CrashPlan::EveryK(101));
     assert_crash_equivalent::<SessionStats>(&events, CrashPlan::EveryK(89));
-    assert_crash_equivalent::<Chained>(&events, CrashPlan::Random { seed: 3, crashes: 40 });
+    assert_crash_equivalent::<Chained>(
+        &events,
+        CrashPlan::Random {
+            seed: 3,
+            crashes: 40,
+        },
+    );
 }
 
 #[test]
@@ -172,8 +203,16 @@ fn arb_events() -> impl Strategy<Value = Vec<Order>> {
             .map(|(k, a, step, back)| {
                 t += step;
                 // Sometimes far behind the watermark, to exercise late events.
-                let ts = if back == 0 { t - 400_000 } else { t - (back as i64) * 300 };
-                Order { customer: format!("K{k}"), amount: a as f64 / 4.0, ts }
+                let ts = if back == 0 {
+                    t - 400_000
+                } else {
+                    t - (back as i64) * 300
+                };
+                Order {
+                    customer: format!("K{k}"),
+                    amount: a as f64 / 4.0,
+                    ts,
+                }
             })
             .collect()
     })

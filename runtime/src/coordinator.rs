@@ -260,6 +260,25 @@ impl<S: CheckpointStore> Coordinator<S> {
         }
     }
 
+    /// After a failed checkpoint: wait for the next trigger before retrying.
+    pub fn postpone(&mut self, now_ms: i64) {
+        self.events_since = 0;
+        self.last_at_ms = Some(now_ms);
+    }
+
+    /// Moves `next_id` past every checkpoint in the store (for a fresh start that keeps
+    /// old checkpoints: new ones then sort after them and `latest` moves on).
+    pub fn skip_existing_ids(&mut self) {
+        if let Ok(entries) = self.store.list() {
+            let max_id = entries
+                .iter()
+                .filter_map(|e| id_from_name(&e.name))
+                .max()
+                .unwrap_or(0);
+            self.next_id = self.next_id.max(max_id + 1);
+        }
+    }
+
     /// Takes a checkpoint now: serialize, write, update `latest`, apply retention.
     ///
     /// On error nothing changed: the previous checkpoint and `latest` stay valid, and the

@@ -114,9 +114,17 @@ pub fn orders(seed: u64, n: usize, keys: u64, disorder_ms: i64) -> Vec<Order> {
     (0..n)
         .map(|_| {
             t += (next() % 700) as i64;
-            let jitter = if disorder_ms > 0 { (next() % disorder_ms as u64) as i64 } else { 0 };
+            let jitter = if disorder_ms > 0 {
+                (next() % disorder_ms as u64) as i64
+            } else {
+                0
+            };
             let amount = (next() % 10_000) as f64 / 100.0 - 5.0;
-            Order { customer: format!("C{:03}", next() % keys), amount, ts: t - jitter }
+            Order {
+                customer: format!("C{:03}", next() % keys),
+                amount,
+                ts: t - jitter,
+            }
         })
         .collect()
 }

@@ -1,1 +1,128 @@
-fn main() {}
+//! Project automation.
+//!
+//! - `cargo xtask demo`: the `orders` pipeline with file checkpoints, killed with SIGKILL
+//!   part way, restarted, and compared with a run that never crashed.
+//! - `cargo xtask test`: everything CI checks (formatting, clippy, all tests), installing
+//!   what it needs on a fresh machine.
+#![forbid(unsafe_code)]
+
+mod demo;
+mod gen;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("demo") => demo::run(&args[1..]),
+        Some("gen") => gen::cli(&args[1..]),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n  demo   run the orders pipeline, kill it with SIGKILL, restart it, compare with an uninterrupted run\n  test   run everything CI checks (fmt, clippy, unit/integration/doc tests, compile-fail tests, crash tests)\n  gen    write sample orders: cargo xtask gen FILE [COUNT] [CUSTOMERS] [SEED]"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is in the workspace")
+        .to_path_buf()
+}
+
+pub fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Runs a command, echoing it; fails with its exit status.
+pub fn run(mut cmd: Command) -> Result<(), String> {
+    let shown = format!("{cmd:?}").replace('"', "");
+    eprintln!("\n$ {shown}");
+    let t = Instant::now();
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {shown}: {e}"))?;
+    eprintln!("  ({:.1}s)", t.elapsed().as_secs_f64());
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{shown}` failed ({status})"))
+    }
+}
+
+fn has_component(name: &str) -> bool {
+    Command::new("rustup")
+        .args(["component", "list", "--installed"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.starts_with(name))
+        })
+        .unwrap_or(false)
+}
+
+/// Installs what the tests need and is missing.
+fn ensure_tools() -> Result<(), String> {
+    for comp in ["rustfmt", "clippy"] {
+        if !has_component(comp) {
+            let mut c = Command::new("rustup");
+            c.args(["component", "add", comp]);
+            run(c)?;
+        }
+    }
+    Ok(())
+}
+
+fn test(args: &[String]) -> Result<(), String> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let t = Instant::now();
+    ensure_tools()?;
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    run(fmt)?;
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(clippy)?;
+    // The crash tests drive the release binaries as separate processes.
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "--example",
+        "orders",
+        "--bin",
+        "simplestream",
+    ]);
+    run(build)?;
+    let mut test = cargo();
+    test.args(["test", "--workspace"]);
+    if quick {
+        test.env("SIMPLESTREAM_CRASH_KILLS", "10");
+    }
+    run(test)?;
+    eprintln!("\nall checks passed in {:.0}s", t.elapsed().as_secs_f64());
+    Ok(())
+}

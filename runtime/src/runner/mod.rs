@@ -1,1 +1,623 @@
-//! runner
+//! Turns any generated pipeline into a command-line program with file checkpoints.
+//!
+//! ```no_run
+//! # use simplestream_runtime as simplestream;
+//! # fn demo<P: simplestream::Pipeline>() -> std::process::ExitCode
+//! # where P::Event: serde::de::DeserializeOwned {
+//! // In your program's main: `fn main() -> ExitCode { simplestream::runner::main::<MyPipeline>() }`
+//! simplestream::runner::main::<P>()
+//! # }
+//! ```
+//!
+//! The program reads JSON lines, writes results as JSON lines, and checkpoints into
+//! `<checkpoint-dir>/checkpoints/<instance>/`. Every checkpoint holds the input's byte
+//! offset and the committed length of each output file; outputs are flushed and fsynced
+//! before the checkpoint is written. On restart, outputs are truncated back to those
+//! lengths and the input resumes at that offset, so after any number of crashes the
+//! output is byte-identical to a run that never crashed.
+
+pub mod checkpoints;
+pub mod input;
+pub mod output;
+mod progress;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::de::DeserializeOwned;
+use tracing::{debug, error, info, warn};
+
+use crate::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError};
+use crate::envelope::Codec;
+use crate::pipeline::{OutputRecord, Pipeline};
+use crate::store::{FileStore, FileStoreOptions};
+use crate::time::{now_ms, parse_duration_ms};
+use input::{LineReader, Read};
+use output::SinkFile;
+
+/// What to do with a line that is not a valid event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnBadInput {
+    /// Stop with an error naming the line and field; a checkpoint lets you fix the line
+    /// and resume from it.
+    Fail,
+    /// Log a warning and go on.
+    Skip,
+    /// Write the line and the error to the dead-letter file and go on.
+    DeadLetter,
+}
+
+/// Command-line options of a pipeline program.
+#[derive(Debug, Parser)]
+#[command(
+    about = "Runs a SimpleStream pipeline over a JSON-lines file, with checkpoints that survive crashes.",
+    long_about = "Runs a SimpleStream pipeline over a JSON-lines file, with checkpoints that survive crashes.\n\n\
+        Kill it at any moment (even with kill -9) and start it again with the same arguments: it restores the \
+        newest valid checkpoint, truncates the outputs back to what that checkpoint committed, and resumes reading \
+        where it was taken. The output is then byte-identical to a run that never crashed.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Args {
+    /// Input file: one JSON event per line.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub input: Option<PathBuf>,
+    /// Output file: one JSON result per line (closed windows, sink records).
+    #[arg(long, value_name = "FILE", required = true)]
+    pub output: Option<PathBuf>,
+    /// File for late events (arrived after their window closed) [default: <output>.late].
+    #[arg(long, value_name = "FILE")]
+    pub late_output: Option<PathBuf>,
+    /// Directory holding checkpoints (in <dir>/checkpoints/<instance>/).
+    #[arg(long, value_name = "DIR", default_value = "checkpoints-data")]
+    pub checkpoint_dir: PathBuf,
+    /// Name of this instance; two processes cannot run on one instance.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub instance: String,
+    /// Take a checkpoint every N events (0: not by count).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub checkpoint_every: u64,
+    /// Also take a checkpoint every DURATION of wall-clock time (e.g. 10s, 1min).
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    pub checkpoint_interval: Option<i64>,
+    /// Checkpoint codec: readable JSON or compact binary.
+    #[arg(long, value_name = "CODEC", default_value = "json", value_parser = Codec::parse)]
+    pub codec: Codec,
+    /// Keep the newest K checkpoints.
+    #[arg(long, value_name = "K", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep: u64,
+    /// Ignore existing checkpoints and start from the beginning (outputs are rewritten).
+    #[arg(long)]
+    pub from_scratch: bool,
+    /// What to do with a malformed line.
+    #[arg(long, value_enum, default_value = "fail")]
+    pub on_bad_input: OnBadInput,
+    /// Dead-letter file for --on-bad-input dead-letter [default: <output>.dead].
+    #[arg(long, value_name = "FILE")]
+    pub dead_letter: Option<PathBuf>,
+    /// Keep reading the input as it grows (like tail -f); stop with Ctrl-C.
+    #[arg(long)]
+    pub follow: bool,
+    /// Only print warnings and errors.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Exit with an error after this many checkpoints fail in a row.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub max_failed_checkpoints: u32,
+    /// Longest accepted input line, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    pub max_line_bytes: usize,
+    /// Inspect checkpoints instead of running.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+fn parse_interval(s: &str) -> Result<i64, String> {
+    let ms = parse_duration_ms(s)?;
+    if ms <= 0 {
+        return Err("the interval must be more than zero".into());
+    }
+    Ok(ms)
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List, show or verify checkpoints.
+    #[command(subcommand)]
+    Checkpoints(checkpoints::CheckpointsCommand),
+}
+
+/// Parses the command line, runs, and turns errors into a message and exit code 1
+/// (2 for bad input in `fail` mode).
+pub fn main<P>() -> ExitCode
+where
+    P: Pipeline,
+    P::Event: DeserializeOwned,
+{
+    let args = Args::parse();
+    init_logging(args.quiet);
+    if let Some(Command::Checkpoints(cmd)) = args.command {
+        return checkpoints::run::<P>(cmd);
+    }
+    match run::<P>(&args) {
+        Ok(summary) => {
+            if !args.quiet {
+                eprintln!("{summary}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(RunError::BadInput(msg)) => {
+            error!("{msg}");
+            ExitCode::from(2)
+        }
+        Err(RunError::Fatal(msg)) => {
+            error!("{msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sets up `tracing` on stderr; `RUST_LOG` overrides the level.
+pub fn init_logging(quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if quiet { "warn" } else { "info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Why a run stopped with an error.
+#[derive(Debug)]
+pub enum RunError {
+    /// A malformed line in `fail` mode (a checkpoint was taken at that line).
+    BadInput(String),
+    /// Anything else.
+    Fatal(String),
+}
+
+impl From<&str> for RunError {
+    fn from(s: &str) -> Self {
+        RunError::Fatal(s.to_string())
+    }
+}
+
+impl From<String> for RunError {
+    fn from(s: String) -> Self {
+        RunError::Fatal(s)
+    }
+}
+
+struct Outputs {
+    main: SinkFile,
+    late: SinkFile,
+    dead: Option<SinkFile>,
+    multi_sink: bool,
+    scratch: Vec<u8>,
+}
+
+impl Outputs {
+    fn write<O: OutputRecord>(&mut self, rec: &O) -> Result<(), String> {
+        self.scratch.clear();
+        let target = if rec.is_late() {
+            &mut self.late
+        } else {
+            &mut self.main
+        };
+        let r = if self.multi_sink && !rec.is_late() {
+            serde_json::to_writer(
+                &mut self.scratch,
+                &Tagged {
+                    sink: rec.sink(),
+                    record: rec,
+                },
+            )
+        } else {
+            serde_json::to_writer(&mut self.scratch, rec)
+        };
+        r.map_err(|e| format!("encoding an output record: {e}"))?;
+        target
+            .write_line(&self.scratch)
+            .map_err(|e| format!("writing {}: {e}", target.path().display()))
+    }
+
+    fn commit(&mut self, positions: &mut BTreeMap<String, u64>) -> Result<(), String> {
+        positions.insert("output.len".into(), self.main.commit()?);
+        positions.insert("late.len".into(), self.late.commit()?);
+        if let Some(d) = &mut self.dead {
+            positions.insert("dead_letter.len".into(), d.commit()?);
+        }
+        Ok(())
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Tagged<'a, O> {
+    sink: &'static str,
+    record: &'a O,
+}
+
+#[derive(serde::Serialize)]
+struct DeadLetter<'a> {
+    line: u64,
+    offset: u64,
+    error: &'a str,
+    raw: std::borrow::Cow<'a, str>,
+}
+
+struct Run<P: Pipeline> {
+    pipeline: P,
+    coord: Coordinator<FileStore>,
+    outputs: Outputs,
+    input: LineReader,
+    events: u64,
+    failures: u32,
+    max_failures: u32,
+    checkpoints: u64,
+    last_ckpt: Option<(u64, Duration)>,
+    out_buf: Vec<P::Output>,
+}
+
+impl<P: Pipeline> Run<P> {
+    fn drain(&mut self) -> Result<(), String> {
+        for rec in self.out_buf.drain(..) {
+            self.outputs.write(&rec)?;
+        }
+        Ok(())
+    }
+
+    /// Pause, make outputs durable, checkpoint, resume. A failed checkpoint keeps the
+    /// previous one valid; the next trigger retries.
+    fn checkpoint(&mut self, why: &str) -> Result<bool, String> {
+        let started = Instant::now();
+        let mut positions = BTreeMap::new();
+        positions.insert("source.offset".into(), self.input.offset);
+        positions.insert("source.line".into(), self.input.line);
+        positions.insert("events".into(), self.events);
+        let result = self
+            .outputs
+            .commit(&mut positions)
+            .map_err(|e| e.to_string())
+            .and_then(|_| {
+                self.coord
+                    .checkpoint(&self.pipeline, positions, now_ms())
+                    .map_err(|e| e.to_string())
+            });
+        match result {
+            Ok(info) => {
+                self.failures = 0;
+                self.checkpoints += 1;
+                let took = started.elapsed();
+                self.last_ckpt = Some((info.size, took));
+                debug!(id = info.id, name = %info.name, bytes = info.size, ms = took.as_millis() as u64, why, "checkpoint");
+                Ok(true)
+            }
+            Err(e) => {
+                self.failures += 1;
+                self.coord.postpone(now_ms());
+                let prev = self
+                    .coord
+                    .latest()
+                    .ok()
+                    .flatten()
+                    .map(|m| m.file)
+                    .unwrap_or_else(|| "none".into());
+                error!(
+                    "checkpoint failed ({}/{} in a row): {e}; the previous checkpoint ({prev}) stays valid; retrying at the next trigger",
+                    self.failures, self.max_failures
+                );
+                if self.failures >= self.max_failures {
+                    return Err(format!(
+                        "{} checkpoints failed in a row; stopping (last error: {e})",
+                        self.failures
+                    ));
+                }
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// Runs the pipeline as `args` say; returns a one-line summary.
+pub fn run<P>(args: &Args) -> Result<String, RunError>
+where
+    P: Pipeline,
+    P::Event: DeserializeOwned,
+{
+    let input_path = args.input.clone().ok_or("--input is required")?;
+    let output_path = args.output.clone().ok_or("--output is required")?;
+    let late_path = args
+        .late_output
+        .clone()
+        .unwrap_or_else(|| with_suffix(&output_path, ".late"));
+    let dead_path = match args.on_bad_input {
+        OnBadInput::DeadLetter => Some(
+            args.dead_letter
+                .clone()
+                .unwrap_or_else(|| with_suffix(&output_path, ".dead")),
+        ),
+        _ => None,
+    };
+    let store = FileStore::open(
+        &args.checkpoint_dir,
+        &args.instance,
+        FileStoreOptions::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    for t in store.cleaned_temp_files() {
+        warn!("removed {t}, a checkpoint write cut off by a crash");
+    }
+    let config = CoordinatorConfig {
+        every_events: (args.checkpoint_every > 0).then_some(args.checkpoint_every),
+        every_ms: args.checkpoint_interval,
+        codec: args.codec,
+        keep: args.keep as usize,
+    };
+    let mut coord = Coordinator::new(store, config);
+    let (pipeline, positions) = if args.from_scratch {
+        let n = crate::store::CheckpointStore::list(coord.store())
+            .map(|l| l.len())
+            .unwrap_or(0);
+        if n > 0 {
+            warn!("--from-scratch: ignoring {n} existing checkpoint(s) in {}; outputs are rewritten from the start", coord.store().dir().display());
+        }
+        // New checkpoints must sort after (and never overwrite) the old ones.
+        coord.skip_existing_ids();
+        (P::new(), BTreeMap::new())
+    } else {
+        match coord.recover::<P>() {
+            Ok(Some(r)) => {
+                for w in &r.warnings {
+                    warn!("{w}");
+                }
+                let age = (now_ms() - r.header.timestamp).max(0);
+                info!(
+                    "restored checkpoint #{} ({}) taken {} ago: {} events processed, input offset {}, watermark {}",
+                    r.header.checkpoint_id,
+                    r.name,
+                    human_ms(age),
+                    r.header.positions.get("events").copied().unwrap_or(0),
+                    r.header.positions.get("source.offset").copied().unwrap_or(0),
+                    r.header.watermark
+                );
+                (r.pipeline, r.header.positions)
+            }
+            Ok(None) => {
+                info!(
+                    "no checkpoint in {}: starting from the beginning",
+                    coord.store().dir().display()
+                );
+                (P::new(), BTreeMap::new())
+            }
+            Err(e @ CoordinatorError::NoValidCheckpoint { .. }) => {
+                return Err(RunError::Fatal(e.to_string()))
+            }
+            Err(e) => return Err(RunError::Fatal(e.to_string())),
+        }
+    };
+    let pos = |k: &str| positions.get(k).copied().unwrap_or(0);
+    let input_file = File::open(&input_path)
+        .map_err(|e| format!("opening input {}: {e}", input_path.display()))?;
+    let input_len = input_file.metadata().map(|m| m.len()).unwrap_or(0);
+    if pos("source.offset") > input_len {
+        return Err(RunError::Fatal(format!(
+            "the checkpoint is at byte {} of {}, but the file has only {input_len} bytes: the input was replaced or truncated; use --from-scratch to start over",
+            pos("source.offset"),
+            input_path.display()
+        )));
+    }
+    let input = LineReader::new(
+        input_file,
+        pos("source.offset"),
+        pos("source.line").max(1),
+        args.max_line_bytes,
+    )
+    .map_err(|e| format!("reading {}: {e}", input_path.display()))?;
+    let outputs = Outputs {
+        main: SinkFile::open(&output_path, pos("output.len"))?,
+        late: SinkFile::open(&late_path, pos("late.len"))?,
+        dead: match &dead_path {
+            Some(p) => Some(SinkFile::open(p, pos("dead_letter.len"))?),
+            None => None,
+        },
+        multi_sink: P::SINKS.len() > 1,
+        scratch: Vec::new(),
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| format!("installing signal handler: {e}"))?;
+    }
+
+    let mut run = Run {
+        pipeline,
+        coord,
+        outputs,
+        input,
+        events: pos("events"),
+        failures: 0,
+        max_failures: args.max_failed_checkpoints.max(1),
+        checkpoints: 0,
+        last_ckpt: None,
+        out_buf: Vec::new(),
+    };
+    run.coord.start_clock(now_ms());
+    let started = Instant::now();
+    let start_events = run.events;
+    let mut progress = progress::Progress::new(!args.quiet, input_len);
+    let mut bad_lines = 0u64;
+
+    let interrupted = loop {
+        if stop.load(Ordering::Relaxed) {
+            break true;
+        }
+        let read = run
+            .input
+            .next_line()
+            .map_err(|e| format!("reading {}: {e}", input_path.display()))?;
+        let (bytes, parsed) = match read {
+            Read::Eof => {
+                if !args.follow {
+                    break false;
+                }
+                if run.coord.due(now_ms()) {
+                    run.checkpoint("interval")?;
+                }
+                progress.tick(
+                    run.events,
+                    run.input.offset,
+                    run.input.file_len(),
+                    run.checkpoints,
+                    run.last_ckpt,
+                );
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            Read::Line {
+                unterminated: true, ..
+            } if args.follow => {
+                // A writer is still appending this line: wait for its newline.
+                run.input
+                    .rewind()
+                    .map_err(|e| format!("reading {}: {e}", input_path.display()))?;
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            Read::Line { bytes, .. } => (bytes, input::parse_event::<P::Event>(&run.input.buf)),
+            Read::TooLong { bytes } => (
+                bytes,
+                Err(format!(
+                    "line is longer than {} bytes (see --max-line-bytes)",
+                    args.max_line_bytes
+                )),
+            ),
+        };
+        match parsed {
+            Ok(event) => {
+                run.pipeline.process(event, &mut run.out_buf);
+                run.input.advance(bytes);
+                run.events += 1;
+                run.coord.note_events(1);
+                if !run.out_buf.is_empty() {
+                    run.drain()?;
+                }
+            }
+            Err(msg) => {
+                let full = format!(
+                    "line {} (byte offset {}): {msg}",
+                    run.input.line, run.input.offset
+                );
+                match args.on_bad_input {
+                    OnBadInput::Fail => {
+                        // Checkpoint *before* the bad line, so a fixed file resumes right there.
+                        run.checkpoint("bad input")?;
+                        return Err(RunError::BadInput(format!(
+                            "{full}\nstopped before this line (checkpoint saved); fix the line and run again to resume from it, or use --on-bad-input skip|dead-letter"
+                        )));
+                    }
+                    OnBadInput::Skip => {
+                        warn!("skipped {full}");
+                    }
+                    OnBadInput::DeadLetter => {
+                        let rec = DeadLetter {
+                            line: run.input.line,
+                            offset: run.input.offset,
+                            error: &msg,
+                            raw: String::from_utf8_lossy(&run.input.buf),
+                        };
+                        let line = serde_json::to_vec(&rec).map_err(|e| e.to_string())?;
+                        let dead = run
+                            .outputs
+                            .dead
+                            .as_mut()
+                            .expect("dead-letter mode opens the file");
+                        dead.write_line(&line)
+                            .map_err(|e| format!("writing {}: {e}", dead.path().display()))?;
+                        warn!("dead-lettered {full}");
+                    }
+                }
+                bad_lines += 1;
+                run.input.advance(bytes);
+                run.coord.note_events(1);
+            }
+        }
+        if run.coord.due(now_ms()) {
+            run.checkpoint("trigger")?;
+        }
+        if run.events & 0x3ff == 0 {
+            progress.tick(
+                run.events,
+                run.input.offset,
+                input_len.max(run.input.offset),
+                run.checkpoints,
+                run.last_ckpt,
+            );
+        }
+    };
+    progress.finish();
+
+    if !interrupted {
+        // End of a bounded input is end of stream: close every window.
+        run.pipeline.finish(&mut run.out_buf);
+        run.drain()?;
+    }
+    // Final checkpoint; on failure, retry a few times before giving up.
+    let mut ok = false;
+    for _ in 0..run.max_failures {
+        if run.checkpoint(if interrupted {
+            "signal"
+        } else {
+            "end of input"
+        })? {
+            ok = true;
+            break;
+        }
+    }
+    if !ok {
+        return Err(RunError::Fatal("the final checkpoint failed".into()));
+    }
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let done = run.events - start_events;
+    Ok(format!(
+        "{}: {} events ({} this run, {:.0}/s), {} bad line(s), {} checkpoint(s); output {} ({} bytes){}",
+        if interrupted { "stopped by signal" } else { "done" },
+        run.events,
+        done,
+        done as f64 / secs,
+        bad_lines,
+        run.checkpoints,
+        output_path.display(),
+        run.outputs.main.len(),
+        if run.outputs.late.is_empty() { String::new() } else { format!(", late events in {}", late_path.display()) },
+    ))
+}
+
+fn with_suffix(p: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// `3.2s`, `4min 10s`, ... for messages.
+pub fn human_ms(ms: i64) -> String {
+    if ms < 1_000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else if ms < 3_600_000 {
+        format!("{}min {}s", ms / 60_000, ms / 1000 % 60)
+    } else {
+        format!("{}h {}min", ms / 3_600_000, ms / 60_000 % 60)
+    }
+}

@@ -1,0 +1,212 @@
+//! `checkpoints list|show|verify`: inspect an instance's checkpoints, even while the
+//! program runs (the store is opened read-only, without the lock).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use crate::coordinator::{Coordinator, CoordinatorConfig};
+use crate::envelope::{self, Codec};
+use crate::pipeline::Pipeline;
+use crate::store::{CheckpointStore, FileStore, FileStoreOptions, StoreErrorKind};
+use crate::time::iso_utc;
+
+/// Checkpoint tools.
+#[derive(Debug, Subcommand)]
+pub enum CheckpointsCommand {
+    /// One line per checkpoint: id, time, size, codec, events, valid?
+    List {
+        /// The checkpoint directory (as given to --checkpoint-dir).
+        dir: PathBuf,
+        /// The instance.
+        #[arg(long, default_value = "default")]
+        instance: String,
+    },
+    /// Print a checkpoint as pretty JSON (binary ones decoded to the same JSON).
+    Show {
+        /// The checkpoint directory.
+        dir: PathBuf,
+        /// The instance.
+        #[arg(long, default_value = "default")]
+        instance: String,
+        /// Checkpoint id [default: the one `latest` points to].
+        #[arg(long)]
+        id: Option<u64>,
+    },
+    /// Check every checkpoint and the latest record; exit 1 naming the first bad one.
+    Verify {
+        /// The checkpoint directory.
+        dir: PathBuf,
+        /// The instance.
+        #[arg(long, default_value = "default")]
+        instance: String,
+    },
+}
+
+fn open(dir: &PathBuf, instance: &str) -> Result<Coordinator<FileStore>, String> {
+    let store =
+        FileStore::open(dir, instance, FileStoreOptions { read_only: true }).map_err(|e| {
+            if e.kind == StoreErrorKind::NotFound {
+                format!(
+                    "no checkpoints for instance `{instance}` in {} ({e})",
+                    dir.display()
+                )
+            } else {
+                e.to_string()
+            }
+        })?;
+    Ok(Coordinator::new(store, CoordinatorConfig::default()))
+}
+
+/// Runs a checkpoints subcommand; `P` decodes binary checkpoints of its own pipeline.
+pub fn run<P: Pipeline>(cmd: CheckpointsCommand) -> ExitCode {
+    let r = match cmd {
+        CheckpointsCommand::List { dir, instance } => list(&dir, &instance),
+        CheckpointsCommand::Show { dir, instance, id } => show::<P>(&dir, &instance, id),
+        CheckpointsCommand::Verify { dir, instance } => verify::<P>(&dir, &instance),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn list(dir: &PathBuf, instance: &str) -> Result<(), String> {
+    let c = open(dir, instance)?;
+    let all = c.inspect().map_err(|e| e.to_string())?;
+    if all.is_empty() {
+        println!("no checkpoints in {}", c.store().location());
+        return Ok(());
+    }
+    println!(
+        "{:>6}  {:<24}  {:>10}  {:<6}  {:>10}  {:<5}  FILE",
+        "ID", "TIME (UTC)", "BYTES", "CODEC", "EVENTS", "VALID"
+    );
+    for l in &all {
+        let mark = if l.is_latest { " (latest)" } else { "" };
+        match &l.header {
+            Ok(h) => println!(
+                "{:>6}  {:<24}  {:>10}  {:<6}  {:>10}  {:<5}  {}{mark}",
+                h.checkpoint_id,
+                iso_utc(h.timestamp),
+                l.size,
+                l.codec.map(|c| c.to_string()).unwrap_or_default(),
+                h.positions.get("events").copied().unwrap_or(0),
+                "yes",
+                l.name
+            ),
+            Err(e) => println!(
+                "{:>6}  {:<24}  {:>10}  {:<6}  {:>10}  {:<5}  {}{mark}  ({e})",
+                "?", "?", l.size, "?", "?", "NO", l.name
+            ),
+        }
+    }
+    Ok(())
+}
+
+fn show<P: Pipeline>(dir: &PathBuf, instance: &str, id: Option<u64>) -> Result<(), String> {
+    let c = open(dir, instance)?;
+    let entries = c.store().list().map_err(|e| e.to_string())?;
+    let name = match id {
+        Some(id) => entries
+            .iter()
+            .find(|e| crate::coordinator::id_from_name(&e.name) == Some(id))
+            .map(|e| e.name.clone())
+            .ok_or_else(|| format!("no checkpoint #{id} in {}", c.store().location()))?,
+        None => match c.latest() {
+            Ok(Some(m)) => m.file,
+            _ => entries
+                .last()
+                .map(|e| e.name.clone())
+                .ok_or_else(|| format!("no checkpoints in {}", c.store().location()))?,
+        },
+    };
+    let bytes = c.store().get(&name).map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        to_pretty_json::<P>(&bytes).map_err(|e| format!("{name}: {e}"))?
+    );
+    Ok(())
+}
+
+/// A checkpoint as pretty JSON; binary checkpoints of pipeline `P` are decoded and
+/// re-encoded as JSON (the same shape a JSON checkpoint has).
+pub fn to_pretty_json<P: Pipeline>(bytes: &[u8]) -> Result<String, String> {
+    let v = envelope::verify(bytes).map_err(|e| e.to_string())?;
+    let json_bytes = match v.codec {
+        Codec::Json => bytes.to_vec(),
+        Codec::Binary => {
+            if v.header.pipeline != P::NAME {
+                return Err(format!(
+                    "a binary checkpoint of pipeline `{}`; this program decodes `{}` only: run `checkpoints show` of the program that wrote it",
+                    v.header.pipeline,
+                    P::NAME
+                ));
+            }
+            let (h, p) = envelope::decode::<P>(bytes).map_err(|e| e.to_string())?;
+            envelope::encode(&p, Codec::Json, h.checkpoint_id, h.timestamp, h.positions)
+                .map_err(|e| e.to_string())?
+        }
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(&json_bytes).map_err(|e| e.to_string())?;
+    serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
+}
+
+fn verify<P: Pipeline>(dir: &PathBuf, instance: &str) -> Result<(), String> {
+    let c = open(dir, instance)?;
+    let entries = c.store().list().map_err(|e| e.to_string())?;
+    if entries.is_empty() {
+        return Err(format!("no checkpoints in {}", c.store().location()));
+    }
+    let mut first_bad = None;
+    for e in &entries {
+        let bytes = c.store().get(&e.name).map_err(|e| e.to_string())?;
+        let result = envelope::verify(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|v| {
+                if v.header.pipeline == P::NAME {
+                    envelope::decode::<P>(&bytes)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                } else {
+                    Ok(())
+                }
+            });
+        match result {
+            Ok(()) => println!("ok   {}", e.name),
+            Err(err) => {
+                println!("BAD  {}: {err}", e.name);
+                first_bad.get_or_insert(format!("{} is bad: {err}", e.name));
+            }
+        }
+    }
+    match c.latest() {
+        Ok(Some(m)) => match entries.iter().find(|e| e.name == m.file) {
+            Some(_) => println!("ok   latest.json -> {}", m.file),
+            None => {
+                println!(
+                    "BAD  latest.json points to {}, which does not exist",
+                    m.file
+                );
+                first_bad.get_or_insert(format!("latest.json points to missing {}", m.file));
+            }
+        },
+        Ok(None) => {
+            println!("BAD  latest.json is missing");
+            first_bad.get_or_insert("latest.json is missing".into());
+        }
+        Err(e) => {
+            println!("BAD  {e}");
+            first_bad.get_or_insert(e);
+        }
+    }
+    match first_bad {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,179 @@
+//! Reading JSON-lines input: bounded lines, byte offsets, errors that name line and field.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+
+use serde::de::DeserializeOwned;
+
+/// One read from the input.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Read {
+    /// A line (without its newline); `bytes` consumed including the newline.
+    Line {
+        /// Bytes consumed, newline included.
+        bytes: u64,
+        /// True when the line ended at end of file without a newline.
+        unterminated: bool,
+    },
+    /// A line longer than the limit; `bytes` consumed including the newline.
+    TooLong {
+        /// Bytes consumed.
+        bytes: u64,
+    },
+    /// End of file.
+    Eof,
+}
+
+/// A JSON-lines file read line by line, knowing its byte offset and line number.
+pub struct LineReader {
+    reader: BufReader<File>,
+    /// Byte offset of the next line.
+    pub offset: u64,
+    /// Number of the next line (1-based).
+    pub line: u64,
+    max_line: usize,
+    /// The current line's bytes.
+    pub buf: Vec<u8>,
+}
+
+impl LineReader {
+    /// Opens `file` at `offset` (the start of line `line`).
+    pub fn new(mut file: File, offset: u64, line: u64, max_line: usize) -> io::Result<Self> {
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(LineReader {
+            reader: BufReader::with_capacity(1 << 16, file),
+            offset,
+            line,
+            max_line,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Reads the next line into `buf`.
+    pub fn next_line(&mut self) -> io::Result<Read> {
+        self.buf.clear();
+        let mut total = 0u64;
+        let mut too_long = false;
+        loop {
+            let chunk = self.reader.fill_buf()?;
+            if chunk.is_empty() {
+                if total == 0 {
+                    return Ok(Read::Eof);
+                }
+                return Ok(if too_long {
+                    Read::TooLong { bytes: total }
+                } else {
+                    Read::Line {
+                        bytes: total,
+                        unterminated: true,
+                    }
+                });
+            }
+            let (take, done) = match memchr(chunk) {
+                Some(i) => (i + 1, true),
+                None => (chunk.len(), false),
+            };
+            let content = if done {
+                &chunk[..take - 1]
+            } else {
+                &chunk[..take]
+            };
+            if !too_long {
+                if self.buf.len() + content.len() > self.max_line {
+                    too_long = true;
+                    self.buf.clear();
+                } else {
+                    self.buf.extend_from_slice(content);
+                }
+            }
+            total += take as u64;
+            self.reader.consume(take);
+            if done {
+                return Ok(if too_long {
+                    Read::TooLong { bytes: total }
+                } else {
+                    Read::Line {
+                        bytes: total,
+                        unterminated: false,
+                    }
+                });
+            }
+        }
+    }
+
+    /// Marks the current line consumed.
+    pub fn advance(&mut self, bytes: u64) {
+        self.offset += bytes;
+        self.line += 1;
+    }
+
+    /// Goes back to the start of the current line (a partial line in `--follow` mode).
+    pub fn rewind(&mut self) -> io::Result<()> {
+        self.reader.seek(SeekFrom::Start(self.offset))?;
+        Ok(())
+    }
+
+    /// Length of the underlying file now.
+    pub fn file_len(&self) -> u64 {
+        self.reader
+            .get_ref()
+            .metadata()
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+}
+
+fn memchr(s: &[u8]) -> Option<usize> {
+    s.iter().position(|&b| b == b'\n')
+}
+
+/// Parses one line into an event, or says what is wrong with it (field path included).
+///
+/// ```
+/// use simplestream_runtime::runner::input::parse_event;
+/// #[derive(serde::Deserialize, Debug)]
+/// struct Order { customer: String, amount: f64 }
+/// assert!(parse_event::<Order>(br#"{"customer":"C1","amount":1.5}"#).is_ok());
+/// assert_eq!(parse_event::<Order>(br#"{"amount":1.5}"#).unwrap_err(), "missing field `customer`");
+/// assert_eq!(parse_event::<Order>(br#"{"customer":"C1","amount":"x"}"#).unwrap_err(),
+///            "field `amount`: invalid type: string \"x\", expected f64");
+/// ```
+pub fn parse_event<T: DeserializeOwned>(line: &[u8]) -> Result<T, String> {
+    if line.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err("empty line (expected a JSON object)".into());
+    }
+    if let Err(e) = std::str::from_utf8(line) {
+        return Err(format!(
+            "not valid UTF-8 (bad byte at column {})",
+            e.valid_up_to() + 1
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(line);
+    let r: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    match r {
+        Ok(v) => de
+            .end()
+            .map(|_| v)
+            .map_err(|e| strip_position(&e.to_string())),
+        Err(e) => {
+            let path = e.path().to_string();
+            let msg = strip_position(&e.inner().to_string());
+            if path == "." || path.is_empty() || msg.starts_with("missing field") {
+                Err(if path == "." || path.is_empty() {
+                    msg
+                } else {
+                    format!("field `{path}`: {msg}")
+                })
+            } else {
+                Err(format!("field `{path}`: {msg}"))
+            }
+        }
+    }
+}
+
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}

@@ -1,0 +1,15 @@
+use serde::{Deserialize, Serialize};
+use simplestream::pipeline;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    pub customer: String,
+    pub amount: f64,
+    pub ts: i64,
+}
+
+pipeline! {
+    pipeline P;
+}
+
+fn main() {}
