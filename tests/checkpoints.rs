@@ -654,17 +654,20 @@ fn every_corruption_kind_is_a_distinct_variant() {
             .iter()
             .map(|(what, b)| expect_err(envelope::decode::<OrderStats>(b), what))
             .collect();
-        let kinds: BTreeSet<String> = errs
-            .iter()
-            .map(|e| {
-                format!("{e:?}")
-                    .split([' ', '{'])
-                    .next()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
-        assert_eq!(kinds.len(), cases.len(), "{codec}: {errs:#?}");
+        use CheckpointError as E;
+        let expected_kind = |what: &str, e: &CheckpointError| match what {
+            "flipped" => matches!(e, E::ChecksumMismatch { .. }),
+            "truncated" if codec == Codec::Binary => matches!(e, E::Truncated { .. }),
+            // JSON has no length header: a cut-off document lacks its checksum trailer.
+            "truncated" => matches!(e, E::Decode { .. }),
+            "foreign" => matches!(e, E::ForeignPipeline { .. }),
+            "future" => matches!(e, E::UnsupportedVersion { .. }),
+            "empty" => matches!(e, E::NotACheckpoint { .. }),
+            _ => unreachable!(),
+        };
+        for ((what, _), e) in cases.iter().zip(&errs) {
+            assert!(expected_kind(what, e), "{codec} {what}: {e:?}");
+        }
         let distinct: Vec<_> = errs.iter().map(discriminant).collect();
         for (i, d) in distinct.iter().enumerate() {
             assert!(!distinct[..i].contains(d), "{codec}: {errs:#?}");
@@ -787,7 +790,6 @@ fn a_flipped_byte_anywhere_in_a_json_checkpoint_never_gives_another_state() {
 
 // A file starting with the binary magic and a huge length must be refused, not panic.
 #[test]
-#[ignore = "bug: envelope.rs `verify` (line ~301) computes `len + BIN_HEADER_LEN as u64`, which overflows (panic in debug, wrong Truncated.expected in release) when the stored length is > u64::MAX - 18"]
 fn binary_header_with_huge_length_is_truncated_not_a_panic() {
     let mut junk = b"SSCK".to_vec();
     junk.extend_from_slice(&1u16.to_le_bytes());
@@ -1205,7 +1207,6 @@ fn next_id_after_recover_is_above_every_existing_id() {
 }
 
 #[test]
-#[ignore = "bug: coordinator.rs `recover` fallback loop (`if tried == e.name { continue }`) skips the file latest named even when only latest's checksum field is wrong and the file verifies; with keep=1 recover gives NoValidCheckpoint although a valid checkpoint exists"]
 fn recover_uses_an_intact_checkpoint_when_only_the_latest_checksum_is_wrong() {
     for codec in CODECS {
         let (c, _, taken) = build(codec, 1);
@@ -1541,11 +1542,12 @@ impl CheckpointStore for FlakyStore {
 }
 
 /// Three checkpoints, then one whose `latest` update fails, then a successful retry.
-fn with_failed_latest_write() -> (Coordinator<FlakyStore>, OrderStats) {
+fn with_failed_latest_write() -> (Coordinator<FlakyStore>, String) {
     let mut c = Coordinator::new(FlakyStore::default(), mem_config(10, 5, Codec::Json));
     let mut p = OrderStats::new();
     let mut out = Vec::new();
     let events = orders(8, 50, 4, 0);
+    let mut saved = String::new(); // state at the last successful checkpoint
     let mut now = T0;
     for (i, e) in events.iter().enumerate() {
         p.process(e.clone(), &mut out);
@@ -1557,7 +1559,10 @@ fn with_failed_latest_write() -> (Coordinator<FlakyStore>, OrderStats) {
         if c.due(now) {
             let pos = positions(&[("events", i as u64 + 1)]);
             match c.checkpoint(&p, pos, now) {
-                Ok(info) => assert_eq!(latest_of(&c).file, info.name),
+                Ok(info) => {
+                    assert_eq!(latest_of(&c).file, info.name);
+                    saved = state(&p);
+                }
                 Err(err) => {
                     assert_eq!(i, 39, "only the failing write fails");
                     let CoordinatorError::Store(e) = &err else {
@@ -1581,16 +1586,18 @@ fn with_failed_latest_write() -> (Coordinator<FlakyStore>, OrderStats) {
             }
         }
     }
-    (c, p)
+    (c, saved)
 }
 
 #[test]
 fn a_failed_latest_write_keeps_the_previous_checkpoint_and_is_retried() {
-    let (c, p) = with_failed_latest_write();
+    let (c, saved) = with_failed_latest_write();
     // The retry came with the next event (the trigger stayed due).
     let meta = latest_of(&c);
     assert_eq!(meta.positions, positions(&[("events", 41)]));
-    assert_eq!(c.next_id(), 5);
+    // Id 4 went to the file whose `latest` write failed; ids are never reused.
+    assert_eq!(meta.checkpoint_id, 5);
+    assert_eq!(c.next_id(), 6);
     let mut c2 = Coordinator::new(c.store().clone(), c.config().clone());
     let r = match c2.recover::<OrderStats>() {
         Ok(Some(r)) => r,
@@ -1598,11 +1605,10 @@ fn a_failed_latest_write_keeps_the_previous_checkpoint_and_is_retried() {
     };
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     assert_eq!(r.name, meta.file);
-    assert_eq!(state(&r.pipeline), state(&p));
+    assert_eq!(state(&r.pipeline), saved);
 }
 
 #[test]
-#[ignore = "bug: coordinator.rs `checkpoint`: a failed put_latest leaves the written checkpoint file in the store but does not advance next_id, so the retry writes a second file with the same id"]
 fn a_failed_latest_write_does_not_reuse_the_checkpoint_id() {
     let (c, _) = with_failed_latest_write();
     let ids: Vec<u64> = names_in(c.store())
@@ -1619,7 +1625,6 @@ fn a_failed_latest_write_does_not_reuse_the_checkpoint_id() {
 }
 
 #[test]
-#[ignore = "bug: coordinator.rs `recover` (`self.next_id.max(max_id + 1)`, also in `skip_existing_ids`) overflows (panic in debug) when a file in the store is named with id u64::MAX"]
 fn a_checkpoint_file_named_with_the_largest_id_does_not_panic_recover() {
     let (c, _, taken) = build(Codec::Json, 3);
     let mut c2 = restarted(&c);

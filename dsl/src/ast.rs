@@ -374,12 +374,23 @@ impl Parse for AggField {
         };
         input.parse::<Token![=]>()?;
         let func: Ident = input.parse()?;
+        if !input.peek(syn::token::Paren) {
+            return Err(syn::Error::new(
+                func.span(),
+                format!("expected a call such as `{func}(...)`: aggregate functions are count(), sum(..), min(..), max(..), avg(..) and custom(YourAggregate, ..)"),
+            ));
+        }
         let content;
         let paren = syn::parenthesized!(content in input);
         let span = func.span().join(paren.span.join()).unwrap_or(func.span());
         let mut custom = None;
         if func == "custom" {
-            custom = Some(content.parse::<Type>()?);
+            custom = Some(content.parse::<Type>().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "`custom` takes your aggregate's type and the value: `custom(YourAggregate, |o| o.amount)`",
+                )
+            })?);
             if !content.is_empty() {
                 content.parse::<Token![,]>()?;
             }

@@ -3,6 +3,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, ToTokens};
+use syn::spanned::Spanned;
 use syn::{Expr, Ident, ReturnType, Type};
 
 use crate::ast::{AggField, DurationLit, OpKind, PipelineDef, StageDef};
@@ -218,10 +219,17 @@ pub fn check(def: PipelineDef) -> syn::Result<Plan> {
     let mut errs = Errors(None);
     let name = match def.name {
         Some(n) => n,
-        None => return Err(syn::Error::new(
-            Span::call_site(),
-            "the pipeline has no name; start with `pipeline Name;` (e.g. `pipeline OrderStats;`)",
-        )),
+        None => {
+            // Point at the first statement, where `pipeline Name;` belongs.
+            let first = (def.sources.first().map(|s| s.kw.span()))
+                .or_else(|| def.stages.first().map(|s| s.name.span()))
+                .or_else(|| def.sinks.first().map(|s| s.kw.span()))
+                .unwrap_or_else(Span::call_site);
+            return Err(syn::Error::new(
+                first,
+                "the pipeline has no name; start with `pipeline Name;` (e.g. `pipeline OrderStats;`)",
+            ));
+        }
     };
     let mut sources = def.sources.into_iter();
     let Some(src) = sources.next() else {
@@ -243,7 +251,7 @@ pub fn check(def: PipelineDef) -> syn::Result<Plan> {
         );
     }
     let event_time = match src.event_time {
-        Some(e) => e,
+        Some(e) => event_time_at_body(e),
         None => {
             errs.push(
                 src.name.span(),
@@ -299,17 +307,18 @@ pub fn check(def: PipelineDef) -> syn::Result<Plan> {
             }
             continue;
         }
-        let Some(input_ty) = scope
-            .iter()
-            .find(|(n, _)| *n == st.input)
-            .map(|(_, t)| t.clone())
-        else {
-            let known: Vec<String> = scope.iter().map(|(n, _)| format!("`{n}`")).collect();
-            errs.push(
-                st.input.span(),
-                format!("unknown stage `{}`; a stage can read {} (stages must be defined before they are read)", st.input, known.join(", ")),
-            );
-            continue;
+        let input_ty = match scope.iter().find(|(n, _)| *n == st.input) {
+            Some((_, t)) => t.clone(),
+            None => {
+                let known: Vec<String> = scope.iter().map(|(n, _)| format!("`{n}`")).collect();
+                errs.push(
+                    st.input.span(),
+                    format!("unknown stage `{}`; a stage can read {} (stages must be defined before they are read)", st.input, known.join(", ")),
+                );
+                // Go on checking the stage (nothing is generated): its own mistakes are
+                // reported too, and its readers and sink are not reported as unknown.
+                syn::parse_quote!(())
+            }
         };
         let plan = plan_stage(&st, input_ty, &module, &mut errs);
         let idx = stages.len();
@@ -365,6 +374,41 @@ pub fn check(def: PipelineDef) -> syn::Result<Plan> {
             source,
             stages,
         }),
+    }
+}
+
+/// Declared value types that are certainly not numbers. `Numeric` is implemented for the
+/// integer and float primitives; types not listed here are left to the compiler.
+fn not_numeric(t: &Type) -> bool {
+    match t {
+        Type::Reference(_) | Type::Tuple(_) | Type::Array(_) | Type::Slice(_) => true,
+        Type::Paren(p) => not_numeric(&p.elem),
+        Type::Group(g) => not_numeric(&g.elem),
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last().is_some_and(|s| {
+            matches!(
+                s.ident.to_string().as_str(),
+                "String" | "str" | "bool" | "char" | "Vec" | "Option"
+            )
+        }),
+        _ => false,
+    }
+}
+
+/// Wraps the body of `|e| body` as `EventTime::event_time_ms(body)`, spanned at the body,
+/// so that a time that is not integer milliseconds is reported at the user's expression
+/// (with `EventTime`'s hint) rather than at the whole macro. The result is `i64`, which the
+/// generated code's own `EventTime` call accepts.
+fn event_time_at_body(e: Expr) -> Expr {
+    match e {
+        Expr::Closure(mut c) if matches!(c.output, ReturnType::Default) => {
+            let body = &c.body;
+            let span = body.span();
+            c.body = Box::new(syn::parse_quote_spanned!(span=>
+                ::simplestream::__rt::pipeline::EventTime::event_time_ms(#body)
+            ));
+            Expr::Closure(c)
+        }
+        other => other,
     }
 }
 
@@ -463,15 +507,20 @@ fn plan_stage(st: &StageDef, input_ty: Type, module: &Ident, errs: &mut Errors) 
                     "key_by(customer: String = |o| o.customer.clone())",
                     errs,
                 );
-                let Some(kty) = field.ty.clone() else {
-                    errs.push(
-                        field.name.span(),
-                        format!(
-                            "the key needs a type: `key_by({}: String = ...)`",
-                            field.name
-                        ),
-                    );
-                    continue;
+                let kty = match field.ty.clone() {
+                    Some(t) => t,
+                    None => {
+                        errs.push(
+                            field.name.span(),
+                            format!(
+                                "the key needs a type: `key_by({}: String = ...)`",
+                                field.name
+                            ),
+                        );
+                        // Placeholder (nothing is generated), so that the `aggregate`
+                        // that follows is not reported as lacking a `key_by`.
+                        syn::parse_quote!(())
+                    }
                 };
                 pending_key = Some((
                     field.name.clone(),
@@ -648,9 +697,14 @@ fn plan_aggs(fields: &[AggField], key: &Ident, windowed: bool, errs: &mut Errors
         let func = f.func.to_string();
         let needs_value = func != "count";
         if needs_value && f.value.is_none() {
+            let example = if func == "custom" {
+                "custom(YourAggregate, |o| o.amount)".to_string()
+            } else {
+                format!("{func}(|o| o.amount)")
+            };
             errs.push(
                 f.span,
-                format!("`{func}` needs the value to aggregate, e.g. `{func}(|o| o.amount)`"),
+                format!("`{func}` needs the value to aggregate, e.g. `{example}`"),
             );
             continue;
         }
@@ -660,6 +714,18 @@ fn plan_aggs(fields: &[AggField], key: &Ident, windowed: bool, errs: &mut Errors
         }
         if let Some(v) = &f.value {
             check_fn(v, &func, "sum(|o| o.amount)", errs);
+        }
+        if let (Some(t), "sum" | "avg") = (&f.ty, func.as_str()) {
+            if not_numeric(t) {
+                errs.push(
+                    t.span(),
+                    format!(
+                        "`{func}` adds numbers, but `{}` is not a number; declare an integer or float type (e.g. `{name}: f64 = {func}(|o| o.amount)`), count events with `count()`, or write a `custom(YourAggregate, |e| ...)`",
+                        norm(t)
+                    ),
+                );
+                continue;
+            }
         }
         let (out_ty, agg_ty): (Type, TokenStream) = match (func.as_str(), &f.ty) {
             ("count", t) => (

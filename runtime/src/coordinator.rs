@@ -183,6 +183,14 @@ pub fn checkpoint_name(ts_ms: i64, id: u64, codec: Codec) -> String {
     )
 }
 
+const RECORD_MISMATCH: &str = "the latest record does not match the file";
+
+/// Entries sorted by checkpoint id (then name): ids only grow, wall clocks may not.
+fn by_id(mut entries: Vec<StoredEntry>) -> Vec<StoredEntry> {
+    entries.sort_by(|a, b| (id_from_name(&a.name), &a.name).cmp(&(id_from_name(&b.name), &b.name)));
+    entries
+}
+
 /// The id in a checkpoint name, if it is one.
 pub fn id_from_name(name: &str) -> Option<u64> {
     let stem = name.strip_prefix("checkpoint_")?;
@@ -275,7 +283,7 @@ impl<S: CheckpointStore> Coordinator<S> {
                 .filter_map(|e| id_from_name(&e.name))
                 .max()
                 .unwrap_or(0);
-            self.next_id = self.next_id.max(max_id + 1);
+            self.next_id = self.next_id.max(max_id.saturating_add(1));
         }
     }
 
@@ -294,6 +302,8 @@ impl<S: CheckpointStore> Coordinator<S> {
         let bytes = envelope::encode(pipeline, codec, id, now_ms, positions.clone())?;
         let name = checkpoint_name(now_ms, id, codec);
         self.store.put(&name, &bytes)?;
+        // The file exists from now on: its id is never reused, even if `latest` fails.
+        self.next_id = id.saturating_add(1);
         crate::checkpoint_failpoint("after-checkpoint-write");
         let meta = LatestMeta {
             checkpoint_id: id,
@@ -309,7 +319,6 @@ impl<S: CheckpointStore> Coordinator<S> {
         })?;
         self.store.put_latest(&meta_bytes)?;
         crate::checkpoint_failpoint("after-latest-write");
-        self.next_id = id + 1;
         self.events_since = 0;
         self.last_at_ms = Some(now_ms);
         let deleted = self.apply_retention(&name).unwrap_or_default();
@@ -381,14 +390,14 @@ impl<S: CheckpointStore> Coordinator<S> {
     /// checkpoint that verifies. `Ok(None)`: there are no checkpoints at all.
     /// `Err(NoValidCheckpoint)`: there are some, but none can be restored (nothing loaded).
     pub fn recover<P: Pipeline>(&mut self) -> Result<Option<Recovered<P>>, CoordinatorError> {
-        let entries = self.store.list()?;
+        let entries = by_id(self.store.list()?);
         // Never reuse an id whose file exists, even if `latest` never pointed at it.
         let max_id = entries
             .iter()
             .filter_map(|e| id_from_name(&e.name))
             .max()
             .unwrap_or(0);
-        self.next_id = self.next_id.max(max_id + 1);
+        self.next_id = self.next_id.max(max_id.saturating_add(1));
         let mut warnings = Vec::new();
         let mut problems = Vec::new();
         let mut tried = None;
@@ -397,7 +406,7 @@ impl<S: CheckpointStore> Coordinator<S> {
                 tried = Some(meta.file.clone());
                 match self.load::<P>(&meta.file, Some(&meta.checksum)) {
                     Ok((header, pipeline)) => {
-                        self.next_id = self.next_id.max(header.checkpoint_id + 1);
+                        self.next_id = self.next_id.max(header.checkpoint_id.saturating_add(1));
                         return Ok(Some(Recovered {
                             pipeline,
                             header,
@@ -410,7 +419,13 @@ impl<S: CheckpointStore> Coordinator<S> {
                             "latest points to {}, which cannot be restored: {e}",
                             meta.file
                         ));
-                        problems.push(format!("{}: {e}", meta.file));
+                        if e.starts_with(RECORD_MISMATCH) {
+                            // The record is wrong, not necessarily the file: let the
+                            // fallback verify the file on its own.
+                            tried = None;
+                        } else {
+                            problems.push(format!("{}: {e}", meta.file));
+                        }
                     }
                 }
             }
@@ -430,7 +445,7 @@ impl<S: CheckpointStore> Coordinator<S> {
                         "fell back to {}, the newest checkpoint that verifies",
                         e.name
                     ));
-                    self.next_id = self.next_id.max(header.checkpoint_id + 1);
+                    self.next_id = self.next_id.max(header.checkpoint_id.saturating_add(1));
                     return Ok(Some(Recovered {
                         pipeline,
                         header,
@@ -463,7 +478,7 @@ impl<S: CheckpointStore> Coordinator<S> {
                     return Err(e.to_string());
                 }
                 return Err(format!(
-                    "its crc32 is {actual}, but the latest record says {sum}"
+                    "{RECORD_MISMATCH}: its crc32 is {actual}, but the latest record says {sum}"
                 ));
             }
         }

@@ -298,7 +298,7 @@ pub fn verify(bytes: &[u8]) -> Result<Verified<'_>, CheckpointError> {
         let payload = &bytes[BIN_HEADER_LEN..];
         if (payload.len() as u64) < len {
             return Err(CheckpointError::Truncated {
-                expected: len + BIN_HEADER_LEN as u64,
+                expected: len.saturating_add(BIN_HEADER_LEN as u64),
                 found: bytes.len() as u64,
             });
         }

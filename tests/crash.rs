@@ -1,0 +1,206 @@
+//! The crash harness: the `orders` program killed with SIGKILL at random moments (and
+//! inside checkpoint writes, through fail points), restarted until done, must produce
+//! byte-identical output to a run that never crashed.
+
+mod support;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::*;
+
+fn kills() -> usize {
+    std::env::var("SIMPLESTREAM_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
+
+/// Runs `orders` again and again, killing it after a random delay, until it finishes on
+/// its own. Returns the number of kills.
+fn run_with_kills(dir: &Path, input: &Path, extra: &[&str], seed: u64, max_kills: usize) -> usize {
+    let mut rng = Rng(seed);
+    let mut killed = 0;
+    loop {
+        let mut c = orders(dir, input, extra);
+        c.arg("--quiet")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if killed < max_kills {
+            let mut child = c.spawn().expect("spawn orders");
+            let delay = Duration::from_millis(5 + rng.next() % 30);
+            std::thread::sleep(delay);
+            match child.try_wait().unwrap() {
+                Some(status) => {
+                    let out = child.wait_with_output().unwrap();
+                    assert!(
+                        status.success(),
+                        "orders failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    return killed;
+                }
+                None => {
+                    child.kill().unwrap(); // SIGKILL
+                    child.wait().unwrap();
+                    killed += 1;
+                }
+            }
+        } else {
+            run_ok(c);
+            return killed;
+        }
+    }
+}
+
+fn scenario(name: &str, seed: u64, n: usize, extra: &[&str], min_kills: usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("orders.jsonl");
+    let text = order_lines(seed, n, 300, 997, 1009);
+    std::fs::write(&input, &text).unwrap();
+    let reference = tmp.path().join("reference");
+    let crashed = tmp.path().join("crashed");
+    std::fs::create_dir_all(&reference).unwrap();
+    std::fs::create_dir_all(&crashed).unwrap();
+
+    run_ok(orders(&reference, &input, extra));
+    let killed = run_with_kills(&crashed, &input, extra, seed, kills());
+    eprintln!("{name}: {killed} kills");
+    assert!(
+        killed >= min_kills.min(kills()),
+        "{name}: only {killed} kills landed before the run finished"
+    );
+
+    for f in ["out.jsonl", "out.jsonl.late", "out.jsonl.dead"] {
+        assert_same_file(&reference.join(f), &crashed.join(f));
+    }
+    let out = std::fs::read_to_string(crashed.join("out.jsonl")).unwrap();
+    assert!(out.lines().count() > 100, "the run produced window results");
+    assert!(
+        std::fs::metadata(crashed.join("out.jsonl.late"))
+            .unwrap()
+            .len()
+            > 0,
+        "late events were written"
+    );
+
+    // customer_stats against counts computed independently from the input.
+    let ck = latest_checkpoint(&crashed);
+    let expected = expected_stats(&text);
+    let stats = ck["customer_stats"].as_object().unwrap();
+    assert_eq!(stats.len(), expected.len());
+    for (c, (count, cents)) in &expected {
+        assert_eq!(
+            stats[c]["count"].as_u64().unwrap(),
+            *count,
+            "{name}: count of {c}"
+        );
+        let amount = stats[c]["amount"].as_f64().unwrap();
+        assert!(
+            (amount * 100.0 - *cents as f64).abs() < 0.5,
+            "{name}: amount of {c}: {amount} vs {cents} cents"
+        );
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_json_dead_letters() {
+    scenario(
+        "json",
+        11,
+        200_000,
+        &[
+            "--checkpoint-every",
+            "1500",
+            "--on-bad-input",
+            "dead-letter",
+        ],
+        12,
+    );
+}
+
+#[test]
+fn sigkill_at_random_moments_binary_skip() {
+    scenario(
+        "binary",
+        12,
+        200_000,
+        &[
+            "--checkpoint-every",
+            "2500",
+            "--codec",
+            "binary",
+            "--on-bad-input",
+            "skip",
+            "--keep",
+            "2",
+        ],
+        12,
+    );
+}
+
+/// Crashes between writing a checkpoint and updating `latest.json`, and right after.
+#[test]
+fn crash_inside_checkpoint_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("orders.jsonl");
+    let text = order_lines(5, 40_000, 100, 0, 0);
+    std::fs::write(&input, &text).unwrap();
+    let (reference, crashed) = (tmp.path().join("reference"), tmp.path().join("crashed"));
+    std::fs::create_dir_all(&reference).unwrap();
+    std::fs::create_dir_all(&crashed).unwrap();
+    let extra = ["--checkpoint-every", "3000", "--quiet"];
+    run_ok(orders(&reference, &input, &extra));
+
+    let mut aborted = 0;
+    for (i, point) in ["after-checkpoint-write", "after-latest-write"]
+        .iter()
+        .cycle()
+        .take(8)
+        .enumerate()
+    {
+        // A clean run that stops part way keeps progress moving between fail points.
+        if i % 2 == 0 {
+            let mut c = orders(&crashed, &input, &extra);
+            let mut child = c
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            let _ = child.kill();
+            child.wait().unwrap();
+        }
+        let mut c = orders(&crashed, &input, &extra);
+        c.env("SIMPLESTREAM_FAILPOINT", point);
+        let out = c.output().unwrap();
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains(&format!("failpoint {point}")),
+                "unexpected failure: {err}"
+            );
+            aborted += 1;
+        }
+        // An orphan checkpoint (written, never in latest.json) must not be restored over latest.
+        let meta: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(ckpt_dir(&crashed).join("latest.json"))
+                .unwrap_or_else(|_| b"null".to_vec()),
+        )
+        .unwrap();
+        if let Some(file) = meta["file"].as_str() {
+            assert!(
+                ckpt_dir(&crashed).join(file).exists(),
+                "latest points to an existing file"
+            );
+        }
+    }
+    assert!(aborted >= 6, "fail points fired {aborted} times");
+    run_ok(orders(&crashed, &input, &extra));
+    assert_same_file(&reference.join("out.jsonl"), &crashed.join("out.jsonl"));
+    assert_same_file(
+        &reference.join("out.jsonl.late"),
+        &crashed.join("out.jsonl.late"),
+    );
+}

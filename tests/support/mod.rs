@@ -1,0 +1,187 @@
+//! Helpers for tests that drive the `orders` example as a real process.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The release `orders` binary, built once (a no-op when `cargo xtask test` built it).
+pub fn orders_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let status = Command::new(env!("CARGO"))
+            .current_dir(root)
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "--example",
+                "orders",
+                "--bin",
+                "simplestream",
+            ])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the orders example failed");
+        target.join("release/examples/orders")
+    })
+    .clone()
+}
+
+/// The release `simplestream` tool (built with [`orders_bin`]).
+pub fn tool_bin() -> PathBuf {
+    orders_bin()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("simplestream")
+}
+
+/// SplitMix64.
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// `n` order lines (JSON, one per line), out of order by up to 5 s, with a late event
+/// (far behind the watermark) every `late_every` lines and a malformed line every
+/// `bad_every` lines (0: never).
+pub fn order_lines(
+    seed: u64,
+    n: usize,
+    customers: u64,
+    late_every: usize,
+    bad_every: usize,
+) -> String {
+    let mut rng = Rng(seed);
+    let mut t: i64 = 1_635_739_200_000;
+    let mut s = String::with_capacity(n * 60);
+    for i in 1..=n {
+        t += (rng.next() % 80) as i64;
+        let c = rng.next() % customers + 1;
+        let cents = rng.next() % 20_000;
+        if bad_every > 0 && i % bad_every == 0 {
+            match (i / bad_every) % 4 {
+                0 => s.push_str(&format!("{{\"amount\":1.0,\"ts\":{t}}}\n")),
+                1 => s.push_str(&format!(
+                    "{{\"customer\":\"C{c:03}\",\"amount\":\"lots\",\"ts\":{t}}}\n"
+                )),
+                2 => s.push_str("{not json\n"),
+                _ => s.push('\n'),
+            }
+            continue;
+        }
+        let ts = if late_every > 0 && i % late_every == 0 {
+            t - 900_000
+        } else {
+            t - (rng.next() % 5_000) as i64
+        };
+        s.push_str(&format!(
+            "{{\"customer\":\"C{c:03}\",\"amount\":{}.{:02},\"ts\":{ts}}}\n",
+            cents / 100,
+            cents % 100
+        ));
+    }
+    s
+}
+
+/// Runs `orders` in `dir` (output, late, dead letters and checkpoints inside it).
+pub fn orders(dir: &Path, input: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(orders_bin());
+    c.arg("--input").arg(input);
+    c.arg("--output").arg(dir.join("out.jsonl"));
+    c.arg("--checkpoint-dir").arg(dir.join("ckpt"));
+    c.args(["--instance", "app-instance-1"]);
+    c.args(extra);
+    c.env_remove("SIMPLESTREAM_FAILPOINT")
+        .env_remove("SIMPLESTREAM_FAIL_WRITES")
+        .env_remove("RUST_LOG");
+    c
+}
+
+/// Runs to completion; panics with stderr on an unexpected exit status.
+pub fn run_ok(mut c: Command) -> Output {
+    let out = c.output().expect("start orders");
+    assert!(
+        out.status.success(),
+        "orders failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The instance's checkpoint directory.
+pub fn ckpt_dir(dir: &Path) -> PathBuf {
+    dir.join("ckpt/checkpoints/app-instance-1")
+}
+
+/// The checkpoint `latest.json` points to, as JSON (binary ones decoded by
+/// `simplestream checkpoints show`).
+pub fn latest_checkpoint(dir: &Path) -> serde_json::Value {
+    let out = Command::new(tool_bin())
+        .args(["checkpoints", "show"])
+        .arg(dir.join("ckpt"))
+        .args(["--instance", "app-instance-1"])
+        .output()
+        .expect("run simplestream");
+    assert!(
+        out.status.success(),
+        "checkpoints show failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("show prints JSON")
+}
+
+/// Per-customer (count, amount in cents) computed straight from the input, independently
+/// of SimpleStream: valid lines only.
+pub fn expected_stats(input: &str) -> std::collections::BTreeMap<String, (u64, i64)> {
+    let mut m = std::collections::BTreeMap::new();
+    for line in input.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let (Some(c), Some(a), Some(_)) = (
+            v["customer"].as_str(),
+            v["amount"].as_f64(),
+            v["ts"].as_i64(),
+        ) else {
+            continue;
+        };
+        let e = m.entry(c.to_string()).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += (a * 100.0).round() as i64;
+    }
+    m
+}
+
+/// Asserts two files are byte-identical (missing counts as empty).
+pub fn assert_same_file(a: &Path, b: &Path) {
+    let ra = std::fs::read(a).unwrap_or_default();
+    let rb = std::fs::read(b).unwrap_or_default();
+    if ra != rb {
+        let first = ra
+            .iter()
+            .zip(&rb)
+            .position(|(x, y)| x != y)
+            .unwrap_or(ra.len().min(rb.len()));
+        panic!(
+            "{} ({} bytes) and {} ({} bytes) differ from byte {first}",
+            a.display(),
+            ra.len(),
+            b.display(),
+            rb.len()
+        );
+    }
+}
