@@ -48,3 +48,8 @@ pub use simplestream_runtime::*;
 /// The runtime, under the path generated code uses.
 #[doc(hidden)]
 pub use simplestream_runtime as __rt;
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -828,6 +828,7 @@ fn corrupt_mem(c: &mut Coordinator<MemoryStore>, name: &str, how: impl FnOnce(&m
         .expect("the checkpoint exists"));
 }
 
+#[allow(clippy::ptr_arg)] // passed where truncations (which need the Vec) are passed too
 fn flip_middle(b: &mut Vec<u8>) {
     let mid = b.len() / 2;
     b[mid] ^= 0xFF;

@@ -82,6 +82,7 @@ pub struct Op {
 }
 
 /// Operators.
+#[allow(clippy::large_enum_variant)] // built once per operator at compile time
 pub enum OpKind {
     /// `filter(|e| bool)`
     Filter(Expr),

@@ -2,7 +2,7 @@
 //! tokens, with a hint; what passes becomes a [`Plan`] with every type along the flow.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, ToTokens};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{Expr, Ident, ReturnType, Type};
 
@@ -412,6 +412,22 @@ fn event_time_at_body(e: Expr) -> Expr {
     }
 }
 
+/// Gives `|e| body` the return type `ty` (if it has none), so that a value of the wrong
+/// type is reported at the user's expression and at `ty`, not at the whole macro.
+fn with_output(e: &Expr, ty: &TokenStream) -> Expr {
+    match e {
+        Expr::Closure(c) if matches!(c.output, ReturnType::Default) => {
+            let mut c = c.clone();
+            let body = &c.body;
+            let span = body.span();
+            c.body = Box::new(syn::parse_quote_spanned!(span=> { #body }));
+            c.output = syn::parse_quote!(-> #ty);
+            Expr::Closure(c)
+        }
+        other => other.clone(),
+    }
+}
+
 fn closure_output(e: &Expr) -> Option<Type> {
     match e {
         Expr::Closure(c) => match &c.output {
@@ -456,7 +472,7 @@ fn plan_stage(st: &StageDef, input_ty: Type, module: &Ident, errs: &mut Errors) 
                     &mut post,
                     keyed.is_some(),
                     Stateless::Filter {
-                        f: f.clone(),
+                        f: with_output(f, &quote_spanned!(op.name.span()=> bool)),
                         ty: ty.clone(),
                     },
                 );
@@ -488,7 +504,7 @@ fn plan_stage(st: &StageDef, input_ty: Type, module: &Ident, errs: &mut Errors) 
                     }
                 } else {
                     Stateless::Map {
-                        f: f.clone(),
+                        f: with_output(f, &out.to_token_stream()),
                         ty: ty.clone(),
                         out: out.clone(),
                     }
@@ -522,13 +538,8 @@ fn plan_stage(st: &StageDef, input_ty: Type, module: &Ident, errs: &mut Errors) 
                         syn::parse_quote!(())
                     }
                 };
-                pending_key = Some((
-                    field.name.clone(),
-                    kty,
-                    field.expr.clone(),
-                    ty.clone(),
-                    op.name.span(),
-                ));
+                let key_fn = with_output(&field.expr, &kty.to_token_stream());
+                pending_key = Some((field.name.clone(), kty, key_fn, ty.clone(), op.name.span()));
             }
             OpKind::Window(w) => {
                 if pending_key.is_none() {
@@ -727,19 +738,29 @@ fn plan_aggs(fields: &[AggField], key: &Ident, windowed: bool, errs: &mut Errors
                 continue;
             }
         }
-        let (out_ty, agg_ty): (Type, TokenStream) = match (func.as_str(), &f.ty) {
+        // The value type is given to the extractor closure, so that a value of the wrong
+        // type is reported at the closure, next to the declared type.
+        let (out_ty, agg_ty, in_ty): (Type, TokenStream, TokenStream) = match (func.as_str(), &f.ty)
+        {
             ("count", t) => (
                 t.clone().unwrap_or_else(|| syn::parse_quote!(u64)),
                 quote!(#rt::aggregate::Count),
+                quote!(()),
             ),
             ("avg", t) => {
-                let t = t.clone().unwrap_or_else(|| syn::parse_quote!(f64));
-                (syn::parse_quote!(f64), quote!(#rt::aggregate::Avg<#t>))
+                let t = t
+                    .clone()
+                    .unwrap_or_else(|| syn::parse_quote_spanned!(f.func.span()=> f64));
+                (
+                    syn::parse_quote!(f64),
+                    quote!(#rt::aggregate::Avg<#t>),
+                    t.to_token_stream(),
+                )
             }
             ("sum" | "min" | "max", Some(t)) => {
                 let agg = format_ident!("{}", camel(&func));
                 let agg_span = quote::quote_spanned!(f.func.span()=> #rt::aggregate::#agg<#t>);
-                (t.clone(), agg_span)
+                (t.clone(), agg_span, t.to_token_stream())
             }
             ("sum" | "min" | "max", None) => {
                 errs.push(
@@ -755,7 +776,8 @@ fn plan_aggs(fields: &[AggField], key: &Ident, windowed: bool, errs: &mut Errors
                 let out = t.clone().unwrap_or_else(
                     || syn::parse_quote!(<#c as #rt::aggregate::Aggregate>::Output),
                 );
-                (out, c.to_token_stream())
+                let input = quote_spanned!(c.span()=> <#c as #rt::aggregate::Aggregate>::Input);
+                (out, c.to_token_stream(), input)
             }
             (other, _) => {
                 errs.push(f.func.span(), format!("unknown aggregate `{other}`; use count(), sum(..), min(..), max(..), avg(..) or custom(YourAggregate, ..)"));
@@ -766,7 +788,7 @@ fn plan_aggs(fields: &[AggField], key: &Ident, windowed: bool, errs: &mut Errors
             name: f.name.clone(),
             out_ty,
             agg_ty,
-            value: f.value.clone(),
+            value: f.value.as_ref().map(|v| with_output(v, &in_ty)),
             func,
         });
     }
