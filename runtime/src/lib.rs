@@ -20,6 +20,7 @@ pub mod checkpoint;
 pub mod coordinator;
 pub mod envelope;
 pub mod fingerprint;
+pub mod join;
 pub mod pipeline;
 pub mod state;
 pub mod store;

@@ -80,8 +80,20 @@ pipeline! {
 fn main() {
     let mut p = AllKinds::new();
     let mut out = Vec::new();
-    for (c, amount, qty, ts) in [("a", 1.0, 2, 0), ("a", 3.0, 1, 4_000), ("b", 2.5, 7, 90_000)] {
-        p.process(Order { customer: c.into(), amount, qty, ts }, &mut out);
+    for (c, amount, qty, ts) in [
+        ("a", 1.0, 2, 0),
+        ("a", 3.0, 1, 4_000),
+        ("b", 2.5, 7, 90_000),
+    ] {
+        p.process(
+            Order {
+                customer: c.into(),
+                amount,
+                qty,
+                ts,
+            },
+            &mut out,
+        );
     }
     p.finish(&mut out);
     assert!(!out.is_empty());

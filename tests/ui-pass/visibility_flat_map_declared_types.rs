@@ -41,7 +41,16 @@ fn main() {
     p.process(
         Basket {
             customer: "a".into(),
-            items: vec![Line { sku: "x".into(), cents: 1_500 }, Line { sku: "y".into(), cents: 20 }],
+            items: vec![
+                Line {
+                    sku: "x".into(),
+                    cents: 1_500,
+                },
+                Line {
+                    sku: "y".into(),
+                    cents: 20,
+                },
+            ],
             ts: 1_000,
         },
         &mut out,

@@ -1,0 +1,301 @@
+//! Joins of two keyed streams: [`WindowJoin`] (same key, same window) and
+//! [`IntervalJoin`] (same key, `right.ts` within `[left.ts - lower, left.ts + upper]`).
+//!
+//! Join buffers are stage state like any other: they are saved under the stage's name in
+//! checkpoints (`{"order_123": {"left": [...], "right": [...]}}`) and restored exactly.
+//! The stage's watermark is the minimum of both inputs' watermarks; buffered events are
+//! evicted once no future event can match them, and events arriving behind the watermark
+//! are reported as late (their partners may be gone).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::Checkpointable;
+use crate::fingerprint::{combine, fnv1a};
+use crate::state::{Key, KeyedState};
+use crate::window::align;
+
+/// Buffered events of one key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinBuffers<L, R> {
+    /// Left events.
+    pub left: Vec<L>,
+    /// Right events.
+    pub right: Vec<R>,
+}
+
+impl<L, R> Default for JoinBuffers<L, R> {
+    fn default() -> Self {
+        JoinBuffers { left: Vec::new(), right: Vec::new() }
+    }
+}
+
+impl<L: Checkpointable, R: Checkpointable> Checkpointable for JoinBuffers<L, R> {
+    const LAYOUT: u64 = combine(combine(fnv1a("JoinBuffers"), L::LAYOUT), R::LAYOUT);
+}
+
+/// A closed window of a [`WindowJoin`]: every left event pairs with every right event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinFired<K, L, R> {
+    /// Window start.
+    pub start: i64,
+    /// Window end.
+    pub end: i64,
+    /// The key.
+    pub key: K,
+    /// Left events, in arrival order.
+    pub left: Vec<L>,
+    /// Right events, in arrival order.
+    pub right: Vec<R>,
+}
+
+/// Windowed equi-join: events of both sides with the same key in the same window pair up
+/// when the window closes (tumbling: `slide == size`).
+///
+/// ```
+/// use simplestream_runtime::join::WindowJoin;
+/// let mut j: WindowJoin<u32, &'static str, &'static str> = WindowJoin::default();
+/// assert!(!j.add_left(1_000, 7, "order", 10_000, 10_000, 0));
+/// assert!(!j.add_right(9_000, 7, "payment", 10_000, 10_000, 0));
+/// let mut fired = Vec::new();
+/// j.advance(10_000, 10_000, 0, &mut fired);
+/// assert_eq!((fired[0].left.clone(), fired[0].right.clone()), (vec!["order"], vec!["payment"]));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "K: Key, L: Serialize, R: Serialize",
+    deserialize = "K: Key, L: serde::de::DeserializeOwned, R: serde::de::DeserializeOwned"
+))]
+pub struct WindowJoin<K: Key, L, R> {
+    /// The stage's watermark.
+    pub watermark: i64,
+    /// Open windows by start.
+    pub windows: BTreeMap<i64, KeyedState<K, JoinBuffers<L, R>>>,
+}
+
+impl<K: Key, L, R> Default for WindowJoin<K, L, R> {
+    fn default() -> Self {
+        WindowJoin { watermark: i64::MIN, windows: BTreeMap::new() }
+    }
+}
+
+impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
+    fn add(&mut self, ts: i64, key: K, size: i64, slide: i64, lateness: i64, mut f: impl FnMut(&mut JoinBuffers<L, R>)) -> bool {
+        let mut late = false;
+        let mut start = align(ts, slide);
+        while start > ts.saturating_sub(size) {
+            if start.saturating_add(size).saturating_add(lateness) <= self.watermark {
+                late = true;
+            } else {
+                f(self.windows.entry(start).or_default().entry(key.clone()));
+            }
+            start -= slide;
+        }
+        late
+    }
+
+    /// Buffers a left event in each open window holding `ts`; true if some window had closed.
+    pub fn add_left(&mut self, ts: i64, key: K, v: L, size: i64, slide: i64, lateness: i64) -> bool {
+        self.add(ts, key, size, slide, lateness, |b| b.left.push(v.clone()))
+    }
+
+    /// Buffers a right event; true if some window holding it had closed.
+    pub fn add_right(&mut self, ts: i64, key: K, v: R, size: i64, slide: i64, lateness: i64) -> bool {
+        self.add(ts, key, size, slide, lateness, |b| b.right.push(v.clone()))
+    }
+
+    /// Moves the watermark; closed windows with events on both sides go to `fired`, in
+    /// (end, key) order.
+    pub fn advance(&mut self, wm: i64, size: i64, lateness: i64, fired: &mut Vec<JoinFired<K, L, R>>) {
+        if wm <= self.watermark {
+            return;
+        }
+        self.watermark = wm;
+        while let Some(entry) = self.windows.first_entry() {
+            let start = *entry.key();
+            if start.saturating_add(size).saturating_add(lateness) > wm {
+                break;
+            }
+            let mut keyed = entry.remove();
+            for (key, b) in keyed.drain_sorted() {
+                if !b.left.is_empty() && !b.right.is_empty() {
+                    fired.push(JoinFired { start, end: start + size, key, left: b.left, right: b.right });
+                }
+            }
+        }
+    }
+
+    /// End of input: closes every window.
+    pub fn flush(&mut self, size: i64, lateness: i64, fired: &mut Vec<JoinFired<K, L, R>>) {
+        if let Some((&last, _)) = self.windows.last_key_value() {
+            let wm = last.saturating_add(size).saturating_add(lateness);
+            self.advance(wm, size, lateness, fired);
+        }
+    }
+
+    /// Buffered events, both sides.
+    pub fn buffered(&self) -> usize {
+        self.windows.values().flat_map(|k| k.iter()).map(|(_, b)| b.left.len() + b.right.len()).sum()
+    }
+}
+
+impl<K: Key, L: Checkpointable, R: Checkpointable> Checkpointable for WindowJoin<K, L, R> {
+    const LAYOUT: u64 = combine(combine(combine(fnv1a("WindowJoin"), K::LAYOUT), L::LAYOUT), R::LAYOUT);
+}
+
+/// A buffered event with its time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timed<T> {
+    /// Event time, ms.
+    pub ts: i64,
+    /// The event.
+    pub event: T,
+}
+
+impl<T: Checkpointable> Checkpointable for Timed<T> {
+    const LAYOUT: u64 = combine(fnv1a("Timed"), T::LAYOUT);
+}
+
+/// A pair produced by an [`IntervalJoin`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pair<K, L, R> {
+    /// The key.
+    pub key: K,
+    /// Left event.
+    pub left: L,
+    /// Right event.
+    pub right: R,
+    /// The later of the two event times.
+    pub ts: i64,
+}
+
+/// Interval join: a left event at `t` pairs with every right event of the same key at
+/// `t - lower ..= t + upper`, as soon as both have arrived.
+///
+/// ```
+/// use simplestream_runtime::join::IntervalJoin;
+/// let mut j: IntervalJoin<u32, &'static str, &'static str> = IntervalJoin::default();
+/// let mut pairs = Vec::new();
+/// j.add_left(10_000, 1, "order", 1_000, 5_000, &mut pairs);
+/// j.add_right(14_000, 1, "payment", 1_000, 5_000, &mut pairs); // within +5 s
+/// j.add_right(16_000, 1, "too late", 1_000, 5_000, &mut pairs); // outside
+/// assert_eq!(pairs.len(), 1);
+/// assert_eq!((pairs[0].left, pairs[0].right, pairs[0].ts), ("order", "payment", 14_000));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "K: Key, L: Serialize, R: Serialize",
+    deserialize = "K: Key, L: serde::de::DeserializeOwned, R: serde::de::DeserializeOwned"
+))]
+#[serde(from = "IntervalRepr<K, L, R>")]
+pub struct IntervalJoin<K: Key, L, R> {
+    /// The stage's watermark.
+    pub watermark: i64,
+    /// Buffered events per key, in arrival order.
+    pub buffers: KeyedState<K, JoinBuffers<Timed<L>, Timed<R>>>,
+    /// (time a buffered event can go, key); rebuilt on restore.
+    #[serde(skip)]
+    timers: BTreeSet<(i64, K)>,
+}
+
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "K: Key, L: serde::de::DeserializeOwned, R: serde::de::DeserializeOwned"))]
+struct IntervalRepr<K: Key, L, R> {
+    watermark: i64,
+    buffers: KeyedState<K, JoinBuffers<Timed<L>, Timed<R>>>,
+}
+
+impl<K: Key, L, R> From<IntervalRepr<K, L, R>> for IntervalJoin<K, L, R> {
+    fn from(r: IntervalRepr<K, L, R>) -> Self {
+        // Timers only need to be early, never late: one per key at its oldest event
+        // suffices (`advance` re-arms a later one for what stays).
+        let mut timers = BTreeSet::new();
+        for (k, b) in r.buffers.iter() {
+            let oldest = b.left.iter().map(|t| t.ts).chain(b.right.iter().map(|t| t.ts)).min();
+            if let Some(ts) = oldest {
+                timers.insert((ts, k.clone()));
+            }
+        }
+        IntervalJoin { watermark: r.watermark, buffers: r.buffers, timers }
+    }
+}
+
+impl<K: Key, L, R> Default for IntervalJoin<K, L, R> {
+    fn default() -> Self {
+        IntervalJoin { watermark: i64::MIN, buffers: KeyedState::default(), timers: BTreeSet::new() }
+    }
+}
+
+impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
+    /// A left event at `ts`: pairs with buffered right events in `[ts - lower, ts + upper]`,
+    /// then is buffered. Returns false (and does nothing) if it is late.
+    pub fn add_left(&mut self, ts: i64, key: K, v: L, lower: i64, upper: i64, pairs: &mut Vec<Pair<K, L, R>>) -> bool {
+        if ts.saturating_add(upper) < self.watermark {
+            return false;
+        }
+        let b = self.buffers.entry(key.clone());
+        for r in &b.right {
+            if r.ts >= ts.saturating_sub(lower) && r.ts <= ts.saturating_add(upper) {
+                pairs.push(Pair { key: key.clone(), left: v.clone(), right: r.event.clone(), ts: ts.max(r.ts) });
+            }
+        }
+        b.left.push(Timed { ts, event: v });
+        self.timers.insert((ts, key));
+        true
+    }
+
+    /// A right event at `ts`: pairs with buffered left events at `[ts - upper, ts + lower]`,
+    /// then is buffered. Returns false (and does nothing) if it is late.
+    pub fn add_right(&mut self, ts: i64, key: K, v: R, lower: i64, upper: i64, pairs: &mut Vec<Pair<K, L, R>>) -> bool {
+        if ts.saturating_add(lower) < self.watermark {
+            return false;
+        }
+        let b = self.buffers.entry(key.clone());
+        for l in &b.left {
+            if ts >= l.ts.saturating_sub(lower) && ts <= l.ts.saturating_add(upper) {
+                pairs.push(Pair { key: key.clone(), left: l.event.clone(), right: v.clone(), ts: ts.max(l.ts) });
+            }
+        }
+        b.right.push(Timed { ts, event: v });
+        self.timers.insert((ts, key));
+        true
+    }
+
+    /// Moves the watermark and evicts events that can no longer match: a left event once
+    /// `ts + upper < wm`, a right event once `ts + lower < wm`.
+    pub fn advance(&mut self, wm: i64, lower: i64, upper: i64) {
+        if wm <= self.watermark {
+            return;
+        }
+        self.watermark = wm;
+        let horizon = lower.max(upper);
+        while let Some((t, _)) = self.timers.first() {
+            if t.saturating_add(horizon) >= wm {
+                break;
+            }
+            let (_, key) = self.timers.pop_first().expect("checked non-empty");
+            let Some(b) = self.buffers.as_map_mut().get_mut(&key) else { continue };
+            b.left.retain(|l| l.ts.saturating_add(upper) >= wm);
+            b.right.retain(|r| r.ts.saturating_add(lower) >= wm);
+            let oldest = b.left.iter().map(|t| t.ts).chain(b.right.iter().map(|t| t.ts)).min();
+            match oldest {
+                None => {
+                    self.buffers.remove(&key);
+                }
+                Some(ts) => {
+                    self.timers.insert((ts, key));
+                }
+            }
+        }
+    }
+
+    /// Buffered events, both sides.
+    pub fn buffered(&self) -> usize {
+        self.buffers.iter().map(|(_, b)| b.left.len() + b.right.len()).sum()
+    }
+}
+
+impl<K: Key, L: Checkpointable, R: Checkpointable> Checkpointable for IntervalJoin<K, L, R> {
+    const LAYOUT: u64 = combine(combine(combine(fnv1a("IntervalJoin"), K::LAYOUT), L::LAYOUT), R::LAYOUT);
+}
