@@ -240,3 +240,130 @@ proptest! {
         check!(Chained);
     }
 }
+
+mod joins {
+    use super::common::*;
+    use simplestream::testing::{assert_crash_equivalent, run_uninterrupted, CrashPlan};
+    use simplestream::{OutputRecord, Pipeline};
+
+    fn sale(id: u64, amount: f64, ts: i64) -> payments::Input {
+        payments::Input::Sales(Sale {
+            id,
+            customer: "C1".into(),
+            amount,
+            ts,
+        })
+    }
+    fn pay(id: u64, paid: f64, ts: i64) -> payments::Input {
+        payments::Input::Payments(Payment {
+            order_id: id,
+            paid,
+            ts,
+        })
+    }
+
+    #[test]
+    fn windowed_and_interval_joins_match_by_key_and_time() {
+        let mut p = Payments::new();
+        let mut out = Vec::new();
+        for e in [
+            sale(1, 10.0, 1_000),
+            pay(1, 10.0, 4_000),
+            sale(2, 5.0, 9_000),
+            pay(2, 5.0, 11_000),
+            pay(3, 1.0, 2_000),
+        ] {
+            p.process(e, &mut out);
+        }
+        // Interval join emits as soon as both sides are there: orders 1 (+3 s) and 2 (+2 s).
+        let quick: Vec<u64> = out
+            .iter()
+            .filter_map(|o| match o {
+                payments::Output::Quick(j) => Some(j.order_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(quick, vec![1, 2]);
+        p.finish(&mut out);
+        // The windowed join pairs only inside one 10 s window: order 1, not order 2 (9 s / 11 s).
+        let paid: Vec<String> = out
+            .iter()
+            .filter(|o| o.sink() == "paid")
+            .map(|o| serde_json::to_string(o).unwrap())
+            .collect();
+        assert_eq!(
+            paid,
+            vec![
+                r#"{"order_id":1,"window_start":0,"window_end":10000,"sales":{"id":1,"customer":"C1","amount":10.0,"ts":1000},"payments":{"order_id":1,"paid":10.0,"ts":4000}}"#
+            ]
+        );
+        assert_eq!(p.stage_json("per_customer").unwrap()["C1"]["n"], 2);
+    }
+
+    #[test]
+    fn join_state_is_in_the_checkpoint_and_evicted_when_no_match_is_possible() {
+        let mut p = Payments::new();
+        let mut out = Vec::new();
+        p.process(sale(7, 3.0, 1_000), &mut out);
+        let state = p.stage_json("quick").unwrap();
+        assert_eq!(
+            state["buffers"]["7"]["left"][0]["event"]["id"], 7,
+            "{state}"
+        );
+        // Both watermarks pass 1 s + 5 s (upper bound): order 7 can no longer match.
+        p.process(sale(8, 1.0, 20_000), &mut out);
+        p.process(pay(99, 1.0, 20_000), &mut out);
+        let state = p.stage_json("quick").unwrap();
+        assert!(state["buffers"].get("7").is_none(), "{state}");
+        // A payment for it now is late, reported, not silently dropped.
+        out.clear();
+        p.process(pay(7, 3.0, 2_000), &mut out);
+        assert!(out.iter().all(|o| o.is_late()) && out.len() == 2, "{out:?}");
+    }
+
+    #[test]
+    fn the_watermark_waits_for_both_sources() {
+        let mut p = Payments::new();
+        let mut out = Vec::new();
+        p.process(sale(1, 1.0, 1_000), &mut out);
+        p.process(sale(2, 1.0, 100_000), &mut out);
+        assert_eq!(
+            p.clock().watermark,
+            i64::MIN,
+            "no payment yet: the join cannot close windows"
+        );
+        p.process(pay(1, 1.0, 50_000), &mut out);
+        assert_eq!(p.clock().watermark, 48_000);
+    }
+
+    #[test]
+    fn joins_restore_exactly() {
+        let events = sales_and_payments(9, 1_500);
+        let r = run_uninterrupted::<Payments>(&events);
+        assert!(r.outputs.iter().filter(|o| o.sink() == "paid").count() > 100);
+        assert!(r.outputs.iter().filter(|o| o.sink() == "quick").count() > 100);
+        assert_crash_equivalent::<Payments>(&events, CrashPlan::EveryK(37));
+        assert_crash_equivalent::<Payments>(
+            &events,
+            CrashPlan::Random {
+                seed: 5,
+                crashes: 60,
+            },
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn joins_restore_anywhere(seed in any::<u64>(), n in 0usize..300, cut in any::<prop::sample::Index>(), codec_bin in any::<bool>()) {
+        let events = sales_and_payments(seed, n);
+        let at = cut.index(events.len() + 1);
+        let codec = if codec_bin { Codec::Binary } else { Codec::Json };
+        let reference = run_uninterrupted::<Payments>(&events);
+        let crashed = run_with_crashes::<Payments>(&events, &[at], codec).unwrap();
+        prop_assert_eq!(&crashed.outputs, &reference.outputs);
+        prop_assert_eq!(&crashed.state_json, &reference.state_json);
+    }
+}

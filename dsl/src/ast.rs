@@ -96,6 +96,69 @@ pub enum OpKind {
     Window(WindowSpec),
     /// `aggregate(name [: Type] = func(..), ..)`
     Aggregate(Vec<AggField>),
+    /// `join(right, key: K = |l| .., |r| ..)`, then `.window(..)`
+    Join(JoinSpec),
+    /// `interval_join(right, key: K = |l| .., |r| .., lower = 5s, upper = 10s)`
+    IntervalJoin(JoinSpec),
+}
+
+/// The arguments of `join`/`interval_join`.
+pub struct JoinSpec {
+    /// The other input.
+    pub right: Ident,
+    /// Key column name.
+    pub key_name: Ident,
+    /// Key type.
+    pub key_ty: Option<Type>,
+    /// Key of a left event.
+    pub left_fn: Expr,
+    /// Key of a right event.
+    pub right_fn: Option<Expr>,
+    /// `lower = ..` (interval join).
+    pub lower: Option<DurationLit>,
+    /// `upper = ..` (interval join).
+    pub upper: Option<DurationLit>,
+}
+
+impl Parse for JoinSpec {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let right: Ident = input.parse().map_err(|e| {
+            syn::Error::new(e.span(), "expected the stream to join with, e.g. `join(payments, order_id: String = |o| o.id.clone(), |p| p.order_id.clone())`")
+        })?;
+        input.parse::<Token![,]>()?;
+        let key: Field = input.parse()?;
+        let mut spec = JoinSpec {
+            right,
+            key_name: key.name,
+            key_ty: key.ty,
+            left_fn: key.expr,
+            right_fn: None,
+            lower: None,
+            upper: None,
+        };
+        while input.peek(Token![,]) {
+            input.parse::<Token![,]>()?;
+            if input.is_empty() {
+                break;
+            }
+            if input.peek(Ident) && input.peek2(Token![=]) && !input.peek2(Token![==]) {
+                let k: Ident = input.parse()?;
+                input.parse::<Token![=]>()?;
+                match k.to_string().as_str() {
+                    "lower" => spec.lower = Some(input.parse()?),
+                    "upper" => spec.upper = Some(input.parse()?),
+                    other => {
+                        return Err(syn::Error::new(k.span(), format!("unknown join option `{other}`; the options are `lower` and `upper` (interval joins)")))
+                    }
+                }
+            } else if spec.right_fn.is_none() {
+                spec.right_fn = Some(input.parse()?);
+            } else {
+                return Err(input.error("a join takes the other stream, the key (`name: Type = |left| ..`), the right key (`|right| ..`) and, for interval joins, `lower`/`upper`"));
+            }
+        }
+        Ok(spec)
+    }
 }
 
 /// `name [: Type] = expr`
@@ -278,7 +341,7 @@ impl Parse for StageDef {
     }
 }
 
-const OPS: &str = "filter, map, flat_map, key_by, window, aggregate";
+const OPS: &str = "filter, map, flat_map, key_by, window, aggregate, join, interval_join";
 
 impl Parse for Op {
     fn parse(input: ParseStream) -> syn::Result<Self> {
@@ -291,6 +354,8 @@ impl Parse for Op {
             "flat_map" => OpKind::FlatMap(content.parse()?),
             "key_by" | "group_by" | "group" => OpKind::KeyBy(content.parse()?),
             "window" => OpKind::Window(content.parse()?),
+            "join" => OpKind::Join(content.parse()?),
+            "interval_join" => OpKind::IntervalJoin(content.parse()?),
             "aggregate" => {
                 let fields = Punctuated::<AggField, Token![,]>::parse_terminated(&content)?;
                 OpKind::Aggregate(fields.into_iter().collect())

@@ -13,7 +13,9 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::{Expr, Ident, Pat, Type};
 
-use crate::valid::{camel, KeyedPlan, Plan, StagePlan, Stateless, WindowKind};
+use crate::valid::{
+    camel, Child, JoinKind, JoinPlan, KeyedPlan, Plan, Side, StagePlan, Stateless, WindowKind,
+};
 
 fn rt() -> TokenStream {
     quote!(::simplestream::__rt)
@@ -94,7 +96,13 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
     let vis = &plan.vis;
     let name = &plan.name;
     let attrs = &plan.attrs;
-    let src_ty = &plan.source.ty;
+    let single = plan.sources.len() == 1;
+    let event_ty: TokenStream = if single {
+        let t = &plan.sources[0].ty;
+        quote!(#t)
+    } else {
+        quote!(#module::Input)
+    };
 
     // ---- module items -------------------------------------------------------------
     let mut items = Vec::new();
@@ -105,17 +113,73 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
     let mut late_ser = Vec::new();
     let mut sinks = Vec::new();
 
-    if plan.source.sink {
-        let v = pascal(&plan.source.name);
-        let n = plan.source.name.to_string();
-        output_variants.push(quote!(#v(#src_ty)));
+    for src in plan.sources.iter().filter(|s| s.sink) {
+        let v = pascal(&src.name);
+        let n = src.name.to_string();
+        let ty = &src.ty;
+        output_variants.push(quote!(#v(#ty)));
         output_ser.push(quote!(Output::#v(x) => #serde::Serialize::serialize(x, s)));
         output_sink.push(quote!(Output::#v(_) => #n));
         sinks.push(n);
     }
+    if !single {
+        let vars: Vec<Ident> = plan.sources.iter().map(|s| pascal(&s.name)).collect();
+        let names: Vec<String> = plan.sources.iter().map(|s| s.name.to_string()).collect();
+        let tys: Vec<&Type> = plan.sources.iter().map(|s| &s.ty).collect();
+        items.push(quote! {
+            /// An event of one of the sources: `{"orders": {...}}` in JSON.
+            #[derive(Clone, Debug, PartialEq, #serde::Serialize, #serde::Deserialize)]
+            #[serde(crate = #serde_path)]
+            #[allow(missing_docs)]
+            pub enum Input { #( #[serde(rename = #names)] #vars(#tys), )* }
+        });
+    }
 
     for s in &plan.stages {
         let sname = s.name.to_string();
+        if let Some(j) = &s.join {
+            let stage = pascal(&s.name);
+            let joined = format_ident!("{}Joined", camel(&sname));
+            let (lname, rname) = join_field_names(s, j);
+            let (lt, rt_, kt, kn) = (&s.input_ty, &j.right_ty, &j.key_ty, &j.key_name);
+            let state_ty = join_state(s, j);
+            let joined_doc = format!("A pair matched by stage `{sname}`.");
+            let stage_doc = format!(
+                "Join buffers of stage `{sname}`: the value of `\"{sname}\"` in a checkpoint."
+            );
+            let window_cols = if matches!(j.kind, JoinKind::Window(_)) {
+                quote!(pub window_start: i64, pub window_end: i64,)
+            } else {
+                quote!()
+            };
+            items.push(quote! {
+                #[doc = #joined_doc]
+                #[derive(Clone, Debug, PartialEq, #serde::Serialize, #serde::Deserialize)]
+                #[serde(crate = #serde_path)]
+                #[allow(missing_docs)]
+                pub struct #joined { pub #kn: #kt, #window_cols pub #lname: #lt, pub #rname: #rt_ }
+
+                #[doc = #stage_doc]
+                #[derive(Default, Clone, Debug, PartialEq, #serde::Serialize, #serde::Deserialize)]
+                #[serde(crate = #serde_path, transparent)]
+                pub struct #stage {
+                    /// Buffered events of both inputs.
+                    pub state: #state_ty,
+                }
+
+                impl #rt::Checkpointable for #stage {
+                    const LAYOUT: u64 = #rt::fingerprint::combine(
+                        #rt::fingerprint::fnv1a(#sname),
+                        <#state_ty as #rt::Checkpointable>::LAYOUT,
+                    );
+                }
+            });
+            let (lv, rv) = late_join_variants(s, j);
+            late_variants.push(quote!(#lv(#lt)));
+            late_variants.push(quote!(#rv(#rt_)));
+            late_ser.push(quote!(Late::#lv(e) => #serde::Serialize::serialize(&#rt::pipeline::LateRecord { stage: #sname, event: e }, s)));
+            late_ser.push(quote!(Late::#rv(e) => #serde::Serialize::serialize(&#rt::pipeline::LateRecord { stage: #sname, event: e }, s)));
+        }
         if let Some(k) = &s.keyed {
             let acc = format_ident!("{}Acc", camel(&sname));
             let row = format_ident!("{}Row", camel(&sname));
@@ -239,84 +303,89 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
     });
 
     // ---- pipeline struct --------------------------------------------------------------
-    let keyed: Vec<&StagePlan> = plan.stages.iter().filter(|s| s.keyed.is_some()).collect();
-    let windowed: Vec<&StagePlan> = keyed
+    let keyed: Vec<&StagePlan> = plan
+        .stages
         .iter()
-        .copied()
-        .filter(|s| s.keyed.as_ref().is_some_and(|k| k.window.is_some()))
+        .filter(|s| s.keyed.is_some() || s.join.is_some())
         .collect();
     let kfields: Vec<&Ident> = keyed.iter().map(|s| &s.name).collect();
     let kfield_names: Vec<String> = kfields.iter().map(|f| f.to_string()).collect();
     let ktypes: Vec<TokenStream> = keyed.iter().map(|s| names.stage(s)).collect();
-    let fired: Vec<Ident> = windowed
-        .iter()
-        .map(|s| format_ident!("__fired_{}", s.name))
-        .collect();
-    let fired_tys: Vec<TokenStream> = windowed
-        .iter()
-        .map(|s| {
-            let k = s.keyed.as_ref().expect("windowed");
+    // Scratch vectors (not state): closed windows and matched pairs on their way out.
+    let mut fired: Vec<Ident> = Vec::new();
+    let mut fired_tys: Vec<TokenStream> = Vec::new();
+    let mut advance_calls: Vec<TokenStream> = Vec::new();
+    let mut flush_calls: Vec<TokenStream> = Vec::new();
+    for s in &keyed {
+        let f = &s.name;
+        let scratch = format_ident!("__fired_{}", s.name);
+        let fire = format_ident!("__fire_{}", s.name);
+        if let Some(k) = &s.keyed {
+            let Some(w) = &k.window else { continue };
             let kt = &k.key_ty;
             let acc = names.acc(s);
-            quote!(::std::vec::Vec<#rt::window::Fired<#kt, #acc>>)
-        })
-        .collect();
-
-    let advance_calls: Vec<TokenStream> = windowed
-        .iter()
-        .map(|s| {
-            let k = s.keyed.as_ref().expect("windowed");
-            let w = k.window.as_ref().expect("windowed");
-            let f = &s.name;
-            let fired = format_ident!("__fired_{}", s.name);
-            let fire = format_ident!("__fire_{}", s.name);
+            fired.push(scratch.clone());
+            fired_tys.push(quote!(::std::vec::Vec<#rt::window::Fired<#kt, #acc>>));
             let late = w.lateness;
-            let call = match w.kind {
-                WindowKind::Tumbling { size } | WindowKind::Sliding { size, .. } => {
-                    quote!(self.#f.state.advance(wm, #size, #late, &mut self.#fired);)
-                }
-                WindowKind::Session { .. } => {
-                    quote!(self.#f.state.advance(wm, #late, &mut self.#fired);)
-                }
+            let (adv, flush) = match w.kind {
+                WindowKind::Tumbling { size } | WindowKind::Sliding { size, .. } => (
+                    quote!(self.#f.state.advance(wm, #size, #late, &mut self.#scratch);),
+                    quote!(self.#f.state.flush(#size, #late, &mut self.#scratch);),
+                ),
+                WindowKind::Session { .. } => (
+                    quote!(self.#f.state.advance(wm, #late, &mut self.#scratch);),
+                    quote!(self.#f.state.flush(#late, &mut self.#scratch);),
+                ),
             };
-            quote! { #call if !self.#fired.is_empty() { self.#fire(out); } }
-        })
-        .collect();
-    let flush_calls: Vec<TokenStream> = windowed
-        .iter()
-        .map(|s| {
-            let k = s.keyed.as_ref().expect("windowed");
-            let w = k.window.as_ref().expect("windowed");
-            let f = &s.name;
-            let fired = format_ident!("__fired_{}", s.name);
-            let fire = format_ident!("__fire_{}", s.name);
-            let late = w.lateness;
-            let call = match w.kind {
-                WindowKind::Tumbling { size } | WindowKind::Sliding { size, .. } => {
-                    quote!(self.#f.state.flush(#size, #late, &mut self.#fired);)
+            advance_calls.push(quote! { #adv if !self.#scratch.is_empty() { self.#fire(out); } });
+            flush_calls.push(quote! { #flush if !self.#scratch.is_empty() { self.#fire(out); } });
+        } else if let Some(j) = &s.join {
+            let (kt, lt, rt_) = (&j.key_ty, &s.input_ty, &j.right_ty);
+            fired.push(scratch.clone());
+            match &j.kind {
+                JoinKind::Window(w) => {
+                    fired_tys.push(quote!(::std::vec::Vec<#rt::join::JoinFired<#kt, #lt, #rt_>>));
+                    let late = w.lateness;
+                    let size = window_size(w.kind);
+                    advance_calls.push(quote! {
+                        self.#f.state.advance(wm, #size, #late, &mut self.#scratch);
+                        if !self.#scratch.is_empty() { self.#fire(out); }
+                    });
+                    flush_calls.push(quote! {
+                        self.#f.state.flush(#size, #late, &mut self.#scratch);
+                        if !self.#scratch.is_empty() { self.#fire(out); }
+                    });
                 }
-                WindowKind::Session { .. } => quote!(self.#f.state.flush(#late, &mut self.#fired);),
-            };
-            quote! { #call if !self.#fired.is_empty() { self.#fire(out); } }
-        })
-        .collect();
+                JoinKind::Interval { lower, upper } => {
+                    fired_tys.push(quote!(::std::vec::Vec<#rt::join::Pair<#kt, #lt, #rt_>>));
+                    advance_calls.push(quote!(self.#f.state.advance(wm, #lower, #upper);));
+                }
+            }
+        }
+    }
 
     // push methods
     let mut methods = Vec::new();
-    let src_push = format_ident!("__push_{}", plan.source.name);
-    {
-        let body = emit_children(
-            plan,
-            &plan.source.children,
-            plan.source.sink.then(|| pascal(&plan.source.name)),
-        );
+    for src in &plan.sources {
+        let push = format_ident!("__push_{}", src.name);
+        let ty = &src.ty;
+        let body = emit_children(plan, &src.children, src.sink.then(|| pascal(&src.name)));
         methods.push(quote! {
             #[inline(always)]
             #[allow(unused_variables)]
-            fn #src_push<C: #rt::Collector<#module::Output>>(&mut self, __v: &#src_ty, __ts: i64, out: &mut C) { #body }
+            fn #push<C: #rt::Collector<#module::Output>>(&mut self, __v: &#ty, __ts: i64, out: &mut C) { #body }
         });
     }
-    for s in &plan.stages {
+    for s in plan.stages.iter().filter(|s| s.join.is_some()) {
+        let j = s.join.as_ref().expect("filtered");
+        let tail = {
+            let assert = s.declared.as_ref().map(|t| quote!(let __v: &#t = __v;));
+            let children = emit_children(plan, &s.children, s.sink.then(|| pascal(&s.name)));
+            gen_ops(&s.post, quote!(#assert #children))
+        };
+        methods.extend(gen_join(s, j, &names, tail));
+    }
+    for s in plan.stages.iter().filter(|s| s.join.is_none()) {
         let push = format_ident!("__push_{}", s.name);
         let in_ty = &s.input_ty;
         let tail = {
@@ -367,13 +436,72 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
         });
     }
 
-    let event_time = annotate(&plan.source.event_time, src_ty);
-    let max_delay = plan.source.max_delay_ms;
+    // One source: its clock is the pipeline's. Several: each has its own, and the
+    // pipeline's watermark is the smallest (a join must wait for both inputs).
+    let n_sources = plan.sources.len();
+    let process_body = if single {
+        let src = &plan.sources[0];
+        let event_time = annotate(&src.event_time, &src.ty);
+        let max_delay = src.max_delay_ms;
+        let push = format_ident!("__push_{}", src.name);
+        quote! {
+            let __ts: i64 = #rt::pipeline::EventTime::event_time_ms(#event_time(&event));
+            let moved = self.__clock.observe(__ts, #max_delay);
+            self.#push(&event, __ts, out);
+            if moved {
+                self.__advance(out);
+            }
+        }
+    } else {
+        let arms = plan.sources.iter().enumerate().map(|(i, src)| {
+            let v = pascal(&src.name);
+            let event_time = annotate(&src.event_time, &src.ty);
+            let max_delay = src.max_delay_ms;
+            let push = format_ident!("__push_{}", src.name);
+            quote! {
+                #module::Input::#v(event) => {
+                    let __ts: i64 = #rt::pipeline::EventTime::event_time_ms(#event_time(&event));
+                    self.__sources[#i].observe(__ts, #max_delay);
+                    self.#push(&event, __ts, out);
+                }
+            }
+        });
+        quote! {
+            match event { #(#arms)* }
+            let mut __wm = i64::MAX;
+            let mut __max = i64::MIN;
+            for c in &self.__sources {
+                __wm = __wm.min(c.watermark);
+                __max = __max.max(c.max_event_time);
+            }
+            self.__clock.max_event_time = __max;
+            if __wm > self.__clock.watermark {
+                self.__clock.watermark = __wm;
+                self.__advance(out);
+            }
+        }
+    };
+    let (sources_field, sources_init, sources_ref, sources_owned, sources_restore) = if single {
+        (quote!(), quote!(), quote!(), quote!(), quote!())
+    } else {
+        (
+            quote!(__sources: [#rt::Clock; #n_sources],),
+            quote!(__sources: [#rt::Clock::default(); #n_sources],),
+            quote!(source_clocks: &'a [#rt::Clock; #n_sources],),
+            quote!(source_clocks: [#rt::Clock; #n_sources],),
+            quote!(__sources: s.source_clocks,),
+        )
+    };
     let fp_text = plan.fingerprint_text();
     let pname = name.to_string();
     let stage_name_strs = kfield_names.clone();
     let pipeline_doc = format!("Pipeline `{pname}` (generated by `pipeline!`).");
-    let stages_ref = if kfields.is_empty() {
+    let sources_ref_init = if single {
+        quote!()
+    } else {
+        quote!(source_clocks: &self.__sources,)
+    };
+    let stages_ref = if kfields.is_empty() && single {
         quote! {
             #[derive(#serde::Serialize)] #[serde(crate = #serde_path)] struct __StagesRef {}
             let r = __StagesRef {};
@@ -381,8 +509,8 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
     } else {
         quote! {
             #[derive(#serde::Serialize)] #[serde(crate = #serde_path)]
-            struct __StagesRef<'a> { #(#kfields: &'a #ktypes,)* }
-            let r = __StagesRef { #(#kfields: &self.#kfields,)* };
+            struct __StagesRef<'a> { #sources_ref #(#kfields: &'a #ktypes,)* }
+            let r = __StagesRef { #sources_ref_init #(#kfields: &self.#kfields,)* };
         }
     };
 
@@ -398,6 +526,7 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
         #(#attrs)*
         #vis struct #name {
             __clock: #rt::Clock,
+            #sources_field
             #( pub #kfields: #ktypes, )*
             #( #fired: #fired_tys, )*
         }
@@ -424,7 +553,7 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
         }
 
         impl #rt::Pipeline for #name {
-            type Event = #src_ty;
+            type Event = #event_ty;
             type Output = #module::Output;
             const NAME: &'static str = #pname;
             const FINGERPRINT: u64 = {
@@ -439,19 +568,15 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
             fn new() -> Self {
                 #name {
                     __clock: ::core::default::Default::default(),
+                    #sources_init
                     #( #kfields: ::core::default::Default::default(), )*
                     #( #fired: ::std::vec::Vec::new(), )*
                 }
             }
 
             #[inline]
-            fn process<C: #rt::Collector<Self::Output>>(&mut self, event: #src_ty, out: &mut C) {
-                let __ts: i64 = #rt::pipeline::EventTime::event_time_ms(#event_time(&event));
-                let moved = self.__clock.observe(__ts, #max_delay);
-                self.#src_push(&event, __ts, out);
-                if moved {
-                    self.__advance(out);
-                }
+            fn process<C: #rt::Collector<Self::Output>>(&mut self, event: #event_ty, out: &mut C) {
+                #process_body
             }
 
             fn advance_watermark<C: #rt::Collector<Self::Output>>(&mut self, watermark: i64, out: &mut C) {
@@ -476,10 +601,11 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
 
             fn decode_stages(codec: #rt::Codec, bytes: &[u8], clock: #rt::Clock) -> ::core::result::Result<Self, #rt::CheckpointError> {
                 #[derive(#serde::Deserialize)] #[serde(crate = #serde_path)]
-                struct __StagesOwned { #(#kfields: #ktypes,)* }
+                struct __StagesOwned { #sources_owned #(#kfields: #ktypes,)* }
                 let s: __StagesOwned = #rt::envelope::codec::read(codec, bytes)?;
                 ::core::result::Result::Ok(#name {
                     __clock: clock,
+                    #sources_restore
                     #( #kfields: s.#kfields, )*
                     #( #fired: ::std::vec::Vec::new(), )*
                 })
@@ -496,9 +622,14 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
 }
 
 /// Code that sends `__v` to every child stage and to the sink.
-fn emit_children(plan: &Plan, children: &[usize], sink: Option<Ident>) -> TokenStream {
-    let calls = children.iter().map(|&i| {
-        let f = format_ident!("__push_{}", plan.stages[i].name);
+fn emit_children(plan: &Plan, children: &[Child], sink: Option<Ident>) -> TokenStream {
+    let calls = children.iter().map(|c| {
+        let name = &plan.stages[c.stage].name;
+        let f = match c.side {
+            Side::Main => format_ident!("__push_{}", name),
+            Side::Left => format_ident!("__push_{}_left", name),
+            Side::Right => format_ident!("__push_{}_right", name),
+        };
         quote!(self.#f(__v, __ts, out);)
     });
     let module = &plan.module;
@@ -604,6 +735,136 @@ fn gen_keyed(s: &StagePlan, k: &KeyedPlan, names: &Names, post: TokenStream) -> 
                 let __k: #key_ty = #key_fn(__v);
                 if self.#f.state.add(__ts, __k, #gap, #lateness, |__acc| { #(#adds)* }) { #late }
             }
+        }
+    }
+}
+
+/// Field names of a joined row: the two inputs' names (`left`/`right` for a self-join).
+fn join_field_names(s: &StagePlan, j: &JoinPlan) -> (Ident, Ident) {
+    if s.input == j.right {
+        (format_ident!("left"), format_ident!("right"))
+    } else {
+        (s.input.clone(), j.right.clone())
+    }
+}
+
+/// Late-output variants of a join stage, one per input.
+fn late_join_variants(s: &StagePlan, j: &JoinPlan) -> (Ident, Ident) {
+    let (l, r) = join_field_names(s, j);
+    let stage = camel(&s.name.to_string());
+    (
+        format_ident!("{}{}", stage, camel(&l.to_string())),
+        format_ident!("{}{}", stage, camel(&r.to_string())),
+    )
+}
+
+fn window_size(kind: WindowKind) -> i64 {
+    match kind {
+        WindowKind::Tumbling { size } | WindowKind::Sliding { size, .. } => size,
+        WindowKind::Session { gap } => gap,
+    }
+}
+
+fn join_state(s: &StagePlan, j: &JoinPlan) -> TokenStream {
+    let rt = rt();
+    let (kt, lt, rt_) = (&j.key_ty, &s.input_ty, &j.right_ty);
+    match j.kind {
+        JoinKind::Window(_) => quote!(#rt::join::WindowJoin<#kt, #lt, #rt_>),
+        JoinKind::Interval { .. } => quote!(#rt::join::IntervalJoin<#kt, #lt, #rt_>),
+    }
+}
+
+/// The push methods (one per input) and, for windowed joins, the fire method.
+fn gen_join(s: &StagePlan, j: &JoinPlan, names: &Names, post: TokenStream) -> Vec<TokenStream> {
+    let rt = rt();
+    let module = &names.module;
+    let f = &s.name;
+    let (kt, lt, rt_) = (&j.key_ty, &s.input_ty, &j.right_ty);
+    let kn = &j.key_name;
+    let (lname, rname) = join_field_names(s, j);
+    let (lv, rv) = late_join_variants(s, j);
+    let joined = format_ident!("{}Joined", camel(&s.name.to_string()));
+    let scratch = format_ident!("__fired_{}", s.name);
+    let push_l = format_ident!("__push_{}_left", s.name);
+    let push_r = format_ident!("__push_{}_right", s.name);
+    let lf = annotate(&j.left_fn, lt);
+    let rf = annotate(&j.right_fn, rt_);
+    let late = |v: &Ident| quote!(out.collect(#module::Output::Late(#module::Late::#v(::core::clone::Clone::clone(__v)))););
+    let (late_l, late_r) = (late(&lv), late(&rv));
+    let sig = |name: &Ident, ty: &Type| quote!(fn #name<C: #rt::Collector<#module::Output>>(&mut self, __v: &#ty, __ts: i64, out: &mut C));
+    let (sig_l, sig_r) = (sig(&push_l, lt), sig(&push_r, rt_));
+    match &j.kind {
+        JoinKind::Window(w) => {
+            let size = window_size(w.kind);
+            let slide = match w.kind {
+                WindowKind::Sliding { slide, .. } => slide,
+                _ => size,
+            };
+            let lateness = w.lateness;
+            let fire = format_ident!("__fire_{}", s.name);
+            vec![
+                quote! {
+                    #[inline(always)]
+                    #[allow(unused_variables)]
+                    #sig_l {
+                        let __k: #kt = #lf(__v);
+                        if self.#f.state.add_left(__ts, __k, ::core::clone::Clone::clone(__v), #size, #slide, #lateness) { #late_l }
+                    }
+                },
+                quote! {
+                    #[inline(always)]
+                    #[allow(unused_variables)]
+                    #sig_r {
+                        let __k: #kt = #rf(__v);
+                        if self.#f.state.add_right(__ts, __k, ::core::clone::Clone::clone(__v), #size, #slide, #lateness) { #late_r }
+                    }
+                },
+                quote! {
+                    #[allow(unused_variables)]
+                    fn #fire<C: #rt::Collector<#module::Output>>(&mut self, out: &mut C) {
+                        let mut __fired = ::core::mem::take(&mut self.#scratch);
+                        for __f in __fired.drain(..) {
+                            for __l in &__f.left {
+                                for __r in &__f.right {
+                                    let __row = #module::#joined {
+                                        #kn: ::core::clone::Clone::clone(&__f.key),
+                                        window_start: __f.start,
+                                        window_end: __f.end,
+                                        #lname: ::core::clone::Clone::clone(__l),
+                                        #rname: ::core::clone::Clone::clone(__r),
+                                    };
+                                    let __ts = __f.end - 1;
+                                    let __v = &__row;
+                                    #post
+                                }
+                            }
+                        }
+                        self.#scratch = __fired;
+                    }
+                },
+            ]
+        }
+        JoinKind::Interval { lower, upper } => {
+            let body = |add: TokenStream, kf: &TokenStream, late: &TokenStream| {
+                quote! {
+                    let __k: #kt = #kf(__v);
+                    let mut __pairs = ::core::mem::take(&mut self.#scratch);
+                    if !self.#f.state.#add(__ts, __k, ::core::clone::Clone::clone(__v), #lower, #upper, &mut __pairs) { #late }
+                    for __p in __pairs.drain(..) {
+                        let __row = #module::#joined { #kn: __p.key, #lname: __p.left, #rname: __p.right };
+                        let __ts = __p.ts;
+                        let __v = &__row;
+                        #post
+                    }
+                    self.#scratch = __pairs;
+                }
+            };
+            let bl = body(quote!(add_left), &lf, &late_l);
+            let br = body(quote!(add_right), &rf, &late_r);
+            vec![
+                quote! { #[inline(always)] #[allow(unused_variables)] #sig_l { #bl } },
+                quote! { #[inline(always)] #[allow(unused_variables)] #sig_r { #br } },
+            ]
         }
     }
 }

@@ -13,12 +13,14 @@ use crate::valid::{Plan, WindowKind};
 /// ```
 pub fn mermaid(plan: &Plan) -> String {
     let mut out = String::from("flowchart LR\n");
-    out.push_str(&format!(
-        "  {}[/\"source {}\"/]\n",
-        plan.source.name, plan.source.name
-    ));
+    for src in &plan.sources {
+        out.push_str(&format!("  {}[/\"source {}\"/]\n", src.name, src.name));
+    }
     for s in &plan.stages {
         let mut label = s.name.to_string();
+        if let Some(j) = &s.join {
+            label.push_str(&format!(" · join {} on {}", j.right, j.key_name));
+        }
         for op in &s.pre {
             label.push_str(&format!(" · {}", op.kind_name()));
         }
@@ -48,6 +50,9 @@ pub fn mermaid(plan: &Plan) -> String {
             s.name, shape.0, label, shape.1
         ));
         out.push_str(&format!("  {} --> {}\n", s.input, s.name));
+        if let Some(j) = &s.join {
+            out.push_str(&format!("  {} --> {}\n", j.right, s.name));
+        }
         if s.sink {
             out.push_str(&format!(
                 "  {} --> sink_{}[[\"sink {}\"]]\n",

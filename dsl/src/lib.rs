@@ -18,7 +18,7 @@
 //!     sink per_5min;
 //! "#).unwrap();
 //! assert_eq!(plan.stages[0].name.to_string(), "per_5min");
-//! assert!(simplestream_dsl::plan_str("pipeline P;").unwrap_err().contains("no source"));
+//! assert!(simplestream_dsl::plan_str("pipeline P;").err().unwrap().contains("no source"));
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

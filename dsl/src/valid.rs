@@ -22,6 +22,7 @@ pub const RESERVED: &[&str] = &[
     "checksum",
     "late",
     "clock",
+    "source_clocks",
 ];
 
 /// A checked pipeline, ready for code generation (or for drawing).
@@ -34,8 +35,8 @@ pub struct Plan {
     pub name: Ident,
     /// Name of the module holding generated types (`order_stats` for `OrderStats`).
     pub module: Ident,
-    /// The source.
-    pub source: SourcePlan,
+    /// The sources (a join reads two).
+    pub sources: Vec<SourcePlan>,
     /// Stages, in definition order (a topological order: inputs come first).
     pub stages: Vec<StagePlan>,
 }
@@ -52,8 +53,59 @@ pub struct SourcePlan {
     pub max_delay_ms: i64,
     /// True if the source itself is a sink.
     pub sink: bool,
-    /// Stages reading the source (indexes into `Plan::stages`).
-    pub children: Vec<usize>,
+    /// Stages reading the source.
+    pub children: Vec<Child>,
+}
+
+/// A stage reading a stream, and on which input.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Child {
+    /// Index into `Plan::stages`.
+    pub stage: usize,
+    /// Which input of that stage.
+    pub side: Side,
+}
+
+/// Inputs of a stage.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Side {
+    /// The only input.
+    Main,
+    /// The left input of a join.
+    Left,
+    /// The right input of a join.
+    Right,
+}
+
+/// `join(..).window(..)` or `interval_join(..)`.
+pub struct JoinPlan {
+    /// The right input.
+    pub right: Ident,
+    /// Its event type.
+    pub right_ty: Type,
+    /// Key column name.
+    pub key_name: Ident,
+    /// Key type.
+    pub key_ty: Type,
+    /// Key of a left event.
+    pub left_fn: Expr,
+    /// Key of a right event.
+    pub right_fn: Expr,
+    /// Windowed or interval.
+    pub kind: JoinKind,
+}
+
+/// Join kinds.
+pub enum JoinKind {
+    /// Same key, same window (tumbling or sliding).
+    Window(WindowPlan),
+    /// `right.ts` in `[left.ts - lower, left.ts + upper]`.
+    Interval {
+        /// ms before the left event.
+        lower: i64,
+        /// ms after the left event.
+        upper: i64,
+    },
 }
 
 /// One stage statement.
@@ -68,6 +120,8 @@ pub struct StagePlan {
     pub pre: Vec<Stateless>,
     /// The keyed aggregation, if any.
     pub keyed: Option<KeyedPlan>,
+    /// The join, if any (then `input` is its left input).
+    pub join: Option<JoinPlan>,
     /// Stateless operators after the aggregation.
     pub post: Vec<Stateless>,
     /// Declared output type (checked with a type assertion).
@@ -77,7 +131,7 @@ pub struct StagePlan {
     /// True if it is a sink.
     pub sink: bool,
     /// Stages reading it.
-    pub children: Vec<usize>,
+    pub children: Vec<Child>,
 }
 
 /// A stateless operator with the type of its input.
@@ -231,58 +285,75 @@ pub fn check(def: PipelineDef) -> syn::Result<Plan> {
             ));
         }
     };
-    let mut sources = def.sources.into_iter();
-    let Some(src) = sources.next() else {
+    if def.sources.is_empty() {
         return Err(syn::Error::new(
             name.span(),
             format!("pipeline `{name}` has no source; add one, e.g. `source orders: Order, event_time = |o| o.ts, max_delay = 5s;`"),
         ));
-    };
-    for extra in sources {
-        errs.push(
-            extra.kw.span(),
-            "a pipeline has one source in this version (joins of two sources are planned)",
-        );
     }
-    for u in &src.unknown {
-        errs.push(
-            u.span(),
-            format!("unknown source option `{u}`; the options are `event_time` and `max_delay`"),
-        );
-    }
-    let event_time = match src.event_time {
-        Some(e) => event_time_at_body(e),
-        None => {
+    let module = format_ident!("{}", snake(&name.to_string()));
+    // Names in scope, with their output types.
+    let mut scope: Vec<(Ident, Type)> = Vec::new();
+    let mut sources: Vec<SourcePlan> = Vec::new();
+    for src in def.sources {
+        for u in &src.unknown {
+            errs.push(
+                u.span(),
+                format!(
+                    "unknown source option `{u}`; the options are `event_time` and `max_delay`"
+                ),
+            );
+        }
+        if let Some((first, _)) = scope.iter().find(|(n, _)| *n == src.name) {
+            let mut e =
+                syn::Error::new(src.name.span(), format!("`{}` is defined twice", src.name));
+            e.combine(syn::Error::new(first.span(), "first definition"));
+            match &mut errs.0 {
+                Some(all) => all.combine(e),
+                None => errs.0 = Some(e),
+            }
+            continue;
+        }
+        let event_time = match src.event_time {
+            Some(e) => event_time_at_body(e),
+            None => {
+                errs.push(
+                    src.name.span(),
+                    format!(
+                        "source `{}` needs an event time: add `event_time = |e| e.ts` (milliseconds)",
+                        src.name
+                    ),
+                );
+                syn::parse_quote!(|_| 0i64)
+            }
+        };
+        let max_delay_ms = match &src.max_delay {
+            Some(d) => d.ms,
+            None => {
+                errs.push(src.name.span(), format!("source `{}` needs a watermark delay: add `max_delay = 5s` (how late events may arrive)", src.name));
+                0
+            }
+        };
+        if RESERVED.contains(&src.name.to_string().as_str()) {
             errs.push(
                 src.name.span(),
                 format!(
-                    "source `{}` needs an event time: add `event_time = |e| e.ts` (milliseconds)",
+                    "`{}` is reserved (a field of the checkpoint envelope); choose another name",
                     src.name
                 ),
             );
-            syn::parse_quote!(|_| 0i64)
         }
-    };
-    let max_delay_ms = match &src.max_delay {
-        Some(d) => d.ms,
-        None => {
-            errs.push(src.name.span(), format!("source `{}` needs a watermark delay: add `max_delay = 5s` (how late events may arrive)", src.name));
-            0
-        }
-    };
-
-    // Names in scope, with their output types.
-    let mut scope: Vec<(Ident, Type)> = vec![(src.name.clone(), src.ty.clone())];
-    let module = format_ident!("{}", snake(&name.to_string()));
+        scope.push((src.name.clone(), src.ty.clone()));
+        sources.push(SourcePlan {
+            name: src.name.clone(),
+            ty: src.ty.clone(),
+            event_time,
+            max_delay_ms,
+            sink: false,
+            children: Vec::new(),
+        });
+    }
     let mut stages: Vec<StagePlan> = Vec::new();
-    let mut source = SourcePlan {
-        name: src.name.clone(),
-        ty: src.ty.clone(),
-        event_time,
-        max_delay_ms,
-        sink: false,
-        children: Vec::new(),
-    };
 
     for st in def.stages {
         let stage_name = st.name.to_string();
@@ -320,12 +391,22 @@ pub fn check(def: PipelineDef) -> syn::Result<Plan> {
                 syn::parse_quote!(())
             }
         };
-        let plan = plan_stage(&st, input_ty, &module, &mut errs);
+        let plan = plan_stage(&st, input_ty, &module, &scope, &mut errs);
         let idx = stages.len();
-        if st.input == source.name {
-            source.children.push(idx);
-        } else if let Some(up) = stages.iter_mut().find(|s| s.name == st.input) {
-            up.children.push(idx);
+        let mut link = |from: &Ident, side: Side| {
+            let child = Child { stage: idx, side };
+            if let Some(src) = sources.iter_mut().find(|s| s.name == *from) {
+                src.children.push(child);
+            } else if let Some(up) = stages.iter_mut().find(|s| s.name == *from) {
+                up.children.push(child);
+            }
+        };
+        match &plan.join {
+            Some(j) => {
+                link(&st.input, Side::Left);
+                link(&j.right, Side::Right);
+            }
+            None => link(&st.input, Side::Main),
         }
         scope.push((st.name.clone(), plan.out_ty.clone()));
         stages.push(plan);
@@ -345,8 +426,8 @@ pub fn check(def: PipelineDef) -> syn::Result<Plan> {
             }
             continue;
         }
-        if sink.name == source.name {
-            source.sink = true;
+        if let Some(src) = sources.iter_mut().find(|s| s.name == sink.name) {
+            src.sink = true;
         } else if let Some(s) = stages.iter_mut().find(|s| s.name == sink.name) {
             s.sink = true;
         } else {
@@ -371,7 +452,7 @@ pub fn check(def: PipelineDef) -> syn::Result<Plan> {
             vis: def.vis,
             name,
             module,
-            source,
+            sources,
             stages,
         }),
     }
@@ -449,7 +530,17 @@ fn check_fn(e: &Expr, what: &str, example: &str, errs: &mut Errors) {
     }
 }
 
-fn plan_stage(st: &StageDef, input_ty: Type, module: &Ident, errs: &mut Errors) -> StagePlan {
+fn plan_stage(
+    st: &StageDef,
+    input_ty: Type,
+    module: &Ident,
+    scope: &[(Ident, Type)],
+    errs: &mut Errors,
+) -> StagePlan {
+    let mut join: Option<JoinPlan> = None;
+    let mut join_needs_window: Option<Span> = None;
+    // After a join already reported, its `.window(..)` is not a second mistake.
+    let mut join_failed = false;
     let mut ty = input_ty.clone();
     let mut pre = Vec::new();
     let mut post = Vec::new();
@@ -459,8 +550,95 @@ fn plan_stage(st: &StageDef, input_ty: Type, module: &Ident, errs: &mut Errors) 
     let last = st.ops.len().saturating_sub(1);
     for (i, op) in st.ops.iter().enumerate() {
         let opname = op.name.to_string();
-        let stateless_ok = pending_key.is_none();
+        let stateless_ok = pending_key.is_none() && join_needs_window.is_none();
+        let after = keyed.is_some() || join.is_some();
         match &op.kind {
+            OpKind::Join(j) | OpKind::IntervalJoin(j) => {
+                let interval = matches!(op.kind, OpKind::IntervalJoin(_));
+                join_failed = true;
+                if i != 0 {
+                    errs.push(op.name.span(), format!("`{opname}` must be the first operator of a stage; filter or map the inputs in stages of their own"));
+                    continue;
+                }
+                let Some(right_ty) = scope
+                    .iter()
+                    .find(|(n, _)| *n == j.right)
+                    .map(|(_, t)| t.clone())
+                else {
+                    let known: Vec<String> = scope.iter().map(|(n, _)| format!("`{n}`")).collect();
+                    errs.push(
+                        j.right.span(),
+                        format!(
+                            "unknown stage `{}` to join with; defined: {}",
+                            j.right,
+                            known.join(", ")
+                        ),
+                    );
+                    continue;
+                };
+                let Some(key_ty) = j.key_ty.clone() else {
+                    errs.push(
+                        j.key_name.span(),
+                        format!(
+                            "the join key needs a type: `{}: String = |l| ..., |r| ...`",
+                            j.key_name
+                        ),
+                    );
+                    continue;
+                };
+                let Some(right_fn) = j.right_fn.clone() else {
+                    errs.push(op.name.span(), format!("`{opname}` needs the right side's key too: `{opname}({}, {}: {} = |l| ..., |r| ...)`", j.right, j.key_name, key_ty.to_token_stream()));
+                    continue;
+                };
+                check_fn(&j.left_fn, &opname, "|o| o.id.clone()", errs);
+                check_fn(&right_fn, &opname, "|p| p.order_id.clone()", errs);
+                let kind = if interval {
+                    match (&j.lower, &j.upper) {
+                        (Some(l), Some(u)) => JoinKind::Interval {
+                            lower: l.ms,
+                            upper: u.ms,
+                        },
+                        _ => {
+                            errs.push(op.name.span(), "`interval_join` needs the interval: `lower = 5s, upper = 10s` (right.ts within [left.ts - lower, left.ts + upper])");
+                            continue;
+                        }
+                    }
+                } else {
+                    if let Some(d) = j.lower.as_ref().or(j.upper.as_ref()) {
+                        errs.push(d.span, "`lower`/`upper` belong to `interval_join`; a `join` takes `.window(...)`");
+                    }
+                    join_needs_window = Some(op.name.span());
+                    JoinKind::Interval { lower: 0, upper: 0 }
+                };
+                let key_tokens = key_ty.to_token_stream();
+                join = Some(JoinPlan {
+                    right: j.right.clone(),
+                    right_ty,
+                    key_name: j.key_name.clone(),
+                    key_ty,
+                    left_fn: with_output(&j.left_fn, &key_tokens),
+                    right_fn: with_output(&right_fn, &key_tokens),
+                    kind,
+                });
+                join_failed = false;
+                let row = format_ident!("{}Joined", camel(&st.name.to_string()));
+                ty = syn::parse_quote!(#module::#row);
+            }
+            OpKind::Window(_) if join_failed => {}
+            OpKind::Window(w) if join_needs_window.is_some() => {
+                join_needs_window = None;
+                if let Some(wp) = plan_window(w, errs) {
+                    if matches!(wp.kind, WindowKind::Session { .. }) {
+                        errs.push(w.kind.span(), "joins use tumbling or sliding windows (or `interval_join`); session windows are not supported for joins");
+                    }
+                    if let Some(j) = &mut join {
+                        j.kind = JoinKind::Window(wp);
+                    }
+                }
+            }
+            OpKind::KeyBy(_) | OpKind::Aggregate(_) | OpKind::Window(_) if join.is_some() => {
+                errs.push(op.name.span(), format!("`{opname}` cannot follow a join in the same stage; start a new stage that reads this one"));
+            }
             OpKind::Filter(f) | OpKind::Map(f) | OpKind::FlatMap(f) if !stateless_ok => {
                 let _ = f;
                 errs.push(op.name.span(), format!("`{opname}` cannot come between `key_by` and `aggregate`; move it before `key_by`"));
@@ -470,7 +648,7 @@ fn plan_stage(st: &StageDef, input_ty: Type, module: &Ident, errs: &mut Errors) 
                 push_stateless(
                     &mut pre,
                     &mut post,
-                    keyed.is_some(),
+                    after,
                     Stateless::Filter {
                         f: with_output(f, &quote_spanned!(op.name.span()=> bool)),
                         ty: ty.clone(),
@@ -509,7 +687,7 @@ fn plan_stage(st: &StageDef, input_ty: Type, module: &Ident, errs: &mut Errors) 
                         out: out.clone(),
                     }
                 };
-                push_stateless(&mut pre, &mut post, keyed.is_some(), s);
+                push_stateless(&mut pre, &mut post, after, s);
                 ty = out;
             }
             OpKind::KeyBy(field) => {
@@ -595,6 +773,9 @@ fn plan_stage(st: &StageDef, input_ty: Type, module: &Ident, errs: &mut Errors) 
     if let Some((_, span)) = pending_window {
         errs.push(span, "`window` must be followed by `aggregate(...)`");
     }
+    if let Some(span) = join_needs_window {
+        errs.push(span, "a `join` needs a window: add `.window(tumbling(5min))` (or `sliding(..)`), or use `interval_join(.., lower = 5s, upper = 5s)`");
+    }
     let out_ty = match (&st.ty, st.ops.last().map(|o| &o.kind)) {
         (Some(t), Some(OpKind::Map(_) | OpKind::FlatMap(_))) => {
             let _ = t;
@@ -609,6 +790,7 @@ fn plan_stage(st: &StageDef, input_ty: Type, module: &Ident, errs: &mut Errors) 
         input_ty,
         pre,
         keyed,
+        join,
         post,
         declared: st.ty.clone(),
         out_ty,
@@ -799,18 +981,38 @@ impl Plan {
     /// The canonical text the fingerprint hashes: structure and state types, not the
     /// bodies of closures (changing a filter's condition keeps checkpoints compatible).
     pub fn fingerprint_text(&self) -> String {
-        let mut s = format!(
-            "v1;pipeline {};source {}:{};max_delay={}",
-            self.name,
-            self.source.name,
-            norm(&self.source.ty),
-            self.source.max_delay_ms
-        );
+        let mut s = format!("v1;pipeline {}", self.name);
+        for src in &self.sources {
+            s.push_str(&format!(
+                ";source {}:{};max_delay={}",
+                src.name,
+                norm(&src.ty),
+                src.max_delay_ms
+            ));
+        }
         for st in &self.stages {
             s.push_str(&format!(";stage {}<-{}:", st.name, st.input));
             for op in &st.pre {
                 s.push_str(op.kind_name());
                 s.push('|');
+            }
+            if let Some(j) = &st.join {
+                s.push_str(&format!(
+                    "join({},{}:{},{}:{}",
+                    j.right,
+                    j.key_name,
+                    norm(&j.key_ty),
+                    norm(&st.input_ty),
+                    norm(&j.right_ty)
+                ));
+                match &j.kind {
+                    JoinKind::Window(w) => {
+                        s.push_str(&format!(",window({:?},lateness={}))", w.kind, w.lateness))
+                    }
+                    JoinKind::Interval { lower, upper } => {
+                        s.push_str(&format!(",interval({lower},{upper}))"))
+                    }
+                }
             }
             if let Some(k) = &st.keyed {
                 s.push_str(&format!("key({}:{})", k.key_name, norm(&k.key_ty)));

@@ -27,7 +27,10 @@ pub struct JoinBuffers<L, R> {
 
 impl<L, R> Default for JoinBuffers<L, R> {
     fn default() -> Self {
-        JoinBuffers { left: Vec::new(), right: Vec::new() }
+        JoinBuffers {
+            left: Vec::new(),
+            right: Vec::new(),
+        }
     }
 }
 
@@ -76,12 +79,23 @@ pub struct WindowJoin<K: Key, L, R> {
 
 impl<K: Key, L, R> Default for WindowJoin<K, L, R> {
     fn default() -> Self {
-        WindowJoin { watermark: i64::MIN, windows: BTreeMap::new() }
+        WindowJoin {
+            watermark: i64::MIN,
+            windows: BTreeMap::new(),
+        }
     }
 }
 
 impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
-    fn add(&mut self, ts: i64, key: K, size: i64, slide: i64, lateness: i64, mut f: impl FnMut(&mut JoinBuffers<L, R>)) -> bool {
+    fn add(
+        &mut self,
+        ts: i64,
+        key: K,
+        size: i64,
+        slide: i64,
+        lateness: i64,
+        mut f: impl FnMut(&mut JoinBuffers<L, R>),
+    ) -> bool {
         let mut late = false;
         let mut start = align(ts, slide);
         while start > ts.saturating_sub(size) {
@@ -96,18 +110,40 @@ impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
     }
 
     /// Buffers a left event in each open window holding `ts`; true if some window had closed.
-    pub fn add_left(&mut self, ts: i64, key: K, v: L, size: i64, slide: i64, lateness: i64) -> bool {
+    pub fn add_left(
+        &mut self,
+        ts: i64,
+        key: K,
+        v: L,
+        size: i64,
+        slide: i64,
+        lateness: i64,
+    ) -> bool {
         self.add(ts, key, size, slide, lateness, |b| b.left.push(v.clone()))
     }
 
     /// Buffers a right event; true if some window holding it had closed.
-    pub fn add_right(&mut self, ts: i64, key: K, v: R, size: i64, slide: i64, lateness: i64) -> bool {
+    pub fn add_right(
+        &mut self,
+        ts: i64,
+        key: K,
+        v: R,
+        size: i64,
+        slide: i64,
+        lateness: i64,
+    ) -> bool {
         self.add(ts, key, size, slide, lateness, |b| b.right.push(v.clone()))
     }
 
     /// Moves the watermark; closed windows with events on both sides go to `fired`, in
     /// (end, key) order.
-    pub fn advance(&mut self, wm: i64, size: i64, lateness: i64, fired: &mut Vec<JoinFired<K, L, R>>) {
+    pub fn advance(
+        &mut self,
+        wm: i64,
+        size: i64,
+        lateness: i64,
+        fired: &mut Vec<JoinFired<K, L, R>>,
+    ) {
         if wm <= self.watermark {
             return;
         }
@@ -120,7 +156,13 @@ impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
             let mut keyed = entry.remove();
             for (key, b) in keyed.drain_sorted() {
                 if !b.left.is_empty() && !b.right.is_empty() {
-                    fired.push(JoinFired { start, end: start + size, key, left: b.left, right: b.right });
+                    fired.push(JoinFired {
+                        start,
+                        end: start + size,
+                        key,
+                        left: b.left,
+                        right: b.right,
+                    });
                 }
             }
         }
@@ -136,12 +178,19 @@ impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
 
     /// Buffered events, both sides.
     pub fn buffered(&self) -> usize {
-        self.windows.values().flat_map(|k| k.iter()).map(|(_, b)| b.left.len() + b.right.len()).sum()
+        self.windows
+            .values()
+            .flat_map(|k| k.iter())
+            .map(|(_, b)| b.left.len() + b.right.len())
+            .sum()
     }
 }
 
 impl<K: Key, L: Checkpointable, R: Checkpointable> Checkpointable for WindowJoin<K, L, R> {
-    const LAYOUT: u64 = combine(combine(combine(fnv1a("WindowJoin"), K::LAYOUT), L::LAYOUT), R::LAYOUT);
+    const LAYOUT: u64 = combine(
+        combine(combine(fnv1a("WindowJoin"), K::LAYOUT), L::LAYOUT),
+        R::LAYOUT,
+    );
 }
 
 /// A buffered event with its time.
@@ -200,7 +249,9 @@ pub struct IntervalJoin<K: Key, L, R> {
 }
 
 #[derive(Deserialize)]
-#[serde(bound(deserialize = "K: Key, L: serde::de::DeserializeOwned, R: serde::de::DeserializeOwned"))]
+#[serde(bound(
+    deserialize = "K: Key, L: serde::de::DeserializeOwned, R: serde::de::DeserializeOwned"
+))]
 struct IntervalRepr<K: Key, L, R> {
     watermark: i64,
     buffers: KeyedState<K, JoinBuffers<Timed<L>, Timed<R>>>,
@@ -212,32 +263,58 @@ impl<K: Key, L, R> From<IntervalRepr<K, L, R>> for IntervalJoin<K, L, R> {
         // suffices (`advance` re-arms a later one for what stays).
         let mut timers = BTreeSet::new();
         for (k, b) in r.buffers.iter() {
-            let oldest = b.left.iter().map(|t| t.ts).chain(b.right.iter().map(|t| t.ts)).min();
+            let oldest = b
+                .left
+                .iter()
+                .map(|t| t.ts)
+                .chain(b.right.iter().map(|t| t.ts))
+                .min();
             if let Some(ts) = oldest {
                 timers.insert((ts, k.clone()));
             }
         }
-        IntervalJoin { watermark: r.watermark, buffers: r.buffers, timers }
+        IntervalJoin {
+            watermark: r.watermark,
+            buffers: r.buffers,
+            timers,
+        }
     }
 }
 
 impl<K: Key, L, R> Default for IntervalJoin<K, L, R> {
     fn default() -> Self {
-        IntervalJoin { watermark: i64::MIN, buffers: KeyedState::default(), timers: BTreeSet::new() }
+        IntervalJoin {
+            watermark: i64::MIN,
+            buffers: KeyedState::default(),
+            timers: BTreeSet::new(),
+        }
     }
 }
 
 impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
     /// A left event at `ts`: pairs with buffered right events in `[ts - lower, ts + upper]`,
     /// then is buffered. Returns false (and does nothing) if it is late.
-    pub fn add_left(&mut self, ts: i64, key: K, v: L, lower: i64, upper: i64, pairs: &mut Vec<Pair<K, L, R>>) -> bool {
+    pub fn add_left(
+        &mut self,
+        ts: i64,
+        key: K,
+        v: L,
+        lower: i64,
+        upper: i64,
+        pairs: &mut Vec<Pair<K, L, R>>,
+    ) -> bool {
         if ts.saturating_add(upper) < self.watermark {
             return false;
         }
         let b = self.buffers.entry(key.clone());
         for r in &b.right {
             if r.ts >= ts.saturating_sub(lower) && r.ts <= ts.saturating_add(upper) {
-                pairs.push(Pair { key: key.clone(), left: v.clone(), right: r.event.clone(), ts: ts.max(r.ts) });
+                pairs.push(Pair {
+                    key: key.clone(),
+                    left: v.clone(),
+                    right: r.event.clone(),
+                    ts: ts.max(r.ts),
+                });
             }
         }
         b.left.push(Timed { ts, event: v });
@@ -247,14 +324,27 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
 
     /// A right event at `ts`: pairs with buffered left events at `[ts - upper, ts + lower]`,
     /// then is buffered. Returns false (and does nothing) if it is late.
-    pub fn add_right(&mut self, ts: i64, key: K, v: R, lower: i64, upper: i64, pairs: &mut Vec<Pair<K, L, R>>) -> bool {
+    pub fn add_right(
+        &mut self,
+        ts: i64,
+        key: K,
+        v: R,
+        lower: i64,
+        upper: i64,
+        pairs: &mut Vec<Pair<K, L, R>>,
+    ) -> bool {
         if ts.saturating_add(lower) < self.watermark {
             return false;
         }
         let b = self.buffers.entry(key.clone());
         for l in &b.left {
             if ts >= l.ts.saturating_sub(lower) && ts <= l.ts.saturating_add(upper) {
-                pairs.push(Pair { key: key.clone(), left: l.event.clone(), right: v.clone(), ts: ts.max(l.ts) });
+                pairs.push(Pair {
+                    key: key.clone(),
+                    left: l.event.clone(),
+                    right: v.clone(),
+                    ts: ts.max(l.ts),
+                });
             }
         }
         b.right.push(Timed { ts, event: v });
@@ -275,10 +365,17 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
                 break;
             }
             let (_, key) = self.timers.pop_first().expect("checked non-empty");
-            let Some(b) = self.buffers.as_map_mut().get_mut(&key) else { continue };
+            let Some(b) = self.buffers.as_map_mut().get_mut(&key) else {
+                continue;
+            };
             b.left.retain(|l| l.ts.saturating_add(upper) >= wm);
             b.right.retain(|r| r.ts.saturating_add(lower) >= wm);
-            let oldest = b.left.iter().map(|t| t.ts).chain(b.right.iter().map(|t| t.ts)).min();
+            let oldest = b
+                .left
+                .iter()
+                .map(|t| t.ts)
+                .chain(b.right.iter().map(|t| t.ts))
+                .min();
             match oldest {
                 None => {
                     self.buffers.remove(&key);
@@ -292,10 +389,16 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
 
     /// Buffered events, both sides.
     pub fn buffered(&self) -> usize {
-        self.buffers.iter().map(|(_, b)| b.left.len() + b.right.len()).sum()
+        self.buffers
+            .iter()
+            .map(|(_, b)| b.left.len() + b.right.len())
+            .sum()
     }
 }
 
 impl<K: Key, L: Checkpointable, R: Checkpointable> Checkpointable for IntervalJoin<K, L, R> {
-    const LAYOUT: u64 = combine(combine(combine(fnv1a("IntervalJoin"), K::LAYOUT), L::LAYOUT), R::LAYOUT);
+    const LAYOUT: u64 = combine(
+        combine(combine(fnv1a("IntervalJoin"), K::LAYOUT), L::LAYOUT),
+        R::LAYOUT,
+    );
 }

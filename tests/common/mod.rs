@@ -128,3 +128,78 @@ pub fn orders(seed: u64, n: usize, keys: u64, disorder_ms: i64) -> Vec<Order> {
         })
         .collect()
 }
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Checkpointable)]
+pub struct Payment {
+    pub order_id: u64,
+    pub paid: f64,
+    pub ts: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Checkpointable)]
+pub struct Sale {
+    pub id: u64,
+    pub customer: String,
+    pub amount: f64,
+    pub ts: i64,
+}
+
+pipeline! {
+    /// Orders matched with their payments: in the same 10 s window, and within [-2 s, +5 s].
+    pub pipeline Payments;
+    source sales: Sale, event_time = |s| s.ts, max_delay = 2s;
+    source payments: Payment, event_time = |p| p.ts, max_delay = 2s;
+    paid = sales
+        .join(payments, order_id: u64 = |s| s.id, |p| p.order_id)
+        .window(tumbling(10s));
+    quick = sales
+        .interval_join(payments, order_id: u64 = |s| s.id, |p| p.order_id, lower = 2s, upper = 5s)
+        .filter(|j| j.payments.paid >= j.sales.amount);
+    per_customer = quick
+        .key_by(customer: String = |j| j.sales.customer.clone())
+        .aggregate(n = count(), total: f64 = sum(|j| j.payments.paid));
+    sink paid;
+    sink quick;
+}
+
+/// Sales and payments, interleaved, each payment 0..8 s after its sale, some missing.
+pub fn sales_and_payments(seed: u64, n: usize) -> Vec<payments::Input> {
+    let mut s = seed;
+    let mut next = move || {
+        s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut t = 1_000_000i64;
+    let mut pending: Vec<Payment> = Vec::new();
+    let mut out = Vec::new();
+    for id in 0..n as u64 {
+        t += (next() % 900) as i64;
+        let amount = (next() % 100) as f64;
+        out.push(payments::Input::Sales(Sale {
+            id,
+            customer: format!("C{}", next() % 7),
+            amount,
+            ts: t,
+        }));
+        if next() % 5 != 0 {
+            pending.push(Payment {
+                order_id: id,
+                paid: amount + (next() % 3) as f64 - 1.0,
+                ts: t + (next() % 8_000) as i64,
+            });
+        }
+        // Release payments whose time has come (roughly in order, some out of order).
+        pending.sort_by_key(|p| std::cmp::Reverse(p.ts));
+        while pending
+            .last()
+            .is_some_and(|p| p.ts <= t + (next() % 3_000) as i64)
+        {
+            out.push(payments::Input::Payments(pending.pop().unwrap()));
+        }
+    }
+    out.extend(pending.into_iter().rev().map(payments::Input::Payments));
+    out
+}
