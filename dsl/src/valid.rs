@@ -743,6 +743,9 @@ fn plan_stage(
                     continue;
                 };
                 let window = pending_window.take().map(|(w, _)| w);
+                if window.is_some() && (key_name == "window_start" || key_name == "window_end") {
+                    errs.push(key_name.span(), format!("`{key_name}` is a column of every window result; name the key differently"));
+                }
                 let aggs = plan_aggs(fields, &key_name, window.is_some(), errs);
                 if fields.is_empty() {
                     errs.push(
