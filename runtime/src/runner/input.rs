@@ -19,6 +19,8 @@ pub enum Read {
     TooLong {
         /// Bytes consumed.
         bytes: u64,
+        /// True when it ended at end of file without a newline (may still be growing).
+        unterminated: bool,
     },
     /// End of file.
     Eof,
@@ -61,7 +63,10 @@ impl LineReader {
                     return Ok(Read::Eof);
                 }
                 return Ok(if too_long {
-                    Read::TooLong { bytes: total }
+                    Read::TooLong {
+                        bytes: total,
+                        unterminated: true,
+                    }
                 } else {
                     Read::Line {
                         bytes: total,
@@ -90,7 +95,10 @@ impl LineReader {
             self.reader.consume(take);
             if done {
                 return Ok(if too_long {
-                    Read::TooLong { bytes: total }
+                    Read::TooLong {
+                        bytes: total,
+                        unterminated: false,
+                    }
                 } else {
                     Read::Line {
                         bytes: total,
@@ -158,12 +166,9 @@ pub fn parse_event<T: DeserializeOwned>(line: &[u8]) -> Result<T, String> {
         Err(e) => {
             let path = e.path().to_string();
             let msg = strip_position(&e.inner().to_string());
-            if path == "." || path.is_empty() || msg.starts_with("missing field") {
-                Err(if path == "." || path.is_empty() {
-                    msg
-                } else {
-                    format!("field `{path}`: {msg}")
-                })
+            // `.` is the root; `?` is an unknown position (syntax errors): no field to name.
+            if path == "." || path == "?" || path.is_empty() {
+                Err(msg)
             } else {
                 Err(format!("field `{path}`: {msg}"))
             }

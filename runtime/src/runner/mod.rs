@@ -202,6 +202,9 @@ struct Outputs {
     main: SinkFile,
     late: SinkFile,
     dead: Option<SinkFile>,
+    /// Committed dead-letter length from the checkpoint, kept when this run does not
+    /// write dead letters (so a later dead-letter run does not truncate them away).
+    dead_carry: u64,
     multi_sink: bool,
     scratch: Vec<u8>,
 }
@@ -234,9 +237,11 @@ impl Outputs {
     fn commit(&mut self, positions: &mut BTreeMap<String, u64>) -> Result<(), String> {
         positions.insert("output.len".into(), self.main.commit()?);
         positions.insert("late.len".into(), self.late.commit()?);
-        if let Some(d) = &mut self.dead {
-            positions.insert("dead_letter.len".into(), d.commit()?);
-        }
+        let dead_len = match &mut self.dead {
+            Some(d) => d.commit()?,
+            None => self.dead_carry,
+        };
+        positions.insert("dead_letter.len".into(), dead_len);
         Ok(())
     }
 }
@@ -266,6 +271,8 @@ struct Run<P: Pipeline> {
     checkpoints: u64,
     last_ckpt: Option<(u64, Duration)>,
     out_buf: Vec<P::Output>,
+    /// The last line read had no newline (end of a bounded input).
+    pending_newline: bool,
 }
 
 impl<P: Pipeline> Run<P> {
@@ -284,6 +291,9 @@ impl<P: Pipeline> Run<P> {
         positions.insert("source.offset".into(), self.input.offset);
         positions.insert("source.line".into(), self.input.line);
         positions.insert("events".into(), self.events);
+        if self.pending_newline {
+            positions.insert("source.pending_newline".into(), 1);
+        }
         let result = self
             .outputs
             .commit(&mut positions)
@@ -430,6 +440,7 @@ where
             Some(p) => Some(SinkFile::open(p, pos("dead_letter.len"))?),
             None => None,
         },
+        dead_carry: pos("dead_letter.len"),
         multi_sink: P::SINKS.len() > 1,
         scratch: Vec::new(),
     };
@@ -451,6 +462,7 @@ where
         checkpoints: 0,
         last_ckpt: None,
         out_buf: Vec::new(),
+        pending_newline: pos("source.pending_newline") == 1,
     };
     run.coord.start_clock(now_ms());
     let started = Instant::now();
@@ -486,6 +498,9 @@ where
             }
             Read::Line {
                 unterminated: true, ..
+            }
+            | Read::TooLong {
+                unterminated: true, ..
             } if args.follow => {
                 // A writer is still appending this line: wait for its newline.
                 run.input
@@ -494,14 +509,36 @@ where
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             }
-            Read::Line { bytes, .. } => (bytes, input::parse_event::<P::Event>(&run.input.buf)),
-            Read::TooLong { bytes } => (
+            Read::Line {
+                bytes: 1,
+                unterminated: false,
+            } if run.pending_newline && run.input.buf.is_empty() => {
+                // The newline that ends the last line of an earlier run's input (it had
+                // none then): part of that line, not a new, empty one.
+                run.input.offset += 1;
+                run.pending_newline = false;
+                continue;
+            }
+            Read::Line {
                 bytes,
-                Err(format!(
-                    "line is longer than {} bytes (see --max-line-bytes)",
-                    args.max_line_bytes
-                )),
-            ),
+                unterminated,
+            } => {
+                run.pending_newline = unterminated;
+                (bytes, input::parse_event::<P::Event>(&run.input.buf))
+            }
+            Read::TooLong {
+                bytes,
+                unterminated,
+            } => {
+                run.pending_newline = unterminated;
+                (
+                    bytes,
+                    Err(format!(
+                        "line is longer than {} bytes (see --max-line-bytes)",
+                        args.max_line_bytes
+                    )),
+                )
+            }
         };
         match parsed {
             Ok(event) => {
