@@ -1486,7 +1486,7 @@ fn follow_reads_appended_lines_and_waits_for_partial_ones() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Bugs found (kept ignored until fixed)
+// Regressions: bugs found by these tests, fixed
 // ---------------------------------------------------------------------------------------
 
 /// Dead letters written by an earlier run survive a later run in another mode.
