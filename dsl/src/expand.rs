@@ -144,9 +144,6 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
             let (lt, rt_, kt, kn) = (&s.input_ty, &j.right_ty, &j.key_ty, &j.key_name);
             let state_ty = join_state(s, j);
             let joined_doc = format!("A pair matched by stage `{sname}`.");
-            let stage_doc = format!(
-                "Join buffers of stage `{sname}`: the value of `\"{sname}\"` in a checkpoint."
-            );
             let window_cols = if matches!(j.kind, JoinKind::Window(_)) {
                 quote!(pub window_start: i64, pub window_end: i64,)
             } else {
@@ -159,21 +156,13 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
                 #[allow(missing_docs)]
                 pub struct #joined { pub #kn: #kt, #window_cols pub #lname: #lt, pub #rname: #rt_ }
 
-                #[doc = #stage_doc]
-                #[derive(Default, Clone, Debug, PartialEq, #serde::Serialize, #serde::Deserialize)]
-                #[serde(crate = #serde_path, transparent)]
-                pub struct #stage {
-                    /// Buffered events of both inputs.
-                    pub state: #state_ty,
-                }
-
-                impl #rt::Checkpointable for #stage {
-                    const LAYOUT: u64 = #rt::fingerprint::combine(
-                        #rt::fingerprint::fnv1a(#sname),
-                        <#state_ty as #rt::Checkpointable>::LAYOUT,
-                    );
-                }
             });
+            items.push(stage_struct(
+                &stage,
+                &sname,
+                &state_ty,
+                "Buffered events of both inputs.",
+            ));
             let (lv, rv) = late_join_variants(s, j);
             late_variants.push(quote!(#lv(#lt)));
             late_variants.push(quote!(#rv(#rt_)));
@@ -192,8 +181,6 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
             let key_ty = &k.key_ty;
             let acc_doc = format!("Accumulators of stage `{sname}`, one per key (and window).");
             let row_doc = format!("A result of stage `{sname}`.");
-            let stage_doc =
-                format!("State of stage `{sname}`: the value of `\"{sname}\"` in a checkpoint.");
             let (win_fields, win_docs) = if k.window.is_some() {
                 (
                     quote!(pub window_start: i64, pub window_end: i64,),
@@ -233,21 +220,13 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
                 #[allow(missing_docs)]
                 pub struct #row { pub #key_name: #key_ty, #win_fields #(pub #cols: #out_tys,)* }
 
-                #[doc = #stage_doc]
-                #[derive(Default, Clone, Debug, PartialEq, #serde::Serialize, #serde::Deserialize)]
-                #[serde(crate = #serde_path, transparent)]
-                pub struct #stage {
-                    /// Per-key (and per-window) accumulators.
-                    pub state: #state_ty,
-                }
-
-                impl #rt::Checkpointable for #stage {
-                    const LAYOUT: u64 = #rt::fingerprint::combine(
-                        #rt::fingerprint::fnv1a(#sname),
-                        <#state_ty as #rt::Checkpointable>::LAYOUT,
-                    );
-                }
             });
+            items.push(stage_struct(
+                &stage,
+                &sname,
+                &state_ty,
+                "Per-key (and per-window) accumulators.",
+            ));
             if k.window.is_some() {
                 let v = pascal(&s.name);
                 let et = &k.event_ty;
@@ -865,6 +844,35 @@ fn gen_join(s: &StagePlan, j: &JoinPlan, names: &Names, post: TokenStream) -> Ve
                 quote! { #[inline(always)] #[allow(unused_variables)] #sig_l { #bl } },
                 quote! { #[inline(always)] #[allow(unused_variables)] #sig_r { #br } },
             ]
+        }
+    }
+}
+
+/// A stage's state struct: what a checkpoint stores under the stage's name.
+fn stage_struct(
+    stage: &Ident,
+    sname: &str,
+    state_ty: &TokenStream,
+    field_doc: &str,
+) -> TokenStream {
+    let rt = rt();
+    let serde = quote!(::simplestream::__rt::__private::serde);
+    let serde_path = "::simplestream::__rt::__private::serde";
+    let doc = format!("State of stage `{sname}`: the value of `\"{sname}\"` in a checkpoint.");
+    quote! {
+        #[doc = #doc]
+        #[derive(Default, Clone, Debug, PartialEq, #serde::Serialize, #serde::Deserialize)]
+        #[serde(crate = #serde_path, transparent)]
+        pub struct #stage {
+            #[doc = #field_doc]
+            pub state: #state_ty,
+        }
+
+        impl #rt::Checkpointable for #stage {
+            const LAYOUT: u64 = #rt::fingerprint::combine(
+                #rt::fingerprint::fnv1a(#sname),
+                <#state_ty as #rt::Checkpointable>::LAYOUT,
+            );
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Event-time windows: [`Tumbling`], [`Sliding`] and [`Session`].
+//! Event-time windows: [`Tumbling`] and [`Sliding`] (both [`Windows`]) and [`Session`].
 //!
 //! Each is pure state (what a checkpoint stores); the window's parameters (size, slide,
 //! gap, allowed lateness) come from the pipeline's code on every call, so they are
@@ -44,7 +44,8 @@ pub fn align(ts: i64, size: i64) -> i64 {
     ts - ts.rem_euclid(size)
 }
 
-/// Tumbling windows of a fixed size.
+/// Windows aligned to the epoch, `[start, start + size)`: tumbling windows (a new one
+/// every `size`) and sliding windows (a new one every `slide`) share this state.
 ///
 /// ```
 /// use simplestream_runtime::window::Tumbling;
@@ -60,23 +61,50 @@ pub fn align(ts: i64, size: i64) -> i64 {
     serialize = "K: Key, A: Serialize",
     deserialize = "K: Key, A: Checkpointable"
 ))]
-pub struct Tumbling<K: Key, A> {
+pub struct Windows<K: Key, A> {
     /// This stage's watermark: every window ending at or before `watermark - lateness` closed.
     pub watermark: i64,
     /// Open windows by start.
     pub windows: BTreeMap<i64, KeyedState<K, A>>,
 }
 
-impl<K: Key, A> Default for Tumbling<K, A> {
+impl<K: Key, A> Default for Windows<K, A> {
     fn default() -> Self {
-        Tumbling {
+        Windows {
             watermark: i64::MIN,
             windows: BTreeMap::new(),
         }
     }
 }
 
-impl<K: Key, A: Default> Tumbling<K, A> {
+impl<K: Key, A: Default> Windows<K, A> {
+    /// Adds an event to every open window holding `ts`; returns true if some window
+    /// holding it had already closed (the event is late for that window).
+    #[inline]
+    pub fn add(
+        &mut self,
+        ts: i64,
+        key: K,
+        size: i64,
+        slide: i64,
+        lateness: i64,
+        mut f: impl FnMut(&mut A),
+    ) -> bool {
+        let mut late = false;
+        let last_start = align(ts, slide);
+        let mut start = last_start;
+        // Windows [start, start + size) with start <= ts < start + size.
+        while start > ts.saturating_sub(size) {
+            if start.saturating_add(size).saturating_add(lateness) <= self.watermark {
+                late = true;
+            } else {
+                f(self.windows.entry(start).or_default().entry(key.clone()));
+            }
+            start -= slide;
+        }
+        late
+    }
+
     /// The accumulator for `key` in the window holding `ts`, or `None` if that window closed.
     #[inline]
     pub fn acc_for(&mut self, ts: i64, key: K, size: i64, lateness: i64) -> Option<&mut A> {
@@ -125,11 +153,15 @@ impl<K: Key, A: Default> Tumbling<K, A> {
     }
 }
 
-impl<K: Key, A: Checkpointable> Checkpointable for Tumbling<K, A> {
-    const LAYOUT: u64 = combine(combine(fnv1a("Tumbling"), K::LAYOUT), A::LAYOUT);
+impl<K: Key, A: Checkpointable> Checkpointable for Windows<K, A> {
+    const LAYOUT: u64 = combine(combine(fnv1a("Windows"), K::LAYOUT), A::LAYOUT);
 }
 
-/// Sliding (hopping) windows: size `size`, a new one every `slide`.
+/// Tumbling windows: [`Windows`] used with [`acc_for`](Windows::acc_for).
+pub type Tumbling<K, A> = Windows<K, A>;
+
+/// Sliding (hopping) windows: [`Windows`] used with [`add`](Windows::add), size `size`, a
+/// new one every `slide`.
 ///
 /// ```
 /// use simplestream_runtime::window::Sliding;
@@ -138,95 +170,7 @@ impl<K: Key, A: Checkpointable> Checkpointable for Tumbling<K, A> {
 /// assert!(!late);
 /// assert_eq!(w.open_entries(), 2, "in [0,2000) and [1000,3000)");
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "K: Key, A: Serialize",
-    deserialize = "K: Key, A: Checkpointable"
-))]
-pub struct Sliding<K: Key, A> {
-    /// This stage's watermark.
-    pub watermark: i64,
-    /// Open windows by start.
-    pub windows: BTreeMap<i64, KeyedState<K, A>>,
-}
-
-impl<K: Key, A> Default for Sliding<K, A> {
-    fn default() -> Self {
-        Sliding {
-            watermark: i64::MIN,
-            windows: BTreeMap::new(),
-        }
-    }
-}
-
-impl<K: Key, A: Default> Sliding<K, A> {
-    /// Adds an event to every open window holding `ts`; returns true if some window
-    /// holding it had already closed (the event is late for that window).
-    #[inline]
-    pub fn add(
-        &mut self,
-        ts: i64,
-        key: K,
-        size: i64,
-        slide: i64,
-        lateness: i64,
-        mut f: impl FnMut(&mut A),
-    ) -> bool {
-        let mut late = false;
-        let last_start = align(ts, slide);
-        let mut start = last_start;
-        // Windows [start, start + size) with start <= ts < start + size.
-        while start > ts.saturating_sub(size) {
-            if start.saturating_add(size).saturating_add(lateness) <= self.watermark {
-                late = true;
-            } else {
-                f(self.windows.entry(start).or_default().entry(key.clone()));
-            }
-            start -= slide;
-        }
-        late
-    }
-
-    /// Moves the watermark to `wm`, pushing every window that closes onto `fired`.
-    pub fn advance(&mut self, wm: i64, size: i64, lateness: i64, fired: &mut Vec<Fired<K, A>>) {
-        if wm <= self.watermark {
-            return;
-        }
-        self.watermark = wm;
-        while let Some(entry) = self.windows.first_entry() {
-            let start = *entry.key();
-            if start.saturating_add(size).saturating_add(lateness) > wm {
-                break;
-            }
-            let mut keyed = entry.remove();
-            for (key, acc) in keyed.drain_sorted() {
-                fired.push(Fired {
-                    start,
-                    end: start + size,
-                    key,
-                    acc,
-                });
-            }
-        }
-    }
-
-    /// End of input: closes every window.
-    pub fn flush(&mut self, size: i64, lateness: i64, fired: &mut Vec<Fired<K, A>>) {
-        if let Some((&last, _)) = self.windows.last_key_value() {
-            let wm = last.saturating_add(size).saturating_add(lateness);
-            self.advance(wm, size, lateness, fired);
-        }
-    }
-
-    /// Number of open (window, key) pairs.
-    pub fn open_entries(&self) -> usize {
-        self.windows.values().map(|k| k.len()).sum()
-    }
-}
-
-impl<K: Key, A: Checkpointable> Checkpointable for Sliding<K, A> {
-    const LAYOUT: u64 = combine(combine(fnv1a("Sliding"), K::LAYOUT), A::LAYOUT);
-}
+pub type Sliding<K, A> = Windows<K, A>;
 
 /// One open session of a key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
