@@ -2,13 +2,13 @@
 //!
 //! A few small traits and plain structs, one concept a module:
 //!
-//! - [`Checkpointable`](checkpoint::Checkpointable): state that can be saved and restored;
-//! - [`KeyedState`](state::KeyedState): per-key state on a fast, seeded hasher;
+//! - [`Checkpointable`]: state that can be saved and restored;
+//! - [`KeyedState`]: per-key state on a fast, seeded hasher;
 //! - [`aggregate`]: `count`, `sum`, `min`, `max`, `avg` and user-defined aggregates;
 //! - [`window`]: tumbling, sliding and session windows;
-//! - [`Pipeline`](pipeline::Pipeline): what the macro generates;
+//! - [`Pipeline`]: what the macro generates;
 //! - [`envelope`]: the checkpoint format (JSON or binary, checksummed);
-//! - [`store`]: where checkpoints go ([`MemoryStore`](store::MemoryStore), `FileStore`);
+//! - [`store`]: where checkpoints go ([`MemoryStore`], `FileStore`);
 //! - [`coordinator`]: when and how checkpoints are taken, retention, recovery;
 //! - [`testing`]: crash-and-restore testing for your own pipelines;
 //! - `runner` (feature `native`): turns a pipeline into a command-line program.

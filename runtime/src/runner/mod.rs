@@ -71,10 +71,10 @@ pub struct Args {
     /// Output file: one JSON result per line (closed windows, sink records).
     #[arg(long, value_name = "FILE", required = true)]
     pub output: Option<PathBuf>,
-    /// File for late events (arrived after their window closed) [default: <output>.late].
+    /// File for late events (arrived after their window closed) [default: OUTPUT.late].
     #[arg(long, value_name = "FILE")]
     pub late_output: Option<PathBuf>,
-    /// Directory holding checkpoints (in <dir>/checkpoints/<instance>/).
+    /// Directory holding checkpoints (in DIR/checkpoints/INSTANCE/).
     #[arg(long, value_name = "DIR", default_value = "checkpoints-data")]
     pub checkpoint_dir: PathBuf,
     /// Name of this instance; two processes cannot run on one instance.
@@ -98,7 +98,7 @@ pub struct Args {
     /// What to do with a malformed line.
     #[arg(long, value_enum, default_value = "fail")]
     pub on_bad_input: OnBadInput,
-    /// Dead-letter file for --on-bad-input dead-letter [default: <output>.dead].
+    /// Dead-letter file for --on-bad-input dead-letter [default: OUTPUT.dead].
     #[arg(long, value_name = "FILE")]
     pub dead_letter: Option<PathBuf>,
     /// Keep reading the input as it grows (like tail -f); stop with Ctrl-C.
