@@ -1,2 +1,33 @@
-//! The browser playground (see issue: WASM playground). Not built yet.
+//! The browser playground of SimpleStream: real `pipeline!`-generated code compiled to
+//! WebAssembly, checkpointing into the browser's localStorage.
+//!
+//! The page (`playground/www/`) lets a newcomer watch state build up, take checkpoints,
+//! press "crash" and see everything come back. Everything but the browser glue is plain
+//! Rust that also builds natively, so its logic is unit-tested by `cargo test`:
+//!
+//! - [`gallery`]: the pipelines shown (orders per customer, sliding and session windows),
+//!   each written with `pipeline!`;
+//! - [`source`]: the deterministic, seeded event source and manual-event validation;
+//! - [`lab`]: one pipeline's life: process, checkpoint, crash, restore (through the
+//!   runtime's [`Coordinator`](simplestream::Coordinator)), corrupt, reference check;
+//! - [`dsl_view`]: a tiny reader of the DSL text for the stage diagram and tables (no
+//!   `syn` in the WASM);
+//! - [`b64`]: base64, how binary checkpoints are stored as text;
+//! - `local_storage` and `web` (wasm32 only): `LocalStorageStore` (the runtime's
+//!   `CheckpointStore` over `window.localStorage`) and the `#[wasm_bindgen]` API the page
+//!   calls.
 #![forbid(unsafe_code)]
+
+pub mod b64;
+pub mod dsl_view;
+pub mod gallery;
+pub mod lab;
+pub mod source;
+
+#[cfg(target_arch = "wasm32")]
+pub mod local_storage;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
+
+#[cfg(target_arch = "wasm32")]
+pub use local_storage::LocalStorageStore;

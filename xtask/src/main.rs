@@ -4,10 +4,14 @@
 //!   part way, restarted, and compared with a run that never crashed.
 //! - `cargo xtask test`: everything CI checks (formatting, clippy, all tests), installing
 //!   what it needs on a fresh machine.
+//! - `cargo xtask playground`: builds the browser playground and serves it on
+//!   http://127.0.0.1:8080 (`--port N`; `--build-only --out DIR` writes the site).
 #![forbid(unsafe_code)]
 
+mod bench;
 mod demo;
 mod gen;
+mod playground;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -19,9 +23,11 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
         Some("gen") => gen::cli(&args[1..]),
+        Some("playground") => playground::cli(&args[1..]),
+        Some("bench") => bench::run_bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  demo   run the orders pipeline, kill it with SIGKILL, restart it, compare with an uninterrupted run\n  test   run everything CI checks (fmt, clippy, unit/integration/doc tests, compile-fail tests, crash tests)\n  gen    write sample orders: cargo xtask gen FILE [COUNT] [CUSTOMERS] [SEED]"
+                "usage: cargo xtask <command>\n\n  demo   run the orders pipeline, kill it with SIGKILL, restart it, compare with an uninterrupted run\n  test   run everything CI checks (fmt, clippy, unit/integration/doc tests, compile-fail tests, crash tests)\n  gen    write sample orders: cargo xtask gen FILE [COUNT] [CUSTOMERS] [SEED]\n  bench  throughput, checkpoint-cost and memory benchmarks (bench/); --quick for a short run; report in target/bench/\n  playground  build the browser playground and serve it on http://127.0.0.1:8080 [--port N] [--build-only --out DIR]"
             );
             return ExitCode::from(2);
         }
@@ -123,6 +129,8 @@ fn test(args: &[String]) -> Result<(), String> {
         test.env("SIMPLESTREAM_CRASH_KILLS", "10");
     }
     run(test)?;
+    // The browser playground: WASM build, browser tests (after the workspace tests).
+    playground::test()?;
     eprintln!("\nall checks passed in {:.0}s", t.elapsed().as_secs_f64());
     Ok(())
 }

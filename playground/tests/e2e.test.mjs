@@ -1,0 +1,227 @@
+// End-to-end test of the playground page in headless Chromium (Debian's, through
+// playwright-core: no browser download). Run by `cargo xtask test`, which builds the
+// site, serves it on 127.0.0.1 and sets PLAYGROUND_URL; screenshots go to
+// SCREENSHOT_DIR (target/playground-screenshots/).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const URL = process.env.PLAYGROUND_URL;
+const SHOTS = process.env.SCREENSHOT_DIR || path.resolve('..', 'target', 'playground-screenshots');
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+if (!URL) throw new Error('PLAYGROUND_URL is not set: run this through `cargo xtask test` (or `cargo xtask playground --test`)');
+
+let context;
+let page;
+let profile;
+const problems = [];
+
+before(async () => {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  profile = fs.mkdtempSync(path.join(os.tmpdir(), 'playground-chromium-'));
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+    viewport: { width: 1360, height: 900 },
+  });
+  page = context.pages()[0] || await context.newPage();
+  page.setDefaultTimeout(20_000);
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
+});
+
+after(async () => {
+  await context?.close();
+  if (profile) fs.rmSync(profile, { recursive: true, force: true });
+});
+
+const byId = (id) => page.getByTestId(id);
+const text = async (id) => (await byId(id).textContent()).trim();
+const shot = (name) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+
+async function expectText(id, want, what) {
+  const deadline = Date.now() + 10_000;
+  let got;
+  while (Date.now() < deadline) {
+    got = await text(id);
+    if (typeof want === 'string' ? got === want : want.test(got)) return got;
+    await page.waitForTimeout(50);
+  }
+  assert.fail(`${what || id}: expected ${want}, got ${JSON.stringify(got)}\nstatus: ${await text('status')}`);
+}
+
+async function generate(n) {
+  await byId('generate-count').fill(String(n));
+  await byId('generate').click();
+}
+
+async function load() {
+  await page.goto(URL);
+  await expectText('status', /^Page loaded/, 'status after load');
+}
+
+test('orders: checkpoint, crash, restore, reload, corrupt, bad input', async (t) => {
+  await load();
+  // A fresh profile: nothing stored yet.
+  assert.match(await text('status'), /no checkpoint in localStorage yet/);
+  assert.equal(await byId('pipeline-select').inputValue(), 'orders');
+  assert.equal(await text('events-processed'), '0');
+  assert.equal(await text('state-json'), '{}');
+  assert.equal(await byId('checkpoint-item').count(), 0);
+
+  await t.test('generate builds state', async () => {
+    await generate(100);
+    await expectText('events-processed', '100');
+    const state = JSON.parse(await text('state-json'));
+    const total = Object.values(state).reduce((n, s) => n + s.count, 0);
+    assert.equal(total, 100, 'customer_stats counted every event');
+    assert.match(Object.keys(state)[0], /^C00\d$/);
+    assert.equal(await text('reference-match'), 'match');
+  });
+
+  let atCheckpoint;
+  await t.test('checkpoint, generate more, crash, restore', async () => {
+    await byId('checkpoint').click();
+    await expectText('status', /^Checkpoint #1 saved at offset 100/);
+    assert.equal(await byId('checkpoint-item').count(), 1);
+    atCheckpoint = await text('state-json');
+
+    await generate(50);
+    await expectText('events-processed', '150');
+    assert.notEqual(await text('state-json'), atCheckpoint);
+
+    await byId('crash').click();
+    await expectText('status', /^Crashed at offset 150/);
+    assert.equal(await text('state-json'), '{}', 'state visibly empty');
+    assert.equal(await text('events-processed'), '0');
+    assert.ok(await byId('generate').isDisabled(), 'nothing to run after a crash');
+    await shot('1-crashed');
+
+    await byId('restore').click();
+    await expectText('status', /^Restored checkpoint #1 .*offset 100/);
+    assert.match(await text('status'), /Events 100–149 will be read again/);
+    assert.equal(await text('events-processed'), '100');
+    assert.equal(await text('state-json'), atCheckpoint, 'state is back');
+    assert.equal(await text('reference-match'), 'match');
+    // The picture for the README: the top of the page, state back after a crash.
+    await page.screenshot({ path: path.join(SHOTS, 'readme.png') });
+
+    await generate(50);
+    await expectText('events-processed', '150');
+    assert.equal(await text('reference-match'), 'match', 'replayed events give the never-crashed state');
+  });
+
+  let beforeReload;
+  await t.test('reloading the page is a real crash: the checkpoint comes back', async () => {
+    await byId('checkpoint').click();
+    await expectText('status', /^Checkpoint #2 saved at offset 150/);
+    beforeReload = await text('state-json');
+    await page.reload();
+    await expectText('status', /^Page loaded: Restored checkpoint #2 .*offset 150/);
+    assert.equal(await text('events-processed'), '150');
+    assert.equal(await text('state-json'), beforeReload);
+    assert.equal(await text('reference-match'), 'match');
+    assert.equal(await byId('checkpoint-item').count(), 2);
+  });
+
+  await t.test('a corrupt latest checkpoint is detected and recovery falls back', async () => {
+    await byId('corrupt-latest').click();
+    await expectText('status', /^Corrupted checkpoint_.*-000002\.json: changed one digit/);
+    await byId('checkpoint-list').locator('[data-testid=checkpoint-item]').first().click();
+    await expectText('checkpoint-json', /"customer_stats"/);
+    await byId('restore').click();
+    const status = await expectText('status', /checksum mismatch/);
+    assert.match(status, /^Dropped the in-memory pipeline and restored checkpoint #1 /);
+    assert.match(status, /fell back to checkpoint_.*-000001\.json/);
+    assert.equal(await text('events-processed'), '100');
+    assert.equal(await text('state-json'), atCheckpoint);
+    assert.equal(await text('reference-match'), 'match');
+    await shot('2-fallback');
+  });
+
+  await t.test('a malformed event shows the parse error naming the field and changes nothing', async () => {
+    const state = await text('state-json');
+    await byId('send-malformed').click();
+    await expectText('status', /^Rejected malformed event .*amount: invalid type: string "12,50", expected f64/);
+    assert.equal(await text('state-json'), state);
+    assert.equal(await text('events-processed'), '100');
+    assert.match(await text('dead-letters'), /amount: invalid type/);
+    await byId('send-malformed').click();
+    await expectText('status', /missing field `ts`/);
+    assert.equal(await text('state-json'), state);
+  });
+
+  await t.test('the manual form names the bad field; a good event is processed', async () => {
+    const state = await text('state-json');
+    await byId('manual-amount').fill('12,5');
+    await byId('send-manual').click();
+    await expectText('form-error', /^amount: `12,5` is not a number \(use a dot: 12\.5\)/);
+    assert.equal(await text('state-json'), state);
+    assert.equal(await text('events-processed'), '100');
+    await byId('manual-amount').fill('12.5');
+    await byId('manual-customer').fill('C777');
+    await byId('manual-ts').fill('soon');
+    await byId('send-manual').click();
+    await expectText('form-error', /^ts: `soon` is not a whole number of milliseconds/);
+    await byId('manual-ts').fill('');
+    await byId('send-manual').click();
+    await expectText('events-processed', '101');
+    assert.equal(await text('form-error'), '');
+    assert.deepEqual(JSON.parse(await text('state-json')).C777, { count: 1, amount: 12.5 });
+  });
+
+  await t.test('a late event goes to the late output', async () => {
+    await byId('send-late').click();
+    await expectText('status', /went to the late output/);
+    assert.match(await text('late-output'), /"stage":"per_5min"/);
+    assert.equal(await text('reference-match'), 'match');
+    await shot('3-orders');
+  });
+
+  await t.test('clear storage', async () => {
+    await byId('clear-storage').click();
+    await expectText('status', /^Deleted 2 checkpoints/);
+    assert.equal(await byId('checkpoint-item').count(), 0);
+  });
+});
+
+test('sliding and session pipelines also survive a crash', async () => {
+  for (const name of ['sliding', 'sessions']) {
+    await byId('pipeline-select').selectOption(name);
+    await expectText('events-processed', '0');
+    await generate(120);
+    await expectText('events-processed', '120');
+    await byId('checkpoint').click();
+    await expectText('status', /^Checkpoint #1 saved at offset 120/);
+    const state = await text('state-json');
+    assert.ok(state.length > 2, `${name}: state built up`);
+    await generate(30);
+    await byId('crash').click();
+    await expectText('state-json', '{}');
+    await byId('restore').click();
+    await expectText('events-processed', '120');
+    assert.equal(await text('state-json'), state, name);
+    assert.equal(await text('reference-match'), 'match', name);
+    assert.ok(Number(await page.locator('#out-count').textContent()) > 0, `${name}: windows closed`);
+    await shot(`4-${name}`);
+  }
+});
+
+test('automatic checkpoints, then the overview screenshot', async () => {
+  await byId('pipeline-select').selectOption('orders');
+  await byId('auto-every').fill('25');
+  await page.locator('#auto-on').check();
+  await expectText('status', /every 25 events: on/);
+  await generate(100);
+  await expectText('status', /4 automatic checkpoints/);
+  assert.equal(await byId('checkpoint-item').count(), 4);
+  await byId('checkpoint-list').locator('[data-testid=checkpoint-item]').first().click();
+  await expectText('checkpoint-json', /"format": "simplestream-checkpoint"/);
+  await shot('overview');
+  assert.deepEqual(problems, [], 'no errors in the page');
+});
