@@ -28,12 +28,15 @@ pub const fn fnv1a(s: &str) -> u64 {
 /// ```
 /// use simplestream_runtime::fingerprint::combine;
 /// assert_ne!(combine(1, 2), combine(2, 1));
+/// assert_ne!(combine(0, 1), combine(1, 0));
 /// ```
 pub const fn combine(a: u64, b: u64) -> u64 {
-    let mut h = a ^ 0x9e37_79b9_7f4a_7c15;
+    // FNV-1a over the 16 bytes of `a` then `b`: order-sensitive, unlike a xor.
+    let mut h = OFFSET;
     let mut i = 0;
-    while i < 8 {
-        h ^= (b >> (i * 8)) & 0xff;
+    while i < 16 {
+        let byte = if i < 8 { a >> (i * 8) } else { b >> ((i - 8) * 8) };
+        h ^= byte & 0xff;
         h = h.wrapping_mul(PRIME);
         i += 1;
     }
