@@ -307,10 +307,20 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
             fired_tys.push(quote!(::std::vec::Vec<#rt::window::Fired<#kt, #acc>>));
             let late = w.lateness;
             let (adv, flush) = match w.kind {
-                WindowKind::Tumbling { size } | WindowKind::Sliding { size, .. } => (
-                    quote!(self.#f.state.advance(wm, #size, #late, &mut self.#scratch);),
-                    quote!(self.#f.state.flush(#size, #late, &mut self.#scratch);),
-                ),
+                WindowKind::Tumbling { size } | WindowKind::Sliding { size, .. } => {
+                    // One window at a time: rows in flight stay one window's worth.
+                    let drain = quote! {
+                        while self.#f.state.close_next(#size, #late, &mut self.#scratch) {
+                            self.#fire(out);
+                        }
+                    };
+                    advance_calls.push(quote! { if self.#f.state.set_watermark(wm) { #drain } });
+                    flush_calls.push(quote! {
+                        let __wm = self.#f.state.flush_watermark(#size, #late);
+                        if self.#f.state.set_watermark(__wm) { #drain }
+                    });
+                    continue;
+                }
                 WindowKind::Session { .. } => (
                     quote!(self.#f.state.advance(wm, #late, &mut self.#scratch);),
                     quote!(self.#f.state.flush(#late, &mut self.#scratch);),

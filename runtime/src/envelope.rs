@@ -239,14 +239,18 @@ pub fn encode<P: Pipeline>(
             Ok(out)
         }
         Codec::Binary => {
-            let mut payload = postcard::to_allocvec(&header).map_err(enc)?;
-            pipeline.encode_stages(Codec::Binary, &mut payload)?;
-            let mut out = Vec::with_capacity(BIN_HEADER_LEN + payload.len());
+            // The fixed header goes first with its length and checksum left blank, the
+            // payload is written after it in place, then the blanks are filled in.
+            let mut out = Vec::with_capacity(1 << 16);
             out.extend_from_slice(MAGIC);
             out.extend_from_slice(&(FORMAT_VERSION as u16).to_le_bytes());
-            out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-            out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-            out.extend_from_slice(&payload);
+            out.extend_from_slice(&[0u8; 12]);
+            codec::write(Codec::Binary, &header, &mut out)?;
+            pipeline.encode_stages(Codec::Binary, &mut out)?;
+            let payload_len = (out.len() - BIN_HEADER_LEN) as u64;
+            let crc = crc32fast::hash(&out[BIN_HEADER_LEN..]);
+            out[6..14].copy_from_slice(&payload_len.to_le_bytes());
+            out[14..18].copy_from_slice(&crc.to_le_bytes());
             Ok(out)
         }
     }
@@ -442,8 +446,9 @@ pub mod codec {
         match codec {
             Codec::Json => serde_json::to_writer(out, value).map_err(enc),
             Codec::Binary => {
-                let bytes = postcard::to_allocvec(value).map_err(enc)?;
-                out.extend_from_slice(&bytes);
+                // Straight into `out`: no intermediate buffer for large state.
+                let buf = std::mem::take(out);
+                *out = postcard::to_extend(value, buf).map_err(enc)?;
                 Ok(())
             }
         }

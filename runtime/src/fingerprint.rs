@@ -35,7 +35,11 @@ pub const fn combine(a: u64, b: u64) -> u64 {
     let mut h = OFFSET;
     let mut i = 0;
     while i < 16 {
-        let byte = if i < 8 { a >> (i * 8) } else { b >> ((i - 8) * 8) };
+        let byte = if i < 8 {
+            a >> (i * 8)
+        } else {
+            b >> ((i - 8) * 8)
+        };
         h ^= byte & 0xff;
         h = h.wrapping_mul(PRIME);
         i += 1;

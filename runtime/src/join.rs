@@ -259,8 +259,7 @@ struct IntervalRepr<K: Key, L, R> {
 
 impl<K: Key, L, R> From<IntervalRepr<K, L, R>> for IntervalJoin<K, L, R> {
     fn from(r: IntervalRepr<K, L, R>) -> Self {
-        // Timers only need to be early, never late: one per key at its oldest event
-        // suffices (`advance` re-arms a later one for what stays).
+        // One timer per key, at its oldest event: what `add_*` and `advance` keep.
         let mut timers = BTreeSet::new();
         for (k, b) in r.buffers.iter() {
             let oldest = b
@@ -291,9 +290,19 @@ impl<K: Key, L, R> Default for IntervalJoin<K, L, R> {
     }
 }
 
+/// Time of the oldest buffered event of a key.
+fn oldest<L, R>(b: &JoinBuffers<Timed<L>, Timed<R>>) -> Option<i64> {
+    b.left
+        .iter()
+        .map(|t| t.ts)
+        .chain(b.right.iter().map(|t| t.ts))
+        .min()
+}
+
 impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
     /// A left event at `ts`: pairs with buffered right events in `[ts - lower, ts + upper]`,
-    /// then is buffered. Returns false (and does nothing) if it is late.
+    /// then is buffered. Returns false (and does nothing) if it is late: some right event
+    /// it could match may already have been evicted.
     pub fn add_left(
         &mut self,
         ts: i64,
@@ -307,6 +316,7 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
             return false;
         }
         let b = self.buffers.entry(key.clone());
+        let old = oldest(b);
         for r in &b.right {
             if r.ts >= ts.saturating_sub(lower) && r.ts <= ts.saturating_add(upper) {
                 pairs.push(Pair {
@@ -318,7 +328,7 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
             }
         }
         b.left.push(Timed { ts, event: v });
-        self.timers.insert((ts, key));
+        self.rearm(key, old, ts);
         true
     }
 
@@ -337,6 +347,7 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
             return false;
         }
         let b = self.buffers.entry(key.clone());
+        let old = oldest(b);
         for l in &b.left {
             if ts >= l.ts.saturating_sub(lower) && ts <= l.ts.saturating_add(upper) {
                 pairs.push(Pair {
@@ -348,35 +359,46 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
             }
         }
         b.right.push(Timed { ts, event: v });
-        self.timers.insert((ts, key));
+        self.rearm(key, old, ts);
         true
     }
 
-    /// Moves the watermark and evicts events that can no longer match: a left event once
-    /// `ts + upper < wm`, a right event once `ts + lower < wm`.
+    /// Keeps exactly one timer per buffered key, at its oldest event: a new event only
+    /// touches the timer set when the key had nothing buffered or it is the new oldest
+    /// (the timers are then a function of the buffers, so a restore rebuilds the same).
+    fn rearm(&mut self, key: K, old: Option<i64>, ts: i64) {
+        match old {
+            None => {
+                self.timers.insert((ts, key));
+            }
+            Some(o) if ts < o => {
+                self.timers.remove(&(o, key.clone()));
+                self.timers.insert((ts, key));
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Moves the watermark and evicts events that can no longer match a future event that
+    /// is not late: on either side, once `ts + lower + upper < wm`.
     pub fn advance(&mut self, wm: i64, lower: i64, upper: i64) {
         if wm <= self.watermark {
             return;
         }
         self.watermark = wm;
-        let horizon = lower.max(upper);
+        let horizon = lower.saturating_add(upper);
+        let keep = |ts: i64| ts.saturating_add(horizon) >= wm;
         while let Some((t, _)) = self.timers.first() {
-            if t.saturating_add(horizon) >= wm {
+            if keep(*t) {
                 break;
             }
             let (_, key) = self.timers.pop_first().expect("checked non-empty");
             let Some(b) = self.buffers.as_map_mut().get_mut(&key) else {
                 continue;
             };
-            b.left.retain(|l| l.ts.saturating_add(upper) >= wm);
-            b.right.retain(|r| r.ts.saturating_add(lower) >= wm);
-            let oldest = b
-                .left
-                .iter()
-                .map(|t| t.ts)
-                .chain(b.right.iter().map(|t| t.ts))
-                .min();
-            match oldest {
+            b.left.retain(|l| keep(l.ts));
+            b.right.retain(|r| keep(r.ts));
+            match oldest(b) {
                 None => {
                     self.buffers.remove(&key);
                 }
@@ -401,4 +423,59 @@ impl<K: Key, L: Checkpointable, R: Checkpointable> Checkpointable for IntervalJo
         combine(combine(fnv1a("IntervalJoin"), K::LAYOUT), L::LAYOUT),
         R::LAYOUT,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A right event that is not late must find every left event it matches, whatever
+    /// order events arrived in (regression: lefts were evicted at `ts + upper < wm`).
+    #[test]
+    fn interval_join_keeps_lefts_that_a_non_late_right_can_still_match() {
+        let (lower, upper) = (2_000, 5_000);
+        for right_first in [false, true] {
+            let mut j: IntervalJoin<u32, i64, i64> = IntervalJoin::default();
+            let mut pairs = Vec::new();
+            j.add_left(0, 1, 0, lower, upper, &mut pairs);
+            j.add_left(5_001, 2, 5_001, lower, upper, &mut pairs);
+            if right_first {
+                assert!(j.add_right(4_000, 1, 4_000, lower, upper, &mut pairs));
+            }
+            j.advance(5_001, lower, upper);
+            assert!(j.add_right(5_001, 2, 5_001, lower, upper, &mut pairs));
+            if !right_first {
+                assert!(
+                    j.add_right(4_000, 1, 4_000, lower, upper, &mut pairs),
+                    "4000 + lower >= 5001: not late"
+                );
+            }
+            let mut got: Vec<(u32, i64, i64)> =
+                pairs.iter().map(|p| (p.key, p.left, p.right)).collect();
+            got.sort();
+            assert_eq!(
+                got,
+                vec![(1, 0, 4_000), (2, 5_001, 5_001)],
+                "right_first = {right_first}"
+            );
+        }
+    }
+
+    #[test]
+    fn interval_join_evicts_once_nothing_can_match_and_timers_survive_restore() {
+        let (lower, upper) = (1_000, 1_000);
+        let mut j: IntervalJoin<u32, i64, i64> = IntervalJoin::default();
+        let mut pairs = Vec::new();
+        j.add_left(10_000, 1, 0, lower, upper, &mut pairs);
+        j.add_left(9_000, 1, 0, lower, upper, &mut pairs); // older: the key's timer moves
+        j.add_right(50_000, 2, 0, lower, upper, &mut pairs);
+        let restored: IntervalJoin<u32, i64, i64> =
+            serde_json::from_str(&serde_json::to_string(&j).unwrap()).unwrap();
+        assert_eq!(restored, j, "timers are rebuilt exactly");
+        j.advance(11_001, lower, upper); // 9000 + 2000 < 11001: the 9000 event goes
+        assert_eq!(j.buffered(), 2);
+        j.advance(12_001, lower, upper);
+        assert_eq!(j.buffered(), 1, "key 1 evicted, key 2 kept");
+        assert!(j.buffers.get(&1).is_none());
+    }
 }

@@ -90,17 +90,39 @@ impl<K: Key, A: Default> Windows<K, A> {
         lateness: i64,
         mut f: impl FnMut(&mut A),
     ) -> bool {
-        let mut late = false;
-        let last_start = align(ts, slide);
-        let mut start = last_start;
-        // Windows [start, start + size) with start <= ts < start + size.
-        while start > ts.saturating_sub(size) {
-            if start.saturating_add(size).saturating_add(lateness) <= self.watermark {
-                late = true;
-            } else {
-                f(self.windows.entry(start).or_default().entry(key.clone()));
+        // Windows [start, start + size) with start <= ts < start + size, aligned to `slide`.
+        let newest = align(ts, slide);
+        let oldest = newest - (size - 1 - (ts - newest)).max(0) / slide * slide;
+        // The closed ones (oldest first) make the event late for them.
+        let mut first_open = oldest;
+        while first_open <= newest
+            && first_open.saturating_add(size).saturating_add(lateness) <= self.watermark
+        {
+            first_open += slide;
+        }
+        let late = first_open > oldest;
+        if first_open > newest {
+            return late;
+        }
+        // One walk over the windows that exist (one tree search, not one per window)...
+        let expected = ((newest - first_open) / slide + 1) as usize;
+        let mut seen = 0;
+        for keyed in self.windows.range_mut(first_open..=newest).map(|(_, k)| k) {
+            match keyed.as_map_mut().get_mut(&key) {
+                Some(acc) => f(acc),
+                None => f(keyed.entry(key.clone())),
             }
-            start -= slide;
+            seen += 1;
+        }
+        // ...and only when a window is new (its first event), a search to create it.
+        if seen < expected {
+            let mut start = first_open;
+            while start <= newest {
+                if !self.windows.contains_key(&start) {
+                    f(self.windows.entry(start).or_default().entry(key.clone()));
+                }
+                start += slide;
+            }
         }
         late
     }
@@ -115,36 +137,61 @@ impl<K: Key, A: Default> Windows<K, A> {
         Some(self.windows.entry(start).or_default().entry(key))
     }
 
-    /// Moves the watermark to `wm`, pushing every window that closes onto `fired`.
+    /// Sets the watermark to `wm` if that moves it forward; true if it moved. Then call
+    /// [`close_next`](Self::close_next) until it returns false.
     #[inline]
-    pub fn advance(&mut self, wm: i64, size: i64, lateness: i64, fired: &mut Vec<Fired<K, A>>) {
+    pub fn set_watermark(&mut self, wm: i64) -> bool {
         if wm <= self.watermark {
-            return;
+            return false;
         }
         self.watermark = wm;
-        while let Some(entry) = self.windows.first_entry() {
-            let start = *entry.key();
-            if start.saturating_add(size).saturating_add(lateness) > wm {
-                break;
-            }
-            let mut keyed = entry.remove();
-            for (key, acc) in keyed.drain_sorted() {
-                fired.push(Fired {
-                    start,
-                    end: start + size,
-                    key,
-                    acc,
-                });
-            }
+        true
+    }
+
+    /// Closes the oldest window if the watermark has passed its end plus `lateness`,
+    /// appending its rows to `fired` sorted by key; false if no window is due. One window
+    /// at a time keeps the rows in flight to one window's worth.
+    #[inline]
+    pub fn close_next(&mut self, size: i64, lateness: i64, fired: &mut Vec<Fired<K, A>>) -> bool {
+        let Some(entry) = self.windows.first_entry() else {
+            return false;
+        };
+        let start = *entry.key();
+        if start.saturating_add(size).saturating_add(lateness) > self.watermark {
+            return false;
+        }
+        let mut keyed = entry.remove();
+        let base = fired.len();
+        let end = start + size;
+        fired.extend(keyed.as_map_mut().drain().map(|(key, acc)| Fired {
+            start,
+            end,
+            key,
+            acc,
+        }));
+        fired[base..].sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        true
+    }
+
+    /// Moves the watermark to `wm`, pushing every window that closes onto `fired`.
+    pub fn advance(&mut self, wm: i64, size: i64, lateness: i64, fired: &mut Vec<Fired<K, A>>) {
+        if self.set_watermark(wm) {
+            while self.close_next(size, lateness, fired) {}
+        }
+    }
+
+    /// The watermark at which every open window closes (for the end of input).
+    pub fn flush_watermark(&self, size: i64, lateness: i64) -> i64 {
+        match self.windows.last_key_value() {
+            Some((&last, _)) => last.saturating_add(size).saturating_add(lateness),
+            None => self.watermark,
         }
     }
 
     /// End of input: closes every window, and keeps them closed for events that come later.
     pub fn flush(&mut self, size: i64, lateness: i64, fired: &mut Vec<Fired<K, A>>) {
-        if let Some((&last, _)) = self.windows.last_key_value() {
-            let wm = last.saturating_add(size).saturating_add(lateness);
-            self.advance(wm, size, lateness, fired);
-        }
+        let wm = self.flush_watermark(size, lateness);
+        self.advance(wm, size, lateness, fired);
     }
 
     /// Number of open (window, key) pairs.
