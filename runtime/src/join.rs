@@ -87,6 +87,9 @@ impl<K: Key, L, R> Default for WindowJoin<K, L, R> {
 }
 
 impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
+    /// Calls `f` with the buffers of `key` in every open window holding `ts`, newest
+    /// first, telling it whether this is the last call (so the event can be moved, not
+    /// cloned, into it); true if some window holding `ts` had closed.
     fn add(
         &mut self,
         ts: i64,
@@ -94,15 +97,33 @@ impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
         size: i64,
         slide: i64,
         lateness: i64,
-        mut f: impl FnMut(&mut JoinBuffers<L, R>),
+        mut f: impl FnMut(&mut JoinBuffers<L, R>, bool),
     ) -> bool {
+        let newest = align(ts, slide);
+        let wm = self.watermark;
+        let closed = |start: i64| start.saturating_add(size).saturating_add(lateness) <= wm;
+        // Open windows run from `newest` down to the oldest still open.
+        let mut oldest_open = newest;
         let mut late = false;
-        let mut start = align(ts, slide);
+        let mut start = newest;
         while start > ts.saturating_sub(size) {
-            if start.saturating_add(size).saturating_add(lateness) <= self.watermark {
+            if closed(start) {
                 late = true;
             } else {
-                f(self.windows.entry(start).or_default().entry(key.clone()));
+                oldest_open = start;
+            }
+            start -= slide;
+        }
+        if closed(newest) {
+            return late;
+        }
+        let mut start = newest;
+        while start >= oldest_open {
+            let last = start - slide < oldest_open;
+            let keyed = self.windows.entry(start).or_default();
+            match keyed.as_map_mut().get_mut(&key) {
+                Some(b) => f(b, last),
+                None => f(keyed.entry(key.clone()), last),
             }
             start -= slide;
         }
@@ -119,7 +140,11 @@ impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
         slide: i64,
         lateness: i64,
     ) -> bool {
-        self.add(ts, key, size, slide, lateness, |b| b.left.push(v.clone()))
+        let mut v = Some(v);
+        self.add(ts, key, size, slide, lateness, |b, last| {
+            let e = if last { v.take() } else { v.clone() };
+            b.left.extend(e);
+        })
     }
 
     /// Buffers a right event; true if some window holding it had closed.
@@ -132,7 +157,11 @@ impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
         slide: i64,
         lateness: i64,
     ) -> bool {
-        self.add(ts, key, size, slide, lateness, |b| b.right.push(v.clone()))
+        let mut v = Some(v);
+        self.add(ts, key, size, slide, lateness, |b, last| {
+            let e = if last { v.take() } else { v.clone() };
+            b.right.extend(e);
+        })
     }
 
     /// Moves the watermark; closed windows with events on both sides go to `fired`, in
@@ -154,17 +183,23 @@ impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
                 break;
             }
             let mut keyed = entry.remove();
-            for (key, b) in keyed.drain_sorted() {
-                if !b.left.is_empty() && !b.right.is_empty() {
-                    fired.push(JoinFired {
+            // Only keys with events on both sides make pairs: filter, then sort those.
+            let base = fired.len();
+            let end = start + size;
+            fired.extend(
+                keyed
+                    .as_map_mut()
+                    .drain()
+                    .filter(|(_, b)| !b.left.is_empty() && !b.right.is_empty())
+                    .map(|(key, b)| JoinFired {
                         start,
-                        end: start + size,
+                        end,
                         key,
                         left: b.left,
                         right: b.right,
-                    });
-                }
-            }
+                    }),
+            );
+            fired[base..].sort_unstable_by(|a, b| a.key.cmp(&b.key));
         }
     }
 
