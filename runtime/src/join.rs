@@ -7,7 +7,7 @@
 //! evicted once no future event can match them, and events arriving behind the watermark
 //! are reported as late (their partners may be gone).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -272,47 +272,15 @@ pub struct Pair<K, L, R> {
     serialize = "K: Key, L: Serialize, R: Serialize",
     deserialize = "K: Key, L: serde::de::DeserializeOwned, R: serde::de::DeserializeOwned"
 ))]
-#[serde(from = "IntervalRepr<K, L, R>")]
 pub struct IntervalJoin<K: Key, L, R> {
     /// The stage's watermark.
     pub watermark: i64,
     /// Buffered events per key, in arrival order.
     pub buffers: KeyedState<K, JoinBuffers<Timed<L>, Timed<R>>>,
-    /// (time a buffered event can go, key); rebuilt on restore.
-    #[serde(skip)]
-    timers: BTreeSet<(i64, K)>,
-}
-
-#[derive(Deserialize)]
-#[serde(bound(
-    deserialize = "K: Key, L: serde::de::DeserializeOwned, R: serde::de::DeserializeOwned"
-))]
-struct IntervalRepr<K: Key, L, R> {
-    watermark: i64,
-    buffers: KeyedState<K, JoinBuffers<Timed<L>, Timed<R>>>,
-}
-
-impl<K: Key, L, R> From<IntervalRepr<K, L, R>> for IntervalJoin<K, L, R> {
-    fn from(r: IntervalRepr<K, L, R>) -> Self {
-        // One timer per key, at its oldest event: what `add_*` and `advance` keep.
-        let mut timers = BTreeSet::new();
-        for (k, b) in r.buffers.iter() {
-            let oldest = b
-                .left
-                .iter()
-                .map(|t| t.ts)
-                .chain(b.right.iter().map(|t| t.ts))
-                .min();
-            if let Some(ts) = oldest {
-                timers.insert((ts, k.clone()));
-            }
-        }
-        IntervalJoin {
-            watermark: r.watermark,
-            buffers: r.buffers,
-            timers,
-        }
-    }
+    /// Eviction queue: one `(time, key)` per buffered key, in the order keys were armed.
+    /// A FIFO (not a sorted set) keeps arming O(1); it is saved with the state so that a
+    /// restored join evicts exactly when the original would have.
+    pub timers: VecDeque<(i64, K)>,
 }
 
 impl<K: Key, L, R> Default for IntervalJoin<K, L, R> {
@@ -320,7 +288,7 @@ impl<K: Key, L, R> Default for IntervalJoin<K, L, R> {
         IntervalJoin {
             watermark: i64::MIN,
             buffers: KeyedState::default(),
-            timers: BTreeSet::new(),
+            timers: VecDeque::new(),
         }
     }
 }
@@ -398,19 +366,10 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
         true
     }
 
-    /// Keeps exactly one timer per buffered key, at its oldest event: a new event only
-    /// touches the timer set when the key had nothing buffered or it is the new oldest
-    /// (the timers are then a function of the buffers, so a restore rebuilds the same).
+    /// Arms the key's timer when it had nothing buffered (one entry per buffered key).
     fn rearm(&mut self, key: K, old: Option<i64>, ts: i64) {
-        match old {
-            None => {
-                self.timers.insert((ts, key));
-            }
-            Some(o) if ts < o => {
-                self.timers.remove(&(o, key.clone()));
-                self.timers.insert((ts, key));
-            }
-            Some(_) => {}
+        if old.is_none() {
+            self.timers.push_back((ts, key));
         }
     }
 
@@ -423,11 +382,14 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
         self.watermark = wm;
         let horizon = lower.saturating_add(upper);
         let keep = |ts: i64| ts.saturating_add(horizon) >= wm;
-        while let Some((t, _)) = self.timers.first() {
+        // Events older than the front may wait behind it: evicting late never changes
+        // output (they cannot match anything that is not late), and the saved queue
+        // makes a restored run evict at the same moments.
+        while let Some((t, _)) = self.timers.front() {
             if keep(*t) {
                 break;
             }
-            let (_, key) = self.timers.pop_first().expect("checked non-empty");
+            let (_, key) = self.timers.pop_front().expect("checked non-empty");
             let Some(b) = self.buffers.as_map_mut().get_mut(&key) else {
                 continue;
             };
@@ -437,9 +399,7 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
                 None => {
                     self.buffers.remove(&key);
                 }
-                Some(ts) => {
-                    self.timers.insert((ts, key));
-                }
+                Some(ts) => self.timers.push_back((ts, key)),
             }
         }
     }
@@ -506,9 +466,11 @@ mod tests {
         j.add_right(50_000, 2, 0, lower, upper, &mut pairs);
         let restored: IntervalJoin<u32, i64, i64> =
             serde_json::from_str(&serde_json::to_string(&j).unwrap()).unwrap();
-        assert_eq!(restored, j, "timers are rebuilt exactly");
-        j.advance(11_001, lower, upper); // 9000 + 2000 < 11001: the 9000 event goes
-        assert_eq!(j.buffered(), 2);
+        assert_eq!(restored, j, "the eviction queue is restored exactly");
+        // 9000 + 2000 < 11001, but key 1's timer is at 10000 (its first event): the older
+        // event waits (it cannot match anything that is not late, so output is the same).
+        j.advance(11_001, lower, upper);
+        assert_eq!(j.buffered(), 3);
         j.advance(12_001, lower, upper);
         assert_eq!(j.buffered(), 1, "key 1 evicted, key 2 kept");
         assert!(j.buffers.get(&1).is_none());
