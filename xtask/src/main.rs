@@ -112,6 +112,22 @@ fn test(args: &[String]) -> Result<(), String> {
         "warnings",
     ]);
     run(clippy)?;
+    // Public docs build without broken links or stray HTML.
+    let mut doc = cargo();
+    doc.args([
+        "doc",
+        "--no-deps",
+        "-p",
+        "simplestream",
+        "-p",
+        "simplestream-runtime",
+        "-p",
+        "simplestream-dsl",
+        "-p",
+        "simplestream-macros",
+    ]);
+    doc.env("RUSTDOCFLAGS", "-D warnings");
+    run(doc)?;
     // The crash tests drive the release binaries as separate processes.
     let mut build = cargo();
     build.args([
