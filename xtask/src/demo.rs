@@ -105,8 +105,21 @@ pub fn run(_args: &[String]) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    // Let it run past the checkpoint a little, so the kill lands between checkpoints.
-    std::thread::sleep(Duration::from_millis(15));
+    // Kill between checkpoints, once output written after the last one has reached the
+    // file: that output is uncommitted, and the restart must roll it back.
+    let wait = Instant::now();
+    while wait.elapsed() < Duration::from_secs(3) {
+        let committed = latest(&crashed)
+            .and_then(|m| m["positions"]["output.len"].as_u64())
+            .unwrap_or(0);
+        let len = fs::metadata(crashed.join("out.jsonl"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        if len > committed || child.try_wait().map_err(|e| e.to_string())?.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
     child.kill().map_err(|e| e.to_string())?; // SIGKILL: no chance to clean up
     child.wait().map_err(|e| e.to_string())?;
     let out_len = fs::metadata(crashed.join("out.jsonl"))
