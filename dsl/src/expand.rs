@@ -21,6 +21,14 @@ fn rt() -> TokenStream {
     quote!(::simplestream::__rt)
 }
 
+/// serde as generated code reaches it (users need no serde dependency of their own for
+/// the derives we emit); the string form is for `#[serde(crate = ..)]`.
+const SERDE: &str = "::simplestream::__rt::__private::serde";
+
+fn serde_tokens() -> TokenStream {
+    quote!(::simplestream::__rt::__private::serde)
+}
+
 /// Adds `: &Ty` to a closure's untyped parameter, so users write `|o| o.ts`.
 fn annotate(f: &Expr, ty: &Type) -> TokenStream {
     if let Expr::Closure(c) = f {
@@ -87,8 +95,8 @@ fn window_state(k: &KeyedPlan, acc: &TokenStream) -> TokenStream {
 /// Generates the whole expansion.
 pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
     let rt = rt();
-    let serde_path = "::simplestream::__rt::__private::serde";
-    let serde = quote!(::simplestream::__rt::__private::serde);
+    let serde_path = SERDE;
+    let serde = serde_tokens();
     let names = Names {
         module: plan.module.clone(),
     };
@@ -181,15 +189,11 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
             let key_ty = &k.key_ty;
             let acc_doc = format!("Accumulators of stage `{sname}`, one per key (and window).");
             let row_doc = format!("A result of stage `{sname}`.");
-            let (win_fields, win_docs) = if k.window.is_some() {
-                (
-                    quote!(pub window_start: i64, pub window_end: i64,),
-                    quote!(),
-                )
+            let win_fields = if k.window.is_some() {
+                quote!(pub window_start: i64, pub window_end: i64,)
             } else {
-                (quote!(), quote!())
+                quote!()
             };
-            let _ = win_docs;
             let state_ty = window_state(k, &quote!(#acc));
             items.push(quote! {
                 #[doc = #acc_doc]
@@ -866,8 +870,8 @@ fn stage_struct(
     field_doc: &str,
 ) -> TokenStream {
     let rt = rt();
-    let serde = quote!(::simplestream::__rt::__private::serde);
-    let serde_path = "::simplestream::__rt::__private::serde";
+    let serde = serde_tokens();
+    let serde_path = SERDE;
     let doc = format!("State of stage `{sname}`: the value of `\"{sname}\"` in a checkpoint.");
     quote! {
         #[doc = #doc]

@@ -440,7 +440,6 @@ pub fn check(def: PipelineDef) -> syn::Result<Plan> {
                     known.join(", ")
                 ),
             );
-            let _ = sink.kw;
         }
         seen_sinks.push(sink.name);
     }
@@ -639,8 +638,7 @@ fn plan_stage(
             OpKind::KeyBy(_) | OpKind::Aggregate(_) | OpKind::Window(_) if join.is_some() => {
                 errs.push(op.name.span(), format!("`{opname}` cannot follow a join in the same stage; start a new stage that reads this one"));
             }
-            OpKind::Filter(f) | OpKind::Map(f) | OpKind::FlatMap(f) if !stateless_ok => {
-                let _ = f;
+            OpKind::Filter(_) | OpKind::Map(_) | OpKind::FlatMap(_) if !stateless_ok => {
                 errs.push(op.name.span(), format!("`{opname}` cannot come between `key_by` and `aggregate`; move it before `key_by`"));
             }
             OpKind::Filter(f) => {
@@ -766,8 +764,7 @@ fn plan_stage(
             }
         }
     }
-    if let Some((key_name, _, _, _, span)) = pending_key {
-        let _ = key_name;
+    if let Some((_, _, _, _, span)) = pending_key {
         errs.push(
             span,
             "`key_by` must be followed by `aggregate(...)` (optionally after `window(...)`)",
@@ -780,10 +777,9 @@ fn plan_stage(
         errs.push(span, "a `join` needs a window: add `.window(tumbling(5min))` (or `sliding(..)`), or use `interval_join(.., lower = 5s, upper = 5s)`");
     }
     let out_ty = match (&st.ty, st.ops.last().map(|o| &o.kind)) {
-        (Some(t), Some(OpKind::Map(_) | OpKind::FlatMap(_))) => {
-            let _ = t;
-            ty.clone()
-        }
+        // After a map the closure's type is the stage's; otherwise a declared type is
+        // checked by an assertion in the generated code.
+        (Some(_), Some(OpKind::Map(_) | OpKind::FlatMap(_))) => ty.clone(),
         (Some(t), _) => t.clone(),
         _ => ty.clone(),
     };
@@ -885,8 +881,7 @@ fn plan_aggs(fields: &[AggField], key: &Ident, windowed: bool, errs: &mut Errors
                 ),
             );
         }
-        if let Some(prev) = out.iter().find(|p| p.name == f.name) {
-            let _ = prev;
+        if out.iter().any(|p| p.name == f.name) {
             errs.push(f.name.span(), format!("column `{name}` appears twice"));
             continue;
         }

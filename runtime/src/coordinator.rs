@@ -70,8 +70,6 @@ pub struct CheckpointInfo {
     pub size: u64,
     /// Codec.
     pub codec: Codec,
-    /// Time spent serializing, µs (filled in by callers that measure time).
-    pub encode_us: u64,
     /// Checkpoints deleted by retention.
     pub deleted: Vec<String>,
 }
@@ -254,6 +252,13 @@ impl<S: CheckpointStore> Coordinator<S> {
     /// True when a trigger fired: enough events, or enough time.
     #[inline]
     pub fn due(&self, now_ms: i64) -> bool {
+        self.due_with(|| now_ms)
+    }
+
+    /// [`due`](Self::due), reading the clock only if a time trigger is set (for per-event
+    /// calls).
+    #[inline]
+    pub fn due_with(&self, now_ms: impl FnOnce() -> i64) -> bool {
         if self.events_since == 0 {
             return false;
         }
@@ -263,7 +268,7 @@ impl<S: CheckpointStore> Coordinator<S> {
             }
         }
         match (self.config.every_ms, self.last_at_ms) {
-            (Some(every), Some(last)) => now_ms - last >= every,
+            (Some(every), Some(last)) => now_ms() - last >= every,
             _ => false,
         }
     }
@@ -327,7 +332,6 @@ impl<S: CheckpointStore> Coordinator<S> {
             name,
             size: bytes.len() as u64,
             codec,
-            encode_us: 0,
             deleted,
         })
     }

@@ -94,16 +94,6 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
         v
     }
 
-    /// Takes all entries out, sorted by key.
-    pub fn drain_sorted(&mut self) -> Vec<(K, V)>
-    where
-        K: Ord,
-    {
-        let mut v: Vec<_> = self.map.drain().collect();
-        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        v
-    }
-
     /// The underlying map.
     pub fn as_map(&self) -> &FastMap<K, V> {
         &self.map

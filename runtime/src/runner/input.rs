@@ -36,11 +36,22 @@ pub struct LineReader {
     max_line: usize,
     /// The current line's bytes.
     pub buf: Vec<u8>,
+    /// The last line consumed ended at end of file without a newline: a newline that
+    /// appears there later ends that line, it is not an empty line of its own. Saved in
+    /// checkpoints (`source.pending_newline`).
+    pub pending_newline: bool,
+    pending_before_read: bool,
 }
 
 impl LineReader {
     /// Opens `file` at `offset` (the start of line `line`).
-    pub fn new(mut file: File, offset: u64, line: u64, max_line: usize) -> io::Result<Self> {
+    pub fn new(
+        mut file: File,
+        offset: u64,
+        line: u64,
+        max_line: usize,
+        pending_newline: bool,
+    ) -> io::Result<Self> {
         file.seek(SeekFrom::Start(offset))?;
         Ok(LineReader {
             reader: BufReader::with_capacity(1 << 16, file),
@@ -48,11 +59,38 @@ impl LineReader {
             line,
             max_line,
             buf: Vec::new(),
+            pending_newline,
+            pending_before_read: pending_newline,
         })
     }
 
     /// Reads the next line into `buf`.
     pub fn next_line(&mut self) -> io::Result<Read> {
+        self.pending_before_read = self.pending_newline;
+        let mut read = self.read_raw()?;
+        if self.pending_newline
+            && self.buf.is_empty()
+            && read
+                == (Read::Line {
+                    bytes: 1,
+                    unterminated: false,
+                })
+        {
+            // The newline completing the previous run's last line: skip it.
+            self.offset += 1;
+            read = self.read_raw()?;
+        }
+        // End of file leaves it as it was: the last line's state is what counts.
+        match read {
+            Read::Line { unterminated, .. } | Read::TooLong { unterminated, .. } => {
+                self.pending_newline = unterminated
+            }
+            Read::Eof => {}
+        }
+        Ok(read)
+    }
+
+    fn read_raw(&mut self) -> io::Result<Read> {
         self.buf.clear();
         let mut total = 0u64;
         let mut too_long = false;
@@ -117,6 +155,7 @@ impl LineReader {
 
     /// Goes back to the start of the current line (a partial line in `--follow` mode).
     pub fn rewind(&mut self) -> io::Result<()> {
+        self.pending_newline = self.pending_before_read;
         self.reader.seek(SeekFrom::Start(self.offset))?;
         Ok(())
     }

@@ -271,8 +271,6 @@ struct Run<P: Pipeline> {
     checkpoints: u64,
     last_ckpt: Option<(u64, Duration)>,
     out_buf: Vec<P::Output>,
-    /// The last line read had no newline (end of a bounded input).
-    pending_newline: bool,
 }
 
 impl<P: Pipeline> Run<P> {
@@ -291,7 +289,7 @@ impl<P: Pipeline> Run<P> {
         positions.insert("source.offset".into(), self.input.offset);
         positions.insert("source.line".into(), self.input.line);
         positions.insert("events".into(), self.events);
-        if self.pending_newline {
+        if self.input.pending_newline {
             positions.insert("source.pending_newline".into(), 1);
         }
         let result = self
@@ -431,6 +429,7 @@ where
         pos("source.offset"),
         pos("source.line").max(1),
         args.max_line_bytes,
+        pos("source.pending_newline") == 1,
     )
     .map_err(|e| format!("reading {}: {e}", input_path.display()))?;
     let outputs = Outputs {
@@ -462,12 +461,11 @@ where
         checkpoints: 0,
         last_ckpt: None,
         out_buf: Vec::new(),
-        pending_newline: pos("source.pending_newline") == 1,
     };
     run.coord.start_clock(now_ms());
     let started = Instant::now();
     let start_events = run.events;
-    let mut progress = progress::Progress::new(!args.quiet, input_len);
+    let mut progress = progress::Progress::new(!args.quiet);
     let mut bad_lines = 0u64;
 
     let interrupted = loop {
@@ -509,36 +507,14 @@ where
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             }
-            Read::Line {
-                bytes: 1,
-                unterminated: false,
-            } if run.pending_newline && run.input.buf.is_empty() => {
-                // The newline that ends the last line of an earlier run's input (it had
-                // none then): part of that line, not a new, empty one.
-                run.input.offset += 1;
-                run.pending_newline = false;
-                continue;
-            }
-            Read::Line {
+            Read::Line { bytes, .. } => (bytes, input::parse_event::<P::Event>(&run.input.buf)),
+            Read::TooLong { bytes, .. } => (
                 bytes,
-                unterminated,
-            } => {
-                run.pending_newline = unterminated;
-                (bytes, input::parse_event::<P::Event>(&run.input.buf))
-            }
-            Read::TooLong {
-                bytes,
-                unterminated,
-            } => {
-                run.pending_newline = unterminated;
-                (
-                    bytes,
-                    Err(format!(
-                        "line is longer than {} bytes (see --max-line-bytes)",
-                        args.max_line_bytes
-                    )),
-                )
-            }
+                Err(format!(
+                    "line is longer than {} bytes (see --max-line-bytes)",
+                    args.max_line_bytes
+                )),
+            ),
         };
         match parsed {
             Ok(event) => {
@@ -589,7 +565,8 @@ where
                 run.coord.note_events(1);
             }
         }
-        if run.coord.due(now_ms()) {
+        // The clock is read only when a time trigger is set: this runs per event.
+        if run.coord.due_with(now_ms) {
             run.checkpoint("trigger")?;
         }
         if run.events & 0x3ff == 0 {

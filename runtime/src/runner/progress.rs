@@ -14,7 +14,7 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    pub(crate) fn new(enabled: bool, _total: u64) -> Self {
+    pub(crate) fn new(enabled: bool) -> Self {
         let tty = std::io::stderr().is_terminal();
         let now = Instant::now();
         Progress {
