@@ -72,6 +72,8 @@ pub struct CheckpointInfo {
     pub codec: Codec,
     /// Checkpoints deleted by retention.
     pub deleted: Vec<String>,
+    /// Time spent storing it (checkpoint, `latest`, retention), ms.
+    pub store_ms: f64,
 }
 
 /// A pipeline restored from a checkpoint.
@@ -94,6 +96,11 @@ pub enum CoordinatorError {
     Store(StoreError),
     /// State could not be encoded.
     Checkpoint(CheckpointError),
+    /// A background upload is still in flight (see [`Coordinator::begin_upload`]).
+    UploadInFlight {
+        /// The id of the checkpoint being uploaded.
+        id: u64,
+    },
     /// Checkpoints exist but none can be restored; nothing was loaded.
     NoValidCheckpoint {
         /// Where.
@@ -108,6 +115,9 @@ impl fmt::Display for CoordinatorError {
         match self {
             CoordinatorError::Store(e) => write!(f, "{e}"),
             CoordinatorError::Checkpoint(e) => write!(f, "{e}"),
+            CoordinatorError::UploadInFlight { id } => {
+                write!(f, "checkpoint #{id} is still being uploaded")
+            }
             CoordinatorError::NoValidCheckpoint { location, problems } => {
                 write!(f, "no checkpoint in {location} can be restored:")?;
                 for p in problems {
@@ -160,11 +170,82 @@ pub struct Listed {
 /// ```
 #[derive(Debug)]
 pub struct Coordinator<S> {
-    store: S,
+    /// `None` while a background upload has it.
+    store: Option<S>,
     config: CoordinatorConfig,
     next_id: u64,
     events_since: u64,
     last_at_ms: Option<i64>,
+    upload: Option<Upload<S>>,
+}
+
+/// The one background upload in flight: the thread owns the store until it is done.
+#[derive(Debug)]
+struct Upload<S> {
+    id: u64,
+    thread: std::thread::JoinHandle<(S, Result<CheckpointInfo, CoordinatorError>)>,
+}
+
+/// A checkpoint serialized during the pause, ready to be stored.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Its id.
+    pub id: u64,
+    /// Its name in the store.
+    pub name: String,
+    /// The bytes, and where each stage lies in them.
+    pub encoded: envelope::Encoded,
+    /// The `latest` record that will point at it.
+    pub meta: LatestMeta,
+}
+
+/// Stores a prepared checkpoint: the checkpoint, then (only once that is durable) the
+/// `latest` record, then retention. On error the previous checkpoint stays the latest.
+fn store_prepared<S: CheckpointStore>(
+    store: &mut S,
+    p: &Prepared,
+    keep: usize,
+) -> Result<CheckpointInfo, CoordinatorError> {
+    let started = std::time::Instant::now();
+    store.put_staged(&p.name, &p.encoded.bytes, &p.encoded.stages)?;
+    crate::checkpoint_failpoint("after-checkpoint-write");
+    let meta_bytes = serde_json::to_vec_pretty(&p.meta).map_err(|e| CheckpointError::Encode {
+        detail: e.to_string(),
+    })?;
+    store.put_latest(&meta_bytes)?;
+    crate::checkpoint_failpoint("after-latest-write");
+    let deleted = apply_retention(store, &p.name, keep).unwrap_or_default();
+    Ok(CheckpointInfo {
+        id: p.id,
+        name: p.name.clone(),
+        size: p.encoded.bytes.len() as u64,
+        codec: p.meta.codec,
+        deleted,
+        store_ms: started.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+/// Deletes checkpoints beyond `keep`, never `latest` or anything newer.
+fn apply_retention<S: CheckpointStore>(
+    store: &mut S,
+    latest: &str,
+    keep: usize,
+) -> Result<Vec<String>, StoreError> {
+    let keep = keep.max(1);
+    let entries = by_id(store.list()?);
+    let latest_id = id_from_name(latest);
+    let upto: Vec<&StoredEntry> = entries
+        .iter()
+        .filter(|e| e.name.as_str() == latest || id_from_name(&e.name) <= latest_id)
+        .collect();
+    let mut deleted = Vec::new();
+    if upto.len() > keep {
+        for e in &upto[..upto.len() - keep] {
+            store.delete(&e.name)?;
+            deleted.push(e.name.clone());
+        }
+    }
+    Ok(deleted)
 }
 
 /// The name of checkpoint `id` taken at `ts_ms`: sorts by time, never collides.
@@ -182,6 +263,7 @@ pub fn checkpoint_name(ts_ms: i64, id: u64, codec: Codec) -> String {
 }
 
 const RECORD_MISMATCH: &str = "the latest record does not match the file";
+const BUSY: &str = "the store is in use by a background upload: call finish_upload first";
 
 /// Entries sorted by checkpoint id (then name): ids only grow, wall clocks may not.
 fn by_id(mut entries: Vec<StoredEntry>) -> Vec<StoredEntry> {
@@ -200,22 +282,53 @@ impl<S: CheckpointStore> Coordinator<S> {
     /// A coordinator over `store`.
     pub fn new(store: S, config: CoordinatorConfig) -> Self {
         Coordinator {
-            store,
+            store: Some(store),
             config,
             next_id: 1,
             events_since: 0,
             last_at_ms: None,
+            upload: None,
         }
     }
 
     /// The store.
+    ///
+    /// # Panics
+    /// While a background upload is in flight (it has the store): call
+    /// [`finish_upload`](Self::finish_upload) first.
     pub fn store(&self) -> &S {
-        &self.store
+        self.store.as_ref().expect(BUSY)
     }
 
-    /// The store, mutably.
+    /// The store, mutably (waits for a background upload in flight, dropping its outcome:
+    /// call [`finish_upload`](Self::finish_upload) first to see it).
     pub fn store_mut(&mut self) -> &mut S {
-        &mut self.store
+        let _ = self.finish_upload();
+        self.store.as_mut().expect(BUSY)
+    }
+
+    /// Consumes the coordinator, giving back its store (after any upload in flight).
+    pub fn into_store(mut self) -> S {
+        let _ = self.finish_upload();
+        self.store.take().expect(BUSY)
+    }
+
+    /// True while a background upload is in flight.
+    pub fn uploading(&self) -> bool {
+        self.upload.is_some()
+    }
+
+    /// Waits for the background upload in flight, if any, and returns its outcome.
+    pub fn finish_upload(&mut self) -> Option<Result<CheckpointInfo, CoordinatorError>> {
+        let up = self.upload.take()?;
+        match up.thread.join() {
+            Ok((store, result)) => {
+                self.store = Some(store);
+                Some(result)
+            }
+            // The store went down with the thread: nothing more can be stored.
+            Err(_) => panic!("the upload thread of checkpoint #{} panicked", up.id),
+        }
     }
 
     /// The configuration.
@@ -282,7 +395,7 @@ impl<S: CheckpointStore> Coordinator<S> {
     /// Moves `next_id` past every checkpoint in the store (for a fresh start that keeps
     /// old checkpoints: new ones then sort after them and `latest` moves on).
     pub fn skip_existing_ids(&mut self) {
-        if let Ok(entries) = self.store.list() {
+        if let Ok(entries) = self.store_mut().list() {
             let max_id = entries
                 .iter()
                 .filter_map(|e| id_from_name(&e.name))
@@ -292,71 +405,131 @@ impl<S: CheckpointStore> Coordinator<S> {
         }
     }
 
+    /// Serializes a checkpoint of `pipeline` (the part that needs the pause) and gives it
+    /// the next id.
+    pub fn prepare<P: Pipeline>(
+        &mut self,
+        pipeline: &P,
+        positions: BTreeMap<String, u64>,
+        now_ms: i64,
+    ) -> Result<Prepared, CoordinatorError> {
+        let id = self.next_id;
+        let codec = self.config.codec;
+        let encoded = envelope::encode_staged(pipeline, codec, id, now_ms, positions.clone())?;
+        let name = checkpoint_name(now_ms, id, codec);
+        let meta = LatestMeta {
+            checkpoint_id: id,
+            file: name.clone(),
+            timestamp: now_ms,
+            codec,
+            size: encoded.bytes.len() as u64,
+            checksum: format!("{:08x}", crc32fast::hash(&encoded.bytes)),
+            positions,
+        };
+        Ok(Prepared {
+            id,
+            name,
+            encoded,
+            meta,
+        })
+    }
+
     /// Takes a checkpoint now: serialize, write, update `latest`, apply retention.
     ///
     /// On error nothing changed: the previous checkpoint and `latest` stay valid, and the
-    /// trigger stays due so the next call retries.
+    /// trigger stays due so the next call retries. A background upload still in flight
+    /// is waited for first; if it failed, that is the error returned.
     pub fn checkpoint<P: Pipeline>(
         &mut self,
         pipeline: &P,
         positions: BTreeMap<String, u64>,
         now_ms: i64,
     ) -> Result<CheckpointInfo, CoordinatorError> {
-        let id = self.next_id;
-        let codec = self.config.codec;
-        let bytes = envelope::encode(pipeline, codec, id, now_ms, positions.clone())?;
-        let name = checkpoint_name(now_ms, id, codec);
-        self.store.put(&name, &bytes)?;
-        // The file exists from now on: its id is never reused, even if `latest` fails.
-        self.next_id = id.saturating_add(1);
-        crate::checkpoint_failpoint("after-checkpoint-write");
-        let meta = LatestMeta {
-            checkpoint_id: id,
-            file: name.clone(),
-            timestamp: now_ms,
-            codec,
-            size: bytes.len() as u64,
-            checksum: format!("{:08x}", crc32fast::hash(&bytes)),
-            positions,
-        };
-        let meta_bytes = serde_json::to_vec_pretty(&meta).map_err(|e| CheckpointError::Encode {
-            detail: e.to_string(),
-        })?;
-        self.store.put_latest(&meta_bytes)?;
-        crate::checkpoint_failpoint("after-latest-write");
-        self.events_since = 0;
-        self.last_at_ms = Some(now_ms);
-        let deleted = self.apply_retention(&name).unwrap_or_default();
-        Ok(CheckpointInfo {
-            id,
-            name,
-            size: bytes.len() as u64,
-            codec,
-            deleted,
-        })
-    }
-
-    /// Deletes checkpoints beyond `keep`, never `latest` or anything newer.
-    fn apply_retention(&mut self, latest: &str) -> Result<Vec<String>, StoreError> {
-        let keep = self.config.keep.max(1);
-        let entries = self.store.list()?;
-        let upto: Vec<&StoredEntry> = entries
-            .iter()
-            .filter(|e| e.name.as_str() <= latest)
-            .collect();
-        let mut deleted = Vec::new();
-        if upto.len() > keep {
-            for e in &upto[..upto.len() - keep] {
-                self.store.delete(&e.name)?;
-                deleted.push(e.name.clone());
+        if let Some(Err(e)) = self.finish_upload() {
+            return Err(e);
+        }
+        let prepared = self.prepare(pipeline, positions, now_ms)?;
+        let keep = self.config.keep;
+        let store = self.store.as_mut().expect(BUSY);
+        match store_prepared(store, &prepared, keep) {
+            Ok(info) => {
+                self.next_id = prepared.id.saturating_add(1);
+                self.events_since = 0;
+                self.last_at_ms = Some(now_ms);
+                Ok(info)
+            }
+            Err(e) => {
+                // Once the checkpoint itself was written its id is never reused, even if
+                // `latest` failed; a store that says the write failed may still have made
+                // it visible (a timeout), so skip the id whenever the name now exists.
+                if store
+                    .list()
+                    .map(|l| l.iter().any(|x| x.name == prepared.name))
+                    .unwrap_or(true)
+                {
+                    self.next_id = prepared.id.saturating_add(1);
+                }
+                Err(e)
             }
         }
-        Ok(deleted)
+    }
+
+    /// Takes a checkpoint with the upload off the hot path: serializes now (the pause),
+    /// then stores it on a background thread while processing goes on. `latest` moves
+    /// only once the checkpoint is durable, and at most one upload is in flight: call
+    /// [`finish_upload`](Self::finish_upload) first (this returns
+    /// [`CoordinatorError::UploadInFlight`] otherwise). Returns the new checkpoint's id.
+    ///
+    /// ```
+    /// use simplestream_runtime::{Coordinator, CoordinatorConfig, MemoryStore};
+    /// let mut c = Coordinator::new(MemoryStore::new(), CoordinatorConfig::default());
+    /// // In the run loop, at a trigger: collect the previous upload, then start the next.
+    /// assert!(c.finish_upload().is_none(), "nothing in flight yet");
+    /// // c.begin_upload(&pipeline, positions, now_ms)?;  ... events go on ...
+    /// // match c.finish_upload() { Some(Ok(info)) => .., Some(Err(e)) => .., None => .. }
+    /// assert!(!c.uploading());
+    /// ```
+    pub fn begin_upload<P: Pipeline>(
+        &mut self,
+        pipeline: &P,
+        positions: BTreeMap<String, u64>,
+        now_ms: i64,
+    ) -> Result<u64, CoordinatorError>
+    where
+        S: Send + 'static,
+    {
+        if let Some(up) = &self.upload {
+            return Err(CoordinatorError::UploadInFlight { id: up.id });
+        }
+        let prepared = self.prepare(pipeline, positions, now_ms)?;
+        let id = prepared.id;
+        // Ids are never reused: a failed upload's id is skipped.
+        self.next_id = id.saturating_add(1);
+        self.events_since = 0;
+        self.last_at_ms = Some(now_ms);
+        let mut store = self.store.take().expect(BUSY);
+        let keep = self.config.keep;
+        let thread = std::thread::Builder::new()
+            .name(format!("checkpoint-upload-{id}"))
+            .spawn(move || {
+                let r = store_prepared(&mut store, &prepared, keep);
+                (store, r)
+            })
+            .map_err(|e| {
+                CoordinatorError::Store(StoreError::new(
+                    crate::store::StoreErrorKind::Other,
+                    "starting the upload thread",
+                    "",
+                    e.to_string(),
+                ))
+            })?;
+        self.upload = Some(Upload { id, thread });
+        Ok(id)
     }
 
     /// The `latest` record, or why it cannot be used.
     pub fn latest(&self) -> Result<Option<LatestMeta>, String> {
-        match self.store.get_latest() {
+        match self.store().get_latest() {
             Ok(None) => Ok(None),
             Ok(Some(b)) => serde_json::from_slice(&b)
                 .map(Some)
@@ -369,8 +542,8 @@ impl<S: CheckpointStore> Coordinator<S> {
     pub fn inspect(&self) -> Result<Vec<Listed>, StoreError> {
         let latest = self.latest().ok().flatten().map(|m| m.file);
         let mut out = Vec::new();
-        for e in self.store.list()? {
-            let (header, codec) = match self.store.get(&e.name) {
+        for e in self.store().list()? {
+            let (header, codec) = match self.store().get(&e.name) {
                 Ok(bytes) => match envelope::verify(&bytes) {
                     Ok(v) => (Ok(v.header), Some(v.codec)),
                     Err(err) => (Err(err.to_string()), None),
@@ -394,7 +567,7 @@ impl<S: CheckpointStore> Coordinator<S> {
     /// checkpoint that verifies. `Ok(None)`: there are no checkpoints at all.
     /// `Err(NoValidCheckpoint)`: there are some, but none can be restored (nothing loaded).
     pub fn recover<P: Pipeline>(&mut self) -> Result<Option<Recovered<P>>, CoordinatorError> {
-        let entries = by_id(self.store.list()?);
+        let entries = by_id(self.store_mut().list()?);
         // Never reuse an id whose file exists, even if `latest` never pointed at it.
         let max_id = entries
             .iter()
@@ -467,13 +640,13 @@ impl<S: CheckpointStore> Coordinator<S> {
             return Ok(None);
         }
         Err(CoordinatorError::NoValidCheckpoint {
-            location: self.store.location(),
+            location: self.store().location(),
             problems,
         })
     }
 
     fn load<P: Pipeline>(&self, name: &str, checksum: Option<&str>) -> Result<(Header, P), String> {
-        let bytes = self.store.get(name).map_err(|e| e.to_string())?;
+        let bytes = self.store().get(name).map_err(|e| e.to_string())?;
         if let Some(sum) = checksum {
             let actual = format!("{:08x}", crc32fast::hash(&bytes));
             if actual != sum {

@@ -209,6 +209,36 @@ pub fn encode<P: Pipeline>(
     timestamp: i64,
     positions: BTreeMap<String, u64>,
 ) -> Result<Vec<u8>, CheckpointError> {
+    encode_staged(pipeline, codec, checkpoint_id, timestamp, positions).map(|e| e.bytes)
+}
+
+/// An encoded checkpoint, with where each stage's state lies in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// The whole checkpoint, as [`encode`] returns it.
+    pub bytes: Vec<u8>,
+    /// Each stage's bytes within `bytes`, in order (stores that keep stages apart, such
+    /// as a Kafka topic keyed by stage, use these).
+    pub stages: Vec<StageSpan>,
+}
+
+/// Where one stage's state lies in an encoded checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageSpan {
+    /// The stage's name (`source_clocks` for the clocks of several sources).
+    pub name: &'static str,
+    /// Its bytes: the JSON value, or the binary field.
+    pub range: std::ops::Range<usize>,
+}
+
+/// [`encode`], also telling where each stage's state lies in the bytes.
+pub fn encode_staged<P: Pipeline>(
+    pipeline: &P,
+    codec: Codec,
+    checkpoint_id: u64,
+    timestamp: i64,
+    positions: BTreeMap<String, u64>,
+) -> Result<Encoded, CheckpointError> {
     let clock = pipeline.clock();
     let header = Header {
         format: FORMAT_NAME.to_string(),
@@ -224,19 +254,16 @@ pub fn encode<P: Pipeline>(
     match codec {
         Codec::Json => {
             let mut out = serde_json::to_vec(&header).map_err(enc)?;
-            let mut stages = Vec::new();
-            pipeline.encode_stages(Codec::Json, &mut stages)?;
-            // Splice the two objects: `{header}` + `{stages}` -> `{header,stages}`.
-            debug_assert!(out.last() == Some(&b'}') && stages.first() == Some(&b'{'));
+            // The stages go on as more fields of the header's object: `{header,stages}`.
+            debug_assert!(out.last() == Some(&b'}'));
             out.pop();
-            if stages.len() > 2 {
-                out.push(b',');
-                out.extend_from_slice(&stages[1..stages.len() - 1]);
-            }
+            let mut w = StageWriter::continuing(Codec::Json, &mut out);
+            pipeline.write_stages(&mut w)?;
+            let stages = w.finish();
             let crc = crc32fast::hash(&out);
             out.extend_from_slice(JSON_TRAILER);
             out.extend_from_slice(format!("{crc:08x}\"}}\n").as_bytes());
-            Ok(out)
+            Ok(Encoded { bytes: out, stages })
         }
         Codec::Binary => {
             // The fixed header goes first with its length and checksum left blank, the
@@ -246,12 +273,14 @@ pub fn encode<P: Pipeline>(
             out.extend_from_slice(&(FORMAT_VERSION as u16).to_le_bytes());
             out.extend_from_slice(&[0u8; 12]);
             codec::write(Codec::Binary, &header, &mut out)?;
-            pipeline.encode_stages(Codec::Binary, &mut out)?;
+            let mut w = StageWriter::new(Codec::Binary, &mut out);
+            pipeline.write_stages(&mut w)?;
+            let stages = w.finish();
             let payload_len = (out.len() - BIN_HEADER_LEN) as u64;
             let crc = crc32fast::hash(&out[BIN_HEADER_LEN..]);
             out[6..14].copy_from_slice(&payload_len.to_le_bytes());
             out[14..18].copy_from_slice(&crc.to_le_bytes());
-            Ok(out)
+            Ok(Encoded { bytes: out, stages })
         }
     }
 }
@@ -432,19 +461,107 @@ pub fn decode<P: Pipeline>(bytes: &[u8]) -> Result<(Header, P), CheckpointError>
     Ok((v.header, p))
 }
 
+/// Writes the stages of a pipeline one field at a time, remembering where each lies.
+///
+/// The bytes are exactly those of serializing one struct with a field per stage: a JSON
+/// object keyed by stage name, or the postcard fields one after another. Generated
+/// `write_stages` calls [`field`](Self::field) once per stage.
+///
+/// ```
+/// use simplestream_runtime::envelope::StageWriter;
+/// use simplestream_runtime::Codec;
+/// let mut out = Vec::new();
+/// let mut w = StageWriter::new(Codec::Json, &mut out);
+/// w.field("counts", &[1, 2]).unwrap();
+/// w.field("total", &3).unwrap();
+/// let spans = w.finish();
+/// assert_eq!(out, br#"{"counts":[1,2],"total":3}"#);
+/// assert_eq!(&out[spans[1].range.clone()], b"3");
+/// ```
+#[derive(Debug)]
+pub struct StageWriter<'a> {
+    codec: Codec,
+    out: &'a mut Vec<u8>,
+    /// JSON: a `,` goes before the next field.
+    comma: bool,
+    /// JSON: this writer opened the object, so it closes it.
+    close: bool,
+    spans: Vec<StageSpan>,
+}
+
+impl<'a> StageWriter<'a> {
+    /// A writer appending to `out` (JSON: a new object).
+    pub fn new(codec: Codec, out: &'a mut Vec<u8>) -> Self {
+        if codec == Codec::Json {
+            out.push(b'{');
+        }
+        StageWriter {
+            codec,
+            out,
+            comma: false,
+            close: codec == Codec::Json,
+            spans: Vec::new(),
+        }
+    }
+
+    /// JSON: goes on with an object already open and holding fields (`out` ends inside
+    /// it); [`finish`](Self::finish) leaves it open.
+    fn continuing(codec: Codec, out: &'a mut Vec<u8>) -> Self {
+        StageWriter {
+            codec,
+            out,
+            comma: true,
+            close: false,
+            spans: Vec::new(),
+        }
+    }
+
+    /// Writes one stage's state. `name` must be a plain identifier (it is not escaped).
+    pub fn field<T: Serialize + ?Sized>(
+        &mut self,
+        name: &'static str,
+        value: &T,
+    ) -> Result<(), CheckpointError> {
+        if self.codec == Codec::Json {
+            if self.comma {
+                self.out.push(b',');
+            }
+            self.comma = true;
+            self.out.push(b'"');
+            self.out.extend_from_slice(name.as_bytes());
+            self.out.extend_from_slice(b"\":");
+        }
+        let start = self.out.len();
+        codec::write(self.codec, value, self.out)?;
+        self.spans.push(StageSpan {
+            name,
+            range: start..self.out.len(),
+        });
+        Ok(())
+    }
+
+    /// Ends the stages; returns where each one lies in the output.
+    pub fn finish(self) -> Vec<StageSpan> {
+        if self.close {
+            self.out.push(b'}');
+        }
+        self.spans
+    }
+}
+
 /// Helpers for generated `encode_stages`/`decode_stages`.
 #[doc(hidden)]
 pub mod codec {
     use super::*;
 
     /// Serializes a value in `codec`, appending to `out`.
-    pub fn write<T: Serialize>(
+    pub fn write<T: Serialize + ?Sized>(
         codec: Codec,
         value: &T,
         out: &mut Vec<u8>,
     ) -> Result<(), CheckpointError> {
         match codec {
-            Codec::Json => serde_json::to_writer(out, value).map_err(enc),
+            Codec::Json => serde_json::to_writer(&mut *out, value).map_err(enc),
             Codec::Binary => {
                 // Straight into `out`: no intermediate buffer for large state.
                 let buf = std::mem::take(out);

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::{CheckpointError, Codec};
+use crate::envelope::{CheckpointError, Codec, StageWriter};
 
 /// The source's event-time clock: the largest event time seen and the watermark.
 ///
@@ -126,8 +126,15 @@ pub trait Pipeline: Sized {
     fn finish<C: Collector<Self::Output>>(&mut self, out: &mut C);
     /// The source clock.
     fn clock(&self) -> Clock;
+    /// Writes every stage's state, one [`StageWriter::field`] per stage.
+    fn write_stages(&self, w: &mut StageWriter<'_>) -> Result<(), CheckpointError>;
     /// Writes every stage's state (an object keyed by stage name) in `codec`.
-    fn encode_stages(&self, codec: Codec, out: &mut Vec<u8>) -> Result<(), CheckpointError>;
+    fn encode_stages(&self, codec: Codec, out: &mut Vec<u8>) -> Result<(), CheckpointError> {
+        let mut w = StageWriter::new(codec, out);
+        self.write_stages(&mut w)?;
+        w.finish();
+        Ok(())
+    }
     /// Builds a pipeline from stage state written by [`encode_stages`](Self::encode_stages).
     fn decode_stages(codec: Codec, bytes: &[u8], clock: Clock) -> Result<Self, CheckpointError>;
     /// One stage's state as JSON (for display: playground, `checkpoints show`).

@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+pub use crate::envelope::StageSpan;
+
 mod memory;
 pub use memory::MemoryStore;
 
@@ -41,6 +43,19 @@ pub trait CheckpointStore {
     /// Stores a checkpoint durably and atomically: after `Ok`, it survives a crash; on
     /// `Err`, no partial checkpoint is visible under `name`.
     fn put(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// [`put`](Self::put), told where each stage's state lies in `bytes` (in order, not
+    /// overlapping). Stores that keep stages apart (a Kafka topic keyed by stage) use
+    /// the spans; the others store `bytes` whole, which is the default. [`get`](Self::get)
+    /// gives back exactly `bytes` either way.
+    fn put_staged(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+        stages: &[StageSpan],
+    ) -> Result<(), StoreError> {
+        let _ = stages;
+        self.put(name, bytes)
+    }
     /// Reads a checkpoint.
     fn get(&self, name: &str) -> Result<Vec<u8>, StoreError>;
     /// Every checkpoint (not `latest`), sorted by name, oldest first.
@@ -59,6 +74,14 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for Box<S> {
     }
     fn put(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         (**self).put(name, bytes)
+    }
+    fn put_staged(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+        stages: &[StageSpan],
+    ) -> Result<(), StoreError> {
+        (**self).put_staged(name, bytes, stages)
     }
     fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         (**self).get(name)
@@ -88,8 +111,13 @@ pub enum StoreErrorKind {
     Denied,
     /// Another writer holds the instance.
     Locked,
-    /// Bad configuration (instance name, path).
+    /// Bad configuration (instance name, path, URL).
     Invalid,
+    /// Another writer changed the instance since this one last looked (a conditional
+    /// write lost): two processes are writing one instance.
+    Conflict,
+    /// The store could not be reached (network, server down); retrying may help.
+    Unavailable,
     /// Anything else.
     Other,
 }
