@@ -12,6 +12,7 @@ mod bench;
 mod demo;
 mod gen;
 mod playground;
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -25,9 +26,10 @@ fn main() -> ExitCode {
         Some("gen") => gen::cli(&args[1..]),
         Some("playground") => playground::cli(&args[1..]),
         Some("bench") => bench::run_bench(&args[1..]),
+        Some("tools") => tools::ensure().map(|d| eprintln!("servers in {}", d.display())),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  demo   run the orders pipeline, kill it with SIGKILL, restart it, compare with an uninterrupted run\n  test   run everything CI checks (fmt, clippy, unit/integration/doc tests, compile-fail tests, crash tests)\n  gen    write sample orders: cargo xtask gen FILE [COUNT] [CUSTOMERS] [SEED]\n  bench  throughput, checkpoint-cost and memory benchmarks (bench/); --quick for a short run; report in target/bench/\n  playground  build the browser playground and serve it on http://127.0.0.1:8080 [--port N] [--build-only --out DIR]"
+                "usage: cargo xtask <command>\n\n  demo   run the orders pipeline, kill it with SIGKILL, restart it, compare with an uninterrupted run\n  test   run everything CI checks (fmt, clippy, unit/integration/doc tests, compile-fail tests, crash tests)\n  gen    write sample orders: cargo xtask gen FILE [COUNT] [CUSTOMERS] [SEED]\n  tools  install the S3 and Kafka servers the remote-store tests use (target/tools/)\n  bench  throughput, checkpoint-cost and memory benchmarks (bench/); --quick for a short run; report in target/bench/\n  playground  build the browser playground and serve it on http://127.0.0.1:8080 [--port N] [--build-only --out DIR]"
             );
             return ExitCode::from(2);
         }
@@ -99,6 +101,8 @@ fn test(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
     let t = Instant::now();
     ensure_tools()?;
+    // The remote-store tests start these servers on 127.0.0.1 themselves.
+    let servers = tools::ensure()?;
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     run(fmt)?;
@@ -141,6 +145,9 @@ fn test(args: &[String]) -> Result<(), String> {
     run(build)?;
     let mut test = cargo();
     test.args(["test", "--workspace"]);
+    test.env("SIMPLESTREAM_TOOLS", &servers);
+    // Under `cargo xtask test` a missing server is a failure, not a skip.
+    test.env("SIMPLESTREAM_REQUIRE_SERVERS", "1");
     if quick {
         test.env("SIMPLESTREAM_CRASH_KILLS", "10");
     }

@@ -1,0 +1,179 @@
+//! Real servers on 127.0.0.1 for the remote-store tests: moto (S3 protocol) and tansu
+//! (Kafka protocol), installed by `cargo xtask tools` (and `cargo xtask test`) into
+//! `target/tools/bin`. Each test starts its own server on a free port and stops it on
+//! drop.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the server binaries are.
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("SIMPLESTREAM_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/bin"))
+}
+
+/// The server binary `name`, or `None` (with a note) when it is not installed. Under
+/// `cargo xtask test` (`SIMPLESTREAM_REQUIRE_SERVERS=1`) a missing server fails the test.
+pub fn server_bin(name: &str) -> Option<PathBuf> {
+    let p = tools_dir().join(name);
+    if p.exists() {
+        return Some(p);
+    }
+    let msg = format!(
+        "{} is not installed: run `cargo xtask tools` (cargo xtask test does)",
+        p.display()
+    );
+    if std::env::var("SIMPLESTREAM_REQUIRE_SERVERS").as_deref() == Ok("1") {
+        panic!("{msg}");
+    }
+    eprintln!("skipped: {msg}");
+    None
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+/// Waits until `port` accepts connections.
+pub fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited before listening on {port}: {status}");
+        }
+        assert!(Instant::now() < deadline, "{what} did not listen on {port} within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A server process, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub what: &'static str,
+    /// How to start it again on the same port (for stop/restart tests).
+    pub command: Vec<std::ffi::OsString>,
+    pub envs: Vec<(String, String)>,
+}
+
+impl Server {
+    fn spawn(what: &'static str, port: u16, command: Vec<std::ffi::OsString>, envs: Vec<(String, String)>) -> Server {
+        let mut c = Command::new(&command[0]);
+        c.args(&command[1..])
+            .envs(envs.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().unwrap_or_else(|e| panic!("starting {what}: {e}"));
+        wait_for_port(port, &mut child, what);
+        Server {
+            child,
+            port,
+            what,
+            command,
+            envs,
+        }
+    }
+
+    /// Stops the server (SIGKILL).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        let again = Server::spawn(self.what, self.port, self.command.clone(), self.envs.clone());
+        *self = again;
+    }
+
+    /// `host:port`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A moto S3 server (state in memory: a restart empties it).
+pub fn moto() -> Option<Server> {
+    let bin = server_bin("moto_server")?;
+    let port = free_port();
+    Some(Server::spawn(
+        "moto_server",
+        port,
+        vec![
+            bin.into(),
+            "-H".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string().into(),
+        ],
+        vec![],
+    ))
+}
+
+/// The `AWS_*` variables that point an S3 client at `server`.
+pub fn s3_env(server: &Server) -> Vec<(String, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL".into(), format!("http://{}", server.addr())),
+        ("AWS_ALLOW_HTTP".into(), "true".into()),
+        ("AWS_ACCESS_KEY_ID".into(), "test".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+        ("AWS_REGION".into(), "us-east-1".into()),
+    ]
+}
+
+/// Creates `bucket` on a moto server (a plain HTTP PUT, as S3 does it).
+pub fn create_bucket(server: &Server, bucket: &str) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).expect("connect to moto");
+    write!(
+        s,
+        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        server.port
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "creating bucket {bucket}: {resp}");
+}
+
+/// A tansu Kafka broker with in-memory storage.
+pub fn tansu() -> Option<Server> {
+    let bin = server_bin("tansu")?;
+    let port = free_port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    Some(Server::spawn(
+        "tansu",
+        port,
+        vec![
+            bin.into(),
+            "broker".into(),
+            "--listener-url".into(),
+            url.clone().into(),
+            "--advertised-listener-url".into(),
+            url.into(),
+            "--storage-engine".into(),
+            "memory://tansu/".into(),
+        ],
+        vec![],
+    ))
+}
