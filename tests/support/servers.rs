@@ -52,7 +52,10 @@ pub fn wait_for_port(port: u16, child: &mut Child, what: &str) {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("{what} exited before listening on {port}: {status}");
         }
-        assert!(Instant::now() < deadline, "{what} did not listen on {port} within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port} within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -68,7 +71,12 @@ pub struct Server {
 }
 
 impl Server {
-    fn spawn(what: &'static str, port: u16, command: Vec<std::ffi::OsString>, envs: Vec<(String, String)>) -> Server {
+    fn spawn(
+        what: &'static str,
+        port: u16,
+        command: Vec<std::ffi::OsString>,
+        envs: Vec<(String, String)>,
+    ) -> Server {
         let mut c = Command::new(&command[0]);
         c.args(&command[1..])
             .envs(envs.iter().map(|(k, v)| (k, v)))
@@ -92,11 +100,32 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Freezes the server (SIGSTOP): it keeps its port and state but answers nothing.
+    pub fn pause(&self) {
+        signal(self.child.id(), "-STOP");
+    }
+
+    /// Unfreezes a paused server (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.child.id(), "-CONT");
+    }
+
     /// Starts it again on the same port.
     pub fn restart(&mut self) {
         self.stop();
-        let again = Server::spawn(self.what, self.port, self.command.clone(), self.envs.clone());
+        let again = Server::spawn(
+            self.what,
+            self.port,
+            self.command.clone(),
+            self.envs.clone(),
+        );
         *self = again;
+    }
+
+    fn resume_quietly(&self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
     }
 
     /// `host:port`.
@@ -105,8 +134,17 @@ impl Server {
     }
 }
 
+fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {sig} {pid} failed");
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
+        self.resume_quietly();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -133,7 +171,10 @@ pub fn moto() -> Option<Server> {
 /// The `AWS_*` variables that point an S3 client at `server`.
 pub fn s3_env(server: &Server) -> Vec<(String, String)> {
     vec![
-        ("AWS_ENDPOINT_URL".into(), format!("http://{}", server.addr())),
+        (
+            "AWS_ENDPOINT_URL".into(),
+            format!("http://{}", server.addr()),
+        ),
         ("AWS_ALLOW_HTTP".into(), "true".into()),
         ("AWS_ACCESS_KEY_ID".into(), "test".into()),
         ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
@@ -153,7 +194,10 @@ pub fn create_bucket(server: &Server, bucket: &str) {
     .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
-    assert!(resp.starts_with("HTTP/1.1 200"), "creating bucket {bucket}: {resp}");
+    assert!(
+        resp.starts_with("HTTP/1.1 200"),
+        "creating bucket {bucket}: {resp}"
+    );
 }
 
 /// A tansu Kafka broker with in-memory storage.

@@ -1,7 +1,6 @@
 //! `checkpoints list|show|verify`: inspect an instance's checkpoints, even while the
 //! program runs (the store is opened read-only, without the lock).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
@@ -9,7 +8,7 @@ use clap::Subcommand;
 use crate::coordinator::{Coordinator, CoordinatorConfig};
 use crate::envelope::{self, Codec};
 use crate::pipeline::Pipeline;
-use crate::store::{CheckpointStore, FileStore, FileStoreOptions, StoreErrorKind};
+use crate::store::{CheckpointStore, StoreErrorKind, StoreUrl};
 use crate::time::iso_utc;
 
 /// Checkpoint tools.
@@ -17,16 +16,19 @@ use crate::time::iso_utc;
 pub enum CheckpointsCommand {
     /// One line per checkpoint: id, time, size, codec, events, valid?
     List {
-        /// The checkpoint directory (as given to --checkpoint-dir).
-        dir: PathBuf,
+        /// The checkpoint directory (as given to --checkpoint-dir) or store URL (as given
+        /// to --checkpoint-store: s3://bucket/prefix, kafka://host:port/topic, ...).
+        #[arg(value_name = "DIR|URL")]
+        dir: String,
         /// The instance.
         #[arg(long, default_value = "default")]
         instance: String,
     },
     /// Print a checkpoint as pretty JSON (binary ones decoded to the same JSON).
     Show {
-        /// The checkpoint directory.
-        dir: PathBuf,
+        /// The checkpoint directory or store URL.
+        #[arg(value_name = "DIR|URL")]
+        dir: String,
         /// The instance.
         #[arg(long, default_value = "default")]
         instance: String,
@@ -36,26 +38,24 @@ pub enum CheckpointsCommand {
     },
     /// Check every checkpoint and the latest record; exit 1 naming the first bad one.
     Verify {
-        /// The checkpoint directory.
-        dir: PathBuf,
+        /// The checkpoint directory or store URL.
+        #[arg(value_name = "DIR|URL")]
+        dir: String,
         /// The instance.
         #[arg(long, default_value = "default")]
         instance: String,
     },
 }
 
-fn open(dir: &PathBuf, instance: &str) -> Result<Coordinator<FileStore>, String> {
-    let store =
-        FileStore::open(dir, instance, FileStoreOptions { read_only: true }).map_err(|e| {
-            if e.kind == StoreErrorKind::NotFound {
-                format!(
-                    "no checkpoints for instance `{instance}` in {} ({e})",
-                    dir.display()
-                )
-            } else {
-                e.to_string()
-            }
-        })?;
+fn open(dir: &str, instance: &str) -> Result<Coordinator<Box<dyn CheckpointStore + Send>>, String> {
+    let url = StoreUrl::parse(dir).map_err(|e| e.to_string())?;
+    let store = url.open(instance, true).map_err(|e| {
+        if e.kind == StoreErrorKind::NotFound {
+            format!("no checkpoints for instance `{instance}` in {dir} ({e})")
+        } else {
+            e.to_string()
+        }
+    })?;
     Ok(Coordinator::new(store, CoordinatorConfig::default()))
 }
 
@@ -75,7 +75,7 @@ pub fn run<P: Pipeline>(cmd: CheckpointsCommand) -> ExitCode {
     }
 }
 
-fn list(dir: &PathBuf, instance: &str) -> Result<(), String> {
+fn list(dir: &str, instance: &str) -> Result<(), String> {
     let c = open(dir, instance)?;
     let all = c.inspect().map_err(|e| e.to_string())?;
     if all.is_empty() {
@@ -108,7 +108,7 @@ fn list(dir: &PathBuf, instance: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn show<P: Pipeline>(dir: &PathBuf, instance: &str, id: Option<u64>) -> Result<(), String> {
+fn show<P: Pipeline>(dir: &str, instance: &str, id: Option<u64>) -> Result<(), String> {
     let c = open(dir, instance)?;
     let entries = c.store().list().map_err(|e| e.to_string())?;
     let name = match id {
@@ -157,7 +157,7 @@ pub fn to_pretty_json<P: Pipeline>(bytes: &[u8]) -> Result<String, String> {
     serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
 }
 
-fn verify<P: Pipeline>(dir: &PathBuf, instance: &str) -> Result<(), String> {
+fn verify<P: Pipeline>(dir: &str, instance: &str) -> Result<(), String> {
     let c = open(dir, instance)?;
     let entries = c.store().list().map_err(|e| e.to_string())?;
     if entries.is_empty() {

@@ -37,7 +37,7 @@ use tracing::{debug, error, info, warn};
 use crate::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError};
 use crate::envelope::Codec;
 use crate::pipeline::{OutputRecord, Pipeline};
-use crate::store::{FileStore, FileStoreOptions};
+use crate::store::{CheckpointStore, FileStore, FileStoreOptions, StoreUrl};
 use crate::time::{now_ms, parse_duration_ms};
 use input::{LineReader, Read};
 use output::SinkFile;
@@ -77,6 +77,16 @@ pub struct Args {
     /// Directory holding checkpoints (in DIR/checkpoints/INSTANCE/).
     #[arg(long, value_name = "DIR", default_value = "checkpoints-data")]
     pub checkpoint_dir: PathBuf,
+    /// Where checkpoints go: file:///dir (the default: --checkpoint-dir),
+    /// s3://bucket/prefix, gs://bucket/prefix, az://container/prefix (settings from the
+    /// AWS_*, GOOGLE_*, AZURE_* variables) or kafka://host:port/topic.
+    #[arg(long, value_name = "URL")]
+    pub checkpoint_store: Option<String>,
+    /// When to upload checkpoints: inline (in the pause), background (serialize in the
+    /// pause, upload while processing goes on; at most one upload in flight; `latest`
+    /// moves only once the upload is durable), or auto (background for remote stores).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub upload: Upload,
     /// Name of this instance; two processes cannot run on one instance.
     #[arg(long, value_name = "NAME", default_value = "default")]
     pub instance: String,
@@ -126,6 +136,17 @@ fn parse_interval(s: &str) -> Result<i64, String> {
     Ok(ms)
 }
 
+/// When checkpoints are uploaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Upload {
+    /// Background for remote stores, inline for files.
+    Auto,
+    /// In the pause: processing waits until the checkpoint and `latest` are durable.
+    Inline,
+    /// Off the hot path: processing resumes once the state is serialized.
+    Background,
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -167,7 +188,12 @@ where
 /// Sets up `tracing` on stderr; `RUST_LOG` overrides the level.
 pub fn init_logging(quiet: bool) {
     use tracing_subscriber::EnvFilter;
-    let default = if quiet { "warn" } else { "info" };
+    // The storage clients log each retry at info: ours says what failed, once.
+    let default = if quiet {
+        "warn"
+    } else {
+        "info,object_store=warn,rskafka=warn"
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -262,7 +288,10 @@ struct DeadLetter<'a> {
 
 struct Run<P: Pipeline> {
     pipeline: P,
-    coord: Coordinator<FileStore>,
+    coord: Coordinator<Box<dyn CheckpointStore + Send>>,
+    background: bool,
+    /// Pause per checkpoint (processing stopped), ms.
+    pauses: Vec<f64>,
     outputs: Outputs,
     input: LineReader,
     events: u64,
@@ -282,9 +311,15 @@ impl<P: Pipeline> Run<P> {
     }
 
     /// Pause, make outputs durable, checkpoint, resume. A failed checkpoint keeps the
-    /// previous one valid; the next trigger retries.
-    fn checkpoint(&mut self, why: &str) -> Result<bool, String> {
+    /// previous one valid; the next trigger retries. With background uploads the state
+    /// is serialized here and stored while processing goes on; `last` (end of input, a
+    /// signal, a bad line) always waits until everything is durable.
+    fn checkpoint(&mut self, why: &str, last: bool) -> Result<bool, String> {
         let started = Instant::now();
+        // At most one upload in flight: collect the previous one first.
+        if let Some(r) = self.coord.finish_upload() {
+            self.outcome(r.map_err(|e| e.to_string()), "background upload", None)?;
+        }
         let mut positions = BTreeMap::new();
         positions.insert("source.offset".into(), self.input.offset);
         positions.insert("source.line".into(), self.input.line);
@@ -292,22 +327,53 @@ impl<P: Pipeline> Run<P> {
         if self.input.pending_newline {
             positions.insert("source.pending_newline".into(), 1);
         }
-        let result = self
-            .outputs
-            .commit(&mut positions)
-            .map_err(|e| e.to_string())
-            .and_then(|_| {
-                self.coord
-                    .checkpoint(&self.pipeline, positions, now_ms())
-                    .map_err(|e| e.to_string())
-            });
-        match result {
+        if let Err(e) = self.outputs.commit(&mut positions) {
+            return self.outcome(Err(e), why, Some(started));
+        }
+        if self.background && !last {
+            match self.coord.begin_upload(&self.pipeline, positions, now_ms()) {
+                Ok(id) => {
+                    let took = started.elapsed();
+                    self.pauses.push(took.as_secs_f64() * 1e3);
+                    debug!(
+                        id,
+                        ms = took.as_millis() as u64,
+                        why,
+                        "checkpoint serialized; uploading in the background"
+                    );
+                    Ok(true)
+                }
+                Err(e) => self.outcome(Err(e.to_string()), why, Some(started)),
+            }
+        } else {
+            let r = self
+                .coord
+                .checkpoint(&self.pipeline, positions, now_ms())
+                .map_err(|e| e.to_string());
+            self.outcome(r, why, Some(started))
+        }
+    }
+
+    /// Books a checkpoint's outcome: counts, logs, and stops after too many failures.
+    fn outcome(
+        &mut self,
+        r: Result<crate::coordinator::CheckpointInfo, String>,
+        why: &str,
+        started: Option<Instant>,
+    ) -> Result<bool, String> {
+        match r {
             Ok(info) => {
                 self.failures = 0;
                 self.checkpoints += 1;
-                let took = started.elapsed();
-                self.last_ckpt = Some((info.size, took));
-                debug!(id = info.id, name = %info.name, bytes = info.size, ms = took.as_millis() as u64, why, "checkpoint");
+                let took = started.map(|s| s.elapsed());
+                if let Some(t) = took {
+                    self.pauses.push(t.as_secs_f64() * 1e3);
+                }
+                self.last_ckpt = Some((
+                    info.size,
+                    took.unwrap_or(Duration::from_secs_f64(info.store_ms / 1e3)),
+                ));
+                debug!(id = info.id, name = %info.name, bytes = info.size, store_ms = info.store_ms, why, "checkpoint");
                 Ok(true)
             }
             Err(e) => {
@@ -356,15 +422,29 @@ where
         ),
         _ => None,
     };
-    let store = FileStore::open(
-        &args.checkpoint_dir,
-        &args.instance,
-        FileStoreOptions::default(),
-    )
-    .map_err(|e| e.to_string())?;
-    for t in store.cleaned_temp_files() {
-        warn!("removed {t}, a checkpoint write cut off by a crash");
-    }
+    let url = match &args.checkpoint_store {
+        Some(u) => StoreUrl::parse(u).map_err(|e| e.to_string())?,
+        None => StoreUrl::File(args.checkpoint_dir.clone()),
+    };
+    let remote = !matches!(url, StoreUrl::File(_));
+    let store: Box<dyn CheckpointStore + Send> = match &url {
+        StoreUrl::File(dir) => {
+            let store = FileStore::open(dir, &args.instance, FileStoreOptions::default())
+                .map_err(|e| e.to_string())?;
+            for t in store.cleaned_temp_files() {
+                warn!("removed {t}, a checkpoint write cut off by a crash");
+            }
+            Box::new(store)
+        }
+        other => other
+            .open(&args.instance, false)
+            .map_err(|e| e.to_string())?,
+    };
+    let background = match args.upload {
+        Upload::Auto => remote,
+        Upload::Inline => false,
+        Upload::Background => true,
+    };
     let config = CoordinatorConfig {
         every_events: (args.checkpoint_every > 0).then_some(args.checkpoint_every),
         every_ms: args.checkpoint_interval,
@@ -373,11 +453,9 @@ where
     };
     let mut coord = Coordinator::new(store, config);
     let (pipeline, positions) = if args.from_scratch {
-        let n = crate::store::CheckpointStore::list(coord.store())
-            .map(|l| l.len())
-            .unwrap_or(0);
+        let n = coord.store().list().map(|l| l.len()).unwrap_or(0);
         if n > 0 {
-            warn!("--from-scratch: ignoring {n} existing checkpoint(s) in {}; outputs are rewritten from the start", coord.store().dir().display());
+            warn!("--from-scratch: ignoring {n} existing checkpoint(s) in {}; outputs are rewritten from the start", coord.store().location());
         }
         // New checkpoints must sort after (and never overwrite) the old ones.
         coord.skip_existing_ids();
@@ -403,7 +481,7 @@ where
             Ok(None) => {
                 info!(
                     "no checkpoint in {}: starting from the beginning",
-                    coord.store().dir().display()
+                    coord.store().location()
                 );
                 (P::new(), BTreeMap::new())
             }
@@ -453,6 +531,8 @@ where
     let mut run = Run {
         pipeline,
         coord,
+        background,
+        pauses: Vec::new(),
         outputs,
         input,
         events: pos("events"),
@@ -482,7 +562,7 @@ where
                     break false;
                 }
                 if run.coord.due(now_ms()) {
-                    run.checkpoint("interval")?;
+                    run.checkpoint("interval", false)?;
                 }
                 progress.tick(
                     run.events,
@@ -534,7 +614,7 @@ where
                 match args.on_bad_input {
                     OnBadInput::Fail => {
                         // Checkpoint *before* the bad line, so a fixed file resumes right there.
-                        run.checkpoint("bad input")?;
+                        run.checkpoint("bad input", true)?;
                         return Err(RunError::BadInput(format!(
                             "{full}\nstopped before this line (checkpoint saved); fix the line and run again to resume from it, or use --on-bad-input skip|dead-letter"
                         )));
@@ -567,7 +647,7 @@ where
         }
         // The clock is read only when a time trigger is set: this runs per event.
         if run.coord.due_with(now_ms) {
-            run.checkpoint("trigger")?;
+            run.checkpoint("trigger", false)?;
         }
         if run.events & 0x3ff == 0 {
             progress.tick(
@@ -589,11 +669,14 @@ where
     // Final checkpoint; on failure, retry a few times before giving up.
     let mut ok = false;
     for _ in 0..run.max_failures {
-        if run.checkpoint(if interrupted {
-            "signal"
-        } else {
-            "end of input"
-        })? {
+        if run.checkpoint(
+            if interrupted {
+                "signal"
+            } else {
+                "end of input"
+            },
+            true,
+        )? {
             ok = true;
             break;
         }
@@ -603,8 +686,21 @@ where
     }
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     let done = run.events - start_events;
+    let mut pauses = run.pauses.clone();
+    pauses.sort_by(f64::total_cmp);
+    let pause = match (pauses.get(pauses.len() / 2), pauses.last()) {
+        (Some(p50), Some(max)) => format!(
+            " (pause p50 {p50:.1} ms, max {max:.1} ms, {} uploads)",
+            if run.background {
+                "background"
+            } else {
+                "inline"
+            }
+        ),
+        _ => String::new(),
+    };
     Ok(format!(
-        "{}: {} events ({} this run, {:.0}/s), {} bad line(s), {} checkpoint(s); output {} ({} bytes){}",
+        "{}: {} events ({} this run, {:.0}/s), {} bad line(s), {} checkpoint(s){pause}; output {} ({} bytes){}",
         if interrupted { "stopped by signal" } else { "done" },
         run.events,
         done,

@@ -18,6 +18,11 @@ mod file;
 #[cfg(feature = "native")]
 pub use file::{FileStore, FileStoreOptions};
 
+#[cfg(feature = "object-store")]
+mod object;
+#[cfg(feature = "object-store")]
+pub use object::ObjectStoreBackend;
+
 /// One stored checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEntry {
@@ -206,4 +211,112 @@ pub fn validate_instance(name: &str) -> Result<(), StoreError> {
         return bad(&format!("it contains {c:?}"));
     }
     Ok(())
+}
+
+/// Where checkpoints go, as given to `--checkpoint-store`.
+///
+/// ```
+/// use simplestream_runtime::store::StoreUrl;
+/// assert_eq!(StoreUrl::parse("file:///var/ckpt").unwrap(), StoreUrl::File("/var/ckpt".into()));
+/// assert_eq!(StoreUrl::parse("./ckpt").unwrap(), StoreUrl::File("./ckpt".into()));
+/// assert!(matches!(StoreUrl::parse("s3://bucket/app").unwrap(), StoreUrl::Object(_)));
+/// assert_eq!(
+///     StoreUrl::parse("kafka://127.0.0.1:9092/app-checkpoints").unwrap(),
+///     StoreUrl::Kafka { brokers: "127.0.0.1:9092".into(), topic: "app-checkpoints".into() }
+/// );
+/// assert!(StoreUrl::parse("kafka://127.0.0.1:9092").is_err(), "the topic is required");
+/// assert!(StoreUrl::parse("ftp://x/y").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `file:///path` or a plain path: a [`FileStore`] directory.
+    File(std::path::PathBuf),
+    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`,
+    /// `memory:///prefix`: an object store.
+    Object(String),
+    /// `kafka://host:port[,host:port]/topic`: a compacted Kafka topic.
+    Kafka {
+        /// Bootstrap brokers, `host:port` separated by commas.
+        brokers: String,
+        /// The topic.
+        topic: String,
+    },
+}
+
+impl StoreUrl {
+    /// Parses a store URL (a string without `scheme://` is a file path).
+    pub fn parse(s: &str) -> Result<StoreUrl, StoreError> {
+        let bad =
+            |why: String| StoreError::new(StoreErrorKind::Invalid, "parsing store URL", s, why);
+        let Some((scheme, rest)) = s.split_once("://") else {
+            if s.is_empty() {
+                return Err(bad("it is empty".into()));
+            }
+            return Ok(StoreUrl::File(s.into()));
+        };
+        match scheme {
+            "file" => {
+                if !rest.starts_with('/') {
+                    return Err(bad("a file URL needs an absolute path: file:///path/to/dir".into()));
+                }
+                Ok(StoreUrl::File(rest.into()))
+            }
+            "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" | "memory" => {
+                if scheme != "memory" && rest.split('/').next().unwrap_or("").is_empty() {
+                    return Err(bad(format!("no bucket: use {scheme}://bucket/prefix")));
+                }
+                Ok(StoreUrl::Object(s.to_string()))
+            }
+            "kafka" => {
+                let (brokers, topic) = rest.split_once('/').unwrap_or((rest, ""));
+                let topic = topic.trim_end_matches('/');
+                if brokers.is_empty() || topic.is_empty() || topic.contains('/') {
+                    return Err(bad("use kafka://host:port/topic (e.g. kafka://127.0.0.1:9092/app-checkpoints)".into()));
+                }
+                for b in brokers.split(',') {
+                    let port = b.rsplit_once(':').map(|(_, p)| p);
+                    if port.and_then(|p| p.parse::<u16>().ok()).is_none() {
+                        return Err(bad(format!("broker `{b}` is not host:port")));
+                    }
+                }
+                Ok(StoreUrl::Kafka {
+                    brokers: brokers.to_string(),
+                    topic: topic.to_string(),
+                })
+            }
+            other => Err(bad(format!(
+                "unknown scheme `{other}`: use file:///dir, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or kafka://host:port/topic"
+            ))),
+        }
+    }
+
+    /// Opens the checkpoints of `instance` here (file stores take the lock, unless
+    /// `read_only`). Remote stores check at once that they can be reached.
+    #[cfg(feature = "native")]
+    pub fn open(
+        &self,
+        instance: &str,
+        read_only: bool,
+    ) -> Result<Box<dyn CheckpointStore + Send>, StoreError> {
+        match self {
+            StoreUrl::File(dir) => Ok(Box::new(FileStore::open(
+                dir,
+                instance,
+                FileStoreOptions { read_only },
+            )?)),
+            #[cfg(feature = "object-store")]
+            StoreUrl::Object(url) => Ok(Box::new(ObjectStoreBackend::open(url, instance)?)),
+            #[cfg(feature = "kafka")]
+            StoreUrl::Kafka { brokers, topic } => {
+                Ok(Box::new(KafkaStore::open(brokers, topic, instance)?))
+            }
+            #[allow(unreachable_patterns)]
+            other => Err(StoreError::new(
+                StoreErrorKind::Invalid,
+                "opening checkpoint store",
+                format!("{other:?}"),
+                "this build has no support for it (enable the `object-store` or `kafka` feature of simplestream)",
+            )),
+        }
+    }
 }
