@@ -318,7 +318,7 @@ impl<P: Pipeline> Run<P> {
         let started = Instant::now();
         // At most one upload in flight: collect the previous one first.
         if let Some(r) = self.coord.finish_upload() {
-            self.outcome(r.map_err(|e| e.to_string()), "background upload", None)?;
+            self.outcome(r.map_err(Failure::from), "background upload", None)?;
         }
         let mut positions = BTreeMap::new();
         positions.insert("source.offset".into(), self.input.offset);
@@ -328,7 +328,7 @@ impl<P: Pipeline> Run<P> {
             positions.insert("source.pending_newline".into(), 1);
         }
         if let Err(e) = self.outputs.commit(&mut positions) {
-            return self.outcome(Err(e), why, Some(started));
+            return self.outcome(Err(Failure::Retry(e)), why, Some(started));
         }
         if self.background && !last {
             match self.coord.begin_upload(&self.pipeline, positions, now_ms()) {
@@ -343,13 +343,13 @@ impl<P: Pipeline> Run<P> {
                     );
                     Ok(true)
                 }
-                Err(e) => self.outcome(Err(e.to_string()), why, Some(started)),
+                Err(e) => self.outcome(Err(e.into()), why, Some(started)),
             }
         } else {
             let r = self
                 .coord
                 .checkpoint(&self.pipeline, positions, now_ms())
-                .map_err(|e| e.to_string());
+                .map_err(Failure::from);
             self.outcome(r, why, Some(started))
         }
     }
@@ -357,10 +357,17 @@ impl<P: Pipeline> Run<P> {
     /// Books a checkpoint's outcome: counts, logs, and stops after too many failures.
     fn outcome(
         &mut self,
-        r: Result<crate::coordinator::CheckpointInfo, String>,
+        r: Result<crate::coordinator::CheckpointInfo, Failure>,
         why: &str,
         started: Option<Instant>,
     ) -> Result<bool, String> {
+        let r = match r {
+            Err(Failure::Fatal(e)) => {
+                return Err(format!("checkpoint failed: {e}"));
+            }
+            Err(Failure::Retry(e)) => Err(e),
+            Ok(i) => Ok(i),
+        };
         match r {
             Ok(info) => {
                 self.failures = 0;
@@ -398,6 +405,24 @@ impl<P: Pipeline> Run<P> {
                 }
                 Ok(false)
             }
+        }
+    }
+}
+
+/// A failed checkpoint: worth retrying at the next trigger, or not (another process
+/// writes this instance: going on would interleave two histories).
+enum Failure {
+    Retry(String),
+    Fatal(String),
+}
+
+impl From<CoordinatorError> for Failure {
+    fn from(e: CoordinatorError) -> Self {
+        match &e {
+            CoordinatorError::Store(s) if s.kind == crate::store::StoreErrorKind::Conflict => {
+                Failure::Fatal(e.to_string())
+            }
+            _ => Failure::Retry(e.to_string()),
         }
     }
 }
