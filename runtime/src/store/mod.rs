@@ -18,6 +18,11 @@ mod file;
 #[cfg(feature = "native")]
 pub use file::{FileStore, FileStoreOptions};
 
+#[cfg(feature = "kafka")]
+mod kafka;
+#[cfg(feature = "kafka")]
+pub use kafka::{KafkaStats, KafkaStore, KafkaStoreOptions, Manifest, Segment};
+
 /// One stored checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEntry {
