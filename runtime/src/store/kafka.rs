@@ -597,7 +597,7 @@ impl KafkaStore {
     ) -> Result<(), StoreError> {
         while self.next_offset < end {
             let (records, high) = self.fetch(self.next_offset, 0, action)?;
-            let Some(last) = records.iter().map(|r| r.offset).filter(|&o| o < end).max() else {
+            let Some(last) = records.iter().map(|r| r.offset).max() else {
                 if high <= self.next_offset {
                     break;
                 }
@@ -611,8 +611,9 @@ impl KafkaStore {
                     ),
                 ));
             };
-            // Records past `end` are read again by the next call, which checks them.
-            for r in records.iter().filter(|r| r.offset < end) {
+            // Whole batches come back, possibly past `end` (and tansu reports the end of a
+            // batch of several records as its first offset + 1): apply them all.
+            for r in &records {
                 self.apply(&r.record, r.offset, check_writers)?;
             }
             self.next_offset = last + 1;
@@ -908,7 +909,12 @@ impl CheckpointStore for KafkaStore {
         let mut wanted: BTreeMap<i64, (&str, Option<usize>)> = BTreeMap::new();
         wanted.insert(entry.offset, (key.as_str(), None));
         for (i, s) in m.segments.iter().enumerate() {
-            wanted.insert(s.offset, (s.key.as_str(), Some(i)));
+            if wanted.insert(s.offset, (s.key.as_str(), Some(i))).is_some() {
+                return bad(format!(
+                    "its manifest is inconsistent: offset {} is listed twice (record {})",
+                    s.offset, s.key
+                ));
+            }
         }
         let mut values: Vec<Option<Vec<u8>>> = vec![None; m.segments.len()];
         let mut found: HashSet<i64> = HashSet::new();
