@@ -67,7 +67,7 @@ impl Default for KafkaStoreOptions {
 /// The manifest record of a checkpoint (see [`KafkaStore`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// Always [`MANIFEST_FORMAT`].
+    /// Always `simplestream-kafka-manifest`.
     pub format: String,
     /// Layout version, 1.
     pub version: u32,
@@ -88,7 +88,7 @@ pub struct Manifest {
 pub struct Segment {
     /// The record's key, `{instance}/{checkpoint}/{label}/{n}`.
     pub key: String,
-    /// A stage name, or [`ENVELOPE_LABEL`].
+    /// A stage name, or `_envelope` for the parts between and around the stages.
     pub label: String,
     /// The record's offset in the partition.
     pub offset: i64,
@@ -197,8 +197,12 @@ pub struct KafkaStats {
 /// records in before either sees the other's: at most one write of each lands
 /// interleaved (a partial checkpoint of one cannot be mixed into the other, since
 /// manifests point at offsets, but both may have written a manifest or a `latest`), and
-/// each detects the conflict at its next write at the latest, then stops. Records of
-/// other instances on the topic are fine. A Kafka transactional producer with a fenced
+/// each detects the conflict at its next write at the latest, then stops. Also inside
+/// the window: records that arrive while [`open`](Self::open) scans the topic are taken
+/// as history, unchecked; and a store's first write tombstones the records that no
+/// manifest lists, which, if another writer is in the middle of a checkpoint at that
+/// moment, breaks that checkpoint (its `get` then fails on the CRC or key check, and the
+/// coordinator falls back). Records of other instances on the topic are fine. A Kafka transactional producer with a fenced
 /// `transactional.id` per instance would close the window; rskafka does not offer one.
 ///
 /// # Costs
