@@ -23,6 +23,11 @@ mod object;
 #[cfg(feature = "object-store")]
 pub use object::ObjectStoreBackend;
 
+#[cfg(feature = "kafka")]
+mod kafka;
+#[cfg(feature = "kafka")]
+pub use kafka::{KafkaStats, KafkaStore, KafkaStoreOptions, Manifest, Segment};
+
 /// One stored checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEntry {

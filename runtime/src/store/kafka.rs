@@ -1,0 +1,1526 @@
+//! [`KafkaStore`]: checkpoints in a compacted Kafka topic, records keyed per stage.
+//!
+//! See [`KafkaStore`] for the record layout, the guarantees and their limits.
+#![forbid(unsafe_code)]
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::ops::Range;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rskafka::client::error::{Error as KafkaError, ProtocolError};
+use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::ClientBuilder;
+use rskafka::record::{Record, RecordAndOffset};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    validate_instance, CheckpointStore, StageSpan, StoreError, StoreErrorKind, StoredEntry,
+};
+
+/// The topic of the article's example.
+pub const DEFAULT_TOPIC: &str = "app-checkpoints";
+/// Name of the header that tells which writer wrote a record.
+pub const WRITER_HEADER: &str = "simplestream-writer";
+/// Value of the manifest's `format` field.
+pub const MANIFEST_FORMAT: &str = "simplestream-kafka-manifest";
+/// Label of the envelope parts (everything outside the stages).
+pub const ENVELOPE_LABEL: &str = "_envelope";
+/// Key suffix of the `latest` record.
+const LATEST_KEY: &str = "latest";
+/// Largest record value (Kafka's default `message.max.bytes` is about 1 MB).
+pub const DEFAULT_CHUNK_BYTES: usize = 512 * 1024;
+/// Largest produce batch, about: one chunk, or several small records.
+const BATCH_BYTES: usize = 768 * 1024;
+/// Bytes asked for by one fetch (more when a record is bigger).
+const FETCH_BYTES: usize = 4 * 1024 * 1024;
+/// How long a fetch may wait for data. Fetches only ask for offsets below the end, so
+/// data is there at once; some brokers (tansu) answer nothing at all to a wait of 0.
+const FETCH_WAIT_MS: i32 = 500;
+/// Largest fetch tried when the broker returns nothing for a smaller one.
+const MAX_FETCH_BYTES: usize = 64 * 1024 * 1024;
+
+/// How a [`KafkaStore`] talks to the brokers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaStoreOptions {
+    /// Longest one request may take, reconnects included (default 5 s).
+    pub timeout: Duration,
+    /// Retries of a request after a transient failure, with a pause of 200 ms, 400 ms, …
+    /// (default 2).
+    pub retries: u32,
+    /// Largest record value (default 512 KiB); bigger segments are cut into several
+    /// records.
+    pub chunk_bytes: usize,
+}
+
+impl Default for KafkaStoreOptions {
+    fn default() -> Self {
+        KafkaStoreOptions {
+            timeout: Duration::from_secs(5),
+            retries: 2,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+        }
+    }
+}
+
+/// The manifest record of a checkpoint (see [`KafkaStore`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always `simplestream-kafka-manifest`.
+    pub format: String,
+    /// Layout version, 1.
+    pub version: u32,
+    /// The checkpoint's name.
+    pub checkpoint: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// CRC-32 of the whole checkpoint, 8 hex digits.
+    pub crc32: String,
+    /// The writer that wrote it.
+    pub writer: String,
+    /// Its records, in order.
+    pub segments: Vec<Segment>,
+}
+
+/// One record of a checkpoint, as its [`Manifest`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    /// The record's key, `{instance}/{checkpoint}/{label}/{n}`.
+    pub key: String,
+    /// A stage name, or `_envelope` for the parts between and around the stages.
+    pub label: String,
+    /// The record's offset in the partition.
+    pub offset: i64,
+    /// Where its bytes start in the checkpoint.
+    pub start: u64,
+    /// How many bytes it holds.
+    pub len: u64,
+    /// CRC-32 of its bytes, 8 hex digits.
+    pub crc32: String,
+}
+
+/// A manifest as the index knows it.
+#[derive(Debug, Clone)]
+struct Indexed {
+    /// Offset of the manifest record.
+    offset: i64,
+    /// The manifest, or why it does not parse.
+    manifest: Result<Manifest, String>,
+}
+
+/// Counters of what this store did, for measurements.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KafkaStats {
+    /// Records produced (data, manifests, `latest`, tombstones).
+    pub records_written: u64,
+    /// Value bytes produced.
+    pub bytes_written: u64,
+    /// Produce requests.
+    pub produce_requests: u64,
+    /// Records fetched (scan, catch-up and reads).
+    pub records_read: u64,
+    /// Fetch requests.
+    pub fetch_requests: u64,
+}
+
+/// Checkpoints in a compacted Kafka topic: one record per stage (cut into 512 KiB chunks),
+/// then a manifest record.
+///
+/// # Record layout
+///
+/// One topic (e.g. `app-checkpoints`, `cleanup.policy=compact`, partition 0) holds the
+/// checkpoints of any number of instances; every key starts with `{instance}/`, and a
+/// store skips the keys of other instances. For checkpoint
+/// `checkpoint_20241201_140000_123-000042.json` of instance `app-instance-1`:
+///
+/// ```text
+/// key                                                               value
+/// app-instance-1/checkpoint_…-000042.json/_envelope/0               header bytes: `{"format":…,"positions":{…},"customer_stats":`
+/// app-instance-1/checkpoint_…-000042.json/customer_stats/0          that stage's bytes (≤ 512 KiB a record)
+/// app-instance-1/checkpoint_…-000042.json/customer_stats/1          …its next 512 KiB
+/// app-instance-1/checkpoint_…-000042.json/_envelope/1               `,"per_5min":`
+/// app-instance-1/checkpoint_…-000042.json/per_5min/0                that stage's bytes
+/// app-instance-1/checkpoint_…-000042.json/_envelope/2               trailer: `,"checksum":"crc32:…"}`
+/// app-instance-1/checkpoint_…-000042.json                           the manifest (JSON, below)
+/// app-instance-1/latest                                             the `latest` record, as given
+/// ```
+///
+/// [`put_staged`](CheckpointStore::put_staged) cuts the bytes at the stage spans into
+/// consecutive segments (stage parts labelled by the stage name, the envelope parts
+/// between and around them labelled `_envelope`), cuts each segment into records of at
+/// most 512 KiB (Kafka refuses messages over ~1 MB by default), and numbers the records of
+/// each label from 0. Only then does it write the **manifest**, one small record keyed
+/// `{instance}/{checkpoint name}`:
+///
+/// ```text
+/// {"format":"simplestream-kafka-manifest","version":1,"checkpoint":"checkpoint_…-000042.json",
+///  "size":1234567,"crc32":"8d1f03aa","writer":"3f9c…-4242@host",
+///  "segments":[{"key":"app-instance-1/checkpoint_…/_envelope/0","label":"_envelope",
+///               "offset":1007,"start":0,"len":212,"crc32":"0b7e21c4"}, …]}
+/// ```
+///
+/// listing every record in order with its Kafka offset, its place in the checkpoint
+/// (`start`, `len`) and its CRC-32. [`put`](CheckpointStore::put) is `put_staged` with no
+/// spans: one segment.
+///
+/// # Guarantees
+///
+/// - **A checkpoint exists only once its manifest is written.** A crash after some stage
+///   records of checkpoint 8 but before its manifest leaves no visible checkpoint 8 (its
+///   records are orphans, tombstoned by the next writer on the instance); the previous
+///   checkpoints are untouched.
+/// - **Reads never mix checkpoints.** [`get`](CheckpointStore::get) reads the manifest,
+///   then each record *by its offset*, checks its key, length and CRC-32, and the CRC-32
+///   of the whole; a missing or changed record is an error naming the checkpoint, the
+///   key and the offset (the [`Coordinator`](crate::Coordinator) then falls back to an
+///   older checkpoint).
+/// - **Compaction never removes what a checkpoint needs.** Keys are unique per checkpoint
+///   (the checkpoint name is in every key), so each record a manifest points at is the
+///   newest value of its key, which compaction keeps (compaction keeps offsets too).
+///   [`delete`](CheckpointStore::delete) writes tombstones (null values) for the manifest
+///   and every record of the checkpoint, so compaction reclaims the space.
+/// - **`latest` is the newest value of `{instance}/latest`**; the coordinator writes it
+///   only after the checkpoint's manifest is acknowledged.
+/// - **Durability** is the broker's: a write returns once the broker acknowledged it
+///   (rskafka asks for acks from all in-sync replicas).
+///
+/// # One writer per instance
+///
+/// Kafka has no compare-and-set. Every record carries a `simplestream-writer` header
+/// (random id, pid and host of the writing store). Before each write, the store asks for
+/// the partition's end offset; if records arrived since the last offset it knows, it
+/// reads them, and if any belongs to its instance but another writer, it fails with
+/// [`StoreErrorKind::Conflict`] and refuses every later write. After each produce it
+/// checks that its records landed right at the end it knew; if not, it reads the gap the
+/// same way. **Race window:** two writers that produce at the same moment both get their
+/// records in before either sees the other's: at most one write of each lands
+/// interleaved (a partial checkpoint of one cannot be mixed into the other, since
+/// manifests point at offsets, but both may have written a manifest or a `latest`), and
+/// each detects the conflict at its next write at the latest, then stops. Also inside
+/// the window: records that arrive while [`open`](Self::open) scans the topic are taken
+/// as history, unchecked; and a store's first write tombstones the records that no
+/// manifest lists, which, if another writer is in the middle of a checkpoint at that
+/// moment, breaks that checkpoint (its `get` then fails on the CRC or key check, and the
+/// coordinator falls back). Records of other instances on the topic are fine. A Kafka transactional producer with a fenced
+/// `transactional.id` per instance would close the window; rskafka does not offer one.
+///
+/// # Costs
+///
+/// [`open`](Self::open) reads the partition once from its earliest offset to its end
+/// (payloads included: Kafka cannot fetch keys alone), keeping only an index of this
+/// instance's manifests and the `latest` value; compaction keeps that scan proportional
+/// to the live checkpoints of all instances on the topic. [`list`](CheckpointStore::list)
+/// and [`get_latest`](CheckpointStore::get_latest) then read the index, with no request;
+/// writes keep it up to date. [`get`](CheckpointStore::get) fetches the checkpoint's
+/// records, 4 MiB or more a request.
+///
+/// # Retries and timeouts
+///
+/// Each request is bounded by [`KafkaStoreOptions::timeout`] (reconnects with backoff
+/// inside it), and retried [`KafkaStoreOptions::retries`] times with a growing pause on a
+/// transient failure (connection refused or reset, broker not available, timeout). A
+/// write that fails leaves the previous checkpoint valid: without its manifest a new
+/// checkpoint does not exist.
+///
+/// # Example
+///
+/// ```no_run
+/// use simplestream_runtime::store::{CheckpointStore, KafkaStore};
+///
+/// let mut store = KafkaStore::open("127.0.0.1:9092", "app-checkpoints", "app-instance-1")?;
+/// store.put("checkpoint_20241201_140000_123-000042.json", b"{}")?;
+/// store.put_latest(br#"{"file":"checkpoint_20241201_140000_123-000042.json"}"#)?;
+/// assert_eq!(store.get("checkpoint_20241201_140000_123-000042.json")?, b"{}");
+///
+/// // Another machine: a new store on the same topic and instance sees the same.
+/// let other = KafkaStore::open("127.0.0.1:9092", "app-checkpoints", "app-instance-1")?;
+/// assert_eq!(other.list()?.len(), 1);
+/// # Ok::<(), simplestream_runtime::StoreError>(())
+/// ```
+pub struct KafkaStore {
+    rt: tokio::runtime::Runtime,
+    partition: PartitionClient,
+    brokers: String,
+    topic: String,
+    instance: String,
+    /// `{instance}/`.
+    prefix: String,
+    writer: String,
+    options: KafkaStoreOptions,
+    /// Every record below this offset is in the index.
+    next_offset: i64,
+    manifests: BTreeMap<String, Indexed>,
+    latest: Option<Vec<u8>>,
+    /// Live segment keys (not tombstoned) of this instance, by checkpoint name.
+    segment_keys: BTreeMap<String, BTreeSet<String>>,
+    /// Set once another writer was seen: every later write fails with it.
+    conflict: Option<StoreError>,
+    /// Orphan records (of checkpoints without a manifest) are tombstoned before the first
+    /// write; true once done.
+    swept: bool,
+    /// Test hook: the next `put_staged` writes its records but no manifest, then fails.
+    fail_before_manifest: bool,
+    stats: Cell<KafkaStats>,
+}
+
+impl std::fmt::Debug for KafkaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaStore")
+            .field("location", &self.location())
+            .field("writer", &self.writer)
+            .field("next_offset", &self.next_offset)
+            .field("checkpoints", &self.manifests.len())
+            .finish_non_exhaustive()
+    }
+}
+
+// The coordinator moves the store to its upload thread.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<KafkaStore>();
+};
+
+impl KafkaStore {
+    /// Opens the checkpoints of `instance` in `topic` on the brokers `brokers`
+    /// (`host:port`, several separated by commas), with default
+    /// [options](KafkaStoreOptions).
+    ///
+    /// Creates the topic (compacted, one partition, replication 1) when it is missing,
+    /// then reads it once to index this instance's checkpoints. Fails with
+    /// [`StoreErrorKind::Invalid`] for a bad instance or topic name, or a topic whose
+    /// cleanup policy deletes records by age; with [`StoreErrorKind::Unavailable`] when no
+    /// broker can be reached (within a few seconds, never hanging).
+    pub fn open(brokers: &str, topic: &str, instance: &str) -> Result<KafkaStore, StoreError> {
+        Self::open_with(brokers, topic, instance, KafkaStoreOptions::default())
+    }
+
+    /// [`open`](Self::open) with options.
+    pub fn open_with(
+        brokers: &str,
+        topic: &str,
+        instance: &str,
+        options: KafkaStoreOptions,
+    ) -> Result<KafkaStore, StoreError> {
+        validate_instance(instance)?;
+        validate_topic(topic)?;
+        let location = format!("kafka://{brokers}/{topic}/{instance}");
+        let list = parse_brokers(brokers).map_err(|why| {
+            StoreError::new(
+                StoreErrorKind::Invalid,
+                "parsing broker list",
+                &location,
+                why,
+            )
+        })?;
+        if options.chunk_bytes == 0 {
+            return Err(StoreError::new(
+                StoreErrorKind::Invalid,
+                "opening checkpoints",
+                &location,
+                "chunk_bytes must be at least 1",
+            ));
+        }
+        // Fail fast and clearly when nothing listens, before the client's retries.
+        preflight(&list, options.timeout).map_err(|why| {
+            StoreError::new(
+                StoreErrorKind::Unavailable,
+                "connecting to Kafka",
+                &location,
+                why,
+            )
+        })?;
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::io("starting the Kafka client", &location, &e))?;
+        let backoff = rskafka::BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            base: 2.0,
+            deadline: Some(options.timeout),
+        };
+        let builder = ClientBuilder::new(list.clone())
+            .client_id("simplestream")
+            .backoff_config(backoff);
+        let unavailable = |action: &str, e: String| {
+            StoreError::new(StoreErrorKind::Unavailable, action, &location, e)
+        };
+        let client = rt
+            .block_on(with_timeout(options.timeout, builder.build()))
+            .map_err(|e| unavailable("connecting to Kafka", e))?;
+
+        // The topic: create it compacted when missing; refuse one that expires records.
+        let topics = rt
+            .block_on(with_timeout(options.timeout, client.list_topics()))
+            .map_err(|e| unavailable("listing topics", e))?;
+        if !topics.iter().any(|t| t.name == topic) {
+            create_compacted_topic(&list, topic, options.timeout)
+                .map_err(|(kind, why)| StoreError::new(kind, "creating topic", &location, why))?;
+        } else if let Ok(Some(policy)) =
+            wire::describe_cleanup_policy(&list, topic, options.timeout)
+        {
+            if !policy.split(',').any(|p| p.trim() == "compact") {
+                return Err(StoreError::new(
+                    StoreErrorKind::Invalid,
+                    "checking topic",
+                    &location,
+                    format!(
+                        "topic `{topic}` has cleanup.policy={policy}: Kafka deletes its records after \
+                         retention.ms, so checkpoints would vanish; use a compacted topic \
+                         (cleanup.policy=compact) or a new topic name"
+                    ),
+                ));
+            }
+        }
+        let partition = rt
+            .block_on(with_timeout(
+                options.timeout,
+                client.partition_client(topic, 0, UnknownTopicHandling::Retry),
+            ))
+            .map_err(|e| unavailable("opening partition 0", e))?;
+
+        let mut store = KafkaStore {
+            rt,
+            partition,
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
+            instance: instance.to_string(),
+            prefix: format!("{instance}/"),
+            writer: writer_id(),
+            options,
+            next_offset: 0,
+            manifests: BTreeMap::new(),
+            latest: None,
+            segment_keys: BTreeMap::new(),
+            conflict: None,
+            swept: false,
+            fail_before_manifest: false,
+            stats: Cell::new(KafkaStats::default()),
+        };
+        let earliest = store.offset(OffsetAt::Earliest, "reading the topic")?;
+        let end = store.offset(OffsetAt::Latest, "reading the topic")?;
+        store.next_offset = earliest;
+        // Records before `open` are history, whoever wrote them.
+        store.ingest_until(end, false, "reading the topic")?;
+        Ok(store)
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The instance name.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// This store's writer id (the `simplestream-writer` header of its records):
+    /// random, then `-{pid}@{host}`.
+    pub fn writer_id(&self) -> &str {
+        &self.writer
+    }
+
+    /// The partition offset up to which this store has read or written.
+    pub fn known_end(&self) -> i64 {
+        self.next_offset
+    }
+
+    /// What this store did so far (records, bytes, requests).
+    pub fn stats(&self) -> KafkaStats {
+        self.stats.get()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut KafkaStats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+
+    /// The manifest of checkpoint `name` as indexed (`None` if there is none, or if it
+    /// does not parse).
+    pub fn manifest(&self, name: &str) -> Option<&Manifest> {
+        self.manifests.get(name)?.manifest.as_ref().ok()
+    }
+
+    /// Keys of records of this instance that no manifest lists (left by a write that
+    /// failed or crashed before its manifest); the next write tombstones them.
+    pub fn orphan_keys(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, keys) in &self.segment_keys {
+            let listed: BTreeSet<&str> = match self.manifest(name) {
+                Some(m) => m.segments.iter().map(|s| s.key.as_str()).collect(),
+                None => BTreeSet::new(),
+            };
+            out.extend(
+                keys.iter()
+                    .filter(|k| !listed.contains(k.as_str()))
+                    .cloned(),
+            );
+        }
+        out
+    }
+
+    /// The topic's `cleanup.policy` as the broker reports it (`None` if it does not say).
+    pub fn cleanup_policy(&self) -> Result<Option<String>, StoreError> {
+        let list = parse_brokers(&self.brokers).unwrap_or_default();
+        wire::describe_cleanup_policy(&list, &self.topic, self.options.timeout).map_err(|e| {
+            StoreError::new(
+                StoreErrorKind::Unavailable,
+                "describing topic",
+                self.location(),
+                e,
+            )
+        })
+    }
+
+    /// Test hook (not a stable interface): the next `put`/`put_staged` writes the
+    /// checkpoint's records but not its manifest, then fails, as a crash there would.
+    #[doc(hidden)]
+    pub fn fail_before_manifest(&mut self) {
+        self.fail_before_manifest = true;
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Requests, each bounded and retried
+    // -----------------------------------------------------------------------------------
+
+    /// Runs `op` with the timeout, retrying transient failures with a growing pause.
+    fn request<T, F, Fut>(&self, action: &str, op: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, KafkaError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .rt
+                .block_on(async { tokio::time::timeout(self.options.timeout, op()).await });
+            let err = match result {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => self.error(action, &e),
+                Err(_) => StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    action,
+                    self.location(),
+                    format!(
+                        "no answer from the broker within {:?} (is it running?)",
+                        self.options.timeout
+                    ),
+                ),
+            };
+            if err.kind != StoreErrorKind::Unavailable || attempt >= self.options.retries {
+                if attempt > 0 {
+                    let mut err = err;
+                    err.detail = format!("{} (after {} attempts)", err.detail, attempt + 1);
+                    return Err(err);
+                }
+                return Err(err);
+            }
+            std::thread::sleep(Duration::from_millis(200 << attempt.min(5)));
+            attempt += 1;
+        }
+    }
+
+    /// A client error as a store error, classified.
+    fn error(&self, action: &str, e: &KafkaError) -> StoreError {
+        use ProtocolError as P;
+        let kind = match e {
+            KafkaError::Connection(_) | KafkaError::Request(_) | KafkaError::RetryFailed(_) => {
+                StoreErrorKind::Unavailable
+            }
+            KafkaError::Timeout => StoreErrorKind::Unavailable,
+            KafkaError::ServerError { protocol_error, .. } => match protocol_error {
+                P::LeaderNotAvailable
+                | P::NotLeaderOrFollower
+                | P::RequestTimedOut
+                | P::BrokerNotAvailable
+                | P::ReplicaNotAvailable
+                | P::NetworkException
+                | P::NotEnoughReplicas
+                | P::NotEnoughReplicasAfterAppend
+                | P::KafkaStorageError
+                | P::ThrottlingQuotaExceeded => StoreErrorKind::Unavailable,
+                P::TopicAuthorizationFailed | P::ClusterAuthorizationFailed => {
+                    StoreErrorKind::Denied
+                }
+                P::UnknownTopicOrPartition => StoreErrorKind::NotFound,
+                P::InvalidTopicException | P::InvalidConfig => StoreErrorKind::Invalid,
+                _ => StoreErrorKind::Other,
+            },
+            _ => StoreErrorKind::Other,
+        };
+        StoreError::new(kind, action, self.location(), one_line(&e.to_string()))
+    }
+
+    fn offset(&self, at: OffsetAt, action: &str) -> Result<i64, StoreError> {
+        self.request(action, || self.partition.get_offset(at))
+    }
+
+    /// Fetches records from `offset` on (at least `min_bytes` of them, when there are);
+    /// returns them and the partition's end offset.
+    fn fetch(
+        &self,
+        offset: i64,
+        min_bytes: usize,
+        action: &str,
+    ) -> Result<(Vec<RecordAndOffset>, i64), StoreError> {
+        let mut max = FETCH_BYTES.max(min_bytes.saturating_add(64 * 1024));
+        loop {
+            let bytes = 1..i32::try_from(max).unwrap_or(i32::MAX);
+            let (records, high) = self.request(action, || {
+                self.partition
+                    .fetch_records(offset, bytes.clone(), FETCH_WAIT_MS)
+            })?;
+            self.count(|s| {
+                s.fetch_requests += 1;
+                s.records_read += records.len() as u64;
+            });
+            // A broker that does not return a first batch larger than the maximum: ask for more.
+            if records.is_empty() && offset < high && max < MAX_FETCH_BYTES {
+                max = (max * 2).min(MAX_FETCH_BYTES);
+                continue;
+            }
+            return Ok((records, high));
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // The index
+    // -----------------------------------------------------------------------------------
+
+    /// Reads every record from `next_offset` to `end` into the index. With
+    /// `check_writers`, a record of this instance by another writer is a conflict.
+    fn ingest_until(
+        &mut self,
+        end: i64,
+        check_writers: bool,
+        action: &str,
+    ) -> Result<(), StoreError> {
+        while self.next_offset < end {
+            let (records, high) = self.fetch(self.next_offset, 0, action)?;
+            let Some(last) = records.iter().map(|r| r.offset).max() else {
+                if high <= self.next_offset {
+                    break;
+                }
+                return Err(StoreError::new(
+                    StoreErrorKind::Other,
+                    action,
+                    self.location(),
+                    format!(
+                        "the broker returned no records between offsets {} and {high}",
+                        self.next_offset
+                    ),
+                ));
+            };
+            // Whole batches come back, possibly past `end` (and tansu reports the end of a
+            // batch of several records as its first offset + 1): apply them all.
+            for r in &records {
+                self.apply(&r.record, r.offset, check_writers)?;
+            }
+            self.next_offset = last + 1;
+        }
+        Ok(())
+    }
+
+    /// Applies one record to the index.
+    fn apply(
+        &mut self,
+        record: &Record,
+        offset: i64,
+        check_writers: bool,
+    ) -> Result<(), StoreError> {
+        let Some(key) = record
+            .key
+            .as_deref()
+            .and_then(|k| std::str::from_utf8(k).ok())
+        else {
+            return Ok(());
+        };
+        let Some(rest) = key.strip_prefix(&self.prefix) else {
+            return Ok(());
+        };
+        if check_writers {
+            let writer = record
+                .headers
+                .get(WRITER_HEADER)
+                .map(|w| String::from_utf8_lossy(w).into_owned());
+            if writer.as_deref() != Some(self.writer.as_str()) {
+                let err = StoreError::new(
+                    StoreErrorKind::Conflict,
+                    "checking for other writers",
+                    self.location(),
+                    format!(
+                        "instance {} is being written by another process (writer {}) since offset {}; \
+                         stopping so the two do not interleave (this store is writer {}; stop one of them)",
+                        self.instance,
+                        writer.as_deref().unwrap_or("without a writer header"),
+                        offset,
+                        self.writer
+                    ),
+                );
+                self.conflict = Some(err.clone());
+                return Err(err);
+            }
+        }
+        if rest == LATEST_KEY {
+            self.latest = record.value.clone();
+        } else if let Some((name, _)) = rest.split_once('/') {
+            let keys = self.segment_keys.entry(name.to_string()).or_default();
+            if record.value.is_some() {
+                keys.insert(key.to_string());
+            } else {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.segment_keys.remove(name);
+                }
+            }
+        } else {
+            match &record.value {
+                None => {
+                    self.manifests.remove(rest);
+                }
+                Some(v) => {
+                    let manifest = parse_manifest(v, rest);
+                    self.manifests
+                        .insert(rest.to_string(), Indexed { offset, manifest });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Writes
+    // -----------------------------------------------------------------------------------
+
+    fn record(&self, key: String, value: Option<Vec<u8>>) -> Record {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        use rskafka::chrono::TimeZone;
+        Record {
+            key: Some(key.into_bytes()),
+            value,
+            headers: BTreeMap::from([(
+                WRITER_HEADER.to_string(),
+                self.writer.clone().into_bytes(),
+            )]),
+            timestamp: rskafka::chrono::Utc
+                .timestamp_millis_opt(ms)
+                .single()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Produces `records` in order (in batches under ~1 MB), after checking that no
+    /// other writer wrote this instance; returns their offsets and updates the index.
+    fn write(&mut self, records: Vec<Record>, action: &str) -> Result<Vec<i64>, StoreError> {
+        if let Some(e) = &self.conflict {
+            return Err(e.clone());
+        }
+        let end = self.offset(OffsetAt::Latest, action)?;
+        if end > self.next_offset {
+            self.ingest_until(end, true, action)?;
+        }
+        let mut offsets = Vec::with_capacity(records.len());
+        let mut batch: Vec<Record> = Vec::new();
+        let mut size = 0;
+        let mut batches = Vec::new();
+        for r in records {
+            let n = r.approximate_size() + 64;
+            if !batch.is_empty() && size + n > BATCH_BYTES {
+                batches.push(std::mem::take(&mut batch));
+                size = 0;
+            }
+            size += n;
+            batch.push(r);
+        }
+        if !batch.is_empty() {
+            batches.push(batch);
+        }
+        for batch in batches {
+            let got = self.request(action, || {
+                self.partition
+                    .produce(batch.clone(), Compression::NoCompression)
+            })?;
+            self.count(|s| {
+                s.produce_requests += 1;
+                s.records_written += batch.len() as u64;
+                s.bytes_written += batch
+                    .iter()
+                    .map(|r| r.value.as_ref().map_or(0, |v| v.len()) as u64)
+                    .sum::<u64>();
+            });
+            let (Some(&first), Some(&last)) = (got.first(), got.last()) else {
+                return Err(StoreError::new(
+                    StoreErrorKind::Other,
+                    action,
+                    self.location(),
+                    "the broker acknowledged no offsets",
+                ));
+            };
+            // Something landed between our last known offset and this batch: read it (a
+            // copy of our own batch from a retried request is fine, another writer not).
+            if first > self.next_offset {
+                self.ingest_until(first, true, action)?;
+            }
+            for (r, &off) in batch.iter().zip(&got) {
+                self.apply(r, off, false)?;
+            }
+            self.next_offset = self.next_offset.max(last + 1);
+            offsets.extend(got);
+        }
+        Ok(offsets)
+    }
+
+    /// Tombstones orphan records once, before the first write of this store.
+    fn sweep(&mut self, action: &str) -> Result<(), StoreError> {
+        if self.swept {
+            return Ok(());
+        }
+        let orphans = self.orphan_keys();
+        if !orphans.is_empty() {
+            let tombstones = orphans.into_iter().map(|k| self.record(k, None)).collect();
+            self.write(tombstones, action)?;
+        }
+        self.swept = true;
+        Ok(())
+    }
+
+    fn invalid_name(&self, name: &str) -> Option<StoreError> {
+        let why = if name.is_empty() {
+            "it is empty"
+        } else if name.contains('/') {
+            "it contains `/`"
+        } else if name == LATEST_KEY {
+            "`latest` is the latest record's key"
+        } else {
+            return None;
+        };
+        Some(StoreError::new(
+            StoreErrorKind::Invalid,
+            "checking checkpoint name",
+            format!("{name:?}"),
+            why,
+        ))
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+}
+
+impl CheckpointStore for KafkaStore {
+    fn location(&self) -> String {
+        format!("kafka://{}/{}/{}", self.brokers, self.topic, self.instance)
+    }
+
+    fn put(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.put_staged(name, bytes, &[])
+    }
+
+    fn put_staged(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+        stages: &[StageSpan],
+    ) -> Result<(), StoreError> {
+        if let Some(e) = self.invalid_name(name) {
+            return Err(e);
+        }
+        let action = "writing checkpoint";
+        let pieces = segments(bytes.len(), stages, self.options.chunk_bytes)
+            .map_err(|why| StoreError::new(StoreErrorKind::Invalid, action, self.key(name), why))?;
+        self.sweep(action)?;
+        let records: Vec<Record> = pieces
+            .iter()
+            .map(|p| {
+                self.record(
+                    self.key(&format!("{name}/{}/{}", p.label, p.n)),
+                    Some(bytes[p.range.clone()].to_vec()),
+                )
+            })
+            .collect();
+        let offsets = self.write(records, action)?;
+        if std::mem::take(&mut self.fail_before_manifest) {
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                action,
+                self.key(name),
+                "test hook: stopped before the manifest",
+            ));
+        }
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT.to_string(),
+            version: 1,
+            checkpoint: name.to_string(),
+            size: bytes.len() as u64,
+            crc32: hex(crc32fast::hash(bytes)),
+            writer: self.writer.clone(),
+            segments: pieces
+                .iter()
+                .zip(&offsets)
+                .map(|(p, &offset)| Segment {
+                    key: self.key(&format!("{name}/{}/{}", p.label, p.n)),
+                    label: p.label.to_string(),
+                    offset,
+                    start: p.range.start as u64,
+                    len: p.range.len() as u64,
+                    crc32: hex(crc32fast::hash(&bytes[p.range.clone()])),
+                })
+                .collect(),
+        };
+        let value = serde_json::to_vec(&manifest).map_err(|e| {
+            StoreError::new(StoreErrorKind::Other, action, self.key(name), e.to_string())
+        })?;
+        let record = self.record(self.key(name), Some(value));
+        self.write(vec![record], action)?;
+        Ok(())
+    }
+
+    fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        let key = self.key(name);
+        let Some(entry) = self.manifests.get(name) else {
+            return Err(StoreError::new(
+                StoreErrorKind::NotFound,
+                "reading checkpoint",
+                &key,
+                "no such checkpoint",
+            ));
+        };
+        let bad = |why: String| {
+            Err(StoreError::new(
+                StoreErrorKind::Other,
+                "reading checkpoint",
+                format!("{}/{key}", self.location_base()),
+                format!("checkpoint {name}: {why}"),
+            ))
+        };
+        let m = match &entry.manifest {
+            Ok(m) => m,
+            Err(why) => {
+                return bad(format!(
+                    "its manifest record {key} at offset {} is corrupt: {why}",
+                    entry.offset
+                ))
+            }
+        };
+        // Every record it needs (the manifest too, to see it is still there), by offset.
+        let mut wanted: BTreeMap<i64, (&str, Option<usize>)> = BTreeMap::new();
+        wanted.insert(entry.offset, (key.as_str(), None));
+        for (i, s) in m.segments.iter().enumerate() {
+            if wanted.insert(s.offset, (s.key.as_str(), Some(i))).is_some() {
+                return bad(format!(
+                    "its manifest is inconsistent: offset {} is listed twice (record {})",
+                    s.offset, s.key
+                ));
+            }
+        }
+        let mut values: Vec<Option<Vec<u8>>> = vec![None; m.segments.len()];
+        let mut found: HashSet<i64> = HashSet::new();
+        let mut next = wanted.keys().next().copied();
+        while let Some(off) = next {
+            let need = wanted[&off].1.map_or(0, |i| m.segments[i].len as usize);
+            let (records, _) = self.fetch(off, need, "reading checkpoint")?;
+            if records.first().map(|r| r.offset) != Some(off) {
+                return bad(format!(
+                    "record {} at offset {off} is missing (deleted or compacted away)",
+                    wanted[&off].0
+                ));
+            }
+            for r in records {
+                let Some(&(want_key, seg)) = wanted.get(&r.offset) else {
+                    continue;
+                };
+                let got_key = r.record.key.as_deref().map(String::from_utf8_lossy);
+                if got_key.as_deref() != Some(want_key) {
+                    return bad(format!(
+                        "the record at offset {} has key {:?}, not {want_key} (the topic was rewritten?)",
+                        r.offset,
+                        got_key.as_deref().unwrap_or("(none)")
+                    ));
+                }
+                let Some(value) = r.record.value else {
+                    return bad(format!(
+                        "record {want_key} at offset {} is a tombstone (deleted)",
+                        r.offset
+                    ));
+                };
+                match seg {
+                    None => {
+                        if parse_manifest(&value, name).as_ref() != Ok(m) {
+                            return bad(format!(
+                                "its manifest record {want_key} at offset {} changed since it was indexed",
+                                r.offset
+                            ));
+                        }
+                    }
+                    Some(i) => {
+                        let s = &m.segments[i];
+                        let crc = hex(crc32fast::hash(&value));
+                        if value.len() as u64 != s.len || crc != s.crc32 {
+                            return bad(format!(
+                                "record {want_key} at offset {} is corrupt: {} bytes with crc32 {crc}, \
+                                 the manifest says {} bytes with crc32 {}",
+                                r.offset,
+                                value.len(),
+                                s.len,
+                                s.crc32
+                            ));
+                        }
+                        values[i] = Some(value);
+                    }
+                }
+                found.insert(r.offset);
+            }
+            next = wanted.keys().find(|o| !found.contains(o)).copied();
+        }
+        let mut out = Vec::with_capacity(m.size as usize);
+        for (s, v) in m.segments.iter().zip(values) {
+            if out.len() as u64 != s.start {
+                return bad(format!("its manifest is inconsistent at record {}", s.key));
+            }
+            out.extend_from_slice(&v.unwrap_or_default());
+        }
+        let crc = hex(crc32fast::hash(&out));
+        if out.len() as u64 != m.size || crc != m.crc32 {
+            return bad(format!(
+                "its records add up to {} bytes with crc32 {crc}, the manifest says {} bytes with crc32 {}",
+                out.len(),
+                m.size,
+                m.crc32
+            ));
+        }
+        Ok(out)
+    }
+
+    fn list(&self) -> Result<Vec<StoredEntry>, StoreError> {
+        Ok(self
+            .manifests
+            .iter()
+            .map(|(name, e)| StoredEntry {
+                name: name.clone(),
+                size: e.manifest.as_ref().map_or(0, |m| m.size),
+            })
+            .collect())
+    }
+
+    fn delete(&mut self, name: &str) -> Result<(), StoreError> {
+        if let Some(e) = self.invalid_name(name) {
+            return Err(e);
+        }
+        let mut keys = Vec::new();
+        if self.manifests.contains_key(name) {
+            keys.push(self.key(name));
+        }
+        let mut seen = BTreeSet::new();
+        if let Some(m) = self.manifest(name) {
+            for s in &m.segments {
+                if seen.insert(s.key.clone()) {
+                    keys.push(s.key.clone());
+                }
+            }
+        }
+        if let Some(loose) = self.segment_keys.get(name) {
+            keys.extend(loose.iter().filter(|k| !seen.contains(*k)).cloned());
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        // The manifest's tombstone comes first, in the same batch as the others.
+        let tombstones = keys.into_iter().map(|k| self.record(k, None)).collect();
+        self.write(tombstones, "deleting checkpoint")?;
+        Ok(())
+    }
+
+    fn put_latest(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        let record = self.record(self.key(LATEST_KEY), Some(bytes.to_vec()));
+        self.write(vec![record], "writing latest")?;
+        Ok(())
+    }
+
+    fn get_latest(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.latest.clone())
+    }
+}
+
+impl KafkaStore {
+    fn location_base(&self) -> String {
+        format!("kafka://{}/{}", self.brokers, self.topic)
+    }
+}
+
+/// One record's worth of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Piece {
+    label: &'static str,
+    /// Its number among the records of its label.
+    n: usize,
+    range: Range<usize>,
+}
+
+/// Cuts `0..len` at the stage spans into labelled pieces of at most `chunk` bytes.
+fn segments(len: usize, stages: &[StageSpan], chunk: usize) -> Result<Vec<Piece>, String> {
+    let mut parts: Vec<(&'static str, Range<usize>)> = Vec::new();
+    let mut at = 0;
+    for s in stages {
+        if s.range.start < at || s.range.end < s.range.start || s.range.end > len {
+            return Err(format!(
+                "stage `{}` spans {:?}, which is out of order, overlapping or past the {len} bytes",
+                s.name, s.range
+            ));
+        }
+        if s.range.start > at {
+            parts.push((ENVELOPE_LABEL, at..s.range.start));
+        }
+        parts.push((s.name, s.range.clone()));
+        at = s.range.end;
+    }
+    if at < len {
+        parts.push((ENVELOPE_LABEL, at..len));
+    }
+    let mut counters: HashMap<&str, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for (label, range) in parts {
+        let mut start = range.start;
+        loop {
+            let end = (start + chunk).min(range.end);
+            let n = counters.entry(label).or_default();
+            out.push(Piece {
+                label,
+                n: *n,
+                range: start..end,
+            });
+            *n += 1;
+            start = end;
+            if start >= range.end {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn parse_manifest(value: &[u8], name: &str) -> Result<Manifest, String> {
+    let m: Manifest = serde_json::from_slice(value).map_err(|e| format!("not a manifest ({e})"))?;
+    if m.format != MANIFEST_FORMAT {
+        return Err(format!("format is {:?}, not {MANIFEST_FORMAT:?}", m.format));
+    }
+    if m.version != 1 {
+        return Err(format!(
+            "layout version {} is not supported (this build reads 1)",
+            m.version
+        ));
+    }
+    if m.checkpoint != name {
+        return Err(format!("it describes {:?}, not {name:?}", m.checkpoint));
+    }
+    Ok(m)
+}
+
+fn hex(crc: u32) -> String {
+    format!("{crc:08x}")
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+async fn with_timeout<T>(
+    timeout: Duration,
+    fut: impl std::future::Future<Output = Result<T, KafkaError>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(one_line(&e.to_string())),
+        Err(_) => Err(format!(
+            "no answer from the broker within {timeout:?} (is it running?)"
+        )),
+    }
+}
+
+/// A random writer id, then `-{pid}@{host}`.
+fn writer_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_string());
+    format!("{:016x}-{}@{host}", h.finish(), std::process::id())
+}
+
+/// Checks a topic name as Kafka does: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+fn validate_topic(topic: &str) -> Result<(), StoreError> {
+    let bad = |why: String| {
+        Err(StoreError::new(
+            StoreErrorKind::Invalid,
+            "checking topic name",
+            format!("{topic:?}"),
+            format!("{why}; Kafka topic names are 1 to 249 of letters, digits, `.`, `_` and `-` (e.g. `{DEFAULT_TOPIC}`)"),
+        ))
+    };
+    if topic.is_empty() {
+        return bad("it is empty".into());
+    }
+    if topic.len() > 249 {
+        return bad("it is longer than 249 bytes".into());
+    }
+    if topic == "." || topic == ".." {
+        return bad("it must not be `.` or `..`".into());
+    }
+    if let Some(c) = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return bad(format!("it contains {c:?}"));
+    }
+    Ok(())
+}
+
+/// `host:port,host:port` as a list.
+fn parse_brokers(brokers: &str) -> Result<Vec<String>, String> {
+    let list: Vec<String> = brokers
+        .split(',')
+        .map(|b| b.trim().to_string())
+        .filter(|b| !b.is_empty())
+        .collect();
+    if list.is_empty() {
+        return Err("no broker given: use host:port, several separated by commas".into());
+    }
+    for b in &list {
+        match b.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+            _ => return Err(format!("{b:?} is not host:port (e.g. 127.0.0.1:9092)")),
+        }
+    }
+    Ok(list)
+}
+
+/// Connects to each broker once: `Ok` when one accepts, else why none did.
+fn preflight(brokers: &[String], timeout: Duration) -> Result<(), String> {
+    let mut why = Vec::new();
+    for b in brokers {
+        let addrs = match b.to_socket_addrs() {
+            Ok(a) => a.collect::<Vec<_>>(),
+            Err(e) => {
+                why.push(format!("{b}: cannot resolve the host ({e})"));
+                continue;
+            }
+        };
+        for a in addrs {
+            match TcpStream::connect_timeout(&a, timeout) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => why.push(format!(
+                    "{b}: connection refused, nothing is listening there"
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => why.push(format!(
+                    "{b}: no answer within {timeout:?} (timeout; host down or port filtered)"
+                )),
+                Err(e) => why.push(format!("{b}: {e}")),
+            }
+        }
+    }
+    Err(format!("no Kafka broker reachable: {}", why.join("; ")))
+}
+
+/// Creates `topic` compacted (one partition, replication 1). rskafka's `create_topic`
+/// sends no configs, hence a CreateTopics request of our own.
+fn create_compacted_topic(
+    brokers: &[String],
+    topic: &str,
+    timeout: Duration,
+) -> Result<(), (StoreErrorKind, String)> {
+    let mut last = String::new();
+    for b in brokers {
+        match wire::create_topic(b, topic, &[("cleanup.policy", "compact")], timeout) {
+            // 36: TOPIC_ALREADY_EXISTS (another process was first).
+            Ok((0 | 36, _)) => return Ok(()),
+            // 41: NOT_CONTROLLER: try the next broker.
+            Ok((41, _)) => last = format!("{b} is not the controller"),
+            Ok((code, msg)) => {
+                let kind = match code {
+                    17 | 40 | 37 | 38 => StoreErrorKind::Invalid,
+                    29 | 31 => StoreErrorKind::Denied,
+                    _ => StoreErrorKind::Other,
+                };
+                return Err((
+                    kind,
+                    format!(
+                        "the broker refused to create topic `{topic}`: error {code}{}",
+                        msg.map(|m| format!(" ({m})")).unwrap_or_default()
+                    ),
+                ));
+            }
+            Err(e) => last = format!("{b}: {e}"),
+        }
+    }
+    Err((StoreErrorKind::Unavailable, last))
+}
+
+/// Just enough of the Kafka wire protocol for what rskafka lacks: CreateTopics with
+/// configs (v4) and DescribeConfigs (v1), both in the non-flexible encoding.
+mod wire {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    use std::time::Duration;
+
+    const CREATE_TOPICS: i16 = 19;
+    const DESCRIBE_CONFIGS: i16 = 32;
+
+    fn string(b: &mut Vec<u8>, s: &str) {
+        b.extend_from_slice(&(s.len() as i16).to_be_bytes());
+        b.extend_from_slice(s.as_bytes());
+    }
+
+    /// Sends one request, returns the response body (after the correlation id).
+    fn call(
+        addr: &str,
+        api_key: i16,
+        version: i16,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, String> {
+        let a = addr
+            .to_socket_addrs()
+            .map_err(|e| e.to_string())?
+            .next()
+            .ok_or_else(|| format!("{addr} resolves to nothing"))?;
+        let mut s = TcpStream::connect_timeout(&a, timeout).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(timeout))
+            .map_err(|e| e.to_string())?;
+        s.set_write_timeout(Some(timeout))
+            .map_err(|e| e.to_string())?;
+        let mut req = Vec::new();
+        req.extend_from_slice(&api_key.to_be_bytes());
+        req.extend_from_slice(&version.to_be_bytes());
+        req.extend_from_slice(&7i32.to_be_bytes());
+        string(&mut req, "simplestream");
+        req.extend_from_slice(body);
+        let mut framed = (req.len() as i32).to_be_bytes().to_vec();
+        framed.extend_from_slice(&req);
+        s.write_all(&framed).map_err(|e| e.to_string())?;
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).map_err(|e| e.to_string())?;
+        let len = i32::from_be_bytes(len);
+        if !(4..=16 << 20).contains(&len) {
+            return Err(format!("bad response length {len}"));
+        }
+        let mut resp = vec![0u8; len as usize];
+        s.read_exact(&mut resp).map_err(|e| e.to_string())?;
+        if resp[..4] != 7i32.to_be_bytes() {
+            return Err("response to another request".into());
+        }
+        Ok(resp.split_off(4))
+    }
+
+    struct Parser<'a>(&'a [u8]);
+    impl Parser<'_> {
+        fn take(&mut self, n: usize) -> Result<&[u8], String> {
+            if self.0.len() < n {
+                return Err("truncated response".into());
+            }
+            let (a, b) = self.0.split_at(n);
+            self.0 = b;
+            Ok(a)
+        }
+        fn i8(&mut self) -> Result<i8, String> {
+            Ok(self.take(1)?[0] as i8)
+        }
+        fn i16(&mut self) -> Result<i16, String> {
+            Ok(i16::from_be_bytes(
+                self.take(2)?.try_into().unwrap_or_default(),
+            ))
+        }
+        fn i32(&mut self) -> Result<i32, String> {
+            Ok(i32::from_be_bytes(
+                self.take(4)?.try_into().unwrap_or_default(),
+            ))
+        }
+        fn nullable_string(&mut self) -> Result<Option<String>, String> {
+            let n = self.i16()?;
+            if n < 0 {
+                return Ok(None);
+            }
+            Ok(Some(
+                String::from_utf8_lossy(self.take(n as usize)?).into_owned(),
+            ))
+        }
+        fn string(&mut self) -> Result<String, String> {
+            Ok(self.nullable_string()?.unwrap_or_default())
+        }
+    }
+
+    /// CreateTopics v4, one topic, one partition, replication 1: (error code, message).
+    pub(super) fn create_topic(
+        addr: &str,
+        topic: &str,
+        configs: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<(i16, Option<String>), String> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&1i32.to_be_bytes());
+        string(&mut b, topic);
+        b.extend_from_slice(&1i32.to_be_bytes()); // partitions
+        b.extend_from_slice(&1i16.to_be_bytes()); // replication factor
+        b.extend_from_slice(&0i32.to_be_bytes()); // assignments
+        b.extend_from_slice(&(configs.len() as i32).to_be_bytes());
+        for (k, v) in configs {
+            string(&mut b, k);
+            string(&mut b, v);
+        }
+        b.extend_from_slice(&(timeout.as_millis().min(i32::MAX as u128) as i32).to_be_bytes());
+        b.push(0); // validate_only
+        let resp = call(addr, CREATE_TOPICS, 4, &b, timeout)?;
+        let mut p = Parser(&resp);
+        let _throttle = p.i32()?;
+        let n = p.i32()?;
+        for _ in 0..n {
+            let name = p.string()?;
+            let code = p.i16()?;
+            let msg = p.nullable_string()?;
+            if name == topic {
+                return Ok((code, msg));
+            }
+        }
+        Err(format!("no answer about topic `{topic}`"))
+    }
+
+    /// DescribeConfigs v1 for `cleanup.policy` of `topic`, asking each broker in turn.
+    pub(super) fn describe_cleanup_policy(
+        brokers: &[String],
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<Option<String>, String> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&1i32.to_be_bytes());
+        b.push(2); // resource type: topic
+        string(&mut b, topic);
+        // All configs (-1): tansu fails on a list of names.
+        b.extend_from_slice(&(-1i32).to_be_bytes());
+        b.push(0); // include_synonyms
+        let mut last = "no broker".to_string();
+        for addr in brokers {
+            let resp = match call(addr, DESCRIBE_CONFIGS, 1, &b, timeout) {
+                Ok(r) => r,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            let mut p = Parser(&resp);
+            let _throttle = p.i32()?;
+            let n = p.i32()?;
+            for _ in 0..n {
+                let code = p.i16()?;
+                let msg = p.nullable_string()?;
+                let _type = p.i8()?;
+                let _name = p.string()?;
+                if code != 0 {
+                    return Err(format!(
+                        "error {code}{}",
+                        msg.map(|m| format!(" ({m})")).unwrap_or_default()
+                    ));
+                }
+                let m = p.i32()?;
+                for _ in 0..m {
+                    let name = p.string()?;
+                    let value = p.nullable_string()?;
+                    let _read_only = p.i8()?;
+                    let _source = p.i8()?;
+                    let _sensitive = p.i8()?;
+                    for _ in 0..p.i32()?.max(0) {
+                        let _name = p.string()?;
+                        let _value = p.nullable_string()?;
+                        let _source = p.i8()?;
+                    }
+                    if name == "cleanup.policy" {
+                        return Ok(value);
+                    }
+                }
+            }
+            return Ok(None);
+        }
+        Err(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(name: &'static str, range: Range<usize>) -> StageSpan {
+        StageSpan { name, range }
+    }
+
+    #[test]
+    fn segments_cover_the_bytes_in_order() {
+        let stages = [span("customer_stats", 10..30), span("per_5min", 32..40)];
+        let p = segments(45, &stages, 8).unwrap();
+        let labels: Vec<(&str, usize, Range<usize>)> =
+            p.iter().map(|p| (p.label, p.n, p.range.clone())).collect();
+        assert_eq!(
+            labels,
+            vec![
+                ("_envelope", 0, 0..8),
+                ("_envelope", 1, 8..10),
+                ("customer_stats", 0, 10..18),
+                ("customer_stats", 1, 18..26),
+                ("customer_stats", 2, 26..30),
+                ("_envelope", 2, 30..32),
+                ("per_5min", 0, 32..40),
+                ("_envelope", 3, 40..45),
+            ]
+        );
+        assert_eq!(segments(0, &[], 8).unwrap(), vec![]);
+        assert_eq!(segments(3, &[], 8).unwrap().len(), 1);
+        assert!(segments(10, &[span("a", 5..8), span("b", 6..9)], 8).is_err());
+        assert!(segments(10, &[span("a", 5..11)], 8).is_err());
+    }
+
+    #[test]
+    fn names_and_brokers_are_checked() {
+        assert!(validate_topic("app-checkpoints").is_ok());
+        for bad in ["", ".", "..", "a/b", "a b", &"t".repeat(250)] {
+            assert_eq!(
+                validate_topic(bad).unwrap_err().kind,
+                StoreErrorKind::Invalid,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(parse_brokers("a:1, b:2").unwrap(), vec!["a:1", "b:2"]);
+        assert!(parse_brokers("").is_err());
+        assert!(parse_brokers("localhost").is_err());
+        assert!(parse_brokers("localhost:x").is_err());
+    }
+
+    #[test]
+    fn unreachable_broker_is_unavailable_quickly() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let t = std::time::Instant::now();
+        let e = KafkaStore::open(&format!("127.0.0.1:{port}"), "t", "i").unwrap_err();
+        assert_eq!(e.kind, StoreErrorKind::Unavailable);
+        assert!(
+            e.to_string()
+                .contains(&format!("127.0.0.1:{port}: connection refused")),
+            "{e}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(3));
+    }
+}
