@@ -1,0 +1,388 @@
+//! The `orders` program with `--checkpoint-store s3://...` and `kafka://...` against real
+//! servers on 127.0.0.1 (moto, tansu): SIGKILL at random moments with byte-identical
+//! output, every restart on a "new machine" (a fresh, never-created checkpoint directory:
+//! only the remote store remembers), a second writer on the same instance, the server
+//! frozen mid-upload, and the checkpoint tools against each store.
+
+#[path = "support/servers.rs"]
+mod servers;
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use servers::Server;
+use support::*;
+
+const BUCKET: &str = "ckpt-bucket";
+
+/// A remote store under test.
+enum Remote {
+    S3(Server),
+    Kafka(Server),
+}
+
+impl Remote {
+    fn s3() -> Option<Remote> {
+        let server = servers::moto()?;
+        servers::create_bucket(&server, BUCKET);
+        Some(Remote::S3(server))
+    }
+
+    fn kafka() -> Option<Remote> {
+        servers::tansu().map(Remote::Kafka)
+    }
+
+    fn server(&self) -> &Server {
+        match self {
+            Remote::S3(s) | Remote::Kafka(s) => s,
+        }
+    }
+
+    /// A store URL of its own for `tag`.
+    fn url(&self, tag: &str) -> String {
+        match self {
+            Remote::S3(_) => format!("s3://{BUCKET}/{tag}"),
+            Remote::Kafka(s) => format!("kafka://{}/ckpt-{tag}", s.addr()),
+        }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        match self {
+            Remote::S3(s) => servers::s3_env(s),
+            Remote::Kafka(_) => Vec::new(),
+        }
+    }
+}
+
+/// `orders` in `dir` with checkpoints at `url` (the checkpoint directory given is one
+/// that never exists: nothing may be kept locally).
+fn remote_orders(dir: &Path, input: &Path, remote: &Remote, url: &str, extra: &[&str]) -> Command {
+    let mut c = Command::new(orders_bin());
+    c.arg("--input").arg(input);
+    c.arg("--output").arg(dir.join("out.jsonl"));
+    c.arg("--checkpoint-store").arg(url);
+    c.arg("--checkpoint-dir").arg(dir.join("must-not-exist"));
+    c.args(["--instance", "app-instance-1"]);
+    c.args(extra);
+    c.env_remove("SIMPLESTREAM_FAILPOINT")
+        .env_remove("SIMPLESTREAM_FAIL_WRITES")
+        .env_remove("RUST_LOG");
+    c.envs(remote.env());
+    c
+}
+
+fn tool(remote: &Remote, args: &[&str]) -> std::process::Output {
+    Command::new(tool_bin())
+        .args(args)
+        .envs(remote.env())
+        .output()
+        .expect("run simplestream")
+}
+
+/// Kills `orders` at random moments until a run finishes on its own; returns the kills.
+fn run_with_kills(
+    dir: &Path,
+    input: &Path,
+    remote: &Remote,
+    url: &str,
+    extra: &[&str],
+    seed: u64,
+    max_kills: usize,
+) -> usize {
+    let mut rng = Rng(seed);
+    let mut killed = 0;
+    loop {
+        let mut c = remote_orders(dir, input, remote, url, extra);
+        c.arg("--quiet")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if killed >= max_kills {
+            run_ok(c);
+            return killed;
+        }
+        let mut child = c.spawn().expect("spawn orders");
+        std::thread::sleep(Duration::from_millis(20 + rng.next() % 400));
+        match child.try_wait().unwrap() {
+            Some(status) => {
+                let out = child.wait_with_output().unwrap();
+                assert!(
+                    status.success(),
+                    "orders failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                return killed;
+            }
+            None => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                killed += 1;
+            }
+        }
+    }
+}
+
+fn kills() -> usize {
+    std::env::var("SIMPLESTREAM_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(|k: usize| k.min(12))
+        .unwrap_or(12)
+}
+
+fn crash_scenario(remote: Remote, name: &str, seed: u64, extra: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("orders.jsonl");
+    let text = order_lines(seed, 150_000, 300, 997, 0);
+    std::fs::write(&input, &text).unwrap();
+    let reference = tmp.path().join("reference");
+    let crashed = tmp.path().join("crashed");
+    std::fs::create_dir_all(&reference).unwrap();
+    std::fs::create_dir_all(&crashed).unwrap();
+    // The reference never crashes and keeps its checkpoints in files.
+    run_ok(orders(&reference, &input, extra));
+    let url = remote.url(name);
+    let killed = run_with_kills(&crashed, &input, &remote, &url, extra, seed, kills());
+    eprintln!("{name}: {killed} kills");
+    assert!(
+        killed >= kills().min(4),
+        "{name}: only {killed} kills landed"
+    );
+    for f in ["out.jsonl", "out.jsonl.late"] {
+        assert_same_file(&reference.join(f), &crashed.join(f));
+    }
+    assert!(
+        !crashed.join("must-not-exist").exists(),
+        "nothing is kept locally"
+    );
+    assert!(
+        std::fs::read_to_string(crashed.join("out.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+            > 100
+    );
+
+    // The tools read the remote store: every checkpoint verifies, and the latest one's
+    // customer_stats match counts computed independently from the input.
+    let v = tool(
+        &remote,
+        &[
+            "checkpoints",
+            "verify",
+            &url,
+            "--instance",
+            "app-instance-1",
+        ],
+    );
+    assert!(
+        v.status.success(),
+        "verify: {}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+    let l = tool(
+        &remote,
+        &["checkpoints", "list", &url, "--instance", "app-instance-1"],
+    );
+    let listing = String::from_utf8_lossy(&l.stdout);
+    assert!(
+        l.status.success() && listing.contains("(latest)"),
+        "{listing}"
+    );
+    let s = tool(
+        &remote,
+        &["checkpoints", "show", &url, "--instance", "app-instance-1"],
+    );
+    assert!(
+        s.status.success(),
+        "show: {}",
+        String::from_utf8_lossy(&s.stderr)
+    );
+    let ck: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
+    let stats = ck["customer_stats"].as_object().unwrap();
+    let expected = expected_stats(&text);
+    assert_eq!(stats.len(), expected.len());
+    for (c, (count, cents)) in &expected {
+        assert_eq!(
+            stats[c]["count"].as_u64().unwrap(),
+            *count,
+            "{name}: count of {c}"
+        );
+        let amount = stats[c]["amount"].as_f64().unwrap();
+        assert!(
+            (amount * 100.0 - *cents as f64).abs() < 0.5,
+            "{name}: {c}: {amount} vs {cents}"
+        );
+    }
+}
+
+#[test]
+fn s3_sigkill_background_uploads_json() {
+    let Some(r) = Remote::s3() else { return };
+    crash_scenario(r, "s3-bg-json", 21, &["--checkpoint-every", "3000"]);
+}
+
+#[test]
+fn s3_sigkill_inline_uploads_binary() {
+    let Some(r) = Remote::s3() else { return };
+    crash_scenario(
+        r,
+        "s3-inline-bin",
+        22,
+        &[
+            "--checkpoint-every",
+            "3000",
+            "--upload",
+            "inline",
+            "--codec",
+            "binary",
+        ],
+    );
+}
+
+#[test]
+fn kafka_sigkill_background_uploads_binary() {
+    let Some(r) = Remote::kafka() else { return };
+    crash_scenario(
+        r,
+        "kafka-bg-bin",
+        23,
+        &["--checkpoint-every", "3000", "--codec", "binary"],
+    );
+}
+
+#[test]
+fn kafka_sigkill_inline_uploads_json() {
+    let Some(r) = Remote::kafka() else { return };
+    crash_scenario(
+        r,
+        "kafka-inline-json",
+        24,
+        &["--checkpoint-every", "3000", "--upload", "inline"],
+    );
+}
+
+/// A second process started on a running instance (here with --from-scratch, as an
+/// operator's mistake would): one of the two must stop with a clear error at its next
+/// `latest` update, and what the store holds stays restorable.
+fn second_writer(remote: Remote, name: &str, both_may_stop: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("orders.jsonl");
+    std::fs::write(&input, order_lines(5, 400_000, 300, 0, 0)).unwrap();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let url = remote.url(name);
+    let extra = ["--checkpoint-every", "2000", "--upload", "inline"];
+    let mut a = remote_orders(&a_dir, &input, &remote, &url, &extra);
+    let mut a = a.stderr(Stdio::piped()).spawn().unwrap();
+    // Wait for A's first checkpoint, then start B on the same instance.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let l = tool(
+            &remote,
+            &["checkpoints", "list", &url, "--instance", "app-instance-1"],
+        );
+        if String::from_utf8_lossy(&l.stdout).contains("(latest)") {
+            break;
+        }
+        if let Some(status) = a.try_wait().unwrap() {
+            panic!("A exited before its first checkpoint: {status}");
+        }
+        assert!(std::time::Instant::now() < deadline, "A took no checkpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut b = remote_orders(&b_dir, &input, &remote, &url, &extra);
+    b.arg("--from-scratch");
+    let b = b.output().unwrap();
+    let a = a.wait_with_output().unwrap();
+    let (ea, eb) = (
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr),
+    );
+    let stopped: Vec<&str> = [(&a, &ea), (&b, &eb)]
+        .into_iter()
+        .filter(|(o, _)| !o.status.success())
+        .map(|(_, e)| e.as_ref())
+        .collect();
+    // S3 has compare-and-set: exactly one loses. Kafka has none: both may notice each
+    // other's records in the same moment and both stop (never both go on).
+    let allowed = if both_may_stop { 1..=2 } else { 1..=1 };
+    assert!(
+        allowed.contains(&stopped.len()),
+        "{name}: {} writer(s) stopped:\nA ({}): {ea}\nB ({}): {eb}",
+        stopped.len(),
+        a.status,
+        b.status
+    );
+    for loser in stopped {
+        assert!(loser.contains("another process"), "{name}: {loser}");
+        // The last line says it, once, without a stack of library errors.
+        let last = loser.lines().last().unwrap();
+        assert!(
+            last.contains("checkpoint failed") && last.len() < 500,
+            "{last}"
+        );
+    }
+    let v = tool(
+        &remote,
+        &[
+            "checkpoints",
+            "verify",
+            &url,
+            "--instance",
+            "app-instance-1",
+        ],
+    );
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+}
+
+#[test]
+fn s3_second_writer_loses_loudly() {
+    let Some(r) = Remote::s3() else { return };
+    second_writer(r, "s3-two", false);
+}
+
+#[test]
+fn kafka_second_writer_loses_loudly() {
+    let Some(r) = Remote::kafka() else { return };
+    second_writer(r, "kafka-two", true);
+}
+
+/// The server freezes (SIGSTOP) for two seconds while the program checkpoints with
+/// background uploads: the run goes on and finishes, and its output is unchanged.
+fn frozen_server(remote: Remote, name: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("orders.jsonl");
+    std::fs::write(&input, order_lines(9, 300_000, 300, 997, 0)).unwrap();
+    let (reference, dir) = (tmp.path().join("ref"), tmp.path().join("run"));
+    std::fs::create_dir_all(&reference).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    run_ok(orders(&reference, &input, &[]));
+    let url = remote.url(name);
+    let mut c = remote_orders(&dir, &input, &remote, &url, &["--checkpoint-every", "5000"]);
+    let child = c.stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    remote.server().pause();
+    std::thread::sleep(Duration::from_secs(2));
+    remote.server().resume();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{name}: {err}");
+    assert!(err.contains("background uploads"), "{err}");
+    assert_same_file(&reference.join("out.jsonl"), &dir.join("out.jsonl"));
+}
+
+#[test]
+fn s3_server_frozen_mid_upload() {
+    let Some(r) = Remote::s3() else { return };
+    frozen_server(r, "s3-frozen");
+}
+
+#[test]
+fn kafka_broker_frozen_mid_upload() {
+    let Some(r) = Remote::kafka() else { return };
+    frozen_server(r, "kafka-frozen");
+}
