@@ -18,8 +18,11 @@ impl Rng {
     }
 }
 
-/// Writes `count` orders for `customers` customers starting at 2021-11-01 04:00 UTC.
-pub fn write_orders(path: &Path, count: u64, customers: u64, seed: u64) -> Result<(), String> {
+/// Writes `count` orders for `customers` customers starting at 2021-11-01 04:00 UTC;
+/// returns how many distinct customers occur.
+pub fn write_orders(path: &Path, count: u64, customers: u64, seed: u64) -> Result<u64, String> {
+    let mut seen = vec![false; customers as usize + 1];
+    let mut distinct = 0;
     let f = std::fs::File::create(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
     let mut w = BufWriter::new(f);
     let mut rng = Rng::new(seed);
@@ -28,6 +31,9 @@ pub fn write_orders(path: &Path, count: u64, customers: u64, seed: u64) -> Resul
         t += (rng.next() % 60) as i64;
         let ts = t - (rng.next() % 5_000) as i64;
         let customer = rng.next() % customers + 1;
+        if !std::mem::replace(&mut seen[customer as usize], true) {
+            distinct += 1;
+        }
         let cents = rng.next() % 20_000 + 100;
         writeln!(
             w,
@@ -37,7 +43,8 @@ pub fn write_orders(path: &Path, count: u64, customers: u64, seed: u64) -> Resul
         )
         .map_err(|e| e.to_string())?;
     }
-    w.flush().map_err(|e| e.to_string())
+    w.flush().map_err(|e| e.to_string())?;
+    Ok(distinct)
 }
 
 pub fn cli(args: &[String]) -> Result<(), String> {
@@ -49,5 +56,5 @@ pub fn cli(args: &[String]) -> Result<(), String> {
             .map(|s| s.parse::<u64>().map_err(|e| format!("{s}: {e}")))
             .unwrap_or(Ok(d))
     };
-    write_orders(Path::new(path), num(1, 100_000)?, num(2, 200)?, num(3, 1)?)
+    write_orders(Path::new(path), num(1, 100_000)?, num(2, 200)?, num(3, 1)?).map(|_| ())
 }

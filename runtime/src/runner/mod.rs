@@ -292,6 +292,8 @@ struct Run<P: Pipeline> {
     background: bool,
     /// Pause per checkpoint (processing stopped), ms.
     pauses: Vec<f64>,
+    /// Time to store each checkpoint (write, `latest`, retention), ms.
+    uploads: Vec<f64>,
     outputs: Outputs,
     input: LineReader,
     events: u64,
@@ -372,6 +374,7 @@ impl<P: Pipeline> Run<P> {
             Ok(info) => {
                 self.failures = 0;
                 self.checkpoints += 1;
+                self.uploads.push(info.store_ms);
                 let took = started.map(|s| s.elapsed());
                 if let Some(t) = took {
                     self.pauses.push(t.as_secs_f64() * 1e3);
@@ -558,6 +561,7 @@ where
         coord,
         background,
         pauses: Vec::new(),
+        uploads: Vec::new(),
         outputs,
         input,
         events: pos("events"),
@@ -711,16 +715,15 @@ where
     }
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     let done = run.events - start_events;
-    let mut pauses = run.pauses.clone();
-    pauses.sort_by(f64::total_cmp);
-    let pause = match (pauses.get(pauses.len() / 2), pauses.last()) {
-        (Some(p50), Some(max)) => format!(
-            " (pause p50 {p50:.1} ms, max {max:.1} ms, {} uploads)",
-            if run.background {
-                "background"
-            } else {
-                "inline"
-            }
+    let p50_max = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        Some((*v.get(v.len() / 2)?, *v.last()?))
+    };
+    let pause = match (p50_max(&run.pauses), p50_max(&run.uploads)) {
+        (Some((p, pm)), Some((u, um))) => format!(
+            " (pause p50 {p:.1} ms, max {pm:.1} ms; upload p50 {u:.1} ms, max {um:.1} ms; {} uploads)",
+            if run.background { "background" } else { "inline" }
         ),
         _ => String::new(),
     };
