@@ -388,6 +388,13 @@ impl<S: CheckpointStore> Coordinator<S> {
 
     /// After a failed checkpoint: wait for the next trigger before retrying.
     pub fn postpone(&mut self, now_ms: i64) {
+        self.reset_trigger(now_ms);
+    }
+
+    /// Starts counting toward the next trigger from now: call it when a pause ends, so
+    /// that a checkpoint slower than the interval still leaves processing a whole
+    /// interval before the next one.
+    pub fn reset_trigger(&mut self, now_ms: i64) {
         self.events_since = 0;
         self.last_at_ms = Some(now_ms);
     }

@@ -335,6 +335,7 @@ impl<P: Pipeline> Run<P> {
         if self.background && !last {
             match self.coord.begin_upload(&self.pipeline, positions, now_ms()) {
                 Ok(id) => {
+                    self.coord.reset_trigger(now_ms());
                     let took = started.elapsed();
                     self.pauses.push(took.as_secs_f64() * 1e3);
                     debug!(
@@ -376,6 +377,10 @@ impl<P: Pipeline> Run<P> {
                 self.checkpoints += 1;
                 self.uploads.push(info.store_ms);
                 let took = started.map(|s| s.elapsed());
+                if took.is_some() {
+                    // The interval counts from the end of the pause.
+                    self.coord.reset_trigger(now_ms());
+                }
                 if let Some(t) = took {
                     self.pauses.push(t.as_secs_f64() * 1e3);
                 }
