@@ -11,9 +11,11 @@
 //!   reported (the pipeline sends it to the late output) and never silently dropped;
 //! - windows close in `(end, key)` order, so output does not depend on hash order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::aggregate::Accumulator;
 use crate::checkpoint::Checkpointable;
@@ -56,28 +58,142 @@ pub fn align(ts: i64, size: i64) -> i64 {
 /// assert_eq!((fired[0].start, fired[0].end, fired[0].acc), (1_000, 2_000, 1));
 /// assert!(w.acc_for(1_999, "a".into(), 1_000, 0).is_none(), "window closed: late");
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "K: Key, A: Serialize",
-    deserialize = "K: Key, A: Checkpointable"
-))]
+///
+/// Open windows are kept sorted by start in a deque rather than a tree: events land in
+/// the newest few windows, whose position follows from the start (windows are aligned
+/// to the slide), so finding a window costs a subtraction and a division, not a tree
+/// search. Hash maps of closed windows are kept (empty) for new windows, so that a window
+/// does not regrow its table from nothing. Checkpoints hold a map from start to keyed
+/// state, `{"watermark":..,"windows":{"<start>":{..}}}`, as a tree map would give.
 pub struct Windows<K: Key, A> {
     /// This stage's watermark: every window ending at or before `watermark - lateness` closed.
     pub watermark: i64,
-    /// Open windows by start.
-    pub windows: BTreeMap<i64, KeyedState<K, A>>,
+    /// Open windows, sorted by start.
+    open: VecDeque<(i64, KeyedState<K, A>)>,
+    /// Emptied maps of closed windows, reused by new ones (not state).
+    spare: Vec<KeyedState<K, A>>,
 }
+
+/// Emptied maps kept for reuse: a window opens about when one closes, so a few suffice.
+const SPARE_MAPS: usize = 4;
 
 impl<K: Key, A> Default for Windows<K, A> {
     fn default() -> Self {
         Windows {
             watermark: i64::MIN,
-            windows: BTreeMap::new(),
+            open: VecDeque::new(),
+            spare: Vec::new(),
         }
     }
 }
 
+impl<K: Key, A: Clone> Clone for Windows<K, A> {
+    fn clone(&self) -> Self {
+        Windows {
+            watermark: self.watermark,
+            open: self.open.clone(),
+            spare: Vec::new(),
+        }
+    }
+}
+
+impl<K: Key + fmt::Debug, A: fmt::Debug> fmt::Debug for Windows<K, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Windows")
+            .field("watermark", &self.watermark)
+            .field("windows", &WindowsMap(&self.open))
+            .finish()
+    }
+}
+
+impl<K: Key, A: PartialEq> PartialEq for Windows<K, A> {
+    fn eq(&self, other: &Self) -> bool {
+        self.watermark == other.watermark && self.open == other.open
+    }
+}
+
+/// The open windows as a map from start to keyed state (their checkpoint form).
+struct WindowsMap<'a, K: Key, A>(&'a VecDeque<(i64, KeyedState<K, A>)>);
+
+impl<K: Key, A: Serialize> Serialize for WindowsMap<'_, K, A> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(start, keyed)| (start, keyed)))
+    }
+}
+
+impl<K: Key + fmt::Debug, A: fmt::Debug> fmt::Debug for WindowsMap<'_, K, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(start, keyed)| (start, keyed)))
+            .finish()
+    }
+}
+
+impl<K: Key, A: Serialize> Serialize for Windows<K, A> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Windows", 2)?;
+        st.serialize_field("watermark", &self.watermark)?;
+        st.serialize_field("windows", &WindowsMap(&self.open))?;
+        st.end()
+    }
+}
+
+/// What a checkpoint holds (the same fields a tree map of windows gave).
+#[derive(Deserialize)]
+#[serde(rename = "Windows", bound(deserialize = "K: Key, A: Checkpointable"))]
+struct WindowsRepr<K: Key, A> {
+    watermark: i64,
+    windows: BTreeMap<i64, KeyedState<K, A>>,
+}
+
+impl<'de, K: Key, A: Checkpointable> Deserialize<'de> for Windows<K, A> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = WindowsRepr::<K, A>::deserialize(d)?;
+        Ok(Windows {
+            watermark: r.watermark,
+            open: r.windows.into_iter().collect(),
+            spare: Vec::new(),
+        })
+    }
+}
+
 impl<K: Key, A: Default> Windows<K, A> {
+    /// Index of the open window starting at `start`, created (empty) if missing.
+    #[inline]
+    fn slot(&mut self, start: i64, slide: i64) -> usize {
+        let n = self.open.len();
+        match self.open.back() {
+            Some(&(last, _)) if last == start => n - 1,
+            Some(&(last, _)) if last > start => self.slot_before(start, last, slide),
+            _ => {
+                let keyed = self.spare.pop().unwrap_or_default();
+                self.open.push_back((start, keyed));
+                n
+            }
+        }
+    }
+
+    /// [`slot`](Self::slot) for a window older than the newest (`last`).
+    fn slot_before(&mut self, start: i64, last: i64, slide: i64) -> usize {
+        // Windows are aligned to `slide`: without gaps, the position is the distance from
+        // the newest in slides (checked; with gaps, a binary search).
+        let back = ((last - start) / slide) as usize;
+        if back < self.open.len() {
+            let i = self.open.len() - 1 - back;
+            if self.open[i].0 == start {
+                return i;
+            }
+        }
+        match self.open.binary_search_by_key(&start, |w| w.0) {
+            Ok(i) => i,
+            Err(i) => {
+                let keyed = self.spare.pop().unwrap_or_default();
+                self.open.insert(i, (start, keyed));
+                i
+            }
+        }
+    }
+
     /// Adds an event to every open window holding `ts`; returns true if some window
     /// holding it had already closed (the event is late for that window).
     #[inline]
@@ -104,24 +220,34 @@ impl<K: Key, A: Default> Windows<K, A> {
         if first_open > newest {
             return late;
         }
-        // One walk over the windows that exist (one tree search, not one per window)...
-        let expected = ((newest - first_open) / slide + 1) as usize;
-        let mut seen = 0;
-        for keyed in self.windows.range_mut(first_open..=newest).map(|(_, k)| k) {
+        // Usually the windows are the newest ones, all open already: the deque's tail.
+        let k = ((newest - first_open) / slide) as usize;
+        let n = self.open.len();
+        if k < n && self.open[n - 1].0 == newest && self.open[n - 1 - k].0 == first_open {
+            for (_, keyed) in self.open.range_mut(n - 1 - k..) {
+                match keyed.as_map_mut().get_mut(&key) {
+                    Some(acc) => f(acc),
+                    None => f(keyed.entry(key.clone())),
+                }
+            }
+            return late;
+        }
+        // Otherwise one search for the oldest window; the others follow it in the deque.
+        let mut i = self.slot(first_open, slide);
+        let mut start = first_open;
+        loop {
+            let keyed = &mut self.open[i].1;
             match keyed.as_map_mut().get_mut(&key) {
                 Some(acc) => f(acc),
                 None => f(keyed.entry(key.clone())),
             }
-            seen += 1;
-        }
-        // ...and only when a window is new (its first event), a search to create it.
-        if seen < expected {
-            let mut start = first_open;
-            while start <= newest {
-                if !self.windows.contains_key(&start) {
-                    f(self.windows.entry(start).or_default().entry(key.clone()));
-                }
-                start += slide;
+            start += slide;
+            if start > newest {
+                break;
+            }
+            i += 1;
+            if i >= self.open.len() || self.open[i].0 != start {
+                i = self.slot(start, slide);
             }
         }
         late
@@ -134,7 +260,14 @@ impl<K: Key, A: Default> Windows<K, A> {
         if start.saturating_add(size).saturating_add(lateness) <= self.watermark {
             return None;
         }
-        Some(self.windows.entry(start).or_default().entry(key))
+        // Most events fall in the newest window.
+        let keyed = if self.open.back().is_some_and(|w| w.0 == start) {
+            &mut self.open.back_mut().expect("checked non-empty").1
+        } else {
+            let i = self.slot(start, size);
+            &mut self.open[i].1
+        };
+        Some(keyed.entry(key))
     }
 
     /// Sets the watermark to `wm` if that moves it forward; true if it moved. Then call
@@ -153,14 +286,13 @@ impl<K: Key, A: Default> Windows<K, A> {
     /// at a time keeps the rows in flight to one window's worth.
     #[inline]
     pub fn close_next(&mut self, size: i64, lateness: i64, fired: &mut Vec<Fired<K, A>>) -> bool {
-        let Some(entry) = self.windows.first_entry() else {
+        let Some(&(start, _)) = self.open.front() else {
             return false;
         };
-        let start = *entry.key();
         if start.saturating_add(size).saturating_add(lateness) > self.watermark {
             return false;
         }
-        let mut keyed = entry.remove();
+        let (_, mut keyed) = self.open.pop_front().expect("checked non-empty");
         let base = fired.len();
         let end = start + size;
         fired.extend(keyed.as_map_mut().drain().map(|(key, acc)| Fired {
@@ -170,6 +302,9 @@ impl<K: Key, A: Default> Windows<K, A> {
             acc,
         }));
         fired[base..].sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        if self.spare.len() < SPARE_MAPS {
+            self.spare.push(keyed);
+        }
         true
     }
 
@@ -182,8 +317,8 @@ impl<K: Key, A: Default> Windows<K, A> {
 
     /// The watermark at which every open window closes (for the end of input).
     pub fn flush_watermark(&self, size: i64, lateness: i64) -> i64 {
-        match self.windows.last_key_value() {
-            Some((&last, _)) => last.saturating_add(size).saturating_add(lateness),
+        match self.open.back() {
+            Some(&(last, _)) => last.saturating_add(size).saturating_add(lateness),
             None => self.watermark,
         }
     }
@@ -196,7 +331,12 @@ impl<K: Key, A: Default> Windows<K, A> {
 
     /// Number of open (window, key) pairs.
     pub fn open_entries(&self) -> usize {
-        self.windows.values().map(|k| k.len()).sum()
+        self.open.iter().map(|(_, k)| k.len()).sum()
+    }
+
+    /// The open windows, oldest first: start and keyed state.
+    pub fn windows(&self) -> impl Iterator<Item = (i64, &KeyedState<K, A>)> {
+        self.open.iter().map(|(start, k)| (*start, k))
     }
 }
 
