@@ -362,11 +362,18 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
     for src in &plan.sources {
         let push = format_ident!("__push_{}", src.name);
         let ty = &src.ty;
-        let body = emit_children(plan, &src.children, src.sink.then(|| pascal(&src.name)));
+        // A source whose only consumer is a windowed join hands its events over by value.
+        let (param, body) = match owned_target(plan, &src.children, src.sink) {
+            Some(target) => (quote!(#ty), quote!(self.#target(__v, __ts, out);)),
+            None => (
+                quote!(&#ty),
+                emit_children(plan, &src.children, src.sink.then(|| pascal(&src.name))),
+            ),
+        };
         methods.push(quote! {
             #[inline(always)]
             #[allow(unused_variables)]
-            fn #push<C: #rt::Collector<#module::Output>>(&mut self, __v: &#ty, __ts: i64, out: &mut C) { #body }
+            fn #push<C: #rt::Collector<#module::Output>>(&mut self, __v: #param, __ts: i64, out: &mut C) { #body }
         });
     }
     for s in plan.stages.iter().filter(|s| s.join.is_some()) {
@@ -437,10 +444,11 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
         let event_time = annotate(&src.event_time, &src.ty);
         let max_delay = src.max_delay_ms;
         let push = format_ident!("__push_{}", src.name);
+        let event = source_arg(plan, src);
         quote! {
             let __ts: i64 = #rt::pipeline::EventTime::event_time_ms(#event_time(&event));
             let moved = self.__clock.observe(__ts, #max_delay);
-            self.#push(&event, __ts, out);
+            self.#push(#event, __ts, out);
             if moved {
                 self.__advance(out);
             }
@@ -451,11 +459,12 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
             let event_time = annotate(&src.event_time, &src.ty);
             let max_delay = src.max_delay_ms;
             let push = format_ident!("__push_{}", src.name);
+            let event = source_arg(plan, src);
             quote! {
                 #module::Input::#v(event) => {
                     let __ts: i64 = #rt::pipeline::EventTime::event_time_ms(#event_time(&event));
                     self.__sources[#i].observe(__ts, #max_delay);
-                    self.#push(&event, __ts, out);
+                    self.#push(#event, __ts, out);
                 }
             }
         });
@@ -598,6 +607,31 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
                 }
             }
         }
+    }
+}
+
+/// The by-value push of a windowed join that is the only consumer of a value (its
+/// events can then be moved into the join's buffers rather than cloned).
+fn owned_target(plan: &Plan, children: &[Child], sink: bool) -> Option<Ident> {
+    let [c] = children else { return None };
+    let s = &plan.stages[c.stage];
+    if sink || !matches!(s.join.as_ref()?.kind, JoinKind::Window(_)) {
+        return None;
+    }
+    let side = match c.side {
+        Side::Left => "left",
+        Side::Right => "right",
+        Side::Main => return None,
+    };
+    Some(owned_push(&format_ident!("__push_{}_{}", s.name, side)))
+}
+
+/// How `process` passes a source's event to its push method: by value if it can be moved.
+fn source_arg(plan: &Plan, src: &crate::valid::SourcePlan) -> TokenStream {
+    if owned_target(plan, &src.children, src.sink).is_some() {
+        quote!(event)
+    } else {
+        quote!(&event)
     }
 }
 
@@ -782,43 +816,73 @@ fn gen_join(s: &StagePlan, j: &JoinPlan, names: &Names, post: TokenStream) -> Ve
             };
             let lateness = w.lateness;
             let fire = format_ident!("__fire_{}", s.name);
-            vec![
+            let (own_l, own_r) = (owned_push(&push_l), owned_push(&push_r));
+            // The by-value push moves the event into the buffers (a late event comes back
+            // for the late output); the by-reference one clones it once.
+            let owned = |name: &Ident,
+                         ty: &Type,
+                         kf: &TokenStream,
+                         add: TokenStream,
+                         late: &Ident| {
                 quote! {
                     #[inline(always)]
                     #[allow(unused_variables)]
-                    #sig_l {
-                        let __k: #kt = #lf(__v);
-                        if self.#f.state.add_left(__ts, __k, ::core::clone::Clone::clone(__v), #size, #slide, #lateness) { #late_l }
+                    fn #name<C: #rt::Collector<#module::Output>>(&mut self, __v: #ty, __ts: i64, out: &mut C) {
+                        let __k: #kt = #kf(&__v);
+                        if let ::core::option::Option::Some(__late) = self.#f.state.#add(__ts, __k, __v, #size, #slide, #lateness) {
+                            out.collect(#module::Output::Late(#module::Late::#late(__late)));
+                        }
                     }
+                }
+            };
+            vec![
+                owned(&own_l, lt, &lf, quote!(add_left_or_late), &lv),
+                owned(&own_r, rt_, &rf, quote!(add_right_or_late), &rv),
+                quote! {
+                    #[inline(always)]
+                    #sig_l { self.#own_l(::core::clone::Clone::clone(__v), __ts, out) }
                 },
                 quote! {
                     #[inline(always)]
-                    #[allow(unused_variables)]
-                    #sig_r {
-                        let __k: #kt = #rf(__v);
-                        if self.#f.state.add_right(__ts, __k, ::core::clone::Clone::clone(__v), #size, #slide, #lateness) { #late_r }
-                    }
+                    #sig_r { self.#own_r(::core::clone::Clone::clone(__v), __ts, out) }
                 },
                 quote! {
                     #[allow(unused_variables)]
                     fn #fire<C: #rt::Collector<#module::Output>>(&mut self, out: &mut C) {
                         let mut __fired = ::core::mem::take(&mut self.#scratch);
+                        let mut __done = self.#f.state.spare_right();
                         for __f in __fired.drain(..) {
-                            for __l in &__f.left {
-                                for __r in &__f.right {
+                            let #rt::join::JoinFired { start: __start, end: __end, key: mut __key, left: mut __left, right: mut __right } = __f;
+                            let __ts = __end - 1;
+                            let __n = __left.len();
+                            // Each pair's row is built by moving the buffered events in and
+                            // back out (no clones); rights wait in `__done` for the next left.
+                            for (__i, mut __l) in __left.drain(..).enumerate() {
+                                let __again = __i + 1 < __n;
+                                for __r in __right.drain(..) {
                                     let __row = #module::#joined {
-                                        #kn: ::core::clone::Clone::clone(&__f.key),
-                                        window_start: __f.start,
-                                        window_end: __f.end,
-                                        #lname: ::core::clone::Clone::clone(__l),
-                                        #rname: ::core::clone::Clone::clone(__r),
+                                        #kn: __key,
+                                        window_start: __start,
+                                        window_end: __end,
+                                        #lname: __l,
+                                        #rname: __r,
                                     };
-                                    let __ts = __f.end - 1;
-                                    let __v = &__row;
-                                    #post
+                                    {
+                                        let __v = &__row;
+                                        #post
+                                    }
+                                    let #module::#joined { #kn: __k2, #lname: __l2, #rname: __r2, .. } = __row;
+                                    __key = __k2;
+                                    __l = __l2;
+                                    if __again {
+                                        __done.push(__r2);
+                                    }
                                 }
+                                ::core::mem::swap(&mut __right, &mut __done);
                             }
+                            self.#f.state.recycle(__left, __right);
                         }
+                        self.#f.state.recycle(::std::vec::Vec::new(), __done);
                         self.#scratch = __fired;
                     }
                 },
@@ -847,6 +911,11 @@ fn gen_join(s: &StagePlan, j: &JoinPlan, names: &Names, post: TokenStream) -> Ve
             ]
         }
     }
+}
+
+/// The by-value variant of a join's push method.
+fn owned_push(push: &Ident) -> Ident {
+    format_ident!("{}_owned", push)
 }
 
 /// A stage's state struct: what a checkpoint stores under the stage's name.

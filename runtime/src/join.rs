@@ -8,8 +8,10 @@
 //! are reported as late (their partners may be gone).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::checkpoint::Checkpointable;
 use crate::fingerprint::{combine, fnv1a};
@@ -65,31 +67,166 @@ pub struct JoinFired<K, L, R> {
 /// j.advance(10_000, 10_000, 0, &mut fired);
 /// assert_eq!((fired[0].left.clone(), fired[0].right.clone()), (vec!["order"], vec!["payment"]));
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "K: Key, L: Serialize, R: Serialize",
-    deserialize = "K: Key, L: serde::de::DeserializeOwned, R: serde::de::DeserializeOwned"
-))]
+///
+/// Like [`Windows`](crate::window::Windows), open windows are a deque sorted by start
+/// (found by arithmetic, not a tree search), and the hash maps and event vectors of closed
+/// windows are kept for new ones (see [`recycle`](Self::recycle)). Checkpoints hold
+/// `{"watermark":..,"windows":{"<start>":{"<key>":{"left":[..],"right":[..]}}}}`.
 pub struct WindowJoin<K: Key, L, R> {
     /// The stage's watermark.
     pub watermark: i64,
-    /// Open windows by start.
-    pub windows: BTreeMap<i64, KeyedState<K, JoinBuffers<L, R>>>,
+    /// Open windows, sorted by start.
+    open: VecDeque<(i64, JoinWindow<K, L, R>)>,
+    /// Reusable storage (not state).
+    spare: Spare<K, L, R>,
 }
+
+/// One window of a [`WindowJoin`]: buffers per key.
+type JoinWindow<K, L, R> = KeyedState<K, JoinBuffers<L, R>>;
+
+/// Emptied maps and vectors of closed windows, for new ones.
+struct Spare<K, L, R> {
+    maps: Vec<JoinWindow<K, L, R>>,
+    left: Vec<Vec<L>>,
+    right: Vec<Vec<R>>,
+}
+
+impl<K, L, R> Default for Spare<K, L, R> {
+    fn default() -> Self {
+        Spare {
+            maps: Vec::new(),
+            left: Vec::new(),
+            right: Vec::new(),
+        }
+    }
+}
+
+/// Emptied maps kept: a window opens about when one closes.
+const SPARE_MAPS: usize = 4;
+/// Emptied event vectors kept per side: about one window's keys, bounded.
+const SPARE_VECS: usize = 1 << 16;
 
 impl<K: Key, L, R> Default for WindowJoin<K, L, R> {
     fn default() -> Self {
         WindowJoin {
             watermark: i64::MIN,
-            windows: BTreeMap::new(),
+            open: VecDeque::new(),
+            spare: Spare::default(),
         }
     }
 }
 
-impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
+impl<K: Key, L: Clone, R: Clone> Clone for WindowJoin<K, L, R> {
+    fn clone(&self) -> Self {
+        WindowJoin {
+            watermark: self.watermark,
+            open: self.open.clone(),
+            spare: Spare::default(),
+        }
+    }
+}
+
+impl<K: Key, L: PartialEq, R: PartialEq> PartialEq for WindowJoin<K, L, R> {
+    fn eq(&self, other: &Self) -> bool {
+        self.watermark == other.watermark && self.open == other.open
+    }
+}
+
+/// Open windows as a map from start (their checkpoint form).
+struct OpenMap<'a, T>(&'a VecDeque<(i64, T)>);
+
+impl<T: Serialize> Serialize for OpenMap<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(start, t)| (start, t)))
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for OpenMap<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(start, t)| (start, t)))
+            .finish()
+    }
+}
+
+impl<K: Key + fmt::Debug, L: fmt::Debug, R: fmt::Debug> fmt::Debug for WindowJoin<K, L, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WindowJoin")
+            .field("watermark", &self.watermark)
+            .field("windows", &OpenMap(&self.open))
+            .finish()
+    }
+}
+
+impl<K: Key, L: Serialize, R: Serialize> Serialize for WindowJoin<K, L, R> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("WindowJoin", 2)?;
+        st.serialize_field("watermark", &self.watermark)?;
+        st.serialize_field("windows", &OpenMap(&self.open))?;
+        st.end()
+    }
+}
+
+/// What a checkpoint holds (the fields a tree map of windows gave).
+#[derive(Deserialize)]
+#[serde(
+    rename = "WindowJoin",
+    bound(deserialize = "K: Key, L: serde::de::DeserializeOwned, R: serde::de::DeserializeOwned")
+)]
+struct WindowJoinRepr<K: Key, L, R> {
+    watermark: i64,
+    windows: BTreeMap<i64, JoinWindow<K, L, R>>,
+}
+
+impl<'de, K, L, R> Deserialize<'de> for WindowJoin<K, L, R>
+where
+    K: Key,
+    L: serde::de::DeserializeOwned,
+    R: serde::de::DeserializeOwned,
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = WindowJoinRepr::<K, L, R>::deserialize(d)?;
+        Ok(WindowJoin {
+            watermark: r.watermark,
+            open: r.windows.into_iter().collect(),
+            spare: Spare::default(),
+        })
+    }
+}
+
+impl<K: Key, L, R> WindowJoin<K, L, R> {
+    /// Index of the open window starting at `start`, created (empty) if missing.
+    #[inline]
+    fn slot(&mut self, start: i64, slide: i64) -> usize {
+        let n = self.open.len();
+        match self.open.back() {
+            Some(&(last, _)) if last == start => return n - 1,
+            Some(&(last, _)) if last > start => {
+                // Aligned windows without gaps: the position follows from the start.
+                let back = ((last - start) / slide) as usize;
+                if back < n && self.open[n - 1 - back].0 == start {
+                    return n - 1 - back;
+                }
+                match self.open.binary_search_by_key(&start, |w| w.0) {
+                    Ok(i) => return i,
+                    Err(i) => {
+                        let keyed = self.spare.maps.pop().unwrap_or_default();
+                        self.open.insert(i, (start, keyed));
+                        return i;
+                    }
+                }
+            }
+            _ => {}
+        }
+        let keyed = self.spare.maps.pop().unwrap_or_default();
+        self.open.push_back((start, keyed));
+        n
+    }
+
     /// Calls `f` with the buffers of `key` in every open window holding `ts`, newest
-    /// first, telling it whether this is the last call (so the event can be moved, not
-    /// cloned, into it); true if some window holding `ts` had closed.
+    /// first, telling it whether the event can be moved (not cloned) into them (the last
+    /// call, if the event is not also late) and giving it the spare vectors; true if some
+    /// window holding `ts` had closed.
     fn add(
         &mut self,
         ts: i64,
@@ -97,7 +234,7 @@ impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
         size: i64,
         slide: i64,
         lateness: i64,
-        mut f: impl FnMut(&mut JoinBuffers<L, R>, bool),
+        mut f: impl FnMut(&mut JoinBuffers<L, R>, bool, &mut Spare<K, L, R>),
     ) -> bool {
         let newest = align(ts, slide);
         let wm = self.watermark;
@@ -119,49 +256,17 @@ impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
         }
         let mut start = newest;
         while start >= oldest_open {
-            let last = start - slide < oldest_open;
-            let keyed = self.windows.entry(start).or_default();
+            // The event moves into the last window, unless it is also late (kept for that).
+            let last = start - slide < oldest_open && !late;
+            let i = self.slot(start, slide);
+            let keyed = &mut self.open[i].1;
             match keyed.as_map_mut().get_mut(&key) {
-                Some(b) => f(b, last),
-                None => f(keyed.entry(key.clone()), last),
+                Some(b) => f(b, last, &mut self.spare),
+                None => f(keyed.entry(key.clone()), last, &mut self.spare),
             }
             start -= slide;
         }
         late
-    }
-
-    /// Buffers a left event in each open window holding `ts`; true if some window had closed.
-    pub fn add_left(
-        &mut self,
-        ts: i64,
-        key: K,
-        v: L,
-        size: i64,
-        slide: i64,
-        lateness: i64,
-    ) -> bool {
-        let mut v = Some(v);
-        self.add(ts, key, size, slide, lateness, |b, last| {
-            let e = if last { v.take() } else { v.clone() };
-            b.left.extend(e);
-        })
-    }
-
-    /// Buffers a right event; true if some window holding it had closed.
-    pub fn add_right(
-        &mut self,
-        ts: i64,
-        key: K,
-        v: R,
-        size: i64,
-        slide: i64,
-        lateness: i64,
-    ) -> bool {
-        let mut v = Some(v);
-        self.add(ts, key, size, slide, lateness, |b, last| {
-            let e = if last { v.take() } else { v.clone() };
-            b.right.extend(e);
-        })
     }
 
     /// Moves the watermark; closed windows with events on both sides go to `fired`, in
@@ -177,47 +282,152 @@ impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
             return;
         }
         self.watermark = wm;
-        while let Some(entry) = self.windows.first_entry() {
-            let start = *entry.key();
+        while let Some(&(start, _)) = self.open.front() {
             if start.saturating_add(size).saturating_add(lateness) > wm {
                 break;
             }
-            let mut keyed = entry.remove();
+            let (_, mut keyed) = self.open.pop_front().expect("checked non-empty");
             // Only keys with events on both sides make pairs: filter, then sort those.
             let base = fired.len();
             let end = start + size;
-            fired.extend(
-                keyed
-                    .as_map_mut()
-                    .drain()
-                    .filter(|(_, b)| !b.left.is_empty() && !b.right.is_empty())
-                    .map(|(key, b)| JoinFired {
+            for (key, b) in keyed.as_map_mut().drain() {
+                if b.left.is_empty() || b.right.is_empty() {
+                    self.recycle(b.left, b.right);
+                } else {
+                    fired.push(JoinFired {
                         start,
                         end,
                         key,
                         left: b.left,
                         right: b.right,
-                    }),
-            );
+                    });
+                }
+            }
             fired[base..].sort_unstable_by(|a, b| a.key.cmp(&b.key));
+            if self.spare.maps.len() < SPARE_MAPS {
+                self.spare.maps.push(keyed);
+            }
         }
     }
 
     /// End of input: closes every window.
     pub fn flush(&mut self, size: i64, lateness: i64, fired: &mut Vec<JoinFired<K, L, R>>) {
-        if let Some((&last, _)) = self.windows.last_key_value() {
+        if let Some(&(last, _)) = self.open.back() {
             let wm = last.saturating_add(size).saturating_add(lateness);
             self.advance(wm, size, lateness, fired);
         }
     }
 
+    /// Gives back the vectors of a fired window (emptied here) for new windows to reuse:
+    /// buffering an event then allocates only when a key has more events than before.
+    pub fn recycle(&mut self, mut left: Vec<L>, mut right: Vec<R>) {
+        if left.capacity() > 0 && self.spare.left.len() < SPARE_VECS {
+            left.clear();
+            self.spare.left.push(left);
+        }
+        if right.capacity() > 0 && self.spare.right.len() < SPARE_VECS {
+            right.clear();
+            self.spare.right.push(right);
+        }
+    }
+
+    /// An empty vector of right events (a reused one if there is one).
+    pub fn spare_right(&mut self) -> Vec<R> {
+        self.spare.right.pop().unwrap_or_default()
+    }
+
     /// Buffered events, both sides.
     pub fn buffered(&self) -> usize {
-        self.windows
-            .values()
-            .flat_map(|k| k.iter())
+        self.open
+            .iter()
+            .flat_map(|(_, k)| k.iter())
             .map(|(_, b)| b.left.len() + b.right.len())
             .sum()
+    }
+
+    /// The open windows, oldest first: start and buffers per key.
+    pub fn windows(&self) -> impl Iterator<Item = (i64, &JoinWindow<K, L, R>)> {
+        self.open.iter().map(|(start, k)| (*start, k))
+    }
+}
+
+impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
+    /// Buffers a left event in each open window holding `ts`; true if some window had closed.
+    pub fn add_left(
+        &mut self,
+        ts: i64,
+        key: K,
+        v: L,
+        size: i64,
+        slide: i64,
+        lateness: i64,
+    ) -> bool {
+        self.add_left_or_late(ts, key, v, size, slide, lateness)
+            .is_some()
+    }
+
+    /// Buffers a right event; true if some window holding it had closed.
+    pub fn add_right(
+        &mut self,
+        ts: i64,
+        key: K,
+        v: R,
+        size: i64,
+        slide: i64,
+        lateness: i64,
+    ) -> bool {
+        self.add_right_or_late(ts, key, v, size, slide, lateness)
+            .is_some()
+    }
+
+    /// [`add_left`](Self::add_left) that gives the event back when it is late for some
+    /// window (a copy if it was also buffered), so that it is cloned only when needed.
+    pub fn add_left_or_late(
+        &mut self,
+        ts: i64,
+        key: K,
+        v: L,
+        size: i64,
+        slide: i64,
+        lateness: i64,
+    ) -> Option<L> {
+        let mut v = Some(v);
+        let late = self.add(ts, key, size, slide, lateness, |b, last, spare| {
+            let e = if last { v.take() } else { v.clone() };
+            push(&mut b.left, e, &mut spare.left);
+        });
+        v.filter(|_| late)
+    }
+
+    /// [`add_right`](Self::add_right) that gives the event back when it is late.
+    pub fn add_right_or_late(
+        &mut self,
+        ts: i64,
+        key: K,
+        v: R,
+        size: i64,
+        slide: i64,
+        lateness: i64,
+    ) -> Option<R> {
+        let mut v = Some(v);
+        let late = self.add(ts, key, size, slide, lateness, |b, last, spare| {
+            let e = if last { v.take() } else { v.clone() };
+            push(&mut b.right, e, &mut spare.right);
+        });
+        v.filter(|_| late)
+    }
+}
+
+/// Appends `e` (if any) to `buf`, which takes a spare vector rather than allocating.
+#[inline]
+fn push<T>(buf: &mut Vec<T>, e: Option<T>, spare: &mut Vec<Vec<T>>) {
+    if let Some(e) = e {
+        if buf.capacity() == 0 {
+            if let Some(v) = spare.pop() {
+                *buf = v;
+            }
+        }
+        buf.push(e);
     }
 }
 
