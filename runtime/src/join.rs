@@ -529,7 +529,8 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
             return false;
         }
         let b = self.buffers.entry(key.clone());
-        let old = oldest(b);
+        // Only whether the key had anything buffered matters (not a scan for the oldest).
+        let was_empty = b.left.is_empty() && b.right.is_empty();
         for r in &b.right {
             if r.ts >= ts.saturating_sub(lower) && r.ts <= ts.saturating_add(upper) {
                 pairs.push(Pair {
@@ -541,7 +542,7 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
             }
         }
         b.left.push(Timed { ts, event: v });
-        self.rearm(key, old, ts);
+        self.rearm(key, was_empty, ts);
         true
     }
 
@@ -560,7 +561,8 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
             return false;
         }
         let b = self.buffers.entry(key.clone());
-        let old = oldest(b);
+        // Only whether the key had anything buffered matters (not a scan for the oldest).
+        let was_empty = b.left.is_empty() && b.right.is_empty();
         for l in &b.left {
             if ts >= l.ts.saturating_sub(lower) && ts <= l.ts.saturating_add(upper) {
                 pairs.push(Pair {
@@ -572,13 +574,13 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
             }
         }
         b.right.push(Timed { ts, event: v });
-        self.rearm(key, old, ts);
+        self.rearm(key, was_empty, ts);
         true
     }
 
     /// Arms the key's timer when it had nothing buffered (one entry per buffered key).
-    fn rearm(&mut self, key: K, old: Option<i64>, ts: i64) {
-        if old.is_none() {
+    fn rearm(&mut self, key: K, was_empty: bool, ts: i64) {
+        if was_empty {
             self.timers.push_back((ts, key));
         }
     }
