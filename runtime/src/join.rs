@@ -102,7 +102,7 @@ impl<K, L, R> Default for Spare<K, L, R> {
 }
 
 /// Emptied maps kept: a window opens about when one closes.
-const SPARE_MAPS: usize = 4;
+const SPARE_MAPS: usize = 1;
 /// Emptied event vectors kept per side: about one window's keys, bounded.
 const SPARE_VECS: usize = 1 << 16;
 
