@@ -45,8 +45,10 @@ const REQUEST_TIMEOUT: &str = "120s";
 /// s.put_latest(br#"{"file":"checkpoint_a.json"}"#).unwrap();
 /// assert_eq!(s.location(), "memory:///demo/checkpoints/app-instance-1");
 /// assert_eq!(s.list().unwrap()[0].name, "checkpoint_a.json");
-/// // Create-only: the same name cannot be written twice.
-/// assert!(s.put("checkpoint_a.json", b"{}").is_err());
+/// // Create-only: a name cannot be written again with other bytes (the same bytes
+/// // again are a retried request that had succeeded, and are accepted).
+/// assert!(s.put("checkpoint_a.json", b"{\"other\":1}").is_err());
+/// assert!(s.put("checkpoint_a.json", b"{}").is_ok());
 /// ```
 pub struct ObjectStoreBackend {
     rt: tokio::runtime::Runtime,
