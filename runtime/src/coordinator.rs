@@ -72,7 +72,8 @@ pub struct CheckpointInfo {
     pub codec: Codec,
     /// Checkpoints deleted by retention.
     pub deleted: Vec<String>,
-    /// Time spent storing it (checkpoint, `latest`, retention), ms.
+    /// Time spent storing it (checkpoint, `latest`, retention), ms (0 in the browser,
+    /// which has no monotonic clock for Rust).
     pub store_ms: f64,
 }
 
@@ -206,7 +207,7 @@ fn store_prepared<S: CheckpointStore>(
     p: &Prepared,
     keep: usize,
 ) -> Result<CheckpointInfo, CoordinatorError> {
-    let started = std::time::Instant::now();
+    let started = crate::time::Stopwatch::start();
     store.put_staged(&p.name, &p.encoded.bytes, &p.encoded.stages)?;
     crate::checkpoint_failpoint("after-checkpoint-write");
     let meta_bytes = serde_json::to_vec_pretty(&p.meta).map_err(|e| CheckpointError::Encode {
@@ -221,7 +222,7 @@ fn store_prepared<S: CheckpointStore>(
         size: p.encoded.bytes.len() as u64,
         codec: p.meta.codec,
         deleted,
-        store_ms: started.elapsed().as_secs_f64() * 1e3,
+        store_ms: started.elapsed_ms(),
     })
 }
 

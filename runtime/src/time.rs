@@ -106,3 +106,34 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// Measures elapsed time where the platform has a monotonic clock; in the browser
+/// (wasm32, where `Instant::now` panics) it reads 0.
+#[derive(Debug, Clone, Copy)]
+pub struct Stopwatch {
+    #[cfg(not(target_arch = "wasm32"))]
+    started: std::time::Instant,
+}
+
+impl Stopwatch {
+    /// Starts measuring.
+    ///
+    /// ```
+    /// let w = simplestream_runtime::time::Stopwatch::start();
+    /// assert!(w.elapsed_ms() >= 0.0);
+    /// ```
+    pub fn start() -> Self {
+        Stopwatch {
+            #[cfg(not(target_arch = "wasm32"))]
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Milliseconds since [`start`](Self::start) (0 on wasm32).
+    pub fn elapsed_ms(&self) -> f64 {
+        #[cfg(not(target_arch = "wasm32"))]
+        return self.started.elapsed().as_secs_f64() * 1e3;
+        #[cfg(target_arch = "wasm32")]
+        return 0.0;
+    }
+}
