@@ -182,22 +182,37 @@ pub fn s3_env(server: &Server) -> Vec<(String, String)> {
     ]
 }
 
-/// Creates `bucket` on a moto server (a plain HTTP PUT, as S3 does it).
+/// Creates `bucket` on a moto server (a plain HTTP PUT, as S3 does it). Retried for a
+/// few seconds: a server that just started listening may still reset connections.
 pub fn create_bucket(server: &Server, bucket: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match try_create_bucket(server.port, bucket) {
+            Ok(()) => return,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("creating bucket {bucket}: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("creating bucket {bucket}: {e}"),
+        }
+    }
+}
+
+fn try_create_bucket(port: u16, bucket: &str) -> Result<(), String> {
     use std::io::{Read, Write};
-    let mut s = TcpStream::connect(("127.0.0.1", server.port)).expect("connect to moto");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     write!(
         s,
-        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        server.port
+        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
-    .unwrap();
+    .map_err(|e| e.to_string())?;
     let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    assert!(
-        resp.starts_with("HTTP/1.1 200"),
-        "creating bucket {bucket}: {resp}"
-    );
+    s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
+    if resp.starts_with("HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err(format!("unexpected answer: {resp}"))
+    }
 }
 
 /// A tansu Kafka broker with in-memory storage.
