@@ -75,6 +75,21 @@ pub fn run(mut cmd: Command) -> Result<(), String> {
     }
 }
 
+/// Builds the release `orders` example and `simplestream` tool (the crash tests and the
+/// store benchmark run them as processes).
+pub fn build_release_binaries() -> Result<(), String> {
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "--example",
+        "orders",
+        "--bin",
+        "simplestream",
+    ]);
+    run(build)
+}
+
 fn has_component(name: &str) -> bool {
     Command::new("rustup")
         .args(["component", "list", "--installed"])
@@ -135,16 +150,7 @@ fn test(args: &[String]) -> Result<(), String> {
     doc.env("RUSTDOCFLAGS", "-D warnings");
     run(doc)?;
     // The crash tests drive the release binaries as separate processes.
-    let mut build = cargo();
-    build.args([
-        "build",
-        "--release",
-        "--example",
-        "orders",
-        "--bin",
-        "simplestream",
-    ]);
-    run(build)?;
+    build_release_binaries()?;
     let mut test = cargo();
     test.args(["test", "--workspace"]);
     test.env("SIMPLESTREAM_TOOLS", &servers);

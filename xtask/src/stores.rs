@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{cargo, root, run, tools};
+use crate::{root, tools};
 
 /// A server process, killed on drop.
 struct Server(Child);
@@ -131,16 +131,7 @@ fn latest_bytes(tool: &Path, store: &str, envs: &[(String, String)]) -> u64 {
 pub fn run_store_bench(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
     let bin = tools::ensure()?;
-    let mut build = cargo();
-    build.args([
-        "build",
-        "--release",
-        "--example",
-        "orders",
-        "--bin",
-        "simplestream",
-    ]);
-    run(build)?;
+    crate::build_release_binaries()?;
     let release = root().join("target/release");
     let orders = release.join("examples/orders");
     let tool = release.join("simplestream");
