@@ -312,9 +312,10 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
             let late = w.lateness;
             let (adv, flush) = match w.kind {
                 WindowKind::Tumbling { size } | WindowKind::Sliding { size, .. } => {
+                    let sorted = rows_need_sorting(plan, s, late);
                     // One window at a time: rows in flight stay one window's worth.
                     let drain = quote! {
-                        while self.#f.state.close_next(#size, #late, &mut self.#scratch) {
+                        while self.#f.state.close_next_in(#size, #late, #sorted, &mut self.#scratch) {
                             self.#fire(out);
                         }
                     };
@@ -753,6 +754,37 @@ fn gen_keyed(s: &StagePlan, k: &KeyedPlan, names: &Names, post: TokenStream) -> 
     }
 }
 
+/// Whether a tumbling or sliding stage must sort a closed window's rows by key (a
+/// constant `bool` expression). Sorting makes output independent of hash order; it can
+/// be skipped when nothing can observe the order: the stage is no sink, and every stage
+/// reading it is a tumbling or sliding aggregate whose aggregates are all
+/// `ORDER_INSENSITIVE` (a fact about types, so a constant the compiler folds) and whose
+/// lateness is at least this stage's. That last condition means no row can be late
+/// there (a row's time is its window's end - 1, and a window closes only once the
+/// watermark passes its end + lateness), so none reaches the late output in hash order.
+fn rows_need_sorting(plan: &Plan, s: &StagePlan, lateness: i64) -> TokenStream {
+    let rt = rt();
+    if s.sink || s.children.is_empty() {
+        return quote!(true);
+    }
+    let mut aggs = Vec::new();
+    for c in &s.children {
+        let child = &plan.stages[c.stage];
+        let Some(w) = child.keyed.as_ref().and_then(|k| k.window.as_ref()) else {
+            return quote!(true);
+        };
+        if matches!(w.kind, WindowKind::Session { .. }) || w.lateness < lateness {
+            return quote!(true);
+        }
+        let k = child.keyed.as_ref().expect("has a window");
+        aggs.extend(k.aggs.iter().map(|a| &a.agg_ty));
+    }
+    quote!({
+        const UNORDERED: bool = true #( && <#aggs as #rt::aggregate::Aggregate>::ORDER_INSENSITIVE )*;
+        !UNORDERED
+    })
+}
+
 /// Field names of a joined row: the two inputs' names (`left`/`right` for a self-join).
 fn join_field_names(s: &StagePlan, j: &JoinPlan) -> (Ident, Ident) {
     if s.input == j.right {
@@ -943,6 +975,57 @@ fn stage_struct(
                 #rt::fingerprint::fnv1a(#sname),
                 <#state_ty as #rt::Checkpointable>::LAYOUT,
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `rows_need_sorting` for the first stage of `text`, as a string without spaces.
+    fn sorting_of_first_stage(text: &str) -> String {
+        let plan = crate::plan_str(text).expect("valid");
+        let s = &plan.stages[0];
+        let late = s.keyed.as_ref().unwrap().window.as_ref().unwrap().lateness;
+        rows_need_sorting(&plan, s, late)
+            .to_string()
+            .replace(' ', "")
+    }
+
+    const HEAD: &str = "pipeline P; source bids: Bid, event_time = |b| b.ts, max_delay = 1s;
+        counts = bids.key_by(a: u64 = |b| b.a).window(sliding(2s, 500ms)).aggregate(n = count());";
+
+    #[test]
+    fn rows_feeding_only_windowed_aggregates_are_left_to_the_aggregates_types() {
+        let code = sorting_of_first_stage(&format!(
+            "{HEAD} hot = counts.key_by(e: i64 = |c| c.window_end).window(tumbling(500ms))
+                .aggregate(top = custom(Hot, |c| (c.n, c.a)), total: u64 = sum(|c| c.n));
+             sink hot;"
+        ));
+        assert!(code.contains("constUNORDERED:bool=true&&<Hot"), "{code}");
+        assert!(code.contains("aggregate::Sum<u64>as"), "{code}");
+        assert!(code.contains("!UNORDERED"), "{code}");
+    }
+
+    #[test]
+    fn rows_are_sorted_when_their_order_can_be_seen() {
+        let cases = [
+            // The stage is a sink.
+            format!("{HEAD} sink counts;"),
+            // A running (unwindowed) aggregate emits a row per update.
+            format!("{HEAD} t = counts.key_by(e: i64 = |c| c.window_end).aggregate(n = count()); sink t;"),
+            // A session window.
+            format!("{HEAD} t = counts.key_by(e: i64 = |c| c.window_end).window(session(1s)).aggregate(n = count()); sink t;"),
+            // Less lateness downstream: rows could be late there, in hash order.
+            "pipeline P; source bids: Bid, event_time = |b| b.ts, max_delay = 1s;
+                counts = bids.key_by(a: u64 = |b| b.a).window(tumbling(2s), allowed_lateness = 1s).aggregate(n = count());
+                t = counts.key_by(e: i64 = |c| c.window_end).window(tumbling(2s)).aggregate(n = count()); sink t;".to_string(),
+            // A stateless child that is a sink.
+            format!("{HEAD} t = counts.filter(|c| c.n > 1); sink t;"),
+        ];
+        for text in &cases {
+            assert_eq!(sorting_of_first_stage(text), "true", "{text}");
         }
     }
 }

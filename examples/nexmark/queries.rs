@@ -155,7 +155,8 @@ impl Aggregate for HottestAuction {
     }
     fn output(&self, acc: &Self::Acc) -> (u64, u64) {
         acc.unwrap_or_default()
-    }
+    } // The largest (n, smallest auction) whatever the order: ties are broken by the id.
+    const ORDER_INSENSITIVE: bool = true;
 }
 
 /// Keeps the highest bid `(price, auction, bidder)`: ties go to the smallest auction, then bidder.
@@ -181,7 +182,8 @@ impl Aggregate for HighestBid {
     }
     fn output(&self, acc: &Self::Acc) -> (u64, u64, u64) {
         acc.unwrap_or_default()
-    }
+    } // Ties are broken by (auction, bidder): the result does not depend on the order.
+    const ORDER_INSENSITIVE: bool = true;
 }
 
 pipeline! {

@@ -47,6 +47,15 @@ pub trait Aggregate: Default {
     fn merge(&self, acc: &mut Self::Acc, other: &Self::Acc);
     /// The current result.
     fn output(&self, acc: &Self::Acc) -> Self::Output;
+    /// True when the result cannot depend on the order of the `add` calls: the same
+    /// values in any order give an identical accumulator (integer sums and counts do;
+    /// float sums do not, as rounding depends on the order; neither does a `max` whose
+    /// ties between equal but different values go to the first).
+    ///
+    /// A pipeline whose windowed stage feeds only windowed aggregates that all say true
+    /// hands them a closed window's rows unsorted, saving a sort per window; output and
+    /// checkpoints stay the same. Leave it `false` unless you are sure.
+    const ORDER_INSENSITIVE: bool = false;
 }
 
 /// Numbers that `sum` and `avg` accept.
@@ -60,6 +69,9 @@ pub trait Numeric: Copy + Default + PartialOrd + Checkpointable {
     fn add(self, other: Self) -> Self;
     /// The value as `f64`, for averages.
     fn to_f64(self) -> f64;
+    /// True when `add` is exactly associative and commutative (integers, which wrap);
+    /// false (the default) for floats, whose sums depend on the order.
+    const EXACT: bool = false;
 }
 
 macro_rules! numeric_int {
@@ -67,11 +79,13 @@ macro_rules! numeric_int {
         impl Numeric for $t {
             #[inline] fn add(self, o: Self) -> Self { self.wrapping_add(o) }
             #[inline] fn to_f64(self) -> f64 { self as f64 }
+            const EXACT: bool = true;
         }
     )*};
 }
 numeric_int!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
 impl Numeric for f32 {
+    const EXACT: bool = false;
     #[inline]
     fn add(self, o: Self) -> Self {
         self + o
@@ -82,6 +96,7 @@ impl Numeric for f32 {
     }
 }
 impl Numeric for f64 {
+    const EXACT: bool = false;
     #[inline]
     fn add(self, o: Self) -> Self {
         self + o
@@ -118,6 +133,7 @@ impl Aggregate for Count {
     fn output(&self, acc: &u64) -> u64 {
         *acc
     }
+    const ORDER_INSENSITIVE: bool = true;
 }
 
 /// Sum of values.
@@ -143,6 +159,7 @@ impl<T: Numeric> Aggregate for Sum<T> {
     fn output(&self, acc: &T) -> T {
         *acc
     }
+    const ORDER_INSENSITIVE: bool = T::EXACT;
 }
 
 /// Smallest value.
@@ -248,4 +265,27 @@ impl<T: Numeric> Aggregate for Avg<T> {
 pub trait Accumulator: Default + Clone + Checkpointable {
     /// Folds `other` into `self`.
     fn merge(&mut self, other: &Self);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_exact_aggregates_say_they_ignore_order() {
+        const { assert!(Count::ORDER_INSENSITIVE) };
+        const { assert!(<Sum<u64>>::ORDER_INSENSITIVE && <Sum<i32>>::ORDER_INSENSITIVE) };
+        // Float sums round differently in another order.
+        const { assert!(!<Sum<f64>>::ORDER_INSENSITIVE && !<Avg<u64>>::ORDER_INSENSITIVE) };
+        // Equal but different values (0.0 and -0.0): the first one wins.
+        const { assert!(!<Max<f64>>::ORDER_INSENSITIVE && !<Min<String>>::ORDER_INSENSITIVE) };
+        let (mut a, mut b) = (0.0f64, 0.0f64);
+        for v in [1e16, 1.0, -1e16] {
+            Sum::<f64>::default().add(&mut a, v);
+        }
+        for v in [1e16, -1e16, 1.0] {
+            Sum::<f64>::default().add(&mut b, v);
+        }
+        assert_ne!(a, b, "why float sums are order-sensitive");
+    }
 }
