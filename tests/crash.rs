@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -15,43 +14,6 @@ fn kills() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20)
-}
-
-/// Runs `orders` again and again, killing it after a random delay, until it finishes on
-/// its own. Returns the number of kills.
-fn run_with_kills(dir: &Path, input: &Path, extra: &[&str], seed: u64, max_kills: usize) -> usize {
-    let mut rng = Rng(seed);
-    let mut killed = 0;
-    loop {
-        let mut c = orders(dir, input, extra);
-        c.arg("--quiet")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if killed < max_kills {
-            let mut child = c.spawn().expect("spawn orders");
-            let delay = Duration::from_millis(5 + rng.next() % 30);
-            std::thread::sleep(delay);
-            match child.try_wait().unwrap() {
-                Some(status) => {
-                    let out = child.wait_with_output().unwrap();
-                    assert!(
-                        status.success(),
-                        "orders failed: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                    return killed;
-                }
-                None => {
-                    child.kill().unwrap(); // SIGKILL
-                    child.wait().unwrap();
-                    killed += 1;
-                }
-            }
-        } else {
-            run_ok(c);
-            return killed;
-        }
-    }
 }
 
 fn scenario(name: &str, seed: u64, n: usize, extra: &[&str], min_kills: usize) {
@@ -65,7 +27,7 @@ fn scenario(name: &str, seed: u64, n: usize, extra: &[&str], min_kills: usize) {
     std::fs::create_dir_all(&crashed).unwrap();
 
     run_ok(orders(&reference, &input, extra));
-    let killed = run_with_kills(&crashed, &input, extra, seed, kills());
+    let killed = run_with_kills(|| orders(&crashed, &input, extra), seed, kills(), (5, 30));
     eprintln!("{name}: {killed} kills");
     assert!(
         killed >= min_kills.min(kills()),

@@ -81,48 +81,6 @@ fn tool(remote: &Remote, args: &[&str]) -> std::process::Output {
         .expect("run simplestream")
 }
 
-/// Kills `orders` at random moments until a run finishes on its own; returns the kills.
-fn run_with_kills(
-    dir: &Path,
-    input: &Path,
-    remote: &Remote,
-    url: &str,
-    extra: &[&str],
-    seed: u64,
-    max_kills: usize,
-) -> usize {
-    let mut rng = Rng(seed);
-    let mut killed = 0;
-    loop {
-        let mut c = remote_orders(dir, input, remote, url, extra);
-        c.arg("--quiet")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if killed >= max_kills {
-            run_ok(c);
-            return killed;
-        }
-        let mut child = c.spawn().expect("spawn orders");
-        std::thread::sleep(Duration::from_millis(20 + rng.next() % 400));
-        match child.try_wait().unwrap() {
-            Some(status) => {
-                let out = child.wait_with_output().unwrap();
-                assert!(
-                    status.success(),
-                    "orders failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                return killed;
-            }
-            None => {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                killed += 1;
-            }
-        }
-    }
-}
-
 fn kills() -> usize {
     std::env::var("SIMPLESTREAM_CRASH_KILLS")
         .ok()
@@ -143,7 +101,12 @@ fn crash_scenario(remote: Remote, name: &str, seed: u64, extra: &[&str]) {
     // The reference never crashes and keeps its checkpoints in files.
     run_ok(orders(&reference, &input, extra));
     let url = remote.url(name);
-    let killed = run_with_kills(&crashed, &input, &remote, &url, extra, seed, kills());
+    let killed = run_with_kills(
+        || remote_orders(&crashed, &input, &remote, &url, extra),
+        seed,
+        kills(),
+        (20, 400),
+    );
     eprintln!("{name}: {killed} kills");
     assert!(
         killed >= kills().min(4),

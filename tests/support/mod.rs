@@ -122,6 +122,49 @@ pub fn run_ok(mut c: Command) -> Output {
     out
 }
 
+/// Runs the command `make` builds (an `orders` run) again and again, killing it with
+/// SIGKILL after a random delay (`delay_ms` plus up to `spread_ms`), until a run finishes
+/// on its own; after `max_kills` kills, the last run goes to the end. Returns the kills.
+pub fn run_with_kills(
+    mut make: impl FnMut() -> Command,
+    seed: u64,
+    max_kills: usize,
+    (delay_ms, spread_ms): (u64, u64),
+) -> usize {
+    let mut rng = Rng(seed);
+    let mut killed = 0;
+    loop {
+        let mut c = make();
+        c.arg("--quiet")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if killed >= max_kills {
+            run_ok(c);
+            return killed;
+        }
+        let mut child = c.spawn().expect("spawn orders");
+        std::thread::sleep(std::time::Duration::from_millis(
+            delay_ms + rng.next() % spread_ms,
+        ));
+        match child.try_wait().unwrap() {
+            Some(status) => {
+                let out = child.wait_with_output().unwrap();
+                assert!(
+                    status.success(),
+                    "orders failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                return killed;
+            }
+            None => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                killed += 1;
+            }
+        }
+    }
+}
+
 /// The instance's checkpoint directory.
 pub fn ckpt_dir(dir: &Path) -> PathBuf {
     dir.join("ckpt/checkpoints/app-instance-1")
