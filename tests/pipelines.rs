@@ -118,6 +118,86 @@ fn sessions_merge_and_use_custom_aggregates() {
 }
 
 #[test]
+fn global_windows_have_one_row_per_window_and_no_key() {
+    let mut p = GlobalStats::new();
+    let mut out = Vec::new();
+    for (c, amount, ts) in [
+        ("A", 3.0, 1_000),
+        ("B", 5.0, 4_000),
+        ("A", 1.0, 6_000),
+        ("C", 2.0, 9_000), // watermark 7 s: [0, 5 s) closes, with its 1 s of lateness
+        ("B", 7.0, 4_999), // late, except for the sliding window [0, 10 s)
+        ("A", 4.0, 12_000), // watermark 10 s: [0, 10 s) closes
+        ("D", 9.0, 2_000), // late everywhere
+    ] {
+        p.process(o(c, amount, ts), &mut out);
+    }
+    p.finish(&mut out);
+    let rows: Vec<String> = out
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap())
+        .collect();
+    let late: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.contains(r#""stage""#))
+        .map(|r| r.as_str())
+        .collect();
+    let (b, d) = (
+        r#""event":{"customer":"B","amount":7.0,"ts":4999}}"#,
+        r#""event":{"customer":"D","amount":9.0,"ts":2000}}"#,
+    );
+    assert_eq!(
+        late,
+        vec![
+            format!(r#"{{"stage":"every_5s",{b}"#),
+            format!(r#"{{"stage":"sliding_10s",{b}"#),
+            format!(r#"{{"stage":"per_customer",{b}"#),
+            format!(r#"{{"stage":"every_5s",{d}"#),
+            format!(r#"{{"stage":"sliding_10s",{d}"#),
+            format!(r#"{{"stage":"per_customer",{d}"#),
+        ]
+    );
+    let results: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.contains(r#""stage""#))
+        .map(|r| r.as_str())
+        .collect();
+    assert_eq!(
+        results,
+        vec![
+            // Watermark 7 s, stages in order.
+            r#"{"window_start":0,"window_end":5000,"n":2,"top":5.0}"#,
+            r#"{"window_start":-5000,"window_end":5000,"n":2,"amount":8.0}"#,
+            r#"{"window_start":0,"window_end":5000,"customers":2,"orders":2}"#,
+            // Watermark 10 s: the late B is in [0, 10 s).
+            r#"{"window_start":0,"window_end":10000,"n":5,"amount":18.0}"#,
+            r#"{"window_start":5000,"window_end":10000,"customers":2,"orders":2}"#,
+            // End of input.
+            r#"{"window_start":5000,"window_end":10000,"n":2,"top":2.0}"#,
+            r#"{"window_start":10000,"window_end":15000,"n":1,"top":4.0}"#,
+            r#"{"window_start":5000,"window_end":15000,"n":3,"amount":7.0}"#,
+            r#"{"window_start":10000,"window_end":20000,"n":1,"amount":4.0}"#,
+            r#"{"window_start":10000,"window_end":15000,"customers":1,"orders":1}"#,
+        ]
+    );
+}
+
+#[test]
+fn a_global_window_checkpoints_accumulators_by_window_start() {
+    let mut p = GlobalStats::new();
+    let mut out = Vec::new();
+    p.process(o("A", 3.0, 1_000), &mut out);
+    p.process(o("B", 5.0, 6_000), &mut out);
+    assert_eq!(
+        p.stage_json("every_5s").unwrap(),
+        serde_json::json!({"watermark": 4000, "windows": {
+            "0": {"n": 1, "top": 3.0},
+            "5000": {"n": 1, "top": 5.0},
+        }})
+    );
+}
+
+#[test]
 fn chained_stages_and_two_sinks() {
     let events = orders(7, 500, 5, 500);
     let r = run_uninterrupted::<Chained>(&events);
@@ -170,6 +250,7 @@ fn crash_every_k_events_for_every_pipeline() {
     assert_crash_equivalent::<OrderStats>(&events, CrashPlan::EveryK(97));
     assert_crash_equivalent::<SlidingStats>(&events, CrashPlan::EveryK(101));
     assert_crash_equivalent::<SessionStats>(&events, CrashPlan::EveryK(89));
+    assert_crash_equivalent::<GlobalStats>(&events, CrashPlan::EveryK(83));
     assert_crash_equivalent::<Chained>(
         &events,
         CrashPlan::Random {
@@ -238,6 +319,7 @@ proptest! {
         check!(SlidingStats);
         check!(SessionStats);
         check!(Chained);
+        check!(GlobalStats);
     }
 }
 

@@ -84,6 +84,9 @@ impl Names {
 fn window_state(k: &KeyedPlan, acc: &TokenStream) -> TokenStream {
     let rt = rt();
     let kt = &k.key_ty;
+    if k.global {
+        return quote!(#rt::window::GlobalWindows<#acc>);
+    }
     match k.window.as_ref().map(|w| w.kind) {
         None => quote!(#rt::KeyedState<#kt, #acc>),
         Some(WindowKind::Tumbling { .. }) => quote!(#rt::window::Tumbling<#kt, #acc>),
@@ -195,6 +198,11 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
                 quote!()
             };
             let state_ty = window_state(k, &quote!(#acc));
+            let key_field = if k.global {
+                quote!()
+            } else {
+                quote!(pub #key_name: #key_ty,)
+            };
             items.push(quote! {
                 #[doc = #acc_doc]
                 #[derive(Default, Clone, Debug, PartialEq, #serde::Serialize, #serde::Deserialize)]
@@ -222,7 +230,7 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
                 #[derive(Clone, Debug, PartialEq, #serde::Serialize, #serde::Deserialize)]
                 #[serde(crate = #serde_path)]
                 #[allow(missing_docs)]
-                pub struct #row { pub #key_name: #key_ty, #win_fields #(pub #cols: #out_tys,)* }
+                pub struct #row { #key_field #win_fields #(pub #cols: #out_tys,)* }
 
             });
             items.push(stage_struct(
@@ -405,6 +413,11 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
                     let fired = format_ident!("__fired_{}", s.name);
                     let row = names.row(s);
                     let key_name = &k.key_name;
+                    let key_field = if k.global {
+                        quote!()
+                    } else {
+                        quote!(#key_name: __f.key,)
+                    };
                     let cols: Vec<&Ident> = k.aggs.iter().map(|a| &a.name).collect();
                     let agg_tys: Vec<&TokenStream> = k.aggs.iter().map(|a| &a.agg_ty).collect();
                     let post = gen_ops(&s.post, tail);
@@ -414,7 +427,7 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
                             let mut __fired = ::core::mem::take(&mut self.#fired);
                             for __f in __fired.drain(..) {
                                 let __row = #row {
-                                    #key_name: __f.key,
+                                    #key_field
                                     window_start: __f.start,
                                     window_end: __f.end,
                                     #( #cols: #rt::aggregate::Aggregate::output(&<#agg_tys as ::core::default::Default>::default(), &__f.acc.#cols), )*
@@ -701,6 +714,22 @@ fn gen_keyed(s: &StagePlan, k: &KeyedPlan, names: &Names, post: TokenStream) -> 
     let module = &names.module;
     let late = |v: &Ident| quote!(out.collect(#module::Output::Late(#module::Late::#v(::core::clone::Clone::clone(__v)))););
     match k.window.as_ref().map(|w| (w.kind, w.lateness)) {
+        // A window over all events: no key to compute or hash.
+        Some((WindowKind::Tumbling { size }, lateness)) if k.global => {
+            let late = late(&pascal(&s.name));
+            quote! {
+                match self.#f.state.acc_for(__ts, #size, #lateness) {
+                    ::core::option::Option::Some(__acc) => { #(#adds)* }
+                    ::core::option::Option::None => { #late }
+                }
+            }
+        }
+        Some((WindowKind::Sliding { size, slide }, lateness)) if k.global => {
+            let late = late(&pascal(&s.name));
+            quote! {
+                if self.#f.state.add(__ts, #size, #slide, #lateness, |__acc| { #(#adds)* }) { #late }
+            }
+        }
         None => {
             let has_downstream = !s.children.is_empty() || s.sink;
             if has_downstream {

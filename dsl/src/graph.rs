@@ -25,7 +25,9 @@ pub fn mermaid(plan: &Plan) -> String {
             label.push_str(&format!(" · {}", op.kind_name()));
         }
         if let Some(k) = &s.keyed {
-            label.push_str(&format!(" · key_by {}", k.key_name));
+            if !k.global {
+                label.push_str(&format!(" · key_by {}", k.key_name));
+            }
             if let Some(w) = &k.window {
                 label.push_str(&match w.kind {
                     WindowKind::Tumbling { size } => format!(" · tumbling {size}ms"),

@@ -177,6 +177,9 @@ pub struct KeyedPlan {
     pub aggs: Vec<AggPlan>,
     /// Type of events entering the key_by (what late events are).
     pub event_ty: Type,
+    /// True for a window over all events (`.window(..)` without `key_by`): no key column,
+    /// one accumulator per window (`key_name`, `key_ty` and `key_fn` are placeholders).
+    pub global: bool,
 }
 
 /// Window kinds, in ms.
@@ -545,11 +548,12 @@ fn plan_stage(
     let mut post = Vec::new();
     let mut keyed: Option<KeyedPlan> = None;
     let mut pending_key: Option<(Ident, Type, Expr, Type, Span)> = None;
-    let mut pending_window: Option<(WindowPlan, Span)> = None;
+    let mut pending_window: Option<(WindowPlan, Span, Type)> = None;
     let last = st.ops.len().saturating_sub(1);
     for (i, op) in st.ops.iter().enumerate() {
         let opname = op.name.to_string();
-        let stateless_ok = pending_key.is_none() && join_needs_window.is_none();
+        let stateless_ok =
+            pending_key.is_none() && pending_window.is_none() && join_needs_window.is_none();
         let after = keyed.is_some() || join.is_some();
         match &op.kind {
             OpKind::Join(j) | OpKind::IntervalJoin(j) => {
@@ -689,6 +693,10 @@ fn plan_stage(
                 ty = out;
             }
             OpKind::KeyBy(field) => {
+                if let Some((_, span, _)) = &pending_window {
+                    errs.push(*span, "`window` comes after `key_by`: write `.key_by(name: Type = |e| ...).window(...)` (a `window` without `key_by` is over all events)");
+                    pending_window = None;
+                }
                 if keyed.is_some() || pending_key.is_some() {
                     errs.push(op.name.span(), "a stage has one `key_by`; start a new stage (`next = this.key_by(...)...;`) to group again");
                     continue;
@@ -718,30 +726,53 @@ fn plan_stage(
                 pending_key = Some((field.name.clone(), kty, key_fn, ty.clone(), op.name.span()));
             }
             OpKind::Window(w) => {
-                if pending_key.is_none() {
-                    errs.push(op.name.span(), "`window` needs keyed events: call `key_by(name: Type = |e| ...)` before `window(...)`");
-                    continue;
-                }
                 if pending_window.is_some() {
                     errs.push(op.name.span(), "a stage has one window");
                     continue;
                 }
+                // Without `key_by`, a window over all events (checked at `aggregate`).
                 if let Some(wp) = plan_window(w, errs) {
-                    pending_window = Some((wp, op.name.span()));
+                    pending_window = Some((wp, op.name.span(), ty.clone()));
                 }
             }
             OpKind::Aggregate(fields) => {
-                let Some((key_name, key_ty, key_fn, event_ty, _)) = pending_key.take() else {
+                let global_window = match (&pending_key, &pending_window) {
+                    (None, Some((w, span, ety))) if keyed.is_none() => {
+                        if matches!(w.kind, WindowKind::Session { .. }) {
+                            errs.push(*span, "session windows are per key: call `key_by(name: Type = |e| ...)` before `window(session(..))`");
+                            pending_window = None;
+                            continue;
+                        }
+                        Some(ety.clone())
+                    }
+                    _ => None,
+                };
+                let pending = pending_key
+                    .take()
+                    .map(|(n, t, f, e, _)| (n, t, f, e, false));
+                let global = global_window.map(|ety| {
+                    (
+                        format_ident!("__all"),
+                        syn::parse_quote!(()),
+                        syn::parse_quote!(|_| ()),
+                        ety,
+                        true,
+                    )
+                });
+                let Some((key_name, key_ty, key_fn, event_ty, global)) = pending.or(global) else {
                     let hint = if keyed.is_some() {
                         "a stage holds one aggregate; start a new stage to aggregate again"
                     } else {
-                        "`aggregate` needs keyed events: call `key_by(name: Type = |e| ...)` first"
+                        "`aggregate` needs keyed events: call `key_by(name: Type = |e| ...)` first (or `window(...)`, for one result per window over all events)"
                     };
                     errs.push(op.name.span(), hint);
                     continue;
                 };
-                let window = pending_window.take().map(|(w, _)| w);
-                if window.is_some() && (key_name == "window_start" || key_name == "window_end") {
+                let window = pending_window.take().map(|(w, _, _)| w);
+                if window.is_some()
+                    && !global
+                    && (key_name == "window_start" || key_name == "window_end")
+                {
                     errs.push(key_name.span(), format!("`{key_name}` is a column of every window result; name the key differently"));
                 }
                 let aggs = plan_aggs(fields, &key_name, window.is_some(), errs);
@@ -758,6 +789,7 @@ fn plan_stage(
                     window,
                     aggs,
                     event_ty,
+                    global,
                 });
                 let row = format_ident!("{}Row", camel(&st.name.to_string()));
                 ty = syn::parse_quote!(#module::#row);
@@ -770,7 +802,7 @@ fn plan_stage(
             "`key_by` must be followed by `aggregate(...)` (optionally after `window(...)`)",
         );
     }
-    if let Some((_, span)) = pending_window {
+    if let Some((_, span, _)) = pending_window {
         errs.push(span, "`window` must be followed by `aggregate(...)`");
     }
     if let Some(span) = join_needs_window {
@@ -1013,7 +1045,11 @@ impl Plan {
                 }
             }
             if let Some(k) = &st.keyed {
-                s.push_str(&format!("key({}:{})", k.key_name, norm(&k.key_ty)));
+                if k.global {
+                    s.push_str("all");
+                } else {
+                    s.push_str(&format!("key({}:{})", k.key_name, norm(&k.key_ty)));
+                }
                 if let Some(w) = &k.window {
                     s.push_str(&format!("|window({:?},lateness={})", w.kind, w.lateness));
                 }

@@ -269,7 +269,6 @@ pipeline! {
     pub pipeline Q7;
     source bids: Bid, event_time = |b| b.ts, max_delay = 1s;
     q7 = bids
-        .key_by(all: u8 = |_b| 0)
         .window(tumbling(1s))
         .aggregate(best = custom(HighestBid, |b| (b.price, b.auction, b.bidder)), bids = count());
     sink q7;

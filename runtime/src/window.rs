@@ -111,15 +111,15 @@ impl<K: Key, A: PartialEq> PartialEq for Windows<K, A> {
 }
 
 /// The open windows as a map from start to keyed state (their checkpoint form).
-struct WindowsMap<'a, K: Key, A>(&'a VecDeque<(i64, KeyedState<K, A>)>);
+struct WindowsMap<'a, T>(&'a VecDeque<(i64, T)>);
 
-impl<K: Key, A: Serialize> Serialize for WindowsMap<'_, K, A> {
+impl<T: Serialize> Serialize for WindowsMap<'_, T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_map(self.0.iter().map(|(start, keyed)| (start, keyed)))
     }
 }
 
-impl<K: Key + fmt::Debug, A: fmt::Debug> fmt::Debug for WindowsMap<'_, K, A> {
+impl<T: fmt::Debug> fmt::Debug for WindowsMap<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
             .entries(self.0.iter().map(|(start, keyed)| (start, keyed)))
@@ -378,6 +378,210 @@ pub type Tumbling<K, A> = Windows<K, A>;
 /// assert_eq!(w.open_entries(), 2, "in [0,2000) and [1000,3000)");
 /// ```
 pub type Sliding<K, A> = Windows<K, A>;
+
+/// Windows over all events, with no key (`.window(..)` without `key_by` in `pipeline!`):
+/// one accumulator per window, found by arithmetic, no hashing. Tumbling and sliding, like
+/// [`Windows`], with the same closing and lateness rules.
+///
+/// ```
+/// use simplestream_runtime::window::GlobalWindows;
+/// let mut w: GlobalWindows<u64> = GlobalWindows::default();
+/// *w.acc_for(1_500, 1_000, 0).unwrap() += 1;
+/// *w.acc_for(1_700, 1_000, 0).unwrap() += 1;
+/// let mut fired = Vec::new();
+/// w.advance(2_000, 1_000, 0, &mut fired);
+/// assert_eq!((fired[0].start, fired[0].end, fired[0].acc), (1_000, 2_000, 2));
+/// assert!(w.acc_for(1_999, 1_000, 0).is_none(), "window closed: late");
+/// ```
+///
+/// Checkpoints hold `{"watermark":..,"windows":{"<start>":<accumulator>}}`.
+#[derive(Clone, PartialEq)]
+pub struct GlobalWindows<A> {
+    /// This stage's watermark: every window ending at or before `watermark - lateness` closed.
+    pub watermark: i64,
+    /// Open windows, sorted by start.
+    open: VecDeque<(i64, A)>,
+}
+
+impl<A> Default for GlobalWindows<A> {
+    fn default() -> Self {
+        GlobalWindows {
+            watermark: i64::MIN,
+            open: VecDeque::new(),
+        }
+    }
+}
+
+impl<A: fmt::Debug> fmt::Debug for GlobalWindows<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GlobalWindows")
+            .field("watermark", &self.watermark)
+            .field("windows", &WindowsMap(&self.open))
+            .finish()
+    }
+}
+
+impl<A: Serialize> Serialize for GlobalWindows<A> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("GlobalWindows", 2)?;
+        st.serialize_field("watermark", &self.watermark)?;
+        st.serialize_field("windows", &WindowsMap(&self.open))?;
+        st.end()
+    }
+}
+
+/// What a checkpoint of [`GlobalWindows`] holds.
+#[derive(Deserialize)]
+#[serde(rename = "GlobalWindows", bound(deserialize = "A: Checkpointable"))]
+struct GlobalWindowsRepr<A> {
+    watermark: i64,
+    windows: BTreeMap<i64, A>,
+}
+
+impl<'de, A: Checkpointable> Deserialize<'de> for GlobalWindows<A> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = GlobalWindowsRepr::<A>::deserialize(d)?;
+        Ok(GlobalWindows {
+            watermark: r.watermark,
+            open: r.windows.into_iter().collect(),
+        })
+    }
+}
+
+impl<A: Default> GlobalWindows<A> {
+    /// Index of the open window starting at `start`, created if missing.
+    fn slot(&mut self, start: i64, slide: i64) -> usize {
+        let n = self.open.len();
+        match self.open.back() {
+            Some(&(last, _)) if last == start => n - 1,
+            Some(&(last, _)) if last > start => {
+                let back = ((last - start) / slide) as usize;
+                if back < n && self.open[n - 1 - back].0 == start {
+                    return n - 1 - back;
+                }
+                match self.open.binary_search_by_key(&start, |w| w.0) {
+                    Ok(i) => i,
+                    Err(i) => {
+                        self.open.insert(i, (start, A::default()));
+                        i
+                    }
+                }
+            }
+            _ => {
+                self.open.push_back((start, A::default()));
+                n
+            }
+        }
+    }
+
+    /// The accumulator of the tumbling window holding `ts`, or `None` if it closed.
+    #[inline(always)]
+    pub fn acc_for(&mut self, ts: i64, size: i64, lateness: i64) -> Option<&mut A> {
+        let start = align(ts, size);
+        if start.saturating_add(size).saturating_add(lateness) <= self.watermark {
+            return None;
+        }
+        // Most events fall in the newest window.
+        if self.open.back().is_some_and(|w| w.0 == start) {
+            return self.open.back_mut().map(|w| &mut w.1);
+        }
+        let i = self.slot(start, size);
+        Some(&mut self.open[i].1)
+    }
+
+    /// Adds an event to every open sliding window holding `ts`; true if some window
+    /// holding it had already closed (the event is late for that one).
+    #[inline(always)]
+    pub fn add(
+        &mut self,
+        ts: i64,
+        size: i64,
+        slide: i64,
+        lateness: i64,
+        mut f: impl FnMut(&mut A),
+    ) -> bool {
+        let newest = align(ts, slide);
+        let oldest = newest - (size - 1 - (ts - newest)).max(0) / slide * slide;
+        let mut start = oldest;
+        while start <= newest
+            && start.saturating_add(size).saturating_add(lateness) <= self.watermark
+        {
+            start += slide;
+        }
+        let late = start > oldest;
+        while start <= newest {
+            let i = self.slot(start, slide);
+            f(&mut self.open[i].1);
+            start += slide;
+        }
+        late
+    }
+
+    /// Sets the watermark to `wm` if that moves it forward; true if it moved.
+    #[inline]
+    pub fn set_watermark(&mut self, wm: i64) -> bool {
+        if wm <= self.watermark {
+            return false;
+        }
+        self.watermark = wm;
+        true
+    }
+
+    /// Closes the oldest window if the watermark has passed its end plus `lateness`,
+    /// appending its result to `fired`; false if no window is due. (`sorted` is there for
+    /// the same call as [`Windows::close_next_in`]: one row per window needs no sort.)
+    #[inline]
+    pub fn close_next_in(
+        &mut self,
+        size: i64,
+        lateness: i64,
+        _sorted: bool,
+        fired: &mut Vec<Fired<(), A>>,
+    ) -> bool {
+        match self.open.front() {
+            Some(&(start, _))
+                if start.saturating_add(size).saturating_add(lateness) <= self.watermark => {}
+            _ => return false,
+        }
+        let (start, acc) = self.open.pop_front().expect("checked non-empty");
+        fired.push(Fired {
+            start,
+            end: start + size,
+            key: (),
+            acc,
+        });
+        true
+    }
+
+    /// Moves the watermark to `wm`, pushing every window that closes onto `fired`.
+    pub fn advance(&mut self, wm: i64, size: i64, lateness: i64, fired: &mut Vec<Fired<(), A>>) {
+        if self.set_watermark(wm) {
+            while self.close_next_in(size, lateness, true, fired) {}
+        }
+    }
+
+    /// The watermark at which every open window closes (for the end of input).
+    pub fn flush_watermark(&self, size: i64, lateness: i64) -> i64 {
+        match self.open.back() {
+            Some(&(last, _)) => last.saturating_add(size).saturating_add(lateness),
+            None => self.watermark,
+        }
+    }
+
+    /// Number of open windows.
+    pub fn open_entries(&self) -> usize {
+        self.open.len()
+    }
+
+    /// The open windows, oldest first: start and accumulator.
+    pub fn windows(&self) -> impl Iterator<Item = (i64, &A)> {
+        self.open.iter().map(|(start, a)| (*start, a))
+    }
+}
+
+impl<A: Checkpointable> Checkpointable for GlobalWindows<A> {
+    const LAYOUT: u64 = combine(fnv1a("GlobalWindows"), A::LAYOUT);
+}
 
 /// One open session of a key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -203,3 +203,28 @@ pub fn sales_and_payments(seed: u64, n: usize) -> Vec<payments::Input> {
     out.extend(pending.into_iter().rev().map(payments::Input::Payments));
     out
 }
+
+pipeline! {
+    /// Windows over all orders (no `key_by`), tumbling and sliding, and per-customer
+    /// counts feeding an all-customer window (rows that skip the sort by key: `count` and
+    /// an integer `sum` do not depend on their order).
+    pub pipeline GlobalStats;
+    source orders: Order, event_time = |o| o.ts, max_delay = 2s;
+    every_5s = orders
+        .window(tumbling(5s), allowed_lateness = 1s)
+        .aggregate(n = count(), top: f64 = max(|o| o.amount));
+    sliding_10s = orders
+        .filter(|o| o.amount > 0.0)
+        .window(sliding(10s, 5s))
+        .aggregate(n = count(), amount: f64 = sum(|o| o.amount));
+    per_customer = orders
+        .key_by(customer: String = |o| o.customer.clone())
+        .window(tumbling(5s))
+        .aggregate(n = count());
+    busiest = per_customer
+        .window(tumbling(5s))
+        .aggregate(customers = count(), orders: u64 = sum(|c| c.n));
+    sink every_5s;
+    sink sliding_10s;
+    sink busiest;
+}
