@@ -477,7 +477,11 @@ pub struct Pair<K, L, R> {
 /// assert_eq!(pairs.len(), 1);
 /// assert_eq!((pairs[0].left, pairs[0].right, pairs[0].ts), ("order", "payment", 14_000));
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// The event vectors of evicted keys are kept for new keys (a bounded number per
+/// side, not state: not saved, not compared, not cloned), so that a steady stream of new
+/// keys does not allocate and free two small vectors per key.
+#[derive(Serialize, Deserialize)]
 #[serde(bound(
     serialize = "K: Key, L: Serialize, R: Serialize",
     deserialize = "K: Key, L: serde::de::DeserializeOwned, R: serde::de::DeserializeOwned"
@@ -491,6 +495,50 @@ pub struct IntervalJoin<K: Key, L, R> {
     /// A FIFO (not a sorted set) keeps arming O(1); it is saved with the state so that a
     /// restored join evicts exactly when the original would have.
     pub timers: VecDeque<(i64, K)>,
+    /// Emptied event vectors of evicted keys (reusable storage, not state).
+    #[serde(skip)]
+    spare: TimedSpare<L, R>,
+}
+
+/// Emptied event vectors kept per side by an [`IntervalJoin`]: about the number of keys
+/// evicted by one watermark step, bounded.
+const SPARE_TIMED: usize = 1 << 12;
+
+/// Vectors with more capacity than this are freed rather than kept (a key with many
+/// events should not pin its memory after eviction).
+const SPARE_TIMED_CAP: usize = 16;
+
+/// Emptied event vectors of an [`IntervalJoin`].
+struct TimedSpare<L, R> {
+    left: Vec<Vec<Timed<L>>>,
+    right: Vec<Vec<Timed<R>>>,
+}
+
+impl<L, R> Default for TimedSpare<L, R> {
+    fn default() -> Self {
+        TimedSpare {
+            left: Vec::new(),
+            right: Vec::new(),
+        }
+    }
+}
+
+impl<L, R> TimedSpare<L, R> {
+    /// Keeps the (emptied) vectors of an evicted key.
+    #[inline]
+    fn keep(&mut self, b: JoinBuffers<Timed<L>, Timed<R>>) {
+        keep_vec(&mut self.left, b.left);
+        keep_vec(&mut self.right, b.right);
+    }
+}
+
+/// Keeps `v` (cleared) in `spare` if it has a small, non-zero capacity and there is room.
+#[inline]
+fn keep_vec<T>(spare: &mut Vec<Vec<T>>, mut v: Vec<T>) {
+    if v.capacity() != 0 && v.capacity() <= SPARE_TIMED_CAP && spare.len() < SPARE_TIMED {
+        v.clear();
+        spare.push(v);
+    }
 }
 
 impl<K: Key, L, R> Default for IntervalJoin<K, L, R> {
@@ -499,7 +547,37 @@ impl<K: Key, L, R> Default for IntervalJoin<K, L, R> {
             watermark: i64::MIN,
             buffers: KeyedState::default(),
             timers: VecDeque::new(),
+            spare: TimedSpare::default(),
         }
+    }
+}
+
+impl<K: Key, L: Clone, R: Clone> Clone for IntervalJoin<K, L, R> {
+    fn clone(&self) -> Self {
+        IntervalJoin {
+            watermark: self.watermark,
+            buffers: self.buffers.clone(),
+            timers: self.timers.clone(),
+            spare: TimedSpare::default(),
+        }
+    }
+}
+
+impl<K: Key, L: PartialEq, R: PartialEq> PartialEq for IntervalJoin<K, L, R> {
+    fn eq(&self, other: &Self) -> bool {
+        self.watermark == other.watermark
+            && self.buffers == other.buffers
+            && self.timers == other.timers
+    }
+}
+
+impl<K: Key + fmt::Debug, L: fmt::Debug, R: fmt::Debug> fmt::Debug for IntervalJoin<K, L, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntervalJoin")
+            .field("watermark", &self.watermark)
+            .field("buffers", &self.buffers)
+            .field("timers", &self.timers)
+            .finish()
     }
 }
 
@@ -541,7 +619,11 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
                 });
             }
         }
-        b.left.push(Timed { ts, event: v });
+        push(
+            &mut b.left,
+            Some(Timed { ts, event: v }),
+            &mut self.spare.left,
+        );
         self.rearm(key, was_empty, ts);
         true
     }
@@ -573,7 +655,11 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
                 });
             }
         }
-        b.right.push(Timed { ts, event: v });
+        push(
+            &mut b.right,
+            Some(Timed { ts, event: v }),
+            &mut self.spare.right,
+        );
         self.rearm(key, was_empty, ts);
         true
     }
@@ -609,7 +695,9 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
             b.right.retain(|r| keep(r.ts));
             match oldest(b) {
                 None => {
-                    self.buffers.remove(&key);
+                    if let Some(b) = self.buffers.remove(&key) {
+                        self.spare.keep(b);
+                    }
                 }
                 Some(ts) => self.timers.push_back((ts, key)),
             }
@@ -686,5 +774,41 @@ mod tests {
         j.advance(12_001, lower, upper);
         assert_eq!(j.buffered(), 1, "key 1 evicted, key 2 kept");
         assert!(j.buffers.get(&1).is_none());
+    }
+
+    /// Vectors of evicted keys are reused by new keys; they are not state.
+    #[test]
+    fn interval_join_reuses_vectors_of_evicted_keys_without_changing_state() {
+        let (lower, upper) = (1_000, 1_000);
+        let mut j: IntervalJoin<u32, i64, i64> = IntervalJoin::default();
+        let mut pairs = Vec::new();
+        j.add_left(0, 1, 0, lower, upper, &mut pairs);
+        j.add_right(500, 1, 1, lower, upper, &mut pairs);
+        j.advance(2_501, lower, upper); // 500 + 2000 < 2501: both gone
+        assert!(j.buffers.is_empty());
+        assert_eq!((j.spare.left.len(), j.spare.right.len()), (1, 1));
+        let fresh: IntervalJoin<u32, i64, i64> =
+            serde_json::from_str(&serde_json::to_string(&j).unwrap()).unwrap();
+        assert_eq!(fresh, j, "spare vectors are not compared");
+        assert_eq!(format!("{fresh:?}"), format!("{j:?}"));
+        assert_eq!(
+            serde_json::to_value(&j).unwrap()["spare"],
+            serde_json::Value::Null
+        );
+        j.add_left(3_000, 2, 2, lower, upper, &mut pairs);
+        j.add_right(3_100, 2, 3, lower, upper, &mut pairs);
+        assert_eq!((j.spare.left.len(), j.spare.right.len()), (0, 0));
+        assert_eq!(
+            pairs
+                .iter()
+                .map(|p| (p.key, p.left, p.right, p.ts))
+                .collect::<Vec<_>>(),
+            vec![(1, 0, 1, 500), (2, 2, 3, 3_100)]
+        );
+        assert_eq!(
+            j.clone().spare.left.len(),
+            0,
+            "a clone starts without spares"
+        );
     }
 }
