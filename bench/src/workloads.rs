@@ -659,10 +659,14 @@ struct JoinBuf {
     right: Vec<(i64, Payment)>,
 }
 
-/// Hand-written interval join: per-key buffers, a FIFO of (time, key) for eviction.
+/// Hand-written interval join: per-key buffers, a FIFO of (time, key) for eviction. An
+/// event is kept while a non-late event of the other side can still match it (`ts +
+/// lower + upper >= watermark`), and the vectors of evicted keys are reused for new keys
+/// (as the runtime does: without it, allocating them is a third of the work).
 struct HandJoin {
     buffers: FastMap<u64, JoinBuf>,
     fifo: VecDeque<(i64, u64)>,
+    spare: (Vec<Vec<(i64, Sale)>>, Vec<Vec<(i64, Payment)>>),
     max_ts: [i64; 2],
     wm: i64,
     out: Tally,
@@ -673,6 +677,7 @@ impl HandJoin {
         HandJoin {
             buffers: FastMap::default(),
             fifo: VecDeque::new(),
+            spare: (Vec::new(), Vec::new()),
             max_ts: [i64::MIN; 2],
             wm: i64::MIN,
             out: Tally::default(),
@@ -691,6 +696,9 @@ impl HandJoin {
                 if *rts >= ts - LOWER && *rts <= ts + UPPER {
                     self.out.pair(s.id, ts, *rts, ts.max(*rts));
                 }
+            }
+            if b.left.capacity() == 0 {
+                b.left = self.spare.0.pop().unwrap_or_default();
             }
             b.left.push((ts, *s));
             self.fifo.push_back((ts, s.id));
@@ -711,6 +719,9 @@ impl HandJoin {
                     self.out.pair(p.order_id, *lts, ts, ts.max(*lts));
                 }
             }
+            if b.right.capacity() == 0 {
+                b.right = self.spare.1.pop().unwrap_or_default();
+            }
             b.right.push((ts, *p));
             self.fifo.push_back((ts, p.order_id));
         }
@@ -726,20 +737,29 @@ impl HandJoin {
             return;
         }
         self.wm = wm;
-        let horizon = LOWER.max(UPPER);
+        let horizon = LOWER + UPPER;
         while let Some(&(t, key)) = self.fifo.front() {
             if t + horizon >= wm {
                 break;
             }
             self.fifo.pop_front();
             if let Some(b) = self.buffers.get_mut(&key) {
-                b.left.retain(|l| l.0 + UPPER >= wm);
-                b.right.retain(|r| r.0 + LOWER >= wm);
+                b.left.retain(|l| l.0 + horizon >= wm);
+                b.right.retain(|r| r.0 + horizon >= wm);
                 if b.left.is_empty() && b.right.is_empty() {
-                    self.buffers.remove(&key);
+                    let b = self.buffers.remove(&key).expect("present");
+                    keep_small(&mut self.spare.0, b.left);
+                    keep_small(&mut self.spare.1, b.right);
                 }
             }
         }
+    }
+}
+
+/// Keeps an emptied vector of at most 16 events for a new key (at most 4096 of them).
+fn keep_small<T>(spare: &mut Vec<Vec<T>>, v: Vec<T>) {
+    if (1..=16).contains(&v.capacity()) && spare.len() < 4096 {
+        spare.push(v);
     }
 }
 
