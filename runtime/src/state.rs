@@ -49,19 +49,6 @@ impl<K, V> Default for KeyedState<K, V> {
 }
 
 impl<K: Hash + Eq, V> KeyedState<K, V> {
-    /// Empty, with room for `n` keys before the table grows.
-    ///
-    /// ```
-    /// use simplestream_runtime::KeyedState;
-    /// let s: KeyedState<u64, u64> = KeyedState::with_capacity(1_000);
-    /// assert!(s.is_empty() && s.as_map().capacity() >= 1_000);
-    /// ```
-    pub fn with_capacity(n: usize) -> Self {
-        KeyedState {
-            map: FastMap::with_capacity_and_hasher(n, FastHasher::default()),
-        }
-    }
-
     /// The value for `key`, created with `V::default()` if missing.
     #[inline]
     pub fn entry(&mut self, key: K) -> &mut V

@@ -62,17 +62,15 @@ pub fn align(ts: i64, size: i64) -> i64 {
 /// Open windows are kept sorted by start in a deque rather than a tree: events land in
 /// the newest few windows, whose position follows from the start (windows are aligned
 /// to the slide), so finding a window costs a subtraction and a division, not a tree
-/// search. A new window's table starts as large as the last closed window's, so that it
-/// does not regrow from nothing. Checkpoints hold a map from start to keyed
+/// search. A new window's table grows from empty: sizing it like the last closed window
+/// saved rehashing (2.5 % of q5's instructions) but held two full tables at once where
+/// windows overlap (`tumbling_5min`: 106 -> 137 B per key of peak memory). Checkpoints hold a map from start to keyed
 /// state, `{"watermark":..,"windows":{"<start>":{..}}}`, as a tree map would give.
 pub struct Windows<K: Key, A> {
     /// This stage's watermark: every window ending at or before `watermark - lateness` closed.
     pub watermark: i64,
     /// Open windows, sorted by start.
     open: VecDeque<(i64, KeyedState<K, A>)>,
-    /// Keys in the last window that closed (not state): a new window's table starts at
-    /// that size instead of doubling its way up, rehashing every key each time.
-    capacity_hint: usize,
 }
 
 impl<K: Key, A> Default for Windows<K, A> {
@@ -80,7 +78,6 @@ impl<K: Key, A> Default for Windows<K, A> {
         Windows {
             watermark: i64::MIN,
             open: VecDeque::new(),
-            capacity_hint: 0,
         }
     }
 }
@@ -90,7 +87,6 @@ impl<K: Key, A: Clone> Clone for Windows<K, A> {
         Windows {
             watermark: self.watermark,
             open: self.open.clone(),
-            capacity_hint: self.capacity_hint,
         }
     }
 }
@@ -150,7 +146,6 @@ impl<'de, K: Key, A: Checkpointable> Deserialize<'de> for Windows<K, A> {
         Ok(Windows {
             watermark: r.watermark,
             open: r.windows.into_iter().collect(),
-            capacity_hint: 0,
         })
     }
 }
@@ -164,7 +159,7 @@ impl<K: Key, A: Default> Windows<K, A> {
             Some(&(last, _)) if last == start => n - 1,
             Some(&(last, _)) if last > start => self.slot_before(start, last, slide),
             _ => {
-                let keyed = KeyedState::with_capacity(self.capacity_hint);
+                let keyed = KeyedState::default();
                 self.open.push_back((start, keyed));
                 n
             }
@@ -185,7 +180,7 @@ impl<K: Key, A: Default> Windows<K, A> {
         match self.open.binary_search_by_key(&start, |w| w.0) {
             Ok(i) => i,
             Err(i) => {
-                let keyed = KeyedState::with_capacity(self.capacity_hint);
+                let keyed = KeyedState::default();
                 self.open.insert(i, (start, keyed));
                 i
             }
@@ -309,7 +304,6 @@ impl<K: Key, A: Default> Windows<K, A> {
             return false;
         }
         let (_, mut keyed) = self.open.pop_front().expect("checked non-empty");
-        self.capacity_hint = keyed.len();
         let base = fired.len();
         let end = start + size;
         fired.extend(keyed.as_map_mut().drain().map(|(key, acc)| Fired {
