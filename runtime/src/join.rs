@@ -491,9 +491,11 @@ pub struct IntervalJoin<K: Key, L, R> {
     pub watermark: i64,
     /// Buffered events per key, in arrival order.
     pub buffers: KeyedState<K, JoinBuffers<Timed<L>, Timed<R>>>,
-    /// Eviction queue: one `(time, key)` per buffered key, in the order keys were armed.
-    /// A FIFO (not a sorted set) keeps arming O(1); it is saved with the state so that a
-    /// restored join evicts exactly when the original would have.
+    /// Eviction queue: one `(time, key)` per buffered event, in arrival order. A FIFO (not
+    /// a sorted set) keeps arming O(1); one entry per event (not per key, re-armed at the
+    /// back) evicts each event about when it expires rather than up to a horizon later,
+    /// which kept a fifth more keys alive. It is saved with the state so that a restored
+    /// join evicts exactly when the original would have.
     pub timers: VecDeque<(i64, K)>,
     /// Emptied event vectors of evicted keys (reusable storage, not state).
     #[serde(skip)]
@@ -581,15 +583,6 @@ impl<K: Key + fmt::Debug, L: fmt::Debug, R: fmt::Debug> fmt::Debug for IntervalJ
     }
 }
 
-/// Time of the oldest buffered event of a key.
-fn oldest<L, R>(b: &JoinBuffers<Timed<L>, Timed<R>>) -> Option<i64> {
-    b.left
-        .iter()
-        .map(|t| t.ts)
-        .chain(b.right.iter().map(|t| t.ts))
-        .min()
-}
-
 impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
     /// A left event at `ts`: pairs with buffered right events in `[ts - lower, ts + upper]`,
     /// then is buffered. Returns false (and does nothing) if it is late: some right event
@@ -607,8 +600,6 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
             return false;
         }
         let b = self.buffers.entry(key.clone());
-        // Only whether the key had anything buffered matters (not a scan for the oldest).
-        let was_empty = b.left.is_empty() && b.right.is_empty();
         for r in &b.right {
             if r.ts >= ts.saturating_sub(lower) && r.ts <= ts.saturating_add(upper) {
                 pairs.push(Pair {
@@ -624,7 +615,7 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
             Some(Timed { ts, event: v }),
             &mut self.spare.left,
         );
-        self.rearm(key, was_empty, ts);
+        self.timers.push_back((ts, key));
         true
     }
 
@@ -643,8 +634,6 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
             return false;
         }
         let b = self.buffers.entry(key.clone());
-        // Only whether the key had anything buffered matters (not a scan for the oldest).
-        let was_empty = b.left.is_empty() && b.right.is_empty();
         for l in &b.left {
             if ts >= l.ts.saturating_sub(lower) && ts <= l.ts.saturating_add(upper) {
                 pairs.push(Pair {
@@ -660,15 +649,8 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
             Some(Timed { ts, event: v }),
             &mut self.spare.right,
         );
-        self.rearm(key, was_empty, ts);
+        self.timers.push_back((ts, key));
         true
-    }
-
-    /// Arms the key's timer when it had nothing buffered (one entry per buffered key).
-    fn rearm(&mut self, key: K, was_empty: bool, ts: i64) {
-        if was_empty {
-            self.timers.push_back((ts, key));
-        }
     }
 
     /// Moves the watermark and evicts events that can no longer match a future event that
@@ -693,13 +675,11 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
             };
             b.left.retain(|l| keep(l.ts));
             b.right.retain(|r| keep(r.ts));
-            match oldest(b) {
-                None => {
-                    if let Some(b) = self.buffers.remove(&key) {
-                        self.spare.keep(b);
-                    }
+            // Events still kept have entries of their own further back.
+            if b.left.is_empty() && b.right.is_empty() {
+                if let Some(b) = self.buffers.remove(&key) {
+                    self.spare.keep(b);
                 }
-                Some(ts) => self.timers.push_back((ts, key)),
             }
         }
     }
@@ -715,7 +695,9 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
 
 impl<K: Key, L: Checkpointable, R: Checkpointable> Checkpointable for IntervalJoin<K, L, R> {
     const LAYOUT: u64 = combine(
-        combine(combine(fnv1a("IntervalJoin"), K::LAYOUT), L::LAYOUT),
+        // "v2": one timer per event. A checkpoint of the old form (one per key, re-armed)
+        // would leave events without a timer here, so it is refused as foreign.
+        combine(combine(fnv1a("IntervalJoin v2"), K::LAYOUT), L::LAYOUT),
         R::LAYOUT,
     );
 }
@@ -767,7 +749,7 @@ mod tests {
         let restored: IntervalJoin<u32, i64, i64> =
             serde_json::from_str(&serde_json::to_string(&j).unwrap()).unwrap();
         assert_eq!(restored, j, "the eviction queue is restored exactly");
-        // 9000 + 2000 < 11001, but key 1's timer is at 10000 (its first event): the older
+        // 9000 + 2000 < 11001, but its timer is behind 10000's (arrival order): the older
         // event waits (it cannot match anything that is not late, so output is the same).
         j.advance(11_001, lower, upper);
         assert_eq!(j.buffered(), 3);
