@@ -7,16 +7,15 @@
 //! evicted once no future event can match them, and events arriving behind the watermark
 //! are reported as late (their partners may be gone).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 
-use serde::ser::SerializeStruct;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Checkpointable;
 use crate::fingerprint::{combine, fnv1a};
 use crate::state::{Key, KeyedState};
-use crate::window::align;
+use crate::window::{span, OpenWindows};
 
 /// Buffered events of one key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,12 +71,18 @@ pub struct JoinFired<K, L, R> {
 /// (found by arithmetic, not a tree search), and the hash maps and event vectors of closed
 /// windows are kept for new ones (see [`recycle`](Self::recycle)). Checkpoints hold
 /// `{"watermark":..,"windows":{"<start>":{"<key>":{"left":[..],"right":[..]}}}}`.
+#[derive(Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "K: Key, L: Serialize, R: Serialize",
+    deserialize = "K: Key, L: serde::de::DeserializeOwned, R: serde::de::DeserializeOwned"
+))]
 pub struct WindowJoin<K: Key, L, R> {
     /// The stage's watermark.
     pub watermark: i64,
     /// Open windows, sorted by start.
-    open: VecDeque<(i64, JoinWindow<K, L, R>)>,
+    windows: OpenWindows<JoinWindow<K, L, R>>,
     /// Reusable storage (not state).
+    #[serde(skip)]
     spare: Spare<K, L, R>,
 }
 
@@ -110,7 +115,7 @@ impl<K: Key, L, R> Default for WindowJoin<K, L, R> {
     fn default() -> Self {
         WindowJoin {
             watermark: i64::MIN,
-            open: VecDeque::new(),
+            windows: OpenWindows::default(),
             spare: Spare::default(),
         }
     }
@@ -120,7 +125,7 @@ impl<K: Key, L: Clone, R: Clone> Clone for WindowJoin<K, L, R> {
     fn clone(&self) -> Self {
         WindowJoin {
             watermark: self.watermark,
-            open: self.open.clone(),
+            windows: self.windows.clone(),
             spare: Spare::default(),
         }
     }
@@ -128,24 +133,7 @@ impl<K: Key, L: Clone, R: Clone> Clone for WindowJoin<K, L, R> {
 
 impl<K: Key, L: PartialEq, R: PartialEq> PartialEq for WindowJoin<K, L, R> {
     fn eq(&self, other: &Self) -> bool {
-        self.watermark == other.watermark && self.open == other.open
-    }
-}
-
-/// Open windows as a map from start (their checkpoint form).
-struct OpenMap<'a, T>(&'a VecDeque<(i64, T)>);
-
-impl<T: Serialize> Serialize for OpenMap<'_, T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(start, t)| (start, t)))
-    }
-}
-
-impl<T: fmt::Debug> fmt::Debug for OpenMap<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map()
-            .entries(self.0.iter().map(|(start, t)| (start, t)))
-            .finish()
+        self.watermark == other.watermark && self.windows == other.windows
     }
 }
 
@@ -153,76 +141,12 @@ impl<K: Key + fmt::Debug, L: fmt::Debug, R: fmt::Debug> fmt::Debug for WindowJoi
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WindowJoin")
             .field("watermark", &self.watermark)
-            .field("windows", &OpenMap(&self.open))
+            .field("windows", &self.windows)
             .finish()
     }
 }
 
-impl<K: Key, L: Serialize, R: Serialize> Serialize for WindowJoin<K, L, R> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("WindowJoin", 2)?;
-        st.serialize_field("watermark", &self.watermark)?;
-        st.serialize_field("windows", &OpenMap(&self.open))?;
-        st.end()
-    }
-}
-
-/// What a checkpoint holds (the fields a tree map of windows gave).
-#[derive(Deserialize)]
-#[serde(
-    rename = "WindowJoin",
-    bound(deserialize = "K: Key, L: serde::de::DeserializeOwned, R: serde::de::DeserializeOwned")
-)]
-struct WindowJoinRepr<K: Key, L, R> {
-    watermark: i64,
-    windows: BTreeMap<i64, JoinWindow<K, L, R>>,
-}
-
-impl<'de, K, L, R> Deserialize<'de> for WindowJoin<K, L, R>
-where
-    K: Key,
-    L: serde::de::DeserializeOwned,
-    R: serde::de::DeserializeOwned,
-{
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let r = WindowJoinRepr::<K, L, R>::deserialize(d)?;
-        Ok(WindowJoin {
-            watermark: r.watermark,
-            open: r.windows.into_iter().collect(),
-            spare: Spare::default(),
-        })
-    }
-}
-
 impl<K: Key, L, R> WindowJoin<K, L, R> {
-    /// Index of the open window starting at `start`, created (empty) if missing.
-    #[inline]
-    fn slot(&mut self, start: i64, slide: i64) -> usize {
-        let n = self.open.len();
-        match self.open.back() {
-            Some(&(last, _)) if last == start => return n - 1,
-            Some(&(last, _)) if last > start => {
-                // Aligned windows without gaps: the position follows from the start.
-                let back = ((last - start) / slide) as usize;
-                if back < n && self.open[n - 1 - back].0 == start {
-                    return n - 1 - back;
-                }
-                match self.open.binary_search_by_key(&start, |w| w.0) {
-                    Ok(i) => return i,
-                    Err(i) => {
-                        let keyed = self.spare.maps.pop().unwrap_or_default();
-                        self.open.insert(i, (start, keyed));
-                        return i;
-                    }
-                }
-            }
-            _ => {}
-        }
-        let keyed = self.spare.maps.pop().unwrap_or_default();
-        self.open.push_back((start, keyed));
-        n
-    }
-
     /// Calls `f` with the buffers of `key` in every open window holding `ts`, newest
     /// first, telling it whether the event can be moved (not cloned) into them (the last
     /// call, if the event is not also late) and giving it the spare vectors; true if some
@@ -236,30 +160,17 @@ impl<K: Key, L, R> WindowJoin<K, L, R> {
         lateness: i64,
         mut f: impl FnMut(&mut JoinBuffers<L, R>, bool, &mut Spare<K, L, R>),
     ) -> bool {
-        let newest = align(ts, slide);
-        let wm = self.watermark;
-        let closed = |start: i64| start.saturating_add(size).saturating_add(lateness) <= wm;
-        // Open windows run from `newest` down to the oldest still open.
-        let mut oldest_open = newest;
-        let mut late = false;
-        let mut start = newest;
-        while start > ts.saturating_sub(size) {
-            if closed(start) {
-                late = true;
-            } else {
-                oldest_open = start;
-            }
-            start -= slide;
-        }
-        if closed(newest) {
-            return late;
-        }
+        let (oldest_open, newest, late) = span(ts, size, slide, lateness, self.watermark);
+        // Open windows, from `newest` down to the oldest still open.
         let mut start = newest;
         while start >= oldest_open {
             // The event moves into the last window, unless it is also late (kept for that).
             let last = start - slide < oldest_open && !late;
-            let i = self.slot(start, slide);
-            let keyed = &mut self.open[i].1;
+            let spare_maps = &mut self.spare.maps;
+            let i = self
+                .windows
+                .slot(start, slide, || spare_maps.pop().unwrap_or_default());
+            let keyed = &mut self.windows[i].1;
             match keyed.as_map_mut().get_mut(&key) {
                 Some(b) => f(b, last, &mut self.spare),
                 None => f(keyed.entry(key.clone()), last, &mut self.spare),
@@ -282,11 +193,7 @@ impl<K: Key, L, R> WindowJoin<K, L, R> {
             return;
         }
         self.watermark = wm;
-        while let Some(&(start, _)) = self.open.front() {
-            if start.saturating_add(size).saturating_add(lateness) > wm {
-                break;
-            }
-            let (_, mut keyed) = self.open.pop_front().expect("checked non-empty");
+        while let Some((start, mut keyed)) = self.windows.pop_due(size, lateness, wm) {
             // Only keys with events on both sides make pairs: filter, then sort those.
             let base = fired.len();
             let end = start + size;
@@ -312,10 +219,8 @@ impl<K: Key, L, R> WindowJoin<K, L, R> {
 
     /// End of input: closes every window.
     pub fn flush(&mut self, size: i64, lateness: i64, fired: &mut Vec<JoinFired<K, L, R>>) {
-        if let Some(&(last, _)) = self.open.back() {
-            let wm = last.saturating_add(size).saturating_add(lateness);
-            self.advance(wm, size, lateness, fired);
-        }
+        let wm = self.windows.flush_watermark(size, lateness, self.watermark);
+        self.advance(wm, size, lateness, fired);
     }
 
     /// Gives back the vectors of a fired window (emptied here) for new windows to reuse:
@@ -338,7 +243,7 @@ impl<K: Key, L, R> WindowJoin<K, L, R> {
 
     /// Buffered events, both sides.
     pub fn buffered(&self) -> usize {
-        self.open
+        self.windows
             .iter()
             .flat_map(|(_, k)| k.iter())
             .map(|(_, b)| b.left.len() + b.right.len())
@@ -347,7 +252,7 @@ impl<K: Key, L, R> WindowJoin<K, L, R> {
 
     /// The open windows, oldest first: start and buffers per key.
     pub fn windows(&self) -> impl Iterator<Item = (i64, &JoinWindow<K, L, R>)> {
-        self.open.iter().map(|(start, k)| (*start, k))
+        self.windows.iter().map(|(start, k)| (*start, k))
     }
 }
 

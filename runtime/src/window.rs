@@ -14,7 +14,6 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
-use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::aggregate::Accumulator;
@@ -46,6 +45,126 @@ pub fn align(ts: i64, size: i64) -> i64 {
     ts - ts.rem_euclid(size)
 }
 
+/// The windows of `size` (a new one every `slide`) holding `ts`, given the watermark:
+/// `(first_open, newest, late)`, the starts of the oldest still open and of the newest
+/// (no window open when `first_open > newest`), and whether some of them had closed.
+#[inline(always)]
+pub(crate) fn span(ts: i64, size: i64, slide: i64, lateness: i64, wm: i64) -> (i64, i64, bool) {
+    // Windows [start, start + size) with start <= ts < start + size, aligned to `slide`.
+    let newest = align(ts, slide);
+    let oldest = newest - (size - 1 - (ts - newest)).max(0) / slide * slide;
+    // The closed ones are the oldest (a window closes at end + lateness).
+    let mut first_open = oldest;
+    while first_open <= newest && first_open.saturating_add(size).saturating_add(lateness) <= wm {
+        first_open += slide;
+    }
+    (first_open, newest, first_open > oldest)
+}
+
+/// Open windows sorted by start, each with its state `T` (keyed accumulators, one
+/// accumulator, join buffers): the storage of [`Windows`], [`GlobalWindows`] and
+/// [`WindowJoin`](crate::join::WindowJoin).
+///
+/// A deque rather than a tree: events land in the newest few windows, whose position
+/// follows from the start (windows are aligned to the slide), so finding one costs a
+/// subtraction and a division, not a tree search. Checkpoints hold a map from start to
+/// state, `{"<start>": ..}`, as a tree map would give.
+#[derive(Clone, PartialEq)]
+pub(crate) struct OpenWindows<T>(VecDeque<(i64, T)>);
+
+impl<T> Default for OpenWindows<T> {
+    fn default() -> Self {
+        OpenWindows(VecDeque::new())
+    }
+}
+
+impl<T> std::ops::Deref for OpenWindows<T> {
+    type Target = VecDeque<(i64, T)>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for OpenWindows<T> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl<T> OpenWindows<T> {
+    /// Index of the window starting at `start`, created with `new` if missing.
+    #[inline]
+    pub(crate) fn slot(&mut self, start: i64, slide: i64, new: impl FnOnce() -> T) -> usize {
+        let n = self.0.len();
+        match self.0.back() {
+            Some(&(last, _)) if last == start => n - 1,
+            Some(&(last, _)) if last > start => self.slot_before(start, last, slide, new),
+            _ => {
+                self.0.push_back((start, new()));
+                n
+            }
+        }
+    }
+
+    /// [`slot`](Self::slot) for a window older than the newest (`last`).
+    fn slot_before(&mut self, start: i64, last: i64, slide: i64, new: impl FnOnce() -> T) -> usize {
+        // Aligned to `slide`: without gaps, the position is the distance from the newest
+        // in slides (checked; with gaps, a binary search).
+        let back = ((last - start) / slide) as usize;
+        let n = self.0.len();
+        if back < n && self.0[n - 1 - back].0 == start {
+            return n - 1 - back;
+        }
+        match self.0.binary_search_by_key(&start, |w| w.0) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (start, new()));
+                i
+            }
+        }
+    }
+
+    /// Removes the oldest window if the watermark `wm` has passed its end plus `lateness`.
+    #[inline]
+    pub(crate) fn pop_due(&mut self, size: i64, lateness: i64, wm: i64) -> Option<(i64, T)> {
+        match self.0.front() {
+            Some(&(start, _)) if start.saturating_add(size).saturating_add(lateness) <= wm => {
+                self.0.pop_front()
+            }
+            _ => None,
+        }
+    }
+
+    /// The watermark at which every open window has closed (`wm` if none is open).
+    pub(crate) fn flush_watermark(&self, size: i64, lateness: i64, wm: i64) -> i64 {
+        match self.0.back() {
+            Some(&(last, _)) => last.saturating_add(size).saturating_add(lateness),
+            None => wm,
+        }
+    }
+}
+
+impl<T: Serialize> Serialize for OpenWindows<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(start, t)| (start, t)))
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OpenWindows<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m = BTreeMap::<i64, T>::deserialize(d)?;
+        Ok(OpenWindows(m.into_iter().collect()))
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for OpenWindows<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(start, t)| (start, t)))
+            .finish()
+    }
+}
+
 /// Windows aligned to the epoch, `[start, start + size)`: tumbling windows (a new one
 /// every `size`) and sliding windows (a new one every `slide`) share this state.
 ///
@@ -59,134 +178,34 @@ pub fn align(ts: i64, size: i64) -> i64 {
 /// assert!(w.acc_for(1_999, "a".into(), 1_000, 0).is_none(), "window closed: late");
 /// ```
 ///
-/// Open windows are kept sorted by start in a deque rather than a tree: events land in
-/// the newest few windows, whose position follows from the start (windows are aligned
-/// to the slide), so finding a window costs a subtraction and a division, not a tree
-/// search. A new window's table grows from empty: sizing it like the last closed window
-/// saved rehashing (2.5 % of q5's instructions) but held two full tables at once where
-/// windows overlap (`tumbling_5min`: 106 -> 137 B per key of peak memory). Checkpoints hold a map from start to keyed
-/// state, `{"watermark":..,"windows":{"<start>":{..}}}`, as a tree map would give.
+/// Open windows are kept sorted by start in a deque, found by arithmetic rather than a
+/// tree search (`OpenWindows`, shared with the global windows and the window join). A
+/// new window's table grows from empty:
+/// sizing it like the last closed window saved rehashing (2.5 % of q5's instructions) but
+/// held two full tables at once where windows overlap (`tumbling_5min`: 106 -> 137 B per
+/// key of peak memory). Checkpoints hold `{"watermark":..,"windows":{"<start>":{..}}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "K: Key, A: Serialize",
+    deserialize = "K: Key, A: Checkpointable"
+))]
 pub struct Windows<K: Key, A> {
     /// This stage's watermark: every window ending at or before `watermark - lateness` closed.
     pub watermark: i64,
     /// Open windows, sorted by start.
-    open: VecDeque<(i64, KeyedState<K, A>)>,
+    windows: OpenWindows<KeyedState<K, A>>,
 }
 
 impl<K: Key, A> Default for Windows<K, A> {
     fn default() -> Self {
         Windows {
             watermark: i64::MIN,
-            open: VecDeque::new(),
+            windows: OpenWindows::default(),
         }
-    }
-}
-
-impl<K: Key, A: Clone> Clone for Windows<K, A> {
-    fn clone(&self) -> Self {
-        Windows {
-            watermark: self.watermark,
-            open: self.open.clone(),
-        }
-    }
-}
-
-impl<K: Key + fmt::Debug, A: fmt::Debug> fmt::Debug for Windows<K, A> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Windows")
-            .field("watermark", &self.watermark)
-            .field("windows", &WindowsMap(&self.open))
-            .finish()
-    }
-}
-
-impl<K: Key, A: PartialEq> PartialEq for Windows<K, A> {
-    fn eq(&self, other: &Self) -> bool {
-        self.watermark == other.watermark && self.open == other.open
-    }
-}
-
-/// The open windows as a map from start to keyed state (their checkpoint form).
-struct WindowsMap<'a, T>(&'a VecDeque<(i64, T)>);
-
-impl<T: Serialize> Serialize for WindowsMap<'_, T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(start, keyed)| (start, keyed)))
-    }
-}
-
-impl<T: fmt::Debug> fmt::Debug for WindowsMap<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map()
-            .entries(self.0.iter().map(|(start, keyed)| (start, keyed)))
-            .finish()
-    }
-}
-
-impl<K: Key, A: Serialize> Serialize for Windows<K, A> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("Windows", 2)?;
-        st.serialize_field("watermark", &self.watermark)?;
-        st.serialize_field("windows", &WindowsMap(&self.open))?;
-        st.end()
-    }
-}
-
-/// What a checkpoint holds (the same fields a tree map of windows gave).
-#[derive(Deserialize)]
-#[serde(rename = "Windows", bound(deserialize = "K: Key, A: Checkpointable"))]
-struct WindowsRepr<K: Key, A> {
-    watermark: i64,
-    windows: BTreeMap<i64, KeyedState<K, A>>,
-}
-
-impl<'de, K: Key, A: Checkpointable> Deserialize<'de> for Windows<K, A> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let r = WindowsRepr::<K, A>::deserialize(d)?;
-        Ok(Windows {
-            watermark: r.watermark,
-            open: r.windows.into_iter().collect(),
-        })
     }
 }
 
 impl<K: Key, A: Default> Windows<K, A> {
-    /// Index of the open window starting at `start`, created (empty) if missing.
-    #[inline]
-    fn slot(&mut self, start: i64, slide: i64) -> usize {
-        let n = self.open.len();
-        match self.open.back() {
-            Some(&(last, _)) if last == start => n - 1,
-            Some(&(last, _)) if last > start => self.slot_before(start, last, slide),
-            _ => {
-                let keyed = KeyedState::default();
-                self.open.push_back((start, keyed));
-                n
-            }
-        }
-    }
-
-    /// [`slot`](Self::slot) for a window older than the newest (`last`).
-    fn slot_before(&mut self, start: i64, last: i64, slide: i64) -> usize {
-        // Windows are aligned to `slide`: without gaps, the position is the distance from
-        // the newest in slides (checked; with gaps, a binary search).
-        let back = ((last - start) / slide) as usize;
-        if back < self.open.len() {
-            let i = self.open.len() - 1 - back;
-            if self.open[i].0 == start {
-                return i;
-            }
-        }
-        match self.open.binary_search_by_key(&start, |w| w.0) {
-            Ok(i) => i,
-            Err(i) => {
-                let keyed = KeyedState::default();
-                self.open.insert(i, (start, keyed));
-                i
-            }
-        }
-    }
-
     /// Adds an event to every open window holding `ts`; returns true if some window
     /// holding it had already closed (the event is late for that window).
     // Always inlined: the window parameters are constants at the call site, so that
@@ -201,25 +220,15 @@ impl<K: Key, A: Default> Windows<K, A> {
         lateness: i64,
         mut f: impl FnMut(&mut A),
     ) -> bool {
-        // Windows [start, start + size) with start <= ts < start + size, aligned to `slide`.
-        let newest = align(ts, slide);
-        let oldest = newest - (size - 1 - (ts - newest)).max(0) / slide * slide;
-        // The closed ones (oldest first) make the event late for them.
-        let mut first_open = oldest;
-        while first_open <= newest
-            && first_open.saturating_add(size).saturating_add(lateness) <= self.watermark
-        {
-            first_open += slide;
-        }
-        let late = first_open > oldest;
+        let (first_open, newest, late) = span(ts, size, slide, lateness, self.watermark);
         if first_open > newest {
             return late;
         }
         // Usually the windows are the newest ones, all open already: the deque's tail.
         let k = ((newest - first_open) / slide) as usize;
-        let n = self.open.len();
-        if k < n && self.open[n - 1].0 == newest && self.open[n - 1 - k].0 == first_open {
-            for (_, keyed) in self.open.range_mut(n - 1 - k..) {
+        let n = self.windows.len();
+        if k < n && self.windows[n - 1].0 == newest && self.windows[n - 1 - k].0 == first_open {
+            for (_, keyed) in self.windows.range_mut(n - 1 - k..) {
                 match keyed.as_map_mut().get_mut(&key) {
                     Some(acc) => f(acc),
                     None => f(keyed.entry(key.clone())),
@@ -228,10 +237,10 @@ impl<K: Key, A: Default> Windows<K, A> {
             return late;
         }
         // Otherwise one search for the oldest window; the others follow it in the deque.
-        let mut i = self.slot(first_open, slide);
+        let mut i = self.windows.slot(first_open, slide, KeyedState::default);
         let mut start = first_open;
         loop {
-            let keyed = &mut self.open[i].1;
+            let keyed = &mut self.windows[i].1;
             match keyed.as_map_mut().get_mut(&key) {
                 Some(acc) => f(acc),
                 None => f(keyed.entry(key.clone())),
@@ -241,8 +250,8 @@ impl<K: Key, A: Default> Windows<K, A> {
                 break;
             }
             i += 1;
-            if i >= self.open.len() || self.open[i].0 != start {
-                i = self.slot(start, slide);
+            if i >= self.windows.len() || self.windows[i].0 != start {
+                i = self.windows.slot(start, slide, KeyedState::default);
             }
         }
         late
@@ -258,11 +267,11 @@ impl<K: Key, A: Default> Windows<K, A> {
             return None;
         }
         // Most events fall in the newest window.
-        let keyed = if self.open.back().is_some_and(|w| w.0 == start) {
-            &mut self.open.back_mut().expect("checked non-empty").1
+        let keyed = if self.windows.back().is_some_and(|w| w.0 == start) {
+            &mut self.windows.back_mut().expect("checked non-empty").1
         } else {
-            let i = self.slot(start, size);
-            &mut self.open[i].1
+            let i = self.windows.slot(start, size, KeyedState::default);
+            &mut self.windows[i].1
         };
         Some(keyed.entry(key))
     }
@@ -297,13 +306,9 @@ impl<K: Key, A: Default> Windows<K, A> {
         sorted: bool,
         fired: &mut Vec<Fired<K, A>>,
     ) -> bool {
-        let Some(&(start, _)) = self.open.front() else {
+        let Some((start, mut keyed)) = self.windows.pop_due(size, lateness, self.watermark) else {
             return false;
         };
-        if start.saturating_add(size).saturating_add(lateness) > self.watermark {
-            return false;
-        }
-        let (_, mut keyed) = self.open.pop_front().expect("checked non-empty");
         let base = fired.len();
         let end = start + size;
         fired.extend(keyed.as_map_mut().drain().map(|(key, acc)| Fired {
@@ -331,10 +336,7 @@ impl<K: Key, A: Default> Windows<K, A> {
 
     /// The watermark at which every open window closes (for the end of input).
     pub fn flush_watermark(&self, size: i64, lateness: i64) -> i64 {
-        match self.open.back() {
-            Some(&(last, _)) => last.saturating_add(size).saturating_add(lateness),
-            None => self.watermark,
-        }
+        self.windows.flush_watermark(size, lateness, self.watermark)
     }
 
     /// End of input: closes every window, and keeps them closed for events that come later.
@@ -345,12 +347,12 @@ impl<K: Key, A: Default> Windows<K, A> {
 
     /// Number of open (window, key) pairs.
     pub fn open_entries(&self) -> usize {
-        self.open.iter().map(|(_, k)| k.len()).sum()
+        self.windows.iter().map(|(_, k)| k.len()).sum()
     }
 
     /// The open windows, oldest first: start and keyed state.
     pub fn windows(&self) -> impl Iterator<Item = (i64, &KeyedState<K, A>)> {
-        self.open.iter().map(|(start, k)| (*start, k))
+        self.windows.iter().map(|(start, k)| (*start, k))
     }
 }
 
@@ -389,85 +391,25 @@ pub type Sliding<K, A> = Windows<K, A>;
 /// ```
 ///
 /// Checkpoints hold `{"watermark":..,"windows":{"<start>":<accumulator>}}`.
-#[derive(Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(serialize = "A: Serialize", deserialize = "A: Checkpointable"))]
 pub struct GlobalWindows<A> {
     /// This stage's watermark: every window ending at or before `watermark - lateness` closed.
     pub watermark: i64,
     /// Open windows, sorted by start.
-    open: VecDeque<(i64, A)>,
+    windows: OpenWindows<A>,
 }
 
 impl<A> Default for GlobalWindows<A> {
     fn default() -> Self {
         GlobalWindows {
             watermark: i64::MIN,
-            open: VecDeque::new(),
+            windows: OpenWindows::default(),
         }
-    }
-}
-
-impl<A: fmt::Debug> fmt::Debug for GlobalWindows<A> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GlobalWindows")
-            .field("watermark", &self.watermark)
-            .field("windows", &WindowsMap(&self.open))
-            .finish()
-    }
-}
-
-impl<A: Serialize> Serialize for GlobalWindows<A> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("GlobalWindows", 2)?;
-        st.serialize_field("watermark", &self.watermark)?;
-        st.serialize_field("windows", &WindowsMap(&self.open))?;
-        st.end()
-    }
-}
-
-/// What a checkpoint of [`GlobalWindows`] holds.
-#[derive(Deserialize)]
-#[serde(rename = "GlobalWindows", bound(deserialize = "A: Checkpointable"))]
-struct GlobalWindowsRepr<A> {
-    watermark: i64,
-    windows: BTreeMap<i64, A>,
-}
-
-impl<'de, A: Checkpointable> Deserialize<'de> for GlobalWindows<A> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let r = GlobalWindowsRepr::<A>::deserialize(d)?;
-        Ok(GlobalWindows {
-            watermark: r.watermark,
-            open: r.windows.into_iter().collect(),
-        })
     }
 }
 
 impl<A: Default> GlobalWindows<A> {
-    /// Index of the open window starting at `start`, created if missing.
-    fn slot(&mut self, start: i64, slide: i64) -> usize {
-        let n = self.open.len();
-        match self.open.back() {
-            Some(&(last, _)) if last == start => n - 1,
-            Some(&(last, _)) if last > start => {
-                let back = ((last - start) / slide) as usize;
-                if back < n && self.open[n - 1 - back].0 == start {
-                    return n - 1 - back;
-                }
-                match self.open.binary_search_by_key(&start, |w| w.0) {
-                    Ok(i) => i,
-                    Err(i) => {
-                        self.open.insert(i, (start, A::default()));
-                        i
-                    }
-                }
-            }
-            _ => {
-                self.open.push_back((start, A::default()));
-                n
-            }
-        }
-    }
-
     /// The accumulator of the tumbling window holding `ts`, or `None` if it closed.
     #[inline(always)]
     pub fn acc_for(&mut self, ts: i64, size: i64, lateness: i64) -> Option<&mut A> {
@@ -476,11 +418,11 @@ impl<A: Default> GlobalWindows<A> {
             return None;
         }
         // Most events fall in the newest window.
-        if self.open.back().is_some_and(|w| w.0 == start) {
-            return self.open.back_mut().map(|w| &mut w.1);
+        if self.windows.back().is_some_and(|w| w.0 == start) {
+            return self.windows.back_mut().map(|w| &mut w.1);
         }
-        let i = self.slot(start, size);
-        Some(&mut self.open[i].1)
+        let i = self.windows.slot(start, size, A::default);
+        Some(&mut self.windows[i].1)
     }
 
     /// Adds an event to every open sliding window holding `ts`; true if some window
@@ -494,18 +436,10 @@ impl<A: Default> GlobalWindows<A> {
         lateness: i64,
         mut f: impl FnMut(&mut A),
     ) -> bool {
-        let newest = align(ts, slide);
-        let oldest = newest - (size - 1 - (ts - newest)).max(0) / slide * slide;
-        let mut start = oldest;
-        while start <= newest
-            && start.saturating_add(size).saturating_add(lateness) <= self.watermark
-        {
-            start += slide;
-        }
-        let late = start > oldest;
+        let (mut start, newest, late) = span(ts, size, slide, lateness, self.watermark);
         while start <= newest {
-            let i = self.slot(start, slide);
-            f(&mut self.open[i].1);
+            let i = self.windows.slot(start, slide, A::default);
+            f(&mut self.windows[i].1);
             start += slide;
         }
         late
@@ -532,12 +466,9 @@ impl<A: Default> GlobalWindows<A> {
         _sorted: bool,
         fired: &mut Vec<Fired<(), A>>,
     ) -> bool {
-        match self.open.front() {
-            Some(&(start, _))
-                if start.saturating_add(size).saturating_add(lateness) <= self.watermark => {}
-            _ => return false,
-        }
-        let (start, acc) = self.open.pop_front().expect("checked non-empty");
+        let Some((start, acc)) = self.windows.pop_due(size, lateness, self.watermark) else {
+            return false;
+        };
         fired.push(Fired {
             start,
             end: start + size,
@@ -556,20 +487,17 @@ impl<A: Default> GlobalWindows<A> {
 
     /// The watermark at which every open window closes (for the end of input).
     pub fn flush_watermark(&self, size: i64, lateness: i64) -> i64 {
-        match self.open.back() {
-            Some(&(last, _)) => last.saturating_add(size).saturating_add(lateness),
-            None => self.watermark,
-        }
+        self.windows.flush_watermark(size, lateness, self.watermark)
     }
 
     /// Number of open windows.
     pub fn open_entries(&self) -> usize {
-        self.open.len()
+        self.windows.len()
     }
 
     /// The open windows, oldest first: start and accumulator.
     pub fn windows(&self) -> impl Iterator<Item = (i64, &A)> {
-        self.open.iter().map(|(start, a)| (*start, a))
+        self.windows.iter().map(|(start, a)| (*start, a))
     }
 }
 
