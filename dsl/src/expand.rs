@@ -799,13 +799,16 @@ fn rows_need_sorting(plan: &Plan, s: &StagePlan, lateness: i64) -> TokenStream {
     let mut aggs = Vec::new();
     for c in &s.children {
         let child = &plan.stages[c.stage];
-        let Some(w) = child.keyed.as_ref().and_then(|k| k.window.as_ref()) else {
+        let Some((k, w)) = child
+            .keyed
+            .as_ref()
+            .and_then(|k| k.window.as_ref().map(|w| (k, w)))
+        else {
             return quote!(true);
         };
         if matches!(w.kind, WindowKind::Session { .. }) || w.lateness < lateness {
             return quote!(true);
         }
-        let k = child.keyed.as_ref().expect("has a window");
         aggs.extend(k.aggs.iter().map(|a| &a.agg_ty));
     }
     quote!({
