@@ -10,6 +10,9 @@ mod servers;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// Bounds a wait that must end (a bounded retry): a hang guard, not a speed verdict.
+const HANG_GUARD: Duration = Duration::from_secs(180);
+
 use common::*;
 use servers::Server;
 use simplestream::coordinator::Recovered;
@@ -229,7 +232,7 @@ fn bad_bucket_endpoint_credentials_and_urls_give_one_clear_line() {
     let s = one_line(&e);
     assert!(s.contains("cannot reach the server"), "{s}");
     assert!(
-        started.elapsed() < Duration::from_secs(30),
+        started.elapsed() < HANG_GUARD,
         "took {:?}",
         started.elapsed()
     );
@@ -345,7 +348,7 @@ fn an_upload_during_a_server_outage_fails_cleanly_and_the_next_one_lands() {
     c.begin_upload(&p2, BTreeMap::new(), 2_000).unwrap();
     let e = c.finish_upload().unwrap().unwrap_err();
     assert!(
-        started.elapsed() < Duration::from_secs(40),
+        started.elapsed() < HANG_GUARD,
         "took {:?}",
         started.elapsed()
     );

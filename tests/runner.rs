@@ -101,11 +101,72 @@ fn pos(ck: &Value, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no position {key} in {ck}"))
 }
 
+/// Bounds a wait for a condition: only a hang guard, generous for slow machines.
+const GUARD: Duration = Duration::from_secs(120);
+
+/// The runner's debug line when `--follow` meets a line still being written.
+const WAITING_FOR_LINE: &str = "waiting for the rest of a line being written";
+
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
         assert!(start.elapsed() < timeout, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for `child` to exit; fails if it is still running after `guard` (a bound on a
+/// hang, never a verdict on speed).
+fn finish_within(mut child: Running, guard: Duration, what: &str) -> Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < guard, "{what} did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.finish()
+}
+
+/// Stderr of a running process, read line by line on a thread of its own.
+struct StderrWatch(std::sync::Arc<(std::sync::Mutex<Vec<String>>, std::sync::Condvar)>);
+
+impl StderrWatch {
+    fn new(child: &mut Child) -> Self {
+        use std::io::BufRead;
+        let shared = std::sync::Arc::new((std::sync::Mutex::new(Vec::new()), Default::default()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let s2 = std::sync::Arc::clone(&shared);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let (lines, cv): &(std::sync::Mutex<Vec<String>>, std::sync::Condvar) = &s2;
+                lines.lock().unwrap().push(line);
+                cv.notify_all();
+            }
+        });
+        StderrWatch(shared)
+    }
+
+    /// Waits until a line has every one of `parts` (bounded only as a hang guard).
+    fn wait_for(&self, parts: &[&str]) -> String {
+        let (lines, cv) = &*self.0;
+        let mut l = lines.lock().unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(hit) = l.iter().find(|x| parts.iter().all(|p| x.contains(p))) {
+                return hit.clone();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "no stderr line with {parts:?}: {l:?}"
+            );
+            l = cv.wait_timeout(l, Duration::from_secs(1)).unwrap().0;
+        }
+    }
+
+    fn text(&self) -> String {
+        self.0 .0.lock().unwrap().join("\n")
     }
 }
 
@@ -543,27 +604,17 @@ fn stop_by_signal(sig: &str, seed: u64) {
     let input = put_input(&dir, text.as_bytes());
     let extra = ["--checkpoint-every", "300"];
 
-    let mut child = orders(&dir, &input, &extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map(Running::new)
-        .unwrap();
-    // The signal handlers are installed before the first checkpoint is taken.
-    wait_until("the first checkpoint", Duration::from_secs(20), || {
-        latest_meta(&dir).is_some()
-    });
-    std::thread::sleep(Duration::from_millis(100));
-    assert_running(&mut child, &format!("SIG{sig}"));
-    send_signal(&child, sig);
-    let out = child.finish();
-    let err = stderr_of(&out);
-    assert_eq!(code(&out), Some(0), "SIG{sig}: {}\n{err}", out.status);
-    assert!(err.contains("stopped by signal: "), "{err}");
-
+    // The signal arrives while the program stands at a pause point after 5000 events
+    // (signal handlers are installed before the first event): it stops right there.
+    let mut child = spawn_until_paused(orders(&dir, &input, &extra), &[5_000]);
+    send_signal(&child.child, sig);
+    child.resume();
+    let (status, err) = child.finish();
+    assert_eq!(status.code(), Some(0), "SIG{sig}: {status}\n{err}");
+    assert!(err.contains("stopped by signal: 5000 events"), "{err}");
     let ck = latest_checkpoint(&dir);
     let events = pos(&ck, "events");
-    assert!(events > 0 && events < SIGNAL_LINES as u64, "{events}");
+    assert_eq!(events, 5_000);
     assert_eq!(file_len(&dir.join("out.jsonl")), pos(&ck, "output.len"));
     assert_eq!(file_len(&dir.join("out.jsonl.late")), pos(&ck, "late.len"));
 
@@ -604,24 +655,13 @@ fn restart_after_sigkill_says_what_it_restored() {
     let input = put_input(&dir, text.as_bytes());
     let extra = ["--checkpoint-every", "300"];
 
-    let mut child = orders(&dir, &input, &extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(Running::new)
-        .unwrap();
-    wait_until("the first checkpoint", Duration::from_secs(20), || {
-        latest_meta(&dir).is_some()
-    });
-    std::thread::sleep(Duration::from_millis(50));
-    assert_running(&mut child, "SIGKILL");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // Killed after 1150 events: the latest checkpoint is the one at 900.
+    spawn_until_paused(orders(&dir, &input, &extra), &[1_150]).kill();
 
     let meta = latest_meta(&dir).unwrap();
     let id = meta["checkpoint_id"].as_u64().unwrap();
     let events = pos(&meta, "events");
-    assert!(events < 100_000);
+    assert_eq!(events, 900);
     let out = run_ok(orders(&dir, &input, &extra));
     let err = stderr_of(&out);
     assert!(
@@ -942,7 +982,7 @@ fn corrupt_newest_checkpoint_after_a_crash_falls_back() {
     .spawn()
     .map(Running::new)
     .unwrap();
-    wait_until("5 checkpoints", Duration::from_secs(20), || {
+    wait_until("5 checkpoints", GUARD, || {
         latest_meta(&dir).is_some_and(|m| pos(&m, "events") == 10_000)
     });
     child.kill().unwrap();
@@ -1147,21 +1187,25 @@ fn second_process_on_the_same_instance_is_refused() {
         .unwrap();
     let pid = first.id();
     let lock = ckpt_dir(&dir).join(".lock");
-    wait_until("the lock", Duration::from_secs(20), || {
+    wait_until("the lock", GUARD, || {
         std::fs::read_to_string(&lock).is_ok_and(|s| s.trim() == pid.to_string())
     });
-    wait_until(
-        "the first run to read everything",
-        Duration::from_secs(20),
-        || latest_meta(&dir).is_some_and(|m| pos(&m, "events") == 2_000),
-    );
+    wait_until("the first run to read everything", GUARD, || {
+        latest_meta(&dir).is_some_and(|m| pos(&m, "events") == 2_000)
+    });
     let out_before = std::fs::read(dir.join("out.jsonl")).unwrap();
 
-    let start = Instant::now();
-    let out = orders(&dir, &input, &[]).output().unwrap();
+    // Refused, not queued behind the lock: the first one never exits on its own, so a
+    // second one that waited would hang here (the guard only bounds that hang).
+    let second = orders(&dir, &input, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(Running::new)
+        .unwrap();
+    let out = finish_within(second, Duration::from_secs(120), "the second process");
     let err = stderr_of(&out);
     assert_eq!(code(&out), Some(1), "{err}");
-    assert!(start.elapsed() < Duration::from_secs(10), "refused at once");
     assert!(
         err.contains("another process is running on instance `app-instance-1`"),
         "{err}"
@@ -1409,16 +1453,18 @@ fn follow_reads_appended_lines_and_waits_for_partial_ones() {
     let lines: Vec<Vec<u8>> = (0..12).map(good_line).collect();
     let input = put_input(&dir, &join(&lines[..3]));
     let mut child = orders(&dir, &input, &["--follow", "--checkpoint-every", "1"])
+        .env("RUST_LOG", "debug")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .map(Running::new)
         .unwrap();
+    let watch = StderrWatch::new(&mut child);
     let events = |n: u64| {
         let dir = dir.clone();
         move || latest_meta(&dir).is_some_and(|m| pos(&m, "events") == n)
     };
-    wait_until("3 events", Duration::from_secs(20), events(3));
+    wait_until("3 events", GUARD, events(3));
 
     let mut f = std::fs::OpenOptions::new()
         .append(true)
@@ -1426,14 +1472,19 @@ fn follow_reads_appended_lines_and_waits_for_partial_ones() {
         .unwrap();
     // Whole lines.
     f.write_all(&join(&lines[3..6])).unwrap();
-    wait_until("6 events", Duration::from_secs(20), events(6));
+    wait_until("6 events", GUARD, events(6));
 
     // A line in two writes, twice (split at different places).
     for (i, split) in [(6, 10), (7, 1)] {
         let l = &lines[i];
         f.write_all(&l[..split]).unwrap();
         f.flush().unwrap();
-        std::thread::sleep(Duration::from_millis(350));
+        // The program saw the partial line and chose to wait for its newline.
+        watch.wait_for(&[
+            WAITING_FOR_LINE,
+            &format!("line={}", i + 1),
+            &format!("bytes={split}"),
+        ]);
         assert_running(&mut child, "the rest of a partial line");
         assert_eq!(
             pos(&latest_meta(&dir).unwrap(), "events"),
@@ -1443,34 +1494,33 @@ fn follow_reads_appended_lines_and_waits_for_partial_ones() {
         f.write_all(&l[split..]).unwrap();
         f.write_all(b"\n").unwrap();
         f.flush().unwrap();
-        wait_until(
-            "the completed line",
-            Duration::from_secs(20),
-            events(i as u64 + 1),
-        );
+        wait_until("the completed line", GUARD, events(i as u64 + 1));
     }
     // A whole line plus half of the next in one write, then the rest with one more line.
     let mut chunk = join(&lines[8..9]);
     let half = lines[9].len() / 2;
     chunk.extend_from_slice(&lines[9][..half]);
     f.write_all(&chunk).unwrap();
-    wait_until("9 events", Duration::from_secs(20), events(9));
-    std::thread::sleep(Duration::from_millis(250));
+    wait_until("9 events", GUARD, events(9));
+    watch.wait_for(&[WAITING_FOR_LINE, "line=10", &format!("bytes={half}")]);
     assert_running(&mut child, "the rest of a partial line");
     assert_eq!(pos(&latest_meta(&dir).unwrap(), "events"), 9);
     let mut rest = lines[9][half..].to_vec();
     rest.push(b'\n');
     rest.extend_from_slice(&join(&lines[10..12]));
     f.write_all(&rest).unwrap();
-    wait_until("12 events", Duration::from_secs(20), events(12));
+    wait_until("12 events", GUARD, events(12));
     drop(f);
 
     send_signal(&child, "TERM");
     let out = child.finish();
-    let err = stderr_of(&out);
-    assert_eq!(code(&out), Some(0), "{}: {err}", out.status);
-    assert!(err.contains("stopped by signal: 12 events"), "{err}");
-    assert!(err.contains("0 bad line(s)"), "{err}");
+    let summary = watch.wait_for(&["stopped by signal: "]);
+    assert_eq!(code(&out), Some(0), "{}: {}", out.status, watch.text());
+    assert!(
+        summary.contains("stopped by signal: 12 events"),
+        "{summary}"
+    );
+    assert!(summary.contains("0 bad line(s)"), "{summary}");
     let all = std::fs::read(&input).unwrap();
     assert_eq!(all, join(&lines));
     let ck = latest_checkpoint(&dir);
@@ -1549,7 +1599,7 @@ fn follow_waits_for_the_end_of_an_over_long_line() {
     let t = tmp();
     let dir = t.path().join("run");
     let input = put_input(&dir, &join(&[good_line(0)]));
-    let child = orders(
+    let mut child = orders(
         &dir,
         &input,
         &[
@@ -1560,12 +1610,14 @@ fn follow_waits_for_the_end_of_an_over_long_line() {
             "dead-letter",
         ],
     )
+    .env("RUST_LOG", "debug")
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
     .spawn()
     .map(Running::new)
     .unwrap();
-    wait_until("1 event", Duration::from_secs(20), || {
+    let watch = StderrWatch::new(&mut child);
+    wait_until("1 event", GUARD, || {
         latest_meta(&dir).is_some_and(|m| pos(&m, "events") == 1)
     });
     let huge = Bad::Huge.line(1);
@@ -1576,17 +1628,19 @@ fn follow_waits_for_the_end_of_an_over_long_line() {
     let split = 2 << 20; // past --max-line-bytes, before the end of the line
     f.write_all(&huge[..split]).unwrap();
     f.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    // It saw the first part, too long already, and waits for the end of the line.
+    watch.wait_for(&[WAITING_FOR_LINE, "line=2"]);
     f.write_all(&huge[split..]).unwrap();
     f.write_all(b"\n").unwrap();
     f.write_all(&join(&[good_line(2)])).unwrap();
     drop(f);
-    wait_until("line 3", Duration::from_secs(20), || {
+    wait_until("line 3", GUARD, || {
         latest_meta(&dir).is_some_and(|m| pos(&m, "events") == 2)
     });
     send_signal(&child, "TERM");
     let out = child.finish();
-    let err = stderr_of(&out);
+    watch.wait_for(&["stopped by signal: "]);
+    let err = watch.text();
     assert_eq!(code(&out), Some(0), "{err}");
     let dead = std::fs::read_to_string(dir.join("out.jsonl.dead")).unwrap();
     assert_eq!(

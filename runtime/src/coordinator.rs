@@ -314,9 +314,16 @@ impl<S: CheckpointStore> Coordinator<S> {
         self.store.take().expect(BUSY)
     }
 
-    /// True while a background upload is in flight.
+    /// True while a background upload is in flight or its outcome not yet collected.
     pub fn uploading(&self) -> bool {
         self.upload.is_some()
+    }
+
+    /// True while a background upload's thread is still storing the checkpoint.
+    pub fn upload_in_flight(&self) -> bool {
+        self.upload
+            .as_ref()
+            .is_some_and(|u| !u.thread.is_finished())
     }
 
     /// Waits for the background upload in flight, if any, and returns its outcome.

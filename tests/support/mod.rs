@@ -122,47 +122,117 @@ pub fn run_ok(mut c: Command) -> Output {
     out
 }
 
-/// Runs the command `make` builds (an `orders` run) again and again, killing it with
-/// SIGKILL after a random delay (`delay_ms` plus up to `spread_ms`), until a run finishes
-/// on its own; after `max_kills` kills, the last run goes to the end. Returns the kills.
-pub fn run_with_kills(
-    mut make: impl FnMut() -> Command,
-    seed: u64,
-    max_kills: usize,
-    (delay_ms, spread_ms): (u64, u64),
-) -> usize {
+/// The line the runner prints on stderr at a `SIMPLESTREAM_PAUSE_AT` pause point.
+pub const PAUSED: &str = "simplestream: paused at event";
+
+/// `n` distinct event counts drawn at random from `range`, ascending.
+pub fn pause_targets(seed: u64, n: usize, range: std::ops::Range<u64>) -> Vec<u64> {
+    assert!(
+        range.end - range.start >= n as u64,
+        "{n} targets in {range:?}"
+    );
     let mut rng = Rng(seed);
-    let mut killed = 0;
-    loop {
-        let mut c = make();
-        c.arg("--quiet")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped());
-        if killed >= max_kills {
-            run_ok(c);
-            return killed;
-        }
-        let mut child = c.spawn().expect("spawn orders");
-        std::thread::sleep(std::time::Duration::from_millis(
-            delay_ms + rng.next() % spread_ms,
-        ));
-        match child.try_wait().unwrap() {
-            Some(status) => {
-                let out = child.wait_with_output().unwrap();
-                assert!(
-                    status.success(),
-                    "orders failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                return killed;
-            }
-            None => {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                killed += 1;
-            }
-        }
+    let mut t = std::collections::BTreeSet::new();
+    while t.len() < n {
+        t.insert(range.start + rng.next() % (range.end - range.start));
     }
+    t.into_iter().collect()
+}
+
+type StderrLines = std::io::Lines<std::io::BufReader<std::process::ChildStderr>>;
+
+/// A running command stopped at a pause point (see [`spawn_until_paused`]); killed if
+/// dropped before it exits.
+pub struct Paused {
+    pub child: std::process::Child,
+    /// The pause line, and every stderr line before it.
+    pub stderr: Vec<String>,
+    lines: Option<StderrLines>,
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Paused {
+    /// Lets the program go on (to its next pause point, or to the end).
+    pub fn resume(&mut self) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin is piped");
+        stdin.write_all(b"\n").expect("resume the paused program");
+        stdin.flush().unwrap();
+    }
+
+    /// After [`resume`](Self::resume): waits for the next pause line (`None`: it exited).
+    pub fn next_pause(&mut self) -> Option<String> {
+        for line in self.lines.as_mut().expect("stderr is read").by_ref() {
+            let line = line.expect("read stderr");
+            self.stderr.push(line.clone());
+            if line.starts_with(PAUSED) {
+                return Some(line);
+            }
+        }
+        None
+    }
+
+    /// Kills it (SIGKILL) where it stands.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Lets it run to the end; returns its exit status and the rest of stderr.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String) {
+        drop(self.child.stdin.take()); // end of file: any later pause point goes on at once
+        let rest: Vec<String> = self.lines.take().unwrap().map(|l| l.unwrap()).collect();
+        self.stderr.extend(rest);
+        (self.child.wait().unwrap(), self.stderr.join("\n"))
+    }
+}
+
+/// Starts `c` with pause points at `events` (counted as the checkpoint counts them) and
+/// waits until it stands at the first one. Panics if it exits first.
+pub fn spawn_until_paused(mut c: Command, events: &[u64]) -> Paused {
+    let list: Vec<String> = events.iter().map(u64::to_string).collect();
+    c.env("SIMPLESTREAM_PAUSE_AT", list.join(","))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("spawn the program");
+    let stderr = child.stderr.take().unwrap();
+    let mut p = Paused {
+        child,
+        stderr: Vec::new(),
+        lines: Some(std::io::BufRead::lines(std::io::BufReader::new(stderr))),
+    };
+    if p.next_pause().is_none() {
+        let (status, err) = p.finish();
+        panic!(
+            "the program exited ({status}) before event {}:\n{err}",
+            events[0]
+        );
+    }
+    p
+}
+
+/// Runs the command `make` builds (an `orders` run) once per target in `targets` (event
+/// counts, ascending), killing it with SIGKILL while it stands at that pause point, then
+/// once more to the end. Kills land on progress, not on time: their number is exactly
+/// `targets.len()` on any machine. Each restart resumes from a checkpoint taken before
+/// the previous target, so every target is reached again.
+pub fn run_with_kills(mut make: impl FnMut() -> Command, targets: &[u64]) -> usize {
+    for &t in targets {
+        let mut c = make();
+        c.arg("--quiet");
+        spawn_until_paused(c, &[t]).kill();
+    }
+    let mut c = make();
+    c.arg("--quiet");
+    run_ok(c);
+    targets.len()
 }
 
 /// The instance's checkpoint directory.

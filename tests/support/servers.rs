@@ -185,7 +185,7 @@ pub fn s3_env(server: &Server) -> Vec<(String, String)> {
 /// Creates `bucket` on a moto server (a plain HTTP PUT, as S3 does it). Retried for a
 /// few seconds: a server that just started listening may still reset connections.
 pub fn create_bucket(server: &Server, bucket: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match try_create_bucket(server.port, bucket) {
             Ok(()) => return,

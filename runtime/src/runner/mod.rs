@@ -19,6 +19,7 @@
 pub mod checkpoints;
 pub mod input;
 pub mod output;
+pub mod pause;
 mod progress;
 
 use std::collections::BTreeMap;
@@ -332,6 +333,8 @@ impl<P: Pipeline> Run<P> {
         if let Err(e) = self.outputs.commit(&mut positions) {
             return self.outcome(Err(Failure::Retry(e)), why, Some(started));
         }
+        // Outputs durable past what the latest checkpoint records: a restart truncates.
+        crate::checkpoint_failpoint("after-output-commit");
         if self.background && !last {
             match self.coord.begin_upload(&self.pipeline, positions, now_ms()) {
                 Ok(id) => {
@@ -580,6 +583,7 @@ where
     let started = Instant::now();
     let start_events = run.events;
     let mut progress = progress::Progress::new(!args.quiet);
+    let mut pause_points = pause::PausePoints::from_env()?;
     let mut bad_lines = 0u64;
 
     let interrupted = loop {
@@ -609,12 +613,18 @@ where
                 continue;
             }
             Read::Line {
-                unterminated: true, ..
+                unterminated: true,
+                bytes,
             }
             | Read::TooLong {
-                unterminated: true, ..
+                unterminated: true,
+                bytes,
             } if args.follow => {
                 // A writer is still appending this line: wait for its newline.
+                debug!(
+                    line = run.input.line,
+                    bytes, "waiting for the rest of a line being written"
+                );
                 run.input
                     .rewind()
                     .map_err(|e| format!("reading {}: {e}", input_path.display()))?;
@@ -682,6 +692,14 @@ where
         // The clock is read only when a time trigger is set: this runs per event.
         if run.coord.due_with(now_ms) {
             run.checkpoint("trigger", false)?;
+        }
+        if run.events >= pause_points.next {
+            pause_points.pause(
+                run.events,
+                run.input.offset,
+                run.checkpoints,
+                run.coord.upload_in_flight(),
+            );
         }
         if run.events & 0x3ff == 0 {
             progress.tick(
