@@ -596,7 +596,7 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
                 self.__clock
             }
 
-            fn write_stages(&self, w: &mut #rt::envelope::StageWriter<'_>) -> ::core::result::Result<(), #rt::CheckpointError> {
+            fn write_stages(&self, w: &mut #rt::codec::StageWriter<'_>) -> ::core::result::Result<(), #rt::CheckpointError> {
                 #write_sources
                 #( w.field(#kfield_names, &self.#kfields)?; )*
                 ::core::result::Result::Ok(())
@@ -605,7 +605,7 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
             fn decode_stages(codec: #rt::Codec, bytes: &[u8], clock: #rt::Clock) -> ::core::result::Result<Self, #rt::CheckpointError> {
                 #[derive(#serde::Deserialize)] #[serde(crate = #serde_path)]
                 struct __StagesOwned { #sources_owned #(#kfields: #ktypes,)* }
-                let s: __StagesOwned = #rt::envelope::codec::read(codec, bytes)?;
+                let s: __StagesOwned = #rt::codec::read(codec, bytes)?;
                 ::core::result::Result::Ok(#name {
                     __clock: clock,
                     #sources_restore
@@ -616,7 +616,7 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
 
             fn stage_json(&self, stage: &str) -> ::core::option::Option<#rt::__private::serde_json::Value> {
                 match stage {
-                    #( #kfield_names => #rt::__private::serde_json::to_value(&self.#kfields).ok(), )*
+                    #( #kfield_names => #rt::codec::to_json_value(&self.#kfields).ok(), )*
                     _ => ::core::option::Option::None,
                 }
             }

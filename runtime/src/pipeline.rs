@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::{CheckpointError, Codec, StageWriter};
+use crate::codec::{CheckpointError, Codec, StageWriter};
 
 /// The source's event-time clock: the largest event time seen and the watermark.
 ///

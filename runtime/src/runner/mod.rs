@@ -244,7 +244,7 @@ impl Outputs {
             &mut self.main
         };
         let r = if self.multi_sink && !rec.is_late() {
-            serde_json::to_writer(
+            crate::codec::to_json_writer(
                 &mut self.scratch,
                 &Tagged {
                     sink: rec.sink(),
@@ -252,7 +252,7 @@ impl Outputs {
                 },
             )
         } else {
-            serde_json::to_writer(&mut self.scratch, rec)
+            crate::codec::to_json_writer(&mut self.scratch, rec)
         };
         r.map_err(|e| format!("encoding an output record: {e}"))?;
         target
