@@ -499,6 +499,7 @@ where
                 for w in &r.warnings {
                     warn!("{w}");
                 }
+                checkpoints::check_runner_positions(&r.header, &r.name)?;
                 let age = (now_ms() - r.header.timestamp).max(0);
                 info!(
                     "restored checkpoint #{} ({}) taken {} ago: {} events processed, input offset {}, watermark {}",
