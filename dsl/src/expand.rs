@@ -175,10 +175,10 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
                 "Buffered events of both inputs.",
             ));
             let (lv, rv) = late_join_variants(s, j);
-            late_variants.push(quote!(#lv(#lt)));
-            late_variants.push(quote!(#rv(#rt_)));
-            late_ser.push(quote!(Late::#lv(e) => #serde::Serialize::serialize(&#rt::pipeline::LateRecord { stage: #sname, event: e }, s)));
-            late_ser.push(quote!(Late::#rv(e) => #serde::Serialize::serialize(&#rt::pipeline::LateRecord { stage: #sname, event: e }, s)));
+            late_variants.push(quote!(#lv(#lt, #rt::window::LateReason)));
+            late_variants.push(quote!(#rv(#rt_, #rt::window::LateReason)));
+            late_ser.push(quote!(Late::#lv(e, r) => #serde::Serialize::serialize(&#rt::pipeline::LateRecord { stage: #sname, event: e, reason: *r }, s)));
+            late_ser.push(quote!(Late::#rv(e, r) => #serde::Serialize::serialize(&#rt::pipeline::LateRecord { stage: #sname, event: e, reason: *r }, s)));
         }
         if let Some(k) = &s.keyed {
             let acc = format_ident!("{}Acc", camel(&sname));
@@ -242,8 +242,8 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
             if k.window.is_some() {
                 let v = pascal(&s.name);
                 let et = &k.event_ty;
-                late_variants.push(quote!(#v(#et)));
-                late_ser.push(quote!(Late::#v(e) => #serde::Serialize::serialize(&#rt::pipeline::LateRecord { stage: #sname, event: e }, s)));
+                late_variants.push(quote!(#v(#et, #rt::window::LateReason)));
+                late_ser.push(quote!(Late::#v(e, r) => #serde::Serialize::serialize(&#rt::pipeline::LateRecord { stage: #sname, event: e, reason: *r }, s)));
             }
         }
         if s.sink {
@@ -596,7 +596,7 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
                 self.__clock
             }
 
-            fn write_stages(&self, w: &mut #rt::envelope::StageWriter<'_>) -> ::core::result::Result<(), #rt::CheckpointError> {
+            fn write_stages(&self, w: &mut #rt::codec::StageWriter<'_>) -> ::core::result::Result<(), #rt::CheckpointError> {
                 #write_sources
                 #( w.field(#kfield_names, &self.#kfields)?; )*
                 ::core::result::Result::Ok(())
@@ -605,7 +605,7 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
             fn decode_stages(codec: #rt::Codec, bytes: &[u8], clock: #rt::Clock) -> ::core::result::Result<Self, #rt::CheckpointError> {
                 #[derive(#serde::Deserialize)] #[serde(crate = #serde_path)]
                 struct __StagesOwned { #sources_owned #(#kfields: #ktypes,)* }
-                let s: __StagesOwned = #rt::envelope::codec::read(codec, bytes)?;
+                let s: __StagesOwned = #rt::codec::read(codec, bytes)?;
                 ::core::result::Result::Ok(#name {
                     __clock: clock,
                     #sources_restore
@@ -616,7 +616,7 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
 
             fn stage_json(&self, stage: &str) -> ::core::option::Option<#rt::__private::serde_json::Value> {
                 match stage {
-                    #( #kfield_names => #rt::__private::serde_json::to_value(&self.#kfields).ok(), )*
+                    #( #kfield_names => #rt::codec::to_json_value(&self.#kfields).ok(), )*
                     _ => ::core::option::Option::None,
                 }
             }
@@ -712,11 +712,13 @@ fn gen_keyed(s: &StagePlan, k: &KeyedPlan, names: &Names, post: TokenStream) -> 
         })
         .collect();
     let module = &names.module;
-    let late = |v: &Ident| quote!(out.collect(#module::Output::Late(#module::Late::#v(::core::clone::Clone::clone(__v)))););
+    let late = |v: &Ident, reason: TokenStream| quote!(out.collect(#module::Output::Late(#module::Late::#v(::core::clone::Clone::clone(__v), #reason))););
+    let windowed =
+        |size: i64, slide: i64| quote!(#rt::window::LateReason::windowed(__ts, #size, #slide));
     match k.window.as_ref().map(|w| (w.kind, w.lateness)) {
         // A window over all events: no key to compute or hash.
         Some((WindowKind::Tumbling { size }, lateness)) if k.global => {
-            let late = late(&pascal(&s.name));
+            let late = late(&pascal(&s.name), windowed(size, size));
             quote! {
                 match self.#f.state.acc_for(__ts, #size, #lateness) {
                     ::core::option::Option::Some(__acc) => { #(#adds)* }
@@ -725,7 +727,7 @@ fn gen_keyed(s: &StagePlan, k: &KeyedPlan, names: &Names, post: TokenStream) -> 
             }
         }
         Some((WindowKind::Sliding { size, slide }, lateness)) if k.global => {
-            let late = late(&pascal(&s.name));
+            let late = late(&pascal(&s.name), windowed(size, slide));
             quote! {
                 if self.#f.state.add(__ts, #size, #slide, #lateness, |__acc| { #(#adds)* }) { #late }
             }
@@ -757,7 +759,7 @@ fn gen_keyed(s: &StagePlan, k: &KeyedPlan, names: &Names, post: TokenStream) -> 
             }
         }
         Some((WindowKind::Tumbling { size }, lateness)) => {
-            let late = late(&pascal(&s.name));
+            let late = late(&pascal(&s.name), windowed(size, size));
             quote! {
                 let __k: #key_ty = #key_fn(__v);
                 match self.#f.state.acc_for(__ts, __k, #size, #lateness) {
@@ -767,14 +769,17 @@ fn gen_keyed(s: &StagePlan, k: &KeyedPlan, names: &Names, post: TokenStream) -> 
             }
         }
         Some((WindowKind::Sliding { size, slide }, lateness)) => {
-            let late = late(&pascal(&s.name));
+            let late = late(&pascal(&s.name), windowed(size, slide));
             quote! {
                 let __k: #key_ty = #key_fn(__v);
                 if self.#f.state.add(__ts, __k, #size, #slide, #lateness, |__acc| { #(#adds)* }) { #late }
             }
         }
         Some((WindowKind::Session { gap }, lateness)) => {
-            let late = late(&pascal(&s.name));
+            let late = late(
+                &pascal(&s.name),
+                quote!(#rt::window::LateReason::session(__ts, #gap)),
+            );
             quote! {
                 let __k: #key_ty = #key_fn(__v);
                 if self.#f.state.add(__ts, __k, #gap, #lateness, |__acc| { #(#adds)* }) { #late }
@@ -867,7 +872,7 @@ fn gen_join(s: &StagePlan, j: &JoinPlan, names: &Names, post: TokenStream) -> Ve
     let push_r = format_ident!("__push_{}_right", s.name);
     let lf = annotate(&j.left_fn, lt);
     let rf = annotate(&j.right_fn, rt_);
-    let late = |v: &Ident| quote!(out.collect(#module::Output::Late(#module::Late::#v(::core::clone::Clone::clone(__v)))););
+    let late = |v: &Ident| quote!(out.collect(#module::Output::Late(#module::Late::#v(::core::clone::Clone::clone(__v), #rt::window::LateReason::Closed))););
     let (late_l, late_r) = (late(&lv), late(&rv));
     let sig = |name: &Ident, ty: &Type| quote!(fn #name<C: #rt::Collector<#module::Output>>(&mut self, __v: &#ty, __ts: i64, out: &mut C));
     let (sig_l, sig_r) = (sig(&push_l, lt), sig(&push_r, rt_));
@@ -894,7 +899,8 @@ fn gen_join(s: &StagePlan, j: &JoinPlan, names: &Names, post: TokenStream) -> Ve
                     fn #name<C: #rt::Collector<#module::Output>>(&mut self, __v: #ty, __ts: i64, out: &mut C) {
                         let __k: #kt = #kf(&__v);
                         if let ::core::option::Option::Some(__late) = self.#f.state.#add(__ts, __k, __v, #size, #slide, #lateness) {
-                            out.collect(#module::Output::Late(#module::Late::#late(__late)));
+                            let __why = #rt::window::LateReason::windowed(__ts, #size, #slide);
+                            out.collect(#module::Output::Late(#module::Late::#late(__late, __why)));
                         }
                     }
                 }

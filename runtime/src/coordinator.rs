@@ -102,6 +102,14 @@ pub enum CoordinatorError {
         /// The id of the checkpoint being uploaded.
         id: u64,
     },
+    /// The checkpoint was encoded but would not restore (it does not decode), so it was
+    /// not stored and `latest` did not move.
+    Unrestorable {
+        /// The checkpoint's id.
+        id: u64,
+        /// Why it does not decode (names the stage and key).
+        source: CheckpointError,
+    },
     /// Checkpoints exist but none can be restored; nothing was loaded.
     NoValidCheckpoint {
         /// Where.
@@ -119,6 +127,10 @@ impl fmt::Display for CoordinatorError {
             CoordinatorError::UploadInFlight { id } => {
                 write!(f, "checkpoint #{id} is still being uploaded")
             }
+            CoordinatorError::Unrestorable { id, source } => write!(
+                f,
+                "checkpoint #{id} was not stored because it would not restore ({source})"
+            ),
             CoordinatorError::NoValidCheckpoint { location, problems } => {
                 write!(f, "no checkpoint in {location} can be restored:")?;
                 for p in problems {
@@ -130,7 +142,57 @@ impl fmt::Display for CoordinatorError {
     }
 }
 
-impl std::error::Error for CoordinatorError {}
+impl std::error::Error for CoordinatorError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CoordinatorError::Store(e) => Some(e),
+            CoordinatorError::Checkpoint(e) | CoordinatorError::Unrestorable { source: e, .. } => {
+                Some(e)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Why one checkpoint could not be restored.
+#[derive(Debug)]
+pub enum LoadError {
+    /// It could not be read from the store.
+    Store(StoreError),
+    /// The checkpoint itself is bad (truncated, corrupt, foreign, does not decode).
+    Checkpoint(CheckpointError),
+    /// The file verifies on its own, but the `latest` record's checksum for it differs:
+    /// the record is wrong, not necessarily the file.
+    RecordMismatch {
+        /// CRC-32 of the file.
+        actual: String,
+        /// CRC-32 the `latest` record gives.
+        recorded: String,
+    },
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Store(e) => write!(f, "{e}"),
+            LoadError::Checkpoint(e) => write!(f, "{e}"),
+            LoadError::RecordMismatch { actual, recorded } => write!(
+                f,
+                "the latest record does not match the file: its crc32 is {actual}, but the latest record says {recorded}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LoadError::Store(e) => Some(e),
+            LoadError::Checkpoint(e) => Some(e),
+            LoadError::RecordMismatch { .. } => None,
+        }
+    }
+}
 
 impl From<StoreError> for CoordinatorError {
     fn from(e: StoreError) -> Self {
@@ -198,6 +260,8 @@ pub struct Prepared {
     pub encoded: envelope::Encoded,
     /// The `latest` record that will point at it.
     pub meta: LatestMeta,
+    /// Checks that the bytes restore, before anything is stored.
+    pub self_check: fn(&[u8]) -> Result<(), CheckpointError>,
 }
 
 /// Stores a prepared checkpoint: the checkpoint, then (only once that is durable) the
@@ -208,6 +272,8 @@ fn store_prepared<S: CheckpointStore>(
     keep: usize,
 ) -> Result<CheckpointInfo, CoordinatorError> {
     let started = crate::time::Stopwatch::start();
+    (p.self_check)(&p.encoded.bytes)
+        .map_err(|source| CoordinatorError::Unrestorable { id: p.id, source })?;
     store.put_staged(&p.name, &p.encoded.bytes, &p.encoded.stages)?;
     crate::checkpoint_failpoint("after-checkpoint-write");
     let meta_bytes = serde_json::to_vec_pretty(&p.meta).map_err(|e| CheckpointError::Encode {
@@ -226,27 +292,51 @@ fn store_prepared<S: CheckpointStore>(
     })
 }
 
-/// Deletes checkpoints beyond `keep`, never `latest` or anything newer.
+/// Deletes the oldest checkpoints beyond `keep`. Never deletes `latest` or anything
+/// newer, the newest checkpoint that verifies (if none of the kept ones does, an older
+/// one that does stays too), or a file whose name this coordinator does not write.
 fn apply_retention<S: CheckpointStore>(
     store: &mut S,
     latest: &str,
     keep: usize,
 ) -> Result<Vec<String>, StoreError> {
-    let keep = keep.max(1);
-    let entries = by_id(store.list()?);
-    let latest_id = id_from_name(latest);
-    let upto: Vec<&StoredEntry> = entries
-        .iter()
-        .filter(|e| e.name.as_str() == latest || id_from_name(&e.name) <= latest_id)
+    let Some(latest_id) = id_from_name(latest) else {
+        return Ok(Vec::new());
+    };
+    let mut owned: Vec<(u64, String)> = store
+        .list()?
+        .into_iter()
+        .filter_map(|e| id_from_name(&e.name).map(|id| (id, e.name)))
+        .filter(|(id, _)| *id <= latest_id)
         .collect();
+    owned.sort();
+    let keep = keep.max(1);
+    if owned.len() <= keep {
+        return Ok(Vec::new());
+    }
+    let (old, kept) = owned.split_at(owned.len() - keep);
+    // Normally this reads one checkpoint: the newest, which was just written.
+    let spare = if kept.iter().rev().any(|(_, n)| verifies(store, n)) {
+        None
+    } else {
+        old.iter().rev().find(|(_, n)| verifies(store, n))
+    };
     let mut deleted = Vec::new();
-    if upto.len() > keep {
-        for e in &upto[..upto.len() - keep] {
-            store.delete(&e.name)?;
-            deleted.push(e.name.clone());
+    for entry @ (_, name) in old {
+        if name == latest || spare == Some(entry) {
+            continue;
         }
+        store.delete(name)?;
+        deleted.push(name.clone());
     }
     Ok(deleted)
+}
+
+/// True if the stored checkpoint's checksum and format verify.
+fn verifies<S: CheckpointStore>(store: &S, name: &str) -> bool {
+    store
+        .get(name)
+        .is_ok_and(|bytes| envelope::verify(&bytes).is_ok())
 }
 
 /// The name of checkpoint `id` taken at `ts_ms`: sorts by time, never collides.
@@ -263,7 +353,13 @@ pub fn checkpoint_name(ts_ms: i64, id: u64, codec: Codec) -> String {
     )
 }
 
-const RECORD_MISMATCH: &str = "the latest record does not match the file";
+/// Every checkpoint is decoded once before it is stored: a state whose serialized form
+/// does not read back (a hand-written `Serialize` that disagrees with its `Deserialize`,
+/// a value JSON cannot hold) would otherwise become `latest` and be found out only at
+/// the restore. Background uploads run this off the pause.
+fn self_check<P: Pipeline>(bytes: &[u8]) -> Result<(), CheckpointError> {
+    envelope::decode::<P>(bytes).map(|_| ())
+}
 const BUSY: &str = "the store is in use by a background upload: call finish_upload first";
 
 /// Entries sorted by checkpoint id (then name): ids only grow, wall clocks may not.
@@ -272,11 +368,37 @@ fn by_id(mut entries: Vec<StoredEntry>) -> Vec<StoredEntry> {
     entries
 }
 
-/// The id in a checkpoint name, if it is one.
+/// The id in a checkpoint name, if it is one this coordinator writes (exactly the shape
+/// of [`checkpoint_name`]): other files, even `checkpoint_*.json`, are never touched.
+///
+/// ```
+/// use simplestream_runtime::coordinator::id_from_name;
+/// assert_eq!(id_from_name("checkpoint_20241201_140000_123-000042.json"), Some(42));
+/// assert_eq!(id_from_name("checkpoint_20241201_140000_123-1234567.bin"), Some(1_234_567));
+/// for foreign in ["checkpoint_backup.json", "checkpoint_x-000001.json", "checkpoint_20241201_140000_123-42.json",
+///                 "checkpoint_20241201_140000_123-000042.json.bak", "checkpoint_20241201_140000_123-00004x.json"] {
+///     assert_eq!(id_from_name(foreign), None, "{foreign}");
+/// }
+/// ```
 pub fn id_from_name(name: &str) -> Option<u64> {
     let stem = name.strip_prefix("checkpoint_")?;
-    let stem = stem.rsplit_once('.')?.0;
-    stem.rsplit_once('-')?.1.parse().ok()
+    let stem = stem
+        .strip_suffix(".json")
+        .or_else(|| stem.strip_suffix(".bin"))?;
+    let (stamp, id) = stem.rsplit_once('-')?;
+    let digits = |s: &str, min: usize| s.len() >= min && s.bytes().all(|b| b.is_ascii_digit());
+    let mut parts = stamp.split('_');
+    let date = parts.next()?;
+    let shaped = digits(date.strip_prefix('-').unwrap_or(date), 8)
+        && parts.next().is_some_and(|t| t.len() == 6 && digits(t, 6))
+        && parts
+            .next()
+            .is_some_and(|ms| ms.len() == 3 && digits(ms, 3))
+        && parts.next().is_none();
+    if !shaped || !digits(id, 6) {
+        return None;
+    }
+    id.parse().ok()
 }
 
 impl<S: CheckpointStore> Coordinator<S> {
@@ -446,6 +568,7 @@ impl<S: CheckpointStore> Coordinator<S> {
             name,
             encoded,
             meta,
+            self_check: self_check::<P>,
         })
     }
 
@@ -611,7 +734,7 @@ impl<S: CheckpointStore> Coordinator<S> {
                             "latest points to {}, which cannot be restored: {e}",
                             meta.file
                         ));
-                        if e.starts_with(RECORD_MISMATCH) {
+                        if matches!(e, LoadError::RecordMismatch { .. }) {
                             // The record is wrong, not necessarily the file: let the
                             // fallback verify the file on its own.
                             tried = None;
@@ -660,20 +783,150 @@ impl<S: CheckpointStore> Coordinator<S> {
         })
     }
 
-    fn load<P: Pipeline>(&self, name: &str, checksum: Option<&str>) -> Result<(Header, P), String> {
-        let bytes = self.store().get(name).map_err(|e| e.to_string())?;
+    fn load<P: Pipeline>(
+        &self,
+        name: &str,
+        checksum: Option<&str>,
+    ) -> Result<(Header, P), LoadError> {
+        let bytes = self.store().get(name).map_err(LoadError::Store)?;
         if let Some(sum) = checksum {
             let actual = format!("{:08x}", crc32fast::hash(&bytes));
             if actual != sum {
                 // The file's own checksum tells whether the file or the record is wrong.
-                if let Err(e) = envelope::verify(&bytes) {
-                    return Err(e.to_string());
-                }
-                return Err(format!(
-                    "{RECORD_MISMATCH}: its crc32 is {actual}, but the latest record says {sum}"
-                ));
+                envelope::verify(&bytes).map_err(LoadError::Checkpoint)?;
+                return Err(LoadError::RecordMismatch {
+                    actual,
+                    recorded: sum.to_string(),
+                });
             }
         }
-        envelope::decode::<P>(&bytes).map_err(|e| e.to_string())
+        envelope::decode::<P>(&bytes).map_err(LoadError::Checkpoint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::StageWriter;
+    use crate::pipeline::{Clock, Collector, OutputRecord};
+    use crate::store::MemoryStore;
+
+    /// The smallest pipeline: counts events.
+    struct Counter(u64);
+
+    #[derive(serde::Serialize)]
+    struct NoOutput;
+    impl OutputRecord for NoOutput {
+        fn sink(&self) -> &'static str {
+            "none"
+        }
+        fn is_late(&self) -> bool {
+            false
+        }
+    }
+
+    impl Pipeline for Counter {
+        type Event = ();
+        type Output = NoOutput;
+        const NAME: &'static str = "Counter";
+        const FINGERPRINT: u64 = 7;
+        const STAGES: &'static [&'static str] = &["n"];
+        const SINKS: &'static [&'static str] = &[];
+        const SOURCE_TEXT: &'static str = "";
+        fn new() -> Self {
+            Counter(0)
+        }
+        fn process<C: Collector<NoOutput>>(&mut self, _: (), _: &mut C) {
+            self.0 += 1;
+        }
+        fn advance_watermark<C: Collector<NoOutput>>(&mut self, _: i64, _: &mut C) {}
+        fn finish<C: Collector<NoOutput>>(&mut self, _: &mut C) {}
+        fn clock(&self) -> Clock {
+            Clock::default()
+        }
+        fn write_stages(&self, w: &mut StageWriter<'_>) -> Result<(), CheckpointError> {
+            w.field("n", &self.0)
+        }
+        fn decode_stages(codec: Codec, bytes: &[u8], _: Clock) -> Result<Self, CheckpointError> {
+            #[derive(serde::Deserialize)]
+            struct Stages {
+                n: u64,
+            }
+            let s: Stages = crate::codec::read(codec, bytes)?;
+            Ok(Counter(s.n))
+        }
+        fn stage_json(&self, _: &str) -> Option<serde_json::Value> {
+            Some(self.0.into())
+        }
+    }
+
+    fn taken(n: u64) -> (Coordinator<MemoryStore>, Vec<String>) {
+        let mut c = Coordinator::new(MemoryStore::new(), CoordinatorConfig::default());
+        let names = (1..=n)
+            .map(|i| {
+                c.checkpoint(&Counter(i), BTreeMap::new(), i as i64)
+                    .unwrap()
+                    .name
+            })
+            .collect();
+        (c, names)
+    }
+
+    #[test]
+    fn load_tells_a_wrong_record_from_a_bad_file() {
+        let (mut c, names) = taken(1);
+        let good = format!(
+            "{:08x}",
+            crc32fast::hash(&c.store().get(&names[0]).unwrap())
+        );
+        match c.load::<Counter>(&names[0], Some("00000000")) {
+            Err(LoadError::RecordMismatch { actual, recorded }) => {
+                assert_eq!((actual, recorded.as_str()), (good.clone(), "00000000"))
+            }
+            other => panic!("{:?}", other.map(|(h, _)| h)),
+        }
+        let bytes = c.store_mut().bytes_mut(&names[0]).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 1;
+        match c.load::<Counter>(&names[0], Some(&good)) {
+            Err(e @ LoadError::Checkpoint(CheckpointError::ChecksumMismatch { .. })) => {
+                assert!(std::error::Error::source(&e).is_some())
+            }
+            other => panic!("{:?}", other.map(|(h, _)| h)),
+        }
+        match c.load::<Counter>("checkpoint_missing", None) {
+            Err(LoadError::Store(e)) => assert_eq!(e.kind, crate::store::StoreErrorKind::NotFound),
+            other => panic!("{:?}", other.map(|(h, _)| h)),
+        }
+    }
+
+    #[test]
+    fn a_wrong_record_falls_back_to_the_file_it_names() {
+        let (mut c, names) = taken(2);
+        let mut meta = c.latest().unwrap().unwrap();
+        meta.checksum = "00000000".into();
+        *c.store_mut().latest_mut() = Some(serde_json::to_vec(&meta).unwrap());
+        let r = c.recover::<Counter>().unwrap().unwrap();
+        assert_eq!((r.name.as_str(), r.pipeline.0), (names[1].as_str(), 2));
+        assert!(r.warnings[0].contains("the latest record does not match the file"));
+    }
+
+    #[test]
+    fn retention_never_deletes_latest_beside_a_file_with_the_same_id() {
+        let (mut c, names) = taken(2);
+        // A file with latest's id that sorts after it by name.
+        let twin = checkpoint_name(9_999_999, 2, Codec::Json);
+        let bytes = c.store().get(&names[1]).unwrap();
+        c.store_mut().put(&twin, &bytes).unwrap();
+        let deleted = apply_retention(c.store_mut(), &names[1], 1).unwrap();
+        assert_eq!(deleted, vec![names[0].clone()]);
+        let left: Vec<String> = c
+            .store()
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert!(left.contains(&names[1]), "{left:?}");
     }
 }

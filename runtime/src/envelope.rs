@@ -24,10 +24,11 @@
 //! exists once everything decoded.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec::{dec, enc};
+pub use crate::codec::{CheckpointError, Codec, StageSpan, StageWriter};
 use crate::fingerprint::to_hex;
 use crate::pipeline::{Clock, Pipeline};
 
@@ -38,58 +39,6 @@ pub const FORMAT_NAME: &str = "simplestream-checkpoint";
 const MAGIC: &[u8; 4] = b"SSCK";
 const BIN_HEADER_LEN: usize = 4 + 2 + 8 + 4;
 const JSON_TRAILER: &[u8] = b",\"checksum\":\"crc32:";
-
-/// How a checkpoint is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Codec {
-    /// Readable JSON.
-    #[default]
-    Json,
-    /// Compact binary (postcard) with a CRC-32.
-    Binary,
-}
-
-impl Codec {
-    /// File extension for this codec.
-    pub fn extension(self) -> &'static str {
-        match self {
-            Codec::Json => "json",
-            Codec::Binary => "bin",
-        }
-    }
-
-    /// Parses `json` or `binary`.
-    ///
-    /// ```
-    /// use simplestream_runtime::Codec;
-    /// assert_eq!("binary".parse::<Codec>().unwrap(), Codec::Binary);
-    /// assert!("xml".parse::<Codec>().is_err());
-    /// ```
-    pub fn parse(s: &str) -> Result<Codec, String> {
-        s.parse()
-    }
-}
-
-impl std::str::FromStr for Codec {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Codec, String> {
-        match s {
-            "json" => Ok(Codec::Json),
-            "binary" | "bin" => Ok(Codec::Binary),
-            other => Err(format!("unknown codec `{other}`: use `json` or `binary`")),
-        }
-    }
-}
-
-impl fmt::Display for Codec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Codec::Json => "json",
-            Codec::Binary => "binary",
-        })
-    }
-}
 
 /// What every checkpoint says about itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,87 +62,6 @@ pub struct Header {
     /// Source positions and sink commit lengths (e.g. `source.offset`, `output.len`).
     pub positions: BTreeMap<String, u64>,
 }
-
-/// Why a checkpoint could not be read.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CheckpointError {
-    /// Neither a JSON nor a binary checkpoint.
-    NotACheckpoint {
-        /// What was found instead.
-        detail: String,
-    },
-    /// Shorter than its header says: a write was cut off.
-    Truncated {
-        /// Bytes expected.
-        expected: u64,
-        /// Bytes found.
-        found: u64,
-    },
-    /// The bytes changed after the checkpoint was written.
-    ChecksumMismatch {
-        /// Checksum stored in the file.
-        stored: u32,
-        /// Checksum of the bytes found.
-        computed: u32,
-    },
-    /// Written by a newer (or unknown) format.
-    UnsupportedVersion {
-        /// Version in the file.
-        found: u32,
-        /// Version this build reads.
-        supported: u32,
-    },
-    /// Written by another pipeline, or by a version of this one whose state differs.
-    ForeignPipeline {
-        /// Pipeline name in the file.
-        found_name: String,
-        /// Fingerprint in the file.
-        found_fingerprint: String,
-        /// This pipeline's name.
-        expected_name: String,
-        /// This pipeline's fingerprint.
-        expected_fingerprint: String,
-    },
-    /// The checksum matched but the content does not decode.
-    Decode {
-        /// The decoder's message.
-        detail: String,
-    },
-    /// State could not be encoded (e.g. a map key JSON cannot represent).
-    Encode {
-        /// The encoder's message.
-        detail: String,
-    },
-}
-
-impl fmt::Display for CheckpointError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use CheckpointError::*;
-        match self {
-            NotACheckpoint { detail } => write!(f, "not a SimpleStream checkpoint ({detail})"),
-            Truncated { expected, found } => write!(
-                f,
-                "checkpoint is truncated: {found} of {expected} bytes (a write was cut off); an older checkpoint can be used"
-            ),
-            ChecksumMismatch { stored, computed } => write!(
-                f,
-                "checkpoint is corrupt: checksum mismatch (stored crc32 {stored:08x}, computed {computed:08x}); an older checkpoint can be used"
-            ),
-            UnsupportedVersion { found, supported } => write!(
-                f,
-                "checkpoint format version {found} is not supported by this build (it reads version {supported}); upgrade SimpleStream or start from scratch"
-            ),
-            ForeignPipeline { found_name, found_fingerprint, expected_name, expected_fingerprint } => write!(
-                f,
-                "checkpoint belongs to pipeline `{found_name}` (fingerprint {found_fingerprint}), not `{expected_name}` (fingerprint {expected_fingerprint}): the state layout differs; use another instance name or start from scratch"
-            ),
-            Decode { detail } => write!(f, "checkpoint does not decode: {detail}"),
-            Encode { detail } => write!(f, "state cannot be encoded: {detail}"),
-        }
-    }
-}
-
-impl std::error::Error for CheckpointError {}
 
 /// Encodes `pipeline`'s state with a header built from the other arguments.
 ///
@@ -220,15 +88,6 @@ pub struct Encoded {
     /// Each stage's bytes within `bytes`, in order (stores that keep stages apart, such
     /// as a Kafka topic keyed by stage, use these).
     pub stages: Vec<StageSpan>,
-}
-
-/// Where one stage's state lies in an encoded checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StageSpan {
-    /// The stage's name (`source_clocks` for the clocks of several sources).
-    pub name: &'static str,
-    /// Its bytes: the JSON value, or the binary field.
-    pub range: std::ops::Range<usize>,
 }
 
 /// [`encode`], also telling where each stage's state lies in the bytes.
@@ -272,7 +131,7 @@ pub fn encode_staged<P: Pipeline>(
             out.extend_from_slice(MAGIC);
             out.extend_from_slice(&(FORMAT_VERSION as u16).to_le_bytes());
             out.extend_from_slice(&[0u8; 12]);
-            codec::write(Codec::Binary, &header, &mut out)?;
+            crate::codec::write(Codec::Binary, &header, &mut out)?;
             let mut w = StageWriter::new(Codec::Binary, &mut out);
             pipeline.write_stages(&mut w)?;
             let stages = w.finish();
@@ -282,18 +141,6 @@ pub fn encode_staged<P: Pipeline>(
             out[14..18].copy_from_slice(&crc.to_le_bytes());
             Ok(Encoded { bytes: out, stages })
         }
-    }
-}
-
-fn enc(e: impl fmt::Display) -> CheckpointError {
-    CheckpointError::Encode {
-        detail: e.to_string(),
-    }
-}
-
-fn dec(e: impl fmt::Display) -> CheckpointError {
-    CheckpointError::Decode {
-        detail: e.to_string(),
     }
 }
 
@@ -461,132 +308,9 @@ pub fn decode<P: Pipeline>(bytes: &[u8]) -> Result<(Header, P), CheckpointError>
     Ok((v.header, p))
 }
 
-/// Writes the stages of a pipeline one field at a time, remembering where each lies.
-///
-/// The bytes are exactly those of serializing one struct with a field per stage: a JSON
-/// object keyed by stage name, or the postcard fields one after another. Generated
-/// `write_stages` calls [`field`](Self::field) once per stage.
-///
-/// ```
-/// use simplestream_runtime::envelope::StageWriter;
-/// use simplestream_runtime::Codec;
-/// let mut out = Vec::new();
-/// let mut w = StageWriter::new(Codec::Json, &mut out);
-/// w.field("counts", &[1, 2]).unwrap();
-/// w.field("total", &3).unwrap();
-/// let spans = w.finish();
-/// assert_eq!(out, br#"{"counts":[1,2],"total":3}"#);
-/// assert_eq!(&out[spans[1].range.clone()], b"3");
-/// ```
-#[derive(Debug)]
-pub struct StageWriter<'a> {
-    codec: Codec,
-    out: &'a mut Vec<u8>,
-    /// JSON: a `,` goes before the next field.
-    comma: bool,
-    /// JSON: this writer opened the object, so it closes it.
-    close: bool,
-    spans: Vec<StageSpan>,
-}
-
-impl<'a> StageWriter<'a> {
-    /// A writer appending to `out` (JSON: a new object).
-    pub fn new(codec: Codec, out: &'a mut Vec<u8>) -> Self {
-        if codec == Codec::Json {
-            out.push(b'{');
-        }
-        StageWriter {
-            codec,
-            out,
-            comma: false,
-            close: codec == Codec::Json,
-            spans: Vec::new(),
-        }
-    }
-
-    /// JSON: goes on with an object already open and holding fields (`out` ends inside
-    /// it); [`finish`](Self::finish) leaves it open.
-    fn continuing(codec: Codec, out: &'a mut Vec<u8>) -> Self {
-        StageWriter {
-            codec,
-            out,
-            comma: true,
-            close: false,
-            spans: Vec::new(),
-        }
-    }
-
-    /// Writes one stage's state. `name` must be a plain identifier (it is not escaped).
-    pub fn field<T: Serialize + ?Sized>(
-        &mut self,
-        name: &'static str,
-        value: &T,
-    ) -> Result<(), CheckpointError> {
-        if self.codec == Codec::Json {
-            if self.comma {
-                self.out.push(b',');
-            }
-            self.comma = true;
-            self.out.push(b'"');
-            self.out.extend_from_slice(name.as_bytes());
-            self.out.extend_from_slice(b"\":");
-        }
-        let start = self.out.len();
-        codec::write(self.codec, value, self.out)?;
-        self.spans.push(StageSpan {
-            name,
-            range: start..self.out.len(),
-        });
-        Ok(())
-    }
-
-    /// Ends the stages; returns where each one lies in the output.
-    pub fn finish(self) -> Vec<StageSpan> {
-        if self.close {
-            self.out.push(b'}');
-        }
-        self.spans
-    }
-}
-
-/// Helpers for generated `encode_stages`/`decode_stages`.
+/// Helpers for generated `encode_stages`/`decode_stages` (kept here for code generated by
+/// older versions of the macro).
 #[doc(hidden)]
 pub mod codec {
-    use super::*;
-
-    /// Serializes a value in `codec`, appending to `out`.
-    pub fn write<T: Serialize + ?Sized>(
-        codec: Codec,
-        value: &T,
-        out: &mut Vec<u8>,
-    ) -> Result<(), CheckpointError> {
-        match codec {
-            Codec::Json => serde_json::to_writer(&mut *out, value).map_err(enc),
-            Codec::Binary => {
-                // Straight into `out`: no intermediate buffer for large state.
-                let buf = std::mem::take(out);
-                *out = postcard::to_extend(value, buf).map_err(enc)?;
-                Ok(())
-            }
-        }
-    }
-
-    /// Deserializes a value in `codec`; binary must use every byte.
-    pub fn read<T: serde::de::DeserializeOwned>(
-        codec: Codec,
-        bytes: &[u8],
-    ) -> Result<T, CheckpointError> {
-        match codec {
-            Codec::Json => serde_json::from_slice(bytes).map_err(dec),
-            Codec::Binary => {
-                let (v, rest) = postcard::take_from_bytes(bytes).map_err(dec)?;
-                if !rest.is_empty() {
-                    return Err(CheckpointError::Decode {
-                        detail: format!("{} unexpected trailing bytes", rest.len()),
-                    });
-                }
-                Ok(v)
-            }
-        }
-    }
+    pub use crate::codec::{read, write};
 }

@@ -160,12 +160,15 @@ impl<K: Key, L, R> WindowJoin<K, L, R> {
         lateness: i64,
         mut f: impl FnMut(&mut JoinBuffers<L, R>, bool, &mut Spare<K, L, R>),
     ) -> bool {
-        let (oldest_open, newest, late) = span(ts, size, slide, lateness, self.watermark);
+        let Some((oldest_open, newest, late)) = span(ts, size, slide, lateness, self.watermark)
+        else {
+            return true;
+        };
         // Open windows, from `newest` down to the oldest still open.
         let mut start = newest;
         while start >= oldest_open {
             // The event moves into the last window, unless it is also late (kept for that).
-            let last = start - slide < oldest_open && !late;
+            let last = start == oldest_open && !late;
             let spare_maps = &mut self.spare.maps;
             let i = self
                 .windows
@@ -174,6 +177,9 @@ impl<K: Key, L, R> WindowJoin<K, L, R> {
             match keyed.as_map_mut().get_mut(&key) {
                 Some(b) => f(b, last, &mut self.spare),
                 None => f(keyed.entry(key.clone()), last, &mut self.spare),
+            }
+            if start == oldest_open {
+                break;
             }
             start -= slide;
         }
@@ -196,7 +202,7 @@ impl<K: Key, L, R> WindowJoin<K, L, R> {
         while let Some((start, mut keyed)) = self.windows.pop_due(size, lateness, wm) {
             // Only keys with events on both sides make pairs: filter, then sort those.
             let base = fired.len();
-            let end = start + size;
+            let end = start.saturating_add(size);
             for (key, b) in keyed.as_map_mut().drain() {
                 if b.left.is_empty() || b.right.is_empty() {
                     self.recycle(b.left, b.right);
@@ -697,5 +703,86 @@ mod tests {
             0,
             "a clone starts without spares"
         );
+    }
+
+    /// Times at and near both ends of `i64`.
+    fn extremes() -> Vec<i64> {
+        let mut v = vec![0, -1];
+        for d in [0, 1, 999, 1_000, 9_999, 10_000, 25_000] {
+            v.push(i64::MIN + d);
+            v.push(i64::MAX - d);
+        }
+        v
+    }
+
+    #[test]
+    fn window_join_at_the_ends_of_time() {
+        for ts in extremes() {
+            for (size, slide) in [(10_000, 10_000), (10_000, 3_000)] {
+                // All windows holding `ts` fit in i64 (computed in i128, which cannot overflow).
+                let (t, sz, sl) = (ts as i128, size as i128, slide as i128);
+                let newest = t.div_euclid(sl) * sl;
+                let oldest = newest - (sz - 1 - (t - newest)).max(0) / sl * sl;
+                let fits = oldest >= i64::MIN as i128 && newest + sz <= i64::MAX as i128;
+                let n = if fits {
+                    ((newest - oldest) / sl + 1) as usize
+                } else {
+                    0
+                };
+                let mut j: WindowJoin<u8, i64, i64> = WindowJoin::default();
+                assert_eq!(
+                    j.add_left_or_late(ts, 1, ts, size, slide, 0).is_some(),
+                    !fits,
+                    "{ts}"
+                );
+                assert_eq!(
+                    j.add_right_or_late(ts, 1, ts, size, slide, 0).is_some(),
+                    !fits
+                );
+                assert_eq!(j.buffered(), 2 * n, "{ts}");
+                let mut fired = Vec::new();
+                j.flush(size, 0, &mut fired);
+                assert_eq!(fired.len(), n, "{ts}");
+                for f in &fired {
+                    assert!(
+                        f.start < f.end && f.start <= ts && ts < f.end,
+                        "{ts}: {f:?}"
+                    );
+                    assert_eq!(
+                        (f.left.as_slice(), f.right.as_slice()),
+                        (&[ts][..], &[ts][..])
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn interval_join_at_the_ends_of_time() {
+        let (lower, upper) = (2_000, 5_000);
+        for ts in extremes() {
+            let mut j: IntervalJoin<u8, i64, i64> = IntervalJoin::default();
+            let mut pairs = Vec::new();
+            let other = if ts > 0 { ts - 1_000 } else { ts + 1_000 };
+            assert!(j.add_left(ts, 1, ts, lower, upper, &mut pairs));
+            assert!(j.add_right(other, 1, other, lower, upper, &mut pairs));
+            let (t, o) = (ts as i128, other as i128);
+            let matches = o >= t - lower as i128 && o <= t + upper as i128;
+            let want: Vec<(i64, i64, i64)> = if matches {
+                vec![(ts, other, ts.max(other))]
+            } else {
+                Vec::new()
+            };
+            let got: Vec<(i64, i64, i64)> = pairs.iter().map(|p| (p.left, p.right, p.ts)).collect();
+            assert_eq!(got, want, "{ts}");
+            // Evicted once nothing that is not late can match them (`e + lower + upper <
+            // wm`); near the end of time, something still can.
+            j.advance(i64::MAX, lower, upper);
+            let kept = [t, o]
+                .iter()
+                .filter(|&&e| e + (lower + upper) as i128 >= i64::MAX as i128)
+                .count();
+            assert_eq!(j.buffered(), kept, "{ts}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! - [`aggregate`]: `count`, `sum`, `min`, `max`, `avg` and user-defined aggregates;
 //! - [`window`]: tumbling, sliding and session windows;
 //! - [`Pipeline`]: what the macro generates;
+//! - [`codec`]: the two codecs (JSON, binary) and the errors of encoding and decoding;
 //! - [`envelope`]: the checkpoint format (JSON or binary, checksummed);
 //! - [`store`]: where checkpoints go ([`MemoryStore`], `FileStore`);
 //! - [`coordinator`]: when and how checkpoints are taken, retention, recovery;
@@ -17,6 +18,7 @@
 
 pub mod aggregate;
 pub mod checkpoint;
+pub mod codec;
 pub mod coordinator;
 pub mod envelope;
 pub mod fingerprint;
@@ -32,8 +34,9 @@ pub mod window;
 pub mod runner;
 
 pub use checkpoint::Checkpointable;
+pub use codec::{CheckpointError, Codec};
 pub use coordinator::{Coordinator, CoordinatorConfig};
-pub use envelope::{CheckpointError, Codec, Header};
+pub use envelope::Header;
 pub use pipeline::{Clock, Collector, OutputRecord, Pipeline};
 pub use state::KeyedState;
 pub use store::{CheckpointStore, MemoryStore, StoreError};

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::{CheckpointError, Codec, StageWriter};
+use crate::codec::{CheckpointError, Codec, StageWriter};
+use crate::window::LateReason;
 
 /// The source's event-time clock: the largest event time seen and the watermark.
 ///
@@ -175,11 +176,15 @@ impl EventTime for u32 {
     }
 }
 
-/// How a late event is written: `{"stage":"per_5min","event":{...}}`.
+/// How a late event is written: `{"stage":"per_5min","event":{...}}`, plus
+/// `"reason":"event time out of range: ..."` when its windows cannot be represented.
 #[derive(Serialize)]
 pub struct LateRecord<'a, T> {
     /// The windowed stage it was late for.
     pub stage: &'static str,
     /// The event.
     pub event: &'a T,
+    /// Why, unless a window had closed (the usual reason).
+    #[serde(skip_serializing_if = "LateReason::is_closed")]
+    pub reason: LateReason,
 }

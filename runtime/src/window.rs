@@ -45,20 +45,91 @@ pub fn align(ts: i64, size: i64) -> i64 {
     ts - ts.rem_euclid(size)
 }
 
+/// The start of the window of `size` holding `ts`, if that window's start and end are
+/// both representable in `i64` ms (not for times within `size` of `i64::MIN`/`MAX`).
+///
+/// ```
+/// use simplestream_runtime::window::window_start;
+/// assert_eq!(window_start(1_000_123, 1000), Some(1_000_000));
+/// assert_eq!(window_start(i64::MAX - 5, 1000), None, "it would end after i64::MAX");
+/// assert_eq!(window_start(i64::MIN + 5, 1000), None, "it would start before i64::MIN");
+/// ```
+#[inline(always)]
+pub fn window_start(ts: i64, size: i64) -> Option<i64> {
+    let start = ts.checked_sub(ts.rem_euclid(size))?;
+    start.checked_add(size)?;
+    Some(start)
+}
+
+/// Why an event went to the late output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LateReason {
+    /// A window it belongs to had already closed.
+    Closed,
+    /// Its windows cannot be represented: they would start before `i64::MIN` or end
+    /// after `i64::MAX` ms.
+    OutOfRange,
+}
+
+impl LateReason {
+    /// True for [`Closed`](Self::Closed) (late records then carry no `reason` field).
+    pub fn is_closed(&self) -> bool {
+        *self == LateReason::Closed
+    }
+
+    /// The reason for a late event at `ts` of windows of `size`, a new one every `slide`
+    /// (tumbling: `slide == size`).
+    pub fn windowed(ts: i64, size: i64, slide: i64) -> LateReason {
+        match span(ts, size, slide, 0, i64::MIN) {
+            Some(_) => LateReason::Closed,
+            None => LateReason::OutOfRange,
+        }
+    }
+
+    /// The reason for a late event at `ts` of sessions with `gap`.
+    pub fn session(ts: i64, gap: i64) -> LateReason {
+        match ts.checked_add(gap) {
+            Some(_) => LateReason::Closed,
+            None => LateReason::OutOfRange,
+        }
+    }
+}
+
+impl Serialize for LateReason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            LateReason::Closed => "window closed",
+            LateReason::OutOfRange => {
+                "event time out of range: its windows would start before i64::MIN or end after i64::MAX ms"
+            }
+        })
+    }
+}
+
 /// The windows of `size` (a new one every `slide`) holding `ts`, given the watermark:
 /// `(first_open, newest, late)`, the starts of the oldest still open and of the newest
 /// (no window open when `first_open > newest`), and whether some of them had closed.
+/// `None` if they cannot all be represented: the oldest would start before `i64::MIN`,
+/// or the newest end (or the start after it) after `i64::MAX`.
 #[inline(always)]
-pub(crate) fn span(ts: i64, size: i64, slide: i64, lateness: i64, wm: i64) -> (i64, i64, bool) {
+pub(crate) fn span(
+    ts: i64,
+    size: i64,
+    slide: i64,
+    lateness: i64,
+    wm: i64,
+) -> Option<(i64, i64, bool)> {
     // Windows [start, start + size) with start <= ts < start + size, aligned to `slide`.
-    let newest = align(ts, slide);
-    let oldest = newest - (size - 1 - (ts - newest)).max(0) / slide * slide;
+    let newest = ts.checked_sub(ts.rem_euclid(slide))?;
+    // Every start stepped to below stays at most `newest + slide`.
+    newest.checked_add(size.max(slide))?;
+    let oldest = newest.checked_sub((size - 1 - (ts - newest)).max(0) / slide * slide)?;
     // The closed ones are the oldest (a window closes at end + lateness).
     let mut first_open = oldest;
     while first_open <= newest && first_open.saturating_add(size).saturating_add(lateness) <= wm {
         first_open += slide;
     }
-    (first_open, newest, first_open > oldest)
+    Some((first_open, newest, first_open > oldest))
 }
 
 /// Open windows sorted by start, each with its state `T` (keyed accumulators, one
@@ -110,7 +181,8 @@ impl<T> OpenWindows<T> {
     fn slot_before(&mut self, start: i64, last: i64, slide: i64, new: impl FnOnce() -> T) -> usize {
         // Aligned to `slide`: without gaps, the position is the distance from the newest
         // in slides (checked; with gaps, a binary search).
-        let back = ((last - start) / slide) as usize;
+        let back =
+            usize::try_from((last as i128 - start as i128) / slide as i128).unwrap_or(usize::MAX);
         let n = self.0.len();
         if back < n && self.0[n - 1 - back].0 == start {
             return n - 1 - back;
@@ -220,7 +292,10 @@ impl<K: Key, A: Default> Windows<K, A> {
         lateness: i64,
         mut f: impl FnMut(&mut A),
     ) -> bool {
-        let (first_open, newest, late) = span(ts, size, slide, lateness, self.watermark);
+        let Some((first_open, newest, late)) = span(ts, size, slide, lateness, self.watermark)
+        else {
+            return true;
+        };
         if first_open > newest {
             return late;
         }
@@ -262,7 +337,7 @@ impl<K: Key, A: Default> Windows<K, A> {
     // aligning a time is a multiplication rather than a division.
     #[inline(always)]
     pub fn acc_for(&mut self, ts: i64, key: K, size: i64, lateness: i64) -> Option<&mut A> {
-        let start = align(ts, size);
+        let start = window_start(ts, size)?;
         if start.saturating_add(size).saturating_add(lateness) <= self.watermark {
             return None;
         }
@@ -310,7 +385,7 @@ impl<K: Key, A: Default> Windows<K, A> {
             return false;
         };
         let base = fired.len();
-        let end = start + size;
+        let end = start.saturating_add(size);
         fired.extend(keyed.as_map_mut().drain().map(|(key, acc)| Fired {
             start,
             end,
@@ -413,7 +488,7 @@ impl<A: Default> GlobalWindows<A> {
     /// The accumulator of the tumbling window holding `ts`, or `None` if it closed.
     #[inline(always)]
     pub fn acc_for(&mut self, ts: i64, size: i64, lateness: i64) -> Option<&mut A> {
-        let start = align(ts, size);
+        let start = window_start(ts, size)?;
         if start.saturating_add(size).saturating_add(lateness) <= self.watermark {
             return None;
         }
@@ -436,7 +511,10 @@ impl<A: Default> GlobalWindows<A> {
         lateness: i64,
         mut f: impl FnMut(&mut A),
     ) -> bool {
-        let (mut start, newest, late) = span(ts, size, slide, lateness, self.watermark);
+        let Some((mut start, newest, late)) = span(ts, size, slide, lateness, self.watermark)
+        else {
+            return true;
+        };
         while start <= newest {
             let i = self.windows.slot(start, slide, A::default);
             f(&mut self.windows[i].1);
@@ -471,7 +549,7 @@ impl<A: Default> GlobalWindows<A> {
         };
         fired.push(Fired {
             start,
-            end: start + size,
+            end: start.saturating_add(size),
             key: (),
             acc,
         });
@@ -589,7 +667,9 @@ impl<K: Key, A: Accumulator> Session<K, A> {
         lateness: i64,
         f: impl FnOnce(&mut A),
     ) -> bool {
-        let end = ts.saturating_add(gap);
+        let Some(end) = ts.checked_add(gap) else {
+            return true;
+        };
         if end.saturating_add(lateness) <= self.watermark {
             return true;
         }
@@ -676,5 +756,143 @@ impl<A: Checkpointable> Checkpointable for SessionWindow<A> {
 impl Accumulator for u64 {
     fn merge(&mut self, other: &Self) {
         *self += *other;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Event times at and near both ends of `i64`, and a few ordinary ones.
+    fn extremes() -> Vec<i64> {
+        let mut v = vec![0, -1, 1_635_739_200_000];
+        for d in [
+            0, 1, 2, 191, 192, 193, 807, 808, 999, 1_000, 9_999, 10_000, 25_000,
+        ] {
+            v.push(i64::MIN + d);
+            v.push(i64::MAX - d);
+        }
+        v
+    }
+
+    /// Starts of the windows of `size` every `slide` holding `ts`, computed in `i128`
+    /// (a reference that cannot overflow), and whether all of them fit in `i64`.
+    fn reference(ts: i64, size: i64, slide: i64) -> (Vec<i128>, bool) {
+        let (ts, size, slide) = (ts as i128, size as i128, slide as i128);
+        let newest = ts.div_euclid(slide) * slide;
+        let starts: Vec<i128> = (0..)
+            .map(|k| newest - k * slide)
+            .take_while(|s| s + size > ts)
+            .collect();
+        let fits = starts
+            .iter()
+            .all(|&s| s >= i64::MIN as i128 && s + size <= i64::MAX as i128);
+        (starts, fits)
+    }
+
+    fn check_fired<K, A>(fired: &[Fired<K, A>], ts: i64, want: &[i128]) {
+        let mut got: Vec<i128> = fired.iter().map(|f| f.start as i128).collect();
+        got.sort();
+        let mut want = want.to_vec();
+        want.sort();
+        assert_eq!(got, want, "ts {ts}");
+        for f in fired {
+            assert!(
+                f.start < f.end && f.start <= ts && ts < f.end,
+                "ts {ts}: [{}, {})",
+                f.start,
+                f.end
+            );
+        }
+    }
+
+    #[test]
+    fn tumbling_windows_at_the_ends_of_time() {
+        for ts in extremes() {
+            for size in [1, 1_000, 10_000] {
+                let (starts, fits) = reference(ts, size, size);
+                assert_eq!(
+                    window_start(ts, size).is_some(),
+                    fits,
+                    "ts {ts} size {size}"
+                );
+                let reason = LateReason::windowed(ts, size, size);
+                assert_eq!(reason == LateReason::OutOfRange, !fits, "ts {ts}");
+                let mut w: Tumbling<u8, u64> = Tumbling::default();
+                let mut g: GlobalWindows<u64> = GlobalWindows::default();
+                assert_eq!(w.acc_for(ts, 1, size, 0).map(|a| *a += 1).is_some(), fits);
+                assert_eq!(g.acc_for(ts, size, 0).map(|a| *a += 1).is_some(), fits);
+                let (mut fired, mut gfired) = (Vec::new(), Vec::new());
+                w.flush(size, 0, &mut fired);
+                g.advance(g.flush_watermark(size, 0), size, 0, &mut gfired);
+                let want = if fits { starts } else { Vec::new() };
+                check_fired(&fired, ts, &want);
+                check_fired(&gfired, ts, &want);
+            }
+        }
+    }
+
+    #[test]
+    fn sliding_windows_at_the_ends_of_time_terminate_and_stay_ordered() {
+        for ts in extremes() {
+            for (size, slide) in [(10_000, 3_000), (10_000, 10_000), (1_000, 1)] {
+                let (starts, fits) = reference(ts, size, slide);
+                let reason = LateReason::windowed(ts, size, slide);
+                assert_eq!(reason == LateReason::OutOfRange, !fits, "ts {ts}");
+                let mut w: Sliding<u8, u64> = Sliding::default();
+                let mut g: GlobalWindows<u64> = GlobalWindows::default();
+                assert_eq!(w.add(ts, 1, size, slide, 0, |a| *a += 1), !fits, "ts {ts}");
+                assert_eq!(g.add(ts, size, slide, 0, |a| *a += 1), !fits, "ts {ts}");
+                let (mut fired, mut gfired) = (Vec::new(), Vec::new());
+                w.flush(size, 0, &mut fired);
+                g.advance(g.flush_watermark(size, 0), size, 0, &mut gfired);
+                let want = if fits { starts } else { Vec::new() };
+                check_fired(&fired, ts, &want);
+                check_fired(&gfired, ts, &want);
+            }
+        }
+    }
+
+    #[test]
+    fn windows_far_apart_in_time_share_one_deque() {
+        // Starts near both ends open at once: their distance does not fit in i64.
+        let mut w: Tumbling<u8, u64> = Tumbling::default();
+        for ts in [i64::MAX - 5_000, i64::MIN + 5_000, 0, i64::MIN + 15_000] {
+            *w.acc_for(ts, 1, 1_000, 0).unwrap() += 1;
+        }
+        let mut fired = Vec::new();
+        w.flush(1_000, 0, &mut fired);
+        let starts: Vec<i64> = fired.iter().map(|f| f.start).collect();
+        assert_eq!(starts.len(), 4);
+        assert!(starts.windows(2).all(|p| p[0] < p[1]), "{starts:?}");
+    }
+
+    #[test]
+    fn sessions_at_the_ends_of_time() {
+        for ts in extremes() {
+            let gap = 4_000;
+            let fits = (ts as i128 + gap as i128) <= i64::MAX as i128;
+            assert_eq!(
+                LateReason::session(ts, gap) == LateReason::OutOfRange,
+                !fits
+            );
+            let mut w: Session<u8, u64> = Session::default();
+            assert_eq!(w.add(ts, 1, gap, 0, |a| *a += 1), !fits, "ts {ts}");
+            let mut fired = Vec::new();
+            w.flush(0, &mut fired);
+            assert_eq!(fired.len(), fits as usize, "ts {ts}");
+            for f in &fired {
+                assert_eq!((f.start, f.end), (ts, ts + gap));
+            }
+        }
+    }
+
+    #[test]
+    fn late_reasons_serialize_for_the_late_output() {
+        assert_eq!(
+            serde_json::to_string(&LateReason::OutOfRange).unwrap(),
+            "\"event time out of range: its windows would start before i64::MIN or end after i64::MAX ms\""
+        );
+        assert!(LateReason::Closed.is_closed());
     }
 }

@@ -210,3 +210,24 @@ fn verify<P: Pipeline>(dir: &str, instance: &str) -> Result<(), String> {
         None => Ok(()),
     }
 }
+
+/// Positions every checkpoint the runner writes holds: without them a restore would read
+/// the input from its start and cut the outputs back to nothing.
+const RUNNER_POSITIONS: [&str; 3] = ["source.offset", "output.len", "late.len"];
+
+/// Refuses a checkpoint that lacks the runner's positions (one written by a library
+/// `Coordinator` or the playground), in one line.
+pub(crate) fn check_runner_positions(h: &envelope::Header, name: &str) -> Result<(), String> {
+    let missing: Vec<&str> = RUNNER_POSITIONS
+        .into_iter()
+        .filter(|k| !h.positions.contains_key(*k))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "checkpoint #{} ({name}) has no {} position: it was not written by this runner (a library Coordinator or the playground writes none), and restoring it would re-read the input from the start and truncate the outputs; use another --instance, or --from-scratch",
+        h.checkpoint_id,
+        missing.join(", ")
+    ))
+}

@@ -245,7 +245,7 @@ impl Outputs {
             &mut self.main
         };
         let r = if self.multi_sink && !rec.is_late() {
-            serde_json::to_writer(
+            crate::codec::to_json_writer(
                 &mut self.scratch,
                 &Tagged {
                     sink: rec.sink(),
@@ -253,7 +253,7 @@ impl Outputs {
                 },
             )
         } else {
-            serde_json::to_writer(&mut self.scratch, rec)
+            crate::codec::to_json_writer(&mut self.scratch, rec)
         };
         r.map_err(|e| format!("encoding an output record: {e}"))?;
         target
@@ -502,6 +502,7 @@ where
                 for w in &r.warnings {
                     warn!("{w}");
                 }
+                checkpoints::check_runner_positions(&r.header, &r.name)?;
                 let age = (now_ms() - r.header.timestamp).max(0);
                 info!(
                     "restored checkpoint #{} ({}) taken {} ago: {} events processed, input offset {}, watermark {}",

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-pub use crate::envelope::StageSpan;
+pub use crate::codec::StageSpan;
 
 mod memory;
 pub use memory::MemoryStore;

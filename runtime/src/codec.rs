@@ -1,0 +1,347 @@
+//! The two codecs of checkpoints (JSON and binary) and the types every layer above
+//! shares: [`Codec`], [`CheckpointError`], and [`StageWriter`], which generated pipelines
+//! write their state through. [`envelope`](crate::envelope) builds the checkpoint format
+//! on these; [`pipeline`](crate::pipeline) only needs these.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub mod floats;
+use floats::{FloatDe, Floats};
+
+/// How a checkpoint is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    /// Readable JSON.
+    #[default]
+    Json,
+    /// Compact binary (postcard) with a CRC-32.
+    Binary,
+}
+
+impl Codec {
+    /// File extension for this codec.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Codec::Json => "json",
+            Codec::Binary => "bin",
+        }
+    }
+
+    /// Parses `json` or `binary`.
+    ///
+    /// ```
+    /// use simplestream_runtime::Codec;
+    /// assert_eq!("binary".parse::<Codec>().unwrap(), Codec::Binary);
+    /// assert!("xml".parse::<Codec>().is_err());
+    /// ```
+    pub fn parse(s: &str) -> Result<Codec, String> {
+        s.parse()
+    }
+}
+
+impl std::str::FromStr for Codec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Codec, String> {
+        match s {
+            "json" => Ok(Codec::Json),
+            "binary" | "bin" => Ok(Codec::Binary),
+            other => Err(format!("unknown codec `{other}`: use `json` or `binary`")),
+        }
+    }
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Codec::Json => "json",
+            Codec::Binary => "binary",
+        })
+    }
+}
+
+/// Why a checkpoint could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckpointError {
+    /// Neither a JSON nor a binary checkpoint.
+    NotACheckpoint {
+        /// What was found instead.
+        detail: String,
+    },
+    /// Shorter than its header says: a write was cut off.
+    Truncated {
+        /// Bytes expected.
+        expected: u64,
+        /// Bytes found.
+        found: u64,
+    },
+    /// The bytes changed after the checkpoint was written.
+    ChecksumMismatch {
+        /// Checksum stored in the file.
+        stored: u32,
+        /// Checksum of the bytes found.
+        computed: u32,
+    },
+    /// Written by a newer (or unknown) format.
+    UnsupportedVersion {
+        /// Version in the file.
+        found: u32,
+        /// Version this build reads.
+        supported: u32,
+    },
+    /// Written by another pipeline, or by a version of this one whose state differs.
+    ForeignPipeline {
+        /// Pipeline name in the file.
+        found_name: String,
+        /// Fingerprint in the file.
+        found_fingerprint: String,
+        /// This pipeline's name.
+        expected_name: String,
+        /// This pipeline's fingerprint.
+        expected_fingerprint: String,
+    },
+    /// The checksum matched but the content does not decode.
+    Decode {
+        /// The decoder's message.
+        detail: String,
+    },
+    /// State could not be encoded (e.g. a map key JSON cannot represent).
+    Encode {
+        /// The encoder's message.
+        detail: String,
+    },
+}
+
+impl fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use CheckpointError::*;
+        match self {
+            NotACheckpoint { detail } => write!(f, "not a SimpleStream checkpoint ({detail})"),
+            Truncated { expected, found } => write!(
+                f,
+                "checkpoint is truncated: {found} of {expected} bytes (a write was cut off); an older checkpoint can be used"
+            ),
+            ChecksumMismatch { stored, computed } => write!(
+                f,
+                "checkpoint is corrupt: checksum mismatch (stored crc32 {stored:08x}, computed {computed:08x}); an older checkpoint can be used"
+            ),
+            UnsupportedVersion { found, supported } => write!(
+                f,
+                "checkpoint format version {found} is not supported by this build (it reads version {supported}); upgrade SimpleStream or start from scratch"
+            ),
+            ForeignPipeline { found_name, found_fingerprint, expected_name, expected_fingerprint } => write!(
+                f,
+                "checkpoint belongs to pipeline `{found_name}` (fingerprint {found_fingerprint}), not `{expected_name}` (fingerprint {expected_fingerprint}): the state layout differs; use another instance name or start from scratch"
+            ),
+            Decode { detail } => write!(f, "checkpoint does not decode: {detail}"),
+            Encode { detail } => write!(f, "state cannot be encoded: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for CheckpointError {}
+
+/// Where one stage's state lies in an encoded checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageSpan {
+    /// The stage's name (`source_clocks` for the clocks of several sources).
+    pub name: &'static str,
+    /// Its bytes: the JSON value, or the binary field.
+    pub range: std::ops::Range<usize>,
+}
+
+pub(crate) fn enc(e: impl fmt::Display) -> CheckpointError {
+    CheckpointError::Encode {
+        detail: e.to_string(),
+    }
+}
+
+pub(crate) fn dec(e: impl fmt::Display) -> CheckpointError {
+    CheckpointError::Decode {
+        detail: e.to_string(),
+    }
+}
+
+/// Writes the stages of a pipeline one field at a time, remembering where each lies.
+///
+/// The bytes are exactly those of serializing one struct with a field per stage: a JSON
+/// object keyed by stage name, or the postcard fields one after another. Generated
+/// `write_stages` calls [`field`](Self::field) once per stage.
+///
+/// ```
+/// use simplestream_runtime::codec::StageWriter;
+/// use simplestream_runtime::Codec;
+/// let mut out = Vec::new();
+/// let mut w = StageWriter::new(Codec::Json, &mut out);
+/// w.field("counts", &[1, 2]).unwrap();
+/// w.field("total", &3).unwrap();
+/// let spans = w.finish();
+/// assert_eq!(out, br#"{"counts":[1,2],"total":3}"#);
+/// assert_eq!(&out[spans[1].range.clone()], b"3");
+/// ```
+#[derive(Debug)]
+pub struct StageWriter<'a> {
+    codec: Codec,
+    out: &'a mut Vec<u8>,
+    /// JSON: a `,` goes before the next field.
+    comma: bool,
+    /// JSON: this writer opened the object, so it closes it.
+    close: bool,
+    spans: Vec<StageSpan>,
+}
+
+impl<'a> StageWriter<'a> {
+    /// A writer appending to `out` (JSON: a new object).
+    pub fn new(codec: Codec, out: &'a mut Vec<u8>) -> Self {
+        if codec == Codec::Json {
+            out.push(b'{');
+        }
+        StageWriter {
+            codec,
+            out,
+            comma: false,
+            close: codec == Codec::Json,
+            spans: Vec::new(),
+        }
+    }
+
+    /// JSON: goes on with an object already open and holding fields (`out` ends inside
+    /// it); [`finish`](Self::finish) leaves it open.
+    pub(crate) fn continuing(codec: Codec, out: &'a mut Vec<u8>) -> Self {
+        StageWriter {
+            codec,
+            out,
+            comma: true,
+            close: false,
+            spans: Vec::new(),
+        }
+    }
+
+    /// Writes one stage's state. `name` must be a plain identifier (it is not escaped).
+    pub fn field<T: Serialize + ?Sized>(
+        &mut self,
+        name: &'static str,
+        value: &T,
+    ) -> Result<(), CheckpointError> {
+        if self.codec == Codec::Json {
+            if self.comma {
+                self.out.push(b',');
+            }
+            self.comma = true;
+            self.out.push(b'"');
+            self.out.extend_from_slice(name.as_bytes());
+            self.out.extend_from_slice(b"\":");
+        }
+        let start = self.out.len();
+        write(self.codec, value, self.out).map_err(|e| match e {
+            CheckpointError::Encode { detail } => CheckpointError::Encode {
+                detail: format!("stage `{name}`: {detail}"),
+            },
+            e => e,
+        })?;
+        self.spans.push(StageSpan {
+            name,
+            range: start..self.out.len(),
+        });
+        Ok(())
+    }
+
+    /// Ends the stages; returns where each one lies in the output.
+    pub fn finish(self) -> Vec<StageSpan> {
+        if self.close {
+            self.out.push(b'}');
+        }
+        self.spans
+    }
+}
+
+/// Serializes a value in `codec`, appending to `out`. JSON writes non-finite floats as
+/// the strings `"NaN"`, `"Infinity"` and `"-Infinity"` (see [`floats`]).
+pub fn write<T: Serialize + ?Sized>(
+    codec: Codec,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), CheckpointError> {
+    match codec {
+        Codec::Json => {
+            let start = out.len();
+            if serde_json::to_writer(&mut *out, &Floats(value)).is_ok() {
+                return Ok(());
+            }
+            // Again with the path of the value that failed, for the message.
+            out.truncate(start);
+            let mut ser = serde_json::Serializer::new(&mut *out);
+            serde_path_to_error::serialize(&Floats(value), &mut ser).map_err(|e| enc(at(&e)))
+        }
+        Codec::Binary => {
+            // Straight into `out`: no intermediate buffer for large state.
+            let buf = std::mem::take(out);
+            *out = postcard::to_extend(value, buf).map_err(enc)?;
+            Ok(())
+        }
+    }
+}
+
+/// Deserializes a value in `codec`; binary must use every byte. JSON reads back the
+/// non-finite floats that [`write`] writes.
+pub fn read<T: serde::de::DeserializeOwned>(
+    codec: Codec,
+    bytes: &[u8],
+) -> Result<T, CheckpointError> {
+    match codec {
+        Codec::Json => from_json(bytes).map_err(dec),
+        Codec::Binary => {
+            let (v, rest) = postcard::take_from_bytes(bytes).map_err(dec)?;
+            if !rest.is_empty() {
+                return Err(CheckpointError::Decode {
+                    detail: format!("{} unexpected trailing bytes", rest.len()),
+                });
+            }
+            Ok(v)
+        }
+    }
+}
+
+/// Reads JSON written by [`write`] (or [`to_json_writer`]); errors name the path of the
+/// value that failed, e.g. `per_customer.C001.amount: invalid type: null, expected f64`.
+pub fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let fast = (|| {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let v = T::deserialize(FloatDe(&mut de))?;
+        de.end().map(|()| v)
+    })();
+    fast.or_else(|e: serde_json::Error| {
+        // Again with the path of the value that failed, for the message.
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        match serde_path_to_error::deserialize(FloatDe(&mut de)) {
+            Err(e) => Err(at(&e)),
+            Ok(v) => de.end().map(|()| v).map_err(|_| e.to_string()),
+        }
+    })
+}
+
+/// Writes `value` as JSON with non-finite floats as strings, as checkpoints do (output
+/// records use this, so a number never silently becomes `null`).
+pub fn to_json_writer<W: std::io::Write, T: Serialize + ?Sized>(
+    w: W,
+    value: &T,
+) -> serde_json::Result<()> {
+    serde_json::to_writer(w, &Floats(value))
+}
+
+/// `value` as a JSON value, with non-finite floats as strings (for display).
+pub fn to_json_value<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<serde_json::Value> {
+    serde_json::to_value(Floats(value))
+}
+
+/// An error with the path of the value it is about (`.` is the whole value).
+fn at<E: fmt::Display>(e: &serde_path_to_error::Error<E>) -> String {
+    let path = e.path().to_string();
+    if path == "." {
+        e.inner().to_string()
+    } else {
+        format!("at {path}: {}", e.inner())
+    }
+}
