@@ -318,21 +318,73 @@ fn crash_every_k_events_for_every_pipeline() {
     );
 }
 
-#[test]
-fn the_helper_detects_a_pipeline_that_forgets_state() {
-    // A restore into an empty pipeline (what a bug in snapshotting would do) must be caught.
-    let events = orders(1, 400, 5, 1_000);
-    let reference = run_uninterrupted::<OrderStats>(&events);
-    let mut p = OrderStats::new();
-    let mut out = Vec::new();
-    for (i, e) in events.iter().enumerate() {
-        if i == 200 {
-            p = OrderStats::new(); // "restore" that lost everything
-        }
-        p.process(e.clone(), &mut out);
+/// `OrderStats` with a restore that loses everything (what a snapshotting bug would do).
+struct Forgetful(OrderStats);
+
+impl Pipeline for Forgetful {
+    type Event = Order;
+    type Output = <OrderStats as Pipeline>::Output;
+    const NAME: &'static str = "Forgetful";
+    const FINGERPRINT: u64 = OrderStats::FINGERPRINT;
+    const STAGES: &'static [&'static str] = OrderStats::STAGES;
+    const SINKS: &'static [&'static str] = OrderStats::SINKS;
+    const SOURCE_TEXT: &'static str = OrderStats::SOURCE_TEXT;
+    fn new() -> Self {
+        Forgetful(OrderStats::new())
     }
-    p.finish(&mut out);
-    assert_ne!(out, reference.outputs);
+    fn process<C: simplestream::Collector<Self::Output>>(&mut self, e: Order, out: &mut C) {
+        self.0.process(e, out)
+    }
+    fn advance_watermark<C: simplestream::Collector<Self::Output>>(
+        &mut self,
+        wm: i64,
+        out: &mut C,
+    ) {
+        self.0.advance_watermark(wm, out)
+    }
+    fn finish<C: simplestream::Collector<Self::Output>>(&mut self, out: &mut C) {
+        self.0.finish(out)
+    }
+    fn clock(&self) -> simplestream::Clock {
+        self.0.clock()
+    }
+    fn write_stages(
+        &self,
+        w: &mut simplestream::envelope::StageWriter<'_>,
+    ) -> Result<(), simplestream::CheckpointError> {
+        self.0.write_stages(w)
+    }
+    fn decode_stages(
+        _: Codec,
+        _: &[u8],
+        _: simplestream::Clock,
+    ) -> Result<Self, simplestream::CheckpointError> {
+        Ok(Forgetful(OrderStats::new()))
+    }
+    fn stage_json(&self, stage: &str) -> Option<serde_json::Value> {
+        self.0.stage_json(stage)
+    }
+}
+
+#[test]
+#[should_panic(expected = "differs after crashes at [200]")]
+fn the_helper_detects_a_pipeline_that_forgets_state() {
+    let events = orders(1, 400, 5, 1_000);
+    assert_crash_equivalent::<Forgetful>(&events, CrashPlan::At(vec![200]));
+}
+
+#[test]
+fn the_helper_accepts_the_same_pipeline_when_it_keeps_state() {
+    // The control for the test above: only the lost state makes it fail.
+    let events = orders(1, 400, 5, 1_000);
+    assert_crash_equivalent::<OrderStats>(&events, CrashPlan::At(vec![200]));
+}
+
+#[test]
+#[should_panic(expected = "gives no crash point for 50 events")]
+fn the_helper_refuses_a_plan_that_never_crashes() {
+    let events = orders(1, 50, 5, 1_000);
+    assert_crash_equivalent::<OrderStats>(&events, CrashPlan::EveryK(97));
 }
 
 fn arb_events() -> impl Strategy<Value = Vec<Order>> {

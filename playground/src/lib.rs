@@ -13,6 +13,7 @@
 //! - [`dsl_view`]: a tiny reader of the DSL text for the stage diagram and tables (no
 //!   `syn` in the WASM);
 //! - [`b64`]: base64, how binary checkpoints are stored as text;
+//! - [`prune`]: which checkpoints make room when localStorage is full;
 //! - `local_storage` and `web` (wasm32 only): `LocalStorageStore` (the runtime's
 //!   `CheckpointStore` over `window.localStorage`) and the `#[wasm_bindgen]` API the page
 //!   calls.
@@ -22,6 +23,7 @@ pub mod b64;
 pub mod dsl_view;
 pub mod gallery;
 pub mod lab;
+pub mod prune;
 pub mod source;
 
 #[cfg(target_arch = "wasm32")]

@@ -15,11 +15,10 @@
 //! One `setItem` replaces a value whole or not at all, so a write is atomic. Browsers
 //! allow about 5 MB per origin; when a write fails with `QuotaExceededError`, the store
 //! deletes older checkpoints (never the one `latest.json` points to, nor the one being
-//! written) and retries once. If it still does not fit, the write fails with
+//! written, nor the newest checkpoint that verifies) and retries once. If it still does not fit, the write fails with
 //! [`StoreErrorKind::Full`] and a message saying so; the previous checkpoint and
 //! `latest.json` are untouched, so they stay valid.
 
-use simplestream::coordinator::id_from_name;
 use simplestream::store::{validate_instance, StoreError, StoreErrorKind, StoredEntry};
 use simplestream::{CheckpointStore, Codec};
 use wasm_bindgen::JsCast;
@@ -27,6 +26,7 @@ use web_sys::Storage;
 
 use crate::b64;
 use crate::lab::PlayStore;
+use crate::prune::{self, Checkpoints};
 
 /// Prefix of values stored as base64.
 pub const BASE64_PREFIX: &str = "base64:";
@@ -202,20 +202,9 @@ impl LocalStorageStore {
         v.get("file")?.as_str().map(str::to_string)
     }
 
-    /// Deletes every checkpoint except those in `keep`, oldest first; returns their names.
+    /// Deletes older checkpoints to make room (see [`prune::prune`] for which stay).
     fn prune(&mut self, keep: &[Option<String>]) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .list()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| e.name)
-            .filter(|n| !keep.iter().flatten().any(|k| k == n))
-            .collect();
-        names.sort_by_key(|n| (id_from_name(n), n.clone()));
-        for n in &names {
-            let _ = self.storage.remove_item(&self.key(n));
-        }
-        names
+        prune::prune(self, keep)
     }
 
     /// `setItem`, and on `QuotaExceededError` prune older checkpoints (keeping `keep`)
@@ -260,6 +249,22 @@ impl LocalStorageStore {
             )),
             Err(SetError::Other(d)) => Err(StoreError::new(StoreErrorKind::Other, action, key, d)),
         }
+    }
+}
+
+impl Checkpoints for LocalStorageStore {
+    fn names(&self) -> Vec<String> {
+        self.list()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.name)
+            .collect()
+    }
+    fn read(&self, name: &str) -> Option<Vec<u8>> {
+        self.get(name).ok()
+    }
+    fn remove(&mut self, name: &str) {
+        let _ = self.storage.remove_item(&self.key(name));
     }
 }
 

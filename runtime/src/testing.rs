@@ -135,17 +135,33 @@ fn crash_and_restore<P: Pipeline>(p: P, codec: Codec, id: u64) -> Result<P, Stri
 /// the outputs and final state of an uninterrupted run.
 ///
 /// # Panics
-/// With the first differing output (index, expected, found) or the differing state.
+/// With the first differing output (index, expected, found) or the differing state; and
+/// when `plan` gives no crash point for these events (such a test would prove nothing).
 pub fn assert_crash_equivalent<P: Pipeline>(events: &[P::Event], plan: CrashPlan)
 where
     P::Event: Clone,
     P::Output: PartialEq + Debug,
 {
-    let reference = run_uninterrupted::<P>(events);
     let points = plan.points(events.len());
+    // A plan that crashes nowhere would compare a run with itself and always pass.
+    assert!(
+        !points.is_empty(),
+        "{}: {plan:?} gives no crash point for {} events, so nothing would be tested: use a smaller k or more events",
+        P::NAME,
+        events.len()
+    );
+    let reference = run_uninterrupted::<P>(events);
     for codec in [Codec::Json, Codec::Binary] {
         let crashed = run_with_crashes::<P>(events, &points, codec)
             .unwrap_or_else(|e| panic!("{}: {codec} checkpoint failed: {e}", P::NAME));
+        assert_eq!(
+            crashed.restores,
+            points.len(),
+            "{}: {} restores for {} crash points ({codec})",
+            P::NAME,
+            crashed.restores,
+            points.len()
+        );
         compare(&reference, &crashed, codec, &points);
     }
 }

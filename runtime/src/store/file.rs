@@ -872,10 +872,57 @@ mod tests {
         FileStore::open(tmp.path(), "app", rw()).unwrap();
     }
 
+    /// True when this process runs as root (it owns the files it creates as uid 0).
+    #[cfg(unix)]
+    fn running_as_root() -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let f = tempfile::NamedTempFile::new().unwrap();
+        f.as_file().metadata().unwrap().uid() == 0
+    }
+
+    /// Runs the test `name` of this binary again as user `nobody`, from a copy of the
+    /// binary in a directory that user can read, and fails unless it ran and passed.
+    /// (Root ignores permission bits: a test of them must not run as root.)
+    #[cfg(unix)]
+    fn rerun_as_nobody(name: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        const CHILD: &str = "SIMPLESTREAM_TEST_UNPRIVILEGED";
+        assert!(
+            std::env::var_os(CHILD).is_none(),
+            "setpriv did not drop root privileges"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        let exe = tmp.path().join("test-binary");
+        fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&exe)
+            .args([name, "--exact", "--test-threads=1", "--nocapture"])
+            .env(CHILD, "1")
+            .env("TMPDIR", tmp.path())
+            .output()
+            .unwrap_or_else(|e| panic!("running setpriv (util-linux) to drop root: {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{name} as nobody: {}\n{stdout}\n{stderr}",
+            out.status
+        );
+    }
+
     #[cfg(unix)]
     #[test]
     fn write_into_unwritable_directory_is_denied_and_keeps_the_old_checkpoint() {
         use std::os::unix::fs::PermissionsExt;
+        if running_as_root() {
+            rerun_as_nobody(
+                "store::file::tests::write_into_unwritable_directory_is_denied_and_keeps_the_old_checkpoint",
+            );
+            return;
+        }
         let tmp = tempfile::tempdir().unwrap();
         let mut s = FileStore::open(tmp.path(), "app", rw()).unwrap();
         s.put(A, b"old").unwrap();
@@ -890,12 +937,10 @@ mod tests {
         }
         let _restore = Restore(d.clone());
 
-        let probe = d.join("probe");
-        if fs::write(&probe, b"x").is_ok() {
-            let _ = fs::remove_file(&probe);
-            eprintln!("skipped: permission bits are not enforced (running as root)");
-            return;
-        }
+        assert!(
+            fs::write(d.join("probe"), b"x").is_err(),
+            "a read-only directory took a write: permission bits are not enforced here"
+        );
         let err = s.put(B, b"new").unwrap_err();
         assert_eq!(err.kind, StoreErrorKind::Denied, "{err}");
         let msg = err.to_string();
