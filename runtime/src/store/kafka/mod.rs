@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rskafka::client::error::{Error as KafkaError, ProtocolError};
@@ -13,14 +13,17 @@ use rskafka::client::ClientBuilder;
 use rskafka::record::{Record, RecordAndOffset};
 
 use super::{
-    validate_instance, CheckpointStore, StageSpan, StoreError, StoreErrorKind, StoredEntry,
+    redact_urls, validate_checkpoint_name, validate_instance, CheckpointStore, StageSpan,
+    StoreError, StoreErrorKind, StoredEntry,
 };
 
+mod index;
 mod manifest;
 mod topic;
 mod wire;
 
-use manifest::{hex, parse_manifest, segments};
+use index::Index;
+use manifest::{assemble, hex, parse_manifest, segments, ManifestError, MAX_RECORD_BYTES};
 pub use manifest::{Manifest, Segment, MANIFEST_FORMAT};
 use topic::{create_compacted_topic, parse_brokers, preflight, validate_topic};
 
@@ -53,6 +56,9 @@ pub struct KafkaStoreOptions {
     /// Largest record value (default 512 KiB); bigger segments are cut into several
     /// records.
     pub chunk_bytes: usize,
+    /// For inspection: create no topic (a missing one is [`StoreErrorKind::NotFound`])
+    /// and refuse every write with [`StoreErrorKind::Denied`] (default false).
+    pub read_only: bool,
 }
 
 impl Default for KafkaStoreOptions {
@@ -61,17 +67,9 @@ impl Default for KafkaStoreOptions {
             timeout: Duration::from_secs(5),
             retries: 2,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
+            read_only: false,
         }
     }
-}
-
-/// A manifest as the index knows it.
-#[derive(Debug, Clone)]
-struct Indexed {
-    /// Offset of the manifest record.
-    offset: i64,
-    /// The manifest, or why it does not parse.
-    manifest: Result<Manifest, String>,
 }
 
 /// Counters of what this store did, for measurements.
@@ -209,16 +207,11 @@ pub struct KafkaStore {
     brokers: String,
     topic: String,
     instance: String,
-    /// `{instance}/`.
-    prefix: String,
     writer: String,
     options: KafkaStoreOptions,
     /// Every record below this offset is in the index.
     next_offset: i64,
-    manifests: BTreeMap<String, Indexed>,
-    latest: Option<Vec<u8>>,
-    /// Live segment keys (not tombstoned) of this instance, by checkpoint name.
-    segment_keys: BTreeMap<String, BTreeSet<String>>,
+    index: Index,
     /// Set once another writer was seen: every later write fails with it.
     conflict: Option<StoreError>,
     /// Orphan records (of checkpoints without a manifest) are tombstoned before the first
@@ -235,7 +228,7 @@ impl std::fmt::Debug for KafkaStore {
             .field("location", &self.location())
             .field("writer", &self.writer)
             .field("next_offset", &self.next_offset)
-            .field("checkpoints", &self.manifests.len())
+            .field("checkpoints", &self.index.manifests.len())
             .finish_non_exhaustive()
     }
 }
@@ -278,12 +271,12 @@ impl KafkaStore {
                 why,
             )
         })?;
-        if options.chunk_bytes == 0 {
+        if options.chunk_bytes == 0 || options.chunk_bytes as u64 > MAX_RECORD_BYTES {
             return Err(StoreError::new(
                 StoreErrorKind::Invalid,
                 "opening checkpoints",
                 &location,
-                "chunk_bytes must be at least 1",
+                format!("chunk_bytes must be 1 to {MAX_RECORD_BYTES}"),
             ));
         }
         // Fail fast and clearly when nothing listens, before the client's retries.
@@ -321,6 +314,14 @@ impl KafkaStore {
             .block_on(with_timeout(options.timeout, client.list_topics()))
             .map_err(|e| unavailable("listing topics", e))?;
         if !topics.iter().any(|t| t.name == topic) {
+            if options.read_only {
+                return Err(StoreError::new(
+                    StoreErrorKind::NotFound,
+                    "opening checkpoints (read-only)",
+                    &location,
+                    format!("there is no topic `{topic}` on the brokers (nothing was created)"),
+                ));
+            }
             create_compacted_topic(&list, topic, options.timeout)
                 .map_err(|(kind, why)| StoreError::new(kind, "creating topic", &location, why))?;
         } else if let Ok(Some(policy)) =
@@ -352,13 +353,10 @@ impl KafkaStore {
             brokers: brokers.to_string(),
             topic: topic.to_string(),
             instance: instance.to_string(),
-            prefix: format!("{instance}/"),
             writer: writer_id(),
             options,
             next_offset: 0,
-            manifests: BTreeMap::new(),
-            latest: None,
-            segment_keys: BTreeMap::new(),
+            index: Index::new(instance),
             conflict: None,
             swept: false,
             fail_before_manifest: false,
@@ -407,25 +405,15 @@ impl KafkaStore {
     /// The manifest of checkpoint `name` as indexed (`None` if there is none, or if it
     /// does not parse).
     pub fn manifest(&self, name: &str) -> Option<&Manifest> {
-        self.manifests.get(name)?.manifest.as_ref().ok()
+        self.index.manifest(name)
     }
 
-    /// Keys of records of this instance that no manifest lists (left by a write that
-    /// failed or crashed before its manifest); the next write tombstones them.
+    /// Keys of records of this instance that belong to no checkpoint (left by a write
+    /// that failed or crashed before its manifest); the next write tombstones them.
+    /// Records of a checkpoint whose manifest is corrupt or in a layout this build does
+    /// not know are never orphans.
     pub fn orphan_keys(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for (name, keys) in &self.segment_keys {
-            let listed: BTreeSet<&str> = match self.manifest(name) {
-                Some(m) => m.segments.iter().map(|s| s.key.as_str()).collect(),
-                None => BTreeSet::new(),
-            };
-            out.extend(
-                keys.iter()
-                    .filter(|k| !listed.contains(k.as_str()))
-                    .cloned(),
-            );
-        }
-        out
+        self.index.orphan_keys()
     }
 
     /// The topic's `cleanup.policy` as the broker reports it (`None` if it does not say).
@@ -597,16 +585,12 @@ impl KafkaStore {
         offset: i64,
         check_writers: bool,
     ) -> Result<(), StoreError> {
-        let Some(key) = record
-            .key
-            .as_deref()
-            .and_then(|k| std::str::from_utf8(k).ok())
-        else {
+        let Some(key) = record.key.as_deref() else {
             return Ok(());
         };
-        let Some(rest) = key.strip_prefix(&self.prefix) else {
+        if !self.index.owns(key) || std::str::from_utf8(key).is_err() {
             return Ok(());
-        };
+        }
         if check_writers {
             let writer = record
                 .headers
@@ -630,30 +614,7 @@ impl KafkaStore {
                 return Err(err);
             }
         }
-        if rest == LATEST_KEY {
-            self.latest = record.value.clone();
-        } else if let Some((name, _)) = rest.split_once('/') {
-            let keys = self.segment_keys.entry(name.to_string()).or_default();
-            if record.value.is_some() {
-                keys.insert(key.to_string());
-            } else {
-                keys.remove(key);
-                if keys.is_empty() {
-                    self.segment_keys.remove(name);
-                }
-            }
-        } else {
-            match &record.value {
-                None => {
-                    self.manifests.remove(rest);
-                }
-                Some(v) => {
-                    let manifest = parse_manifest(v, rest);
-                    self.manifests
-                        .insert(rest.to_string(), Indexed { offset, manifest });
-                }
-            }
-        }
+        self.index.apply(Some(key), record.value.as_deref(), offset);
         Ok(())
     }
 
@@ -684,6 +645,7 @@ impl KafkaStore {
     /// Produces `records` in order (in batches under ~1 MB), after checking that no
     /// other writer wrote this instance; returns their offsets and updates the index.
     fn write(&mut self, records: Vec<Record>, action: &str) -> Result<Vec<i64>, StoreError> {
+        self.deny_read_only(action)?;
         if let Some(e) = &self.conflict {
             return Err(e.clone());
         }
@@ -756,32 +718,29 @@ impl KafkaStore {
         Ok(())
     }
 
-    fn invalid_name(&self, name: &str) -> Option<StoreError> {
-        let why = if name.is_empty() {
-            "it is empty"
-        } else if name.contains('/') {
-            "it contains `/`"
-        } else if name == LATEST_KEY {
-            "`latest` is the latest record's key"
-        } else {
-            return None;
-        };
-        Some(StoreError::new(
-            StoreErrorKind::Invalid,
-            "checking checkpoint name",
-            format!("{name:?}"),
-            why,
-        ))
+    fn deny_read_only(&self, action: &str) -> Result<(), StoreError> {
+        if self.options.read_only {
+            return Err(StoreError::new(
+                StoreErrorKind::Denied,
+                action,
+                self.location(),
+                "the store was opened read-only (for inspection)",
+            ));
+        }
+        Ok(())
     }
 
     fn key(&self, rest: &str) -> String {
-        format!("{}{rest}", self.prefix)
+        format!("{}{rest}", self.index.prefix())
     }
 }
 
 impl CheckpointStore for KafkaStore {
     fn location(&self) -> String {
-        format!("kafka://{}/{}/{}", self.brokers, self.topic, self.instance)
+        redact_urls(&format!(
+            "kafka://{}/{}/{}",
+            self.brokers, self.topic, self.instance
+        ))
     }
 
     fn put(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
@@ -794,10 +753,9 @@ impl CheckpointStore for KafkaStore {
         bytes: &[u8],
         stages: &[StageSpan],
     ) -> Result<(), StoreError> {
-        if let Some(e) = self.invalid_name(name) {
-            return Err(e);
-        }
         let action = "writing checkpoint";
+        validate_checkpoint_name(name, action, self.location())?;
+        self.deny_read_only(action)?;
         let pieces = segments(bytes.len(), stages, self.options.chunk_bytes)
             .map_err(|why| StoreError::new(StoreErrorKind::Invalid, action, self.key(name), why))?;
         self.sweep(action)?;
@@ -848,8 +806,9 @@ impl CheckpointStore for KafkaStore {
     }
 
     fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        validate_checkpoint_name(name, "reading checkpoint", self.location())?;
         let key = self.key(name);
-        let Some(entry) = self.manifests.get(name) else {
+        let Some(entry) = self.index.manifests.get(name) else {
             return Err(StoreError::new(
                 StoreErrorKind::NotFound,
                 "reading checkpoint",
@@ -867,9 +826,15 @@ impl CheckpointStore for KafkaStore {
         };
         let m = match &entry.manifest {
             Ok(m) => m,
-            Err(why) => {
+            Err(ManifestError::Corrupt(why)) => {
                 return bad(format!(
                     "its manifest record {key} at offset {} is corrupt: {why}",
+                    entry.offset
+                ))
+            }
+            Err(ManifestError::UnknownVersion(why)) => {
+                return bad(format!(
+                    "its manifest record {key} at offset {}: {why}; left alone",
                     entry.offset
                 ))
             }
@@ -889,6 +854,7 @@ impl CheckpointStore for KafkaStore {
         let mut found: HashSet<i64> = HashSet::new();
         let mut next = wanted.keys().next().copied();
         while let Some(off) = next {
+            // Bounded by the manifest's check (MAX_RECORD_BYTES).
             let need = wanted[&off].1.map_or(0, |i| m.segments[i].len as usize);
             let (records, _) = self.fetch(off, need, "reading checkpoint")?;
             if records.first().map(|r| r.offset) != Some(off) {
@@ -917,7 +883,7 @@ impl CheckpointStore for KafkaStore {
                 };
                 match seg {
                     None => {
-                        if parse_manifest(&value, name).as_ref() != Ok(m) {
+                        if parse_manifest(&value, self.index.prefix(), name).as_ref() != Ok(m) {
                             return bad(format!(
                                 "its manifest record {want_key} at offset {} changed since it was indexed",
                                 r.offset
@@ -944,55 +910,24 @@ impl CheckpointStore for KafkaStore {
             }
             next = wanted.keys().find(|o| !found.contains(o)).copied();
         }
-        let mut out = Vec::with_capacity(m.size as usize);
-        for (s, v) in m.segments.iter().zip(values) {
-            if out.len() as u64 != s.start {
-                return bad(format!("its manifest is inconsistent at record {}", s.key));
-            }
-            out.extend_from_slice(&v.unwrap_or_default());
-        }
-        let crc = hex(crc32fast::hash(&out));
-        if out.len() as u64 != m.size || crc != m.crc32 {
-            return bad(format!(
-                "its records add up to {} bytes with crc32 {crc}, the manifest says {} bytes with crc32 {}",
-                out.len(),
-                m.size,
-                m.crc32
-            ));
-        }
-        Ok(out)
+        assemble(m, values.into_iter().flatten().collect()).or_else(bad)
     }
 
     fn list(&self) -> Result<Vec<StoredEntry>, StoreError> {
-        Ok(self
-            .manifests
-            .iter()
-            .map(|(name, e)| StoredEntry {
-                name: name.clone(),
-                size: e.manifest.as_ref().map_or(0, |m| m.size),
-            })
-            .collect())
+        Ok(self.index.list())
     }
 
     fn delete(&mut self, name: &str) -> Result<(), StoreError> {
-        if let Some(e) = self.invalid_name(name) {
-            return Err(e);
+        validate_checkpoint_name(name, "deleting checkpoint", self.location())?;
+        if self.index.is_foreign(name) {
+            return Err(StoreError::new(
+                StoreErrorKind::Invalid,
+                "deleting checkpoint",
+                self.key(name),
+                "its manifest is in a layout a newer version wrote; it is left alone",
+            ));
         }
-        let mut keys = Vec::new();
-        if self.manifests.contains_key(name) {
-            keys.push(self.key(name));
-        }
-        let mut seen = BTreeSet::new();
-        if let Some(m) = self.manifest(name) {
-            for s in &m.segments {
-                if seen.insert(s.key.clone()) {
-                    keys.push(s.key.clone());
-                }
-            }
-        }
-        if let Some(loose) = self.segment_keys.get(name) {
-            keys.extend(loose.iter().filter(|k| !seen.contains(*k)).cloned());
-        }
+        let keys = self.index.keys_of(name);
         if keys.is_empty() {
             return Ok(());
         }
@@ -1009,13 +944,17 @@ impl CheckpointStore for KafkaStore {
     }
 
     fn get_latest(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.latest.clone())
+        Ok(self.index.latest.clone())
+    }
+
+    fn left_alone(&self) -> Vec<String> {
+        self.index.left_alone()
     }
 }
 
 impl KafkaStore {
     fn location_base(&self) -> String {
-        format!("kafka://{}/{}", self.brokers, self.topic)
+        redact_urls(&format!("kafka://{}/{}", self.brokers, self.topic))
     }
 }
 

@@ -44,6 +44,10 @@ pub(super) fn parse_brokers(brokers: &str) -> Result<Vec<String>, String> {
     if list.is_empty() {
         return Err("no broker given: use host:port, several separated by commas".into());
     }
+    if brokers.contains('@') {
+        // Never echoed: what precedes `@` is a credential.
+        return Err("credentials in the broker list are not supported: this client connects without SASL or TLS".into());
+    }
     for b in &list {
         match b.rsplit_once(':') {
             Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
