@@ -544,6 +544,120 @@ fn corrupt_records_are_refused_and_recovery_falls_back() {
     );
 }
 
+/// A manifest in a layout a newer version wrote is left alone: not listed, reported, its
+/// records never tombstoned by the next writer's sweep, and `delete` refuses it. A
+/// manifest that lists another instance's record never gets that record deleted. A
+/// manifest claiming a huge size is corrupt, not an allocation.
+#[test]
+fn odd_manifests_are_left_alone_or_refused_never_trusted() {
+    let Some(server) = servers::tansu() else {
+        return;
+    };
+    let addr = server.addr();
+    const OURS: &str = "checkpoint_20241201_140000_000-000001.json";
+    const NEWER: &str = "checkpoint_20241201_140005_000-000005.json";
+    const POINTS_AWAY: &str = "checkpoint_20241201_140006_000-000006.json";
+    const HUGE: &str = "checkpoint_20241201_140007_000-000007.json";
+    let mut first = open(&addr);
+    first.put(OURS, b"ours").unwrap();
+    drop(first);
+
+    let raw = Raw::new(&addr, TOPIC);
+    let newer_keys = [
+        format!("{INSTANCE}/{NEWER}/_envelope/0"),
+        format!("{INSTANCE}/{NEWER}/customer_stats/0"),
+    ];
+    for k in &newer_keys {
+        raw.produce(k, Some(b"v2 bytes".to_vec()), Some("newer-build"));
+    }
+    raw.produce(
+        &format!("{INSTANCE}/{NEWER}"),
+        Some(br#"{"format":"simplestream-kafka-manifest","version":2,"chunks":[0,1]}"#.to_vec()),
+        Some("newer-build"),
+    );
+    let theirs = format!("other-instance/{POINTS_AWAY}/_envelope/0");
+    let at = raw.produce(&theirs, Some(b"theirs".to_vec()), Some("other"));
+    let away = Manifest {
+        format: "simplestream-kafka-manifest".into(),
+        version: 1,
+        checkpoint: POINTS_AWAY.into(),
+        size: 6,
+        crc32: format!("{:08x}", crc32fast::hash(b"theirs")),
+        writer: "odd".into(),
+        segments: vec![simplestream::store::Segment {
+            key: theirs.clone(),
+            label: "_envelope".into(),
+            offset: at,
+            start: 0,
+            len: 6,
+            crc32: format!("{:08x}", crc32fast::hash(b"theirs")),
+        }],
+    };
+    raw.produce(
+        &format!("{INSTANCE}/{POINTS_AWAY}"),
+        Some(serde_json::to_vec(&away).unwrap()),
+        Some("odd"),
+    );
+
+    let huge_key = format!("{INSTANCE}/{HUGE}/_envelope/0");
+    let at = raw.produce(&huge_key, Some(b"tiny".to_vec()), Some("odd"));
+    let mut huge = away.clone();
+    huge.checkpoint = HUGE.into();
+    huge.size = 1 << 62;
+    huge.segments[0].key = huge_key;
+    huge.segments[0].offset = at;
+    huge.segments[0].len = 1 << 62;
+    raw.produce(
+        &format!("{INSTANCE}/{HUGE}"),
+        Some(serde_json::to_vec(&huge).unwrap()),
+        Some("odd"),
+    );
+
+    let mut s = open(&addr);
+    assert_eq!(
+        names(&s),
+        vec![OURS.to_string(), POINTS_AWAY.to_string(), HUGE.to_string()]
+    );
+    let e = s.get(HUGE).unwrap_err().to_string();
+    assert!(
+        e.contains("corrupt") && e.contains("more than any record"),
+        "{e}"
+    );
+    let notes = s.left_alone();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains(NEWER) && notes[0].contains("version 2"),
+        "{notes:?}"
+    );
+    assert!(s.orphan_keys().is_empty(), "{:?}", s.orphan_keys());
+    let e = s.get(NEWER).unwrap_err();
+    assert!(e.to_string().contains("version 2"), "{e}");
+    assert!(s
+        .get(POINTS_AWAY)
+        .unwrap_err()
+        .to_string()
+        .contains("other-instance"));
+    // A write (which sweeps orphans first), deleting both odd checkpoints, more writes.
+    s.put("checkpoint_20241201_140010_000-000010.json", b"new")
+        .unwrap();
+    assert_eq!(s.delete(NEWER).unwrap_err().kind, StoreErrorKind::Invalid);
+    s.delete(POINTS_AWAY).unwrap();
+    s.put_latest(b"{}").unwrap();
+
+    let records = raw.records();
+    let tombstoned = |key: &str| records.iter().any(|r| r.key == key && r.value.is_none());
+    for k in newer_keys
+        .iter()
+        .chain([&format!("{INSTANCE}/{NEWER}"), &theirs])
+    {
+        assert!(!tombstoned(k), "{k} was tombstoned");
+    }
+    assert!(tombstoned(&format!("{INSTANCE}/{POINTS_AWAY}")));
+    let reopened = open(&addr);
+    assert_eq!(reopened.left_alone().len(), 1);
+    assert_eq!(reopened.get(OURS).unwrap(), b"ours");
+}
+
 /// Two processes writing one instance: the one that finds the other's records refuses
 /// to write (Conflict), and keeps refusing; another instance on the same topic is fine.
 #[test]

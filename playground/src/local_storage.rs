@@ -19,7 +19,9 @@
 //! [`StoreErrorKind::Full`] and a message saying so; the previous checkpoint and
 //! `latest.json` are untouched, so they stay valid.
 
-use simplestream::store::{validate_instance, StoreError, StoreErrorKind, StoredEntry};
+use simplestream::store::{
+    validate_checkpoint_name, validate_instance, StoreError, StoreErrorKind, StoredEntry,
+};
 use simplestream::{CheckpointStore, Codec};
 use wasm_bindgen::JsCast;
 use web_sys::Storage;
@@ -164,26 +166,7 @@ impl LocalStorageStore {
     }
 
     fn check_name(&self, action: &str, name: &str) -> Result<(), StoreError> {
-        let why = if name.is_empty() {
-            Some("it is empty")
-        } else if name.contains('/') {
-            Some("it contains `/`")
-        } else if name == LATEST {
-            Some("`latest.json` is the latest record, not a checkpoint")
-        } else if name.chars().any(char::is_control) {
-            Some("it contains a control character")
-        } else {
-            None
-        };
-        match why {
-            Some(why) => Err(StoreError::new(
-                StoreErrorKind::Invalid,
-                action,
-                self.key(name),
-                format!("not a valid checkpoint name: {why}"),
-            )),
-            None => Ok(()),
-        }
+        validate_checkpoint_name(name, action, self.prefix())
     }
 
     fn set(&self, key: &str, value: &str) -> Result<(), SetError> {

@@ -8,7 +8,7 @@ use clap::Subcommand;
 use crate::coordinator::{Coordinator, CoordinatorConfig};
 use crate::envelope::{self, Codec};
 use crate::pipeline::Pipeline;
-use crate::store::{CheckpointStore, StoreErrorKind, StoreUrl};
+use crate::store::{redact_urls, CheckpointStore, StoreErrorKind, StoreUrl};
 use crate::time::iso_utc;
 
 /// Checkpoint tools.
@@ -51,7 +51,10 @@ fn open(dir: &str, instance: &str) -> Result<Coordinator<Box<dyn CheckpointStore
     let url = StoreUrl::parse(dir).map_err(|e| e.to_string())?;
     let store = url.open(instance, true).map_err(|e| {
         if e.kind == StoreErrorKind::NotFound {
-            format!("no checkpoints for instance `{instance}` in {dir} ({e})")
+            format!(
+                "no checkpoints for instance `{instance}` in {} ({e})",
+                redact_urls(dir)
+            )
         } else {
             e.to_string()
         }
@@ -77,6 +80,9 @@ pub fn run<P: Pipeline>(cmd: CheckpointsCommand) -> ExitCode {
 
 fn list(dir: &str, instance: &str) -> Result<(), String> {
     let c = open(dir, instance)?;
+    for note in c.store().left_alone() {
+        println!("note: {note}");
+    }
     let all = c.inspect().map_err(|e| e.to_string())?;
     if all.is_empty() {
         println!("no checkpoints in {}", c.store().location());

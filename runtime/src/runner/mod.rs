@@ -487,6 +487,9 @@ where
         codec: args.codec,
         keep: args.keep as usize,
     };
+    for note in store.left_alone() {
+        warn!("{note}");
+    }
     let mut coord = Coordinator::new(store, config);
     let (pipeline, positions) = if args.from_scratch {
         let n = coord.store().list().map(|l| l.len()).unwrap_or(0);

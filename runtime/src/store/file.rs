@@ -4,7 +4,10 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::{validate_instance, CheckpointStore, StoreError, StoreErrorKind, StoredEntry};
+use super::{
+    validate_checkpoint_name, validate_instance, CheckpointStore, StoreError, StoreErrorKind,
+    StoredEntry,
+};
 
 /// File name of the `latest` record inside the instance directory.
 const LATEST: &str = "latest.json";
@@ -287,34 +290,8 @@ impl FileStore {
         Ok(())
     }
 
-    /// Checks a checkpoint name: a plain file name in the instance directory.
     fn check_name(&self, action: &str, name: &str) -> Result<(), StoreError> {
-        let why = if name.is_empty() {
-            Some("it is empty")
-        } else if name.contains(['/', '\\']) {
-            Some("it contains a path separator")
-        } else if name.contains("..") {
-            Some("it contains `..`")
-        } else if name.starts_with('.') {
-            Some("it starts with `.`")
-        } else if name == LATEST {
-            Some("`latest.json` is the latest record, not a checkpoint")
-        } else if name.ends_with(TMP_SUFFIX) {
-            Some("names ending in `.tmp` are temporary files")
-        } else if name.chars().any(char::is_control) {
-            Some("it contains a control character")
-        } else {
-            None
-        };
-        match why {
-            Some(why) => Err(StoreError::new(
-                StoreErrorKind::Invalid,
-                action,
-                format!("{name:?} in {}", self.location()),
-                format!("not a valid checkpoint name: {why}"),
-            )),
-            None => Ok(()),
-        }
+        validate_checkpoint_name(name, action, self.location())
     }
 
     /// Writes `name` durably and atomically: temporary file, fsync, rename, fsync of the

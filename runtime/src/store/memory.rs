@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use super::{CheckpointStore, StoreError, StoreErrorKind, StoredEntry};
+use super::{validate_checkpoint_name, CheckpointStore, StoreError, StoreErrorKind, StoredEntry};
 
 /// Checkpoints in memory: for tests, and for programs that only need to survive a
 /// restart of a pipeline inside one process.
@@ -32,10 +32,12 @@ impl CheckpointStore for MemoryStore {
         "memory".into()
     }
     fn put(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        validate_checkpoint_name(name, "writing checkpoint", "memory")?;
         self.files.insert(name.to_string(), bytes.to_vec());
         Ok(())
     }
     fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        validate_checkpoint_name(name, "reading checkpoint", "memory")?;
         self.files.get(name).cloned().ok_or_else(|| {
             StoreError::new(
                 StoreErrorKind::NotFound,
@@ -56,6 +58,7 @@ impl CheckpointStore for MemoryStore {
             .collect())
     }
     fn delete(&mut self, name: &str) -> Result<(), StoreError> {
+        validate_checkpoint_name(name, "deleting checkpoint", "memory")?;
         self.files.remove(name);
         Ok(())
     }

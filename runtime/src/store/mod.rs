@@ -76,6 +76,11 @@ pub trait CheckpointStore {
     fn put_latest(&mut self, bytes: &[u8]) -> Result<(), StoreError>;
     /// Reads the `latest` record, `None` if there is none.
     fn get_latest(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Checkpoints this store found but leaves alone (written in a layout a newer
+    /// version uses), one message each: they are in no listing and never deleted.
+    fn left_alone(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 impl<S: CheckpointStore + ?Sized> CheckpointStore for Box<S> {
@@ -107,6 +112,9 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for Box<S> {
     }
     fn get_latest(&self) -> Result<Option<Vec<u8>>, StoreError> {
         (**self).get_latest()
+    }
+    fn left_alone(&self) -> Vec<String> {
+        (**self).left_alone()
     }
 }
 
@@ -156,8 +164,8 @@ impl StoreError {
         StoreError {
             kind,
             action: action.into(),
-            location: location.into(),
-            detail: detail.into(),
+            location: redact_urls(&location.into()),
+            detail: redact_urls(&detail.into()),
         }
     }
 
@@ -181,6 +189,57 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+/// `text` with the credentials and query strings of the URLs in it replaced by `***`,
+/// for messages and logs: `kafka://user:secret@host:9092/t` becomes
+/// `kafka://***@host:9092/t`, `s3://b/p?token=x` becomes `s3://b/p?***`.
+///
+/// ```
+/// use simplestream_runtime::store::redact_urls;
+/// assert_eq!(redact_urls("at kafka://u:pw@h:1,v:pw2@g:2/t: refused"), "at kafka://***@h:1,***@g:2/t: refused");
+/// assert_eq!(redact_urls("s3://b/p?sig=abc&x=1 failed"), "s3://b/p?*** failed");
+/// assert_eq!(redact_urls("/plain/path?x"), "/plain/path?x");
+/// ```
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        let end = rest.find(url_end).unwrap_or(rest.len());
+        let (url, after) = rest.split_at(end);
+        let (authority, path) = url.split_at(url.find('/').unwrap_or(url.len()));
+        let hosts: Vec<&str> = authority
+            .split(',')
+            .map(|h| h.rsplit_once('@').map_or(h, |(_, host)| host))
+            .collect();
+        let redacted = authority.split(',').map(|h| h.contains('@'));
+        for (n, (host, had_user)) in hosts.iter().zip(redacted).enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            if had_user {
+                out.push_str("***@");
+            }
+            out.push_str(host);
+        }
+        match path.split_once('?') {
+            Some((p, _)) => {
+                out.push_str(p);
+                out.push_str("?***");
+            }
+            None => out.push_str(path),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where a URL ends inside a message.
+fn url_end(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>' | ')' | ']')
+}
 
 /// Checks an instance name: it becomes a directory or key prefix, so it must not escape.
 ///
@@ -218,6 +277,51 @@ pub fn validate_instance(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Checks a checkpoint name for every store: it becomes a file name, an object key or a
+/// Kafka key segment, so it must be one plain component that names no store record.
+/// `action` and `location` go into the error.
+///
+/// ```
+/// use simplestream_runtime::store::validate_checkpoint_name;
+/// assert!(validate_checkpoint_name("checkpoint_20241201_140000_123-000042.json", "writing", "x").is_ok());
+/// for bad in ["", "a/b", "a\\b", "..", ".hidden", "latest", "latest.json", "x.tmp", "a\nb"] {
+///     assert!(validate_checkpoint_name(bad, "writing", "x").is_err(), "{bad:?}");
+/// }
+/// ```
+pub fn validate_checkpoint_name(
+    name: &str,
+    action: &str,
+    location: impl fmt::Display,
+) -> Result<(), StoreError> {
+    let why = if name.is_empty() {
+        "it is empty"
+    } else if name.len() > MAX_NAME_BYTES {
+        "it is longer than 200 bytes"
+    } else if name.contains(['/', '\\']) {
+        "it contains a path separator"
+    } else if name.starts_with('.') {
+        "it starts with `.`"
+    } else if name == "latest" || name == "latest.json" {
+        "`latest` is the latest record, not a checkpoint"
+    } else if name.ends_with(".tmp") {
+        "names ending in `.tmp` are temporary files"
+    } else if name.chars().any(char::is_control) {
+        "it contains a control character"
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::new(
+        StoreErrorKind::Invalid,
+        action,
+        format!("{name:?} in {location}"),
+        format!("not a valid checkpoint name: {why}"),
+    ))
+}
+
+/// Longest checkpoint name: a file name on every common file system, with room for the
+/// file store's temporary prefix and suffix.
+const MAX_NAME_BYTES: usize = 200;
+
 /// Where checkpoints go, as given to `--checkpoint-store`.
 ///
 /// ```
@@ -248,6 +352,19 @@ pub enum StoreUrl {
     },
 }
 
+impl fmt::Display for StoreUrl {
+    /// The URL for messages, credentials and query strings redacted.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreUrl::File(p) => write!(f, "{}", p.display()),
+            StoreUrl::Object(url) => f.write_str(&redact_urls(url)),
+            StoreUrl::Kafka { brokers, topic } => {
+                f.write_str(&redact_urls(&format!("kafka://{brokers}/{topic}")))
+            }
+        }
+    }
+}
+
 impl StoreUrl {
     /// Parses a store URL (a string without `scheme://` is a file path).
     pub fn parse(s: &str) -> Result<StoreUrl, StoreError> {
@@ -274,6 +391,9 @@ impl StoreUrl {
             }
             "kafka" => {
                 let (brokers, topic) = rest.split_once('/').unwrap_or((rest, ""));
+                if brokers.contains('@') {
+                    return Err(bad("credentials in a kafka:// URL are not supported: this client connects without SASL or TLS; use kafka://host:port/topic".into()));
+                }
                 let topic = topic.trim_end_matches('/');
                 if brokers.is_empty() || topic.is_empty() || topic.contains('/') {
                     return Err(bad("use kafka://host:port/topic (e.g. kafka://127.0.0.1:9092/app-checkpoints)".into()));
@@ -296,7 +416,8 @@ impl StoreUrl {
     }
 
     /// Opens the checkpoints of `instance` here (file stores take the lock, unless
-    /// `read_only`). Remote stores check at once that they can be reached.
+    /// `read_only`). Remote stores check at once that they can be reached. A read-only
+    /// store creates nothing (no directory, topic or object) and refuses every write.
     #[cfg(feature = "native")]
     pub fn open(
         &self,
@@ -310,16 +431,23 @@ impl StoreUrl {
                 FileStoreOptions { read_only },
             )?)),
             #[cfg(feature = "object-store")]
-            StoreUrl::Object(url) => Ok(Box::new(ObjectStoreBackend::open(url, instance)?)),
+            StoreUrl::Object(url) => {
+                let store = ObjectStoreBackend::open(url, instance)?;
+                Ok(Box::new(if read_only { store.into_read_only() } else { store }))
+            }
             #[cfg(feature = "kafka")]
             StoreUrl::Kafka { brokers, topic } => {
-                Ok(Box::new(KafkaStore::open(brokers, topic, instance)?))
+                let options = KafkaStoreOptions {
+                    read_only,
+                    ..KafkaStoreOptions::default()
+                };
+                Ok(Box::new(KafkaStore::open_with(brokers, topic, instance, options)?))
             }
             #[allow(unreachable_patterns)]
             other => Err(StoreError::new(
                 StoreErrorKind::Invalid,
                 "opening checkpoint store",
-                format!("{other:?}"),
+                other.to_string(),
                 "this build has no support for it (enable the `object-store` or `kafka` feature of simplestream)",
             )),
         }

@@ -28,7 +28,10 @@ use object_store::{
     UpdateVersion,
 };
 
-use super::{validate_instance, CheckpointStore, StoreError, StoreErrorKind, StoredEntry};
+use super::{
+    validate_checkpoint_name, validate_instance, CheckpointStore, StoreError, StoreErrorKind,
+    StoredEntry,
+};
 
 /// How long a request is retried before the error is reported.
 pub const RETRY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -63,6 +66,8 @@ pub struct ObjectStoreBackend {
     latest_version: Option<UpdateVersion>,
     /// Set once another writer was detected: every later write fails.
     fenced: bool,
+    /// Opened for inspection: every write fails.
+    read_only: bool,
     /// The bytes this store last wrote to `latest.json` (to recognise its own write when
     /// a retried request already succeeded).
     latest_written: Option<Vec<u8>>,
@@ -161,6 +166,7 @@ impl ObjectStoreBackend {
             latest_version: None,
             latest_written: None,
             fenced: false,
+            read_only: false,
         };
         // One request now, so a bad bucket, endpoint or credential is reported at start
         // and not at the first checkpoint.
@@ -235,11 +241,26 @@ impl ObjectStoreBackend {
             .block_on(async move { store.put_opts(&path, payload, opts).await })
     }
 
-    fn get_bytes(&self, path: &Path) -> Result<(Vec<u8>, UpdateVersion), object_store::Error> {
+    /// Reads an object of at most `limit` bytes (a bigger one is an error, not read).
+    fn get_bytes(
+        &self,
+        path: &Path,
+        limit: u64,
+    ) -> Result<(Vec<u8>, UpdateVersion), object_store::Error> {
         let store = Arc::clone(&self.store);
         let path = path.clone();
         self.rt.block_on(async move {
             let r = store.get(&path).await?;
+            if r.meta.size > limit {
+                return Err(object_store::Error::Generic {
+                    store: "simplestream",
+                    source: format!(
+                        "{} is {} bytes, more than the {limit} it may hold",
+                        r.meta.location, r.meta.size
+                    )
+                    .into(),
+                });
+            }
             let version = UpdateVersion {
                 e_tag: r.meta.e_tag.clone(),
                 version: r.meta.version.clone(),
@@ -250,14 +271,28 @@ impl ObjectStoreBackend {
 
     /// Reads `latest.json` and its version.
     fn read_latest(&self) -> Result<(Option<Vec<u8>>, Option<UpdateVersion>), StoreError> {
-        match self.get_bytes(&self.path(LATEST)) {
+        match self.get_bytes(&self.path(LATEST), MAX_LATEST_BYTES) {
             Ok((bytes, v)) => Ok((Some(bytes), Some(v))),
             Err(object_store::Error::NotFound { .. }) => Ok((None, None)),
             Err(e) => Err(self.err("reading", LATEST, &e)),
         }
     }
 
+    /// This store, refusing every write with [`StoreErrorKind::Denied`] (for inspection).
+    pub fn into_read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
     fn check_fenced(&self, action: &str) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::new(
+                StoreErrorKind::Denied,
+                action,
+                &self.location,
+                "the store was opened read-only (for inspection)",
+            ));
+        }
         if self.fenced {
             return Err(StoreError::new(
                 StoreErrorKind::Conflict,
@@ -271,6 +306,8 @@ impl ObjectStoreBackend {
 }
 
 const LATEST: &str = "latest.json";
+/// Largest `latest.json` read: the record is a few hundred bytes.
+const MAX_LATEST_BYTES: u64 = 1 << 20;
 
 impl CheckpointStore for ObjectStoreBackend {
     fn location(&self) -> String {
@@ -278,6 +315,7 @@ impl CheckpointStore for ObjectStoreBackend {
     }
 
     fn put(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        validate_checkpoint_name(name, "writing checkpoint", &self.location)?;
         self.check_fenced("writing checkpoint to")?;
         let path = self.path(name);
         match self.put_opts(&path, bytes, PutMode::Create) {
@@ -285,7 +323,7 @@ impl CheckpointStore for ObjectStoreBackend {
             Err(e @ object_store::Error::AlreadyExists { .. }) => {
                 // A retried request may have succeeded the first time: then the object
                 // holds exactly these bytes and all is well.
-                match self.get_bytes(&path) {
+                match self.get_bytes(&path, bytes.len() as u64) {
                     Ok((existing, _)) if existing == bytes => Ok(()),
                     _ => Err(StoreError {
                         detail: format!(
@@ -301,7 +339,8 @@ impl CheckpointStore for ObjectStoreBackend {
     }
 
     fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
-        self.get_bytes(&self.path(name))
+        validate_checkpoint_name(name, "reading checkpoint", &self.location)?;
+        self.get_bytes(&self.path(name), u64::MAX)
             .map(|(b, _)| b)
             .map_err(|e| self.err("reading checkpoint", name, &e))
     }
@@ -311,6 +350,7 @@ impl CheckpointStore for ObjectStoreBackend {
     }
 
     fn delete(&mut self, name: &str) -> Result<(), StoreError> {
+        validate_checkpoint_name(name, "deleting checkpoint", &self.location)?;
         self.check_fenced("deleting checkpoint in")?;
         let store = Arc::clone(&self.store);
         let path = self.path(name);

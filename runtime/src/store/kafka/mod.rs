@@ -4,29 +4,33 @@
 #![forbid(unsafe_code)]
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::ops::Range;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rskafka::client::error::{Error as KafkaError, ProtocolError};
 use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::ClientBuilder;
 use rskafka::record::{Record, RecordAndOffset};
-use serde::{Deserialize, Serialize};
 
 use super::{
-    validate_instance, CheckpointStore, StageSpan, StoreError, StoreErrorKind, StoredEntry,
+    redact_urls, validate_checkpoint_name, validate_instance, CheckpointStore, StageSpan,
+    StoreError, StoreErrorKind, StoredEntry,
 };
+
+mod index;
+mod manifest;
+mod topic;
+mod wire;
+
+use index::Index;
+use manifest::{assemble, hex, parse_manifest, segments, ManifestError, MAX_RECORD_BYTES};
+pub use manifest::{Manifest, Segment, MANIFEST_FORMAT};
+use topic::{create_compacted_topic, parse_brokers, preflight, validate_topic};
 
 /// The topic of the article's example.
 pub const DEFAULT_TOPIC: &str = "app-checkpoints";
 /// Name of the header that tells which writer wrote a record.
 pub const WRITER_HEADER: &str = "simplestream-writer";
-/// Value of the manifest's `format` field.
-pub const MANIFEST_FORMAT: &str = "simplestream-kafka-manifest";
-/// Label of the envelope parts (everything outside the stages).
-pub const ENVELOPE_LABEL: &str = "_envelope";
 /// Key suffix of the `latest` record.
 const LATEST_KEY: &str = "latest";
 /// Largest record value (Kafka's default `message.max.bytes` is about 1 MB).
@@ -52,6 +56,9 @@ pub struct KafkaStoreOptions {
     /// Largest record value (default 512 KiB); bigger segments are cut into several
     /// records.
     pub chunk_bytes: usize,
+    /// For inspection: create no topic (a missing one is [`StoreErrorKind::NotFound`])
+    /// and refuse every write with [`StoreErrorKind::Denied`] (default false).
+    pub read_only: bool,
 }
 
 impl Default for KafkaStoreOptions {
@@ -60,53 +67,9 @@ impl Default for KafkaStoreOptions {
             timeout: Duration::from_secs(5),
             retries: 2,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
+            read_only: false,
         }
     }
-}
-
-/// The manifest record of a checkpoint (see [`KafkaStore`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Always `simplestream-kafka-manifest`.
-    pub format: String,
-    /// Layout version, 1.
-    pub version: u32,
-    /// The checkpoint's name.
-    pub checkpoint: String,
-    /// Its size in bytes.
-    pub size: u64,
-    /// CRC-32 of the whole checkpoint, 8 hex digits.
-    pub crc32: String,
-    /// The writer that wrote it.
-    pub writer: String,
-    /// Its records, in order.
-    pub segments: Vec<Segment>,
-}
-
-/// One record of a checkpoint, as its [`Manifest`] lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Segment {
-    /// The record's key, `{instance}/{checkpoint}/{label}/{n}`.
-    pub key: String,
-    /// A stage name, or `_envelope` for the parts between and around the stages.
-    pub label: String,
-    /// The record's offset in the partition.
-    pub offset: i64,
-    /// Where its bytes start in the checkpoint.
-    pub start: u64,
-    /// How many bytes it holds.
-    pub len: u64,
-    /// CRC-32 of its bytes, 8 hex digits.
-    pub crc32: String,
-}
-
-/// A manifest as the index knows it.
-#[derive(Debug, Clone)]
-struct Indexed {
-    /// Offset of the manifest record.
-    offset: i64,
-    /// The manifest, or why it does not parse.
-    manifest: Result<Manifest, String>,
 }
 
 /// Counters of what this store did, for measurements.
@@ -244,16 +207,11 @@ pub struct KafkaStore {
     brokers: String,
     topic: String,
     instance: String,
-    /// `{instance}/`.
-    prefix: String,
     writer: String,
     options: KafkaStoreOptions,
     /// Every record below this offset is in the index.
     next_offset: i64,
-    manifests: BTreeMap<String, Indexed>,
-    latest: Option<Vec<u8>>,
-    /// Live segment keys (not tombstoned) of this instance, by checkpoint name.
-    segment_keys: BTreeMap<String, BTreeSet<String>>,
+    index: Index,
     /// Set once another writer was seen: every later write fails with it.
     conflict: Option<StoreError>,
     /// Orphan records (of checkpoints without a manifest) are tombstoned before the first
@@ -270,7 +228,7 @@ impl std::fmt::Debug for KafkaStore {
             .field("location", &self.location())
             .field("writer", &self.writer)
             .field("next_offset", &self.next_offset)
-            .field("checkpoints", &self.manifests.len())
+            .field("checkpoints", &self.index.manifests.len())
             .finish_non_exhaustive()
     }
 }
@@ -313,12 +271,12 @@ impl KafkaStore {
                 why,
             )
         })?;
-        if options.chunk_bytes == 0 {
+        if options.chunk_bytes == 0 || options.chunk_bytes as u64 > MAX_RECORD_BYTES {
             return Err(StoreError::new(
                 StoreErrorKind::Invalid,
                 "opening checkpoints",
                 &location,
-                "chunk_bytes must be at least 1",
+                format!("chunk_bytes must be 1 to {MAX_RECORD_BYTES}"),
             ));
         }
         // Fail fast and clearly when nothing listens, before the client's retries.
@@ -356,6 +314,14 @@ impl KafkaStore {
             .block_on(with_timeout(options.timeout, client.list_topics()))
             .map_err(|e| unavailable("listing topics", e))?;
         if !topics.iter().any(|t| t.name == topic) {
+            if options.read_only {
+                return Err(StoreError::new(
+                    StoreErrorKind::NotFound,
+                    "opening checkpoints (read-only)",
+                    &location,
+                    format!("there is no topic `{topic}` on the brokers (nothing was created)"),
+                ));
+            }
             create_compacted_topic(&list, topic, options.timeout)
                 .map_err(|(kind, why)| StoreError::new(kind, "creating topic", &location, why))?;
         } else if let Ok(Some(policy)) =
@@ -387,13 +353,10 @@ impl KafkaStore {
             brokers: brokers.to_string(),
             topic: topic.to_string(),
             instance: instance.to_string(),
-            prefix: format!("{instance}/"),
             writer: writer_id(),
             options,
             next_offset: 0,
-            manifests: BTreeMap::new(),
-            latest: None,
-            segment_keys: BTreeMap::new(),
+            index: Index::new(instance),
             conflict: None,
             swept: false,
             fail_before_manifest: false,
@@ -442,25 +405,15 @@ impl KafkaStore {
     /// The manifest of checkpoint `name` as indexed (`None` if there is none, or if it
     /// does not parse).
     pub fn manifest(&self, name: &str) -> Option<&Manifest> {
-        self.manifests.get(name)?.manifest.as_ref().ok()
+        self.index.manifest(name)
     }
 
-    /// Keys of records of this instance that no manifest lists (left by a write that
-    /// failed or crashed before its manifest); the next write tombstones them.
+    /// Keys of records of this instance that belong to no checkpoint (left by a write
+    /// that failed or crashed before its manifest); the next write tombstones them.
+    /// Records of a checkpoint whose manifest is corrupt or in a layout this build does
+    /// not know are never orphans.
     pub fn orphan_keys(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for (name, keys) in &self.segment_keys {
-            let listed: BTreeSet<&str> = match self.manifest(name) {
-                Some(m) => m.segments.iter().map(|s| s.key.as_str()).collect(),
-                None => BTreeSet::new(),
-            };
-            out.extend(
-                keys.iter()
-                    .filter(|k| !listed.contains(k.as_str()))
-                    .cloned(),
-            );
-        }
-        out
+        self.index.orphan_keys()
     }
 
     /// The topic's `cleanup.policy` as the broker reports it (`None` if it does not say).
@@ -632,16 +585,12 @@ impl KafkaStore {
         offset: i64,
         check_writers: bool,
     ) -> Result<(), StoreError> {
-        let Some(key) = record
-            .key
-            .as_deref()
-            .and_then(|k| std::str::from_utf8(k).ok())
-        else {
+        let Some(key) = record.key.as_deref() else {
             return Ok(());
         };
-        let Some(rest) = key.strip_prefix(&self.prefix) else {
+        if !self.index.owns(key) || std::str::from_utf8(key).is_err() {
             return Ok(());
-        };
+        }
         if check_writers {
             let writer = record
                 .headers
@@ -665,30 +614,7 @@ impl KafkaStore {
                 return Err(err);
             }
         }
-        if rest == LATEST_KEY {
-            self.latest = record.value.clone();
-        } else if let Some((name, _)) = rest.split_once('/') {
-            let keys = self.segment_keys.entry(name.to_string()).or_default();
-            if record.value.is_some() {
-                keys.insert(key.to_string());
-            } else {
-                keys.remove(key);
-                if keys.is_empty() {
-                    self.segment_keys.remove(name);
-                }
-            }
-        } else {
-            match &record.value {
-                None => {
-                    self.manifests.remove(rest);
-                }
-                Some(v) => {
-                    let manifest = parse_manifest(v, rest);
-                    self.manifests
-                        .insert(rest.to_string(), Indexed { offset, manifest });
-                }
-            }
-        }
+        self.index.apply(Some(key), record.value.as_deref(), offset);
         Ok(())
     }
 
@@ -719,6 +645,7 @@ impl KafkaStore {
     /// Produces `records` in order (in batches under ~1 MB), after checking that no
     /// other writer wrote this instance; returns their offsets and updates the index.
     fn write(&mut self, records: Vec<Record>, action: &str) -> Result<Vec<i64>, StoreError> {
+        self.deny_read_only(action)?;
         if let Some(e) = &self.conflict {
             return Err(e.clone());
         }
@@ -791,32 +718,29 @@ impl KafkaStore {
         Ok(())
     }
 
-    fn invalid_name(&self, name: &str) -> Option<StoreError> {
-        let why = if name.is_empty() {
-            "it is empty"
-        } else if name.contains('/') {
-            "it contains `/`"
-        } else if name == LATEST_KEY {
-            "`latest` is the latest record's key"
-        } else {
-            return None;
-        };
-        Some(StoreError::new(
-            StoreErrorKind::Invalid,
-            "checking checkpoint name",
-            format!("{name:?}"),
-            why,
-        ))
+    fn deny_read_only(&self, action: &str) -> Result<(), StoreError> {
+        if self.options.read_only {
+            return Err(StoreError::new(
+                StoreErrorKind::Denied,
+                action,
+                self.location(),
+                "the store was opened read-only (for inspection)",
+            ));
+        }
+        Ok(())
     }
 
     fn key(&self, rest: &str) -> String {
-        format!("{}{rest}", self.prefix)
+        format!("{}{rest}", self.index.prefix())
     }
 }
 
 impl CheckpointStore for KafkaStore {
     fn location(&self) -> String {
-        format!("kafka://{}/{}/{}", self.brokers, self.topic, self.instance)
+        redact_urls(&format!(
+            "kafka://{}/{}/{}",
+            self.brokers, self.topic, self.instance
+        ))
     }
 
     fn put(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
@@ -829,10 +753,9 @@ impl CheckpointStore for KafkaStore {
         bytes: &[u8],
         stages: &[StageSpan],
     ) -> Result<(), StoreError> {
-        if let Some(e) = self.invalid_name(name) {
-            return Err(e);
-        }
         let action = "writing checkpoint";
+        validate_checkpoint_name(name, action, self.location())?;
+        self.deny_read_only(action)?;
         let pieces = segments(bytes.len(), stages, self.options.chunk_bytes)
             .map_err(|why| StoreError::new(StoreErrorKind::Invalid, action, self.key(name), why))?;
         self.sweep(action)?;
@@ -883,8 +806,9 @@ impl CheckpointStore for KafkaStore {
     }
 
     fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        validate_checkpoint_name(name, "reading checkpoint", self.location())?;
         let key = self.key(name);
-        let Some(entry) = self.manifests.get(name) else {
+        let Some(entry) = self.index.manifests.get(name) else {
             return Err(StoreError::new(
                 StoreErrorKind::NotFound,
                 "reading checkpoint",
@@ -902,9 +826,15 @@ impl CheckpointStore for KafkaStore {
         };
         let m = match &entry.manifest {
             Ok(m) => m,
-            Err(why) => {
+            Err(ManifestError::Corrupt(why)) => {
                 return bad(format!(
                     "its manifest record {key} at offset {} is corrupt: {why}",
+                    entry.offset
+                ))
+            }
+            Err(ManifestError::UnknownVersion(why)) => {
+                return bad(format!(
+                    "its manifest record {key} at offset {}: {why}; left alone",
                     entry.offset
                 ))
             }
@@ -924,6 +854,7 @@ impl CheckpointStore for KafkaStore {
         let mut found: HashSet<i64> = HashSet::new();
         let mut next = wanted.keys().next().copied();
         while let Some(off) = next {
+            // Bounded by the manifest's check (MAX_RECORD_BYTES).
             let need = wanted[&off].1.map_or(0, |i| m.segments[i].len as usize);
             let (records, _) = self.fetch(off, need, "reading checkpoint")?;
             if records.first().map(|r| r.offset) != Some(off) {
@@ -952,7 +883,7 @@ impl CheckpointStore for KafkaStore {
                 };
                 match seg {
                     None => {
-                        if parse_manifest(&value, name).as_ref() != Ok(m) {
+                        if parse_manifest(&value, self.index.prefix(), name).as_ref() != Ok(m) {
                             return bad(format!(
                                 "its manifest record {want_key} at offset {} changed since it was indexed",
                                 r.offset
@@ -979,55 +910,24 @@ impl CheckpointStore for KafkaStore {
             }
             next = wanted.keys().find(|o| !found.contains(o)).copied();
         }
-        let mut out = Vec::with_capacity(m.size as usize);
-        for (s, v) in m.segments.iter().zip(values) {
-            if out.len() as u64 != s.start {
-                return bad(format!("its manifest is inconsistent at record {}", s.key));
-            }
-            out.extend_from_slice(&v.unwrap_or_default());
-        }
-        let crc = hex(crc32fast::hash(&out));
-        if out.len() as u64 != m.size || crc != m.crc32 {
-            return bad(format!(
-                "its records add up to {} bytes with crc32 {crc}, the manifest says {} bytes with crc32 {}",
-                out.len(),
-                m.size,
-                m.crc32
-            ));
-        }
-        Ok(out)
+        assemble(m, values.into_iter().flatten().collect()).or_else(bad)
     }
 
     fn list(&self) -> Result<Vec<StoredEntry>, StoreError> {
-        Ok(self
-            .manifests
-            .iter()
-            .map(|(name, e)| StoredEntry {
-                name: name.clone(),
-                size: e.manifest.as_ref().map_or(0, |m| m.size),
-            })
-            .collect())
+        Ok(self.index.list())
     }
 
     fn delete(&mut self, name: &str) -> Result<(), StoreError> {
-        if let Some(e) = self.invalid_name(name) {
-            return Err(e);
+        validate_checkpoint_name(name, "deleting checkpoint", self.location())?;
+        if self.index.is_foreign(name) {
+            return Err(StoreError::new(
+                StoreErrorKind::Invalid,
+                "deleting checkpoint",
+                self.key(name),
+                "its manifest is in a layout a newer version wrote; it is left alone",
+            ));
         }
-        let mut keys = Vec::new();
-        if self.manifests.contains_key(name) {
-            keys.push(self.key(name));
-        }
-        let mut seen = BTreeSet::new();
-        if let Some(m) = self.manifest(name) {
-            for s in &m.segments {
-                if seen.insert(s.key.clone()) {
-                    keys.push(s.key.clone());
-                }
-            }
-        }
-        if let Some(loose) = self.segment_keys.get(name) {
-            keys.extend(loose.iter().filter(|k| !seen.contains(*k)).cloned());
-        }
+        let keys = self.index.keys_of(name);
         if keys.is_empty() {
             return Ok(());
         }
@@ -1044,86 +944,18 @@ impl CheckpointStore for KafkaStore {
     }
 
     fn get_latest(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.latest.clone())
+        Ok(self.index.latest.clone())
+    }
+
+    fn left_alone(&self) -> Vec<String> {
+        self.index.left_alone()
     }
 }
 
 impl KafkaStore {
     fn location_base(&self) -> String {
-        format!("kafka://{}/{}", self.brokers, self.topic)
+        redact_urls(&format!("kafka://{}/{}", self.brokers, self.topic))
     }
-}
-
-/// One record's worth of a checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Piece {
-    label: &'static str,
-    /// Its number among the records of its label.
-    n: usize,
-    range: Range<usize>,
-}
-
-/// Cuts `0..len` at the stage spans into labelled pieces of at most `chunk` bytes.
-fn segments(len: usize, stages: &[StageSpan], chunk: usize) -> Result<Vec<Piece>, String> {
-    let mut parts: Vec<(&'static str, Range<usize>)> = Vec::new();
-    let mut at = 0;
-    for s in stages {
-        if s.range.start < at || s.range.end < s.range.start || s.range.end > len {
-            return Err(format!(
-                "stage `{}` spans {:?}, which is out of order, overlapping or past the {len} bytes",
-                s.name, s.range
-            ));
-        }
-        if s.range.start > at {
-            parts.push((ENVELOPE_LABEL, at..s.range.start));
-        }
-        parts.push((s.name, s.range.clone()));
-        at = s.range.end;
-    }
-    if at < len {
-        parts.push((ENVELOPE_LABEL, at..len));
-    }
-    let mut counters: HashMap<&str, usize> = HashMap::new();
-    let mut out = Vec::new();
-    for (label, range) in parts {
-        let mut start = range.start;
-        loop {
-            let end = (start + chunk).min(range.end);
-            let n = counters.entry(label).or_default();
-            out.push(Piece {
-                label,
-                n: *n,
-                range: start..end,
-            });
-            *n += 1;
-            start = end;
-            if start >= range.end {
-                break;
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn parse_manifest(value: &[u8], name: &str) -> Result<Manifest, String> {
-    let m: Manifest = serde_json::from_slice(value).map_err(|e| format!("not a manifest ({e})"))?;
-    if m.format != MANIFEST_FORMAT {
-        return Err(format!("format is {:?}, not {MANIFEST_FORMAT:?}", m.format));
-    }
-    if m.version != 1 {
-        return Err(format!(
-            "layout version {} is not supported (this build reads 1)",
-            m.version
-        ));
-    }
-    if m.checkpoint != name {
-        return Err(format!("it describes {:?}, not {name:?}", m.checkpoint));
-    }
-    Ok(m)
-}
-
-fn hex(crc: u32) -> String {
-    format!("{crc:08x}")
 }
 
 fn one_line(s: &str) -> String {
@@ -1162,349 +994,9 @@ fn writer_id() -> String {
     format!("{:016x}-{}@{host}", h.finish(), std::process::id())
 }
 
-/// Checks a topic name as Kafka does: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
-fn validate_topic(topic: &str) -> Result<(), StoreError> {
-    let bad = |why: String| {
-        Err(StoreError::new(
-            StoreErrorKind::Invalid,
-            "checking topic name",
-            format!("{topic:?}"),
-            format!("{why}; Kafka topic names are 1 to 249 of letters, digits, `.`, `_` and `-` (e.g. `{DEFAULT_TOPIC}`)"),
-        ))
-    };
-    if topic.is_empty() {
-        return bad("it is empty".into());
-    }
-    if topic.len() > 249 {
-        return bad("it is longer than 249 bytes".into());
-    }
-    if topic == "." || topic == ".." {
-        return bad("it must not be `.` or `..`".into());
-    }
-    if let Some(c) = topic
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return bad(format!("it contains {c:?}"));
-    }
-    Ok(())
-}
-
-/// `host:port,host:port` as a list.
-fn parse_brokers(brokers: &str) -> Result<Vec<String>, String> {
-    let list: Vec<String> = brokers
-        .split(',')
-        .map(|b| b.trim().to_string())
-        .filter(|b| !b.is_empty())
-        .collect();
-    if list.is_empty() {
-        return Err("no broker given: use host:port, several separated by commas".into());
-    }
-    for b in &list {
-        match b.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
-            _ => return Err(format!("{b:?} is not host:port (e.g. 127.0.0.1:9092)")),
-        }
-    }
-    Ok(list)
-}
-
-/// Connects to each broker once: `Ok` when one accepts, else why none did.
-fn preflight(brokers: &[String], timeout: Duration) -> Result<(), String> {
-    let mut why = Vec::new();
-    for b in brokers {
-        let addrs = match b.to_socket_addrs() {
-            Ok(a) => a.collect::<Vec<_>>(),
-            Err(e) => {
-                why.push(format!("{b}: cannot resolve the host ({e})"));
-                continue;
-            }
-        };
-        for a in addrs {
-            match TcpStream::connect_timeout(&a, timeout) {
-                Ok(_) => return Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => why.push(format!(
-                    "{b}: connection refused, nothing is listening there"
-                )),
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => why.push(format!(
-                    "{b}: no answer within {timeout:?} (timeout; host down or port filtered)"
-                )),
-                Err(e) => why.push(format!("{b}: {e}")),
-            }
-        }
-    }
-    Err(format!("no Kafka broker reachable: {}", why.join("; ")))
-}
-
-/// Creates `topic` compacted (one partition, replication 1). rskafka's `create_topic`
-/// sends no configs, hence a CreateTopics request of our own.
-fn create_compacted_topic(
-    brokers: &[String],
-    topic: &str,
-    timeout: Duration,
-) -> Result<(), (StoreErrorKind, String)> {
-    let mut last = String::new();
-    for b in brokers {
-        match wire::create_topic(b, topic, &[("cleanup.policy", "compact")], timeout) {
-            // 36: TOPIC_ALREADY_EXISTS (another process was first).
-            Ok((0 | 36, _)) => return Ok(()),
-            // 41: NOT_CONTROLLER: try the next broker.
-            Ok((41, _)) => last = format!("{b} is not the controller"),
-            Ok((code, msg)) => {
-                let kind = match code {
-                    17 | 40 | 37 | 38 => StoreErrorKind::Invalid,
-                    29 | 31 => StoreErrorKind::Denied,
-                    _ => StoreErrorKind::Other,
-                };
-                return Err((
-                    kind,
-                    format!(
-                        "the broker refused to create topic `{topic}`: error {code}{}",
-                        msg.map(|m| format!(" ({m})")).unwrap_or_default()
-                    ),
-                ));
-            }
-            Err(e) => last = format!("{b}: {e}"),
-        }
-    }
-    Err((StoreErrorKind::Unavailable, last))
-}
-
-/// Just enough of the Kafka wire protocol for what rskafka lacks: CreateTopics with
-/// configs (v4) and DescribeConfigs (v1), both in the non-flexible encoding.
-mod wire {
-    use std::io::{Read, Write};
-    use std::net::{TcpStream, ToSocketAddrs};
-    use std::time::Duration;
-
-    const CREATE_TOPICS: i16 = 19;
-    const DESCRIBE_CONFIGS: i16 = 32;
-
-    fn string(b: &mut Vec<u8>, s: &str) {
-        b.extend_from_slice(&(s.len() as i16).to_be_bytes());
-        b.extend_from_slice(s.as_bytes());
-    }
-
-    /// Sends one request, returns the response body (after the correlation id).
-    fn call(
-        addr: &str,
-        api_key: i16,
-        version: i16,
-        body: &[u8],
-        timeout: Duration,
-    ) -> Result<Vec<u8>, String> {
-        let a = addr
-            .to_socket_addrs()
-            .map_err(|e| e.to_string())?
-            .next()
-            .ok_or_else(|| format!("{addr} resolves to nothing"))?;
-        let mut s = TcpStream::connect_timeout(&a, timeout).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(timeout))
-            .map_err(|e| e.to_string())?;
-        s.set_write_timeout(Some(timeout))
-            .map_err(|e| e.to_string())?;
-        let mut req = Vec::new();
-        req.extend_from_slice(&api_key.to_be_bytes());
-        req.extend_from_slice(&version.to_be_bytes());
-        req.extend_from_slice(&7i32.to_be_bytes());
-        string(&mut req, "simplestream");
-        req.extend_from_slice(body);
-        let mut framed = (req.len() as i32).to_be_bytes().to_vec();
-        framed.extend_from_slice(&req);
-        s.write_all(&framed).map_err(|e| e.to_string())?;
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).map_err(|e| e.to_string())?;
-        let len = i32::from_be_bytes(len);
-        if !(4..=16 << 20).contains(&len) {
-            return Err(format!("bad response length {len}"));
-        }
-        let mut resp = vec![0u8; len as usize];
-        s.read_exact(&mut resp).map_err(|e| e.to_string())?;
-        if resp[..4] != 7i32.to_be_bytes() {
-            return Err("response to another request".into());
-        }
-        Ok(resp.split_off(4))
-    }
-
-    struct Parser<'a>(&'a [u8]);
-    impl Parser<'_> {
-        fn take(&mut self, n: usize) -> Result<&[u8], String> {
-            if self.0.len() < n {
-                return Err("truncated response".into());
-            }
-            let (a, b) = self.0.split_at(n);
-            self.0 = b;
-            Ok(a)
-        }
-        fn i8(&mut self) -> Result<i8, String> {
-            Ok(self.take(1)?[0] as i8)
-        }
-        fn i16(&mut self) -> Result<i16, String> {
-            Ok(i16::from_be_bytes(
-                self.take(2)?.try_into().unwrap_or_default(),
-            ))
-        }
-        fn i32(&mut self) -> Result<i32, String> {
-            Ok(i32::from_be_bytes(
-                self.take(4)?.try_into().unwrap_or_default(),
-            ))
-        }
-        fn nullable_string(&mut self) -> Result<Option<String>, String> {
-            let n = self.i16()?;
-            if n < 0 {
-                return Ok(None);
-            }
-            Ok(Some(
-                String::from_utf8_lossy(self.take(n as usize)?).into_owned(),
-            ))
-        }
-        fn string(&mut self) -> Result<String, String> {
-            Ok(self.nullable_string()?.unwrap_or_default())
-        }
-    }
-
-    /// CreateTopics v4, one topic, one partition, replication 1: (error code, message).
-    pub(super) fn create_topic(
-        addr: &str,
-        topic: &str,
-        configs: &[(&str, &str)],
-        timeout: Duration,
-    ) -> Result<(i16, Option<String>), String> {
-        let mut b = Vec::new();
-        b.extend_from_slice(&1i32.to_be_bytes());
-        string(&mut b, topic);
-        b.extend_from_slice(&1i32.to_be_bytes()); // partitions
-        b.extend_from_slice(&1i16.to_be_bytes()); // replication factor
-        b.extend_from_slice(&0i32.to_be_bytes()); // assignments
-        b.extend_from_slice(&(configs.len() as i32).to_be_bytes());
-        for (k, v) in configs {
-            string(&mut b, k);
-            string(&mut b, v);
-        }
-        b.extend_from_slice(&(timeout.as_millis().min(i32::MAX as u128) as i32).to_be_bytes());
-        b.push(0); // validate_only
-        let resp = call(addr, CREATE_TOPICS, 4, &b, timeout)?;
-        let mut p = Parser(&resp);
-        let _throttle = p.i32()?;
-        let n = p.i32()?;
-        for _ in 0..n {
-            let name = p.string()?;
-            let code = p.i16()?;
-            let msg = p.nullable_string()?;
-            if name == topic {
-                return Ok((code, msg));
-            }
-        }
-        Err(format!("no answer about topic `{topic}`"))
-    }
-
-    /// DescribeConfigs v1 for `cleanup.policy` of `topic`, asking each broker in turn.
-    pub(super) fn describe_cleanup_policy(
-        brokers: &[String],
-        topic: &str,
-        timeout: Duration,
-    ) -> Result<Option<String>, String> {
-        let mut b = Vec::new();
-        b.extend_from_slice(&1i32.to_be_bytes());
-        b.push(2); // resource type: topic
-        string(&mut b, topic);
-        // All configs (-1): tansu fails on a list of names.
-        b.extend_from_slice(&(-1i32).to_be_bytes());
-        b.push(0); // include_synonyms
-        let mut last = "no broker".to_string();
-        for addr in brokers {
-            let resp = match call(addr, DESCRIBE_CONFIGS, 1, &b, timeout) {
-                Ok(r) => r,
-                Err(e) => {
-                    last = e;
-                    continue;
-                }
-            };
-            let mut p = Parser(&resp);
-            let _throttle = p.i32()?;
-            let n = p.i32()?;
-            for _ in 0..n {
-                let code = p.i16()?;
-                let msg = p.nullable_string()?;
-                let _type = p.i8()?;
-                let _name = p.string()?;
-                if code != 0 {
-                    return Err(format!(
-                        "error {code}{}",
-                        msg.map(|m| format!(" ({m})")).unwrap_or_default()
-                    ));
-                }
-                let m = p.i32()?;
-                for _ in 0..m {
-                    let name = p.string()?;
-                    let value = p.nullable_string()?;
-                    let _read_only = p.i8()?;
-                    let _source = p.i8()?;
-                    let _sensitive = p.i8()?;
-                    for _ in 0..p.i32()?.max(0) {
-                        let _name = p.string()?;
-                        let _value = p.nullable_string()?;
-                        let _source = p.i8()?;
-                    }
-                    if name == "cleanup.policy" {
-                        return Ok(value);
-                    }
-                }
-            }
-            return Ok(None);
-        }
-        Err(last)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn span(name: &'static str, range: Range<usize>) -> StageSpan {
-        StageSpan { name, range }
-    }
-
-    #[test]
-    fn segments_cover_the_bytes_in_order() {
-        let stages = [span("customer_stats", 10..30), span("per_5min", 32..40)];
-        let p = segments(45, &stages, 8).unwrap();
-        let labels: Vec<(&str, usize, Range<usize>)> =
-            p.iter().map(|p| (p.label, p.n, p.range.clone())).collect();
-        assert_eq!(
-            labels,
-            vec![
-                ("_envelope", 0, 0..8),
-                ("_envelope", 1, 8..10),
-                ("customer_stats", 0, 10..18),
-                ("customer_stats", 1, 18..26),
-                ("customer_stats", 2, 26..30),
-                ("_envelope", 2, 30..32),
-                ("per_5min", 0, 32..40),
-                ("_envelope", 3, 40..45),
-            ]
-        );
-        assert_eq!(segments(0, &[], 8).unwrap(), vec![]);
-        assert_eq!(segments(3, &[], 8).unwrap().len(), 1);
-        assert!(segments(10, &[span("a", 5..8), span("b", 6..9)], 8).is_err());
-        assert!(segments(10, &[span("a", 5..11)], 8).is_err());
-    }
-
-    #[test]
-    fn names_and_brokers_are_checked() {
-        assert!(validate_topic("app-checkpoints").is_ok());
-        for bad in ["", ".", "..", "a/b", "a b", &"t".repeat(250)] {
-            assert_eq!(
-                validate_topic(bad).unwrap_err().kind,
-                StoreErrorKind::Invalid,
-                "{bad:?}"
-            );
-        }
-        assert_eq!(parse_brokers("a:1, b:2").unwrap(), vec!["a:1", "b:2"]);
-        assert!(parse_brokers("").is_err());
-        assert!(parse_brokers("localhost").is_err());
-        assert!(parse_brokers("localhost:x").is_err());
-    }
 
     #[test]
     fn unreachable_broker_is_unavailable_quickly() {
