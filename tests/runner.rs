@@ -281,7 +281,8 @@ enum Bad {
     MissingField,
     Mistyped,
     NonUtf8,
-    Empty,
+    Array,
+    Trailing,
     Huge,
 }
 
@@ -305,7 +306,10 @@ impl Bad {
                 v.extend_from_slice(format!("1\",\"amount\":1.0,\"ts\":{ts}}}").as_bytes());
                 v
             }
-            Bad::Empty => Vec::new(),
+            Bad::Array => format!("[\"C1\",1.0,{ts}]").into_bytes(),
+            Bad::Trailing => {
+                format!("{{\"customer\":\"C1\",\"amount\":1.0,\"ts\":{ts}}} x").into_bytes()
+            }
             Bad::Huge => format!(
                 "{{\"customer\":\"{}\",\"amount\":1.0,\"ts\":{ts}}}",
                 "x".repeat(HUGE)
@@ -322,7 +326,8 @@ impl Bad {
             Bad::MissingField => "missing field `customer`",
             Bad::Mistyped => "field `amount`: invalid type: string \"lots\", expected f64",
             Bad::NonUtf8 => "not valid UTF-8 (bad byte at column 15)",
-            Bad::Empty => "empty line (expected a JSON object)",
+            Bad::Array => "a JSON array, not an object: each line must be one JSON object",
+            Bad::Trailing => "trailing characters",
             Bad::Huge => "line is longer than 1048576 bytes (see --max-line-bytes)",
         }
     }
@@ -569,7 +574,8 @@ bad_input_tests! {
     bad_missing_field: Bad::MissingField;
     bad_mistyped_field: Bad::Mistyped;
     bad_non_utf8: Bad::NonUtf8;
-    bad_empty_line: Bad::Empty;
+    bad_json_array: Bad::Array;
+    bad_trailing_characters: Bad::Trailing;
     bad_10mb_line: Bad::Huge;
 }
 
@@ -902,9 +908,10 @@ fn missing_latest_file_falls_back_and_a_lone_corrupt_checkpoint_is_refused() {
     assert_same_outputs(&refdir, &dir);
 }
 
-/// Input or output changed behind the program's back: refused, not silently wrong.
+/// Input or output changed behind the program's back (shorter, or replaced by other
+/// bytes of the same length or longer): refused, and the files are left as they are.
 #[test]
-fn truncated_input_or_output_is_refused() {
+fn changed_input_or_output_is_refused() {
     let t = tmp();
     let text = order_lines(48, 3_000, 20, 0, 0);
     let dir = t.path().join("run");
@@ -928,6 +935,16 @@ fn truncated_input_or_output_is_refused() {
         "{err}"
     );
     assert!(err.contains("--from-scratch"), "{err}");
+
+    // Input of the same length with other bytes before the offset.
+    let mut other = text.clone().into_bytes();
+    let i = other.len() - 20;
+    other[i] = if other[i] == b'1' { b'2' } else { b'1' };
+    std::fs::write(&input, &other).unwrap();
+    let out = orders(&dir, &input, &[]).output().unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(code(&out), Some(1), "{err}");
+    assert!(err.contains("changed since the checkpoint"), "{err}");
     std::fs::write(&input, &text).unwrap();
 
     // Output shorter than what the checkpoint committed.
@@ -947,6 +964,32 @@ fn truncated_input_or_output_is_refused() {
         "{err}"
     );
     assert_eq!(file_len(&out_path), full.len() as u64 / 2, "left as it was");
+
+    // Output replaced by a file of the same size, or a larger one.
+    let mut same_size = full.clone();
+    let j = same_size.len() - 5;
+    same_size[j] = b'#';
+    let mut larger = b"the user's own notes\n".to_vec();
+    larger.extend_from_slice(&full);
+    for theirs in [same_size, larger] {
+        std::fs::write(&out_path, &theirs).unwrap();
+        let out = orders(&dir, &input, &[]).output().unwrap();
+        let err = stderr_of(&out);
+        assert_eq!(code(&out), Some(1), "{err}");
+        assert!(
+            err.contains(&format!(
+                "{} is not the file this program wrote",
+                out_path.display()
+            )),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&out_path).unwrap(), theirs, "left as it was");
+    }
+
+    // Put back, the run goes on.
+    std::fs::write(&out_path, &full).unwrap();
+    run_ok(orders(&dir, &input, &[]));
+    assert_eq!(std::fs::read(&out_path).unwrap(), full);
 }
 
 /// A corrupt checkpoint met mid-way: the restart after a SIGKILL falls back past it and

@@ -1,7 +1,10 @@
 //! Reading JSON-lines input: bounded lines, byte offsets, errors that name line and field.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+
+use super::identity::Tail;
 
 use serde::de::DeserializeOwned;
 
@@ -79,6 +82,10 @@ impl LineReader {
             // The newline completing the previous run's last line: skip it.
             self.offset += 1;
             read = self.read_raw()?;
+        }
+        if self.offset == 0 && self.buf.starts_with(BOM) {
+            // A byte order mark some editors write: not part of the first event.
+            self.buf.drain(..BOM.len());
         }
         // End of file leaves it as it was: the last line's state is what counts.
         match read {
@@ -160,6 +167,19 @@ impl LineReader {
         Ok(())
     }
 
+    /// Saves the hash of the bytes before [`offset`](Self::offset) (`source.tail_*`), by
+    /// which the next run recognises this input.
+    pub fn save_tail(&self, positions: &mut BTreeMap<String, u64>) -> Result<(), String> {
+        let tail = Tail::of(self.reader.get_ref(), self.offset).map_err(|e| {
+            format!(
+                "reading the input's bytes before offset {} again: {e} (was it truncated?)",
+                self.offset
+            )
+        })?;
+        tail.save("source", positions);
+        Ok(())
+    }
+
     /// Length of the underlying file now.
     pub fn file_len(&self) -> u64 {
         self.reader
@@ -168,6 +188,15 @@ impl LineReader {
             .map(|m| m.len())
             .unwrap_or(0)
     }
+}
+
+/// The UTF-8 byte order mark.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// A line of only whitespace (a trailing `echo >> file`, a `\r` of a CRLF blank line):
+/// not an event, skipped.
+pub fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(u8::is_ascii_whitespace)
 }
 
 fn memchr(s: &[u8]) -> Option<usize> {
@@ -184,16 +213,32 @@ fn memchr(s: &[u8]) -> Option<usize> {
 /// assert_eq!(parse_event::<Order>(br#"{"amount":1.5}"#).unwrap_err(), "missing field `customer`");
 /// assert_eq!(parse_event::<Order>(br#"{"customer":"C1","amount":"x"}"#).unwrap_err(),
 ///            "field `amount`: invalid type: string \"x\", expected f64");
+/// // Only JSON objects are events: serde would read an array into the struct.
+/// assert!(parse_event::<Order>(br#"["C1",1.5]"#).unwrap_err().starts_with("a JSON array"));
+/// assert_eq!(parse_event::<Order>(br#"{"customer":"C1","amount":1.5} x"#).unwrap_err(),
+///            "trailing characters");
 /// ```
 pub fn parse_event<T: DeserializeOwned>(line: &[u8]) -> Result<T, String> {
-    if line.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err("empty line (expected a JSON object)".into());
-    }
-    if let Err(e) = std::str::from_utf8(line) {
-        return Err(format!(
-            "not valid UTF-8 (bad byte at column {})",
-            e.valid_up_to() + 1
-        ));
+    let text = match std::str::from_utf8(line) {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(format!(
+                "not valid UTF-8 (bad byte at column {})",
+                e.valid_up_to() + 1
+            ))
+        }
+    };
+    match text.trim_start().chars().next() {
+        None => return Err("empty line (expected a JSON object)".into()),
+        Some('{') => {}
+        Some('[') => {
+            return Err("a JSON array, not an object: each line must be one JSON object".into())
+        }
+        Some(c) => {
+            return Err(format!(
+                "not a JSON object (it starts with {c:?}): each line must be one JSON object"
+            ))
+        }
     }
     let mut de = serde_json::Deserializer::from_slice(line);
     let r: Result<T, _> = serde_path_to_error::deserialize(&mut de);

@@ -17,9 +17,11 @@
 //! output is byte-identical to a run that never crashed.
 
 pub mod checkpoints;
+pub mod identity;
 pub mod input;
 pub mod output;
 pub mod pause;
+pub mod paths;
 mod progress;
 
 use std::collections::BTreeMap;
@@ -106,6 +108,10 @@ pub struct Args {
     /// Ignore existing checkpoints and start from the beginning (outputs are rewritten).
     #[arg(long)]
     pub from_scratch: bool,
+    /// Resume even though the input's bytes before the checkpoint's offset changed (the
+    /// file was replaced or edited): reading goes on at that offset of the new file.
+    #[arg(long)]
+    pub accept_changed_input: bool,
     /// What to do with a malformed line.
     #[arg(long, value_enum, default_value = "fail")]
     pub on_bad_input: OnBadInput,
@@ -229,9 +235,9 @@ struct Outputs {
     main: SinkFile,
     late: SinkFile,
     dead: Option<SinkFile>,
-    /// Committed dead-letter length from the checkpoint, kept when this run does not
-    /// write dead letters (so a later dead-letter run does not truncate them away).
-    dead_carry: u64,
+    /// The checkpoint's dead-letter positions (length, tail), kept when this run does
+    /// not write dead letters (so a later dead-letter run does not truncate them away).
+    dead_carry: BTreeMap<String, u64>,
     multi_sink: bool,
     scratch: Vec<u8>,
 }
@@ -262,13 +268,15 @@ impl Outputs {
     }
 
     fn commit(&mut self, positions: &mut BTreeMap<String, u64>) -> Result<(), String> {
-        positions.insert("output.len".into(), self.main.commit()?);
-        positions.insert("late.len".into(), self.late.commit()?);
-        let dead_len = match &mut self.dead {
-            Some(d) => d.commit()?,
-            None => self.dead_carry,
-        };
-        positions.insert("dead_letter.len".into(), dead_len);
+        self.main.commit_into("output", positions)?;
+        self.late.commit_into("late", positions)?;
+        match &mut self.dead {
+            Some(d) => d.commit_into("dead_letter", positions)?,
+            None => {
+                positions.insert("dead_letter.len".into(), 0);
+                positions.extend(self.dead_carry.clone());
+            }
+        }
         Ok(())
     }
 }
@@ -330,7 +338,11 @@ impl<P: Pipeline> Run<P> {
         if self.input.pending_newline {
             positions.insert("source.pending_newline".into(), 1);
         }
-        if let Err(e) = self.outputs.commit(&mut positions) {
+        let committed = self
+            .input
+            .save_tail(&mut positions)
+            .and_then(|()| self.outputs.commit(&mut positions));
+        if let Err(e) = committed {
             return self.outcome(Err(Failure::Retry(e)), why, Some(started));
         }
         // Outputs durable past what the latest checkpoint records: a restart truncates.
@@ -463,6 +475,13 @@ where
         None => StoreUrl::File(args.checkpoint_dir.clone()),
     };
     let remote = !matches!(url, StoreUrl::File(_));
+    check_paths(
+        &input_path,
+        &output_path,
+        &late_path,
+        dead_path.as_deref(),
+        &url,
+    )?;
     let store: Box<dyn CheckpointStore + Send> = match &url {
         StoreUrl::File(dir) => {
             let store = FileStore::open(dir, &args.instance, FileStoreOptions::default())
@@ -542,6 +561,12 @@ where
             input_path.display()
         )));
     }
+    identity::check_input(
+        &input_file,
+        &input_path,
+        &positions,
+        args.accept_changed_input,
+    )?;
     let input = LineReader::new(
         input_file,
         pos("source.offset"),
@@ -551,13 +576,17 @@ where
     )
     .map_err(|e| format!("reading {}: {e}", input_path.display()))?;
     let outputs = Outputs {
-        main: SinkFile::open(&output_path, pos("output.len"))?,
-        late: SinkFile::open(&late_path, pos("late.len"))?,
+        main: SinkFile::restore(&output_path, "output", &positions)?,
+        late: SinkFile::restore(&late_path, "late", &positions)?,
         dead: match &dead_path {
-            Some(p) => Some(SinkFile::open(p, pos("dead_letter.len"))?),
+            Some(p) => Some(SinkFile::restore(p, "dead_letter", &positions)?),
             None => None,
         },
-        dead_carry: pos("dead_letter.len"),
+        dead_carry: positions
+            .iter()
+            .filter(|(k, _)| k.starts_with("dead_letter."))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
         multi_sink: P::SINKS.len() > 1,
         scratch: Vec::new(),
     };
@@ -589,6 +618,7 @@ where
     let mut progress = progress::Progress::new(!args.quiet);
     let mut pause_points = pause::PausePoints::from_env()?;
     let mut bad_lines = 0u64;
+    let mut blank_lines = 0u64;
 
     let interrupted = loop {
         if stop.load(Ordering::Relaxed) {
@@ -598,7 +628,7 @@ where
             .input
             .next_line()
             .map_err(|e| format!("reading {}: {e}", input_path.display()))?;
-        let (bytes, parsed) = match read {
+        let (bytes, unterminated, parsed) = match read {
             Read::Eof => {
                 if !args.follow {
                     break false;
@@ -635,9 +665,24 @@ where
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             }
-            Read::Line { bytes, .. } => (bytes, input::parse_event::<P::Event>(&run.input.buf)),
-            Read::TooLong { bytes, .. } => (
+            Read::Line {
                 bytes,
+                unterminated,
+            } => {
+                if !unterminated && input::is_blank(&run.input.buf) {
+                    run.input.advance(bytes);
+                    blank_lines += 1;
+                    continue;
+                }
+                let parsed = input::parse_event::<P::Event>(&run.input.buf);
+                (bytes, unterminated, parsed)
+            }
+            Read::TooLong {
+                bytes,
+                unterminated,
+            } => (
+                bytes,
+                unterminated,
                 Err(format!(
                     "line is longer than {} bytes (see --max-line-bytes)",
                     args.max_line_bytes
@@ -653,6 +698,17 @@ where
                 if !run.out_buf.is_empty() {
                     run.drain()?;
                 }
+            }
+            Err(msg) if unterminated => {
+                // Maybe a writer is still appending it: leave it whole for the next run.
+                run.input
+                    .rewind()
+                    .map_err(|e| format!("reading {}: {e}", input_path.display()))?;
+                warn!(
+                    "line {} (byte offset {}) has no newline and does not parse ({msg}): stopped before it; the next run reads it again, complete",
+                    run.input.line, run.input.offset
+                );
+                break false;
             }
             Err(msg) => {
                 let full = format!(
@@ -755,17 +811,41 @@ where
         _ => String::new(),
     };
     Ok(format!(
-        "{}: {} events ({} this run, {:.0}/s), {} bad line(s), {} checkpoint(s){pause}; output {} ({} bytes){}",
+        "{}: {} events ({} this run, {:.0}/s), {} bad line(s), {} blank line(s) skipped, {} checkpoint(s){pause}; output {} ({} bytes){}",
         if interrupted { "stopped by signal" } else { "done" },
         run.events,
         done,
         done as f64 / secs,
         bad_lines,
+        blank_lines,
         run.checkpoints,
         output_path.display(),
         run.outputs.main.len(),
         if run.outputs.late.is_empty() { String::new() } else { format!(", late events in {}", late_path.display()) },
     ))
+}
+
+/// Refuses overlapping files before anything is opened for writing.
+fn check_paths(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    late: &std::path::Path,
+    dead: Option<&std::path::Path>,
+    url: &StoreUrl,
+) -> Result<(), RunError> {
+    let mut files = vec![
+        ("--input", input),
+        ("--output", output),
+        ("--late-output", late),
+    ];
+    if let Some(d) = dead {
+        files.push(("--dead-letter", d));
+    }
+    let dir = match url {
+        StoreUrl::File(d) => Some(d.as_path()),
+        _ => None,
+    };
+    paths::check_distinct(&files, dir).map_err(|e| RunError::Fatal(e.to_string()))
 }
 
 fn with_suffix(p: &std::path::Path, suffix: &str) -> PathBuf {

@@ -1,8 +1,12 @@
 //! Output files that can be rolled back to a checkpoint: exactly-once for append-only files.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+
+use super::identity::Tail;
+use crate::store::safe_fs;
 
 /// An append-only file whose committed length is saved in checkpoints. On restart it is
 /// truncated back to that length, so lines written after the checkpoint (and lost with
@@ -19,13 +23,31 @@ impl SinkFile {
     /// Fails if the file is shorter than `committed`: then it was changed outside this
     /// program, and continuing would lose or double output.
     pub fn open(path: &Path, committed: u64) -> Result<SinkFile, String> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| format!("opening {}: {e}", path.display()))?;
+        Self::open_checked(path, committed, None)
+    }
+
+    /// Opens the output saved under `key` (`output`, `late`, `dead_letter`) in a
+    /// checkpoint's `positions`: truncated back to `<key>.len`, after checking that the
+    /// bytes before that length are the ones the checkpoint committed (`<key>.tail_*`),
+    /// so a file put in its place is refused instead of cut.
+    pub fn restore(
+        path: &Path,
+        key: &str,
+        positions: &BTreeMap<String, u64>,
+    ) -> Result<SinkFile, String> {
+        let committed = positions.get(&format!("{key}.len")).copied().unwrap_or(0);
+        let tail = Tail::saved(key, positions);
+        if tail.is_none() && committed > 0 {
+            tracing::warn!(
+                "the checkpoint does not record what {} looked like (an older version wrote it): its first {committed} bytes are kept unchecked",
+                path.display()
+            );
+        }
+        Self::open_checked(path, committed, tail)
+    }
+
+    fn open_checked(path: &Path, committed: u64, tail: Option<Tail>) -> Result<SinkFile, String> {
+        let file = open_or_create(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
         let actual = file
             .metadata()
             .map_err(|e| format!("reading {}: {e}", path.display()))?
@@ -35,6 +57,18 @@ impl SinkFile {
                 "{} has {actual} bytes but the checkpoint committed {committed}: the file was truncated or replaced outside SimpleStream; restore it, or start over with --from-scratch",
                 path.display()
             ));
+        }
+        if let Some(t) = tail {
+            let ours = t
+                .matches(&file, committed)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            if !ours {
+                return Err(format!(
+                    "{} is not the file this program wrote: its {} bytes before byte {committed} (the length the checkpoint committed) differ from what was written there; it was replaced or edited outside SimpleStream and is left as it is; restore it, or start over with --from-scratch (which rewrites it)",
+                    path.display(),
+                    t.len
+                ));
+            }
         }
         if actual > committed {
             file.set_len(committed)
@@ -70,6 +104,21 @@ impl SinkFile {
         Ok(self.len)
     }
 
+    /// Commits (see [`commit`](Self::commit)) and saves the length and the hash of the
+    /// bytes before it under `key` in `positions`.
+    pub fn commit_into(
+        &mut self,
+        key: &str,
+        positions: &mut BTreeMap<String, u64>,
+    ) -> Result<(), String> {
+        let len = self.commit()?;
+        let tail = Tail::of(self.writer.get_ref(), len)
+            .map_err(|e| format!("reading back {}: {e}", self.path.display()))?;
+        positions.insert(format!("{key}.len"), len);
+        tail.save(key, positions);
+        Ok(())
+    }
+
     /// Bytes written so far.
     pub fn len(&self) -> u64 {
         self.len
@@ -83,5 +132,22 @@ impl SinkFile {
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Opens `path` for reading and writing, creating it if missing; a new file's directory
+/// entry is flushed, so the file is still there after a power loss.
+fn open_or_create(path: &Path) -> io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.read(true).write(true);
+    match opts.clone().create_new(true).open(path) {
+        Ok(f) => {
+            safe_fs::sync_parent(path)?;
+            tracing::debug!("created {} and flushed its directory", path.display());
+            Ok(f)
+        }
+        // Existing (or a dangling symlink, whose target is then created as before).
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => opts.create(true).open(path),
+        Err(e) => Err(e),
     }
 }

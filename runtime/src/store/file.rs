@@ -3,7 +3,9 @@
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::safe_fs::{self, no_follow};
 use super::{
     validate_checkpoint_name, validate_instance, CheckpointStore, StoreError, StoreErrorKind,
     StoredEntry,
@@ -15,6 +17,8 @@ const LATEST: &str = "latest.json";
 const LOCK: &str = ".lock";
 /// Suffix of temporary files; leftovers are removed when a writer opens the store.
 const TMP_SUFFIX: &str = ".tmp";
+/// The latest record is a few hundred bytes; anything this large is not one.
+const MAX_LATEST: u64 = 1 << 20;
 /// Test hook (not a stable interface): with `SIMPLESTREAM_FAIL_WRITES=N` (N > 0) set when
 /// a [`FileStore`] is opened, its N-th and later `put` calls fail as if the disk were full
 /// (kind [`StoreErrorKind::Full`]) and write nothing. Used by the crash and error-path
@@ -80,6 +84,8 @@ pub struct FileStore {
     fail_after: Option<u64>,
     /// `put` calls counted toward `fail_after`.
     puts: u64,
+    /// Makes temporary file names unique within this process.
+    tmp_seq: AtomicU64,
 }
 
 impl FileStore {
@@ -101,7 +107,8 @@ impl FileStore {
         options: FileStoreOptions,
     ) -> Result<FileStore, StoreError> {
         validate_instance(instance)?;
-        let dir = dir.as_ref().join("checkpoints").join(instance);
+        let root = dir;
+        let dir = root.as_ref().join("checkpoints").join(instance);
         let fail_after = std::env::var(FAIL_WRITES_ENV)
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
@@ -114,6 +121,7 @@ impl FileStore {
             cleaned: Vec::new(),
             fail_after,
             puts: 0,
+            tmp_seq: AtomicU64::new(0),
         };
         if options.read_only {
             match fs::metadata(&store.dir) {
@@ -144,8 +152,7 @@ impl FileStore {
             }
             return Ok(store);
         }
-        fs::create_dir_all(&store.dir)
-            .map_err(|e| StoreError::io("creating checkpoint directory", store.location(), &e))?;
+        store.prepare_dirs(root.as_ref())?;
         store._lock = Some(store.lock()?);
         // Only now, holding the lock, is no other writer using these temporary files.
         store.cleaned = store.remove_temp_files()?;
@@ -183,6 +190,64 @@ impl FileStore {
         self.puts = 0;
     }
 
+    /// Creates `<root>/checkpoints/<instance>`, flushing the parent of each new level, and
+    /// refuses a `checkpoints` or instance directory that is a symlink or another user's:
+    /// either could hold planted checkpoints or send ours elsewhere. `root` itself is the
+    /// user's choice and may be a symlink.
+    fn prepare_dirs(&self, root: &Path) -> Result<(), StoreError> {
+        const ACTION: &str = "creating checkpoint directory";
+        safe_fs::create_dir_all_synced(root)
+            .map_err(|e| StoreError::io(ACTION, root.display().to_string(), &e))?;
+        let tree = root.join("checkpoints");
+        for d in [tree.as_path(), self.dir.as_path()] {
+            safe_fs::create_dir_synced(d)
+                .map_err(|e| StoreError::io(ACTION, d.display().to_string(), &e))?;
+            let meta = fs::symlink_metadata(d)
+                .map_err(|e| StoreError::io(ACTION, d.display().to_string(), &e))?;
+            let why = if meta.file_type().is_symlink() {
+                "it is a symbolic link; the directories under --checkpoint-dir must be real ones (a planted link would send checkpoints elsewhere): replace it with a directory, or point --checkpoint-dir at the real place"
+            } else if !meta.is_dir() {
+                "it exists but is not a directory"
+            } else {
+                continue;
+            };
+            return Err(StoreError::new(
+                StoreErrorKind::Invalid,
+                "opening checkpoints",
+                d.display().to_string(),
+                why,
+            ));
+        }
+        #[cfg(unix)]
+        check_owner(&[tree.as_path(), self.dir.as_path()], self.own_uid()?)?;
+        Ok(())
+    }
+
+    /// The user id files created by this process get in the instance directory (std has
+    /// no safe getuid): a probe file is created, looked at and removed.
+    #[cfg(unix)]
+    fn own_uid(&self) -> Result<u32, StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        let probe = self
+            .dir
+            .join(format!(".owner-probe.{}{TMP_SUFFIX}", std::process::id()));
+        let at = |e: io::Error| {
+            StoreError::io(
+                "checking the owner of",
+                self.location(),
+                &safe_fs::explain(e),
+            )
+        };
+        let _ = fs::remove_file(&probe);
+        let f = no_follow(OpenOptions::new().write(true).create_new(true))
+            .open(&probe)
+            .map_err(at)?;
+        let uid = f.metadata().map_err(at)?.uid();
+        drop(f);
+        let _ = fs::remove_file(&probe);
+        Ok(uid)
+    }
+
     fn lock_path(&self) -> PathBuf {
         self.dir.join(LOCK)
     }
@@ -191,13 +256,22 @@ impl FileStore {
     fn lock(&self) -> Result<File, StoreError> {
         let path = self.lock_path();
         // No truncation before the lock is ours: the file holds the current holder's PID.
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| StoreError::io("opening lock file", path.display().to_string(), &e))?;
+        let mut file = no_follow(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+        )
+        .open(&path)
+        .map_err(|e| {
+            let e = safe_fs::explain(e);
+            let mut err = StoreError::io("opening lock file", path.display().to_string(), &e);
+            if e.kind() == io::ErrorKind::InvalidInput {
+                err.kind = StoreErrorKind::Invalid;
+            }
+            err
+        })?;
         // `File::try_lock` (Rust 1.89+): flock(LOCK_EX | LOCK_NB) on Unix, LockFileEx on
         // Windows; held by the open file, so also against a second open in this process.
         match file.try_lock() {
@@ -254,7 +328,12 @@ impl FileStore {
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            if !name.ends_with(TMP_SUFFIX) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            // A symlink named like a temporary file is removed too (the link, not its target).
+            if !name.ends_with(TMP_SUFFIX)
+                || !entry
+                    .file_type()
+                    .is_ok_and(|t| t.is_file() || t.is_symlink())
+            {
                 continue;
             }
             let path = entry.path();
@@ -298,17 +377,9 @@ impl FileStore {
     /// directory. On failure the temporary file is removed and the old file is untouched.
     fn write_atomic(&self, action: &str, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let path = self.dir.join(name);
-        let tmp = self
-            .dir
-            .join(format!(".{name}.{}{TMP_SUFFIX}", std::process::id()));
+        let (mut f, tmp) = self.create_temp(action, name)?;
         let written = (|| {
             let at_tmp = |e: io::Error| StoreError::io(action, tmp.display().to_string(), &e);
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)
-                .map_err(at_tmp)?;
             f.write_all(bytes).map_err(at_tmp)?;
             f.sync_all().map_err(at_tmp)?;
             drop(f);
@@ -323,6 +394,25 @@ impl FileStore {
             return Err(e);
         }
         self.sync_dir(action)
+    }
+
+    /// Creates a new temporary file for `name`: never an existing file, never through a
+    /// symlink (a planted one is skipped over, its target untouched).
+    fn create_temp(&self, action: &str, name: &str) -> Result<(File, PathBuf), StoreError> {
+        let mut last = None;
+        for _ in 0..16 {
+            let seq = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
+            let tmp = self
+                .dir
+                .join(format!(".{name}.{}.{seq}{TMP_SUFFIX}", std::process::id()));
+            match no_follow(OpenOptions::new().write(true).create_new(true)).open(&tmp) {
+                Ok(f) => return Ok((f, tmp)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some((e, tmp)),
+                Err(e) => return Err(StoreError::io(action, tmp.display().to_string(), &e)),
+            }
+        }
+        let (e, tmp) = last.expect("the loop ran");
+        Err(StoreError::io(action, tmp.display().to_string(), &e))
     }
 
     /// Flushes the directory, so a rename or removal in it survives a crash.
@@ -371,7 +461,8 @@ impl CheckpointStore for FileStore {
     fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         const ACTION: &str = "reading checkpoint";
         self.check_name(ACTION, name)?;
-        fs::read(self.dir.join(name)).map_err(|e| StoreError::io(ACTION, self.path_of(name), &e))
+        safe_fs::read_regular(&self.dir.join(name), u64::MAX)
+            .map_err(|e| StoreError::io(ACTION, self.path_of(name), &e))
     }
 
     fn list(&self) -> Result<Vec<StoredEntry>, StoreError> {
@@ -430,7 +521,7 @@ impl CheckpointStore for FileStore {
     }
 
     fn get_latest(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        match fs::read(self.dir.join(LATEST)) {
+        match safe_fs::read_regular(&self.dir.join(LATEST), MAX_LATEST) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::io(
@@ -440,6 +531,28 @@ impl CheckpointStore for FileStore {
             )),
         }
     }
+}
+
+/// Refuses `dirs` not owned by `uid`.
+#[cfg(unix)]
+fn check_owner(dirs: &[&Path], uid: u32) -> Result<(), StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    for d in dirs {
+        let meta = fs::symlink_metadata(d)
+            .map_err(|e| StoreError::io("opening checkpoints", d.display().to_string(), &e))?;
+        if meta.uid() != uid {
+            return Err(StoreError::new(
+                StoreErrorKind::Invalid,
+                "opening checkpoints",
+                d.display().to_string(),
+                format!(
+                    "it is owned by user id {}, not by this user (id {uid}): another user's directory could hold planted checkpoints or links; use a checkpoint directory of your own",
+                    meta.uid()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1001,5 +1114,112 @@ mod tests {
             .count();
         assert_eq!(tmps, 0);
         assert_eq!(s.get(A).unwrap(), b"old");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn planted_symlinks_are_never_followed() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        let victim = tmp.path().join("victim.txt");
+        fs::write(&victim, b"precious").unwrap();
+        let d = tmp.path().join("checkpoints/app");
+        fs::create_dir_all(&d).unwrap();
+
+        // The lock file a symlink: refused, the target untouched.
+        symlink(&victim, d.join(".lock")).unwrap();
+        let err = FileStore::open(tmp.path(), "app", rw()).unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::Invalid, "{err}");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        fs::remove_file(d.join(".lock")).unwrap();
+
+        // Temporary names of this process planted as symlinks: removed at open (the
+        // links), and a write never goes through one.
+        let pid = std::process::id();
+        for seq in 0..3 {
+            symlink(&victim, d.join(format!(".{A}.{pid}.{seq}.tmp"))).unwrap();
+        }
+        let mut s = FileStore::open(tmp.path(), "app", rw()).unwrap();
+        assert_eq!(s.cleaned_temp_files().len(), 3);
+        for seq in 0..3 {
+            symlink(&victim, d.join(format!(".{A}.{pid}.{seq}.tmp"))).unwrap();
+            symlink(&victim, d.join(format!(".{LATEST}.{pid}.{}.tmp", seq + 4))).unwrap();
+        }
+        s.put(A, b"checkpoint").unwrap();
+        s.put_latest(b"{}").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(s.get(A).unwrap(), b"checkpoint");
+        assert!(!fs::symlink_metadata(d.join(A))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+
+        // A checkpoint or latest record that is a symlink is not read.
+        drop(s);
+        fs::remove_file(d.join(LATEST)).unwrap();
+        symlink(&victim, d.join(LATEST)).unwrap();
+        symlink(&victim, d.join(B)).unwrap();
+        let s = FileStore::open(tmp.path(), "app", rw()).unwrap();
+        let err = s.get(B).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        let err = s.get_latest().unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(names(&s), vec![A.to_string()], "symlinks are not listed");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinked_checkpoint_tree_is_refused_and_creates_nothing_there() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        let elsewhere = tmp.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        // The instance directory a symlink.
+        let root = tmp.path().join("one");
+        fs::create_dir_all(root.join("checkpoints")).unwrap();
+        symlink(&elsewhere, root.join("checkpoints/app")).unwrap();
+        // `checkpoints` a symlink.
+        let root2 = tmp.path().join("two");
+        fs::create_dir(&root2).unwrap();
+        symlink(&elsewhere, root2.join("checkpoints")).unwrap();
+        for r in [&root, &root2] {
+            let err = FileStore::open(r, "app", rw()).unwrap_err();
+            assert_eq!(err.kind, StoreErrorKind::Invalid, "{err}");
+            assert!(err.to_string().contains("is a symbolic link"), "{err}");
+            assert!(!err.to_string().contains('\n'), "{err}");
+        }
+        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+        // The --checkpoint-dir itself may be a symlink (the user named it).
+        let root3 = tmp.path().join("three");
+        symlink(&elsewhere, &root3).unwrap();
+        FileStore::open(&root3, "app", rw()).unwrap();
+        assert!(elsewhere.join("checkpoints/app").is_dir());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn directories_of_another_user_are_refused() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let s = FileStore::open(tmp.path(), "app", rw()).unwrap();
+        let mine = fs::metadata(s.dir()).unwrap().uid();
+        check_owner(&[s.dir()], mine).unwrap();
+        let err = check_owner(&[s.dir()], mine + 1).unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::Invalid);
+        assert!(
+            err.to_string()
+                .contains(&format!("owned by user id {mine}, not by this user")),
+            "{err}"
+        );
+        drop(s);
+        // For real, where this process may give a directory away (root: CI).
+        let d = tmp.path().join("checkpoints/app");
+        if std::os::unix::fs::chown(&d, Some(65534), None).is_ok() {
+            let err = FileStore::open(tmp.path(), "app", rw()).unwrap_err();
+            assert!(err.to_string().contains("owned by user id 65534"), "{err}");
+        } else {
+            eprintln!("only the check itself was tested: chown needs root here");
+        }
     }
 }

@@ -16,6 +16,8 @@ pub use memory::MemoryStore;
 #[cfg(feature = "native")]
 mod file;
 #[cfg(feature = "native")]
+pub(crate) mod safe_fs;
+#[cfg(feature = "native")]
 pub use file::{FileStore, FileStoreOptions};
 
 #[cfg(feature = "object-store")]
