@@ -20,8 +20,8 @@ pub mod checkpoints;
 pub mod identity;
 pub mod input;
 pub mod output;
-pub mod pause;
 pub mod paths;
+pub mod pause;
 mod progress;
 
 use std::collections::BTreeMap;
