@@ -9,7 +9,7 @@
 //!
 //! [`Pipeline`]: https://docs.rs/simplestream
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::{Expr, Ident, Pat, Type};
 
@@ -173,6 +173,7 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
                 &sname,
                 &state_ty,
                 "Buffered events of both inputs.",
+                Span::call_site(),
             ));
             let (lv, rv) = late_join_variants(s, j);
             late_variants.push(quote!(#lv(#lt, #rt::window::LateReason)));
@@ -233,11 +234,17 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
                 pub struct #row { #key_field #win_fields #(pub #cols: #out_tys,)* }
 
             });
+            let blame = if k.global {
+                Span::call_site()
+            } else {
+                syn::spanned::Spanned::span(key_ty)
+            };
             items.push(stage_struct(
                 &stage,
                 &sname,
                 &state_ty,
                 "Per-key (and per-window) accumulators.",
+                blame,
             ));
             if k.window.is_some() {
                 let v = pascal(&s.name);
@@ -989,16 +996,39 @@ fn owned_push(push: &Ident) -> Ident {
 }
 
 /// A stage's state struct: what a checkpoint stores under the stage's name.
+/// `tokens`, each located at `at` with its hygiene unchanged: diagnostics about them point
+/// there. (A path whose tokens come from two places is reported over the whole macro.)
+fn located_at(tokens: TokenStream, at: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|t| match t {
+            TokenTree::Group(g) => {
+                let mut inner = Group::new(g.delimiter(), located_at(g.stream(), at));
+                inner.set_span(g.span().located_at(at));
+                TokenTree::Group(inner)
+            }
+            mut t => {
+                t.set_span(t.span().located_at(at));
+                t
+            }
+        })
+        .collect()
+}
+
+/// A stage's state struct. `blame` is where an error about the state type not being
+/// `Checkpointable` points: the key type, for keyed stages (their accumulators always are).
 fn stage_struct(
     stage: &Ident,
     sname: &str,
     state_ty: &TokenStream,
     field_doc: &str,
+    blame: Span,
 ) -> TokenStream {
     let rt = rt();
     let serde = serde_tokens();
     let serde_path = SERDE;
     let doc = format!("State of stage `{sname}`: the value of `\"{sname}\"` in a checkpoint.");
+    let state_layout = located_at(quote!(<#state_ty as #rt::Checkpointable>::LAYOUT), blame);
     quote! {
         #[doc = #doc]
         #[derive(Default, Clone, Debug, PartialEq, #serde::Serialize, #serde::Deserialize)]
@@ -1011,7 +1041,7 @@ fn stage_struct(
         impl #rt::Checkpointable for #stage {
             const LAYOUT: u64 = #rt::fingerprint::combine(
                 #rt::fingerprint::fnv1a(#sname),
-                <#state_ty as #rt::Checkpointable>::LAYOUT,
+                #state_layout,
             );
         }
     }

@@ -160,6 +160,16 @@ fn test(args: &[String]) -> Result<(), String> {
         test.env("SIMPLESTREAM_CRASH_KILLS", "10");
     }
     run(test)?;
+    // The benchmark harness is a workspace of its own; its test checks the hand loops
+    // against the pipelines on out-of-order and late events (about 3 minutes to build).
+    let bench = root().join("bench");
+    let mut bench_test = cargo();
+    bench_test
+        .args(["test", "--manifest-path"])
+        .arg(bench.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(bench.join("target"));
+    run(bench_test)?;
     // The browser playground: WASM build, browser tests (after the workspace tests).
     playground::test()?;
     eprintln!("\nall checks passed in {:.0}s", t.elapsed().as_secs_f64());
