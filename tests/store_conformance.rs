@@ -672,3 +672,43 @@ fn read_only_tools_create_no_directory_and_no_topic() {
     let topics = kafka_topics(&kafka.addr());
     assert!(!topics.iter().any(|t| t == "typo"), "{topics:?}");
 }
+
+#[test]
+fn checkpoints_list_reports_a_kafka_checkpoint_in_a_newer_layout() {
+    let Some(kafka) = servers::tansu() else {
+        return;
+    };
+    let addr = kafka.addr();
+    let mut s = KafkaStore::open(&addr, "ckpt", "default").unwrap();
+    s.put(A, b"{}").unwrap();
+    drop(s);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use rskafka::client::partition::{Compression, UnknownTopicHandling};
+        let client = rskafka::client::ClientBuilder::new(vec![addr.clone()])
+            .build()
+            .await
+            .unwrap();
+        let pc = client
+            .partition_client("ckpt", 0, UnknownTopicHandling::Retry)
+            .await
+            .unwrap();
+        let record = rskafka::record::Record {
+            key: Some(format!("default/{B}").into_bytes()),
+            value: Some(br#"{"format":"simplestream-kafka-manifest","version":3}"#.to_vec()),
+            headers: BTreeMap::new(),
+            timestamp: rskafka::chrono::DateTime::from_timestamp_millis(0).unwrap(),
+        };
+        pc.produce(vec![record], Compression::NoCompression)
+            .await
+            .unwrap();
+    });
+    let (ok, text) = run(tool(&["checkpoints", "list", &format!("kafka://{addr}/ckpt")]));
+    assert!(ok, "{text}");
+    let note = format!("note: checkpoint {B} (manifest default/{B} at offset");
+    assert!(text.contains(&note) && text.contains("layout version 3"), "{text}");
+    assert_eq!(text.matches(B).count(), 2, "listed as a checkpoint too:\n{text}");
+}
