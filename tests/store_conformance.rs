@@ -136,7 +136,11 @@ fn rewriting_a_name(h: &dyn Harness, inst: &str) {
     s.put(A, b"one").unwrap();
     let second = s.put(A, b"two, longer");
     if h.create_only() {
-        assert!(second.is_err(), "create-only store overwrote {A}");
+        let e = second
+            .as_ref()
+            .expect_err("a create-only store overwrote a checkpoint");
+        assert_eq!(e.kind, StoreErrorKind::Conflict, "{e}");
+        assert!(e.to_string().contains("another process"), "{e}");
     }
     let got = s.get(A).unwrap();
     let expected: &[u8] = if second.is_ok() {
@@ -706,9 +710,20 @@ fn checkpoints_list_reports_a_kafka_checkpoint_in_a_newer_layout() {
             .await
             .unwrap();
     });
-    let (ok, text) = run(tool(&["checkpoints", "list", &format!("kafka://{addr}/ckpt")]));
+    let (ok, text) = run(tool(&[
+        "checkpoints",
+        "list",
+        &format!("kafka://{addr}/ckpt"),
+    ]));
     assert!(ok, "{text}");
     let note = format!("note: checkpoint {B} (manifest default/{B} at offset");
-    assert!(text.contains(&note) && text.contains("layout version 3"), "{text}");
-    assert_eq!(text.matches(B).count(), 2, "listed as a checkpoint too:\n{text}");
+    assert!(
+        text.contains(&note) && text.contains("layout version 3"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches(B).count(),
+        2,
+        "listed as a checkpoint too:\n{text}"
+    );
 }
