@@ -1,7 +1,7 @@
-//! One set of store tests run against every store: file, memory, S3 (moto) and Kafka
-//! (tansu). Each backend gets one `#[test]` that runs the whole suite with instances of
-//! its own; what a store cannot do (a memory store has no second process, no read-only
-//! mode) is skipped by its harness, never asserted loosely.
+//! One set of store tests run against every store: file, memory, S3 (moto), Azure
+//! (Azurite) and Kafka (tansu). Each backend gets one `#[test]` that runs the whole suite
+//! with instances of its own; what a store cannot do (a memory store has no second
+//! process, no read-only mode) is skipped by its harness, never asserted loosely.
 //!
 //! Also here: decoders of what is read from a store (envelope, `latest.json`) fed random
 //! and mutated bytes, and the checkpoint tools given URLs with credentials or stores that
@@ -444,6 +444,45 @@ fn s3_store_conforms() {
     };
     servers::create_bucket(&server, BUCKET);
     conformance(&S3(server), "s3");
+}
+
+/// An Azure Blob Storage container on Azurite.
+struct Azure(Server);
+
+impl Azure {
+    fn backend(&self, instance: &str) -> Result<ObjectStoreBackend, StoreError> {
+        let o = servers::azure_options(&self.0);
+        let o: Vec<(&str, &str)> = o.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        ObjectStoreBackend::open_with(&format!("az://{BUCKET}/app"), instance, &o)
+    }
+}
+
+impl Harness for Azure {
+    fn open(&self, instance: &str) -> Result<Store, StoreError> {
+        Ok(Box::new(self.backend(instance)?))
+    }
+    fn open_read_only(&self, instance: &str) -> Option<Result<Store, StoreError>> {
+        Some(
+            self.backend(instance)
+                .map(|s| Box::new(s.into_read_only()) as Store),
+        )
+    }
+    fn nothing_exists(&self, instance: &str) -> bool {
+        let s = self.backend(instance).unwrap();
+        s.list().unwrap().is_empty() && s.get_latest().unwrap().is_none()
+    }
+    fn create_only(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn azure_store_conforms() {
+    let Some(server) = servers::azurite() else {
+        return;
+    };
+    servers::create_azure_container(&server, BUCKET);
+    conformance(&Azure(server), "az");
 }
 
 struct Kafka(Server);
