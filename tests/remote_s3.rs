@@ -141,20 +141,6 @@ fn checkpoints_land_in_the_articles_layout_and_restore_on_a_new_machine() {
 }
 
 #[test]
-fn a_checkpoint_name_is_written_once() {
-    let Some(server) = s3() else { return };
-    let mut s = open(&server, &format!("s3://{BUCKET}"), "once").unwrap();
-    s.put("checkpoint_x-000001.json", b"first").unwrap();
-    // The same bytes again (a retried request that had succeeded) is fine...
-    s.put("checkpoint_x-000001.json", b"first").unwrap();
-    // ...other bytes are another writer: refused, and the object is unchanged.
-    let e = s.put("checkpoint_x-000001.json", b"second").unwrap_err();
-    assert_eq!(e.kind, StoreErrorKind::Conflict, "{e}");
-    assert!(e.to_string().contains("another process"), "{e}");
-    assert_eq!(s.get("checkpoint_x-000001.json").unwrap(), b"first");
-}
-
-#[test]
 fn a_second_writer_on_one_instance_loses_loudly_and_changes_nothing() {
     let Some(server) = s3() else { return };
     let url = format!("s3://{BUCKET}/two");

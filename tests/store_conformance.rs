@@ -1,7 +1,7 @@
-//! One set of store tests run against every store: file, memory, S3 (moto) and Kafka
-//! (tansu). Each backend gets one `#[test]` that runs the whole suite with instances of
-//! its own; what a store cannot do (a memory store has no second process, no read-only
-//! mode) is skipped by its harness, never asserted loosely.
+//! One set of store tests run against every store: file, memory, S3 (moto), Azure
+//! (Azurite) and Kafka (tansu). Each backend gets one `#[test]` that runs the whole suite
+//! with instances of its own; what a store cannot do (a memory store has no second
+//! process, no read-only mode) is skipped by its harness, never asserted loosely.
 //!
 //! Also here: decoders of what is read from a store (envelope, `latest.json`) fed random
 //! and mutated bytes, and the checkpoint tools given URLs with credentials or stores that
@@ -136,7 +136,11 @@ fn rewriting_a_name(h: &dyn Harness, inst: &str) {
     s.put(A, b"one").unwrap();
     let second = s.put(A, b"two, longer");
     if h.create_only() {
-        assert!(second.is_err(), "create-only store overwrote {A}");
+        let e = second
+            .as_ref()
+            .expect_err("a create-only store overwrote a checkpoint");
+        assert_eq!(e.kind, StoreErrorKind::Conflict, "{e}");
+        assert!(e.to_string().contains("another process"), "{e}");
     }
     let got = s.get(A).unwrap();
     let expected: &[u8] = if second.is_ok() {
@@ -442,6 +446,45 @@ fn s3_store_conforms() {
     conformance(&S3(server), "s3");
 }
 
+/// An Azure Blob Storage container on Azurite.
+struct Azure(Server);
+
+impl Azure {
+    fn backend(&self, instance: &str) -> Result<ObjectStoreBackend, StoreError> {
+        let o = servers::azure_options(&self.0);
+        let o: Vec<(&str, &str)> = o.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        ObjectStoreBackend::open_with(&format!("az://{BUCKET}/app"), instance, &o)
+    }
+}
+
+impl Harness for Azure {
+    fn open(&self, instance: &str) -> Result<Store, StoreError> {
+        Ok(Box::new(self.backend(instance)?))
+    }
+    fn open_read_only(&self, instance: &str) -> Option<Result<Store, StoreError>> {
+        Some(
+            self.backend(instance)
+                .map(|s| Box::new(s.into_read_only()) as Store),
+        )
+    }
+    fn nothing_exists(&self, instance: &str) -> bool {
+        let s = self.backend(instance).unwrap();
+        s.list().unwrap().is_empty() && s.get_latest().unwrap().is_none()
+    }
+    fn create_only(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn azure_store_conforms() {
+    let Some(server) = servers::azurite() else {
+        return;
+    };
+    servers::create_azure_container(&server, BUCKET);
+    conformance(&Azure(server), "az");
+}
+
 struct Kafka(Server);
 
 impl Kafka {
@@ -671,4 +714,55 @@ fn read_only_tools_create_no_directory_and_no_topic() {
     }
     let topics = kafka_topics(&kafka.addr());
     assert!(!topics.iter().any(|t| t == "typo"), "{topics:?}");
+}
+
+#[test]
+fn checkpoints_list_reports_a_kafka_checkpoint_in_a_newer_layout() {
+    let Some(kafka) = servers::tansu() else {
+        return;
+    };
+    let addr = kafka.addr();
+    let mut s = KafkaStore::open(&addr, "ckpt", "default").unwrap();
+    s.put(A, b"{}").unwrap();
+    drop(s);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use rskafka::client::partition::{Compression, UnknownTopicHandling};
+        let client = rskafka::client::ClientBuilder::new(vec![addr.clone()])
+            .build()
+            .await
+            .unwrap();
+        let pc = client
+            .partition_client("ckpt", 0, UnknownTopicHandling::Retry)
+            .await
+            .unwrap();
+        let record = rskafka::record::Record {
+            key: Some(format!("default/{B}").into_bytes()),
+            value: Some(br#"{"format":"simplestream-kafka-manifest","version":3}"#.to_vec()),
+            headers: BTreeMap::new(),
+            timestamp: rskafka::chrono::DateTime::from_timestamp_millis(0).unwrap(),
+        };
+        pc.produce(vec![record], Compression::NoCompression)
+            .await
+            .unwrap();
+    });
+    let (ok, text) = run(tool(&[
+        "checkpoints",
+        "list",
+        &format!("kafka://{addr}/ckpt"),
+    ]));
+    assert!(ok, "{text}");
+    let note = format!("note: checkpoint {B} (manifest default/{B} at offset");
+    assert!(
+        text.contains(&note) && text.contains("layout version 3"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches(B).count(),
+        2,
+        "listed as a checkpoint too:\n{text}"
+    );
 }

@@ -236,3 +236,55 @@ pub fn tansu() -> Option<Server> {
         vec![],
     ))
 }
+
+/// Azurite's blob service (Azure Blob Storage, in memory), from npm.
+pub fn azurite() -> Option<Server> {
+    let bin = server_bin("azurite-blob")?;
+    let port = free_port();
+    Some(Server::spawn(
+        "azurite-blob",
+        port,
+        vec![
+            bin.into(),
+            "--blobHost".into(),
+            "127.0.0.1".into(),
+            "--blobPort".into(),
+            port.to_string().into(),
+            "--inMemoryPersistence".into(),
+            "--skipApiVersionCheck".into(),
+            "--silent".into(),
+        ],
+        vec![],
+    ))
+}
+
+/// Azurite's well-known development account.
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// Creates `container` on Azurite (a signed request `object_store` cannot make; node
+/// comes with Azurite).
+pub fn create_azure_container(server: &Server, container: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/azurite_container.js");
+    let status = Command::new("node")
+        .arg(script)
+        .arg(server.port.to_string())
+        .arg(container)
+        .status()
+        .expect("run node");
+    assert!(status.success(), "creating container {container} failed");
+}
+
+/// The `object_store` options that point an `az://` store at `server`.
+pub fn azure_options(server: &Server) -> Vec<(String, String)> {
+    vec![
+        ("azure_storage_account_name".into(), AZURITE_ACCOUNT.into()),
+        ("azure_storage_account_key".into(), AZURITE_KEY.into()),
+        (
+            "azure_storage_endpoint".into(),
+            format!("http://{}/{AZURITE_ACCOUNT}", server.addr()),
+        ),
+        ("azure_allow_http".into(), "true".into()),
+    ]
+}

