@@ -252,6 +252,8 @@ pub fn azurite() -> Option<Server> {
             port.to_string().into(),
             "--inMemoryPersistence".into(),
             "--skipApiVersionCheck".into(),
+            // No telemetry: nothing but loopback.
+            "--disableTelemetry".into(),
             "--silent".into(),
         ],
         vec![],
