@@ -117,7 +117,7 @@ fn run<P: Pipeline>(args: &Args, input: fn(Event) -> Option<P::Event>) -> Result
             *outputs += 1;
             if let Some(s) = sink {
                 line.clear();
-                serde_json::to_writer(&mut line, &rec).map_err(|e| e.to_string())?;
+                simplestream::codec::to_json_writer(&mut line, &rec).map_err(|e| e.to_string())?;
                 s.write_line(&line).map_err(|e| e.to_string())?;
             }
             let _ = rec.is_late();

@@ -2,9 +2,10 @@
 //! and how to recover.
 //!
 //! A checkpoint follows the classic steps: the caller pauses between events and calls
-//! [`Coordinator::checkpoint`], which serializes the state, writes it through the store,
-//! and only after that write is durable replaces the `latest` record; then older
-//! checkpoints beyond `keep` are deleted, and the caller resumes.
+//! [`Coordinator::checkpoint`], which serializes the state, decodes it once (a checkpoint
+//! that would not restore is never stored), writes it through the store, and only after
+//! that write is durable replaces the `latest` record; then older checkpoints beyond
+//! `keep` are deleted, and the caller resumes.
 
 use std::collections::BTreeMap;
 use std::fmt;

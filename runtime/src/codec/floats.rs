@@ -50,7 +50,7 @@ impl<T: Serialize + ?Sized> Serialize for Floats<'_, T> {
 
 struct FloatSer<S>(S);
 /// A compound serializer (sequence, map, struct...) whose elements are wrapped.
-pub struct Compound<C>(C);
+struct Compound<C>(C);
 
 macro_rules! forward_ser {
     ($($method:ident($t:ty)),*) => {$(
