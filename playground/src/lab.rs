@@ -581,7 +581,7 @@ impl<P: Demo, S: PlayStore> Lab<P, S> {
             }
             self.sink.push(SinkLine {
                 sink: o.sink().to_string(),
-                record: serde_json::to_value(o).unwrap_or(Value::Null),
+                record: simplestream::codec::to_json_value(o).unwrap_or(Value::Null),
             });
         }
         if !outs.is_empty() {
@@ -756,7 +756,7 @@ impl<P: Demo, S: PlayStore> Lab<P, S> {
             for o in &outs {
                 self.reference.sink.push(SinkLine {
                     sink: o.sink().to_string(),
-                    record: serde_json::to_value(o).unwrap_or(Value::Null),
+                    record: simplestream::codec::to_json_value(o).unwrap_or(Value::Null),
                 });
             }
         }
