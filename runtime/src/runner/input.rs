@@ -1,8 +1,10 @@
 //! Reading JSON-lines input: bounded lines, byte offsets, errors that name line and field.
 
 use std::collections::BTreeMap;
-use std::fs::File;
+use std::fmt;
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::path::Path;
 
 use super::identity::Tail;
 
@@ -27,6 +29,28 @@ pub enum Read {
     },
     /// End of file.
     Eof,
+}
+
+/// How a followed input was rotated (see [`LineReader::follow_rotation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// The file shrank below the offset read so far (copytruncate).
+    Truncated,
+    /// The path names another file now (renamed away and recreated).
+    Replaced,
+}
+
+impl fmt::Display for Rotation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Rotation::Truncated => {
+                "was truncated below the offset read so far (copytruncate rotation)"
+            }
+            Rotation::Replaced => {
+                "now names another file (rename rotation); the old one was read to its end"
+            }
+        })
+    }
 }
 
 /// A JSON-lines file read line by line, knowing its byte offset and line number.
@@ -180,6 +204,47 @@ impl LineReader {
         Ok(())
     }
 
+    /// For `--follow` at the end of the file: if `path` was rotated, switches to the file
+    /// it names now, from its start (line 1), and says how it was rotated. A path that is
+    /// missing for a moment (between a rename and the new file) is no rotation yet.
+    pub fn follow_rotation(&mut self, path: &Path) -> io::Result<Option<Rotation>> {
+        let ours = self.reader.get_ref().metadata()?;
+        let rotation = if self.rotated_away(path)? {
+            if ours.len() > self.offset {
+                // Written to before it was renamed away: read that first.
+                return Ok(None);
+            }
+            Rotation::Replaced
+        } else if ours.len() < self.offset {
+            Rotation::Truncated
+        } else {
+            return Ok(None);
+        };
+        *self = LineReader::new(File::open(path)?, 0, 1, self.max_line, false)?;
+        Ok(Some(rotation))
+    }
+
+    /// Does `path` name another file than the one being read?
+    pub fn rotated_away(&self, path: &Path) -> io::Result<bool> {
+        let ours = self.reader.get_ref().metadata()?;
+        match fs::metadata(path) {
+            Ok(now) => Ok(file_id(&now) != file_id(&ours)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Saves which file is being read (`source.file_id`, its inode on Unix).
+    pub fn save_file_id(&self, positions: &mut BTreeMap<String, u64>) -> Result<(), String> {
+        let meta = self
+            .reader
+            .get_ref()
+            .metadata()
+            .map_err(|e| format!("looking at the input: {e}"))?;
+        positions.insert("source.file_id".into(), file_id(&meta));
+        Ok(())
+    }
+
     /// Length of the underlying file now.
     pub fn file_len(&self) -> u64 {
         self.reader
@@ -187,6 +252,19 @@ impl LineReader {
             .metadata()
             .map(|m| m.len())
             .unwrap_or(0)
+    }
+}
+
+/// The file's identity on its device (0 where std has none: then only the bytes tell).
+pub fn file_id(meta: &fs::Metadata) -> u64 {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::MetadataExt::ino(meta)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        0
     }
 }
 

@@ -340,6 +340,7 @@ impl<P: Pipeline> Run<P> {
         let committed = self
             .input
             .save_tail(&mut positions)
+            .and_then(|()| self.input.save_file_id(&mut positions))
             .and_then(|()| self.outputs.commit(&mut positions));
         if let Err(e) = committed {
             return self.outcome(Err(Failure::Retry(e)), why, Some(started));
@@ -625,6 +626,19 @@ where
                 if !args.follow {
                     break false;
                 }
+                if let Some(how) = run
+                    .input
+                    .follow_rotation(&input_path)
+                    .map_err(|e| format!("reading {}: {e}", input_path.display()))?
+                {
+                    warn!(
+                        "input {} {how}: reading it from its start",
+                        input_path.display()
+                    );
+                    // Record the switch at once: a restart then resumes in the new file.
+                    run.checkpoint("input rotated", true)?;
+                    continue;
+                }
                 if run.coord.due(now_ms()) {
                     run.checkpoint("interval", false)?;
                 }
@@ -643,7 +657,7 @@ where
             }
             | Read::TooLong {
                 unterminated: true, ..
-            } if args.follow => {
+            } if args.follow && !rotated_away(&run.input, &input_path)? => {
                 // A writer is still appending this line: wait for its newline.
                 run.input
                     .rewind()
@@ -685,7 +699,7 @@ where
                     run.drain()?;
                 }
             }
-            Err(msg) if unterminated => {
+            Err(msg) if unterminated && !args.follow => {
                 // Maybe a writer is still appending it: leave it whole for the next run.
                 run.input
                     .rewind()
@@ -801,6 +815,14 @@ where
         run.outputs.main.len(),
         if run.outputs.late.is_empty() { String::new() } else { format!(", late events in {}", late_path.display()) },
     ))
+}
+
+/// Under `--follow`, a partial last line of a file rotated away is complete: nothing
+/// will be appended to it any more.
+fn rotated_away(input: &LineReader, path: &std::path::Path) -> Result<bool, RunError> {
+    input
+        .rotated_away(path)
+        .map_err(|e| RunError::Fatal(format!("reading {}: {e}", path.display())))
 }
 
 /// Refuses overlapping files before anything is opened for writing.
