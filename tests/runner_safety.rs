@@ -730,15 +730,20 @@ fn wait_for(dir: &Path, events: u64, offset: u64, child: &mut std::process::Chil
     }
 }
 
-/// Under `--follow`, copytruncate (the file shrinks below the offset) and rename rotation
-/// (the path names a new file) are noticed and logged; the new file is read from its
+/// Under `--follow`, copytruncate (truncated, then refilled past the old end) and rename
+/// rotation (the path names a new file) are noticed and logged; the new file is read from its
 /// start, nothing is skipped or read twice, and a restart resumes in the new file.
 #[test]
 fn follow_reads_rotated_files_from_their_start() {
+    use std::fs::OpenOptions;
     use std::io::Write;
+    let append = |p: &Path, bytes: &[u8]| {
+        let mut f = OpenOptions::new().append(true).open(p).unwrap();
+        f.write_all(bytes).unwrap();
+    };
     let t = tmp();
     let dir = t.path().join("run");
-    let lines = good_lines(16);
+    let lines = good_lines(20);
     let input = put_input(&dir, &join(&lines[..6]));
     let mut run = Running(Some(
         orders(&dir, &input, &["--follow", "--checkpoint-every", "1"])
@@ -749,62 +754,49 @@ fn follow_reads_rotated_files_from_their_start() {
     ));
     wait_for(&dir, 6, join(&lines[..6]).len() as u64, run.child());
 
-    // copytruncate: copied away, truncated, then written again (less than was read).
+    // copytruncate: copied away, truncated, then written again past the old end: noticed
+    // whether the reader looks while it is short or after it is refilled.
     std::fs::copy(&input, dir.join("in.jsonl.1")).unwrap();
-    let f = std::fs::OpenOptions::new()
+    OpenOptions::new()
         .write(true)
         .open(&input)
+        .unwrap()
+        .set_len(0)
         .unwrap();
-    f.set_len(0).unwrap();
-    drop(f);
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&input)
-        .unwrap();
-    f.write_all(&join(&lines[6..9])).unwrap();
-    drop(f);
-    wait_for(&dir, 9, join(&lines[6..9]).len() as u64, run.child());
+    let refill = join(&lines[6..13]);
+    assert!(refill.len() > join(&lines[..6]).len());
+    append(&input, &refill);
+    wait_for(&dir, 13, refill.len() as u64, run.child());
 
     // Rename rotation: the old file gets its last lines (the very last without a newline,
     // which is then complete: nothing is appended to a file rotated away), is renamed
     // away, and a new one starts.
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&input)
-        .unwrap();
-    f.write_all(&join(&lines[9..11])).unwrap();
-    f.write_all(&lines[11]).unwrap();
-    drop(f);
+    append(&input, &join(&lines[13..15]));
+    append(&input, &lines[15]);
     std::fs::rename(&input, dir.join("in.jsonl.2")).unwrap();
-    std::fs::write(&input, join(&lines[12..14])).unwrap();
-    wait_for(&dir, 14, join(&lines[12..14]).len() as u64, run.child());
+    std::fs::write(&input, join(&lines[16..18])).unwrap();
+    wait_for(&dir, 18, join(&lines[16..18]).len() as u64, run.child());
 
     let out = run.terminate();
     let err = stderr_of(&out);
     assert_eq!(code(&out), Some(0), "{err}");
-    assert!(
-        err.contains("was truncated below the offset read so far (copytruncate rotation): reading it from its start"),
-        "{err}"
-    );
-    assert!(
-        err.contains("now names another file (rename rotation); the old one was read to its end: reading it from its start"),
-        "{err}"
-    );
-    assert!(err.contains("stopped by signal: 14 events"), "{err}");
+    for how in [
+        "was truncated and rewritten (copytruncate rotation)",
+        "now names another file (rename rotation); the old one was read to its end",
+    ] {
+        let line = format!("input {} {how}: reading it from its start", input.display());
+        assert_eq!(err.matches(&line).count(), 1, "`{line}` once in:\n{err}");
+    }
+    assert!(err.contains("stopped by signal: 18 events"), "{err}");
     assert!(err.contains("0 bad line(s)"), "{err}");
 
     // A restart resumes in the new file, and reads what was appended to it once.
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&input)
-        .unwrap();
-    f.write_all(&join(&lines[14..])).unwrap();
-    drop(f);
+    append(&input, &join(&lines[18..]));
     let out = run_ok(orders(&dir, &input, &[]));
     let err = stderr_of(&out);
-    assert!(err.contains("done: 16 events (2 this run"), "{err}");
+    assert!(err.contains("done: 20 events (2 this run"), "{err}");
     let mut want = std::collections::BTreeMap::new();
-    for i in 0..16 {
+    for i in 0..20 {
         *want.entry(format!("C{}", i % 3 + 1)).or_insert(0u64) += 1;
     }
     assert_eq!(counts(&dir), want);

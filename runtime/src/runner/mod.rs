@@ -561,7 +561,7 @@ where
         &positions,
         args.accept_changed_input,
     )?;
-    let input = LineReader::new(
+    let mut input = LineReader::new(
         input_file,
         pos("source.offset"),
         pos("source.line").max(1),
@@ -569,6 +569,7 @@ where
         pos("source.pending_newline") == 1,
     )
     .map_err(|e| format!("reading {}: {e}", input_path.display()))?;
+    input.follow = args.follow;
     let outputs = Outputs {
         main: SinkFile::restore(&output_path, "output", &positions)?,
         late: SinkFile::restore(&late_path, "late", &positions)?,
