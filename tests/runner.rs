@@ -1426,6 +1426,7 @@ fn help_mentions_every_flag() {
         "--codec",
         "--keep",
         "--from-scratch",
+        "--accept-changed-input",
         "--on-bad-input",
         "--dead-letter",
         "--follow",
