@@ -697,3 +697,136 @@ fn blank_lines_bom_and_crlf_are_accepted() {
         assert_same_outputs(&refdir, &dir);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// --follow and log rotation
+// ---------------------------------------------------------------------------------------
+
+/// `positions` of `latest.json`, if it exists and parses.
+fn latest_positions(dir: &Path) -> Option<Value> {
+    let b = std::fs::read(inst(dir).join("latest.json")).ok()?;
+    let v: Value = serde_json::from_slice(&b).ok()?;
+    Some(v["positions"].clone())
+}
+
+/// Waits (hang guard only) until the latest checkpoint has `events` events at `offset`.
+fn wait_for(dir: &Path, events: u64, offset: u64, child: &mut std::process::Child) {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(p) = latest_positions(dir) {
+            if p["events"].as_u64() == Some(events) && p["source.offset"].as_u64() == Some(offset) {
+                return;
+            }
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("orders exited ({st}) before {events} events at byte {offset}");
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "timed out waiting for {events} events at byte {offset}: {:?}",
+            latest_positions(dir)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Under `--follow`, copytruncate (truncated, then refilled past the old end) and rename
+/// rotation (the path names a new file) are noticed and logged; the new file is read from its
+/// start, nothing is skipped or read twice, and a restart resumes in the new file.
+#[test]
+fn follow_reads_rotated_files_from_their_start() {
+    use std::fs::OpenOptions;
+    use std::io::Write;
+    let append = |p: &Path, bytes: &[u8]| {
+        let mut f = OpenOptions::new().append(true).open(p).unwrap();
+        f.write_all(bytes).unwrap();
+    };
+    let t = tmp();
+    let dir = t.path().join("run");
+    let lines = good_lines(20);
+    let input = put_input(&dir, &join(&lines[..6]));
+    let mut run = Running(Some(
+        orders(&dir, &input, &["--follow", "--checkpoint-every", "1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    wait_for(&dir, 6, join(&lines[..6]).len() as u64, run.child());
+
+    // copytruncate: copied away, truncated, then written again past the old end: noticed
+    // whether the reader looks while it is short or after it is refilled.
+    std::fs::copy(&input, dir.join("in.jsonl.1")).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&input)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let refill = join(&lines[6..13]);
+    assert!(refill.len() > join(&lines[..6]).len());
+    append(&input, &refill);
+    wait_for(&dir, 13, refill.len() as u64, run.child());
+
+    // Rename rotation: the old file gets its last lines (the very last without a newline,
+    // which is then complete: nothing is appended to a file rotated away), is renamed
+    // away, and a new one starts.
+    append(&input, &join(&lines[13..15]));
+    append(&input, &lines[15]);
+    std::fs::rename(&input, dir.join("in.jsonl.2")).unwrap();
+    std::fs::write(&input, join(&lines[16..18])).unwrap();
+    wait_for(&dir, 18, join(&lines[16..18]).len() as u64, run.child());
+
+    let out = run.terminate();
+    let err = stderr_of(&out);
+    assert_eq!(code(&out), Some(0), "{err}");
+    for how in [
+        "was truncated and rewritten (copytruncate rotation)",
+        "now names another file (rename rotation); the old one was read to its end",
+    ] {
+        let line = format!("input {} {how}: reading it from its start", input.display());
+        assert_eq!(err.matches(&line).count(), 1, "`{line}` once in:\n{err}");
+    }
+    assert!(err.contains("stopped by signal: 18 events"), "{err}");
+    assert!(err.contains("0 bad line(s)"), "{err}");
+
+    // A restart resumes in the new file, and reads what was appended to it once.
+    append(&input, &join(&lines[18..]));
+    let out = run_ok(orders(&dir, &input, &[]));
+    let err = stderr_of(&out);
+    assert!(err.contains("done: 20 events (2 this run"), "{err}");
+    let mut want = std::collections::BTreeMap::new();
+    for i in 0..20 {
+        *want.entry(format!("C{}", i % 3 + 1)).or_insert(0u64) += 1;
+    }
+    assert_eq!(counts(&dir), want);
+}
+
+/// A running `orders`, killed if the test ends (or panics) before it exits.
+struct Running(Option<std::process::Child>);
+
+impl Running {
+    fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().unwrap()
+    }
+
+    /// Sends SIGTERM and collects the exit and output.
+    fn terminate(mut self) -> Output {
+        let child = self.0.take().unwrap();
+        let st = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

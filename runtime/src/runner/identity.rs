@@ -91,10 +91,19 @@ pub fn check_input(
     {
         return Ok(());
     }
+    let other_file = match (positions.get("source.file_id"), input.metadata()) {
+        (Some(&id), Ok(m)) => id != super::input::file_id(&m),
+        _ => false,
+    };
     let what = format!(
-        "{} changed since the checkpoint: the {} bytes before byte {offset}, where reading would resume, are not the ones the checkpoint read (the file was replaced or edited)",
+        "{} changed since the checkpoint: the {} bytes before byte {offset}, where reading would resume, are not the ones the checkpoint read ({})",
         path.display(),
-        tail.len
+        tail.len,
+        if other_file {
+            "it is another file now: replaced, or rotated while the program was stopped"
+        } else {
+            "the file was edited or rewritten in place"
+        }
     );
     if accept {
         tracing::warn!("{what}; resuming at byte {offset} of it anyway (--accept-changed-input)");

@@ -1,8 +1,10 @@
 //! Reading JSON-lines input: bounded lines, byte offsets, errors that name line and field.
 
 use std::collections::BTreeMap;
-use std::fs::File;
+use std::fmt;
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::path::Path;
 
 use super::identity::Tail;
 
@@ -29,6 +31,27 @@ pub enum Read {
     Eof,
 }
 
+/// How a followed input was rotated (see [`LineReader::follow_rotation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// The file shrank below the offset read so far, or its bytes before that offset
+    /// changed (copytruncate, refilled before it was looked at).
+    Truncated,
+    /// The path names another file now (renamed away and recreated).
+    Replaced,
+}
+
+impl fmt::Display for Rotation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Rotation::Truncated => "was truncated and rewritten (copytruncate rotation)",
+            Rotation::Replaced => {
+                "now names another file (rename rotation); the old one was read to its end"
+            }
+        })
+    }
+}
+
 /// A JSON-lines file read line by line, knowing its byte offset and line number.
 pub struct LineReader {
     reader: BufReader<File>,
@@ -44,6 +67,14 @@ pub struct LineReader {
     /// checkpoints (`source.pending_newline`).
     pub pending_newline: bool,
     pending_before_read: bool,
+    /// `--follow`: a file rewritten under the reader is a rotation, not an error.
+    pub follow: bool,
+    /// An offset and the hash of the bytes before it as this reader knew them (at the
+    /// last checkpoint, or at the first end of file there): the next read from that
+    /// offset checks them, so a file truncated and refilled under the reader is noticed.
+    known_tail: Option<(u64, Tail)>,
+    /// Under `--follow`, a read found those bytes changed.
+    rewritten: bool,
 }
 
 impl LineReader {
@@ -64,11 +95,50 @@ impl LineReader {
             buf: Vec::new(),
             pending_newline,
             pending_before_read: pending_newline,
+            follow: false,
+            known_tail: None,
+            rewritten: false,
         })
     }
 
-    /// Reads the next line into `buf`.
+    /// Reads the next line into `buf`. Under `--follow`, the first line after an end of
+    /// file is only given if the bytes before it are still those seen then: a file
+    /// truncated and refilled past the offset gives [`Read::Eof`], and
+    /// [`follow_rotation`](Self::follow_rotation) then reports it.
     pub fn next_line(&mut self) -> io::Result<Read> {
+        let at = self.offset;
+        let read = self.read_line()?;
+        match self.known_tail {
+            Some((known, _)) if known == at && read == Read::Eof => {}
+            Some((known, tail)) if known == at => {
+                self.known_tail = None;
+                if !tail.matches(self.reader.get_ref(), at)? {
+                    return self.rewritten_at(at);
+                }
+            }
+            _ if read == Read::Eof => {
+                // Remembered for the next read; a file shorter than `at` is noticed then.
+                self.known_tail = Tail::of(self.reader.get_ref(), at).ok().map(|t| (at, t));
+            }
+            _ => {}
+        }
+        Ok(read)
+    }
+
+    /// The bytes before `at` changed since they were read: a rotation under `--follow`
+    /// (reported as end of file, then by [`follow_rotation`](Self::follow_rotation)),
+    /// an error otherwise.
+    fn rewritten_at(&mut self, at: u64) -> io::Result<Read> {
+        if self.follow {
+            self.rewritten = true;
+            return Ok(Read::Eof);
+        }
+        Err(io::Error::other(format!(
+            "its bytes before offset {at} changed while it was being read (rewritten in place); nothing after them was read"
+        )))
+    }
+
+    fn read_line(&mut self) -> io::Result<Read> {
         self.pending_before_read = self.pending_newline;
         let mut read = self.read_raw()?;
         if self.pending_newline
@@ -169,7 +239,7 @@ impl LineReader {
 
     /// Saves the hash of the bytes before [`offset`](Self::offset) (`source.tail_*`), by
     /// which the next run recognises this input.
-    pub fn save_tail(&self, positions: &mut BTreeMap<String, u64>) -> Result<(), String> {
+    pub fn save_tail(&mut self, positions: &mut BTreeMap<String, u64>) -> Result<(), String> {
         let tail = Tail::of(self.reader.get_ref(), self.offset).map_err(|e| {
             format!(
                 "reading the input's bytes before offset {} again: {e} (was it truncated?)",
@@ -177,6 +247,59 @@ impl LineReader {
             )
         })?;
         tail.save("source", positions);
+        self.known_tail = Some((self.offset, tail));
+        Ok(())
+    }
+
+    /// For `--follow` at the end of the file: if `path` was rotated, switches to the file
+    /// it names now, from its start (line 1), and says how it was rotated. A path that is
+    /// missing for a moment (between a rename and the new file) is no rotation yet.
+    pub fn follow_rotation(&mut self, path: &Path) -> io::Result<Option<Rotation>> {
+        let ours = self.reader.get_ref().metadata()?;
+        let rotation = if self.rotated_away(path)? {
+            if ours.len() > self.offset {
+                // Written to before it was renamed away: read that first.
+                return Ok(None);
+            }
+            Rotation::Replaced
+        } else if self.rewritten || ours.len() < self.offset || !self.same_before_offset()? {
+            Rotation::Truncated
+        } else {
+            return Ok(None);
+        };
+        *self = LineReader {
+            follow: self.follow,
+            ..LineReader::new(File::open(path)?, 0, 1, self.max_line, false)?
+        };
+        Ok(Some(rotation))
+    }
+
+    /// Are the bytes before the offset still those this reader knows?
+    fn same_before_offset(&self) -> io::Result<bool> {
+        match self.known_tail {
+            Some((at, tail)) if at == self.offset => tail.matches(self.reader.get_ref(), at),
+            _ => Ok(true),
+        }
+    }
+
+    /// Does `path` name another file than the one being read?
+    pub fn rotated_away(&self, path: &Path) -> io::Result<bool> {
+        let ours = self.reader.get_ref().metadata()?;
+        match fs::metadata(path) {
+            Ok(now) => Ok(file_id(&now) != file_id(&ours)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Saves which file is being read (`source.file_id`, its inode on Unix).
+    pub fn save_file_id(&self, positions: &mut BTreeMap<String, u64>) -> Result<(), String> {
+        let meta = self
+            .reader
+            .get_ref()
+            .metadata()
+            .map_err(|e| format!("looking at the input: {e}"))?;
+        positions.insert("source.file_id".into(), file_id(&meta));
         Ok(())
     }
 
@@ -187,6 +310,19 @@ impl LineReader {
             .metadata()
             .map(|m| m.len())
             .unwrap_or(0)
+    }
+}
+
+/// The file's identity on its device (0 where std has none: then only the bytes tell).
+pub fn file_id(meta: &fs::Metadata) -> u64 {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::MetadataExt::ino(meta)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        0
     }
 }
 
@@ -264,5 +400,54 @@ fn strip_position(msg: &str) -> String {
     match msg.rfind(" at line ") {
         Some(i) => msg[..i].to_string(),
         None => msg.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file rewritten in place past the offset read so far: an error without
+    /// `--follow`, a copytruncate rotation with it; appending is neither.
+    #[test]
+    fn a_file_refilled_under_the_reader_is_noticed() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("in.jsonl");
+        for follow in [false, true] {
+            std::fs::write(&p, b"{\"a\":1}\n{\"a\":2}\n").unwrap();
+            let mut r = LineReader::new(File::open(&p).unwrap(), 0, 1, 1 << 20, false).unwrap();
+            r.follow = follow;
+            for _ in 0..2 {
+                let Read::Line { bytes, .. } = r.next_line().unwrap() else {
+                    panic!("a line")
+                };
+                r.advance(bytes);
+            }
+            r.save_tail(&mut BTreeMap::new()).unwrap();
+            std::fs::write(&p, b"{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n").unwrap();
+            assert!(matches!(
+                r.next_line().unwrap(),
+                Read::Line { bytes: 8, .. }
+            ));
+            r.advance(8);
+            r.save_tail(&mut BTreeMap::new()).unwrap();
+            std::fs::write(&p, b"{\"b\":1}\n{\"b\":2}\n{\"b\":3}\n{\"b\":4}\n").unwrap();
+            if follow {
+                assert_eq!(r.next_line().unwrap(), Read::Eof);
+                assert_eq!(r.follow_rotation(&p).unwrap(), Some(Rotation::Truncated));
+                assert_eq!(r.offset, 0);
+                assert!(matches!(
+                    r.next_line().unwrap(),
+                    Read::Line { bytes: 8, .. }
+                ));
+                assert_eq!(r.buf, b"{\"b\":1}");
+            } else {
+                let err = r.next_line().unwrap_err();
+                assert!(
+                    err.to_string().contains("changed while it was being read"),
+                    "{err}"
+                );
+            }
+        }
     }
 }

@@ -341,6 +341,7 @@ impl<P: Pipeline> Run<P> {
         let committed = self
             .input
             .save_tail(&mut positions)
+            .and_then(|()| self.input.save_file_id(&mut positions))
             .and_then(|()| self.outputs.commit(&mut positions));
         if let Err(e) = committed {
             return self.outcome(Err(Failure::Retry(e)), why, Some(started));
@@ -567,7 +568,7 @@ where
         &positions,
         args.accept_changed_input,
     )?;
-    let input = LineReader::new(
+    let mut input = LineReader::new(
         input_file,
         pos("source.offset"),
         pos("source.line").max(1),
@@ -575,6 +576,7 @@ where
         pos("source.pending_newline") == 1,
     )
     .map_err(|e| format!("reading {}: {e}", input_path.display()))?;
+    input.follow = args.follow;
     let outputs = Outputs {
         main: SinkFile::restore(&output_path, "output", &positions)?,
         late: SinkFile::restore(&late_path, "late", &positions)?,
@@ -633,6 +635,19 @@ where
                 if !args.follow {
                     break false;
                 }
+                if let Some(how) = run
+                    .input
+                    .follow_rotation(&input_path)
+                    .map_err(|e| format!("reading {}: {e}", input_path.display()))?
+                {
+                    warn!(
+                        "input {} {how}: reading it from its start",
+                        input_path.display()
+                    );
+                    // Record the switch at once: a restart then resumes in the new file.
+                    run.checkpoint("input rotated", true)?;
+                    continue;
+                }
                 if run.coord.due(now_ms()) {
                     run.checkpoint("interval", false)?;
                 }
@@ -653,7 +668,7 @@ where
             | Read::TooLong {
                 unterminated: true,
                 bytes,
-            } if args.follow => {
+            } if args.follow && !rotated_away(&run.input, &input_path)? => {
                 // A writer is still appending this line: wait for its newline.
                 debug!(
                     line = run.input.line,
@@ -699,7 +714,7 @@ where
                     run.drain()?;
                 }
             }
-            Err(msg) if unterminated => {
+            Err(msg) if unterminated && !args.follow => {
                 // Maybe a writer is still appending it: leave it whole for the next run.
                 run.input
                     .rewind()
@@ -823,6 +838,14 @@ where
         run.outputs.main.len(),
         if run.outputs.late.is_empty() { String::new() } else { format!(", late events in {}", late_path.display()) },
     ))
+}
+
+/// Under `--follow`, a partial last line of a file rotated away is complete: nothing
+/// will be appended to it any more.
+fn rotated_away(input: &LineReader, path: &std::path::Path) -> Result<bool, RunError> {
+    input
+        .rotated_away(path)
+        .map_err(|e| RunError::Fatal(format!("reading {}: {e}", path.display())))
 }
 
 /// Refuses overlapping files before anything is opened for writing.
