@@ -12,62 +12,17 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::*;
 
-/// 2021-11-01 04:00:00 UTC, on a 5-minute boundary.
-const BASE: i64 = 1_635_739_200_000;
-/// Event-time step of [`good_line`]: 40 s, so a 5-minute window closes every ~8 lines.
-const STEP: i64 = 40_000;
-
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-fn tmp() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap()
-}
-
-/// A valid order: customer C1..C3 in turn, event time `BASE + i * STEP`.
-fn good_line(i: usize) -> Vec<u8> {
-    format!(
-        "{{\"customer\":\"C{}\",\"amount\":{i}.25,\"ts\":{}}}",
-        i % 3 + 1,
-        BASE + i as i64 * STEP
-    )
-    .into_bytes()
-}
-
-/// Lines joined with `\n`, with a final newline.
-fn join(lines: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for l in lines {
-        out.extend_from_slice(l);
-        out.push(b'\n');
-    }
-    out
-}
 
 /// Byte offset of line `n` (1-based) in `join(lines)`.
 fn offset_of(lines: &[Vec<u8>], n: usize) -> u64 {
     lines[..n - 1].iter().map(|l| l.len() as u64 + 1).sum()
 }
 
-fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn stdout_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn code(out: &Output) -> Option<i32> {
-    out.status.code()
-}
-
-/// Writes `input` into `<dir>/in.jsonl` (creating `dir`) and returns its path.
-fn put_input(dir: &Path, input: &[u8]) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let p = dir.join("in.jsonl");
-    std::fs::write(&p, input).unwrap();
-    p
 }
 
 /// An uninterrupted run over `input` in a fresh `dir`; returns `dir`.
@@ -93,12 +48,6 @@ fn file_len(p: &Path) -> u64 {
 fn latest_meta(dir: &Path) -> Option<Value> {
     let b = std::fs::read(ckpt_dir(dir).join("latest.json")).ok()?;
     serde_json::from_slice(&b).ok()
-}
-
-fn pos(ck: &Value, key: &str) -> u64 {
-    ck["positions"][key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no position {key} in {ck}"))
 }
 
 /// Bounds a wait for a condition: only a hang guard, generous for slow machines.

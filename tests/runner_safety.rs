@@ -10,59 +10,8 @@ use std::process::Output;
 use serde_json::Value;
 use support::*;
 
-/// 2021-11-01 04:00:00 UTC, on a 5-minute boundary.
-const BASE: i64 = 1_635_739_200_000;
-/// Event-time step of [`good_line`]: 40 s.
-const STEP: i64 = 40_000;
-
-fn tmp() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap()
-}
-
-/// A valid order: customer C1..C3 in turn, event time `BASE + i * STEP`.
-fn good_line(i: usize) -> Vec<u8> {
-    format!(
-        "{{\"customer\":\"C{}\",\"amount\":{i}.25,\"ts\":{}}}",
-        i % 3 + 1,
-        BASE + i as i64 * STEP
-    )
-    .into_bytes()
-}
-
-/// Lines joined with `\n`, with a final newline.
-fn join(lines: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for l in lines {
-        out.extend_from_slice(l);
-        out.push(b'\n');
-    }
-    out
-}
-
 fn good_lines(n: usize) -> Vec<Vec<u8>> {
     (0..n).map(good_line).collect()
-}
-
-fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn code(out: &Output) -> Option<i32> {
-    out.status.code()
-}
-
-/// Writes `input` into `<dir>/in.jsonl` (creating `dir`) and returns its path.
-fn put_input(dir: &Path, input: &[u8]) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let p = dir.join("in.jsonl");
-    std::fs::write(&p, input).unwrap();
-    p
-}
-
-fn pos(ck: &Value, key: &str) -> u64 {
-    ck["positions"][key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no position {key} in {ck}"))
 }
 
 /// Asserts a refused start: exit 1, and one error line, the last, that contains `what`.

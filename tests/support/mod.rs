@@ -5,6 +5,58 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+/// 2021-11-01 04:00:00 UTC, on a 5-minute boundary.
+pub const BASE: i64 = 1_635_739_200_000;
+/// Event-time step of [`good_line`]: 40 s, so a 5-minute window closes every ~8 lines.
+pub const STEP: i64 = 40_000;
+
+pub fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// A valid order: customer C1..C3 in turn, event time `BASE + i * STEP`.
+pub fn good_line(i: usize) -> Vec<u8> {
+    format!(
+        "{{\"customer\":\"C{}\",\"amount\":{i}.25,\"ts\":{}}}",
+        i % 3 + 1,
+        BASE + i as i64 * STEP
+    )
+    .into_bytes()
+}
+
+/// Lines joined with `\n`, with a final newline.
+pub fn join(lines: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for l in lines {
+        out.extend_from_slice(l);
+        out.push(b'\n');
+    }
+    out
+}
+
+pub fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn code(out: &Output) -> Option<i32> {
+    out.status.code()
+}
+
+/// Writes `input` into `<dir>/in.jsonl` (creating `dir`) and returns its path.
+pub fn put_input(dir: &Path, input: &[u8]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let p = dir.join("in.jsonl");
+    std::fs::write(&p, input).unwrap();
+    p
+}
+
+/// A position recorded in a checkpoint (or `latest.json`).
+pub fn pos(ck: &serde_json::Value, key: &str) -> u64 {
+    ck["positions"][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no position {key} in {ck}"))
+}
+
 /// The release `orders` binary, built once (a no-op when `cargo xtask test` built it).
 pub fn orders_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
