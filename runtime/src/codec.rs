@@ -285,7 +285,7 @@ pub fn write<T: Serialize + ?Sized>(
 }
 
 /// Deserializes a value in `codec`; binary must use every byte. JSON reads back the
-/// non-finite floats that [`write`] writes.
+/// non-finite floats that [`write()`] writes.
 pub fn read<T: serde::de::DeserializeOwned>(
     codec: Codec,
     bytes: &[u8],
@@ -304,7 +304,7 @@ pub fn read<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// Reads JSON written by [`write`] (or [`to_json_writer`]); errors name the path of the
+/// Reads JSON written by [`write()`] (or [`to_json_writer`]); errors name the path of the
 /// value that failed, e.g. `per_customer.C001.amount: invalid type: null, expected f64`.
 pub fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     let fast = (|| {
