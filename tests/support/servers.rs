@@ -34,12 +34,22 @@ pub fn server_bin(name: &str) -> Option<PathBuf> {
     None
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1, never one handed out before in this process: the
+/// kernel may give a just-released port again, and two servers of parallel tests on one
+/// port would make one test talk to the other's server.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind a free port")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Waits until `port` accepts connections.
@@ -269,13 +279,27 @@ pub const AZURITE_KEY: &str =
 /// comes with Azurite).
 pub fn create_azure_container(server: &Server, container: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/azurite_container.js");
-    let status = Command::new("node")
-        .arg(script)
-        .arg(server.port.to_string())
-        .arg(container)
-        .status()
-        .expect("run node");
-    assert!(status.success(), "creating container {container} failed");
+    // A just-started Azurite may still refuse or reset connections (seen in a fresh CI
+    // run): retry those until it answers; any other failure is final.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = Command::new("node")
+            .arg(&script)
+            .arg(server.port.to_string())
+            .arg(container)
+            .output()
+            .expect("run node");
+        if out.status.success() {
+            return;
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        let transient = err.contains("ECONNREFUSED") || err.contains("ECONNRESET");
+        assert!(
+            transient && Instant::now() < deadline,
+            "creating container {container} failed: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// The `object_store` options that point an `az://` store at `server`.
