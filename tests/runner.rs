@@ -50,30 +50,8 @@ fn latest_meta(dir: &Path) -> Option<Value> {
     serde_json::from_slice(&b).ok()
 }
 
-/// Bounds a wait for a condition: only a hang guard, generous for slow machines.
-const GUARD: Duration = Duration::from_secs(120);
-
 /// The runner's debug line when `--follow` meets a line still being written.
 const WAITING_FOR_LINE: &str = "waiting for the rest of a line being written";
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Waits for `child` to exit; fails if it is still running after `guard` (a bound on a
-/// hang, never a verdict on speed).
-fn finish_within(mut child: Running, guard: Duration, what: &str) -> Output {
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(start.elapsed() < guard, "{what} did not exit");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.finish()
-}
 
 /// Stderr of a running process, read line by line on a thread of its own.
 struct StderrWatch(std::sync::Arc<(std::sync::Mutex<Vec<String>>, std::sync::Condvar)>);
@@ -117,50 +95,6 @@ impl StderrWatch {
     fn text(&self) -> String {
         self.0 .0.lock().unwrap().join("\n")
     }
-}
-
-/// A running `orders` process, killed if the test ends (or panics) before it exits.
-struct Running(Option<Child>);
-
-impl Running {
-    fn new(c: Child) -> Self {
-        Running(Some(c))
-    }
-
-    /// Waits for the exit and collects the piped output.
-    fn finish(mut self) -> Output {
-        self.0.take().unwrap().wait_with_output().unwrap()
-    }
-}
-
-impl std::ops::Deref for Running {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        self.0.as_ref().unwrap()
-    }
-}
-
-impl std::ops::DerefMut for Running {
-    fn deref_mut(&mut self) -> &mut Child {
-        self.0.as_mut().unwrap()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn send_signal(child: &Child, sig: &str) {
-    let st = Command::new("kill")
-        .args([&format!("-{sig}"), &child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(st.success(), "kill -{sig} failed");
 }
 
 /// Asserts the child is still running (so a signal sent now lands mid-run).
@@ -991,19 +925,6 @@ fn corrupt_newest_checkpoint_after_a_crash_falls_back() {
     );
     assert!(err.contains("8000 events processed"), "{err}");
     assert_same_outputs(&refdir, &dir);
-}
-
-/// Re-seals a JSON checkpoint: recomputes the `crc32:` trailer over the bytes before it.
-fn json_reseal(bytes: &[u8]) -> Vec<u8> {
-    let trailer = b",\"checksum\":\"crc32:";
-    let at = bytes
-        .windows(trailer.len())
-        .rposition(|w| w == trailer)
-        .expect("a JSON checkpoint has a checksum trailer");
-    let mut out = bytes[..at].to_vec();
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(format!(",\"checksum\":\"crc32:{crc:08x}\"}}\n").as_bytes());
-    out
 }
 
 #[test]

@@ -287,8 +287,9 @@ fn checkpoint_that_is_a_symlink_or_fifo_is_not_read() {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
+            .map(Running::new)
             .unwrap();
-        let out = wait_or_kill(child, std::time::Duration::from_secs(60), kind);
+        let out = finish_within(child, GUARD, kind);
         let err = stderr_of(&out);
         assert_eq!(code(&out), Some(0), "{kind}: {err}");
         let why = if kind == "symlink" {
@@ -302,20 +303,6 @@ fn checkpoint_that_is_a_symlink_or_fifo_is_not_read() {
             assert_same_file(&refdir.join(f), &dir.join(f));
         }
     }
-}
-
-/// Waits for `child` to exit; a hang guard kills it after `limit` (a test failure).
-fn wait_or_kill(mut child: std::process::Child, limit: std::time::Duration, what: &str) -> Output {
-    let start = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("{what}: the run hung; stderr:\n{}", stderr_of(&out));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
 }
 
 /// New outputs and new checkpoint directories get their parent directory flushed once
@@ -422,19 +409,6 @@ fn input_replaced_under_the_checkpoint_is_refused() {
     let err = stderr_of(&out);
     assert!(!err.contains("changed since"), "{err}");
     assert!(err.contains("done: 22 events (1 this run"), "{err}");
-}
-
-/// Re-seals a JSON checkpoint: recomputes the `crc32:` trailer over the bytes before it.
-fn json_reseal(bytes: &[u8]) -> Vec<u8> {
-    let trailer = b",\"checksum\":\"crc32:";
-    let at = bytes
-        .windows(trailer.len())
-        .rposition(|w| w == trailer)
-        .expect("a JSON checkpoint has a checksum trailer");
-    let mut out = bytes[..at].to_vec();
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(format!(",\"checksum\":\"crc32:{crc:08x}\"}}\n").as_bytes());
-    out
 }
 
 /// A checkpoint of an older version (no `*.tail_*` positions) is still restored, with a
@@ -659,24 +633,15 @@ fn latest_positions(dir: &Path) -> Option<Value> {
 }
 
 /// Waits (hang guard only) until the latest checkpoint has `events` events at `offset`.
-fn wait_for(dir: &Path, events: u64, offset: u64, child: &mut std::process::Child) {
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(p) = latest_positions(dir) {
-            if p["events"].as_u64() == Some(events) && p["source.offset"].as_u64() == Some(offset) {
-                return;
-            }
-        }
+fn wait_for(dir: &Path, events: u64, offset: u64, child: &mut Running) {
+    wait_until(&format!("{events} events at byte {offset}"), GUARD, || {
         if let Some(st) = child.try_wait().unwrap() {
             panic!("orders exited ({st}) before {events} events at byte {offset}");
         }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(60),
-            "timed out waiting for {events} events at byte {offset}: {:?}",
-            latest_positions(dir)
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+        latest_positions(dir).is_some_and(|p| {
+            p["events"].as_u64() == Some(events) && p["source.offset"].as_u64() == Some(offset)
+        })
+    });
 }
 
 /// Under `--follow`, copytruncate (truncated, then refilled past the old end) and rename
@@ -694,14 +659,13 @@ fn follow_reads_rotated_files_from_their_start() {
     let dir = t.path().join("run");
     let lines = good_lines(20);
     let input = put_input(&dir, &join(&lines[..6]));
-    let mut run = Running(Some(
-        orders(&dir, &input, &["--follow", "--checkpoint-every", "1"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    ));
-    wait_for(&dir, 6, join(&lines[..6]).len() as u64, run.child());
+    let mut run = orders(&dir, &input, &["--follow", "--checkpoint-every", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map(Running::new)
+        .unwrap();
+    wait_for(&dir, 6, join(&lines[..6]).len() as u64, &mut run);
 
     // copytruncate: copied away, truncated, then written again past the old end: noticed
     // whether the reader looks while it is short or after it is refilled.
@@ -715,7 +679,7 @@ fn follow_reads_rotated_files_from_their_start() {
     let refill = join(&lines[6..13]);
     assert!(refill.len() > join(&lines[..6]).len());
     append(&input, &refill);
-    wait_for(&dir, 13, refill.len() as u64, run.child());
+    wait_for(&dir, 13, refill.len() as u64, &mut run);
 
     // Rename rotation: the old file gets its last lines (the very last without a newline,
     // which is then complete: nothing is appended to a file rotated away), is renamed
@@ -724,9 +688,10 @@ fn follow_reads_rotated_files_from_their_start() {
     append(&input, &lines[15]);
     std::fs::rename(&input, dir.join("in.jsonl.2")).unwrap();
     std::fs::write(&input, join(&lines[16..18])).unwrap();
-    wait_for(&dir, 18, join(&lines[16..18]).len() as u64, run.child());
+    wait_for(&dir, 18, join(&lines[16..18]).len() as u64, &mut run);
 
-    let out = run.terminate();
+    send_signal(&run, "TERM");
+    let out = run.finish();
     let err = stderr_of(&out);
     assert_eq!(code(&out), Some(0), "{err}");
     for how in [
@@ -749,33 +714,4 @@ fn follow_reads_rotated_files_from_their_start() {
         *want.entry(format!("C{}", i % 3 + 1)).or_insert(0u64) += 1;
     }
     assert_eq!(counts(&dir), want);
-}
-
-/// A running `orders`, killed if the test ends (or panics) before it exits.
-struct Running(Option<std::process::Child>);
-
-impl Running {
-    fn child(&mut self) -> &mut std::process::Child {
-        self.0.as_mut().unwrap()
-    }
-
-    /// Sends SIGTERM and collects the exit and output.
-    fn terminate(mut self) -> Output {
-        let child = self.0.take().unwrap();
-        let st = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        child.wait_with_output().unwrap()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }

@@ -397,28 +397,28 @@ fn memory_store_conforms() {
     conformance(&h, "mem");
 }
 
-struct S3(Server);
-
 const BUCKET: &str = "conformance";
 
-impl S3 {
-    fn options(&self) -> Vec<(String, String)> {
-        vec![
-            ("aws_endpoint".into(), format!("http://{}", self.0.addr())),
-            ("allow_http".into(), "true".into()),
-            ("aws_access_key_id".into(), "test".into()),
-            ("aws_secret_access_key".into(), "test".into()),
-            ("aws_region".into(), "us-east-1".into()),
-        ]
-    }
+/// An object store on a local server: S3 on moto, Azure Blob Storage on Azurite.
+struct Object {
+    /// Held so the server lives as long as the harness (dropping it stops the server).
+    _server: Server,
+    url: String,
+    options: Vec<(String, String)>,
+}
+
+impl Object {
     fn backend(&self, instance: &str) -> Result<ObjectStoreBackend, StoreError> {
-        let o = self.options();
-        let o: Vec<(&str, &str)> = o.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        ObjectStoreBackend::open_with(&format!("s3://{BUCKET}/app"), instance, &o)
+        let o: Vec<(&str, &str)> = self
+            .options
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        ObjectStoreBackend::open_with(&self.url, instance, &o)
     }
 }
 
-impl Harness for S3 {
+impl Harness for Object {
     fn open(&self, instance: &str) -> Result<Store, StoreError> {
         Ok(Box::new(self.backend(instance)?))
     }
@@ -443,37 +443,22 @@ fn s3_store_conforms() {
         return;
     };
     servers::create_bucket(&server, BUCKET);
-    conformance(&S3(server), "s3");
-}
-
-/// An Azure Blob Storage container on Azurite.
-struct Azure(Server);
-
-impl Azure {
-    fn backend(&self, instance: &str) -> Result<ObjectStoreBackend, StoreError> {
-        let o = servers::azure_options(&self.0);
-        let o: Vec<(&str, &str)> = o.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        ObjectStoreBackend::open_with(&format!("az://{BUCKET}/app"), instance, &o)
-    }
-}
-
-impl Harness for Azure {
-    fn open(&self, instance: &str) -> Result<Store, StoreError> {
-        Ok(Box::new(self.backend(instance)?))
-    }
-    fn open_read_only(&self, instance: &str) -> Option<Result<Store, StoreError>> {
-        Some(
-            self.backend(instance)
-                .map(|s| Box::new(s.into_read_only()) as Store),
-        )
-    }
-    fn nothing_exists(&self, instance: &str) -> bool {
-        let s = self.backend(instance).unwrap();
-        s.list().unwrap().is_empty() && s.get_latest().unwrap().is_none()
-    }
-    fn create_only(&self) -> bool {
-        true
-    }
+    let options = vec![
+        ("aws_endpoint".into(), format!("http://{}", server.addr())),
+        ("allow_http".into(), "true".into()),
+        ("aws_access_key_id".into(), "test".into()),
+        ("aws_secret_access_key".into(), "test".into()),
+        ("aws_region".into(), "us-east-1".into()),
+    ];
+    let url = format!("s3://{BUCKET}/app");
+    conformance(
+        &Object {
+            _server: server,
+            url,
+            options,
+        },
+        "s3",
+    );
 }
 
 #[test]
@@ -482,7 +467,16 @@ fn azure_store_conforms() {
         return;
     };
     servers::create_azure_container(&server, BUCKET);
-    conformance(&Azure(server), "az");
+    let options = servers::azure_options(&server);
+    let url = format!("az://{BUCKET}/app");
+    conformance(
+        &Object {
+            _server: server,
+            url,
+            options,
+        },
+        "az",
+    );
 }
 
 struct Kafka(Server);

@@ -350,3 +350,82 @@ pub fn assert_same_file(a: &Path, b: &Path) {
         );
     }
 }
+
+/// Bounds a wait for a condition: only a hang guard, generous for slow machines.
+pub const GUARD: std::time::Duration = std::time::Duration::from_secs(120);
+
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Waits for `child` to exit; fails if it is still running after `guard` (a bound on a
+/// hang, never a verdict on speed).
+pub fn finish_within(mut child: Running, guard: std::time::Duration, what: &str) -> Output {
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < guard, "{what} did not exit");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.finish()
+}
+
+/// A running `orders` process, killed if the test ends (or panics) before it exits.
+pub struct Running(Option<std::process::Child>);
+
+impl Running {
+    pub fn new(c: std::process::Child) -> Self {
+        Running(Some(c))
+    }
+
+    /// Waits for the exit and collects the piped output.
+    pub fn finish(mut self) -> Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        self.0.as_ref().unwrap()
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn send_signal(child: &std::process::Child, sig: &str) {
+    let st = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(st.success(), "kill -{sig} failed");
+}
+
+/// Re-seals a JSON checkpoint: recomputes the `crc32:` trailer over the bytes before it.
+pub fn json_reseal(bytes: &[u8]) -> Vec<u8> {
+    let trailer = b",\"checksum\":\"crc32:";
+    let at = bytes
+        .windows(trailer.len())
+        .rposition(|w| w == trailer)
+        .expect("a JSON checkpoint has a checksum trailer");
+    let mut out = bytes[..at].to_vec();
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(format!(",\"checksum\":\"crc32:{crc:08x}\"}}\n").as_bytes());
+    out
+}
