@@ -1,7 +1,7 @@
 //! `cargo xtask demo`: checkpoints survive `kill -9`.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -24,7 +24,7 @@ fn orders_cmd(dir: &Path, input: &Path, extra: &[&str]) -> Command {
         "--instance",
         "app-instance-1",
         "--checkpoint-every",
-        "20000",
+        "50000",
     ]);
     c.args(extra);
     c
@@ -82,25 +82,41 @@ pub fn run(_args: &[String]) -> Result<(), String> {
     }
 
     println!("\n== 3. The same run, killed with SIGKILL part way");
-    // The runner's test hook stops it after this many events (just before a checkpoint,
-    // so output written since the last one is uncommitted) and waits on stdin: the kill
-    // lands at the same point on any machine.
-    let target = EVENTS / 3 + 19_000;
+    // The runner's test hook stops it every 1000 events between two checkpoints and
+    // waits on stdin. It is killed at the first stop where output written since the last
+    // checkpoint has reached the file (uncommitted, so the restart must roll it back):
+    // the kill lands on progress, at the same point on any machine.
+    let first = EVENTS / 3 + 1_000;
+    let stops: Vec<String> = (0..49).map(|k| (first + k * 1_000).to_string()).collect();
     let mut child = orders_cmd(&crashed, &input, &["--quiet"])
-        .env("SIMPLESTREAM_PAUSE_AT", target.to_string())
+        .env("SIMPLESTREAM_PAUSE_AT", stops.join(","))
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| e.to_string())?;
     let t = Instant::now();
     let stderr = child.stderr.take().ok_or("no stderr")?;
-    let paused = BufReader::new(stderr)
-        .lines()
-        .map_while(Result::ok)
-        .any(|l| l.starts_with("simplestream: paused at event"));
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let mut paused = false;
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        if !line.starts_with("simplestream: paused at event") {
+            continue;
+        }
+        paused = true;
+        let committed = latest(&crashed)
+            .and_then(|m| m["positions"]["output.len"].as_u64())
+            .unwrap_or(0);
+        let len = fs::metadata(crashed.join("out.jsonl"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        if len > committed || line.contains(&format!("event {}", stops[stops.len() - 1])) {
+            break;
+        }
+        stdin.write_all(b"\n").map_err(|e| e.to_string())?;
+    }
     if !paused {
         let status = child.wait().map_err(|e| e.to_string())?;
-        return Err(format!("the run ended ({status}) before event {target}"));
+        return Err(format!("the run ended ({status}) before event {first}"));
     }
     child.kill().map_err(|e| e.to_string())?; // SIGKILL: no chance to clean up
     child.wait().map_err(|e| e.to_string())?;
@@ -174,7 +190,6 @@ pub fn run(_args: &[String]) -> Result<(), String> {
         "{{\"customer\":\"C001\",\"amount\":42.0,\"ts\":{}}}\n",
         last_ts + 1000
     );
-    use std::io::Write;
     fs::OpenOptions::new()
         .append(true)
         .open(&input)
