@@ -328,6 +328,7 @@ impl Pipeline for Forgetful {
     const FINGERPRINT: u64 = OrderStats::FINGERPRINT;
     const STAGES: &'static [&'static str] = OrderStats::STAGES;
     const SINKS: &'static [&'static str] = OrderStats::SINKS;
+    const PLAN: &'static simplestream::plan::Plan = OrderStats::PLAN;
     const SOURCE_TEXT: &'static str = OrderStats::SOURCE_TEXT;
     fn new() -> Self {
         Forgetful(OrderStats::new())

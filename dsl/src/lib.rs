@@ -25,8 +25,8 @@
 
 pub mod ast;
 pub mod derive;
+pub mod emit_plan;
 pub mod expand;
-pub mod graph;
 pub mod valid;
 
 use proc_macro2::TokenStream;

@@ -944,7 +944,7 @@ fn plan_aggs(fields: &[AggField], key: &Ident, windowed: bool, errs: &mut Errors
                     t.span(),
                     format!(
                         "`{func}` adds numbers, but `{}` is not a number; declare an integer or float type (e.g. `{name}: f64 = {func}(|o| o.amount)`), count events with `count()`, or write a `custom(YourAggregate, |e| ...)`",
-                        norm(t)
+                        crate::emit_plan::type_text(t)
                     ),
                 );
                 continue;
@@ -1005,71 +1005,6 @@ fn plan_aggs(fields: &[AggField], key: &Ident, windowed: bool, errs: &mut Errors
         });
     }
     out
-}
-
-impl Plan {
-    /// The canonical text the fingerprint hashes: structure and state types, not the
-    /// bodies of closures (changing a filter's condition keeps checkpoints compatible).
-    pub fn fingerprint_text(&self) -> String {
-        let mut s = format!("v1;pipeline {}", self.name);
-        for src in &self.sources {
-            s.push_str(&format!(
-                ";source {}:{};max_delay={}",
-                src.name,
-                norm(&src.ty),
-                src.max_delay_ms
-            ));
-        }
-        for st in &self.stages {
-            s.push_str(&format!(";stage {}<-{}:", st.name, st.input));
-            for op in &st.pre {
-                s.push_str(op.kind_name());
-                s.push('|');
-            }
-            if let Some(j) = &st.join {
-                s.push_str(&format!(
-                    "join({},{}:{},{}:{}",
-                    j.right,
-                    j.key_name,
-                    norm(&j.key_ty),
-                    norm(&st.input_ty),
-                    norm(&j.right_ty)
-                ));
-                match &j.kind {
-                    JoinKind::Window(w) => {
-                        s.push_str(&format!(",window({:?},lateness={}))", w.kind, w.lateness))
-                    }
-                    JoinKind::Interval { lower, upper } => {
-                        s.push_str(&format!(",interval({lower},{upper}))"))
-                    }
-                }
-            }
-            if let Some(k) = &st.keyed {
-                if k.global {
-                    s.push_str("all");
-                } else {
-                    s.push_str(&format!("key({}:{})", k.key_name, norm(&k.key_ty)));
-                }
-                if let Some(w) = &k.window {
-                    s.push_str(&format!("|window({:?},lateness={})", w.kind, w.lateness));
-                }
-                s.push_str("|aggregate(");
-                for a in &k.aggs {
-                    s.push_str(&format!("{}:{}={},", a.name, norm(&a.out_ty), a.func));
-                }
-                s.push(')');
-            }
-            for op in &st.post {
-                s.push('|');
-                s.push_str(op.kind_name());
-            }
-        }
-        s
-    }
-}
-
-fn norm(t: &Type) -> String {
-    t.to_token_stream().to_string().replace(' ', "")
 }
 
 impl Stateless {

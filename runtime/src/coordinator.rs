@@ -833,6 +833,11 @@ mod tests {
         const FINGERPRINT: u64 = 7;
         const STAGES: &'static [&'static str] = &["n"];
         const SINKS: &'static [&'static str] = &[];
+        const PLAN: &'static crate::plan::Plan = &crate::plan::Plan {
+            name: "Counter",
+            sources: &[],
+            stages: &[],
+        };
         const SOURCE_TEXT: &'static str = "";
         fn new() -> Self {
             Counter(0)

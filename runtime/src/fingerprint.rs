@@ -23,6 +23,75 @@ pub const fn fnv1a(s: &str) -> u64 {
     h
 }
 
+/// FNV-1a 64 fed piece by piece in `const` code: `Fnv::new().str("a").int(-5).finish()`
+/// equals `fnv1a("a-5")`.
+///
+/// ```
+/// use simplestream_runtime::fingerprint::{fnv1a, Fnv};
+/// assert_eq!(Fnv::new().str("a").int(-5).int(0).finish(), fnv1a("a-50"));
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Fnv {
+    /// The hash of nothing.
+    pub const fn new() -> Self {
+        Fnv(OFFSET)
+    }
+
+    /// Feeds a string's bytes.
+    pub const fn str(self, s: &str) -> Self {
+        let bytes = s.as_bytes();
+        let mut h = self.0;
+        let mut i = 0;
+        while i < bytes.len() {
+            h ^= bytes[i] as u64;
+            h = h.wrapping_mul(PRIME);
+            i += 1;
+        }
+        Fnv(h)
+    }
+
+    /// Feeds a number as its decimal text (`-` for negatives).
+    pub const fn int(self, n: i64) -> Self {
+        let mut digits = [0u8; 20];
+        let mut len = 0;
+        let mut v = n.unsigned_abs();
+        loop {
+            digits[len] = b'0' + (v % 10) as u8;
+            len += 1;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        let mut h = self;
+        if n < 0 {
+            h = h.str("-");
+        }
+        while len > 0 {
+            len -= 1;
+            h = h.byte(digits[len]);
+        }
+        h
+    }
+
+    const fn byte(self, b: u8) -> Self {
+        Fnv((self.0 ^ b as u64).wrapping_mul(PRIME))
+    }
+
+    /// The hash.
+    pub const fn finish(self) -> u64 {
+        self.0
+    }
+}
+
 /// Combines two hashes, order-sensitively.
 ///
 /// ```

@@ -7,6 +7,7 @@
 //! - [`aggregate`]: `count`, `sum`, `min`, `max`, `avg` and user-defined aggregates;
 //! - [`window`]: tumbling, sliding and session windows;
 //! - [`Pipeline`]: what the macro generates;
+//! - [`plan`]: what the macro compiled, as data for tools;
 //! - [`codec`]: the two codecs (JSON, binary) and the errors of encoding and decoding;
 //! - [`envelope`]: the checkpoint format (JSON or binary, checksummed);
 //! - [`store`]: where checkpoints go ([`MemoryStore`], `FileStore`);
@@ -24,6 +25,7 @@ pub mod envelope;
 pub mod fingerprint;
 pub mod join;
 pub mod pipeline;
+pub mod plan;
 pub mod state;
 pub mod store;
 pub mod testing;

@@ -113,6 +113,8 @@ pub trait Pipeline: Sized {
     const STAGES: &'static [&'static str];
     /// Names of the sinks.
     const SINKS: &'static [&'static str];
+    /// What the DSL compiled to, as data: stages, operators, keys, windows, state layouts.
+    const PLAN: &'static crate::plan::Plan;
     /// The DSL text the pipeline was written in (for display).
     const SOURCE_TEXT: &'static str;
 

@@ -49,6 +49,28 @@ pub fn unit_ms(unit: &str) -> Option<i64> {
     })
 }
 
+/// A duration in the largest unit that divides it: `300000` is `5min`, `1500` is `1500ms`.
+///
+/// ```
+/// use simplestream_runtime::time::format_duration_ms;
+/// assert_eq!(format_duration_ms(300_000), "5min");
+/// assert_eq!(format_duration_ms(1_500), "1500ms");
+/// assert_eq!(format_duration_ms(0), "0ms");
+/// ```
+pub fn format_duration_ms(ms: i64) -> String {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("min", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms != 0 && ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
 /// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
 fn civil(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
