@@ -13,14 +13,15 @@ use serde_json::{json, Value};
 use simplestream::coordinator::{id_from_name, CoordinatorError};
 use simplestream::envelope;
 use simplestream::store::{StoreError, StoreErrorKind, StoredEntry};
-use simplestream::time::iso_utc;
 use simplestream::{
     CheckpointStore, Codec, Coordinator, CoordinatorConfig, MemoryStore, OutputRecord, Pipeline,
 };
 
-use crate::dsl_view::{summarize, DslSummary, StageKind};
-use crate::gallery::{dsl_region, Demo, Order, Orders, Sessions, SlidingTop, PLANNED};
+use crate::diagram::diagram;
+use crate::gallery::{dsl_region, AllOrders, Demo, Order, Orders, PaidSales, Sessions, SlidingTop};
 use crate::source::{parse_json_line, parse_manual, FieldError, Topic, BASE_TS, MALFORMED};
+use crate::tables::table;
+use crate::text::{hms, ms_label, size_label, when};
 
 /// Checkpoints kept per pipeline (older ones are deleted after each checkpoint).
 pub const KEEP: usize = 5;
@@ -113,16 +114,9 @@ pub const OUTPUT_KEY: &str = "output.jsonl";
 /// Records the sink keeps (older ones are compacted away, like a log's retention).
 pub const SINK_KEEP: usize = 2000;
 
-/// What the gallery's menu lists, for the page.
-pub fn menu() -> Value {
-    json!({
-        "planned": PLANNED.iter().map(|p| json!({"title": p.title, "why": p.why})).collect::<Vec<_>>(),
-    })
-}
-
 /// What the page drives: one gallery pipeline, whatever its type.
 pub trait LabApi {
-    /// Instance name (`orders`, `sliding`, `sessions`).
+    /// Instance name (`orders`, `sliding`, `sessions`, `global`, `join`).
     fn instance(&self) -> &'static str;
     /// Menu title.
     fn title(&self) -> &'static str;
@@ -169,6 +163,8 @@ pub fn gallery_labs<S: PlayStore>(store: impl Fn(&'static str) -> S) -> Vec<Box<
         Box::new(Lab::<Orders, S>::new(store(Orders::INSTANCE))),
         Box::new(Lab::<SlidingTop, S>::new(store(SlidingTop::INSTANCE))),
         Box::new(Lab::<Sessions, S>::new(store(Sessions::INSTANCE))),
+        Box::new(Lab::<AllOrders, S>::new(store(AllOrders::INSTANCE))),
+        Box::new(Lab::<PaidSales, S>::new(store(PaidSales::INSTANCE))),
     ]
 }
 
@@ -310,69 +306,6 @@ pub struct Lab<P: Demo, S: PlayStore> {
     form_error: Option<FieldError>,
     dead_letters: Vec<DeadLetter>,
     malformed_next: usize,
-    dsl: DslSummary,
-}
-
-fn ms_label(ms: i64) -> String {
-    if ms % 60_000 == 0 {
-        format!("{} min", ms / 60_000)
-    } else if ms % 1000 == 0 {
-        format!("{} s", ms / 1000)
-    } else {
-        format!("{ms} ms")
-    }
-}
-
-/// `04:05:00` (UTC) of a time in ms.
-fn hms(ms: i64) -> String {
-    iso_utc(ms)[11..19].to_string()
-}
-
-/// `2021-11-01 04:05:00.000 UTC`, or `none yet` before the first event.
-fn when(ms: i64) -> String {
-    if ms == i64::MIN {
-        "none yet".into()
-    } else {
-        let iso = iso_utc(ms);
-        format!("{} {} UTC", &iso[..10], &iso[11..23])
-    }
-}
-
-fn size_label(n: u64) -> String {
-    if n < 1024 {
-        format!("{n} B")
-    } else if n < 1024 * 1024 {
-        format!("{:.1} KB", n as f64 / 1024.0)
-    } else {
-        format!("{:.2} MB", n as f64 / (1024.0 * 1024.0))
-    }
-}
-
-/// A table cell from an accumulator's JSON.
-fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => "—".into(),
-        Value::Number(n) if n.is_f64() => {
-            let f = n.as_f64().unwrap_or(0.0);
-            if f.fract() == 0.0 {
-                format!("{f:.1}")
-            } else {
-                format!("{f:.2}")
-            }
-        }
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.clone(),
-        Value::Object(o) if o.contains_key("sum") && o.contains_key("count") => {
-            let sum = o["sum"].as_f64().unwrap_or(0.0);
-            let count = o["count"].as_u64().unwrap_or(0);
-            if count == 0 {
-                "—".into()
-            } else {
-                format!("{:.2} (n={count})", sum / count as f64)
-            }
-        }
-        other => other.to_string(),
-    }
 }
 
 /// Changes one character of a checkpoint, the way a bad disk or a bad edit would: a
@@ -439,7 +372,6 @@ impl<P: Demo, S: PlayStore> Lab<P, S> {
             .get_extra(OUTPUT_KEY)
             .map(|t| Sink::from_text(&t))
             .unwrap_or_default();
-        let dsl = summarize(dsl_region(P::SOURCE_FILE));
         Lab {
             coord: Coordinator::new(store, Self::config(None, Codec::Json)),
             live: None,
@@ -459,7 +391,6 @@ impl<P: Demo, S: PlayStore> Lab<P, S> {
             form_error: None,
             dead_letters: Vec::new(),
             malformed_next: 0,
-            dsl,
         }
     }
 
@@ -567,7 +498,7 @@ impl<P: Demo, S: PlayStore> Lab<P, S> {
         let Some(live) = self.live.as_mut() else {
             return (0, 0, None);
         };
-        let event = self.topic.event(&P::GEN, live.offset);
+        let event = self.topic.event::<P>(live.offset);
         let mut outs: Vec<P::Output> = Vec::new();
         live.pipeline.process(event, &mut outs);
         live.offset += 1;
@@ -749,7 +680,7 @@ impl<P: Demo, S: PlayStore> Lab<P, S> {
             self.reference = Reference::new();
         }
         while self.reference.offset < live.offset {
-            let ev = self.topic.event(&P::GEN, self.reference.offset);
+            let ev = self.topic.event::<P>(self.reference.offset);
             let mut outs: Vec<P::Output> = Vec::new();
             self.reference.pipeline.process(ev, &mut outs);
             self.reference.offset += 1;
@@ -795,117 +726,28 @@ impl<P: Demo, S: PlayStore> Lab<P, S> {
         Some((offset, results, late, auto))
     }
 
+    /// Each stateful stage's state as a table laid out by the plan, and as JSON.
     fn stage_views(&self) -> Vec<Value> {
-        let mut out = Vec::new();
-        for &name in P::STAGES {
-            let json = self
-                .live
-                .as_ref()
-                .and_then(|l| l.pipeline.stage_json(name))
-                .unwrap_or(Value::Null);
-            let view = self.dsl.stage(name);
-            let kind = view.map(|v| v.kind.clone()).unwrap_or(StageKind::Running);
-            let key = view
-                .and_then(|v| v.key.clone())
-                .unwrap_or_else(|| "key".into());
-            let cols: Vec<String> = view
-                .map(|v| v.columns.iter().map(|c| c.name.clone()).collect())
-                .unwrap_or_default();
-            let acc_cells = |acc: &Value| -> Vec<String> {
-                if cols.is_empty() {
-                    return vec![acc.to_string()];
-                }
-                cols.iter()
-                    .map(|c| cell(acc.get(c).unwrap_or(&Value::Null)))
-                    .collect()
-            };
-            let mut rows: Vec<Vec<String>> = Vec::new();
-            let mut header: Vec<String> = Vec::new();
-            let mut watermark = None;
-            match &kind {
-                StageKind::Running | StageKind::Stateless => {
-                    header.push(key.clone());
-                    if let Some(m) = json.as_object() {
-                        for (k, acc) in m {
-                            let mut r = vec![k.clone()];
-                            r.extend(acc_cells(acc));
-                            rows.push(r);
-                        }
-                    }
-                }
-                StageKind::Tumbling { size_ms, .. } | StageKind::Sliding { size_ms, .. } => {
-                    header.push("window (UTC)".into());
-                    header.push(key.clone());
-                    watermark = json.get("watermark").and_then(Value::as_i64);
-                    if let Some(ws) = json.get("windows").and_then(Value::as_object) {
-                        for (start, keyed) in ws {
-                            let s: i64 = start.parse().unwrap_or(0);
-                            let label = format!("{}–{}", hms(s), hms(s + size_ms));
-                            if let Some(m) = keyed.as_object() {
-                                for (k, acc) in m {
-                                    let mut r = vec![label.clone(), k.clone()];
-                                    r.extend(acc_cells(acc));
-                                    rows.push(r);
-                                }
-                            }
-                        }
-                    }
-                }
-                StageKind::Session { .. } => {
-                    header.push("session (UTC)".into());
-                    header.push(key.clone());
-                    watermark = json.get("watermark").and_then(Value::as_i64);
-                    if let Some(m) = json.get("sessions").and_then(Value::as_object) {
-                        for (k, list) in m {
-                            for s in list.as_array().into_iter().flatten() {
-                                let st = s.get("start").and_then(Value::as_i64).unwrap_or(0);
-                                let en = s.get("end").and_then(Value::as_i64).unwrap_or(0);
-                                let mut r = vec![format!("{}–{}", hms(st), hms(en)), k.clone()];
-                                r.extend(acc_cells(s.get("acc").unwrap_or(&Value::Null)));
-                                rows.push(r);
-                            }
-                        }
-                    }
-                }
-            }
-            if cols.is_empty() {
-                header.push("state".into());
-            } else {
-                header.extend(cols.iter().cloned());
-            }
-            let windowed = !matches!(kind, StageKind::Running | StageKind::Stateless);
-            if windowed {
-                rows.sort();
-            }
-            let what = match &kind {
-                StageKind::Running | StageKind::Stateless => {
-                    format!("running aggregate per {key}")
-                }
-                StageKind::Tumbling { size_ms, .. } => {
-                    format!("open {} tumbling windows per {key}", ms_label(*size_ms))
-                }
-                StageKind::Sliding {
-                    size_ms, slide_ms, ..
-                } => format!(
-                    "open {} windows (every {}) per {key}",
-                    ms_label(*size_ms),
-                    ms_label(*slide_ms)
-                ),
-                StageKind::Session { gap_ms, .. } => {
-                    format!("open sessions (gap {}) per {key}", ms_label(*gap_ms))
-                }
-            };
-            out.push(json!({
-                "name": name,
-                "what": what,
-                "windowed": windowed,
-                "stage_watermark": watermark.map(when),
-                "header": header,
-                "rows": rows,
-                "json": serde_json::to_string_pretty(&json).unwrap_or_default(),
-            }));
-        }
-        out
+        P::PLAN
+            .stateful_stages()
+            .map(|stage| {
+                let json = self
+                    .live
+                    .as_ref()
+                    .and_then(|l| l.pipeline.stage_json(stage.name))
+                    .unwrap_or(Value::Null);
+                let t = table(stage, &json);
+                json!({
+                    "name": stage.name,
+                    "what": t.what,
+                    "stage_watermark": t.watermark.map(when),
+                    "header": t.header,
+                    "rows": t.rows,
+                    "label_cols": t.label_cols,
+                    "json": serde_json::to_string_pretty(&json).unwrap_or_default(),
+                })
+            })
+            .collect()
     }
 
     fn checkpoint_list(&self) -> Vec<Value> {
@@ -1005,7 +847,7 @@ impl<P: Demo, S: PlayStore> LabApi for Lab<P, S> {
         self.save_sink(now);
         let to = from + n;
         let mut msg = format!(
-            "Read {n} events (offset {from} → {to}): {results} window results emitted{}.",
+            "Read {n} events (offset {from} → {to}): {results} results emitted{}.",
             if late > 0 {
                 format!(", {late} late")
             } else {
@@ -1135,7 +977,7 @@ impl<P: Demo, S: PlayStore> LabApi for Lab<P, S> {
                 );
             } else if results > 0 {
                 msg.push_str(&format!(
-                    ": it moved the watermark, and {results} window results were emitted."
+                    ": it moved the watermark, and {results} results were emitted."
                 ));
             } else {
                 msg.push('.');
@@ -1169,7 +1011,7 @@ impl<P: Demo, S: PlayStore> LabApi for Lab<P, S> {
         if let Some((offset, _, late, _)) = self.send(now, order) {
             let msg = if late > 0 {
                 format!(
-                    "Sent a late event at offset {offset}: ts {} is {} behind the watermark, its window had closed, so it went to the late output (never silently dropped).",
+                    "Sent a late event at offset {offset}: ts {} is {} behind the watermark, its windows had closed, so it went to the late output (never silently dropped).",
                     when(ts),
                     ms_label(P::LATE_BY_MS)
                 )
@@ -1276,7 +1118,7 @@ impl<P: Demo, S: PlayStore> LabApi for Lab<P, S> {
             "blurb": P::BLURB,
             "source_path": P::SOURCE_PATH,
             "dsl": dsl_region(P::SOURCE_FILE),
-            "diagram": self.dsl,
+            "diagram": diagram(P::PLAN),
             "stages_list": P::STAGES,
             "sinks": P::SINKS,
             "crashed": self.live.is_none(),
@@ -1636,6 +1478,48 @@ mod tests {
         run::<Orders>();
         run::<SlidingTop>();
         run::<Sessions>();
+        run::<AllOrders>();
+        run::<PaidSales>();
+    }
+
+    #[test]
+    fn the_join_restores_its_buffers_and_draws_both_inputs() {
+        let mut lab = Lab::<PaidSales, MemoryPlayStore>::new(MemoryPlayStore::default());
+        lab.start(0);
+        lab.generate(60, 1_000);
+        lab.checkpoint(2_000);
+        let at_checkpoint = lab.view(2_500)["stages"].clone();
+        let buffered = |stages: &Value, input: &str| {
+            stages[0]["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r[2] == input)
+                .count()
+        };
+        assert!(buffered(&at_checkpoint, "sales") > 0);
+        assert!(buffered(&at_checkpoint, "payments") > 0);
+        lab.generate(25, 3_000);
+        lab.crash(4_000);
+        assert_eq!(lab.view(4_500)["stages"][0]["rows"], json!([]));
+        lab.restore(5_000);
+        assert_eq!(lab.view(5_500)["stages"], at_checkpoint);
+        lab.generate(25, 6_000);
+        assert_eq!(lab.reference_match(), Some(true));
+        // A sale typed by hand is a sale of the join, with its offset as id.
+        lab.send_manual("C042", "3.5", "", 7_000);
+        let v = lab.view(7_000);
+        let rows = v["stages"][0]["rows"].as_array().unwrap();
+        assert!(
+            rows.iter().any(|r| r[1] == "85"
+                && r[2] == "sales"
+                && r[3].as_str().unwrap().contains("C042")),
+            "{rows:?}"
+        );
+        let diagram = v["diagram"].as_array().unwrap();
+        let join = diagram.iter().find(|n| n["id"] == "same_window").unwrap();
+        assert_eq!(join["inputs"], json!(["sales", "payments"]));
+        assert_eq!(v["stages_list"], json!(["same_window", "paid_in_5s"]));
     }
 
     #[test]
