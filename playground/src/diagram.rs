@@ -31,7 +31,7 @@ pub struct Node {
 /// use simplestream::Pipeline;
 /// use simplestream_playground::{diagram::diagram, gallery::PaidSales};
 /// let nodes = diagram(PaidSales::PLAN);
-/// let join = nodes.iter().find(|n| n.id == "same_window").unwrap();
+/// let join = nodes.iter().find(|n| n.id == "paid").unwrap();
 /// assert_eq!(join.inputs, ["sales", "payments"]);
 /// ```
 pub fn diagram(plan: &Plan) -> Vec<Node> {
@@ -143,6 +143,7 @@ fn window_line(w: &Window) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gallery::interval::PaidQuickly;
     use crate::gallery::{AllOrders, Orders, PaidSales};
     use simplestream::Pipeline;
 
@@ -159,17 +160,19 @@ mod tests {
             .map(|n| n.id.as_str())
             .collect();
         assert_eq!(sources, ["sales", "payments"]);
-        let window = node(&nodes, "same_window");
-        assert_eq!(window.lines, ["join payments on sale_id, tumbling 30s"]);
-        assert!(window.stateful);
-        assert_eq!(window.depth, 1);
-        let soon = node(&nodes, "paid_in_5s");
-        assert_eq!(soon.inputs, ["sales", "payments"]);
+        let join = node(&nodes, "paid");
+        assert_eq!(join.inputs, ["sales", "payments"]);
+        assert_eq!(join.lines, ["join payments on sale_id, tumbling 30s"]);
+        assert!(join.stateful);
+        assert_eq!(join.depth, 1);
+        assert_eq!(node(&nodes, "sink:paid").depth, 2);
+        let nodes = diagram(PaidQuickly::PLAN);
+        let join = node(&nodes, "paid_in_5s");
+        assert_eq!(join.inputs, ["sales", "payments"]);
         assert_eq!(
-            soon.lines,
+            join.lines,
             ["interval_join payments on sale_id, lower 0s, upper 5s"]
         );
-        assert_eq!(node(&nodes, "sink:paid_in_5s").depth, 2);
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub mod global;
 #[path = "pipelines/join.rs"]
 pub mod join;
 
+#[cfg(test)]
+#[path = "pipelines/interval.rs"]
+pub mod interval;
+
 pub use global::AllOrders;
 pub use join::{paid_sales, PaidSales, Payment, Sale};
 pub use orders::{Order, Orders};
@@ -141,12 +145,11 @@ impl Demo for AllOrders {
 
 impl Demo for PaidSales {
     const INSTANCE: &'static str = "join";
-    const TITLE: &'static str =
-        "Join: sales ⋈ payments (window join and interval join of two sources)";
+    const TITLE: &'static str = "Join: sales ⋈ payments (two sources, 30-second window join)";
     const BLURB: &'static str = "Two sources: the generator interleaves sales and payments, most sales paid 1 to 9 s \
-        later (events typed by hand are unpaid sales). same_window buffers both sides per sale and 30 s window and \
-        pairs them when the window closes; paid_in_5s pairs a sale with a payment at most 5 s later, as soon as both \
-        are there. The buffered events are the state a checkpoint saves.";
+        later (events typed by hand are sales, never paid). paid buffers the events of both sides per sale id and \
+        30 s window, and pairs them when the window closes; a payment that falls in the next window misses its sale. \
+        The buffered events are the state a checkpoint saves.";
     const SOURCE_PATH: &'static str = "playground/src/pipelines/join.rs";
     const SOURCE_FILE: &'static str = include_str!("pipelines/join.rs");
     const GEN: GenConfig = GenConfig {

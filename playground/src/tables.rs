@@ -295,16 +295,17 @@ fn interval_join(stage: &Stage, left: &str, right: &str, key: &str, json: &Value
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gallery::interval::{input, PaidQuickly};
     use crate::gallery::{AllOrders, Demo, Orders, PaidSales, Sessions};
     use serde_json::json;
+    use simplestream::Pipeline;
 
-    /// Pipeline `P` after its first `n` generated events: each stateful stage's table
-    /// and state JSON.
-    fn run<P: Demo>(n: u64) -> Vec<(Table, Value)> {
+    /// Pipeline `P` after `events`: each stateful stage's table and state JSON.
+    fn tables<P: Pipeline>(events: impl Iterator<Item = P::Event>) -> Vec<(Table, Value)> {
         let mut p = P::new();
         let mut out = Vec::new();
-        for i in 0..n {
-            p.process(P::generated(42, i), &mut out);
+        for e in events {
+            p.process(e, &mut out);
         }
         P::PLAN
             .stateful_stages()
@@ -313,6 +314,11 @@ mod tests {
                 (table(s, &json), json)
             })
             .collect()
+    }
+
+    /// Gallery pipeline `P` after its first `n` generated events.
+    fn run<P: Demo>(n: u64) -> Vec<(Table, Value)> {
+        tables::<P>((0..n).map(|i| P::generated(42, i)))
     }
 
     fn buffered(json: &Value, path: &str) -> usize {
@@ -371,8 +377,9 @@ mod tests {
 
     #[test]
     fn an_interval_join_shows_each_buffered_event_with_its_time() {
-        let tables = run::<PaidSales>(40);
-        let (t, json) = &tables[1];
+        let events = (0..40).map(|i| input(PaidSales::generated(42, i)));
+        let tables = tables::<PaidQuickly>(events);
+        let (t, json) = &tables[0];
         assert_eq!(t.header, ["sale_id", "input", "time (UTC)", "event"]);
         assert_eq!(t.rows.len(), buffered(json, "buffers"));
         assert!(
