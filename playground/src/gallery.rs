@@ -147,7 +147,7 @@ impl Demo for PaidSales {
     const INSTANCE: &'static str = "join";
     const TITLE: &'static str = "Join: sales ⋈ payments (two sources, 30-second window join)";
     const BLURB: &'static str = "Two sources: the generator interleaves sales and payments, most sales paid 1 to 9 s \
-        later (events typed by hand are sales, never paid). paid buffers the events of both sides per sale id and \
+        later (events typed by hand are sales, their offset as id). paid buffers the events of both sides per sale id and \
         30 s window, and pairs them when the window closes; a payment that falls in the next window misses its sale. \
         The buffered events are the state a checkpoint saves.";
     const SOURCE_PATH: &'static str = "playground/src/pipelines/join.rs";

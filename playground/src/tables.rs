@@ -53,11 +53,15 @@ pub fn table(stage: &Stage, json: &Value) -> Table {
             Some(window) => window_join(left, right, key, &window, json),
             None => interval_join(stage, left, right, key, json),
         },
+        // A layout this page does not know yet: the state as it is.
         _ => Table {
-            what: "state (see its JSON)".into(),
-            header: Vec::new(),
-            rows: Vec::new(),
-            label_cols: 0,
+            what: "state".into(),
+            header: vec!["state".into()],
+            rows: match json {
+                Value::Null => Vec::new(),
+                v => vec![vec![v.to_string()]],
+            },
+            label_cols: 1,
             watermark: None,
         },
     };
@@ -443,7 +447,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stage_without_state_gets_no_table() {
+    fn a_layout_without_a_table_shows_the_state_as_it_is() {
         let stage = Stage {
             name: "s",
             input: "i",
@@ -453,6 +457,16 @@ mod tests {
             state: State::None,
         };
         let t = table(&stage, &json!({"x": 1}));
-        assert!(t.header.is_empty() && t.rows.is_empty());
+        assert_eq!(
+            (t.header, t.rows),
+            (
+                vec!["state".to_string()],
+                vec![vec![r#"{"x":1}"#.to_string()]]
+            )
+        );
+        assert!(
+            table(&stage, &Value::Null).rows.is_empty(),
+            "crashed: nothing"
+        );
     }
 }

@@ -195,7 +195,7 @@ function renderStages(v) {
     } else {
       const thead = el('tr', {}, ...s.header.map((h, i) => el('th', { class: align(i), text: h })));
       const rows = s.rows.map((r) => el('tr', {}, ...r.map((c, i) => el('td', { class: align(i), text: c }))));
-      body = el('div', { class: 'table-wrap' }, el('table', { 'data-testid': 'state-table' }, el('thead', {}, thead), el('tbody', {}, ...rows)));
+      body = el('div', { class: 'table-wrap' }, el('table', {}, el('thead', {}, thead), el('tbody', {}, ...rows)));
     }
     const json = el('details', {}, el('summary', { text: 'JSON' }), el('pre', { text: s.json }));
     return el('div', { class: 'stage', 'data-testid': 'stage', 'data-stage': s.name }, head, body, json);
