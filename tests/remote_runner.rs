@@ -308,7 +308,8 @@ fn frozen_server(remote: Remote, name: &str) {
     run_ok(orders(&reference, &input, &[]));
     let url = remote.url(name);
     let c = remote_orders(&dir, &input, &remote, &url, &["--checkpoint-every", "5000"]);
-    // 1000: the store is open, no checkpoint yet; 7000: past the first one (at 5000).
+    // 1000: the store holds only the start checkpoint; 7000: past the first regular one
+    // (at 5000).
     let mut p = spawn_until_paused(c, &[1_000, 7_000]);
     remote.server().pause();
     p.resume();
