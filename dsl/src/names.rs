@@ -59,6 +59,12 @@ pub fn module(pipeline: &Ident) -> Ident {
     format_ident!("{}", snake(&pipeline.to_string()))
 }
 
+/// A named constant of a source or stage: `PER_5MIN_SIZE_MS` for `what` = `SIZE_MS`.
+pub fn constant(stream: &Ident, what: &str) -> Ident {
+    let stream = syn::ext::IdentExt::unraw(stream).to_string();
+    format_ident!("{}_{}", stream.to_uppercase(), what)
+}
+
 /// A source's push method.
 pub fn source_push(source: &Ident) -> Ident {
     format_ident!("__push_{}", source)
@@ -139,7 +145,6 @@ impl StageNames {
     /// A named constant of the stage (`PER_5MIN_SIZE_MS` for `what` = `SIZE_MS`),
     /// as the pipeline's impl refers to it.
     pub fn constant(&self, what: &str) -> Ident {
-        let stage = syn::ext::IdentExt::unraw(&self.field).to_string();
-        format_ident!("{}_{}", stage.to_uppercase(), what)
+        constant(&self.field, what)
     }
 }

@@ -4,13 +4,29 @@
 //! body, as if written by hand.
 
 use proc_macro2::TokenStream;
-use quote::{quote, ToTokens};
+use quote::quote;
 use syn::Ident;
 
 use super::Cx;
 use crate::closure;
 use crate::names::{self, Side};
 use crate::plan::{Child, SourcePlan, StagePlan};
+
+/// Each source's watermark delay, as a named constant.
+pub fn source_consts(cx: &Cx) -> Vec<TokenStream> {
+    let sources = cx.plan.sources.iter();
+    sources
+        .map(|src| {
+            let name = names::constant(&src.name, "MAX_DELAY_MS");
+            let doc = format!(
+                "How far the watermark of source `{}` stays behind its newest event time, ms.",
+                src.name
+            );
+            let value = super::ms_literal(src.max_delay_ms);
+            quote!(#[doc = #doc] const #name: i64 = #value;)
+        })
+        .collect()
+}
 
 /// The push method of each source.
 pub fn source_pushes(cx: &Cx) -> Vec<TokenStream> {
@@ -85,9 +101,10 @@ pub fn process_body(cx: &Cx) -> TokenStream {
         let (push, event) = (names::source_push(&src.name), source_arg(cx, src));
         let time =
             quote!(let __ts: i64 = #rt::pipeline::EventTime::event_time_ms(#event_time(&event)););
+        let max_delay = names::constant(&src.name, "MAX_DELAY_MS");
         (
             time,
-            src.max_delay_ms.to_token_stream(),
+            quote!(Self::#max_delay),
             quote!(self.#push(#event, __ts, out);),
         )
     };

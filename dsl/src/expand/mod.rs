@@ -15,9 +15,10 @@ mod output;
 pub mod plan_data;
 mod state;
 
+use proc_macro2::Span;
 use proc_macro2::TokenStream;
 use quote::{quote, ToTokens};
-use syn::Ident;
+use syn::{Ident, LitInt};
 
 use crate::names;
 use crate::ops::{StageCode, StageItems, Stateless};
@@ -69,6 +70,20 @@ impl<'a> Cx<'a> {
 /// `inner` inside the stateless operators `ops`, the first one outermost.
 pub fn wrap_all(ops: &[Box<dyn Stateless>], inner: TokenStream) -> TokenStream {
     ops.iter().rev().fold(inner, |code, op| op.wrap(code))
+}
+
+/// `300_000`: milliseconds as a reader would write them.
+pub fn ms_literal(ms: i64) -> LitInt {
+    let digits = ms.unsigned_abs().to_string();
+    let mut grouped = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            grouped.push('_');
+        }
+        grouped.push(c);
+    }
+    let sign = if ms < 0 { "-" } else { "" };
+    LitInt::new(&format!("{sign}{grouped}"), Span::call_site())
 }
 
 /// A stage's generated parts.
@@ -210,6 +225,7 @@ fn scratch<'a>(parts: &'a [Parts]) -> (Vec<&'a Ident>, Vec<&'a TokenStream>) {
 /// The constants and the methods moving events through the stages.
 fn pipeline_methods(cx: &Cx, parts: &[Parts]) -> TokenStream {
     let (rt, name, module) = (&cx.rt, &cx.plan.name, &cx.plan.module);
+    let source_consts = flow::source_consts(cx);
     let consts = parts.iter().flat_map(|p| &p.code.consts);
     let sources = flow::source_pushes(cx);
     let methods = parts.iter().flat_map(|p| &p.code.methods);
@@ -217,6 +233,7 @@ fn pipeline_methods(cx: &Cx, parts: &[Parts]) -> TokenStream {
     quote! {
         #[allow(clippy::all, clippy::pedantic)]
         impl #name {
+            #(#source_consts)*
             #(#consts)*
 
             #(#sources)*
@@ -235,7 +252,7 @@ fn pipeline_methods(cx: &Cx, parts: &[Parts]) -> TokenStream {
 /// `impl Pipeline`.
 fn pipeline_impl(cx: &Cx, parts: &[Parts], source_text: &str) -> TokenStream {
     let plan = cx.plan;
-    let (rt, serde, serde_path) = (&cx.rt, &cx.serde, cx.serde_path);
+    let rt = &cx.rt;
     let (name, module) = (&plan.name, &plan.module);
     let event_ty = match plan.sources.as_slice() {
         [src] => src.ty.to_token_stream(),
@@ -260,16 +277,8 @@ fn pipeline_impl(cx: &Cx, parts: &[Parts], source_text: &str) -> TokenStream {
     let flush = parts.iter().map(|p| &p.code.flush);
     let process = flow::process_body(cx);
     let n = plan.sources.len();
-    let (sources_init, sources_owned, sources_restore, write_sources) = if n > 1 {
-        (
-            quote!(__sources: [#rt::Clock::default(); #n],),
-            quote!(source_clocks: [#rt::Clock; #n],),
-            quote!(__sources: s.source_clocks,),
-            quote!(w.field("source_clocks", &self.__sources)?;),
-        )
-    } else {
-        Default::default()
-    };
+    let sources_init = (n > 1).then(|| quote!(__sources: [#rt::Clock::default(); #n],));
+    let checkpoint = checkpoint_methods(cx, parts);
     let pname = name.to_string();
     quote! {
         impl #rt::Pipeline for #name {
@@ -315,6 +324,28 @@ fn pipeline_impl(cx: &Cx, parts: &[Parts], source_text: &str) -> TokenStream {
                 self.__clock
             }
 
+            #checkpoint
+        }
+    }
+}
+
+/// The methods of `impl Pipeline` that write, read and show the state.
+fn checkpoint_methods(cx: &Cx, parts: &[Parts]) -> TokenStream {
+    let (rt, serde, serde_path, name) = (&cx.rt, &cx.serde, cx.serde_path, &cx.plan.name);
+    let (fields, tys): (Vec<_>, Vec<_>) = stateful(parts).unzip();
+    let names: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
+    let (scratch, _) = scratch(parts);
+    let n = cx.plan.sources.len();
+    let (sources_owned, sources_restore, write_sources) = if n > 1 {
+        (
+            quote!(source_clocks: [#rt::Clock; #n],),
+            quote!(__sources: s.source_clocks,),
+            quote!(w.field("source_clocks", &self.__sources)?;),
+        )
+    } else {
+        Default::default()
+    };
+    quote! {
             fn write_stages(&self, w: &mut #rt::codec::StageWriter<'_>) -> ::core::result::Result<(), #rt::CheckpointError> {
                 #write_sources
                 #( w.field(#names, &self.#fields)?; )*
@@ -339,6 +370,5 @@ fn pipeline_impl(cx: &Cx, parts: &[Parts], source_text: &str) -> TokenStream {
                     _ => ::core::option::Option::None,
                 }
             }
-        }
     }
 }

@@ -16,7 +16,8 @@ pub fn type_text(t: &Type) -> String {
 pub fn plan_tokens(plan: &Plan, rt: &TokenStream) -> TokenStream {
     let name = plan.name.to_string();
     let sources = plan.sources.iter().map(|s| {
-        let (n, ty, delay, sink) = (s.name.to_string(), type_text(&s.ty), s.max_delay_ms, s.sink);
+        let (n, ty, sink) = (s.name.to_string(), type_text(&s.ty), s.sink);
+        let delay = super::ms_literal(s.max_delay_ms);
         quote!(#rt::plan::Source { name: #n, event_type: #ty, max_delay_ms: #delay, sink: #sink })
     });
     let stages = plan.stages.iter().map(|s| stage_tokens(s, rt));

@@ -7,12 +7,11 @@ use quote::quote;
 use syn::Ident;
 
 use super::join::{JoinArgs, Sides};
-use super::window::ms_literal;
 use super::{OpDef, Operator, StageCode, StageItems, Stateful};
 use crate::check::stage::StageBuilder;
 use crate::closure;
 use crate::diag::Known;
-use crate::expand::Cx;
+use crate::expand::{ms_literal, Cx};
 use crate::names::Side;
 use crate::plan::StagePlan;
 
@@ -59,7 +58,7 @@ impl Operator for IntervalJoinDef {
 
 impl Stateful for IntervalJoin {
     fn plan_data(&self, rt: &TokenStream) -> Vec<TokenStream> {
-        let (l, u) = (self.lower, self.upper);
+        let (l, u) = (ms_literal(self.lower), ms_literal(self.upper));
         vec![self
             .sides
             .plan_data(rt, "IntervalJoin", quote!(lower_ms: #l, upper_ms: #u))]

@@ -7,11 +7,12 @@ use proc_macro2::{Span, TokenStream};
 use quote::quote;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
-use syn::{Ident, LitInt, Token, Type};
+use syn::{Ident, Token, Type};
 
 use super::{join, OpDef, Operator};
 use crate::check::stage::StageBuilder;
 use crate::diag::{self, Errors, Known};
+use crate::expand::ms_literal;
 use crate::names::StageNames;
 use crate::parse::DurationLit;
 
@@ -265,20 +266,6 @@ impl Consts {
     }
 }
 
-/// `300_000`: milliseconds as a reader would write them.
-pub fn ms_literal(ms: i64) -> LitInt {
-    let digits = ms.unsigned_abs().to_string();
-    let mut grouped = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            grouped.push('_');
-        }
-        grouped.push(c);
-    }
-    let sign = if ms < 0 { "-" } else { "" };
-    LitInt::new(&format!("{sign}{grouped}"), Span::call_site())
-}
-
 impl Window {
     /// True for session windows.
     pub fn is_session(&self) -> bool {
@@ -287,15 +274,18 @@ impl Window {
 
     /// `plan::Window { .. }`.
     pub fn plan_data(&self, rt: &TokenStream) -> TokenStream {
-        let l = self.lateness;
+        let l = ms_literal(self.lateness);
         match self.kind {
             WindowKind::Tumbling { size } => {
+                let size = ms_literal(size);
                 quote!(#rt::plan::Window::Tumbling { size_ms: #size, lateness_ms: #l })
             }
             WindowKind::Sliding { size, slide } => {
+                let (size, slide) = (ms_literal(size), ms_literal(slide));
                 quote!(#rt::plan::Window::Sliding { size_ms: #size, slide_ms: #slide, lateness_ms: #l })
             }
             WindowKind::Session { gap } => {
+                let gap = ms_literal(gap);
                 quote!(#rt::plan::Window::Session { gap_ms: #gap, lateness_ms: #l })
             }
         }
