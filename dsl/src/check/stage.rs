@@ -39,6 +39,8 @@ pub struct StageBuilder<'a> {
     pub window: Option<window::PendingWindow>,
     /// A `join` waiting for its `window`.
     pub join: join::Waiting,
+    /// Whether a `key_by`, `window` or `aggregate` was refused already.
+    refused_grouping: bool,
 }
 
 /// Plans the stage `def` reading events of type `input_ty`.
@@ -62,6 +64,7 @@ pub fn plan(
         key: None,
         window: None,
         join: join::Waiting::No,
+        refused_grouping: false,
     };
     for (i, call) in def.ops.iter().enumerate() {
         b.index = i;
@@ -109,17 +112,22 @@ impl StageBuilder<'_> {
     }
 
     /// For `key_by`, `window` and `aggregate`: reports them after a part that takes no
-    /// grouping (a join, a `distinct`); true if reported.
-    pub fn after_ungroupable(&mut self, at: &Ident) -> bool {
-        let what = match (&self.join, &self.stateful) {
-            (join::Waiting::Window(_), _) => "a join",
-            (_, Some(s)) => match s.ungroupable() {
-                Some(what) => what,
+    /// grouping (a join, a `distinct`); true if refused. Only the first is reported: the
+    /// others are the same mistake.
+    pub fn grouping_refused(&mut self, at: &Ident) -> bool {
+        if self.refused_grouping {
+            return true;
+        }
+        let msg = match (&self.join, &self.stateful) {
+            (join::Waiting::Window(_), _) => join::refuses_grouping(at),
+            (_, Some(s)) => match s.refuses_grouping(at) {
+                Some(msg) => msg,
                 None => return false,
             },
             _ => return false,
         };
-        self.error(at.span(), format!("`{at}` cannot follow {what} in the same stage; start a new stage that reads this one"));
+        self.error(at.span(), msg);
+        self.refused_grouping = true;
         true
     }
 

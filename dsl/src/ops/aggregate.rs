@@ -110,7 +110,7 @@ struct Aggregation {
 
 impl Operator for Aggregate {
     fn plan(&self, at: &Ident, b: &mut StageBuilder) {
-        if b.after_ungroupable(at) {
+        if b.grouping_refused(at) {
             return;
         }
         let global = b.key.is_none() && b.stateful.is_none() && b.window.is_some();

@@ -72,8 +72,8 @@ impl Stateful for IntervalJoin {
         Some(&self.sides.right.0)
     }
 
-    fn ungroupable(&self) -> Option<&'static str> {
-        Some("a join")
+    fn refuses_grouping(&self, op: &Ident) -> Option<String> {
+        Some(super::join::refuses_grouping(op))
     }
 
     fn items(&self, s: &StagePlan, cx: &Cx) -> StageItems {

@@ -153,6 +153,11 @@ impl Operator for Join {
     }
 }
 
+/// Why `key_by`, `window` or `aggregate` (`op`) cannot follow a join.
+pub fn refuses_grouping(op: &Ident) -> String {
+    format!("`{op}` cannot follow a join in the same stage; start a new stage that reads this one")
+}
+
 impl JoinArgs {
     /// Checks what both joins need: to come first, a known right input, a typed key,
     /// and the key of both sides.
@@ -327,8 +332,8 @@ impl Stateful for WindowJoin {
         Some(&self.sides.right.0)
     }
 
-    fn ungroupable(&self) -> Option<&'static str> {
-        Some("a join")
+    fn refuses_grouping(&self, op: &Ident) -> Option<String> {
+        Some(super::join::refuses_grouping(op))
     }
 
     fn takes_owned(&self) -> bool {

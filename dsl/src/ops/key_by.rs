@@ -43,7 +43,7 @@ pub struct PendingKey {
 
 impl Operator for KeyBy {
     fn plan(&self, at: &Ident, b: &mut StageBuilder) {
-        if b.after_ungroupable(at) {
+        if b.grouping_refused(at) {
             return;
         }
         if let Some(w) = b.window.take() {

@@ -93,9 +93,9 @@ pub trait Stateful {
     fn right_input(&self) -> Option<&Ident> {
         None
     }
-    /// For messages about `key_by`, `window` and `aggregate` after it ("a join"), if
-    /// they cannot follow it.
-    fn ungroupable(&self) -> Option<&'static str> {
+    /// Why `key_by`, `window` or `aggregate` (`op`) cannot follow it, if they cannot.
+    fn refuses_grouping(&self, op: &Ident) -> Option<String> {
+        let _ = op;
         None
     }
     /// Its state type and the items it adds to the pipeline's module.

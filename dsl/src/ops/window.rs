@@ -134,7 +134,7 @@ impl Operator for WindowDef {
             }
             join::Waiting::No => {}
         }
-        if b.after_ungroupable(at) {
+        if b.grouping_refused(at) {
             return;
         }
         if b.window.is_some() {
