@@ -1,6 +1,7 @@
 //! One stage statement, planned operator by operator. The stage's grammar (stateless
 //! operators, then at most one stateful part, then stateless operators again) is kept
-//! here; what each operator accepts is in its own file under [`ops`](crate::ops).
+//! here; what each operator accepts is in its own file under `ops/` (see
+//! [`OPS`](crate::ops::OPS)).
 
 use proc_macro2::Span;
 use syn::{Ident, Type};

@@ -4,7 +4,7 @@
 //! - module `order_stats` with `Per5minAcc` (accumulators), `Per5minRow` (results),
 //!   `Per5min` (the stage's state, `Checkpointable`), `Output` and `Late`;
 //! - struct `OrderStats` owning every stage, with the windows' durations as named
-//!   constants and one `#[inline]` method per stage that moves an event on (see [`flow`]).
+//!   constants and one `#[inline]` method per stage that moves an event on (see `flow.rs`).
 //!
 //! Each operator writes its own part (see [`crate::ops`]); this module assembles them.
 //!

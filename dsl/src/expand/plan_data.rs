@@ -1,4 +1,4 @@
-//! The plan as data: the `const` [`simplestream::plan::Plan`] a pipeline carries, which
+//! The plan as data: the `const` `simplestream::plan::Plan` a pipeline carries, which
 //! tools read and the fingerprint hashes. Each operator writes its own entries.
 
 use proc_macro2::TokenStream;

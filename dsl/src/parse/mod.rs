@@ -1,6 +1,6 @@
 //! Pipeline-level syntax: `pipeline`, `source`, stage statements and `sink`, with every
 //! span kept for error messages. Each operator's arguments are parsed by its own file in
-//! [`ops`](crate::ops).
+//! `ops/`, found through the table [`OPS`](crate::ops::OPS).
 //!
 //! ```text
 //! pipeline! {
