@@ -6,6 +6,7 @@
 //! [`Stateful`] for what it plans), and a row in [`OPS`].
 
 pub mod aggregate;
+pub mod distinct;
 pub mod filter;
 pub mod flat_map;
 pub mod interval_join;
@@ -41,6 +42,7 @@ pub const OPS: &[OpDef] = &[
     aggregate::OP,
     join::OP,
     interval_join::OP,
+    distinct::OP,
 ];
 
 /// The operator called `name`.
