@@ -6,6 +6,7 @@
 //! - [`KeyedState`]: per-key state on a fast, seeded hasher;
 //! - [`aggregate`]: `count`, `sum`, `min`, `max`, `avg` and user-defined aggregates;
 //! - [`window`]: tumbling, sliding and session windows;
+//! - [`distinct`]: the keys `distinct` has let through;
 //! - [`Pipeline`]: what the macro generates;
 //! - [`plan`]: what the macro compiled, as data for tools;
 //! - [`codec`]: the two codecs (JSON, binary) and the errors of encoding and decoding;
@@ -21,6 +22,7 @@ pub mod aggregate;
 pub mod checkpoint;
 pub mod codec;
 pub mod coordinator;
+pub mod distinct;
 pub mod envelope;
 pub mod fingerprint;
 pub mod join;
