@@ -1,5 +1,8 @@
-//! Helpers for tests that drive the `orders` example as a real process.
+//! Helpers for tests that drive the `orders` example as a real process, and the servers
+//! the remote-store tests run against ([`servers`]).
 #![allow(dead_code)]
+
+pub mod servers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -292,15 +295,15 @@ pub fn ckpt_dir(dir: &Path) -> PathBuf {
     dir.join("ckpt/checkpoints/app-instance-1")
 }
 
-/// The checkpoint `latest.json` points to, as JSON (binary ones decoded by
-/// `simplestream checkpoints show`).
+/// The checkpoint `latest.json` points to, as JSON (binary ones decoded by the program's
+/// own `orders checkpoints show`).
 pub fn latest_checkpoint(dir: &Path) -> serde_json::Value {
-    let out = Command::new(tool_bin())
+    let out = Command::new(orders_bin())
         .args(["checkpoints", "show"])
         .arg(dir.join("ckpt"))
         .args(["--instance", "app-instance-1"])
         .output()
-        .expect("run simplestream");
+        .expect("run orders checkpoints show");
     assert!(
         out.status.success(),
         "checkpoints show failed: {}",
