@@ -1,8 +1,8 @@
 //! The checkpoint tools on the checkpoints of a pipeline other than `orders` (Nexmark q8:
 //! two sources, a join and a window), as real processes: the `simplestream` tool reads
 //! JSON checkpoints in full and the header of binary ones; a program's own `checkpoints`
-//! subcommand decodes binary checkpoints of its own pipeline only; `checkpoints layout`
-//! describes them from the plan.
+//! subcommand decodes binary checkpoints of its own pipeline only (`tests/runner.rs` has
+//! `orders` decoding its own); `checkpoints layout` describes them from the plan.
 
 mod support;
 
@@ -157,14 +157,12 @@ fn a_program_decodes_the_binary_checkpoints_of_its_own_pipeline_only() {
     q8_checkpoints(&json_dir, Codec::Json);
     q8_checkpoints(&bin_dir, Codec::Binary);
 
-    let out = run(orders_bin(), "show", &bin_dir, &[]);
-    assert_eq!(code(&out), Some(1));
-    assert!(
-        stderr_of(&out)
-            .contains("a binary checkpoint of pipeline `Q8`; this program decodes `Orders` only"),
-        "{}",
-        stderr_of(&out)
-    );
+    // Another pipeline's binary checkpoint: what the tool shows, header and pointer.
+    let by_orders = run(orders_bin(), "show", &bin_dir, &[]);
+    let by_tool = run(tool_bin(), "show", &bin_dir, &[]);
+    assert_eq!(json_of(&by_orders), json_of(&by_tool));
+    assert!(json_of(&by_orders).get("q8").is_none());
+    assert_eq!(stderr_of(&by_orders), stderr_of(&by_tool));
     // JSON describes itself: any program shows it as the tool does.
     assert_eq!(
         json_of(&run(orders_bin(), "show", &json_dir, &[])),
@@ -173,6 +171,58 @@ fn a_program_decodes_the_binary_checkpoints_of_its_own_pipeline_only() {
     let out = run(orders_bin(), "verify", &bin_dir, &[]);
     assert_eq!(code(&out), Some(0), "{}", stderr_of(&out));
     assert!(stderr_of(&out).contains("pipeline `Q8` were checked up to their checksum"));
+}
+
+/// Cuts the last byte of a binary checkpoint's stages and re-seals it (length and CRC):
+/// the checksum holds, the stages no longer decode.
+fn cut_and_reseal(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes.pop();
+    let payload_len = (bytes.len() - 18) as u64;
+    let crc = crc32fast::hash(&bytes[18..]);
+    bytes[6..14].copy_from_slice(&payload_len.to_le_bytes());
+    bytes[14..18].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn only_the_program_finds_binary_stages_that_do_not_decode() {
+    let t = tmp();
+    let store = FileStore::open(t.path(), INSTANCE, FileStoreOptions::default()).unwrap();
+    let config = CoordinatorConfig {
+        codec: Codec::Binary,
+        ..CoordinatorConfig::default()
+    };
+    let mut coord = Coordinator::new(store, config);
+    let mut p = Orders::new();
+    let mut out = Vec::new();
+    p.process(
+        simplestream_examples::orders::Order {
+            customer: "C1".into(),
+            amount: 2.5,
+            ts: 1_000,
+        },
+        &mut out,
+    );
+    let info = coord.checkpoint(&p, BTreeMap::new(), 1_000).unwrap();
+    drop(coord);
+    let file = t.path().join("checkpoints").join(INSTANCE).join(&info.name);
+    cut_and_reseal(&file);
+
+    let out = run(tool_bin(), "verify", t.path(), &[]);
+    assert_eq!(
+        code(&out),
+        Some(0),
+        "checksum and header hold: {}",
+        stdout_of(&out)
+    );
+    let out = run(orders_bin(), "verify", t.path(), &[]);
+    assert_eq!(code(&out), Some(1), "{}", stdout_of(&out));
+    assert!(
+        stdout_of(&out).contains(&format!("BAD  {}: checkpoint does not decode", info.name)),
+        "{}",
+        stdout_of(&out)
+    );
 }
 
 #[test]

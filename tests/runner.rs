@@ -1330,6 +1330,18 @@ fn checkpoints_tool_lists_shows_and_verifies() {
         );
     }
 
+    // The program's own verify decodes the stages of its binary checkpoints too.
+    let out = own(&["verify"], &bin_dir);
+    assert_eq!(code(&out), Some(0), "{}", stderr_of(&out));
+    assert!(!stderr_of(&out).contains("note:"), "{}", stderr_of(&out));
+    let out = tool(&["verify"], &bin_dir);
+    assert!(
+        stderr_of(&out)
+            .contains("note: checkpoints of pipeline `Orders` were checked up to their checksum"),
+        "{}",
+        stderr_of(&out)
+    );
+
     // A flipped byte in one checkpoint: verify fails naming it; list marks it.
     for d in [&json_dir, &bin_dir] {
         let victim = checkpoint_files(d)[1].clone();

@@ -11,7 +11,9 @@
 //!     let order = Order { customer: customer.into(), amount: 10.0, ts: i as i64 * 1_000 };
 //!     p.process(order, &mut out);
 //! }
-//! assert_eq!(p.customer_stats.len(), 2, "one running count and sum per customer");
+//! let stats = p.stage_json("customer_stats").unwrap();
+//! assert_eq!(stats["C1"]["count"], 2, "a running count and sum per customer");
+//! assert_eq!(stats["C2"]["amount"], 10.0);
 //! ```
 
 use serde::{Deserialize, Serialize};

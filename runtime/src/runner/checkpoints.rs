@@ -79,7 +79,8 @@ pub enum InspectCommand {
         instance: String,
     },
     /// Print a checkpoint as pretty JSON. A binary one is decoded to the same JSON by the
-    /// program that wrote it; other programs and the `simplestream` tool print its header.
+    /// program that wrote it; other programs and the `simplestream` tool print its header
+    /// and say so.
     Show {
         /// The checkpoint directory or store URL.
         #[arg(value_name = "DIR|URL")]
@@ -287,8 +288,8 @@ fn show(dir: &str, instance: &str, id: Option<u64>, own: Option<Own>) -> Result<
     let v = envelope::verify(&bytes).map_err(|e| format!("{name}: {e}"))?;
     let text = match (v.codec, own) {
         (Codec::Json, _) => pretty(&bytes),
-        (Codec::Binary, Some(own)) => (own.pretty)(&bytes),
-        (Codec::Binary, None) => {
+        (Codec::Binary, Some(own)) if own.name == v.header.pipeline => (own.pretty)(&bytes),
+        (Codec::Binary, _) => {
             eprintln!("note: {}", binary_note(&name, &v, dir, instance));
             serde_json::to_string_pretty(&v.header).map_err(|e| e.to_string())
         }
@@ -297,7 +298,7 @@ fn show(dir: &str, instance: &str, id: Option<u64>, own: Option<Own>) -> Result<
     Ok(())
 }
 
-/// Says, in one line, what the tool could not show of a binary checkpoint, and who can.
+/// Says, in one line, what could not be shown of a binary checkpoint, and who can show it.
 fn binary_note(name: &str, v: &Verified<'_>, dir: &str, instance: &str) -> String {
     format!(
         "{name} is binary (checksum ok): its {} bytes of stage state are postcard, which does not describe itself; `checkpoints show {} --instance {instance} --id {}` of the program that wrote it (pipeline `{}`) decodes them",
