@@ -146,6 +146,8 @@ fn test(args: &[String]) -> Result<(), String> {
         "simplestream-dsl",
         "-p",
         "simplestream-macros",
+        "-p",
+        "simplestream-examples",
     ]);
     doc.env("RUSTDOCFLAGS", "-D warnings");
     run(doc)?;
