@@ -60,6 +60,20 @@ pub fn pos(ck: &serde_json::Value, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no position {key} in {ck}"))
 }
 
+/// `cargo` without the package variables cargo sets for tests: `ring`'s build script
+/// reruns when they change, so a build from a test would redo the one `cargo build` (or
+/// `cargo xtask test`) made, and the other way round.
+fn plain_cargo() -> Command {
+    let mut c = Command::new(env!("CARGO"));
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("CARGO_PKG_") || k.starts_with("CARGO_MANIFEST_") {
+            c.env_remove(&*k);
+        }
+    }
+    c
+}
+
 /// The release `orders` binary, built once (a no-op when `cargo xtask test` built it).
 pub fn orders_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -68,7 +82,7 @@ pub fn orders_bin() -> PathBuf {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target"));
-        let status = Command::new(env!("CARGO"))
+        let status = plain_cargo()
             .current_dir(root)
             .args([
                 "build",
