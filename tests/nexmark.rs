@@ -1,13 +1,10 @@
 //! Nexmark queries against plain loops over the same events, with and without crashes.
 
-#[path = "../examples/nexmark/queries.rs"]
-mod queries;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use queries::*;
 use simplestream::testing::{assert_crash_equivalent, run_uninterrupted, CrashPlan};
 use simplestream::OutputRecord;
+use simplestream_examples::nexmark::*;
 
 const N: usize = 60_000; // 6 s of event time
 

@@ -6,11 +6,10 @@
 //! Without the tansu binary (`cargo xtask tools` installs it) each test returns early,
 //! unless `SIMPLESTREAM_REQUIRE_SERVERS=1`, where it fails.
 
-#[path = "support/servers.rs"]
-mod servers;
-
 mod common;
+mod support;
 use common::*;
+use support::servers;
 
 /// Bounds a wait that must end (a bounded retry): a hang guard, not a speed verdict.
 const HANG_GUARD: Duration = Duration::from_secs(180);

@@ -4,14 +4,12 @@
 //! only the remote store remembers), a second writer on the same instance, the server
 //! frozen mid-upload, and the checkpoint tools against each store.
 
-#[path = "support/servers.rs"]
-mod servers;
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use servers::Server;
+use support::servers::{self, Server};
 use support::*;
 
 const BUCKET: &str = "ckpt-bucket";
@@ -72,12 +70,18 @@ fn remote_orders(dir: &Path, input: &Path, remote: &Remote, url: &str, extra: &[
     c
 }
 
-fn tool(remote: &Remote, args: &[&str]) -> std::process::Output {
-    Command::new(tool_bin())
+/// Runs `bin` (the `simplestream` tool, or `orders` for its own `checkpoints` subcommand,
+/// which decodes binary checkpoints) against the remote store.
+fn tool_of(bin: PathBuf, remote: &Remote, args: &[&str]) -> std::process::Output {
+    Command::new(bin)
         .args(args)
         .envs(remote.env())
         .output()
-        .expect("run simplestream")
+        .expect("run the checkpoint tool")
+}
+
+fn tool(remote: &Remote, args: &[&str]) -> std::process::Output {
+    tool_of(tool_bin(), remote, args)
 }
 
 fn kills() -> usize {
@@ -123,7 +127,8 @@ fn crash_scenario(remote: Remote, name: &str, seed: u64, extra: &[&str]) {
     );
 
     // The tools read the remote store: every checkpoint verifies, and the latest one's
-    // customer_stats match counts computed independently from the input.
+    // customer_stats (shown by the program itself, which decodes binary checkpoints too)
+    // match counts computed independently from the input.
     let v = tool(
         &remote,
         &[
@@ -149,7 +154,8 @@ fn crash_scenario(remote: Remote, name: &str, seed: u64, extra: &[&str]) {
         l.status.success() && listing.contains("(latest)"),
         "{listing}"
     );
-    let s = tool(
+    let s = tool_of(
+        orders_bin(),
         &remote,
         &["checkpoints", "show", &url, "--instance", "app-instance-1"],
     );
@@ -330,7 +336,8 @@ fn second_writer(remote: Remote, name: &str) {
     );
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
     // B's final checkpoint is the latest one: A wrote nothing over it.
-    let s = tool(
+    let s = tool_of(
+        orders_bin(),
         &remote,
         &["checkpoints", "show", &url, "--instance", "app-instance-1"],
     );

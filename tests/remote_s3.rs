@@ -4,8 +4,7 @@
 //! background uploads, and a restore on a "new machine" (a new store, same bucket).
 
 mod common;
-#[path = "support/servers.rs"]
-mod servers;
+mod support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,11 +13,11 @@ use std::time::{Duration, Instant};
 const HANG_GUARD: Duration = Duration::from_secs(180);
 
 use common::*;
-use servers::Server;
 use simplestream::coordinator::Recovered;
 use simplestream::envelope;
 use simplestream::store::{ObjectStoreBackend, StoreErrorKind};
 use simplestream::{CheckpointStore, Codec, Coordinator, CoordinatorConfig, Pipeline};
+use support::servers::{self, Server};
 
 const BUCKET: &str = "ckpt-bucket";
 

@@ -5,10 +5,6 @@
 mod common;
 mod support;
 
-#[path = "../examples/orders/pipeline.rs"]
-#[allow(dead_code)]
-mod orders_pipeline;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -19,6 +15,7 @@ use simplestream::envelope;
 use simplestream::store::{CheckpointStore, FileStore, FileStoreOptions};
 use simplestream::{pipeline, Checkpointable};
 use simplestream::{Codec, Coordinator, CoordinatorConfig, MemoryStore, Pipeline};
+use simplestream_examples::orders;
 
 const CODECS: [Codec; 2] = [Codec::Json, Codec::Binary];
 const T0: i64 = 1_635_739_200_000;
@@ -288,11 +285,11 @@ fn runner_refuses_a_checkpoint_without_its_positions() {
     let lines: String = (0..20).map(|i| line("C1", "1.5", T0 + i * 1_000)).collect();
     std::fs::write(&input, &lines).unwrap();
     // A checkpoint written by a library Coordinator: state, but no positions.
-    let mut p = orders_pipeline::Orders::new();
+    let mut p = orders::Orders::new();
     let mut sink = Vec::new();
     for i in 0..5 {
         p.process(
-            orders_pipeline::Order {
+            orders::Order {
                 customer: "C1".into(),
                 amount: 1.5,
                 ts: T0 + i * 1_000,

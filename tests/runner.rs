@@ -1196,7 +1196,16 @@ fn bad_instance_names_are_refused_and_create_nothing() {
 // ---------------------------------------------------------------------------------------
 
 fn tool(args: &[&str], dir: &Path) -> Output {
-    Command::new(tool_bin())
+    checkpoints_of(tool_bin(), args, dir)
+}
+
+/// The program's own `checkpoints` subcommand (it decodes its binary checkpoints).
+fn own(args: &[&str], dir: &Path) -> Output {
+    checkpoints_of(orders_bin(), args, dir)
+}
+
+fn checkpoints_of(bin: PathBuf, args: &[&str], dir: &Path) -> Output {
+    Command::new(bin)
         .args(["checkpoints", args[0]])
         .arg(dir.join("ckpt"))
         .args(["--instance", "app-instance-1"])
@@ -1271,11 +1280,32 @@ fn checkpoints_tool_lists_shows_and_verifies() {
         stderr_of(&out)
     );
 
-    // show of a binary checkpoint: the same JSON shape and state.
+    // show of a binary checkpoint: the tool prints its header and says who decodes the
+    // rest; the program's own `checkpoints show` gives the JSON shape and state.
     let out = tool(&["show"], &bin_dir);
     assert!(out.status.success(), "{}", stderr_of(&out));
+    let header: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bin_file = latest_file(&bin_dir);
+    assert!(bin_file.ends_with(".bin"));
+    assert!(header.get("customer_stats").is_none(), "{header}");
+    let note = stderr_of(&out);
+    assert!(
+        note.contains(&format!("{bin_file} is binary (checksum ok)"))
+            && note.contains("of the program that wrote it (pipeline `Orders`) decodes them"),
+        "{note}"
+    );
+    let out = own(&["show"], &bin_dir);
+    assert!(out.status.success(), "{}", stderr_of(&out));
     let bin_shown: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(latest_file(&bin_dir).ends_with(".bin"));
+    for field in [
+        "pipeline",
+        "fingerprint",
+        "checkpoint_id",
+        "watermark",
+        "positions",
+    ] {
+        assert_eq!(header[field], bin_shown[field], "{field}");
+    }
     assert_eq!(bin_shown["customer_stats"], shown["customer_stats"]);
     assert_eq!(bin_shown["per_5min"], shown["per_5min"]);
     // The same positions, but for which files each run read and wrote.
@@ -1302,6 +1332,18 @@ fn checkpoints_tool_lists_shows_and_verifies() {
             "{s}"
         );
     }
+
+    // The program's own verify decodes the stages of its binary checkpoints too.
+    let out = own(&["verify"], &bin_dir);
+    assert_eq!(code(&out), Some(0), "{}", stderr_of(&out));
+    assert!(!stderr_of(&out).contains("note:"), "{}", stderr_of(&out));
+    let out = tool(&["verify"], &bin_dir);
+    assert!(
+        stderr_of(&out)
+            .contains("note: checkpoints of pipeline `Orders` were checked up to their checksum"),
+        "{}",
+        stderr_of(&out)
+    );
 
     // A flipped byte in one checkpoint: verify fails naming it; list marks it.
     for d in [&json_dir, &bin_dir] {

@@ -8,8 +8,6 @@
 //! do not exist (they print no secret and create nothing).
 
 mod common;
-#[path = "support/servers.rs"]
-mod servers;
 mod support;
 
 use std::collections::BTreeMap;
@@ -17,13 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use servers::Server;
 use simplestream::envelope;
 use simplestream::store::{
     FileStore, FileStoreOptions, KafkaStore, KafkaStoreOptions, MemoryStore, ObjectStoreBackend,
     StoreError, StoreErrorKind, StoreUrl,
 };
 use simplestream::{CheckpointStore, Codec, Coordinator, CoordinatorConfig, Pipeline};
+use support::servers::{self, Server};
 
 type Store = Box<dyn CheckpointStore + Send>;
 

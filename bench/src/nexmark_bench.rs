@@ -1,4 +1,4 @@
-//! Nexmark q1, q5, q7 and q8 (`examples/nexmark/queries.rs`): each query's `pipeline!`
+//! Nexmark q1, q5, q7 and q8 (`simplestream_examples::nexmark`): each query's `pipeline!`
 //! version against a hand-written loop with the same semantics (same windows, watermark
 //! `max event time - 1 s` per source, same tie-breaking, same output order), on events of
 //! the `nexmark` generator produced once before timing.
@@ -9,9 +9,6 @@
 //! `prepare`, so that a single run (`--profile`, `--child`, hence `--instructions`) does
 //! not count the copying; later runs clone before starting the clock.
 
-#[path = "../../examples/nexmark/queries.rs"]
-mod queries;
-
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -19,8 +16,9 @@ use std::time::{Duration, Instant};
 use simplestream::state::FastMap;
 use simplestream::window::align;
 use simplestream::{Collector, Pipeline};
-
-use queries::{inputs, q1, q5, q7, q8, Auction, Bid, Person, Q1, Q5, Q7, Q8};
+use simplestream_examples::nexmark::{
+    self as queries, inputs, q1, q5, q7, q8, Auction, Bid, Person, Q1, Q5, Q7, Q8,
+};
 
 use crate::workloads::{mix, str_hash, Digest, Impl, Workload};
 

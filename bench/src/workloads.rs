@@ -8,8 +8,8 @@
 //! Implement [`Workload`] and add it to [`registry`]: `prepare` generates the events (once,
 //! before timing) and `run` feeds them to one implementation. Everything else (warm-up,
 //! best of 3, ratios, memory in a child process, report, chart) comes for free. The
-//! Nexmark queries q1, q5, q7 and q8 (`examples/nexmark/queries.rs`, included as a module)
-//! are in `nexmark_bench.rs`.
+//! Nexmark queries q1, q5, q7 and q8 (`simplestream_examples::nexmark`) are in
+//! `nexmark_bench.rs`.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -140,7 +140,7 @@ pub fn registry(keys: u64) -> Vec<Box<dyn Workload>> {
         Box::new(Windowed::sliding(keys)),
         Box::new(IntervalJoinW::new()),
     ];
-    // Nexmark q1, q5, q7, q8 (examples/nexmark/queries.rs).
+    // Nexmark q1, q5, q7, q8 (simplestream_examples::nexmark).
     w.into_iter()
         .chain(crate::nexmark_bench::workloads())
         .collect()

@@ -8,18 +8,16 @@
 //! stream from the saved offset (the generator is deterministic).
 #![forbid(unsafe_code)]
 
-mod queries;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use queries::*;
 use simplestream::runner::output::SinkFile;
 use simplestream::store::{FileStore, FileStoreOptions};
 use simplestream::{Codec, Coordinator, CoordinatorConfig, OutputRecord, Pipeline};
+use simplestream_examples::nexmark::*;
 
 #[derive(Parser)]
 #[command(about = "Runs a Nexmark query (q0-q5, q7, q8) with file checkpoints")]

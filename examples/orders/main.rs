@@ -7,10 +7,10 @@
 //! ```
 #![forbid(unsafe_code)]
 
-mod pipeline;
-
 use std::process::ExitCode;
 
+use simplestream_examples::orders::Orders;
+
 fn main() -> ExitCode {
-    simplestream::runner::main::<pipeline::Orders>()
+    simplestream::runner::main::<Orders>()
 }

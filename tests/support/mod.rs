@@ -1,5 +1,8 @@
-//! Helpers for tests that drive the `orders` example as a real process.
+//! Helpers for tests that drive the `orders` example as a real process, and the servers
+//! the remote-store tests run against ([`servers`]).
 #![allow(dead_code)]
+
+pub mod servers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -57,6 +60,20 @@ pub fn pos(ck: &serde_json::Value, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no position {key} in {ck}"))
 }
 
+/// `cargo` without the package variables cargo sets for tests: `ring`'s build script
+/// reruns when they change, so a build from a test would redo the one `cargo build` (or
+/// `cargo xtask test`) made, and the other way round.
+fn plain_cargo() -> Command {
+    let mut c = Command::new(env!("CARGO"));
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("CARGO_PKG_") || k.starts_with("CARGO_MANIFEST_") {
+            c.env_remove(&*k);
+        }
+    }
+    c
+}
+
 /// The release `orders` binary, built once (a no-op when `cargo xtask test` built it).
 pub fn orders_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -65,7 +82,7 @@ pub fn orders_bin() -> PathBuf {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target"));
-        let status = Command::new(env!("CARGO"))
+        let status = plain_cargo()
             .current_dir(root)
             .args([
                 "build",
@@ -292,15 +309,15 @@ pub fn ckpt_dir(dir: &Path) -> PathBuf {
     dir.join("ckpt/checkpoints/app-instance-1")
 }
 
-/// The checkpoint `latest.json` points to, as JSON (binary ones decoded by
-/// `simplestream checkpoints show`).
+/// The checkpoint `latest.json` points to, as JSON (binary ones decoded by the program's
+/// own `orders checkpoints show`).
 pub fn latest_checkpoint(dir: &Path) -> serde_json::Value {
-    let out = Command::new(tool_bin())
+    let out = Command::new(orders_bin())
         .args(["checkpoints", "show"])
         .arg(dir.join("ckpt"))
         .args(["--instance", "app-instance-1"])
         .output()
-        .expect("run simplestream");
+        .expect("run orders checkpoints show");
     assert!(
         out.status.success(),
         "checkpoints show failed: {}",

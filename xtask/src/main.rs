@@ -56,6 +56,15 @@ pub fn root() -> PathBuf {
 pub fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
+    // Without the package variables `cargo run` set for xtask: `ring`'s build script
+    // reruns when they change, so the release binaries built here and those the tests
+    // build (tests/support, which strips them too) would rebuild each other.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("CARGO_PKG_") || k.starts_with("CARGO_MANIFEST_") {
+            c.env_remove(&*k);
+        }
+    }
     c
 }
 
@@ -146,6 +155,8 @@ fn test(args: &[String]) -> Result<(), String> {
         "simplestream-dsl",
         "-p",
         "simplestream-macros",
+        "-p",
+        "simplestream-examples",
     ]);
     doc.env("RUSTDOCFLAGS", "-D warnings");
     run(doc)?;

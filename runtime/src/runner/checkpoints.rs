@@ -1,19 +1,73 @@
-//! `checkpoints list|show|verify`: inspect an instance's checkpoints, even while the
-//! program runs (the store is opened read-only, without the lock).
+//! `checkpoints list|show|verify|layout`: inspect an instance's checkpoints, even while
+//! the program runs (the store is opened read-only, without the lock).
+//!
+//! A program's own subcommand ([`run`]) knows its pipeline: it decodes the stages of its
+//! binary checkpoints and prints their layout from the pipeline's plan. The `simplestream`
+//! tool ([`run_any`]) has no pipeline compiled in: JSON checkpoints describe themselves,
+//! but binary ones (postcard) do not, so of those it shows the header and checks the
+//! checksum, and points to the program that wrote them for the stages.
+
+mod layout;
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
+pub use layout::layout;
+
 use crate::coordinator::{Coordinator, CoordinatorConfig};
-use crate::envelope::{self, Codec};
+use crate::envelope::{self, Codec, Verified};
 use crate::pipeline::Pipeline;
 use crate::store::{redact_urls, CheckpointStore, StoreErrorKind, StoreUrl};
 use crate::time::iso_utc;
 
-/// Checkpoint tools.
+/// A pipeline program's checkpoint tools: those of [`InspectCommand`], which decode its
+/// own binary checkpoints too, and `layout`.
+///
+/// ```
+/// use clap::Parser;
+/// use simplestream_runtime::runner::checkpoints::{CheckpointsCommand, InspectCommand};
+///
+/// #[derive(Parser)]
+/// struct Program {
+///     #[command(subcommand)]
+///     checkpoints: CheckpointsCommand,
+/// }
+/// let p = Program::parse_from(["program", "show", "ckpt", "--id", "42"]);
+/// assert!(matches!(p.checkpoints, CheckpointsCommand::Inspect(InspectCommand::Show { id: Some(42), .. })));
+/// let p = Program::parse_from(["program", "layout", "--mermaid"]);
+/// assert!(matches!(p.checkpoints, CheckpointsCommand::Layout { mermaid: true }));
+/// ```
 #[derive(Debug, Subcommand)]
 pub enum CheckpointsCommand {
+    /// List, show or verify checkpoints.
+    #[command(flatten)]
+    Inspect(InspectCommand),
+    /// Print what every checkpoint of this program holds: one line per stage state (its
+    /// key, windows and columns), from the pipeline's plan.
+    Layout {
+        /// Print the pipeline's plan as a mermaid flowchart instead.
+        #[arg(long)]
+        mermaid: bool,
+    },
+}
+
+/// Checkpoint tools that work without the pipeline (the `simplestream` tool's).
+///
+/// ```
+/// use clap::Parser;
+/// use simplestream_runtime::runner::checkpoints::InspectCommand;
+///
+/// #[derive(Parser)]
+/// struct Tool {
+///     #[command(subcommand)]
+///     checkpoints: InspectCommand,
+/// }
+/// let t = Tool::parse_from(["tool", "verify", "s3://bucket/app", "--instance", "i-1"]);
+/// assert!(matches!(t.checkpoints, InspectCommand::Verify { instance, .. } if instance == "i-1"));
+/// ```
+#[derive(Debug, Subcommand)]
+pub enum InspectCommand {
     /// One line per checkpoint: id, time, size, codec, events, valid?
     List {
         /// The checkpoint directory (as given to --checkpoint-dir) or store URL (as given
@@ -24,7 +78,9 @@ pub enum CheckpointsCommand {
         #[arg(long, default_value = "default")]
         instance: String,
     },
-    /// Print a checkpoint as pretty JSON (binary ones decoded to the same JSON).
+    /// Print a checkpoint as pretty JSON. A binary one is decoded to the same JSON by the
+    /// program that wrote it; other programs and the `simplestream` tool print its header
+    /// and say so.
     Show {
         /// The checkpoint directory or store URL.
         #[arg(value_name = "DIR|URL")]
@@ -47,7 +103,34 @@ pub enum CheckpointsCommand {
     },
 }
 
-fn open(dir: &str, instance: &str) -> Result<Coordinator<Box<dyn CheckpointStore + Send>>, String> {
+/// The pipeline a program decodes its own checkpoints with.
+#[derive(Clone, Copy)]
+struct Own {
+    name: &'static str,
+    /// Decodes every stage (a verify that goes past the checksum).
+    decode: fn(&[u8]) -> Result<(), String>,
+    /// The checkpoint as pretty JSON.
+    pretty: fn(&[u8]) -> Result<String, String>,
+}
+
+impl Own {
+    fn of<P: Pipeline>() -> Own {
+        Own {
+            name: P::NAME,
+            decode: |b| {
+                envelope::decode::<P>(b)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            },
+            pretty: to_pretty_json::<P>,
+        }
+    }
+}
+
+/// A store opened read-only, with the coordinator's reading of it.
+type Reader = Coordinator<Box<dyn CheckpointStore + Send>>;
+
+fn open(dir: &str, instance: &str) -> Result<Reader, String> {
     let url = StoreUrl::parse(dir).map_err(|e| e.to_string())?;
     let store = url.open(instance, true).map_err(|e| {
         if e.kind == StoreErrorKind::NotFound {
@@ -62,12 +145,77 @@ fn open(dir: &str, instance: &str) -> Result<Coordinator<Box<dyn CheckpointStore
     Ok(Coordinator::new(store, CoordinatorConfig::default()))
 }
 
-/// Runs a checkpoints subcommand; `P` decodes binary checkpoints of its own pipeline.
+/// Runs a program's checkpoints subcommand; `P`, its pipeline, decodes its binary
+/// checkpoints and gives the layout.
+///
+/// ```
+/// # use simplestream_runtime::plan::Plan;
+/// # use simplestream_runtime::pipeline::{Clock, Collector, OutputRecord, Pipeline};
+/// # use simplestream_runtime::codec::{CheckpointError, Codec, StageWriter};
+/// # struct Nothing;
+/// # #[derive(serde::Serialize)] struct Out;
+/// # impl OutputRecord for Out { fn sink(&self) -> &'static str { "out" } fn is_late(&self) -> bool { false } }
+/// # impl Pipeline for Nothing {
+/// #     type Event = (); type Output = Out;
+/// #     const NAME: &'static str = "Nothing"; const FINGERPRINT: u64 = 1;
+/// #     const STAGES: &'static [&'static str] = &[]; const SINKS: &'static [&'static str] = &[];
+/// #     const PLAN: &'static Plan = &Plan { name: "Nothing", sources: &[], stages: &[] };
+/// #     const SOURCE_TEXT: &'static str = "";
+/// #     fn new() -> Self { Nothing }
+/// #     fn process<C: Collector<Out>>(&mut self, _: (), _: &mut C) {}
+/// #     fn advance_watermark<C: Collector<Out>>(&mut self, _: i64, _: &mut C) {}
+/// #     fn finish<C: Collector<Out>>(&mut self, _: &mut C) {}
+/// #     fn clock(&self) -> Clock { Clock::default() }
+/// #     fn write_stages(&self, _: &mut StageWriter<'_>) -> Result<(), CheckpointError> { Ok(()) }
+/// #     fn decode_stages(_: Codec, _: &[u8], _: Clock) -> Result<Self, CheckpointError> { Ok(Nothing) }
+/// #     fn stage_json(&self, _: &str) -> Option<serde_json::Value> { None }
+/// # }
+/// use std::process::ExitCode;
+/// use simplestream_runtime::runner::checkpoints::{run, CheckpointsCommand, InspectCommand};
+///
+/// // `Nothing` is a pipeline (as `pipeline!` generates them).
+/// let layout = CheckpointsCommand::Layout { mermaid: false };
+/// assert_eq!(run::<Nothing>(layout), ExitCode::SUCCESS);
+/// let dir = tempfile::tempdir().unwrap();
+/// let missing = dir.path().join("typo").to_str().unwrap().to_string();
+/// let list = InspectCommand::List { dir: missing, instance: "default".into() };
+/// assert_eq!(run::<Nothing>(CheckpointsCommand::Inspect(list)), ExitCode::FAILURE);
+/// ```
 pub fn run<P: Pipeline>(cmd: CheckpointsCommand) -> ExitCode {
+    match cmd {
+        CheckpointsCommand::Inspect(cmd) => inspect(cmd, Some(Own::of::<P>())),
+        CheckpointsCommand::Layout { mermaid: false } => {
+            print!("{}", layout(P::PLAN, P::FINGERPRINT));
+            ExitCode::SUCCESS
+        }
+        CheckpointsCommand::Layout { mermaid: true } => {
+            print!("{}", P::PLAN.mermaid());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Runs a checkpoints subcommand without a pipeline (the `simplestream` tool): binary
+/// checkpoints are checked up to their checksum, and `show` prints their header.
+///
+/// ```
+/// use std::process::ExitCode;
+/// use simplestream_runtime::runner::checkpoints::{run_any, InspectCommand};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let missing = dir.path().join("typo").to_str().unwrap().to_string();
+/// let verify = InspectCommand::Verify { dir: missing, instance: "default".into() };
+/// assert_eq!(run_any(verify), ExitCode::FAILURE, "no checkpoints there");
+/// ```
+pub fn run_any(cmd: InspectCommand) -> ExitCode {
+    inspect(cmd, None)
+}
+
+fn inspect(cmd: InspectCommand, own: Option<Own>) -> ExitCode {
     let r = match cmd {
-        CheckpointsCommand::List { dir, instance } => list(&dir, &instance),
-        CheckpointsCommand::Show { dir, instance, id } => show::<P>(&dir, &instance, id),
-        CheckpointsCommand::Verify { dir, instance } => verify::<P>(&dir, &instance),
+        InspectCommand::List { dir, instance } => list(&dir, &instance),
+        InspectCommand::Show { dir, instance, id } => show(&dir, &instance, id, own),
+        InspectCommand::Verify { dir, instance } => verify(&dir, &instance, own),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -114,37 +262,64 @@ fn list(dir: &str, instance: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn show<P: Pipeline>(dir: &str, instance: &str, id: Option<u64>) -> Result<(), String> {
-    let c = open(dir, instance)?;
+/// The name of checkpoint `id`, or of the one `latest` points to (else the newest).
+fn pick(c: &Reader, id: Option<u64>) -> Result<String, String> {
     let entries = c.store().list().map_err(|e| e.to_string())?;
-    let name = match id {
+    match id {
         Some(id) => entries
             .iter()
             .find(|e| crate::coordinator::id_from_name(&e.name) == Some(id))
             .map(|e| e.name.clone())
-            .ok_or_else(|| format!("no checkpoint #{id} in {}", c.store().location()))?,
+            .ok_or_else(|| format!("no checkpoint #{id} in {}", c.store().location())),
         None => match c.latest() {
-            Ok(Some(m)) => m.file,
+            Ok(Some(m)) => Ok(m.file),
             _ => entries
                 .last()
                 .map(|e| e.name.clone())
-                .ok_or_else(|| format!("no checkpoints in {}", c.store().location()))?,
+                .ok_or_else(|| format!("no checkpoints in {}", c.store().location())),
         },
-    };
+    }
+}
+
+fn show(dir: &str, instance: &str, id: Option<u64>, own: Option<Own>) -> Result<(), String> {
+    let c = open(dir, instance)?;
+    let name = pick(&c, id)?;
     let bytes = c.store().get(&name).map_err(|e| e.to_string())?;
-    println!(
-        "{}",
-        to_pretty_json::<P>(&bytes).map_err(|e| format!("{name}: {e}"))?
-    );
+    let v = envelope::verify(&bytes).map_err(|e| format!("{name}: {e}"))?;
+    let text = match (v.codec, own) {
+        (Codec::Json, _) => pretty(&bytes),
+        (Codec::Binary, Some(own)) if own.name == v.header.pipeline => (own.pretty)(&bytes),
+        (Codec::Binary, _) => {
+            eprintln!("note: {}", binary_note(&name, &v, dir, instance));
+            serde_json::to_string_pretty(&v.header).map_err(|e| e.to_string())
+        }
+    };
+    println!("{}", text.map_err(|e| format!("{name}: {e}"))?);
     Ok(())
+}
+
+/// Says, in one line, what could not be shown of a binary checkpoint, and who can show it.
+fn binary_note(name: &str, v: &Verified<'_>, dir: &str, instance: &str) -> String {
+    format!(
+        "{name} is binary (checksum ok): its {} bytes of stage state are postcard, which does not describe itself; `checkpoints show {} --instance {instance} --id {}` of the program that wrote it (pipeline `{}`) decodes them",
+        v.stages.len(),
+        redact_urls(dir),
+        v.header.checkpoint_id,
+        v.header.pipeline
+    )
+}
+
+fn pretty(json: &[u8]) -> Result<String, String> {
+    let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
 }
 
 /// A checkpoint as pretty JSON; binary checkpoints of pipeline `P` are decoded and
 /// re-encoded as JSON (the same shape a JSON checkpoint has).
 pub fn to_pretty_json<P: Pipeline>(bytes: &[u8]) -> Result<String, String> {
     let v = envelope::verify(bytes).map_err(|e| e.to_string())?;
-    let json_bytes = match v.codec {
-        Codec::Json => bytes.to_vec(),
+    match v.codec {
+        Codec::Json => pretty(bytes),
         Codec::Binary => {
             if v.header.pipeline != P::NAME {
                 return Err(format!(
@@ -154,32 +329,29 @@ pub fn to_pretty_json<P: Pipeline>(bytes: &[u8]) -> Result<String, String> {
                 ));
             }
             let (h, p) = envelope::decode::<P>(bytes).map_err(|e| e.to_string())?;
-            envelope::encode(&p, Codec::Json, h.checkpoint_id, h.timestamp, h.positions)
-                .map_err(|e| e.to_string())?
+            let json = envelope::encode(&p, Codec::Json, h.checkpoint_id, h.timestamp, h.positions)
+                .map_err(|e| e.to_string())?;
+            pretty(&json)
         }
-    };
-    let value: serde_json::Value =
-        serde_json::from_slice(&json_bytes).map_err(|e| e.to_string())?;
-    serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
+    }
 }
 
-fn verify<P: Pipeline>(dir: &str, instance: &str) -> Result<(), String> {
+fn verify(dir: &str, instance: &str, own: Option<Own>) -> Result<(), String> {
     let c = open(dir, instance)?;
     let entries = c.store().list().map_err(|e| e.to_string())?;
     if entries.is_empty() {
         return Err(format!("no checkpoints in {}", c.store().location()));
     }
     let mut first_bad = None;
+    let mut undecoded = std::collections::BTreeSet::new();
     for e in &entries {
         let bytes = c.store().get(&e.name).map_err(|e| e.to_string())?;
         let result = envelope::verify(&bytes)
             .map_err(|e| e.to_string())
-            .and_then(|v| {
-                if v.header.pipeline == P::NAME {
-                    envelope::decode::<P>(&bytes)
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                } else {
+            .and_then(|v| match own {
+                Some(own) if own.name == v.header.pipeline => (own.decode)(&bytes),
+                _ => {
+                    undecoded.insert(v.header.pipeline);
                     Ok(())
                 }
             });
@@ -191,6 +363,22 @@ fn verify<P: Pipeline>(dir: &str, instance: &str) -> Result<(), String> {
             }
         }
     }
+    check_latest(&c, &entries, &mut first_bad);
+    if !undecoded.is_empty() {
+        let names: Vec<String> = undecoded.iter().map(|n| format!("`{n}`")).collect();
+        eprintln!(
+            "note: checkpoints of pipeline {} were checked up to their checksum and header; `checkpoints verify` of the program that wrote them also decodes their stages",
+            names.join(", ")
+        );
+    }
+    match first_bad {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Checks that `latest` exists and points to a checkpoint in `entries`.
+fn check_latest(c: &Reader, entries: &[crate::store::StoredEntry], first_bad: &mut Option<String>) {
     match c.latest() {
         Ok(Some(m)) => match entries.iter().find(|e| e.name == m.file) {
             Some(_) => println!("ok   latest.json -> {}", m.file),
@@ -210,10 +398,6 @@ fn verify<P: Pipeline>(dir: &str, instance: &str) -> Result<(), String> {
             println!("BAD  {e}");
             first_bad.get_or_insert(e);
         }
-    }
-    match first_bad {
-        Some(e) => Err(e),
-        None => Ok(()),
     }
 }
 

@@ -1,7 +1,20 @@
-//! The `orders` pipeline: the article's orders-per-customer example.
+//! The `orders` pipeline: the article's orders-per-customer example, run by the `orders`
+//! example program and the browser playground.
 //!
-//! Shared by the `orders` example, the `simplestream` tool (to decode its binary
-//! checkpoints) and the browser playground.
+//! ```
+//! use simplestream::Pipeline;
+//! use simplestream_examples::orders::{Order, Orders};
+//!
+//! let mut p = Orders::new();
+//! let mut out = Vec::new();
+//! for (i, customer) in ["C1", "C2", "C1"].into_iter().enumerate() {
+//!     let order = Order { customer: customer.into(), amount: 10.0, ts: i as i64 * 1_000 };
+//!     p.process(order, &mut out);
+//! }
+//! let stats = p.stage_json("customer_stats").unwrap();
+//! assert_eq!(stats["C1"]["count"], 2, "a running count and sum per customer");
+//! assert_eq!(stats["C2"]["amount"], 10.0);
+//! ```
 
 use serde::{Deserialize, Serialize};
 use simplestream::pipeline;
