@@ -1,5 +1,5 @@
 //! What `cargo expand` shows a user: the expansion of the orders pipeline (a copy of
-//! `examples/orders/pipeline.rs`'s `pipeline!` body, in `expansion/orders.pipeline`),
+//! `examples/pipelines/src/orders.rs`'s `pipeline!` body, in `expansion/orders.pipeline`),
 //! pretty-printed and compared with the checked-in `expansion/orders.expanded.rs`.
 //!
 //! After a change to the generated code, rewrite the golden file with

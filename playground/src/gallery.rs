@@ -9,8 +9,7 @@
 use crate::source::{self, GenConfig};
 
 /// The article's orders-per-customer pipeline, shared with `examples/orders`.
-#[path = "../../examples/orders/pipeline.rs"]
-pub mod orders;
+pub use simplestream_examples::orders;
 
 #[path = "pipelines/sliding.rs"]
 pub mod sliding;
@@ -69,8 +68,8 @@ impl Demo for Orders {
     const BLURB: &'static str = "The article's pipeline. customer_stats keeps a running count and sum per customer: \
         the state a checkpoint saves. per_5min sums each customer's orders per 5 minutes of event time and emits a row \
         when the watermark passes the window's end.";
-    const SOURCE_PATH: &'static str = "examples/orders/pipeline.rs";
-    const SOURCE_FILE: &'static str = include_str!("../../examples/orders/pipeline.rs");
+    const SOURCE_PATH: &'static str = "examples/pipelines/src/orders.rs";
+    const SOURCE_FILE: &'static str = include_str!("../../examples/pipelines/src/orders.rs");
     const GEN: GenConfig = GenConfig {
         step_ms: 8_000,
         disorder_ms: 3_000,

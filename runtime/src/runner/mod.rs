@@ -161,7 +161,7 @@ pub enum Upload {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List, show or verify checkpoints.
+    /// List, show or verify checkpoints, or print the layout of their stage states.
     #[command(subcommand)]
     Checkpoints(checkpoints::CheckpointsCommand),
 }
