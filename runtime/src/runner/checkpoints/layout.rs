@@ -68,6 +68,7 @@ fn describe(s: &Stage) -> String {
     let what = match s.state {
         State::None => String::new(),
         State::PerKey { key: k } => format!("one accumulator per key {}", key(k)),
+        State::SeenKeys { key: k } => format!("the keys {} seen so far (distinct)", key(k)),
         State::Windowed {
             key: Some(k),
             window,
@@ -106,6 +107,7 @@ fn describe(s: &Stage) -> String {
 fn key_type(s: &Stage, name: &str) -> Option<&'static str> {
     s.ops.iter().find_map(|op| match *op {
         Op::KeyBy { key, key_type }
+        | Op::Distinct { key, key_type }
         | Op::Join { key, key_type, .. }
         | Op::IntervalJoin { key, key_type, .. }
             if key == name =>
@@ -132,4 +134,29 @@ fn join_bounds(s: &Stage) -> String {
             _ => None,
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Op, Stage, State};
+
+    #[test]
+    fn a_distinct_stage_names_its_key_and_type() {
+        let s = Stage {
+            name: "first",
+            input: "s",
+            ops: &[Op::Distinct {
+                key: "customer",
+                key_type: "String",
+            }],
+            output_type: "Order",
+            sink: true,
+            state: State::SeenKeys { key: "customer" },
+        };
+        assert_eq!(
+            describe(&s),
+            "the keys customer: String seen so far (distinct)"
+        );
+    }
 }
