@@ -69,7 +69,7 @@ impl Demo for Orders {
         the state a checkpoint saves. per_5min sums each customer's orders per 5 minutes of event time and emits a row \
         when the watermark passes the window's end.";
     const SOURCE_PATH: &'static str = "examples/pipelines/src/orders.rs";
-    const SOURCE_FILE: &'static str = include_str!("../../examples/pipelines/src/orders.rs");
+    const SOURCE_FILE: &'static str = simplestream_examples::ORDERS_SOURCE;
     const GEN: GenConfig = GenConfig {
         step_ms: 8_000,
         disorder_ms: 3_000,

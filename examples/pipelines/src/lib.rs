@@ -17,3 +17,11 @@
 
 pub mod nexmark;
 pub mod orders;
+
+/// The text of `src/orders.rs`, for tools that show a pipeline beside its source (the
+/// playground).
+///
+/// ```
+/// assert!(simplestream_examples::ORDERS_SOURCE.contains("pub pipeline Orders;"));
+/// ```
+pub const ORDERS_SOURCE: &str = include_str!("orders.rs");
