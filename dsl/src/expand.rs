@@ -505,6 +505,11 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
             }
         }
     };
+    let sources_apply = if single {
+        quote!()
+    } else {
+        quote!(self.__sources = s.source_clocks;)
+    };
     let (sources_field, sources_init, sources_owned, sources_restore) = if single {
         (quote!(), quote!(), quote!(), quote!())
     } else {
@@ -620,6 +625,27 @@ pub fn expand(plan: &Plan, source_text: &str) -> TokenStream {
                     #( #kfields: s.#kfields, )*
                     #( #fired: ::std::vec::Vec::new(), )*
                 })
+            }
+
+            fn stage_versions(&self) -> ::core::option::Option<::std::vec::Vec<#rt::delta::Version>> {
+                ::core::option::Option::Some(::std::vec![#( #rt::delta::Tracked::version(&self.#kfields), )*])
+            }
+
+            fn write_stage_deltas(&self, since: &[#rt::delta::Version], w: &mut #rt::codec::StageWriter<'_>) -> ::core::result::Result<(), #rt::CheckpointError> {
+                #write_sources
+                let mut __since = since.iter().copied();
+                #( #rt::delta::Tracked::write_delta(&self.#kfields, __since.next(), #kfield_names, w)?; )*
+                ::core::result::Result::Ok(())
+            }
+
+            fn apply_stage_deltas(&mut self, codec: #rt::Codec, bytes: &[u8], clock: #rt::Clock) -> ::core::result::Result<(), #rt::CheckpointError> {
+                #[derive(#serde::Deserialize)] #[serde(crate = #serde_path)]
+                struct __Deltas { #sources_owned #(#kfields: #rt::delta::DeltaOf<#ktypes>,)* }
+                let s: __Deltas = #rt::codec::read(codec, bytes)?;
+                self.__clock = clock;
+                #sources_apply
+                #( #rt::delta::Tracked::apply_delta(&mut self.#kfields, s.#kfields); )*
+                ::core::result::Result::Ok(())
             }
 
             fn stage_json(&self, stage: &str) -> ::core::option::Option<#rt::__private::serde_json::Value> {
@@ -1037,6 +1063,24 @@ fn stage_struct(
         pub struct #stage {
             #[doc = #field_doc]
             pub state: #state_ty,
+        }
+
+        impl #rt::delta::Tracked for #stage {
+            type Delta = #rt::delta::DeltaOf<#state_ty>;
+            fn version(&self) -> #rt::delta::Version {
+                #rt::delta::Tracked::version(&self.state)
+            }
+            fn write_delta(
+                &self,
+                since: ::core::option::Option<#rt::delta::Version>,
+                name: &'static str,
+                w: &mut #rt::codec::StageWriter<'_>,
+            ) -> ::core::result::Result<(), #rt::CheckpointError> {
+                #rt::delta::Tracked::write_delta(&self.state, since, name, w)
+            }
+            fn apply_delta(&mut self, delta: Self::Delta) {
+                #rt::delta::Tracked::apply_delta(&mut self.state, delta)
+            }
         }
 
         impl #rt::Checkpointable for #stage {

@@ -4,6 +4,7 @@
 //!
 //! - [`Checkpointable`]: state that can be saved and restored;
 //! - [`KeyedState`]: per-key state on a fast, seeded hasher;
+//! - [`delta`]: change tracking for incremental checkpoints;
 //! - [`aggregate`]: `count`, `sum`, `min`, `max`, `avg` and user-defined aggregates;
 //! - [`window`]: tumbling, sliding and session windows;
 //! - [`Pipeline`]: what the macro generates;
@@ -21,9 +22,12 @@ pub mod aggregate;
 pub mod checkpoint;
 pub mod codec;
 pub mod coordinator;
+pub mod delta;
 pub mod envelope;
 pub mod fingerprint;
+pub mod incremental;
 pub mod join;
+pub mod names;
 pub mod pipeline;
 pub mod plan;
 pub mod state;
