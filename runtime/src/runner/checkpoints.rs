@@ -120,7 +120,10 @@ fn show<P: Pipeline>(dir: &str, instance: &str, id: Option<u64>) -> Result<(), S
     let name = match id {
         Some(id) => entries
             .iter()
-            .find(|e| crate::coordinator::id_from_name(&e.name) == Some(id))
+            .find(|e| {
+                crate::names::restorable(&e.name)
+                    && crate::names::parse_name(&e.name).map(|(i, _)| i) == Some(id)
+            })
             .map(|e| e.name.clone())
             .ok_or_else(|| format!("no checkpoint #{id} in {}", c.store().location()))?,
         None => match c.latest() {
@@ -132,11 +135,33 @@ fn show<P: Pipeline>(dir: &str, instance: &str, id: Option<u64>) -> Result<(), S
         },
     };
     let bytes = c.store().get(&name).map_err(|e| e.to_string())?;
-    println!(
-        "{}",
-        to_pretty_json::<P>(&bytes).map_err(|e| format!("{name}: {e}"))?
-    );
+    let json = match crate::names::parse_name(&name) {
+        Some((_, crate::names::EntryKind::Manifest)) => manifest_json::<P>(c.store(), &bytes),
+        _ => to_pretty_json::<P>(&bytes),
+    };
+    println!("{}", json.map_err(|e| format!("{name}: {e}"))?);
     Ok(())
+}
+
+/// An incremental checkpoint as the whole checkpoint it stands for: base and deltas
+/// restored into pipeline `P`, written as JSON.
+fn manifest_json<P: Pipeline>(
+    store: &(impl crate::CheckpointStore + ?Sized),
+    manifest: &[u8],
+) -> Result<String, String> {
+    let m = crate::incremental::Manifest::decode(manifest).map_err(|e| e.to_string())?;
+    if m.pipeline != P::NAME {
+        return Err(format!(
+            "an incremental checkpoint of pipeline `{}`; this program restores `{}` only: run `checkpoints show` of the program that wrote it",
+            m.pipeline,
+            P::NAME
+        ));
+    }
+    let (h, p, _) = crate::incremental::chain::restore::<P, _>(store, manifest)
+        .map_err(|e| e.to_string())?;
+    let bytes = envelope::encode(&p, Codec::Json, h.checkpoint_id, h.timestamp, h.positions)
+        .map_err(|e| e.to_string())?;
+    to_pretty_json::<P>(&bytes)
 }
 
 /// A checkpoint as pretty JSON; binary checkpoints of pipeline `P` are decoded and
@@ -172,7 +197,42 @@ fn verify<P: Pipeline>(dir: &str, instance: &str) -> Result<(), String> {
     let mut first_bad = None;
     for e in &entries {
         let bytes = c.store().get(&e.name).map_err(|e| e.to_string())?;
-        let result = envelope::verify(&bytes)
+        let result = verify_one::<P>(c.store(), &e.name, &bytes);
+        match result {
+            Ok(()) => println!("ok   {}", e.name),
+            Err(err) => {
+                println!("BAD  {}: {err}", e.name);
+                first_bad.get_or_insert(format!("{} is bad: {err}", e.name));
+            }
+        }
+    }
+    verify_latest(&c, &entries, &mut first_bad);
+    match first_bad {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Verifies one stored object: a whole checkpoint (decoded if it is `P`'s), a delta, or
+/// a manifest with every piece it names (restored if it is `P`'s).
+fn verify_one<P: Pipeline>(
+    store: &(impl crate::CheckpointStore + ?Sized),
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), String> {
+    use crate::names::{parse_name, EntryKind};
+    match parse_name(name).map(|(_, k)| k) {
+        Some(EntryKind::Delta) => envelope::verify_delta(bytes).map(|_| ()).map_err(|e| e.to_string()),
+        Some(EntryKind::Manifest) => {
+            let (h, _) = crate::incremental::chain::verify(store, bytes).map_err(|e| e.to_string())?;
+            if h.pipeline != P::NAME {
+                return Ok(());
+            }
+            crate::incremental::chain::restore::<P, _>(store, bytes)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        _ => envelope::verify(bytes)
             .map_err(|e| e.to_string())
             .and_then(|v| {
                 if v.header.pipeline == P::NAME {
@@ -182,15 +242,15 @@ fn verify<P: Pipeline>(dir: &str, instance: &str) -> Result<(), String> {
                 } else {
                     Ok(())
                 }
-            });
-        match result {
-            Ok(()) => println!("ok   {}", e.name),
-            Err(err) => {
-                println!("BAD  {}: {err}", e.name);
-                first_bad.get_or_insert(format!("{} is bad: {err}", e.name));
-            }
-        }
+            }),
     }
+}
+
+fn verify_latest(
+    c: &Coordinator<Box<dyn CheckpointStore + Send>>,
+    entries: &[crate::store::StoredEntry],
+    first_bad: &mut Option<String>,
+) {
     match c.latest() {
         Ok(Some(m)) => match entries.iter().find(|e| e.name == m.file) {
             Some(_) => println!("ok   latest.json -> {}", m.file),
@@ -210,10 +270,6 @@ fn verify<P: Pipeline>(dir: &str, instance: &str) -> Result<(), String> {
             println!("BAD  {e}");
             first_bad.get_or_insert(e);
         }
-    }
-    match first_bad {
-        Some(e) => Err(e),
-        None => Ok(()),
     }
 }
 
