@@ -54,6 +54,24 @@ fn scenario(name: &str, seed: u64, n: usize, extra: &[&str]) {
         "late events were written"
     );
 
+    if extra.contains(&"--incremental") {
+        // The last two checkpoints are kept, and a whole one is only every tenth.
+        let manifests = std::fs::read_dir(ckpt_dir(&crashed))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".manifest.json")
+            })
+            .count();
+        assert!(
+            manifests > 0,
+            "{name}: incremental checkpoints were written"
+        );
+    }
+
     // customer_stats against counts computed independently from the input.
     let ck = latest_checkpoint(&crashed);
     let expected = expected_stats(&text);

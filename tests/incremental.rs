@@ -21,7 +21,12 @@ fn order(i: u64, keys: u64) -> Order {
     }
 }
 
-fn coordinator<S: CheckpointStore>(store: S, codec: Codec, keep: usize, max_deltas: usize) -> Coordinator<S> {
+fn coordinator<S: CheckpointStore>(
+    store: S,
+    codec: Codec,
+    keep: usize,
+    max_deltas: usize,
+) -> Coordinator<S> {
     let config = CoordinatorConfig {
         every_events: None,
         codec,
@@ -118,14 +123,21 @@ fn names(s: &MemoryStore, kind: EntryKind) -> Vec<String> {
 }
 
 /// Checkpoints `p` after each of `steps` batches of 20 events.
-fn run(c: &mut Coordinator<impl CheckpointStore>, p: &mut OrderStats, from: u64, steps: u64) -> Vec<String> {
+fn run(
+    c: &mut Coordinator<impl CheckpointStore>,
+    p: &mut OrderStats,
+    from: u64,
+    steps: u64,
+) -> Vec<String> {
     let mut out = Vec::new();
     (0..steps)
         .map(|s| {
             for i in 0..20 {
                 p.process(order(from + s * 20 + i, 50), &mut out);
             }
-            c.checkpoint(&*p, BTreeMap::new(), (from + s) as i64).unwrap().name
+            c.checkpoint(&*p, BTreeMap::new(), (from + s) as i64)
+                .unwrap()
+                .name
         })
         .collect()
 }
@@ -184,7 +196,12 @@ impl<S: CheckpointStore> CheckpointStore for StopsDeleting<S> {
     }
     fn delete(&mut self, name: &str) -> Result<(), StoreError> {
         if self.budget == 0 {
-            return Err(StoreError::new(StoreErrorKind::Other, "deleting", name, "stopped"));
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                "deleting",
+                name,
+                "stopped",
+            ));
         }
         self.budget -= 1;
         self.inner.delete(name)
@@ -222,14 +239,23 @@ fn retention_stopped_after_any_step_keeps_every_retained_checkpoint_restorable()
         let mut taken = run(&mut c, &mut p, 0, steps - 1);
         // The last checkpoint's retention stops after `stop_after` deletes.
         let store = c.into_store();
-        let mut c = coordinator(StopsDeleting { inner: store, budget: stop_after }, Codec::Json, keep, 2);
+        let mut c = coordinator(
+            StopsDeleting {
+                inner: store,
+                budget: stop_after,
+            },
+            Codec::Json,
+            keep,
+            2,
+        );
         c.recover::<OrderStats>().unwrap().unwrap();
         taken.extend(run(&mut c, &mut p, 1_000, 1));
         let store = c.into_store().inner;
         let present = store.list().unwrap().len();
         // Every one of the newest `keep` checkpoints restores, each to its own state.
         for name in &taken[taken.len() - keep..] {
-            restore(&store, name).unwrap_or_else(|e| panic!("stop after {stop_after}: {name}: {e}"));
+            restore(&store, name)
+                .unwrap_or_else(|e| panic!("stop after {stop_after}: {name}: {e}"));
         }
         // Restarting finishes the job: only what the kept checkpoints name is left.
         let mut c = coordinator(store, Codec::Json, keep, 2);
@@ -256,7 +282,10 @@ fn retention_stopped_after_any_step_keeps_every_retained_checkpoint_restorable()
         }
     }
     // The stops landed before, between and after the steps of a long retention.
-    assert!(steps_seen >= 8, "retention stopped early only {steps_seen} times");
+    assert!(
+        steps_seen >= 8,
+        "retention stopped early only {steps_seen} times"
+    );
 }
 
 #[test]
@@ -274,15 +303,26 @@ fn a_corrupt_or_missing_piece_falls_back_to_an_older_complete_checkpoint() {
     let mut c = coordinator(store, Codec::Binary, 10, 2);
     let r = c.recover::<OrderStats>().unwrap().unwrap();
     assert_eq!(r.name, taken[3], "{:?}", r.warnings);
-    assert!(r.warnings[0].contains("is not the one the manifest names"), "{:?}", r.warnings);
-    assert_eq!(state_of(&r.pipeline), state_of(&restore(c.store(), &taken[3]).unwrap()));
+    assert!(
+        r.warnings[0].contains("is not the one the manifest names"),
+        "{:?}",
+        r.warnings
+    );
+    assert_eq!(
+        state_of(&r.pipeline),
+        state_of(&restore(c.store(), &taken[3]).unwrap())
+    );
     // Without the newer base, the older chain (base + two deltas) is used.
     let mut store = c.into_store();
     store.delete(&taken[3]).unwrap();
     let mut c = coordinator(store, Codec::Binary, 10, 2);
     let r = c.recover::<OrderStats>().unwrap().unwrap();
     assert_eq!(r.name, taken[2], "{:?}", r.warnings);
-    assert!(r.warnings.iter().any(|w| w.contains("no such checkpoint")), "{:?}", r.warnings);
+    assert!(
+        r.warnings.iter().any(|w| w.contains("no such checkpoint")),
+        "{:?}",
+        r.warnings
+    );
 }
 
 #[test]
@@ -293,12 +333,21 @@ fn a_delta_is_never_taken_for_a_whole_checkpoint() {
         run(&mut c, &mut p, 0, 2);
         let delta = names(c.store(), EntryKind::Delta).remove(0);
         let bytes = c.store().get(&delta).unwrap();
-        let e = envelope::decode::<OrderStats>(&bytes).unwrap_err().to_string();
-        assert!(e.contains("it is a delta of an incremental checkpoint"), "{codec}: {e}");
+        let e = envelope::decode::<OrderStats>(&bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("it is a delta of an incremental checkpoint"),
+            "{codec}: {e}"
+        );
         let whole = names(c.store(), EntryKind::Whole).remove(0);
         let mut p = OrderStats::new();
         let e = envelope::apply_delta(&c.store().get(&whole).unwrap(), &mut p).unwrap_err();
-        assert!(e.to_string().contains("it is a whole checkpoint, not a delta"), "{codec}: {e}");
+        assert!(
+            e.to_string()
+                .contains("it is a whole checkpoint, not a delta"),
+            "{codec}: {e}"
+        );
     }
 }
 
@@ -308,6 +357,8 @@ fn restoring_a_foreign_pipelines_manifest_is_refused() {
     let mut p = OrderStats::new();
     let taken = run(&mut c, &mut p, 0, 2);
     let bytes = c.store().get(&taken[1]).unwrap();
-    let e = chain::restore::<SlidingStats, _>(c.store(), &bytes).unwrap_err().to_string();
+    let e = chain::restore::<SlidingStats, _>(c.store(), &bytes)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("belongs to pipeline `OrderStats`"), "{e}");
 }

@@ -14,10 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::{self, CheckpointError, Codec, Header};
 use crate::incremental::{self, Chain, ChainError, IncrementalConfig, Manifest, Piece};
+pub use crate::names::{checkpoint_name, id_from_name};
 use crate::names::{delta_name, manifest_name, parse_name, EntryKind};
 use crate::pipeline::Pipeline;
 use crate::store::{CheckpointStore, StoreError, StoredEntry};
-pub use crate::names::{checkpoint_name, id_from_name};
 
 /// When and how to checkpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -557,7 +557,9 @@ impl<S: CheckpointStore> Coordinator<S> {
         let codec = self.config.codec;
         let versions = pipeline.stage_versions();
         let delta_on = match (&self.incremental, &self.chain, &versions) {
-            (Some(config), Some(chain), Some(now)) => Some(chain).filter(|c| !c.wants_base(config, now)),
+            (Some(config), Some(chain), Some(now)) => {
+                Some(chain).filter(|c| !c.wants_base(config, now))
+            }
             _ => None,
         };
         if let Some(chain) = delta_on {
@@ -603,8 +605,14 @@ impl<S: CheckpointStore> Coordinator<S> {
         let id = self.next_id;
         let codec = self.config.codec;
         let versions = pipeline.stage_versions().unwrap_or_default();
-        let encoded =
-            envelope::encode_delta(pipeline, &chain.versions, codec, id, now_ms, positions.clone())?;
+        let encoded = envelope::encode_delta(
+            pipeline,
+            &chain.versions,
+            codec,
+            id,
+            now_ms,
+            positions.clone(),
+        )?;
         let name = delta_name(now_ms, id, codec);
         chain.pieces.push(Piece::of(&name, id, &encoded.bytes));
         chain.versions = versions;
@@ -848,7 +856,11 @@ impl<S: CheckpointStore> Coordinator<S> {
     }
 
     #[cfg(test)]
-    fn load<P: Pipeline>(&self, name: &str, checksum: Option<&str>) -> Result<(Header, P), LoadError> {
+    fn load<P: Pipeline>(
+        &self,
+        name: &str,
+        checksum: Option<&str>,
+    ) -> Result<(Header, P), LoadError> {
         self.load_pieces(name, checksum).map(|(h, p, _)| (h, p))
     }
 
@@ -877,10 +889,12 @@ impl<S: CheckpointStore> Coordinator<S> {
             }
         }
         if manifest {
-            return incremental::chain::restore::<P, S>(self.store(), &bytes).map_err(|e| match e {
-                ChainError::Store(e) => LoadError::Store(e),
-                ChainError::Checkpoint(e) => LoadError::Checkpoint(e),
-            });
+            return incremental::chain::restore::<P, S>(self.store(), &bytes).map_err(
+                |e| match e {
+                    ChainError::Store(e) => LoadError::Store(e),
+                    ChainError::Checkpoint(e) => LoadError::Checkpoint(e),
+                },
+            );
         }
         let (header, pipeline) = envelope::decode::<P>(&bytes).map_err(LoadError::Checkpoint)?;
         let piece = Piece::of(name, header.checkpoint_id, &bytes);

@@ -117,7 +117,13 @@ pub fn encode_delta<P: Pipeline>(
     timestamp: i64,
     positions: BTreeMap<String, u64>,
 ) -> Result<Encoded, CheckpointError> {
-    let header = header_of(pipeline, checkpoint_id, timestamp, positions, DELTA_FORMAT_NAME);
+    let header = header_of(
+        pipeline,
+        checkpoint_id,
+        timestamp,
+        positions,
+        DELTA_FORMAT_NAME,
+    );
     encode_kind(Kind::Delta, codec, &header, |w| {
         pipeline.write_stage_deltas(since, w)
     })
@@ -173,7 +179,9 @@ impl Kind {
     /// Why bytes of the other kind are refused.
     fn refusal(self) -> String {
         match self {
-            Kind::Whole => "it is a delta of an incremental checkpoint; restore it through its manifest".into(),
+            Kind::Whole => {
+                "it is a delta of an incremental checkpoint; restore it through its manifest".into()
+            }
             Kind::Delta => "it is a whole checkpoint, not a delta".into(),
         }
     }

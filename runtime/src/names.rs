@@ -51,7 +51,6 @@ pub fn id_from_name(name: &str) -> Option<u64> {
     id.parse().ok()
 }
 
-
 /// What a stored object is, by its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {

@@ -195,8 +195,7 @@ impl<K: Hash + Eq + fmt::Debug, V: fmt::Debug> fmt::Debug for KeyedState<K, V> {
 
 impl<K: Hash + Eq + Ord, V: PartialEq> PartialEq for KeyedState<K, V> {
     fn eq(&self, other: &Self) -> bool {
-        self.map.len() == other.map.len()
-            && self.iter().all(|(k, v)| other.get(k) == Some(v))
+        self.map.len() == other.map.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
     }
 }
 
@@ -296,7 +295,11 @@ impl<K: Key, V: Checkpointable> KeyedState<K, V> {
             _ => None,
         };
         let Some(after) = after else {
-            let upserts = if sorted { self.sorted() } else { self.iter().collect() };
+            let upserts = if sorted {
+                self.sorted()
+            } else {
+                self.iter().collect()
+            };
             return DeltaView {
                 reset: true,
                 upserts,

@@ -164,11 +164,11 @@ where
     let at = |i: usize, p: &mut P, c: &mut Coordinator<MemoryStore>, n: usize| {
         c.checkpoint(&*p, Default::default(), i as i64)
             .map_err(|e| format!("incremental checkpoint before event {i}: {e}"))?;
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             return Ok::<_, String>(false);
         }
-        let store = std::mem::replace(c, Coordinator::new(MemoryStore::new(), config.clone()))
-            .into_store();
+        let store =
+            std::mem::replace(c, Coordinator::new(MemoryStore::new(), config.clone())).into_store();
         *c = Coordinator::new(store, config.clone());
         c.set_incremental(Some(incremental.clone()));
         let r = c
@@ -176,14 +176,17 @@ where
             .map_err(|e| format!("incremental restore before event {i}: {e}"))?
             .ok_or_else(|| format!("no checkpoint to restore before event {i}"))?;
         *p = r.pipeline;
-        Ok(matches!(parse_name(&r.name), Some((_, EntryKind::Manifest))))
+        Ok(matches!(
+            parse_name(&r.name),
+            Some((_, EntryKind::Manifest))
+        ))
     };
-    let mut n = 0;
+    let mut n = 0usize;
     let mut next = points.iter().copied().peekable();
     for (i, e) in events.iter().enumerate() {
         while next.peek() == Some(&i) {
             next.next();
-            let crashed = n % 2 == 1;
+            let crashed = !n.is_multiple_of(2);
             from_deltas += usize::from(at(i, &mut p, &mut c, n)?);
             restores += usize::from(crashed);
             n += 1;
@@ -191,7 +194,7 @@ where
         p.process(e.clone(), &mut outputs);
     }
     for _ in next {
-        let crashed = n % 2 == 1;
+        let crashed = !n.is_multiple_of(2);
         from_deltas += usize::from(at(events.len(), &mut p, &mut c, n)?);
         restores += usize::from(crashed);
         n += 1;
@@ -247,7 +250,11 @@ where
         compare(&incremental, &reference, codec, &points);
         // Two checkpoints make a base and a delta, and the second one is restored.
         if points.len() >= 2 && P::new().stage_versions().is_some() {
-            assert!(from_deltas > 0, "{}: no restore read a delta ({codec})", P::NAME);
+            assert!(
+                from_deltas > 0,
+                "{}: no restore read a delta ({codec})",
+                P::NAME
+            );
         }
     }
 }

@@ -126,7 +126,10 @@ pub fn restore<P: Pipeline, S: CheckpointStore + ?Sized>(
         }
         .into());
     }
-    let (base, deltas) = m.pieces.split_first().expect("decode checks for two pieces");
+    let (base, deltas) = m
+        .pieces
+        .split_first()
+        .expect("decode checks for two pieces");
     let (mut header, mut pipeline) = envelope::decode::<P>(&read_piece(store, base)?)?;
     check_id(&header, base)?;
     for d in deltas {
@@ -153,7 +156,10 @@ pub fn verify<S: CheckpointStore + ?Sized>(
     manifest: &[u8],
 ) -> Result<(Header, crate::Codec), ChainError> {
     let m = Manifest::decode(manifest)?;
-    let (base, deltas) = m.pieces.split_first().expect("decode checks for two pieces");
+    let (base, deltas) = m
+        .pieces
+        .split_first()
+        .expect("decode checks for two pieces");
     let bytes = read_piece(store, base)?;
     let v = envelope::verify(&bytes)?;
     let (mut header, mut codec) = (v.header, v.codec);
@@ -165,7 +171,9 @@ pub fn verify<S: CheckpointStore + ?Sized>(
         check_id(&header, d)?;
     }
     if header.pipeline != m.pipeline || header.fingerprint != m.fingerprint {
-        return Err(bad("the pieces belong to another pipeline than the manifest".into()));
+        return Err(bad(
+            "the pieces belong to another pipeline than the manifest".into(),
+        ));
     }
     Ok((header, codec))
 }

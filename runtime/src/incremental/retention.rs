@@ -70,15 +70,15 @@ pub fn apply<S: CheckpointStore + ?Sized>(
 }
 
 /// Every name the retained checkpoints need; `None` if a retained manifest is unreadable.
-fn needed<'a, S: CheckpointStore + ?Sized>(
-    store: &S,
-    retained: &[&'a str],
-) -> Option<BTreeSet<String>> {
+fn needed<S: CheckpointStore + ?Sized>(store: &S, retained: &[&str]) -> Option<BTreeSet<String>> {
     let mut needed = BTreeSet::new();
     for name in retained {
         needed.insert(name.to_string());
         if let Some((_, EntryKind::Manifest)) = parse_name(name) {
-            let m = store.get(name).ok().and_then(|b| Manifest::decode(&b).ok())?;
+            let m = store
+                .get(name)
+                .ok()
+                .and_then(|b| Manifest::decode(&b).ok())?;
             needed.extend(m.pieces.into_iter().map(|p| p.name));
         }
     }

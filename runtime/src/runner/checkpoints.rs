@@ -157,8 +157,8 @@ fn manifest_json<P: Pipeline>(
             P::NAME
         ));
     }
-    let (h, p, _) = crate::incremental::chain::restore::<P, _>(store, manifest)
-        .map_err(|e| e.to_string())?;
+    let (h, p, _) =
+        crate::incremental::chain::restore::<P, _>(store, manifest).map_err(|e| e.to_string())?;
     let bytes = envelope::encode(&p, Codec::Json, h.checkpoint_id, h.timestamp, h.positions)
         .map_err(|e| e.to_string())?;
     to_pretty_json::<P>(&bytes)
@@ -222,9 +222,12 @@ fn verify_one<P: Pipeline>(
 ) -> Result<(), String> {
     use crate::names::{parse_name, EntryKind};
     match parse_name(name).map(|(_, k)| k) {
-        Some(EntryKind::Delta) => envelope::verify_delta(bytes).map(|_| ()).map_err(|e| e.to_string()),
+        Some(EntryKind::Delta) => envelope::verify_delta(bytes)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
         Some(EntryKind::Manifest) => {
-            let (h, _) = crate::incremental::chain::verify(store, bytes).map_err(|e| e.to_string())?;
+            let (h, _) =
+                crate::incremental::chain::verify(store, bytes).map_err(|e| e.to_string())?;
             if h.pipeline != P::NAME {
                 return Ok(());
             }
@@ -236,7 +239,7 @@ fn verify_one<P: Pipeline>(
             .map_err(|e| e.to_string())
             .and_then(|v| {
                 if v.header.pipeline == P::NAME {
-                    envelope::decode::<P>(&bytes)
+                    envelope::decode::<P>(bytes)
                         .map(|_| ())
                         .map_err(|e| e.to_string())
                 } else {
