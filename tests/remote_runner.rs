@@ -149,6 +149,12 @@ fn crash_scenario(remote: Remote, name: &str, seed: u64, extra: &[&str]) {
         l.status.success() && listing.contains("(latest)"),
         "{listing}"
     );
+    if extra.contains(&"--incremental") {
+        assert!(
+            listing.contains(".manifest.json"),
+            "no incremental checkpoint: {listing}"
+        );
+    }
     let s = tool(
         &remote,
         &["checkpoints", "show", &url, "--instance", "app-instance-1"],
@@ -219,6 +225,40 @@ fn kafka_sigkill_inline_uploads_json() {
         "kafka-inline-json",
         24,
         &["--checkpoint-every", "3000", "--upload", "inline"],
+    );
+}
+
+#[test]
+fn s3_sigkill_incremental_background_binary() {
+    let Some(r) = Remote::s3() else { return };
+    crash_scenario(
+        r,
+        "s3-incremental-bin",
+        25,
+        &[
+            "--checkpoint-every",
+            "3000",
+            "--codec",
+            "binary",
+            "--incremental",
+        ],
+    );
+}
+
+#[test]
+fn kafka_sigkill_incremental_inline_json() {
+    let Some(r) = Remote::kafka() else { return };
+    crash_scenario(
+        r,
+        "kafka-incremental-json",
+        26,
+        &[
+            "--checkpoint-every",
+            "3000",
+            "--upload",
+            "inline",
+            "--incremental",
+        ],
     );
 }
 
