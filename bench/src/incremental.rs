@@ -13,11 +13,11 @@ use serde::Serialize;
 use simplestream::incremental::IncrementalConfig;
 use simplestream::pipeline::Discard;
 use simplestream::state::FastMap;
-use simplestream::store::{CheckpointStore, FileStore, FileStoreOptions};
+use simplestream::store::{FileStore, FileStoreOptions};
 use simplestream::{Codec, Coordinator, CoordinatorConfig, Pipeline};
 
-use crate::events;
-use crate::workloads::{string_state, CountByStringKeyP, SEv};
+use crate::events::{self, SEv};
+use crate::workloads::{string_state, CountByStringKeyP};
 use crate::{best_of, ms};
 
 /// Deltas on one base before the restore is measured.

@@ -719,7 +719,7 @@ impl<K: Key, A: Accumulator> Session<K, A> {
             if let Some(pos) = list.iter().position(|s| s.end == end) {
                 let s = list.remove(pos);
                 if list.is_empty() {
-                    self.sessions.remove(&key);
+                    self.sessions.remove_untracked(&key);
                 }
                 fired.push(Fired {
                     start: s.start,
