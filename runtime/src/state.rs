@@ -6,6 +6,7 @@ use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
 
+use serde::de::DeserializeOwned;
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -294,7 +295,11 @@ impl<K: Serialize, V: Serialize> Serialize for DeltaView<'_, K, V> {
     }
 }
 
-impl<K: Key, V: Checkpointable> KeyedState<K, V> {
+// Serde's bounds, not `Key`/`Checkpointable`: a key type missing `Checkpointable` is then
+// reported once, by the stage's `Checkpointable` impl.
+impl<K: Hash + Ord + Serialize + DeserializeOwned, V: Serialize + DeserializeOwned>
+    KeyedState<K, V>
+{
     /// What changed since `since` (everything, as a reset, for another history).
     fn delta_since(&self, since: Option<Version>, sorted: bool) -> DeltaView<'_, K, V> {
         let after = match since {
@@ -337,7 +342,9 @@ impl<K: Key, V: Checkpointable> KeyedState<K, V> {
     }
 }
 
-impl<K: Key, V: Checkpointable> Tracked for KeyedState<K, V> {
+impl<K: Hash + Ord + Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Tracked
+    for KeyedState<K, V>
+{
     type Delta = KeyedDelta<K, V>;
 
     fn version(&self) -> Version {
