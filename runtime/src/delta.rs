@@ -45,7 +45,6 @@ pub fn new_lineage() -> u64 {
 /// use simplestream_runtime::{KeyedState, Codec, codec::{self, StageWriter}, delta::Tracked};
 /// let mut s: KeyedState<String, u64> = KeyedState::default();
 /// *s.entry("a".into()) += 1;
-/// let base = s.clone();
 /// let since = s.version();
 /// *s.entry("b".into()) += 2;
 /// let mut out = Vec::new();

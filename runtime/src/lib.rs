@@ -13,6 +13,8 @@
 //! - [`envelope`]: the checkpoint format (JSON or binary, checksummed);
 //! - [`store`]: where checkpoints go ([`MemoryStore`], `FileStore`);
 //! - [`coordinator`]: when and how checkpoints are taken, retention, recovery;
+//! - [`incremental`]: deltas, manifests and retention of shared pieces;
+//! - [`names`]: the names of stored checkpoints, deltas and manifests;
 //! - [`testing`]: crash-and-restore testing for your own pipelines;
 //! - `runner` (feature `native`): turns a pipeline into a command-line program.
 #![forbid(unsafe_code)]
