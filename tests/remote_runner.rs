@@ -262,6 +262,62 @@ fn kafka_sigkill_incremental_inline_json() {
     );
 }
 
+/// A first run killed after output reached its file but before its first regular
+/// checkpoint: the start checkpoint (#0) is in the remote store, so the restart (on a
+/// "new machine") cuts the output back to empty and ends byte-identical.
+fn killed_before_the_first_checkpoint(remote: Remote, name: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("orders.jsonl");
+    std::fs::write(&input, order_lines(31, 60_000, 300, 997, 0)).unwrap();
+    let (reference, dir) = (tmp.path().join("ref"), tmp.path().join("run"));
+    std::fs::create_dir_all(&reference).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    let extra = ["--checkpoint-every", "100000"];
+    run_ok(orders(&reference, &input, &extra));
+    let url = remote.url(name);
+    let p = spawn_until_paused(
+        remote_orders(&dir, &input, &remote, &url, &extra),
+        &[50_000],
+    );
+    assert!(
+        p.stderr
+            .last()
+            .unwrap()
+            .contains("0 checkpoint(s) this run"),
+        "{:?}",
+        p.stderr
+    );
+    let written = std::fs::metadata(dir.join("out.jsonl")).unwrap().len();
+    assert!(written > 0, "{name}: no output reached the file");
+    p.kill();
+    let s = tool(
+        &remote,
+        &["checkpoints", "show", &url, "--instance", "app-instance-1"],
+    );
+    let ck: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
+    assert_eq!(ck["checkpoint_id"].as_u64(), Some(0), "{ck}");
+    assert_eq!(ck["positions"]["output.len"].as_u64(), Some(0), "{ck}");
+
+    let out = run_ok(remote_orders(&dir, &input, &remote, &url, &extra));
+    let err = stderr_of(&out);
+    assert!(err.contains("restored checkpoint #0 "), "{name}: {err}");
+    for f in ["out.jsonl", "out.jsonl.late"] {
+        assert_same_file(&reference.join(f), &dir.join(f));
+    }
+}
+
+#[test]
+fn s3_first_run_killed_before_its_first_checkpoint() {
+    let Some(r) = Remote::s3() else { return };
+    killed_before_the_first_checkpoint(r, "s3-first");
+}
+
+#[test]
+fn kafka_first_run_killed_before_its_first_checkpoint() {
+    let Some(r) = Remote::kafka() else { return };
+    killed_before_the_first_checkpoint(r, "kafka-first");
+}
+
 /// A second process started on a running instance (here with --from-scratch, as an
 /// operator's mistake would): A stands at a pause point after some checkpoints while B
 /// runs to the end on the same instance; when A goes on, its next `latest` update must
@@ -348,7 +404,8 @@ fn frozen_server(remote: Remote, name: &str) {
     run_ok(orders(&reference, &input, &[]));
     let url = remote.url(name);
     let c = remote_orders(&dir, &input, &remote, &url, &["--checkpoint-every", "5000"]);
-    // 1000: the store is open, no checkpoint yet; 7000: past the first one (at 5000).
+    // 1000: the store holds only the start checkpoint; 7000: past the first regular one
+    // (at 5000).
     let mut p = spawn_until_paused(c, &[1_000, 7_000]);
     remote.server().pause();
     p.resume();

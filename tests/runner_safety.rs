@@ -490,6 +490,243 @@ fn output_replaced_by_a_same_size_or_larger_file_is_refused_and_kept() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Outputs a run has not written yet
+// ---------------------------------------------------------------------------------------
+
+const OUTPUTS: [(&str, &str); 3] = [
+    ("out.jsonl", "--output"),
+    ("out.jsonl.late", "--late-output"),
+    ("out.jsonl.dead", "--dead-letter"),
+];
+
+/// `n` lines: [`good_line`]s, a malformed line every 101 and a late order every 97.
+fn mixed_lines(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| match i {
+            i if i % 101 == 100 => b"not an event".to_vec(),
+            i if i % 97 == 96 => format!(
+                "{{\"customer\":\"C1\",\"amount\":1.5,\"ts\":{}}}",
+                BASE + (i as i64 - 20) * STEP
+            )
+            .into_bytes(),
+            i => good_line(i),
+        })
+        .collect()
+}
+
+/// An uninterrupted run of `args` over `input` in `dir`.
+fn run_in(dir: &Path, input: &[u8], args: &[&str]) -> PathBuf {
+    let inp = put_input(dir, input);
+    run_ok(orders(dir, &inp, args));
+    dir.to_path_buf()
+}
+
+fn assert_same_three(a: &Path, b: &Path) {
+    for (f, _) in OUTPUTS {
+        assert_same_file(&a.join(f), &b.join(f));
+    }
+}
+
+fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+fn latest_id(dir: &Path) -> u64 {
+    let b = std::fs::read(inst(dir).join("latest.json")).unwrap();
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    v["checkpoint_id"].as_u64().unwrap()
+}
+
+/// A first run (no checkpoint) that finds a non-empty file where an output goes (last
+/// month's report, another instance's output) is refused with one line naming it, its
+/// size and the ways out; every file is left as it was and nothing is created. An empty
+/// file there is fine, and --from-scratch overwrites a non-empty one.
+#[test]
+fn first_run_refuses_a_non_empty_output_it_did_not_write() {
+    let t = tmp();
+    let text = join(&mixed_lines(300));
+    let extra = ["--on-bad-input", "dead-letter"];
+    let refdir = run_in(&t.path().join("ref"), &text, &extra);
+    for (f, _) in OUTPUTS {
+        assert!(
+            file_len(&refdir.join(f)) > 0,
+            "{f}: the reference writes it"
+        );
+    }
+    for (f, flag) in OUTPUTS {
+        let dir = t.path().join(f);
+        let input = put_input(&dir, &text);
+        let theirs = b"last month's report\n".repeat(3);
+        let p = dir.join(f);
+        std::fs::write(&p, &theirs).unwrap();
+        let out = orders(&dir, &input, &extra).output().unwrap();
+        let err = assert_refused(
+            &out,
+            &format!(
+                "{} already exists and has {} bytes",
+                p.display(),
+                theirs.len()
+            ),
+        );
+        assert!(
+            err.contains(&format!("give {flag} another path")) && err.contains("--from-scratch"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&p).unwrap(), theirs, "{f} was changed");
+        for (other, _) in OUTPUTS.iter().filter(|(o, _)| *o != f) {
+            assert!(!dir.join(other).exists(), "{f}: {other} was created");
+        }
+        assert!(
+            !inst(&dir).join("latest.json").exists(),
+            "{f}: a checkpoint was taken"
+        );
+
+        let mut scratch = extra.to_vec();
+        scratch.push("--from-scratch");
+        let out = run_ok(orders(&dir, &input, &scratch));
+        let err = stderr_of(&out);
+        assert!(
+            err.contains(&format!(
+                "--from-scratch: rewriting {} ({} bytes) from its start",
+                p.display(),
+                theirs.len()
+            )),
+            "{err}"
+        );
+        assert_same_three(&refdir, &dir);
+    }
+
+    let dir = t.path().join("empty");
+    let input = put_input(&dir, &text);
+    for (f, _) in OUTPUTS {
+        std::fs::write(dir.join(f), b"").unwrap();
+    }
+    run_ok(orders(&dir, &input, &extra));
+    assert_same_three(&refdir, &dir);
+}
+
+/// A first run killed after output reached its files but before its first regular
+/// checkpoint (SIGKILL at a pause point; an abort inside that checkpoint, after every
+/// output was flushed): the start checkpoint (#0, nothing processed) recorded the
+/// outputs, so the restart cuts them back to empty and ends byte-identical to a run that
+/// never crashed. A file put in an output's place meanwhile is refused, not cut.
+#[test]
+fn first_run_killed_before_its_first_checkpoint_restarts_identical() {
+    let t = tmp();
+    let text = join(&mixed_lines(12_000));
+    let extra = [
+        "--on-bad-input",
+        "dead-letter",
+        "--checkpoint-every",
+        "15000",
+    ];
+    let refdir = run_in(&t.path().join("ref"), &text, &extra);
+
+    let dir = t.path().join("killed");
+    let input = put_input(&dir, &text);
+    let p = spawn_until_paused(orders(&dir, &input, &extra), &[10_000]);
+    let line = p.stderr.last().unwrap().clone();
+    assert!(line.contains("0 checkpoint(s) this run"), "{line}");
+    assert!(
+        file_len(&dir.join("out.jsonl")) > 0,
+        "no output reached the file"
+    );
+    p.kill();
+    assert_eq!(latest_id(&dir), 0);
+    let out = run_ok(orders(&dir, &input, &extra));
+    let err = stderr_of(&out);
+    assert!(err.contains("restored checkpoint #0 "), "{err}");
+    assert!(
+        err.contains(": 0 events processed, input offset 0"),
+        "{err}"
+    );
+    assert_same_three(&refdir, &dir);
+
+    for replaced in [false, true] {
+        let dir = t.path().join(format!("aborted-{replaced}"));
+        let input = put_input(&dir, &text);
+        let mut c = orders(&dir, &input, &extra);
+        c.env("SIMPLESTREAM_FAILPOINT", "after-output-commit");
+        let out = c.output().unwrap();
+        let err = stderr_of(&out);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains("failpoint after-output-commit"), "{err}");
+        for (f, _) in OUTPUTS {
+            assert!(file_len(&dir.join(f)) > 0, "{f} was not flushed");
+        }
+        assert_eq!(latest_id(&dir), 0);
+        let late = dir.join("out.jsonl.late");
+        if replaced {
+            let theirs = b"someone else's file\n".to_vec();
+            std::fs::remove_file(&late).unwrap();
+            std::fs::write(&late, &theirs).unwrap();
+            let out = orders(&dir, &input, &extra).output().unwrap();
+            assert_refused(
+                &out,
+                &format!(
+                    "{} has {} bytes, but it is not the file the checkpoint recorded there",
+                    late.display(),
+                    theirs.len()
+                ),
+            );
+            assert_eq!(std::fs::read(&late).unwrap(), theirs);
+            std::fs::remove_file(&late).unwrap();
+        }
+        run_ok(orders(&dir, &input, &extra));
+        assert_same_three(&refdir, &dir);
+    }
+}
+
+/// An output the restored checkpoint does not record (dead letters asked for the first
+/// time on this instance) is claimed like a first run's: a file already there with
+/// bytes is refused; otherwise a checkpoint records the new file before anything is
+/// written to it, so a crash right after still restarts byte-identical.
+#[test]
+fn a_new_dead_letter_file_is_claimed_like_a_first_run_output() {
+    let t = tmp();
+    let lines = mixed_lines(3_000);
+    let (first, all) = (join(&lines[..1_000]), join(&lines));
+    let dead_mode = ["--on-bad-input", "dead-letter"];
+    let refdir = run_in(&t.path().join("ref"), &first, &["--on-bad-input", "skip"]);
+    run_in(&refdir, &all, &dead_mode);
+    assert!(file_len(&refdir.join("out.jsonl.dead")) > 0);
+
+    let dir = t.path().join("run");
+    run_in(&dir, &first, &["--on-bad-input", "skip"]);
+    let input = put_input(&dir, &all);
+    let dead = dir.join("out.jsonl.dead");
+    let theirs = b"older dead letters\n".to_vec();
+    std::fs::write(&dead, &theirs).unwrap();
+    let out = orders(&dir, &input, &dead_mode).output().unwrap();
+    assert_refused(
+        &out,
+        &format!(
+            "{} already exists and has {} bytes",
+            dead.display(),
+            theirs.len()
+        ),
+    );
+    assert_eq!(std::fs::read(&dead).unwrap(), theirs);
+    std::fs::remove_file(&dead).unwrap();
+
+    let before = latest_id(&dir);
+    let mut c = orders(&dir, &input, &dead_mode);
+    c.env("SIMPLESTREAM_FAILPOINT", "after-output-commit");
+    let out = c.output().unwrap();
+    let err = stderr_of(&out);
+    assert!(err.contains("failpoint after-output-commit"), "{err}");
+    assert!(
+        err.contains(&format!("checkpoint #{} (", before + 1))
+            && err.contains("records the outputs as this run's"),
+        "{err}"
+    );
+    assert!(file_len(&dead) > 0, "dead letters were flushed");
+    assert_eq!(latest_id(&dir), before + 1);
+    run_ok(orders(&dir, &input, &dead_mode));
+    assert_same_three(&refdir, &dir);
+}
+
+// ---------------------------------------------------------------------------------------
 // Lines that are not events
 // ---------------------------------------------------------------------------------------
 

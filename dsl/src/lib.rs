@@ -1,11 +1,14 @@
-//! Parser, validator, planner and code generator of SimpleStream's `pipeline!` DSL.
+//! Parser, checker, planner and code generator of SimpleStream's `pipeline!` DSL.
 //!
-//! A plain library (not a proc-macro crate), so that the macro is a thin shim and other
-//! tools (the browser playground) can parse and draw DSL text at run time.
+//! A plain library (not a proc-macro crate), so that the macro is a thin shim and the
+//! DSL is testable at run time.
 //!
-//! - [`ast`]: tokens to a syntax tree, spans kept;
-//! - [`valid`]: checks with errors at the exact tokens, and the [`Plan`](valid::Plan);
-//! - [`expand`]: the plan to Rust code.
+//! - [`parse`]: pipeline-level syntax, spans kept;
+//! - [`check`]: pipeline-level checks, with errors at the exact tokens, giving a [`Plan`];
+//! - [`ops`]: the operators, one file each, with their syntax, checks and code; the
+//!   table there drives parsing and "did you mean ...?";
+//! - [`expand`]: the plan to Rust code, including the plan as data (`Pipeline::PLAN`);
+//! - [`names`]: every generated name, made in one place.
 //!
 //! ```
 //! let plan = simplestream_dsl::plan_str(r#"
@@ -23,27 +26,33 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod ast;
+pub mod check;
+pub mod closure;
 pub mod derive;
-pub mod emit_plan;
+pub mod diag;
 pub mod expand;
-pub mod valid;
+pub mod names;
+pub mod ops;
+pub mod parse;
+pub mod plan;
+
+pub use plan::Plan;
 
 use proc_macro2::TokenStream;
 
 /// Parses, checks and expands `pipeline!` input; errors become `compile_error!`s.
 pub fn pipeline(input: TokenStream) -> TokenStream {
     let text = input.to_string();
-    match ast::parse(input).and_then(valid::check) {
+    match parse::parse(input).and_then(check::check) {
         Ok(plan) => expand::expand(&plan, &text),
         Err(e) => e.to_compile_error(),
     }
 }
 
 /// Parses and checks DSL text (for tools), returning the plan or the error messages.
-pub fn plan_str(text: &str) -> Result<valid::Plan, String> {
+pub fn plan_str(text: &str) -> Result<Plan, String> {
     let tokens: TokenStream = text.parse().map_err(|e| format!("{e}"))?;
-    ast::parse(tokens).and_then(valid::check).map_err(|e| {
+    parse::parse(tokens).and_then(check::check).map_err(|e| {
         e.into_iter()
             .map(|e| e.to_string())
             .collect::<Vec<_>>()

@@ -1,11 +1,12 @@
 //! The pipelines of the playground's gallery, each written with `pipeline!` and compiled
 //! into the WASM. The page shows each one's DSL source (the `pipeline! { ... }` region of
-//! its file, via `include_str!`) beside it.
+//! its file, via `include_str!`) beside it, and draws its diagram and state tables from
+//! the plan the macro emitted (`Pipeline::PLAN`).
 //!
 //! To add a pipeline: write it in `src/pipelines/`, implement [`Demo`] for it below and
 //! add it to [`gallery_labs`](crate::lab::gallery_labs).
 
-use crate::source::GenConfig;
+use crate::source::{self, GenConfig};
 
 /// The article's orders-per-customer pipeline, shared with `examples/orders`.
 #[path = "../../examples/orders/pipeline.rs"]
@@ -17,12 +18,24 @@ pub mod sliding;
 #[path = "pipelines/sessions.rs"]
 pub mod sessions;
 
+#[path = "pipelines/global.rs"]
+pub mod global;
+
+#[path = "pipelines/join.rs"]
+pub mod join;
+
+#[cfg(test)]
+#[path = "pipelines/interval.rs"]
+pub mod interval;
+
+pub use global::AllOrders;
+pub use join::{paid_sales, PaidSales, Payment, Sale};
 pub use orders::{Order, Orders};
 pub use sessions::Sessions;
 pub use sliding::SlidingTop;
 
 /// What the playground needs to know about a gallery pipeline besides its code.
-pub trait Demo: simplestream::Pipeline<Event = Order> + 'static {
+pub trait Demo: simplestream::Pipeline + 'static {
     /// Its instance name: the localStorage key prefix of its checkpoints.
     const INSTANCE: &'static str;
     /// Title in the pipeline menu.
@@ -38,6 +51,16 @@ pub trait Demo: simplestream::Pipeline<Event = Order> + 'static {
     /// How far behind the watermark the "late event" button sends an event, ms: enough
     /// for its windows to have closed (window size or gap, plus allowed lateness).
     const LATE_BY_MS: i64;
+
+    /// An order at source offset `offset` as this pipeline's event: how generated
+    /// orders and events typed by hand (the form, the late button) enter it.
+    fn order(offset: u64, order: Order) -> Self::Event;
+
+    /// Generated event `i` of the stream seeded with `seed`: an order, unless the
+    /// pipeline reads more than one source.
+    fn generated(seed: u64, i: u64) -> Self::Event {
+        Self::order(i, source::generated(&Self::GEN, seed, i))
+    }
 }
 
 impl Demo for Orders {
@@ -54,6 +77,10 @@ impl Demo for Orders {
         customers: 5,
     };
     const LATE_BY_MS: i64 = 6 * 60_000;
+
+    fn order(_: u64, order: Order) -> Order {
+        order
+    }
 }
 
 impl Demo for SlidingTop {
@@ -70,6 +97,10 @@ impl Demo for SlidingTop {
         customers: 3,
     };
     const LATE_BY_MS: i64 = 45_000;
+
+    fn order(_: u64, order: Order) -> Order {
+        order
+    }
 }
 
 impl Demo for Sessions {
@@ -86,24 +117,72 @@ impl Demo for Sessions {
         customers: 6,
     };
     const LATE_BY_MS: i64 = 60_000;
+
+    fn order(_: u64, order: Order) -> Order {
+        order
+    }
 }
 
-/// A gallery entry that does not run yet.
-#[derive(Debug, Clone, Copy)]
-pub struct Planned {
-    /// Menu title.
-    pub title: &'static str,
-    /// Why it is not there.
-    pub why: &'static str,
+impl Demo for AllOrders {
+    const INSTANCE: &'static str = "global";
+    const TITLE: &'static str = "A window over all orders (sliding 1-minute windows, no key_by)";
+    const BLURB: &'static str = "A window without key_by is over all events: last_minute keeps one accumulator per \
+        open window (count, revenue, biggest order of every customer together), not one per key. A window is emitted \
+        once the watermark passes its end plus 5 s of allowed lateness.";
+    const SOURCE_PATH: &'static str = "playground/src/pipelines/global.rs";
+    const SOURCE_FILE: &'static str = include_str!("pipelines/global.rs");
+    const GEN: GenConfig = GenConfig {
+        step_ms: 2_000,
+        disorder_ms: 2_000,
+        customers: 5,
+    };
+    const LATE_BY_MS: i64 = 90_000;
+
+    fn order(_: u64, order: Order) -> Order {
+        order
+    }
 }
 
-/// Entries shown in the menu but not runnable yet: the DSL has no joins so far. When it
-/// does, a join pipeline (orders ⋈ payments by customer) goes in `src/pipelines/join.rs`
-/// with its own `Demo` impl, and leaves this list.
-pub const PLANNED: &[Planned] = &[Planned {
-    title: "Join: orders ⋈ payments per customer (coming: joins are not in the DSL yet)",
-    why: "joins are not in the pipeline! DSL yet",
-}];
+impl Demo for PaidSales {
+    const INSTANCE: &'static str = "join";
+    const TITLE: &'static str = "Join: sales ⋈ payments (two sources, 30-second window join)";
+    const BLURB: &'static str = "Two sources: the generator interleaves sales and payments, most sales paid 1 to 9 s \
+        later (events typed by hand are sales, their offset as id). paid buffers the events of both sides per sale id and \
+        30 s window, and pairs them when the window closes; a payment that falls in the next window misses its sale. \
+        The buffered events are the state a checkpoint saves.";
+    const SOURCE_PATH: &'static str = "playground/src/pipelines/join.rs";
+    const SOURCE_FILE: &'static str = include_str!("pipelines/join.rs");
+    const GEN: GenConfig = GenConfig {
+        step_ms: 2_000,
+        disorder_ms: 1_500,
+        customers: 4,
+    };
+    const LATE_BY_MS: i64 = 60_000;
+
+    /// A sale whose id is its offset.
+    fn order(offset: u64, o: Order) -> paid_sales::Input {
+        paid_sales::Input::Sales(Sale {
+            id: offset,
+            customer: o.customer,
+            amount: o.amount,
+            ts: o.ts,
+        })
+    }
+
+    /// Sales, and at two in three odd offsets the payment of the sale just before.
+    fn generated(seed: u64, i: u64) -> paid_sales::Input {
+        let now = source::generated(&Self::GEN, seed, i);
+        let Some(delay) = source::payment_delay(seed, i) else {
+            return Self::order(i, now);
+        };
+        let sale = source::generated(&Self::GEN, seed, i - 1);
+        paid_sales::Input::Payments(Payment {
+            sale_id: i - 1,
+            amount: sale.amount,
+            ts: sale.ts + delay,
+        })
+    }
+}
 
 /// The `pipeline! { ... }` region of a source file (what the page shows).
 ///
@@ -126,4 +205,33 @@ pub fn dsl_region(file: &str) -> &str {
         }
     }
     rest[..end].trim_end()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_payments_pay_the_sale_just_before_them() {
+        let events: Vec<paid_sales::Input> =
+            (0..400).map(|i| PaidSales::generated(42, i)).collect();
+        let mut payments = 0;
+        for (i, e) in events.iter().enumerate() {
+            match e {
+                paid_sales::Input::Sales(s) => assert_eq!(s.id, i as u64),
+                paid_sales::Input::Payments(p) => {
+                    payments += 1;
+                    let paid_sales::Input::Sales(sale) = &events[i - 1] else {
+                        panic!("offset {}: a payment after a payment", i - 1)
+                    };
+                    assert_eq!((p.sale_id, p.amount), (sale.id, sale.amount));
+                    assert!(
+                        (1_000..=9_000).contains(&(p.ts - sale.ts)),
+                        "{p:?} {sale:?}"
+                    );
+                }
+            }
+        }
+        assert!((100..200).contains(&payments), "{payments} payments");
+    }
 }

@@ -5,13 +5,13 @@
 //! press "crash" and see everything come back. Everything but the browser glue is plain
 //! Rust that also builds natively, so its logic is unit-tested by `cargo test`:
 //!
-//! - [`gallery`]: the pipelines shown (orders per customer, sliding and session windows),
-//!   each written with `pipeline!`;
+//! - [`gallery`]: the pipelines shown (orders per customer, sliding and session windows,
+//!   a window over all events, a join of two sources), each written with `pipeline!`;
 //! - [`source`]: the deterministic, seeded event source and manual-event validation;
 //! - [`lab`]: one pipeline's life: process, checkpoint, crash, restore (through the
 //!   runtime's [`Coordinator`](simplestream::Coordinator)), corrupt, reference check;
-//! - [`dsl_view`]: a tiny reader of the DSL text for the stage diagram and tables (no
-//!   `syn` in the WASM);
+//! - [`diagram`] and [`tables`]: the stage diagram and the state tables, laid out by the
+//!   plan each pipeline carries (`Pipeline::PLAN`); [`text`]: how values are written;
 //! - [`b64`]: base64, how binary checkpoints are stored as text;
 //! - [`prune`]: which checkpoints make room when localStorage is full;
 //! - `local_storage` and `web` (wasm32 only): `LocalStorageStore` (the runtime's
@@ -20,11 +20,13 @@
 #![forbid(unsafe_code)]
 
 pub mod b64;
-pub mod dsl_view;
+pub mod diagram;
 pub mod gallery;
 pub mod lab;
 pub mod prune;
 pub mod source;
+pub mod tables;
+pub mod text;
 
 #[cfg(target_arch = "wasm32")]
 pub mod local_storage;

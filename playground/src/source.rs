@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::gallery::Order;
+use crate::gallery::{Demo, Order};
 
 /// Event time of the first generated event: 2021-11-01T04:00:00Z, the article's day.
 pub const BASE_TS: i64 = 1_635_739_200_000;
@@ -58,6 +58,21 @@ pub fn generated(cfg: &GenConfig, seed: u64, i: u64) -> Order {
     }
 }
 
+/// In a stream of sales and payments: if generated event `i` is a payment, how long
+/// after the sale just before it (at `i - 1`) it was paid, 1 to 9 s. Two in three odd
+/// offsets are payments; even offsets are always sales.
+///
+/// ```
+/// use simplestream_playground::source::payment_delay;
+/// assert_eq!((payment_delay(42, 0), payment_delay(42, 2)), (None, None));
+/// let delays: Vec<i64> = (0..300).filter_map(|i| payment_delay(42, i)).collect();
+/// assert!(delays.len() > 50 && delays.iter().all(|d| (1_000..=9_000).contains(d)));
+/// ```
+pub fn payment_delay(seed: u64, i: u64) -> Option<i64> {
+    let r = |k: u64| mix(mix(seed) ^ mix(i.wrapping_mul(8).wrapping_add(k)));
+    (i % 2 == 1 && r(3) % 3 != 0).then(|| 1_000 + (r(4) % 8_001) as i64)
+}
+
 /// The topic: the seeded stream plus the events sent by hand, by offset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Topic {
@@ -77,11 +92,11 @@ impl Topic {
         }
     }
 
-    /// The event at `offset`.
-    pub fn event(&self, cfg: &GenConfig, offset: u64) -> Order {
+    /// The event at `offset`, as pipeline `P` reads it.
+    pub fn event<P: Demo>(&self, offset: u64) -> P::Event {
         match self.written.get(&offset) {
-            Some(o) => o.clone(),
-            None => generated(cfg, self.seed, offset),
+            Some(o) => P::order(offset, o.clone()),
+            None => P::generated(self.seed, offset),
         }
     }
 
@@ -248,11 +263,12 @@ mod tests {
 
     #[test]
     fn topic_serves_written_events_at_their_offset() {
+        use crate::gallery::Orders;
         let mut t = Topic::new(7);
         let o = parse_manual("X", "1", "5", 0).unwrap();
         t.write(3, o.clone());
-        assert_eq!(t.event(&G, 3), o);
-        assert_eq!(t.event(&G, 4), generated(&G, 7, 4));
+        assert_eq!(t.event::<Orders>(3), o);
+        assert_eq!(t.event::<Orders>(4), generated(&Orders::GEN, 7, 4));
         let json = serde_json::to_string(&t).unwrap();
         assert_eq!(serde_json::from_str::<Topic>(&json).unwrap(), t);
     }

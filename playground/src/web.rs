@@ -5,7 +5,7 @@
 
 use wasm_bindgen::prelude::*;
 
-use crate::lab::{gallery_labs, menu, LabApi};
+use crate::lab::{gallery_labs, LabApi};
 use crate::local_storage::LocalStorageStore;
 use simplestream::Codec;
 
@@ -46,15 +46,14 @@ impl Playground {
         Ok(Playground { labs, current: 0 })
     }
 
-    /// The menu: `{"pipelines":[{"instance","title"}],"planned":[{"title","why"}]}`.
+    /// The menu: `{"pipelines":[{"instance","title"}]}`.
     pub fn menu(&self) -> String {
-        let mut m = menu();
-        m["pipelines"] = self
+        let pipelines: Vec<_> = self
             .labs
             .iter()
             .map(|l| serde_json::json!({"instance": l.instance(), "title": l.title()}))
             .collect();
-        m.to_string()
+        serde_json::json!({ "pipelines": pipelines }).to_string()
     }
 
     /// Selects a pipeline by instance name; false if there is none.

@@ -190,8 +190,20 @@ test('orders: checkpoint, crash, restore, reload, corrupt, bad input', async (t)
   });
 });
 
-test('sliding and session pipelines also survive a crash', async () => {
-  for (const name of ['sliding', 'sessions']) {
+// The rows of a stage's state table, as the page shows them.
+async function tableRows(stage) {
+  return page.locator(`[data-testid=stage][data-stage="${stage}"] tbody tr`).evaluateAll((trs) =>
+    trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+}
+
+async function tableHeader(stage) {
+  return page.locator(`[data-testid=stage][data-stage="${stage}"] thead th`).allTextContents();
+}
+
+const edges = () => page.getByTestId('diagram-edge').evaluateAll((es) => es.map((e) => `${e.dataset.from}->${e.dataset.to}`));
+
+test('every other pipeline also survives a crash', async () => {
+  for (const name of ['sliding', 'sessions', 'global', 'join']) {
     await byId('pipeline-select').selectOption(name);
     await expectText('events-processed', '0');
     await generate(120);
@@ -200,16 +212,69 @@ test('sliding and session pipelines also survive a crash', async () => {
     await expectText('status', /^Checkpoint #1 saved at offset 120/);
     const state = await text('state-json');
     assert.ok(state.length > 2, `${name}: state built up`);
+    const tables = await byId('stages').innerText();
     await generate(30);
     await byId('crash').click();
     await expectText('state-json', '{}');
     await byId('restore').click();
     await expectText('events-processed', '120');
     assert.equal(await text('state-json'), state, name);
+    assert.equal(await byId('stages').innerText(), tables, `${name}: the state tables are back`);
     assert.equal(await text('reference-match'), 'match', name);
-    assert.ok(Number(await page.locator('#out-count').textContent()) > 0, `${name}: windows closed`);
+    assert.ok(Number(await page.locator('#out-count').textContent()) > 0, `${name}: results emitted`);
     await shot(`4-${name}`);
   }
+});
+
+test('the join: two inputs in the diagram, buffered events of both in the state', async () => {
+  await byId('pipeline-select').selectOption('join');
+  await expectText('events-processed', '120');
+  const sources = await page.locator('[data-testid=diagram-node][data-kind=source]').evaluateAll((ns) => ns.map((n) => n.dataset.id));
+  assert.deepEqual(sources, ['sales', 'payments']);
+  assert.deepEqual(await edges(), ['sales->paid', 'payments->paid', 'paid->sink:paid']);
+  assert.match(await page.locator('[data-testid=diagram-node][data-id=paid]').textContent(), /join payments on sale_id/);
+  assert.deepEqual(await tableHeader('paid'), ['window (UTC)', 'sale_id', 'input', 'event']);
+  const rows = await tableRows('paid');
+  const state = JSON.parse(await text('state-json'));
+  let buffered = 0;
+  for (const keyed of Object.values(state.windows)) {
+    for (const sides of Object.values(keyed)) buffered += sides.left.length + sides.right.length;
+  }
+  assert.equal(rows.length, buffered, 'one row per buffered event');
+  for (const input of ['sales', 'payments']) assert.ok(rows.some((r) => r[2] === input), `buffered ${input}: ${rows}`);
+  for (const [, id, input, event] of rows) {
+    const e = JSON.parse(event);
+    assert.equal(String(input === 'sales' ? e.id : e.sale_id), id, 'each event under its key');
+  }
+  // A sale typed by hand is buffered under its offset.
+  await byId('manual-customer').fill('C900');
+  await byId('manual-amount').fill('4.25');
+  await byId('send-manual').click();
+  await expectText('events-processed', '121');
+  const sent = (await tableRows('paid')).filter((r) => r[1] === '120');
+  assert.equal(sent.length, 1, 'the sale at offset 120');
+  assert.equal(JSON.parse(sent[0][3]).customer, 'C900');
+  await byId('send-late').click();
+  await expectText('status', /went to the late output/);
+  assert.match(await text('late-output'), /"stage":"paid"/);
+  assert.equal(await text('reference-match'), 'match');
+  await shot('5-join');
+});
+
+test('a window over all events: one row per window, its columns as columns', async () => {
+  await byId('pipeline-select').selectOption('global');
+  await expectText('events-processed', '120');
+  assert.match(await page.locator('[data-testid=diagram-node][data-id=last_minute]').textContent(), /over all events/);
+  assert.deepEqual(await edges(), ['orders->last_minute', 'last_minute->sink:last_minute']);
+  assert.deepEqual(await tableHeader('last_minute'), ['window (UTC)', 'orders', 'revenue', 'biggest']);
+  const rows = await tableRows('last_minute');
+  const windows = JSON.parse(await text('state-json')).windows;
+  assert.equal(rows.length, Object.keys(windows).length, 'one row per open window');
+  assert.ok(rows.length >= 3, 'sliding windows overlap');
+  const counts = Object.values(windows).map((acc) => String(acc.orders));
+  assert.deepEqual(rows.map((r) => r[1]), counts, 'the accumulator\'s count, not a key');
+  assert.match(await page.locator('[data-stage=last_minute] .what').first().textContent(), /over all events: one accumulator per window/);
+  await shot('6-global');
 });
 
 test('automatic checkpoints, then the overview screenshot', async () => {

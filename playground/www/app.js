@@ -36,7 +36,6 @@ async function main() {
   const menu = JSON.parse(pg.menu());
   const select = $('pipeline-select');
   for (const p of menu.pipelines) select.append(el('option', { value: p.instance, text: p.title }));
-  for (const p of menu.planned) select.append(el('option', { disabled: '', text: p.title, title: p.why }));
   const wanted = location.hash.slice(1);
   if (wanted && pg.select(wanted)) select.value = wanted;
   select.addEventListener('change', () => {
@@ -111,7 +110,7 @@ function render() {
   renderStages(v);
 
   // Output.
-  fillRecords($('outputs'), v.outputs.last, 'no window has closed yet', true);
+  fillRecords($('outputs'), v.outputs.last, 'nothing emitted yet', true);
   $('out-count').textContent = v.outputs.compacted ? `${v.outputs.total}, plus ${v.outputs.compacted} older records compacted away` : v.outputs.total;
   fillRecords($('late'), v.late.last, 'none');
   $('late-count').textContent = v.late.total;
@@ -189,22 +188,23 @@ function renderStages(v) {
   box.replaceChildren(...v.stages.map((s) => {
     const head = el('h3', {}, el('code', { text: s.name }), ' ', el('span', { class: 'what', text: s.what }),
       s.stage_watermark ? el('span', { class: 'what', text: ` · stage watermark ${s.stage_watermark}` }) : null);
+    const align = (i) => (i >= s.label_cols ? 'num' : '');
     let body;
     if (!s.rows.length) {
-      body = el('div', { class: 'empty-state', text: v.crashed ? 'nothing in memory' : (s.windowed ? 'no open window' : 'empty') });
+      body = el('div', { class: 'empty-state', text: v.crashed ? 'nothing in memory' : 'empty' });
     } else {
-      const thead = el('tr', {}, ...s.header.map((h, i) => el('th', { class: i >= (s.windowed ? 2 : 1) ? 'num' : '', text: h })));
-      const rows = s.rows.map((r) => el('tr', {}, ...r.map((c, i) =>
-        el('td', { class: i >= (s.windowed ? 2 : 1) ? 'num' : '', text: c }))));
+      const thead = el('tr', {}, ...s.header.map((h, i) => el('th', { class: align(i), text: h })));
+      const rows = s.rows.map((r) => el('tr', {}, ...r.map((c, i) => el('td', { class: align(i), text: c }))));
       body = el('div', { class: 'table-wrap' }, el('table', {}, el('thead', {}, thead), el('tbody', {}, ...rows)));
     }
     const json = el('details', {}, el('summary', { text: 'JSON' }), el('pre', { text: s.json }));
-    return el('div', { class: 'stage' }, head, body, json);
+    return el('div', { class: 'stage', 'data-testid': 'stage', 'data-stage': s.name }, head, body, json);
   }));
 }
 
-// A left-to-right drawing of source -> stages -> sinks, from the DSL summary.
-function diagram(d) {
+// A left-to-right drawing of the plan's boxes (sources, stages, sinks; laid out in Rust
+// by depth) and the arrows into each: one per input, two for a join.
+function diagram(nodes) {
   const NS = 'http://www.w3.org/2000/svg';
   const svg = (tag, attrs = {}, text) => {
     const e = document.createElementNS(NS, tag);
@@ -212,15 +212,7 @@ function diagram(d) {
     if (text != null) e.textContent = text;
     return e;
   };
-  if (!d || !d.stages || !d.stages.length) return document.createTextNode('');
-  const nodes = [{ name: d.source, lines: [`source: ${d.source_type}`, `max_delay ${d.max_delay}`], depth: 0, kind: 'source' }];
-  const depth = { [d.source]: 0 };
-  for (const s of d.stages) {
-    const dep = (depth[s.input] ?? 0) + 1;
-    depth[s.name] = dep;
-    nodes.push({ name: s.name, input: s.input, lines: s.ops, depth: dep, kind: s.kind, stateful: s.kind !== 'stateless' });
-  }
-  for (const k of d.sinks) nodes.push({ name: `sink`, input: k, lines: [k], depth: (depth[k] ?? 0) + 1, kind: 'sink' });
+  if (!nodes || !nodes.length) return document.createTextNode('');
   const W = 240, H = 90, GX = 46, GY = 18;
   const cols = {};
   for (const n of nodes) { n.row = (cols[n.depth] = (cols[n.depth] ?? -1) + 1); }
@@ -234,21 +226,23 @@ function diagram(d) {
   defs.append(marker);
   root.append(defs);
   const pos = (n) => ({ x: n.depth * (W + GX) + 2, y: n.row * (H + GY) + 2 });
-  const byName = Object.fromEntries(nodes.filter((n) => n.kind !== 'sink').map((n) => [n.name, n]));
+  const byId = Object.fromEntries(nodes.map((n) => [n.id, n]));
   for (const n of nodes) {
-    const from = byName[n.input];
-    if (!from) continue;
-    const a = pos(from), b = pos(n);
-    root.append(svg('path', { d: `M${a.x + W},${a.y + H / 2} C${a.x + W + GX / 2},${a.y + H / 2} ${b.x - GX / 2},${b.y + H / 2} ${b.x - 2},${b.y + H / 2}`,
-      fill: 'none', stroke: '#8a94a6', 'stroke-width': 1.5, 'marker-end': 'url(#arrow)' }));
+    for (const input of n.inputs) {
+      const from = byId[input];
+      if (!from) continue;
+      const a = pos(from), b = pos(n);
+      root.append(svg('path', { d: `M${a.x + W},${a.y + H / 2} C${a.x + W + GX / 2},${a.y + H / 2} ${b.x - GX / 2},${b.y + H / 2} ${b.x - 2},${b.y + H / 2}`,
+        fill: 'none', stroke: '#8a94a6', 'stroke-width': 1.5, 'marker-end': 'url(#arrow)', 'data-testid': 'diagram-edge', 'data-from': from.id, 'data-to': n.id }));
+    }
   }
   for (const n of nodes) {
     const p = pos(n);
-    const g = svg('g');
+    const g = svg('g', { 'data-testid': 'diagram-node', 'data-id': n.id, 'data-kind': n.kind });
     const fill = n.kind === 'source' ? '#eaf1fd' : n.kind === 'sink' ? '#f0f2f5' : n.stateful ? '#fff7e6' : '#fff';
     const stroke = n.kind === 'source' ? '#2f6fde' : n.stateful ? '#d08a00' : '#aab2bf';
     g.append(svg('rect', { x: p.x, y: p.y, width: W, height: H, rx: 8, fill, stroke, 'stroke-width': 1.5 }));
-    g.append(svg('text', { x: p.x + 10, y: p.y + 19, 'font-weight': 600, 'font-size': 13, 'font-family': 'ui-monospace, monospace', fill: '#1c2430' }, n.name));
+    g.append(svg('text', { x: p.x + 10, y: p.y + 19, 'font-weight': 600, 'font-size': 13, 'font-family': 'ui-monospace, monospace', fill: '#1c2430' }, n.title));
     if (n.stateful) g.append(svg('text', { x: p.x + W - 8, y: p.y + 19, 'text-anchor': 'end', 'font-size': 10.5, fill: '#b26a00' }, 'state → checkpoints'));
     const lines = [];
     for (const line of n.lines) {

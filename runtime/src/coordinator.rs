@@ -545,6 +545,19 @@ impl<S: CheckpointStore> Coordinator<S> {
         }
     }
 
+    /// Numbers the next checkpoint 0 if none was taken yet and the store holds none of
+    /// this coordinator's names: for a program's checkpoint of its start (nothing
+    /// processed), so that #N is still its N-th checkpoint of progress.
+    pub fn start_at_zero(&mut self) {
+        let empty = self
+            .store_mut()
+            .list()
+            .is_ok_and(|l| l.iter().all(|e| id_from_name(&e.name).is_none()));
+        if empty && self.next_id == 1 {
+            self.next_id = 0;
+        }
+    }
+
     /// Serializes a checkpoint of `pipeline` (the part that needs the pause) and gives it
     /// the next id.
     pub fn prepare<P: Pipeline>(

@@ -7,6 +7,7 @@
 //! - [`delta`]: change tracking for incremental checkpoints;
 //! - [`aggregate`]: `count`, `sum`, `min`, `max`, `avg` and user-defined aggregates;
 //! - [`window`]: tumbling, sliding and session windows;
+//! - [`distinct`]: the keys `distinct` has let through;
 //! - [`Pipeline`]: what the macro generates;
 //! - [`plan`]: what the macro compiled, as data for tools;
 //! - [`codec`]: the two codecs (JSON, binary) and the errors of encoding and decoding;
@@ -25,6 +26,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod coordinator;
 pub mod delta;
+pub mod distinct;
 pub mod envelope;
 pub mod fingerprint;
 pub mod incremental;

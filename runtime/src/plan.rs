@@ -105,6 +105,13 @@ pub enum Op {
         /// The columns.
         columns: &'static [Column],
     },
+    /// Passes the first event of each key and drops the others.
+    Distinct {
+        /// The key column's name.
+        key: &'static str,
+        /// Its type.
+        key_type: &'static str,
+    },
     /// Pairs events of two inputs with equal keys in the same window.
     Join {
         /// The right input.
@@ -199,6 +206,11 @@ pub enum State {
         /// The windows.
         window: Window,
     },
+    /// Every key seen so far (`distinct`): grows by one entry per new key.
+    SeenKeys {
+        /// The key column.
+        key: &'static str,
+    },
     /// Buffered events of both join inputs, by key.
     JoinBuffers {
         /// The left input.
@@ -243,6 +255,7 @@ impl Op {
             Op::KeyBy { .. } => "key_by",
             Op::Window { .. } => "window",
             Op::Aggregate { .. } => "aggregate",
+            Op::Distinct { .. } => "distinct",
             Op::Join { .. } => "join",
             Op::IntervalJoin { .. } => "interval_join",
         }
@@ -252,6 +265,7 @@ impl Op {
     pub fn label(&self) -> String {
         match self {
             Op::KeyBy { key, .. } => format!("key_by {key}"),
+            Op::Distinct { key, .. } => format!("distinct {key}"),
             Op::Window { window } => window.label(),
             Op::Aggregate { columns } => {
                 let cols: Vec<String> = columns
@@ -407,6 +421,10 @@ const fn stage_fingerprint(mut h: Fnv, st: &Stage) -> Fnv {
                 after = true;
                 h.str("key(").str(key).str(":").str(key_type).str(")")
             }
+            Op::Distinct { key, key_type } => {
+                after = true;
+                h.str("distinct(").str(key).str(":").str(key_type).str(")")
+            }
             Op::Window { window } => {
                 // A window without `key_by` before it is a window over all events.
                 let h = if after { h } else { h.str("all") };
@@ -551,5 +569,33 @@ mod tests {
         assert!(P.mermaid().contains("s --> b"));
         assert_eq!(P.stage("b").unwrap().right_input(), Some("s"));
         assert_eq!(P.stateful_stages().count(), 2);
+    }
+
+    #[test]
+    fn distinct_is_the_stateful_part_of_its_stage() {
+        const P: Plan = Plan {
+            name: "P",
+            sources: &[],
+            stages: &[Stage {
+                name: "first",
+                input: "s",
+                ops: &[
+                    Op::Filter,
+                    Op::Distinct {
+                        key: "k",
+                        key_type: "String",
+                    },
+                    Op::Map { output_type: "R" },
+                ],
+                output_type: "R",
+                sink: true,
+                state: State::SeenKeys { key: "k" },
+            }],
+        };
+        let text = "v1;pipeline P;stage first<-s:filter|distinct(k:String)|map";
+        assert_eq!(P.fingerprint(), fnv1a(text));
+        assert!(P
+            .mermaid()
+            .contains("first[(\"first · filter · distinct k · map\")]"));
     }
 }

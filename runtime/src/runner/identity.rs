@@ -3,7 +3,7 @@
 //! resumed at a byte offset that means nothing in it.
 
 use std::collections::BTreeMap;
-use std::fs::File;
+use std::fs::{self, File};
 use std::io;
 use std::path::Path;
 
@@ -62,6 +62,58 @@ impl Tail {
             Ok(t) => Ok(t == self),
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// Which file an output is. An output committed empty has no bytes to compare, so
+/// bytes found in it later are ours only if it is still the file the checkpoint saw: the
+/// same inode and, where the file system keeps one, the same creation time (inode
+/// numbers are reused once a file is deleted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    /// Inode number (0 where std has none).
+    pub ino: u64,
+    /// Creation time, ns since the epoch, if the file system records it.
+    pub born_ns: Option<u64>,
+}
+
+impl FileId {
+    /// The identity of the file `meta` describes.
+    pub fn of(meta: &fs::Metadata) -> FileId {
+        let born_ns = meta
+            .created()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| u64::try_from(d.as_nanos()).ok());
+        FileId {
+            ino: super::input::file_id(meta),
+            born_ns,
+        }
+    }
+
+    /// Saves it as `<key>.file_id` and (if known) `<key>.file_born_ns`.
+    pub fn save(self, key: &str, positions: &mut BTreeMap<String, u64>) {
+        positions.insert(format!("{key}.file_id"), self.ino);
+        if let Some(b) = self.born_ns {
+            positions.insert(format!("{key}.file_born_ns"), b);
+        }
+    }
+
+    /// The identity saved under `key`, if the checkpoint has one.
+    pub fn saved(key: &str, positions: &BTreeMap<String, u64>) -> Option<FileId> {
+        Some(FileId {
+            ino: *positions.get(&format!("{key}.file_id"))?,
+            born_ns: positions.get(&format!("{key}.file_born_ns")).copied(),
+        })
+    }
+
+    /// Is `now` the same file? Without a creation time on both sides the inode decides,
+    /// and an inode of 0 (none known) proves nothing.
+    pub fn same_as(self, now: FileId) -> bool {
+        match (self.born_ns, now.born_ns) {
+            (Some(a), Some(b)) => self.ino == now.ino && a == b,
+            _ => self.ino == now.ino && self.ino != 0,
         }
     }
 }
@@ -137,6 +189,36 @@ fn read_exact_at(file: &File, mut buf: &mut [u8], mut at: u64) -> io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_ids_need_the_same_inode_and_creation_time() {
+        let id = |ino, born_ns| FileId { ino, born_ns };
+        assert!(id(7, Some(1)).same_as(id(7, Some(1))));
+        assert!(!id(7, Some(1)).same_as(id(7, Some(2))), "inode reused");
+        assert!(!id(7, Some(1)).same_as(id(8, Some(1))));
+        assert!(id(7, None).same_as(id(7, Some(1))), "the inode decides");
+        assert!(
+            !id(0, None).same_as(id(0, None)),
+            "nothing known proves nothing"
+        );
+        assert!(id(0, Some(5)).same_as(id(0, Some(5))));
+
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("f");
+        std::fs::write(&p, b"x").unwrap();
+        let first = FileId::of(&fs::metadata(&p).unwrap());
+        let mut positions = BTreeMap::new();
+        first.save("output", &mut positions);
+        assert_eq!(FileId::saved("output", &positions), Some(first));
+        assert_eq!(FileId::saved("late", &positions), None);
+        std::fs::write(&p, b"rewritten in place").unwrap();
+        assert!(first.same_as(FileId::of(&fs::metadata(&p).unwrap())));
+        // Renamed over: another file at the same path.
+        let other = t.path().join("g");
+        std::fs::write(&other, b"x").unwrap();
+        std::fs::rename(&other, &p).unwrap();
+        assert!(!first.same_as(FileId::of(&fs::metadata(&p).unwrap())));
+    }
 
     #[test]
     fn tails_tell_files_apart_and_survive_appends() {

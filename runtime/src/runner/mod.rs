@@ -14,7 +14,10 @@
 //! offset and the committed length of each output file; outputs are flushed and fsynced
 //! before the checkpoint is written. On restart, outputs are truncated back to those
 //! lengths and the input resumes at that offset, so after any number of crashes the
-//! output is byte-identical to a run that never crashed.
+//! output is byte-identical to a run that never crashed. Only bytes provably written by
+//! this program are cut: before it writes to an output no checkpoint records (a first
+//! run: checkpoint #0), it takes a checkpoint recording it, and a non-empty file found
+//! there is refused instead (unless `--from-scratch`).
 
 pub mod checkpoints;
 pub mod identity;
@@ -110,7 +113,8 @@ pub struct Args {
     /// outweigh half the last whole one) is whole again.
     #[arg(long)]
     pub incremental: bool,
-    /// Ignore existing checkpoints and start from the beginning (outputs are rewritten).
+    /// Ignore existing checkpoints and start from the beginning (outputs are rewritten,
+    /// whoever wrote them).
     #[arg(long)]
     pub from_scratch: bool,
     /// Resume even though the input's bytes before the checkpoint's offset changed (the
@@ -272,6 +276,17 @@ impl Outputs {
             .map_err(|e| format!("writing {}: {e}", target.path().display()))
     }
 
+    /// Does the checkpoint's `positions` prove every output this run's? Not on a fresh
+    /// start, nor for an output it did not write (a new dead-letter file, a new path).
+    fn recorded_in(&self, positions: &BTreeMap<String, u64>) -> bool {
+        self.main.recorded_in("output", positions)
+            && self.late.recorded_in("late", positions)
+            && self
+                .dead
+                .as_ref()
+                .is_none_or(|d| d.recorded_in("dead_letter", positions))
+    }
+
     fn commit(&mut self, positions: &mut BTreeMap<String, u64>) -> Result<(), String> {
         self.main.commit_into("output", positions)?;
         self.late.commit_into("late", positions)?;
@@ -326,6 +341,42 @@ impl<P: Pipeline> Run<P> {
         Ok(())
     }
 
+    /// Where the run stands, with the outputs made durable first.
+    fn positions(&mut self) -> Result<BTreeMap<String, u64>, String> {
+        let mut positions = BTreeMap::new();
+        positions.insert("source.offset".into(), self.input.offset);
+        positions.insert("source.line".into(), self.input.line);
+        positions.insert("events".into(), self.events);
+        if self.input.pending_newline {
+            positions.insert("source.pending_newline".into(), 1);
+        }
+        self.input.save_tail(&mut positions)?;
+        self.input.save_file_id(&mut positions)?;
+        self.outputs.commit(&mut positions)?;
+        Ok(positions)
+    }
+
+    /// Before a byte is written to an output the restored checkpoint does not record (on
+    /// a fresh start: all of them, with the pipeline empty): a checkpoint that records
+    /// them, empty, and which files they are. A crash before the next checkpoint then
+    /// restores this one, and the restart may cut back what this run wrote, provably its
+    /// own. Not counted among the run's checkpoints.
+    fn checkpoint_start(&mut self) -> Result<(), String> {
+        let positions = self.positions()?;
+        self.coord.start_at_zero();
+        let info = self
+            .coord
+            .checkpoint(&self.pipeline, positions, now_ms())
+            .map_err(|e| {
+                format!("the start checkpoint, which records the outputs as this run's, failed: {e}; nothing was written; run again")
+            })?;
+        info!(
+            "checkpoint #{} ({}) records the outputs as this run's before anything is written to them",
+            info.id, info.name
+        );
+        Ok(())
+    }
+
     /// Pause, make outputs durable, checkpoint, resume. A failed checkpoint keeps the
     /// previous one valid; the next trigger retries. With background uploads the state
     /// is serialized here and stored while processing goes on; `last` (end of input, a
@@ -336,21 +387,10 @@ impl<P: Pipeline> Run<P> {
         if let Some(r) = self.coord.finish_upload() {
             self.outcome(r.map_err(Failure::from), "background upload", None)?;
         }
-        let mut positions = BTreeMap::new();
-        positions.insert("source.offset".into(), self.input.offset);
-        positions.insert("source.line".into(), self.input.line);
-        positions.insert("events".into(), self.events);
-        if self.input.pending_newline {
-            positions.insert("source.pending_newline".into(), 1);
-        }
-        let committed = self
-            .input
-            .save_tail(&mut positions)
-            .and_then(|()| self.input.save_file_id(&mut positions))
-            .and_then(|()| self.outputs.commit(&mut positions));
-        if let Err(e) = committed {
-            return self.outcome(Err(Failure::Retry(e)), why, Some(started));
-        }
+        let positions = match self.positions() {
+            Ok(p) => p,
+            Err(e) => return self.outcome(Err(Failure::Retry(e)), why, Some(started)),
+        };
         // Outputs durable past what the latest checkpoint records: a restart truncates.
         crate::checkpoint_failpoint("after-output-commit");
         if self.background && !last {
@@ -585,13 +625,24 @@ where
     )
     .map_err(|e| format!("reading {}: {e}", input_path.display()))?;
     input.follow = args.follow;
+    // Every output is checked before any is changed: a refusal leaves them all alone.
+    let claim = |path: &std::path::Path, key: &str| {
+        if args.from_scratch {
+            SinkFile::claim_overwrite(path)
+        } else {
+            SinkFile::claim(path, key, &positions)
+        }
+    };
+    let main = claim(&output_path, "output")?;
+    let late = claim(&late_path, "late")?;
+    let dead = match &dead_path {
+        Some(p) => Some(claim(p, "dead_letter")?),
+        None => None,
+    };
     let outputs = Outputs {
-        main: SinkFile::restore(&output_path, "output", &positions)?,
-        late: SinkFile::restore(&late_path, "late", &positions)?,
-        dead: match &dead_path {
-            Some(p) => Some(SinkFile::restore(p, "dead_letter", &positions)?),
-            None => None,
-        },
+        main: main.open()?,
+        late: late.open()?,
+        dead: dead.map(|d| d.open()).transpose()?,
         dead_carry: positions
             .iter()
             .filter(|(k, _)| k.starts_with("dead_letter."))
@@ -622,6 +673,9 @@ where
         last_ckpt: None,
         out_buf: Vec::new(),
     };
+    if !run.outputs.recorded_in(&positions) {
+        run.checkpoint_start()?;
+    }
     run.coord.start_clock(now_ms());
     let started = Instant::now();
     let start_events = run.events;

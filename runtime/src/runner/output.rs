@@ -1,11 +1,11 @@
 //! Output files that can be rolled back to a checkpoint: exactly-once for append-only files.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::identity::Tail;
+use super::identity::{FileId, Tail};
 use crate::store::safe_fs;
 
 /// An append-only file whose committed length is saved in checkpoints. On restart it is
@@ -18,23 +18,33 @@ pub struct SinkFile {
 }
 
 impl SinkFile {
-    /// Opens `path`, truncated to `committed` bytes (0 for a fresh start).
+    /// Opens `path`, truncated to `committed` bytes (0 for a fresh start): the caller
+    /// vouches that whatever lies past them is its own.
     ///
     /// Fails if the file is shorter than `committed`: then it was changed outside this
     /// program, and continuing would lose or double output.
     pub fn open(path: &Path, committed: u64) -> Result<SinkFile, String> {
-        Self::open_checked(path, committed, None)
+        let file = open_or_create(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+        let actual = file
+            .metadata()
+            .map_err(|e| format!("reading {}: {e}", path.display()))?
+            .len();
+        check_committed(path, &file, actual, committed, None)?;
+        Self::cut_back(path, file, actual, committed)
     }
 
-    /// Opens the output saved under `key` (`output`, `late`, `dead_letter`) in a
-    /// checkpoint's `positions`: truncated back to `<key>.len`, after checking that the
-    /// bytes before that length are the ones the checkpoint committed (`<key>.tail_*`),
-    /// so a file put in its place is refused instead of cut.
-    pub fn restore(
+    /// Checks the output saved under `key` (`output`, `late`, `dead_letter`) in a
+    /// checkpoint's `positions` (empty on a fresh start) without changing it: it must
+    /// still hold the committed bytes (`<key>.len`, `<key>.tail_*`), and any bytes past
+    /// them must provably be this program's (the checkpoint recorded a non-empty file, or
+    /// this very file, [`FileId`]). Otherwise it is refused and left as it is.
+    /// [`Claimed::open`] then cuts it back; checking every output first means a refusal
+    /// leaves all of them untouched.
+    pub fn claim(
         path: &Path,
         key: &str,
         positions: &BTreeMap<String, u64>,
-    ) -> Result<SinkFile, String> {
+    ) -> Result<Claimed, String> {
         let committed = positions.get(&format!("{key}.len")).copied().unwrap_or(0);
         let tail = Tail::saved(key, positions);
         if tail.is_none() && committed > 0 {
@@ -43,33 +53,38 @@ impl SinkFile {
                 path.display()
             );
         }
-        Self::open_checked(path, committed, tail)
+        let file = open_existing(path)?;
+        if let Some(f) = &file {
+            let meta = f
+                .metadata()
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            check_committed(path, f, meta.len(), committed, tail)?;
+            if let Some(e) = unclaimed(path, key, positions, &meta) {
+                return Err(e);
+            }
+        } else if committed > 0 {
+            return Err(shorter(path, 0, committed));
+        }
+        Ok(Claimed {
+            path: path.to_path_buf(),
+            file,
+            committed,
+            rewrite: false,
+        })
     }
 
-    fn open_checked(path: &Path, committed: u64, tail: Option<Tail>) -> Result<SinkFile, String> {
-        let file = open_or_create(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
-        let actual = file
-            .metadata()
-            .map_err(|e| format!("reading {}: {e}", path.display()))?
-            .len();
-        if actual < committed {
-            return Err(format!(
-                "{} has {actual} bytes but the checkpoint committed {committed}: the file was truncated or replaced outside SimpleStream; restore it, or start over with --from-scratch",
-                path.display()
-            ));
-        }
-        if let Some(t) = tail {
-            let ours = t
-                .matches(&file, committed)
-                .map_err(|e| format!("reading {}: {e}", path.display()))?;
-            if !ours {
-                return Err(format!(
-                    "{} is not the file this program wrote: its {} bytes before byte {committed} (the length the checkpoint committed) differ from what was written there; it was replaced or edited outside SimpleStream and is left as it is; restore it, or start over with --from-scratch (which rewrites it)",
-                    path.display(),
-                    t.len
-                ));
-            }
-        }
+    /// `--from-scratch`: `path` is rewritten from its start, whatever it holds.
+    pub fn claim_overwrite(path: &Path) -> Result<Claimed, String> {
+        Ok(Claimed {
+            path: path.to_path_buf(),
+            file: open_existing(path)?,
+            committed: 0,
+            rewrite: true,
+        })
+    }
+
+    /// Truncates `file` (of `actual` bytes) to `committed` and positions it there.
+    fn cut_back(path: &Path, file: File, actual: u64, committed: u64) -> Result<SinkFile, String> {
         if actual > committed {
             file.set_len(committed)
                 .map_err(|e| format!("truncating {}: {e}", path.display()))?;
@@ -104,8 +119,8 @@ impl SinkFile {
         Ok(self.len)
     }
 
-    /// Commits (see [`commit`](Self::commit)) and saves the length and the hash of the
-    /// bytes before it under `key` in `positions`.
+    /// Commits (see [`commit`](Self::commit)) and saves under `key` in `positions` the
+    /// length, the hash of the bytes before it and which file this is.
     pub fn commit_into(
         &mut self,
         key: &str,
@@ -114,9 +129,28 @@ impl SinkFile {
         let len = self.commit()?;
         let tail = Tail::of(self.writer.get_ref(), len)
             .map_err(|e| format!("reading back {}: {e}", self.path.display()))?;
+        let meta = self
+            .writer
+            .get_ref()
+            .metadata()
+            .map_err(|e| format!("reading {}: {e}", self.path.display()))?;
         positions.insert(format!("{key}.len"), len);
         tail.save(key, positions);
+        FileId::of(&meta).save(key, positions);
         Ok(())
+    }
+
+    /// Does the checkpoint's `positions` prove this file, saved under `key`, ours? Yes if
+    /// it committed bytes of it (their hash proves it), or recorded this very file.
+    pub fn recorded_in(&self, key: &str, positions: &BTreeMap<String, u64>) -> bool {
+        if positions.get(&format!("{key}.len")).is_some_and(|&l| l > 0) {
+            return true;
+        }
+        let now = self.writer.get_ref().metadata().map(|m| FileId::of(&m));
+        match (FileId::saved(key, positions), now) {
+            (Some(id), Ok(now)) => id.same_as(now),
+            _ => false,
+        }
     }
 
     /// Bytes written so far.
@@ -149,5 +183,128 @@ fn open_or_create(path: &Path) -> io::Result<File> {
         // Existing (or a dangling symlink, whose target is then created as before).
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => opts.create(true).open(path),
         Err(e) => Err(e),
+    }
+}
+
+/// An output checked by [`SinkFile::claim`] (or [`SinkFile::claim_overwrite`]) and not
+/// changed yet.
+pub struct Claimed {
+    path: PathBuf,
+    /// `None`: it does not exist yet.
+    file: Option<File>,
+    committed: u64,
+    /// `--from-scratch`: its bytes are rewritten, whoever wrote them.
+    rewrite: bool,
+}
+
+impl Claimed {
+    /// Opens it for appending at the committed length: created if missing, and what was
+    /// written after the checkpoint cut off.
+    pub fn open(self) -> Result<SinkFile, String> {
+        let path = &self.path;
+        let file = match self.file {
+            Some(f) => f,
+            None => {
+                let f =
+                    open_or_create(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+                if len_of(path, &f)? > 0 && !self.rewrite {
+                    return Err(format!(
+                        "{} was written by another program while this one started: left as it is; run again once nothing else writes it",
+                        path.display()
+                    ));
+                }
+                f
+            }
+        };
+        let actual = len_of(path, &file)?;
+        if self.rewrite && actual > 0 {
+            tracing::warn!(
+                "--from-scratch: rewriting {} ({actual} bytes) from its start",
+                path.display()
+            );
+        }
+        SinkFile::cut_back(path, file, actual, self.committed)
+    }
+}
+
+fn len_of(path: &Path, file: &File) -> Result<u64, String> {
+    file.metadata()
+        .map(|m| m.len())
+        .map_err(|e| format!("reading {}: {e}", path.display()))
+}
+
+/// Opens an existing `path` for reading and writing; `None` if there is none.
+fn open_existing(path: &Path) -> Result<Option<File>, String> {
+    match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("opening {}: {e}", path.display())),
+    }
+}
+
+/// Refuses a file that lacks the `committed` bytes the checkpoint recorded, or whose
+/// bytes before that length are not the ones written there (`tail`).
+fn check_committed(
+    path: &Path,
+    file: &File,
+    actual: u64,
+    committed: u64,
+    tail: Option<Tail>,
+) -> Result<(), String> {
+    if actual < committed {
+        return Err(shorter(path, actual, committed));
+    }
+    let Some(t) = tail else { return Ok(()) };
+    let ours = t
+        .matches(file, committed)
+        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+    if ours {
+        return Ok(());
+    }
+    Err(format!(
+        "{} is not the file this program wrote: its {} bytes before byte {committed} (the length the checkpoint committed) differ from what was written there; it was replaced or edited outside SimpleStream and is left as it is; restore it, or start over with --from-scratch (which rewrites it)",
+        path.display(),
+        t.len
+    ))
+}
+
+fn shorter(path: &Path, actual: u64, committed: u64) -> String {
+    format!(
+        "{} has {actual} bytes but the checkpoint committed {committed}: the file was truncated or replaced outside SimpleStream; restore it, or start over with --from-scratch",
+        path.display()
+    )
+}
+
+/// Why the bytes of an output that the checkpoint committed empty (or that no checkpoint
+/// records: a fresh start) cannot be cut away: they are ours only if the checkpoint saw
+/// this very file. `None`: nothing to cut, or the bytes are ours (past a non-empty
+/// committed length they are: [`check_committed`] proved the file).
+fn unclaimed(
+    path: &Path,
+    key: &str,
+    positions: &BTreeMap<String, u64>,
+    meta: &Metadata,
+) -> Option<String> {
+    let committed = positions.get(&format!("{key}.len")).copied();
+    if meta.len() == 0 || committed.is_some_and(|c| c > 0) {
+        return None;
+    }
+    let flag = match key {
+        "output" => "--output",
+        "late" => "--late-output",
+        _ => "--dead-letter",
+    };
+    match FileId::saved(key, positions) {
+        Some(id) if id.same_as(FileId::of(meta)) => None,
+        Some(_) => Some(format!(
+            "{} has {} bytes, but it is not the file the checkpoint recorded there (empty): it was replaced since, and is left as it is; move it away, give {flag} another path, or pass --from-scratch to overwrite it",
+            path.display(),
+            meta.len()
+        )),
+        None => Some(format!(
+            "{} already exists and has {} bytes that no checkpoint records as written by this program: refusing to overwrite it; move it away, give {flag} another path, or pass --from-scratch to overwrite it",
+            path.display(),
+            meta.len()
+        )),
     }
 }

@@ -1,0 +1,93 @@
+//! `key_by(name: Type = |e| key)`: groups events by a key column, for the `aggregate`
+//! that follows (optionally after a `window`).
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, ToTokens};
+use syn::{Expr, Ident, Type};
+
+use super::{OpDef, Operator};
+use crate::check::stage::StageBuilder;
+use crate::closure;
+use crate::diag::{Errors, Known};
+use crate::expand::plan_data::type_text;
+use crate::parse::Field;
+
+/// The table row.
+pub const OP: OpDef = OpDef {
+    name: Known {
+        name: "key_by",
+        aka: &["group_by", "group", "partition_by", "keyed"],
+    },
+    parse: |input| Ok(Box::new(KeyBy(input.parse()?))),
+};
+
+struct KeyBy(Field);
+
+/// A typed key column.
+pub struct Key {
+    /// Column name.
+    pub name: Ident,
+    /// Its type.
+    pub ty: Type,
+    /// The key of an event (returning `ty`).
+    pub f: Expr,
+}
+
+/// A `key_by` waiting for its `aggregate`.
+pub struct PendingKey {
+    /// The key, or its name if it has no type (reported).
+    pub key: Result<Key, Ident>,
+    /// The `key_by` token.
+    pub at: Span,
+}
+
+impl Operator for KeyBy {
+    fn plan(&self, at: &Ident, b: &mut StageBuilder) {
+        if b.grouping_refused(at) {
+            return;
+        }
+        if let Some(w) = b.window.take() {
+            b.error(w.at, "`window` comes after `key_by`: write `.key_by(name: Type = |e| ...).window(...)` (a `window` without `key_by` is over all events)");
+        }
+        if b.stateful.is_some() || b.key.is_some() {
+            b.error(at.span(), "a stage has one `key_by`; start a new stage (`next = this.key_by(...)...;`) to group again");
+            return;
+        }
+        let example = "key_by(customer: String = |o| o.customer.clone())";
+        let key =
+            Key::from_field(&self.0, "key_by", example, b.errs).ok_or_else(|| self.0.name.clone());
+        b.key = Some(PendingKey { key, at: at.span() });
+    }
+}
+
+impl Key {
+    /// The key column `field` of operator `op`; `None` if it has no type (reported).
+    pub fn from_field(field: &Field, op: &str, example: &str, errs: &mut Errors) -> Option<Key> {
+        closure::check_one_arg(&field.expr, op, example, errs);
+        let Some(ty) = field.ty.clone() else {
+            let name = &field.name;
+            errs.push(
+                name.span(),
+                format!("the key needs a type: `{op}({name}: String = ...)`"),
+            );
+            return None;
+        };
+        Some(Key {
+            name: field.name.clone(),
+            f: closure::with_output(&field.expr, &ty.to_token_stream()),
+            ty,
+        })
+    }
+
+    /// `let __k: K = key(__v);` for events of type `event`.
+    pub fn compute(&self, event: &Type) -> TokenStream {
+        let (ty, f) = (&self.ty, closure::annotate(&self.f, event));
+        quote!(let __k: #ty = #f(__v);)
+    }
+
+    /// `plan::Op::KeyBy { .. }`.
+    pub fn plan_data(&self, rt: &TokenStream) -> TokenStream {
+        let (key, kt) = (self.name.to_string(), type_text(&self.ty));
+        quote!(#rt::plan::Op::KeyBy { key: #key, key_type: #kt })
+    }
+}
