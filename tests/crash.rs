@@ -54,6 +54,24 @@ fn scenario(name: &str, seed: u64, n: usize, extra: &[&str]) {
         "late events were written"
     );
 
+    if extra.contains(&"--incremental") {
+        // The last two checkpoints are kept, and a whole one is only every tenth.
+        let manifests = std::fs::read_dir(ckpt_dir(&crashed))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".manifest.json")
+            })
+            .count();
+        assert!(
+            manifests > 0,
+            "{name}: incremental checkpoints were written"
+        );
+    }
+
     // customer_stats against counts computed independently from the input.
     let ck = latest_checkpoint(&crashed);
     let expected = expected_stats(&text);
@@ -107,27 +125,75 @@ fn sigkill_at_random_moments_binary_skip() {
     );
 }
 
+/// Incremental checkpoints (deltas, manifests, a whole one every tenth, shared pieces
+/// kept by retention) killed at random moments.
+#[test]
+fn sigkill_at_random_moments_incremental() {
+    scenario(
+        "incremental",
+        13,
+        200_000,
+        &[
+            "--incremental",
+            "--checkpoint-every",
+            "1500",
+            "--codec",
+            "binary",
+            "--on-bad-input",
+            "skip",
+            "--keep",
+            "2",
+        ],
+    );
+}
+
 /// Crashes after the outputs are made durable but before the checkpoint naming their
 /// lengths, between writing a checkpoint and updating `latest.json`, and right after.
 #[test]
 fn crash_inside_checkpoint_writes() {
+    crash_inside(
+        &[],
+        &[
+            "after-output-commit",
+            "after-checkpoint-write",
+            "after-latest-write",
+        ],
+    );
+}
+
+/// The same with incremental checkpoints, also between a delta and its manifest and in
+/// the middle of retention.
+#[test]
+fn crash_inside_incremental_checkpoint_writes() {
+    crash_inside(
+        &["--incremental", "--keep", "2"],
+        &[
+            "after-output-commit",
+            "after-checkpoint-write",
+            "after-manifest-write",
+            "after-latest-write",
+            "after-retention-delete",
+        ],
+    );
+}
+
+/// Runs killed part way and stopped at each of `points` in turn (three times each), then
+/// a run to the end: outputs equal an uninterrupted run's.
+fn crash_inside(more: &[&str], points: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("orders.jsonl");
-    let text = order_lines(5, 40_000, 100, 0, 0);
+    // Room for a kill every third run, 3500 events further each time.
+    let text = order_lines(5, (3_500 * 3 * points.len() + 5_000).max(40_000), 100, 0, 0);
     std::fs::write(&input, &text).unwrap();
     let (reference, crashed) = (tmp.path().join("reference"), tmp.path().join("crashed"));
     std::fs::create_dir_all(&reference).unwrap();
     std::fs::create_dir_all(&crashed).unwrap();
-    let extra = ["--checkpoint-every", "3000", "--quiet"];
+    let extra = [&["--checkpoint-every", "3000", "--quiet"], more].concat();
     run_ok(orders(&reference, &input, &extra));
 
     let mut aborted = 0;
-    let points = [
-        "after-output-commit",
-        "after-checkpoint-write",
-        "after-latest-write",
-    ];
-    for (i, point) in points.iter().cycle().take(9).enumerate() {
+    let runs = 3 * points.len();
+    for (i, point) in points.iter().cycle().take(runs).enumerate() {
         // A run killed part way keeps progress moving between fail points.
         if i % 3 == 0 {
             let target = 3_500 * (i as u64 + 1);
@@ -157,7 +223,7 @@ fn crash_inside_checkpoint_writes() {
             );
         }
     }
-    assert_eq!(aborted, 9, "every run stopped at its fail point");
+    assert_eq!(aborted, runs, "every run stopped at its fail point");
     run_ok(orders(&crashed, &input, &extra));
     assert_same_file(&reference.join("out.jsonl"), &crashed.join("out.jsonl"));
     assert_same_file(

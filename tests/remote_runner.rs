@@ -154,6 +154,12 @@ fn crash_scenario(remote: Remote, name: &str, seed: u64, extra: &[&str]) {
         l.status.success() && listing.contains("(latest)"),
         "{listing}"
     );
+    if extra.contains(&"--incremental") {
+        assert!(
+            listing.contains(".manifest.json"),
+            "no incremental checkpoint: {listing}"
+        );
+    }
     let s = tool_of(
         orders_bin(),
         &remote,
@@ -225,6 +231,40 @@ fn kafka_sigkill_inline_uploads_json() {
         "kafka-inline-json",
         24,
         &["--checkpoint-every", "3000", "--upload", "inline"],
+    );
+}
+
+#[test]
+fn s3_sigkill_incremental_background_binary() {
+    let Some(r) = Remote::s3() else { return };
+    crash_scenario(
+        r,
+        "s3-incremental-bin",
+        25,
+        &[
+            "--checkpoint-every",
+            "3000",
+            "--codec",
+            "binary",
+            "--incremental",
+        ],
+    );
+}
+
+#[test]
+fn kafka_sigkill_incremental_inline_json() {
+    let Some(r) = Remote::kafka() else { return };
+    crash_scenario(
+        r,
+        "kafka-incremental-json",
+        26,
+        &[
+            "--checkpoint-every",
+            "3000",
+            "--upload",
+            "inline",
+            "--incremental",
+        ],
     );
 }
 

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! bench [--quick] [--events N] [--keys K] [--only a,b] [--out DIR] [--scratch DIR]
-//!       [--no-memory] [--no-checkpoints] [--no-overhead]
+//!       [--no-memory] [--no-checkpoints] [--no-incremental] [--no-overhead]
 //! bench --child WORKLOAD IMPL --events N [--keys K]    # one run; prints peak RSS as JSON
 //! bench --profile WORKLOAD IMPL --events N [--keys K]  # one run, for callgrind/perf
 //! ```
@@ -15,6 +15,7 @@
 
 mod checkpoints;
 mod events;
+mod incremental;
 mod nexmark_bench;
 mod report;
 mod workloads;
@@ -47,6 +48,7 @@ struct Args {
     scratch: PathBuf,
     memory: bool,
     checkpoints: bool,
+    incremental: bool,
     overhead: bool,
     instructions: bool,
     child: Option<(String, String)>,
@@ -54,7 +56,7 @@ struct Args {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench [--quick] [--events N] [--keys K] [--runs R] [--only a,b] [--out DIR] [--scratch DIR] [--no-memory] [--no-checkpoints] [--no-overhead] [--instructions]\n       bench --child|--profile WORKLOAD IMPL [--events N] [--keys K]");
+    eprintln!("usage: bench [--quick] [--events N] [--keys K] [--runs R] [--only a,b] [--out DIR] [--scratch DIR] [--no-memory] [--no-checkpoints] [--no-incremental] [--no-overhead] [--instructions]\n       bench --child|--profile WORKLOAD IMPL [--events N] [--keys K]");
     std::process::exit(2)
 }
 
@@ -70,6 +72,7 @@ fn parse_args() -> Args {
         scratch: manifest.join("target").join("scratch"),
         memory: true,
         checkpoints: true,
+        incremental: true,
         overhead: true,
         instructions: false,
         child: None,
@@ -92,6 +95,7 @@ fn parse_args() -> Args {
             "--scratch" => a.scratch = PathBuf::from(val(&mut i)),
             "--no-memory" => a.memory = false,
             "--no-checkpoints" => a.checkpoints = false,
+            "--no-incremental" => a.incremental = false,
             "--no-overhead" => a.overhead = false,
             "--instructions" => a.instructions = true,
             "--child" => a.child = Some((val(&mut i), val(&mut i))),
@@ -447,6 +451,12 @@ fn main() -> ExitCode {
         );
         overhead = Some(o);
     }
+    let mut incremental = Vec::new();
+    if a.incremental {
+        println!("\n== incremental checkpoints (String-key count+sum state, 1 % of keys updated between checkpoints)");
+        let key_counts: &[u64] = if a.quick { &[1_000_000] } else { &[1_000_000, 10_000_000] };
+        incremental = incremental::costs(key_counts, a.runs, &a.scratch);
+    }
     let machine = machine.finish();
     let rep = report::Report {
         quick: a.quick,
@@ -458,6 +468,7 @@ fn main() -> ExitCode {
         workloads: results,
         checkpoints: costs,
         overhead,
+        incremental,
         failures: failures.clone(),
     };
     match rep.write(&a.out) {

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::checkpoints::{CheckpointCost, Overhead};
+use crate::incremental::IncrementalCost;
 use crate::WorkloadResult;
 
 #[derive(Debug, Clone, Serialize)]
@@ -71,6 +72,7 @@ pub struct Report {
     pub workloads: Vec<WorkloadResult>,
     pub checkpoints: Vec<CheckpointCost>,
     pub overhead: Option<Overhead>,
+    pub incremental: Vec<IncrementalCost>,
     pub failures: Vec<String>,
 }
 
@@ -142,6 +144,7 @@ impl Report {
                 v["meets_target"] = json!(o.overhead_pct <= 5.0);
                 v
             }),
+            "incremental": self.incremental,
             "failures": self.failures,
         })
     }
@@ -292,6 +295,9 @@ impl Report {
                 o.pause_ms_max
             );
         }
+        if !self.incremental.is_empty() {
+            incremental_table(&mut s, &self.incremental);
+        }
         if !self.failures.is_empty() {
             let _ = writeln!(s, "\n## FAILURES: results differ\n");
             for f in &self.failures {
@@ -423,4 +429,37 @@ fn xml(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// Incremental against whole checkpoints, with each target's verdict.
+fn incremental_table(s: &mut String, rows: &[IncrementalCost]) {
+    let verdict = |ratio: f64, target: f64| {
+        if ratio <= target {
+            format!("{ratio:.3}x (<= {target}x met)")
+        } else {
+            format!("{ratio:.3}x (<= {target}x **missed**)")
+        }
+    };
+    let _ = writeln!(s, "\n## Incremental checkpoints\n");
+    let _ = writeln!(s, "String-key count + sum state, 1 % of keys updated between checkpoints, binary codec, `Coordinator` + `FileStore` (a pause is the whole `checkpoint` call):\n");
+    let _ = writeln!(s, "| keys | whole pause | delta pause | delta / whole | whole bytes | delta bytes | changed entries (plain) | delta / changed | restore base + deltas | plain decode | restore / plain |");
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let big = r.keys >= 1_000_000;
+        let _ = writeln!(
+            s,
+            "| {} | {:.2} ms | {:.2} ms | {} | {} | {} | {} | {} | {:.1} ms | {:.1} ms | {} |",
+            r.keys,
+            r.whole_pause_ms,
+            r.delta_pause_ms,
+            if big { verdict(r.ratio_pause, 0.10) } else { format!("{:.3}x", r.ratio_pause) },
+            r.whole_bytes,
+            r.delta_bytes,
+            r.changed_plain_bytes,
+            if big { verdict(r.ratio_bytes, 3.0) } else { format!("{:.2}x", r.ratio_bytes) },
+            r.restore_ms,
+            r.plain_decode_ms,
+            if r.keys >= 10_000_000 { verdict(r.ratio_restore, 1.5) } else { format!("{:.2}x", r.ratio_restore) },
+        );
+    }
 }

@@ -219,6 +219,11 @@ impl<'a> StageWriter<'a> {
         }
     }
 
+    /// The codec it writes.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
     /// Writes one stage's state. `name` must be a plain identifier (it is not escaped).
     pub fn field<T: Serialize + ?Sized>(
         &mut self,

@@ -13,9 +13,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::{self, CheckpointError, Codec, Header};
+use crate::incremental::{self, Chain, ChainError, IncrementalConfig, Manifest, Piece};
+pub use crate::names::{checkpoint_name, id_from_name};
+use crate::names::{delta_name, manifest_name, parse_name, EntryKind};
 use crate::pipeline::Pipeline;
 use crate::store::{CheckpointStore, StoreError, StoredEntry};
-use crate::time::compact_utc;
 
 /// When and how to checkpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -219,6 +221,8 @@ pub struct Listed {
     pub codec: Option<Codec>,
     /// True if `latest` points at it.
     pub is_latest: bool,
+    /// Whole checkpoint, delta or manifest (`None`: a name of another shape).
+    pub kind: Option<EntryKind>,
 }
 
 /// Takes checkpoints of a pipeline into a store, and recovers from them.
@@ -241,12 +245,16 @@ pub struct Coordinator<S> {
     events_since: u64,
     last_at_ms: Option<i64>,
     upload: Option<Upload<S>>,
+    /// Incremental checkpoints: how, and what the next one builds on.
+    incremental: Option<IncrementalConfig>,
+    chain: Option<Chain>,
 }
 
 /// The one background upload in flight: the thread owns the store until it is done.
 #[derive(Debug)]
 struct Upload<S> {
     id: u64,
+    chain: Option<Chain>,
     thread: std::thread::JoinHandle<(S, Result<CheckpointInfo, CoordinatorError>)>,
 }
 
@@ -263,6 +271,10 @@ pub struct Prepared {
     pub meta: LatestMeta,
     /// Checks that the bytes restore, before anything is stored.
     pub self_check: fn(&[u8]) -> Result<(), CheckpointError>,
+    /// Incremental checkpoints: the manifest's name and bytes (`encoded` is the delta).
+    pub manifest: Option<(String, Vec<u8>)>,
+    /// Incremental checkpoints: what the next one builds on once this one is stored.
+    pub chain: Option<Chain>,
 }
 
 /// Stores a prepared checkpoint: the checkpoint, then (only once that is durable) the
@@ -277,15 +289,19 @@ fn store_prepared<S: CheckpointStore>(
         .map_err(|source| CoordinatorError::Unrestorable { id: p.id, source })?;
     store.put_staged(&p.name, &p.encoded.bytes, &p.encoded.stages)?;
     crate::checkpoint_failpoint("after-checkpoint-write");
+    if let Some((name, bytes)) = &p.manifest {
+        store.put(name, bytes)?;
+        crate::checkpoint_failpoint("after-manifest-write");
+    }
     let meta_bytes = serde_json::to_vec_pretty(&p.meta).map_err(|e| CheckpointError::Encode {
         detail: e.to_string(),
     })?;
     store.put_latest(&meta_bytes)?;
     crate::checkpoint_failpoint("after-latest-write");
-    let deleted = apply_retention(store, &p.name, keep).unwrap_or_default();
+    let deleted = apply_retention(store, &p.meta.file, keep).unwrap_or_default();
     Ok(CheckpointInfo {
         id: p.id,
-        name: p.name.clone(),
+        name: p.meta.file.clone(),
         size: p.encoded.bytes.len() as u64,
         codec: p.meta.codec,
         deleted,
@@ -293,65 +309,17 @@ fn store_prepared<S: CheckpointStore>(
     })
 }
 
-/// Deletes the oldest checkpoints beyond `keep`. Never deletes `latest` or anything
-/// newer, the newest checkpoint that verifies (if none of the kept ones does, an older
-/// one that does stays too), or a file whose name this coordinator does not write.
+/// Deletes the oldest checkpoints beyond `keep`, and pieces of incremental checkpoints
+/// that no kept checkpoint names (see [`incremental::retention`]). Never deletes `latest`
+/// or anything newer, the newest checkpoint that verifies (if none of the kept ones does,
+/// an older one that does stays too), or a file whose name this coordinator does not write.
 fn apply_retention<S: CheckpointStore>(
     store: &mut S,
     latest: &str,
     keep: usize,
 ) -> Result<Vec<String>, StoreError> {
-    let Some(latest_id) = id_from_name(latest) else {
-        return Ok(Vec::new());
-    };
-    let mut owned: Vec<(u64, String)> = store
-        .list()?
-        .into_iter()
-        .filter_map(|e| id_from_name(&e.name).map(|id| (id, e.name)))
-        .filter(|(id, _)| *id <= latest_id)
-        .collect();
-    owned.sort();
-    let keep = keep.max(1);
-    if owned.len() <= keep {
-        return Ok(Vec::new());
-    }
-    let (old, kept) = owned.split_at(owned.len() - keep);
-    // Normally this reads one checkpoint: the newest, which was just written.
-    let spare = if kept.iter().rev().any(|(_, n)| verifies(store, n)) {
-        None
-    } else {
-        old.iter().rev().find(|(_, n)| verifies(store, n))
-    };
-    let mut deleted = Vec::new();
-    for entry @ (_, name) in old {
-        if name == latest || spare == Some(entry) {
-            continue;
-        }
-        store.delete(name)?;
-        deleted.push(name.clone());
-    }
-    Ok(deleted)
-}
-
-/// True if the stored checkpoint's checksum and format verify.
-fn verifies<S: CheckpointStore>(store: &S, name: &str) -> bool {
-    store
-        .get(name)
-        .is_ok_and(|bytes| envelope::verify(&bytes).is_ok())
-}
-
-/// The name of checkpoint `id` taken at `ts_ms`: sorts by time, never collides.
-///
-/// ```
-/// use simplestream_runtime::{coordinator::checkpoint_name, Codec};
-/// assert_eq!(checkpoint_name(1_733_061_600_123, 42, Codec::Json), "checkpoint_20241201_140000_123-000042.json");
-/// ```
-pub fn checkpoint_name(ts_ms: i64, id: u64, codec: Codec) -> String {
-    format!(
-        "checkpoint_{}-{id:06}.{}",
-        compact_utc(ts_ms),
-        codec.extension()
-    )
+    let mut step = || crate::checkpoint_failpoint("after-retention-delete");
+    incremental::retention::apply(store, latest, keep, &mut step)
 }
 
 /// Every checkpoint is decoded once before it is stored: a state whose serialized form
@@ -363,43 +331,53 @@ fn self_check<P: Pipeline>(bytes: &[u8]) -> Result<(), CheckpointError> {
 }
 const BUSY: &str = "the store is in use by a background upload: call finish_upload first";
 
-/// Entries sorted by checkpoint id (then name): ids only grow, wall clocks may not.
-fn by_id(mut entries: Vec<StoredEntry>) -> Vec<StoredEntry> {
-    entries.sort_by(|a, b| (id_from_name(&a.name), &a.name).cmp(&(id_from_name(&b.name), &b.name)));
+/// The header and codec of one stored object, or why it does not verify: a manifest
+/// verifies only if every piece it names does (its header is its newest piece's).
+fn inspect_one<S: CheckpointStore + ?Sized>(
+    store: &S,
+    kind: Option<EntryKind>,
+    bytes: &[u8],
+) -> (Result<Header, String>, Option<Codec>) {
+    let verified = match kind {
+        Some(EntryKind::Manifest) => {
+            return match incremental::chain::verify(store, bytes) {
+                Ok((h, codec)) => (Ok(h), Some(codec)),
+                Err(e) => (Err(e.to_string()), None),
+            }
+        }
+        Some(EntryKind::Delta) => envelope::verify_delta(bytes),
+        _ => envelope::verify(bytes),
+    };
+    match verified {
+        Ok(v) => (Ok(v.header), Some(v.codec)),
+        Err(err) => (Err(err.to_string()), None),
+    }
+}
+
+/// Checks that a delta decodes and applies (as [`self_check`] does for a whole one).
+fn self_check_delta<P: Pipeline>(bytes: &[u8]) -> Result<(), CheckpointError> {
+    envelope::apply_delta(bytes, &mut P::new()).map(|_| ())
+}
+
+/// The checkpoints a restore can start from (whole ones and manifests), sorted by id
+/// (then name): ids only grow, wall clocks may not.
+fn by_id(entries: Vec<StoredEntry>) -> Vec<StoredEntry> {
+    let id = |e: &StoredEntry| parse_name(&e.name).map(|(id, _)| id);
+    let mut entries: Vec<StoredEntry> = entries
+        .into_iter()
+        .filter(|e| crate::names::restorable(&e.name))
+        .collect();
+    entries.sort_by(|a, b| (id(a), &a.name).cmp(&(id(b), &b.name)));
     entries
 }
 
-/// The id in a checkpoint name, if it is one this coordinator writes (exactly the shape
-/// of [`checkpoint_name`]): other files, even `checkpoint_*.json`, are never touched.
-///
-/// ```
-/// use simplestream_runtime::coordinator::id_from_name;
-/// assert_eq!(id_from_name("checkpoint_20241201_140000_123-000042.json"), Some(42));
-/// assert_eq!(id_from_name("checkpoint_20241201_140000_123-1234567.bin"), Some(1_234_567));
-/// for foreign in ["checkpoint_backup.json", "checkpoint_x-000001.json", "checkpoint_20241201_140000_123-42.json",
-///                 "checkpoint_20241201_140000_123-000042.json.bak", "checkpoint_20241201_140000_123-00004x.json"] {
-///     assert_eq!(id_from_name(foreign), None, "{foreign}");
-/// }
-/// ```
-pub fn id_from_name(name: &str) -> Option<u64> {
-    let stem = name.strip_prefix("checkpoint_")?;
-    let stem = stem
-        .strip_suffix(".json")
-        .or_else(|| stem.strip_suffix(".bin"))?;
-    let (stamp, id) = stem.rsplit_once('-')?;
-    let digits = |s: &str, min: usize| s.len() >= min && s.bytes().all(|b| b.is_ascii_digit());
-    let mut parts = stamp.split('_');
-    let date = parts.next()?;
-    let shaped = digits(date.strip_prefix('-').unwrap_or(date), 8)
-        && parts.next().is_some_and(|t| t.len() == 6 && digits(t, 6))
-        && parts
-            .next()
-            .is_some_and(|ms| ms.len() == 3 && digits(ms, 3))
-        && parts.next().is_none();
-    if !shaped || !digits(id, 6) {
-        return None;
-    }
-    id.parse().ok()
+/// The largest id of any object this coordinator writes (whole, delta or manifest).
+fn max_id(entries: &[StoredEntry]) -> u64 {
+    entries
+        .iter()
+        .filter_map(|e| parse_name(&e.name).map(|(id, _)| id))
+        .max()
+        .unwrap_or(0)
 }
 
 impl<S: CheckpointStore> Coordinator<S> {
@@ -412,7 +390,33 @@ impl<S: CheckpointStore> Coordinator<S> {
             events_since: 0,
             last_at_ms: None,
             upload: None,
+            incremental: None,
+            chain: None,
         }
+    }
+
+    /// Turns incremental checkpoints on (`Some`) or off. On, a checkpoint writes what
+    /// changed since the previous one plus a manifest, and a whole one every so often
+    /// (see [`IncrementalConfig`]); the first checkpoint, and the first after a restore
+    /// of a pipeline this coordinator did not restore, is whole.
+    ///
+    /// ```
+    /// use simplestream_runtime::{Coordinator, CoordinatorConfig, MemoryStore};
+    /// use simplestream_runtime::incremental::IncrementalConfig;
+    /// let mut c = Coordinator::new(MemoryStore::new(), CoordinatorConfig::default());
+    /// c.set_incremental(Some(IncrementalConfig { max_deltas: 4, ..Default::default() }));
+    /// assert_eq!(c.incremental().unwrap().max_deltas, 4);
+    /// ```
+    pub fn set_incremental(&mut self, config: Option<IncrementalConfig>) {
+        if config.is_none() {
+            self.chain = None;
+        }
+        self.incremental = config;
+    }
+
+    /// The incremental configuration, if incremental checkpoints are on.
+    pub fn incremental(&self) -> Option<&IncrementalConfig> {
+        self.incremental.as_ref()
     }
 
     /// The store.
@@ -455,6 +459,9 @@ impl<S: CheckpointStore> Coordinator<S> {
         match up.thread.join() {
             Ok((store, result)) => {
                 self.store = Some(store);
+                if result.is_ok() && self.incremental.is_some() {
+                    self.chain = up.chain;
+                }
                 Some(result)
             }
             // The store went down with the thread: nothing more can be stored.
@@ -534,12 +541,7 @@ impl<S: CheckpointStore> Coordinator<S> {
     /// old checkpoints: new ones then sort after them and `latest` moves on).
     pub fn skip_existing_ids(&mut self) {
         if let Ok(entries) = self.store_mut().list() {
-            let max_id = entries
-                .iter()
-                .filter_map(|e| id_from_name(&e.name))
-                .max()
-                .unwrap_or(0);
-            self.next_id = self.next_id.max(max_id.saturating_add(1));
+            self.next_id = self.next_id.max(max_id(&entries).saturating_add(1));
         }
     }
 
@@ -566,8 +568,25 @@ impl<S: CheckpointStore> Coordinator<S> {
     ) -> Result<Prepared, CoordinatorError> {
         let id = self.next_id;
         let codec = self.config.codec;
+        let versions = pipeline.stage_versions();
+        let delta_on = match (&self.incremental, &self.chain, &versions) {
+            (Some(config), Some(chain), Some(now)) => {
+                Some(chain).filter(|c| !c.wants_base(config, now))
+            }
+            _ => None,
+        };
+        if let Some(chain) = delta_on {
+            return self.prepare_delta(pipeline, chain.clone(), positions, now_ms);
+        }
         let encoded = envelope::encode_staged(pipeline, codec, id, now_ms, positions.clone())?;
         let name = checkpoint_name(now_ms, id, codec);
+        let chain = match (&self.incremental, versions) {
+            (Some(_), Some(versions)) => Some(Chain {
+                pieces: vec![Piece::of(&name, id, &encoded.bytes)],
+                versions,
+            }),
+            _ => None,
+        };
         let meta = LatestMeta {
             checkpoint_id: id,
             file: name.clone(),
@@ -583,6 +602,53 @@ impl<S: CheckpointStore> Coordinator<S> {
             encoded,
             meta,
             self_check: self_check::<P>,
+            manifest: None,
+            chain,
+        })
+    }
+
+    /// [`prepare`](Self::prepare) of a delta on `chain`, with its manifest.
+    fn prepare_delta<P: Pipeline>(
+        &mut self,
+        pipeline: &P,
+        mut chain: Chain,
+        positions: BTreeMap<String, u64>,
+        now_ms: i64,
+    ) -> Result<Prepared, CoordinatorError> {
+        let id = self.next_id;
+        let codec = self.config.codec;
+        let versions = pipeline.stage_versions().unwrap_or_default();
+        let encoded = envelope::encode_delta(
+            pipeline,
+            &chain.versions,
+            codec,
+            id,
+            now_ms,
+            positions.clone(),
+        )?;
+        let name = delta_name(now_ms, id, codec);
+        chain.pieces.push(Piece::of(&name, id, &encoded.bytes));
+        chain.versions = versions;
+        let fingerprint = crate::fingerprint::to_hex(P::FINGERPRINT);
+        let manifest = Manifest::new(P::NAME, &fingerprint, id, now_ms, chain.pieces.clone());
+        let manifest_bytes = manifest.encode()?;
+        let meta = LatestMeta {
+            checkpoint_id: id,
+            file: manifest_name(now_ms, id),
+            timestamp: now_ms,
+            codec,
+            size: manifest_bytes.len() as u64,
+            checksum: format!("{:08x}", crc32fast::hash(&manifest_bytes)),
+            positions,
+        };
+        Ok(Prepared {
+            id,
+            name,
+            encoded,
+            manifest: Some((meta.file.clone(), manifest_bytes)),
+            meta,
+            self_check: self_check_delta::<P>,
+            chain: Some(chain),
         })
     }
 
@@ -608,6 +674,9 @@ impl<S: CheckpointStore> Coordinator<S> {
                 self.next_id = prepared.id.saturating_add(1);
                 self.events_since = 0;
                 self.last_at_ms = Some(now_ms);
+                if self.incremental.is_some() {
+                    self.chain = prepared.chain;
+                }
                 Ok(info)
             }
             Err(e) => {
@@ -661,6 +730,7 @@ impl<S: CheckpointStore> Coordinator<S> {
         self.last_at_ms = Some(now_ms);
         let mut store = self.store.take().expect(BUSY);
         let keep = self.config.keep;
+        let chain = prepared.chain.clone();
         let thread = std::thread::Builder::new()
             .name(format!("checkpoint-upload-{id}"))
             .spawn(move || {
@@ -675,7 +745,7 @@ impl<S: CheckpointStore> Coordinator<S> {
                     e.to_string(),
                 ))
             })?;
-        self.upload = Some(Upload { id, thread });
+        self.upload = Some(Upload { id, chain, thread });
         Ok(id)
     }
 
@@ -695,11 +765,9 @@ impl<S: CheckpointStore> Coordinator<S> {
         let latest = self.latest().ok().flatten().map(|m| m.file);
         let mut out = Vec::new();
         for e in self.store().list()? {
+            let kind = parse_name(&e.name).map(|(_, k)| k);
             let (header, codec) = match self.store().get(&e.name) {
-                Ok(bytes) => match envelope::verify(&bytes) {
-                    Ok(v) => (Ok(v.header), Some(v.codec)),
-                    Err(err) => (Err(err.to_string()), None),
-                },
+                Ok(bytes) => inspect_one(self.store(), kind, &bytes),
                 Err(err) => (Err(err.to_string()), None),
             };
             out.push(Listed {
@@ -708,6 +776,7 @@ impl<S: CheckpointStore> Coordinator<S> {
                 size: e.size,
                 header,
                 codec,
+                kind,
             });
         }
         Ok(out)
@@ -719,30 +788,18 @@ impl<S: CheckpointStore> Coordinator<S> {
     /// checkpoint that verifies. `Ok(None)`: there are no checkpoints at all.
     /// `Err(NoValidCheckpoint)`: there are some, but none can be restored (nothing loaded).
     pub fn recover<P: Pipeline>(&mut self) -> Result<Option<Recovered<P>>, CoordinatorError> {
-        let entries = by_id(self.store_mut().list()?);
+        let listed = self.store_mut().list()?;
         // Never reuse an id whose file exists, even if `latest` never pointed at it.
-        let max_id = entries
-            .iter()
-            .filter_map(|e| id_from_name(&e.name))
-            .max()
-            .unwrap_or(0);
-        self.next_id = self.next_id.max(max_id.saturating_add(1));
+        self.next_id = self.next_id.max(max_id(&listed).saturating_add(1));
+        let entries = by_id(listed);
         let mut warnings = Vec::new();
         let mut problems = Vec::new();
         let mut tried = None;
         match self.latest() {
             Ok(Some(meta)) => {
                 tried = Some(meta.file.clone());
-                match self.load::<P>(&meta.file, Some(&meta.checksum)) {
-                    Ok((header, pipeline)) => {
-                        self.next_id = self.next_id.max(header.checkpoint_id.saturating_add(1));
-                        return Ok(Some(Recovered {
-                            pipeline,
-                            header,
-                            name: meta.file,
-                            warnings,
-                        }));
-                    }
+                match self.load_pieces::<P>(&meta.file, Some(&meta.checksum)) {
+                    Ok(loaded) => return Ok(Some(self.restored(loaded, meta.file, warnings))),
                     Err(e) => {
                         warnings.push(format!(
                             "latest points to {}, which cannot be restored: {e}",
@@ -768,19 +825,13 @@ impl<S: CheckpointStore> Coordinator<S> {
             if tried.as_deref() == Some(e.name.as_str()) {
                 continue;
             }
-            match self.load::<P>(&e.name, None) {
-                Ok((header, pipeline)) => {
+            match self.load_pieces::<P>(&e.name, None) {
+                Ok(loaded) => {
                     warnings.push(format!(
                         "fell back to {}, the newest checkpoint that verifies",
                         e.name
                     ));
-                    self.next_id = self.next_id.max(header.checkpoint_id.saturating_add(1));
-                    return Ok(Some(Recovered {
-                        pipeline,
-                        header,
-                        name: e.name.clone(),
-                        warnings,
-                    }));
+                    return Ok(Some(self.restored(loaded, e.name.clone(), warnings)));
                 }
                 Err(err) => {
                     warnings.push(format!("skipped {}: {err}", e.name));
@@ -797,24 +848,70 @@ impl<S: CheckpointStore> Coordinator<S> {
         })
     }
 
+    /// The outcome of a restore; the next incremental checkpoint builds on its pieces.
+    fn restored<P: Pipeline>(
+        &mut self,
+        (header, pipeline, pieces): (Header, P, Vec<Piece>),
+        name: String,
+        warnings: Vec<String>,
+    ) -> Recovered<P> {
+        self.next_id = self.next_id.max(header.checkpoint_id.saturating_add(1));
+        self.chain = match (&self.incremental, pipeline.stage_versions()) {
+            (Some(_), Some(versions)) => Some(Chain { pieces, versions }),
+            _ => None,
+        };
+        Recovered {
+            pipeline,
+            header,
+            name,
+            warnings,
+        }
+    }
+
+    #[cfg(test)]
     fn load<P: Pipeline>(
         &self,
         name: &str,
         checksum: Option<&str>,
     ) -> Result<(Header, P), LoadError> {
+        self.load_pieces(name, checksum).map(|(h, p, _)| (h, p))
+    }
+
+    /// Restores checkpoint `name` (a whole checkpoint or a manifest), checked against
+    /// the `latest` record's `checksum` if given; also returns the pieces it was read from.
+    fn load_pieces<P: Pipeline>(
+        &self,
+        name: &str,
+        checksum: Option<&str>,
+    ) -> Result<(Header, P, Vec<Piece>), LoadError> {
         let bytes = self.store().get(name).map_err(LoadError::Store)?;
+        let manifest = matches!(parse_name(name), Some((_, EntryKind::Manifest)));
         if let Some(sum) = checksum {
             let actual = format!("{:08x}", crc32fast::hash(&bytes));
             if actual != sum {
                 // The file's own checksum tells whether the file or the record is wrong.
-                envelope::verify(&bytes).map_err(LoadError::Checkpoint)?;
+                if manifest {
+                    Manifest::decode(&bytes).map_err(LoadError::Checkpoint)?;
+                } else {
+                    envelope::verify(&bytes).map_err(LoadError::Checkpoint)?;
+                }
                 return Err(LoadError::RecordMismatch {
                     actual,
                     recorded: sum.to_string(),
                 });
             }
         }
-        envelope::decode::<P>(&bytes).map_err(LoadError::Checkpoint)
+        if manifest {
+            return incremental::chain::restore::<P, S>(self.store(), &bytes).map_err(
+                |e| match e {
+                    ChainError::Store(e) => LoadError::Store(e),
+                    ChainError::Checkpoint(e) => LoadError::Checkpoint(e),
+                },
+            );
+        }
+        let (header, pipeline) = envelope::decode::<P>(&bytes).map_err(LoadError::Checkpoint)?;
+        let piece = Piece::of(name, header.checkpoint_id, &bytes);
+        Ok((header, pipeline, vec![piece]))
     }
 }
 

@@ -128,6 +128,9 @@ impl<K: Key> Checkpointable for SeenKeys<K> {
     const LAYOUT: u64 = combine(fnv1a("SeenKeys"), K::LAYOUT);
 }
 
+// Written whole into every delta; serde's bounds, so a bad key type is reported once.
+crate::delta::whole_state!(SeenKeys<K> where K: Hash + Eq + Ord + Serialize + serde::de::DeserializeOwned);
+
 #[cfg(test)]
 mod tests {
     use super::*;

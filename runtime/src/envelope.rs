@@ -36,7 +36,10 @@ use crate::pipeline::{Clock, Pipeline};
 pub const FORMAT_VERSION: u32 = 1;
 /// Value of the `format` field of JSON checkpoints.
 pub const FORMAT_NAME: &str = "simplestream-checkpoint";
+/// Value of the `format` field of JSON deltas (the pieces of incremental checkpoints).
+pub const DELTA_FORMAT_NAME: &str = "simplestream-delta";
 const MAGIC: &[u8; 4] = b"SSCK";
+const DELTA_MAGIC: &[u8; 4] = b"SSDL";
 const BIN_HEADER_LEN: usize = 4 + 2 + 8 + 4;
 const JSON_TRAILER: &[u8] = b",\"checksum\":\"crc32:";
 
@@ -98,9 +101,44 @@ pub fn encode_staged<P: Pipeline>(
     timestamp: i64,
     positions: BTreeMap<String, u64>,
 ) -> Result<Encoded, CheckpointError> {
+    let header = header_of(pipeline, checkpoint_id, timestamp, positions, FORMAT_NAME);
+    encode_kind(Kind::Whole, codec, &header, |w| pipeline.write_stages(w))
+}
+
+/// Encodes a delta: what changed in each stage since `since` (the pipeline's
+/// [`stage_versions`](Pipeline::stage_versions) at the previous checkpoint), with a full
+/// header. Its `format` is [`DELTA_FORMAT_NAME`] (binary: `SSDL`), so it is never taken
+/// for a whole checkpoint.
+pub fn encode_delta<P: Pipeline>(
+    pipeline: &P,
+    since: &[crate::delta::Version],
+    codec: Codec,
+    checkpoint_id: u64,
+    timestamp: i64,
+    positions: BTreeMap<String, u64>,
+) -> Result<Encoded, CheckpointError> {
+    let header = header_of(
+        pipeline,
+        checkpoint_id,
+        timestamp,
+        positions,
+        DELTA_FORMAT_NAME,
+    );
+    encode_kind(Kind::Delta, codec, &header, |w| {
+        pipeline.write_stage_deltas(since, w)
+    })
+}
+
+fn header_of<P: Pipeline>(
+    pipeline: &P,
+    checkpoint_id: u64,
+    timestamp: i64,
+    positions: BTreeMap<String, u64>,
+    format: &str,
+) -> Header {
     let clock = pipeline.clock();
-    let header = Header {
-        format: FORMAT_NAME.to_string(),
+    Header {
+        format: format.to_string(),
         format_version: FORMAT_VERSION,
         pipeline: P::NAME.to_string(),
         fingerprint: to_hex(P::FINGERPRINT),
@@ -109,15 +147,60 @@ pub fn encode_staged<P: Pipeline>(
         max_event_time: clock.max_event_time,
         watermark: clock.watermark,
         positions,
-    };
+    }
+}
+
+/// A whole checkpoint or a delta: same layout, other marker and format name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Whole,
+    Delta,
+}
+
+impl Kind {
+    fn magic(self) -> &'static [u8; 4] {
+        match self {
+            Kind::Whole => MAGIC,
+            Kind::Delta => DELTA_MAGIC,
+        }
+    }
+    fn format(self) -> &'static str {
+        match self {
+            Kind::Whole => FORMAT_NAME,
+            Kind::Delta => DELTA_FORMAT_NAME,
+        }
+    }
+    fn other(self) -> Kind {
+        match self {
+            Kind::Whole => Kind::Delta,
+            Kind::Delta => Kind::Whole,
+        }
+    }
+    /// Why bytes of the other kind are refused.
+    fn refusal(self) -> String {
+        match self {
+            Kind::Whole => {
+                "it is a delta of an incremental checkpoint; restore it through its manifest".into()
+            }
+            Kind::Delta => "it is a whole checkpoint, not a delta".into(),
+        }
+    }
+}
+
+fn encode_kind(
+    kind: Kind,
+    codec: Codec,
+    header: &Header,
+    write: impl FnOnce(&mut StageWriter<'_>) -> Result<(), CheckpointError>,
+) -> Result<Encoded, CheckpointError> {
     match codec {
         Codec::Json => {
-            let mut out = serde_json::to_vec(&header).map_err(enc)?;
+            let mut out = serde_json::to_vec(header).map_err(enc)?;
             // The stages go on as more fields of the header's object: `{header,stages}`.
             debug_assert!(out.last() == Some(&b'}'));
             out.pop();
             let mut w = StageWriter::continuing(Codec::Json, &mut out);
-            pipeline.write_stages(&mut w)?;
+            write(&mut w)?;
             let stages = w.finish();
             let crc = crc32fast::hash(&out);
             out.extend_from_slice(JSON_TRAILER);
@@ -128,12 +211,12 @@ pub fn encode_staged<P: Pipeline>(
             // The fixed header goes first with its length and checksum left blank, the
             // payload is written after it in place, then the blanks are filled in.
             let mut out = Vec::with_capacity(1 << 16);
-            out.extend_from_slice(MAGIC);
+            out.extend_from_slice(kind.magic());
             out.extend_from_slice(&(FORMAT_VERSION as u16).to_le_bytes());
             out.extend_from_slice(&[0u8; 12]);
-            crate::codec::write(Codec::Binary, &header, &mut out)?;
+            crate::codec::write(Codec::Binary, header, &mut out)?;
             let mut w = StageWriter::new(Codec::Binary, &mut out);
-            pipeline.write_stages(&mut w)?;
+            write(&mut w)?;
             let stages = w.finish();
             let payload_len = (out.len() - BIN_HEADER_LEN) as u64;
             let crc = crc32fast::hash(&out[BIN_HEADER_LEN..]);
@@ -159,7 +242,22 @@ pub struct Verified<'a> {
 ///
 /// This needs no pipeline type, so tools can list and verify any checkpoint.
 pub fn verify(bytes: &[u8]) -> Result<Verified<'_>, CheckpointError> {
-    if bytes.starts_with(MAGIC) {
+    verify_kind(bytes, Kind::Whole)
+}
+
+/// [`verify`] for a delta written by [`encode_delta`].
+pub fn verify_delta(bytes: &[u8]) -> Result<Verified<'_>, CheckpointError> {
+    verify_kind(bytes, Kind::Delta)
+}
+
+fn verify_kind(bytes: &[u8], kind: Kind) -> Result<Verified<'_>, CheckpointError> {
+    let check_format = |h: &Header| check_format(h, kind);
+    if bytes.starts_with(kind.other().magic()) {
+        return Err(CheckpointError::NotACheckpoint {
+            detail: kind.refusal(),
+        });
+    }
+    if bytes.starts_with(kind.magic()) {
         if bytes.len() < BIN_HEADER_LEN {
             return Err(CheckpointError::Truncated {
                 expected: BIN_HEADER_LEN as u64,
@@ -267,8 +365,13 @@ impl CheckpointError {
     }
 }
 
-fn check_format(h: &Header) -> Result<(), CheckpointError> {
-    if h.format != FORMAT_NAME {
+fn check_format(h: &Header, kind: Kind) -> Result<(), CheckpointError> {
+    if h.format == kind.other().format() {
+        return Err(CheckpointError::NotACheckpoint {
+            detail: kind.refusal(),
+        });
+    }
+    if h.format != kind.format() {
         return Err(CheckpointError::NotACheckpoint {
             detail: format!("format is `{}`", h.format),
         });
@@ -306,6 +409,20 @@ pub fn decode<P: Pipeline>(bytes: &[u8]) -> Result<(Header, P), CheckpointError>
     };
     let p = P::decode_stages(v.codec, v.stages, clock)?;
     Ok((v.header, p))
+}
+
+/// Verifies a delta written by [`encode_delta`] and applies it to `pipeline`; returns
+/// its header. On error `pipeline` may be partly changed: restores apply deltas to a
+/// pipeline that is only handed out once every delta applied.
+pub fn apply_delta<P: Pipeline>(bytes: &[u8], pipeline: &mut P) -> Result<Header, CheckpointError> {
+    let v = verify_delta(bytes)?;
+    check_pipeline::<P>(&v.header)?;
+    let clock = Clock {
+        max_event_time: v.header.max_event_time,
+        watermark: v.header.watermark,
+    };
+    pipeline.apply_stage_deltas(v.codec, v.stages, clock)?;
+    Ok(v.header)
 }
 
 /// Helpers for generated `encode_stages`/`decode_stages` (kept here for code generated by

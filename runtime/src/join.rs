@@ -174,7 +174,7 @@ impl<K: Key, L, R> WindowJoin<K, L, R> {
                 .windows
                 .slot(start, slide, || spare_maps.pop().unwrap_or_default());
             let keyed = &mut self.windows[i].1;
-            match keyed.as_map_mut().get_mut(&key) {
+            match keyed.get_mut(&key) {
                 Some(b) => f(b, last, &mut self.spare),
                 None => f(keyed.entry(key.clone()), last, &mut self.spare),
             }
@@ -203,7 +203,7 @@ impl<K: Key, L, R> WindowJoin<K, L, R> {
             // Only keys with events on both sides make pairs: filter, then sort those.
             let base = fired.len();
             let end = start.saturating_add(size);
-            for (key, b) in keyed.as_map_mut().drain() {
+            for (key, b) in keyed.drain() {
                 if b.left.is_empty() || b.right.is_empty() {
                     self.recycle(b.left, b.right);
                 } else {
@@ -581,14 +581,14 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
                 break;
             }
             let (_, key) = self.timers.pop_front().expect("checked non-empty");
-            let Some(b) = self.buffers.as_map_mut().get_mut(&key) else {
+            let Some(b) = self.buffers.get_mut(&key) else {
                 continue;
             };
             b.left.retain(|l| keep(l.ts));
             b.right.retain(|r| keep(r.ts));
             // Events still kept have entries of their own further back.
             if b.left.is_empty() && b.right.is_empty() {
-                if let Some(b) = self.buffers.remove(&key) {
+                if let Some(b) = self.buffers.remove_untracked(&key) {
                     self.spare.keep(b);
                 }
             }
@@ -786,3 +786,6 @@ mod tests {
         }
     }
 }
+
+crate::delta::whole_state!(WindowJoin<K, L, R> where K: Key, L: Checkpointable, R: Checkpointable);
+crate::delta::whole_state!(IntervalJoin<K, L, R> where K: Key, L: Checkpointable, R: Checkpointable);

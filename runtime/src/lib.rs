@@ -4,6 +4,7 @@
 //!
 //! - [`Checkpointable`]: state that can be saved and restored;
 //! - [`KeyedState`]: per-key state on a fast, seeded hasher;
+//! - [`delta`]: change tracking for incremental checkpoints;
 //! - [`aggregate`]: `count`, `sum`, `min`, `max`, `avg` and user-defined aggregates;
 //! - [`window`]: tumbling, sliding and session windows;
 //! - [`distinct`]: the keys `distinct` has let through;
@@ -13,6 +14,8 @@
 //! - [`envelope`]: the checkpoint format (JSON or binary, checksummed);
 //! - [`store`]: where checkpoints go ([`MemoryStore`], `FileStore`);
 //! - [`coordinator`]: when and how checkpoints are taken, retention, recovery;
+//! - [`incremental`]: deltas, manifests and retention of shared pieces;
+//! - [`names`]: the names of stored checkpoints, deltas and manifests;
 //! - [`testing`]: crash-and-restore testing for your own pipelines;
 //! - `runner` (feature `native`): turns a pipeline into a command-line program.
 #![forbid(unsafe_code)]
@@ -22,10 +25,13 @@ pub mod aggregate;
 pub mod checkpoint;
 pub mod codec;
 pub mod coordinator;
+pub mod delta;
 pub mod distinct;
 pub mod envelope;
 pub mod fingerprint;
+pub mod incremental;
 pub mod join;
+pub mod names;
 pub mod pipeline;
 pub mod plan;
 pub mod state;

@@ -140,6 +140,38 @@ pub trait Pipeline: Sized {
     }
     /// Builds a pipeline from stage state written by [`encode_stages`](Self::encode_stages).
     fn decode_stages(codec: Codec, bytes: &[u8], clock: Clock) -> Result<Self, CheckpointError>;
+    /// Each stage's change [`Version`](crate::delta::Version), in the order
+    /// [`write_stages`](Self::write_stages) writes them; `None` when this pipeline cannot
+    /// write deltas (incremental checkpoints of it are then always whole).
+    fn stage_versions(&self) -> Option<Vec<crate::delta::Version>> {
+        None
+    }
+    /// Writes what changed in every stage since `since` (the
+    /// [`stage_versions`](Self::stage_versions) of an earlier moment of this pipeline),
+    /// one [`StageWriter::field`] per stage.
+    fn write_stage_deltas(
+        &self,
+        since: &[crate::delta::Version],
+        w: &mut StageWriter<'_>,
+    ) -> Result<(), CheckpointError> {
+        let _ = (since, w);
+        Err(CheckpointError::Encode {
+            detail: format!("pipeline `{}` cannot write deltas", Self::NAME),
+        })
+    }
+    /// Applies deltas written by [`write_stage_deltas`](Self::write_stage_deltas); the
+    /// clock becomes `clock`.
+    fn apply_stage_deltas(
+        &mut self,
+        codec: Codec,
+        bytes: &[u8],
+        clock: Clock,
+    ) -> Result<(), CheckpointError> {
+        let _ = (codec, bytes, clock);
+        Err(CheckpointError::Decode {
+            detail: format!("pipeline `{}` cannot apply deltas", Self::NAME),
+        })
+    }
     /// One stage's state as JSON (for display: playground, `checkpoints show`).
     fn stage_json(&self, stage: &str) -> Option<serde_json::Value>;
 }

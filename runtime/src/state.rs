@@ -1,15 +1,19 @@
 //! [`KeyedState`]: per-key state on a fast hasher with random seeds.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
 
+use serde::de::DeserializeOwned;
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::checkpoint::Checkpointable;
+use crate::codec::{CheckpointError, StageWriter};
+use crate::delta::{new_lineage, Tracked, Version};
 use crate::fingerprint::{combine, fnv1a};
 
 /// The hasher of all keyed state: foldhash, seeded at random per map, so keys taken from
@@ -28,6 +32,10 @@ impl<T: Hash + Eq + Ord + Clone + Checkpointable> Key for T {}
 /// In human-readable formats (the JSON codec) entries are written sorted by key, so the
 /// same state always gives the same bytes; binary formats skip the sort.
 ///
+/// Every change is tracked for incremental checkpoints (see [`Tracked`]): each entry
+/// keeps the version of its last change and removed keys are remembered, so what
+/// changed since a checkpoint is found by a scan rather than kept per event.
+///
 /// ```
 /// use simplestream_runtime::KeyedState;
 /// let mut s: KeyedState<String, u64> = KeyedState::default();
@@ -35,15 +43,46 @@ impl<T: Hash + Eq + Ord + Clone + Checkpointable> Key for T {}
 /// *s.entry("C001".to_string()) += 25;
 /// assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"C001":25,"C002":1}"#);
 /// ```
-#[derive(Clone)]
 pub struct KeyedState<K, V> {
-    map: FastMap<K, V>,
+    map: FastMap<K, Slot<V>>,
+    /// Changes so far; an entry's `changed` is this count when it last changed.
+    changes: u64,
+    lineage: u64,
+    /// Keys removed (and not inserted again since), with the count at removal.
+    removed: FastMap<K, u64>,
+}
+
+/// Tombstones kept beyond the number of live keys before a history starts over.
+const MAX_EXTRA_TOMBSTONES: usize = 1 << 12;
+
+/// A value and the change count of its last change, side by side: stamping it costs a
+/// store into memory already in hand.
+#[derive(Clone, Debug, PartialEq)]
+struct Slot<V> {
+    value: V,
+    changed: u64,
 }
 
 impl<K, V> Default for KeyedState<K, V> {
     fn default() -> Self {
         KeyedState {
             map: FastMap::default(),
+            changes: 0,
+            lineage: new_lineage(),
+            removed: FastMap::default(),
+        }
+    }
+}
+
+/// A clone starts a history of its own: a delta of the clone is never taken against a
+/// version of the original.
+impl<K: Clone, V: Clone> Clone for KeyedState<K, V> {
+    fn clone(&self) -> Self {
+        KeyedState {
+            map: self.map.clone(),
+            changes: self.changes,
+            lineage: new_lineage(),
+            removed: self.removed.clone(),
         }
     }
 }
@@ -55,18 +94,79 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
     where
         V: Default,
     {
-        self.map.entry(key).or_default()
+        self.changes += 1;
+        let changed = self.changes;
+        let slot = match self.map.entry(key) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                if !self.removed.is_empty() {
+                    self.removed.remove(v.key());
+                }
+                v.insert(Slot {
+                    value: V::default(),
+                    changed,
+                })
+            }
+        };
+        slot.changed = changed;
+        &mut slot.value
     }
 
     /// The value for `key`, if any.
     #[inline]
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.map.get(key)
+        self.map.get(key).map(|s| &s.value)
+    }
+
+    /// The value for `key`, if any, to change.
+    #[inline]
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let slot = self.map.get_mut(key)?;
+        self.changes += 1;
+        slot.changed = self.changes;
+        Some(&mut slot.value)
+    }
+
+    /// Inserts or replaces the value for `key`.
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        self.changes += 1;
+        if !self.removed.is_empty() {
+            self.removed.remove(&key);
+        }
+        let slot = Slot {
+            value,
+            changed: self.changes,
+        };
+        self.map.insert(key, slot).map(|s| s.value)
     }
 
     /// Removes `key`.
     pub fn remove(&mut self, key: &K) -> Option<V> {
-        self.map.remove(key)
+        let (key, slot) = self.map.remove_entry(key)?;
+        self.changes += 1;
+        if self.removed.len() > self.map.len() + MAX_EXTRA_TOMBSTONES {
+            // Keys that come and go (join buffers) would keep tombstones forever: past
+            // this bound the history starts over, and the next delta is whole.
+            self.removed.clear();
+            self.lineage = new_lineage();
+        }
+        self.removed.insert(key, self.changes);
+        Some(slot.value)
+    }
+
+    /// Removes `key` keeping no tombstone, so a delta of this state would miss the
+    /// removal: only for states that deltas hold whole (join buffers, sessions), whose
+    /// keys come and go all the time.
+    pub(crate) fn remove_untracked(&mut self, key: &K) -> Option<V> {
+        self.map.remove(key).map(|slot| slot.value)
+    }
+
+    /// Takes every entry out, in hash order. The history starts over: the next delta of
+    /// this state holds it whole.
+    pub fn drain(&mut self) -> impl Iterator<Item = (K, V)> + '_ {
+        self.lineage = new_lineage();
+        self.removed.clear();
+        self.map.drain().map(|(k, s)| (k, s.value))
     }
 
     /// Number of keys.
@@ -81,7 +181,7 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
 
     /// Iterates in hash order (not deterministic; see [`sorted`](Self::sorted)).
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.map.iter()
+        self.map.iter().map(|(k, s)| (k, &s.value))
     }
 
     /// Entries sorted by key.
@@ -89,32 +189,21 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
     where
         K: Ord,
     {
-        let mut v: Vec<_> = self.map.iter().collect();
+        let mut v: Vec<_> = self.iter().collect();
         v.sort_unstable_by(|a, b| a.0.cmp(b.0));
         v
-    }
-
-    /// The underlying map.
-    pub fn as_map(&self) -> &FastMap<K, V> {
-        &self.map
-    }
-
-    /// The underlying map, mutably.
-    pub fn as_map_mut(&mut self) -> &mut FastMap<K, V> {
-        &mut self.map
     }
 }
 
 impl<K: Hash + Eq + fmt::Debug, V: fmt::Debug> fmt::Debug for KeyedState<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.map.iter()).finish()
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
 impl<K: Hash + Eq + Ord, V: PartialEq> PartialEq for KeyedState<K, V> {
     fn eq(&self, other: &Self) -> bool {
-        self.map.len() == other.map.len()
-            && self.map.iter().all(|(k, v)| other.map.get(k) == Some(v))
+        self.map.len() == other.map.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
     }
 }
 
@@ -128,8 +217,8 @@ impl<K: Serialize + Ord + Hash + Eq, V: Serialize> Serialize for KeyedState<K, V
                 m.serialize_entry(k, v)?;
             }
         } else {
-            for (k, v) in &self.map {
-                m.serialize_entry(k, v)?;
+            for (k, s) in &self.map {
+                m.serialize_entry(k, &s.value)?;
             }
         }
         m.end()
@@ -152,10 +241,13 @@ where
                 // Cap the pre-allocation: the size hint comes from untrusted bytes.
                 let cap = a.size_hint().unwrap_or(0).min(1 << 20);
                 let mut map = FastMap::with_capacity_and_hasher(cap, FastHasher::default());
-                while let Some((k, v)) = a.next_entry()? {
-                    map.insert(k, v);
+                while let Some((k, value)) = a.next_entry()? {
+                    map.insert(k, Slot { value, changed: 0 });
                 }
-                Ok(KeyedState { map })
+                Ok(KeyedState {
+                    map,
+                    ..KeyedState::default()
+                })
             }
         }
         d.deserialize_map(V2(PhantomData))
@@ -164,4 +256,247 @@ where
 
 impl<K: Key, V: Checkpointable> Checkpointable for KeyedState<K, V> {
     const LAYOUT: u64 = combine(combine(fnv1a("KeyedState"), K::LAYOUT), V::LAYOUT);
+}
+
+/// What changed in a [`KeyedState`]: entries inserted or updated, keys removed. `reset`
+/// says the delta holds the whole state (it was taken against another history).
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "K: Deserialize<'de> + Hash + Eq, V: Deserialize<'de>"))]
+pub struct KeyedDelta<K, V> {
+    /// The state starts empty before this delta.
+    pub reset: bool,
+    /// New and changed entries.
+    pub upserts: KeyedState<K, V>,
+    /// Removed keys.
+    pub removed: Vec<K>,
+}
+
+/// The view of a [`KeyedState`] that a delta writes.
+struct DeltaView<'a, K, V> {
+    reset: bool,
+    upserts: Vec<(&'a K, &'a V)>,
+    removed: Vec<&'a K>,
+}
+
+impl<K: Serialize, V: Serialize> Serialize for DeltaView<'_, K, V> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Entries<'b, K, V>(&'b [(&'b K, &'b V)]);
+        impl<K: Serialize, V: Serialize> Serialize for Entries<'_, K, V> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+            }
+        }
+        let mut st = s.serialize_struct("KeyedDelta", 3)?;
+        st.serialize_field("reset", &self.reset)?;
+        st.serialize_field("upserts", &Entries(&self.upserts))?;
+        st.serialize_field("removed", &self.removed)?;
+        st.end()
+    }
+}
+
+// Serde's bounds, not `Key`/`Checkpointable`: a key type missing `Checkpointable` is then
+// reported once, by the stage's `Checkpointable` impl.
+impl<K: Hash + Ord + Serialize + DeserializeOwned, V: Serialize + DeserializeOwned>
+    KeyedState<K, V>
+{
+    /// What changed since `since` (everything, as a reset, for another history).
+    fn delta_since(&self, since: Option<Version>, sorted: bool) -> DeltaView<'_, K, V> {
+        let after = match since {
+            Some(v) if v.lineage == self.lineage && v.changes <= self.changes => Some(v.changes),
+            _ => None,
+        };
+        let Some(after) = after else {
+            let upserts = if sorted {
+                self.sorted()
+            } else {
+                self.iter().collect()
+            };
+            return DeltaView {
+                reset: true,
+                upserts,
+                removed: Vec::new(),
+            };
+        };
+        let mut upserts: Vec<(&K, &V)> = self
+            .map
+            .iter()
+            .filter(|(_, s)| s.changed > after)
+            .map(|(k, s)| (k, &s.value))
+            .collect();
+        let mut removed: Vec<&K> = self
+            .removed
+            .iter()
+            .filter(|(_, at)| **at > after)
+            .map(|(k, _)| k)
+            .collect();
+        if sorted {
+            upserts.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            removed.sort_unstable();
+        }
+        DeltaView {
+            reset: false,
+            upserts,
+            removed,
+        }
+    }
+}
+
+impl<K: Hash + Ord + Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Tracked
+    for KeyedState<K, V>
+{
+    type Delta = KeyedDelta<K, V>;
+
+    fn version(&self) -> Version {
+        Version {
+            lineage: self.lineage,
+            changes: self.changes,
+        }
+    }
+
+    fn write_delta(
+        &self,
+        since: Option<Version>,
+        name: &'static str,
+        w: &mut StageWriter<'_>,
+    ) -> Result<(), CheckpointError> {
+        // Readable deltas are sorted, as snapshots are: same changes, same bytes.
+        let view = self.delta_since(since, w.codec() == crate::Codec::Json);
+        w.field(name, &view)
+    }
+
+    fn apply_delta(&mut self, delta: KeyedDelta<K, V>) {
+        if delta.reset {
+            *self = KeyedState::default();
+        }
+        for k in &delta.removed {
+            self.remove(k);
+        }
+        for (k, s) in delta.upserts.map {
+            self.insert(k, s.value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{read, Codec, StageWriter};
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Add(u8, u64),
+        Insert(u8, u64),
+        Remove(u8),
+        Delta,
+        Restore,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..24, 1u64..9).prop_map(|(k, v)| Op::Add(k, v)),
+            1 => (0u8..24, 1u64..9).prop_map(|(k, v)| Op::Insert(k, v)),
+            2 => (0u8..24).prop_map(Op::Remove),
+            2 => Just(Op::Delta),
+            1 => Just(Op::Restore),
+        ]
+    }
+
+    /// `s`'s delta since `since`, through the codec and back.
+    fn delta(s: &KeyedState<u8, u64>, since: Version, codec: Codec) -> KeyedDelta<u8, u64> {
+        #[derive(serde::Deserialize)]
+        struct D {
+            s: KeyedDelta<u8, u64>,
+        }
+        let mut out = Vec::new();
+        let mut w = StageWriter::new(codec, &mut out);
+        s.write_delta(Some(since), "s", &mut w).unwrap();
+        w.finish();
+        read::<D>(codec, &out).unwrap().s
+    }
+
+    /// Through the codec and back, as a restore from a whole checkpoint does.
+    fn whole(s: &KeyedState<u8, u64>, codec: Codec) -> KeyedState<u8, u64> {
+        let mut out = Vec::new();
+        crate::codec::write(codec, s, &mut out).unwrap();
+        read(codec, &out).unwrap()
+    }
+
+    proptest! {
+        /// Inserts, updates and removals with deltas taken at random points: the copy
+        /// built from a whole snapshot plus every delta since equals the state, and a
+        /// delta holds only keys changed since the previous one.
+        #[test]
+        fn deltas_applied_to_the_previous_state_give_the_current_one(
+            ops in prop::collection::vec(op(), 1..80),
+            binary in any::<bool>(),
+        ) {
+            let codec = if binary { Codec::Binary } else { Codec::Json };
+            let mut live: KeyedState<u8, u64> = KeyedState::default();
+            let mut copy = whole(&live, codec);
+            let mut since = live.version();
+            let mut touched = std::collections::BTreeSet::new();
+            for op in ops {
+                match op {
+                    Op::Add(k, v) => { *live.entry(k) += v; touched.insert(k); }
+                    Op::Insert(k, v) => { live.insert(k, v); touched.insert(k); }
+                    Op::Remove(k) => { live.remove(&k); touched.insert(k); }
+                    Op::Delta => {
+                        let d = delta(&live, since, codec);
+                        prop_assert!(!d.reset);
+                        let keys: Vec<u8> = d.upserts.iter().map(|(k, _)| *k).chain(d.removed.iter().copied()).collect();
+                        prop_assert!(keys.iter().all(|k| touched.contains(k)), "{:?} vs {:?}", keys, touched);
+                        copy.apply_delta(d);
+                        prop_assert!(copy == live, "{:?} vs {:?}", copy, live);
+                        since = live.version();
+                        touched.clear();
+                    }
+                    Op::Restore => {
+                        // A restored state is a new history: deltas go on from it.
+                        live = whole(&copy, codec);
+                        since = live.version();
+                        touched.clear();
+                    }
+                }
+            }
+            let d = delta(&live, since, codec);
+            copy.apply_delta(d);
+            prop_assert!(copy == live);
+        }
+    }
+
+    #[test]
+    fn a_delta_against_another_history_holds_everything() {
+        let mut a: KeyedState<u8, u64> = KeyedState::default();
+        *a.entry(1) += 1;
+        let other = a.clone().version();
+        *a.entry(2) += 1;
+        let d = delta(&a, other, Codec::Json);
+        assert!(d.reset);
+        let mut copy: KeyedState<u8, u64> = KeyedState::default();
+        *copy.entry(9) += 1;
+        copy.apply_delta(d);
+        assert!(copy == a);
+    }
+
+    #[test]
+    fn tombstones_stay_bounded_when_keys_come_and_go() {
+        let mut s: KeyedState<u64, u64> = KeyedState::default();
+        let start = s.version();
+        for k in 0..3 * MAX_EXTRA_TOMBSTONES as u64 {
+            *s.entry(k) += 1;
+            s.remove(&k);
+        }
+        assert!(
+            s.removed.len() <= MAX_EXTRA_TOMBSTONES + 1,
+            "{}",
+            s.removed.len()
+        );
+        assert_ne!(
+            s.version().lineage,
+            start.lineage,
+            "the history started over"
+        );
+    }
 }

@@ -13,8 +13,12 @@
 
 use std::fmt::Debug;
 
+use crate::coordinator::{Coordinator, CoordinatorConfig};
 use crate::envelope::{self, Codec};
+use crate::incremental::IncrementalConfig;
+use crate::names::{parse_name, EntryKind};
 use crate::pipeline::Pipeline;
+use crate::store::MemoryStore;
 
 /// Where to crash, as event indexes (a crash at `i` happens before event `i`).
 #[derive(Debug, Clone)]
@@ -131,8 +135,86 @@ fn crash_and_restore<P: Pipeline>(p: P, codec: Codec, id: u64) -> Result<P, Stri
     Ok(restored)
 }
 
+/// Runs `events` with incremental checkpoints into a [`MemoryStore`]: a checkpoint before
+/// each index in `points` (a delta on the previous one, a whole one every third), and at
+/// every second point a crash: pipeline and coordinator are dropped, and a new
+/// coordinator restores from the store (base plus deltas). Also returns how many
+/// restores read deltas.
+pub fn run_with_incremental_crashes<P: Pipeline>(
+    events: &[P::Event],
+    points: &[usize],
+    codec: Codec,
+) -> Result<(RunResult<P::Output>, usize), String>
+where
+    P::Event: Clone,
+{
+    let config = CoordinatorConfig {
+        every_events: None,
+        codec,
+        keep: 2,
+        ..CoordinatorConfig::default()
+    };
+    let incremental = IncrementalConfig {
+        max_deltas: 2,
+        max_delta_ratio: f64::INFINITY,
+    };
+    let mut c = Coordinator::new(MemoryStore::new(), config.clone());
+    c.set_incremental(Some(incremental.clone()));
+    let (mut p, mut outputs, mut restores, mut from_deltas) = (P::new(), Vec::new(), 0, 0);
+    let at = |i: usize, p: &mut P, c: &mut Coordinator<MemoryStore>, n: usize| {
+        c.checkpoint(&*p, Default::default(), i as i64)
+            .map_err(|e| format!("incremental checkpoint before event {i}: {e}"))?;
+        if n.is_multiple_of(2) {
+            return Ok::<_, String>(false);
+        }
+        let store =
+            std::mem::replace(c, Coordinator::new(MemoryStore::new(), config.clone())).into_store();
+        *c = Coordinator::new(store, config.clone());
+        c.set_incremental(Some(incremental.clone()));
+        let r = c
+            .recover::<P>()
+            .map_err(|e| format!("incremental restore before event {i}: {e}"))?
+            .ok_or_else(|| format!("no checkpoint to restore before event {i}"))?;
+        *p = r.pipeline;
+        Ok(matches!(
+            parse_name(&r.name),
+            Some((_, EntryKind::Manifest))
+        ))
+    };
+    let mut n = 0usize;
+    let mut next = points.iter().copied().peekable();
+    for (i, e) in events.iter().enumerate() {
+        while next.peek() == Some(&i) {
+            next.next();
+            let crashed = !n.is_multiple_of(2);
+            from_deltas += usize::from(at(i, &mut p, &mut c, n)?);
+            restores += usize::from(crashed);
+            n += 1;
+        }
+        p.process(e.clone(), &mut outputs);
+    }
+    for _ in next {
+        let crashed = !n.is_multiple_of(2);
+        from_deltas += usize::from(at(events.len(), &mut p, &mut c, n)?);
+        restores += usize::from(crashed);
+        n += 1;
+    }
+    p.finish(&mut outputs);
+    let mut state = Vec::new();
+    p.encode_stages(Codec::Json, &mut state)
+        .map_err(|e| e.to_string())?;
+    let state_json = String::from_utf8(state).expect("JSON is UTF-8");
+    let result = RunResult {
+        outputs,
+        state_json,
+        restores,
+    };
+    Ok((result, from_deltas))
+}
+
 /// Asserts that crashing and restoring at `plan`'s points, in both codecs, gives exactly
-/// the outputs and final state of an uninterrupted run.
+/// the outputs and final state of an uninterrupted run; and the same with incremental
+/// checkpoints (see [`run_with_incremental_crashes`]), restoring from deltas.
 ///
 /// # Panics
 /// With the first differing output (index, expected, found) or the differing state; and
@@ -163,6 +245,17 @@ where
             points.len()
         );
         compare(&reference, &crashed, codec, &points);
+        let (incremental, from_deltas) = run_with_incremental_crashes::<P>(events, &points, codec)
+            .unwrap_or_else(|e| panic!("{}: {codec}: {e}", P::NAME));
+        compare(&incremental, &reference, codec, &points);
+        // Two checkpoints make a base and a delta, and the second one is restored.
+        if points.len() >= 2 && P::new().stage_versions().is_some() {
+            assert!(
+                from_deltas > 0,
+                "{}: no restore read a delta ({codec})",
+                P::NAME
+            );
+        }
     }
 }
 

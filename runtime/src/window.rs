@@ -304,7 +304,7 @@ impl<K: Key, A: Default> Windows<K, A> {
         let n = self.windows.len();
         if k < n && self.windows[n - 1].0 == newest && self.windows[n - 1 - k].0 == first_open {
             for (_, keyed) in self.windows.range_mut(n - 1 - k..) {
-                match keyed.as_map_mut().get_mut(&key) {
+                match keyed.get_mut(&key) {
                     Some(acc) => f(acc),
                     None => f(keyed.entry(key.clone())),
                 }
@@ -316,7 +316,7 @@ impl<K: Key, A: Default> Windows<K, A> {
         let mut start = first_open;
         loop {
             let keyed = &mut self.windows[i].1;
-            match keyed.as_map_mut().get_mut(&key) {
+            match keyed.get_mut(&key) {
                 Some(acc) => f(acc),
                 None => f(keyed.entry(key.clone())),
             }
@@ -386,7 +386,7 @@ impl<K: Key, A: Default> Windows<K, A> {
         };
         let base = fired.len();
         let end = start.saturating_add(size);
-        fired.extend(keyed.as_map_mut().drain().map(|(key, acc)| Fired {
+        fired.extend(keyed.drain().map(|(key, acc)| Fired {
             start,
             end,
             key,
@@ -713,13 +713,13 @@ impl<K: Key, A: Accumulator> Session<K, A> {
                 break;
             }
             let (end, key) = self.timers.pop_first().expect("checked non-empty");
-            let Some(list) = self.sessions.as_map_mut().get_mut(&key) else {
+            let Some(list) = self.sessions.get_mut(&key) else {
                 continue;
             };
             if let Some(pos) = list.iter().position(|s| s.end == end) {
                 let s = list.remove(pos);
                 if list.is_empty() {
-                    self.sessions.remove(&key);
+                    self.sessions.remove_untracked(&key);
                 }
                 fired.push(Fired {
                     start: s.start,
@@ -896,3 +896,7 @@ mod tests {
         assert!(LateReason::Closed.is_closed());
     }
 }
+
+crate::delta::whole_state!(Windows<K, A> where K: Key, A: Checkpointable);
+crate::delta::whole_state!(GlobalWindows<A> where A: Checkpointable);
+crate::delta::whole_state!(Session<K, A> where K: Key, A: Checkpointable);

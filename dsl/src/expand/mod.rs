@@ -279,6 +279,7 @@ fn pipeline_impl(cx: &Cx, parts: &[Parts], source_text: &str) -> TokenStream {
     let n = plan.sources.len();
     let sources_init = (n > 1).then(|| quote!(__sources: [#rt::Clock::default(); #n],));
     let checkpoint = checkpoint_methods(cx, parts);
+    let deltas = delta_methods(cx, parts);
     let pname = name.to_string();
     quote! {
         impl #rt::Pipeline for #name {
@@ -325,6 +326,8 @@ fn pipeline_impl(cx: &Cx, parts: &[Parts], source_text: &str) -> TokenStream {
             }
 
             #checkpoint
+
+            #deltas
         }
     }
 }
@@ -369,6 +372,46 @@ fn checkpoint_methods(cx: &Cx, parts: &[Parts]) -> TokenStream {
                     #( #names => #rt::codec::to_json_value(&self.#fields).ok(), )*
                     _ => ::core::option::Option::None,
                 }
+            }
+    }
+}
+
+/// The methods of `impl Pipeline` for incremental checkpoints: each stage's version, and
+/// writing and applying what changed since one.
+fn delta_methods(cx: &Cx, parts: &[Parts]) -> TokenStream {
+    let (rt, serde, serde_path) = (&cx.rt, &cx.serde, cx.serde_path);
+    let (fields, tys): (Vec<_>, Vec<_>) = stateful(parts).unzip();
+    let names: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
+    let n = cx.plan.sources.len();
+    let (sources_owned, sources_apply, write_sources) = if n > 1 {
+        (
+            quote!(source_clocks: [#rt::Clock; #n],),
+            quote!(self.__sources = s.source_clocks;),
+            quote!(w.field("source_clocks", &self.__sources)?;),
+        )
+    } else {
+        Default::default()
+    };
+    quote! {
+            fn stage_versions(&self) -> ::core::option::Option<::std::vec::Vec<#rt::delta::Version>> {
+                ::core::option::Option::Some(::std::vec![#( #rt::delta::Tracked::version(&self.#fields), )*])
+            }
+
+            fn write_stage_deltas(&self, since: &[#rt::delta::Version], w: &mut #rt::codec::StageWriter<'_>) -> ::core::result::Result<(), #rt::CheckpointError> {
+                #write_sources
+                let mut since = since.iter().copied();
+                #( #rt::delta::Tracked::write_delta(&self.#fields, since.next(), #names, w)?; )*
+                ::core::result::Result::Ok(())
+            }
+
+            fn apply_stage_deltas(&mut self, codec: #rt::Codec, bytes: &[u8], clock: #rt::Clock) -> ::core::result::Result<(), #rt::CheckpointError> {
+                #[derive(#serde::Deserialize)] #[serde(crate = #serde_path)]
+                struct __Deltas { #sources_owned #(#fields: #rt::delta::DeltaOf<#tys>,)* }
+                let s: __Deltas = #rt::codec::read(codec, bytes)?;
+                self.__clock = clock;
+                #sources_apply
+                #( #rt::delta::Tracked::apply_delta(&mut self.#fields, s.#fields); )*
+                ::core::result::Result::Ok(())
             }
     }
 }

@@ -26,6 +26,24 @@ pub fn stage_struct(s: &StagePlan, items: &StageItems, cx: &Cx) -> TokenStream {
             pub state: #state_ty,
         }
 
+        impl #rt::delta::Tracked for #stage {
+            type Delta = #rt::delta::DeltaOf<#state_ty>;
+            fn version(&self) -> #rt::delta::Version {
+                #rt::delta::Tracked::version(&self.state)
+            }
+            fn write_delta(
+                &self,
+                since: ::core::option::Option<#rt::delta::Version>,
+                name: &'static str,
+                w: &mut #rt::codec::StageWriter<'_>,
+            ) -> ::core::result::Result<(), #rt::CheckpointError> {
+                #rt::delta::Tracked::write_delta(&self.state, since, name, w)
+            }
+            fn apply_delta(&mut self, delta: Self::Delta) {
+                #rt::delta::Tracked::apply_delta(&mut self.state, delta)
+            }
+        }
+
         impl #rt::Checkpointable for #stage {
             const LAYOUT: u64 = #rt::fingerprint::combine(
                 #rt::fingerprint::fnv1a(#sname),

@@ -82,6 +82,30 @@ pub mod orders {
         ///Per-key (and per-window) accumulators.
         pub state: ::simplestream::__rt::KeyedState<String, CustomerStatsAcc>,
     }
+    impl ::simplestream::__rt::delta::Tracked for CustomerStats {
+        type Delta = ::simplestream::__rt::delta::DeltaOf<
+            ::simplestream::__rt::KeyedState<String, CustomerStatsAcc>,
+        >;
+        fn version(&self) -> ::simplestream::__rt::delta::Version {
+            ::simplestream::__rt::delta::Tracked::version(&self.state)
+        }
+        fn write_delta(
+            &self,
+            since: ::core::option::Option<::simplestream::__rt::delta::Version>,
+            name: &'static str,
+            w: &mut ::simplestream::__rt::codec::StageWriter<'_>,
+        ) -> ::core::result::Result<(), ::simplestream::__rt::CheckpointError> {
+            ::simplestream::__rt::delta::Tracked::write_delta(
+                &self.state,
+                since,
+                name,
+                w,
+            )
+        }
+        fn apply_delta(&mut self, delta: Self::Delta) {
+            ::simplestream::__rt::delta::Tracked::apply_delta(&mut self.state, delta)
+        }
+    }
     impl ::simplestream::__rt::Checkpointable for CustomerStats {
         const LAYOUT: u64 = ::simplestream::__rt::fingerprint::combine(
             ::simplestream::__rt::fingerprint::fnv1a("customer_stats"),
@@ -170,6 +194,30 @@ pub mod orders {
     pub struct Per5min {
         ///Per-key (and per-window) accumulators.
         pub state: ::simplestream::__rt::window::Tumbling<String, Per5minAcc>,
+    }
+    impl ::simplestream::__rt::delta::Tracked for Per5min {
+        type Delta = ::simplestream::__rt::delta::DeltaOf<
+            ::simplestream::__rt::window::Tumbling<String, Per5minAcc>,
+        >;
+        fn version(&self) -> ::simplestream::__rt::delta::Version {
+            ::simplestream::__rt::delta::Tracked::version(&self.state)
+        }
+        fn write_delta(
+            &self,
+            since: ::core::option::Option<::simplestream::__rt::delta::Version>,
+            name: &'static str,
+            w: &mut ::simplestream::__rt::codec::StageWriter<'_>,
+        ) -> ::core::result::Result<(), ::simplestream::__rt::CheckpointError> {
+            ::simplestream::__rt::delta::Tracked::write_delta(
+                &self.state,
+                since,
+                name,
+                w,
+            )
+        }
+        fn apply_delta(&mut self, delta: Self::Delta) {
+            ::simplestream::__rt::delta::Tracked::apply_delta(&mut self.state, delta)
+        }
     }
     impl ::simplestream::__rt::Checkpointable for Per5min {
         const LAYOUT: u64 = ::simplestream::__rt::fingerprint::combine(
@@ -580,5 +628,59 @@ impl ::simplestream::__rt::Pipeline for Orders {
             "per_5min" => ::simplestream::__rt::codec::to_json_value(&self.per_5min).ok(),
             _ => ::core::option::Option::None,
         }
+    }
+    fn stage_versions(
+        &self,
+    ) -> ::core::option::Option<::std::vec::Vec<::simplestream::__rt::delta::Version>> {
+        ::core::option::Option::Some(
+            ::std::vec![
+                ::simplestream::__rt::delta::Tracked::version(& self.customer_stats),
+                ::simplestream::__rt::delta::Tracked::version(& self.per_5min),
+            ],
+        )
+    }
+    fn write_stage_deltas(
+        &self,
+        since: &[::simplestream::__rt::delta::Version],
+        w: &mut ::simplestream::__rt::codec::StageWriter<'_>,
+    ) -> ::core::result::Result<(), ::simplestream::__rt::CheckpointError> {
+        let mut since = since.iter().copied();
+        ::simplestream::__rt::delta::Tracked::write_delta(
+            &self.customer_stats,
+            since.next(),
+            "customer_stats",
+            w,
+        )?;
+        ::simplestream::__rt::delta::Tracked::write_delta(
+            &self.per_5min,
+            since.next(),
+            "per_5min",
+            w,
+        )?;
+        ::core::result::Result::Ok(())
+    }
+    fn apply_stage_deltas(
+        &mut self,
+        codec: ::simplestream::__rt::Codec,
+        bytes: &[u8],
+        clock: ::simplestream::__rt::Clock,
+    ) -> ::core::result::Result<(), ::simplestream::__rt::CheckpointError> {
+        #[derive(::simplestream::__rt::__private::serde::Deserialize)]
+        #[serde(crate = "::simplestream::__rt::__private::serde")]
+        struct __Deltas {
+            customer_stats: ::simplestream::__rt::delta::DeltaOf<orders::CustomerStats>,
+            per_5min: ::simplestream::__rt::delta::DeltaOf<orders::Per5min>,
+        }
+        let s: __Deltas = ::simplestream::__rt::codec::read(codec, bytes)?;
+        self.__clock = clock;
+        ::simplestream::__rt::delta::Tracked::apply_delta(
+            &mut self.customer_stats,
+            s.customer_stats,
+        );
+        ::simplestream::__rt::delta::Tracked::apply_delta(
+            &mut self.per_5min,
+            s.per_5min,
+        );
+        ::core::result::Result::Ok(())
     }
 }

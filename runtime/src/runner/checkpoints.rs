@@ -17,6 +17,7 @@ pub use layout::layout;
 
 use crate::coordinator::{Coordinator, CoordinatorConfig};
 use crate::envelope::{self, Codec, Verified};
+use crate::names::{parse_name, EntryKind};
 use crate::pipeline::Pipeline;
 use crate::store::{redact_urls, CheckpointStore, StoreErrorKind, StoreUrl};
 use crate::time::iso_utc;
@@ -111,6 +112,8 @@ struct Own {
     decode: fn(&[u8]) -> Result<(), String>,
     /// The checkpoint as pretty JSON.
     pretty: fn(&[u8]) -> Result<String, String>,
+    /// An incremental checkpoint (its manifest) restored from base and deltas, as pretty JSON.
+    manifest: fn(&(dyn CheckpointStore + Send), &[u8]) -> Result<String, String>,
 }
 
 impl Own {
@@ -123,6 +126,7 @@ impl Own {
                     .map_err(|e| e.to_string())
             },
             pretty: to_pretty_json::<P>,
+            manifest: manifest_json::<P>,
         }
     }
 }
@@ -268,7 +272,10 @@ fn pick(c: &Reader, id: Option<u64>) -> Result<String, String> {
     match id {
         Some(id) => entries
             .iter()
-            .find(|e| crate::coordinator::id_from_name(&e.name) == Some(id))
+            .find(|e| {
+                crate::names::restorable(&e.name)
+                    && crate::names::parse_name(&e.name).map(|(i, _)| i) == Some(id)
+            })
             .map(|e| e.name.clone())
             .ok_or_else(|| format!("no checkpoint #{id} in {}", c.store().location())),
         None => match c.latest() {
@@ -285,6 +292,11 @@ fn show(dir: &str, instance: &str, id: Option<u64>, own: Option<Own>) -> Result<
     let c = open(dir, instance)?;
     let name = pick(&c, id)?;
     let bytes = c.store().get(&name).map_err(|e| e.to_string())?;
+    if let Some((_, EntryKind::Manifest)) = parse_name(&name) {
+        let text = show_manifest(c.store().as_ref(), &name, &bytes, own);
+        println!("{}", text.map_err(|e| format!("{name}: {e}"))?);
+        return Ok(());
+    }
     let v = envelope::verify(&bytes).map_err(|e| format!("{name}: {e}"))?;
     let text = match (v.codec, own) {
         (Codec::Json, _) => pretty(&bytes),
@@ -296,6 +308,40 @@ fn show(dir: &str, instance: &str, id: Option<u64>, own: Option<Own>) -> Result<
     };
     println!("{}", text.map_err(|e| format!("{name}: {e}"))?);
     Ok(())
+}
+
+/// An incremental checkpoint: restored into the program's own pipeline, or else its
+/// manifest (JSON, every piece checked) with a note on who can restore it.
+fn show_manifest(
+    store: &(dyn CheckpointStore + Send),
+    name: &str,
+    bytes: &[u8],
+    own: Option<Own>,
+) -> Result<String, String> {
+    let (h, _) = crate::incremental::chain::verify(store, bytes).map_err(|e| e.to_string())?;
+    match own {
+        Some(own) if own.name == h.pipeline => (own.manifest)(store, bytes),
+        _ => {
+            eprintln!(
+                "note: {name} is an incremental checkpoint of pipeline `{}` (all its pieces check out); `checkpoints show` of the program that wrote it restores its state from them",
+                h.pipeline
+            );
+            pretty(bytes)
+        }
+    }
+}
+
+/// An incremental checkpoint as the whole checkpoint it stands for: base and deltas
+/// restored into pipeline `P`, written as JSON.
+fn manifest_json<P: Pipeline>(
+    store: &(dyn CheckpointStore + Send),
+    manifest: &[u8],
+) -> Result<String, String> {
+    let (h, p, _) =
+        crate::incremental::chain::restore::<P, _>(store, manifest).map_err(|e| e.to_string())?;
+    let bytes = envelope::encode(&p, Codec::Json, h.checkpoint_id, h.timestamp, h.positions)
+        .map_err(|e| e.to_string())?;
+    to_pretty_json::<P>(&bytes)
 }
 
 /// Says, in one line, what could not be shown of a binary checkpoint, and who can show it.
@@ -346,15 +392,7 @@ fn verify(dir: &str, instance: &str, own: Option<Own>) -> Result<(), String> {
     let mut undecoded = std::collections::BTreeSet::new();
     for e in &entries {
         let bytes = c.store().get(&e.name).map_err(|e| e.to_string())?;
-        let result = envelope::verify(&bytes)
-            .map_err(|e| e.to_string())
-            .and_then(|v| match own {
-                Some(own) if own.name == v.header.pipeline => (own.decode)(&bytes),
-                _ => {
-                    undecoded.insert(v.header.pipeline);
-                    Ok(())
-                }
-            });
+        let result = verify_one(c.store().as_ref(), &e.name, &bytes, own, &mut undecoded);
         match result {
             Ok(()) => println!("ok   {}", e.name),
             Err(err) => {
@@ -374,6 +412,44 @@ fn verify(dir: &str, instance: &str, own: Option<Own>) -> Result<(), String> {
     match first_bad {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Verifies one stored object: a whole checkpoint (decoded if it is the program's own), a
+/// delta, or a manifest with every piece it names (restored if it is the program's own).
+/// Pipelines whose stages were not decoded are added to `undecoded`.
+fn verify_one(
+    store: &(dyn CheckpointStore + Send),
+    name: &str,
+    bytes: &[u8],
+    own: Option<Own>,
+    undecoded: &mut std::collections::BTreeSet<String>,
+) -> Result<(), String> {
+    match parse_name(name).map(|(_, k)| k) {
+        Some(EntryKind::Delta) => envelope::verify_delta(bytes)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Some(EntryKind::Manifest) => {
+            let (h, _) =
+                crate::incremental::chain::verify(store, bytes).map_err(|e| e.to_string())?;
+            match own {
+                Some(own) if own.name == h.pipeline => (own.manifest)(store, bytes).map(|_| ()),
+                _ => {
+                    undecoded.insert(h.pipeline);
+                    Ok(())
+                }
+            }
+        }
+        _ => {
+            let v = envelope::verify(bytes).map_err(|e| e.to_string())?;
+            match own {
+                Some(own) if own.name == v.header.pipeline => (own.decode)(bytes),
+                _ => {
+                    undecoded.insert(v.header.pipeline);
+                    Ok(())
+                }
+            }
+        }
     }
 }
 

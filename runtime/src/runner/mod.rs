@@ -108,6 +108,11 @@ pub struct Args {
     /// Keep the newest K checkpoints.
     #[arg(long, value_name = "K", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub keep: u64,
+    /// Incremental checkpoints: each writes what changed since the previous one (a delta)
+    /// and a manifest naming the pieces a restore needs; every 10th (or once the deltas
+    /// outweigh half the last whole one) is whole again.
+    #[arg(long)]
+    pub incremental: bool,
     /// Ignore existing checkpoints and start from the beginning (outputs are rewritten,
     /// whoever wrote them).
     #[arg(long)]
@@ -551,6 +556,9 @@ where
         warn!("{note}");
     }
     let mut coord = Coordinator::new(store, config);
+    if args.incremental {
+        coord.set_incremental(Some(crate::incremental::IncrementalConfig::default()));
+    }
     let (pipeline, positions) = if args.from_scratch {
         let n = coord.store().list().map(|l| l.len()).unwrap_or(0);
         if n > 0 {

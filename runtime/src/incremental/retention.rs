@@ -1,0 +1,102 @@
+//! Retention with shared pieces: keep the newest checkpoints and every piece they name.
+//!
+//! A delta or base is deleted only once no retained checkpoint's manifest names it.
+//! Checkpoints (manifests and whole checkpoints) that are no longer retained go first,
+//! then the pieces nobody names: a crash in between leaves only unnamed pieces, which
+//! the next retention removes, never a checkpoint without its pieces.
+
+use std::collections::BTreeSet;
+
+use crate::envelope;
+use crate::incremental::manifest::Manifest;
+use crate::names::{parse_name, EntryKind};
+use crate::store::{CheckpointStore, StoreError, StoredEntry};
+
+/// Deletes what the newest `keep` checkpoints up to `latest` do not need. Never deletes
+/// `latest` or anything newer, a piece a retained checkpoint names, the newest
+/// checkpoint that restores (if none of the kept ones does, an older one that does
+/// stays too, with its pieces), or a name of a shape this crate does not write.
+pub fn apply<S: CheckpointStore + ?Sized>(
+    store: &mut S,
+    latest: &str,
+    keep: usize,
+    on_step: &mut dyn FnMut(),
+) -> Result<Vec<String>, StoreError> {
+    let Some((latest_id, _)) = parse_name(latest) else {
+        return Ok(Vec::new());
+    };
+    let listed = store.list()?;
+    let mut owned: Vec<(u64, EntryKind, String)> = listed
+        .iter()
+        .filter_map(|e| parse_name(&e.name).map(|(id, kind)| (id, kind, e.name.clone())))
+        .filter(|(id, _, _)| *id <= latest_id)
+        .collect();
+    owned.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));
+    let checkpoints: Vec<&str> = owned
+        .iter()
+        .filter(|(_, k, _)| *k != EntryKind::Delta)
+        .map(|(_, _, n)| n.as_str())
+        .collect();
+    let split = checkpoints.len().saturating_sub(keep.max(1));
+    let (old, kept) = checkpoints.split_at(split);
+    let mut retained: Vec<&str> = kept.to_vec();
+    if !retained.contains(&latest) && checkpoints.contains(&latest) {
+        retained.push(latest);
+    }
+    // Normally this reads one small manifest or one checkpoint: the newest.
+    if !kept.iter().rev().any(|n| restorable(store, n, &listed)) {
+        if let Some(spare) = old.iter().rev().find(|n| restorable(store, n, &listed)) {
+            retained.push(spare);
+        }
+    }
+    let Some(needed) = needed(store, &retained) else {
+        // A retained manifest does not read: what it names is unknown, so nothing goes.
+        return Ok(Vec::new());
+    };
+    let mut deleted = Vec::new();
+    let doomed = owned
+        .iter()
+        .filter(|(_, k, _)| *k != EntryKind::Delta)
+        .chain(owned.iter().filter(|(_, k, _)| *k == EntryKind::Delta));
+    for (_, _, name) in doomed {
+        if needed.contains(name.as_str()) {
+            continue;
+        }
+        store.delete(name)?;
+        deleted.push(name.clone());
+        on_step();
+    }
+    Ok(deleted)
+}
+
+/// Every name the retained checkpoints need; `None` if a retained manifest is unreadable.
+fn needed<S: CheckpointStore + ?Sized>(store: &S, retained: &[&str]) -> Option<BTreeSet<String>> {
+    let mut needed = BTreeSet::new();
+    for name in retained {
+        needed.insert(name.to_string());
+        if let Some((_, EntryKind::Manifest)) = parse_name(name) {
+            let m = store
+                .get(name)
+                .ok()
+                .and_then(|b| Manifest::decode(&b).ok())?;
+            needed.extend(m.pieces.into_iter().map(|p| p.name));
+        }
+    }
+    Some(needed)
+}
+
+/// True if checkpoint `name` verifies: a whole checkpoint's checksum and format, or a
+/// manifest's, with every piece it names present at the size it names.
+fn restorable<S: CheckpointStore + ?Sized>(store: &S, name: &str, listed: &[StoredEntry]) -> bool {
+    let Ok(bytes) = store.get(name) else {
+        return false;
+    };
+    match parse_name(name) {
+        Some((_, EntryKind::Manifest)) => Manifest::decode(&bytes).is_ok_and(|m| {
+            m.pieces
+                .iter()
+                .all(|p| listed.iter().any(|e| e.name == p.name && e.size == p.size))
+        }),
+        _ => envelope::verify(&bytes).is_ok(),
+    }
+}
