@@ -246,3 +246,89 @@ fn layout_describes_each_stage_state_from_the_plan() {
         .unwrap();
     assert_eq!(stdout_of(&out), Orders::PLAN.mermaid());
 }
+
+/// Orders with incremental checkpoints (a whole base, then deltas and manifests) into
+/// `dir/checkpoints/q8-1`; returns the pipeline as it ended.
+fn incremental_orders(dir: &Path) -> Orders {
+    use simplestream::incremental::IncrementalConfig;
+    use simplestream_examples::orders::Order;
+    let store = FileStore::open(dir, INSTANCE, FileStoreOptions::default()).unwrap();
+    let mut coord = Coordinator::new(store, CoordinatorConfig::default());
+    coord.set_incremental(Some(IncrementalConfig::default()));
+    let mut p = Orders::new();
+    let mut out = Vec::new();
+    for n in 1..=3_000u64 {
+        // A thousand customers first, then ten of them again: deltas stay small.
+        let customer = if n <= 1_000 { n } else { n % 10 };
+        let order = Order {
+            customer: format!("C{customer:04}"),
+            amount: (n % 13) as f64,
+            ts: n as i64 * 1_000,
+        };
+        p.process(order, &mut out);
+        if n % 1_000 == 0 {
+            let positions = BTreeMap::from([("events".to_string(), n)]);
+            coord
+                .checkpoint(&p, positions, 1_700_000_000_000 + n as i64)
+                .unwrap();
+        }
+    }
+    p
+}
+
+#[test]
+fn incremental_checkpoints_are_restored_by_their_program_and_checked_by_the_tool() {
+    let t = tmp();
+    let p = incremental_orders(t.path());
+    let dir = t.path().join("checkpoints").join(INSTANCE);
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.ends_with(".manifest.json"))
+            .count(),
+        2,
+        "{names:?}"
+    );
+
+    // The program restores base + deltas into the state it ended with.
+    let shown = json_of(&run(orders_bin(), "show", t.path(), &[]));
+    assert_eq!(shown["positions"]["events"], 3_000);
+    assert_eq!(
+        shown["customer_stats"],
+        p.stage_json("customer_stats").unwrap()
+    );
+
+    // The tool cannot restore Orders: it checks every piece and shows the manifest.
+    let out = run(tool_bin(), "show", t.path(), &[]);
+    let manifest = json_of(&out);
+    assert_eq!(manifest["format"], "simplestream-manifest");
+    assert_eq!(
+        manifest["pieces"].as_array().map(Vec::len),
+        Some(3),
+        "base + 2 deltas"
+    );
+    assert!(
+        stderr_of(&out).contains("incremental checkpoint of pipeline `Orders`"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = run(tool_bin(), "verify", t.path(), &[]);
+    assert_eq!(code(&out), Some(0), "{}", stderr_of(&out));
+
+    // A missing delta makes the manifests naming it bad, for the tool and the program.
+    let delta = names.iter().find(|n| n.contains(".delta.")).unwrap();
+    std::fs::remove_file(dir.join(delta)).unwrap();
+    for bin in [tool_bin(), orders_bin()] {
+        let out = run(bin, "verify", t.path(), &[]);
+        assert_eq!(code(&out), Some(1), "{}", stdout_of(&out));
+        assert!(
+            stdout_of(&out).contains("BAD  checkpoint_"),
+            "{}",
+            stdout_of(&out)
+        );
+    }
+}
