@@ -318,6 +318,10 @@ fn incremental_checkpoints_are_restored_by_their_program_and_checked_by_the_tool
     );
     let out = run(tool_bin(), "verify", t.path(), &[]);
     assert_eq!(code(&out), Some(0), "{}", stderr_of(&out));
+    let listing = stdout_of(&run(tool_bin(), "list", t.path(), &[]));
+    for (kind, n) in [(" whole ", 1), (" delta ", 2), (" manifest ", 2)] {
+        assert_eq!(listing.matches(kind).count(), n, "{kind}:\n{listing}");
+    }
 
     // A missing delta makes the manifests naming it bad, for the tool and the program.
     let delta = names.iter().find(|n| n.contains(".delta.")).unwrap();

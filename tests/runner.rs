@@ -1254,6 +1254,7 @@ fn checkpoints_tool_lists_shows_and_verifies() {
         let id: u64 = line.split_whitespace().next().unwrap().parse().unwrap();
         assert!(f.contains(&format!("-{id:06}.json")), "{line}");
         assert!(line.contains(" json "), "{line}");
+        assert!(line.contains(" whole "), "{line}");
         assert!(line.contains(" yes "), "{line}");
         assert_eq!(line.ends_with(" (latest)"), id == latest_id, "{line}");
     }

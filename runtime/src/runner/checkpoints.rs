@@ -241,14 +241,20 @@ fn list(dir: &str, instance: &str) -> Result<(), String> {
         return Ok(());
     }
     println!(
-        "{:>6}  {:<24}  {:>10}  {:<6}  {:>10}  {:<5}  FILE",
-        "ID", "TIME (UTC)", "BYTES", "CODEC", "EVENTS", "VALID"
+        "{:>6}  {:<24}  {:>10}  {:<6}  {:<8}  {:>10}  {:<5}  FILE",
+        "ID", "TIME (UTC)", "BYTES", "CODEC", "KIND", "EVENTS", "VALID"
     );
     for l in &all {
         let mark = if l.is_latest { " (latest)" } else { "" };
+        let kind = match l.kind {
+            Some(EntryKind::Whole) => "whole",
+            Some(EntryKind::Delta) => "delta",
+            Some(EntryKind::Manifest) => "manifest",
+            None => "?",
+        };
         match &l.header {
             Ok(h) => println!(
-                "{:>6}  {:<24}  {:>10}  {:<6}  {:>10}  {:<5}  {}{mark}",
+                "{:>6}  {:<24}  {:>10}  {:<6}  {kind:<8}  {:>10}  {:<5}  {}{mark}",
                 h.checkpoint_id,
                 iso_utc(h.timestamp),
                 l.size,
@@ -258,7 +264,7 @@ fn list(dir: &str, instance: &str) -> Result<(), String> {
                 l.name
             ),
             Err(e) => println!(
-                "{:>6}  {:<24}  {:>10}  {:<6}  {:>10}  {:<5}  {}{mark}  ({e})",
+                "{:>6}  {:<24}  {:>10}  {:<6}  {kind:<8}  {:>10}  {:<5}  {}{mark}  ({e})",
                 "?", "?", l.size, "?", "?", "NO", l.name
             ),
         }
