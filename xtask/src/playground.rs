@@ -21,10 +21,22 @@ const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const WASM_LIMIT: u64 = 1024 * 1024;
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-/// Size settings of the playground package (until the root Cargo.toml has them).
+/// Size settings of the WASM build only (native release builds stay optimized for speed):
+/// link-time optimization, and every crate in it (the runtime and the example pipelines
+/// too) optimized for size.
 const PROFILE: &[&str] = &[
     "--config",
-    "profile.release.package.simplestream-playground.opt-level=\"s\"",
+    "profile.release.lto=true",
+    "--config",
+    "profile.release.package.\"*\".opt-level=\"z\"",
+    "--config",
+    "profile.release.package.simplestream-runtime.opt-level=\"z\"",
+    "--config",
+    "profile.release.package.simplestream-examples.opt-level=\"z\"",
+    "--config",
+    "profile.release.package.simplestream.opt-level=\"z\"",
+    "--config",
+    "profile.release.package.simplestream-playground.opt-level=\"z\"",
     "--config",
     "profile.release.package.simplestream-playground.codegen-units=1",
 ];
