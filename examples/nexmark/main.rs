@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example nexmark -- --query q5 --events 10000000 \
-//!     --checkpoint-dir nexmark-ckpt --checkpoint-every 1000000 [--output q5.jsonl]
+//!     --checkpoint-dir nexmark-ckpt --checkpoint-every 1000000 [--output q5.jsonl] [--from-scratch]
 //! ```
 //! Kill it and run it again: it restores the latest checkpoint and regenerates the event
 //! stream from the saved offset (the generator is deterministic).
@@ -43,6 +43,10 @@ struct Args {
     /// Write results as JSON lines here (exactly once across restarts).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Ignore existing checkpoints and start from the beginning (the output is rewritten,
+    /// whoever wrote it).
+    #[arg(long)]
+    from_scratch: bool,
 }
 
 fn main() -> ExitCode {
@@ -80,7 +84,14 @@ fn run<P: Pipeline>(args: &Args, input: fn(Event) -> Option<P::Event>) -> Result
         keep: 3,
     };
     let mut coord = Coordinator::new(store, config);
-    let (mut p, positions) = match coord.recover::<P>().map_err(|e| e.to_string())? {
+    let recovered = if args.from_scratch {
+        // New checkpoints must sort after (and never overwrite) the old ones.
+        coord.skip_existing_ids();
+        None
+    } else {
+        coord.recover::<P>().map_err(|e| e.to_string())?
+    };
+    let (mut p, positions) = match recovered {
         Some(r) => {
             for w in &r.warnings {
                 eprintln!("warning: {w}");
@@ -95,11 +106,10 @@ fn run<P: Pipeline>(args: &Args, input: fn(Event) -> Option<P::Event>) -> Result
         None => (P::new(), BTreeMap::new()),
     };
     let done = positions.get("events").copied().unwrap_or(0);
+    // The output is cut back to the checkpoint only if the checkpoint proves it ours.
     let mut sink = match &args.output {
-        Some(path) => Some(SinkFile::open(
-            path,
-            positions.get("output.len").copied().unwrap_or(0),
-        )?),
+        Some(path) if args.from_scratch => Some(SinkFile::claim_overwrite(path)?.open()?),
+        Some(path) => Some(SinkFile::claim(path, "output", &positions)?.open()?),
         None => None,
     };
     let mut outputs = positions.get("outputs").copied().unwrap_or(0);
@@ -130,7 +140,7 @@ fn run<P: Pipeline>(args: &Args, input: fn(Event) -> Option<P::Event>) -> Result
      -> Result<(), String> {
         let mut pos = BTreeMap::from([("events".to_string(), n), ("outputs".to_string(), outputs)]);
         if let Some(s) = sink {
-            pos.insert("output.len".into(), s.commit()?);
+            s.commit_into("output", &mut pos)?;
         }
         let t = Instant::now();
         let info = coord
@@ -144,6 +154,14 @@ fn run<P: Pipeline>(args: &Args, input: fn(Event) -> Option<P::Event>) -> Result
         );
         Ok(())
     };
+    if sink
+        .as_ref()
+        .is_some_and(|s| !s.recorded_in("output", &positions))
+    {
+        // Recorded before anything is written, so a restart may cut back this run's bytes.
+        coord.start_at_zero();
+        checkpoint(&p, n, &mut sink, outputs, &mut coord)?;
+    }
     for e in events(done, (args.events.saturating_sub(done)) as usize) {
         n += 1;
         coord.note_events(1);

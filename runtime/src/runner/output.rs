@@ -18,21 +18,6 @@ pub struct SinkFile {
 }
 
 impl SinkFile {
-    /// Opens `path`, truncated to `committed` bytes (0 for a fresh start): the caller
-    /// vouches that whatever lies past them is its own.
-    ///
-    /// Fails if the file is shorter than `committed`: then it was changed outside this
-    /// program, and continuing would lose or double output.
-    pub fn open(path: &Path, committed: u64) -> Result<SinkFile, String> {
-        let file = open_or_create(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
-        let actual = file
-            .metadata()
-            .map_err(|e| format!("reading {}: {e}", path.display()))?
-            .len();
-        check_committed(path, &file, actual, committed, None)?;
-        Self::cut_back(path, file, actual, committed)
-    }
-
     /// Checks the output saved under `key` (`output`, `late`, `dead_letter`) in a
     /// checkpoint's `positions` (empty on a fresh start) without changing it: it must
     /// still hold the committed bytes (`<key>.len`, `<key>.tail_*`), and any bytes past
