@@ -124,6 +124,20 @@ pub trait Pipeline: Sized {
     fn process<C: Collector<Self::Output>>(&mut self, event: Self::Event, out: &mut C);
     /// Moves the watermark (the source calls this itself; use it for idle sources).
     fn advance_watermark<C: Collector<Self::Output>>(&mut self, watermark: i64, out: &mut C);
+    /// The event time of `event` in ms, as the source's `event_time` closure computes it
+    /// (`None` when the pipeline does not say). The runner reads partitions of a Kafka
+    /// topic in this order.
+    ///
+    /// ```
+    /// # use simplestream_runtime::Pipeline;
+    /// fn time_of<P: Pipeline>(e: &P::Event) -> i64 {
+    ///     P::event_time(e).unwrap_or(i64::MIN)
+    /// }
+    /// ```
+    fn event_time(event: &Self::Event) -> Option<i64> {
+        let _ = event;
+        None
+    }
     /// End of input: closes all open windows; events that come later and belong to
     /// them are late.
     fn finish<C: Collector<Self::Output>>(&mut self, out: &mut C);

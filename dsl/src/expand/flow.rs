@@ -92,6 +92,24 @@ fn source_arg(cx: &Cx, src: &SourcePlan) -> TokenStream {
     }
 }
 
+/// The body of `Pipeline::event_time`: the source's `event_time` closure.
+pub fn event_time_body(cx: &Cx) -> TokenStream {
+    let (rt, module) = (&cx.rt, &cx.plan.module);
+    let time = |src: &SourcePlan, e: TokenStream| {
+        let f = closure::annotate(&src.event_time, &src.ty);
+        quote!(::core::option::Option::Some(#rt::pipeline::EventTime::event_time_ms(#f(#e))))
+    };
+    if let [src] = cx.plan.sources.as_slice() {
+        return time(src, quote!(event));
+    }
+    let arms = cx.plan.sources.iter().map(|src| {
+        let v = names::variant(&src.name);
+        let t = time(src, quote!(e));
+        quote!(#module::Input::#v(e) => #t,)
+    });
+    quote!(match event { #(#arms)* })
+}
+
 /// The body of `process`. One source: its clock is the pipeline's. Several: each has its
 /// own, and the pipeline's watermark is the smallest (a join must wait for both inputs).
 pub fn process_body(cx: &Cx) -> TokenStream {

@@ -276,6 +276,7 @@ fn pipeline_impl(cx: &Cx, parts: &[Parts], source_text: &str) -> TokenStream {
     .collect();
     let flush = parts.iter().map(|p| &p.code.flush);
     let process = flow::process_body(cx);
+    let event_time = flow::event_time_body(cx);
     let n = plan.sources.len();
     let sources_init = (n > 1).then(|| quote!(__sources: [#rt::Clock::default(); #n],));
     let checkpoint = checkpoint_methods(cx, parts);
@@ -308,6 +309,10 @@ fn pipeline_impl(cx: &Cx, parts: &[Parts], source_text: &str) -> TokenStream {
             #[inline]
             fn process<C: #rt::Collector<Self::Output>>(&mut self, event: #event_ty, out: &mut C) {
                 #process
+            }
+
+            fn event_time(event: &#event_ty) -> ::core::option::Option<i64> {
+                #event_time
             }
 
             fn advance_watermark<C: #rt::Collector<Self::Output>>(&mut self, watermark: i64, out: &mut C) {

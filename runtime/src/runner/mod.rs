@@ -20,12 +20,19 @@
 //! there is refused instead (unless `--from-scratch`).
 
 pub mod checkpoints;
+pub mod endpoint;
 pub mod identity;
 pub mod input;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+#[cfg(feature = "kafka")]
+mod kafka_input;
 pub mod output;
 pub mod paths;
 pub mod pause;
 mod progress;
+pub mod sink;
+pub mod source;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -45,8 +52,10 @@ use crate::envelope::Codec;
 use crate::pipeline::{OutputRecord, Pipeline};
 use crate::store::{CheckpointStore, FileStore, FileStoreOptions, StoreUrl};
 use crate::time::{now_ms, parse_duration_ms};
+use endpoint::Endpoint;
 use input::{LineReader, Read};
-use output::SinkFile;
+use sink::Sink;
+use source::Source;
 
 /// What to do with a line that is not a valid event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -71,14 +80,17 @@ pub enum OnBadInput {
     args_conflicts_with_subcommands = true
 )]
 pub struct Args {
-    /// Input file: one JSON event per line.
-    #[arg(long, value_name = "FILE", required = true)]
+    /// Input: a file of one JSON event per line, or kafka://host:port[,host:port]/topic
+    /// (every partition; one JSON event per record).
+    #[arg(long, value_name = "FILE|URL", required = true)]
     pub input: Option<PathBuf>,
-    /// Output file: one JSON result per line (closed windows, sink records).
-    #[arg(long, value_name = "FILE", required = true)]
+    /// Output: a file of one JSON result per line (closed windows, sink records), or
+    /// kafka://host:port/topic (one record per result, partition 0).
+    #[arg(long, value_name = "FILE|URL", required = true)]
     pub output: Option<PathBuf>,
-    /// File for late events (arrived after their window closed) [default: OUTPUT.late].
-    #[arg(long, value_name = "FILE")]
+    /// File or topic for late events (arrived after their window closed)
+    /// [default: OUTPUT.late].
+    #[arg(long, value_name = "FILE|URL")]
     pub late_output: Option<PathBuf>,
     /// Directory holding checkpoints (in DIR/checkpoints/INSTANCE/).
     #[arg(long, value_name = "DIR", default_value = "checkpoints-data")]
@@ -124,9 +136,17 @@ pub struct Args {
     /// What to do with a malformed line.
     #[arg(long, value_enum, default_value = "fail")]
     pub on_bad_input: OnBadInput,
-    /// Dead-letter file for --on-bad-input dead-letter [default: OUTPUT.dead].
-    #[arg(long, value_name = "FILE")]
+    /// Dead-letter file or topic for --on-bad-input dead-letter [default: OUTPUT.dead].
+    #[arg(long, value_name = "FILE|URL")]
     pub dead_letter: Option<PathBuf>,
+    /// Kafka input without a checkpoint: start at each partition's oldest record
+    /// (earliest) or after its newest (latest). A checkpoint's offsets always win.
+    #[arg(long, value_enum, default_value = "earliest")]
+    pub from: StartAt,
+    /// Kafka input with --follow: a partition with nothing to read for this long stops
+    /// holding the others (and the watermark) back (e.g. 5s).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_interval)]
+    pub idle_timeout: i64,
     /// Keep reading the input as it grows (like tail -f); stop with Ctrl-C.
     #[arg(long)]
     pub follow: bool,
@@ -150,6 +170,15 @@ fn parse_interval(s: &str) -> Result<i64, String> {
         return Err("the interval must be more than zero".into());
     }
     Ok(ms)
+}
+
+/// Where a Kafka input without a checkpoint starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StartAt {
+    /// Each partition's oldest record.
+    Earliest,
+    /// After each partition's newest record: only what is produced from now on.
+    Latest,
 }
 
 /// When checkpoints are uploaded.
@@ -241,9 +270,9 @@ impl From<String> for RunError {
 }
 
 struct Outputs {
-    main: SinkFile,
-    late: SinkFile,
-    dead: Option<SinkFile>,
+    main: Box<dyn Sink>,
+    late: Box<dyn Sink>,
+    dead: Option<Box<dyn Sink>>,
     /// The checkpoint's dead-letter positions (length, tail), kept when this run does
     /// not write dead letters (so a later dead-letter run does not truncate them away).
     dead_carry: BTreeMap<String, u64>,
@@ -271,9 +300,7 @@ impl Outputs {
             crate::codec::to_json_writer(&mut self.scratch, rec)
         };
         r.map_err(|e| format!("encoding an output record: {e}"))?;
-        target
-            .write_line(&self.scratch)
-            .map_err(|e| format!("writing {}: {e}", target.path().display()))
+        target.write_line(&self.scratch)
     }
 
     /// Does the checkpoint's `positions` prove every output this run's? Not on a fresh
@@ -315,7 +342,7 @@ struct DeadLetter<'a> {
     raw: std::borrow::Cow<'a, str>,
 }
 
-struct Run<P: Pipeline> {
+struct Run<P: Pipeline, S: Source = LineReader> {
     pipeline: P,
     coord: Coordinator<Box<dyn CheckpointStore + Send>>,
     background: bool,
@@ -324,7 +351,7 @@ struct Run<P: Pipeline> {
     /// Time to store each checkpoint (write, `latest`, retention), ms.
     uploads: Vec<f64>,
     outputs: Outputs,
-    input: LineReader,
+    input: S,
     events: u64,
     failures: u32,
     max_failures: u32,
@@ -333,7 +360,7 @@ struct Run<P: Pipeline> {
     out_buf: Vec<P::Output>,
 }
 
-impl<P: Pipeline> Run<P> {
+impl<P: Pipeline, S: Source> Run<P, S> {
     fn drain(&mut self) -> Result<(), String> {
         for rec in self.out_buf.drain(..) {
             self.outputs.write(&rec)?;
@@ -344,14 +371,8 @@ impl<P: Pipeline> Run<P> {
     /// Where the run stands, with the outputs made durable first.
     fn positions(&mut self) -> Result<BTreeMap<String, u64>, String> {
         let mut positions = BTreeMap::new();
-        positions.insert("source.offset".into(), self.input.offset);
-        positions.insert("source.line".into(), self.input.line);
         positions.insert("events".into(), self.events);
-        if self.input.pending_newline {
-            positions.insert("source.pending_newline".into(), 1);
-        }
-        self.input.save_tail(&mut positions)?;
-        self.input.save_file_id(&mut positions)?;
+        self.input.save_positions(&mut positions)?;
         self.outputs.commit(&mut positions)?;
         Ok(positions)
     }
@@ -502,32 +523,13 @@ where
     P: Pipeline,
     P::Event: DeserializeOwned,
 {
-    let input_path = args.input.clone().ok_or("--input is required")?;
-    let output_path = args.output.clone().ok_or("--output is required")?;
-    let late_path = args
-        .late_output
-        .clone()
-        .unwrap_or_else(|| with_suffix(&output_path, ".late"));
-    let dead_path = match args.on_bad_input {
-        OnBadInput::DeadLetter => Some(
-            args.dead_letter
-                .clone()
-                .unwrap_or_else(|| with_suffix(&output_path, ".dead")),
-        ),
-        _ => None,
-    };
+    let ends = endpoint::Endpoints::of(args)?;
     let url = match &args.checkpoint_store {
         Some(u) => StoreUrl::parse(u).map_err(|e| e.to_string())?,
         None => StoreUrl::File(args.checkpoint_dir.clone()),
     };
     let remote = !matches!(url, StoreUrl::File(_));
-    check_paths(
-        &input_path,
-        &output_path,
-        &late_path,
-        dead_path.as_deref(),
-        &url,
-    )?;
+    check_paths(&ends, &url)?;
     let store: Box<dyn CheckpointStore + Send> = match &url {
         StoreUrl::File(dir) => {
             let store = FileStore::open(dir, &args.instance, FileStoreOptions::default())
@@ -599,6 +601,25 @@ where
             Err(e) => return Err(RunError::Fatal(e.to_string())),
         }
     };
+    let input_path = match &ends.input {
+        Endpoint::File(p) => p.clone(),
+        #[cfg(feature = "kafka")]
+        Endpoint::Kafka(url) => {
+            let input = kafka::KafkaSource::open(
+                url,
+                &positions,
+                args.from,
+                args.follow,
+                Duration::from_millis(args.idle_timeout as u64),
+                P::event_time,
+            )?;
+            let outputs = open_outputs::<P>(args, &ends, &positions)?;
+            let run = Run::new(
+                pipeline, coord, background, outputs, input, &positions, args,
+            );
+            return kafka_input::drive(run, args, &positions);
+        }
+    };
     let pos = |k: &str| positions.get(k).copied().unwrap_or(0);
     let input_file = File::open(&input_path)
         .map_err(|e| format!("opening input {}: {e}", input_path.display()))?;
@@ -625,54 +646,11 @@ where
     )
     .map_err(|e| format!("reading {}: {e}", input_path.display()))?;
     input.follow = args.follow;
-    // Every output is checked before any is changed: a refusal leaves them all alone.
-    let claim = |path: &std::path::Path, key: &str| {
-        if args.from_scratch {
-            SinkFile::claim_overwrite(path)
-        } else {
-            SinkFile::claim(path, key, &positions)
-        }
-    };
-    let main = claim(&output_path, "output")?;
-    let late = claim(&late_path, "late")?;
-    let dead = match &dead_path {
-        Some(p) => Some(claim(p, "dead_letter")?),
-        None => None,
-    };
-    let outputs = Outputs {
-        main: main.open()?,
-        late: late.open()?,
-        dead: dead.map(|d| d.open()).transpose()?,
-        dead_carry: positions
-            .iter()
-            .filter(|(k, _)| k.starts_with("dead_letter."))
-            .map(|(k, v)| (k.clone(), *v))
-            .collect(),
-        multi_sink: P::SINKS.len() > 1,
-        scratch: Vec::new(),
-    };
-
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .map_err(|e| format!("installing signal handler: {e}"))?;
-    }
-
-    let mut run = Run {
-        pipeline,
-        coord,
-        background,
-        pauses: Vec::new(),
-        uploads: Vec::new(),
-        outputs,
-        input,
-        events: pos("events"),
-        failures: 0,
-        max_failures: args.max_failed_checkpoints.max(1),
-        checkpoints: 0,
-        last_ckpt: None,
-        out_buf: Vec::new(),
-    };
+    let outputs = open_outputs::<P>(args, &ends, &positions)?;
+    let stop = stop_flag()?;
+    let mut run = Run::new(
+        pipeline, coord, background, outputs, input, &positions, args,
+    );
     if !run.outputs.recorded_in(&positions) {
         run.checkpoint_start()?;
     }
@@ -816,8 +794,7 @@ where
                             .dead
                             .as_mut()
                             .expect("dead-letter mode opens the file");
-                        dead.write_line(&line)
-                            .map_err(|e| format!("writing {}: {e}", dead.path().display()))?;
+                        dead.write_line(&line)?;
                         warn!("dead-lettered {full}");
                     }
                 }
@@ -849,57 +826,152 @@ where
         }
     };
     progress.finish();
+    run.wrap_up(interrupted, started, start_events, bad_lines, blank_lines)
+}
 
-    if !interrupted {
-        // End of a bounded input is end of stream: close every window.
-        run.pipeline.finish(&mut run.out_buf);
-        run.drain()?;
-    }
-    // Final checkpoint; on failure, retry a few times before giving up.
-    let mut ok = false;
-    for _ in 0..run.max_failures {
-        if run.checkpoint(
-            if interrupted {
-                "signal"
-            } else {
-                "end of input"
-            },
-            true,
-        )? {
-            ok = true;
-            break;
+impl<P: Pipeline, S: Source> Run<P, S> {
+    fn new(
+        pipeline: P,
+        coord: Coordinator<Box<dyn CheckpointStore + Send>>,
+        background: bool,
+        outputs: Outputs,
+        input: S,
+        positions: &BTreeMap<String, u64>,
+        args: &Args,
+    ) -> Self {
+        Run {
+            pipeline,
+            coord,
+            background,
+            pauses: Vec::new(),
+            uploads: Vec::new(),
+            outputs,
+            input,
+            events: positions.get("events").copied().unwrap_or(0),
+            failures: 0,
+            max_failures: args.max_failed_checkpoints.max(1),
+            checkpoints: 0,
+            last_ckpt: None,
+            out_buf: Vec::new(),
         }
     }
-    if !ok {
-        return Err(RunError::Fatal("the final checkpoint failed".into()));
+
+    /// End of the run: closes every window at the end of a bounded input, takes the
+    /// final checkpoint, and sums up.
+    fn wrap_up(
+        mut self,
+        interrupted: bool,
+        started: Instant,
+        start_events: u64,
+        bad_lines: u64,
+        blank_lines: u64,
+    ) -> Result<String, RunError> {
+        let run = &mut self;
+        if !interrupted {
+            // End of a bounded input is end of stream: close every window.
+            run.pipeline.finish(&mut run.out_buf);
+            run.drain()?;
+        }
+        // Final checkpoint; on failure, retry a few times before giving up.
+        let mut ok = false;
+        for _ in 0..run.max_failures {
+            if run.checkpoint(
+                if interrupted {
+                    "signal"
+                } else {
+                    "end of input"
+                },
+                true,
+            )? {
+                ok = true;
+                break;
+            }
+        }
+        if !ok {
+            return Err(RunError::Fatal("the final checkpoint failed".into()));
+        }
+        Ok(run.summary(interrupted, started, start_events, bad_lines, blank_lines))
     }
-    let secs = started.elapsed().as_secs_f64().max(1e-9);
-    let done = run.events - start_events;
-    let p50_max = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        Some((*v.get(v.len() / 2)?, *v.last()?))
+
+    fn summary(
+        &self,
+        interrupted: bool,
+        started: Instant,
+        start_events: u64,
+        bad_lines: u64,
+        blank_lines: u64,
+    ) -> String {
+        let run = self;
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        let done = run.events - start_events;
+        let p50_max = |v: &[f64]| {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            Some((*v.get(v.len() / 2)?, *v.last()?))
+        };
+        let pause = match (p50_max(&run.pauses), p50_max(&run.uploads)) {
+            (Some((p, pm)), Some((u, um))) => format!(
+                " (pause p50 {p:.1} ms, max {pm:.1} ms; upload p50 {u:.1} ms, max {um:.1} ms; {} uploads)",
+                if run.background { "background" } else { "inline" }
+            ),
+            _ => String::new(),
+        };
+        let unit = if run.outputs.main.describe().starts_with("kafka://") {
+            "records"
+        } else {
+            "bytes"
+        };
+        format!(
+            "{}: {} events ({} this run, {:.0}/s), {} bad line(s), {} blank line(s) skipped, {} checkpoint(s){pause}; output {} ({} {unit}){}",
+            if interrupted { "stopped by signal" } else { "done" },
+            run.events,
+            done,
+            done as f64 / secs,
+            bad_lines,
+            blank_lines,
+            run.checkpoints,
+            run.outputs.main.describe(),
+            run.outputs.main.len(),
+            if run.outputs.late.is_empty() { String::new() } else { format!(", late events in {}", run.outputs.late.describe()) },
+        )
+    }
+}
+
+/// SIGINT and SIGTERM set the flag: the run stops at the next event with a checkpoint.
+fn stop_flag() -> Result<Arc<AtomicBool>, RunError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| format!("installing signal handler: {e}"))?;
+    }
+    Ok(stop)
+}
+
+/// Opens the outputs, each checked before any is changed: a refusal leaves them all
+/// alone.
+fn open_outputs<P: Pipeline>(
+    args: &Args,
+    ends: &endpoint::Endpoints,
+    positions: &BTreeMap<String, u64>,
+) -> Result<Outputs, RunError> {
+    let main = endpoint::claim(&ends.output, "output", positions, args)?;
+    let late = endpoint::claim(&ends.late, "late", positions, args)?;
+    let dead = match &ends.dead {
+        Some(d) => Some(endpoint::claim(d, "dead_letter", positions, args)?),
+        None => None,
     };
-    let pause = match (p50_max(&run.pauses), p50_max(&run.uploads)) {
-        (Some((p, pm)), Some((u, um))) => format!(
-            " (pause p50 {p:.1} ms, max {pm:.1} ms; upload p50 {u:.1} ms, max {um:.1} ms; {} uploads)",
-            if run.background { "background" } else { "inline" }
-        ),
-        _ => String::new(),
-    };
-    Ok(format!(
-        "{}: {} events ({} this run, {:.0}/s), {} bad line(s), {} blank line(s) skipped, {} checkpoint(s){pause}; output {} ({} bytes){}",
-        if interrupted { "stopped by signal" } else { "done" },
-        run.events,
-        done,
-        done as f64 / secs,
-        bad_lines,
-        blank_lines,
-        run.checkpoints,
-        output_path.display(),
-        run.outputs.main.len(),
-        if run.outputs.late.is_empty() { String::new() } else { format!(", late events in {}", late_path.display()) },
-    ))
+    Ok(Outputs {
+        main: main.open()?,
+        late: late.open()?,
+        dead: dead.map(|d| d.open()).transpose()?,
+        dead_carry: positions
+            .iter()
+            .filter(|(k, _)| k.starts_with("dead_letter."))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
+        multi_sink: P::SINKS.len() > 1,
+        scratch: Vec::new(),
+    })
 }
 
 /// Under `--follow`, a partial last line of a file rotated away is complete: nothing
@@ -910,33 +982,14 @@ fn rotated_away(input: &LineReader, path: &std::path::Path) -> Result<bool, RunE
         .map_err(|e| RunError::Fatal(format!("reading {}: {e}", path.display())))
 }
 
-/// Refuses overlapping files before anything is opened for writing.
-fn check_paths(
-    input: &std::path::Path,
-    output: &std::path::Path,
-    late: &std::path::Path,
-    dead: Option<&std::path::Path>,
-    url: &StoreUrl,
-) -> Result<(), RunError> {
-    let mut files = vec![
-        ("--input", input),
-        ("--output", output),
-        ("--late-output", late),
-    ];
-    if let Some(d) = dead {
-        files.push(("--dead-letter", d));
-    }
+/// Refuses overlapping files (and topics) before anything is opened for writing.
+fn check_paths(ends: &endpoint::Endpoints, url: &StoreUrl) -> Result<(), RunError> {
     let dir = match url {
         StoreUrl::File(d) => Some(d.as_path()),
         _ => None,
     };
-    paths::check_distinct(&files, dir).map_err(|e| RunError::Fatal(e.to_string()))
-}
-
-fn with_suffix(p: &std::path::Path, suffix: &str) -> PathBuf {
-    let mut s = p.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
+    ends.check_distinct()?;
+    paths::check_distinct(&ends.files(), dir).map_err(|e| RunError::Fatal(e.to_string()))
 }
 
 /// `3.2s`, `4min 10s`, ... for messages.

@@ -26,7 +26,7 @@ mod object;
 pub use object::ObjectStoreBackend;
 
 #[cfg(feature = "kafka")]
-mod kafka;
+pub(crate) mod kafka;
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaStats, KafkaStore, KafkaStoreOptions, Manifest, Segment};
 

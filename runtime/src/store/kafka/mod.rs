@@ -19,7 +19,7 @@ use super::{
 
 mod index;
 mod manifest;
-mod topic;
+pub(crate) mod topic;
 mod wire;
 
 use index::Index;

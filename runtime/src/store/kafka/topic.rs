@@ -7,7 +7,7 @@ use super::{wire, DEFAULT_TOPIC};
 use crate::store::{StoreError, StoreErrorKind};
 
 /// Checks a topic name as Kafka does: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
-pub(super) fn validate_topic(topic: &str) -> Result<(), StoreError> {
+pub(crate) fn validate_topic(topic: &str) -> Result<(), StoreError> {
     let bad = |why: String| {
         Err(StoreError::new(
             StoreErrorKind::Invalid,
@@ -35,7 +35,7 @@ pub(super) fn validate_topic(topic: &str) -> Result<(), StoreError> {
 }
 
 /// `host:port,host:port` as a list.
-pub(super) fn parse_brokers(brokers: &str) -> Result<Vec<String>, String> {
+pub(crate) fn parse_brokers(brokers: &str) -> Result<Vec<String>, String> {
     let list: Vec<String> = brokers
         .split(',')
         .map(|b| b.trim().to_string())
@@ -58,7 +58,7 @@ pub(super) fn parse_brokers(brokers: &str) -> Result<Vec<String>, String> {
 }
 
 /// Connects to each broker once: `Ok` when one accepts, else why none did.
-pub(super) fn preflight(brokers: &[String], timeout: Duration) -> Result<(), String> {
+pub(crate) fn preflight(brokers: &[String], timeout: Duration) -> Result<(), String> {
     let mut why = Vec::new();
     for b in brokers {
         let addrs = match b.to_socket_addrs() {

@@ -1,0 +1,69 @@
+//! Kafka topics as the runner's input and outputs: `--input kafka://host:port/topic`
+//! reads every partition, `--output kafka://host:port/topic` appends with exactly-once
+//! effect across crashes. Positions live in the runner's checkpoints, never in Kafka.
+
+mod conn;
+pub mod sink;
+pub mod source;
+
+use std::fmt;
+
+pub use sink::KafkaSink;
+pub use source::{KafkaSource, Polled};
+
+use crate::store::kafka::topic::{parse_brokers, validate_topic};
+
+/// `kafka://host:port[,host:port]/topic`.
+///
+/// ```
+/// use simplestream_runtime::runner::kafka::TopicUrl;
+/// let u = TopicUrl::parse("kafka://127.0.0.1:9092/orders").unwrap().unwrap();
+/// assert_eq!(u.topic, "orders");
+/// assert!(TopicUrl::parse("orders.jsonl").unwrap().is_none(), "a file");
+/// assert!(TopicUrl::parse("kafka://127.0.0.1:9092").is_err(), "the topic is required");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicUrl {
+    /// `host:port` of each bootstrap broker.
+    pub brokers: Vec<String>,
+    /// The topic.
+    pub topic: String,
+}
+
+impl TopicUrl {
+    /// `Ok(None)` for anything that is not a `kafka://` URL (a file path).
+    pub fn parse(s: &str) -> Result<Option<TopicUrl>, String> {
+        let Some(rest) = s.strip_prefix("kafka://") else {
+            return Ok(None);
+        };
+        let bad = |why: String| Err(format!("{}: {why}", crate::store::redact_urls(s)));
+        let Some((brokers, topic)) = rest.split_once('/') else {
+            return bad("use kafka://host:port/topic (e.g. kafka://127.0.0.1:9092/orders)".into());
+        };
+        let brokers = match parse_brokers(brokers) {
+            Ok(b) => b,
+            Err(e) => return bad(e),
+        };
+        if let Err(e) = validate_topic(topic) {
+            return bad(e.detail);
+        }
+        Ok(Some(TopicUrl {
+            brokers,
+            topic: topic.to_string(),
+        }))
+    }
+
+    /// The same brokers, topic `{topic}{suffix}` (late events, dead letters).
+    pub fn with_suffix(&self, suffix: &str) -> TopicUrl {
+        TopicUrl {
+            brokers: self.brokers.clone(),
+            topic: format!("{}{suffix}", self.topic),
+        }
+    }
+}
+
+impl fmt::Display for TopicUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "kafka://{}/{}", self.brokers.join(","), self.topic)
+    }
+}

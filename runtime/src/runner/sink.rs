@@ -1,0 +1,88 @@
+//! Where output rows go: [`Sink`], implemented by files and (feature `kafka`) topics.
+
+use std::collections::BTreeMap;
+
+use super::output::SinkFile;
+
+/// An output the runner can roll back to a checkpoint: rows are appended, a checkpoint
+/// makes them durable and saves what it needs under a key (`output`, `late`,
+/// `dead_letter`) in its positions, and a restart from it leaves the output holding each
+/// row once.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use simplestream_runtime::runner::output::SinkFile;
+/// use simplestream_runtime::runner::sink::Sink;
+/// let dir = tempfile::tempdir().unwrap();
+/// let mut out: Box<dyn Sink> = Box::new(SinkFile::open(&dir.path().join("o"), 0).unwrap());
+/// out.write_line(b"{}").unwrap();
+/// let mut pos = BTreeMap::new();
+/// out.commit_into("output", &mut pos).unwrap();
+/// assert_eq!(pos["output.len"], 3);
+/// ```
+pub trait Sink {
+    /// Appends one row.
+    fn write_line(&mut self, line: &[u8]) -> Result<(), String>;
+    /// Makes every row durable and saves the output's position under `key`.
+    fn commit_into(
+        &mut self,
+        key: &str,
+        positions: &mut BTreeMap<String, u64>,
+    ) -> Result<(), String>;
+    /// Does a checkpoint's `positions` already record this output as this run's?
+    fn recorded_in(&self, key: &str, positions: &BTreeMap<String, u64>) -> bool;
+    /// Bytes (file) or rows (topic) written.
+    fn len(&self) -> u64;
+    /// True if nothing was written.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Path or URL, for messages.
+    fn describe(&self) -> String;
+}
+
+impl Sink for SinkFile {
+    fn write_line(&mut self, line: &[u8]) -> Result<(), String> {
+        SinkFile::write_line(self, line)
+            .map_err(|e| format!("writing {}: {e}", self.path().display()))
+    }
+    fn commit_into(
+        &mut self,
+        key: &str,
+        positions: &mut BTreeMap<String, u64>,
+    ) -> Result<(), String> {
+        SinkFile::commit_into(self, key, positions)
+    }
+    fn recorded_in(&self, key: &str, positions: &BTreeMap<String, u64>) -> bool {
+        SinkFile::recorded_in(self, key, positions)
+    }
+    fn len(&self) -> u64 {
+        SinkFile::len(self)
+    }
+    fn describe(&self) -> String {
+        self.path().display().to_string()
+    }
+}
+
+#[cfg(feature = "kafka")]
+impl Sink for super::kafka::KafkaSink {
+    fn write_line(&mut self, line: &[u8]) -> Result<(), String> {
+        super::kafka::KafkaSink::write_line(self, line)
+    }
+    fn commit_into(
+        &mut self,
+        key: &str,
+        positions: &mut BTreeMap<String, u64>,
+    ) -> Result<(), String> {
+        super::kafka::KafkaSink::commit_into(self, key, positions)
+    }
+    fn recorded_in(&self, key: &str, positions: &BTreeMap<String, u64>) -> bool {
+        positions.contains_key(&format!("{key}.kafka_end"))
+    }
+    fn len(&self) -> u64 {
+        super::kafka::KafkaSink::len(self)
+    }
+    fn describe(&self) -> String {
+        self.url().to_string()
+    }
+}
