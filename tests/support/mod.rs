@@ -247,6 +247,19 @@ impl Paused {
         None
     }
 
+    /// After [`resume`](Self::resume): reads stderr until a line contains `needle`
+    /// (`false`: it exited first).
+    pub fn wait_for_line(&mut self, needle: &str) -> bool {
+        for line in self.lines.as_mut().expect("stderr is read").by_ref() {
+            let line = line.expect("read stderr");
+            self.stderr.push(line.clone());
+            if line.contains(needle) {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Kills it (SIGKILL) where it stands.
     pub fn kill(mut self) {
         self.child.kill().unwrap();

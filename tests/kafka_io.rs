@@ -1,0 +1,337 @@
+//! The `orders` program reading and writing Kafka topics (tansu on 127.0.0.1, started per
+//! test): Kafka in and out with 12 kills, Kafka in with file out, file in with Kafka
+//! out, bad records, a missing topic, an unreachable broker, and a broker frozen
+//! mid-run. Every kill lands at a pause point (progress), never after a sleep.
+//!
+//! Without the tansu binary (`cargo xtask tools` installs it) each test returns early,
+//! unless `SIMPLESTREAM_REQUIRE_SERVERS=1`, where it fails.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder};
+use rskafka::record::Record;
+use support::servers::{self, Server};
+use support::*;
+
+const INSTANCE: &str = "app-instance-1";
+
+/// Topics read and written directly, as another Kafka client would.
+struct Kafka {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+}
+
+/// One record of an output topic: its value and its `simplestream-seq` header.
+type Row = (String, u64);
+
+impl Kafka {
+    fn new(server: &Server) -> Kafka {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = rt
+            .block_on(ClientBuilder::new(vec![server.addr()]).build())
+            .expect("connect to tansu");
+        Kafka { rt, client }
+    }
+
+    fn partition(&self, topic: &str, p: i32) -> PartitionClient {
+        self.rt
+            .block_on(
+                self.client
+                    .partition_client(topic, p, UnknownTopicHandling::Retry),
+            )
+            .unwrap()
+    }
+
+    /// Creates `topic` with `partitions` partitions and writes `lines[i]` to partition
+    /// `i % partitions`, in order, in batches.
+    fn fill(&self, topic: &str, partitions: i32, lines: &[&str]) {
+        let c = self.client.controller_client().unwrap();
+        self.rt
+            .block_on(c.create_topic(topic, partitions, 1, 5_000))
+            .unwrap();
+        for p in 0..partitions {
+            let pc = self.partition(topic, p);
+            let mine: Vec<&str> = lines
+                .iter()
+                .skip(p as usize)
+                .step_by(partitions as usize)
+                .copied()
+                .collect();
+            for chunk in mine.chunks(500) {
+                let recs = chunk
+                    .iter()
+                    .map(|l| Record {
+                        key: None,
+                        value: Some(l.as_bytes().to_vec()),
+                        headers: BTreeMap::new(),
+                        timestamp: Default::default(),
+                    })
+                    .collect();
+                self.rt
+                    .block_on(pc.produce(recs, Compression::NoCompression))
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Every record of partition 0 of `topic`, in offset order.
+    fn rows(&self, topic: &str) -> Vec<Row> {
+        let pc = self.partition(topic, 0);
+        let end = self.rt.block_on(pc.get_offset(OffsetAt::Latest)).unwrap();
+        let mut at = 0;
+        let mut rows = Vec::new();
+        while at < end {
+            let (recs, _) = self
+                .rt
+                .block_on(pc.fetch_records(at, 1..64 << 20, 500))
+                .unwrap();
+            let Some(last) = recs.iter().map(|r| r.offset).max() else {
+                break;
+            };
+            for r in recs.into_iter().filter(|r| r.offset >= at) {
+                let seq = r.record.headers["simplestream-seq"].clone();
+                rows.push((
+                    String::from_utf8(r.record.value.unwrap()).unwrap(),
+                    String::from_utf8(seq).unwrap().parse().unwrap(),
+                ));
+            }
+            at = last + 1;
+        }
+        rows
+    }
+}
+
+fn kafka_url(server: &Server, topic: &str) -> String {
+    format!("kafka://{}/{topic}", server.addr())
+}
+
+/// `orders` with checkpoints in `dir` and the given input and output (files or URLs).
+fn orders_io(dir: &Path, input: &str, output: &str, extra: &[&str]) -> Command {
+    let mut c = Command::new(orders_bin());
+    c.args(["--input", input, "--output", output]);
+    c.arg("--checkpoint-dir").arg(dir.join("ckpt"));
+    c.args(["--instance", INSTANCE]);
+    c.args(extra);
+    c.env_remove("SIMPLESTREAM_FAILPOINT")
+        .env_remove("SIMPLESTREAM_FAIL_WRITES")
+        .env_remove("SIMPLESTREAM_PAUSE_AT")
+        .env_remove("RUST_LOG");
+    c
+}
+
+fn kills() -> usize {
+    std::env::var("SIMPLESTREAM_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(|k: usize| k.min(12))
+        .unwrap_or(12)
+}
+
+/// The rows of an output topic, checked to be numbered 0, 1, 2, ... (each once).
+fn values(kafka: &Kafka, topic: &str) -> Vec<String> {
+    let rows = kafka.rows(topic);
+    for (i, (_, seq)) in rows.iter().enumerate() {
+        assert_eq!(*seq, i as u64, "{topic}: row {i} carries sequence {seq}");
+    }
+    rows.into_iter().map(|(v, _)| v).collect()
+}
+
+fn lines_of(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// customer_stats of the latest checkpoint in `dir` equal counts computed from `text`.
+fn assert_stats(dir: &Path, text: &str) {
+    let ck = latest_checkpoint(dir);
+    let stats = ck["customer_stats"].as_object().unwrap();
+    let expected = expected_stats(text);
+    assert_eq!(stats.len(), expected.len());
+    for (c, (count, cents)) in &expected {
+        assert_eq!(stats[c]["count"].as_u64().unwrap(), *count, "count of {c}");
+        let amount = stats[c]["amount"].as_f64().unwrap();
+        assert!((amount * 100.0 - *cents as f64).abs() < 0.5, "{c}: {amount} vs {cents}");
+    }
+}
+
+fn input_topic(kafka: &Kafka, topic: &str, seed: u64, n: usize) -> String {
+    let text = order_lines(seed, n, 300, 997, 0);
+    let lines: Vec<&str> = text.lines().collect();
+    kafka.fill(topic, 4, &lines);
+    text
+}
+
+#[test]
+fn kafka_in_kafka_out_twelve_kills_equal_an_uninterrupted_run() {
+    let Some(server) = servers::tansu() else { return };
+    let kafka = Kafka::new(&server);
+    let text = input_topic(&kafka, "orders", 71, 30_000);
+    let tmp = tmp();
+    let (reference, crashed) = (tmp.path().join("reference"), tmp.path().join("crashed"));
+    let input = kafka_url(&server, "orders");
+    let extra = ["--checkpoint-every", "500"];
+    run_ok(orders_io(&reference, &input, &kafka_url(&server, "ref"), &extra));
+    let targets = pause_targets(71, kills(), 1..29_000);
+    let killed = run_with_kills(
+        || orders_io(&crashed, &input, &kafka_url(&server, "out"), &extra),
+        &targets,
+    );
+    assert_eq!(killed, kills());
+    let (want, got) = (values(&kafka, "ref"), values(&kafka, "out"));
+    assert!(want.len() > 100, "{} rows", want.len());
+    assert_eq!(got.len(), want.len(), "rows after {killed} kills");
+    assert!(got == want, "the rows differ from the uninterrupted run's");
+    assert_eq!(values(&kafka, "out.late"), values(&kafka, "ref.late"));
+    assert!(!values(&kafka, "ref.late").is_empty(), "late events reach their topic");
+    assert_stats(&crashed, &text);
+    let ck = latest_checkpoint(&crashed);
+    for p in 0..4 {
+        assert_eq!(pos(&ck, &format!("source.kafka.p{p}")), 7_500, "partition {p} read to its end");
+    }
+}
+
+#[test]
+fn kafka_in_file_out_with_kills() {
+    let Some(server) = servers::tansu() else { return };
+    let kafka = Kafka::new(&server);
+    let text = input_topic(&kafka, "orders", 72, 20_000);
+    let tmp = tmp();
+    let (reference, crashed) = (tmp.path().join("reference"), tmp.path().join("crashed"));
+    std::fs::create_dir_all(&reference).unwrap();
+    std::fs::create_dir_all(&crashed).unwrap();
+    let input = kafka_url(&server, "orders");
+    let out = |d: &Path| d.join("out.jsonl").to_str().unwrap().to_string();
+    run_ok(orders_io(&reference, &input, &out(&reference), &[]));
+    let targets = pause_targets(72, 4, 1..19_000);
+    run_with_kills(|| orders_io(&crashed, &input, &out(&crashed), &[]), &targets);
+    for f in ["out.jsonl", "out.jsonl.late"] {
+        assert_same_file(&reference.join(f), &crashed.join(f));
+    }
+    assert!(lines_of(&crashed.join("out.jsonl")).len() > 100);
+    assert_stats(&crashed, &text);
+}
+
+#[test]
+fn file_in_kafka_out_with_kills_equals_file_out() {
+    let Some(server) = servers::tansu() else { return };
+    let kafka = Kafka::new(&server);
+    let tmp = tmp();
+    let input = tmp.path().join("orders.jsonl");
+    std::fs::write(&input, order_lines(73, 20_000, 300, 997, 0)).unwrap();
+    let input = input.to_str().unwrap().to_string();
+    let (reference, crashed) = (tmp.path().join("reference"), tmp.path().join("crashed"));
+    std::fs::create_dir_all(&reference).unwrap();
+    let file_out = reference.join("out.jsonl").to_str().unwrap().to_string();
+    run_ok(orders_io(&reference, &input, &file_out, &[]));
+    let targets = pause_targets(73, 4, 1..19_000);
+    run_with_kills(
+        || orders_io(&crashed, &input, &kafka_url(&server, "out"), &[]),
+        &targets,
+    );
+    assert_eq!(values(&kafka, "out"), lines_of(&reference.join("out.jsonl")));
+    assert_eq!(
+        values(&kafka, "out.late"),
+        lines_of(&reference.join("out.jsonl.late"))
+    );
+}
+
+#[test]
+fn bad_records_name_topic_partition_and_offset() {
+    let Some(server) = servers::tansu() else { return };
+    let kafka = Kafka::new(&server);
+    let good = r#"{"customer":"C001","amount":1.5,"ts":1635739200000}"#;
+    let lines = [good, good, r#"{"amount":1.0,"ts":1635739200001}"#, good];
+    kafka.fill("orders", 1, &lines);
+    let tmp = tmp();
+    let input = kafka_url(&server, "orders");
+    let out = tmp.path().join("out.jsonl").to_str().unwrap().to_string();
+    let o = orders_io(tmp.path(), &input, &out, &[]).output().unwrap();
+    let err = stderr_of(&o);
+    assert_eq!(code(&o), Some(2), "{err}");
+    assert!(
+        err.contains("topic orders partition 0 offset 2: missing field `customer`"),
+        "{err}"
+    );
+    assert_eq!(pos(&latest_checkpoint(tmp.path()), "source.kafka.p0"), 2, "stopped before it");
+    // Dead letters to a topic: the record, where it was, and why.
+    let o = orders_io(
+        tmp.path(),
+        &input,
+        &out,
+        &["--on-bad-input", "dead-letter", "--dead-letter", &kafka_url(&server, "dead")],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(code(&o), Some(0), "{}", stderr_of(&o));
+    let dead = values(&kafka, "dead");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let d: serde_json::Value = serde_json::from_str(&dead[0]).unwrap();
+    assert_eq!((d["partition"].as_i64(), d["offset"].as_i64()), (Some(0), Some(2)));
+    assert_eq!(d["raw"], lines[2]);
+    assert_stats(tmp.path(), &lines.join("\n"));
+}
+
+#[test]
+fn missing_topic_and_unreachable_broker_are_one_line_each() {
+    let Some(server) = servers::tansu() else { return };
+    let tmp = tmp();
+    let out = tmp.path().join("out.jsonl").to_str().unwrap().to_string();
+    let o = orders_io(tmp.path(), &kafka_url(&server, "nope"), &out, &["--quiet"])
+        .output()
+        .unwrap();
+    let err = stderr_of(&o);
+    assert_eq!(code(&o), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("there is no topic `nope`"), "{err}");
+    assert!(!tmp.path().join("out.jsonl").exists(), "nothing was written");
+
+    let port = servers::free_port();
+    let o = orders_io(
+        tmp.path(),
+        &format!("kafka://127.0.0.1:{port}/orders"),
+        &out,
+        &["--quiet"],
+    )
+    .output()
+    .unwrap();
+    let err = stderr_of(&o);
+    assert_eq!(code(&o), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("connection refused, nothing is listening there"), "{err}");
+}
+
+#[test]
+fn broker_frozen_mid_run_waits_reports_and_loses_nothing() {
+    let Some(server) = servers::tansu() else { return };
+    let kafka = Kafka::new(&server);
+    input_topic(&kafka, "orders", 74, 12_000);
+    let tmp = tmp();
+    let (reference, frozen) = (tmp.path().join("reference"), tmp.path().join("frozen"));
+    let input = kafka_url(&server, "orders");
+    run_ok(orders_io(&reference, &input, &kafka_url(&server, "ref"), &[]));
+    let mut p = spawn_until_paused(
+        orders_io(&frozen, &input, &kafka_url(&server, "out"), &[]),
+        &[5_000],
+    );
+    server.pause();
+    p.resume();
+    let waiting = p.wait_for_line("does not answer");
+    server.resume();
+    assert!(waiting, "no report while the broker was frozen:\n{}", p.stderr.join("\n"));
+    let (status, err) = p.finish();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("answers again"), "{err}");
+    assert_eq!(values(&kafka, "out"), values(&kafka, "ref"));
+    assert_eq!(values(&kafka, "out.late"), values(&kafka, "ref.late"));
+}
