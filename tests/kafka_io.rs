@@ -161,7 +161,10 @@ fn assert_stats(dir: &Path, text: &str) {
     for (c, (count, cents)) in &expected {
         assert_eq!(stats[c]["count"].as_u64().unwrap(), *count, "count of {c}");
         let amount = stats[c]["amount"].as_f64().unwrap();
-        assert!((amount * 100.0 - *cents as f64).abs() < 0.5, "{c}: {amount} vs {cents}");
+        assert!(
+            (amount * 100.0 - *cents as f64).abs() < 0.5,
+            "{c}: {amount} vs {cents}"
+        );
     }
 }
 
@@ -174,36 +177,70 @@ fn input_topic(kafka: &Kafka, topic: &str, seed: u64, n: usize) -> String {
 
 #[test]
 fn kafka_in_kafka_out_twelve_kills_equal_an_uninterrupted_run() {
-    let Some(server) = servers::tansu() else { return };
+    let Some(server) = servers::tansu() else {
+        return;
+    };
     let kafka = Kafka::new(&server);
     let text = input_topic(&kafka, "orders", 71, 30_000);
     let tmp = tmp();
     let (reference, crashed) = (tmp.path().join("reference"), tmp.path().join("crashed"));
     let input = kafka_url(&server, "orders");
-    let extra = ["--checkpoint-every", "500"];
-    run_ok(orders_io(&reference, &input, &kafka_url(&server, "ref"), &extra));
+    let extra = ["--checkpoint-every", "2000"];
+    let reference_out = kafka_url(&server, "ref");
+    run_ok(orders_io(&reference, &input, &reference_out, &extra));
     let targets = pause_targets(71, kills(), 1..29_000);
-    let killed = run_with_kills(
-        || orders_io(&crashed, &input, &kafka_url(&server, "out"), &extra),
-        &targets,
+    let crashed_run = || orders_io(&crashed, &input, &kafka_url(&server, "out"), &extra);
+    let mut replayed = 0;
+    for &t in &targets {
+        // Killed after the rows are in Kafka, before the checkpoint counting them is.
+        let o = crashed_run()
+            .env("SIMPLESTREAM_FAILPOINT", "after-output-commit")
+            .output()
+            .unwrap();
+        let err = stderr_of(&o);
+        assert!(!o.status.success(), "{err}");
+        assert!(err.contains("failpoint after-output-commit"), "{err}");
+        // Then killed at a pause point: the restart found those rows and skipped them.
+        let p = spawn_until_paused(crashed_run(), &[t]);
+        replayed += p
+            .stderr
+            .iter()
+            .filter(|l| l.contains("are already there"))
+            .count();
+        p.kill();
+    }
+    run_ok(crashed_run());
+    let killed = 2 * targets.len();
+    eprintln!("{killed} kills; {replayed} restarts found rows past their checkpoint");
+    assert!(
+        replayed > 0,
+        "no restart found rows written after its checkpoint"
     );
-    assert_eq!(killed, kills());
     let (want, got) = (values(&kafka, "ref"), values(&kafka, "out"));
     assert!(want.len() > 100, "{} rows", want.len());
     assert_eq!(got.len(), want.len(), "rows after {killed} kills");
     assert!(got == want, "the rows differ from the uninterrupted run's");
     assert_eq!(values(&kafka, "out.late"), values(&kafka, "ref.late"));
-    assert!(!values(&kafka, "ref.late").is_empty(), "late events reach their topic");
+    assert!(
+        !values(&kafka, "ref.late").is_empty(),
+        "late events reach their topic"
+    );
     assert_stats(&crashed, &text);
     let ck = latest_checkpoint(&crashed);
     for p in 0..4 {
-        assert_eq!(pos(&ck, &format!("source.kafka.p{p}")), 7_500, "partition {p} read to its end");
+        assert_eq!(
+            pos(&ck, &format!("source.kafka.p{p}")),
+            7_500,
+            "partition {p} read to its end"
+        );
     }
 }
 
 #[test]
 fn kafka_in_file_out_with_kills() {
-    let Some(server) = servers::tansu() else { return };
+    let Some(server) = servers::tansu() else {
+        return;
+    };
     let kafka = Kafka::new(&server);
     let text = input_topic(&kafka, "orders", 72, 20_000);
     let tmp = tmp();
@@ -214,7 +251,10 @@ fn kafka_in_file_out_with_kills() {
     let out = |d: &Path| d.join("out.jsonl").to_str().unwrap().to_string();
     run_ok(orders_io(&reference, &input, &out(&reference), &[]));
     let targets = pause_targets(72, 4, 1..19_000);
-    run_with_kills(|| orders_io(&crashed, &input, &out(&crashed), &[]), &targets);
+    run_with_kills(
+        || orders_io(&crashed, &input, &out(&crashed), &[]),
+        &targets,
+    );
     for f in ["out.jsonl", "out.jsonl.late"] {
         assert_same_file(&reference.join(f), &crashed.join(f));
     }
@@ -224,7 +264,9 @@ fn kafka_in_file_out_with_kills() {
 
 #[test]
 fn file_in_kafka_out_with_kills_equals_file_out() {
-    let Some(server) = servers::tansu() else { return };
+    let Some(server) = servers::tansu() else {
+        return;
+    };
     let kafka = Kafka::new(&server);
     let tmp = tmp();
     let input = tmp.path().join("orders.jsonl");
@@ -239,7 +281,10 @@ fn file_in_kafka_out_with_kills_equals_file_out() {
         || orders_io(&crashed, &input, &kafka_url(&server, "out"), &[]),
         &targets,
     );
-    assert_eq!(values(&kafka, "out"), lines_of(&reference.join("out.jsonl")));
+    assert_eq!(
+        values(&kafka, "out"),
+        lines_of(&reference.join("out.jsonl"))
+    );
     assert_eq!(
         values(&kafka, "out.late"),
         lines_of(&reference.join("out.jsonl.late"))
@@ -248,7 +293,9 @@ fn file_in_kafka_out_with_kills_equals_file_out() {
 
 #[test]
 fn bad_records_name_topic_partition_and_offset() {
-    let Some(server) = servers::tansu() else { return };
+    let Some(server) = servers::tansu() else {
+        return;
+    };
     let kafka = Kafka::new(&server);
     let good = r#"{"customer":"C001","amount":1.5,"ts":1635739200000}"#;
     let lines = [good, good, r#"{"amount":1.0,"ts":1635739200001}"#, good];
@@ -263,13 +310,22 @@ fn bad_records_name_topic_partition_and_offset() {
         err.contains("topic orders partition 0 offset 2: missing field `customer`"),
         "{err}"
     );
-    assert_eq!(pos(&latest_checkpoint(tmp.path()), "source.kafka.p0"), 2, "stopped before it");
+    assert_eq!(
+        pos(&latest_checkpoint(tmp.path()), "source.kafka.p0"),
+        2,
+        "stopped before it"
+    );
     // Dead letters to a topic: the record, where it was, and why.
     let o = orders_io(
         tmp.path(),
         &input,
         &out,
-        &["--on-bad-input", "dead-letter", "--dead-letter", &kafka_url(&server, "dead")],
+        &[
+            "--on-bad-input",
+            "dead-letter",
+            "--dead-letter",
+            &kafka_url(&server, "dead"),
+        ],
     )
     .output()
     .unwrap();
@@ -277,14 +333,19 @@ fn bad_records_name_topic_partition_and_offset() {
     let dead = values(&kafka, "dead");
     assert_eq!(dead.len(), 1, "{dead:?}");
     let d: serde_json::Value = serde_json::from_str(&dead[0]).unwrap();
-    assert_eq!((d["partition"].as_i64(), d["offset"].as_i64()), (Some(0), Some(2)));
+    assert_eq!(
+        (d["partition"].as_i64(), d["offset"].as_i64()),
+        (Some(0), Some(2))
+    );
     assert_eq!(d["raw"], lines[2]);
     assert_stats(tmp.path(), &lines.join("\n"));
 }
 
 #[test]
 fn missing_topic_and_unreachable_broker_are_one_line_each() {
-    let Some(server) = servers::tansu() else { return };
+    let Some(server) = servers::tansu() else {
+        return;
+    };
     let tmp = tmp();
     let out = tmp.path().join("out.jsonl").to_str().unwrap().to_string();
     let o = orders_io(tmp.path(), &kafka_url(&server, "nope"), &out, &["--quiet"])
@@ -294,7 +355,10 @@ fn missing_topic_and_unreachable_broker_are_one_line_each() {
     assert_eq!(code(&o), Some(1), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("there is no topic `nope`"), "{err}");
-    assert!(!tmp.path().join("out.jsonl").exists(), "nothing was written");
+    assert!(
+        !tmp.path().join("out.jsonl").exists(),
+        "nothing was written"
+    );
 
     let port = servers::free_port();
     let o = orders_io(
@@ -308,18 +372,28 @@ fn missing_topic_and_unreachable_broker_are_one_line_each() {
     let err = stderr_of(&o);
     assert_eq!(code(&o), Some(1), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("connection refused, nothing is listening there"), "{err}");
+    assert!(
+        err.contains("connection refused, nothing is listening there"),
+        "{err}"
+    );
 }
 
 #[test]
 fn broker_frozen_mid_run_waits_reports_and_loses_nothing() {
-    let Some(server) = servers::tansu() else { return };
+    let Some(server) = servers::tansu() else {
+        return;
+    };
     let kafka = Kafka::new(&server);
     input_topic(&kafka, "orders", 74, 12_000);
     let tmp = tmp();
     let (reference, frozen) = (tmp.path().join("reference"), tmp.path().join("frozen"));
     let input = kafka_url(&server, "orders");
-    run_ok(orders_io(&reference, &input, &kafka_url(&server, "ref"), &[]));
+    run_ok(orders_io(
+        &reference,
+        &input,
+        &kafka_url(&server, "ref"),
+        &[],
+    ));
     let mut p = spawn_until_paused(
         orders_io(&frozen, &input, &kafka_url(&server, "out"), &[]),
         &[5_000],
@@ -328,7 +402,11 @@ fn broker_frozen_mid_run_waits_reports_and_loses_nothing() {
     p.resume();
     let waiting = p.wait_for_line("does not answer");
     server.resume();
-    assert!(waiting, "no report while the broker was frozen:\n{}", p.stderr.join("\n"));
+    assert!(
+        waiting,
+        "no report while the broker was frozen:\n{}",
+        p.stderr.join("\n")
+    );
     let (status, err) = p.finish();
     assert!(status.success(), "{err}");
     assert!(err.contains("answers again"), "{err}");

@@ -100,6 +100,20 @@ impl Conn {
         self.wait("reading offsets", || part.get_offset(at))
     }
 
+    /// The partition's end: the offset after its last record. Found by fetching from
+    /// the offset the broker reports (tansu reports the start of a batch of several
+    /// records + 1 there).
+    pub(crate) fn end_of(&self, part: &PartitionClient, what: &str) -> Result<i64, String> {
+        let mut at = self.offset(part, OffsetAt::Latest)?;
+        loop {
+            let (records, _) = self.wait(what, || part.fetch_records(at, 1..(16 << 20), 200))?;
+            match records.iter().map(|r| r.offset).max() {
+                Some(last) if last >= at => at = last + 1,
+                _ => return Ok(at),
+            }
+        }
+    }
+
     /// Runs `op` until it succeeds. While the broker does not answer (refused, reset,
     /// timed out, not available) it waits and retries, saying so once and again every
     /// 30 s, and says when the broker answers again; any other error is returned.

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use rskafka::chrono::TimeZone;
-use rskafka::client::partition::{Compression, OffsetAt, PartitionClient};
+use rskafka::client::partition::{Compression, PartitionClient};
 use rskafka::record::Record;
 
 use super::conn::Conn;
@@ -59,7 +59,6 @@ impl KafkaSink {
             tracing::info!("created topic {url} (one partition) for the output");
         }
         let client = conn.partition(&url.topic, PARTITION)?;
-        let end_now = conn.offset(&client, OffsetAt::Latest)?;
         let saved_end = positions.get(&format!("{key}.kafka_end")).copied();
         let committed = positions.get(&format!("{key}.len")).copied().unwrap_or(0);
         if saved_end.is_none() && committed > 0 {
@@ -67,12 +66,10 @@ impl KafkaSink {
                 "the checkpoint recorded this output as a file of {committed} bytes, not {url}: use another --instance, or --from-scratch"
             ));
         }
-        let from = saved_end.map_or(end_now, |e| e as i64);
-        if end_now < from {
-            return Err(format!(
-                "{url}: partition {PARTITION} ends at offset {end_now}, but the checkpoint committed records up to {from}: the topic was deleted or emptied outside SimpleStream; start over with --from-scratch"
-            ));
-        }
+        let from = match saved_end {
+            Some(e) => e as i64,
+            None => conn.end_of(&client, "reading the output's end")?,
+        };
         let mut sink = KafkaSink {
             conn,
             client,
@@ -84,7 +81,8 @@ impl KafkaSink {
             pending_bytes: 0,
             replay: VecDeque::new(),
         };
-        let ours = sink.ours_from(from, end_now, committed)?;
+        sink.check_holds(from)?;
+        let ours = sink.ours_from(from, committed)?;
         if !ours.is_empty() {
             tracing::info!(
                 "{url}: {} row(s) written after the checkpoint are already there: not written again",
@@ -95,17 +93,42 @@ impl KafkaSink {
         Ok(sink)
     }
 
-    /// The records of this instance between offsets `from` and `to`, numbered `seq` on:
+    /// The partition still holds the record before `from` (the last one the checkpoint
+    /// counted): it was not deleted and created again, or emptied.
+    fn check_holds(&self, from: i64) -> Result<(), String> {
+        if from == 0 {
+            return Ok(());
+        }
+        let client = &self.client;
+        let r = self.conn.wait("reading the output's tail", || {
+            client.fetch_records(from - 1, 1..(16 << 20), 200)
+        });
+        let held = match r {
+            Ok((records, _)) => records.iter().any(|r| r.offset == from - 1),
+            Err(e) if e.contains("OffsetOutOfRange") => false,
+            Err(e) => return Err(e),
+        };
+        if held {
+            return Ok(());
+        }
+        Err(format!(
+            "{}: partition {PARTITION} has no record at offset {}, the last one the checkpoint committed: the topic was deleted or emptied outside SimpleStream; start over with --from-scratch",
+            self.url,
+            from - 1
+        ))
+    }
+
+    /// The records of this instance from offset `from` to the end, numbered `seq` on:
     /// (offset, value). They must be numbered without a gap.
-    fn ours_from(&self, from: i64, to: i64, seq: u64) -> Result<Vec<(i64, Vec<u8>)>, String> {
+    fn ours_from(&self, from: i64, seq: u64) -> Result<Vec<(i64, Vec<u8>)>, String> {
         let mut found = Vec::new();
         let mut at = from;
-        while at < to {
+        loop {
             let client = &self.client;
             let (records, _) = self.conn.wait("reading the output's tail", || {
                 client.fetch_records(at, 1..(16 << 20), 200)
             })?;
-            let Some(last) = records.iter().map(|r| r.offset).max() else {
+            let Some(last) = records.iter().map(|r| r.offset).max().filter(|&l| l >= at) else {
                 break;
             };
             for r in records.into_iter().filter(|r| r.offset >= at) {
@@ -182,8 +205,7 @@ impl KafkaSink {
         while !self.pending.is_empty() {
             if !first_try {
                 let first = self.seq - self.pending.len() as u64;
-                let end_now = self.conn.offset(&self.client, OffsetAt::Latest)?;
-                let landed = self.ours_from(self.end, end_now, first)?;
+                let landed = self.ours_from(self.end, first)?;
                 if let Some((off, _)) = landed.last() {
                     self.end = off + 1;
                 }

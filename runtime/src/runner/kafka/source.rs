@@ -112,7 +112,7 @@ impl<E: DeserializeOwned> KafkaSource<E> {
             let next = match saved {
                 Some(o) => o as i64,
                 None if restored || from == StartAt::Earliest => earliest,
-                None => conn.offset(&client, OffsetAt::Latest)?,
+                None => conn.end_of(&client, "reading the end of the topic")?,
             };
             if next < earliest {
                 return Err(format!(
