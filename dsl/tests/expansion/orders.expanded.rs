@@ -557,6 +557,15 @@ impl ::simplestream::__rt::Pipeline for Orders {
             self.__advance(out);
         }
     }
+    fn event_time(event: &Order) -> ::core::option::Option<i64> {
+        ::core::option::Option::Some(
+            ::simplestream::__rt::pipeline::EventTime::event_time_ms(
+                (|o: &Order| ::simplestream::__rt::pipeline::EventTime::event_time_ms(
+                    o.ts,
+                ))(event),
+            ),
+        )
+    }
     fn advance_watermark<C: ::simplestream::__rt::Collector<Self::Output>>(
         &mut self,
         watermark: i64,
