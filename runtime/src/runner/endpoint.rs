@@ -133,7 +133,7 @@ impl Endpoints {
 pub(crate) enum Claim {
     File(Claimed),
     #[cfg(feature = "kafka")]
-    Kafka(super::kafka::KafkaSink),
+    Kafka(Box<super::kafka::KafkaSink>),
 }
 
 impl Claim {
@@ -141,7 +141,7 @@ impl Claim {
         Ok(match self {
             Claim::File(c) => Box::new(c.open()?),
             #[cfg(feature = "kafka")]
-            Claim::Kafka(k) => Box::new(k),
+            Claim::Kafka(k) => k,
         })
     }
 }
@@ -159,8 +159,7 @@ pub(crate) fn claim(
         Endpoint::File(p) if args.from_scratch => SinkFile::claim_overwrite(p).map(Claim::File),
         Endpoint::File(p) => SinkFile::claim(p, key, positions).map(Claim::File),
         #[cfg(feature = "kafka")]
-        Endpoint::Kafka(u) => {
-            super::kafka::KafkaSink::open(u, key, positions, &args.instance).map(Claim::Kafka)
-        }
+        Endpoint::Kafka(u) => super::kafka::KafkaSink::open(u, key, positions, &args.instance)
+            .map(|k| Claim::Kafka(Box::new(k))),
     }
 }

@@ -253,6 +253,11 @@ impl KafkaSink {
         self.seq
     }
 
+    /// True if no row was written.
+    pub fn is_empty(&self) -> bool {
+        self.seq == 0
+    }
+
     /// The topic's URL.
     pub fn url(&self) -> &TopicUrl {
         &self.url
