@@ -11,6 +11,7 @@
 mod bench;
 mod demo;
 mod gen;
+mod kafka_bench;
 mod playground;
 mod stores;
 mod tools;
@@ -28,10 +29,11 @@ fn main() -> ExitCode {
         Some("playground") => playground::cli(&args[1..]),
         Some("bench") => bench::run_bench(&args[1..]),
         Some("store-bench") => stores::run_store_bench(&args[1..]),
+        Some("kafka-bench") => kafka_bench::run_kafka_bench(&args[1..]),
         Some("tools") => tools::ensure().map(|d| eprintln!("servers in {}", d.display())),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  demo   run the orders pipeline, kill it with SIGKILL, restart it, compare with an uninterrupted run\n  test   run everything CI checks (fmt, clippy, unit/integration/doc tests, compile-fail tests, crash tests)\n  gen    write sample orders: cargo xtask gen FILE [COUNT] [CUSTOMERS] [SEED]\n  store-bench  pause and upload time per checkpoint in the file, S3 and Kafka stores, inline and background [--quick]\n  tools  install the S3, Kafka and Azure servers the remote-store tests use (target/tools/)\n  bench  throughput, checkpoint-cost and memory benchmarks (bench/); --quick for a short run; report in target/bench/\n  playground  build the browser playground and serve it on http://127.0.0.1:8080 [--port N] [--build-only --out DIR]"
+                "usage: cargo xtask <command>\n\n  demo   run the orders pipeline, kill it with SIGKILL, restart it, compare with an uninterrupted run\n  test   run everything CI checks (fmt, clippy, unit/integration/doc tests, compile-fail tests, crash tests)\n  gen    write sample orders: cargo xtask gen FILE [COUNT] [CUSTOMERS] [SEED]\n  store-bench  pause and upload time per checkpoint in the file, S3 and Kafka stores, inline and background [--quick]\n  kafka-bench  orders reading from / writing to a Kafka topic vs a file, in one run [--quick]\n  tools  install the S3, Kafka and Azure servers the remote-store tests use (target/tools/)\n  bench  throughput, checkpoint-cost and memory benchmarks (bench/); --quick for a short run; report in target/bench/\n  playground  build the browser playground and serve it on http://127.0.0.1:8080 [--port N] [--build-only --out DIR]"
             );
             return ExitCode::from(2);
         }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::{root, tools};
 
 /// A server process, killed on drop.
-struct Server(Child);
+pub(crate) struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -24,14 +24,14 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| format!("finding a free port: {e}"))
 }
 
-fn start(cmd: &mut Command, port: u16, what: &str) -> Result<Server, String> {
+pub(crate) fn start(cmd: &mut Command, port: u16, what: &str) -> Result<Server, String> {
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())

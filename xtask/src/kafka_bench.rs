@@ -1,0 +1,179 @@
+//! `cargo xtask kafka-bench [--quick]`: the `orders` program reading from a Kafka topic
+//! against reading the same events from a file, and writing its output to a topic
+//! against writing it to a file, in one run (tansu on 127.0.0.1, in memory).
+//!
+//! The events are produced to a 4-partition topic before any run starts; every run has
+//! file checkpoints (binary) every 100 000 events, so the only difference is where events come from
+//! or where rows go. Events/s is the program's own summary (`this run, N/s`); each
+//! configuration runs 3 times and the best counts. Writes `target/bench/kafka.md`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rskafka::client::partition::{Compression, UnknownTopicHandling};
+use rskafka::client::ClientBuilder;
+use rskafka::record::Record;
+
+use crate::stores::{free_port, start};
+use crate::{root, tools};
+
+const PARTITIONS: i32 = 4;
+const RUNS: usize = 3;
+
+pub fn run_kafka_bench(args: &[String]) -> Result<(), String> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let bin = tools::ensure()?;
+    crate::build_release_binaries()?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let orders = target.join("release/examples/orders");
+    let work = root().join("target/bench/kafka");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let port = free_port()?;
+    let url = format!("tcp://127.0.0.1:{port}");
+    let _tansu = start(
+        Command::new(bin.join("tansu")).args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]),
+        port,
+        "tansu",
+    )?;
+    let events: u64 = if quick { 300_000 } else { 2_000_000 };
+    let input = work.join("orders.jsonl");
+    crate::gen::write_orders(&input, events, 10_000, 7)?;
+    let addr = format!("127.0.0.1:{port}");
+    fill_topic(&addr, "bench-in", &input)?;
+    let kafka = |t: &str| format!("kafka://{addr}/{t}");
+    let file = input.display().to_string();
+    let configs = [
+        ("file", "file", file.clone(), None),
+        ("kafka", "file", kafka("bench-in"), None),
+        ("file", "kafka", file.clone(), Some("bench-out")),
+    ];
+    let mut best = BTreeMap::new();
+    for run in 0..RUNS {
+        for (i, (from, to, input, topic)) in configs.iter().enumerate() {
+            let dir = work.join(format!("{from}-{to}-{run}"));
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let output = match topic {
+                Some(t) => kafka(&format!("{t}-{run}")),
+                None => dir.join("out.jsonl").display().to_string(),
+            };
+            let eps = run_orders(&orders, &dir, input, &output)?;
+            eprintln!("{from} -> {to} (run {}): {eps:.0} events/s", run + 1);
+            let e = best.entry(i).or_insert(0.0f64);
+            *e = e.max(eps);
+        }
+    }
+    let base = best[&0];
+    let mut md = String::new();
+    writeln!(md, "# Kafka as input and output\n\n`cargo xtask kafka-bench{}`: the release `orders` program over {events} events (10 000 customers), binary file checkpoints every 100 000 events, tansu on 127.0.0.1 with in-memory storage, input topic with {PARTITIONS} partitions filled before the runs. Best of {RUNS} runs each, interleaved.\n", if quick { " --quick" } else { "" }).unwrap();
+    writeln!(
+        md,
+        "| input | output | events/s | vs file to file | target |"
+    )
+    .unwrap();
+    writeln!(md, "|---|---|---:|---:|---:|").unwrap();
+    for (i, (from, to, _, _)) in configs.iter().enumerate() {
+        let r = best[&i] / base;
+        let target = if i == 0 {
+            "-".to_string()
+        } else {
+            format!(">= 0.7x {}", if r >= 0.7 { "met" } else { "**missed**" })
+        };
+        writeln!(
+            md,
+            "| {from} | {to} | {:.0} | {r:.2}x | {target} |",
+            best[&i]
+        )
+        .unwrap();
+    }
+    let out = root().join("target/bench/kafka.md");
+    std::fs::write(&out, &md).map_err(|e| format!("writing {}: {e}", out.display()))?;
+    println!("{md}");
+    Ok(())
+}
+
+fn run_orders(orders: &Path, dir: &Path, input: &str, output: &str) -> Result<f64, String> {
+    let out = Command::new(orders)
+        .args(["--input", input, "--output", output])
+        .arg("--checkpoint-dir")
+        .arg(dir.join("ckpt"))
+        .args(["--instance", "bench", "--codec", "binary"])
+        .args(["--checkpoint-every", "100000"])
+        .output()
+        .map_err(|e| format!("running orders: {e}"))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!("orders {input} -> {output} failed:\n{err}"));
+    }
+    let line = err
+        .lines()
+        .rev()
+        .find(|l| l.contains("this run, "))
+        .ok_or_else(|| format!("no summary line in:\n{err}"))?;
+    let i = line.find("this run, ").unwrap() + "this run, ".len();
+    let rest = &line[i..];
+    rest[..rest.find("/s").unwrap_or(0)]
+        .parse()
+        .map_err(|e| format!("reading events/s in {line:?}: {e}"))
+}
+
+/// Creates `topic` with [`PARTITIONS`] partitions; line `i` of `input` goes to partition
+/// `i % PARTITIONS`.
+fn fill_topic(addr: &str, topic: &str, input: &Path) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let e = |e: rskafka::client::error::Error| format!("filling {topic}: {e}");
+    let client = rt
+        .block_on(ClientBuilder::new(vec![addr.to_string()]).build())
+        .map_err(e)?;
+    let c = client.controller_client().map_err(e)?;
+    rt.block_on(c.create_topic(topic, PARTITIONS, 1, 5_000))
+        .map_err(e)?;
+    let mut parts = Vec::new();
+    for p in 0..PARTITIONS {
+        parts.push(
+            rt.block_on(client.partition_client(topic, p, UnknownTopicHandling::Retry))
+                .map_err(e)?,
+        );
+    }
+    let f = std::fs::File::open(input).map_err(|e| e.to_string())?;
+    let mut batches: Vec<Vec<Record>> = (0..PARTITIONS).map(|_| Vec::new()).collect();
+    let flush = |p: usize, b: &mut Vec<Record>| -> Result<(), String> {
+        let recs = std::mem::take(b);
+        rt.block_on(parts[p].produce(recs, Compression::NoCompression))
+            .map(|_| ())
+            .map_err(e)
+    };
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| e.to_string())?;
+        let p = i % PARTITIONS as usize;
+        batches[p].push(Record {
+            key: None,
+            value: Some(line.into_bytes()),
+            headers: BTreeMap::new(),
+            timestamp: Default::default(),
+        });
+        if batches[p].len() == 5_000 {
+            flush(p, &mut batches[p])?;
+        }
+    }
+    for (p, b) in batches.iter_mut().enumerate() {
+        flush(p, b)?;
+    }
+    Ok(())
+}
