@@ -2,12 +2,13 @@
 //! idempotent replay.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 
 use rskafka::chrono::TimeZone;
 use rskafka::client::partition::{Compression, PartitionClient};
 use rskafka::record::Record;
 
-use super::conn::Conn;
+use super::conn::{Conn, Once};
 use super::TopicUrl;
 
 /// Header naming the instance that wrote a record.
@@ -29,9 +30,10 @@ const PARTITION: i32 = 0;
 /// same rows again in the same order; the first ones are compared with those records
 /// (a difference is an error) and not produced again. This is the append-only form of
 /// cutting a file back to its committed length: each row is in the topic once.
+///
+/// Batches are produced by a thread of the sink's own while the pipeline goes on (two
+/// at most in flight); a checkpoint waits for all of them.
 pub struct KafkaSink {
-    conn: Conn,
-    client: PartitionClient,
     url: TopicUrl,
     instance: String,
     /// Sequence number of the next row.
@@ -42,6 +44,23 @@ pub struct KafkaSink {
     pending_bytes: usize,
     /// Rows already in the topic past the checkpoint, in order: the replay skips them.
     replay: VecDeque<Vec<u8>>,
+    jobs: SyncSender<Job>,
+    done: Receiver<Result<i64, String>>,
+    in_flight: usize,
+}
+
+/// A batch for the producer thread, and the sequence number of its first row.
+struct Job {
+    records: Vec<Record>,
+    first_seq: u64,
+}
+
+/// The output partition as read and written: the connection and whose rows to look for.
+struct Partition {
+    conn: Conn,
+    client: PartitionClient,
+    url: TopicUrl,
+    instance: String,
 }
 
 impl KafkaSink {
@@ -70,29 +89,145 @@ impl KafkaSink {
             Some(e) => e as i64,
             None => conn.end_of(&client, "reading the output's end")?,
         };
-        let mut sink = KafkaSink {
+        let part = Partition {
             conn,
             client,
             url: url.clone(),
             instance: instance.to_string(),
-            seq: committed,
-            end: from,
-            pending: Vec::new(),
-            pending_bytes: 0,
-            replay: VecDeque::new(),
         };
-        sink.check_holds(from)?;
-        let ours = sink.ours_from(from, committed)?;
+        part.check_holds(from)?;
+        let ours = part.ours_from(from, committed)?;
         if !ours.is_empty() {
             tracing::info!(
                 "{url}: {} row(s) written after the checkpoint are already there: not written again",
                 ours.len()
             );
         }
-        sink.replay = ours.into_iter().map(|(_, v)| v).collect();
-        Ok(sink)
+        let (jobs, job_rx) = sync_channel::<Job>(1);
+        let (done_tx, done) = channel();
+        std::thread::Builder::new()
+            .name("kafka-out".into())
+            .spawn(move || part.produce_jobs(from, &job_rx, &done_tx))
+            .map_err(|e| format!("starting the producer of {url}: {e}"))?;
+        Ok(KafkaSink {
+            url: url.clone(),
+            instance: instance.to_string(),
+            seq: committed,
+            end: from,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            replay: ours.into_iter().map(|(_, v)| v).collect(),
+            jobs,
+            done,
+            in_flight: 0,
+        })
     }
 
+    /// Appends one row (produced at the latest at the next [`commit_into`](Self::commit_into)).
+    pub fn write_line(&mut self, line: &[u8]) -> Result<(), String> {
+        if let Some(there) = self.replay.pop_front() {
+            if there != line {
+                return Err(format!(
+                    "{}: row {} as computed again differs from the one written before the crash ({} vs {}): the pipeline's output is not deterministic",
+                    self.url,
+                    self.seq,
+                    String::from_utf8_lossy(line),
+                    String::from_utf8_lossy(&there)
+                ));
+            }
+            self.seq += 1;
+            return Ok(());
+        }
+        self.pending_bytes += line.len() + 64;
+        self.pending.push(self.record(line.to_vec(), self.seq));
+        self.seq += 1;
+        if self.pending_bytes >= BATCH_BYTES {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    fn record(&self, value: Vec<u8>, seq: u64) -> Record {
+        Record {
+            key: None,
+            value: Some(value),
+            headers: BTreeMap::from([
+                (
+                    INSTANCE_HEADER.to_string(),
+                    self.instance.clone().into_bytes(),
+                ),
+                (SEQ_HEADER.to_string(), seq.to_string().into_bytes()),
+            ]),
+            timestamp: rskafka::chrono::Utc
+                .timestamp_millis_opt(crate::time::now_ms())
+                .single()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Hands the pending rows to the producer thread (waiting while two batches are in
+    /// flight).
+    fn send(&mut self) -> Result<(), String> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let records = std::mem::take(&mut self.pending);
+        let first_seq = self.seq - records.len() as u64;
+        self.pending_bytes = 0;
+        while self.in_flight >= 2 {
+            self.collect_one()?;
+        }
+        self.jobs
+            .send(Job { records, first_seq })
+            .map_err(|_| format!("{}: the producer stopped", self.url))?;
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    fn collect_one(&mut self) -> Result<(), String> {
+        let r = self
+            .done
+            .recv()
+            .map_err(|_| format!("{}: the producer stopped", self.url))?;
+        self.in_flight -= 1;
+        self.end = self.end.max(r?);
+        Ok(())
+    }
+
+    /// Produces every pending row, waits until Kafka acknowledged all of them, and saves
+    /// the sequence number reached (`{key}.len`) and the offset to read from after a
+    /// crash (`{key}.kafka_end`).
+    pub fn commit_into(
+        &mut self,
+        key: &str,
+        positions: &mut BTreeMap<String, u64>,
+    ) -> Result<(), String> {
+        self.send()?;
+        while self.in_flight > 0 {
+            self.collect_one()?;
+        }
+        positions.insert(format!("{key}.len"), self.seq);
+        positions.insert(format!("{key}.kafka_end"), self.end as u64);
+        Ok(())
+    }
+
+    /// Rows written (sequence numbers handed out).
+    pub fn len(&self) -> u64 {
+        self.seq
+    }
+
+    /// True if no row was written.
+    pub fn is_empty(&self) -> bool {
+        self.seq == 0
+    }
+
+    /// The topic's URL.
+    pub fn url(&self) -> &TopicUrl {
+        &self.url
+    }
+}
+
+impl Partition {
     /// The partition still holds the record before `from` (the last one the checkpoint
     /// counted): it was not deleted and created again, or emptied.
     fn check_holds(&self, from: i64) -> Result<(), String> {
@@ -156,110 +291,52 @@ impl KafkaSink {
         Ok(found)
     }
 
-    /// Appends one row (produced at the latest at the next [`commit`](Self::commit)).
-    pub fn write_line(&mut self, line: &[u8]) -> Result<(), String> {
-        if let Some(there) = self.replay.pop_front() {
-            if there != line {
-                return Err(format!(
-                    "{}: row {} as computed again differs from the one written before the crash ({} vs {}): the pipeline's output is not deterministic",
-                    self.url,
-                    self.seq,
-                    String::from_utf8_lossy(line),
-                    String::from_utf8_lossy(&there)
-                ));
+    /// The producer thread: produces each job in order and reports the partition's
+    /// offset after it. A produce that failed may still have landed: before it is tried
+    /// again the partition is read from the last known end, and what is there is dropped.
+    fn produce_jobs(self, mut end: i64, jobs: &Receiver<Job>, done: &Sender<Result<i64, String>>) {
+        for job in jobs {
+            let r = self.produce(&mut end, job);
+            let failed = r.is_err();
+            if done.send(r.map(|()| end)).is_err() || failed {
+                return;
             }
-            self.seq += 1;
-            return Ok(());
-        }
-        self.pending_bytes += line.len() + 64;
-        self.pending.push(self.record(line.to_vec(), self.seq));
-        self.seq += 1;
-        if self.pending_bytes >= BATCH_BYTES {
-            self.produce()?;
-        }
-        Ok(())
-    }
-
-    fn record(&self, value: Vec<u8>, seq: u64) -> Record {
-        Record {
-            key: None,
-            value: Some(value),
-            headers: BTreeMap::from([
-                (
-                    INSTANCE_HEADER.to_string(),
-                    self.instance.clone().into_bytes(),
-                ),
-                (SEQ_HEADER.to_string(), seq.to_string().into_bytes()),
-            ]),
-            timestamp: rskafka::chrono::Utc
-                .timestamp_millis_opt(crate::time::now_ms())
-                .single()
-                .unwrap_or_default(),
         }
     }
 
-    /// Produces the pending rows. A produce that failed may still have landed: before
-    /// it is tried again the partition's tail is read and what is there is dropped.
-    fn produce(&mut self) -> Result<(), String> {
+    fn produce(&self, end: &mut i64, job: Job) -> Result<(), String> {
+        let Job {
+            mut records,
+            first_seq,
+        } = job;
         let mut first_try = true;
-        while !self.pending.is_empty() {
+        while !records.is_empty() {
             if !first_try {
-                let first = self.seq - self.pending.len() as u64;
-                let landed = self.ours_from(self.end, first)?;
+                let landed = self.ours_from(*end, first_seq)?;
                 if let Some((off, _)) = landed.last() {
-                    self.end = off + 1;
+                    *end = off + 1;
                 }
-                self.pending.drain(..landed.len().min(self.pending.len()));
-                if self.pending.is_empty() {
+                records.drain(..landed.len().min(records.len()));
+                if records.is_empty() {
                     break;
                 }
             }
             first_try = false;
-            let batch = self.pending.clone();
             let client = &self.client;
             let r = self.conn.wait_once("writing output", || {
-                client.produce(batch.clone(), Compression::NoCompression)
+                client.produce(records.clone(), Compression::NoCompression)
             });
             match r {
                 Ok(offsets) => {
                     if let Some(o) = offsets.iter().max() {
-                        self.end = self.end.max(o + 1);
+                        *end = (*end).max(o + 1);
                     }
-                    self.pending.clear();
+                    records.clear();
                 }
-                Err(super::conn::Once::Fatal(e)) => return Err(e),
-                Err(super::conn::Once::Transient) => {}
+                Err(Once::Fatal(e)) => return Err(e),
+                Err(Once::Transient) => {}
             }
         }
-        self.pending_bytes = 0;
         Ok(())
-    }
-
-    /// Produces every pending row and saves the sequence number reached (`{key}.len`)
-    /// and the offset to read from after a crash (`{key}.kafka_end`).
-    pub fn commit_into(
-        &mut self,
-        key: &str,
-        positions: &mut BTreeMap<String, u64>,
-    ) -> Result<(), String> {
-        self.produce()?;
-        positions.insert(format!("{key}.len"), self.seq);
-        positions.insert(format!("{key}.kafka_end"), self.end as u64);
-        Ok(())
-    }
-
-    /// Rows written (sequence numbers handed out).
-    pub fn len(&self) -> u64 {
-        self.seq
-    }
-
-    /// True if no row was written.
-    pub fn is_empty(&self) -> bool {
-        self.seq == 0
-    }
-
-    /// The topic's URL.
-    pub fn url(&self) -> &TopicUrl {
-        &self.url
     }
 }

@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
 use rskafka::client::partition::{OffsetAt, PartitionClient};
 use serde::de::DeserializeOwned;
 
@@ -34,7 +36,8 @@ pub struct Polled<E> {
 
 struct Part<E> {
     id: i32,
-    client: PartitionClient,
+    /// Batches fetched ahead by this partition's reader thread.
+    rx: Receiver<Fetched>,
     /// Offset of the next record to hand out.
     next: i64,
     /// Fetched, parsed, not handed out yet, with each one's event time.
@@ -59,7 +62,6 @@ struct Part<E> {
 /// good. The order depends only on the records and the offsets started from, so a
 /// restart from a checkpoint hands out what the uninterrupted run did.
 pub struct KafkaSource<E> {
-    conn: Conn,
     url: TopicUrl,
     parts: Vec<Part<E>>,
     time: fn(&E) -> Option<i64>,
@@ -121,7 +123,7 @@ impl<E: DeserializeOwned> KafkaSource<E> {
             }
             parts.push(Part {
                 id,
-                client,
+                rx: spawn_reader(url, id, next, follow)?,
                 next,
                 buf: VecDeque::new(),
                 done: false,
@@ -138,7 +140,6 @@ impl<E: DeserializeOwned> KafkaSource<E> {
             ));
         }
         Ok(KafkaSource {
-            conn,
             url: url.clone(),
             parts,
             time,
@@ -215,29 +216,24 @@ impl<E: DeserializeOwned> KafkaSource<E> {
         &self.url
     }
 
-    /// Fetches the records after `next` of partition `i`.
+    /// Takes the next batch of partition `i` from its reader thread.
     fn fill(&mut self, i: usize) -> Result<(), String> {
         let (id, next) = (self.parts[i].id, self.parts[i].next);
-        let mut max = FETCH_BYTES;
-        let records = loop {
-            let client = &self.parts[i].client;
-            let bytes = 1..i32::try_from(max).unwrap_or(i32::MAX);
-            let (records, high) = self.conn.wait(&format!("reading partition {id}"), || {
-                client.fetch_records(next, bytes.clone(), FETCH_WAIT_MS)
-            })?;
-            // A broker that does not return a batch larger than the maximum: ask for more.
-            if records.is_empty() && next < high && max < MAX_FETCH_BYTES {
-                max = (max * 2).min(MAX_FETCH_BYTES);
-                continue;
-            }
-            break records;
+        let got = if self.follow {
+            self.parts[i].rx.recv_timeout(RECHECK).ok()
+        } else {
+            self.parts[i].rx.recv().ok()
+        };
+        let records = match got {
+            Some(Fetched::Records(r)) => r,
+            Some(Fetched::Error(e)) => return Err(e),
+            Some(Fetched::Nothing) | None => Vec::new(),
         };
         let part = &mut self.parts[i];
         let mut got = false;
         // Whole batches come back: skip what is before `next`.
-        for r in records.into_iter().filter(|r| r.offset >= next) {
+        for (offset, raw) in records.into_iter().filter(|(o, _)| *o >= next) {
             got = true;
-            let raw = r.record.value.unwrap_or_default();
             let event = if raw.is_empty() {
                 Err("the record has no value (expected a JSON object)".to_string())
             } else {
@@ -248,7 +244,7 @@ impl<E: DeserializeOwned> KafkaSource<E> {
                 time,
                 Polled {
                     partition: id,
-                    offset: r.offset,
+                    offset,
                     event,
                     raw,
                 },
@@ -264,5 +260,91 @@ impl<E: DeserializeOwned> KafkaSource<E> {
             part.done = true;
         }
         Ok(())
+    }
+}
+
+/// What a partition's reader thread hands over.
+enum Fetched {
+    /// Records from the offset it had reached: (offset, value).
+    Records(Vec<(i64, Vec<u8>)>),
+    /// A fetch found nothing (bounded: the partition is read; follow: nothing yet).
+    Nothing,
+    /// It stopped on this error.
+    Error(String),
+}
+
+/// Fetches partition `id` from `next` on, in a thread of its own with its own
+/// connection, two batches ahead of the pipeline: fetching and decoding overlap with
+/// processing.
+fn spawn_reader(
+    url: &TopicUrl,
+    id: i32,
+    next: i64,
+    follow: bool,
+) -> Result<Receiver<Fetched>, String> {
+    let conn = Conn::connect(url)?;
+    let client = conn.partition(&url.topic, id)?;
+    let (tx, rx) = sync_channel(2);
+    std::thread::Builder::new()
+        .name(format!("kafka-p{id}"))
+        .spawn(move || read_ahead(&conn, &client, id, next, follow, &tx))
+        .map_err(|e| format!("starting a reader of partition {id}: {e}"))?;
+    Ok(rx)
+}
+
+fn read_ahead(
+    conn: &Conn,
+    client: &PartitionClient,
+    id: i32,
+    mut next: i64,
+    follow: bool,
+    tx: &SyncSender<Fetched>,
+) {
+    loop {
+        let fetched = match fetch(conn, client, id, next) {
+            Ok(r) if r.is_empty() => Fetched::Nothing,
+            Ok(r) => {
+                next = r.last().map_or(next, |(o, _)| o + 1);
+                Fetched::Records(r)
+            }
+            Err(e) => Fetched::Error(e),
+        };
+        let last = matches!(fetched, Fetched::Error(_))
+            || (!follow && matches!(fetched, Fetched::Nothing));
+        let nothing = matches!(fetched, Fetched::Nothing);
+        if tx.send(fetched).is_err() || last {
+            return;
+        }
+        if nothing {
+            std::thread::sleep(RECHECK);
+        }
+    }
+}
+
+/// The records at `next` and after (whole batches come back: those before are left
+/// out), asking for more bytes when a batch is bigger than the first request allows.
+fn fetch(
+    conn: &Conn,
+    client: &PartitionClient,
+    id: i32,
+    next: i64,
+) -> Result<Vec<(i64, Vec<u8>)>, String> {
+    let mut max = FETCH_BYTES;
+    loop {
+        let bytes = 1..i32::try_from(max).unwrap_or(i32::MAX);
+        let (records, high) = conn.wait(&format!("reading partition {id}"), || {
+            client.fetch_records(next, bytes.clone(), FETCH_WAIT_MS)
+        })?;
+        if records.is_empty() && next < high && max < MAX_FETCH_BYTES {
+            max = (max * 2).min(MAX_FETCH_BYTES);
+            continue;
+        }
+        let mut out: Vec<(i64, Vec<u8>)> = records
+            .into_iter()
+            .filter(|r| r.offset >= next)
+            .map(|r| (r.offset, r.record.value.unwrap_or_default()))
+            .collect();
+        out.sort_by_key(|(o, _)| *o);
+        return Ok(out);
     }
 }
