@@ -89,3 +89,48 @@ pub fn annotate(f: &Expr, ty: &Type) -> TokenStream {
     }
     quote!((#c))
 }
+
+/// For `|e| e.a.b.clone()` (or `.to_owned()`): the parameter `e` and the field `e.a.b`,
+/// which the key can be borrowed from. Only a plain parameter name and a chain of named
+/// fields (or tuple indices) on it qualify, so the borrow has the field's own type.
+pub fn cloned_field(e: &Expr) -> Option<(Pat, Expr)> {
+    let Expr::Closure(c) = e else { return None };
+    if c.inputs.len() != 1 || !matches!(c.output, ReturnType::Default) {
+        return None;
+    }
+    let param = match &c.inputs[0] {
+        Pat::Type(t) => &*t.pat,
+        p => p,
+    };
+    let Pat::Ident(id) = param else { return None };
+    if id.by_ref.is_some() || id.subpat.is_some() {
+        return None;
+    }
+    let call = match &*c.body {
+        Expr::MethodCall(m) => m,
+        _ => return None,
+    };
+    let method = call.method.to_string();
+    if !call.args.is_empty()
+        || call.turbofish.is_some()
+        || !["clone", "to_owned"].contains(&method.as_str())
+    {
+        return None;
+    }
+    let mut recv = &*call.receiver;
+    let mut fields = 0;
+    while let Expr::Field(f) = recv {
+        fields += 1;
+        recv = &f.base;
+    }
+    match recv {
+        Expr::Path(p) if fields > 0 && p.qself.is_none() && p.path.is_ident(&id.ident) => Some((
+            Pat::Ident(syn::PatIdent {
+                mutability: None,
+                ..id.clone()
+            }),
+            (*call.receiver).clone(),
+        )),
+        _ => None,
+    }
+}

@@ -1,6 +1,6 @@
 //! [`KeyedState`]: per-key state on a fast hasher with random seeds.
 
-use std::collections::hash_map::Entry;
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
@@ -15,6 +15,7 @@ use crate::checkpoint::Checkpointable;
 use crate::codec::{CheckpointError, StageWriter};
 use crate::delta::{new_lineage, Tracked, Version};
 use crate::fingerprint::{combine, fnv1a};
+use hashbrown::hash_map::{Entry, RawEntryMut};
 
 /// The hasher of all keyed state: foldhash, seeded at random per map, so keys taken from
 /// untrusted input cannot be chosen to collide (hash flooding), at a cost close to FxHash.
@@ -44,7 +45,9 @@ impl<T: Hash + Eq + Ord + Clone + Checkpointable> Key for T {}
 /// assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"C001":25,"C002":1}"#);
 /// ```
 pub struct KeyedState<K, V> {
-    map: FastMap<K, Slot<V>>,
+    /// hashbrown's map (std's on the inside) for its raw entries: a borrowed key is
+    /// looked up once and cloned only when it is inserted.
+    map: hashbrown::HashMap<K, Slot<V>, FastHasher>,
     /// Changes so far; an entry's `changed` is this count when it last changed.
     changes: u64,
     lineage: u64,
@@ -66,7 +69,7 @@ struct Slot<V> {
 impl<K, V> Default for KeyedState<K, V> {
     fn default() -> Self {
         KeyedState {
-            map: FastMap::default(),
+            map: hashbrown::HashMap::default(),
             changes: 0,
             lineage: new_lineage(),
             removed: FastMap::default(),
@@ -106,6 +109,42 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
                     value: V::default(),
                     changed,
                 })
+            }
+        };
+        slot.changed = changed;
+        &mut slot.value
+    }
+
+    /// The value for a borrowed `key`, created with `V::default()` if missing: one
+    /// lookup, and the key is cloned only when it is inserted.
+    ///
+    /// ```
+    /// use simplestream_runtime::KeyedState;
+    /// let mut s: KeyedState<String, u64> = KeyedState::default();
+    /// *s.entry_ref("C001") += 1;
+    /// *s.entry_ref("C001") += 1;
+    /// assert_eq!(s.get(&"C001".to_string()), Some(&2));
+    /// ```
+    #[inline]
+    pub fn entry_ref<Q>(&mut self, key: &Q) -> &mut V
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        V: Default,
+    {
+        self.changes += 1;
+        let changed = self.changes;
+        let slot = match self.map.raw_entry_mut().from_key(key) {
+            RawEntryMut::Occupied(o) => o.into_mut(),
+            RawEntryMut::Vacant(v) => {
+                if !self.removed.is_empty() {
+                    self.removed.remove(key);
+                }
+                let slot = Slot {
+                    value: V::default(),
+                    changed,
+                };
+                v.insert(key.to_owned(), slot).1
             }
         };
         slot.changed = changed;
@@ -240,7 +279,8 @@ where
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
                 // Cap the pre-allocation: the size hint comes from untrusted bytes.
                 let cap = a.size_hint().unwrap_or(0).min(1 << 20);
-                let mut map = FastMap::with_capacity_and_hasher(cap, FastHasher::default());
+                let mut map =
+                    hashbrown::HashMap::with_capacity_and_hasher(cap, FastHasher::default());
                 while let Some((k, value)) = a.next_entry()? {
                     map.insert(k, Slot { value, changed: 0 });
                 }

@@ -11,8 +11,10 @@
 //!   reported (the pipeline sends it to the late output) and never silently dropped;
 //! - windows close in `(end, key)` order, so output does not depend on hash order.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
+use std::hash::Hash;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -243,11 +245,11 @@ impl<T: fmt::Debug> fmt::Debug for OpenWindows<T> {
 /// ```
 /// use simplestream_runtime::window::Tumbling;
 /// let mut w: Tumbling<String, u64> = Tumbling::default();
-/// *w.acc_for(1_500, "a".into(), 1_000, 0).unwrap() += 1;
+/// *w.acc_for(1_500, "a", 1_000, 0).unwrap() += 1;
 /// let mut fired = Vec::new();
 /// w.advance(2_000, 1_000, 0, &mut fired);
 /// assert_eq!((fired[0].start, fired[0].end, fired[0].acc), (1_000, 2_000, 1));
-/// assert!(w.acc_for(1_999, "a".into(), 1_000, 0).is_none(), "window closed: late");
+/// assert!(w.acc_for(1_999, "a", 1_000, 0).is_none(), "window closed: late");
 /// ```
 ///
 /// Open windows are kept sorted by start in a deque, found by arithmetic rather than a
@@ -283,15 +285,19 @@ impl<K: Key, A: Default> Windows<K, A> {
     // Always inlined: the window parameters are constants at the call site, so that
     // aligning a time is a multiplication rather than a division.
     #[inline(always)]
-    pub fn add(
+    pub fn add<Q>(
         &mut self,
         ts: i64,
-        key: K,
+        key: &Q,
         size: i64,
         slide: i64,
         lateness: i64,
         mut f: impl FnMut(&mut A),
-    ) -> bool {
+    ) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let Some((first_open, newest, late)) = span(ts, size, slide, lateness, self.watermark)
         else {
             return true;
@@ -304,10 +310,7 @@ impl<K: Key, A: Default> Windows<K, A> {
         let n = self.windows.len();
         if k < n && self.windows[n - 1].0 == newest && self.windows[n - 1 - k].0 == first_open {
             for (_, keyed) in self.windows.range_mut(n - 1 - k..) {
-                match keyed.get_mut(&key) {
-                    Some(acc) => f(acc),
-                    None => f(keyed.entry(key.clone())),
-                }
+                f(keyed.entry_ref(key));
             }
             return late;
         }
@@ -315,11 +318,7 @@ impl<K: Key, A: Default> Windows<K, A> {
         let mut i = self.windows.slot(first_open, slide, KeyedState::default);
         let mut start = first_open;
         loop {
-            let keyed = &mut self.windows[i].1;
-            match keyed.get_mut(&key) {
-                Some(acc) => f(acc),
-                None => f(keyed.entry(key.clone())),
-            }
+            f(self.windows[i].1.entry_ref(key));
             start += slide;
             if start > newest {
                 break;
@@ -336,7 +335,11 @@ impl<K: Key, A: Default> Windows<K, A> {
     // Always inlined: the window parameters are constants at the call site, so that
     // aligning a time is a multiplication rather than a division.
     #[inline(always)]
-    pub fn acc_for(&mut self, ts: i64, key: K, size: i64, lateness: i64) -> Option<&mut A> {
+    pub fn acc_for<Q>(&mut self, ts: i64, key: &Q, size: i64, lateness: i64) -> Option<&mut A>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let start = window_start(ts, size)?;
         if start.saturating_add(size).saturating_add(lateness) <= self.watermark {
             return None;
@@ -348,7 +351,7 @@ impl<K: Key, A: Default> Windows<K, A> {
             let i = self.windows.slot(start, size, KeyedState::default);
             &mut self.windows[i].1
         };
-        Some(keyed.entry(key))
+        Some(keyed.entry_ref(key))
     }
 
     /// Sets the watermark to `wm` if that moves it forward; true if it moved. Then call
@@ -444,7 +447,7 @@ pub type Tumbling<K, A> = Windows<K, A>;
 /// ```
 /// use simplestream_runtime::window::Sliding;
 /// let mut w: Sliding<u32, u64> = Sliding::default();
-/// let late = w.add(1_500, 7, 2_000, 1_000, 0, |acc| *acc += 1);
+/// let late = w.add(1_500, &7, 2_000, 1_000, 0, |acc| *acc += 1);
 /// assert!(!late);
 /// assert_eq!(w.open_entries(), 2, "in [0,2000) and [1000,3000)");
 /// ```
@@ -820,7 +823,7 @@ mod tests {
                 assert_eq!(reason == LateReason::OutOfRange, !fits, "ts {ts}");
                 let mut w: Tumbling<u8, u64> = Tumbling::default();
                 let mut g: GlobalWindows<u64> = GlobalWindows::default();
-                assert_eq!(w.acc_for(ts, 1, size, 0).map(|a| *a += 1).is_some(), fits);
+                assert_eq!(w.acc_for(ts, &1, size, 0).map(|a| *a += 1).is_some(), fits);
                 assert_eq!(g.acc_for(ts, size, 0).map(|a| *a += 1).is_some(), fits);
                 let (mut fired, mut gfired) = (Vec::new(), Vec::new());
                 w.flush(size, 0, &mut fired);
@@ -841,7 +844,7 @@ mod tests {
                 assert_eq!(reason == LateReason::OutOfRange, !fits, "ts {ts}");
                 let mut w: Sliding<u8, u64> = Sliding::default();
                 let mut g: GlobalWindows<u64> = GlobalWindows::default();
-                assert_eq!(w.add(ts, 1, size, slide, 0, |a| *a += 1), !fits, "ts {ts}");
+                assert_eq!(w.add(ts, &1, size, slide, 0, |a| *a += 1), !fits, "ts {ts}");
                 assert_eq!(g.add(ts, size, slide, 0, |a| *a += 1), !fits, "ts {ts}");
                 let (mut fired, mut gfired) = (Vec::new(), Vec::new());
                 w.flush(size, 0, &mut fired);
@@ -858,7 +861,7 @@ mod tests {
         // Starts near both ends open at once: their distance does not fit in i64.
         let mut w: Tumbling<u8, u64> = Tumbling::default();
         for ts in [i64::MAX - 5_000, i64::MIN + 5_000, 0, i64::MIN + 15_000] {
-            *w.acc_for(ts, 1, 1_000, 0).unwrap() += 1;
+            *w.acc_for(ts, &1, 1_000, 0).unwrap() += 1;
         }
         let mut fired = Vec::new();
         w.flush(1_000, 0, &mut fired);

@@ -489,7 +489,10 @@ impl Stateful for Aggregation {
         let consts = window::Consts::new(&s.names, w);
         let late_variant = s.names.late_variant(None);
         let late = |reason: TokenStream| cx.late(&late_variant, reason);
-        let key = self.key().map(|k| k.compute(&self.event_ty));
+        let key = self.key().map(|k| match w.is_session() {
+            true => k.compute(&self.event_ty),
+            false => k.compute_ref(&self.event_ty),
+        });
         let body = w.accumulate(&consts, &s.names, key, &adds, &late);
         let sorted = rows_need_sorting(cx, s, w.lateness);
         let (advance, flush) = w.closing(&consts, &s.names, sorted);
@@ -579,22 +582,23 @@ impl Aggregation {
         tail: TokenStream,
     ) -> TokenStream {
         let f = &s.name;
-        let key = k.compute(&self.event_ty);
+        let key = k.compute_ref(&self.event_ty);
         if s.children.is_empty() && !s.sink {
             return quote! {
                 #key
-                let __acc = self.#f.state.entry(__k);
+                let __acc = self.#f.state.entry_ref(__kr);
                 #adds
             };
         }
         let row = s.names.path(&s.names.row);
         let key_name = &k.name;
+        let owned = k.owned();
         let outputs = self.outputs(&cx.rt, quote!(__acc));
         quote! {
             #key
-            let __acc = self.#f.state.entry(::core::clone::Clone::clone(&__k));
+            let __acc = self.#f.state.entry_ref(__kr);
             #adds
-            let __row = #row { #key_name: __k, #outputs };
+            let __row = #row { #key_name: #owned, #outputs };
             let __v = &__row;
             #tail
         }

@@ -2,8 +2,9 @@
 //! that follows (optionally after a `window`).
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, ToTokens};
-use syn::{Expr, Ident, Type};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{Expr, Ident, Pat, Type};
 
 use super::{OpDef, Operator};
 use crate::check::stage::StageBuilder;
@@ -31,6 +32,9 @@ pub struct Key {
     pub ty: Type,
     /// The key of an event (returning `ty`).
     pub f: Expr,
+    /// For `|e| e.field.clone()` (or `.to_owned()`): the parameter and `e.field`, so the
+    /// key is looked up by borrow and cloned only when it is inserted.
+    by_ref: Option<(Pat, Expr)>,
 }
 
 /// A `key_by` waiting for its `aggregate`.
@@ -75,6 +79,7 @@ impl Key {
         Some(Key {
             name: field.name.clone(),
             f: closure::with_output(&field.expr, &ty.to_token_stream()),
+            by_ref: closure::cloned_field(&field.expr),
             ty,
         })
     }
@@ -83,6 +88,29 @@ impl Key {
     pub fn compute(&self, event: &Type) -> TokenStream {
         let (ty, f) = (&self.ty, closure::annotate(&self.f, event));
         quote!(let __k: #ty = #f(__v);)
+    }
+
+    /// `let __kr = &key;` (a borrow of the key, for `KeyedState::entry_ref`) for events of
+    /// type `event`: of the event's field itself when the closure only clones a field,
+    /// else of the key computed by [`compute`](Self::compute).
+    pub fn compute_ref(&self, event: &Type) -> TokenStream {
+        match &self.by_ref {
+            Some((pat, field)) => {
+                quote_spanned!(field.span()=> let __kr = { let #pat: &#event = __v; &(#field) };)
+            }
+            None => {
+                let k = self.compute(event);
+                quote!(#k let __kr = &__k;)
+            }
+        }
+    }
+
+    /// The owned key for a row, after [`compute_ref`](Self::compute_ref).
+    pub fn owned(&self) -> TokenStream {
+        match &self.by_ref {
+            Some(_) => quote!(::std::borrow::ToOwned::to_owned(__kr)),
+            None => quote!(__k),
+        }
     }
 
     /// `plan::Op::KeyBy { .. }`.

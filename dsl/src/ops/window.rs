@@ -301,7 +301,7 @@ impl Window {
     }
 
     /// Folds the event `__v` at `__ts` into the accumulators `__acc` of its windows with
-    /// `adds`: those of its key, if `key` computes one (`__k`), else the windows over
+    /// `adds`: those of its key, if `key` computes one (`__kr`, `__k` for sessions), else the windows over
     /// all events. `late(reason)` reports an event whose window has closed.
     pub fn accumulate(
         &self,
@@ -315,7 +315,12 @@ impl Window {
         let (size, slide, lateness) = (&c.size, &c.slide, &c.lateness);
         let windowed = late(quote!(#rt::window::LateReason::windowed(__ts, #size, #slide)));
         // A window over all events has no key to compute or hash.
-        let k = key.as_ref().map(|_| quote!(__k,));
+        // Tumbling and sliding windows look the key up by borrow (`__kr`), sessions
+        // keep it (`__k`).
+        let k = key.as_ref().map(|_| match self.is_session() {
+            true => quote!(__k,),
+            false => quote!(__kr,),
+        });
         let f = &names.field;
         match self.kind {
             WindowKind::Tumbling { .. } => quote! {

@@ -339,8 +339,11 @@ impl Orders {
         __ts: i64,
         out: &mut C,
     ) {
-        let __k: String = (|o: &Order| -> String { o.customer.clone() })(__v);
-        let __acc = self.customer_stats.state.entry(__k);
+        let __kr = {
+            let o: &Order = __v;
+            &(o.customer)
+        };
+        let __acc = self.customer_stats.state.entry_ref(__kr);
         ::simplestream::__rt::aggregate::add::<
             ::simplestream::__rt::aggregate::Count,
         >(&mut __acc.count, ());
@@ -380,11 +383,14 @@ impl Orders {
         __ts: i64,
         out: &mut C,
     ) {
-        let __k: String = (|o: &Order| -> String { o.customer.clone() })(__v);
+        let __kr = {
+            let o: &Order = __v;
+            &(o.customer)
+        };
         match self
             .per_5min
             .state
-            .acc_for(__ts, __k, Self::PER_5MIN_SIZE_MS, Self::PER_5MIN_LATENESS_MS)
+            .acc_for(__ts, __kr, Self::PER_5MIN_SIZE_MS, Self::PER_5MIN_LATENESS_MS)
         {
             ::core::option::Option::Some(__acc) => {
                 ::simplestream::__rt::aggregate::add::<

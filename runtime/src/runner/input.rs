@@ -355,6 +355,20 @@ fn memchr(s: &[u8]) -> Option<usize> {
 ///            "trailing characters");
 /// ```
 pub fn parse_event<T: DeserializeOwned>(line: &[u8]) -> Result<T, String> {
+    // The happy path: one UTF-8 check and a parse without path tracking. Only a line
+    // that fails is parsed again, tracked, to name what is wrong with it.
+    if let Ok(text) = std::str::from_utf8(line) {
+        if text.trim_start().starts_with('{') {
+            if let Ok(v) = serde_json::from_str(text) {
+                return Ok(v);
+            }
+        }
+    }
+    explain::<T>(line)
+}
+
+/// Why `line` is not an event of type `T` (line and field named by the caller).
+fn explain<T: DeserializeOwned>(line: &[u8]) -> Result<T, String> {
     let text = match std::str::from_utf8(line) {
         Ok(t) => t,
         Err(e) => {
