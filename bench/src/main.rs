@@ -5,7 +5,11 @@
 //!       [--no-memory] [--no-checkpoints] [--no-incremental] [--no-overhead]
 //! bench --child WORKLOAD IMPL --events N [--keys K]    # one run; prints peak RSS as JSON
 //! bench --profile WORKLOAD IMPL --events N [--keys K]  # one run, for callgrind/perf
+//! bench --e2e-hand INPUT OUTPUT                        # the end-to-end hand program
 //! ```
+//!
+//! With `--e2e-input FILE --orders-bin PATH` (which `cargo xtask bench` passes) it also
+//! runs the `orders` program end to end against a hand-written program (see `e2e`).
 //!
 //! For each workload, every implementation runs over the same events, generated once in
 //! memory before timing: one warm-up round, then `runs` rounds (implementations
@@ -14,6 +18,7 @@
 //! the output rows or of the final state), or the run fails.
 
 mod checkpoints;
+mod e2e;
 mod events;
 mod incremental;
 mod nexmark_bench;
@@ -53,10 +58,13 @@ struct Args {
     instructions: bool,
     child: Option<(String, String)>,
     profile: Option<(String, String)>,
+    e2e_input: Option<PathBuf>,
+    orders_bin: Option<PathBuf>,
+    e2e_hand: Option<(PathBuf, PathBuf)>,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench [--quick] [--events N] [--keys K] [--runs R] [--only a,b] [--out DIR] [--scratch DIR] [--no-memory] [--no-checkpoints] [--no-incremental] [--no-overhead] [--instructions]\n       bench --child|--profile WORKLOAD IMPL [--events N] [--keys K]");
+    eprintln!("usage: bench [--quick] [--events N] [--keys K] [--runs R] [--only a,b] [--out DIR] [--scratch DIR] [--no-memory] [--no-checkpoints] [--no-incremental] [--no-overhead] [--instructions] [--e2e-input FILE --orders-bin PATH]\n       bench --child|--profile WORKLOAD IMPL [--events N] [--keys K]");
     std::process::exit(2)
 }
 
@@ -77,6 +85,9 @@ fn parse_args() -> Args {
         instructions: false,
         child: None,
         profile: None,
+        e2e_input: None,
+        orders_bin: None,
+        e2e_hand: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -100,6 +111,11 @@ fn parse_args() -> Args {
             "--instructions" => a.instructions = true,
             "--child" => a.child = Some((val(&mut i), val(&mut i))),
             "--profile" => a.profile = Some((val(&mut i), val(&mut i))),
+            "--e2e-input" => a.e2e_input = Some(PathBuf::from(val(&mut i))),
+            "--orders-bin" => a.orders_bin = Some(PathBuf::from(val(&mut i))),
+            "--e2e-hand" => {
+                a.e2e_hand = Some((PathBuf::from(val(&mut i)), PathBuf::from(val(&mut i))))
+            }
             "-h" | "--help" => usage(),
             other => {
                 eprintln!("bench: unknown argument {other}");
@@ -372,6 +388,9 @@ fn instructions(res: &mut WorkloadResult, a: &Args) {
 
 fn main() -> ExitCode {
     let a = parse_args();
+    if let Some((input, output)) = &a.e2e_hand {
+        return e2e::hand_main(input.clone(), output.clone());
+    }
     if let Some((w, i)) = &a.child {
         child(w, i, a.events, a.keys);
         return ExitCode::SUCCESS;
@@ -403,6 +422,23 @@ fn main() -> ExitCode {
     std::fs::create_dir_all(&a.scratch).ok();
     let mut failures = Vec::new();
     let mut results = Vec::new();
+    let mut end_to_end = None;
+    if let (Some(input), Some(orders)) = (&a.e2e_input, &a.orders_bin) {
+        println!("\n== end to end: the orders program vs a hand-written program over {}", input.display());
+        match e2e::compare(orders, input, &a.scratch, a.runs) {
+            Ok(r) => {
+                println!(
+                    "   orders at {:.2}x the hand program's speed (wall, best of {}), {:.2}x (CPU time)",
+                    r.ratio_orders_to_hand, r.runs, r.ratio_cpu_orders_to_hand
+                );
+                end_to_end = Some(r);
+            }
+            Err(e) => {
+                eprintln!("   {e}");
+                failures.push(e);
+            }
+        }
+    }
     for mut w in registry(a.keys) {
         if let Some(only) = &a.only {
             if !only.iter().any(|o| o == w.name()) {
@@ -465,6 +501,7 @@ fn main() -> ExitCode {
         runs: a.runs,
         machine,
         seconds: started.elapsed().as_secs_f64(),
+        end_to_end,
         workloads: results,
         checkpoints: costs,
         overhead,

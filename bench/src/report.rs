@@ -69,6 +69,7 @@ pub struct Report {
     pub runs: usize,
     pub machine: Machine,
     pub seconds: f64,
+    pub end_to_end: Option<crate::e2e::E2e>,
     pub workloads: Vec<WorkloadResult>,
     pub checkpoints: Vec<CheckpointCost>,
     pub overhead: Option<Overhead>,
@@ -137,6 +138,12 @@ impl Report {
             "method": "events generated once in memory before timing; one warm-up round, then `runs` rounds with implementations interleaved; *_eps is the best run (median_eps per impl too); results (digest of output rows or final state) equal across implementations",
             "machine": self.machine,
             "seconds": self.seconds,
+            "end_to_end": self.end_to_end.as_ref().map(|e| {
+                let mut v = serde_json::to_value(e).expect("json");
+                v["target_ratio_orders_to_hand"] = json!(0.9);
+                v["meets_target"] = json!(e.ratio_orders_to_hand >= 0.9);
+                v
+            }),
             "workloads": workloads,
             "checkpoints": self.checkpoints,
             "overhead": self.overhead.as_ref().map(|o| {
@@ -162,6 +169,9 @@ impl Report {
             "Machine: {} x {}, {}, {}; load average {} at start, {} at end. {} events per workload, best of {} runs after a warm-up (median in parentheses); M = million events/s.\n",
             m.nproc, m.cpu, m.os, m.rustc, m.loadavg_start, m.loadavg_end, self.events, self.runs
         );
+        if let Some(e) = &self.end_to_end {
+            e2e_table(&mut s, e);
+        }
         let _ = writeln!(s, "## Throughput\n");
         let _ = writeln!(s, "| workload | hand | pipeline! | timely (1 worker) | pipeline / hand | target | timely / hand | state per key (hand / pipeline / timely) |");
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
@@ -462,4 +472,28 @@ fn incremental_table(s: &mut String, rows: &[IncrementalCost]) {
             if r.keys >= 10_000_000 { verdict(r.ratio_restore, 1.5) } else { format!("{:.2}x", r.ratio_restore) },
         );
     }
+}
+
+fn e2e_table(s: &mut String, e: &crate::e2e::E2e) {
+    let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let _ = writeln!(s, "## End to end\n");
+    let _ = writeln!(
+        s,
+        "The `orders` program (release build, only its first and final checkpoint) over {} events ({} bytes of JSON lines), against a hand-written program (whole file read at once, serde_json into a struct borrowing the customer `&str`, FxHash maps, the same windows and watermark, rows written with serde_json). Outputs compared byte for byte on every run ({} bytes). Best of {} runs after a warm-up; CPU time is user + system of the process.\n",
+        e.events, e.input_bytes, e.output_bytes, e.runs
+    );
+    let _ = writeln!(s, "| program | wall ms (runs) | CPU ms (runs) |");
+    let _ = writeln!(s, "|---|---:|---:|");
+    let runs = |v: &[f64]| v.iter().map(|m| format!("{m:.0}")).collect::<Vec<_>>().join(", ");
+    for (name, w, c) in [("hand-written", &e.hand_ms, &e.hand_cpu_ms), ("`orders`", &e.orders_ms, &e.orders_cpu_ms)] {
+        let _ = writeln!(s, "| {name} | {:.0} ({}) | {:.0} ({}) |", min(w), runs(w), min(c), runs(c));
+    }
+    let _ = writeln!(
+        s,
+        "\n`orders` / hand (speed): **{:.2}x** wall, {:.2}x CPU; target >= 0.90x {}.\n\nCommand: `{}`\n",
+        e.ratio_orders_to_hand,
+        e.ratio_cpu_orders_to_hand,
+        if e.ratio_orders_to_hand >= 0.9 { "met" } else { "**missed**" },
+        e.command
+    );
 }

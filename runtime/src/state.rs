@@ -1,5 +1,6 @@
 //! [`KeyedState`]: per-key state on a fast hasher with random seeds.
 
+use std::any::{Any, TypeId};
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
@@ -25,8 +26,8 @@ pub type FastHasher = foldhash::fast::RandomState;
 pub type FastMap<K, V> = HashMap<K, V, FastHasher>;
 
 /// What a key must be: hashable, ordered (for deterministic output), clonable, storable.
-pub trait Key: Hash + Eq + Ord + Clone + Checkpointable {}
-impl<T: Hash + Eq + Ord + Clone + Checkpointable> Key for T {}
+pub trait Key: Hash + Eq + Ord + Clone + Checkpointable + 'static {}
+impl<T: Hash + Eq + Ord + Clone + Checkpointable + 'static> Key for T {}
 
 /// Per-key state.
 ///
@@ -246,13 +247,37 @@ impl<K: Hash + Eq + Ord, V: PartialEq> PartialEq for KeyedState<K, V> {
     }
 }
 
-impl<K: Serialize + Ord + Hash + Eq, V: Serialize> Serialize for KeyedState<K, V> {
+impl<K: Hash + Eq + Ord + 'static, V> KeyedState<K, V> {
+    /// Entries sorted by key, as [`sorted`](Self::sorted) gives them. `String` keys are
+    /// ordered by their first 8 bytes first: that settles most comparisons without
+    /// reading two strings from wherever they are on the heap.
+    fn sorted_for_output(&self) -> Vec<(&K, &V)> {
+        if TypeId::of::<K>() != TypeId::of::<String>() {
+            return self.sorted();
+        }
+        let prefix = |k: &K| {
+            let s = (k as &dyn Any)
+                .downcast_ref::<String>()
+                .map_or(&[][..], |s| s.as_bytes());
+            let mut b = [0u8; 8];
+            let n = s.len().min(8);
+            b[..n].copy_from_slice(&s[..n]);
+            // Big-endian and zero-padded: a string's prefix is never above a larger one's.
+            u64::from_be_bytes(b)
+        };
+        let mut v: Vec<(u64, &K, &V)> = self.iter().map(|(k, v)| (prefix(k), k, v)).collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+        v.into_iter().map(|(_, k, v)| (k, v)).collect()
+    }
+}
+
+impl<K: Serialize + Ord + Hash + Eq + 'static, V: Serialize> Serialize for KeyedState<K, V> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         // Sorting costs O(n log n); only readable formats promise stable bytes.
         let readable = s.is_human_readable();
         let mut m = s.serialize_map(Some(self.map.len()))?;
         if readable {
-            for (k, v) in self.sorted() {
+            for (k, v) in self.sorted_for_output() {
                 m.serialize_entry(k, v)?;
             }
         } else {
@@ -504,6 +529,36 @@ mod tests {
             copy.apply_delta(d);
             prop_assert!(copy == live);
         }
+    }
+
+    /// String keys are written in `String`'s order, however their first 8 bytes compare.
+    #[test]
+    fn string_keys_are_written_in_order() {
+        let keys = [
+            "",
+            "a",
+            "ab",
+            "ab\0",
+            "abcdefgh",
+            "abcdefgh\0",
+            "abcdefghz",
+            "abcdefgha",
+            "b",
+            "\u{e9}t\u{e9}",
+            "C100000",
+            "C99",
+            "C1000000000",
+        ];
+        let mut s: KeyedState<String, u64> = KeyedState::default();
+        let mut want = std::collections::BTreeMap::new();
+        for (i, k) in keys.iter().enumerate() {
+            *s.entry_ref(*k) += i as u64;
+            want.insert(k.to_string(), i as u64);
+        }
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            serde_json::to_string(&want).unwrap()
+        );
     }
 
     #[test]

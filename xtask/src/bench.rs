@@ -4,15 +4,67 @@
 //!
 //! ARGS go to the harness (`--only count_by_key,tumbling_5min`, `--events N`, `--runs R`,
 //! `--no-memory`, `--no-checkpoints`, `--no-overhead`; `--help` lists them).
+//!
+//! Before that it builds the `orders` example (release) and writes its end-to-end input
+//! (`cargo xtask gen FILE 2000000 100000 7`, once, under `target/bench/`), which the
+//! harness runs end to end against a hand-written program; `--no-e2e` skips that.
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use crate::{cargo, root, run};
 
+/// The end-to-end input: orders, customers, seed.
+const E2E: (u64, u64, u64) = (2_000_000, 100_000, 7);
+
+/// Cargo's target directory (`CARGO_TARGET_DIR`, else `target/`).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// Builds `orders` and writes the input; the harness's arguments for them.
+fn e2e_args() -> Result<Vec<String>, String> {
+    let mut build = cargo();
+    build.args(["build", "--release", "--example", "orders"]);
+    run(build)?;
+    let orders = target_dir()
+        .join("release")
+        .join("examples")
+        .join(format!("orders{}", std::env::consts::EXE_SUFFIX));
+    let dir = root().join("target").join("bench");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (n, customers, seed) = E2E;
+    let input = dir.join(format!("e2e-orders-{n}-{customers}-{seed}.jsonl"));
+    if !input.exists() {
+        eprintln!(
+            "\n$ cargo xtask gen {} {n} {customers} {seed}",
+            input.display()
+        );
+        let partial = input.with_extension("partial");
+        crate::gen::write_orders(&partial, n, customers, seed)?;
+        std::fs::rename(&partial, &input).map_err(|e| e.to_string())?;
+    }
+    Ok(vec![
+        "--e2e-input".into(),
+        input.display().to_string(),
+        "--orders-bin".into(),
+        orders.display().to_string(),
+    ])
+}
+
 pub fn run_bench(args: &[String]) -> Result<(), String> {
     let root = root();
     let bench = root.join("bench");
-    let target = bench.join("target");
+    // Under CARGO_TARGET_DIR when that is set, so a worktree's build stays in its own.
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) => PathBuf::from(t).join("bench"),
+        None => bench.join("target"),
+    };
+    let no_e2e = args.iter().any(|a| a == "--no-e2e");
+    let args: Vec<String> = args.iter().filter(|a| *a != "--no-e2e").cloned().collect();
+    let e2e = if no_e2e { Vec::new() } else { e2e_args()? };
     let mut build = cargo();
     build
         .args(["build", "--release", "--manifest-path"])
@@ -29,6 +81,7 @@ pub fn run_bench(args: &[String]) -> Result<(), String> {
         .arg(root.join("target").join("bench"))
         .arg("--scratch")
         .arg(target.join("scratch"))
+        .args(e2e)
         .args(args);
     run(cmd)
 }
