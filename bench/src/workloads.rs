@@ -293,7 +293,7 @@ impl Workload for CountByStringKey {
     fn run(&self, imp: Impl, on_start: &mut dyn FnMut()) -> (Duration, Digest) {
         // `process` takes events by value: both implementations consume an owned copy,
         // made before the clock starts (dropping each event is part of both runs).
-        let owned = self.events.clone();
+        let owned = crate::owned_copy(&self.events);
         let digest = |it: &mut dyn Iterator<Item = (&String, u64, f64)>| {
             let mut d = Digest::default();
             for (k, c, a) in it {

@@ -173,11 +173,7 @@ impl<K: Key, L, R> WindowJoin<K, L, R> {
             let i = self
                 .windows
                 .slot(start, slide, || spare_maps.pop().unwrap_or_default());
-            let keyed = &mut self.windows[i].1;
-            match keyed.get_mut(&key) {
-                Some(b) => f(b, last, &mut self.spare),
-                None => f(keyed.entry(key.clone()), last, &mut self.spare),
-            }
+            f(self.windows[i].1.entry_ref(&key), last, &mut self.spare);
             if start == oldest_open {
                 break;
             }
@@ -510,7 +506,7 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
         if ts.saturating_add(upper) < self.watermark {
             return false;
         }
-        let b = self.buffers.entry(key.clone());
+        let b = self.buffers.entry_ref(&key);
         for r in &b.right {
             if r.ts >= ts.saturating_sub(lower) && r.ts <= ts.saturating_add(upper) {
                 pairs.push(Pair {
@@ -544,7 +540,7 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
         if ts.saturating_add(lower) < self.watermark {
             return false;
         }
-        let b = self.buffers.entry(key.clone());
+        let b = self.buffers.entry_ref(&key);
         for l in &b.left {
             if ts >= l.ts.saturating_sub(lower) && ts <= l.ts.saturating_add(upper) {
                 pairs.push(Pair {
