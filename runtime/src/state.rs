@@ -16,7 +16,7 @@ use crate::checkpoint::Checkpointable;
 use crate::codec::{CheckpointError, StageWriter};
 use crate::delta::{new_lineage, Tracked, Version};
 use crate::fingerprint::{combine, fnv1a};
-use hashbrown::hash_map::{Entry, RawEntryMut};
+use hashbrown::hash_map::{Entry, RawEntryMut, RawVacantEntryMut};
 
 /// The hasher of all keyed state: foldhash, seeded at random per map, so keys taken from
 /// untrusted input cannot be chosen to collide (hash flooding), at a cost close to FxHash.
@@ -126,7 +126,9 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
     /// *s.entry_ref("C001") += 1;
     /// assert_eq!(s.get(&"C001".to_string()), Some(&2));
     /// ```
-    #[inline]
+    // Always inlined, with the insertion out of line: the lookup is then a few
+    // instructions in the caller's loop, as a hand-written `get_mut` is.
+    #[inline(always)]
     pub fn entry_ref<Q>(&mut self, key: &Q) -> &mut V
     where
         K: Borrow<Q>,
@@ -137,16 +139,7 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
         let changed = self.changes;
         let slot = match self.map.raw_entry_mut().from_key(key) {
             RawEntryMut::Occupied(o) => o.into_mut(),
-            RawEntryMut::Vacant(v) => {
-                if !self.removed.is_empty() {
-                    self.removed.remove(key);
-                }
-                let slot = Slot {
-                    value: V::default(),
-                    changed,
-                };
-                v.insert(key.to_owned(), slot).1
-            }
+            RawEntryMut::Vacant(v) => insert_new(v, &mut self.removed, key, changed),
         };
         slot.changed = changed;
         &mut slot.value
@@ -233,6 +226,30 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
         v.sort_unstable_by(|a, b| a.0.cmp(b.0));
         v
     }
+}
+
+/// A new key for [`KeyedState::entry_ref`]: cloned, inserted with `V::default()`.
+#[cold]
+#[inline(never)]
+fn insert_new<'a, K, Q, V>(
+    v: RawVacantEntryMut<'a, K, Slot<V>, FastHasher>,
+    removed: &mut FastMap<K, u64>,
+    key: &Q,
+    changed: u64,
+) -> &'a mut Slot<V>
+where
+    K: Hash + Eq + Borrow<Q>,
+    Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    V: Default,
+{
+    if !removed.is_empty() {
+        removed.remove(key);
+    }
+    let slot = Slot {
+        value: V::default(),
+        changed,
+    };
+    v.insert(key.to_owned(), slot).1
 }
 
 impl<K: Hash + Eq + fmt::Debug, V: fmt::Debug> fmt::Debug for KeyedState<K, V> {
