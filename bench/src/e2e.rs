@@ -85,7 +85,7 @@ struct Row<'a> {
 }
 
 const SIZE: i64 = 5 * 60 * 1000;
-const MAX_DELAY: i64= 5_000;
+const MAX_DELAY: i64 = 5_000;
 
 type Window<'a> = (i64, FxMap<&'a str, (u64, f64)>);
 
@@ -209,7 +209,11 @@ pub fn compare(orders: &Path, input: &Path, scratch: &Path, runs: usize) -> Resu
     let dir = scratch.join("e2e");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let (hand_out, orders_out, late) = (dir.join("hand.jsonl"), dir.join("orders.jsonl"), dir.join("late.jsonl"));
+    let (hand_out, orders_out, late) = (
+        dir.join("hand.jsonl"),
+        dir.join("orders.jsonl"),
+        dir.join("late.jsonl"),
+    );
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut r = E2e {
         events: 0,
@@ -234,8 +238,14 @@ pub fn compare(orders: &Path, input: &Path, scratch: &Path, runs: usize) -> Resu
             let _ = std::fs::remove_file(f);
         }
         let mut run = Command::new(orders);
-        run.arg("--input").arg(input).arg("--output").arg(&orders_out);
-        run.arg("--late-output").arg(&late).arg("--checkpoint-dir").arg(&ckpt);
+        run.arg("--input")
+            .arg(input)
+            .arg("--output")
+            .arg(&orders_out);
+        run.arg("--late-output")
+            .arg(&late)
+            .arg("--checkpoint-dir")
+            .arg(&ckpt);
         run.args(["--instance", "bench", "--checkpoint-every", "0", "--quiet"]);
         if round == 0 {
             r.command = format!("{run:?}");
@@ -245,7 +255,11 @@ pub fn compare(orders: &Path, input: &Path, scratch: &Path, runs: usize) -> Resu
         let b = std::fs::read(&orders_out).map_err(|e| e.to_string())?;
         let late_len = std::fs::metadata(&late).map(|m| m.len()).unwrap_or(0);
         if a != b || late_len != 0 {
-            let at = a.iter().zip(&b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+            let at = a
+                .iter()
+                .zip(&b)
+                .position(|(x, y)| x != y)
+                .unwrap_or(a.len().min(b.len()));
             return Err(format!(
                 "end to end: outputs differ at byte {at} (hand {} bytes, orders {} bytes, late output {late_len} bytes): {} vs {}",
                 a.len(),
@@ -292,5 +306,52 @@ pub fn hand_main(input: PathBuf, output: PathBuf) -> std::process::ExitCode {
             eprintln!("e2e hand program: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use simplestream::Pipeline;
+    use simplestream_examples::orders::{Order, Orders};
+
+    /// Orders of 13 customers over several windows, out of order within the 5 s delay:
+    /// the hand program writes the rows the `orders` pipeline emits, byte for byte.
+    #[test]
+    fn the_hand_program_writes_what_the_orders_pipeline_emits() {
+        let dir = std::env::temp_dir().join(format!("simplestream-e2e-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let orders: Vec<Order> = (0..5_000i64)
+            .map(|i| Order {
+                customer: format!("C{}", i * 7 % 13),
+                amount: (i % 17) as f64 * 1.25 + 0.01,
+                ts: 1_635_739_200_000 + i * 997 - (i % 5) * 1_000,
+            })
+            .collect();
+        let mut input = Vec::new();
+        for o in &orders {
+            serde_json::to_writer(&mut input, o).unwrap();
+            input.push(b'\n');
+        }
+        let (inp, outp) = (dir.join("in.jsonl"), dir.join("out.jsonl"));
+        std::fs::write(&inp, &input).unwrap();
+        assert_eq!(super::hand(&inp, &outp).unwrap(), 5_000);
+        let got = std::fs::read(&outp).unwrap();
+        let mut p = Orders::new();
+        let mut out = Vec::new();
+        for o in orders {
+            p.process(o, &mut out);
+        }
+        p.finish(&mut out);
+        let mut want = Vec::new();
+        for rec in &out {
+            serde_json::to_writer(&mut want, rec).unwrap();
+            want.push(b'\n');
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(out.len() > 100, "{} rows", out.len());
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
     }
 }

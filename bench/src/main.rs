@@ -432,7 +432,10 @@ fn main() -> ExitCode {
     let mut results = Vec::new();
     let mut end_to_end = None;
     if let (Some(input), Some(orders)) = (&a.e2e_input, &a.orders_bin) {
-        println!("\n== end to end: the orders program vs a hand-written program over {}", input.display());
+        println!(
+            "\n== end to end: the orders program vs a hand-written program over {}",
+            input.display()
+        );
         match e2e::compare(orders, input, &a.scratch, a.runs) {
             Ok(r) => {
                 println!(
@@ -498,7 +501,11 @@ fn main() -> ExitCode {
     let mut incremental = Vec::new();
     if a.incremental {
         println!("\n== incremental checkpoints (String-key count+sum state, 1 % of keys updated between checkpoints)");
-        let key_counts: &[u64] = if a.quick { &[1_000_000] } else { &[1_000_000, 10_000_000] };
+        let key_counts: &[u64] = if a.quick {
+            &[1_000_000]
+        } else {
+            &[1_000_000, 10_000_000]
+        };
         incremental = incremental::costs(key_counts, a.runs, &a.scratch);
     }
     let machine = machine.finish();

@@ -453,7 +453,10 @@ fn incremental_table(s: &mut String, rows: &[IncrementalCost]) {
     let _ = writeln!(s, "\n## Incremental checkpoints\n");
     let _ = writeln!(s, "String-key count + sum state, 1 % of keys updated between checkpoints, binary codec, `Coordinator` + `FileStore` (a pause is the whole `checkpoint` call):\n");
     let _ = writeln!(s, "| keys | whole pause | delta pause | delta / whole | whole bytes | delta bytes | changed entries (plain) | delta / changed | restore base + deltas | plain decode | restore / plain |");
-    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        s,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for r in rows {
         let big = r.keys >= 1_000_000;
         let _ = writeln!(
@@ -462,14 +465,26 @@ fn incremental_table(s: &mut String, rows: &[IncrementalCost]) {
             r.keys,
             r.whole_pause_ms,
             r.delta_pause_ms,
-            if big { verdict(r.ratio_pause, 0.10) } else { format!("{:.3}x", r.ratio_pause) },
+            if big {
+                verdict(r.ratio_pause, 0.10)
+            } else {
+                format!("{:.3}x", r.ratio_pause)
+            },
             r.whole_bytes,
             r.delta_bytes,
             r.changed_plain_bytes,
-            if big { verdict(r.ratio_bytes, 3.0) } else { format!("{:.2}x", r.ratio_bytes) },
+            if big {
+                verdict(r.ratio_bytes, 3.0)
+            } else {
+                format!("{:.2}x", r.ratio_bytes)
+            },
             r.restore_ms,
             r.plain_decode_ms,
-            if r.keys >= 10_000_000 { verdict(r.ratio_restore, 1.5) } else { format!("{:.2}x", r.ratio_restore) },
+            if r.keys >= 10_000_000 {
+                verdict(r.ratio_restore, 1.5)
+            } else {
+                format!("{:.2}x", r.ratio_restore)
+            },
         );
     }
 }
@@ -484,9 +499,24 @@ fn e2e_table(s: &mut String, e: &crate::e2e::E2e) {
     );
     let _ = writeln!(s, "| program | wall ms (runs) | CPU ms (runs) |");
     let _ = writeln!(s, "|---|---:|---:|");
-    let runs = |v: &[f64]| v.iter().map(|m| format!("{m:.0}")).collect::<Vec<_>>().join(", ");
-    for (name, w, c) in [("hand-written", &e.hand_ms, &e.hand_cpu_ms), ("`orders`", &e.orders_ms, &e.orders_cpu_ms)] {
-        let _ = writeln!(s, "| {name} | {:.0} ({}) | {:.0} ({}) |", min(w), runs(w), min(c), runs(c));
+    let runs = |v: &[f64]| {
+        v.iter()
+            .map(|m| format!("{m:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (name, w, c) in [
+        ("hand-written", &e.hand_ms, &e.hand_cpu_ms),
+        ("`orders`", &e.orders_ms, &e.orders_cpu_ms),
+    ] {
+        let _ = writeln!(
+            s,
+            "| {name} | {:.0} ({}) | {:.0} ({}) |",
+            min(w),
+            runs(w),
+            min(c),
+            runs(c)
+        );
     }
     let _ = writeln!(
         s,
