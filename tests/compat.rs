@@ -122,13 +122,18 @@ where
 {
     let at = split(events.len());
     let (p, _) = run::<P>(&events[..at]);
-    let positions: std::collections::BTreeMap<String, u64> = [("events".to_string(), at as u64)].into();
+    let positions: std::collections::BTreeMap<String, u64> =
+        [("events".to_string(), at as u64)].into();
     let d = dir(envelope::FORMAT_VERSION);
     std::fs::create_dir_all(&d).unwrap();
     for codec in [Codec::Json, Codec::Binary] {
         let bytes = envelope::encode(&p, codec, 7, T0, positions.clone()).unwrap();
         let path = d.join(format!("{name}.{}", codec.extension()));
-        assert!(!path.exists(), "{} exists: never overwritten", path.display());
+        assert!(
+            !path.exists(),
+            "{} exists: never overwritten",
+            path.display()
+        );
         std::fs::write(&path, bytes).unwrap();
     }
 }
@@ -136,7 +141,10 @@ where
 #[test]
 #[ignore = "writes the compatibility files of the current format version"]
 fn write_compat_files() {
-    assert_eq!(std::env::var("SIMPLESTREAM_WRITE_COMPAT").as_deref(), Ok("1"));
+    assert_eq!(
+        std::env::var("SIMPLESTREAM_WRITE_COMPAT").as_deref(),
+        Ok("1")
+    );
     write::<Orders>("orders", &orders());
     write::<Q4>("q4_join", &q4_input());
     write::<Q5>("q5_windows", &q5_input());
