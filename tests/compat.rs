@@ -116,6 +116,14 @@ fn v1_checkpoints_restore() {
     check::<Q5>(1, "q5_windows", &q5_input());
 }
 
+/// Version 2 added each stage's layout to the header (and the stage lengths to binary).
+#[test]
+fn v2_checkpoints_restore() {
+    check::<Orders>(2, "orders", &orders());
+    check::<Q4>(2, "q4_join", &q4_input());
+    check::<Q5>(2, "q5_windows", &q5_input());
+}
+
 fn write<P: Pipeline>(name: &str, events: &[P::Event])
 where
     P::Event: Clone,

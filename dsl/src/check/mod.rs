@@ -28,6 +28,7 @@ pub const RESERVED: &[&str] = &[
     "late",
     "clock",
     "source_clocks",
+    "stage_layouts",
 ];
 
 /// The streams defined so far, with their event types.

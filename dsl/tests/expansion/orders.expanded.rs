@@ -530,6 +530,10 @@ impl ::simplestream::__rt::Pipeline for Orders {
         h
     };
     const STAGES: &'static [&'static str] = &["customer_stats", "per_5min"];
+    const STATE_LAYOUTS: &'static [u64] = &[
+        <orders::CustomerStats as ::simplestream::__rt::Checkpointable>::LAYOUT,
+        <orders::Per5min as ::simplestream::__rt::Checkpointable>::LAYOUT,
+    ];
     const SINKS: &'static [&'static str] = &["per_5min"];
     const SOURCE_TEXT: &'static str = "# [doc = \" Orders per customer: a running count and sum (`customer_stats`, as in the\"] # [doc = \" article's checkpoint) and closed 5-minute windows per customer (the output).\"] pub pipeline Orders ; source orders : Order , event_time = | o | o . ts , max_delay = 5s ; customer_stats = orders . key_by (customer : String = | o | o . customer . clone ()) . aggregate (count = count () , amount : f64 = sum (| o | o . amount)) ; per_5min = orders . key_by (customer : String = | o | o . customer . clone ()) . window (tumbling (5min)) . aggregate (orders = count () , amount : f64 = sum (| o | o . amount)) ; sink per_5min ;";
     fn new() -> Self {
@@ -638,6 +642,32 @@ impl ::simplestream::__rt::Pipeline for Orders {
             _ => ::core::option::Option::None,
         }
     }
+    fn set_clock(&mut self, clock: ::simplestream::__rt::Clock) {
+        self.__clock = clock;
+    }
+    fn restore_stage(
+        &mut self,
+        stage: &str,
+        codec: ::simplestream::__rt::Codec,
+        bytes: &[u8],
+    ) -> ::core::result::Result<bool, ::simplestream::__rt::CheckpointError> {
+        ::core::result::Result::Ok(
+            match stage {
+                "customer_stats" => {
+                    self.customer_stats = ::simplestream::__rt::codec::read(
+                        codec,
+                        bytes,
+                    )?;
+                    true
+                }
+                "per_5min" => {
+                    self.per_5min = ::simplestream::__rt::codec::read(codec, bytes)?;
+                    true
+                }
+                _ => false,
+            },
+        )
+    }
     fn stage_versions(
         &self,
     ) -> ::core::option::Option<::std::vec::Vec<::simplestream::__rt::delta::Version>> {
@@ -691,5 +721,35 @@ impl ::simplestream::__rt::Pipeline for Orders {
             s.per_5min,
         );
         ::core::result::Result::Ok(())
+    }
+    fn apply_stage_delta(
+        &mut self,
+        stage: &str,
+        codec: ::simplestream::__rt::Codec,
+        bytes: &[u8],
+    ) -> ::core::result::Result<bool, ::simplestream::__rt::CheckpointError> {
+        ::core::result::Result::Ok(
+            match stage {
+                "customer_stats" => {
+                    ::simplestream::__rt::delta::Tracked::apply_delta(
+                        &mut self.customer_stats,
+                        ::simplestream::__rt::codec::read::<
+                            ::simplestream::__rt::delta::DeltaOf<orders::CustomerStats>,
+                        >(codec, bytes)?,
+                    );
+                    true
+                }
+                "per_5min" => {
+                    ::simplestream::__rt::delta::Tracked::apply_delta(
+                        &mut self.per_5min,
+                        ::simplestream::__rt::codec::read::<
+                            ::simplestream::__rt::delta::DeltaOf<orders::Per5min>,
+                        >(codec, bytes)?,
+                    );
+                    true
+                }
+                _ => false,
+            },
+        )
     }
 }

@@ -130,7 +130,7 @@ impl Own {
             pretty: to_pretty_json::<P>,
             manifest: manifest_json::<P>,
             restore: |store, m| {
-                crate::incremental::chain::restore::<P, _>(store, m)
+                crate::incremental::chain::restore::<P, _>(store, m, &Default::default())
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             },
@@ -352,8 +352,9 @@ fn manifest_json<P: Pipeline>(
     store: &(dyn CheckpointStore + Send),
     manifest: &[u8],
 ) -> Result<String, String> {
-    let (h, p, _) =
-        crate::incremental::chain::restore::<P, _>(store, manifest).map_err(|e| e.to_string())?;
+    let (h, p, _, _) =
+        crate::incremental::chain::restore::<P, _>(store, manifest, &Default::default())
+            .map_err(|e| e.to_string())?;
     let bytes = envelope::encode(&p, Codec::Json, h.checkpoint_id, h.timestamp, h.positions)
         .map_err(|e| e.to_string())?;
     pretty(&bytes)

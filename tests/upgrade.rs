@@ -1,0 +1,330 @@
+//! Changing a pipeline and keeping its state: version 1 of a pipeline checkpoints, a
+//! changed version 2 restores. State is matched stage by stage (name and layout): each
+//! kind of change is restored, started empty, or refused with a message saying what to do.
+
+use serde_json::Value;
+use simplestream::envelope::{self, decode_with};
+use simplestream::upgrade::{RestoreOptions, StageAction};
+use simplestream::{CheckpointError, Codec, Pipeline};
+pub use simplestream_examples::orders::Order;
+
+const T0: i64 = 1_635_739_200_000;
+
+// Version 1, as deployed: a running count per customer, a count per customer per
+// minute, a count per shard (a `u32` key).
+mod v1 {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Shop;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        customer_stats = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .aggregate(count = count(), amount: f64 = sum(|o| o.amount));
+        per_min = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .window(tumbling(1min))
+            .aggregate(n = count());
+        per_shard = orders.key_by(shard: u32 = |o| (o.ts % 7) as u32).aggregate(n = count());
+        sink per_min;
+    }
+}
+
+/// A filter in front of `customer_stats` (it passes every order of the test) and a new
+/// stateless stage with its own sink.
+mod stateless_added {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Shop;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        customer_stats = orders
+            .filter(|o| o.amount >= 0.0)
+            .key_by(customer: String = |o| o.customer.clone())
+            .aggregate(count = count(), amount: f64 = sum(|o| o.amount));
+        per_min = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .window(tumbling(1min))
+            .aggregate(n = count());
+        per_shard = orders.key_by(shard: u32 = |o| (o.ts % 7) as u32).aggregate(n = count());
+        big = orders.filter(|o| o.amount > 5.0);
+        sink per_min;
+        sink big;
+    }
+}
+
+/// A new stateful stage, `biggest`.
+mod stateful_added {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Shop;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        customer_stats = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .aggregate(count = count(), amount: f64 = sum(|o| o.amount));
+        per_min = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .window(tumbling(1min))
+            .aggregate(n = count());
+        per_shard = orders.key_by(shard: u32 = |o| (o.ts % 7) as u32).aggregate(n = count());
+        biggest = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .aggregate(max_amount: f64 = max(|o| o.amount));
+        sink per_min;
+    }
+}
+
+/// `per_shard` is gone.
+mod removed {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Shop;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        customer_stats = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .aggregate(count = count(), amount: f64 = sum(|o| o.amount));
+        per_min = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .window(tumbling(1min))
+            .aggregate(n = count());
+        sink per_min;
+    }
+}
+
+/// `per_shard`'s key widened from `u32` to `u64`.
+mod key_widened {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Shop;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        customer_stats = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .aggregate(count = count(), amount: f64 = sum(|o| o.amount));
+        per_min = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .window(tumbling(1min))
+            .aggregate(n = count());
+        per_shard = orders.key_by(shard: u64 = |o| (o.ts % 7) as u64).aggregate(n = count());
+        sink per_min;
+    }
+}
+
+/// `per_min` is now a 2-minute window.
+mod window_resized {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Shop;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        customer_stats = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .aggregate(count = count(), amount: f64 = sum(|o| o.amount));
+        per_min = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .window(tumbling(2min))
+            .aggregate(n = count());
+        per_shard = orders.key_by(shard: u32 = |o| (o.ts % 7) as u32).aggregate(n = count());
+        sink per_min;
+    }
+}
+
+/// `customer_stats` has one more column.
+mod column_added {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Shop;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        customer_stats = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .aggregate(count = count(), amount: f64 = sum(|o| o.amount), max_amount: f64 = max(|o| o.amount));
+        per_min = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .window(tumbling(1min))
+            .aggregate(n = count());
+        per_shard = orders.key_by(shard: u32 = |o| (o.ts % 7) as u32).aggregate(n = count());
+        sink per_min;
+    }
+}
+
+/// 600 orders of 5 customers over 5 minutes, in order.
+fn orders() -> Vec<Order> {
+    (0..600i64)
+        .map(|i| Order {
+            customer: format!("C{:03}", i % 5),
+            amount: (i % 9) as f64,
+            ts: T0 + i * 500,
+        })
+        .collect()
+}
+
+const SPLIT: usize = 400;
+
+fn run<P: Pipeline<Event = Order>>(mut p: P, events: &[Order]) -> P {
+    let mut out = Vec::new();
+    for e in events {
+        p.process(e.clone(), &mut out);
+    }
+    p
+}
+
+/// Version 1's checkpoint after `SPLIT` orders, in `codec`.
+fn v1_checkpoint(codec: Codec) -> Vec<u8> {
+    let p = run(v1::Shop::new(), &orders()[..SPLIT]);
+    envelope::encode(&p, codec, 1, T0, Default::default()).unwrap()
+}
+
+fn state<P: Pipeline>(p: &P, stage: &str) -> Value {
+    p.stage_json(stage)
+        .unwrap_or_else(|| panic!("no stage {stage}"))
+}
+
+fn refused<P: Pipeline>(bytes: &[u8], opts: &RestoreOptions) -> Vec<String> {
+    match decode_with::<P>(bytes, opts) {
+        Ok(_) => panic!("restored a checkpoint that must be refused"),
+        Err(CheckpointError::Incompatible { pipeline, problems }) => {
+            assert_eq!(pipeline, "Shop");
+            problems
+        }
+        Err(e) => panic!("refused for another reason: {e}"),
+    }
+}
+
+#[test]
+fn a_stateless_change_never_blocks_a_restore() {
+    let events = orders();
+    for codec in [Codec::Json, Codec::Binary] {
+        let r = decode_with::<stateless_added::Shop>(&v1_checkpoint(codec), &Default::default())
+            .unwrap();
+        assert!(
+            r.actions
+                .iter()
+                .all(|a| matches!(a, StageAction::Restore { .. })),
+            "{:?}",
+            r.actions
+        );
+        // The counts go on from the checkpoint: equal to a run that never stopped.
+        let resumed = run(r.pipeline, &events[SPLIT..]);
+        let fresh = run(stateless_added::Shop::new(), &events);
+        for stage in ["customer_stats", "per_min", "per_shard"] {
+            assert_eq!(
+                state(&resumed, stage),
+                state(&fresh, stage),
+                "{codec} {stage}"
+            );
+        }
+        assert_eq!(
+            state(&resumed, "customer_stats")["C001"]["count"],
+            120,
+            "{codec}"
+        );
+    }
+}
+
+#[test]
+fn a_new_stateful_stage_starts_empty_and_the_others_restore() {
+    let events = orders();
+    for codec in [Codec::Json, Codec::Binary] {
+        let r = decode_with::<stateful_added::Shop>(&v1_checkpoint(codec), &Default::default())
+            .unwrap();
+        let new: Vec<String> = r
+            .actions
+            .iter()
+            .filter(|a| !matches!(a, StageAction::Restore { .. }))
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(new, ["stage `biggest` is new: it starts empty"], "{codec}");
+        let resumed = run(r.pipeline, &events[SPLIT..]);
+        let fresh = run(stateful_added::Shop::new(), &events);
+        assert_eq!(
+            state(&resumed, "customer_stats"),
+            state(&fresh, "customer_stats")
+        );
+        // `biggest` saw only the orders after the restore.
+        let tail_only = run(stateful_added::Shop::new(), &events[SPLIT..]);
+        assert_eq!(state(&resumed, "biggest"), state(&tail_only, "biggest"));
+    }
+}
+
+#[test]
+fn a_removed_stage_is_refused_unless_its_state_may_be_dropped() {
+    for codec in [Codec::Json, Codec::Binary] {
+        let bytes = v1_checkpoint(codec);
+        let problems = refused::<removed::Shop>(&bytes, &Default::default());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("stage `per_shard` holds state in the checkpoint but is gone")
+                && problems[0].contains("--allow-dropped-state per_shard"),
+            "{}",
+            problems[0]
+        );
+        let allow = RestoreOptions {
+            allow_dropped: vec!["per_shard".into()],
+        };
+        let r = decode_with::<removed::Shop>(&bytes, &allow).unwrap();
+        assert!(r.actions.contains(&StageAction::Drop {
+            stage: "per_shard".into()
+        }));
+        let v1 = run(v1::Shop::new(), &orders()[..SPLIT]);
+        assert_eq!(
+            state(&r.pipeline, "customer_stats"),
+            state(&v1, "customer_stats")
+        );
+        assert_eq!(state(&r.pipeline, "per_min"), state(&v1, "per_min"));
+    }
+}
+
+#[test]
+fn a_changed_layout_without_a_migration_is_refused_with_what_changed() {
+    let bytes = v1_checkpoint(Codec::Json);
+    let widened = refused::<key_widened::Shop>(&bytes, &Default::default());
+    assert_eq!(widened.len(), 1, "{widened:?}");
+    assert!(
+        widened[0].contains("stage `per_shard` changed its state layout")
+            && widened[0].contains("`key shard: u32; aggregate n: u64 = count` became `key shard: u64; aggregate n: u64 = count`")
+            && widened[0].contains("declare a migration"),
+        "{}",
+        widened[0]
+    );
+    let column = refused::<column_added::Shop>(&bytes, &Default::default());
+    assert!(
+        column[0].contains("max_amount: f64 = max") && column[0].contains("customer_stats"),
+        "{}",
+        column[0]
+    );
+    // Dropping the old state is allowed by name: the stage starts empty.
+    let allow = RestoreOptions {
+        allow_dropped: vec!["per_shard".into()],
+    };
+    let r = decode_with::<key_widened::Shop>(&bytes, &allow).unwrap();
+    assert!(r.actions.contains(&StageAction::Reset {
+        stage: "per_shard".into()
+    }));
+    assert_eq!(state(&r.pipeline, "per_shard"), serde_json::json!({}));
+}
+
+#[test]
+fn a_resized_window_is_refused_with_a_hint() {
+    for codec in [Codec::Json, Codec::Binary] {
+        let problems = refused::<window_resized::Shop>(&v1_checkpoint(codec), &Default::default());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let p = &problems[0];
+        assert!(
+            p.contains("stage `per_min` changed its state layout")
+                && p.contains("window tumbling 60000ms")
+                && p.contains("window tumbling 120000ms")
+                && p.contains("a window's size cannot be migrated")
+                && p.contains("--allow-dropped-state per_min"),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn the_refusal_reads_as_one_message() {
+    let e = decode_with::<removed::Shop>(&v1_checkpoint(Codec::Binary), &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(
+            "checkpoint of `Shop` cannot be restored into this version of it: stage `per_shard`"
+        ),
+        "{e}"
+    );
+}
