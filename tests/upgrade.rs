@@ -328,3 +328,162 @@ fn the_refusal_reads_as_one_message() {
         "{e}"
     );
 }
+
+/// The runner: version 1 runs over the first `SPLIT` orders, the rest are appended, and
+/// version 2 (`run_v2`) runs with `extra` flags on the same checkpoints and outputs.
+mod runner {
+    use super::*;
+    use simplestream::coordinator::Coordinator;
+    use simplestream::runner::{run as run_program, Args, RunError};
+    use simplestream::store::{FileStore, FileStoreOptions};
+    use simplestream::CoordinatorConfig;
+    use std::io::Write;
+    use std::path::Path;
+
+    use clap::Parser;
+
+    fn args(dir: &Path, extra: &[&str]) -> Args {
+        let d = |f: &str| dir.join(f).to_str().unwrap().to_string();
+        let mut argv = vec![
+            "shop".to_string(),
+            "--input".into(),
+            d("orders.jsonl"),
+            "--output".into(),
+            d("out.jsonl"),
+            "--checkpoint-dir".into(),
+            d("ckpt"),
+            "--checkpoint-every".into(),
+            "50".into(),
+            "--quiet".into(),
+        ];
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        Args::try_parse_from(argv).unwrap()
+    }
+
+    fn append(dir: &Path, orders: &[Order]) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("orders.jsonl"))
+            .unwrap();
+        for o in orders {
+            writeln!(f, "{}", serde_json::to_string(o).unwrap()).unwrap();
+        }
+    }
+
+    /// Runs version 1 over the first `SPLIT` orders and appends the rest.
+    fn deployed_v1(extra: &[&str]) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        append(t.path(), &orders()[..SPLIT]);
+        run_program::<v1::Shop>(&args(t.path(), extra)).unwrap();
+        append(t.path(), &orders()[SPLIT..]);
+        t
+    }
+
+    /// The latest checkpoint's state, restored by `P`.
+    fn latest<P: Pipeline>(dir: &Path) -> P {
+        let store =
+            FileStore::open(dir.join("ckpt"), "default", FileStoreOptions::default()).unwrap();
+        let mut c = Coordinator::new(store, CoordinatorConfig::default());
+        c.recover::<P>().unwrap().unwrap().pipeline
+    }
+
+    fn fatal(r: Result<String, RunError>) -> String {
+        match r {
+            Err(RunError::Fatal(m)) => m,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn stateless_and_stateful_stages_added_resume_the_counts() {
+        for codec in ["json", "binary"] {
+            let t = deployed_v1(&["--codec", codec]);
+            run_program::<stateless_added::Shop>(&args(t.path(), &["--codec", codec])).unwrap();
+            let resumed: stateless_added::Shop = latest(t.path());
+            // (The first run's end of input closed its windows: `per_min` is not compared.)
+            let fresh = run(stateless_added::Shop::new(), &orders());
+            for stage in ["customer_stats", "per_shard"] {
+                assert_eq!(state(&resumed, stage), state(&fresh, stage), "{stage}");
+            }
+            assert_eq!(state(&resumed, "customer_stats")["C001"]["count"], 120);
+
+            let t = deployed_v1(&["--codec", codec]);
+            run_program::<stateful_added::Shop>(&args(t.path(), &["--codec", codec])).unwrap();
+            let resumed: stateful_added::Shop = latest(t.path());
+            let fresh = run(stateful_added::Shop::new(), &orders());
+            assert_eq!(
+                state(&resumed, "customer_stats"),
+                state(&fresh, "customer_stats")
+            );
+            let tail = run(stateful_added::Shop::new(), &orders()[SPLIT..]);
+            assert_eq!(state(&resumed, "biggest"), state(&tail, "biggest"));
+        }
+    }
+
+    #[test]
+    fn a_removed_stage_stops_the_run_until_its_state_may_be_dropped() {
+        let t = deployed_v1(&[]);
+        let out_before = std::fs::read(t.path().join("out.jsonl")).unwrap();
+        let msg = fatal(run_program::<removed::Shop>(&args(t.path(), &[])));
+        assert!(
+            msg.contains("stage `per_shard` holds state in the checkpoint but is gone")
+                && msg.contains("--allow-dropped-state per_shard"),
+            "{msg}"
+        );
+        assert_eq!(
+            std::fs::read(t.path().join("out.jsonl")).unwrap(),
+            out_before,
+            "a refused restore leaves the outputs as they were"
+        );
+        run_program::<removed::Shop>(&args(t.path(), &["--allow-dropped-state", "per_shard"]))
+            .unwrap();
+        let resumed: removed::Shop = latest(t.path());
+        let fresh = run(removed::Shop::new(), &orders());
+        assert_eq!(
+            state(&resumed, "customer_stats"),
+            state(&fresh, "customer_stats")
+        );
+    }
+
+    #[test]
+    fn a_widened_key_or_a_resized_window_stops_the_run_with_a_hint() {
+        let t = deployed_v1(&[]);
+        let msg = fatal(run_program::<key_widened::Shop>(&args(t.path(), &[])));
+        assert!(msg.contains("`key shard: u32; aggregate n: u64 = count` became `key shard: u64; aggregate n: u64 = count`"), "{msg}");
+        let msg = fatal(run_program::<window_resized::Shop>(&args(t.path(), &[])));
+        assert!(
+            msg.contains("a window's size cannot be migrated")
+                && msg.contains("--allow-dropped-state per_min"),
+            "{msg}"
+        );
+        // Dropping the shard counts is explicit; they start over from the restart.
+        run_program::<key_widened::Shop>(&args(t.path(), &["--allow-dropped-state", "per_shard"]))
+            .unwrap();
+        let resumed: key_widened::Shop = latest(t.path());
+        let tail = run(key_widened::Shop::new(), &orders()[SPLIT..]);
+        assert_eq!(state(&resumed, "per_shard"), state(&tail, "per_shard"));
+    }
+
+    #[test]
+    fn an_incremental_chain_restores_into_a_changed_pipeline() {
+        let t = deployed_v1(&["--incremental", "--codec", "binary"]);
+        let meta = std::fs::read(t.path().join("ckpt/checkpoints/default/latest.json")).unwrap();
+        let meta: Value = serde_json::from_slice(&meta).unwrap();
+        assert!(
+            meta["file"].as_str().unwrap().contains(".manifest."),
+            "version 1's latest checkpoint is a chain: {meta}"
+        );
+        run_program::<stateful_added::Shop>(&args(
+            t.path(),
+            &["--incremental", "--codec", "binary"],
+        ))
+        .unwrap();
+        let resumed: stateful_added::Shop = latest(t.path());
+        let fresh = run(stateful_added::Shop::new(), &orders());
+        assert_eq!(
+            state(&resumed, "customer_stats"),
+            state(&fresh, "customer_stats")
+        );
+    }
+}
