@@ -143,6 +143,47 @@ mod column_added {
     }
 }
 
+/// `customer_stats` renamed to `stats`.
+mod renamed {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Shop;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        #[was(customer_stats)]
+        stats = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .aggregate(count = count(), amount: f64 = sum(|o| o.amount));
+        per_min = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .window(tumbling(1min))
+            .aggregate(n = count());
+        per_shard = orders.key_by(shard: u32 = |o| (o.ts % 7) as u32).aggregate(n = count());
+        sink per_min;
+    }
+}
+
+/// `customer_stats` has one more column, with a migration; `per_shard`'s key widened,
+/// with a migration; `per_min` allows 10 s of lateness, with a migration.
+mod migrated {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Shop;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        #[migrate(added(max_amount))]
+        customer_stats = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .aggregate(count = count(), amount: f64 = sum(|o| o.amount), max_amount: f64 = max(|o| o.amount));
+        #[migrate(old_lateness = 0s)]
+        per_min = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .window(tumbling(1min), allowed_lateness = 10s)
+            .aggregate(n = count());
+        #[migrate(old_key = |k: u32| -> u64 { k as u64 })]
+        per_shard = orders.key_by(shard: u64 = |o| (o.ts % 7) as u64).aggregate(n = count());
+        sink per_min;
+    }
+}
+
 /// 600 orders of 5 customers over 5 minutes, in order.
 fn orders() -> Vec<Order> {
     (0..600i64)
@@ -327,6 +368,89 @@ fn the_refusal_reads_as_one_message() {
         ),
         "{e}"
     );
+}
+
+#[test]
+fn a_renamed_stage_keeps_its_state() {
+    let events = orders();
+    for codec in [Codec::Json, Codec::Binary] {
+        let r = decode_with::<renamed::Shop>(&v1_checkpoint(codec), &Default::default()).unwrap();
+        assert!(r.actions.contains(&StageAction::Renamed {
+            stage: "stats".into(),
+            from: "customer_stats".into()
+        }));
+        let resumed = run(r.pipeline, &events[SPLIT..]);
+        let fresh = run(renamed::Shop::new(), &events);
+        assert_eq!(state(&resumed, "stats"), state(&fresh, "stats"), "{codec}");
+    }
+}
+
+#[test]
+fn declared_migrations_convert_the_old_state() {
+    let events = orders();
+    for codec in [Codec::Json, Codec::Binary] {
+        let r = decode_with::<migrated::Shop>(&v1_checkpoint(codec), &Default::default()).unwrap();
+        let shown: Vec<String> = r.actions.iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "stage `customer_stats` is migrated from the state of `customer_stats` (added `max_amount` from their default)",
+                "stage `per_min` is migrated from the state of `per_min` (allowed lateness was 0 ms)",
+                "stage `per_shard` is migrated from the state of `per_shard` (key converted from `u32`)",
+            ],
+            "{codec}"
+        );
+        let v1 = run(v1::Shop::new(), &events[..SPLIT]);
+        // The old columns keep their values, the new one starts from its default...
+        let stats = state(&r.pipeline, "customer_stats");
+        let old = state(&v1, "customer_stats");
+        assert_eq!(stats["C001"]["count"], old["C001"]["count"]);
+        assert_eq!(stats["C001"]["amount"], old["C001"]["amount"]);
+        assert_eq!(stats["C001"]["max_amount"], Value::Null, "{stats}");
+        // ...the widened keys hold the same counts, the windows are as they were.
+        assert_eq!(state(&r.pipeline, "per_shard"), state(&v1, "per_shard"));
+        assert_eq!(state(&r.pipeline, "per_min"), state(&v1, "per_min"));
+        // And the counts go on: C001 has 120 orders in all.
+        let resumed = run(r.pipeline, &events[SPLIT..]);
+        assert_eq!(state(&resumed, "customer_stats")["C001"]["count"], 120);
+        let fresh = run(migrated::Shop::new(), &events);
+        assert_eq!(state(&resumed, "per_shard"), state(&fresh, "per_shard"));
+    }
+}
+
+#[test]
+fn a_migration_needs_the_layout_it_names() {
+    // `migrated` converts `per_min` from a 1-minute window without lateness; a checkpoint
+    // of `window_resized` (2-minute windows) is not that layout.
+    let p = run(window_resized::Shop::new(), &orders()[..SPLIT]);
+    let bytes = envelope::encode(&p, Codec::Json, 1, T0, Default::default()).unwrap();
+    let problems = refused::<migrated::Shop>(&bytes, &Default::default());
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("stage `per_min` changed its state layout"),
+        "{problems:?}"
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+    /// Widening a key by migration gives the state a run of the new version over the
+    /// same orders would have had.
+    #[test]
+    fn a_widened_key_migration_equals_recomputing(
+        amounts in proptest::collection::vec((0u8..5, 0u32..1000), 1..200),
+    ) {
+        let events: Vec<Order> = amounts
+            .iter()
+            .enumerate()
+            .map(|(i, (c, a))| Order { customer: format!("C{c}"), amount: *a as f64, ts: T0 + i as i64 * 97 })
+            .collect();
+        let p = run(v1::Shop::new(), &events);
+        let bytes = envelope::encode(&p, Codec::Binary, 1, T0, Default::default()).unwrap();
+        let migrated = decode_with::<migrated::Shop>(&bytes, &Default::default()).unwrap().pipeline;
+        let fresh = run(migrated::Shop::new(), &events);
+        proptest::prop_assert_eq!(state(&migrated, "per_shard"), state(&fresh, "per_shard"));
+    }
 }
 
 /// The runner: version 1 runs over the first `SPLIT` orders, the rest are appended, and

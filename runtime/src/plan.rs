@@ -324,17 +324,44 @@ impl Stage {
     /// assert_eq!(S.state_layout(), "key customer: String; aggregate count: u64 = count");
     /// ```
     pub fn state_layout(&self) -> String {
+        self.state_layout_as(&Earlier::default())
+    }
+
+    /// The layout this stage's state had before the changes `earlier` undoes: what a
+    /// declared migration converts from.
+    ///
+    /// ```
+    /// use simplestream_runtime::plan::{Column, Earlier, Op, Stage, State};
+    /// const S: Stage = Stage {
+    ///     name: "per_shard", input: "orders", output_type: "Row", sink: false,
+    ///     ops: &[
+    ///         Op::KeyBy { key: "shard", key_type: "u64" },
+    ///         Op::Aggregate { columns: &[
+    ///             Column { name: "n", func: "count", ty: "u64" },
+    ///             Column { name: "top", func: "max", ty: "f64" },
+    ///         ] },
+    ///     ],
+    ///     state: State::PerKey { key: "shard" },
+    /// };
+    /// let before = Earlier { key_type: Some("u32"), added_columns: &["top"], lateness_ms: None };
+    /// assert_eq!(S.state_layout_as(&before), "key shard: u32; aggregate n: u64 = count");
+    /// ```
+    pub fn state_layout_as(&self, earlier: &Earlier) -> String {
         let mut parts = Vec::new();
         for op in self.ops {
             match op {
-                Op::KeyBy { key, key_type } => parts.push(format!("key {key}: {key_type}")),
+                Op::KeyBy { key, key_type } => {
+                    let key_type = earlier.key_type.unwrap_or(key_type);
+                    parts.push(format!("key {key}: {key_type}"))
+                }
                 Op::Distinct { key, key_type } => {
                     parts.push(format!("distinct {key}: {key_type}"))
                 }
-                Op::Window { window } => parts.push(window_layout(window)),
+                Op::Window { window } => parts.push(window_layout(window, earlier.lateness_ms)),
                 Op::Aggregate { columns } => {
                     let cols: Vec<String> = columns
                         .iter()
+                        .filter(|c| !earlier.added_columns.contains(&c.name))
                         .map(|c| format!("{}: {} = {}", c.name, c.ty, c.func))
                         .collect();
                     parts.push(format!("aggregate {}", cols.join(", ")));
@@ -348,7 +375,7 @@ impl Stage {
                     ..
                 } => {
                     parts.push(format!("join {key}: {key_type} of {left_type}, {right_type}"));
-                    parts.push(window_layout(window));
+                    parts.push(window_layout(window, earlier.lateness_ms));
                 }
                 Op::IntervalJoin {
                     key,
@@ -368,8 +395,19 @@ impl Stage {
     }
 }
 
+/// What a stage's state layout was before a change a migration converts from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Earlier {
+    /// The key's type, if it changed.
+    pub key_type: Option<&'static str>,
+    /// Aggregate columns added since.
+    pub added_columns: &'static [&'static str],
+    /// The window's allowed lateness, ms, if it changed.
+    pub lateness_ms: Option<i64>,
+}
+
 /// `window tumbling 300000ms, lateness 0ms`: sizes in ms, so equal windows read equal.
-fn window_layout(w: &Window) -> String {
+fn window_layout(w: &Window, lateness_ms: Option<i64>) -> String {
     let kind = match *w {
         Window::Tumbling { size_ms, .. } => format!("tumbling {size_ms}ms"),
         Window::Sliding {
@@ -377,7 +415,8 @@ fn window_layout(w: &Window) -> String {
         } => format!("sliding {size_ms}ms/{slide_ms}ms"),
         Window::Session { gap_ms, .. } => format!("session {gap_ms}ms"),
     };
-    format!("window {kind}, lateness {}ms", w.lateness_ms())
+    let lateness = lateness_ms.unwrap_or(w.lateness_ms());
+    format!("window {kind}, lateness {lateness}ms")
 }
 
 impl Plan {
