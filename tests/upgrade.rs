@@ -611,3 +611,66 @@ mod runner {
         );
     }
 }
+
+/// `checkpoints check`: what a new version would do with the latest checkpoint.
+mod check {
+    use super::*;
+    use simplestream::runner::checkpoints::check;
+
+    fn deployed() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let store = simplestream::store::FileStore::open(
+            t.path(),
+            "i1",
+            simplestream::store::FileStoreOptions::default(),
+        )
+        .unwrap();
+        let mut c = simplestream::Coordinator::new(store, Default::default());
+        let p = run(v1::Shop::new(), &orders()[..SPLIT]);
+        c.checkpoint(&p, Default::default(), T0).unwrap();
+        t
+    }
+
+    #[test]
+    fn it_says_what_each_stage_will_do() {
+        let t = deployed();
+        let dir = t.path().to_str().unwrap();
+        let report = check::<migrated::Shop>(dir, "i1", Default::default()).unwrap();
+        assert!(
+            report.contains("  migrate      stage `per_shard` is migrated from the state of `per_shard` (key converted from `u32`)\n"),
+            "{report}"
+        );
+        assert!(
+            report.ends_with(
+                "ok: this version restores checkpoint_20211101_040000_000-000001.json\n"
+            ),
+            "{report}"
+        );
+        let report = check::<stateful_added::Shop>(dir, "i1", Default::default()).unwrap();
+        assert!(
+            report.contains("  restore      stage `customer_stats` is restored\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("  start empty  stage `biggest` is new: it starts empty\n"),
+            "{report}"
+        );
+        let report = check::<removed::Shop>(dir, "i1", Default::default()).unwrap_err();
+        assert!(
+            report.contains("  REFUSE       stage `per_shard` holds state"),
+            "{report}"
+        );
+        assert!(
+            report.ends_with("error: this version of `Shop` cannot restore checkpoint_20211101_040000_000-000001.json\n"),
+            "{report}"
+        );
+        let allow = RestoreOptions {
+            allow_dropped: vec!["per_shard".into()],
+        };
+        let report = check::<removed::Shop>(dir, "i1", allow).unwrap();
+        assert!(
+            report.contains("  drop         stage `per_shard` is gone"),
+            "{report}"
+        );
+    }
+}

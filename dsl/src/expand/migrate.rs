@@ -179,13 +179,13 @@ fn describe(w: &Wanted) -> String {
 
 /// `Pipeline::migration` and `Pipeline::migrate_stage` for the stages that declare
 /// migrations (`conversions`: each stage and its conversion, or the error to show).
-pub fn methods(cx: &Cx, conversions: &[(&StagePlan, TokenStream)]) -> TokenStream {
+pub fn methods(cx: &Cx, conversions: &[(&StagePlan, syn::Result<TokenStream>)]) -> TokenStream {
     let rt = &cx.rt;
     let mut checks = Vec::new();
     let mut runs = Vec::new();
     for (s, conv) in conversions {
-        let Ok(w) = sorted(&s.upgrade.migrations) else {
-            runs.push(conv.clone());
+        let (Ok(w), Ok(conv)) = (sorted(&s.upgrade.migrations), conv) else {
+            runs.extend(conv.as_ref().err().map(|e| e.to_compile_error()));
             continue;
         };
         let (name, field) = (s.name.to_string(), &s.names.field);

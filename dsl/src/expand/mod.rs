@@ -350,7 +350,7 @@ fn upgrade_items(cx: &Cx) -> TokenStream {
         let name = s.name.to_string();
         Some(quote!((#name, #was)))
     });
-    let conversions: Vec<(&StagePlan, TokenStream)> = stages
+    let conversions: Vec<(&StagePlan, syn::Result<TokenStream>)> = stages
         .iter()
         .filter(|s| !s.upgrade.migrations.is_empty())
         .map(|s| {
@@ -361,7 +361,7 @@ fn upgrade_items(cx: &Cx) -> TokenStream {
                     "this stage keeps no state: there is nothing to migrate",
                 )),
             };
-            (s, conv.unwrap_or_else(|e| e.to_compile_error()))
+            (s, conv)
         })
         .collect();
     let methods = migrate::methods(cx, &conversions);
