@@ -41,9 +41,9 @@ pub enum Migration {
         /// The `old_key` token.
         at: Ident,
         /// The conversion.
-        convert: ExprClosure,
+        convert: Box<ExprClosure>,
         /// Its parameter's type: the old key type.
-        old_ty: Type,
+        old_ty: Box<Type>,
     },
     /// `old_lateness = 0s`: the window's allowed lateness was this.
     Lateness {
@@ -117,9 +117,9 @@ impl Parse for Migration {
             }
             "old_key" => {
                 input.parse::<Token![=]>()?;
-                let convert: ExprClosure = input.parse()?;
+                let convert: Box<ExprClosure> = Box::new(input.parse()?);
                 let old_ty = match convert.inputs.first() {
-                    Some(Pat::Type(t)) if convert.inputs.len() == 1 => (*t.ty).clone(),
+                    Some(Pat::Type(t)) if convert.inputs.len() == 1 => t.ty.clone(),
                     _ => {
                         return Err(syn::Error::new_spanned(
                             &convert.inputs,

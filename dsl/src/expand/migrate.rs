@@ -116,6 +116,8 @@ fn keyed(
         .copied()
         .collect();
     let (kept_names, kept_aggs): (Vec<_>, Vec<_>) = kept.into_iter().unzip();
+    // The new columns start from their default.
+    let rest = (!w.added.is_empty()).then(|| quote!(..::core::default::Default::default()));
     let (old_key, convert) = match w.key {
         Some((f, old)) => (old.to_token_stream(), f.to_token_stream()),
         None => (key_ty.to_token_stream(), quote!(|k| k)),
@@ -129,7 +131,7 @@ fn keyed(
         let __convert = #convert;
         for (__k, __v) in __old.drain() {
             let __k: #key_ty = __convert(__k);
-            let __v = #acc { #( #kept_names: __v.#kept_names, )* ..::core::default::Default::default() };
+            let __v = #acc { #( #kept_names: __v.#kept_names, )* #rest };
             match __new.get_mut(&__k) {
                 ::core::option::Option::Some(__a) => #rt::aggregate::Accumulator::merge(__a, &__v),
                 ::core::option::Option::None => {
