@@ -752,4 +752,5 @@ impl ::simplestream::__rt::Pipeline for Orders {
             },
         )
     }
+    const RENAMES: &'static [(&'static str, &'static str)] = &[];
 }
