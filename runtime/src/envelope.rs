@@ -553,28 +553,32 @@ pub fn decode_with<P: Pipeline>(
             actions,
         });
     }
-    let mut pipeline = P::new();
-    pipeline.set_clock(clock);
-    for (name, part) in v.stage_parts()? {
-        let Some(action) = actions.iter().find(|a| a.reads() == Some(name)) else {
-            continue; // dropped, as allowed
-        };
-        let stage = action.stage();
-        let done = match action {
-            StageAction::Migrate { .. } => {
-                let from = layout_in(&v.header, name);
-                pipeline.migrate_stage(stage, from, v.codec, part)
+    // The pipeline's stages in its own order: each from the checkpoint's bytes, or empty
+    // (new, reset, or migrated after the decode), then decoded at once.
+    let parts = v.stage_parts()?;
+    let fresh = fresh_stages::<P>(v.codec, |p, w| p.write_stages(w))?;
+    let stages = assemble(v.codec, &fresh, |stage| {
+        let a = actions.iter().find(|a| a.stage() == stage)?;
+        match a {
+            StageAction::Restore { .. } | StageAction::Renamed { .. } => {
+                part_of(&parts, a.reads()?)
             }
-            _ => pipeline.restore_stage(stage, v.codec, part),
+            _ => None,
         }
-        .map_err(|e| in_stage(stage, e))?;
-        if !done {
-            return Err(CheckpointError::Decode {
-                detail: format!(
-                    "pipeline `{}` cannot restore stage `{stage}` on its own",
-                    P::NAME
-                ),
-            });
+    });
+    let mut pipeline = P::decode_stages(v.codec, &stages, clock)?;
+    for a in &actions {
+        if let StageAction::Migrate { stage, from, .. } = a {
+            let part = part_of(&parts, from).expect("the checkpoint holds the stage it migrates");
+            let layout = layout_in(&v.header, from);
+            let done = pipeline
+                .migrate_stage(stage, layout, v.codec, part)
+                .map_err(|e| in_stage(stage, e))?;
+            if !done {
+                return Err(CheckpointError::Decode {
+                    detail: format!("stage `{stage}`: its migration did not apply"),
+                });
+            }
         }
     }
     Ok(Restored {
@@ -582,6 +586,50 @@ pub fn decode_with<P: Pipeline>(
         pipeline,
         actions,
     })
+}
+
+fn part_of<'a>(parts: &[(&str, &'a [u8])], name: &str) -> Option<&'a [u8]> {
+    parts.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+}
+
+/// A fresh pipeline's stages written by `write` in `codec`: each stage's name and bytes.
+fn fresh_stages<P: Pipeline>(
+    codec: Codec,
+    write: impl FnOnce(&P, &mut StageWriter<'_>) -> Result<(), CheckpointError>,
+) -> Result<Vec<(&'static str, Vec<u8>)>, CheckpointError> {
+    let mut buf = Vec::new();
+    let mut w = StageWriter::new(codec, &mut buf);
+    write(&P::new(), &mut w)?;
+    let spans = w.finish();
+    Ok(spans
+        .into_iter()
+        .map(|s| (s.name, buf[s.range].to_vec()))
+        .collect())
+}
+
+/// Stages as the pipeline writes them: `from(stage)`'s bytes, else the fresh ones.
+fn assemble<'a>(
+    codec: Codec,
+    fresh: &'a [(&'static str, Vec<u8>)],
+    from: impl Fn(&str) -> Option<&'a [u8]>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    if codec == Codec::Json {
+        out.push(b'{');
+    }
+    for (i, (name, empty)) in fresh.iter().enumerate() {
+        if codec == Codec::Json {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(format!("\"{name}\":").as_bytes());
+        }
+        out.extend_from_slice(from(name).unwrap_or(empty));
+    }
+    if codec == Codec::Json {
+        out.push(b'}');
+    }
+    out
 }
 
 fn layout_in<'h>(h: &'h Header, name: &str) -> &'h StageLayout {
@@ -643,30 +691,24 @@ pub fn apply_delta_with<P: Pipeline>(
         pipeline.apply_stage_deltas(v.codec, v.stages, clock_of(&v.header))?;
         return Ok(v.header);
     }
-    pipeline.set_clock(clock_of(&v.header));
-    for (name, part) in v.stage_parts()? {
-        let Some(action) = actions.iter().find(|a| a.reads() == Some(name)) else {
-            continue;
-        };
-        let stage = action.stage();
-        if let StageAction::Migrate { .. } = action {
-            return Err(CheckpointError::Incompatible {
-                pipeline: P::NAME.into(),
-                problems: vec![format!("stage `{stage}` needs a migration, which applies to whole checkpoints only, and this one is incremental; restore it with the version that wrote it and take a savepoint or a whole checkpoint (without --incremental) first")],
-            });
-        }
-        if !pipeline
-            .apply_stage_delta(stage, v.codec, part)
-            .map_err(|e| in_stage(stage, e))?
-        {
-            return Err(CheckpointError::Decode {
-                detail: format!(
-                    "pipeline `{}` cannot apply stage `{stage}` of a delta on its own",
-                    P::NAME
-                ),
-            });
-        }
+    if let Some(stage) = actions.iter().find_map(|a| match a {
+        StageAction::Migrate { stage, .. } => Some(stage),
+        _ => None,
+    }) {
+        return Err(CheckpointError::Incompatible {
+            pipeline: P::NAME.into(),
+            problems: vec![format!("stage `{stage}` needs a migration, which applies to whole checkpoints only, and this one is incremental; restore it with the version that wrote it and take a whole checkpoint (without --incremental) first")],
+        });
     }
+    // Stages not in the delta get an empty delta of their own (a reset to empty: they
+    // were restored empty from the base).
+    let parts = v.stage_parts()?;
+    let fresh = fresh_stages::<P>(v.codec, |p, w| p.write_stage_deltas(&[], w))?;
+    let deltas = assemble(v.codec, &fresh, |stage| {
+        let a = actions.iter().find(|a| a.stage() == stage)?;
+        part_of(&parts, a.reads()?)
+    });
+    pipeline.apply_stage_deltas(v.codec, &deltas, clock_of(&v.header))?;
     Ok(v.header)
 }
 

@@ -195,32 +195,6 @@ pub trait Pipeline: Sized {
     /// One stage's state as JSON (for display: playground, `checkpoints show`).
     fn stage_json(&self, stage: &str) -> Option<serde_json::Value>;
 
-    /// Sets the source clock (a restore stage by stage starts from [`new`](Self::new)).
-    fn set_clock(&mut self, clock: Clock) {
-        let _ = clock;
-    }
-    /// Replaces stage `stage`'s state with `bytes` (its value in a checkpoint); `false`
-    /// if the pipeline has no such stage or cannot restore stage by stage.
-    fn restore_stage(
-        &mut self,
-        stage: &str,
-        codec: Codec,
-        bytes: &[u8],
-    ) -> Result<bool, CheckpointError> {
-        let _ = (stage, codec, bytes);
-        Ok(false)
-    }
-    /// Applies stage `stage`'s part of a delta; `false` as for
-    /// [`restore_stage`](Self::restore_stage).
-    fn apply_stage_delta(
-        &mut self,
-        stage: &str,
-        codec: Codec,
-        bytes: &[u8],
-    ) -> Result<bool, CheckpointError> {
-        let _ = (stage, codec, bytes);
-        Ok(false)
-    }
     /// The migration declared for stage `stage` from the layout `from`, if any.
     fn migration(stage: &str, from: &crate::upgrade::StageLayout) -> Option<&'static str> {
         let _ = (stage, from);

@@ -378,12 +378,11 @@ fn checkpoint_methods(cx: &Cx, parts: &[Parts]) -> TokenStream {
     let names: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
     let (scratch, _) = scratch(parts);
     let n = cx.plan.sources.len();
-    let (sources_owned, sources_restore, write_sources, restore_sources) = if n > 1 {
+    let (sources_owned, sources_restore, write_sources) = if n > 1 {
         (
             quote!(source_clocks: [#rt::Clock; #n],),
             quote!(__sources: s.source_clocks,),
             quote!(w.field("source_clocks", &self.__sources)?;),
-            quote!("source_clocks" => { self.__sources = #rt::codec::read(codec, bytes)?; true }),
         )
     } else {
         Default::default()
@@ -414,17 +413,6 @@ fn checkpoint_methods(cx: &Cx, parts: &[Parts]) -> TokenStream {
                 }
             }
 
-            fn set_clock(&mut self, clock: #rt::Clock) {
-                self.__clock = clock;
-            }
-
-            fn restore_stage(&mut self, stage: &str, codec: #rt::Codec, bytes: &[u8]) -> ::core::result::Result<bool, #rt::CheckpointError> {
-                ::core::result::Result::Ok(match stage {
-                    #restore_sources
-                    #( #names => { self.#fields = #rt::codec::read(codec, bytes)?; true } )*
-                    _ => false,
-                })
-            }
     }
 }
 
@@ -435,12 +423,11 @@ fn delta_methods(cx: &Cx, parts: &[Parts]) -> TokenStream {
     let (fields, tys): (Vec<_>, Vec<_>) = stateful(parts).unzip();
     let names: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
     let n = cx.plan.sources.len();
-    let (sources_owned, sources_apply, write_sources, apply_sources) = if n > 1 {
+    let (sources_owned, sources_apply, write_sources) = if n > 1 {
         (
             quote!(source_clocks: [#rt::Clock; #n],),
             quote!(self.__sources = s.source_clocks;),
             quote!(w.field("source_clocks", &self.__sources)?;),
-            quote!("source_clocks" => { self.__sources = #rt::codec::read(codec, bytes)?; true }),
         )
     } else {
         Default::default()
@@ -467,15 +454,5 @@ fn delta_methods(cx: &Cx, parts: &[Parts]) -> TokenStream {
                 ::core::result::Result::Ok(())
             }
 
-            fn apply_stage_delta(&mut self, stage: &str, codec: #rt::Codec, bytes: &[u8]) -> ::core::result::Result<bool, #rt::CheckpointError> {
-                ::core::result::Result::Ok(match stage {
-                    #apply_sources
-                    #( #names => {
-                        #rt::delta::Tracked::apply_delta(&mut self.#fields, #rt::codec::read::<#rt::delta::DeltaOf<#tys>>(codec, bytes)?);
-                        true
-                    } )*
-                    _ => false,
-                })
-            }
     }
 }

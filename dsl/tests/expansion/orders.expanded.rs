@@ -642,32 +642,6 @@ impl ::simplestream::__rt::Pipeline for Orders {
             _ => ::core::option::Option::None,
         }
     }
-    fn set_clock(&mut self, clock: ::simplestream::__rt::Clock) {
-        self.__clock = clock;
-    }
-    fn restore_stage(
-        &mut self,
-        stage: &str,
-        codec: ::simplestream::__rt::Codec,
-        bytes: &[u8],
-    ) -> ::core::result::Result<bool, ::simplestream::__rt::CheckpointError> {
-        ::core::result::Result::Ok(
-            match stage {
-                "customer_stats" => {
-                    self.customer_stats = ::simplestream::__rt::codec::read(
-                        codec,
-                        bytes,
-                    )?;
-                    true
-                }
-                "per_5min" => {
-                    self.per_5min = ::simplestream::__rt::codec::read(codec, bytes)?;
-                    true
-                }
-                _ => false,
-            },
-        )
-    }
     fn stage_versions(
         &self,
     ) -> ::core::option::Option<::std::vec::Vec<::simplestream::__rt::delta::Version>> {
@@ -721,36 +695,6 @@ impl ::simplestream::__rt::Pipeline for Orders {
             s.per_5min,
         );
         ::core::result::Result::Ok(())
-    }
-    fn apply_stage_delta(
-        &mut self,
-        stage: &str,
-        codec: ::simplestream::__rt::Codec,
-        bytes: &[u8],
-    ) -> ::core::result::Result<bool, ::simplestream::__rt::CheckpointError> {
-        ::core::result::Result::Ok(
-            match stage {
-                "customer_stats" => {
-                    ::simplestream::__rt::delta::Tracked::apply_delta(
-                        &mut self.customer_stats,
-                        ::simplestream::__rt::codec::read::<
-                            ::simplestream::__rt::delta::DeltaOf<orders::CustomerStats>,
-                        >(codec, bytes)?,
-                    );
-                    true
-                }
-                "per_5min" => {
-                    ::simplestream::__rt::delta::Tracked::apply_delta(
-                        &mut self.per_5min,
-                        ::simplestream::__rt::codec::read::<
-                            ::simplestream::__rt::delta::DeltaOf<orders::Per5min>,
-                        >(codec, bytes)?,
-                    );
-                    true
-                }
-                _ => false,
-            },
-        )
     }
     const RENAMES: &'static [(&'static str, &'static str)] = &[];
 }
