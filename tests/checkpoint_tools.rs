@@ -173,16 +173,54 @@ fn a_program_decodes_the_binary_checkpoints_of_its_own_pipeline_only() {
     assert!(stderr_of(&out).contains("pipeline `Q8` were checked up to their checksum"));
 }
 
-/// Cuts the last byte of a binary checkpoint's stages and re-seals it (length and CRC):
-/// the checksum holds, the stages no longer decode.
+/// Cuts the last byte of a binary checkpoint's stages, then re-seals it (the stage
+/// lengths after the stages, the length and CRC): the checksum holds, the stages no
+/// longer decode.
 fn cut_and_reseal(path: &Path) {
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes.pop();
+    let bytes = std::fs::read(path).unwrap();
+    let n = bytes.len() - 4;
+    let tlen = u32::from_le_bytes(bytes[n..].try_into().unwrap()) as usize;
+    let start = n - tlen;
+    let mut lens = leb128s(&bytes[start + 1..n]); // a count, then the lengths
+    *lens.last_mut().unwrap() -= 1;
+    let mut trailer = vec![lens.len() as u8];
+    for l in &lens {
+        leb128(*l, &mut trailer);
+    }
+    let mut bytes = [&bytes[..start - 1], &trailer[..]].concat();
+    bytes.extend_from_slice(&(trailer.len() as u32).to_le_bytes());
     let payload_len = (bytes.len() - 18) as u64;
     let crc = crc32fast::hash(&bytes[18..]);
     bytes[6..14].copy_from_slice(&payload_len.to_le_bytes());
     bytes[14..18].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(path, bytes).unwrap();
+}
+
+/// Unsigned LEB128 varints (postcard's integers) one after another.
+fn leb128s(mut b: &[u8]) -> Vec<u64> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let (mut v, mut shift) = (0u64, 0);
+        loop {
+            let byte = b[0];
+            b = &b[1..];
+            v |= u64::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        out.push(v);
+    }
+    out
+}
+
+fn leb128(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
 #[test]

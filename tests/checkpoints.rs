@@ -251,7 +251,7 @@ fn envelope_round_trip_keeps_header_state_and_future_outputs() {
     assert!(bytes.ends_with(b"\"}\n"));
     let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(doc["format"], FORMAT_NAME);
-    assert_eq!(doc["format_version"], 1);
+    assert_eq!(doc["format_version"], FORMAT_VERSION);
     assert_eq!(doc["pipeline"], "OrderStats");
     assert_eq!(doc["checkpoint_id"], 42);
     assert_eq!(doc["positions"]["source.offset"], 51_200);
@@ -261,10 +261,16 @@ fn envelope_round_trip_keeps_header_state_and_future_outputs() {
     );
     let sum = format!("crc32:{:08x}", crc32(json_checksummed_part(&bytes)));
     assert_eq!(doc["checksum"], sum.as_str());
+    // Each stage with the layout of its state: what a restore matches stages by.
+    assert_eq!(doc["stage_layouts"][0]["name"], "customer_stats");
+    assert_eq!(
+        doc["stage_layouts"][0]["layout"],
+        "key customer: String; aggregate count: u64 = count, amount: f64 = sum"
+    );
     // The binary one: magic, version, payload length, CRC of the payload.
     let bin = envelope::encode(&p, Codec::Binary, 42, T0, pos).unwrap();
     assert_eq!(&bin[..4], b"SSCK");
-    assert_eq!(u16::from_le_bytes([bin[4], bin[5]]), 1);
+    assert_eq!(u16::from_le_bytes([bin[4], bin[5]]) as u32, FORMAT_VERSION);
     assert_eq!(
         u64::from_le_bytes(bin[6..14].try_into().unwrap()),
         bin.len() as u64 - 18
@@ -489,30 +495,24 @@ fn checkpoint_of_another_pipeline_is_foreign() {
         assert!(msg.contains("state layout differs"), "{msg}");
     }
 
-    // Same name, another state layout (a changed DSL): refused on the fingerprint.
+    // Same name, another state layout (a changed DSL): refused stage by stage, saying
+    // what changed and what to do.
     let (_, bytes) = sample(Codec::Json);
     let err = match envelope::decode::<v2::OrderStats>(&bytes) {
         Ok(_) => panic!("a checkpoint of another layout was accepted"),
         Err(e) => e,
     };
-    let CheckpointError::ForeignPipeline {
-        found_name,
-        expected_name,
-        found_fingerprint,
-        expected_fingerprint,
-    } = &err
-    else {
-        panic!("expected ForeignPipeline, got {err:?}");
+    let CheckpointError::Incompatible { pipeline, problems } = &err else {
+        panic!("expected Incompatible, got {err:?}");
     };
-    assert_eq!(
-        (found_name.as_str(), expected_name.as_str()),
-        ("OrderStats", "OrderStats")
-    );
-    assert_ne!(found_fingerprint, expected_fingerprint);
-    let msg = err.to_string();
+    assert_eq!(pipeline, "OrderStats");
     assert!(
-        msg.contains(found_fingerprint.as_str()) && msg.contains(expected_fingerprint.as_str()),
-        "{msg}"
+        problems[0].starts_with("stage `customer_stats` changed its state layout"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].starts_with("stage `per_5min` holds state in the checkpoint but is gone"),
+        "{problems:?}"
     );
 }
 
@@ -521,52 +521,52 @@ fn future_format_version_is_unsupported() {
     // Binary: patch the version (u16 LE at 4..6); checked before the checksum.
     let (_, bytes) = sample(Codec::Binary);
     let mut bad = bytes.clone();
-    bad[4..6].copy_from_slice(&2u16.to_le_bytes());
-    let err = expect_err(envelope::decode::<OrderStats>(&bad), "binary v2");
+    bad[4..6].copy_from_slice(&3u16.to_le_bytes());
+    let err = expect_err(envelope::decode::<OrderStats>(&bad), "binary v3");
     assert_eq!(
         err,
         CheckpointError::UnsupportedVersion {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         }
     );
     let msg = err.to_string();
-    assert!(msg.contains("format version 2 is not supported"), "{msg}");
-    assert!(msg.contains("reads version 1"), "{msg}");
+    assert!(msg.contains("format version 3 is not supported"), "{msg}");
+    assert!(msg.contains("reads versions 1 to 2"), "{msg}");
     assert!(msg.contains("upgrade SimpleStream"), "{msg}");
     bad[4..6].copy_from_slice(&0xFFFFu16.to_le_bytes());
     assert_eq!(
         envelope::verify(&bad).unwrap_err(),
         CheckpointError::UnsupportedVersion {
             found: 0xFFFF,
-            supported: 1
+            supported: 2
         }
     );
 
     // JSON: a well-formed version-2 document with a valid checksum.
     let (_, bytes) = sample(Codec::Json);
     let body = std::str::from_utf8(json_checksummed_part(&bytes)).unwrap();
-    assert_eq!(body.matches("\"format_version\":1,").count(), 1, "{body}");
-    let v2 = json_seal(
-        body.replace("\"format_version\":1,", "\"format_version\":2,")
+    assert_eq!(body.matches("\"format_version\":2,").count(), 1, "{body}");
+    let v3 = json_seal(
+        body.replace("\"format_version\":2,", "\"format_version\":3,")
             .as_bytes(),
     );
     // Sanity: the local seal reproduces the writer's own trailer.
     assert_eq!(json_seal(body.as_bytes()), bytes);
-    let err = expect_err(envelope::decode::<OrderStats>(&v2), "json v2");
+    let err = expect_err(envelope::decode::<OrderStats>(&v3), "json v3");
     assert_eq!(
         err,
         CheckpointError::UnsupportedVersion {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         }
     );
     assert!(
         err.to_string()
-            .contains("format version 2 is not supported"),
+            .contains("format version 3 is not supported"),
         "{err}"
     );
-    assert_eq!(envelope::verify(&v2).unwrap_err(), err);
+    assert_eq!(envelope::verify(&v3).unwrap_err(), err);
 }
 
 #[test]
@@ -631,11 +631,11 @@ fn every_corruption_kind_is_a_distinct_variant() {
         let (_, bytes) = sample(codec);
         let mut future = bytes.clone();
         match codec {
-            Codec::Binary => future[4..6].copy_from_slice(&2u16.to_le_bytes()),
+            Codec::Binary => future[4..6].copy_from_slice(&3u16.to_le_bytes()),
             Codec::Json => {
                 let body = std::str::from_utf8(json_checksummed_part(&bytes)).unwrap();
                 future = json_seal(
-                    body.replace("\"format_version\":1,", "\"format_version\":2,")
+                    body.replace("\"format_version\":2,", "\"format_version\":3,")
                         .as_bytes(),
                 );
             }

@@ -218,8 +218,8 @@ impl<S: CheckpointStore> CheckpointStore for StopsDeleting<S> {
 fn restore(store: &MemoryStore, name: &str) -> Result<OrderStats, String> {
     let bytes = store.get(name).map_err(|e| e.to_string())?;
     match parse_name(name).unwrap().1 {
-        EntryKind::Manifest => chain::restore::<OrderStats, _>(store, &bytes)
-            .map(|(_, p, _)| p)
+        EntryKind::Manifest => chain::restore::<OrderStats, _>(store, &bytes, &Default::default())
+            .map(|(_, p, _, _)| p)
             .map_err(|e| e.to_string()),
         _ => envelope::decode::<OrderStats>(&bytes)
             .map(|(_, p)| p)
@@ -357,7 +357,7 @@ fn restoring_a_foreign_pipelines_manifest_is_refused() {
     let mut p = OrderStats::new();
     let taken = run(&mut c, &mut p, 0, 2);
     let bytes = c.store().get(&taken[1]).unwrap();
-    let e = chain::restore::<SlidingStats, _>(c.store(), &bytes)
+    let e = chain::restore::<SlidingStats, _>(c.store(), &bytes, &Default::default())
         .unwrap_err()
         .to_string();
     assert!(e.contains("belongs to pipeline `OrderStats`"), "{e}");

@@ -35,6 +35,7 @@ pub mod names;
 pub mod ops;
 pub mod parse;
 pub mod plan;
+pub mod upgrade;
 
 pub use plan::Plan;
 

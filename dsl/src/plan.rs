@@ -71,6 +71,8 @@ pub struct StagePlan {
     pub sink: bool,
     /// Stages reading it.
     pub children: Vec<Child>,
+    /// Its earlier name and migrations (`#[was(..)]`, `#[migrate(..)]`).
+    pub upgrade: crate::upgrade::Upgrade,
 }
 
 impl StagePlan {

@@ -102,6 +102,15 @@ pub enum CheckpointError {
         /// This pipeline's fingerprint.
         expected_fingerprint: String,
     },
+    /// Written by this pipeline before a change its state cannot follow: a stage gone,
+    /// or a stage's state layout changed without a migration (see
+    /// [`upgrade`](crate::upgrade)).
+    Incompatible {
+        /// The pipeline's name.
+        pipeline: String,
+        /// One line per stage that cannot be restored, with what to do.
+        problems: Vec<String>,
+    },
     /// The checksum matched but the content does not decode.
     Decode {
         /// The decoder's message.
@@ -129,11 +138,16 @@ impl fmt::Display for CheckpointError {
             ),
             UnsupportedVersion { found, supported } => write!(
                 f,
-                "checkpoint format version {found} is not supported by this build (it reads version {supported}); upgrade SimpleStream or start from scratch"
+                "checkpoint format version {found} is not supported by this build (it reads versions 1 to {supported}); upgrade SimpleStream or start from scratch"
             ),
             ForeignPipeline { found_name, found_fingerprint, expected_name, expected_fingerprint } => write!(
                 f,
                 "checkpoint belongs to pipeline `{found_name}` (fingerprint {found_fingerprint}), not `{expected_name}` (fingerprint {expected_fingerprint}): the state layout differs; use another instance name or start from scratch"
+            ),
+            Incompatible { pipeline, problems } => write!(
+                f,
+                "checkpoint of `{pipeline}` cannot be restored into this version of it: {}",
+                problems.join("; ")
             ),
             Decode { detail } => write!(f, "checkpoint does not decode: {detail}"),
             Encode { detail } => write!(f, "state cannot be encoded: {detail}"),

@@ -18,6 +18,7 @@ pub use crate::names::{checkpoint_name, id_from_name};
 use crate::names::{delta_name, manifest_name, parse_name, EntryKind};
 use crate::pipeline::Pipeline;
 use crate::store::{CheckpointStore, StoreError, StoredEntry};
+use crate::upgrade::{RestoreOptions, StageAction};
 
 /// When and how to checkpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +92,8 @@ pub struct Recovered<P> {
     pub name: String,
     /// Problems met on the way (bad `latest`, corrupt newer checkpoints skipped).
     pub warnings: Vec<String>,
+    /// What the restore did with each stage (restored, started empty, dropped, ...).
+    pub actions: Vec<StageAction>,
 }
 
 /// Why checkpointing or recovery failed.
@@ -225,6 +228,9 @@ pub struct Listed {
     pub kind: Option<EntryKind>,
 }
 
+/// A restored checkpoint: header, pipeline, the pieces read, what each stage did.
+type Loaded<P> = (Header, P, Vec<Piece>, Vec<StageAction>);
+
 /// Takes checkpoints of a pipeline into a store, and recovers from them.
 ///
 /// ```
@@ -248,6 +254,8 @@ pub struct Coordinator<S> {
     /// Incremental checkpoints: how, and what the next one builds on.
     incremental: Option<IncrementalConfig>,
     chain: Option<Chain>,
+    /// What a restore may drop.
+    restore: RestoreOptions,
 }
 
 /// The one background upload in flight: the thread owns the store until it is done.
@@ -392,7 +400,21 @@ impl<S: CheckpointStore> Coordinator<S> {
             upload: None,
             incremental: None,
             chain: None,
+            restore: RestoreOptions::default(),
         }
+    }
+
+    /// What [`recover`](Self::recover) may do with stages that do not match (see
+    /// [`upgrade`](crate::upgrade)): by default it refuses to drop any state.
+    ///
+    /// ```
+    /// use simplestream_runtime::{Coordinator, CoordinatorConfig, MemoryStore};
+    /// use simplestream_runtime::upgrade::RestoreOptions;
+    /// let mut c = Coordinator::new(MemoryStore::new(), CoordinatorConfig::default());
+    /// c.set_restore_options(RestoreOptions { allow_dropped: vec!["per_hour".into()] });
+    /// ```
+    pub fn set_restore_options(&mut self, options: RestoreOptions) {
+        self.restore = options;
     }
 
     /// Turns incremental checkpoints on (`Some`) or off. On, a checkpoint writes what
@@ -800,6 +822,11 @@ impl<S: CheckpointStore> Coordinator<S> {
                 tried = Some(meta.file.clone());
                 match self.load_pieces::<P>(&meta.file, Some(&meta.checksum)) {
                     Ok(loaded) => return Ok(Some(self.restored(loaded, meta.file, warnings))),
+                    // A sound checkpoint this version refuses to take: an older one would
+                    // be refused alike, or silently roll the pipeline back.
+                    Err(LoadError::Checkpoint(e @ CheckpointError::Incompatible { .. })) => {
+                        return Err(CoordinatorError::Checkpoint(e))
+                    }
                     Err(e) => {
                         warnings.push(format!(
                             "latest points to {}, which cannot be restored: {e}",
@@ -851,13 +878,17 @@ impl<S: CheckpointStore> Coordinator<S> {
     /// The outcome of a restore; the next incremental checkpoint builds on its pieces.
     fn restored<P: Pipeline>(
         &mut self,
-        (header, pipeline, pieces): (Header, P, Vec<Piece>),
+        (header, pipeline, pieces, actions): Loaded<P>,
         name: String,
         warnings: Vec<String>,
     ) -> Recovered<P> {
         self.next_id = self.next_id.max(header.checkpoint_id.saturating_add(1));
+        // After a change of the pipeline the next checkpoint is whole: no chain mixes them.
+        let unchanged = actions
+            .iter()
+            .all(|a| matches!(a, StageAction::Restore { .. }));
         self.chain = match (&self.incremental, pipeline.stage_versions()) {
-            (Some(_), Some(versions)) => Some(Chain { pieces, versions }),
+            (Some(_), Some(versions)) if unchanged => Some(Chain { pieces, versions }),
             _ => None,
         };
         Recovered {
@@ -865,6 +896,7 @@ impl<S: CheckpointStore> Coordinator<S> {
             header,
             name,
             warnings,
+            actions,
         }
     }
 
@@ -874,7 +906,7 @@ impl<S: CheckpointStore> Coordinator<S> {
         name: &str,
         checksum: Option<&str>,
     ) -> Result<(Header, P), LoadError> {
-        self.load_pieces(name, checksum).map(|(h, p, _)| (h, p))
+        self.load_pieces(name, checksum).map(|(h, p, _, _)| (h, p))
     }
 
     /// Restores checkpoint `name` (a whole checkpoint or a manifest), checked against
@@ -883,7 +915,7 @@ impl<S: CheckpointStore> Coordinator<S> {
         &self,
         name: &str,
         checksum: Option<&str>,
-    ) -> Result<(Header, P, Vec<Piece>), LoadError> {
+    ) -> Result<Loaded<P>, LoadError> {
         let bytes = self.store().get(name).map_err(LoadError::Store)?;
         let manifest = matches!(parse_name(name), Some((_, EntryKind::Manifest)));
         if let Some(sum) = checksum {
@@ -902,16 +934,15 @@ impl<S: CheckpointStore> Coordinator<S> {
             }
         }
         if manifest {
-            return incremental::chain::restore::<P, S>(self.store(), &bytes).map_err(
-                |e| match e {
+            return incremental::chain::restore::<P, S>(self.store(), &bytes, &self.restore)
+                .map_err(|e| match e {
                     ChainError::Store(e) => LoadError::Store(e),
                     ChainError::Checkpoint(e) => LoadError::Checkpoint(e),
-                },
-            );
+                });
         }
-        let (header, pipeline) = envelope::decode::<P>(&bytes).map_err(LoadError::Checkpoint)?;
-        let piece = Piece::of(name, header.checkpoint_id, &bytes);
-        Ok((header, pipeline, vec![piece]))
+        let r = envelope::decode_with::<P>(&bytes, &self.restore).map_err(LoadError::Checkpoint)?;
+        let piece = Piece::of(name, r.header.checkpoint_id, &bytes);
+        Ok((r.header, r.pipeline, vec![piece], r.actions))
     }
 }
 

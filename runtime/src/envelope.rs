@@ -16,12 +16,19 @@
 //!
 //! **Binary** (compact, fast): `SSCK`, format version (u16 LE), payload length (u64 LE),
 //! CRC-32 of the payload (u32 LE), then the payload: the header and the stages in
-//! postcard.
+//! postcard, then (version 2) each stage's length in bytes (postcard) and the length of
+//! that list (u32 LE), so that a reader can take the stages apart.
+//!
+//! The header lists every stage with the layout of its state (`stage_layouts`, version 2):
+//! a restore matches the checkpoint's stages to the pipeline's by name and layout (see
+//! [`upgrade`](crate::upgrade)), so a pipeline changed in ways its state can follow
+//! restores its older checkpoints. Version 1 checkpoints (no layouts) restore into the
+//! pipeline whose fingerprint they carry.
 //!
 //! Decoding checks, in order: codec marker, format version, length, checksum, pipeline
-//! name and fingerprint, then decodes every stage into a fresh pipeline. Any failure is a
-//! distinct [`CheckpointError`]; nothing is half-loaded because the new pipeline only
-//! exists once everything decoded.
+//! name, then each stage's layout, then decodes every stage into a fresh pipeline. Any
+//! failure is a distinct [`CheckpointError`]; nothing is half-loaded because the new
+//! pipeline only exists once everything decoded.
 
 use std::collections::BTreeMap;
 
@@ -31,9 +38,10 @@ use crate::codec::{dec, enc};
 pub use crate::codec::{CheckpointError, Codec, StageSpan, StageWriter};
 use crate::fingerprint::to_hex;
 use crate::pipeline::{Clock, Pipeline};
+use crate::upgrade::{self, RestoreOptions, StageAction, StageLayout};
 
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes; it reads every version from 1 to this one.
+pub const FORMAT_VERSION: u32 = 2;
 /// Value of the `format` field of JSON checkpoints.
 pub const FORMAT_NAME: &str = "simplestream-checkpoint";
 /// Value of the `format` field of JSON deltas (the pieces of incremental checkpoints).
@@ -64,6 +72,41 @@ pub struct Header {
     pub watermark: i64,
     /// Source positions and sink commit lengths (e.g. `source.offset`, `output.len`).
     pub positions: BTreeMap<String, u64>,
+    /// Each stage in the checkpoint with the layout of its state, in the order the stages
+    /// are written (empty in version 1).
+    #[serde(default)]
+    pub stage_layouts: Vec<StageLayout>,
+}
+
+/// A version 1 header (binary checkpoints: postcard has no optional fields).
+#[derive(Deserialize)]
+struct HeaderV1 {
+    format: String,
+    format_version: u32,
+    pipeline: String,
+    fingerprint: String,
+    checkpoint_id: u64,
+    timestamp: i64,
+    max_event_time: i64,
+    watermark: i64,
+    positions: BTreeMap<String, u64>,
+}
+
+impl From<HeaderV1> for Header {
+    fn from(h: HeaderV1) -> Header {
+        Header {
+            format: h.format,
+            format_version: h.format_version,
+            pipeline: h.pipeline,
+            fingerprint: h.fingerprint,
+            checkpoint_id: h.checkpoint_id,
+            timestamp: h.timestamp,
+            max_event_time: h.max_event_time,
+            watermark: h.watermark,
+            positions: h.positions,
+            stage_layouts: Vec::new(),
+        }
+    }
 }
 
 /// Encodes `pipeline`'s state with a header built from the other arguments.
@@ -147,6 +190,7 @@ fn header_of<P: Pipeline>(
         max_event_time: clock.max_event_time,
         watermark: clock.watermark,
         positions,
+        stage_layouts: upgrade::layouts::<P>(),
     }
 }
 
@@ -218,6 +262,11 @@ fn encode_kind(
             let mut w = StageWriter::new(Codec::Binary, &mut out);
             write(&mut w)?;
             let stages = w.finish();
+            let lens: Vec<u64> = stages.iter().map(|s| s.range.len() as u64).collect();
+            let before = out.len();
+            crate::codec::write(Codec::Binary, &lens, &mut out)?;
+            let trailer_len = (out.len() - before) as u32;
+            out.extend_from_slice(&trailer_len.to_le_bytes());
             let payload_len = (out.len() - BIN_HEADER_LEN) as u64;
             let crc = crc32fast::hash(&out[BIN_HEADER_LEN..]);
             out[6..14].copy_from_slice(&payload_len.to_le_bytes());
@@ -234,8 +283,42 @@ pub struct Verified<'a> {
     pub codec: Codec,
     /// Its header.
     pub header: Header,
-    /// The bytes holding the stages (JSON: the whole document; binary: after the header).
+    /// The bytes holding the stages (JSON: the whole document; binary: after the header,
+    /// without the stage lengths).
     pub stages: &'a [u8],
+    /// Binary, version 2: each stage's length in `stages`, in the header's order.
+    pub stage_lens: Vec<u64>,
+}
+
+impl Verified<'_> {
+    /// Each stage's name and bytes (its value), as the header lists them (version 2).
+    pub fn stage_parts(&self) -> Result<Vec<(&str, &[u8])>, CheckpointError> {
+        let names = self.header.stage_layouts.iter().map(|s| s.name.as_str());
+        match self.codec {
+            Codec::Binary => {
+                let mut at = 0usize;
+                let mut out = Vec::new();
+                for (name, len) in names.zip(&self.stage_lens) {
+                    let end = at.saturating_add(*len as usize);
+                    out.push((name, &self.stages[at..end]));
+                    at = end;
+                }
+                Ok(out)
+            }
+            Codec::Json => {
+                let fields: BTreeMap<String, &serde_json::value::RawValue> =
+                    serde_json::from_slice(self.stages).map_err(dec)?;
+                names
+                    .map(|name| match fields.get(name) {
+                        Some(raw) => Ok((name, raw.get().as_bytes())),
+                        None => Err(CheckpointError::Decode {
+                            detail: format!("stage `{name}` is listed but missing"),
+                        }),
+                    })
+                    .collect()
+            }
+        }
+    }
 }
 
 /// Checks codec marker, version, length and checksum, and reads the header.
@@ -265,7 +348,7 @@ fn verify_kind(bytes: &[u8], kind: Kind) -> Result<Verified<'_>, CheckpointError
             });
         }
         let version = u16::from_le_bytes([bytes[4], bytes[5]]) as u32;
-        if version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&version) {
             return Err(CheckpointError::UnsupportedVersion {
                 found: version,
                 supported: FORMAT_VERSION,
@@ -292,12 +375,23 @@ fn verify_kind(bytes: &[u8], kind: Kind) -> Result<Verified<'_>, CheckpointError
         if stored != computed {
             return Err(CheckpointError::ChecksumMismatch { stored, computed });
         }
-        let (header, rest): (Header, _) = postcard::take_from_bytes(payload).map_err(dec)?;
+        let (header, rest): (Header, _) = if version == 1 {
+            let (h, rest): (HeaderV1, _) = postcard::take_from_bytes(payload).map_err(dec)?;
+            (h.into(), rest)
+        } else {
+            postcard::take_from_bytes(payload).map_err(dec)?
+        };
         check_format(&header)?;
+        let (stages, stage_lens) = if version == 1 {
+            (rest, Vec::new())
+        } else {
+            split_trailer(rest, header.stage_layouts.len())?
+        };
         Ok(Verified {
             codec: Codec::Binary,
             header,
-            stages: rest,
+            stages,
+            stage_lens,
         })
     } else if bytes.first() == Some(&b'{') {
         let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
@@ -339,6 +433,7 @@ fn verify_kind(bytes: &[u8], kind: Kind) -> Result<Verified<'_>, CheckpointError
             codec: Codec::Json,
             header,
             stages: body,
+            stage_lens: Vec::new(),
         })
     } else {
         let shown: String = String::from_utf8_lossy(&bytes[..bytes.len().min(16)]).into();
@@ -350,6 +445,24 @@ fn verify_kind(bytes: &[u8], kind: Kind) -> Result<Verified<'_>, CheckpointError
             },
         })
     }
+}
+
+/// Binary version 2: the stages, and their lengths from the trailer after them.
+fn split_trailer(rest: &[u8], stages: usize) -> Result<(&[u8], Vec<u64>), CheckpointError> {
+    let bad = |detail: &str| CheckpointError::Decode {
+        detail: format!("stage lengths: {detail}"),
+    };
+    let n = rest.len().checked_sub(4).ok_or_else(|| bad("missing"))?;
+    let tlen = u32::from_le_bytes(rest[n..].try_into().expect("4 bytes")) as usize;
+    let start = n
+        .checked_sub(tlen)
+        .ok_or_else(|| bad("longer than the checkpoint"))?;
+    let lens: Vec<u64> = crate::codec::read(Codec::Binary, &rest[start..n])?;
+    let total = lens.iter().try_fold(0u64, |a, l| a.checked_add(*l));
+    if lens.len() != stages || total != Some(start as u64) {
+        return Err(bad("they do not add up to the stages' bytes"));
+    }
+    Ok((&rest[..start], lens))
 }
 
 impl CheckpointError {
@@ -376,7 +489,7 @@ fn check_format(h: &Header, kind: Kind) -> Result<(), CheckpointError> {
             detail: format!("format is `{}`", h.format),
         });
     }
-    if h.format_version != FORMAT_VERSION {
+    if !(1..=FORMAT_VERSION).contains(&h.format_version) {
         return Err(CheckpointError::UnsupportedVersion {
             found: h.format_version,
             supported: FORMAT_VERSION,
@@ -399,29 +512,203 @@ pub fn check_pipeline<P: Pipeline>(h: &Header) -> Result<(), CheckpointError> {
     Ok(())
 }
 
-/// Verifies and decodes a checkpoint into a fresh pipeline `P`.
+/// Verifies and decodes a checkpoint into a fresh pipeline `P`: every stage of the
+/// checkpoint must be restored, started empty or migrated ([`decode_with`] may also
+/// drop some).
 pub fn decode<P: Pipeline>(bytes: &[u8]) -> Result<(Header, P), CheckpointError> {
+    decode_with::<P>(bytes, &RestoreOptions::default()).map(|r| (r.header, r.pipeline))
+}
+
+/// A checkpoint decoded into a pipeline, and what happened to each stage.
+#[derive(Debug)]
+pub struct Restored<P> {
+    /// The checkpoint's header.
+    pub header: Header,
+    /// The pipeline, with the state restored.
+    pub pipeline: P,
+    /// What the restore did with each stage.
+    pub actions: Vec<StageAction>,
+}
+
+fn clock_of(h: &Header) -> Clock {
+    Clock {
+        max_event_time: h.max_event_time,
+        watermark: h.watermark,
+    }
+}
+
+/// [`decode`], dropping the state of the stages `opts` allows to drop.
+pub fn decode_with<P: Pipeline>(
+    bytes: &[u8],
+    opts: &RestoreOptions,
+) -> Result<Restored<P>, CheckpointError> {
     let v = verify(bytes)?;
-    check_pipeline::<P>(&v.header)?;
-    let clock = Clock {
-        max_event_time: v.header.max_event_time,
-        watermark: v.header.watermark,
-    };
-    let p = P::decode_stages(v.codec, v.stages, clock)?;
-    Ok((v.header, p))
+    let actions = restore_actions::<P>(&v.header, opts)?;
+    let clock = clock_of(&v.header);
+    if v.header.fingerprint == to_hex(P::FINGERPRINT) && v.header.pipeline == P::NAME {
+        let pipeline = P::decode_stages(v.codec, v.stages, clock)?;
+        return Ok(Restored {
+            header: v.header,
+            pipeline,
+            actions,
+        });
+    }
+    // The pipeline's stages in its own order: each from the checkpoint's bytes, or empty
+    // (new, reset, or migrated after the decode), then decoded at once.
+    let parts = v.stage_parts()?;
+    let fresh = fresh_stages::<P>(v.codec, |p, w| p.write_stages(w))?;
+    let stages = assemble(v.codec, &fresh, |stage| {
+        let a = actions.iter().find(|a| a.stage() == stage)?;
+        match a {
+            StageAction::Restore { .. } | StageAction::Renamed { .. } => {
+                part_of(&parts, a.reads()?)
+            }
+            _ => None,
+        }
+    });
+    let mut pipeline = P::decode_stages(v.codec, &stages, clock)?;
+    for a in &actions {
+        if let StageAction::Migrate { stage, from, .. } = a {
+            let part = part_of(&parts, from).expect("the checkpoint holds the stage it migrates");
+            let layout = layout_in(&v.header, from);
+            let done = pipeline
+                .migrate_stage(stage, layout, v.codec, part)
+                .map_err(|e| in_stage(stage, e))?;
+            if !done {
+                return Err(CheckpointError::Decode {
+                    detail: format!("stage `{stage}`: its migration did not apply"),
+                });
+            }
+        }
+    }
+    Ok(Restored {
+        header: v.header,
+        pipeline,
+        actions,
+    })
+}
+
+fn part_of<'a>(parts: &[(&str, &'a [u8])], name: &str) -> Option<&'a [u8]> {
+    parts.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+}
+
+/// A fresh pipeline's stages written by `write` in `codec`: each stage's name and bytes.
+fn fresh_stages<P: Pipeline>(
+    codec: Codec,
+    write: impl FnOnce(&P, &mut StageWriter<'_>) -> Result<(), CheckpointError>,
+) -> Result<Vec<(&'static str, Vec<u8>)>, CheckpointError> {
+    let mut buf = Vec::new();
+    let mut w = StageWriter::new(codec, &mut buf);
+    write(&P::new(), &mut w)?;
+    let spans = w.finish();
+    Ok(spans
+        .into_iter()
+        .map(|s| (s.name, buf[s.range].to_vec()))
+        .collect())
+}
+
+/// Stages as the pipeline writes them: `from(stage)`'s bytes, else the fresh ones.
+fn assemble<'a>(
+    codec: Codec,
+    fresh: &'a [(&'static str, Vec<u8>)],
+    from: impl Fn(&str) -> Option<&'a [u8]>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    if codec == Codec::Json {
+        out.push(b'{');
+    }
+    for (i, (name, empty)) in fresh.iter().enumerate() {
+        if codec == Codec::Json {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(format!("\"{name}\":").as_bytes());
+        }
+        out.extend_from_slice(from(name).unwrap_or(empty));
+    }
+    if codec == Codec::Json {
+        out.push(b'}');
+    }
+    out
+}
+
+fn layout_in<'h>(h: &'h Header, name: &str) -> &'h StageLayout {
+    h.stage_layouts
+        .iter()
+        .find(|s| s.name == name)
+        .expect("actions only read stages the header lists")
+}
+
+fn in_stage(stage: &str, e: CheckpointError) -> CheckpointError {
+    match e {
+        CheckpointError::Decode { detail } => CheckpointError::Decode {
+            detail: format!("stage `{stage}`: {detail}"),
+        },
+        e => e,
+    }
+}
+
+/// What restoring a checkpoint with header `h` into `P` does with each stage, or why it
+/// is refused: another pipeline, a version 1 checkpoint of another version of this one,
+/// or a stage that cannot follow the change.
+pub fn restore_actions<P: Pipeline>(
+    h: &Header,
+    opts: &RestoreOptions,
+) -> Result<Vec<StageAction>, CheckpointError> {
+    if h.format_version == 1 || h.pipeline != P::NAME {
+        check_pipeline::<P>(h)?;
+        let all = upgrade::layouts::<P>();
+        return Ok(all
+            .into_iter()
+            .map(|s| StageAction::Restore { stage: s.name })
+            .collect());
+    }
+    let actions = upgrade::plan::<P>(&h.stage_layouts, opts);
+    match upgrade::refusals(P::NAME, &actions) {
+        Some(e) => Err(e),
+        None => Ok(actions),
+    }
 }
 
 /// Verifies a delta written by [`encode_delta`] and applies it to `pipeline`; returns
 /// its header. On error `pipeline` may be partly changed: restores apply deltas to a
 /// pipeline that is only handed out once every delta applied.
 pub fn apply_delta<P: Pipeline>(bytes: &[u8], pipeline: &mut P) -> Result<Header, CheckpointError> {
+    apply_delta_with(bytes, pipeline, &RestoreOptions::default())
+}
+
+/// [`apply_delta`] into a changed pipeline: stages are matched as [`decode_with`] does;
+/// a stage that needs a migration is refused (migrations convert whole states: restore
+/// from a whole checkpoint).
+pub fn apply_delta_with<P: Pipeline>(
+    bytes: &[u8],
+    pipeline: &mut P,
+    opts: &RestoreOptions,
+) -> Result<Header, CheckpointError> {
     let v = verify_delta(bytes)?;
-    check_pipeline::<P>(&v.header)?;
-    let clock = Clock {
-        max_event_time: v.header.max_event_time,
-        watermark: v.header.watermark,
-    };
-    pipeline.apply_stage_deltas(v.codec, v.stages, clock)?;
+    let actions = restore_actions::<P>(&v.header, opts)?;
+    if v.header.fingerprint == to_hex(P::FINGERPRINT) && v.header.pipeline == P::NAME {
+        pipeline.apply_stage_deltas(v.codec, v.stages, clock_of(&v.header))?;
+        return Ok(v.header);
+    }
+    if let Some(stage) = actions.iter().find_map(|a| match a {
+        StageAction::Migrate { stage, .. } => Some(stage),
+        _ => None,
+    }) {
+        return Err(CheckpointError::Incompatible {
+            pipeline: P::NAME.into(),
+            problems: vec![format!("stage `{stage}` needs a migration, which applies to whole checkpoints only, and this one is incremental; restore it with the version that wrote it and take a whole checkpoint (without --incremental) first")],
+        });
+    }
+    // Stages not in the delta get an empty delta of their own (a reset to empty: they
+    // were restored empty from the base).
+    let parts = v.stage_parts()?;
+    let fresh = fresh_stages::<P>(v.codec, |p, w| p.write_stage_deltas(&[], w))?;
+    let deltas = assemble(v.codec, &fresh, |stage| {
+        let a = actions.iter().find(|a| a.stage() == stage)?;
+        part_of(&parts, a.reads()?)
+    });
+    pipeline.apply_stage_deltas(v.codec, &deltas, clock_of(&v.header))?;
     Ok(v.header)
 }
 

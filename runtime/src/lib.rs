@@ -38,6 +38,7 @@ pub mod state;
 pub mod store;
 pub mod testing;
 pub mod time;
+pub mod upgrade;
 pub mod window;
 
 #[cfg(feature = "native")]

@@ -117,6 +117,12 @@ pub trait Pipeline: Sized {
     const PLAN: &'static crate::plan::Plan;
     /// The DSL text the pipeline was written in (for display).
     const SOURCE_TEXT: &'static str;
+    /// `Checkpointable::LAYOUT` of each stateful stage's state, in [`STAGES`](Self::STAGES)
+    /// order: with the plan's layout text, what a checkpoint records per stage (see
+    /// [`upgrade`](crate::upgrade)). Empty: the plan's text alone.
+    const STATE_LAYOUTS: &'static [u64] = &[];
+    /// Renamed stages: `(new name, old name)`, as declared with `#[was(old)]`.
+    const RENAMES: &'static [(&'static str, &'static str)] = &[];
 
     /// A pipeline with empty state.
     fn new() -> Self;
@@ -188,6 +194,24 @@ pub trait Pipeline: Sized {
     }
     /// One stage's state as JSON (for display: playground, `checkpoints show`).
     fn stage_json(&self, stage: &str) -> Option<serde_json::Value>;
+
+    /// The migration declared for stage `stage` from the layout `from`, if any.
+    fn migration(stage: &str, from: &crate::upgrade::StageLayout) -> Option<&'static str> {
+        let _ = (stage, from);
+        None
+    }
+    /// Fills stage `stage` from `bytes`, state of the layout `from`, through its
+    /// migration; `false` if none applies.
+    fn migrate_stage(
+        &mut self,
+        stage: &str,
+        from: &crate::upgrade::StageLayout,
+        codec: Codec,
+        bytes: &[u8],
+    ) -> Result<bool, CheckpointError> {
+        let _ = (stage, from, codec, bytes);
+        Ok(false)
+    }
 }
 
 /// Event times the source's `event_time` may return: integer milliseconds.

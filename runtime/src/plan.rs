@@ -304,6 +304,121 @@ impl Stage {
     }
 }
 
+impl Stage {
+    /// The layout of this stage's state, as text: what a checkpoint must agree on for the
+    /// stage's state to be restored into it (key type, aggregate columns, window kind,
+    /// sizes and lateness, join types). Stateless operators and closure bodies are not in
+    /// it; the stage's name is not either (a renamed stage keeps its layout).
+    ///
+    /// ```
+    /// use simplestream_runtime::plan::{Column, Op, Stage, State};
+    /// const S: Stage = Stage {
+    ///     name: "customer_stats", input: "orders", output_type: "Row", sink: false,
+    ///     ops: &[
+    ///         Op::Filter,
+    ///         Op::KeyBy { key: "customer", key_type: "String" },
+    ///         Op::Aggregate { columns: &[Column { name: "count", func: "count", ty: "u64" }] },
+    ///     ],
+    ///     state: State::PerKey { key: "customer" },
+    /// };
+    /// assert_eq!(S.state_layout(), "key customer: String; aggregate count: u64 = count");
+    /// ```
+    pub fn state_layout(&self) -> String {
+        self.state_layout_as(&Earlier::default())
+    }
+
+    /// The layout this stage's state had before the changes `earlier` undoes: what a
+    /// declared migration converts from.
+    ///
+    /// ```
+    /// use simplestream_runtime::plan::{Column, Earlier, Op, Stage, State};
+    /// const S: Stage = Stage {
+    ///     name: "per_shard", input: "orders", output_type: "Row", sink: false,
+    ///     ops: &[
+    ///         Op::KeyBy { key: "shard", key_type: "u64" },
+    ///         Op::Aggregate { columns: &[
+    ///             Column { name: "n", func: "count", ty: "u64" },
+    ///             Column { name: "top", func: "max", ty: "f64" },
+    ///         ] },
+    ///     ],
+    ///     state: State::PerKey { key: "shard" },
+    /// };
+    /// let before = Earlier { key_type: Some("u32"), added_columns: &["top"], lateness_ms: None };
+    /// assert_eq!(S.state_layout_as(&before), "key shard: u32; aggregate n: u64 = count");
+    /// ```
+    pub fn state_layout_as(&self, earlier: &Earlier) -> String {
+        let mut parts = Vec::new();
+        for op in self.ops {
+            match op {
+                Op::KeyBy { key, key_type } => {
+                    let key_type = earlier.key_type.unwrap_or(key_type);
+                    parts.push(format!("key {key}: {key_type}"))
+                }
+                Op::Distinct { key, key_type } => {
+                    parts.push(format!("distinct {key}: {key_type}"))
+                }
+                Op::Window { window } => parts.push(window_layout(window, earlier.lateness_ms)),
+                Op::Aggregate { columns } => {
+                    let cols: Vec<String> = columns
+                        .iter()
+                        .filter(|c| !earlier.added_columns.contains(&c.name))
+                        .map(|c| format!("{}: {} = {}", c.name, c.ty, c.func))
+                        .collect();
+                    parts.push(format!("aggregate {}", cols.join(", ")));
+                }
+                Op::Join {
+                    key,
+                    key_type,
+                    left_type,
+                    right_type,
+                    window,
+                    ..
+                } => {
+                    parts.push(format!("join {key}: {key_type} of {left_type}, {right_type}"));
+                    parts.push(window_layout(window, earlier.lateness_ms));
+                }
+                Op::IntervalJoin {
+                    key,
+                    key_type,
+                    left_type,
+                    right_type,
+                    lower_ms,
+                    upper_ms,
+                    ..
+                } => parts.push(format!(
+                    "interval_join {key}: {key_type} of {left_type}, {right_type}, lower {lower_ms}ms, upper {upper_ms}ms"
+                )),
+                Op::Filter | Op::Map { .. } | Op::FlatMap { .. } => {}
+            }
+        }
+        parts.join("; ")
+    }
+}
+
+/// What a stage's state layout was before a change a migration converts from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Earlier {
+    /// The key's type, if it changed.
+    pub key_type: Option<&'static str>,
+    /// Aggregate columns added since.
+    pub added_columns: &'static [&'static str],
+    /// The window's allowed lateness, ms, if it changed.
+    pub lateness_ms: Option<i64>,
+}
+
+/// `window tumbling 300000ms, lateness 0ms`: sizes in ms, so equal windows read equal.
+fn window_layout(w: &Window, lateness_ms: Option<i64>) -> String {
+    let kind = match *w {
+        Window::Tumbling { size_ms, .. } => format!("tumbling {size_ms}ms"),
+        Window::Sliding {
+            size_ms, slide_ms, ..
+        } => format!("sliding {size_ms}ms/{slide_ms}ms"),
+        Window::Session { gap_ms, .. } => format!("session {gap_ms}ms"),
+    };
+    let lateness = lateness_ms.unwrap_or(w.lateness_ms());
+    format!("window {kind}, lateness {lateness}ms")
+}
+
 impl Plan {
     /// The stage named `name`.
     pub fn stage(&self, name: &str) -> Option<&'static Stage> {

@@ -28,6 +28,7 @@ pub const RESERVED: &[&str] = &[
     "late",
     "clock",
     "source_clocks",
+    "stage_layouts",
 ];
 
 /// The streams defined so far, with their event types.
@@ -88,6 +89,7 @@ pub fn check(def: PipelineDef) -> syn::Result<Plan> {
         stages.push(plan);
     }
     mark_sinks(&def.sinks, &mut sources, &mut stages, &scope, &mut errs);
+    crate::upgrade::check_renames(&stages, &mut errs);
     errs.finish(Plan {
         attrs: def.attrs,
         vis: def.vis,

@@ -175,6 +175,7 @@ impl StageBuilder<'_> {
             out_ty,
             sink: false,
             children: Vec::new(),
+            upgrade: def.upgrade.clone(),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! [`Pipeline`]: https://docs.rs/simplestream
 
 mod flow;
+pub mod migrate;
 mod output;
 pub mod plan_data;
 mod state;
@@ -281,6 +282,7 @@ fn pipeline_impl(cx: &Cx, parts: &[Parts], source_text: &str) -> TokenStream {
     let sources_init = (n > 1).then(|| quote!(__sources: [#rt::Clock::default(); #n],));
     let checkpoint = checkpoint_methods(cx, parts);
     let deltas = delta_methods(cx, parts);
+    let upgrades = upgrade_items(cx);
     let pname = name.to_string();
     quote! {
         impl #rt::Pipeline for #name {
@@ -294,6 +296,7 @@ fn pipeline_impl(cx: &Cx, parts: &[Parts], source_text: &str) -> TokenStream {
                 h
             };
             const STAGES: &'static [&'static str] = &[#(#names),*];
+            const STATE_LAYOUTS: &'static [u64] = &[#( <#tys as #rt::Checkpointable>::LAYOUT ),*];
             const SINKS: &'static [&'static str] = &[#(#sinks),*];
             const SOURCE_TEXT: &'static str = #source_text;
 
@@ -333,7 +336,38 @@ fn pipeline_impl(cx: &Cx, parts: &[Parts], source_text: &str) -> TokenStream {
             #checkpoint
 
             #deltas
+
+            #upgrades
         }
+    }
+}
+
+/// `RENAMES`, and the migrations of the stages that declare them.
+fn upgrade_items(cx: &Cx) -> TokenStream {
+    let stages = &cx.plan.stages;
+    let renames = stages.iter().filter_map(|s| {
+        let was = s.upgrade.was.as_ref()?.to_string();
+        let name = s.name.to_string();
+        Some(quote!((#name, #was)))
+    });
+    let conversions: Vec<(&StagePlan, syn::Result<TokenStream>)> = stages
+        .iter()
+        .filter(|s| !s.upgrade.migrations.is_empty())
+        .map(|s| {
+            let conv = match &s.stateful {
+                Some(part) => part.migrate(s, cx, &s.upgrade.migrations),
+                None => Err(syn::Error::new(
+                    s.upgrade.migrations[0].span(),
+                    "this stage keeps no state: there is nothing to migrate",
+                )),
+            };
+            (s, conv)
+        })
+        .collect();
+    let methods = migrate::methods(cx, &conversions);
+    quote! {
+        const RENAMES: &'static [(&'static str, &'static str)] = &[#(#renames),*];
+        #methods
     }
 }
 
@@ -378,6 +412,7 @@ fn checkpoint_methods(cx: &Cx, parts: &[Parts]) -> TokenStream {
                     _ => ::core::option::Option::None,
                 }
             }
+
     }
 }
 
@@ -418,5 +453,6 @@ fn delta_methods(cx: &Cx, parts: &[Parts]) -> TokenStream {
                 #( #rt::delta::Tracked::apply_delta(&mut self.#fields, s.#fields); )*
                 ::core::result::Result::Ok(())
             }
+
     }
 }

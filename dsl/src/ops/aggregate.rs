@@ -446,6 +446,24 @@ impl Stateful for Aggregation {
         }
     }
 
+    fn migrate(
+        &self,
+        s: &StagePlan,
+        cx: &Cx,
+        migrations: &[crate::upgrade::Migration],
+    ) -> syn::Result<TokenStream> {
+        let cols: Vec<(&Ident, &TokenStream)> =
+            self.columns.iter().map(|c| (&c.name, &c.agg_ty)).collect();
+        crate::expand::migrate::state(
+            s,
+            cx,
+            migrations,
+            self.key().map(|k| &k.ty),
+            self.window().is_some(),
+            &cols,
+        )
+    }
+
     fn items(&self, s: &StagePlan, cx: &Cx) -> StageItems {
         let (rt, names) = (&cx.rt, &s.names);
         let acc = &names.acc;

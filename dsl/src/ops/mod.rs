@@ -114,6 +114,23 @@ pub trait Stateful {
     fn takes_owned(&self) -> bool {
         false
     }
+    /// An expression of the stage's state type converting `bytes` (in `codec`), state
+    /// of the earlier layout the `migrations` describe; or why it cannot.
+    fn migrate(
+        &self,
+        s: &StagePlan,
+        cx: &Cx,
+        migrations: &[crate::upgrade::Migration],
+    ) -> syn::Result<TokenStream> {
+        let _ = (s, cx);
+        let at = migrations
+            .first()
+            .map_or_else(Span::call_site, |m| m.span());
+        Err(syn::Error::new(
+            at,
+            "only `key_by(..).aggregate(..)` stages (with or without a window) can declare migrations",
+        ))
+    }
 }
 
 /// What a stateful part adds to the pipeline's module and struct.

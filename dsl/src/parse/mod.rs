@@ -82,6 +82,8 @@ pub struct StageDef {
     pub input: Ident,
     /// Operators, in order.
     pub ops: Vec<OpCall>,
+    /// `#[was(..)]` and `#[migrate(..)]` on the statement.
+    pub upgrade: crate::upgrade::Upgrade,
 }
 
 /// `sink name;`
@@ -130,7 +132,9 @@ impl Parse for PipelineDef {
             } else if input.peek(kw::sink) && input.peek2(Ident) {
                 def.sinks.push(input.parse()?);
             } else if input.peek(Ident) {
-                def.stages.push(input.parse()?);
+                let mut stage: StageDef = input.parse()?;
+                stage.upgrade = crate::upgrade::parse_attrs(&attrs)?;
+                def.stages.push(stage);
             } else {
                 return Err(input.error(
                     "expected `pipeline Name;`, `source name: Type, ...;`, `name = input.op(...);` or `sink name;`",
@@ -240,6 +244,7 @@ impl Parse for StageDef {
             ty,
             input: upstream,
             ops,
+            upgrade: Default::default(),
         })
     }
 }

@@ -536,6 +536,10 @@ impl ::simplestream::__rt::Pipeline for Orders {
         h
     };
     const STAGES: &'static [&'static str] = &["customer_stats", "per_5min"];
+    const STATE_LAYOUTS: &'static [u64] = &[
+        <orders::CustomerStats as ::simplestream::__rt::Checkpointable>::LAYOUT,
+        <orders::Per5min as ::simplestream::__rt::Checkpointable>::LAYOUT,
+    ];
     const SINKS: &'static [&'static str] = &["per_5min"];
     const SOURCE_TEXT: &'static str = "# [doc = \" Orders per customer: a running count and sum (`customer_stats`, as in the\"] # [doc = \" article's checkpoint) and closed 5-minute windows per customer (the output).\"] pub pipeline Orders ; source orders : Order , event_time = | o | o . ts , max_delay = 5s ; customer_stats = orders . key_by (customer : String = | o | o . customer . clone ()) . aggregate (count = count () , amount : f64 = sum (| o | o . amount)) ; per_5min = orders . key_by (customer : String = | o | o . customer . clone ()) . window (tumbling (5min)) . aggregate (orders = count () , amount : f64 = sum (| o | o . amount)) ; sink per_5min ;";
     fn new() -> Self {
@@ -698,4 +702,5 @@ impl ::simplestream::__rt::Pipeline for Orders {
         );
         ::core::result::Result::Ok(())
     }
+    const RENAMES: &'static [(&'static str, &'static str)] = &[];
 }

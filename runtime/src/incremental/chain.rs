@@ -10,6 +10,7 @@ use crate::fingerprint::to_hex;
 use crate::incremental::manifest::{Manifest, Piece};
 use crate::pipeline::Pipeline;
 use crate::store::{CheckpointStore, StoreError};
+use crate::upgrade::{RestoreOptions, StageAction};
 
 /// When an incremental checkpoint writes a new base instead of a delta.
 ///
@@ -110,19 +111,20 @@ fn read_piece<S: CheckpointStore + ?Sized>(store: &S, p: &Piece) -> Result<Vec<u
 
 /// Restores the checkpoint whose manifest is `manifest`: the base, then each delta in
 /// order, every piece checked against the manifest's size and checksum and then its
-/// own. Returns the last delta's header, the pipeline and the pieces.
+/// own; stages are matched to `P`'s as [`envelope::decode_with`] does. Returns the last
+/// delta's header, the pipeline, the pieces and what the restore did with each stage.
 pub fn restore<P: Pipeline, S: CheckpointStore + ?Sized>(
     store: &S,
     manifest: &[u8],
-) -> Result<(Header, P, Vec<Piece>), ChainError> {
+    opts: &RestoreOptions,
+) -> Result<(Header, P, Vec<Piece>, Vec<StageAction>), ChainError> {
     let m = Manifest::decode(manifest)?;
-    let expected = to_hex(P::FINGERPRINT);
-    if m.pipeline != P::NAME || m.fingerprint != expected {
+    if m.pipeline != P::NAME {
         return Err(CheckpointError::ForeignPipeline {
             found_name: m.pipeline,
             found_fingerprint: m.fingerprint,
             expected_name: P::NAME.into(),
-            expected_fingerprint: expected,
+            expected_fingerprint: to_hex(P::FINGERPRINT),
         }
         .into());
     }
@@ -130,13 +132,14 @@ pub fn restore<P: Pipeline, S: CheckpointStore + ?Sized>(
         .pieces
         .split_first()
         .expect("decode checks for two pieces");
-    let (mut header, mut pipeline) = envelope::decode::<P>(&read_piece(store, base)?)?;
+    let r = envelope::decode_with::<P>(&read_piece(store, base)?, opts)?;
+    let (mut header, mut pipeline) = (r.header, r.pipeline);
     check_id(&header, base)?;
     for d in deltas {
-        header = envelope::apply_delta(&read_piece(store, d)?, &mut pipeline)?;
+        header = envelope::apply_delta_with(&read_piece(store, d)?, &mut pipeline, opts)?;
         check_id(&header, d)?;
     }
-    Ok((header, pipeline, m.pieces))
+    Ok((header, pipeline, m.pieces, r.actions))
 }
 
 fn check_id(h: &Header, p: &Piece) -> Result<(), ChainError> {

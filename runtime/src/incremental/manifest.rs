@@ -140,7 +140,8 @@ impl Manifest {
                 detail: format!("format is `{}`, not a manifest", m.format),
             });
         }
-        if m.format_version != crate::envelope::FORMAT_VERSION {
+        // The manifest itself is the same in every version; its pieces say theirs.
+        if !(1..=crate::envelope::FORMAT_VERSION).contains(&m.format_version) {
             return Err(CheckpointError::UnsupportedVersion {
                 found: m.format_version,
                 supported: crate::envelope::FORMAT_VERSION,

@@ -7,12 +7,14 @@
 //! but binary ones (postcard) do not, so of those it shows the header and checks the
 //! checksum, and points to the program that wrote them for the stages.
 
+mod check;
 mod layout;
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
+pub use check::check;
 pub use layout::layout;
 
 use crate::coordinator::{Coordinator, CoordinatorConfig};
@@ -44,6 +46,19 @@ pub enum CheckpointsCommand {
     /// List, show or verify checkpoints.
     #[command(flatten)]
     Inspect(InspectCommand),
+    /// Before a deploy: what this program would do with the latest checkpoint, stage by
+    /// stage (restore, migrate, start empty, drop, refuse); exit 1 if it cannot restore it.
+    Check {
+        /// The checkpoint directory or store URL.
+        #[arg(value_name = "DIR|URL")]
+        dir: String,
+        /// The instance.
+        #[arg(long, default_value = "default")]
+        instance: String,
+        /// As for a run: the state of stage STAGE may be dropped.
+        #[arg(long, value_name = "STAGE")]
+        allow_dropped_state: Vec<String>,
+    },
     /// Print what every checkpoint of this program holds: one line per stage state (its
     /// key, windows and columns), from the pipeline's plan.
     Layout {
@@ -130,7 +145,7 @@ impl Own {
             pretty: to_pretty_json::<P>,
             manifest: manifest_json::<P>,
             restore: |store, m| {
-                crate::incremental::chain::restore::<P, _>(store, m)
+                crate::incremental::chain::restore::<P, _>(store, m, &Default::default())
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             },
@@ -195,6 +210,25 @@ fn open(dir: &str, instance: &str) -> Result<Reader, String> {
 pub fn run<P: Pipeline>(cmd: CheckpointsCommand) -> ExitCode {
     match cmd {
         CheckpointsCommand::Inspect(cmd) => inspect(cmd, Some(Own::of::<P>())),
+        CheckpointsCommand::Check {
+            dir,
+            instance,
+            allow_dropped_state,
+        } => {
+            let opts = crate::upgrade::RestoreOptions {
+                allow_dropped: allow_dropped_state,
+            };
+            match check::<P>(&dir, &instance, opts) {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(report) => {
+                    print!("{report}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         CheckpointsCommand::Layout { mermaid: false } => {
             print!("{}", layout(P::PLAN, P::FINGERPRINT));
             ExitCode::SUCCESS
@@ -352,8 +386,9 @@ fn manifest_json<P: Pipeline>(
     store: &(dyn CheckpointStore + Send),
     manifest: &[u8],
 ) -> Result<String, String> {
-    let (h, p, _) =
-        crate::incremental::chain::restore::<P, _>(store, manifest).map_err(|e| e.to_string())?;
+    let (h, p, _, _) =
+        crate::incremental::chain::restore::<P, _>(store, manifest, &Default::default())
+            .map_err(|e| e.to_string())?;
     let bytes = envelope::encode(&p, Codec::Json, h.checkpoint_id, h.timestamp, h.positions)
         .map_err(|e| e.to_string())?;
     pretty(&bytes)

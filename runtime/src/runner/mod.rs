@@ -153,6 +153,11 @@ pub struct Args {
     /// Only print warnings and errors.
     #[arg(long)]
     pub quiet: bool,
+    /// Restore even though the checkpoint holds state of stage STAGE that this version
+    /// cannot take (the stage is gone, or its state layout changed with no migration):
+    /// that state is dropped. Repeat for several stages.
+    #[arg(long, value_name = "STAGE")]
+    pub allow_dropped_state: Vec<String>,
     /// Exit with an error after this many checkpoints fail in a row.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub max_failed_checkpoints: u32,
@@ -558,6 +563,9 @@ where
         warn!("{note}");
     }
     let mut coord = Coordinator::new(store, config);
+    coord.set_restore_options(crate::upgrade::RestoreOptions {
+        allow_dropped: args.allow_dropped_state.clone(),
+    });
     if args.incremental {
         coord.set_incremental(Some(crate::incremental::IncrementalConfig::default()));
     }
@@ -586,6 +594,11 @@ where
                     r.header.positions.get("source.offset").copied().unwrap_or(0),
                     r.header.watermark
                 );
+                for a in &r.actions {
+                    if !matches!(a, crate::upgrade::StageAction::Restore { .. }) {
+                        info!("{a}");
+                    }
+                }
                 (r.pipeline, r.header.positions)
             }
             Ok(None) => {

@@ -1,0 +1,21 @@
+use serde::{Deserialize, Serialize};
+use simplestream::pipeline;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    pub customer: String,
+    pub amount: f64,
+    pub ts: i64,
+}
+
+pipeline! {
+    pipeline P;
+    source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+    #[migrate(added(max_amt))]
+    stats = orders
+        .key_by(customer: String = |o| o.customer.clone())
+        .aggregate(n = count(), max_amount: f64 = max(|o| o.amount));
+    sink stats;
+}
+
+fn main() {}

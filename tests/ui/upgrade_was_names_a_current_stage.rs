@@ -1,0 +1,25 @@
+use serde::{Deserialize, Serialize};
+use simplestream::pipeline;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    pub customer: String,
+    pub amount: f64,
+    pub ts: i64,
+}
+
+pipeline! {
+    pipeline P;
+    source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+    per_min = orders
+        .key_by(customer: String = |o| o.customer.clone())
+        .window(tumbling(1min))
+        .aggregate(n = count());
+    #[was(per_min)]
+    stats = orders
+        .key_by(customer: String = |o| o.customer.clone())
+        .aggregate(n = count());
+    sink per_min;
+}
+
+fn main() {}

@@ -1,0 +1,676 @@
+//! Changing a pipeline and keeping its state: version 1 of a pipeline checkpoints, a
+//! changed version 2 restores. State is matched stage by stage (name and layout): each
+//! kind of change is restored, started empty, or refused with a message saying what to do.
+
+use serde_json::Value;
+use simplestream::envelope::{self, decode_with};
+use simplestream::upgrade::{RestoreOptions, StageAction};
+use simplestream::{CheckpointError, Codec, Pipeline};
+pub use simplestream_examples::orders::Order;
+
+const T0: i64 = 1_635_739_200_000;
+
+// Version 1, as deployed: a running count per customer, a count per customer per
+// minute, a count per shard (a `u32` key).
+mod v1 {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Shop;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        customer_stats = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .aggregate(count = count(), amount: f64 = sum(|o| o.amount));
+        per_min = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .window(tumbling(1min))
+            .aggregate(n = count());
+        per_shard = orders.key_by(shard: u32 = |o| (o.ts % 7) as u32).aggregate(n = count());
+        sink per_min;
+    }
+}
+
+/// A filter in front of `customer_stats` (it passes every order of the test) and a new
+/// stateless stage with its own sink.
+mod stateless_added {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Shop;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        customer_stats = orders
+            .filter(|o| o.amount >= 0.0)
+            .key_by(customer: String = |o| o.customer.clone())
+            .aggregate(count = count(), amount: f64 = sum(|o| o.amount));
+        per_min = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .window(tumbling(1min))
+            .aggregate(n = count());
+        per_shard = orders.key_by(shard: u32 = |o| (o.ts % 7) as u32).aggregate(n = count());
+        big = orders.filter(|o| o.amount > 5.0);
+        sink per_min;
+        sink big;
+    }
+}
+
+/// A new stateful stage, `biggest`.
+mod stateful_added {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Shop;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        customer_stats = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .aggregate(count = count(), amount: f64 = sum(|o| o.amount));
+        per_min = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .window(tumbling(1min))
+            .aggregate(n = count());
+        per_shard = orders.key_by(shard: u32 = |o| (o.ts % 7) as u32).aggregate(n = count());
+        biggest = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .aggregate(max_amount: f64 = max(|o| o.amount));
+        sink per_min;
+    }
+}
+
+/// `per_shard` is gone.
+mod removed {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Shop;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        customer_stats = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .aggregate(count = count(), amount: f64 = sum(|o| o.amount));
+        per_min = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .window(tumbling(1min))
+            .aggregate(n = count());
+        sink per_min;
+    }
+}
+
+/// `per_shard`'s key widened from `u32` to `u64`.
+mod key_widened {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Shop;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        customer_stats = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .aggregate(count = count(), amount: f64 = sum(|o| o.amount));
+        per_min = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .window(tumbling(1min))
+            .aggregate(n = count());
+        per_shard = orders.key_by(shard: u64 = |o| (o.ts % 7) as u64).aggregate(n = count());
+        sink per_min;
+    }
+}
+
+/// `per_min` is now a 2-minute window.
+mod window_resized {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Shop;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        customer_stats = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .aggregate(count = count(), amount: f64 = sum(|o| o.amount));
+        per_min = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .window(tumbling(2min))
+            .aggregate(n = count());
+        per_shard = orders.key_by(shard: u32 = |o| (o.ts % 7) as u32).aggregate(n = count());
+        sink per_min;
+    }
+}
+
+/// `customer_stats` has one more column.
+mod column_added {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Shop;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        customer_stats = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .aggregate(count = count(), amount: f64 = sum(|o| o.amount), max_amount: f64 = max(|o| o.amount));
+        per_min = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .window(tumbling(1min))
+            .aggregate(n = count());
+        per_shard = orders.key_by(shard: u32 = |o| (o.ts % 7) as u32).aggregate(n = count());
+        sink per_min;
+    }
+}
+
+/// `customer_stats` renamed to `stats`.
+mod renamed {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Shop;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        #[was(customer_stats)]
+        stats = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .aggregate(count = count(), amount: f64 = sum(|o| o.amount));
+        per_min = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .window(tumbling(1min))
+            .aggregate(n = count());
+        per_shard = orders.key_by(shard: u32 = |o| (o.ts % 7) as u32).aggregate(n = count());
+        sink per_min;
+    }
+}
+
+/// `customer_stats` has one more column, with a migration; `per_shard`'s key widened,
+/// with a migration; `per_min` allows 10 s of lateness, with a migration.
+mod migrated {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Shop;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        #[migrate(added(max_amount))]
+        customer_stats = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .aggregate(count = count(), amount: f64 = sum(|o| o.amount), max_amount: f64 = max(|o| o.amount));
+        #[migrate(old_lateness = 0s)]
+        per_min = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .window(tumbling(1min), allowed_lateness = 10s)
+            .aggregate(n = count());
+        #[migrate(old_key = |k: u32| -> u64 { k as u64 })]
+        per_shard = orders.key_by(shard: u64 = |o| (o.ts % 7) as u64).aggregate(n = count());
+        sink per_min;
+    }
+}
+
+/// 600 orders of 5 customers over 5 minutes, in order.
+fn orders() -> Vec<Order> {
+    (0..600i64)
+        .map(|i| Order {
+            customer: format!("C{:03}", i % 5),
+            amount: (i % 9) as f64,
+            ts: T0 + i * 500,
+        })
+        .collect()
+}
+
+const SPLIT: usize = 400;
+
+fn run<P: Pipeline<Event = Order>>(mut p: P, events: &[Order]) -> P {
+    let mut out = Vec::new();
+    for e in events {
+        p.process(e.clone(), &mut out);
+    }
+    p
+}
+
+/// Version 1's checkpoint after `SPLIT` orders, in `codec`.
+fn v1_checkpoint(codec: Codec) -> Vec<u8> {
+    let p = run(v1::Shop::new(), &orders()[..SPLIT]);
+    envelope::encode(&p, codec, 1, T0, Default::default()).unwrap()
+}
+
+fn state<P: Pipeline>(p: &P, stage: &str) -> Value {
+    p.stage_json(stage)
+        .unwrap_or_else(|| panic!("no stage {stage}"))
+}
+
+fn refused<P: Pipeline>(bytes: &[u8], opts: &RestoreOptions) -> Vec<String> {
+    match decode_with::<P>(bytes, opts) {
+        Ok(_) => panic!("restored a checkpoint that must be refused"),
+        Err(CheckpointError::Incompatible { pipeline, problems }) => {
+            assert_eq!(pipeline, "Shop");
+            problems
+        }
+        Err(e) => panic!("refused for another reason: {e}"),
+    }
+}
+
+#[test]
+fn a_stateless_change_never_blocks_a_restore() {
+    let events = orders();
+    for codec in [Codec::Json, Codec::Binary] {
+        let r = decode_with::<stateless_added::Shop>(&v1_checkpoint(codec), &Default::default())
+            .unwrap();
+        assert!(
+            r.actions
+                .iter()
+                .all(|a| matches!(a, StageAction::Restore { .. })),
+            "{:?}",
+            r.actions
+        );
+        // The counts go on from the checkpoint: equal to a run that never stopped.
+        let resumed = run(r.pipeline, &events[SPLIT..]);
+        let fresh = run(stateless_added::Shop::new(), &events);
+        for stage in ["customer_stats", "per_min", "per_shard"] {
+            assert_eq!(
+                state(&resumed, stage),
+                state(&fresh, stage),
+                "{codec} {stage}"
+            );
+        }
+        assert_eq!(
+            state(&resumed, "customer_stats")["C001"]["count"],
+            120,
+            "{codec}"
+        );
+    }
+}
+
+#[test]
+fn a_new_stateful_stage_starts_empty_and_the_others_restore() {
+    let events = orders();
+    for codec in [Codec::Json, Codec::Binary] {
+        let r = decode_with::<stateful_added::Shop>(&v1_checkpoint(codec), &Default::default())
+            .unwrap();
+        let new: Vec<String> = r
+            .actions
+            .iter()
+            .filter(|a| !matches!(a, StageAction::Restore { .. }))
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(new, ["stage `biggest` is new: it starts empty"], "{codec}");
+        let resumed = run(r.pipeline, &events[SPLIT..]);
+        let fresh = run(stateful_added::Shop::new(), &events);
+        assert_eq!(
+            state(&resumed, "customer_stats"),
+            state(&fresh, "customer_stats")
+        );
+        // `biggest` saw only the orders after the restore.
+        let tail_only = run(stateful_added::Shop::new(), &events[SPLIT..]);
+        assert_eq!(state(&resumed, "biggest"), state(&tail_only, "biggest"));
+    }
+}
+
+#[test]
+fn a_removed_stage_is_refused_unless_its_state_may_be_dropped() {
+    for codec in [Codec::Json, Codec::Binary] {
+        let bytes = v1_checkpoint(codec);
+        let problems = refused::<removed::Shop>(&bytes, &Default::default());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("stage `per_shard` holds state in the checkpoint but is gone")
+                && problems[0].contains("--allow-dropped-state per_shard"),
+            "{}",
+            problems[0]
+        );
+        let allow = RestoreOptions {
+            allow_dropped: vec!["per_shard".into()],
+        };
+        let r = decode_with::<removed::Shop>(&bytes, &allow).unwrap();
+        assert!(r.actions.contains(&StageAction::Drop {
+            stage: "per_shard".into()
+        }));
+        let v1 = run(v1::Shop::new(), &orders()[..SPLIT]);
+        assert_eq!(
+            state(&r.pipeline, "customer_stats"),
+            state(&v1, "customer_stats")
+        );
+        assert_eq!(state(&r.pipeline, "per_min"), state(&v1, "per_min"));
+    }
+}
+
+#[test]
+fn a_changed_layout_without_a_migration_is_refused_with_what_changed() {
+    let bytes = v1_checkpoint(Codec::Json);
+    let widened = refused::<key_widened::Shop>(&bytes, &Default::default());
+    assert_eq!(widened.len(), 1, "{widened:?}");
+    assert!(
+        widened[0].contains("stage `per_shard` changed its state layout")
+            && widened[0].contains("`key shard: u32; aggregate n: u64 = count` became `key shard: u64; aggregate n: u64 = count`")
+            && widened[0].contains("declare a migration"),
+        "{}",
+        widened[0]
+    );
+    let column = refused::<column_added::Shop>(&bytes, &Default::default());
+    assert!(
+        column[0].contains("max_amount: f64 = max") && column[0].contains("customer_stats"),
+        "{}",
+        column[0]
+    );
+    // Dropping the old state is allowed by name: the stage starts empty.
+    let allow = RestoreOptions {
+        allow_dropped: vec!["per_shard".into()],
+    };
+    let r = decode_with::<key_widened::Shop>(&bytes, &allow).unwrap();
+    assert!(r.actions.contains(&StageAction::Reset {
+        stage: "per_shard".into()
+    }));
+    assert_eq!(state(&r.pipeline, "per_shard"), serde_json::json!({}));
+}
+
+#[test]
+fn a_resized_window_is_refused_with_a_hint() {
+    for codec in [Codec::Json, Codec::Binary] {
+        let problems = refused::<window_resized::Shop>(&v1_checkpoint(codec), &Default::default());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let p = &problems[0];
+        assert!(
+            p.contains("stage `per_min` changed its state layout")
+                && p.contains("window tumbling 60000ms")
+                && p.contains("window tumbling 120000ms")
+                && p.contains("a window's size cannot be migrated")
+                && p.contains("--allow-dropped-state per_min"),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn the_refusal_reads_as_one_message() {
+    let e = decode_with::<removed::Shop>(&v1_checkpoint(Codec::Binary), &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(
+            "checkpoint of `Shop` cannot be restored into this version of it: stage `per_shard`"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_renamed_stage_keeps_its_state() {
+    let events = orders();
+    for codec in [Codec::Json, Codec::Binary] {
+        let r = decode_with::<renamed::Shop>(&v1_checkpoint(codec), &Default::default()).unwrap();
+        assert!(r.actions.contains(&StageAction::Renamed {
+            stage: "stats".into(),
+            from: "customer_stats".into()
+        }));
+        let resumed = run(r.pipeline, &events[SPLIT..]);
+        let fresh = run(renamed::Shop::new(), &events);
+        assert_eq!(state(&resumed, "stats"), state(&fresh, "stats"), "{codec}");
+    }
+}
+
+#[test]
+fn declared_migrations_convert_the_old_state() {
+    let events = orders();
+    for codec in [Codec::Json, Codec::Binary] {
+        let r = decode_with::<migrated::Shop>(&v1_checkpoint(codec), &Default::default()).unwrap();
+        let shown: Vec<String> = r.actions.iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "stage `customer_stats` is migrated from the state of `customer_stats` (added `max_amount` from their default)",
+                "stage `per_min` is migrated from the state of `per_min` (allowed lateness was 0 ms)",
+                "stage `per_shard` is migrated from the state of `per_shard` (key converted from `u32`)",
+            ],
+            "{codec}"
+        );
+        let v1 = run(v1::Shop::new(), &events[..SPLIT]);
+        // The old columns keep their values, the new one starts from its default...
+        let stats = state(&r.pipeline, "customer_stats");
+        let old = state(&v1, "customer_stats");
+        assert_eq!(stats["C001"]["count"], old["C001"]["count"]);
+        assert_eq!(stats["C001"]["amount"], old["C001"]["amount"]);
+        assert_eq!(stats["C001"]["max_amount"], Value::Null, "{stats}");
+        // ...the widened keys hold the same counts, the windows are as they were.
+        assert_eq!(state(&r.pipeline, "per_shard"), state(&v1, "per_shard"));
+        assert_eq!(state(&r.pipeline, "per_min"), state(&v1, "per_min"));
+        // And the counts go on: C001 has 120 orders in all.
+        let resumed = run(r.pipeline, &events[SPLIT..]);
+        assert_eq!(state(&resumed, "customer_stats")["C001"]["count"], 120);
+        let fresh = run(migrated::Shop::new(), &events);
+        assert_eq!(state(&resumed, "per_shard"), state(&fresh, "per_shard"));
+    }
+}
+
+#[test]
+fn a_migration_needs_the_layout_it_names() {
+    // `migrated` converts `per_min` from a 1-minute window without lateness; a checkpoint
+    // of `window_resized` (2-minute windows) is not that layout.
+    let p = run(window_resized::Shop::new(), &orders()[..SPLIT]);
+    let bytes = envelope::encode(&p, Codec::Json, 1, T0, Default::default()).unwrap();
+    let problems = refused::<migrated::Shop>(&bytes, &Default::default());
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("stage `per_min` changed its state layout"),
+        "{problems:?}"
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+    /// Widening a key by migration gives the state a run of the new version over the
+    /// same orders would have had.
+    #[test]
+    fn a_widened_key_migration_equals_recomputing(
+        amounts in proptest::collection::vec((0u8..5, 0u32..1000), 1..200),
+    ) {
+        let events: Vec<Order> = amounts
+            .iter()
+            .enumerate()
+            .map(|(i, (c, a))| Order { customer: format!("C{c}"), amount: *a as f64, ts: T0 + i as i64 * 97 })
+            .collect();
+        let p = run(v1::Shop::new(), &events);
+        let bytes = envelope::encode(&p, Codec::Binary, 1, T0, Default::default()).unwrap();
+        let migrated = decode_with::<migrated::Shop>(&bytes, &Default::default()).unwrap().pipeline;
+        let fresh = run(migrated::Shop::new(), &events);
+        proptest::prop_assert_eq!(state(&migrated, "per_shard"), state(&fresh, "per_shard"));
+    }
+}
+
+/// The runner: version 1 runs over the first `SPLIT` orders, the rest are appended, and
+/// version 2 (`run_v2`) runs with `extra` flags on the same checkpoints and outputs.
+mod runner {
+    use super::*;
+    use simplestream::coordinator::Coordinator;
+    use simplestream::runner::{run as run_program, Args, RunError};
+    use simplestream::store::{FileStore, FileStoreOptions};
+    use simplestream::CoordinatorConfig;
+    use std::io::Write;
+    use std::path::Path;
+
+    use clap::Parser;
+
+    fn args(dir: &Path, extra: &[&str]) -> Args {
+        let d = |f: &str| dir.join(f).to_str().unwrap().to_string();
+        let mut argv = vec![
+            "shop".to_string(),
+            "--input".into(),
+            d("orders.jsonl"),
+            "--output".into(),
+            d("out.jsonl"),
+            "--checkpoint-dir".into(),
+            d("ckpt"),
+            "--checkpoint-every".into(),
+            "50".into(),
+            "--quiet".into(),
+        ];
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        Args::try_parse_from(argv).unwrap()
+    }
+
+    fn append(dir: &Path, orders: &[Order]) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("orders.jsonl"))
+            .unwrap();
+        for o in orders {
+            writeln!(f, "{}", serde_json::to_string(o).unwrap()).unwrap();
+        }
+    }
+
+    /// Runs version 1 over the first `SPLIT` orders and appends the rest.
+    fn deployed_v1(extra: &[&str]) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        append(t.path(), &orders()[..SPLIT]);
+        run_program::<v1::Shop>(&args(t.path(), extra)).unwrap();
+        append(t.path(), &orders()[SPLIT..]);
+        t
+    }
+
+    /// The latest checkpoint's state, restored by `P`.
+    fn latest<P: Pipeline>(dir: &Path) -> P {
+        let store =
+            FileStore::open(dir.join("ckpt"), "default", FileStoreOptions::default()).unwrap();
+        let mut c = Coordinator::new(store, CoordinatorConfig::default());
+        c.recover::<P>().unwrap().unwrap().pipeline
+    }
+
+    fn fatal(r: Result<String, RunError>) -> String {
+        match r {
+            Err(RunError::Fatal(m)) => m,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn stateless_and_stateful_stages_added_resume_the_counts() {
+        for codec in ["json", "binary"] {
+            let t = deployed_v1(&["--codec", codec]);
+            run_program::<stateless_added::Shop>(&args(t.path(), &["--codec", codec])).unwrap();
+            let resumed: stateless_added::Shop = latest(t.path());
+            // (The first run's end of input closed its windows: `per_min` is not compared.)
+            let fresh = run(stateless_added::Shop::new(), &orders());
+            for stage in ["customer_stats", "per_shard"] {
+                assert_eq!(state(&resumed, stage), state(&fresh, stage), "{stage}");
+            }
+            assert_eq!(state(&resumed, "customer_stats")["C001"]["count"], 120);
+
+            let t = deployed_v1(&["--codec", codec]);
+            run_program::<stateful_added::Shop>(&args(t.path(), &["--codec", codec])).unwrap();
+            let resumed: stateful_added::Shop = latest(t.path());
+            let fresh = run(stateful_added::Shop::new(), &orders());
+            assert_eq!(
+                state(&resumed, "customer_stats"),
+                state(&fresh, "customer_stats")
+            );
+            let tail = run(stateful_added::Shop::new(), &orders()[SPLIT..]);
+            assert_eq!(state(&resumed, "biggest"), state(&tail, "biggest"));
+        }
+    }
+
+    #[test]
+    fn a_removed_stage_stops_the_run_until_its_state_may_be_dropped() {
+        let t = deployed_v1(&[]);
+        let out_before = std::fs::read(t.path().join("out.jsonl")).unwrap();
+        let msg = fatal(run_program::<removed::Shop>(&args(t.path(), &[])));
+        assert!(
+            msg.contains("stage `per_shard` holds state in the checkpoint but is gone")
+                && msg.contains("--allow-dropped-state per_shard"),
+            "{msg}"
+        );
+        assert_eq!(
+            std::fs::read(t.path().join("out.jsonl")).unwrap(),
+            out_before,
+            "a refused restore leaves the outputs as they were"
+        );
+        run_program::<removed::Shop>(&args(t.path(), &["--allow-dropped-state", "per_shard"]))
+            .unwrap();
+        let resumed: removed::Shop = latest(t.path());
+        let fresh = run(removed::Shop::new(), &orders());
+        assert_eq!(
+            state(&resumed, "customer_stats"),
+            state(&fresh, "customer_stats")
+        );
+    }
+
+    #[test]
+    fn a_widened_key_or_a_resized_window_stops_the_run_with_a_hint() {
+        let t = deployed_v1(&[]);
+        let msg = fatal(run_program::<key_widened::Shop>(&args(t.path(), &[])));
+        assert!(msg.contains("`key shard: u32; aggregate n: u64 = count` became `key shard: u64; aggregate n: u64 = count`"), "{msg}");
+        let msg = fatal(run_program::<window_resized::Shop>(&args(t.path(), &[])));
+        assert!(
+            msg.contains("a window's size cannot be migrated")
+                && msg.contains("--allow-dropped-state per_min"),
+            "{msg}"
+        );
+        // Dropping the shard counts is explicit; they start over from the restart.
+        run_program::<key_widened::Shop>(&args(t.path(), &["--allow-dropped-state", "per_shard"]))
+            .unwrap();
+        let resumed: key_widened::Shop = latest(t.path());
+        let tail = run(key_widened::Shop::new(), &orders()[SPLIT..]);
+        assert_eq!(state(&resumed, "per_shard"), state(&tail, "per_shard"));
+    }
+
+    #[test]
+    fn an_incremental_chain_restores_into_a_changed_pipeline() {
+        let t = deployed_v1(&["--incremental", "--codec", "binary"]);
+        let meta = std::fs::read(t.path().join("ckpt/checkpoints/default/latest.json")).unwrap();
+        let meta: Value = serde_json::from_slice(&meta).unwrap();
+        assert!(
+            meta["file"].as_str().unwrap().contains(".manifest."),
+            "version 1's latest checkpoint is a chain: {meta}"
+        );
+        run_program::<stateful_added::Shop>(&args(
+            t.path(),
+            &["--incremental", "--codec", "binary"],
+        ))
+        .unwrap();
+        let resumed: stateful_added::Shop = latest(t.path());
+        let fresh = run(stateful_added::Shop::new(), &orders());
+        assert_eq!(
+            state(&resumed, "customer_stats"),
+            state(&fresh, "customer_stats")
+        );
+    }
+}
+
+/// `checkpoints check`: what a new version would do with the latest checkpoint.
+mod check {
+    use super::*;
+    use simplestream::runner::checkpoints::check;
+
+    fn deployed() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let store = simplestream::store::FileStore::open(
+            t.path(),
+            "i1",
+            simplestream::store::FileStoreOptions::default(),
+        )
+        .unwrap();
+        let mut c = simplestream::Coordinator::new(store, Default::default());
+        let p = run(v1::Shop::new(), &orders()[..SPLIT]);
+        c.checkpoint(&p, Default::default(), T0).unwrap();
+        t
+    }
+
+    #[test]
+    fn it_says_what_each_stage_will_do() {
+        let t = deployed();
+        let dir = t.path().to_str().unwrap();
+        let report = check::<migrated::Shop>(dir, "i1", Default::default()).unwrap();
+        assert!(
+            report.contains("  migrate      stage `per_shard` is migrated from the state of `per_shard` (key converted from `u32`)\n"),
+            "{report}"
+        );
+        assert!(
+            report.ends_with(
+                "ok: this version restores checkpoint_20211101_040000_000-000001.json\n"
+            ),
+            "{report}"
+        );
+        let report = check::<stateful_added::Shop>(dir, "i1", Default::default()).unwrap();
+        assert!(
+            report.contains("  restore      stage `customer_stats` is restored\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("  start empty  stage `biggest` is new: it starts empty\n"),
+            "{report}"
+        );
+        let report = check::<removed::Shop>(dir, "i1", Default::default()).unwrap_err();
+        assert!(
+            report.contains("  REFUSE       stage `per_shard` holds state"),
+            "{report}"
+        );
+        assert!(
+            report.ends_with("error: this version of `Shop` cannot restore checkpoint_20211101_040000_000-000001.json\n"),
+            "{report}"
+        );
+        let allow = RestoreOptions {
+            allow_dropped: vec!["per_shard".into()],
+        };
+        let report = check::<removed::Shop>(dir, "i1", allow).unwrap();
+        assert!(
+            report.contains("  drop         stage `per_shard` is gone"),
+            "{report}"
+        );
+    }
+}
