@@ -7,6 +7,7 @@
 //! - [`delta`]: change tracking for incremental checkpoints;
 //! - [`aggregate`]: `count`, `sum`, `min`, `max`, `avg` and user-defined aggregates;
 //! - [`window`]: tumbling, sliding and session windows;
+//! - [`window_delta`], [`timed_delta`]: what changed in windows, sessions and joins;
 //! - [`distinct`]: the keys `distinct` has let through;
 //! - [`Pipeline`]: what the macro generates;
 //! - [`plan`]: what the macro compiled, as data for tools;
@@ -37,8 +38,10 @@ pub mod plan;
 pub mod state;
 pub mod store;
 pub mod testing;
+pub mod timed_delta;
 pub mod time;
 pub mod window;
+pub mod window_delta;
 
 #[cfg(feature = "native")]
 pub mod runner;
