@@ -43,6 +43,9 @@ pub mod time;
 pub mod window;
 pub mod window_delta;
 
+#[cfg(test)]
+mod delta_tests;
+
 #[cfg(feature = "native")]
 pub mod runner;
 
