@@ -280,13 +280,23 @@ fn crash_after_every_delete_of_a_retention_pass() {
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     // Run 1 keeps 8 checkpoints; run 2 keeps 1 and checkpoints once (end of input), so
     // its one retention pass deletes most of them; run 3 checkpoints (and retains) again.
-    let stages = [(12_000, "8", false), (12_300, "1", true), (12_600, "1", false)];
+    let stages = [
+        (12_000, "8", false),
+        (12_300, "1", true),
+        (12_600, "1", false),
+    ];
     let run_stages = |dir: &Path, fail_at: u64| -> bool {
         std::fs::create_dir_all(dir).unwrap();
         let input = dir.join("orders.jsonl");
         for (n, keep, stop_here) in stages {
             std::fs::write(&input, lines[..n].concat()).unwrap();
-            let args = ["--incremental", "--checkpoint-every", "1000", "--keep", keep];
+            let args = [
+                "--incremental",
+                "--checkpoint-every",
+                "1000",
+                "--keep",
+                keep,
+            ];
             let mut c = orders(dir, &input, &[&args[..], &["--quiet"]].concat());
             if !stop_here || fail_at == 0 {
                 run_ok(c);
@@ -300,9 +310,7 @@ fn crash_after_every_delete_of_a_retention_pass() {
             }
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(
-                err.contains(&format!(
-                    "failpoint after-retention-delete (hit {fail_at})"
-                )),
+                err.contains(&format!("failpoint after-retention-delete (hit {fail_at})")),
                 "unexpected failure: {err}"
             );
             assert_manifests_complete(dir, &point);
@@ -312,7 +320,10 @@ fn crash_after_every_delete_of_a_retention_pass() {
     let reference = tmp.path().join("reference");
     assert!(run_stages(&reference, 0));
     let mut steps = 0;
-    while run_stages(&tmp.path().join(format!("crashed-{}", steps + 1)), steps + 1) {
+    while run_stages(
+        &tmp.path().join(format!("crashed-{}", steps + 1)),
+        steps + 1,
+    ) {
         steps += 1;
         let crashed = tmp.path().join(format!("crashed-{steps}"));
         assert_same_file(&reference.join("out.jsonl"), &crashed.join("out.jsonl"));

@@ -103,12 +103,9 @@ fn check_restores<P: Pipeline>(
                         next = *at;
                         p = r.pipeline;
                     }
-                    (s, r) => prop_assert!(
-                        false,
-                        "saved {:?}, restored {:?}",
-                        s,
-                        r.map(|r| r.name)
-                    ),
+                    (s, r) => {
+                        prop_assert!(false, "saved {:?}, restored {:?}", s, r.map(|r| r.name))
+                    }
                 }
             }
         }

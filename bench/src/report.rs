@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::checkpoints::{CheckpointCost, Overhead};
 use crate::incremental::IncrementalCost;
+use crate::tracking_memory::TrackingMemory;
 use crate::WorkloadResult;
 
 #[derive(Debug, Clone, Serialize)]
@@ -73,6 +74,7 @@ pub struct Report {
     pub checkpoints: Vec<CheckpointCost>,
     pub overhead: Option<Overhead>,
     pub incremental: Vec<IncrementalCost>,
+    pub tracking: Vec<TrackingMemory>,
     pub failures: Vec<String>,
 }
 
@@ -145,6 +147,7 @@ impl Report {
                 v
             }),
             "incremental": self.incremental,
+            "tracking_memory": self.tracking,
             "failures": self.failures,
         })
     }
@@ -297,6 +300,9 @@ impl Report {
         }
         if !self.incremental.is_empty() {
             incremental_table(&mut s, &self.incremental);
+        }
+        if !self.tracking.is_empty() {
+            tracking_table(&mut s, &self.tracking);
         }
         if !self.failures.is_empty() {
             let _ = writeln!(s, "\n## FAILURES: results differ\n");
@@ -460,6 +466,29 @@ fn incremental_table(s: &mut String, rows: &[IncrementalCost]) {
             r.restore_ms,
             r.plain_decode_ms,
             if r.keys >= 10_000_000 { verdict(r.ratio_restore, 1.5) } else { format!("{:.2}x", r.ratio_restore) },
+        );
+    }
+}
+
+/// Memory of the same state with and without change stamps.
+fn tracking_table(s: &mut String, rows: &[TrackingMemory]) {
+    let _ = writeln!(s, "\n## Change tracking memory\n");
+    let _ = writeln!(s, "String-key count + sum state built in a child process, its own peak RSS (VmHWM after resetting it, minus RSS before): without stamps a `FastMap<String, (u64, f64)>`, with them the runtime's `KeyedState<String, (u64, f64)>` (the same keys, inserted in the same order):\n");
+    let _ = writeln!(
+        s,
+        "| keys | without tracking | B/key | with tracking | B/key | with / without |"
+    );
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {:.1} MB | {:.1} | {:.1} MB | {:.1} | {:.3}x |",
+            r.keys,
+            r.plain_bytes as f64 / 1e6,
+            r.plain_per_key,
+            r.tracked_bytes as f64 / 1e6,
+            r.tracked_per_key,
+            r.ratio
         );
     }
 }

@@ -18,7 +18,11 @@ use crate::window::{GlobalWindows, Session, Sliding, Tumbling};
 #[derive(Debug, Clone)]
 enum Op {
     /// An event of `key` at the watermark plus `ahead` ms (on the right side for joins).
-    Event { key: u8, ahead: i64, right: bool },
+    Event {
+        key: u8,
+        ahead: i64,
+        right: bool,
+    },
     /// The watermark moves forward by this much (windows close, buffers are evicted).
     Advance(i64),
     Delta,

@@ -38,8 +38,8 @@ pub mod plan;
 pub mod state;
 pub mod store;
 pub mod testing;
-pub mod timed_delta;
 pub mod time;
+pub mod timed_delta;
 pub mod window;
 pub mod window_delta;
 

@@ -955,5 +955,3 @@ mod tests {
         assert!(LateReason::Closed.is_closed());
     }
 }
-
-

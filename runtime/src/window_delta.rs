@@ -123,7 +123,13 @@ impl<K: Key, A: Checkpointable> Tracked for Windows<K, A> {
         name: &'static str,
         w: &mut StageWriter<'_>,
     ) -> Result<(), CheckpointError> {
-        write_keyed(&self.windows, (self.watermark, &self.history), since, name, w)
+        write_keyed(
+            &self.windows,
+            (self.watermark, &self.history),
+            since,
+            name,
+            w,
+        )
     }
 
     fn apply_delta(&mut self, delta: Self::Delta) {
@@ -148,7 +154,13 @@ impl<K: Key, L: Checkpointable, R: Checkpointable> Tracked for WindowJoin<K, L, 
         name: &'static str,
         w: &mut StageWriter<'_>,
     ) -> Result<(), CheckpointError> {
-        write_keyed(&self.windows, (self.watermark, &self.history), since, name, w)
+        write_keyed(
+            &self.windows,
+            (self.watermark, &self.history),
+            since,
+            name,
+            w,
+        )
     }
 
     fn apply_delta(&mut self, delta: Self::Delta) {
