@@ -612,7 +612,7 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
             b.right.retain(|r| keep(r.ts));
             // Events still kept have entries of their own further back.
             if b.left.is_empty() && b.right.is_empty() {
-                if let Some(b) = self.buffers.remove(&key) {
+                if let Some(b) = self.buffers.remove_untracked(&key) {
                     self.spare.keep(b);
                 }
             }

@@ -154,6 +154,13 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
         Some(slot.value)
     }
 
+    /// Removes `key` keeping no tombstone, so a delta of this state would miss the
+    /// removal: for states whose deltas say what went some other way (the interval
+    /// join's eviction queue), whose keys come and go all the time.
+    pub(crate) fn remove_untracked(&mut self, key: &K) -> Option<V> {
+        self.map.remove(key).map(|slot| slot.value)
+    }
+
     /// Makes the next change stamp after `*clock`, and sets `*clock` to that stamp: the
     /// maps of one stage's windows share one clock this way, so that one version of the
     /// stage orders the changes of all of them. Call it before each single change.

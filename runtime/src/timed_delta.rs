@@ -1,11 +1,13 @@
 //! Deltas of keyed state with timers: [`Session`] windows and the [`IntervalJoin`].
 //!
-//! Both keep their entries in a [`KeyedState`], so its stamps and tombstones say which
-//! keys changed (a session opened, extended or closed; a join buffer added to or evicted
-//! from) and which keys went (every session of the key closed; every event evicted). The
-//! timers follow: sessions' are rebuilt for the keys a delta touches; the interval join's
-//! eviction queue (first in, first out) is written as how many of the old timers are still
-//! queued plus the timers pushed since.
+//! Both keep their entries in a [`KeyedState`], whose stamps say which keys changed (a
+//! session opened, extended or closed; a join buffer added to or evicted from). Sessions
+//! whose every session closed leave tombstones; their timers are rebuilt for the keys a
+//! delta touches. The interval join's eviction queue (first in, first out) is written as
+//! how many of the old timers are still queued plus the timers pushed since, and that is
+//! its tombstones too: a key goes only when a timer of it is popped, and popping stamps
+//! the key if it stays, so a key whose old timer was popped and which the delta does not
+//! update has been evicted. The join's hot path keeps no tombstone set this way.
 
 use serde::{Deserialize, Serialize};
 
@@ -87,9 +89,10 @@ struct JoinView<'a, K: Serialize, L: Serialize, R: Serialize> {
 pub struct IntervalJoinDelta<K: Key, L, R> {
     /// The stage's watermark.
     pub watermark: i64,
-    /// Keys whose buffers changed, and keys whose every event was evicted.
+    /// Keys whose buffers changed (`removed` is always empty: see `kept`).
     pub buffers: KeyedDelta<K, JoinBuffers<Timed<L>, Timed<R>>>,
-    /// How many of the previous timers (the newest ones) are still queued.
+    /// How many of the previous timers (the newest ones) are still queued: the keys of
+    /// the others that `buffers` does not update were evicted.
     pub kept: usize,
     /// Timers pushed since, oldest first.
     pub timers: Vec<(i64, K)>,
@@ -132,7 +135,11 @@ impl<K: Key, L: Checkpointable, R: Checkpointable> Tracked for IntervalJoin<K, L
             self.timers.clear();
         }
         let drop = self.timers.len().saturating_sub(delta.kept);
-        self.timers.drain(..drop);
+        for (_, key) in self.timers.drain(..drop) {
+            if delta.buffers.upserts.get(&key).is_none() {
+                self.buffers.remove_untracked(&key);
+            }
+        }
         self.timers.extend(delta.timers);
         // Every timer now is as old as this state's version.
         self.timer_stamps.clear();
