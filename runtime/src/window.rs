@@ -527,11 +527,12 @@ impl<A: Default> GlobalWindows<A> {
             return None;
         }
         // Most events fall in the newest window.
-        let i = match self.windows.back() {
-            Some(w) if w.0 == start => self.windows.len() - 1,
-            _ => self.windows.slot(start, size, Stamped::default),
+        let w = if self.windows.back().is_some_and(|w| w.0 == start) {
+            &mut self.windows.back_mut().expect("checked non-empty").1
+        } else {
+            let i = self.windows.slot(start, size, Stamped::default);
+            &mut self.windows[i].1
         };
-        let w = &mut self.windows[i].1;
         w.changed = self.history.tick();
         Some(&mut w.value)
     }
