@@ -147,6 +147,20 @@ impl<K: Key> Checkpointable for SeenKeys<K> {
 }
 
 /// What a delta of [`SeenKeys`] holds: the keys seen since (all of them after a reset).
+///
+/// ```
+/// use simplestream_runtime::{Codec, codec::StageWriter, delta::Tracked, distinct::SeenKeys};
+/// let mut seen: SeenKeys<u32> = SeenKeys::default();
+/// seen.insert(1);
+/// let since = seen.version();
+/// seen.insert(3);
+/// seen.insert(1); // seen before: no change
+/// let mut out = Vec::new();
+/// let mut w = StageWriter::new(Codec::Json, &mut out);
+/// seen.write_delta(Some(since), "seen", &mut w).unwrap();
+/// w.finish();
+/// assert_eq!(out, br#"{"seen":{"reset":false,"keys":[3]}}"#);
+/// ```
 #[derive(Serialize, Deserialize)]
 pub struct SeenDelta<K> {
     /// The set starts empty before this delta.

@@ -20,6 +20,21 @@ use crate::window::{GlobalWindows, OpenWindows, Stamped, Windows};
 use crate::Codec;
 
 /// What changed in windows whose state is `T` per window (the decoded delta).
+///
+/// ```
+/// use simplestream_runtime::{Codec, codec::StageWriter, delta::Tracked, window::Tumbling};
+/// let mut w: Tumbling<String, u64> = Tumbling::default();
+/// *w.acc_for(1_500, "a".into(), 1_000, 0).unwrap() += 1;
+/// *w.acc_for(2_500, "a".into(), 1_000, 0).unwrap() += 1;
+/// let since = w.version();
+/// *w.acc_for(2_700, "b".into(), 1_000, 0).unwrap() += 1;
+/// w.advance(2_000, 1_000, 0, &mut Vec::new()); // [1000, 2000) closes
+/// let mut out = Vec::new();
+/// let mut sw = StageWriter::new(Codec::Json, &mut out);
+/// w.write_delta(Some(since), "w", &mut sw).unwrap();
+/// sw.finish();
+/// assert_eq!(out, br#"{"w":{"reset":false,"watermark":2000,"open":[2000],"changed":{"2000":{"b":1}}}}"#);
+/// ```
 #[derive(Deserialize)]
 #[serde(bound(deserialize = "T: Deserialize<'de>"))]
 pub struct WindowsDelta<T> {
