@@ -4,6 +4,10 @@
 
 mod support;
 
+use std::path::Path;
+
+use simplestream::incremental::Manifest;
+use simplestream::names::{parse_name, EntryKind};
 use support::*;
 
 fn kills() -> usize {
@@ -230,4 +234,103 @@ fn crash_inside(more: &[&str], points: &[&str]) {
         &reference.join("out.jsonl.late"),
         &crashed.join("out.jsonl.late"),
     );
+}
+
+/// Kinds and ids of the checkpoints and pieces in `dir`'s store (names also hold the
+/// wall-clock time, which differs between runs).
+fn stored(dir: &Path) -> Vec<(u64, EntryKind)> {
+    let mut v: Vec<(u64, EntryKind)> = std::fs::read_dir(ckpt_dir(dir))
+        .unwrap()
+        .filter_map(|e| parse_name(e.unwrap().file_name().to_str()?))
+        .collect();
+    v.sort_by_key(|(id, kind)| (*id, format!("{kind:?}")));
+    v
+}
+
+/// Every manifest left in `dir`'s store names only pieces that are there, and the one
+/// `latest.json` points to is there.
+fn assert_manifests_complete(dir: &Path, why: &str) {
+    let ckpt = ckpt_dir(dir);
+    let latest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ckpt.join("latest.json")).unwrap()).unwrap();
+    let latest = latest["file"].as_str().unwrap();
+    assert!(ckpt.join(latest).exists(), "{why}: latest {latest} is gone");
+    for e in std::fs::read_dir(&ckpt).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        if let Some((_, EntryKind::Manifest)) = parse_name(&name) {
+            let m = Manifest::decode(&std::fs::read(ckpt.join(&name)).unwrap()).unwrap();
+            for p in m.pieces {
+                assert!(
+                    ckpt.join(&p.name).exists(),
+                    "{why}: {name} names {} which is gone",
+                    p.name
+                );
+            }
+        }
+    }
+}
+
+/// Retention stopped after each delete of one pass in turn: every checkpoint left keeps
+/// its pieces, and the next run restores, writes byte-identical output and leaves exactly
+/// the store an uninterrupted run leaves (the garbage of the stopped pass removed).
+#[test]
+fn crash_after_every_delete_of_a_retention_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = order_lines(17, 12_600, 100, 0, 0);
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    // Run 1 keeps 8 checkpoints; run 2 keeps 1 and checkpoints once (end of input), so
+    // its one retention pass deletes most of them; run 3 checkpoints (and retains) again.
+    let stages = [
+        (12_000, "8", false),
+        (12_300, "1", true),
+        (12_600, "1", false),
+    ];
+    let run_stages = |dir: &Path, fail_at: u64| -> bool {
+        std::fs::create_dir_all(dir).unwrap();
+        let input = dir.join("orders.jsonl");
+        for (n, keep, stop_here) in stages {
+            std::fs::write(&input, lines[..n].concat()).unwrap();
+            let args = [
+                "--incremental",
+                "--checkpoint-every",
+                "1000",
+                "--keep",
+                keep,
+            ];
+            let mut c = orders(dir, &input, &[&args[..], &["--quiet"]].concat());
+            if !stop_here || fail_at == 0 {
+                run_ok(c);
+                continue;
+            }
+            let point = format!("after-retention-delete:{fail_at}");
+            c.env("SIMPLESTREAM_FAILPOINT", &point);
+            let out = c.output().unwrap();
+            if out.status.success() {
+                return false;
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains(&format!("failpoint after-retention-delete (hit {fail_at})")),
+                "unexpected failure: {err}"
+            );
+            assert_manifests_complete(dir, &point);
+        }
+        true
+    };
+    let reference = tmp.path().join("reference");
+    assert!(run_stages(&reference, 0));
+    let mut steps = 0;
+    while run_stages(
+        &tmp.path().join(format!("crashed-{}", steps + 1)),
+        steps + 1,
+    ) {
+        steps += 1;
+        let crashed = tmp.path().join(format!("crashed-{steps}"));
+        assert_same_file(&reference.join("out.jsonl"), &crashed.join("out.jsonl"));
+        assert_eq!(stored(&crashed), stored(&reference), "after delete {steps}");
+        std::fs::remove_dir_all(&crashed).unwrap();
+    }
+    // Eight checkpoints, their deltas and a base go; stopping after the last delete
+    // must have been tried too.
+    assert!(steps >= 8, "the pass deleted {steps} objects");
 }

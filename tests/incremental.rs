@@ -63,52 +63,114 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
-
-    /// Random events, checkpoints and restores: every restore (base + deltas) gives
-    /// exactly the state a whole snapshot of the pipeline had at that checkpoint.
-    #[test]
-    fn base_plus_deltas_equals_a_whole_snapshot(
-        ops in prop::collection::vec(op(), 1..40),
-        keys in 1u64..30,
-        binary in any::<bool>(),
-        max_deltas in 1usize..5,
-    ) {
-        let codec = if binary { Codec::Binary } else { Codec::Json };
-        let mut c = coordinator(MemoryStore::new(), codec, 3, max_deltas);
-        let mut p = OrderStats::new();
-        let mut out = Vec::new();
-        let (mut next, mut saved) = (0u64, None);
-        for op in ops {
-            match op {
-                Op::Events(n) => for _ in 0..n {
-                    p.process(order(next, keys), &mut out);
+/// Random events, checkpoints and restores on pipeline `P` (`event(i)` is its `i`-th
+/// event): every restore (base + deltas) gives exactly the state a whole snapshot of the
+/// pipeline had at that checkpoint.
+fn check_restores<P: Pipeline>(
+    ops: Vec<Op>,
+    binary: bool,
+    max_deltas: usize,
+    event: impl Fn(u64) -> P::Event,
+) -> Result<(), TestCaseError> {
+    let codec = if binary { Codec::Binary } else { Codec::Json };
+    let mut c = coordinator(MemoryStore::new(), codec, 3, max_deltas);
+    let mut p = P::new();
+    let mut out = Vec::new();
+    let (mut next, mut saved) = (0u64, None);
+    for op in ops {
+        match op {
+            Op::Events(n) => {
+                for _ in 0..n {
+                    p.process(event(next), &mut out);
                     next += 1;
-                },
-                Op::Checkpoint => {
-                    let positions = BTreeMap::from([("events".to_string(), next)]);
-                    c.checkpoint(&p, positions, next as i64).unwrap();
-                    saved = Some((next, state_of(&p)));
                 }
-                Op::Restore => {
-                    let store = c.into_store();
-                    c = coordinator(store, codec, 3, max_deltas);
-                    let r = c.recover::<OrderStats>().unwrap();
-                    match (&saved, r) {
-                        (None, None) => p = OrderStats::new(),
-                        (Some((at, state)), Some(r)) => {
-                            prop_assert!(r.warnings.is_empty(), "{:?}", r.warnings);
-                            prop_assert_eq!(r.header.positions["events"], *at);
-                            prop_assert_eq!(&state_of(&r.pipeline), state);
-                            next = *at;
-                            p = r.pipeline;
-                        }
-                        (s, r) => prop_assert!(false, "saved {:?}, restored {:?}", s, r.map(|r| r.name)),
+            }
+            Op::Checkpoint => {
+                let positions = BTreeMap::from([("events".to_string(), next)]);
+                c.checkpoint(&p, positions, next as i64).unwrap();
+                saved = Some((next, state_of(&p)));
+            }
+            Op::Restore => {
+                let store = c.into_store();
+                c = coordinator(store, codec, 3, max_deltas);
+                let r = c.recover::<P>().unwrap();
+                match (&saved, r) {
+                    (None, None) => p = P::new(),
+                    (Some((at, state)), Some(r)) => {
+                        prop_assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+                        prop_assert_eq!(r.header.positions["events"], *at);
+                        prop_assert_eq!(&state_of(&r.pipeline), state);
+                        next = *at;
+                        p = r.pipeline;
+                    }
+                    (s, r) => {
+                        prop_assert!(false, "saved {:?}, restored {:?}", s, r.map(|r| r.name))
                     }
                 }
             }
         }
+    }
+    Ok(())
+}
+
+fn ops() -> impl Strategy<Value = (Vec<Op>, u64, bool, usize)> {
+    (
+        prop::collection::vec(op(), 1..40),
+        1u64..30,
+        any::<bool>(),
+        1usize..5,
+    )
+}
+
+simplestream::pipeline! {
+    /// Each customer's first order, counted per 10 s window.
+    pub pipeline FirstOrders;
+    source orders: Order, event_time = |o| o.ts, max_delay = 2s;
+    first = orders.distinct(customer: String = |o| o.customer.clone());
+    per_10s = first.window(tumbling(10s)).aggregate(new = count());
+    sink per_10s;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Running aggregates and tumbling windows (the orders example).
+    #[test]
+    fn base_plus_deltas_equals_a_whole_snapshot((ops, keys, binary, max_deltas) in ops()) {
+        check_restores::<OrderStats>(ops, binary, max_deltas, |i| order(i, keys))?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn sliding_windows_restore_from_base_plus_deltas((ops, keys, binary, max_deltas) in ops()) {
+        check_restores::<SlidingStats>(ops, binary, max_deltas, |i| order(i, keys))?;
+    }
+
+    #[test]
+    fn session_windows_restore_from_base_plus_deltas((ops, keys, binary, max_deltas) in ops()) {
+        check_restores::<SessionStats>(ops, binary, max_deltas, |i| order(i, keys))?;
+    }
+
+    #[test]
+    fn global_windows_restore_from_base_plus_deltas((ops, keys, binary, max_deltas) in ops()) {
+        check_restores::<GlobalStats>(ops, binary, max_deltas, |i| order(i, keys))?;
+    }
+
+    #[test]
+    fn distinct_restores_from_base_plus_deltas((ops, keys, binary, max_deltas) in ops()) {
+        check_restores::<FirstOrders>(ops, binary, max_deltas, |i| order(i, keys * 40))?;
+    }
+
+    /// Window joins and interval joins (and the aggregate after them).
+    #[test]
+    fn joins_restore_from_base_plus_deltas((ops, seed, binary, max_deltas) in ops()) {
+        let events = sales_and_payments(seed, 1_000);
+        check_restores::<Payments>(ops, binary, max_deltas, |i| {
+            events[i as usize % events.len()].clone()
+        })?;
     }
 }
 
@@ -162,6 +224,17 @@ fn deltas_hold_the_changed_keys_and_chains_are_bounded() {
         assert_eq!(stats["reset"], false, "{delta}");
         assert_eq!(stats["upserts"].as_object().unwrap().len(), 20, "{delta}");
         assert_eq!(stats["removed"].as_array().unwrap().len(), 0, "{delta}");
+        // The windows: only the 20 (window, customer) entries those events changed.
+        let windows = &v["per_5min"];
+        assert_eq!(windows["reset"], false, "{delta}");
+        let changed: usize = windows["changed"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|keyed| keyed.as_object().unwrap().len())
+            .sum();
+        assert_eq!(changed, 20, "{delta}");
+        assert!(!windows["open"].as_array().unwrap().is_empty(), "{delta}");
     }
     let whole: serde_json::Value = serde_json::from_slice(&store.get(&names[0]).unwrap()).unwrap();
     assert_eq!(whole["customer_stats"].as_object().unwrap().len(), 5_000);

@@ -4,6 +4,7 @@
 //! bench [--quick] [--events N] [--keys K] [--only a,b] [--out DIR] [--scratch DIR]
 //!       [--no-memory] [--no-checkpoints] [--no-incremental] [--no-overhead]
 //! bench --child WORKLOAD IMPL --events N [--keys K]    # one run; prints peak RSS as JSON
+//! bench --child state plain|tracked --keys K            # one state built; peak RSS as JSON
 //! bench --profile WORKLOAD IMPL --events N [--keys K]  # one run, for callgrind/perf
 //! bench --e2e-hand INPUT OUTPUT                        # the end-to-end hand program
 //! ```
@@ -23,6 +24,7 @@ mod events;
 mod incremental;
 mod nexmark_bench;
 mod report;
+mod tracking_memory;
 mod workloads;
 
 use std::path::PathBuf;
@@ -400,7 +402,10 @@ fn main() -> ExitCode {
         return e2e::hand_main(input.clone(), output.clone());
     }
     if let Some((w, i)) = &a.child {
-        child(w, i, a.events, a.keys);
+        match w.as_str() {
+            "state" => tracking_memory::child(i, a.keys),
+            _ => child(w, i, a.events, a.keys),
+        }
         return ExitCode::SUCCESS;
     }
     if let Some((w, i)) = &a.profile {
@@ -499,6 +504,7 @@ fn main() -> ExitCode {
         overhead = Some(o);
     }
     let mut incremental = Vec::new();
+    let mut tracking = Vec::new();
     if a.incremental {
         println!("\n== incremental checkpoints (String-key count+sum state, 1 % of keys updated between checkpoints)");
         let key_counts: &[u64] = if a.quick {
@@ -507,6 +513,10 @@ fn main() -> ExitCode {
             &[1_000_000, 10_000_000]
         };
         incremental = incremental::costs(key_counts, a.runs, &a.scratch);
+        if a.memory {
+            println!("\n== change tracking memory (String-key count+sum state, with and without per-entry stamps)");
+            tracking = tracking_memory::measure_all(key_counts);
+        }
     }
     let machine = machine.finish();
     let rep = report::Report {
@@ -521,6 +531,7 @@ fn main() -> ExitCode {
         checkpoints: costs,
         overhead,
         incremental,
+        tracking,
         failures: failures.clone(),
     };
     match rep.write(&a.out) {

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::checkpoints::{CheckpointCost, Overhead};
 use crate::incremental::IncrementalCost;
+use crate::tracking_memory::TrackingMemory;
 use crate::WorkloadResult;
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,6 +75,7 @@ pub struct Report {
     pub checkpoints: Vec<CheckpointCost>,
     pub overhead: Option<Overhead>,
     pub incremental: Vec<IncrementalCost>,
+    pub tracking: Vec<TrackingMemory>,
     pub failures: Vec<String>,
 }
 
@@ -152,6 +154,7 @@ impl Report {
                 v
             }),
             "incremental": self.incremental,
+            "tracking_memory": self.tracking,
             "failures": self.failures,
         })
     }
@@ -307,6 +310,9 @@ impl Report {
         }
         if !self.incremental.is_empty() {
             incremental_table(&mut s, &self.incremental);
+        }
+        if !self.tracking.is_empty() {
+            tracking_table(&mut s, &self.tracking);
         }
         if !self.failures.is_empty() {
             let _ = writeln!(s, "\n## FAILURES: results differ\n");
@@ -526,4 +532,27 @@ fn e2e_table(s: &mut String, e: &crate::e2e::E2e) {
         if e.ratio_orders_to_hand >= 0.9 { "met" } else { "**missed**" },
         e.command
     );
+}
+
+/// Memory of the same state with and without change stamps.
+fn tracking_table(s: &mut String, rows: &[TrackingMemory]) {
+    let _ = writeln!(s, "\n## Change tracking memory\n");
+    let _ = writeln!(s, "String-key count + sum state built in a child process, its own peak RSS (VmHWM after resetting it, minus RSS before): without stamps a `FastMap<String, (u64, f64)>`, with them the runtime's `KeyedState<String, (u64, f64)>` (the same keys, inserted in the same order):\n");
+    let _ = writeln!(
+        s,
+        "| keys | without tracking | B/key | with tracking | B/key | with / without |"
+    );
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {:.1} MB | {:.1} | {:.1} MB | {:.1} | {:.3}x |",
+            r.keys,
+            r.plain_bytes as f64 / 1e6,
+            r.plain_per_key,
+            r.tracked_bytes as f64 / 1e6,
+            r.tracked_per_key,
+            r.ratio
+        );
+    }
 }

@@ -339,6 +339,11 @@ fn self_check<P: Pipeline>(bytes: &[u8]) -> Result<(), CheckpointError> {
 }
 const BUSY: &str = "the store is in use by a background upload: call finish_upload first";
 
+/// Whether deltas are written and restored. Not in WebAssembly (the playground keeps
+/// whole snapshots in localStorage): the delta code of every stage then drops out of the
+/// module, which must stay under 1 MiB.
+const DELTAS: bool = !cfg!(target_arch = "wasm32");
+
 /// The header and codec of one stored object, or why it does not verify: a manifest
 /// verifies only if every piece it names does (its header is its newest piece's).
 fn inspect_one<S: CheckpointStore + ?Sized>(
@@ -436,7 +441,8 @@ impl<S: CheckpointStore> Coordinator<S> {
         self.incremental = config;
     }
 
-    /// The incremental configuration, if incremental checkpoints are on.
+    /// The incremental configuration, if incremental checkpoints are on. In WebAssembly
+    /// builds every checkpoint is whole all the same, and manifests are not restored.
     pub fn incremental(&self) -> Option<&IncrementalConfig> {
         self.incremental.as_ref()
     }
@@ -592,7 +598,7 @@ impl<S: CheckpointStore> Coordinator<S> {
         let codec = self.config.codec;
         let versions = pipeline.stage_versions();
         let delta_on = match (&self.incremental, &self.chain, &versions) {
-            (Some(config), Some(chain), Some(now)) => {
+            (Some(config), Some(chain), Some(now)) if DELTAS => {
                 Some(chain).filter(|c| !c.wants_base(config, now))
             }
             _ => None,
@@ -932,6 +938,11 @@ impl<S: CheckpointStore> Coordinator<S> {
                     recorded: sum.to_string(),
                 });
             }
+        }
+        if manifest && !DELTAS {
+            return Err(LoadError::Checkpoint(CheckpointError::Decode {
+                detail: "incremental checkpoints are not restored in WebAssembly builds".into(),
+            }));
         }
         if manifest {
             return incremental::chain::restore::<P, S>(self.store(), &bytes, &self.restore)

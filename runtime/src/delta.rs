@@ -3,8 +3,10 @@
 //! A state that tracks changes stamps each entry with the version of its last change
 //! (while the entry is already in hand, so the hot path pays an add and a store) and
 //! keeps the keys it removed. A delta since version `v` is then a scan for stamps above
-//! `v`, not a set maintained per event. States that do not track changes write
-//! themselves whole into every delta: still correct, just not smaller.
+//! `v`, not a set maintained per event. Every stateful operator's state does this:
+//! [`KeyedState`](crate::KeyedState) and `distinct`'s keys per entry, windows per window
+//! and key ([`window_delta`](crate::window_delta)), sessions and the interval join per key
+//! ([`timed_delta`](crate::timed_delta)).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -73,26 +75,85 @@ pub trait Tracked {
 /// The delta type of state `T`.
 pub type DeltaOf<T> = <T as Tracked>::Delta;
 
-/// [`Tracked`] for states that do not track changes: every delta holds them whole.
-macro_rules! whole_state {
-    ($ty:ident < $($p:ident),* > where $($bounds:tt)*) => {
-        impl<$($p),*> $crate::delta::Tracked for $ty<$($p),*> where $($bounds)* {
-            type Delta = Self;
-            fn version(&self) -> $crate::delta::Version {
-                $crate::delta::Version::default()
-            }
-            fn write_delta(
-                &self,
-                _since: Option<$crate::delta::Version>,
-                name: &'static str,
-                w: &mut $crate::codec::StageWriter<'_>,
-            ) -> Result<(), $crate::codec::CheckpointError> {
-                w.field(name, self)
-            }
-            fn apply_delta(&mut self, delta: Self) {
-                *self = delta;
-            }
-        }
-    };
+/// The history of a state that stamps its own changes: its lineage and a clock that every
+/// change moves forward. Not state: a clone, a default and a decoded value each start a
+/// history of their own, two histories compare equal, and checkpoints never hold one.
+///
+/// ```
+/// use simplestream_runtime::delta::History;
+/// let mut h = History::default();
+/// let v = h.version();
+/// let stamp = h.tick();
+/// assert!(stamp > v.changes);
+/// assert_eq!(h.after(Some(v)), Some(v.changes), "a later moment of the same history");
+/// assert_eq!(h.clone().after(Some(v)), None, "a clone is another history");
+/// ```
+pub struct History {
+    lineage: u64,
+    /// The newest stamp handed out.
+    pub clock: u64,
 }
-pub(crate) use whole_state;
+
+impl History {
+    /// The next stamp.
+    #[inline]
+    pub fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Where the history is now.
+    pub fn version(&self) -> Version {
+        Version {
+            lineage: self.lineage,
+            changes: self.clock,
+        }
+    }
+
+    /// The stamp after which changes are newer than `since`, if `since` is an earlier
+    /// moment of this history (`None`: a delta must hold everything).
+    pub fn after(&self, since: Option<Version>) -> Option<u64> {
+        since
+            .filter(|v| v.lineage == self.lineage && v.changes <= self.clock)
+            .map(|v| v.changes)
+    }
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History {
+            lineage: new_lineage(),
+            clock: 0,
+        }
+    }
+}
+
+impl Clone for History {
+    fn clone(&self) -> Self {
+        History {
+            clock: self.clock,
+            ..History::default()
+        }
+    }
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("History")
+    }
+}
+
+impl PartialEq for History {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// Map entries written as a map: the changed entries a delta holds.
+pub(crate) struct Entries<'a, K, V>(pub Vec<(&'a K, &'a V)>);
+
+impl<K: serde::Serialize, V: serde::Serialize> serde::Serialize for Entries<'_, K, V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}

@@ -13,6 +13,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Checkpointable;
+use crate::delta::History;
 use crate::fingerprint::{combine, fnv1a};
 use crate::state::{Key, KeyedState};
 use crate::window::{span, OpenWindows};
@@ -80,7 +81,10 @@ pub struct WindowJoin<K: Key, L, R> {
     /// The stage's watermark.
     pub watermark: i64,
     /// Open windows, sorted by start.
-    windows: OpenWindows<JoinWindow<K, L, R>>,
+    pub(crate) windows: OpenWindows<JoinWindow<K, L, R>>,
+    /// The clock every window's buffers are stamped by (see `KeyedState::follow`).
+    #[serde(skip)]
+    pub(crate) history: History,
     /// Reusable storage (not state).
     #[serde(skip)]
     spare: Spare<K, L, R>,
@@ -116,6 +120,7 @@ impl<K: Key, L, R> Default for WindowJoin<K, L, R> {
         WindowJoin {
             watermark: i64::MIN,
             windows: OpenWindows::default(),
+            history: History::default(),
             spare: Spare::default(),
         }
     }
@@ -126,6 +131,7 @@ impl<K: Key, L: Clone, R: Clone> Clone for WindowJoin<K, L, R> {
         WindowJoin {
             watermark: self.watermark,
             windows: self.windows.clone(),
+            history: self.history.clone(),
             spare: Spare::default(),
         }
     }
@@ -173,7 +179,9 @@ impl<K: Key, L, R> WindowJoin<K, L, R> {
             let i = self
                 .windows
                 .slot(start, slide, || spare_maps.pop().unwrap_or_default());
-            f(self.windows[i].1.entry_ref(&key), last, &mut self.spare);
+            let keyed = &mut self.windows[i].1;
+            keyed.follow(&mut self.history.clock);
+            f(keyed.entry_ref(&key), last, &mut self.spare);
             if start == oldest_open {
                 break;
             }
@@ -404,6 +412,11 @@ pub struct IntervalJoin<K: Key, L, R> {
     /// which kept a fifth more keys alive. It is saved with the state so that a restored
     /// join evicts exactly when the original would have.
     pub timers: VecDeque<(i64, K)>,
+    /// The change stamp of `buffers` at each timer's push, for the newest timers (aligned
+    /// with the back of `timers`; older ones count as stamped before any delta of this
+    /// history): a delta holds the timers pushed since its version. Not state.
+    #[serde(skip)]
+    pub(crate) timer_stamps: VecDeque<u64>,
     /// Emptied event vectors of evicted keys (reusable storage, not state).
     #[serde(skip)]
     spare: TimedSpare<L, R>,
@@ -456,6 +469,7 @@ impl<K: Key, L, R> Default for IntervalJoin<K, L, R> {
             watermark: i64::MIN,
             buffers: KeyedState::default(),
             timers: VecDeque::new(),
+            timer_stamps: VecDeque::new(),
             spare: TimedSpare::default(),
         }
     }
@@ -467,6 +481,7 @@ impl<K: Key, L: Clone, R: Clone> Clone for IntervalJoin<K, L, R> {
             watermark: self.watermark,
             buffers: self.buffers.clone(),
             timers: self.timers.clone(),
+            timer_stamps: VecDeque::new(),
             spare: TimedSpare::default(),
         }
     }
@@ -522,7 +537,7 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
             Some(Timed { ts, event: v }),
             &mut self.spare.left,
         );
-        self.timers.push_back((ts, key));
+        self.push_timer(ts, key);
         true
     }
 
@@ -556,8 +571,15 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
             Some(Timed { ts, event: v }),
             &mut self.spare.right,
         );
-        self.timers.push_back((ts, key));
+        self.push_timer(ts, key);
         true
+    }
+
+    /// Arms the eviction timer of an event just buffered under `key`.
+    #[inline]
+    fn push_timer(&mut self, ts: i64, key: K) {
+        self.timers.push_back((ts, key));
+        self.timer_stamps.push_back(self.buffers.last_stamp());
     }
 
     /// Moves the watermark and evicts events that can no longer match a future event that
@@ -575,6 +597,9 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
         while let Some((t, _)) = self.timers.front() {
             if keep(*t) {
                 break;
+            }
+            if self.timer_stamps.len() == self.timers.len() {
+                self.timer_stamps.pop_front();
             }
             let (_, key) = self.timers.pop_front().expect("checked non-empty");
             let Some(b) = self.buffers.get_mut(&key) else {
@@ -782,6 +807,3 @@ mod tests {
         }
     }
 }
-
-crate::delta::whole_state!(WindowJoin<K, L, R> where K: Key, L: Checkpointable, R: Checkpointable);
-crate::delta::whole_state!(IntervalJoin<K, L, R> where K: Key, L: Checkpointable, R: Checkpointable);

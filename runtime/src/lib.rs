@@ -7,6 +7,7 @@
 //! - [`delta`]: change tracking for incremental checkpoints;
 //! - [`aggregate`]: `count`, `sum`, `min`, `max`, `avg` and user-defined aggregates;
 //! - [`window`]: tumbling, sliding and session windows;
+//! - [`window_delta`], [`timed_delta`]: what changed in windows, sessions and joins;
 //! - [`distinct`]: the keys `distinct` has let through;
 //! - [`Pipeline`]: what the macro generates;
 //! - [`plan`]: what the macro compiled, as data for tools;
@@ -38,8 +39,13 @@ pub mod state;
 pub mod store;
 pub mod testing;
 pub mod time;
+pub mod timed_delta;
 pub mod upgrade;
 pub mod window;
+pub mod window_delta;
+
+#[cfg(test)]
+mod delta_tests;
 
 #[cfg(feature = "native")]
 pub mod runner;
@@ -60,17 +66,29 @@ pub mod __private {
 }
 
 /// Test hook: with `SIMPLESTREAM_FAILPOINT=<name>` set, the process aborts at that point,
-/// as a crash would (used by the crash tests to kill inside a checkpoint write).
+/// as a crash would (used by the crash tests to kill inside a checkpoint write);
+/// `<name>:<k>` aborts the `k`-th time the process reaches it (`after-retention-delete:3`:
+/// after the third delete).
 #[doc(hidden)]
 pub fn checkpoint_failpoint(name: &str) {
     #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
     {
+        use std::sync::atomic::{AtomicU64, Ordering};
         use std::sync::OnceLock;
-        static FP: OnceLock<Option<String>> = OnceLock::new();
-        let fp = FP.get_or_init(|| std::env::var("SIMPLESTREAM_FAILPOINT").ok());
-        if fp.as_deref() == Some(name) {
-            eprintln!("failpoint {name}: aborting");
-            std::process::abort();
+        static FP: OnceLock<Option<(String, u64)>> = OnceLock::new();
+        static HITS: AtomicU64 = AtomicU64::new(0);
+        let fp = FP.get_or_init(|| {
+            let v = std::env::var("SIMPLESTREAM_FAILPOINT").ok()?;
+            match v.rsplit_once(':').map(|(n, k)| (n, k.parse::<u64>())) {
+                Some((n, Ok(k))) => Some((n.to_string(), k)),
+                _ => Some((v, 1)),
+            }
+        });
+        if let Some((point, k)) = fp {
+            if point == name && HITS.fetch_add(1, Ordering::Relaxed) + 1 == *k {
+                eprintln!("failpoint {name} (hit {k}): aborting");
+                std::process::abort();
+            }
         }
     }
     #[cfg(not(all(feature = "native", not(target_arch = "wasm32"))))]

@@ -188,10 +188,42 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
     }
 
     /// Removes `key` keeping no tombstone, so a delta of this state would miss the
-    /// removal: only for states that deltas hold whole (join buffers, sessions), whose
-    /// keys come and go all the time.
+    /// removal: for states whose deltas say what went some other way (the interval
+    /// join's eviction queue), whose keys come and go all the time.
     pub(crate) fn remove_untracked(&mut self, key: &K) -> Option<V> {
         self.map.remove(key).map(|slot| slot.value)
+    }
+
+    /// Makes the next change stamp after `*clock`, and sets `*clock` to that stamp: the
+    /// maps of one stage's windows share one clock this way, so that one version of the
+    /// stage orders the changes of all of them. Call it before each single change.
+    #[inline]
+    pub(crate) fn follow(&mut self, clock: &mut u64) {
+        self.changes = self.changes.max(*clock);
+        *clock = self.changes + 1;
+    }
+
+    /// The stamp of the latest change.
+    #[inline]
+    pub(crate) fn last_stamp(&self) -> u64 {
+        self.changes
+    }
+
+    /// Entries whose last change is stamped after `after`, sorted by key if `sorted`.
+    pub(crate) fn changed_after(&self, after: u64, sorted: bool) -> Vec<(&K, &V)>
+    where
+        K: Ord,
+    {
+        let mut v: Vec<(&K, &V)> = self
+            .map
+            .iter()
+            .filter(|(_, s)| s.changed > after)
+            .map(|(k, s)| (k, &s.value))
+            .collect();
+        if sorted {
+            v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        }
+        v
     }
 
     /// Takes every entry out, in hash order. The history starts over: the next delta of
@@ -354,8 +386,8 @@ pub struct KeyedDelta<K, V> {
 }
 
 /// The view of a [`KeyedState`] that a delta writes.
-struct DeltaView<'a, K, V> {
-    reset: bool,
+pub(crate) struct DeltaView<'a, K, V> {
+    pub(crate) reset: bool,
     upserts: Vec<(&'a K, &'a V)>,
     removed: Vec<&'a K>,
 }
@@ -383,7 +415,7 @@ impl<K: Hash + Ord + Serialize + DeserializeOwned, V: Serialize + DeserializeOwn
     KeyedState<K, V>
 {
     /// What changed since `since` (everything, as a reset, for another history).
-    fn delta_since(&self, since: Option<Version>, sorted: bool) -> DeltaView<'_, K, V> {
+    pub(crate) fn delta_since(&self, since: Option<Version>, sorted: bool) -> DeltaView<'_, K, V> {
         let after = match since {
             Some(v) if v.lineage == self.lineage && v.changes <= self.changes => Some(v.changes),
             _ => None,

@@ -20,6 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::aggregate::Accumulator;
 use crate::checkpoint::Checkpointable;
+use crate::delta::History;
 use crate::fingerprint::{combine, fnv1a};
 use crate::state::{Key, KeyedState};
 
@@ -239,6 +240,28 @@ impl<T: fmt::Debug> fmt::Debug for OpenWindows<T> {
     }
 }
 
+/// A value and the stamp of its last change. Checkpoints hold the value alone; two
+/// values compare equal whatever their stamps.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Stamped<A> {
+    pub(crate) value: A,
+    #[serde(skip)]
+    pub(crate) changed: u64,
+}
+
+impl<A: fmt::Debug> fmt::Debug for Stamped<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.value.fmt(f)
+    }
+}
+
+impl<A: PartialEq> PartialEq for Stamped<A> {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
 /// Windows aligned to the epoch, `[start, start + size)`: tumbling windows (a new one
 /// every `size`) and sliding windows (a new one every `slide`) share this state.
 ///
@@ -267,7 +290,10 @@ pub struct Windows<K: Key, A> {
     /// This stage's watermark: every window ending at or before `watermark - lateness` closed.
     pub watermark: i64,
     /// Open windows, sorted by start.
-    windows: OpenWindows<KeyedState<K, A>>,
+    pub(crate) windows: OpenWindows<KeyedState<K, A>>,
+    /// The clock every window's map stamps its changes by (see `KeyedState::follow`).
+    #[serde(skip)]
+    pub(crate) history: History,
 }
 
 impl<K: Key, A> Default for Windows<K, A> {
@@ -275,6 +301,7 @@ impl<K: Key, A> Default for Windows<K, A> {
         Windows {
             watermark: i64::MIN,
             windows: OpenWindows::default(),
+            history: History::default(),
         }
     }
 }
@@ -310,6 +337,7 @@ impl<K: Key, A: Default> Windows<K, A> {
         let n = self.windows.len();
         if k < n && self.windows[n - 1].0 == newest && self.windows[n - 1 - k].0 == first_open {
             for (_, keyed) in self.windows.range_mut(n - 1 - k..) {
+                keyed.follow(&mut self.history.clock);
                 f(keyed.entry_ref(key));
             }
             return late;
@@ -318,7 +346,9 @@ impl<K: Key, A: Default> Windows<K, A> {
         let mut i = self.windows.slot(first_open, slide, KeyedState::default);
         let mut start = first_open;
         loop {
-            f(self.windows[i].1.entry_ref(key));
+            let keyed = &mut self.windows[i].1;
+            keyed.follow(&mut self.history.clock);
+            f(keyed.entry_ref(key));
             start += slide;
             if start > newest {
                 break;
@@ -351,6 +381,7 @@ impl<K: Key, A: Default> Windows<K, A> {
             let i = self.windows.slot(start, size, KeyedState::default);
             &mut self.windows[i].1
         };
+        keyed.follow(&mut self.history.clock);
         Some(keyed.entry_ref(key))
     }
 
@@ -474,8 +505,11 @@ pub type Sliding<K, A> = Windows<K, A>;
 pub struct GlobalWindows<A> {
     /// This stage's watermark: every window ending at or before `watermark - lateness` closed.
     pub watermark: i64,
-    /// Open windows, sorted by start.
-    windows: OpenWindows<A>,
+    /// Open windows, sorted by start, each stamped with its last change.
+    pub(crate) windows: OpenWindows<Stamped<A>>,
+    /// The clock the windows are stamped by.
+    #[serde(skip)]
+    pub(crate) history: History,
 }
 
 impl<A> Default for GlobalWindows<A> {
@@ -483,6 +517,7 @@ impl<A> Default for GlobalWindows<A> {
         GlobalWindows {
             watermark: i64::MIN,
             windows: OpenWindows::default(),
+            history: History::default(),
         }
     }
 }
@@ -496,11 +531,14 @@ impl<A: Default> GlobalWindows<A> {
             return None;
         }
         // Most events fall in the newest window.
-        if self.windows.back().is_some_and(|w| w.0 == start) {
-            return self.windows.back_mut().map(|w| &mut w.1);
-        }
-        let i = self.windows.slot(start, size, A::default);
-        Some(&mut self.windows[i].1)
+        let w = if self.windows.back().is_some_and(|w| w.0 == start) {
+            &mut self.windows.back_mut().expect("checked non-empty").1
+        } else {
+            let i = self.windows.slot(start, size, Stamped::default);
+            &mut self.windows[i].1
+        };
+        w.changed = self.history.tick();
+        Some(&mut w.value)
     }
 
     /// Adds an event to every open sliding window holding `ts`; true if some window
@@ -519,8 +557,10 @@ impl<A: Default> GlobalWindows<A> {
             return true;
         };
         while start <= newest {
-            let i = self.windows.slot(start, slide, A::default);
-            f(&mut self.windows[i].1);
+            let i = self.windows.slot(start, slide, Stamped::default);
+            let w = &mut self.windows[i].1;
+            w.changed = self.history.tick();
+            f(&mut w.value);
             start += slide;
         }
         late
@@ -554,7 +594,7 @@ impl<A: Default> GlobalWindows<A> {
             start,
             end: start.saturating_add(size),
             key: (),
-            acc,
+            acc: acc.value,
         });
         true
     }
@@ -578,7 +618,7 @@ impl<A: Default> GlobalWindows<A> {
 
     /// The open windows, oldest first: start and accumulator.
     pub fn windows(&self) -> impl Iterator<Item = (i64, &A)> {
-        self.windows.iter().map(|(start, a)| (*start, a))
+        self.windows.iter().map(|(start, a)| (*start, &a.value))
     }
 }
 
@@ -722,7 +762,7 @@ impl<K: Key, A: Accumulator> Session<K, A> {
             if let Some(pos) = list.iter().position(|s| s.end == end) {
                 let s = list.remove(pos);
                 if list.is_empty() {
-                    self.sessions.remove_untracked(&key);
+                    self.sessions.remove(&key);
                 }
                 fired.push(Fired {
                     start: s.start,
@@ -745,6 +785,27 @@ impl<K: Key, A: Accumulator> Session<K, A> {
     /// Number of open sessions.
     pub fn open_entries(&self) -> usize {
         self.timers.len()
+    }
+}
+
+impl<K: Key, A> Session<K, A> {
+    /// Forgets every timer (before the sessions are replaced).
+    pub(crate) fn clear_timers(&mut self) {
+        self.timers.clear();
+    }
+
+    /// Removes the timers of `key`'s sessions (before they are replaced).
+    pub(crate) fn unset_timers(&mut self, key: &K) {
+        for s in self.sessions.get(key).into_iter().flatten() {
+            self.timers.remove(&(s.end, key.clone()));
+        }
+    }
+
+    /// Arms a timer for each of `key`'s sessions.
+    pub(crate) fn set_timers(&mut self, key: &K) {
+        for s in self.sessions.get(key).into_iter().flatten() {
+            self.timers.insert((s.end, key.clone()));
+        }
     }
 }
 
@@ -899,7 +960,3 @@ mod tests {
         assert!(LateReason::Closed.is_closed());
     }
 }
-
-crate::delta::whole_state!(Windows<K, A> where K: Key, A: Checkpointable);
-crate::delta::whole_state!(GlobalWindows<A> where A: Checkpointable);
-crate::delta::whole_state!(Session<K, A> where K: Key, A: Checkpointable);

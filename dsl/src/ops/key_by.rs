@@ -96,7 +96,10 @@ impl Key {
     pub fn compute_ref(&self, event: &Type) -> TokenStream {
         match &self.by_ref {
             Some((pat, field)) => {
-                quote_spanned!(field.span()=> let __kr = { let #pat: &#event = __v; &(#field) };)
+                // `clone` returns the field's own type, so it must be the key type; typing
+                // the borrow says so at the user's field, not at the lookup the macro wrote.
+                let ty = &self.ty;
+                quote_spanned!(field.span()=> let __kr: &#ty = { let #pat: &#event = __v; &(#field) };)
             }
             None => {
                 let k = self.compute(event);

@@ -1,9 +1,10 @@
 //! Retention with shared pieces: keep the newest checkpoints and every piece they name.
 //!
 //! A delta or base is deleted only once no retained checkpoint's manifest names it.
-//! Checkpoints (manifests and whole checkpoints) that are no longer retained go first,
-//! then the pieces nobody names: a crash in between leaves only unnamed pieces, which
-//! the next retention removes, never a checkpoint without its pieces.
+//! Manifests that are no longer retained go first, then whole checkpoints (one may be
+//! the base of a manifest just deleted), then the deltas nobody names: a crash at any
+//! step leaves only unnamed pieces, which the next retention removes, never a checkpoint
+//! without its pieces.
 
 use std::collections::BTreeSet;
 
@@ -54,10 +55,11 @@ pub fn apply<S: CheckpointStore + ?Sized>(
         return Ok(Vec::new());
     };
     let mut deleted = Vec::new();
-    let doomed = owned
-        .iter()
-        .filter(|(_, k, _)| *k != EntryKind::Delta)
-        .chain(owned.iter().filter(|(_, k, _)| *k == EntryKind::Delta));
+    // Manifests first: a whole checkpoint may be the base a manifest names.
+    let of = |kind: fn(&EntryKind) -> bool| owned.iter().filter(move |(_, k, _)| kind(k));
+    let doomed = of(|k| *k == EntryKind::Manifest)
+        .chain(of(|k| *k == EntryKind::Whole))
+        .chain(of(|k| *k == EntryKind::Delta));
     for (_, _, name) in doomed {
         if needed.contains(name.as_str()) {
             continue;

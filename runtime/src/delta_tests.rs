@@ -1,0 +1,224 @@
+//! Property tests of change tracking for every stateful operator: random events and
+//! watermarks with deltas, new bases and restores interleaved. A restore (the base, then
+//! every delta since, through the codec) always equals the live state, and a delta taken
+//! right after another holds nothing.
+
+use std::fmt::Debug;
+
+use proptest::prelude::*;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec::{self, Codec, StageWriter};
+use crate::delta::{DeltaOf, Tracked};
+use crate::distinct::SeenKeys;
+use crate::join::{IntervalJoin, WindowJoin};
+use crate::window::{GlobalWindows, Session, Sliding, Tumbling};
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// An event of `key` at the watermark plus `ahead` ms (on the right side for joins).
+    Event {
+        key: u8,
+        ahead: i64,
+        right: bool,
+    },
+    /// The watermark moves forward by this much (windows close, buffers are evicted).
+    Advance(i64),
+    Delta,
+    /// A whole snapshot becomes the base.
+    Base,
+    /// The state is replaced by base + deltas and goes on from there.
+    Restore,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (0u8..12, -3_000i64..9_000, any::<bool>())
+            .prop_map(|(key, ahead, right)| Op::Event { key, ahead, right }),
+        3 => (0i64..4_000).prop_map(Op::Advance),
+        3 => Just(Op::Delta),
+        1 => Just(Op::Base),
+        1 => Just(Op::Restore),
+    ]
+}
+
+fn ops() -> impl Strategy<Value = (Vec<Op>, bool)> {
+    (prop::collection::vec(op(), 1..120), any::<bool>())
+}
+
+/// Bytes of `s` as a checkpoint stage.
+fn encode<T: Serialize>(s: &T, codec: Codec) -> Vec<u8> {
+    let mut out = Vec::new();
+    codec::write(codec, s, &mut out).unwrap();
+    out
+}
+
+/// The delta of `s` since `since`, written and read back as a checkpoint does.
+fn delta_bytes<T: Tracked>(s: &T, since: crate::delta::Version, codec: Codec) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut w = StageWriter::new(codec, &mut out);
+    s.write_delta(Some(since), "s", &mut w).unwrap();
+    w.finish();
+    out
+}
+
+fn read_delta<T: Tracked>(bytes: &[u8], codec: Codec) -> DeltaOf<T> {
+    #[derive(serde::Deserialize)]
+    #[serde(bound = "D: DeserializeOwned")]
+    struct Stage<D> {
+        s: D,
+    }
+    codec::read::<Stage<DeltaOf<T>>>(codec, bytes).unwrap().s
+}
+
+/// Base + deltas, through the codec.
+fn restore<T: Tracked + DeserializeOwned>(base: &[u8], deltas: &[Vec<u8>], codec: Codec) -> T {
+    let mut s: T = codec::read(codec, base).unwrap();
+    for d in deltas {
+        s.apply_delta(read_delta::<T>(d, codec));
+    }
+    s
+}
+
+/// Runs `ops` on a `T`, `event` applying an event at a time (`wm` is the watermark the
+/// driver keeps) and `advance` moving the watermark; `empty` says a delta holds nothing.
+fn check<T>(
+    (ops, binary): (Vec<Op>, bool),
+    mut event: impl FnMut(&mut T, u8, i64, bool),
+    mut advance: impl FnMut(&mut T, i64),
+    empty: impl Fn(&DeltaOf<T>) -> bool,
+) -> Result<(), TestCaseError>
+where
+    T: Tracked + Default + PartialEq + Debug + Serialize + DeserializeOwned,
+{
+    let codec = if binary { Codec::Binary } else { Codec::Json };
+    let snapshot = |s: &T| String::from_utf8(encode(s, Codec::Json)).unwrap();
+    let mut live = T::default();
+    let (mut base, mut deltas) = (encode(&live, codec), Vec::new());
+    let mut since = live.version();
+    let mut wm = 0i64;
+    for op in ops {
+        match op {
+            Op::Event { key, ahead, right } => event(&mut live, key, wm + ahead, right),
+            Op::Advance(by) => {
+                wm += by;
+                advance(&mut live, wm);
+            }
+            Op::Delta => {
+                deltas.push(delta_bytes(&live, since, codec));
+                since = live.version();
+                let restored: T = restore(&base, &deltas, codec);
+                prop_assert_eq!(snapshot(&restored), snapshot(&live));
+                prop_assert_eq!(&restored, &live);
+                let again = read_delta::<T>(&delta_bytes(&live, since, codec), codec);
+                prop_assert!(empty(&again), "a delta with nothing changed since");
+            }
+            Op::Base => {
+                base = encode(&live, codec);
+                deltas.clear();
+                since = live.version();
+            }
+            Op::Restore => {
+                deltas.push(delta_bytes(&live, since, codec));
+                live = restore(&base, &deltas, codec);
+                since = live.version();
+            }
+        }
+    }
+    deltas.push(delta_bytes(&live, since, codec));
+    let restored: T = restore(&base, &deltas, codec);
+    prop_assert_eq!(snapshot(&restored), snapshot(&live));
+    Ok(())
+}
+
+const SIZE: i64 = 5_000;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn tumbling_windows(case in ops()) {
+        check::<Tumbling<u8, u64>>(
+            case,
+            |w, k, ts, _| if let Some(a) = w.acc_for(ts, &k, SIZE, 1_000) { *a += 1 },
+            |w, wm| w.advance(wm, SIZE, 1_000, &mut Vec::new()),
+            |d| !d.reset && d.changed.is_empty(),
+        )?;
+    }
+
+    #[test]
+    fn sliding_windows(case in ops()) {
+        check::<Sliding<u8, u64>>(
+            case,
+            |w, k, ts, _| { w.add(ts, &k, SIZE, 2_000, 0, |a| *a += 1); },
+            |w, wm| w.advance(wm, SIZE, 0, &mut Vec::new()),
+            |d| !d.reset && d.changed.is_empty(),
+        )?;
+    }
+
+    #[test]
+    fn global_windows(case in ops()) {
+        check::<GlobalWindows<u64>>(
+            case,
+            |w, k, ts, sliding| if sliding {
+                w.add(ts, SIZE, 2_500, 0, |a| *a += k as u64);
+            } else if let Some(a) = w.acc_for(ts, SIZE, 0) {
+                *a += k as u64;
+            },
+            |w, wm| w.advance(wm, SIZE, 0, &mut Vec::new()),
+            |d| !d.reset && d.changed.is_empty(),
+        )?;
+    }
+
+    #[test]
+    fn session_windows(case in ops()) {
+        check::<Session<u8, u64>>(
+            case,
+            |w, k, ts, _| { w.add(ts, k, 2_000, 500, |a| *a += 1); },
+            |w, wm| w.advance(wm, 500, &mut Vec::new()),
+            |d| !d.sessions.reset && d.sessions.upserts.is_empty() && d.sessions.removed.is_empty(),
+        )?;
+    }
+
+    #[test]
+    fn window_joins(case in ops()) {
+        check::<WindowJoin<u8, i64, i64>>(
+            case,
+            |j, k, ts, right| { if right {
+                j.add_right(ts, k, ts, SIZE, 2_500, 0);
+            } else {
+                j.add_left(ts, k, ts, SIZE, 2_500, 0);
+            } },
+            |j, wm| j.advance(wm, SIZE, 0, &mut Vec::new()),
+            |d| !d.reset && d.changed.is_empty(),
+        )?;
+    }
+
+    #[test]
+    fn interval_joins(case in ops()) {
+        check::<IntervalJoin<u8, i64, i64>>(
+            case,
+            |j, k, ts, right| { if right {
+                j.add_right(ts, k, ts, 1_000, 2_000, &mut Vec::new());
+            } else {
+                j.add_left(ts, k, ts, 1_000, 2_000, &mut Vec::new());
+            } },
+            |j, wm| j.advance(wm, 1_000, 2_000),
+            |d| !d.buffers.reset
+                && d.buffers.upserts.is_empty()
+                && d.buffers.removed.is_empty()
+                && d.timers.is_empty(),
+        )?;
+    }
+
+    #[test]
+    fn distinct_keys(case in ops()) {
+        check::<SeenKeys<u64>>(
+            case,
+            |s, k, ts, _| { s.insert(k as u64 * 100_000 + ts.rem_euclid(7) as u64); },
+            |_, _| {},
+            |d| !d.reset && d.keys.is_empty(),
+        )?;
+    }
+}

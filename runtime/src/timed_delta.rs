@@ -1,0 +1,149 @@
+//! Deltas of keyed state with timers: [`Session`] windows and the [`IntervalJoin`].
+//!
+//! Both keep their entries in a [`KeyedState`], whose stamps say which keys changed (a
+//! session opened, extended or closed; a join buffer added to or evicted from). Sessions
+//! whose every session closed leave tombstones; their timers are rebuilt for the keys a
+//! delta touches. The interval join's eviction queue (first in, first out) is written as
+//! how many of the old timers are still queued plus the timers pushed since, and that is
+//! its tombstones too: a key goes only when a timer of it is popped, and popping stamps
+//! the key if it stays, so a key whose old timer was popped and which the delta does not
+//! update has been evicted. The join's hot path keeps no tombstone set this way.
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::Checkpointable;
+use crate::codec::{CheckpointError, StageWriter};
+use crate::delta::{Tracked, Version};
+use crate::join::{IntervalJoin, JoinBuffers, Timed};
+use crate::state::{DeltaView, Key, KeyedDelta};
+use crate::window::{Session, SessionWindow};
+use crate::Codec;
+
+/// What changed in a [`Session`] stage (the decoded delta).
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "K: Key, A: Checkpointable"))]
+pub struct SessionDelta<K: Key, A> {
+    /// The stage's watermark.
+    pub watermark: i64,
+    /// Keys whose sessions changed, and keys whose every session closed.
+    pub sessions: KeyedDelta<K, Vec<SessionWindow<A>>>,
+}
+
+#[derive(Serialize)]
+struct SessionView<'a, K: Serialize, A: Serialize> {
+    watermark: i64,
+    sessions: DeltaView<'a, K, Vec<SessionWindow<A>>>,
+}
+
+impl<K: Key, A: Checkpointable> Tracked for Session<K, A> {
+    type Delta = SessionDelta<K, A>;
+
+    fn version(&self) -> Version {
+        self.sessions.version()
+    }
+
+    fn write_delta(
+        &self,
+        since: Option<Version>,
+        name: &'static str,
+        w: &mut StageWriter<'_>,
+    ) -> Result<(), CheckpointError> {
+        let view = SessionView {
+            watermark: self.watermark,
+            sessions: self.sessions.delta_since(since, w.codec() == Codec::Json),
+        };
+        w.field(name, &view)
+    }
+
+    fn apply_delta(&mut self, delta: Self::Delta) {
+        let d = delta.sessions;
+        let touched: Vec<K> = if d.reset {
+            self.clear_timers();
+            d.upserts.iter().map(|(k, _)| k.clone()).collect()
+        } else {
+            let keys: Vec<K> = d.upserts.iter().map(|(k, _)| k.clone()).collect();
+            for k in d.removed.iter().chain(&keys) {
+                self.unset_timers(k);
+            }
+            keys
+        };
+        self.sessions.apply_delta(d);
+        for k in touched {
+            self.set_timers(&k);
+        }
+        self.watermark = delta.watermark;
+    }
+}
+
+#[derive(Serialize)]
+struct JoinView<'a, K: Serialize, L: Serialize, R: Serialize> {
+    watermark: i64,
+    buffers: DeltaView<'a, K, JoinBuffers<Timed<L>, Timed<R>>>,
+    kept: usize,
+    timers: Vec<&'a (i64, K)>,
+}
+
+/// What changed in an [`IntervalJoin`] (the decoded delta).
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "K: Key, L: Checkpointable, R: Checkpointable"))]
+pub struct IntervalJoinDelta<K: Key, L, R> {
+    /// The stage's watermark.
+    pub watermark: i64,
+    /// Keys whose buffers changed (`removed` is always empty: see `kept`).
+    pub buffers: KeyedDelta<K, JoinBuffers<Timed<L>, Timed<R>>>,
+    /// How many of the previous timers (the newest ones) are still queued: the keys of
+    /// the others that `buffers` does not update were evicted.
+    pub kept: usize,
+    /// Timers pushed since, oldest first.
+    pub timers: Vec<(i64, K)>,
+}
+
+impl<K: Key, L: Checkpointable, R: Checkpointable> Tracked for IntervalJoin<K, L, R> {
+    type Delta = IntervalJoinDelta<K, L, R>;
+
+    fn version(&self) -> Version {
+        self.buffers.version()
+    }
+
+    fn write_delta(
+        &self,
+        since: Option<Version>,
+        name: &'static str,
+        w: &mut StageWriter<'_>,
+    ) -> Result<(), CheckpointError> {
+        let buffers = self.buffers.delta_since(since, w.codec() == Codec::Json);
+        // Stamps are in push order; timers older than the stamps count as old.
+        let new = if buffers.reset {
+            self.timers.len()
+        } else {
+            let after = since.map_or(0, |v| v.changes);
+            let stamps = &self.timer_stamps;
+            stamps.len() - stamps.partition_point(|s| *s <= after)
+        };
+        let kept = self.timers.len() - new;
+        let view = JoinView {
+            watermark: self.watermark,
+            buffers,
+            kept,
+            timers: self.timers.range(kept..).collect(),
+        };
+        w.field(name, &view)
+    }
+
+    fn apply_delta(&mut self, delta: Self::Delta) {
+        if delta.buffers.reset {
+            self.timers.clear();
+        }
+        let drop = self.timers.len().saturating_sub(delta.kept);
+        for (_, key) in self.timers.drain(..drop) {
+            if delta.buffers.upserts.get(&key).is_none() {
+                self.buffers.remove_untracked(&key);
+            }
+        }
+        self.timers.extend(delta.timers);
+        // Every timer now is as old as this state's version.
+        self.timer_stamps.clear();
+        self.buffers.apply_delta(delta.buffers);
+        self.watermark = delta.watermark;
+    }
+}

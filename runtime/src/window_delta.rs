@@ -1,0 +1,238 @@
+//! Deltas of windowed state ([`Windows`], [`GlobalWindows`], [`WindowJoin`]): the stage's
+//! watermark, the starts of the open windows (a window missing from them has closed: the
+//! tombstone of a closed window), and in each open window what changed since the version
+//! the delta is taken against (every entry of a window opened since).
+//!
+//! A stage's windows share one clock ([`History`]), so one version orders the changes of
+//! all of them: keyed windows stamp per key, global windows per window, a window join per
+//! key's buffers.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::Checkpointable;
+use crate::codec::{CheckpointError, StageWriter};
+use crate::delta::{Entries, History, Tracked, Version};
+use crate::join::{JoinBuffers, WindowJoin};
+use crate::state::{Key, KeyedState};
+use crate::window::{GlobalWindows, OpenWindows, Stamped, Windows};
+use crate::Codec;
+
+/// What changed in windows whose state is `T` per window (the decoded delta).
+///
+/// ```
+/// use simplestream_runtime::{Codec, codec::StageWriter, delta::Tracked, window::Tumbling};
+/// let mut w: Tumbling<String, u64> = Tumbling::default();
+/// *w.acc_for(1_500, "a".into(), 1_000, 0).unwrap() += 1;
+/// *w.acc_for(2_500, "a".into(), 1_000, 0).unwrap() += 1;
+/// let since = w.version();
+/// *w.acc_for(2_700, "b".into(), 1_000, 0).unwrap() += 1;
+/// w.advance(2_000, 1_000, 0, &mut Vec::new()); // [1000, 2000) closes
+/// let mut out = Vec::new();
+/// let mut sw = StageWriter::new(Codec::Json, &mut out);
+/// w.write_delta(Some(since), "w", &mut sw).unwrap();
+/// sw.finish();
+/// assert_eq!(out, br#"{"w":{"reset":false,"watermark":2000,"open":[2000],"changed":{"2000":{"b":1}}}}"#);
+/// ```
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+pub struct WindowsDelta<T> {
+    /// The stage starts empty before this delta.
+    pub reset: bool,
+    /// The stage's watermark.
+    pub watermark: i64,
+    /// Starts of the open windows; every other window has closed.
+    pub open: Vec<i64>,
+    /// Per window that changed: its changed entries (keyed) or its value (global).
+    pub changed: BTreeMap<i64, T>,
+}
+
+/// The view of windows that a delta writes.
+#[derive(Serialize)]
+struct View<T: Serialize> {
+    reset: bool,
+    watermark: i64,
+    open: Vec<i64>,
+    changed: Changed<T>,
+}
+
+/// `(start, changes)` pairs, written as a map like a snapshot's windows.
+struct Changed<T>(Vec<(i64, T)>);
+
+impl<T: Serialize> Serialize for Changed<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(start, t)| (start, t)))
+    }
+}
+
+/// Writes the delta of keyed windows since `since`.
+fn write_keyed<K: Key, V: Serialize>(
+    windows: &OpenWindows<KeyedState<K, V>>,
+    (watermark, history): (i64, &History),
+    since: Option<Version>,
+    name: &'static str,
+    w: &mut StageWriter<'_>,
+) -> Result<(), CheckpointError> {
+    let after = history.after(since);
+    let sorted = w.codec() == Codec::Json;
+    let changed = windows
+        .iter()
+        .map(|(start, keyed)| {
+            let entries = match after {
+                Some(after) => keyed.changed_after(after, sorted),
+                None if sorted => keyed.sorted(),
+                None => keyed.iter().collect(),
+            };
+            (*start, Entries(entries))
+        })
+        .filter(|(_, e)| after.is_none() || !e.0.is_empty())
+        .collect();
+    let view = View {
+        reset: after.is_none(),
+        watermark,
+        open: windows.iter().map(|(start, _)| *start).collect(),
+        changed: Changed(changed),
+    };
+    w.field(name, &view)
+}
+
+/// Drops the windows that closed and upserts the changed entries, stamped by `clock`.
+fn apply_keyed<K: Key, V>(
+    windows: &mut OpenWindows<KeyedState<K, V>>,
+    clock: &mut u64,
+    delta: WindowsDelta<KeyedState<K, V>>,
+) {
+    windows.retain(|(start, _)| delta.open.binary_search(start).is_ok());
+    for (start, mut entries) in delta.changed {
+        let i = window_at(windows, start);
+        let keyed = &mut windows[i].1;
+        for (k, v) in entries.drain() {
+            keyed.follow(clock);
+            keyed.insert(k, v);
+        }
+    }
+}
+
+/// Index of the window starting at `start`, inserted (empty) in order if missing.
+fn window_at<T: Default>(windows: &mut OpenWindows<T>, start: i64) -> usize {
+    match windows.binary_search_by_key(&start, |w| w.0) {
+        Ok(i) => i,
+        Err(i) => {
+            windows.insert(i, (start, T::default()));
+            i
+        }
+    }
+}
+
+impl<K: Key, A: Checkpointable> Tracked for Windows<K, A> {
+    type Delta = WindowsDelta<KeyedState<K, A>>;
+
+    fn version(&self) -> Version {
+        self.history.version()
+    }
+
+    fn write_delta(
+        &self,
+        since: Option<Version>,
+        name: &'static str,
+        w: &mut StageWriter<'_>,
+    ) -> Result<(), CheckpointError> {
+        write_keyed(
+            &self.windows,
+            (self.watermark, &self.history),
+            since,
+            name,
+            w,
+        )
+    }
+
+    fn apply_delta(&mut self, delta: Self::Delta) {
+        if delta.reset {
+            *self = Windows::default();
+        }
+        self.watermark = delta.watermark;
+        apply_keyed(&mut self.windows, &mut self.history.clock, delta);
+    }
+}
+
+impl<K: Key, L: Checkpointable, R: Checkpointable> Tracked for WindowJoin<K, L, R> {
+    type Delta = WindowsDelta<KeyedState<K, JoinBuffers<L, R>>>;
+
+    fn version(&self) -> Version {
+        self.history.version()
+    }
+
+    fn write_delta(
+        &self,
+        since: Option<Version>,
+        name: &'static str,
+        w: &mut StageWriter<'_>,
+    ) -> Result<(), CheckpointError> {
+        write_keyed(
+            &self.windows,
+            (self.watermark, &self.history),
+            since,
+            name,
+            w,
+        )
+    }
+
+    fn apply_delta(&mut self, delta: Self::Delta) {
+        if delta.reset {
+            *self = WindowJoin::default();
+        }
+        self.watermark = delta.watermark;
+        apply_keyed(&mut self.windows, &mut self.history.clock, delta);
+    }
+}
+
+impl<A: Checkpointable> Tracked for GlobalWindows<A> {
+    type Delta = WindowsDelta<A>;
+
+    fn version(&self) -> Version {
+        self.history.version()
+    }
+
+    fn write_delta(
+        &self,
+        since: Option<Version>,
+        name: &'static str,
+        w: &mut StageWriter<'_>,
+    ) -> Result<(), CheckpointError> {
+        let after = self.history.after(since);
+        let changed = self
+            .windows
+            .iter()
+            .filter(|(_, a)| after.is_none_or(|after| a.changed > after))
+            .map(|(start, a)| (*start, &a.value))
+            .collect();
+        let view = View {
+            reset: after.is_none(),
+            watermark: self.watermark,
+            open: self.windows.iter().map(|(start, _)| *start).collect(),
+            changed: Changed(changed),
+        };
+        w.field(name, &view)
+    }
+
+    fn apply_delta(&mut self, delta: Self::Delta) {
+        if delta.reset {
+            *self = GlobalWindows::default();
+        }
+        self.watermark = delta.watermark;
+        let open = &delta.open;
+        self.windows
+            .retain(|(start, _)| open.binary_search(start).is_ok());
+        for (start, value) in delta.changed {
+            let w = Stamped {
+                value,
+                changed: self.history.tick(),
+            };
+            match self.windows.binary_search_by_key(&start, |w| w.0) {
+                Ok(i) => self.windows[i].1 = w,
+                Err(i) => self.windows.insert(i, (start, w)),
+            }
+        }
+    }
+}
