@@ -8,7 +8,8 @@
 //! - [`ops`]: the operators, one file each, with their syntax, checks and code; the
 //!   table there drives parsing and "did you mean ...?";
 //! - [`expand`]: the plan to Rust code, including the plan as data (`Pipeline::PLAN`);
-//! - [`names`]: every generated name, made in one place.
+//! - [`names`]: every generated name, made in one place;
+//! - [`sql`]: `sql "SELECT ..."` statements, lowered into stage statements.
 //!
 //! ```
 //! let plan = simplestream_dsl::plan_str(r#"
@@ -35,6 +36,7 @@ pub mod names;
 pub mod ops;
 pub mod parse;
 pub mod plan;
+pub mod sql;
 
 pub use plan::Plan;
 
@@ -43,7 +45,27 @@ use proc_macro2::TokenStream;
 /// Parses, checks and expands `pipeline!` input; errors become `compile_error!`s.
 pub fn pipeline(input: TokenStream) -> TokenStream {
     let text = input.to_string();
-    match parse::parse(input).and_then(check::check) {
+    let mut def = match parse::parse(input.clone()) {
+        Ok(def) => def,
+        Err(e) => return e.to_compile_error(),
+    };
+    if !def.columns.is_empty() {
+        // Called again by a `Columns` derive's macro: the call site is now inside that
+        // macro, so the user's tokens join its hygiene, as the generated code does.
+        def = match parse::parse(sql::columns::respan(
+            input.clone(),
+            proc_macro2::Span::call_site(),
+        )) {
+            Ok(def) => def,
+            Err(e) => return e.to_compile_error(),
+        };
+    }
+    match sql::lower(&mut def, &input) {
+        Ok(Some(ask_columns)) => return ask_columns,
+        Ok(None) => {}
+        Err(e) => return e.to_compile_error(),
+    }
+    match check::check(def) {
         Ok(plan) => expand::expand(&plan, &text),
         Err(e) => e.to_compile_error(),
     }
@@ -52,7 +74,15 @@ pub fn pipeline(input: TokenStream) -> TokenStream {
 /// Parses and checks DSL text (for tools), returning the plan or the error messages.
 pub fn plan_str(text: &str) -> Result<Plan, String> {
     let tokens: TokenStream = text.parse().map_err(|e| format!("{e}"))?;
-    parse::parse(tokens).and_then(check::check).map_err(|e| {
+    let lowered =
+        parse::parse(tokens.clone()).and_then(|mut def| match sql::lower(&mut def, &tokens)? {
+            Some(_) => Err(syn::Error::new(
+                proc_macro2::Span::call_site(),
+                "SQL reads a source whose columns are not given (`__columns name { .. };`)",
+            )),
+            None => Ok(def),
+        });
+    lowered.and_then(check::check).map_err(|e| {
         e.into_iter()
             .map(|e| e.to_string())
             .collect::<Vec<_>>()

@@ -2,9 +2,9 @@
 #![allow(dead_code)]
 
 use serde::{Deserialize, Serialize};
-use simplestream::{pipeline, Checkpointable};
+use simplestream::{pipeline, Checkpointable, Columns};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Columns)]
 pub struct Order {
     pub customer: String,
     pub amount: f64,

@@ -1,0 +1,20 @@
+//! Event types whose fields are SQL columns.
+
+/// A struct whose fields SQL statements in `pipeline!` read as columns; derive it with
+/// `#[derive(Columns)]` (the derive also tells `pipeline!` the fields' types).
+///
+/// ```
+/// use simplestream::Columns;
+/// #[derive(Columns)]
+/// pub struct Order { pub customer: String, pub amount: f64, pub ts: i64 }
+/// assert_eq!(<Order as Columns>::COLUMNS, ["customer", "amount", "ts"]);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "SQL reads `{Self}`, which does not derive `Columns`",
+    label = "SQL columns are the fields of this type",
+    note = "add `#[derive(simplestream::Columns)]` to `{Self}`, in the module that defines the pipeline or one it imports with `use`"
+)]
+pub trait Columns {
+    /// The field names, in order.
+    const COLUMNS: &'static [&'static str];
+}
