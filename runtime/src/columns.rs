@@ -12,7 +12,7 @@
 #[diagnostic::on_unimplemented(
     message = "SQL reads `{Self}`, which does not derive `Columns`",
     label = "SQL columns are the fields of this type",
-    note = "add `#[derive(simplestream::Columns)]` to `{Self}`, in the module that defines the pipeline or one it imports with `use`"
+    note = "derive it: `#[derive(simplestream::Columns)]`; then its macro must be in scope where `pipeline!` is: define `{Self}` there, glob-import its module (`use types::*;`), or name it by its path (`source orders: types::Order`)"
 )]
 pub trait Columns {
     /// The field names, in order.

@@ -70,17 +70,20 @@ pub fn lower(text: &SqlText, stmt: &Statement, schemas: &[Schema]) -> syn::Resul
 
 /// The `SELECT` of a query without `WITH`, `ORDER BY`, `LIMIT` or set operations.
 fn plain_select<'q>(text: &SqlText, q: &'q Query) -> syn::Result<&'q Select> {
-    let refuse = |what: &str| {
+    let refuse = |at: sqlparser::tokenizer::Span, what: &str| {
         text.error(
-            q.span(),
+            at,
             format!("{what} is not supported: a stream has no end to sort or cut"),
         )
     };
-    if q.order_by.is_some() {
-        return Err(refuse("ORDER BY"));
+    if let Some(o) = &q.order_by {
+        return Err(refuse(o.span(), "ORDER BY"));
     }
-    if q.limit_clause.is_some() || q.fetch.is_some() {
-        return Err(refuse("LIMIT"));
+    if let Some(l) = &q.limit_clause {
+        return Err(refuse(l.span(), "LIMIT"));
+    }
+    if q.fetch.is_some() {
+        return Err(refuse(q.span(), "FETCH"));
     }
     match &*q.body {
         SetExpr::Select(s) if q.with.is_none() => Ok(s),
