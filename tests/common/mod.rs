@@ -129,14 +129,14 @@ pub fn orders(seed: u64, n: usize, keys: u64, disorder_ms: i64) -> Vec<Order> {
         .collect()
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Checkpointable)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Checkpointable, Columns)]
 pub struct Payment {
     pub order_id: u64,
     pub paid: f64,
     pub ts: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Checkpointable)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Checkpointable, Columns)]
 pub struct Sale {
     pub id: u64,
     pub customer: String,

@@ -22,6 +22,7 @@
 
 pub mod columns;
 pub mod expr;
+pub mod join;
 pub mod schema;
 pub mod select;
 pub mod text;
@@ -99,7 +100,7 @@ pub fn lower(def: &mut PipelineDef, input: &TokenStream) -> syn::Result<Option<T
     let parsed = errs.finish(parsed)?;
     let reads: Vec<String> = parsed
         .iter()
-        .flat_map(|(_, st, _)| st.iter().filter_map(from_name))
+        .flat_map(|(_, st, _)| st.iter().flat_map(from_names))
         .collect();
     let missing = def.sources.iter().find(|s| {
         reads.contains(&s.name.to_string()) && !def.columns.iter().any(|c| c.source == s.name)
@@ -135,20 +136,26 @@ pub fn lower(def: &mut PipelineDef, input: &TokenStream) -> syn::Result<Option<T
     Ok(None)
 }
 
-/// The stream a statement's `FROM` names.
-fn from_name(stmt: &Statement) -> Option<String> {
+/// The streams a statement's `FROM` (and `JOIN`) names.
+fn from_names(stmt: &Statement) -> Vec<String> {
     let q = match stmt {
         Statement::CreateView(v) => &v.query,
         Statement::Query(q) => q,
-        _ => return None,
+        _ => return Vec::new(),
     };
     let SetExpr::Select(s) = &*q.body else {
-        return None;
+        return Vec::new();
     };
-    match &s.from.first()?.relation {
-        TableFactor::Table { name, .. } => Some(name.0.last()?.as_ident()?.value.clone()),
-        _ => None,
-    }
+    let tables = s
+        .from
+        .iter()
+        .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)));
+    tables
+        .filter_map(|t| match t {
+            TableFactor::Table { name, .. } => Some(name.0.last()?.as_ident()?.value.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn source_schema(c: &ColumnsDef) -> Schema {

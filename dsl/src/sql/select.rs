@@ -55,6 +55,22 @@ pub fn lower(text: &SqlText, stmt: &Statement, schemas: &[Schema]) -> syn::Resul
         }
     };
     let select = plain_select(text, query)?;
+    if let [t] = select.from.as_slice() {
+        if !t.joins.is_empty() {
+            let stage = super::join::lower(text, &name, select, t, schemas)?;
+            // A join's rows nest both events: no columns SQL can read yet.
+            let schema = Schema {
+                stream: String::new(),
+                cols: Vec::new(),
+            };
+            return Ok(Lowered {
+                stage,
+                name,
+                sink,
+                schema,
+            });
+        }
+    }
     let (from, input) = from(text, select, schemas)?;
     let mut q = Lowering::new(text, input, &from);
     let stage = q.stage(&name, select)?;
@@ -477,7 +493,7 @@ fn column_of<'s>(scope: &'s Scope, a: &Expr) -> syn::Result<&'s Column> {
 }
 
 /// `__e.name`, cloned unless it is a plain copy.
-fn read(name: &str, ty: &Type, sp: Span) -> TokenStream {
+pub fn read(name: &str, ty: &Type, sp: Span) -> TokenStream {
     let f = Ident::new(name, sp);
     if schema::is_copy(ty) {
         quote_spanned!(sp=> __e.#f)
