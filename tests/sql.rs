@@ -110,7 +110,11 @@ fn sql_and_dsl_give_the_same_output_and_checkpoints() {
         .map(|o| (o.customer.as_str(), o.ts.div_euclid(300_000)))
         .collect();
     let kept = dsl_out.iter().filter(|(s, _)| s == "per_5min").count();
-    assert!(kept < windows.len(), "HAVING kept {kept} of {} windows", windows.len());
+    assert!(
+        kept < windows.len(),
+        "HAVING kept {kept} of {} windows",
+        windows.len()
+    );
     assert!(dsl_out == sql_out, "the outputs differ");
     assert_eq!(dsl_json.len(), 10);
     for (i, (a, b)) in dsl_json.iter().zip(&sql_json).enumerate() {

@@ -29,6 +29,10 @@ pub struct Scope<'a> {
 
 /// `|__e| <expr>`.
 pub fn closure(cx: &Scope, e: &Expr) -> syn::Result<TokenStream> {
+    let mut e = e;
+    while let Expr::Nested(inner) = e {
+        e = inner;
+    }
     let body = emit(cx, e, Kind::Other)?;
     let sp = cx.text.span(e.span());
     let var = Ident::new("__e", sp);
@@ -131,7 +135,7 @@ fn emit(cx: &Scope, e: &Expr, hint: Kind) -> syn::Result<TokenStream> {
         }
         Expr::Value(v) => literal(cx, &v.value, hint, sp, e),
         Expr::UnaryOp { op, expr } => {
-            let inner = operand(cx, expr, hint)?;
+            let inner = operand(cx, expr, hint, 6, false)?;
             match op {
                 U::Not => Ok(quote_spanned!(sp=> !#inner)),
                 U::Minus => Ok(quote_spanned!(sp=> -#inner)),
@@ -176,17 +180,32 @@ fn binary(cx: &Scope, l: &Expr, op: &B, r: &Expr, sp: Span, e: &Expr) -> syn::Re
         _ => return Err(unsupported(cx, e, &format!("the operator `{op}`"))),
     };
     let (lk, rk) = (kind_of(cx, l), kind_of(cx, r));
-    let (lhs, rhs) = (operand(cx, l, rk)?, operand(cx, r, lk)?);
+    let p = precedence(op);
+    let (lhs, rhs) = (operand(cx, l, rk, p, false)?, operand(cx, r, lk, p, true)?);
     Ok(quote!(#lhs #rust_op #rhs))
 }
 
-/// An operand of an operator: in parentheses if it is an operation itself.
-fn operand(cx: &Scope, e: &Expr, hint: Kind) -> syn::Result<TokenStream> {
+/// Rust's binding strength of a binary operator (comparisons do not chain).
+fn precedence(op: &B) -> u8 {
+    match op {
+        B::Or => 1,
+        B::And => 2,
+        B::Multiply | B::Divide | B::Modulo => 5,
+        B::Plus | B::Minus => 4,
+        _ => 3,
+    }
+}
+
+/// An operand of an operator binding with `outer` strength: in parentheses where Rust
+/// would group it otherwise (as a person writing the DSL would).
+fn operand(cx: &Scope, e: &Expr, hint: Kind, outer: u8, right: bool) -> syn::Result<TokenStream> {
     let code = emit(cx, e, hint)?;
-    Ok(match e {
-        Expr::BinaryOp { .. } => quote!((#code)),
-        _ => code,
-    })
+    let inner = match e {
+        Expr::BinaryOp { op, .. } => precedence(op),
+        _ => return Ok(code),
+    };
+    let parens = inner < outer || (inner == outer && (right || inner == 3));
+    Ok(if parens { quote!((#code)) } else { code })
 }
 
 /// `__e.name`, as a `&str` for strings (comparable with literals and each other).

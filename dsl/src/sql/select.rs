@@ -202,6 +202,7 @@ impl<'a> Lowering<'a> {
 
     fn stage(&mut self, name: &Ident, s: &Select) -> syn::Result<TokenStream> {
         self.refuse_extras(s)?;
+        self.out.stream = name.to_string();
         let sp = name.span();
         let from = Ident::new(&self.input.stream, sp);
         let mut ops = Vec::new();
@@ -234,7 +235,7 @@ impl<'a> Lowering<'a> {
                     .text
                     .error(h.span(), "HAVING without GROUP BY; use WHERE"));
             }
-            self.out = self.input.clone();
+            self.out.cols = self.input.cols.clone();
             return Ok(quote_spanned!(sp=> #name = #from #(#ops)*;));
         }
         ops.extend(self.grouped(s, group)?);
