@@ -209,3 +209,48 @@ fn sql_interval_join_is_the_dsl_interval_join() {
         <sql_join::Quick as Pipeline>::FINGERPRINT
     );
 }
+
+/// The source type named by its path: the `Columns` derive's macro is found beside it.
+mod by_path {
+    simplestream::pipeline! {
+        pub pipeline ByPath;
+        source orders: crate::common::Order, event_time = |o| o.ts, max_delay = 0s;
+        sql r#"SELECT customer, MAX(amount) AS top FROM orders GROUP BY customer, TUMBLE(ts, INTERVAL '1' SECOND)"#;
+    }
+}
+
+#[test]
+fn a_bare_select_is_the_sink_query() {
+    let mut p = by_path::ByPath::new();
+    let mut out = Vec::new();
+    for (c, amount, ts) in [
+        ("a", 1.0, 0),
+        ("a", 3.0, 10),
+        ("b", 2.0, 20),
+        ("a", 5.0, 1_000),
+    ] {
+        let customer = c.to_string();
+        p.process(
+            common::Order {
+                customer,
+                amount,
+                ts,
+            },
+            &mut out,
+        );
+    }
+    p.finish(&mut out);
+    let lines: Vec<String> = out
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            r#"{"customer":"a","window_start":0,"window_end":1000,"top":3.0}"#,
+            r#"{"customer":"b","window_start":0,"window_end":1000,"top":2.0}"#,
+            r#"{"customer":"a","window_start":1000,"window_end":2000,"top":5.0}"#,
+        ]
+    );
+    assert_eq!(<by_path::ByPath as Pipeline>::SINKS, ["query"]);
+}

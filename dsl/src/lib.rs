@@ -49,25 +49,28 @@ pub fn pipeline(input: TokenStream) -> TokenStream {
         Ok(def) => def,
         Err(e) => return e.to_compile_error(),
     };
-    if !def.columns.is_empty() {
-        // Called again by a `Columns` derive's macro: the call site is now inside that
-        // macro, so the user's tokens join its hygiene, as the generated code does.
-        def = match parse::parse(sql::columns::respan(
-            input.clone(),
-            proc_macro2::Span::call_site(),
-        )) {
-            Ok(def) => def,
-            Err(e) => return e.to_compile_error(),
-        };
-    }
-    match sql::lower(&mut def, &input) {
-        Ok(Some(ask_columns)) => return ask_columns,
-        Ok(None) => {}
-        Err(e) => return e.to_compile_error(),
-    }
-    match check::check(def) {
-        Ok(plan) => expand::expand(&plan, &text),
+    // Called again by a `Columns` derive's macro, the call site is inside that macro:
+    // everything generated resolves as the user's own tokens do instead, as in a
+    // direct call (and so the user's closures and the generated code share hygiene).
+    let user = (!def.columns.is_empty())
+        .then(|| {
+            def.name
+                .as_ref()
+                .or(def.sources.first().map(|s| &s.kw))
+                .map(|i| i.span())
+        })
+        .flatten();
+    let out = match sql::lower(&mut def, &input) {
+        Ok(Some(ask_columns)) => ask_columns,
+        Ok(None) => match check::check(def) {
+            Ok(plan) => expand::expand(&plan, &text),
+            Err(e) => e.to_compile_error(),
+        },
         Err(e) => e.to_compile_error(),
+    };
+    match user {
+        Some(site) => sql::columns::respan(out, site),
+        None => out,
     }
 }
 

@@ -67,18 +67,18 @@ fn refuse(at: &Ident, msg: &str) -> TokenStream {
     syn::Error::new(at.span(), msg).to_compile_error()
 }
 
-/// `tokens` resolving as `site` does, each where it was written.
+/// `tokens` resolving names as `site` does, each still where it was written.
 pub fn respan(tokens: TokenStream, site: Span) -> TokenStream {
     tokens
         .into_iter()
         .map(|t| match t {
             TokenTree::Group(g) => {
                 let mut n = Group::new(g.delimiter(), respan(g.stream(), site));
-                n.set_span(site.located_at(g.span()));
+                n.set_span(g.span().resolved_at(site));
                 TokenTree::Group(n)
             }
             mut other => {
-                other.set_span(site.located_at(other.span()));
+                other.set_span(other.span().resolved_at(site));
                 other
             }
         })

@@ -55,8 +55,7 @@ impl SqlText {
             let (a, b) = (self.offset(at.start)?, self.offset(at.end)?);
             self.lit.token().subspan(p + a..p + b.max(a + 1))
         })();
-        // Generated code resolves names as the call site does, and so must this.
-        Span::call_site().located_at(inner.unwrap_or_else(|| self.lit.span()))
+        inner.unwrap_or_else(|| self.lit.span())
     }
 
     /// An error about the SQL at `at`: the message names the position, as the span
