@@ -50,16 +50,10 @@ pub fn pipeline(input: TokenStream) -> TokenStream {
         Err(e) => return e.to_compile_error(),
     };
     // Called again by a `Columns` derive's macro, the call site is inside that macro:
-    // everything generated resolves as the user's own tokens do instead, as in a
-    // direct call (and so the user's closures and the generated code share hygiene).
-    let user = (!def.columns.is_empty())
-        .then(|| {
-            def.name
-                .as_ref()
-                .or(def.sources.first().map(|s| &s.kw))
-                .map(|i| i.span())
-        })
-        .flatten();
+    // everything generated resolves as in the user's own call instead (whose call site
+    // the first round gave the source names it passed along), so that the user's
+    // closures and the generated code share hygiene, as in a direct call.
+    let user = sql::first_call_site(&def);
     let out = match sql::lower(&mut def, &input) {
         Ok(Some(ask_columns)) => ask_columns,
         Ok(None) => match check::check(def) {

@@ -28,7 +28,7 @@ pub mod select;
 pub mod text;
 pub mod window;
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote};
 use sqlparser::ast::{SetExpr, Statement, TableFactor};
 use sqlparser::dialect::GenericDialect;
@@ -106,7 +106,8 @@ pub fn lower(def: &mut PipelineDef, input: &TokenStream) -> syn::Result<Option<T
         reads.contains(&s.name.to_string()) && !def.columns.iter().any(|c| c.source == s.name)
     });
     if let Some(src) = missing {
-        return callback(src, input).map(Some);
+        let site = first_call_site(def).unwrap_or_else(Span::call_site);
+        return callback(src, input, site).map(Some);
     }
     let mut schemas: Vec<Schema> = def.columns.iter().map(source_schema).collect();
     let mut inserts: Vec<(usize, StageDef)> = Vec::new();
@@ -172,8 +173,15 @@ fn source_schema(c: &ColumnsDef) -> Schema {
     }
 }
 
-/// `path::__simplestream_columns_Order! { orders; <input> }`.
-fn callback(src: &SourceDef, input: &TokenStream) -> syn::Result<TokenStream> {
+/// The call site of the user's own `pipeline!` call, once a `Columns` derive called it
+/// again: the span of the source names the first round passed along.
+pub fn first_call_site(def: &PipelineDef) -> Option<Span> {
+    def.columns.last().map(|c| c.source.span())
+}
+
+/// `path::__simplestream_columns_Order! { orders; <input> }`, the source name spanned
+/// at `site`, the user's call.
+fn callback(src: &SourceDef, input: &TokenStream, site: Span) -> syn::Result<TokenStream> {
     let path = match &src.ty {
         Type::Path(p) if p.qself.is_none() => &p.path,
         other => {
@@ -188,7 +196,7 @@ fn callback(src: &SourceDef, input: &TokenStream) -> syn::Result<TokenStream> {
     let ty_ident = last.ident.clone();
     last.ident = columns::macro_name(&ty_ident);
     last.arguments = syn::PathArguments::None;
-    let name = &src.name;
+    let name = Ident::new(&src.name.to_string(), site);
     let ty = &src.ty;
     let rt = quote!(::simplestream::__rt);
     let check = format_ident!("__sql_reads_{}", name);
