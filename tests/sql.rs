@@ -142,7 +142,7 @@ fn sql_and_dsl_give_the_same_output_and_checkpoints() {
     );
 }
 
-/// An interval join, in the DSL and in SQL.
+/// An interval join and a windowed join, in the DSL and in SQL.
 mod dsl_join {
     use crate::common::*;
     simplestream::pipeline! {
@@ -150,7 +150,9 @@ mod dsl_join {
         source sales: Sale, event_time = |s| s.ts, max_delay = 2s;
         source payments: Payment, event_time = |p| p.ts, max_delay = 2s;
         quick = sales.interval_join(payments, id: u64 = |s| s.id, |p| p.order_id, lower = 2s, upper = 5s);
+        paid = sales.join(payments, id: u64 = |s| s.id, |p| p.order_id).window(tumbling(10s));
         sink quick;
+        sink paid;
     }
 }
 
@@ -161,8 +163,11 @@ mod sql_join {
         source sales: Sale, event_time = |s| s.ts, max_delay = 2s;
         source payments: Payment, event_time = |p| p.ts, max_delay = 2s;
         sql r#"CREATE VIEW quick AS SELECT * FROM sales s JOIN payments p
-               ON s.id = p.order_id AND p.ts BETWEEN s.ts - INTERVAL '2' SECOND AND s.ts + INTERVAL '5' SECOND"#;
+               ON s.id = p.order_id AND p.ts BETWEEN s.ts - INTERVAL '2' SECOND AND s.ts + INTERVAL '5' SECOND;
+               CREATE VIEW paid AS SELECT * FROM sales JOIN payments
+               ON sales.id = payments.order_id AND TUMBLE(sales.ts, INTERVAL '10' SECOND) = TUMBLE(payments.ts, INTERVAL '10' SECOND)"#;
         sink quick;
+        sink paid;
     }
 }
 
@@ -190,7 +195,7 @@ fn run_join<P: Pipeline>(
 }
 
 #[test]
-fn sql_interval_join_is_the_dsl_interval_join() {
+fn sql_joins_are_the_dsl_joins() {
     use common::payments::Input as I;
     let (d, d_ck) = run_join::<dsl_join::Quick>(|e| match e {
         I::Sales(s) => dsl_join::quick::Input::Sales(s.clone()),
@@ -200,7 +205,12 @@ fn sql_interval_join_is_the_dsl_interval_join() {
         I::Sales(s) => sql_join::quick::Input::Sales(s.clone()),
         I::Payments(p) => sql_join::quick::Input::Payments(p.clone()),
     });
-    assert!(d.len() > 1_000, "{} pairs", d.len());
+    let windowed = d.iter().filter(|l| l.contains("window_start")).count();
+    assert!(
+        windowed > 500 && d.len() - windowed > 500,
+        "{windowed} of {} pairs windowed",
+        d.len()
+    );
     assert!(d == s, "the joined rows differ");
     assert!(d_ck.len() > 1_000, "join buffers are in the checkpoint");
     assert!(d_ck == s_ck, "the checkpoints differ");

@@ -40,6 +40,8 @@ pub mod sql;
 
 pub use plan::Plan;
 
+extern crate proc_macro;
+
 use proc_macro2::TokenStream;
 
 /// Parses, checks and expands `pipeline!` input; errors become `compile_error!`s.

@@ -106,7 +106,7 @@ fn misuse_is_reported_with_the_position_and_a_hint() {
         ("SELECT customer, COUNT(*) FROM orders GROUP BY customer, TUMBLE(ts, INTERVAL '5' FORTNIGHT)", "SQL syntax error"),
         ("SELECT customer, COUNT(*) FROM orders GROUP BY customer, TUMBLE(ts, 5)", "expected a duration such as INTERVAL '5' MINUTE"),
         ("SELECT customer, COUNT(*) FROM orders GROUP BY customer, TUMBLE(tss, INTERVAL '1' MINUTE)", "unknown column `tss`"),
-        ("SELECT * FROM orders o JOIN orders p ON o.customer = p.customer", "a join needs the time bounds"),
+        ("SELECT * FROM orders o JOIN orders p ON o.customer = p.customer", "a join needs a window, `TUMBLE(l.ts"),
         ("SELECT customer, COUNT(*) FROM orders GROUP BY customer\nHAVING x > 1", "unknown column `x` in `v`; its columns are customer, count (SQL line 2, column 8)"),
     ];
     for (sql, want) in cases {

@@ -67,20 +67,40 @@ fn refuse(at: &Ident, msg: &str) -> TokenStream {
     syn::Error::new(at.span(), msg).to_compile_error()
 }
 
-/// `tokens` resolving names as `site` does, each still where it was written.
+/// `tokens` as if `site`, the user's own `pipeline!` call, had made them: tokens the
+/// user wrote keep their place and resolve as `site` does; the others (made by the
+/// second round, whose call site lies in the derive's macro, or given by the derive)
+/// are placed at `site` too, as a direct call's expansion is.
 pub fn respan(tokens: TokenStream, site: Span) -> TokenStream {
     tokens
         .into_iter()
-        .map(|t| match t {
-            TokenTree::Group(g) => {
-                let mut n = Group::new(g.delimiter(), respan(g.stream(), site));
-                n.set_span(g.span().resolved_at(site));
-                TokenTree::Group(n)
-            }
-            mut other => {
-                other.set_span(other.span().resolved_at(site));
-                other
+        .map(|t| {
+            let span = if written_in(t.span(), site) {
+                t.span().resolved_at(site)
+            } else {
+                site
+            };
+            match t {
+                TokenTree::Group(g) => {
+                    let mut n = Group::new(g.delimiter(), respan(g.stream(), site));
+                    n.set_span(span);
+                    TokenTree::Group(n)
+                }
+                mut other => {
+                    other.set_span(span);
+                    other
+                }
             }
         })
         .collect()
+}
+
+/// True if `span` lies inside `site` (in a macro expansion; false elsewhere).
+fn written_in(span: Span, site: Span) -> bool {
+    if !proc_macro::is_available() {
+        return false;
+    }
+    let (s, site) = (span.unwrap(), site.unwrap());
+    let at = |p: proc_macro::Span| (p.line(), p.column());
+    s.file() == site.file() && at(site.start()) <= at(s.start()) && at(s.start()) <= at(site.end())
 }

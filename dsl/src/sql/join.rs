@@ -1,5 +1,6 @@
 //! `SELECT * FROM a JOIN b ON a.k = b.k AND b.ts BETWEEN a.ts - INTERVAL .. AND
-//! a.ts + INTERVAL ..`: the DSL's `interval_join`.
+//! a.ts + INTERVAL ..`: the DSL's `interval_join`; with `AND TUMBLE(a.ts, ..) =
+//! TUMBLE(b.ts, ..)` (or `HOP`) instead of the bounds, its windowed `join`.
 
 use proc_macro2::TokenStream;
 use quote::quote_spanned;
@@ -13,7 +14,7 @@ use super::expr::{self, Scope};
 use super::schema::{Column, Schema};
 use super::select::{duration_lit, read};
 use super::text::SqlText;
-use super::window::interval_ms;
+use super::window::{self, interval_ms};
 
 /// A stream in `FROM`: its schema and the names its columns may be qualified by.
 struct Side<'a> {
@@ -58,9 +59,14 @@ pub fn lower(
     let right = side(text, &j.relation, schemas)?;
     let mut conds = Vec::new();
     conjuncts(on, &mut conds);
-    let (mut key, mut bounds) = (None, None);
+    let (mut key, mut bounds, mut window) = (None, None, None);
     for c in conds {
         match c {
+            Expr::BinaryOp { left: a, op: BinaryOperator::Eq, right: b }
+                if window.is_none() && matches!(**a, Expr::Function(_)) =>
+            {
+                window = Some(same_window(text, a, b, &left, &right)?);
+            }
             Expr::BinaryOp { left: a, op: BinaryOperator::Eq, right: b } if key.is_none() => {
                 key = Some(key_columns(text, a, b, &left, &right)?);
             }
@@ -77,19 +83,22 @@ pub fn lower(
             "a join's ON needs the key equality `l.key = r.key`",
         ));
     };
-    let Some((lower, upper)) = bounds else {
-        return Err(text.error(on.span(), "a join needs the time bounds `r.ts BETWEEN l.ts - INTERVAL .. AND l.ts + INTERVAL ..` (windowed joins: use the DSL's `join` for now)"));
-    };
     let (l_in, r_in) = (
         Ident::new(&left.schema.stream, sp),
         Ident::new(&right.schema.stream, sp),
     );
     let (kname, kty) = (Ident::new(&lk.name, sp), &lk.ty);
     let (lv, rv) = (read(&lk.name, &lk.ty, sp), read(&rk.name, &rk.ty, sp));
-    let (lower, upper) = (duration_lit(lower, sp), duration_lit(upper, sp));
-    Ok(
-        quote_spanned!(sp=> #name = #l_in.interval_join(#r_in, #kname: #kty = |__e| #lv, |__e| #rv, lower = #lower, upper = #upper);),
-    )
+    let key = quote_spanned!(sp=> #kname: #kty = |__e| #lv, |__e| #rv);
+    match (bounds, window) {
+        (None, Some(w)) => Ok(quote_spanned!(sp=> #name = #l_in.join(#r_in, #key)#w;)),
+        (Some((lower, upper)), None) => {
+            let (lower, upper) = (duration_lit(lower, sp), duration_lit(upper, sp));
+            Ok(quote_spanned!(sp=> #name = #l_in.interval_join(#r_in, #key, lower = #lower, upper = #upper);))
+        }
+        (Some(_), Some(_)) => Err(text.error(on.span(), "a join is windowed (`TUMBLE(l.ts, ..) = TUMBLE(r.ts, ..)`) or bounded in time (`r.ts BETWEEN ..`), not both")),
+        (None, None) => Err(text.error(on.span(), "a join needs a window, `TUMBLE(l.ts, INTERVAL '1' MINUTE) = TUMBLE(r.ts, INTERVAL '1' MINUTE)` (or HOP), or time bounds, `r.ts BETWEEN l.ts - INTERVAL .. AND l.ts + INTERVAL ..`")),
+    }
 }
 
 fn side<'a>(text: &SqlText, t: &TableFactor, schemas: &'a [Schema]) -> syn::Result<Side<'a>> {
@@ -141,15 +150,9 @@ fn qualified<'a>(text: &SqlText, e: &Expr, side: &Side<'a>, what: &str) -> syn::
     let [q, id] = ids.as_slice() else {
         return Err(text.error(e.span(), format!("{what}: `{}.col`", side.names[0])));
     };
-    let scope = Scope {
-        text,
-        schema: side.schema,
-        qualifiers: side.names.clone(),
-        aggregates: Vec::new(),
-        clause: "ON",
-    };
-    let c = expr::column(&scope, Some(q), id)?;
-    let name = c.name.clone();
+    let name = expr::column(&on_scope(text, side), Some(q), id)?
+        .name
+        .clone();
     Ok(side
         .schema
         .cols
@@ -207,4 +210,32 @@ fn between(
         bound(low, BinaryOperator::Minus)?,
         bound(high, BinaryOperator::Plus)?,
     ))
+}
+
+/// `TUMBLE(l.ts, d) = TUMBLE(r.ts, d)` (or `HOP`): both events in the same window; the
+/// DSL's `.window(..)`.
+fn same_window(text: &SqlText, a: &Expr, b: &Expr, l: &Side, r: &Side) -> syn::Result<TokenStream> {
+    let wrong = |e: &Expr| {
+        text.error(e.span(), "a windowed join's ON says `TUMBLE(l.ts, INTERVAL '1' MINUTE) = TUMBLE(r.ts, INTERVAL '1' MINUTE)` (or HOP), the left stream's time first")
+    };
+    let lw = window::parse(text, a, &on_scope(text, l))?.ok_or_else(|| wrong(a))?;
+    let rw = window::parse(text, b, &on_scope(text, r))?.ok_or_else(|| wrong(b))?;
+    if lw.dsl.to_string() != rw.dsl.to_string() {
+        return Err(text.error(
+            b.span(),
+            "both sides of a windowed join name the same window",
+        ));
+    }
+    Ok(lw.dsl)
+}
+
+/// What `ON` may name of `side`.
+fn on_scope<'a>(text: &'a SqlText, side: &Side<'a>) -> Scope<'a> {
+    Scope {
+        text,
+        schema: side.schema,
+        qualifiers: side.names.clone(),
+        aggregates: Vec::new(),
+        clause: "ON",
+    }
 }

@@ -57,6 +57,9 @@ pub fn parse(text: &SqlText, g: &Expr, scope: &Scope) -> syn::Result<Option<SqlW
         Expr::Identifier(id) => {
             expr::column(scope, None, id)?;
         }
+        Expr::CompoundIdentifier(ids) if ids.len() == 2 => {
+            expr::column(scope, Some(&ids[0]), &ids[1])?;
+        }
         _ => return Err(text.error(time.span(), "the first argument is the event-time column (`ts`); the source's `event_time` computes it")),
     }
     let ms: Vec<i64> = durations
