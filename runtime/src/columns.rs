@@ -1,12 +1,15 @@
 //! Event types whose fields are SQL columns.
 
-/// A struct whose fields SQL statements in `pipeline!` read as columns; derive it with
-/// `#[derive(Columns)]` (the derive also tells `pipeline!` the fields' types).
+/// A struct whose fields SQL statements in `pipeline!` read as columns. Derive it with
+/// `simplestream`'s `#[derive(Columns)]`, which also tells `pipeline!` the fields'
+/// types; the impl it writes is this one:
 ///
 /// ```
-/// use simplestream::Columns;
-/// #[derive(Columns)]
+/// use simplestream_runtime::Columns;
 /// pub struct Order { pub customer: String, pub amount: f64, pub ts: i64 }
+/// impl Columns for Order {
+///     const COLUMNS: &'static [&'static str] = &["customer", "amount", "ts"];
+/// }
 /// assert_eq!(<Order as Columns>::COLUMNS, ["customer", "amount", "ts"]);
 /// ```
 #[diagnostic::on_unimplemented(
