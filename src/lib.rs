@@ -42,7 +42,7 @@
 
 extern crate self as simplestream;
 
-pub use simplestream_macros::{pipeline, Checkpointable};
+pub use simplestream_macros::{pipeline, Checkpointable, Columns};
 pub use simplestream_runtime::*;
 
 /// The runtime, under the path generated code uses.

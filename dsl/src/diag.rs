@@ -58,6 +58,19 @@ pub fn did_you_mean(name: &str, known: &[Known]) -> Option<&'static str> {
         .map(|(_, n)| n)
 }
 
+/// The name among `names` closest to `name`, if close enough (names only known at
+/// expansion time, such as a struct's fields).
+pub fn nearest<'a>(name: &str, names: &[&'a str]) -> Option<&'a str> {
+    let wanted = normalize(name);
+    let limit = (wanted.len() / 3).max(1);
+    names
+        .iter()
+        .map(|n| (distance(&wanted, &normalize(n)), *n))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
+}
+
 /// `unknown {what} `{name}`; did you mean `..`?`, or the list of what there is.
 pub fn unknown(what: &str, name: &str, known: &[Known], list: &str) -> String {
     match did_you_mean(name, known) {

@@ -8,7 +8,8 @@
 //! - [`ops`]: the operators, one file each, with their syntax, checks and code; the
 //!   table there drives parsing and "did you mean ...?";
 //! - [`expand`]: the plan to Rust code, including the plan as data (`Pipeline::PLAN`);
-//! - [`names`]: every generated name, made in one place.
+//! - [`names`]: every generated name, made in one place;
+//! - [`sql`]: `sql "SELECT ..."` statements, lowered into stage statements.
 //!
 //! ```
 //! let plan = simplestream_dsl::plan_str(r#"
@@ -35,25 +36,53 @@ pub mod names;
 pub mod ops;
 pub mod parse;
 pub mod plan;
+pub mod sql;
 pub mod upgrade;
 
 pub use plan::Plan;
+
+extern crate proc_macro;
 
 use proc_macro2::TokenStream;
 
 /// Parses, checks and expands `pipeline!` input; errors become `compile_error!`s.
 pub fn pipeline(input: TokenStream) -> TokenStream {
     let text = input.to_string();
-    match parse::parse(input).and_then(check::check) {
-        Ok(plan) => expand::expand(&plan, &text),
+    let mut def = match parse::parse(input.clone()) {
+        Ok(def) => def,
+        Err(e) => return e.to_compile_error(),
+    };
+    // Called again by a `Columns` derive's macro, the call site is inside that macro:
+    // everything generated resolves as in the user's own call instead (whose call site
+    // the first round gave the source names it passed along), so that the user's
+    // closures and the generated code share hygiene, as in a direct call.
+    let user = sql::first_call_site(&def);
+    let out = match sql::lower(&mut def, &input) {
+        Ok(Some(ask_columns)) => ask_columns,
+        Ok(None) => match check::check(def) {
+            Ok(plan) => expand::expand(&plan, &text),
+            Err(e) => e.to_compile_error(),
+        },
         Err(e) => e.to_compile_error(),
+    };
+    match user {
+        Some(site) => sql::columns::respan(out, site),
+        None => out,
     }
 }
 
 /// Parses and checks DSL text (for tools), returning the plan or the error messages.
 pub fn plan_str(text: &str) -> Result<Plan, String> {
     let tokens: TokenStream = text.parse().map_err(|e| format!("{e}"))?;
-    parse::parse(tokens).and_then(check::check).map_err(|e| {
+    let lowered =
+        parse::parse(tokens.clone()).and_then(|mut def| match sql::lower(&mut def, &tokens)? {
+            Some(_) => Err(syn::Error::new(
+                proc_macro2::Span::call_site(),
+                "SQL reads a source whose columns are not given (`__columns name { .. };`)",
+            )),
+            None => Ok(def),
+        });
+    lowered.and_then(check::check).map_err(|e| {
         e.into_iter()
             .map(|e| e.to_string())
             .collect::<Vec<_>>()

@@ -18,3 +18,10 @@ pub fn pipeline(input: TokenStream) -> TokenStream {
 pub fn derive_checkpointable(input: TokenStream) -> TokenStream {
     simplestream_dsl::derive::checkpointable(input.into()).into()
 }
+
+/// Makes a struct's fields SQL columns for `sql "..."` statements in `pipeline!`
+/// (implements `Columns` and tells `pipeline!` the fields' types).
+#[proc_macro_derive(Columns)]
+pub fn derive_columns(input: TokenStream) -> TokenStream {
+    simplestream_dsl::sql::columns::derive(input.into()).into()
+}

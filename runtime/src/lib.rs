@@ -25,6 +25,7 @@
 pub mod aggregate;
 pub mod checkpoint;
 pub mod codec;
+pub mod columns;
 pub mod coordinator;
 pub mod delta;
 pub mod distinct;
@@ -52,6 +53,7 @@ pub mod runner;
 
 pub use checkpoint::Checkpointable;
 pub use codec::{CheckpointError, Codec};
+pub use columns::Columns;
 pub use coordinator::{Coordinator, CoordinatorConfig};
 pub use envelope::Header;
 pub use pipeline::{Clock, Collector, OutputRecord, Pipeline};

@@ -2,9 +2,9 @@
 #![allow(dead_code)]
 
 use serde::{Deserialize, Serialize};
-use simplestream::{pipeline, Checkpointable};
+use simplestream::{pipeline, Checkpointable, Columns};
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Columns)]
 pub struct Order {
     pub customer: String,
     pub amount: f64,
@@ -129,14 +129,14 @@ pub fn orders(seed: u64, n: usize, keys: u64, disorder_ms: i64) -> Vec<Order> {
         .collect()
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Checkpointable)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Checkpointable, Columns)]
 pub struct Payment {
     pub order_id: u64,
     pub paid: f64,
     pub ts: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Checkpointable)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Checkpointable, Columns)]
 pub struct Sale {
     pub id: u64,
     pub customer: String,

@@ -27,6 +27,7 @@ use syn::{Attribute, Expr, Ident, Token, Type, Visibility};
 
 use crate::diag::{self, Known};
 use crate::ops::{self, Operator};
+use crate::sql::{ColumnsDef, SqlDef};
 
 /// A whole `pipeline! { ... }` invocation.
 pub struct PipelineDef {
@@ -42,6 +43,10 @@ pub struct PipelineDef {
     pub stages: Vec<StageDef>,
     /// `sink name;` lines.
     pub sinks: Vec<SinkDef>,
+    /// `sql "...";` statements (lowered into stages and sinks by [`crate::sql`]).
+    pub sql: Vec<SqlDef>,
+    /// Columns of sources SQL reads, given by their `Columns` derive.
+    pub columns: Vec<ColumnsDef>,
 }
 
 /// `source orders: Order, event_time = |o| o.ts, max_delay = 5s;`
@@ -106,6 +111,8 @@ mod kw {
     syn::custom_keyword!(pipeline);
     syn::custom_keyword!(source);
     syn::custom_keyword!(sink);
+    syn::custom_keyword!(sql);
+    syn::custom_keyword!(__columns);
 }
 
 /// Parses DSL tokens.
@@ -122,6 +129,8 @@ impl Parse for PipelineDef {
             sources: Vec::new(),
             stages: Vec::new(),
             sinks: Vec::new(),
+            sql: Vec::new(),
+            columns: Vec::new(),
         };
         while !input.is_empty() {
             let attrs = input.call(Attribute::parse_outer)?;
@@ -131,13 +140,23 @@ impl Parse for PipelineDef {
                 def.sources.push(input.parse()?);
             } else if input.peek(kw::sink) && input.peek2(Ident) {
                 def.sinks.push(input.parse()?);
+            } else if input.peek(kw::sql) && input.peek2(syn::LitStr) {
+                input.parse::<kw::sql>()?;
+                let lit = input.parse()?;
+                input
+                    .parse::<Token![;]>()
+                    .map_err(|e| syn::Error::new(e.span(), "expected `;` after `sql \"...\"`"))?;
+                let at = def.stages.len();
+                def.sql.push(SqlDef { lit, at });
+            } else if input.peek(kw::__columns) && input.peek2(Ident) {
+                def.columns.push(input.parse()?);
             } else if input.peek(Ident) {
                 let mut stage: StageDef = input.parse()?;
                 stage.upgrade = crate::upgrade::parse_attrs(&attrs)?;
                 def.stages.push(stage);
             } else {
                 return Err(input.error(
-                    "expected `pipeline Name;`, `source name: Type, ...;`, `name = input.op(...);` or `sink name;`",
+                    "expected `pipeline Name;`, `source name: Type, ...;`, `name = input.op(...);`, `sql \"SELECT ...\";` or `sink name;`",
                 ));
             }
         }
