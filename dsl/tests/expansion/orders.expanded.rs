@@ -339,7 +339,7 @@ impl Orders {
         __ts: i64,
         out: &mut C,
     ) {
-        let __kr = {
+        let __kr: &String = {
             let o: &Order = __v;
             &(o.customer)
         };
@@ -383,7 +383,7 @@ impl Orders {
         __ts: i64,
         out: &mut C,
     ) {
-        let __kr = {
+        let __kr: &String = {
             let o: &Order = __v;
             &(o.customer)
         };
