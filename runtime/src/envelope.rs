@@ -21,7 +21,7 @@
 //!
 //! The header lists every stage with the layout of its state (`stage_layouts`, version 2):
 //! a restore matches the checkpoint's stages to the pipeline's by name and layout (see
-//! [`upgrade`](crate::upgrade)), so a pipeline changed in ways its state can follow
+//! [`crate::upgrade`]), so a pipeline changed in ways its state can follow
 //! restores its older checkpoints. Version 1 checkpoints (no layouts) restore into the
 //! pipeline whose fingerprint they carry.
 //!

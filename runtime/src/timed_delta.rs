@@ -1,6 +1,6 @@
 //! Deltas of keyed state with timers: [`Session`] windows and the [`IntervalJoin`].
 //!
-//! Both keep their entries in a [`KeyedState`], whose stamps say which keys changed (a
+//! Both keep their entries in a [`KeyedState`](crate::KeyedState), whose stamps say which keys changed (a
 //! session opened, extended or closed; a join buffer added to or evicted from). Sessions
 //! whose every session closed leave tombstones; their timers are rebuilt for the keys a
 //! delta touches. The interval join's eviction queue (first in, first out) is written as

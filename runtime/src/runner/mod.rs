@@ -80,7 +80,7 @@ pub enum OnBadInput {
     args_conflicts_with_subcommands = true
 )]
 pub struct Args {
-    /// Input: a file of one JSON event per line, or kafka://host:port[,host:port]/topic
+    /// Input: a file of one JSON event per line, or `kafka://host:port[,host:port]/topic`
     /// (every partition; one JSON event per record).
     #[arg(long, value_name = "FILE|URL", required = true)]
     pub input: Option<PathBuf>,
