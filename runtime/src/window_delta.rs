@@ -24,10 +24,10 @@ use crate::Codec;
 /// ```
 /// use simplestream_runtime::{Codec, codec::StageWriter, delta::Tracked, window::Tumbling};
 /// let mut w: Tumbling<String, u64> = Tumbling::default();
-/// *w.acc_for(1_500, "a".into(), 1_000, 0).unwrap() += 1;
-/// *w.acc_for(2_500, "a".into(), 1_000, 0).unwrap() += 1;
+/// *w.acc_for(1_500, "a", 1_000, 0).unwrap() += 1;
+/// *w.acc_for(2_500, "a", 1_000, 0).unwrap() += 1;
 /// let since = w.version();
-/// *w.acc_for(2_700, "b".into(), 1_000, 0).unwrap() += 1;
+/// *w.acc_for(2_700, "b", 1_000, 0).unwrap() += 1;
 /// w.advance(2_000, 1_000, 0, &mut Vec::new()); // [1000, 2000) closes
 /// let mut out = Vec::new();
 /// let mut sw = StageWriter::new(Codec::Json, &mut out);
