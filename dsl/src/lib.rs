@@ -32,6 +32,7 @@ pub mod closure;
 pub mod derive;
 pub mod diag;
 pub mod expand;
+pub mod lock;
 pub mod names;
 pub mod ops;
 pub mod parse;
@@ -47,6 +48,12 @@ use proc_macro2::TokenStream;
 
 /// Parses, checks and expands `pipeline!` input; errors become `compile_error!`s.
 pub fn pipeline(input: TokenStream) -> TokenStream {
+    pipeline_at(input, None)
+}
+
+/// [`pipeline`] written in the source file `source`: the pipeline is checked against
+/// its state lock next to that file, if there is one (see [`lock`]).
+pub fn pipeline_at(input: TokenStream, source: Option<&std::path::Path>) -> TokenStream {
     let text = input.to_string();
     let mut def = match parse::parse(input.clone()) {
         Ok(def) => def,
@@ -60,7 +67,13 @@ pub fn pipeline(input: TokenStream) -> TokenStream {
     let out = match sql::lower(&mut def, &input) {
         Ok(Some(ask_columns)) => ask_columns,
         Ok(None) => match check::check(def) {
-            Ok(plan) => expand::expand(&plan, &text),
+            Ok(plan) => {
+                let mut out = expand::expand(&plan, &text);
+                if let Some(dir) = source.map(|f| f.parent().unwrap_or(std::path::Path::new(""))) {
+                    out.extend(lock::check(&plan, dir));
+                }
+                out
+            }
             Err(e) => e.to_compile_error(),
         },
         Err(e) => e.to_compile_error(),
@@ -73,7 +86,11 @@ pub fn pipeline(input: TokenStream) -> TokenStream {
 
 /// Parses and checks DSL text (for tools), returning the plan or the error messages.
 pub fn plan_str(text: &str) -> Result<Plan, String> {
-    let tokens: TokenStream = text.parse().map_err(|e| format!("{e}"))?;
+    plan_tokens(text.parse().map_err(|e| format!("{e}"))?)
+}
+
+/// [`plan_str`] of tokens.
+pub fn plan_tokens(tokens: TokenStream) -> Result<Plan, String> {
     let lowered =
         parse::parse(tokens.clone()).and_then(|mut def| match sql::lower(&mut def, &tokens)? {
             Some(_) => Err(syn::Error::new(

@@ -9,7 +9,9 @@ use proc_macro::TokenStream;
 /// Declares a stream pipeline; see the `simplestream` crate's documentation.
 #[proc_macro]
 pub fn pipeline(input: TokenStream) -> TokenStream {
-    simplestream_dsl::pipeline(input.into()).into()
+    // The state lock is looked for next to the file the pipeline is written in.
+    let source = proc_macro::Span::call_site().local_file();
+    simplestream_dsl::pipeline_at(input.into(), source.as_deref()).into()
 }
 
 /// Implements `Checkpointable` for a struct or enum that also derives serde's

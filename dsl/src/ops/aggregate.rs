@@ -17,6 +17,7 @@ use crate::closure;
 use crate::diag::{self, Errors, Known};
 use crate::expand::plan_data::type_text;
 use crate::expand::Cx;
+use crate::lock::layout::{Column as LayoutColumn, Part};
 use crate::names::camel;
 use crate::parse::name_and_type;
 use crate::plan::StagePlan;
@@ -444,6 +445,23 @@ impl Stateful for Aggregation {
                 quote!(#rt::plan::State::Windowed { key: ::core::option::Option::None, window: #w })
             }
         }
+    }
+
+    fn layout(&self) -> Vec<Part> {
+        let mut parts: Vec<Part> = self
+            .key()
+            .map(|k| Part::Key(k.typed()))
+            .into_iter()
+            .collect();
+        parts.extend(self.window().map(Window::layout));
+        let cols = self.columns.iter().map(|c| LayoutColumn {
+            name: c.name.to_string(),
+            ty: type_text(&c.out_ty),
+            func: c.func.to_string(),
+            span: c.name.span(),
+        });
+        parts.push(Part::Aggregate(cols.collect()));
+        parts
     }
 
     fn migrate(

@@ -69,6 +69,10 @@ impl Stateful for Distinct {
         quote!(#rt::plan::State::SeenKeys { key: #key })
     }
 
+    fn layout(&self) -> Vec<crate::lock::layout::Part> {
+        vec![crate::lock::layout::Part::Distinct(self.key.typed())]
+    }
+
     fn refuses_grouping(&self, op: &Ident) -> Option<String> {
         Some(format!("`{op}` cannot follow `distinct` in the same stage: `distinct` is not windowed (it passes the first event of each key ever); to group what it passes, start a new stage that reads this one"))
     }

@@ -68,6 +68,11 @@ impl Stateful for IntervalJoin {
         self.sides.plan_state(rt)
     }
 
+    fn layout(&self) -> Vec<crate::lock::layout::Part> {
+        let rest = format!(", lower {}ms, upper {}ms", self.lower, self.upper);
+        vec![self.sides.layout("interval_join", &rest)]
+    }
+
     fn right_input(&self) -> Option<&Ident> {
         Some(&self.sides.right.0)
     }

@@ -263,6 +263,20 @@ impl Sides {
         quote!(#rt::plan::Op::#op { right: #right, key: #key, key_type: #kt, left_type: #lt, right_type: #rtt, #rest })
     }
 
+    /// `join key: K of L, R` (`op` is `join` or `interval_join`), as a state layout
+    /// records it, followed by `rest`.
+    pub fn layout(&self, op: &str, rest: &str) -> crate::lock::layout::Part {
+        let (kt, lt, rtt) = (
+            type_text(&self.key_ty),
+            type_text(&self.left.1),
+            type_text(&self.right.1),
+        );
+        crate::lock::layout::Part::Other {
+            text: format!("{op} {}: {kt} of {lt}, {rtt}{rest}", self.key_name),
+            span: syn::spanned::Spanned::span(&self.key_ty),
+        }
+    }
+
     /// `plan::State::JoinBuffers { .. }`.
     pub fn plan_state(&self, rt: &TokenStream) -> TokenStream {
         let (l, r, k) = (
@@ -326,6 +340,10 @@ impl Stateful for WindowJoin {
 
     fn plan_state(&self, rt: &TokenStream) -> TokenStream {
         self.sides.plan_state(rt)
+    }
+
+    fn layout(&self) -> Vec<crate::lock::layout::Part> {
+        vec![self.sides.layout("join", ""), self.window.layout()]
     }
 
     fn right_input(&self) -> Option<&Ident> {

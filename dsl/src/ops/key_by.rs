@@ -116,6 +116,15 @@ impl Key {
         }
     }
 
+    /// The key as a state layout records it.
+    pub fn typed(&self) -> crate::lock::layout::Typed {
+        crate::lock::layout::Typed {
+            name: self.name.to_string(),
+            ty: type_text(&self.ty),
+            span: self.ty.span(),
+        }
+    }
+
     /// `plan::Op::KeyBy { .. }`.
     pub fn plan_data(&self, rt: &TokenStream) -> TokenStream {
         let (key, kt) = (self.name.to_string(), type_text(&self.ty));

@@ -91,6 +91,8 @@ pub trait Stateful {
     fn plan_data(&self, rt: &TokenStream) -> Vec<TokenStream>;
     /// What it keeps, for the plan data (`plan::State`).
     fn plan_state(&self, rt: &TokenStream) -> TokenStream;
+    /// Its state layout, part by part: what checkpoints and lock files record.
+    fn layout(&self) -> Vec<crate::lock::layout::Part>;
     /// The other input, for a join.
     fn right_input(&self) -> Option<&Ident> {
         None

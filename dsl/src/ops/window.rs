@@ -83,6 +83,10 @@ pub struct Window {
     pub kind: WindowKind,
     /// Allowed lateness, ms.
     pub lateness: i64,
+    /// Where the kind and its durations were written (`tumbling(5min)`).
+    pub span: Span,
+    /// Where the lateness was written (the window's span if it was not).
+    pub lateness_span: Span,
 }
 
 /// A `window` waiting for its `aggregate`.
@@ -214,7 +218,12 @@ impl WindowDef {
             Some(d) => d.ms,
             None => 0,
         };
-        Some(Window { kind, lateness })
+        Some(Window {
+            kind,
+            lateness,
+            span: self.span,
+            lateness_span: self.lateness.as_ref().map_or(self.span, |d| d.span),
+        })
     }
 }
 
@@ -270,6 +279,21 @@ impl Window {
     /// True for session windows.
     pub fn is_session(&self) -> bool {
         matches!(self.kind, WindowKind::Session { .. })
+    }
+
+    /// The window as a state layout records it (`window tumbling 300000ms, lateness 0ms`).
+    pub fn layout(&self) -> crate::lock::layout::Part {
+        let kind = match self.kind {
+            WindowKind::Tumbling { size } => format!("tumbling {size}ms"),
+            WindowKind::Sliding { size, slide } => format!("sliding {size}ms/{slide}ms"),
+            WindowKind::Session { gap } => format!("session {gap}ms"),
+        };
+        crate::lock::layout::Part::Window {
+            kind,
+            lateness: self.lateness,
+            span: self.span,
+            lateness_span: self.lateness_span,
+        }
     }
 
     /// `plan::Window { .. }`.

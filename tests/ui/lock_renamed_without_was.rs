@@ -1,0 +1,22 @@
+use serde::{Deserialize, Serialize};
+use simplestream::pipeline;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    pub customer: String,
+    pub shard: u32,
+    pub amount: f64,
+    pub ts: i64,
+}
+
+// Locked as `stats` (`LockRenamed.state.lock`), renamed without `#[was(stats)]`.
+pipeline! {
+    pipeline LockRenamed;
+    source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+    customer_stats = orders
+        .key_by(customer: String = |o| o.customer.clone())
+        .aggregate(count = count());
+    sink customer_stats;
+}
+
+fn main() {}
