@@ -674,3 +674,265 @@ mod check {
         );
     }
 }
+
+/// `customer_stats` with one more column, `n = count()`, declared.
+mod count_added {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Shop;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        #[migrate(added(n))]
+        customer_stats = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .aggregate(count = count(), amount: f64 = sum(|o| o.amount), n = count());
+        per_min = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .window(tumbling(1min))
+            .aggregate(n = count());
+        per_shard = orders.key_by(shard: u32 = |o| (o.ts % 7) as u32).aggregate(n = count());
+        sink per_min;
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+    /// An added `count` column: after the migration and the rest of the input, the old
+    /// columns equal a run of the new version over all of it, and the new column equals
+    /// a run over the input since the migration (its state starts from the default).
+    #[test]
+    fn an_added_count_column_equals_recomputing_since_the_migration(
+        amounts in proptest::collection::vec((0u8..5, 0u32..1000), 1..200),
+        split in 0usize..200,
+        binary in proptest::bool::ANY,
+    ) {
+        let events: Vec<Order> = amounts
+            .iter()
+            .enumerate()
+            .map(|(i, (c, a))| Order { customer: format!("C{c}"), amount: *a as f64, ts: T0 + i as i64 * 97 })
+            .collect();
+        let split = split.min(events.len());
+        let codec = if binary { Codec::Binary } else { Codec::Json };
+        let p = run(v1::Shop::new(), &events[..split]);
+        let bytes = envelope::encode(&p, codec, 1, T0, Default::default()).unwrap();
+        let migrated = decode_with::<count_added::Shop>(&bytes, &Default::default()).unwrap().pipeline;
+        let resumed = state(&run(migrated, &events[split..]), "customer_stats");
+        let all = state(&run(count_added::Shop::new(), &events), "customer_stats");
+        let since = state(&run(count_added::Shop::new(), &events[split..]), "customer_stats");
+        let customers = all.as_object().unwrap();
+        proptest::prop_assert_eq!(resumed.as_object().unwrap().len(), customers.len());
+        for (c, row) in customers {
+            proptest::prop_assert_eq!(&resumed[c]["count"], &row["count"]);
+            proptest::prop_assert_eq!(&resumed[c]["amount"], &row["amount"]);
+            let n = since.get(c).map_or(serde_json::json!(0), |r| r["n"].clone());
+            proptest::prop_assert_eq!(&resumed[c]["n"], &n, "{}", c);
+        }
+    }
+}
+
+/// The walkthrough of the README: the `orders` example as deployed (the article's
+/// counts: C001 25, C002 18, C003 43), then a version with a filter and a new column,
+/// restarted by the runner on the old checkpoints.
+mod walkthrough {
+    use super::*;
+    use clap::Parser;
+    use simplestream::runner::{run as run_program, Args};
+    use simplestream_examples::orders::Orders;
+    use std::io::Write;
+    use std::path::Path;
+
+    mod next {
+        use super::Order;
+        simplestream::pipeline! {
+            pub pipeline Orders;
+            source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+            valid = orders.filter(|o| o.amount > 0.0);
+            #[migrate(added(max_amount))]
+            customer_stats = valid
+                .key_by(customer: String = |o| o.customer.clone())
+                .aggregate(count = count(), amount: f64 = sum(|o| o.amount), max_amount: f64 = max(|o| o.amount));
+            per_5min = orders
+                .key_by(customer: String = |o| o.customer.clone())
+                .window(tumbling(5min))
+                .aggregate(orders = count(), amount: f64 = sum(|o| o.amount));
+            sink per_5min;
+        }
+    }
+
+    fn append(dir: &Path, orders: &[Order]) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("orders.jsonl"))
+            .unwrap();
+        for o in orders {
+            writeln!(f, "{}", serde_json::to_string(o).unwrap()).unwrap();
+        }
+    }
+
+    fn args(dir: &Path) -> Args {
+        let d = |f: &str| dir.join(f).to_str().unwrap().to_string();
+        Args::try_parse_from([
+            "orders",
+            "--input",
+            &d("orders.jsonl"),
+            "--output",
+            &d("out.jsonl"),
+            "--checkpoint-dir",
+            &d("ckpt"),
+            "--quiet",
+        ])
+        .unwrap()
+    }
+
+    fn latest_stats(dir: &Path) -> Value {
+        let store =
+            simplestream::store::FileStore::open(dir.join("ckpt"), "default", Default::default())
+                .unwrap();
+        let mut c = simplestream::Coordinator::new(store, Default::default());
+        let r = c.recover::<next::Orders>().unwrap().unwrap();
+        state(&r.pipeline, "customer_stats")
+    }
+
+    #[test]
+    fn a_filter_and_a_column_added_and_the_counts_go_on() {
+        let t = tempfile::tempdir().unwrap();
+        let article = [("C001", 25), ("C002", 18), ("C003", 43)];
+        let mut deployed = Vec::new();
+        for (c, n) in article {
+            for i in 0..n {
+                let ts = T0 + deployed.len() as i64 * 1_000;
+                deployed.push(Order {
+                    customer: c.into(),
+                    amount: 10.0 + i as f64,
+                    ts,
+                });
+            }
+        }
+        append(t.path(), &deployed);
+        run_program::<Orders>(&args(t.path())).unwrap();
+
+        // The new version: C001 orders once more, and a refund (amount < 0) is filtered.
+        let ts = T0 + 100_000;
+        append(
+            t.path(),
+            &[
+                Order {
+                    customer: "C001".into(),
+                    amount: 30.0,
+                    ts,
+                },
+                Order {
+                    customer: "C002".into(),
+                    amount: -5.0,
+                    ts: ts + 1,
+                },
+            ],
+        );
+        let said = run_program::<next::Orders>(&args(t.path())).unwrap();
+        let stats = latest_stats(t.path());
+        assert_eq!(stats["C001"]["count"], 26, "{stats} ({said})");
+        assert_eq!(
+            stats["C001"]["max_amount"], 30.0,
+            "the new column saw one order"
+        );
+        assert_eq!(stats["C002"]["count"], 18, "the refund was filtered");
+        assert_eq!(stats["C002"]["max_amount"], Value::Null, "from its default");
+        assert_eq!(stats["C003"]["count"], 43);
+    }
+}
+
+/// Windowed stages as deployed: a tumbling window per customer, a sliding window per
+/// shard (a `u32` key), a window over all events.
+mod windows_v1 {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Win;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        per_min = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .window(tumbling(1min))
+            .aggregate(n = count());
+        per_shard = orders
+            .key_by(shard: u32 = |o| (o.ts % 7) as u32)
+            .window(sliding(2min, 1min))
+            .aggregate(n = count(), amount: f64 = sum(|o| o.amount));
+        all = orders.window(tumbling(1min)).aggregate(n = count());
+        sink per_min;
+    }
+}
+
+/// A column added to each window with its migration, the sliding window's key widened.
+mod windows_v2 {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Win;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        #[migrate(added(top))]
+        per_min = orders
+            .key_by(customer: String = |o| o.customer.clone())
+            .window(tumbling(1min))
+            .aggregate(n = count(), top: f64 = max(|o| o.amount));
+        #[migrate(old_key = |k: u32| -> u64 { k as u64 })]
+        per_shard = orders
+            .key_by(shard: u64 = |o| (o.ts % 7) as u64)
+            .window(sliding(2min, 1min))
+            .aggregate(n = count(), amount: f64 = sum(|o| o.amount));
+        #[migrate(added(total))]
+        all = orders.window(tumbling(1min)).aggregate(n = count(), total: f64 = sum(|o| o.amount));
+        sink per_min;
+    }
+}
+
+#[test]
+fn windowed_columns_and_keys_migrate() {
+    let events = orders();
+    let v1 = run(windows_v1::Win::new(), &events[..SPLIT]);
+    for codec in [Codec::Json, Codec::Binary] {
+        let bytes = envelope::encode(&v1, codec, 1, T0, Default::default()).unwrap();
+        let r = decode_with::<windows_v2::Win>(&bytes, &Default::default()).unwrap();
+        assert!(
+            r.actions
+                .iter()
+                .all(|a| matches!(a, StageAction::Migrate { .. })),
+            "{:?}",
+            r.actions
+        );
+        // The open windows keep their counts; the new columns start from their default.
+        let (old, new) = (state(&v1, "per_min"), state(&r.pipeline, "per_min"));
+        let windows = old["windows"].as_object().unwrap();
+        assert!(!windows.is_empty());
+        for (start, keys) in windows {
+            for (k, acc) in keys.as_object().unwrap() {
+                assert_eq!(
+                    new["windows"][start][k]["n"], acc["n"],
+                    "{codec} {start} {k}"
+                );
+                assert_eq!(new["windows"][start][k]["top"], Value::Null, "{codec}");
+            }
+        }
+        assert_eq!(new["watermark"], old["watermark"]);
+        assert_eq!(
+            state(&r.pipeline, "per_shard"),
+            state(&v1, "per_shard"),
+            "{codec}"
+        );
+        assert_eq!(
+            state(&r.pipeline, "all")["windows"]
+                .as_object()
+                .unwrap()
+                .len(),
+            1
+        );
+        // After the rest of the input, only windows opened after the restart are open:
+        // each stage equals a run of version 2 that never stopped.
+        let resumed = run(r.pipeline, &events[SPLIT..]);
+        let fresh = run(windows_v2::Win::new(), &events);
+        for stage in ["per_min", "per_shard", "all"] {
+            assert_eq!(
+                state(&resumed, stage),
+                state(&fresh, stage),
+                "{codec} {stage}"
+            );
+        }
+    }
+}

@@ -7,6 +7,7 @@ use syn::{ExprClosure, Ident, Type};
 
 use super::plan_data::type_text;
 use super::Cx;
+use crate::ops::window::Window;
 use crate::parse::DurationLit;
 use crate::plan::StagePlan;
 use crate::upgrade::Migration;
@@ -49,9 +50,10 @@ pub fn state(
     cx: &Cx,
     migrations: &[Migration],
     key_ty: Option<&Type>,
-    windowed: bool,
+    window: Option<&Window>,
     cols: &[(&Ident, &TokenStream)],
 ) -> syn::Result<TokenStream> {
+    let windowed = window.is_some();
     let rt = &cx.rt;
     let w = sorted(migrations)?;
     let at = |m: &dyn Fn(&Migration) -> bool| {
@@ -79,10 +81,11 @@ pub fn state(
             "every column is new: nothing is left to migrate; remove `#[migrate(..)]` and drop the old state with `--allow-dropped-state`",
         ));
     }
-    if windowed && (!w.added.is_empty() || w.key.is_some()) {
+    let converts = !w.added.is_empty() || w.key.is_some();
+    if converts && window.is_some_and(Window::is_session) {
         return Err(syn::Error::new(
             at(&|m| !matches!(m, Migration::Lateness { .. })),
-            "a windowed stage migrates only its allowed lateness (`old_lateness = ..`): its open windows hold accumulators of the old layout",
+            "a session-windowed stage migrates only its allowed lateness (`old_lateness = ..`); tumbling and sliding windows migrate columns and keys too",
         ));
     }
     if w.lateness.is_some() && !windowed {
@@ -91,16 +94,80 @@ pub fn state(
             "`old_lateness` needs a window: this stage has none",
         ));
     }
+    if w.key.is_some() && key_ty.is_none() {
+        return Err(syn::Error::new(
+            at(&|m| matches!(m, Migration::Key { .. })),
+            "`old_key` needs a key: this stage has none",
+        ));
+    }
     let state_path = s.names.path(&s.names.state);
-    if windowed {
+    if !converts {
         return Ok(quote!(#rt::codec::read::<#state_path>(codec, bytes)?));
     }
-    let key_ty = key_ty.expect("a stage without a window is keyed");
-    Ok(keyed(s, cx, &w, key_ty, cols))
+    Ok(match (key_ty, windowed) {
+        (Some(key_ty), false) => keyed(s, cx, &w, key_ty, cols),
+        (Some(key_ty), true) => keyed_windows(s, cx, &w, key_ty, cols),
+        (None, _) => global_windows(s, cx, &w, cols),
+    })
 }
 
-/// A per-key state read in its old layout and rebuilt entry by entry; keys that convert
-/// to one new key are merged.
+/// `struct __Old` (the accumulator without the added columns) and `__acc`, a closure
+/// from an old accumulator to a new one whose added columns start from their default.
+fn old_acc(s: &StagePlan, cx: &Cx, w: &Wanted, cols: &[(&Ident, &TokenStream)]) -> TokenStream {
+    let (rt, serde, serde_path) = (&cx.rt, &cx.serde, cx.serde_path);
+    let acc = s.names.path(&s.names.acc);
+    let (kept_names, kept_aggs): (Vec<_>, Vec<_>) = cols
+        .iter()
+        .filter(|(n, _)| !w.added.contains(n))
+        .copied()
+        .unzip();
+    let rest = (!w.added.is_empty()).then(|| quote!(..::core::default::Default::default()));
+    quote! {
+        #[derive(#serde::Deserialize)]
+        #[serde(crate = #serde_path)]
+        struct __Old { #( #kept_names: <#kept_aggs as #rt::aggregate::Aggregate>::Acc, )* }
+        let __acc = |__v: __Old| #acc { #( #kept_names: __v.#kept_names, )* #rest };
+    }
+}
+
+/// [`old_acc`], and `__rekey`: a closure from an old per-key map to a new one, keys
+/// converted (keys that convert to one new key are merged). Returns the old key type too.
+fn rekey(
+    s: &StagePlan,
+    cx: &Cx,
+    w: &Wanted,
+    key_ty: &Type,
+    cols: &[(&Ident, &TokenStream)],
+) -> (TokenStream, TokenStream) {
+    let rt = &cx.rt;
+    let acc = s.names.path(&s.names.acc);
+    let (old_key, convert) = match w.key {
+        Some((f, old)) => (old.to_token_stream(), f.to_token_stream()),
+        None => (key_ty.to_token_stream(), quote!(|k| k)),
+    };
+    let old_acc = old_acc(s, cx, w, cols);
+    let prelude = quote! {
+        #old_acc
+        let __convert = #convert;
+        let __rekey = |mut __old: #rt::KeyedState<#old_key, __Old>| -> #rt::KeyedState<#key_ty, #acc> {
+            let mut __new: #rt::KeyedState<#key_ty, #acc> = ::core::default::Default::default();
+            for (__k, __v) in __old.drain() {
+                let __k: #key_ty = __convert(__k);
+                let __v = __acc(__v);
+                match __new.get_mut(&__k) {
+                    ::core::option::Option::Some(__a) => #rt::aggregate::Accumulator::merge(__a, &__v),
+                    ::core::option::Option::None => {
+                        __new.insert(__k, __v);
+                    }
+                }
+            }
+            __new
+        };
+    };
+    (prelude, old_key)
+}
+
+/// A per-key state read in its old layout and rebuilt entry by entry.
 fn keyed(
     s: &StagePlan,
     cx: &Cx,
@@ -108,38 +175,91 @@ fn keyed(
     key_ty: &Type,
     cols: &[(&Ident, &TokenStream)],
 ) -> TokenStream {
-    let (rt, serde, serde_path) = (&cx.rt, &cx.serde, cx.serde_path);
-    let (acc, state_path) = (s.names.path(&s.names.acc), s.names.path(&s.names.state));
-    let kept: Vec<(&Ident, &TokenStream)> = cols
-        .iter()
-        .filter(|(n, _)| !w.added.contains(n))
-        .copied()
-        .collect();
-    let (kept_names, kept_aggs): (Vec<_>, Vec<_>) = kept.into_iter().unzip();
-    // The new columns start from their default.
-    let rest = (!w.added.is_empty()).then(|| quote!(..::core::default::Default::default()));
-    let (old_key, convert) = match w.key {
-        Some((f, old)) => (old.to_token_stream(), f.to_token_stream()),
-        None => (key_ty.to_token_stream(), quote!(|k| k)),
-    };
+    let rt = &cx.rt;
+    let state_path = s.names.path(&s.names.state);
+    let (prelude, old_key) = rekey(s, cx, w, key_ty, cols);
     quote!({
-        #[derive(#serde::Deserialize)]
-        #[serde(crate = #serde_path)]
-        struct __Old { #( #kept_names: <#kept_aggs as #rt::aggregate::Aggregate>::Acc, )* }
-        let mut __old: #rt::KeyedState<#old_key, __Old> = #rt::codec::read(codec, bytes)?;
-        let mut __new: #rt::KeyedState<#key_ty, #acc> = ::core::default::Default::default();
-        let __convert = #convert;
-        for (__k, __v) in __old.drain() {
-            let __k: #key_ty = __convert(__k);
-            let __v = #acc { #( #kept_names: __v.#kept_names, )* #rest };
-            match __new.get_mut(&__k) {
-                ::core::option::Option::Some(__a) => #rt::aggregate::Accumulator::merge(__a, &__v),
-                ::core::option::Option::None => {
-                    __new.insert(__k, __v);
-                }
-            }
-        }
-        #state_path { state: __new }
+        #prelude
+        let __old: #rt::KeyedState<#old_key, __Old> = #rt::codec::read(codec, bytes)?;
+        #state_path { state: __rekey(__old) }
+    })
+}
+
+/// Tumbling or sliding windows per key read in their old layout, each window's map
+/// rebuilt entry by entry. The new state is written in the checkpoint's codec and read
+/// back as the stage's state: the windows' own reader rebuilds what is not saved.
+fn keyed_windows(
+    s: &StagePlan,
+    cx: &Cx,
+    w: &Wanted,
+    key_ty: &Type,
+    cols: &[(&Ident, &TokenStream)],
+) -> TokenStream {
+    let (rt, serde, serde_path) = (&cx.rt, &cx.serde, cx.serde_path);
+    let acc = s.names.path(&s.names.acc);
+    let (prelude, old_key) = rekey(s, cx, w, key_ty, cols);
+    let map = quote!(::std::collections::BTreeMap);
+    reencode(
+        s,
+        cx,
+        quote! {
+            #prelude
+            #[derive(#serde::Deserialize)]
+            #[serde(crate = #serde_path)]
+            struct __OldWindows { watermark: i64, windows: #map<i64, #rt::KeyedState<#old_key, __Old>> }
+            #[derive(#serde::Serialize)]
+            #[serde(crate = #serde_path)]
+            struct __NewWindows { watermark: i64, windows: #map<i64, #rt::KeyedState<#key_ty, #acc>> }
+            let __old: __OldWindows = #rt::codec::read(codec, bytes)?;
+            let __new = __NewWindows {
+                watermark: __old.watermark,
+                windows: __old.windows.into_iter().map(|(__s, __m)| (__s, __rekey(__m))).collect(),
+            };
+        },
+    )
+}
+
+/// Windows over all events (no key) read in their old layout, added columns filled in.
+fn global_windows(
+    s: &StagePlan,
+    cx: &Cx,
+    w: &Wanted,
+    cols: &[(&Ident, &TokenStream)],
+) -> TokenStream {
+    let (rt, serde, serde_path) = (&cx.rt, &cx.serde, cx.serde_path);
+    let acc = s.names.path(&s.names.acc);
+    let old_acc = old_acc(s, cx, w, cols);
+    let map = quote!(::std::collections::BTreeMap);
+    reencode(
+        s,
+        cx,
+        quote! {
+            #old_acc
+            #[derive(#serde::Deserialize)]
+            #[serde(crate = #serde_path)]
+            struct __OldWindows { watermark: i64, windows: #map<i64, __Old> }
+            #[derive(#serde::Serialize)]
+            #[serde(crate = #serde_path)]
+            struct __NewWindows { watermark: i64, windows: #map<i64, #acc> }
+            let __old: __OldWindows = #rt::codec::read(codec, bytes)?;
+            let __new = __NewWindows {
+                watermark: __old.watermark,
+                windows: __old.windows.into_iter().map(|(__s, __a)| (__s, __acc(__a))).collect(),
+            };
+        },
+    )
+}
+
+/// `convert` (which leaves the new state's saved form in `__new`), then `__new` written
+/// in `codec` and read back as the stage's state.
+fn reencode(s: &StagePlan, cx: &Cx, convert: TokenStream) -> TokenStream {
+    let rt = &cx.rt;
+    let state_path = s.names.path(&s.names.state);
+    quote!({
+        #convert
+        let mut __bytes = ::std::vec::Vec::new();
+        #rt::codec::write(codec, &__new, &mut __bytes)?;
+        #rt::codec::read::<#state_path>(codec, &__bytes)?
     })
 }
 

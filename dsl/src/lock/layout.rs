@@ -110,7 +110,19 @@ impl Part {
 /// ```
 pub fn text(parts: &[Part], earlier: &Earlier) -> String {
     let parts: Vec<String> = parts.iter().map(|p| p.text(earlier)).collect();
-    parts.join("; ")
+    flat(&parts.join("; "))
+}
+
+/// `text` without the line breaks (and other whitespace but spaces) that the compiler,
+/// unlike a tool, may put in a long type's text: a lock reads the same from both.
+///
+/// ```
+/// assert_eq!(simplestream_dsl::lock::layout::flat("<Aas::Agg>::\nOutput"), "<Aas::Agg>::Output");
+/// ```
+pub fn flat(text: &str) -> String {
+    text.chars()
+        .filter(|c| *c == ' ' || !c.is_whitespace())
+        .collect()
 }
 
 /// A layout's text read back into parts (spans are the call site's): what a lock holds.

@@ -456,7 +456,7 @@ impl Stateful for Aggregation {
         parts.extend(self.window().map(Window::layout));
         let cols = self.columns.iter().map(|c| LayoutColumn {
             name: c.name.to_string(),
-            ty: type_text(&c.out_ty),
+            ty: crate::lock::layout::flat(&type_text(&c.out_ty)),
             func: c.func.to_string(),
             span: c.name.span(),
         });
@@ -477,7 +477,7 @@ impl Stateful for Aggregation {
             cx,
             migrations,
             self.key().map(|k| &k.ty),
-            self.window().is_some(),
+            self.window(),
             &cols,
         )
     }

@@ -272,7 +272,10 @@ impl Sides {
             type_text(&self.right.1),
         );
         crate::lock::layout::Part::Other {
-            text: format!("{op} {}: {kt} of {lt}, {rtt}{rest}", self.key_name),
+            text: crate::lock::layout::flat(&format!(
+                "{op} {}: {kt} of {lt}, {rtt}{rest}",
+                self.key_name
+            )),
             span: syn::spanned::Spanned::span(&self.key_ty),
         }
     }

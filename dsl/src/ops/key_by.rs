@@ -120,7 +120,7 @@ impl Key {
     pub fn typed(&self) -> crate::lock::layout::Typed {
         crate::lock::layout::Typed {
             name: self.name.to_string(),
-            ty: type_text(&self.ty),
+            ty: crate::lock::layout::flat(&type_text(&self.ty)),
             span: self.ty.span(),
         }
     }

@@ -14,7 +14,7 @@ pipeline! {
     #[migrate(added(top))]
     per_min = orders
         .key_by(customer: String = |o| o.customer.clone())
-        .window(tumbling(1min))
+        .window(session(1min))
         .aggregate(n = count(), top: f64 = max(|o| o.amount));
     sink per_min;
 }
