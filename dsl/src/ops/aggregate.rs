@@ -10,6 +10,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, Ident, Token, Type};
 
 use super::key_by::Key;
+use super::pair_fold::{self, Pairs};
 use super::window::{self, Window};
 use super::{OpDef, Operator, StageCode, StageItems, Stateful};
 use crate::check::stage::StageBuilder;
@@ -538,6 +539,49 @@ impl Stateful for Aggregation {
             advance,
             flush,
         }
+    }
+
+    fn fold_pairs(&self, s: &StagePlan, cx: &Cx, pairs: &Pairs) -> Option<TokenStream> {
+        let Grouping::KeyWindow(k, w) = &self.grouping else {
+            return None;
+        };
+        let tumbling = matches!(w.kind, window::WindowKind::Tumbling { .. });
+        if !tumbling
+            || type_text(&k.ty) != type_text(pairs.key_ty)
+            || !pair_fold::is_field(&k.f, pairs.key_name)
+        {
+            return None;
+        }
+        let rt = &cx.rt;
+        let mut folds = Vec::new();
+        for c in &self.columns {
+            let (col, agg) = (&c.name, &c.agg_ty);
+            folds.push(match (c.func, &c.value) {
+                ("count", _) => quote!(__acc.#col += __pairs;),
+                ("min" | "max", Some(v)) => {
+                    let (side, f) = pair_fold::one_side(v, pairs)?;
+                    let events = [quote!(__left), quote!(__right)][side].clone();
+                    quote! {
+                        for __e in #events.iter() {
+                            #rt::aggregate::add::<#agg>(&mut __acc.#col, #f(__e));
+                        }
+                    }
+                }
+                _ => return None,
+            });
+        }
+        let consts = window::Consts::new(&s.names, w);
+        let (f, size, lateness) = (&s.names.field, &consts.size, &consts.lateness);
+        Some(quote! {
+            match self.#f.state.acc_for(__ts, __kr, #size, #lateness) {
+                ::core::option::Option::Some(__acc) => {
+                    let __pairs = (__left.len() as u64) * (__right.len() as u64);
+                    #(#folds)*
+                    true
+                }
+                ::core::option::Option::None => false,
+            }
+        })
     }
 
     fn unsorted_input(&self, lateness: i64) -> Option<Vec<TokenStream>> {

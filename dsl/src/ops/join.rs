@@ -445,6 +445,15 @@ impl WindowJoin {
         );
         let kn = &self.sides.key_name;
         let (lname, rname) = self.sides.field_names();
+        let fused = super::pair_fold::child_fold(s, cx, &self.sides).map(|fold| {
+            quote! {
+                let __folded = { let __kr = &__key; #fold };
+                if __folded {
+                    self.#f.state.recycle(__left, __right);
+                    continue;
+                }
+            }
+        });
         quote! {
             #[allow(unused_variables)]
             fn #fire<C: #rt::Collector<#module::Output>>(&mut self, out: &mut C) {
@@ -453,6 +462,7 @@ impl WindowJoin {
                 for __f in __fired.drain(..) {
                     let #rt::join::JoinFired { start: __start, end: __end, key: mut __key, left: mut __left, right: mut __right } = __f;
                     let __ts = __end - 1;
+                    #fused
                     let __n = __left.len();
                     // Each pair's row is built by moving the buffered events in and
                     // back out (no clones); rights wait in `__done` for the next left.

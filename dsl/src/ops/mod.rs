@@ -13,6 +13,7 @@ pub mod interval_join;
 pub mod join;
 pub mod key_by;
 pub mod map;
+pub mod pair_fold;
 pub mod window;
 
 use proc_macro2::{Span, TokenStream};
@@ -110,6 +111,12 @@ pub trait Stateful {
     /// the aggregates whose `ORDER_INSENSITIVE` must all hold for that.
     fn unsorted_input(&self, lateness: i64) -> Option<Vec<TokenStream>> {
         let _ = lateness;
+        None
+    }
+    /// For the only reader of a windowed join's pairs: the fold of one closed join group
+    /// into its state, if it can take groups rather than pairs (see [`pair_fold`]).
+    fn fold_pairs(&self, s: &StagePlan, cx: &Cx, pairs: &pair_fold::Pairs) -> Option<TokenStream> {
+        let _ = (s, cx, pairs);
         None
     }
     /// True if it has by-value push methods, to which a lone upstream moves its events.
