@@ -234,6 +234,11 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
         self.map.drain().map(|(k, s)| (k, s.value))
     }
 
+    /// Number of keys it can hold without growing.
+    pub fn capacity(&self) -> usize {
+        self.map.capacity()
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.map.len()
