@@ -154,12 +154,19 @@ pub(crate) fn claim(
     key: &str,
     positions: &BTreeMap<String, u64>,
     args: &Args,
+    task: Option<&super::tasks::Task>,
 ) -> Result<Claim, String> {
     match e {
         Endpoint::File(p) if args.from_scratch => SinkFile::claim_overwrite(p).map(Claim::File),
         Endpoint::File(p) => SinkFile::claim(p, key, positions).map(Claim::File),
         #[cfg(feature = "kafka")]
-        Endpoint::Kafka(u) => super::kafka::KafkaSink::open(u, key, positions, &args.instance)
-            .map(|k| Claim::Kafka(Box::new(k))),
+        Endpoint::Kafka(u) => {
+            let target = match task {
+                Some(t) => t.sink_target(),
+                None => super::kafka::sink::SinkTarget::single(&args.instance),
+            };
+            super::kafka::KafkaSink::open(u, key, positions, &target)
+                .map(|k| Claim::Kafka(Box::new(k)))
+        }
     }
 }

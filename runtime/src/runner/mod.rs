@@ -21,6 +21,7 @@
 
 pub mod checkpoints;
 pub mod endpoint;
+pub mod fence;
 pub mod identity;
 pub mod input;
 #[cfg(feature = "kafka")]
@@ -33,6 +34,7 @@ pub mod pause;
 mod progress;
 pub mod sink;
 pub mod source;
+mod tasks;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -139,6 +141,20 @@ pub struct Args {
     /// Dead-letter file or topic for --on-bad-input dead-letter [default: OUTPUT.dead].
     #[arg(long, value_name = "FILE|URL")]
     pub dead_letter: Option<PathBuf>,
+    /// Kafka input: run one task per listed partition (e.g. 0,2), each with its own
+    /// state and checkpoints (DIR/GROUP/checkpoints/partition-N/), writing partition N
+    /// of the output topics. Several instances share a topic by listing different
+    /// partitions; an instance taking a partition over fences out its previous owner.
+    #[arg(long, value_name = "N,N,...", value_delimiter = ',', num_args = 1..)]
+    pub partitions: Option<Vec<i32>>,
+    /// With --partitions: the key column the input topic is partitioned by (records
+    /// with one key in one partition); every stateful stage must be keyed by it.
+    #[arg(long, value_name = "COLUMN")]
+    pub partition_key: Option<String>,
+    /// With --partitions: the name the instances sharing a topic use for its partitions'
+    /// checkpoints [default: the pipeline's name].
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
     /// Kafka input without a checkpoint: start at each partition's oldest record
     /// (earliest) or after its newest (latest). A checkpoint's offsets always win.
     #[arg(long, value_enum, default_value = "earliest")]
@@ -415,6 +431,8 @@ impl<P: Pipeline, S: Source> Run<P, S> {
         }
         let positions = match self.positions() {
             Ok(p) => p,
+            // A fenced output: another instance owns this partition now.
+            Err(e) if e.starts_with("fenced:") => return Err(e),
             Err(e) => return self.outcome(Err(Failure::Retry(e)), why, Some(started)),
         };
         // Outputs durable past what the latest checkpoint records: a restart truncates.
@@ -522,8 +540,21 @@ impl From<CoordinatorError> for Failure {
     }
 }
 
-/// Runs the pipeline as `args` say; returns a one-line summary.
+/// Runs the pipeline as `args` say; returns a one-line summary (one per partition with
+/// `--partitions`).
 pub fn run<P>(args: &Args) -> Result<String, RunError>
+where
+    P: Pipeline,
+    P::Event: DeserializeOwned,
+{
+    match &args.partitions {
+        Some(parts) => tasks::run_all::<P>(args, parts),
+        None => run_task::<P>(args, None),
+    }
+}
+
+/// One run: the whole input, or with `task` one partition of it.
+fn run_task<P>(args: &Args, task: Option<&tasks::Task>) -> Result<String, RunError>
 where
     P: Pipeline,
     P::Event: DeserializeOwned,
@@ -535,8 +566,13 @@ where
     };
     let remote = !matches!(url, StoreUrl::File(_));
     check_paths(&ends, &url)?;
-    let store: Box<dyn CheckpointStore + Send> = match &url {
-        StoreUrl::File(dir) => {
+    let store: Box<dyn CheckpointStore + Send> = match (&url, task) {
+        (StoreUrl::File(dir), Some(t)) => {
+            let store = FileStore::open_unlocked(dir.join(&t.group), &t.store_instance())
+                .map_err(|e| e.to_string())?;
+            Box::new(fence::FencedStore::new(store, t.fence.clone()))
+        }
+        (StoreUrl::File(dir), None) => {
             let store = FileStore::open(dir, &args.instance, FileStoreOptions::default())
                 .map_err(|e| e.to_string())?;
             for t in store.cleaned_temp_files() {
@@ -544,7 +580,7 @@ where
             }
             Box::new(store)
         }
-        other => other
+        (other, _) => other
             .open(&args.instance, false)
             .map_err(|e| e.to_string())?,
     };
@@ -625,8 +661,9 @@ where
                 args.follow,
                 Duration::from_millis(args.idle_timeout as u64),
                 P::event_time,
+                task.map(|t| t.partition),
             )?;
-            let outputs = open_outputs::<P>(args, &ends, &positions)?;
+            let outputs = open_outputs::<P>(args, &ends, &positions, task)?;
             let run = Run::new(
                 pipeline, coord, background, outputs, input, &positions, args,
             );
@@ -659,7 +696,7 @@ where
     )
     .map_err(|e| format!("reading {}: {e}", input_path.display()))?;
     input.follow = args.follow;
-    let outputs = open_outputs::<P>(args, &ends, &positions)?;
+    let outputs = open_outputs::<P>(args, &ends, &positions, task)?;
     let stop = stop_flag()?;
     let mut run = Run::new(
         pipeline, coord, background, outputs, input, &positions, args,
@@ -966,11 +1003,12 @@ fn open_outputs<P: Pipeline>(
     args: &Args,
     ends: &endpoint::Endpoints,
     positions: &BTreeMap<String, u64>,
+    task: Option<&tasks::Task>,
 ) -> Result<Outputs, RunError> {
-    let main = endpoint::claim(&ends.output, "output", positions, args)?;
-    let late = endpoint::claim(&ends.late, "late", positions, args)?;
+    let main = endpoint::claim(&ends.output, "output", positions, args, task)?;
+    let late = endpoint::claim(&ends.late, "late", positions, args, task)?;
     let dead = match &ends.dead {
-        Some(d) => Some(endpoint::claim(d, "dead_letter", positions, args)?),
+        Some(d) => Some(endpoint::claim(d, "dead_letter", positions, args, task)?),
         None => None,
     };
     Ok(Outputs {

@@ -159,6 +159,35 @@ impl FileStore {
         Ok(store)
     }
 
+    /// A writer like [`open`](Self::open) that takes no lock: for a partition's
+    /// checkpoints, which a new owner takes over while the old one may still hold them
+    /// (frozen, cut off); a [`Fence`](crate::runner::fence::Fence) orders the writers
+    /// instead. Temporary files left there are removed: an older owner's write in
+    /// progress then fails, which it would anyway.
+    ///
+    /// ```
+    /// use simplestream_runtime::store::FileStore;
+    /// let tmp = tempfile::tempdir().unwrap();
+    /// let _a = FileStore::open_unlocked(tmp.path(), "partition-0").unwrap();
+    /// assert!(FileStore::open_unlocked(tmp.path(), "partition-0").is_ok());
+    /// ```
+    pub fn open_unlocked(dir: impl AsRef<Path>, instance: &str) -> Result<FileStore, StoreError> {
+        validate_instance(instance)?;
+        let mut store = FileStore {
+            dir: dir.as_ref().join("checkpoints").join(instance),
+            instance: instance.to_string(),
+            read_only: false,
+            _lock: None,
+            cleaned: Vec::new(),
+            fail_after: None,
+            puts: 0,
+            tmp_seq: AtomicU64::new(0),
+        };
+        store.prepare_dirs(dir.as_ref())?;
+        store.cleaned = store.remove_temp_files()?;
+        Ok(store)
+    }
+
     /// The instance directory, `<checkpoint-dir>/checkpoints/<instance>`.
     pub fn dir(&self) -> &Path {
         &self.dir

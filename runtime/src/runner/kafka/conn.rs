@@ -71,14 +71,14 @@ impl Conn {
             .map(|t| t.partitions.into_iter().collect()))
     }
 
-    /// Creates `topic` with one partition.
-    pub(crate) fn create_topic(&self, topic: &str) -> Result<(), String> {
+    /// Creates `topic` with `partitions` partitions.
+    pub(crate) fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), String> {
         let controller = self
             .client
             .controller_client()
             .map_err(|e| format!("{}: {e}", self.url))?;
         let r = self.wait("creating the topic", || {
-            controller.create_topic(topic, 1, 1, 5_000)
+            controller.create_topic(topic, partitions, 1, 5_000)
         });
         match r {
             Ok(()) => Ok(()),

@@ -67,3 +67,9 @@ impl fmt::Display for TopicUrl {
         write!(f, "kafka://{}/{}", self.brokers.join(","), self.topic)
     }
 }
+
+/// How many partitions the topic has; `None` if there is no such topic.
+pub(crate) fn partition_count(url: &TopicUrl) -> Result<Option<i32>, String> {
+    let conn = conn::Conn::connect(url)?;
+    Ok(conn.partitions(&url.topic)?.map(|p| p.len() as i32))
+}

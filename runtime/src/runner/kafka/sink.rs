@@ -17,10 +17,41 @@ pub const INSTANCE_HEADER: &str = "simplestream-instance";
 pub const SEQ_HEADER: &str = "simplestream-seq";
 /// Records are produced once this many bytes are pending (and at every checkpoint).
 const BATCH_BYTES: usize = 512 * 1024;
-/// The partition written: one, so the topic holds the rows in the pipeline's order.
-const PARTITION: i32 = 0;
 
-/// Appends output rows to partition 0 of a topic. Every record carries the instance
+/// Who writes which partition of an output topic.
+///
+/// ```
+/// use simplestream_runtime::runner::kafka::sink::SinkTarget;
+/// // A whole-topic run: its rows go to partition 0, in the pipeline's order.
+/// let t = SinkTarget::single("app-instance-1");
+/// assert_eq!((t.partition, t.create_partitions), (0, 1));
+/// ```
+#[derive(Debug, Clone)]
+pub struct SinkTarget {
+    /// The writer's name in the [`INSTANCE_HEADER`] of its rows: an instance, or a
+    /// partition's task (the same for every owner the partition has had).
+    pub writer: String,
+    /// The partition written.
+    pub partition: i32,
+    /// Partitions to create the topic with if it is missing.
+    pub create_partitions: i32,
+    /// Checked before every produce: a fenced writer produces nothing more.
+    pub fence: Option<crate::runner::fence::Fence>,
+}
+
+impl SinkTarget {
+    /// Partition 0, written by `instance`, no fence.
+    pub fn single(instance: &str) -> SinkTarget {
+        SinkTarget {
+            writer: instance.to_string(),
+            partition: 0,
+            create_partitions: 1,
+            fence: None,
+        }
+    }
+}
+
+/// Appends output rows to one partition of a topic (see [`SinkTarget`]). Every record carries the instance
 /// and its sequence number (headers [`INSTANCE_HEADER`], [`SEQ_HEADER`]); a checkpoint
 /// saves, after producing every pending record, the sequence number reached
 /// (`{key}.len`) and the partition's offset after the last record acknowledged
@@ -61,23 +92,38 @@ struct Partition {
     client: PartitionClient,
     url: TopicUrl,
     instance: String,
+    id: i32,
+    fence: Option<crate::runner::fence::Fence>,
 }
 
 impl KafkaSink {
     /// Opens `url` for the output saved under `key` in `positions` (empty on a first
-    /// start or with `--from-scratch`), creating the topic (one partition) if missing.
+    /// start or with `--from-scratch`), creating the topic if missing.
     pub fn open(
         url: &TopicUrl,
         key: &str,
         positions: &BTreeMap<String, u64>,
-        instance: &str,
+        target: &SinkTarget,
     ) -> Result<KafkaSink, String> {
         let conn = Conn::connect(url)?;
-        if conn.partitions(&url.topic)?.is_none() {
-            conn.create_topic(&url.topic)?;
-            tracing::info!("created topic {url} (one partition) for the output");
+        match conn.partitions(&url.topic)? {
+            None => {
+                conn.create_topic(&url.topic, target.create_partitions)?;
+                tracing::info!(
+                    "created topic {url} ({} partition(s)) for the output",
+                    target.create_partitions
+                );
+            }
+            Some(ids) if !ids.contains(&target.partition) => {
+                return Err(format!(
+                    "{url} has {} partition(s), no partition {} to write: give the output topic as many partitions as the input has",
+                    ids.len(),
+                    target.partition
+                ));
+            }
+            Some(_) => {}
         }
-        let client = conn.partition(&url.topic, PARTITION)?;
+        let client = conn.partition(&url.topic, target.partition)?;
         let saved_end = positions.get(&format!("{key}.kafka_end")).copied();
         let committed = positions.get(&format!("{key}.len")).copied().unwrap_or(0);
         if saved_end.is_none() && committed > 0 {
@@ -93,7 +139,9 @@ impl KafkaSink {
             conn,
             client,
             url: url.clone(),
-            instance: instance.to_string(),
+            instance: target.writer.clone(),
+            id: target.partition,
+            fence: target.fence.clone(),
         };
         part.check_holds(from)?;
         let ours = part.ours_from(from, committed)?;
@@ -111,7 +159,7 @@ impl KafkaSink {
             .map_err(|e| format!("starting the producer of {url}: {e}"))?;
         Ok(KafkaSink {
             url: url.clone(),
-            instance: instance.to_string(),
+            instance: target.writer.clone(),
             seq: committed,
             end: from,
             pending: Vec::new(),
@@ -247,8 +295,9 @@ impl Partition {
             return Ok(());
         }
         Err(format!(
-            "{}: partition {PARTITION} has no record at offset {}, the last one the checkpoint committed: the topic was deleted or emptied outside SimpleStream; start over with --from-scratch",
+            "{}: partition {} has no record at offset {}, the last one the checkpoint committed: the topic was deleted or emptied outside SimpleStream; start over with --from-scratch",
             self.url,
+            self.id,
             from - 1
         ))
     }
@@ -322,6 +371,9 @@ impl Partition {
                 }
             }
             first_try = false;
+            if let Some(f) = &self.fence {
+                f.check()?;
+            }
             let client = &self.client;
             let r = self.conn.wait_once("writing output", || {
                 client.produce(records.clone(), Compression::NoCompression)

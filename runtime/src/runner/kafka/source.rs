@@ -84,7 +84,8 @@ pub enum Poll<E> {
 impl<E: DeserializeOwned> KafkaSource<E> {
     /// Opens `url` at the offsets saved in `positions` (`source.kafka.p{N}`); partitions
     /// the checkpoint does not name start at `from` on a first start, at their earliest
-    /// offset otherwise (they were added since).
+    /// offset otherwise (they were added since). With `only`, just that partition is
+    /// read (a partition's task).
     pub fn open(
         url: &TopicUrl,
         positions: &BTreeMap<String, u64>,
@@ -92,14 +93,24 @@ impl<E: DeserializeOwned> KafkaSource<E> {
         follow: bool,
         idle: Duration,
         time: fn(&E) -> Option<i64>,
+        only: Option<i32>,
     ) -> Result<Self, String> {
         let conn = Conn::connect(url)?;
-        let Some(ids) = conn.partitions(&url.topic)? else {
+        let Some(mut ids) = conn.partitions(&url.topic)? else {
             return Err(format!(
                 "{url}: there is no topic `{}` on the brokers (create it, or fix the URL)",
                 url.topic
             ));
         };
+        if let Some(p) = only {
+            if !ids.contains(&p) {
+                return Err(format!(
+                    "{url}: there is no partition {p} (the topic has {})",
+                    ids.len()
+                ));
+            }
+            ids = vec![p];
+        }
         let restored = positions.contains_key("source.kafka.partitions");
         if !positions.is_empty() && !restored {
             return Err(format!(

@@ -1,0 +1,421 @@
+//! Several `orders` instances sharing a 6-partition topic by partition (`--partitions`,
+//! static assignment; tansu on 127.0.0.1, started per test): kills, restarts and
+//! rescales 3 -> 2 -> 3 end with every output partition equal to a single instance's
+//! run, record by record; a frozen instance whose partitions were taken over writes
+//! nothing for them. Kills and freezes land at pause points (progress), never after a
+//! sleep.
+//!
+//! Without the tansu binary (`cargo xtask tools` installs it) each test returns early,
+//! unless `SIMPLESTREAM_REQUIRE_SERVERS=1`, where it fails.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder};
+use rskafka::record::Record;
+use support::servers::{self, Server};
+use support::*;
+
+const GROUP: &str = "orders";
+
+struct Kafka {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+}
+
+impl Kafka {
+    fn new(server: &Server) -> Kafka {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = rt
+            .block_on(ClientBuilder::new(vec![server.addr()]).build())
+            .expect("connect to tansu");
+        Kafka { rt, client }
+    }
+
+    fn partition(&self, topic: &str, p: i32) -> PartitionClient {
+        self.rt
+            .block_on(
+                self.client
+                    .partition_client(topic, p, UnknownTopicHandling::Retry),
+            )
+            .unwrap()
+    }
+
+    /// Creates `topic` with `parts` partitions and writes each order to the partition
+    /// of its customer (`C007` -> 7 % parts), keyed by the customer, as a producer
+    /// partitioning by customer would. Returns each partition's lines.
+    fn fill_by_customer(&self, topic: &str, parts: i32, text: &str) -> Vec<String> {
+        let c = self.client.controller_client().unwrap();
+        self.rt
+            .block_on(c.create_topic(topic, parts, 1, 5_000))
+            .unwrap();
+        let mut per: Vec<String> = vec![String::new(); parts as usize];
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let n: i32 = v["customer"].as_str().unwrap()[1..].parse().unwrap();
+            per[(n % parts) as usize].push_str(line);
+            per[(n % parts) as usize].push('\n');
+        }
+        for (p, lines) in per.iter().enumerate() {
+            let pc = self.partition(topic, p as i32);
+            let all: Vec<&str> = lines.lines().collect();
+            for chunk in all.chunks(500) {
+                let recs = chunk
+                    .iter()
+                    .map(|l| {
+                        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                        Record {
+                            key: Some(v["customer"].as_str().unwrap().as_bytes().to_vec()),
+                            value: Some(l.as_bytes().to_vec()),
+                            headers: BTreeMap::new(),
+                            timestamp: Default::default(),
+                        }
+                    })
+                    .collect();
+                self.rt
+                    .block_on(pc.produce(recs, Compression::NoCompression))
+                    .unwrap();
+            }
+        }
+        per
+    }
+
+    /// The values of partition `p` of `topic`, in offset order, checked to be one
+    /// writer's rows numbered 0, 1, 2, ... (each once).
+    fn rows(&self, topic: &str, p: i32) -> Vec<String> {
+        let pc = self.partition(topic, p);
+        let end = self.rt.block_on(pc.get_offset(OffsetAt::Latest)).unwrap();
+        let (mut at, mut rows) = (0, Vec::new());
+        while at < end {
+            let (recs, _) = self
+                .rt
+                .block_on(pc.fetch_records(at, 1..64 << 20, 500))
+                .unwrap();
+            let Some(last) = recs.iter().map(|r| r.offset).max() else {
+                break;
+            };
+            for r in recs.into_iter().filter(|r| r.offset >= at) {
+                let h = &r.record.headers;
+                let seq: u64 = String::from_utf8(h["simplestream-seq"].clone())
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let writer = String::from_utf8(h["simplestream-instance"].clone()).unwrap();
+                assert_eq!(writer, format!("{GROUP}/partition-{p}"), "{topic}/{p}");
+                assert_eq!(
+                    seq,
+                    rows.len() as u64,
+                    "{topic} partition {p}: a row is doubled or missing"
+                );
+                rows.push(String::from_utf8(r.record.value.unwrap()).unwrap());
+            }
+            at = last + 1;
+        }
+        rows
+    }
+}
+
+fn url(server: &Server, topic: &str) -> String {
+    format!("kafka://{}/{topic}", server.addr())
+}
+
+/// An `orders` instance owning `parts`, with partition checkpoints under `dir`.
+fn instance(server: &Server, dir: &Path, out: &str, name: &str, parts: &str) -> Command {
+    let mut c = Command::new(orders_bin());
+    c.args([
+        "--input",
+        &url(server, "orders"),
+        "--output",
+        &url(server, out),
+    ]);
+    c.arg("--checkpoint-dir").arg(dir);
+    c.args(["--instance", name, "--partitions", parts]);
+    c.args(["--partition-key", "customer", "--group", GROUP]);
+    c.args(["--checkpoint-every", "250"]);
+    c.env_remove("SIMPLESTREAM_FAILPOINT")
+        .env_remove("SIMPLESTREAM_PAUSE_AT")
+        .env_remove("RUST_LOG");
+    c
+}
+
+/// A started instance and its stderr, read line by line.
+struct Proc {
+    child: Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStderr>>,
+    seen: Vec<String>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// Started with pause points at `pause_at` events of each of its partitions.
+    fn spawn(mut c: Command, pause_at: Option<u64>) -> Proc {
+        if let Some(n) = pause_at {
+            c.env("SIMPLESTREAM_PAUSE_AT", n.to_string());
+        }
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn orders");
+        let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        Proc {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads stderr until a line contains `needle`; panics (with stderr) if it exits
+    /// first.
+    fn wait_for(&mut self, needle: &str) {
+        for line in self.lines.by_ref() {
+            let line = line.unwrap();
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return;
+            }
+        }
+        panic!("exited before {needle:?}:\n{}", self.seen.join("\n"));
+    }
+
+    /// Waits until one of its partitions stands at a pause point.
+    fn wait_paused(&mut self) {
+        self.wait_for(PAUSED);
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Lets every paused partition go on, then waits for the exit.
+    fn finish(mut self, tasks: usize) -> (bool, String) {
+        let mut stdin = self.child.stdin.take().unwrap();
+        let _ = stdin.write_all("\n".repeat(tasks).as_bytes());
+        drop(stdin);
+        let rest: Vec<String> = self.lines.by_ref().map(|l| l.unwrap()).collect();
+        self.seen.extend(rest);
+        let ok = self.child.wait().unwrap().success();
+        (ok, self.seen.join("\n"))
+    }
+}
+
+fn run_all_ok(cmds: Vec<Command>) {
+    let procs: Vec<Proc> = cmds.into_iter().map(|c| Proc::spawn(c, None)).collect();
+    for p in procs {
+        let (ok, err) = p.finish(0);
+        assert!(ok, "an instance failed:\n{err}");
+    }
+}
+
+/// customer_stats of partition `p`'s latest checkpoint.
+fn stats_of(dir: &Path, p: i32) -> serde_json::Value {
+    let out = Command::new(orders_bin())
+        .args(["checkpoints", "show"])
+        .arg(dir.join(GROUP))
+        .args(["--instance", &format!("partition-{p}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let ck: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    ck["customer_stats"].clone()
+}
+
+fn assert_stats(dir: &Path, p: i32, lines: &str) {
+    let stats = stats_of(dir, p);
+    let stats = stats.as_object().unwrap();
+    let expected = expected_stats(lines);
+    assert_eq!(stats.len(), expected.len(), "customers of partition {p}");
+    for (c, (count, cents)) in &expected {
+        assert_eq!(stats[c]["count"].as_u64(), Some(*count), "count of {c}");
+        let amount = stats[c]["amount"].as_f64().unwrap();
+        assert!(
+            (amount * 100.0 - *cents as f64).abs() < 0.5,
+            "{c}: {amount}"
+        );
+    }
+}
+
+const PARTS: i32 = 6;
+
+/// Every partition of `out` (and `out.late`) equals `reference`'s, record by record.
+fn assert_same_output(kafka: &Kafka, reference: &str, out: &str) -> usize {
+    let mut total = 0;
+    for p in 0..PARTS {
+        let (want, got) = (kafka.rows(reference, p), kafka.rows(out, p));
+        assert!(!want.is_empty(), "partition {p} has output");
+        assert_eq!(got.len(), want.len(), "rows of partition {p}");
+        assert!(got == want, "partition {p} differs from the reference");
+        total += got.len();
+        let late = format!("{reference}.late");
+        assert_eq!(kafka.rows(&format!("{out}.late"), p), kafka.rows(&late, p));
+    }
+    total
+}
+
+#[test]
+fn three_instances_kill_restart_rescale_equal_one_instance() {
+    let Some(server) = servers::tansu() else {
+        return;
+    };
+    let kafka = Kafka::new(&server);
+    let text = order_lines(181, 12_000, 60, 997, 0);
+    let per = kafka.fill_by_customer("orders", PARTS, &text);
+    let tmp = tmp();
+    let (reference, shared) = (tmp.path().join("reference"), tmp.path().join("shared"));
+    run_all_ok(vec![instance(
+        &server,
+        &reference,
+        "ref",
+        "solo",
+        "0,1,2,3,4,5",
+    )]);
+
+    let inst = |name: &str, parts: &str| instance(&server, &shared, "out", name, parts);
+    // Three instances; each stands at a pause point; one of them is killed there and
+    // restarted, then all three are killed (a rescale by crash).
+    let mut a = Proc::spawn(inst("a", "0,1"), Some(600));
+    let mut b = Proc::spawn(inst("b", "2,3"), Some(700));
+    let mut c = Proc::spawn(inst("c", "4,5"), Some(800));
+    for p in [&mut a, &mut b, &mut c] {
+        p.wait_paused();
+    }
+    a.kill();
+    let mut a = Proc::spawn(inst("a", "0,1"), Some(1_100));
+    a.wait_for("restored checkpoint");
+    a.wait_paused();
+    for p in [a, b, c] {
+        p.kill();
+    }
+    // Two instances take the six partitions over, and are killed at pause points.
+    let mut x = Proc::spawn(inst("x", "0,1,2"), Some(1_300));
+    let mut y = Proc::spawn(inst("y", "3,4,5"), Some(1_400));
+    x.wait_for("took partition");
+    for p in [&mut x, &mut y] {
+        p.wait_paused();
+    }
+    x.kill();
+    y.kill();
+    // Three again, to the end.
+    run_all_ok(vec![inst("a", "0,1"), inst("b", "2,3"), inst("c", "4,5")]);
+
+    let rows = assert_same_output(&kafka, "ref", "out");
+    eprintln!("{rows} rows in 6 partitions after 1 + 3 + 2 kills and two rescales");
+    for p in 0..PARTS {
+        assert_stats(&shared, p, &per[p as usize]);
+        assert_stats(&reference, p, &per[p as usize]);
+    }
+}
+
+#[test]
+fn a_frozen_instance_whose_partitions_were_taken_over_writes_nothing_for_them() {
+    let Some(server) = servers::tansu() else {
+        return;
+    };
+    let kafka = Kafka::new(&server);
+    let text = order_lines(182, 9_000, 60, 997, 0);
+    kafka.fill_by_customer("orders", PARTS, &text);
+    let tmp = tmp();
+    let (reference, shared) = (tmp.path().join("reference"), tmp.path().join("shared"));
+    run_all_ok(vec![instance(
+        &server,
+        &reference,
+        "ref",
+        "solo",
+        "0,1,2,3,4,5",
+    )]);
+    let inst = |name: &str, parts: &str| instance(&server, &shared, "out", name, parts);
+    run_all_ok(vec![inst("b", "3,4,5")]);
+    // `a` stands at a pause point with partition 0, 1 or 2 and is frozen there, as
+    // a long GC pause or a network split would; `b` takes its partitions over.
+    let mut a = Proc::spawn(inst("a", "0,1,2"), Some(700));
+    a.wait_paused();
+    send_signal(&a.child, "STOP");
+    let b = Proc::spawn(inst("b", "0,1,2"), None);
+    let (ok, err) = b.finish(0);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("took partition 0 over at epoch 2 from instance a"),
+        "{err}"
+    );
+    send_signal(&a.child, "CONT");
+    let (ok, err) = a.finish(3);
+    assert!(!ok, "the fenced instance must not succeed:\n{err}");
+    assert!(
+        err.contains("fenced: this partition was taken over by instance b"),
+        "{err}"
+    );
+    assert_same_output(&kafka, "ref", "out");
+    // `latest` of each partition is the one its new owner wrote at the end.
+    for p in 0..3 {
+        let latest = std::fs::read_to_string(
+            shared.join(format!("{GROUP}/checkpoints/partition-{p}/latest.json")),
+        )
+        .unwrap();
+        assert_eq!(
+            stats_of(&shared, p),
+            stats_of(&reference, p),
+            "partition {p}: {latest}"
+        );
+    }
+}
+
+#[test]
+fn partitions_refuse_keys_the_topic_is_not_partitioned_by() {
+    let tmp = tmp();
+    let mut c = Command::new(orders_bin());
+    c.args([
+        "--input",
+        "kafka://127.0.0.1:9/orders",
+        "--output",
+        "kafka://127.0.0.1:9/out",
+    ]);
+    c.arg("--checkpoint-dir").arg(tmp.path());
+    c.args(["--partitions", "0", "--partition-key", "region", "--quiet"]);
+    let o = c.output().unwrap();
+    let err = stderr_of(&o);
+    assert_eq!(code(&o), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("stage `customer_stats` is keyed by `customer`, but the input is partitioned by `region`"),
+        "{err}"
+    );
+    let o = Command::new(orders_bin())
+        .args([
+            "--input",
+            "kafka://127.0.0.1:9/orders",
+            "--output",
+            "out.jsonl",
+        ])
+        .args([
+            "--partitions",
+            "0",
+            "--partition-key",
+            "customer",
+            "--quiet",
+        ])
+        .arg("--checkpoint-dir")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let err = stderr_of(&o);
+    assert_eq!(code(&o), Some(1), "{err}");
+    assert!(err.contains("not to a file (--output out.jsonl)"), "{err}");
+    assert!(
+        std::fs::read_dir(tmp.path()).unwrap().next().is_none(),
+        "nothing written"
+    );
+}
