@@ -53,7 +53,7 @@ pub fn run_kafka_bench(args: &[String]) -> Result<(), String> {
     let input = work.join("orders.jsonl");
     crate::gen::write_orders(&input, events, 10_000, 7)?;
     let addr = format!("127.0.0.1:{port}");
-    fill_topic(&addr, "bench-in", &input)?;
+    fill_topic(&addr, "bench-in", &input, PARTITIONS, |i, _| i % PARTITIONS as usize)?;
     let kafka = |t: &str| format!("kafka://{addr}/{t}");
     let file = input.display().to_string();
     let configs = [
@@ -130,9 +130,15 @@ fn run_orders(orders: &Path, dir: &Path, input: &str, output: &str) -> Result<f6
         .map_err(|e| format!("reading events/s in {line:?}: {e}"))
 }
 
-/// Creates `topic` with [`PARTITIONS`] partitions; line `i` of `input` goes to partition
-/// `i % PARTITIONS`.
-fn fill_topic(addr: &str, topic: &str, input: &Path) -> Result<(), String> {
+/// Creates `topic` with `partitions` partitions; line `i` of `input` goes to partition
+/// `pick(i, line)`.
+pub fn fill_topic(
+    addr: &str,
+    topic: &str,
+    input: &Path,
+    partitions: i32,
+    pick: impl Fn(usize, &str) -> usize,
+) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -142,17 +148,17 @@ fn fill_topic(addr: &str, topic: &str, input: &Path) -> Result<(), String> {
         .block_on(ClientBuilder::new(vec![addr.to_string()]).build())
         .map_err(e)?;
     let c = client.controller_client().map_err(e)?;
-    rt.block_on(c.create_topic(topic, PARTITIONS, 1, 5_000))
+    rt.block_on(c.create_topic(topic, partitions, 1, 5_000))
         .map_err(e)?;
     let mut parts = Vec::new();
-    for p in 0..PARTITIONS {
+    for p in 0..partitions {
         parts.push(
             rt.block_on(client.partition_client(topic, p, UnknownTopicHandling::Retry))
                 .map_err(e)?,
         );
     }
     let f = std::fs::File::open(input).map_err(|e| e.to_string())?;
-    let mut batches: Vec<Vec<Record>> = (0..PARTITIONS).map(|_| Vec::new()).collect();
+    let mut batches: Vec<Vec<Record>> = (0..partitions).map(|_| Vec::new()).collect();
     let flush = |p: usize, b: &mut Vec<Record>| -> Result<(), String> {
         let recs = std::mem::take(b);
         rt.block_on(parts[p].produce(recs, Compression::NoCompression))
@@ -161,7 +167,7 @@ fn fill_topic(addr: &str, topic: &str, input: &Path) -> Result<(), String> {
     };
     for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
         let line = line.map_err(|e| e.to_string())?;
-        let p = i % PARTITIONS as usize;
+        let p = pick(i, &line);
         batches[p].push(Record {
             key: None,
             value: Some(line.into_bytes()),

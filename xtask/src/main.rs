@@ -10,9 +10,11 @@
 
 mod bench;
 mod demo;
+mod demo_scale;
 mod gen;
 mod kafka_bench;
 mod playground;
+mod scale_bench;
 mod stores;
 mod tools;
 
@@ -25,15 +27,17 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
+        Some("demo-scale") => demo_scale::run(&args[1..]),
         Some("gen") => gen::cli(&args[1..]),
         Some("playground") => playground::cli(&args[1..]),
         Some("bench") => bench::run_bench(&args[1..]),
         Some("store-bench") => stores::run_store_bench(&args[1..]),
         Some("kafka-bench") => kafka_bench::run_kafka_bench(&args[1..]),
+        Some("scale-bench") => scale_bench::run_scale_bench(&args[1..]),
         Some("tools") => tools::ensure().map(|d| eprintln!("servers in {}", d.display())),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  demo   run the orders pipeline, kill it with SIGKILL, restart it, compare with an uninterrupted run\n  test   run everything CI checks (fmt, clippy, unit/integration/doc tests, compile-fail tests, crash tests)\n  gen    write sample orders: cargo xtask gen FILE [COUNT] [CUSTOMERS] [SEED]\n  store-bench  pause and upload time per checkpoint in the file, S3 and Kafka stores, inline and background [--quick]\n  kafka-bench  orders reading from / writing to a Kafka topic vs a file, in one run [--quick]\n  tools  install the S3, Kafka and Azure servers the remote-store tests use (target/tools/)\n  bench  throughput, checkpoint-cost and memory benchmarks (bench/); --quick for a short run; report in target/bench/\n  playground  build the browser playground and serve it on http://127.0.0.1:8080 [--port N] [--build-only --out DIR]"
+                "usage: cargo xtask <command>\n\n  demo   run the orders pipeline, kill it with SIGKILL, restart it, compare with an uninterrupted run\n  demo-scale  two orders instances sharing a Kafka topic by partition: one killed, the other takes its partition over, output compared\n  test   run everything CI checks (fmt, clippy, unit/integration/doc tests, compile-fail tests, crash tests)\n  gen    write sample orders: cargo xtask gen FILE [COUNT] [CUSTOMERS] [SEED]\n  store-bench  pause and upload time per checkpoint in the file, S3 and Kafka stores, inline and background [--quick]\n  kafka-bench  orders reading from / writing to a Kafka topic vs a file, in one run [--quick]\n  scale-bench  orders over a 2-partition topic: one instance vs two sharing it by partition [--quick]\n  tools  install the S3, Kafka and Azure servers the remote-store tests use (target/tools/)\n  bench  throughput, checkpoint-cost and memory benchmarks (bench/); --quick for a short run; report in target/bench/\n  playground  build the browser playground and serve it on http://127.0.0.1:8080 [--port N] [--build-only --out DIR]"
             );
             return ExitCode::from(2);
         }

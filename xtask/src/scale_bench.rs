@@ -1,0 +1,128 @@
+//! `cargo xtask scale-bench [--quick]`: `orders` over a 2-partition topic (partitioned by
+//! customer) into a 2-partition output topic, as one instance owning both partitions
+//! and as two instances owning one each, in one run (tansu on 127.0.0.1, in memory).
+//!
+//! Events/s is all the events over the wall-clock time from starting the instances to
+//! the last one's exit (start-up included); each configuration runs 3 times, interleaved,
+//! and the best counts. Writes `target/bench/scale.md`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::kafka_bench::fill_topic;
+use crate::stores::{free_port, start};
+use crate::{root, tools};
+
+const RUNS: usize = 3;
+
+/// (name, the `--partitions` of each instance; `None`: the whole topic, no tasks).
+const CONFIGS: [(&str, &[Option<&str>]); 3] = [
+    ("one instance, whole topic (one thread)", &[None]),
+    ("one instance, --partitions 0,1", &[Some("0,1")]),
+    ("two instances, --partitions 0 / 1", &[Some("0"), Some("1")]),
+];
+
+pub fn run_scale_bench(args: &[String]) -> Result<(), String> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let bin = tools::ensure()?;
+    crate::build_release_binaries()?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let orders = target.join("release/examples/orders");
+    let work = root().join("target/bench/scale");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let port = free_port()?;
+    let url = format!("tcp://127.0.0.1:{port}");
+    let _tansu = start(
+        Command::new(bin.join("tansu")).args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]),
+        port,
+        "tansu",
+    )?;
+    let events: u64 = if quick { 300_000 } else { 2_000_000 };
+    let input = work.join("orders.jsonl");
+    crate::gen::write_orders(&input, events, 10_000, 7)?;
+    let addr = format!("127.0.0.1:{port}");
+    fill_topic(&addr, "scale-in", &input, 2, |_, line| customer(line) % 2)?;
+    let mut best = [0.0f64; CONFIGS.len()];
+    for run in 0..RUNS {
+        for (i, (name, instances)) in CONFIGS.iter().enumerate() {
+            let dir = work.join(format!("c{i}-r{run}"));
+            let out = format!("kafka://{addr}/scale-out-{i}-{run}");
+            let started = Instant::now();
+            let children = instances
+                .iter()
+                .enumerate()
+                .map(|(k, parts)| {
+                    let mut c = Command::new(&orders);
+                    c.args(["--input", &format!("kafka://{addr}/scale-in"), "--output", &out]);
+                    c.arg("--checkpoint-dir").arg(&dir);
+                    c.args(["--instance", &format!("i{k}"), "--codec", "binary"]);
+                    c.args(["--checkpoint-every", "100000", "--quiet"]);
+                    if let Some(p) = parts {
+                        c.args(["--partitions", p, "--partition-key", "customer"]);
+                    }
+                    c.stderr(Stdio::piped())
+                        .spawn()
+                        .map_err(|e| format!("running orders: {e}"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            for c in children {
+                let o = c.wait_with_output().map_err(|e| e.to_string())?;
+                if !o.status.success() {
+                    return Err(format!(
+                        "{name} failed:\n{}",
+                        String::from_utf8_lossy(&o.stderr)
+                    ));
+                }
+            }
+            let eps = events as f64 / started.elapsed().as_secs_f64();
+            eprintln!("{name} (run {}): {eps:.0} events/s", run + 1);
+            best[i] = best[i].max(eps);
+        }
+    }
+    let md = report(&best, events, quick);
+    let out = root().join("target/bench/scale.md");
+    std::fs::write(&out, &md).map_err(|e| format!("writing {}: {e}", out.display()))?;
+    println!("{md}");
+    Ok(())
+}
+
+/// The number of an order line's customer (`C042` -> 42): the partitioning key.
+pub fn customer(line: &str) -> usize {
+    let at = line.find("\"C").map_or(0, |i| i + 2);
+    let digits: String = line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap_or(0)
+}
+
+fn report(best: &[f64], events: u64, quick: bool) -> String {
+    let mut md = String::new();
+    writeln!(md, "# Instances sharing a topic by partition\n\n`cargo xtask scale-bench{}`: the release `orders` program over {events} events (10 000 customers) in a 2-partition topic partitioned by customer, output to a 2-partition topic, binary checkpoints every 100 000 events per task, tansu on 127.0.0.1 (in memory) on the same cores. Events/s over wall-clock time including start-up; best of {RUNS}, interleaved.\n", if quick { " --quick" } else { "" }).unwrap();
+    writeln!(md, "| configuration | events/s | vs one instance, whole topic |").unwrap();
+    writeln!(md, "|---|---:|---:|").unwrap();
+    for (i, (name, _)) in CONFIGS.iter().enumerate() {
+        writeln!(md, "| {name} | {:.0} | {:.2}x |", best[i], best[i] / best[0]).unwrap();
+    }
+    let r = best[2] / best[0];
+    writeln!(
+        md,
+        "\nTwo instances vs one: {r:.2}x (target >= 1.4x {}).",
+        if r >= 1.4 { "met" } else { "**missed**" }
+    )
+    .unwrap();
+    md
+}
