@@ -48,7 +48,9 @@ pub fn run(_args: &[String]) -> Result<(), String> {
     let input = base.join("orders.jsonl");
     crate::gen::write_orders(&input, EVENTS, 200, 2024)?;
     fill_topic(&addr, "orders", &input, 2, |_, l| customer(l) % 2)?;
-    println!("\n== 1. {EVENTS} orders in topic `orders` on tansu at {addr}: 2 partitions, by customer");
+    println!(
+        "\n== 1. {EVENTS} orders in topic `orders` on tansu at {addr}: 2 partitions, by customer"
+    );
 
     let cmd = |dir: &str, out: &str, name: &str, parts: &str| {
         let mut c = Command::new(&orders);
@@ -83,7 +85,9 @@ pub fn run(_args: &[String]) -> Result<(), String> {
         return Err("could not signal instance-1".into());
     }
     one.finish()?;
-    println!("   instance-1 stopped (SIGTERM: final checkpoint) to be restarted with both partitions");
+    println!(
+        "   instance-1 stopped (SIGTERM: final checkpoint) to be restarted with both partitions"
+    );
 
     println!("\n== 4. instance-1 restarted with --partitions 0,1: it takes partition 1 over");
     let o = cmd("shared", "out", "instance-1", "0,1")

@@ -53,7 +53,9 @@ pub fn run_kafka_bench(args: &[String]) -> Result<(), String> {
     let input = work.join("orders.jsonl");
     crate::gen::write_orders(&input, events, 10_000, 7)?;
     let addr = format!("127.0.0.1:{port}");
-    fill_topic(&addr, "bench-in", &input, PARTITIONS, |i, _| i % PARTITIONS as usize)?;
+    fill_topic(&addr, "bench-in", &input, PARTITIONS, |i, _| {
+        i % PARTITIONS as usize
+    })?;
     let kafka = |t: &str| format!("kafka://{addr}/{t}");
     let file = input.display().to_string();
     let configs = [

@@ -66,7 +66,12 @@ pub fn run_scale_bench(args: &[String]) -> Result<(), String> {
                 .enumerate()
                 .map(|(k, parts)| {
                     let mut c = Command::new(&orders);
-                    c.args(["--input", &format!("kafka://{addr}/scale-in"), "--output", &out]);
+                    c.args([
+                        "--input",
+                        &format!("kafka://{addr}/scale-in"),
+                        "--output",
+                        &out,
+                    ]);
                     c.arg("--checkpoint-dir").arg(&dir);
                     c.args(["--instance", &format!("i{k}"), "--codec", "binary"]);
                     c.args(["--checkpoint-every", "100000", "--quiet"]);
@@ -112,10 +117,20 @@ pub fn customer(line: &str) -> usize {
 fn report(best: &[f64], events: u64, quick: bool) -> String {
     let mut md = String::new();
     writeln!(md, "# Instances sharing a topic by partition\n\n`cargo xtask scale-bench{}`: the release `orders` program over {events} events (10 000 customers) in a 2-partition topic partitioned by customer, output to a 2-partition topic, binary checkpoints every 100 000 events per task, tansu on 127.0.0.1 (in memory) on the same cores. Events/s over wall-clock time including start-up; best of {RUNS}, interleaved.\n", if quick { " --quick" } else { "" }).unwrap();
-    writeln!(md, "| configuration | events/s | vs one instance, whole topic |").unwrap();
+    writeln!(
+        md,
+        "| configuration | events/s | vs one instance, whole topic |"
+    )
+    .unwrap();
     writeln!(md, "|---|---:|---:|").unwrap();
     for (i, (name, _)) in CONFIGS.iter().enumerate() {
-        writeln!(md, "| {name} | {:.0} | {:.2}x |", best[i], best[i] / best[0]).unwrap();
+        writeln!(
+            md,
+            "| {name} | {:.0} | {:.2}x |",
+            best[i],
+            best[i] / best[0]
+        )
+        .unwrap();
     }
     let r = best[2] / best[0];
     writeln!(
