@@ -17,6 +17,13 @@ use crate::{root, tools};
 /// A server process, killed on drop.
 pub(crate) struct Server(Child);
 
+impl Server {
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
