@@ -87,7 +87,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE|URL", required = true)]
     pub input: Option<PathBuf>,
     /// Output: a file of one JSON result per line (closed windows, sink records), or
-    /// kafka://host:port/topic (one record per result, partition 0).
+    /// kafka://host:port/topic (one record per result, partition 0; with --partitions,
+    /// the partition each task reads).
     #[arg(long, value_name = "FILE|URL", required = true)]
     pub output: Option<PathBuf>,
     /// File or topic for late events (arrived after their window closed)
