@@ -57,6 +57,11 @@ impl Kafka {
         self.rt
             .block_on(c.create_topic(topic, partitions, 1, 5_000))
             .unwrap();
+        self.append(topic, partitions, lines);
+    }
+
+    /// Writes `lines[i]` to partition `i % partitions` of the existing `topic`.
+    fn append(&self, topic: &str, partitions: i32, lines: &[&str]) {
         for p in 0..partitions {
             let pc = self.partition(topic, p);
             let mine: Vec<&str> = lines
@@ -412,4 +417,32 @@ fn broker_frozen_mid_run_waits_reports_and_loses_nothing() {
     assert!(err.contains("answers again"), "{err}");
     assert_eq!(values(&kafka, "out"), values(&kafka, "ref"));
     assert_eq!(values(&kafka, "out.late"), values(&kafka, "ref.late"));
+}
+
+#[test]
+fn from_latest_skips_what_was_there_and_a_restart_reads_what_came_after() {
+    let Some(server) = servers::tansu() else {
+        return;
+    };
+    let kafka = Kafka::new(&server);
+    let before = order_lines(75, 2_000, 50, 0, 0);
+    kafka.fill("orders", 2, &before.lines().collect::<Vec<_>>());
+    let tmp = tmp();
+    let input = kafka_url(&server, "orders");
+    let out = tmp.path().join("out.jsonl").to_str().unwrap().to_string();
+    let from_latest = ["--from", "latest"];
+    run_ok(orders_io(tmp.path(), &input, &out, &from_latest));
+    let ck = latest_checkpoint(tmp.path());
+    assert_eq!(pos(&ck, "events"), 0, "nothing that was there is read");
+    assert_eq!(
+        pos(&ck, "source.kafka.p0") + pos(&ck, "source.kafka.p1"),
+        2_000
+    );
+    // Records produced later are read by the next run: its checkpoint's offsets win
+    // over --from.
+    let after = order_lines(76, 1_000, 50, 0, 0);
+    kafka.append("orders", 2, &after.lines().collect::<Vec<_>>());
+    run_ok(orders_io(tmp.path(), &input, &out, &from_latest));
+    assert_eq!(pos(&latest_checkpoint(tmp.path()), "events"), 1_000);
+    assert_stats(tmp.path(), &after);
 }
