@@ -13,7 +13,9 @@
 //! assert!(first.check().is_ok());
 //! let second = Fence::acquire(dir.path(), "instance-2").unwrap();
 //! assert_eq!((first.epoch(), second.epoch()), (1, 2));
-//! assert!(first.check().unwrap_err().contains("taken over by instance-2 (epoch 2)"));
+//! let err = first.check().unwrap_err();
+//! assert!(err.contains("taken over by instance-2 (pid "), "{err}");
+//! assert!(err.contains("(epoch 2; ours is 1)"), "{err}");
 //! assert!(second.check().is_ok());
 //! ```
 
