@@ -118,7 +118,7 @@ fn owner_of(dir: &Path, epoch: u64) -> String {
 }
 
 /// A checkpoint store that refuses every write once its [`Fence`] is passed, with
-/// [`StoreErrorKind::Conflict`](crate::store::StoreErrorKind::Conflict) (the runner
+/// [`StoreErrorKind::Conflict`] (the runner
 /// stops that partition's task on it, as on any conflict).
 pub struct FencedStore<S> {
     inner: S,
