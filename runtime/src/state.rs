@@ -303,16 +303,25 @@ impl<K: Hash + Eq + Ord, V: PartialEq> PartialEq for KeyedState<K, V> {
 
 impl<K: Hash + Eq + Ord + 'static, V> KeyedState<K, V> {
     /// Entries sorted by key, as [`sorted`](Self::sorted) gives them. `String` keys are
-    /// ordered by their first 8 bytes first: that settles most comparisons without
-    /// reading two strings from wherever they are on the heap.
+    /// ordered by 8 bytes taken just past the prefix all keys share (`customer-00…`)
+    /// first: that settles most comparisons without reading two strings from wherever
+    /// they are on the heap.
     fn sorted_for_output(&self) -> Vec<(&K, &V)> {
         if TypeId::of::<K>() != TypeId::of::<String>() {
             return self.sorted();
         }
-        let prefix = |k: &K| {
-            let s = (k as &dyn Any)
+        fn bytes<K: 'static>(k: &K) -> &[u8] {
+            (k as &dyn Any)
                 .downcast_ref::<String>()
-                .map_or(&[][..], |s| s.as_bytes());
+                .map_or(&[][..], |s| s.as_bytes())
+        }
+        let mut keys = self.map.keys().map(bytes);
+        let first = keys.next().unwrap_or(&[]);
+        let shared = keys.fold(first.len(), |n, k| {
+            first[..n].iter().zip(k).take_while(|(a, b)| a == b).count()
+        });
+        let prefix = |k: &K| {
+            let s = &bytes(k)[shared..];
             let mut b = [0u8; 8];
             let n = s.len().min(8);
             b[..n].copy_from_slice(&s[..n]);
@@ -603,16 +612,20 @@ mod tests {
             "C99",
             "C1000000000",
         ];
-        let mut s: KeyedState<String, u64> = KeyedState::default();
-        let mut want = std::collections::BTreeMap::new();
-        for (i, k) in keys.iter().enumerate() {
-            *s.entry_ref(*k) += i as u64;
-            want.insert(k.to_string(), i as u64);
+        // Alone, and behind a prefix every key shares (which the sort skips).
+        for shared in ["", "customer-00"] {
+            let mut s: KeyedState<String, u64> = KeyedState::default();
+            let mut want = std::collections::BTreeMap::new();
+            for (i, k) in keys.iter().enumerate() {
+                let k = format!("{shared}{k}");
+                *s.entry_ref(k.as_str()) += i as u64;
+                want.insert(k, i as u64);
+            }
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                serde_json::to_string(&want).unwrap()
+            );
         }
-        assert_eq!(
-            serde_json::to_string(&s).unwrap(),
-            serde_json::to_string(&want).unwrap()
-        );
     }
 
     #[test]
