@@ -982,7 +982,7 @@ fn open_outputs<P: Pipeline>(
             .filter(|(k, _)| k.starts_with("dead_letter."))
             .map(|(k, v)| (k.clone(), *v))
             .collect(),
-        multi_sink: P::SINKS.len() > 1,
+        multi_sink: P::sinks().len() > 1,
         scratch: Vec::new(),
     })
 }
