@@ -28,7 +28,16 @@ fn target_dir() -> PathBuf {
 /// Builds `orders` and writes the input; the harness's arguments for them.
 fn e2e_args() -> Result<Vec<String>, String> {
     let mut build = cargo();
-    build.args(["build", "--release", "--example", "orders", "--example", "sql_orders", "--bin", "simplestream"]);
+    build.args([
+        "build",
+        "--release",
+        "--example",
+        "orders",
+        "--example",
+        "sql_orders",
+        "--bin",
+        "simplestream",
+    ]);
     run(build)?;
     let orders = target_dir()
         .join("release")
@@ -55,8 +64,15 @@ fn e2e_args() -> Result<Vec<String>, String> {
         "--orders-bin".into(),
         orders.display().to_string(),
         "--sql-bins".into(),
-        release.join("examples").join(format!("sql_orders{exe}")).display().to_string(),
-        release.join(format!("simplestream{exe}")).display().to_string(),
+        release
+            .join("examples")
+            .join(format!("sql_orders{exe}"))
+            .display()
+            .to_string(),
+        release
+            .join(format!("simplestream{exe}"))
+            .display()
+            .to_string(),
     ])
 }
 

@@ -80,8 +80,9 @@ impl fmt::Display for SqlError {
 
 impl std::error::Error for SqlError {}
 
-/// A sqlparser error (which ends in `at Line: L, Column: C`) as a [`SqlError`].
-pub fn from_parser(e: &sqlparser::parser::ParserError) -> SqlError {
+/// A sqlparser error (which ends in `at Line: L, Column: C`) as a [`SqlError`]; one
+/// found at the end of `sql` (which sqlparser gives no position) points just past it.
+pub fn from_parser(e: &sqlparser::parser::ParserError, sql: &str) -> SqlError {
     let msg = match e {
         sqlparser::parser::ParserError::TokenizerError(m)
         | sqlparser::parser::ParserError::ParserError(m) => m.clone(),
@@ -91,6 +92,13 @@ pub fn from_parser(e: &sqlparser::parser::ParserError) -> SqlError {
         Some(i) => (msg[..i].to_string(), line_col(&msg[i + 10..])),
         None => (msg.clone(), None),
     };
+    let at = at.or_else(|| {
+        text.ends_with("EOF").then(|| {
+            let line = sql.trim_end().lines().count().max(1);
+            let last = sql.trim_end().lines().last().unwrap_or("");
+            (line as u64, last.chars().count() as u64 + 1)
+        })
+    });
     SqlError {
         msg: format!("SQL syntax error: {text}"),
         at,

@@ -83,7 +83,8 @@ pub struct Query {
 /// assert!(e.msg.contains("at least one aggregate"), "{e}");
 /// ```
 pub fn parse(sql: &str, opts: &Options) -> Result<Query, SqlError> {
-    let stmts = Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| error::from_parser(&e))?;
+    let stmts =
+        Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| error::from_parser(&e, sql))?;
     let mut table: Option<Columns> = None;
     let mut query: Option<(&'static str, &SqlQuery)> = None;
     for st in &stmts {
