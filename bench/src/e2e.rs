@@ -226,7 +226,12 @@ fn timed(mut cmd: Command) -> Result<(Duration, f64), String> {
 
 /// Runs a runner program (`cmd`, given its input) to `out`, and checks that it wrote
 /// exactly `want` and no late events.
-fn runner_round(mut cmd: Command, dir: &Path, out: &Path, want: &[u8]) -> Result<(Duration, f64), String> {
+fn runner_round(
+    mut cmd: Command,
+    dir: &Path,
+    out: &Path,
+    want: &[u8],
+) -> Result<(Duration, f64), String> {
     let (ckpt, late) = (dir.join("ckpt"), dir.join("late.jsonl"));
     let _ = std::fs::remove_dir_all(&ckpt);
     for f in [out, &late] {
@@ -256,7 +261,14 @@ fn runner_round(mut cmd: Command, dir: &Path, out: &Path, want: &[u8]) -> Result
 
 /// The compiled and the interpreted SQL programs, one round each; their times are
 /// pushed onto `r` (unless warming up).
-fn sql_round(bins: (&Path, &Path), input: &Path, dir: &Path, want: &[u8], r: &mut SqlE2e, warm: bool) -> Result<(), String> {
+fn sql_round(
+    bins: (&Path, &Path),
+    input: &Path,
+    dir: &Path,
+    want: &[u8],
+    r: &mut SqlE2e,
+    warm: bool,
+) -> Result<(), String> {
     let mut compiled = Command::new(bins.0);
     compiled.arg("--input").arg(input);
     let (c, cc) = runner_round(compiled, dir, &dir.join("sql_compiled.jsonl"), want)?;
