@@ -173,7 +173,27 @@ pub struct E2e {
     pub ratio_orders_to_hand: f64,
     pub ratio_cpu_orders_to_hand: f64,
     pub command: String,
+    /// The SQL query as `pipeline!` compiles it (`sql_orders`) and as `simplestream sql`
+    /// interprets it, when their programs were given.
+    pub sql: Option<SqlE2e>,
 }
+
+/// The same windows in SQL, compiled and interpreted.
+#[derive(Debug, Clone, Serialize)]
+pub struct SqlE2e {
+    pub query: String,
+    pub compiled_ms: Vec<f64>,
+    pub interpreted_ms: Vec<f64>,
+    pub compiled_cpu_ms: Vec<f64>,
+    pub interpreted_cpu_ms: Vec<f64>,
+    /// Best compiled time / best interpreted time: the interpreter's speed as a
+    /// fraction of the compiled pipeline's.
+    pub ratio_interpreted_to_compiled: f64,
+    pub command: String,
+}
+
+/// The query of `sql_orders`: the `orders` job's windows.
+pub const SQL: &str = "SELECT customer, COUNT(*) AS orders, SUM(amount) AS amount FROM orders GROUP BY customer, TUMBLE(ts, INTERVAL '5' MINUTE)";
 
 /// User + system time of this process's reaped children, in ms (/proc/self/stat).
 fn children_cpu_ms() -> f64 {
@@ -204,8 +224,82 @@ fn timed(mut cmd: Command) -> Result<(Duration, f64), String> {
     Ok((el, children_cpu_ms() - cpu))
 }
 
-/// Runs both programs `runs` times after a warm-up round, alternating, over `input`.
-pub fn compare(orders: &Path, input: &Path, scratch: &Path, runs: usize) -> Result<E2e, String> {
+/// Runs a runner program (`cmd`, given its input) to `out`, and checks that it wrote
+/// exactly `want` and no late events.
+fn runner_round(
+    mut cmd: Command,
+    dir: &Path,
+    out: &Path,
+    want: &[u8],
+) -> Result<(Duration, f64), String> {
+    let (ckpt, late) = (dir.join("ckpt"), dir.join("late.jsonl"));
+    let _ = std::fs::remove_dir_all(&ckpt);
+    for f in [out, &late] {
+        let _ = std::fs::remove_file(f);
+    }
+    cmd.arg("--output").arg(out).arg("--late-output").arg(&late);
+    cmd.arg("--checkpoint-dir").arg(&ckpt);
+    cmd.args(["--instance", "bench", "--checkpoint-every", "0", "--quiet"]);
+    let (t, cpu) = timed(cmd)?;
+    let b = std::fs::read(out).map_err(|e| e.to_string())?;
+    let late_len = std::fs::metadata(&late).map(|m| m.len()).unwrap_or(0);
+    if want != b || late_len != 0 {
+        let at = want
+            .iter()
+            .zip(&b)
+            .position(|(x, y)| x != y)
+            .unwrap_or(want.len().min(b.len()));
+        return Err(format!(
+            "end to end: outputs differ at byte {at} (hand {} bytes, {} {} bytes, late output {late_len} bytes)",
+            want.len(),
+            out.display(),
+            b.len(),
+        ));
+    }
+    Ok((t, cpu))
+}
+
+/// The compiled and the interpreted SQL programs, one round each; their times are
+/// pushed onto `r` (unless warming up).
+fn sql_round(
+    bins: (&Path, &Path),
+    input: &Path,
+    dir: &Path,
+    want: &[u8],
+    r: &mut SqlE2e,
+    warm: bool,
+) -> Result<(), String> {
+    let mut compiled = Command::new(bins.0);
+    compiled.arg("--input").arg(input);
+    let (c, cc) = runner_round(compiled, dir, &dir.join("sql_compiled.jsonl"), want)?;
+    let mut interp = Command::new(bins.1);
+    interp.arg("sql").arg(SQL).arg("--input").arg(input);
+    if r.command.is_empty() {
+        r.command = format!("{interp:?}");
+    }
+    let (i, ic) = runner_round(interp, dir, &dir.join("sql_interpreted.jsonl"), want)?;
+    println!(
+        "           SQL compiled {:>7.0} ms (cpu {:>5.0}), interpreted {:>7.0} ms (cpu {:>5.0}), outputs identical",
+        crate::ms(c), cc, crate::ms(i), ic
+    );
+    if !warm {
+        r.compiled_ms.push(crate::ms(c));
+        r.interpreted_ms.push(crate::ms(i));
+        r.compiled_cpu_ms.push(cc);
+        r.interpreted_cpu_ms.push(ic);
+    }
+    Ok(())
+}
+
+/// Runs both programs `runs` times after a warm-up round, alternating, over `input`
+/// (and the SQL programs `sql`, compiled and the `simplestream` tool, if given).
+pub fn compare(
+    orders: &Path,
+    sql: Option<(&Path, &Path)>,
+    input: &Path,
+    scratch: &Path,
+    runs: usize,
+) -> Result<E2e, String> {
     let dir = scratch.join("e2e");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -226,6 +320,16 @@ pub fn compare(orders: &Path, input: &Path, scratch: &Path, runs: usize) -> Resu
         orders_cpu_ms: Vec::new(),
         ratio_orders_to_hand: 0.0,
         ratio_cpu_orders_to_hand: 0.0,
+        command: String::new(),
+        sql: None,
+    };
+    let mut sql_r = SqlE2e {
+        query: SQL.into(),
+        compiled_ms: Vec::new(),
+        interpreted_ms: Vec::new(),
+        compiled_cpu_ms: Vec::new(),
+        interpreted_cpu_ms: Vec::new(),
+        ratio_interpreted_to_compiled: 0.0,
         command: String::new(),
     };
     for round in 0..=runs {
@@ -278,6 +382,9 @@ pub fn compare(orders: &Path, input: &Path, scratch: &Path, runs: usize) -> Resu
             oc,
             a.len()
         );
+        if let Some(bins) = sql {
+            sql_round(bins, input, &dir, &a, &mut sql_r, round == 0)?;
+        }
         if round > 0 {
             r.hand_ms.push(crate::ms(h));
             r.orders_ms.push(crate::ms(o));
@@ -288,6 +395,10 @@ pub fn compare(orders: &Path, input: &Path, scratch: &Path, runs: usize) -> Resu
     let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
     r.ratio_orders_to_hand = min(&r.hand_ms) / min(&r.orders_ms);
     r.ratio_cpu_orders_to_hand = min(&r.hand_cpu_ms) / min(&r.orders_cpu_ms).max(1.0);
+    if sql.is_some() {
+        sql_r.ratio_interpreted_to_compiled = min(&sql_r.compiled_ms) / min(&sql_r.interpreted_ms);
+        r.sql = Some(sql_r);
+    }
     r.events = count_lines(input)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(r)

@@ -69,11 +69,13 @@ struct Args {
     profile: Option<(String, String)>,
     e2e_input: Option<PathBuf>,
     orders_bin: Option<PathBuf>,
+    /// `sql_orders` and the `simplestream` tool: the SQL end-to-end pair.
+    sql_bins: Option<(PathBuf, PathBuf)>,
     e2e_hand: Option<(PathBuf, PathBuf)>,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench [--quick] [--events N] [--keys K] [--runs R] [--only a,b] [--out DIR] [--scratch DIR] [--no-memory] [--no-checkpoints] [--no-incremental] [--no-overhead] [--instructions] [--e2e-input FILE --orders-bin PATH]\n       bench --child|--profile WORKLOAD IMPL [--events N] [--keys K]");
+    eprintln!("usage: bench [--quick] [--events N] [--keys K] [--runs R] [--only a,b] [--out DIR] [--scratch DIR] [--no-memory] [--no-checkpoints] [--no-incremental] [--no-overhead] [--instructions] [--e2e-input FILE --orders-bin PATH [--sql-bins SQL_ORDERS SIMPLESTREAM]]\n       bench --child|--profile WORKLOAD IMPL [--events N] [--keys K]");
     std::process::exit(2)
 }
 
@@ -96,6 +98,7 @@ fn parse_args() -> Args {
         profile: None,
         e2e_input: None,
         orders_bin: None,
+        sql_bins: None,
         e2e_hand: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -122,6 +125,9 @@ fn parse_args() -> Args {
             "--profile" => a.profile = Some((val(&mut i), val(&mut i))),
             "--e2e-input" => a.e2e_input = Some(PathBuf::from(val(&mut i))),
             "--orders-bin" => a.orders_bin = Some(PathBuf::from(val(&mut i))),
+            "--sql-bins" => {
+                a.sql_bins = Some((PathBuf::from(val(&mut i)), PathBuf::from(val(&mut i))))
+            }
             "--e2e-hand" => {
                 a.e2e_hand = Some((PathBuf::from(val(&mut i)), PathBuf::from(val(&mut i))))
             }
@@ -441,12 +447,19 @@ fn main() -> ExitCode {
             "\n== end to end: the orders program vs a hand-written program over {}",
             input.display()
         );
-        match e2e::compare(orders, input, &a.scratch, a.runs) {
+        let sql = a.sql_bins.as_ref().map(|(c, t)| (c.as_path(), t.as_path()));
+        match e2e::compare(orders, sql, input, &a.scratch, a.runs) {
             Ok(r) => {
                 println!(
                     "   orders at {:.2}x the hand program's speed (wall, best of {}), {:.2}x (CPU time)",
                     r.ratio_orders_to_hand, r.runs, r.ratio_cpu_orders_to_hand
                 );
+                if let Some(s) = &r.sql {
+                    println!(
+                        "   simplestream sql at {:.2}x the compiled SQL pipeline's speed (wall, best of {})",
+                        s.ratio_interpreted_to_compiled, r.runs
+                    );
+                }
                 end_to_end = Some(r);
             }
             Err(e) => {

@@ -532,6 +532,46 @@ fn e2e_table(s: &mut String, e: &crate::e2e::E2e) {
         if e.ratio_orders_to_hand >= 0.9 { "met" } else { "**missed**" },
         e.command
     );
+    if let Some(q) = &e.sql {
+        let _ = writeln!(
+            s,
+            "### SQL: interpreted vs compiled
+"
+        );
+        let _ = writeln!(
+            s,
+            "`{}` over the same input: compiled by `pipeline!` (the `sql_orders` example) and interpreted by `simplestream sql`, both with the runner's first and final checkpoint; outputs equal the hand program's byte for byte on every run.\n",
+            q.query
+        );
+        let _ = writeln!(s, "| program | wall ms (runs) | CPU ms (runs) |");
+        let _ = writeln!(s, "|---|---:|---:|");
+        for (name, w, c) in [
+            (
+                "`sql_orders` (compiled)",
+                &q.compiled_ms,
+                &q.compiled_cpu_ms,
+            ),
+            (
+                "`simplestream sql` (interpreted)",
+                &q.interpreted_ms,
+                &q.interpreted_cpu_ms,
+            ),
+        ] {
+            let _ = writeln!(
+                s,
+                "| {name} | {:.0} ({}) | {:.0} ({}) |",
+                min(w),
+                runs(w),
+                min(c),
+                runs(c)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\ninterpreted / compiled (speed): **{:.2}x** wall.\n\nCommand: `{}`\n",
+            q.ratio_interpreted_to_compiled, q.command
+        );
+    }
 }
 
 /// Memory of the same state with and without change stamps.

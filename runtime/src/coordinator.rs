@@ -657,8 +657,8 @@ impl<S: CheckpointStore> Coordinator<S> {
         let name = delta_name(now_ms, id, codec);
         chain.pieces.push(Piece::of(&name, id, &encoded.bytes));
         chain.versions = versions;
-        let fingerprint = crate::fingerprint::to_hex(P::FINGERPRINT);
-        let manifest = Manifest::new(P::NAME, &fingerprint, id, now_ms, chain.pieces.clone());
+        let fingerprint = crate::fingerprint::to_hex(P::fingerprint());
+        let manifest = Manifest::new(P::name(), &fingerprint, id, now_ms, chain.pieces.clone());
         let manifest_bytes = manifest.encode()?;
         let meta = LatestMeta {
             checkpoint_id: id,

@@ -183,8 +183,8 @@ fn header_of<P: Pipeline>(
     Header {
         format: format.to_string(),
         format_version: FORMAT_VERSION,
-        pipeline: P::NAME.to_string(),
-        fingerprint: to_hex(P::FINGERPRINT),
+        pipeline: P::name().to_string(),
+        fingerprint: to_hex(P::fingerprint()),
         checkpoint_id,
         timestamp,
         max_event_time: clock.max_event_time,
@@ -500,12 +500,12 @@ fn check_format(h: &Header, kind: Kind) -> Result<(), CheckpointError> {
 
 /// Checks that a verified checkpoint was written by pipeline `P`.
 pub fn check_pipeline<P: Pipeline>(h: &Header) -> Result<(), CheckpointError> {
-    let expected = to_hex(P::FINGERPRINT);
-    if h.pipeline != P::NAME || h.fingerprint != expected {
+    let expected = to_hex(P::fingerprint());
+    if h.pipeline != P::name() || h.fingerprint != expected {
         return Err(CheckpointError::ForeignPipeline {
             found_name: h.pipeline.clone(),
             found_fingerprint: h.fingerprint.clone(),
-            expected_name: P::NAME.to_string(),
+            expected_name: P::name().to_string(),
             expected_fingerprint: expected,
         });
     }
@@ -545,7 +545,7 @@ pub fn decode_with<P: Pipeline>(
     let v = verify(bytes)?;
     let actions = restore_actions::<P>(&v.header, opts)?;
     let clock = clock_of(&v.header);
-    if v.header.fingerprint == to_hex(P::FINGERPRINT) && v.header.pipeline == P::NAME {
+    if v.header.fingerprint == to_hex(P::fingerprint()) && v.header.pipeline == P::name() {
         let pipeline = P::decode_stages(v.codec, v.stages, clock)?;
         return Ok(Restored {
             header: v.header,
@@ -655,7 +655,7 @@ pub fn restore_actions<P: Pipeline>(
     h: &Header,
     opts: &RestoreOptions,
 ) -> Result<Vec<StageAction>, CheckpointError> {
-    if h.format_version == 1 || h.pipeline != P::NAME {
+    if h.format_version == 1 || h.pipeline != P::name() {
         check_pipeline::<P>(h)?;
         let all = upgrade::layouts::<P>();
         return Ok(all
@@ -664,7 +664,7 @@ pub fn restore_actions<P: Pipeline>(
             .collect());
     }
     let actions = upgrade::plan::<P>(&h.stage_layouts, opts);
-    match upgrade::refusals(P::NAME, &actions) {
+    match upgrade::refusals(P::name(), &actions) {
         Some(e) => Err(e),
         None => Ok(actions),
     }
@@ -687,7 +687,7 @@ pub fn apply_delta_with<P: Pipeline>(
 ) -> Result<Header, CheckpointError> {
     let v = verify_delta(bytes)?;
     let actions = restore_actions::<P>(&v.header, opts)?;
-    if v.header.fingerprint == to_hex(P::FINGERPRINT) && v.header.pipeline == P::NAME {
+    if v.header.fingerprint == to_hex(P::fingerprint()) && v.header.pipeline == P::name() {
         pipeline.apply_stage_deltas(v.codec, v.stages, clock_of(&v.header))?;
         return Ok(v.header);
     }
@@ -696,7 +696,7 @@ pub fn apply_delta_with<P: Pipeline>(
         _ => None,
     }) {
         return Err(CheckpointError::Incompatible {
-            pipeline: P::NAME.into(),
+            pipeline: P::name().into(),
             problems: vec![format!("stage `{stage}` needs a migration, which applies to whole checkpoints only, and this one is incremental; restore it with the version that wrote it and take a whole checkpoint (without --incremental) first")],
         });
     }

@@ -50,6 +50,8 @@ mod delta_tests;
 
 #[cfg(feature = "native")]
 pub mod runner;
+#[cfg(feature = "native")]
+pub mod sql;
 
 pub use checkpoint::Checkpointable;
 pub use codec::{CheckpointError, Codec};

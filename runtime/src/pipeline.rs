@@ -124,6 +124,40 @@ pub trait Pipeline: Sized {
     /// Renamed stages: `(new name, old name)`, as declared with `#[was(old)]`.
     const RENAMES: &'static [(&'static str, &'static str)] = &[];
 
+    /// The pipeline's name: [`NAME`](Self::NAME), unless the pipeline is built at run
+    /// time (the SQL interpreter). The runtime reads identity through these methods, so
+    /// generated pipelines keep their constants.
+    ///
+    /// ```
+    /// # use simplestream_runtime::Pipeline;
+    /// fn describe<P: Pipeline>() -> String {
+    ///     format!("{} ({:016x})", P::name(), P::fingerprint())
+    /// }
+    /// ```
+    fn name() -> &'static str {
+        Self::NAME
+    }
+    /// [`FINGERPRINT`](Self::FINGERPRINT), or the run-time pipeline's.
+    fn fingerprint() -> u64 {
+        Self::FINGERPRINT
+    }
+    /// [`PLAN`](Self::PLAN), or the run-time pipeline's.
+    fn plan() -> &'static crate::plan::Plan {
+        Self::PLAN
+    }
+    /// [`STAGES`](Self::STAGES), or the run-time pipeline's.
+    fn stages() -> &'static [&'static str] {
+        Self::STAGES
+    }
+    /// [`SINKS`](Self::SINKS), or the run-time pipeline's.
+    fn sinks() -> &'static [&'static str] {
+        Self::SINKS
+    }
+    /// [`STATE_LAYOUTS`](Self::STATE_LAYOUTS), or the run-time pipeline's.
+    fn state_layouts() -> &'static [u64] {
+        Self::STATE_LAYOUTS
+    }
+
     /// A pipeline with empty state.
     fn new() -> Self;
     /// Pushes one event through.
@@ -176,7 +210,7 @@ pub trait Pipeline: Sized {
     ) -> Result<(), CheckpointError> {
         let _ = (since, w);
         Err(CheckpointError::Encode {
-            detail: format!("pipeline `{}` cannot write deltas", Self::NAME),
+            detail: format!("pipeline `{}` cannot write deltas", Self::name()),
         })
     }
     /// Applies deltas written by [`write_stage_deltas`](Self::write_stage_deltas); the
@@ -189,7 +223,7 @@ pub trait Pipeline: Sized {
     ) -> Result<(), CheckpointError> {
         let _ = (codec, bytes, clock);
         Err(CheckpointError::Decode {
-            detail: format!("pipeline `{}` cannot apply deltas", Self::NAME),
+            detail: format!("pipeline `{}` cannot apply deltas", Self::name()),
         })
     }
     /// One stage's state as JSON (for display: playground, `checkpoints show`).

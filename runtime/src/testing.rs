@@ -229,31 +229,31 @@ where
     assert!(
         !points.is_empty(),
         "{}: {plan:?} gives no crash point for {} events, so nothing would be tested: use a smaller k or more events",
-        P::NAME,
+        P::name(),
         events.len()
     );
     let reference = run_uninterrupted::<P>(events);
     for codec in [Codec::Json, Codec::Binary] {
         let crashed = run_with_crashes::<P>(events, &points, codec)
-            .unwrap_or_else(|e| panic!("{}: {codec} checkpoint failed: {e}", P::NAME));
+            .unwrap_or_else(|e| panic!("{}: {codec} checkpoint failed: {e}", P::name()));
         assert_eq!(
             crashed.restores,
             points.len(),
             "{}: {} restores for {} crash points ({codec})",
-            P::NAME,
+            P::name(),
             crashed.restores,
             points.len()
         );
         compare(&reference, &crashed, codec, &points);
         let (incremental, from_deltas) = run_with_incremental_crashes::<P>(events, &points, codec)
-            .unwrap_or_else(|e| panic!("{}: {codec}: {e}", P::NAME));
+            .unwrap_or_else(|e| panic!("{}: {codec}: {e}", P::name()));
         compare(&incremental, &reference, codec, &points);
         // Two checkpoints make a base and a delta, and the second one is restored.
         if points.len() >= 2 && P::new().stage_versions().is_some() {
             assert!(
                 from_deltas > 0,
                 "{}: no restore read a delta ({codec})",
-                P::NAME
+                P::name()
             );
         }
     }

@@ -50,22 +50,22 @@ pub struct StageLayout {
 /// ```
 pub fn layouts<P: Pipeline>() -> Vec<StageLayout> {
     let mut out = Vec::new();
-    if P::PLAN.sources.len() > 1 {
-        let names: Vec<&str> = P::PLAN.sources.iter().map(|s| s.name).collect();
+    if P::plan().sources.len() > 1 {
+        let names: Vec<&str> = P::plan().sources.iter().map(|s| s.name).collect();
         out.push(StageLayout {
             name: SOURCE_CLOCKS.into(),
             layout: format!("source clocks {}", names.join(", ")),
             types: String::new(),
         });
     }
-    for (i, name) in P::STAGES.iter().enumerate() {
+    for (i, name) in P::stages().iter().enumerate() {
         out.push(StageLayout {
             name: name.to_string(),
-            layout: P::PLAN
+            layout: P::plan()
                 .stage(name)
                 .map(|s| s.state_layout())
                 .unwrap_or_default(),
-            types: P::STATE_LAYOUTS
+            types: P::state_layouts()
                 .get(i)
                 .map(|h| to_hex(*h))
                 .unwrap_or_default(),

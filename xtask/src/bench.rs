@@ -5,7 +5,8 @@
 //! ARGS go to the harness (`--only count_by_key,tumbling_5min`, `--events N`, `--runs R`,
 //! `--no-memory`, `--no-checkpoints`, `--no-overhead`; `--help` lists them).
 //!
-//! Before that it builds the `orders` example (release) and writes its end-to-end input
+//! Before that it builds the `orders` and `sql_orders` examples and the `simplestream`
+//! tool (release) and writes their end-to-end input
 //! (`cargo xtask gen FILE 2000000 100000 7`, once, under `target/bench/`), which the
 //! harness runs end to end against a hand-written program; `--no-e2e` skips that.
 
@@ -27,7 +28,16 @@ fn target_dir() -> PathBuf {
 /// Builds `orders` and writes the input; the harness's arguments for them.
 fn e2e_args() -> Result<Vec<String>, String> {
     let mut build = cargo();
-    build.args(["build", "--release", "--example", "orders"]);
+    build.args([
+        "build",
+        "--release",
+        "--example",
+        "orders",
+        "--example",
+        "sql_orders",
+        "--bin",
+        "simplestream",
+    ]);
     run(build)?;
     let orders = target_dir()
         .join("release")
@@ -46,11 +56,23 @@ fn e2e_args() -> Result<Vec<String>, String> {
         crate::gen::write_orders(&partial, n, customers, seed)?;
         std::fs::rename(&partial, &input).map_err(|e| e.to_string())?;
     }
+    let release = target_dir().join("release");
+    let exe = std::env::consts::EXE_SUFFIX;
     Ok(vec![
         "--e2e-input".into(),
         input.display().to_string(),
         "--orders-bin".into(),
         orders.display().to_string(),
+        "--sql-bins".into(),
+        release
+            .join("examples")
+            .join(format!("sql_orders{exe}"))
+            .display()
+            .to_string(),
+        release
+            .join(format!("simplestream{exe}"))
+            .display()
+            .to_string(),
     ])
 }
 

@@ -119,12 +119,12 @@ pub fn restore<P: Pipeline, S: CheckpointStore + ?Sized>(
     opts: &RestoreOptions,
 ) -> Result<(Header, P, Vec<Piece>, Vec<StageAction>), ChainError> {
     let m = Manifest::decode(manifest)?;
-    if m.pipeline != P::NAME {
+    if m.pipeline != P::name() {
         return Err(CheckpointError::ForeignPipeline {
             found_name: m.pipeline,
             found_fingerprint: m.fingerprint,
-            expected_name: P::NAME.into(),
-            expected_fingerprint: to_hex(P::FINGERPRINT),
+            expected_name: P::name().into(),
+            expected_fingerprint: to_hex(P::fingerprint()),
         }
         .into());
     }

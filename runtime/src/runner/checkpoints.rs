@@ -136,7 +136,7 @@ struct Own {
 impl Own {
     fn of<P: Pipeline>() -> Own {
         Own {
-            name: P::NAME,
+            name: P::name(),
             decode: |b| {
                 envelope::decode::<P>(b)
                     .map(|_| ())
@@ -230,11 +230,11 @@ pub fn run<P: Pipeline>(cmd: CheckpointsCommand) -> ExitCode {
             }
         }
         CheckpointsCommand::Layout { mermaid: false } => {
-            print!("{}", layout(P::PLAN, P::FINGERPRINT));
+            print!("{}", layout(P::plan(), P::fingerprint()));
             ExitCode::SUCCESS
         }
         CheckpointsCommand::Layout { mermaid: true } => {
-            print!("{}", P::PLAN.mermaid());
+            print!("{}", P::plan().mermaid());
             ExitCode::SUCCESS
         }
     }
@@ -424,11 +424,11 @@ pub fn to_pretty_json<P: Pipeline>(bytes: &[u8]) -> Result<String, String> {
     match v.codec {
         Codec::Json => pretty(bytes),
         Codec::Binary => {
-            if v.header.pipeline != P::NAME {
+            if v.header.pipeline != P::name() {
                 return Err(format!(
                     "a binary checkpoint of pipeline `{}`; this program decodes `{}` only: run `checkpoints show` of the program that wrote it",
                     v.header.pipeline,
-                    P::NAME
+                    P::name()
                 ));
             }
             let (h, p) = envelope::decode::<P>(bytes).map_err(|e| e.to_string())?;

@@ -234,9 +234,15 @@ where
     if let Some(Command::Checkpoints(cmd)) = args.command {
         return checkpoints::run::<P>(cmd);
     }
-    match run::<P>(&args) {
+    exit(run::<P>(&args), args.quiet)
+}
+
+/// A run's outcome as the program's exit: the summary (unless `quiet`) and 0, or the
+/// error and 2 for bad input in `fail` mode, 1 otherwise.
+pub fn exit(r: Result<String, RunError>, quiet: bool) -> ExitCode {
+    match r {
         Ok(summary) => {
-            if !args.quiet {
+            if !quiet {
                 eprintln!("{summary}");
             }
             ExitCode::SUCCESS
@@ -1021,7 +1027,7 @@ fn open_outputs<P: Pipeline>(
             .filter(|(k, _)| k.starts_with("dead_letter."))
             .map(|(k, v)| (k.clone(), *v))
             .collect(),
-        multi_sink: P::SINKS.len() > 1,
+        multi_sink: P::sinks().len() > 1,
         scratch: Vec::new(),
     })
 }

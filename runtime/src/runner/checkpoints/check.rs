@@ -53,7 +53,7 @@ pub fn check<P: Pipeline>(
         out += &format!("  {:<12} {a}\n", verb(a));
     }
     if actions.iter().any(|a| !a.is_ok()) {
-        let e = format!("this version of `{}` cannot restore {name}", P::NAME);
+        let e = format!("this version of `{}` cannot restore {name}", P::name());
         return Err(fail(&out, e));
     }
     c.set_restore_options(opts);

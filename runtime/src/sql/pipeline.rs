@@ -1,0 +1,357 @@
+//! [`SqlPipeline`]: a lowered [`Query`] run as a [`Pipeline`], so the runner, the
+//! checkpoints and their tools treat it as they treat a compiled pipeline.
+
+use serde::de::{IgnoredAny, MapAccess, Visitor};
+use serde::{Deserializer, Serialize, Serializer};
+
+use super::acc::Accs;
+use super::prepared::{installed, Prepared};
+use super::query::Query;
+use super::stage::{self, DynKey, Pushed, State};
+use super::value::{Row, Val};
+use crate::codec::{self, CheckpointError, Codec, StageWriter};
+use crate::pipeline::{Clock, Collector, LateRecord, OutputRecord, Pipeline};
+use crate::window::{Fired, LateReason};
+
+/// The interpreter of one query.
+///
+/// ```
+/// use simplestream_runtime::sql::{self, Row, SqlPipeline};
+/// let q = sql::prepare(sql::parse(
+///     "SELECT customer, COUNT(*) AS n FROM orders GROUP BY customer, TUMBLE(ts, INTERVAL '1' SECOND)",
+///     &sql::Options { event_time: None, max_delay_ms: 0 },
+/// ).unwrap());
+/// let mut p = SqlPipeline::with(q);
+/// let mut out = Vec::new();
+/// for line in [r#"{"customer":"a","ts":100}"#, r#"{"customer":"a","ts":900}"#, r#"{"customer":"b","ts":2500}"#] {
+///     p.push(Row::from_json(&q.query.input, line.as_bytes()).unwrap(), &mut out);
+/// }
+/// assert_eq!(serde_json::to_string(&out[0]).unwrap(),
+///            r#"{"customer":"a","window_start":0,"window_end":1000,"n":2}"#);
+/// ```
+pub struct SqlPipeline {
+    p: &'static Prepared,
+    clock: Clock,
+    state: Option<State>,
+    fired_str: Vec<Fired<String, Accs>>,
+    fired_int: Vec<Fired<i64, Accs>>,
+    fired_all: Vec<Fired<(), Accs>>,
+}
+
+/// A result row or a late event.
+#[derive(Debug, Clone)]
+pub struct SqlOutput {
+    q: &'static Query,
+    what: Out,
+}
+
+impl PartialEq for SqlOutput {
+    fn eq(&self, o: &Self) -> bool {
+        std::ptr::eq(self.q, o.q) && self.what == o.what
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Out {
+    Row(Vec<Val>),
+    Late(Row, LateReason),
+}
+
+impl Serialize for SqlOutput {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.what {
+            Out::Row(vals) => super::value::Named {
+                names: &self.q.output.names,
+                vals,
+            }
+            .serialize(s),
+            Out::Late(row, reason) => LateRecord {
+                stage: self.q.stage,
+                event: &row.with(&self.q.input),
+                reason: *reason,
+            }
+            .serialize(s),
+        }
+    }
+}
+
+impl OutputRecord for SqlOutput {
+    fn sink(&self) -> &'static str {
+        match self.what {
+            Out::Row(_) => self.q.stage,
+            Out::Late(..) => "late",
+        }
+    }
+    fn is_late(&self) -> bool {
+        matches!(self.what, Out::Late(..))
+    }
+}
+
+impl SqlPipeline {
+    /// An empty pipeline running `p`.
+    pub fn with(p: &'static Prepared) -> Self {
+        SqlPipeline {
+            p,
+            clock: Clock::default(),
+            state: p.query.grouping.as_ref().map(State::new),
+            fired_str: Vec::new(),
+            fired_int: Vec::new(),
+            fired_all: Vec::new(),
+        }
+    }
+
+    /// Pushes one event through (what [`Pipeline::process`] does).
+    pub fn push<C: Collector<SqlOutput>>(&mut self, row: Row, out: &mut C) {
+        let q = &self.p.query;
+        let ts = q.time.map(|i| time_of(&row.0[i]));
+        let moved = ts.is_some_and(|t| self.clock.observe(t, q.max_delay_ms));
+        self.accept(row, ts.unwrap_or(i64::MIN), out);
+        if moved {
+            self.close(Some(self.clock.watermark), out);
+        }
+    }
+
+    fn accept<C: Collector<SqlOutput>>(&mut self, row: Row, ts: i64, out: &mut C) {
+        let q: &'static Query = &self.p.query;
+        if let Some(f) = &q.filter {
+            if !f.test(&row.0) {
+                return;
+            }
+        }
+        let Some(g) = &q.grouping else {
+            return out.collect(SqlOutput {
+                q,
+                what: Out::Row(row.0),
+            });
+        };
+        let late = match self.state.as_mut().expect("a grouping has state") {
+            State::ByString(s) => keyed(s.push(g, &row.0, ts), q, &row, out),
+            State::ByInt(s) => keyed(s.push(g, &row.0, ts), q, &row, out),
+            State::Global(s) => stage::push_global(s, g, &row.0, ts),
+        };
+        if let Some(reason) = late {
+            out.collect(SqlOutput {
+                q,
+                what: Out::Late(row, reason),
+            });
+        }
+    }
+
+    /// Closes windows up to the watermark `wm` (`None`: all) and emits their rows.
+    fn close<C: Collector<SqlOutput>>(&mut self, wm: Option<i64>, out: &mut C) {
+        let Some(g) = &self.p.query.grouping else {
+            return;
+        };
+        match self.state.as_mut().expect("a grouping has state") {
+            State::ByString(s) => s.close(g, wm, &mut self.fired_str),
+            State::ByInt(s) => s.close(g, wm, &mut self.fired_int),
+            State::Global(s) => stage::close_global(s, g, wm, &mut self.fired_all),
+        }
+        let q: &'static Query = &self.p.query;
+        for f in self.fired_str.drain(..) {
+            emit(
+                q,
+                window_row(Some(f.key.val()), f.start, f.end, &f.acc),
+                out,
+            );
+        }
+        for f in self.fired_int.drain(..) {
+            emit(
+                q,
+                window_row(Some(f.key.val()), f.start, f.end, &f.acc),
+                out,
+            );
+        }
+        for f in self.fired_all.drain(..) {
+            emit(q, window_row(None, f.start, f.end, &f.acc), out);
+        }
+    }
+}
+
+/// A keyed stage's outcome: a running aggregate's row is emitted; a late row's reason
+/// is returned.
+fn keyed<C: Collector<SqlOutput>>(
+    r: Pushed<'_>,
+    q: &'static Query,
+    row: &Row,
+    out: &mut C,
+) -> Option<LateReason> {
+    match r {
+        Pushed::Updated(acc) => {
+            let g = q.grouping.as_ref().expect("keyed");
+            let mut vals = Vec::with_capacity(1 + g.aggs.len());
+            vals.push(row.0[g.key.expect("keyed").0].clone());
+            vals.extend(acc.outputs());
+            emit(q, vals, out);
+            None
+        }
+        Pushed::Late(r) => Some(r),
+        Pushed::Windowed => None,
+    }
+}
+
+/// Emits a result row if it passes `HAVING`.
+fn emit<C: Collector<SqlOutput>>(q: &'static Query, vals: Vec<Val>, out: &mut C) {
+    let keep = match q.grouping.as_ref().and_then(|g| g.having.as_ref()) {
+        Some(h) => h.test(&vals),
+        None => true,
+    };
+    if keep {
+        out.collect(SqlOutput {
+            q,
+            what: Out::Row(vals),
+        });
+    }
+}
+
+fn window_row(key: Option<Val>, start: i64, end: i64, acc: &Accs) -> Vec<Val> {
+    let mut vals: Vec<Val> = key.into_iter().collect();
+    vals.extend([Val::Int(start), Val::Int(end)]);
+    vals.extend(acc.outputs());
+    vals
+}
+
+/// Event time of a row's time value (typed `Int` by the schema).
+fn time_of(v: &Val) -> i64 {
+    match v {
+        Val::Int(t) => *t,
+        _ => i64::MIN,
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Row {
+    /// Reads a row of the [installed](super::install) query's source.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Row, D::Error> {
+        serde::de::DeserializeSeed::deserialize(super::value::RowSeed(&installed().query.input), d)
+    }
+}
+
+static EMPTY_PLAN: crate::plan::Plan = crate::plan::Plan {
+    name: "sql",
+    sources: &[],
+    stages: &[],
+};
+
+impl Pipeline for SqlPipeline {
+    type Event = Row;
+    type Output = SqlOutput;
+    // The identity of an interpreted pipeline is its query's: see the methods below.
+    const NAME: &'static str = "sql";
+    const FINGERPRINT: u64 = 0;
+    const STAGES: &'static [&'static str] = &[];
+    const SINKS: &'static [&'static str] = &[];
+    const PLAN: &'static crate::plan::Plan = &EMPTY_PLAN;
+    const SOURCE_TEXT: &'static str = "";
+
+    fn name() -> &'static str {
+        installed().plan.name
+    }
+    fn fingerprint() -> u64 {
+        installed().fingerprint
+    }
+    fn plan() -> &'static crate::plan::Plan {
+        installed().plan
+    }
+    fn stages() -> &'static [&'static str] {
+        installed().stages
+    }
+    fn sinks() -> &'static [&'static str] {
+        installed().sinks
+    }
+    fn state_layouts() -> &'static [u64] {
+        installed().layouts
+    }
+
+    fn new() -> Self {
+        SqlPipeline::with(installed())
+    }
+
+    fn process<C: Collector<SqlOutput>>(&mut self, event: Row, out: &mut C) {
+        self.push(event, out)
+    }
+
+    fn advance_watermark<C: Collector<SqlOutput>>(&mut self, watermark: i64, out: &mut C) {
+        if watermark > self.clock.watermark {
+            self.clock.watermark = watermark;
+            self.close(Some(watermark), out);
+        }
+    }
+
+    fn event_time(event: &Row) -> Option<i64> {
+        installed().query.time.map(|i| time_of(&event.0[i]))
+    }
+
+    fn finish<C: Collector<SqlOutput>>(&mut self, out: &mut C) {
+        self.close(None, out);
+    }
+
+    fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    fn write_stages(&self, w: &mut StageWriter<'_>) -> Result<(), CheckpointError> {
+        match &self.state {
+            Some(s) => w.field(self.p.query.stage, s),
+            None => Ok(()),
+        }
+    }
+
+    fn decode_stages(codec: Codec, bytes: &[u8], clock: Clock) -> Result<Self, CheckpointError> {
+        let mut p = SqlPipeline::with(installed());
+        p.clock = clock;
+        let Some(g) = &p.p.query.grouping else {
+            return Ok(p);
+        };
+        let stage = p.p.query.stage;
+        let state: State = match codec {
+            Codec::Json => {
+                let mut de = serde_json::Deserializer::from_slice(bytes);
+                let found =
+                    de.deserialize_map(StageField(stage))
+                        .map_err(|e| CheckpointError::Decode {
+                            detail: format!("stage `{stage}`: {e}"),
+                        })?;
+                found.ok_or_else(|| CheckpointError::Decode {
+                    detail: format!("no state of stage `{stage}`"),
+                })?
+            }
+            Codec::Binary => codec::read(codec, bytes)?,
+        };
+        if !state.fits(g) {
+            return Err(CheckpointError::Decode {
+                detail: format!("the state of stage `{stage}` is not of this query's kind"),
+            });
+        }
+        p.state = Some(state);
+        Ok(p)
+    }
+
+    fn stage_json(&self, stage: &str) -> Option<serde_json::Value> {
+        match &self.state {
+            Some(s) if stage == self.p.query.stage => codec::to_json_value(s).ok(),
+            _ => None,
+        }
+    }
+}
+
+/// The state of one stage, from a JSON object whose other fields (the checkpoint's
+/// header, other stages) are skipped.
+struct StageField(&'static str);
+
+impl<'de> Visitor<'de> for StageField {
+    type Value = Option<State>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object holding the stage's state")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Option<State>, A::Error> {
+        let mut found = None;
+        while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+            if k == self.0 {
+                found = Some(m.next_value::<State>()?);
+            } else {
+                m.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
