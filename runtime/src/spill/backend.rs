@@ -66,7 +66,28 @@ pub fn state_backend() -> StateBackend {
 }
 
 pub(crate) fn disk_config() -> Option<Arc<DiskConfig>> {
+    if checking() {
+        return None;
+    }
     BACKEND.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+thread_local! {
+    static CHECKING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, a check that a checkpoint decodes whose result is thrown away: spilling
+/// states created meanwhile stay in memory, and whole ones decoded are checked entry by
+/// entry but not kept (a second copy of a state larger than memory has nowhere to go).
+pub(crate) fn only_checking<T>(f: impl FnOnce() -> T) -> T {
+    let before = CHECKING.with(|c| c.replace(true));
+    let out = f();
+    CHECKING.with(|c| c.set(before));
+    out
+}
+
+pub(crate) fn checking() -> bool {
+    CHECKING.with(|c| c.get())
 }
 
 /// The file that marks a working directory as written by SimpleStream.
@@ -87,8 +108,11 @@ fn prepare_dir(dir: &Path) -> Result<(), String> {
                 "--state-dir {shown} is not empty and was not made by simplestream (no {MARKER} in it): choose an empty or new directory"
             ));
         }
-        std::fs::write(&marker, b"simplestream state working directory: a cache, safe to delete when no run uses it\n")
-            .map_err(|e| format!("writing {}: {e}", marker.display()))?;
+        std::fs::write(
+            &marker,
+            b"simplestream state working directory: a cache, safe to delete when no run uses it\n",
+        )
+        .map_err(|e| format!("writing {}: {e}", marker.display()))?;
     }
     for e in entries {
         let name = e.file_name();
@@ -142,7 +166,11 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         "mib" => 1 << 20,
         "g" | "gb" => 1_000_000_000,
         "gib" => 1 << 30,
-        u => return Err(format!("unknown size unit `{u}` in `{s}` (use B, KiB, MiB, GiB, KB, MB, GB)")),
+        u => {
+            return Err(format!(
+                "unknown size unit `{u}` in `{s}` (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ))
+        }
     };
     n.checked_mul(mul)
         .ok_or_else(|| format!("`{s}` is too large"))

@@ -5,9 +5,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Estimated bytes held in memory by all spilling states.
 static USED: AtomicUsize = AtomicUsize::new(0);
 
+/// The store's page cache: a quarter of the budget (at least 1 MiB).
+pub(crate) fn cache_bytes(memory: usize) -> usize {
+    (memory / 4).max(1 << 20)
+}
+
 /// One state's share of the budget, charged as entries × estimated bytes per entry.
 pub(crate) struct Budget {
-    /// Bytes for in-memory entries: three quarters of the budget (an eighth goes to the
+    /// Bytes for in-memory entries: five eighths of the budget (a quarter goes to the
     /// store's page cache, the rest is slack for everything else).
     limit: usize,
     /// A hash table's bytes per entry, counting the slack of a table that doubles.
@@ -23,7 +28,7 @@ impl Budget {
     pub(crate) fn new<K, V>(memory: usize) -> Budget {
         let heap = std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>();
         Budget {
-            limit: memory / 4 * 3,
+            limit: memory / 8 * 5,
             table: (std::mem::size_of::<(K, V, u64)>() + 1) * 16 / 7,
             heap,
             // Before anything is measured: one small allocation and its header.

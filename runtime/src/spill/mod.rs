@@ -29,6 +29,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::state::KeyedState;
+pub(crate) use backend::only_checking;
 pub use backend::{parse_size, set_state_backend, state_backend, DiskConfig, StateBackend, MARKER};
 use budget::Budget;
 use tier::Tier;
@@ -134,6 +135,9 @@ where
     pub fn remove(&mut self, key: &K) -> Option<V> {
         if self.disk.is_some() {
             self.bring_in(key);
+            if let Some(tier) = self.disk.as_mut().and_then(|d| d.tier.as_mut()) {
+                tier.forget(postcard::to_allocvec(key).unwrap_or_else(|e| fail(e.to_string())));
+            }
         }
         self.mem.remove(key)
     }
@@ -184,7 +188,10 @@ where
     /// Every entry, memory first then disk, in no particular order. Panics if the working
     /// directory cannot be read.
     pub fn iter(&self) -> impl Iterator<Item = (Cow<'_, K>, Cow<'_, V>)> + '_ {
-        let mem = self.mem.iter().map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v)));
+        let mem = self
+            .mem
+            .iter()
+            .map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v)));
         mem.chain(self.disk_entries().map(|r| {
             let (k, _, v) = r.unwrap_or_else(|e| fail(e));
             (Cow::Owned(k), Cow::Owned(v))
@@ -202,15 +209,25 @@ where
     }
 
     /// Decoded entries of the disk tier (key, stamp, value).
-    pub(crate) fn disk_entries(&self) -> Box<dyn Iterator<Item = Result<(K, u64, V), String>> + '_> {
+    pub(crate) fn disk_entries(
+        &self,
+    ) -> Box<dyn Iterator<Item = Result<(K, u64, V), String>> + '_> {
         let Some(tier) = self.disk.as_ref().and_then(|d| d.tier.as_ref()) else {
             return Box::new(std::iter::empty());
         };
         match tier.entries() {
             Err(e) => Box::new(std::iter::once(Err(e))),
-            Ok(it) => Box::new(it.map(|r| {
-                let (k, stamp, v) = r?;
-                Ok((decode(&k)?, stamp, decode(&v)?))
+            Ok(it) => Box::new(it.filter_map(|r| {
+                let entry = || {
+                    let (k, stamp, v) = r?;
+                    let k: K = decode(&k)?;
+                    // A stale copy of a key in memory.
+                    if self.mem.contains(&k) {
+                        return Ok(None);
+                    }
+                    Ok(Some((k, stamp, decode(&v)?)))
+                };
+                entry().transpose()
             })),
         }
     }
@@ -278,7 +295,8 @@ fn quarter_stamp<K: Hash + Eq, V>(mem: &KeyedState<K, V>) -> u64 {
 }
 
 fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
-    postcard::from_bytes(b).map_err(|e| format!("state working directory: an entry does not decode: {e}"))
+    postcard::from_bytes(b)
+        .map_err(|e| format!("state working directory: an entry does not decode: {e}"))
 }
 
 #[cfg(all(test, feature = "disk"))]

@@ -21,6 +21,9 @@ impl Tier {
     pub(crate) fn peek(&self, _: &[u8]) -> Result<Option<(u64, Vec<u8>)>, TierError> {
         match *self {}
     }
+    pub(crate) fn forget(&mut self, _: Vec<u8>) {
+        match *self {}
+    }
     pub(crate) fn write(&mut self, _: Vec<Victim>) -> Result<(), TierError> {
         match *self {}
     }

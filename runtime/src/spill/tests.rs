@@ -152,7 +152,10 @@ fn most_keys_go_to_disk_and_the_checkpoint_bytes_are_a_keyed_states() {
     let mut bin = Vec::new();
     write(Codec::Binary, &s, &mut bin).unwrap();
     let back: KeyedState<u16, u64> = read(Codec::Binary, &bin).unwrap();
-    assert!(back == plain, "a binary checkpoint of the disk backend restores in memory");
+    assert!(
+        back == plain,
+        "a binary checkpoint of the disk backend restores in memory"
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! A second table, ordered by stamp, names the entries evicted while dirty, so a delta
 //! finds them without scanning the file.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -35,10 +35,11 @@ pub(crate) struct Tier {
     db: Database,
     path: PathBuf,
     read: ReadOnlyTable<&'static [u8], &'static [u8]>,
-    /// Keys brought back into memory, with their stamp on disk: deleted at the next batch;
-    /// until then the disk copy is stale and never read.
-    pending: HashMap<Vec<u8>, u64>,
-    /// Entries on disk that are not stale.
+    /// Keys removed from the state: deleted from disk at the next batch, never read.
+    pending: HashSet<Vec<u8>>,
+    /// Entries on disk whose key is not in memory. A key brought back into memory keeps
+    /// its disk copy (stale, skipped by every reader) until it is evicted again and
+    /// overwritten: a delete per lookup would double the writes.
     live: u64,
     batches: u64,
     /// Stamps up to this are in a stored checkpoint: their dirty marks can go.
@@ -48,9 +49,11 @@ pub(crate) struct Tier {
 impl Tier {
     pub(crate) fn open(c: &DiskConfig) -> Result<Tier, TierError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let path = c.dir.join(store_file_name(NEXT.fetch_add(1, Ordering::Relaxed)));
+        let path = c
+            .dir
+            .join(store_file_name(NEXT.fetch_add(1, Ordering::Relaxed)));
         let db = Database::builder()
-            .set_cache_size((c.memory / 8).max(1 << 20))
+            .set_cache_size(super::budget::cache_bytes(c.memory))
             .create(&path)
             .map_err(|e| err("creating the store")(&e))?;
         let txn = db.begin_write().map_err(|e| err("writing")(&e))?;
@@ -62,7 +65,7 @@ impl Tier {
             db,
             path,
             read,
-            pending: HashMap::new(),
+            pending: HashSet::new(),
             live: 0,
             batches: 0,
             acked: AtomicU64::new(0),
@@ -74,27 +77,29 @@ impl Tier {
         r.open_table(ENTRIES).map_err(|e| err("reading")(&e))
     }
 
-    /// Entries on disk (not counting stale copies).
+    /// Entries on disk whose key is not in memory.
     pub(crate) fn len(&self) -> u64 {
         self.live
     }
 
-    /// Takes `key`'s entry off the disk tier: its stamp and value bytes.
+    /// `key`'s entry, which the caller puts into memory (the disk copy turns stale): its
+    /// stamp and value bytes. Only for a key not in memory.
     pub(crate) fn take(&mut self, key: &[u8]) -> Result<Option<(u64, Vec<u8>)>, TierError> {
-        if self.live == 0 || self.pending.contains_key(key) {
-            return Ok(None);
+        let got = self.peek(key)?;
+        if got.is_some() {
+            self.live -= 1;
         }
-        let Some((stamp, value)) = self.get(key)? else {
-            return Ok(None);
-        };
-        self.pending.insert(key.to_vec(), stamp);
-        self.live -= 1;
-        Ok(Some((stamp, value)))
+        Ok(got)
     }
 
-    /// `key`'s entry on disk, left there.
+    /// `key` was removed from the state: its disk copy, if any, goes at the next batch.
+    pub(crate) fn forget(&mut self, key: Vec<u8>) {
+        self.pending.insert(key);
+    }
+
+    /// `key`'s entry on disk, left there. Only for a key not in memory.
     pub(crate) fn peek(&self, key: &[u8]) -> Result<Option<(u64, Vec<u8>)>, TierError> {
-        if self.live == 0 || self.pending.contains_key(key) {
+        if self.live == 0 || self.pending.contains(key) {
             return Ok(None);
         }
         self.get(key)
@@ -106,7 +111,9 @@ impl Tier {
     }
 
     /// Writes evicted entries, deletes stale copies and dirty marks already checkpointed.
-    pub(crate) fn write(&mut self, victims: Vec<Victim>) -> Result<(), TierError> {
+    pub(crate) fn write(&mut self, mut victims: Vec<Victim>) -> Result<(), TierError> {
+        // In key order, a batch rewrites each B-tree leaf it touches once.
+        victims.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut txn = self.db.begin_write().map_err(|e| err("writing")(&e))?;
         self.batches += 1;
         if self.batches % DURABLE_EVERY != 0 {
@@ -117,12 +124,13 @@ impl Tier {
             let mut entries = txn.open_table(ENTRIES).map_err(|e| err("writing")(&e))?;
             let mut dirty = txn.open_table(DIRTY).map_err(|e| err("writing")(&e))?;
             let w = err("writing");
-            for (k, stamp) in self.pending.drain() {
+            // A dirty mark left behind names an entry that is gone or has another
+            // stamp: readers skip it, and it goes once checkpointed.
+            for k in self.pending.drain() {
                 entries.remove(k.as_slice()).map_err(|e| w(&e))?;
-                dirty.remove(mark(stamp, &k).as_slice()).map_err(|e| w(&e))?;
             }
             let acked = self.acked.load(Ordering::Relaxed);
-            let upto = mark(acked, &[0xff; 1]);
+            let upto = mark(acked.saturating_add(1), &[]);
             dirty
                 .retain_in(..upto.as_slice(), |_, _| false)
                 .map_err(|e| w(&e))?;
@@ -131,9 +139,13 @@ impl Tier {
                 buf.clear();
                 buf.extend_from_slice(&stamp.to_le_bytes());
                 buf.extend_from_slice(v);
-                entries.insert(k.as_slice(), buf.as_slice()).map_err(|e| w(&e))?;
+                entries
+                    .insert(k.as_slice(), buf.as_slice())
+                    .map_err(|e| w(&e))?;
                 if *stamp > acked {
-                    dirty.insert(mark(*stamp, k).as_slice(), ()).map_err(|e| w(&e))?;
+                    dirty
+                        .insert(mark(*stamp, k).as_slice(), ())
+                        .map_err(|e| w(&e))?;
                 }
             }
         }
@@ -143,14 +155,20 @@ impl Tier {
         Ok(())
     }
 
-    /// Every entry on disk that is not stale: key bytes, stamp, value bytes.
-    pub(crate) fn entries(&self) -> Result<impl Iterator<Item = Result<Victim, TierError>> + '_, TierError> {
-        let range = self.read.range::<&[u8]>(..).map_err(|e| err("reading")(&e))?;
+    /// Every entry on disk (key bytes, stamp, value bytes), stale copies of keys in
+    /// memory included: the caller skips those.
+    pub(crate) fn entries(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<Victim, TierError>> + '_, TierError> {
+        let range = self
+            .read
+            .range::<&[u8]>(..)
+            .map_err(|e| err("reading")(&e))?;
         Ok(range.filter_map(move |r| match r {
             Err(e) => Some(Err(err("reading")(&e))),
             Ok((k, v)) => {
                 let k = k.value();
-                if self.pending.contains_key(k) {
+                if self.pending.contains(k) {
                     return None;
                 }
                 let (stamp, value) = split(v.value());
@@ -159,20 +177,27 @@ impl Tier {
         }))
     }
 
-    /// Entries on disk changed after stamp `after` (key bytes, stamp, value bytes).
+    /// Entries on disk changed after stamp `after` (key bytes, stamp, value bytes), stale
+    /// copies of keys in memory included: the caller skips those.
     pub(crate) fn changed_after(&self, after: u64) -> Result<Vec<Victim>, TierError> {
         let r = self.db.begin_read().map_err(|e| err("reading")(&e))?;
         let dirty = r.open_table(DIRTY).map_err(|e| err("reading")(&e))?;
         let from = mark(after.saturating_add(1), &[]);
         let mut out = Vec::new();
-        for m in dirty.range(from.as_slice()..).map_err(|e| err("reading")(&e))? {
+        for m in dirty
+            .range(from.as_slice()..)
+            .map_err(|e| err("reading")(&e))?
+        {
             let (m, _) = m.map_err(|e| err("reading")(&e))?;
-            let key = &m.value()[8..];
-            if self.pending.contains_key(key) {
+            let (marked, key) = m.value().split_at(8);
+            if self.pending.contains(key) {
                 continue;
             }
-            if let Some((stamp, value)) = self.get(key)? {
-                out.push((key.to_vec(), stamp, value));
+            match self.get(key)? {
+                Some((stamp, value)) if stamp.to_be_bytes() == marked => {
+                    out.push((key.to_vec(), stamp, value))
+                }
+                _ => {}
             }
         }
         Ok(out)
@@ -199,5 +224,8 @@ fn mark(stamp: u64, key: &[u8]) -> Vec<u8> {
 
 fn split(v: &[u8]) -> (u64, Vec<u8>) {
     let (s, rest) = v.split_at(8);
-    (u64::from_le_bytes(s.try_into().expect("8 bytes")), rest.to_vec())
+    (
+        u64::from_le_bytes(s.try_into().expect("8 bytes")),
+        rest.to_vec(),
+    )
 }
