@@ -127,6 +127,7 @@ fn prepare_dir(dir: &Path) -> Result<(), String> {
 }
 
 /// The name of a store file: `spill-<pid>-<n>.redb`.
+#[cfg(feature = "disk")]
 pub(crate) fn store_file_name(n: u64) -> String {
     format!("spill-{}-{n}.redb", std::process::id())
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 static USED: AtomicUsize = AtomicUsize::new(0);
 
 /// The store's page cache: a quarter of the budget (at least 1 MiB).
+#[cfg(feature = "disk")]
 pub(crate) fn cache_bytes(memory: usize) -> usize {
     (memory / 4).max(1 << 20)
 }

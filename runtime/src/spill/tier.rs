@@ -116,7 +116,7 @@ impl Tier {
         victims.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut txn = self.db.begin_write().map_err(|e| err("writing")(&e))?;
         self.batches += 1;
-        if self.batches % DURABLE_EVERY != 0 {
+        if !self.batches.is_multiple_of(DURABLE_EVERY) {
             txn.set_durability(Durability::None)
                 .map_err(|e| err("writing")(&e))?;
         }
