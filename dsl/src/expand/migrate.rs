@@ -177,6 +177,7 @@ fn keyed(
 ) -> TokenStream {
     let rt = &cx.rt;
     let state_path = s.names.path(&s.names.state);
+    let acc = s.names.path(&s.names.acc);
     let (prelude, old_key) = rekey(s, cx, w, key_ty, cols);
     quote!({
         #prelude
