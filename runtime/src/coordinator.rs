@@ -335,7 +335,7 @@ fn apply_retention<S: CheckpointStore>(
 /// a value JSON cannot hold) would otherwise become `latest` and be found out only at
 /// the restore. Background uploads run this off the pause.
 fn self_check<P: Pipeline>(bytes: &[u8]) -> Result<(), CheckpointError> {
-    envelope::decode::<P>(bytes).map(|_| ())
+    crate::spill::only_checking(|| envelope::decode::<P>(bytes).map(|_| ()))
 }
 const BUSY: &str = "the store is in use by a background upload: call finish_upload first";
 
@@ -369,7 +369,7 @@ fn inspect_one<S: CheckpointStore + ?Sized>(
 
 /// Checks that a delta decodes and applies (as [`self_check`] does for a whole one).
 fn self_check_delta<P: Pipeline>(bytes: &[u8]) -> Result<(), CheckpointError> {
-    envelope::apply_delta(bytes, &mut P::new()).map(|_| ())
+    crate::spill::only_checking(|| envelope::apply_delta(bytes, &mut P::new()).map(|_| ()))
 }
 
 /// The checkpoints a restore can start from (whole ones and manifests), sorted by id

@@ -36,6 +36,7 @@ pub mod join;
 pub mod names;
 pub mod pipeline;
 pub mod plan;
+pub mod spill;
 pub mod state;
 pub mod store;
 pub mod testing;

@@ -265,6 +265,47 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
     }
 }
 
+/// What the disk tier ([`crate::spill`]) needs: slots taken out and put back with their
+/// change stamps, untracked, so that moving an entry between memory and disk is no change.
+impl<K: Hash + Eq, V> KeyedState<K, V> {
+    /// True when `key` is in memory.
+    #[inline]
+    pub(crate) fn contains<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.contains_key(key)
+    }
+
+    /// The change stamps of all entries.
+    pub(crate) fn stamps(&self) -> impl Iterator<Item = u64> + '_ {
+        self.map.values().map(|s| s.changed)
+    }
+
+    /// Takes out every entry stamped at or before `stamp`, keeping no tombstone.
+    pub(crate) fn take_stamped_upto(&mut self, stamp: u64) -> Vec<(K, V, u64)> {
+        self.map
+            .extract_if(|_, s| s.changed <= stamp)
+            .map(|(k, s)| (k, s.value, s.changed))
+            .collect()
+    }
+
+    /// Puts an entry back with the stamp it had, counting no change.
+    pub(crate) fn put_stamped(&mut self, key: K, value: V, changed: u64) {
+        self.map.insert(key, Slot { value, changed });
+    }
+
+    /// Keys removed after stamp `after`.
+    pub(crate) fn removed_after(&self, after: u64) -> Vec<&K> {
+        self.removed
+            .iter()
+            .filter(|(_, at)| **at > after)
+            .map(|(k, _)| k)
+            .collect()
+    }
+}
+
 /// A new key for [`KeyedState::entry_ref`]: cloned, inserted with `V::default()`.
 #[cold]
 #[inline(never)]

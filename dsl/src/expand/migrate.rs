@@ -177,11 +177,16 @@ fn keyed(
 ) -> TokenStream {
     let rt = &cx.rt;
     let state_path = s.names.path(&s.names.state);
+    let acc = s.names.path(&s.names.acc);
     let (prelude, old_key) = rekey(s, cx, w, key_ty, cols);
     quote!({
         #prelude
         let __old: #rt::KeyedState<#old_key, __Old> = #rt::codec::read(codec, bytes)?;
-        #state_path { state: __rekey(__old) }
+        let mut __state: #rt::spill::SpillState<#key_ty, #acc> = ::core::default::Default::default();
+        for (__k, __v) in __rekey(__old).drain() {
+            __state.insert(__k, __v);
+        }
+        #state_path { state: __state }
     })
 }
 

@@ -490,7 +490,7 @@ impl Stateful for Aggregation {
         let state = match &self.grouping {
             Grouping::Key(k) => {
                 let kt = &k.ty;
-                quote!(#rt::KeyedState<#kt, #acc>)
+                quote!(#rt::spill::SpillState<#kt, #acc>)
             }
             Grouping::KeyWindow(k, w) => w.keyed_state(rt, &k.ty, &quote!(#acc)),
             Grouping::Window(_) => quote!(#rt::window::GlobalWindows<#acc>),

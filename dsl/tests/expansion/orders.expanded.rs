@@ -80,11 +80,11 @@ pub mod orders {
     #[serde(crate = "::simplestream::__rt::__private::serde", transparent)]
     pub struct CustomerStats {
         ///Per-key (and per-window) accumulators.
-        pub state: ::simplestream::__rt::KeyedState<String, CustomerStatsAcc>,
+        pub state: ::simplestream::__rt::spill::SpillState<String, CustomerStatsAcc>,
     }
     impl ::simplestream::__rt::delta::Tracked for CustomerStats {
         type Delta = ::simplestream::__rt::delta::DeltaOf<
-            ::simplestream::__rt::KeyedState<String, CustomerStatsAcc>,
+            ::simplestream::__rt::spill::SpillState<String, CustomerStatsAcc>,
         >;
         fn version(&self) -> ::simplestream::__rt::delta::Version {
             ::simplestream::__rt::delta::Tracked::version(&self.state)
@@ -109,7 +109,7 @@ pub mod orders {
     impl ::simplestream::__rt::Checkpointable for CustomerStats {
         const LAYOUT: u64 = ::simplestream::__rt::fingerprint::combine(
             ::simplestream::__rt::fingerprint::fnv1a("customer_stats"),
-            <::simplestream::__rt::KeyedState<
+            <::simplestream::__rt::spill::SpillState<
                 String,
                 CustomerStatsAcc,
             > as ::simplestream::__rt::Checkpointable>::LAYOUT,

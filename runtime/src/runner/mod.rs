@@ -181,6 +181,20 @@ pub struct Args {
     /// Longest accepted input line, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     pub max_line_bytes: usize,
+    /// Where running aggregates keep their per-key state: memory (every key in a hash
+    /// map) or disk (hot keys in memory within --state-memory, the rest in an embedded
+    /// store in --state-dir).
+    #[arg(long, value_enum, default_value = "memory")]
+    pub state_backend: StateBackendArg,
+    /// The disk backend's memory budget for keyed state and its store's cache (e.g.
+    /// 64MiB, 1GiB).
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = crate::spill::parse_size)]
+    pub state_memory: usize,
+    /// The disk backend's working directory, a local cache that checkpoints rebuild
+    /// [default: CHECKPOINT_DIR/state/INSTANCE, or a temporary directory for remote
+    /// stores].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Inspect checkpoints instead of running.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -192,6 +206,36 @@ fn parse_interval(s: &str) -> Result<i64, String> {
         return Err("the interval must be more than zero".into());
     }
     Ok(ms)
+}
+
+/// `--state-backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateBackendArg {
+    /// Every key in memory.
+    Memory,
+    /// Hot keys in memory, the rest on disk.
+    Disk,
+}
+
+/// Sets the process's state backend as `args` say (before a pipeline is made).
+fn set_state_backend(args: &Args, remote: bool) -> Result<(), RunError> {
+    let backend = match args.state_backend {
+        StateBackendArg::Memory => crate::spill::StateBackend::Memory,
+        StateBackendArg::Disk => {
+            let dir = match (&args.state_dir, remote) {
+                (Some(d), _) => d.clone(),
+                (None, false) => args.checkpoint_dir.join("state").join(&args.instance),
+                (None, true) => std::env::temp_dir()
+                    .join("simplestream-state")
+                    .join(&args.instance),
+            };
+            crate::spill::StateBackend::Disk(crate::spill::DiskConfig {
+                dir,
+                memory: args.state_memory,
+            })
+        }
+    };
+    crate::spill::set_state_backend(backend).map_err(RunError::Fatal)
 }
 
 /// Where a Kafka input without a checkpoint starts.
@@ -605,6 +649,7 @@ where
     for note in store.left_alone() {
         warn!("{note}");
     }
+    set_state_backend(args, remote)?;
     let mut coord = Coordinator::new(store, config);
     coord.set_restore_options(crate::upgrade::RestoreOptions {
         allow_dropped: args.allow_dropped_state.clone(),

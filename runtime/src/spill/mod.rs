@@ -1,0 +1,303 @@
+//! State larger than memory: [`SpillState`], the keyed state of running aggregates, keeps
+//! hot keys in memory and the rest in an embedded store on disk (the disk backend).
+//!
+//! With the memory backend (the default) a `SpillState` is a [`KeyedState`] plus one
+//! pointer that is `None`: the hot path pays one never-taken branch. With the disk
+//! backend ([`set_state_backend`]) a key missing from memory is looked up on disk and
+//! brought back; when the in-memory entries outgrow their share of the budget, the
+//! quarter touched longest ago (by their change stamps, which every update already
+//! writes) goes to disk in one batch. A key lives in exactly one of the two places.
+//!
+//! Checkpoints are the source of truth; the working directory is a cache that a restore
+//! rebuilds. Deltas hold the changed entries of both tiers: entries evicted while dirty
+//! are found through an index ordered by stamp, not by scanning the store.
+
+mod backend;
+mod budget;
+mod serde_impls;
+#[cfg(feature = "disk")]
+mod tier;
+#[cfg(not(feature = "disk"))]
+#[path = "no_tier.rs"]
+mod tier;
+
+use std::borrow::{Borrow, Cow};
+use std::hash::Hash;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::state::KeyedState;
+pub(crate) use backend::only_checking;
+pub use backend::{parse_size, set_state_backend, state_backend, DiskConfig, StateBackend, MARKER};
+use budget::Budget;
+use tier::Tier;
+
+/// Keyed state that can spill to disk: the state of a running `key_by ... aggregate`.
+///
+/// ```
+/// use simplestream_runtime::spill::SpillState;
+/// let mut s: SpillState<String, u64> = SpillState::default();
+/// *s.entry_ref("C001") += 2;
+/// *s.entry("C002".to_string()) += 1;
+/// assert_eq!(s.get(&"C001".to_string()).as_deref(), Some(&2));
+/// assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"C001":2,"C002":1}"#);
+/// ```
+pub struct SpillState<K, V> {
+    pub(crate) mem: KeyedState<K, V>,
+    pub(crate) disk: Option<Box<Disk>>,
+}
+
+/// The disk side of a [`SpillState`]: the store is opened at the first eviction.
+pub(crate) struct Disk {
+    config: Arc<DiskConfig>,
+    pub(crate) tier: Option<Tier>,
+    budget: Budget,
+}
+
+impl<K, V> Default for SpillState<K, V> {
+    fn default() -> Self {
+        SpillState {
+            mem: KeyedState::default(),
+            disk: backend::disk_config().map(|config| {
+                Box::new(Disk {
+                    budget: Budget::new::<K, V>(config.memory),
+                    config,
+                    tier: None,
+                })
+            }),
+        }
+    }
+}
+
+fn fail(e: String) -> ! {
+    panic!("{e}")
+}
+
+impl<K, V> SpillState<K, V>
+where
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned,
+    V: Clone + Serialize + DeserializeOwned,
+{
+    /// The value for a borrowed `key`, created with `V::default()` if missing; the key is
+    /// cloned only when it is new to memory.
+    ///
+    /// ```
+    /// use simplestream_runtime::spill::SpillState;
+    /// let mut s: SpillState<String, u64> = SpillState::default();
+    /// *s.entry_ref("C001") += 1;
+    /// *s.entry_ref("C001") += 1;
+    /// assert_eq!(s.get(&"C001".to_string()).as_deref(), Some(&2));
+    /// ```
+    #[inline(always)]
+    pub fn entry_ref<Q>(&mut self, key: &Q) -> &mut V
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        V: Default,
+    {
+        if self.disk.is_some() {
+            self.bring_in(key);
+        }
+        self.mem.entry_ref(key)
+    }
+
+    /// The value for `key`, created with `V::default()` if missing.
+    #[inline]
+    pub fn entry(&mut self, key: K) -> &mut V
+    where
+        V: Default,
+    {
+        if self.disk.is_some() {
+            self.bring_in(&key);
+        }
+        self.mem.entry(key)
+    }
+
+    /// The value for `key`, if any, to change.
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        if self.disk.is_some() {
+            self.bring_in(key);
+        }
+        self.mem.get_mut(key)
+    }
+
+    /// Inserts or replaces the value for `key`.
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        if self.disk.is_some() {
+            self.bring_in(&key);
+        }
+        self.mem.insert(key, value)
+    }
+
+    /// Removes `key`.
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        if self.disk.is_some() {
+            self.bring_in(key);
+            if let Some(tier) = self.disk.as_mut().and_then(|d| d.tier.as_mut()) {
+                tier.forget(postcard::to_allocvec(key).unwrap_or_else(|e| fail(e.to_string())));
+            }
+        }
+        self.mem.remove(key)
+    }
+
+    /// The value for `key`, if any: borrowed from memory or read from disk.
+    pub fn get(&self, key: &K) -> Option<Cow<'_, V>> {
+        if let Some(v) = self.mem.get(key) {
+            return Some(Cow::Borrowed(v));
+        }
+        let tier = self.disk.as_ref()?.tier.as_ref()?;
+        let k = postcard::to_allocvec(key).unwrap_or_else(|e| fail(e.to_string()));
+        let (_, v) = tier.peek(&k).unwrap_or_else(|e| fail(e))?;
+        Some(Cow::Owned(decode(&v).unwrap_or_else(|e| fail(e))))
+    }
+
+    /// Adds an entry read from a checkpoint (keys there are unique: no lookup on disk).
+    pub(crate) fn restore_entry(&mut self, key: K, value: V) -> Result<(), String> {
+        if self.disk.is_some() {
+            self.make_room()?;
+        }
+        self.mem.insert(key, value);
+        Ok(())
+    }
+
+    /// Number of keys, in memory and on disk.
+    pub fn len(&self) -> usize {
+        self.mem.len() + self.on_disk() as usize
+    }
+
+    /// True when no key has state.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keys on disk.
+    pub fn on_disk(&self) -> u64 {
+        self.disk
+            .as_ref()
+            .and_then(|d| d.tier.as_ref())
+            .map_or(0, |t| t.len())
+    }
+
+    /// Keys in memory.
+    pub fn in_memory(&self) -> usize {
+        self.mem.len()
+    }
+
+    /// Every entry, memory first then disk, in no particular order. Panics if the working
+    /// directory cannot be read.
+    pub fn iter(&self) -> impl Iterator<Item = (Cow<'_, K>, Cow<'_, V>)> + '_ {
+        let mem = self
+            .mem
+            .iter()
+            .map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v)));
+        mem.chain(self.disk_entries().map(|r| {
+            let (k, _, v) = r.unwrap_or_else(|e| fail(e));
+            (Cow::Owned(k), Cow::Owned(v))
+        }))
+    }
+
+    /// Entries sorted by key (all of them in memory at once).
+    pub fn sorted(&self) -> Vec<(Cow<'_, K>, Cow<'_, V>)>
+    where
+        K: Ord,
+    {
+        let mut v: Vec<_> = self.iter().collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Decoded entries of the disk tier (key, stamp, value).
+    pub(crate) fn disk_entries(
+        &self,
+    ) -> Box<dyn Iterator<Item = Result<(K, u64, V), String>> + '_> {
+        let Some(tier) = self.disk.as_ref().and_then(|d| d.tier.as_ref()) else {
+            return Box::new(std::iter::empty());
+        };
+        match tier.entries() {
+            Err(e) => Box::new(std::iter::once(Err(e))),
+            Ok(it) => Box::new(it.filter_map(|r| {
+                let entry = || {
+                    let (k, stamp, v) = r?;
+                    let k: K = decode(&k)?;
+                    // A stale copy of a key in memory.
+                    if self.mem.contains(&k) {
+                        return Ok(None);
+                    }
+                    Ok(Some((k, stamp, decode(&v)?)))
+                };
+                entry().transpose()
+            })),
+        }
+    }
+
+    /// Before `key` is used: if it is on disk, brings it back with its stamp; if it is new
+    /// to memory and memory is full, makes room first.
+    #[cold]
+    #[inline(never)]
+    fn bring_in<Q>(&mut self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        if self.mem.contains(key) {
+            return;
+        }
+        if let Err(e) = self.make_room() {
+            fail(e)
+        }
+        let disk = self.disk.as_mut().expect("disk backend");
+        let Some(tier) = disk.tier.as_mut() else {
+            return;
+        };
+        let owned = key.to_owned();
+        let k = postcard::to_allocvec(&owned).unwrap_or_else(|e| fail(e.to_string()));
+        if let Some((stamp, v)) = tier.take(&k).unwrap_or_else(|e| fail(e)) {
+            let v: V = decode(&v).unwrap_or_else(|e| fail(e));
+            self.mem.put_stamped(owned, v, stamp);
+        }
+    }
+
+    /// Moves the quarter of memory's entries touched longest ago to disk, if memory is
+    /// over its budget.
+    fn make_room(&mut self) -> Result<(), String> {
+        let disk = self.disk.as_mut().expect("disk backend");
+        if !disk.budget.charge(self.mem.len() + 1) || self.mem.len() < 4 {
+            return Ok(());
+        }
+        if disk.tier.is_none() {
+            disk.tier = Some(Tier::open(&disk.config)?);
+        }
+        let threshold = quarter_stamp(&self.mem);
+        let taken = self.mem.take_stamped_upto(threshold);
+        let mut victims = Vec::with_capacity(taken.len());
+        let mut key_bytes = 0;
+        for (k, v, stamp) in taken {
+            let kb = postcard::to_allocvec(&k).map_err(|e| e.to_string())?;
+            let vb = postcard::to_allocvec(&v).map_err(|e| e.to_string())?;
+            key_bytes += kb.len() + vb.len();
+            victims.push((kb, stamp, vb));
+        }
+        disk.budget.measured(victims.len(), key_bytes);
+        disk.budget.charge(self.mem.len());
+        disk.tier.as_mut().expect("opened").write(victims)
+    }
+}
+
+/// The stamp at or below which about a quarter of `mem`'s entries are, from a sample (a
+/// hash map's order has nothing to do with the stamps).
+fn quarter_stamp<K: Hash + Eq, V>(mem: &KeyedState<K, V>) -> u64 {
+    let step = (mem.len() / 4096).max(1);
+    let mut sample: Vec<u64> = mem.stamps().step_by(step).collect();
+    let at = sample.len() / 4;
+    *sample.select_nth_unstable(at).1
+}
+
+fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+    postcard::from_bytes(b)
+        .map_err(|e| format!("state working directory: an entry does not decode: {e}"))
+}
+
+#[cfg(all(test, feature = "disk"))]
+mod tests;

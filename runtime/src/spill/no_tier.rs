@@ -1,0 +1,43 @@
+//! Builds without the `disk` feature (the browser playground) have no disk tier: this
+//! type has no values, so every disk path compiles away.
+
+use super::backend::DiskConfig;
+
+pub type TierError = String;
+pub(crate) type Victim = (Vec<u8>, u64, Vec<u8>);
+
+pub(crate) enum Tier {}
+
+impl Tier {
+    pub(crate) fn open(_: &DiskConfig) -> Result<Tier, TierError> {
+        Err("this build has no disk state backend (cargo feature `disk`)".into())
+    }
+    pub(crate) fn len(&self) -> u64 {
+        match *self {}
+    }
+    pub(crate) fn take(&mut self, _: &[u8]) -> Result<Option<(u64, Vec<u8>)>, TierError> {
+        match *self {}
+    }
+    pub(crate) fn peek(&self, _: &[u8]) -> Result<Option<(u64, Vec<u8>)>, TierError> {
+        match *self {}
+    }
+    pub(crate) fn forget(&mut self, _: Vec<u8>) {
+        match *self {}
+    }
+    pub(crate) fn write(&mut self, _: Vec<Victim>) -> Result<(), TierError> {
+        match *self {}
+    }
+    pub(crate) fn entries(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<Victim, TierError>> + '_, TierError> {
+        match *self {}
+        #[allow(unreachable_code)]
+        Ok(std::iter::empty())
+    }
+    pub(crate) fn changed_after(&self, _: u64) -> Result<Vec<Victim>, TierError> {
+        match *self {}
+    }
+    pub(crate) fn ack(&self, _: u64) {
+        match *self {}
+    }
+}

@@ -1,0 +1,259 @@
+//! [`SpillState`] in checkpoints: the same bytes as a [`KeyedState`] with the same
+//! entries, so each backend restores the other's checkpoints; its deltas; and the
+//! traits a stage's state derives.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
+
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::ser::{Error as _, SerializeMap, SerializeStruct};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::SpillState;
+use crate::checkpoint::Checkpointable;
+use crate::codec::{CheckpointError, Codec, StageWriter};
+use crate::delta::{Tracked, Version};
+use crate::state::{Key, KeyedDelta, KeyedState};
+
+impl<K: Key, V: Checkpointable + Clone> Checkpointable for SpillState<K, V> {
+    const LAYOUT: u64 = <KeyedState<K, V> as Checkpointable>::LAYOUT;
+}
+
+type Owned<'a, K, V> = Vec<(Cow<'a, K>, Cow<'a, V>)>;
+
+impl<K, V> SpillState<K, V>
+where
+    K: Hash + Eq + Ord + Clone + Serialize + DeserializeOwned,
+    V: Clone + Serialize + DeserializeOwned,
+{
+    /// Every entry, memory's and the disk's, sorted by key if `sorted`.
+    fn all(&self, sorted: bool) -> Result<Owned<'_, K, V>, String> {
+        let mut v: Owned<'_, K, V> = self
+            .mem
+            .iter()
+            .map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v)))
+            .collect();
+        for r in self.disk_entries() {
+            let (k, _, val) = r?;
+            v.push((Cow::Owned(k), Cow::Owned(val)));
+        }
+        if sorted {
+            v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
+        Ok(v)
+    }
+
+    /// Entries changed after stamp `after`, in memory and on disk.
+    fn changed_after(&self, after: u64) -> Result<Owned<'_, K, V>, String> {
+        let mut v: Owned<'_, K, V> = self
+            .mem
+            .changed_after(after, false)
+            .into_iter()
+            .map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v)))
+            .collect();
+        if let Some(tier) = self.disk.as_ref().and_then(|d| d.tier.as_ref()) {
+            for (k, _, val) in tier.changed_after(after)? {
+                let k: K = super::decode(&k)?;
+                if !self.mem.contains(&k) {
+                    v.push((Cow::Owned(k), Cow::Owned(super::decode(&val)?)));
+                }
+            }
+            // Changes up to `after` are in the checkpoint a delta is taken against.
+            tier.ack(after);
+        }
+        Ok(v)
+    }
+}
+
+/// Owned and borrowed entries written as a map.
+struct Map<'a, 'b, K: Clone, V: Clone>(&'b [(Cow<'a, K>, Cow<'a, V>)]);
+
+impl<K: Serialize + Clone, V: Serialize + Clone> Serialize for Map<'_, '_, K, V> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
+    }
+}
+
+impl<K, V> Serialize for SpillState<K, V>
+where
+    K: Hash + Eq + Ord + Clone + Serialize + DeserializeOwned + 'static,
+    V: Clone + Serialize + DeserializeOwned,
+{
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.on_disk() == 0 {
+            return self.mem.serialize(s);
+        }
+        if s.is_human_readable() {
+            let all = self.all(true).map_err(S::Error::custom)?;
+            return Map(&all).serialize(s);
+        }
+        // Binary: one entry in memory at a time, however many are on disk.
+        let mut m = s.serialize_map(Some(self.len()))?;
+        for (k, v) in self.mem.iter() {
+            m.serialize_entry(k, v)?;
+        }
+        for r in self.disk_entries() {
+            let (k, _, v) = r.map_err(S::Error::custom)?;
+            m.serialize_entry(&k, &v)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de, K, V> Deserialize<'de> for SpillState<K, V>
+where
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned,
+    V: Clone + Serialize + DeserializeOwned,
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Vis<K, V>(PhantomData<(K, V)>);
+        impl<'de, K, V> Visitor<'de> for Vis<K, V>
+        where
+            K: Hash + Eq + Clone + Serialize + DeserializeOwned,
+            V: Clone + Serialize + DeserializeOwned,
+        {
+            type Value = SpillState<K, V>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of keyed state")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                let mut s = SpillState::default();
+                if super::backend::checking() {
+                    while a.next_entry::<K, V>()?.is_some() {}
+                    return Ok(s);
+                }
+                while let Some((k, v)) = a.next_entry()? {
+                    s.restore_entry(k, v).map_err(serde::de::Error::custom)?;
+                }
+                Ok(s)
+            }
+        }
+        d.deserialize_map(Vis(PhantomData))
+    }
+}
+
+/// The delta of a [`SpillState`], written as a [`KeyedState`]'s is.
+struct View<'a, 'b, K: Clone, V: Clone> {
+    reset: bool,
+    upserts: &'b [(Cow<'a, K>, Cow<'a, V>)],
+    removed: Vec<&'a K>,
+}
+
+impl<K: Serialize + Clone, V: Serialize + Clone> Serialize for View<'_, '_, K, V> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("KeyedDelta", 3)?;
+        st.serialize_field("reset", &self.reset)?;
+        st.serialize_field("upserts", &Map(self.upserts))?;
+        st.serialize_field("removed", &self.removed)?;
+        st.end()
+    }
+}
+
+impl<K, V> Tracked for SpillState<K, V>
+where
+    K: Hash + Ord + Clone + Serialize + DeserializeOwned + 'static,
+    V: Clone + Serialize + DeserializeOwned,
+{
+    type Delta = KeyedDelta<K, V>;
+
+    fn version(&self) -> Version {
+        self.mem.version()
+    }
+
+    fn write_delta(
+        &self,
+        since: Option<Version>,
+        name: &'static str,
+        w: &mut StageWriter<'_>,
+    ) -> Result<(), CheckpointError> {
+        if self.disk.as_ref().is_none_or(|d| d.tier.is_none()) {
+            return self.mem.write_delta(since, name, w);
+        }
+        let sorted = w.codec() == Codec::Json;
+        let now = self.mem.version();
+        let after = since
+            .filter(|v| v.lineage == now.lineage && v.changes <= now.changes)
+            .map(|v| v.changes);
+        let bad = |detail: String| CheckpointError::Encode { detail };
+        let (reset, mut upserts, mut removed) = match after {
+            None => (true, self.all(sorted).map_err(bad)?, Vec::new()),
+            Some(a) => (
+                false,
+                self.changed_after(a).map_err(bad)?,
+                self.mem.removed_after(a),
+            ),
+        };
+        if sorted {
+            upserts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            removed.sort_unstable();
+        }
+        let view = View {
+            reset,
+            upserts: &upserts,
+            removed,
+        };
+        w.field(name, &view)
+    }
+
+    fn apply_delta(&mut self, mut delta: KeyedDelta<K, V>) {
+        if delta.reset {
+            *self = SpillState::default();
+        }
+        for k in &delta.removed {
+            self.remove(k);
+        }
+        for (k, v) in delta.upserts.drain() {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl<K, V> Clone for SpillState<K, V>
+where
+    K: Hash + Eq + Ord + Clone + Serialize + DeserializeOwned,
+    V: Clone + Serialize + DeserializeOwned,
+{
+    /// A clone starts a history of its own, as a [`KeyedState`]'s does.
+    fn clone(&self) -> Self {
+        if self.on_disk() == 0 && self.disk.is_none() {
+            return SpillState {
+                mem: self.mem.clone(),
+                disk: None,
+            };
+        }
+        let mut c = SpillState::default();
+        for (k, v) in self.iter() {
+            c.restore_entry(k.into_owned(), v.into_owned())
+                .unwrap_or_else(|e| super::fail(e));
+        }
+        c
+    }
+}
+
+impl<K, V> fmt::Debug for SpillState<K, V>
+where
+    K: Hash + Eq + Ord + Clone + fmt::Debug + Serialize + DeserializeOwned,
+    V: Clone + fmt::Debug + Serialize + DeserializeOwned,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let all = self.all(true).map_err(|_| fmt::Error)?;
+        f.debug_map()
+            .entries(all.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
+            .finish()
+    }
+}
+
+impl<K, V> PartialEq for SpillState<K, V>
+where
+    K: Hash + Eq + Ord + Clone + Serialize + DeserializeOwned,
+    V: Clone + PartialEq + Serialize + DeserializeOwned,
+{
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len()
+            && self
+                .iter()
+                .all(|(k, v)| other.get(&k).as_deref() == Some(v.as_ref()))
+    }
+}

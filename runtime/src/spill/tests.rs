@@ -1,0 +1,178 @@
+//! A spilling state with a tiny budget behaves as a plain map, through deltas and
+//! restores in both codecs.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::codec::{read, write, Codec, StageWriter};
+use crate::delta::{Tracked, Version};
+use crate::state::KeyedDelta;
+
+/// Tests that set the process's backend run one at a time.
+static BACKEND_LOCK: Mutex<()> = Mutex::new(());
+
+/// Sets the disk backend with `memory` bytes in a fresh directory, until dropped.
+pub(crate) struct DiskBackend {
+    _lock: MutexGuard<'static, ()>,
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl DiskBackend {
+    pub(crate) fn new(memory: usize) -> DiskBackend {
+        let lock = BACKEND_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let config = DiskConfig {
+            dir: dir.path().join("state"),
+            memory,
+        };
+        set_state_backend(StateBackend::Disk(config)).unwrap();
+        DiskBackend { _lock: lock, dir }
+    }
+}
+
+impl Drop for DiskBackend {
+    fn drop(&mut self) {
+        set_state_backend(StateBackend::Memory).unwrap();
+    }
+}
+
+type S = SpillState<u16, u64>;
+
+fn whole(s: &S, codec: Codec) -> S {
+    let mut out = Vec::new();
+    write(codec, s, &mut out).unwrap();
+    read(codec, &out).unwrap()
+}
+
+fn delta(s: &S, since: Version, codec: Codec) -> KeyedDelta<u16, u64> {
+    #[derive(serde::Deserialize)]
+    struct D {
+        s: KeyedDelta<u16, u64>,
+    }
+    let mut out = Vec::new();
+    let mut w = StageWriter::new(codec, &mut out);
+    s.write_delta(Some(since), "s", &mut w).unwrap();
+    w.finish();
+    read::<D>(codec, &out).unwrap().s
+}
+
+fn contents(s: &S) -> BTreeMap<u16, u64> {
+    s.iter().map(|(k, v)| (*k, *v)).collect()
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Add(u16, u64),
+    Insert(u16, u64),
+    Remove(u16),
+    Delta,
+    Restore,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        12 => (0u16..400, 1u64..9).prop_map(|(k, v)| Op::Add(k, v)),
+        2 => (0u16..400, 1u64..9).prop_map(|(k, v)| Op::Insert(k, v)),
+        2 => (0u16..400).prop_map(Op::Remove),
+        1 => Just(Op::Delta),
+        1 => Just(Op::Restore),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    /// Random updates with a budget of a few dozen entries (most keys on disk): the state
+    /// equals a map that did the same; a delta applied to the previous checkpoint's copy
+    /// gives the state; a whole checkpoint restores it.
+    #[test]
+    fn a_spilling_state_equals_a_map(
+        ops in prop::collection::vec(op(), 1..400),
+        binary in any::<bool>(),
+    ) {
+        let codec = if binary { Codec::Binary } else { Codec::Json };
+        let _backend = DiskBackend::new(4096);
+        let mut model: BTreeMap<u16, u64> = BTreeMap::new();
+        let mut live = S::default();
+        let mut copy = whole(&live, codec);
+        let mut since = live.version();
+        for op in ops {
+            match op {
+                Op::Add(k, v) => {
+                    *live.entry_ref(&k) += v;
+                    *model.entry(k).or_default() += v;
+                }
+                Op::Insert(k, v) => {
+                    prop_assert_eq!(live.insert(k, v), model.insert(k, v));
+                }
+                Op::Remove(k) => {
+                    prop_assert_eq!(live.remove(&k), model.remove(&k));
+                }
+                Op::Delta => {
+                    copy.apply_delta(delta(&live, since, codec));
+                    prop_assert_eq!(contents(&copy), model.clone());
+                    since = live.version();
+                }
+                Op::Restore => {
+                    live = whole(&live, codec);
+                    copy = whole(&live, codec);
+                    since = live.version();
+                }
+            }
+        }
+        prop_assert_eq!(contents(&live), model.clone());
+        prop_assert_eq!(live.len(), model.len());
+        for (k, v) in &model {
+            prop_assert_eq!(live.get(k).map(|v| *v), Some(*v));
+        }
+        copy.apply_delta(delta(&live, since, codec));
+        prop_assert_eq!(contents(&copy), model);
+    }
+}
+
+#[test]
+fn most_keys_go_to_disk_and_the_checkpoint_bytes_are_a_keyed_states() {
+    let _backend = DiskBackend::new(4096);
+    let mut s = S::default();
+    let mut plain: KeyedState<u16, u64> = KeyedState::default();
+    for i in 0..5_000u32 {
+        let k = (i * 7919 % 2000) as u16;
+        *s.entry_ref(&k) += 1;
+        *plain.entry_ref(&k) += 1;
+    }
+    assert_eq!(s.len(), 2000);
+    assert!(s.in_memory() < 100, "{} in memory", s.in_memory());
+    assert!(s.on_disk() > 1900, "{} on disk", s.on_disk());
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    write(Codec::Json, &s, &mut a).unwrap();
+    write(Codec::Json, &plain, &mut b).unwrap();
+    assert_eq!(a, b, "JSON checkpoints are byte-identical across backends");
+    let mut bin = Vec::new();
+    write(Codec::Binary, &s, &mut bin).unwrap();
+    let back: KeyedState<u16, u64> = read(Codec::Binary, &bin).unwrap();
+    assert!(
+        back == plain,
+        "a binary checkpoint of the disk backend restores in memory"
+    );
+}
+
+#[test]
+fn the_store_file_is_removed_with_the_state() {
+    let backend = DiskBackend::new(4096);
+    let dir = backend.dir.path().join("state");
+    let files = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name() != MARKER)
+            .count()
+    };
+    let mut s = S::default();
+    for k in 0..1000 {
+        *s.entry_ref(&k) += 1;
+    }
+    assert_eq!(files(), 1);
+    drop(s);
+    assert_eq!(files(), 0);
+}

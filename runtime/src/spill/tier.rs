@@ -1,0 +1,231 @@
+//! The disk tier: cold entries of one keyed state in a `redb` file of the working
+//! directory, as bytes (postcard key -> change stamp and postcard value).
+//!
+//! The file is a cache that no crash needs: commits skip the fsync (except every few,
+//! which lets redb reuse freed pages), and the file is deleted when the state is dropped.
+//! A second table, ordered by stamp, names the entries evicted while dirty, so a delta
+//! finds them without scanning the file.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, TableDefinition};
+
+use super::backend::{store_file_name, DiskConfig};
+
+const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entries");
+/// Stamp (big-endian, so ordered) then key: entries on disk that a delta may need.
+const DIRTY: TableDefinition<&[u8], ()> = TableDefinition::new("dirty");
+
+/// Batches between commits that are made durable.
+const DURABLE_EVERY: u64 = 8;
+
+/// A failure of the working directory's store.
+pub type TierError = String;
+
+fn err(what: &str) -> impl Fn(&dyn std::fmt::Display) -> TierError + '_ {
+    move |e| format!("state working directory: {what}: {e}")
+}
+
+/// An evicted entry: key bytes, change stamp, value bytes.
+pub(crate) type Victim = (Vec<u8>, u64, Vec<u8>);
+
+pub(crate) struct Tier {
+    db: Database,
+    path: PathBuf,
+    read: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    /// Keys removed from the state: deleted from disk at the next batch, never read.
+    pending: HashSet<Vec<u8>>,
+    /// Entries on disk whose key is not in memory. A key brought back into memory keeps
+    /// its disk copy (stale, skipped by every reader) until it is evicted again and
+    /// overwritten: a delete per lookup would double the writes.
+    live: u64,
+    batches: u64,
+    /// Stamps up to this are in a stored checkpoint: their dirty marks can go.
+    acked: AtomicU64,
+}
+
+impl Tier {
+    pub(crate) fn open(c: &DiskConfig) -> Result<Tier, TierError> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let path = c
+            .dir
+            .join(store_file_name(NEXT.fetch_add(1, Ordering::Relaxed)));
+        let db = Database::builder()
+            .set_cache_size(super::budget::cache_bytes(c.memory))
+            .create(&path)
+            .map_err(|e| err("creating the store")(&e))?;
+        let txn = db.begin_write().map_err(|e| err("writing")(&e))?;
+        txn.open_table(ENTRIES).map_err(|e| err("writing")(&e))?;
+        txn.open_table(DIRTY).map_err(|e| err("writing")(&e))?;
+        txn.commit().map_err(|e| err("writing")(&e))?;
+        let read = Self::reader(&db)?;
+        Ok(Tier {
+            db,
+            path,
+            read,
+            pending: HashSet::new(),
+            live: 0,
+            batches: 0,
+            acked: AtomicU64::new(0),
+        })
+    }
+
+    fn reader(db: &Database) -> Result<ReadOnlyTable<&'static [u8], &'static [u8]>, TierError> {
+        let r = db.begin_read().map_err(|e| err("reading")(&e))?;
+        r.open_table(ENTRIES).map_err(|e| err("reading")(&e))
+    }
+
+    /// Entries on disk whose key is not in memory.
+    pub(crate) fn len(&self) -> u64 {
+        self.live
+    }
+
+    /// `key`'s entry, which the caller puts into memory (the disk copy turns stale): its
+    /// stamp and value bytes. Only for a key not in memory.
+    pub(crate) fn take(&mut self, key: &[u8]) -> Result<Option<(u64, Vec<u8>)>, TierError> {
+        let got = self.peek(key)?;
+        if got.is_some() {
+            self.live -= 1;
+        }
+        Ok(got)
+    }
+
+    /// `key` was removed from the state: its disk copy, if any, goes at the next batch.
+    pub(crate) fn forget(&mut self, key: Vec<u8>) {
+        self.pending.insert(key);
+    }
+
+    /// `key`'s entry on disk, left there. Only for a key not in memory.
+    pub(crate) fn peek(&self, key: &[u8]) -> Result<Option<(u64, Vec<u8>)>, TierError> {
+        if self.live == 0 || self.pending.contains(key) {
+            return Ok(None);
+        }
+        self.get(key)
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<(u64, Vec<u8>)>, TierError> {
+        let got = self.read.get(key).map_err(|e| err("reading")(&e))?;
+        Ok(got.map(|v| split(v.value())))
+    }
+
+    /// Writes evicted entries, deletes stale copies and dirty marks already checkpointed.
+    pub(crate) fn write(&mut self, mut victims: Vec<Victim>) -> Result<(), TierError> {
+        // In key order, a batch rewrites each B-tree leaf it touches once.
+        victims.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut txn = self.db.begin_write().map_err(|e| err("writing")(&e))?;
+        self.batches += 1;
+        if !self.batches.is_multiple_of(DURABLE_EVERY) {
+            txn.set_durability(Durability::None)
+                .map_err(|e| err("writing")(&e))?;
+        }
+        {
+            let mut entries = txn.open_table(ENTRIES).map_err(|e| err("writing")(&e))?;
+            let mut dirty = txn.open_table(DIRTY).map_err(|e| err("writing")(&e))?;
+            let w = err("writing");
+            // A dirty mark left behind names an entry that is gone or has another
+            // stamp: readers skip it, and it goes once checkpointed.
+            for k in self.pending.drain() {
+                entries.remove(k.as_slice()).map_err(|e| w(&e))?;
+            }
+            let acked = self.acked.load(Ordering::Relaxed);
+            let upto = mark(acked.saturating_add(1), &[]);
+            dirty
+                .retain_in(..upto.as_slice(), |_, _| false)
+                .map_err(|e| w(&e))?;
+            let mut buf = Vec::new();
+            for (k, stamp, v) in &victims {
+                buf.clear();
+                buf.extend_from_slice(&stamp.to_le_bytes());
+                buf.extend_from_slice(v);
+                entries
+                    .insert(k.as_slice(), buf.as_slice())
+                    .map_err(|e| w(&e))?;
+                if *stamp > acked {
+                    dirty
+                        .insert(mark(*stamp, k).as_slice(), ())
+                        .map_err(|e| w(&e))?;
+                }
+            }
+        }
+        txn.commit().map_err(|e| err("writing")(&e))?;
+        self.live += victims.len() as u64;
+        self.read = Self::reader(&self.db)?;
+        Ok(())
+    }
+
+    /// Every entry on disk (key bytes, stamp, value bytes), stale copies of keys in
+    /// memory included: the caller skips those.
+    pub(crate) fn entries(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<Victim, TierError>> + '_, TierError> {
+        let range = self
+            .read
+            .range::<&[u8]>(..)
+            .map_err(|e| err("reading")(&e))?;
+        Ok(range.filter_map(move |r| match r {
+            Err(e) => Some(Err(err("reading")(&e))),
+            Ok((k, v)) => {
+                let k = k.value();
+                if self.pending.contains(k) {
+                    return None;
+                }
+                let (stamp, value) = split(v.value());
+                Some(Ok((k.to_vec(), stamp, value)))
+            }
+        }))
+    }
+
+    /// Entries on disk changed after stamp `after` (key bytes, stamp, value bytes), stale
+    /// copies of keys in memory included: the caller skips those.
+    pub(crate) fn changed_after(&self, after: u64) -> Result<Vec<Victim>, TierError> {
+        let r = self.db.begin_read().map_err(|e| err("reading")(&e))?;
+        let dirty = r.open_table(DIRTY).map_err(|e| err("reading")(&e))?;
+        let from = mark(after.saturating_add(1), &[]);
+        let mut out = Vec::new();
+        for m in dirty
+            .range(from.as_slice()..)
+            .map_err(|e| err("reading")(&e))?
+        {
+            let (m, _) = m.map_err(|e| err("reading")(&e))?;
+            let (marked, key) = m.value().split_at(8);
+            if self.pending.contains(key) {
+                continue;
+            }
+            match self.get(key)? {
+                Some((stamp, value)) if stamp.to_be_bytes() == marked => {
+                    out.push((key.to_vec(), stamp, value))
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Changes up to `stamp` are in a stored checkpoint: no delta needs them again.
+    pub(crate) fn ack(&self, stamp: u64) {
+        self.acked.fetch_max(stamp, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Tier {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn mark(stamp: u64, key: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(8 + key.len());
+    m.extend_from_slice(&stamp.to_be_bytes());
+    m.extend_from_slice(key);
+    m
+}
+
+fn split(v: &[u8]) -> (u64, Vec<u8>) {
+    let (s, rest) = v.split_at(8);
+    (
+        u64::from_le_bytes(s.try_into().expect("8 bytes")),
+        rest.to_vec(),
+    )
+}

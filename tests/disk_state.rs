@@ -1,0 +1,221 @@
+//! The disk state backend under SIGKILL: `orders --state-backend disk` with a budget small
+//! enough that most customers' state lives on disk, killed at random event counts and
+//! restarted, gives output byte-identical to an uninterrupted memory-backend run, and its
+//! checkpointed state equals counts computed independently from the input. With S3
+//! checkpoints, every restart gets a new, empty working directory ("another machine").
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::servers;
+use support::*;
+
+/// 2,000 customers at about 150 bytes each against 24 KiB for entries (5/8 of 40 KiB):
+/// about 160 keys fit in memory, more than nine in ten live on disk.
+const BUDGET: &str = "40KiB";
+const CUSTOMERS: u64 = 2_000;
+const EVENTS: usize = 40_000;
+const KILLS: usize = 6;
+
+fn disk_args<'a>(state_dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "--state-backend",
+        "disk",
+        "--state-memory",
+        BUDGET,
+        "--state-dir",
+        state_dir,
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
+/// Store files in a working directory (its marker aside).
+fn store_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".redb"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Kills the command `make(i)` builds at each target (it stands at that event count);
+/// checks at the first that state went to disk; then runs it to the end.
+fn kill_at(
+    mut make: impl FnMut(usize) -> Command,
+    targets: &[u64],
+    state_dir: impl Fn(usize) -> std::path::PathBuf,
+) {
+    for (i, &t) in targets.iter().enumerate() {
+        let mut c = make(i);
+        c.arg("--quiet");
+        let p = spawn_until_paused(c, &[t]);
+        if i == 0 {
+            let files = store_files(&state_dir(i));
+            assert_eq!(files.len(), 1, "spilled state at event {t}: {files:?}");
+        }
+        p.kill();
+    }
+    let mut c = make(targets.len());
+    c.arg("--quiet");
+    run_ok(c);
+}
+
+fn assert_stats(ck: &serde_json::Value, text: &str, name: &str) {
+    let stats = ck["customer_stats"].as_object().unwrap();
+    let expected = expected_stats(text);
+    assert_eq!(stats.len(), expected.len(), "{name}: customers");
+    for (c, (count, cents)) in &expected {
+        assert_eq!(
+            stats[c]["count"].as_u64().unwrap(),
+            *count,
+            "{name}: count of {c}"
+        );
+        let amount = stats[c]["amount"].as_f64().unwrap();
+        assert!(
+            (amount * 100.0 - *cents as f64).abs() < 0.5,
+            "{name}: amount of {c}: {amount} vs {cents} cents"
+        );
+    }
+}
+
+fn file_store_scenario(name: &str, seed: u64, extra: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("orders.jsonl");
+    let text = order_lines(seed, EVENTS, CUSTOMERS, 997, 0);
+    std::fs::write(&input, &text).unwrap();
+    let (reference, crashed) = (tmp.path().join("reference"), tmp.path().join("crashed"));
+    std::fs::create_dir_all(&reference).unwrap();
+    std::fs::create_dir_all(&crashed).unwrap();
+    run_ok(orders(&reference, &input, extra));
+
+    let state = crashed.join("state");
+    let state_arg = state.to_str().unwrap().to_string();
+    let targets = pause_targets(seed, KILLS, 5_000..(EVENTS as u64 * 49 / 50));
+    kill_at(
+        |_| orders(&crashed, &input, &disk_args(&state_arg, extra)),
+        &targets,
+        |_| state.clone(),
+    );
+    eprintln!("{name}: {KILLS} kills at events {targets:?}");
+    for f in ["out.jsonl", "out.jsonl.late"] {
+        assert_same_file(&reference.join(f), &crashed.join(f));
+    }
+    assert!(
+        std::fs::read_to_string(crashed.join("out.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+            > 100
+    );
+    assert_stats(&latest_checkpoint(&crashed), &text, name);
+    // Files of the killed runs were removed at the next start, the last run's at its end.
+    assert_eq!(store_files(&state), Vec::<String>::new());
+    assert!(state.join(".simplestream-state").exists());
+}
+
+#[test]
+fn disk_backend_killed_at_random_moments_incremental_binary() {
+    file_store_scenario(
+        "disk-incremental",
+        61,
+        &[
+            "--incremental",
+            "--checkpoint-every",
+            "1500",
+            "--codec",
+            "binary",
+        ],
+    );
+}
+
+#[test]
+fn disk_backend_killed_at_random_moments_whole_json() {
+    file_store_scenario("disk-json", 62, &["--checkpoint-every", "2500"]);
+}
+
+#[test]
+fn a_state_dir_holding_other_files_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = put_input(tmp.path(), order_lines(3, 100, 10, 0, 0).as_bytes());
+    let state = tmp.path().join("mine");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("thesis.txt"), b"do not touch").unwrap();
+    let out = orders(tmp.path(), &input, &disk_args(state.to_str().unwrap(), &[]))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(err.contains("not made by simplestream"), "{err}");
+    assert_eq!(
+        std::fs::read(state.join("thesis.txt")).unwrap(),
+        b"do not touch"
+    );
+}
+
+/// Checkpoints in S3 (moto); each restart on a new machine: an empty working directory
+/// and no local checkpoint directory.
+#[test]
+fn s3_disk_backend_restores_into_an_empty_working_directory() {
+    let Some(server) = servers::moto() else {
+        return;
+    };
+    servers::create_bucket(&server, "disk-bucket");
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("orders.jsonl");
+    let text = order_lines(63, EVENTS, CUSTOMERS, 997, 0);
+    std::fs::write(&input, &text).unwrap();
+    let (reference, crashed) = (tmp.path().join("reference"), tmp.path().join("crashed"));
+    std::fs::create_dir_all(&reference).unwrap();
+    std::fs::create_dir_all(&crashed).unwrap();
+    let extra = [
+        "--incremental",
+        "--checkpoint-every",
+        "2000",
+        "--codec",
+        "binary",
+    ];
+    run_ok(orders(&reference, &input, &extra));
+
+    let url = "s3://disk-bucket/disk";
+    let machine = |i: usize| crashed.join(format!("machine-{i}"));
+    let make = |i: usize| {
+        let state = machine(i).join("state");
+        let mut c = Command::new(orders_bin());
+        c.arg("--input").arg(&input);
+        c.arg("--output").arg(crashed.join("out.jsonl"));
+        c.args(["--checkpoint-store", url]);
+        c.arg("--checkpoint-dir")
+            .arg(machine(i).join("no-checkpoints-here"));
+        c.args(["--instance", "app-instance-1"]);
+        c.args(disk_args(state.to_str().unwrap(), &extra));
+        c.env_remove("SIMPLESTREAM_FAILPOINT")
+            .env_remove("RUST_LOG");
+        c.envs(servers::s3_env(&server));
+        c
+    };
+    let targets = pause_targets(63, KILLS, 5_000..(EVENTS as u64 * 49 / 50));
+    kill_at(make, &targets, |i| machine(i).join("state"));
+    for f in ["out.jsonl", "out.jsonl.late"] {
+        assert_same_file(&reference.join(f), &crashed.join(f));
+    }
+    for i in 0..=KILLS {
+        assert!(
+            !machine(i).join("no-checkpoints-here").exists(),
+            "nothing kept locally"
+        );
+    }
+    let show = Command::new(orders_bin())
+        .args(["checkpoints", "show", url, "--instance", "app-instance-1"])
+        .envs(servers::s3_env(&server))
+        .output()
+        .unwrap();
+    assert!(show.status.success(), "{}", stderr_of(&show));
+    let ck: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_stats(&ck, &text, "s3-disk");
+}
