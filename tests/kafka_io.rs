@@ -63,27 +63,32 @@ impl Kafka {
     /// Writes `lines[i]` to partition `i % partitions` of the existing `topic`.
     fn append(&self, topic: &str, partitions: i32, lines: &[&str]) {
         for p in 0..partitions {
-            let pc = self.partition(topic, p);
             let mine: Vec<&str> = lines
                 .iter()
                 .skip(p as usize)
                 .step_by(partitions as usize)
                 .copied()
                 .collect();
-            for chunk in mine.chunks(500) {
-                let recs = chunk
-                    .iter()
-                    .map(|l| Record {
-                        key: None,
-                        value: Some(l.as_bytes().to_vec()),
-                        headers: BTreeMap::new(),
-                        timestamp: Default::default(),
-                    })
-                    .collect();
-                self.rt
-                    .block_on(pc.produce(recs, Compression::NoCompression))
-                    .unwrap();
-            }
+            self.append_to(topic, p, &mine);
+        }
+    }
+
+    /// Writes `lines` to partition `p` of the existing `topic`, in order.
+    fn append_to(&self, topic: &str, p: i32, lines: &[&str]) {
+        let pc = self.partition(topic, p);
+        for chunk in lines.chunks(500) {
+            let recs = chunk
+                .iter()
+                .map(|l| Record {
+                    key: None,
+                    value: Some(l.as_bytes().to_vec()),
+                    headers: BTreeMap::new(),
+                    timestamp: Default::default(),
+                })
+                .collect();
+            self.rt
+                .block_on(pc.produce(recs, Compression::NoCompression))
+                .unwrap();
         }
     }
 
@@ -445,4 +450,61 @@ fn from_latest_skips_what_was_there_and_a_restart_reads_what_came_after() {
     run_ok(orders_io(tmp.path(), &input, &out, &from_latest));
     assert_eq!(pos(&latest_checkpoint(tmp.path()), "events"), 1_000);
     assert_stats(tmp.path(), &after);
+}
+
+/// With --follow, a partition that never gets a record stops holding the watermark back
+/// once it has been quiet for --idle-timeout: windows close and their rows are written
+/// while the program still runs. Without the rule no row would ever appear.
+#[test]
+fn follow_an_idle_partition_does_not_hold_windows_open() {
+    let Some(server) = servers::tansu() else {
+        return;
+    };
+    let kafka = Kafka::new(&server);
+    // An order an hour after the rest closes every window before it.
+    let mut text = order_lines(77, 3_000, 40, 0, 0);
+    text.push_str("{\"customer\":\"ZZZ\",\"amount\":1.00,\"ts\":1635746400000}\n");
+    let lines: Vec<&str> = text.lines().collect();
+    kafka.fill("orders", 2, &[]);
+    kafka.append_to("orders", 0, &lines);
+    let tmp = tmp();
+    // The same records from a file: every row but the last one's (closed only by the
+    // end of the file) must be written while following the topic.
+    let file = tmp.path().join("orders.jsonl");
+    std::fs::write(&file, &text).unwrap();
+    let reference = tmp.path().join("reference.jsonl");
+    run_ok(orders_io(
+        &tmp.path().join("ref"),
+        file.to_str().unwrap(),
+        reference.to_str().unwrap(),
+        &[],
+    ));
+    let mut want = complete_lines(&reference);
+    let last = want.pop().unwrap();
+    assert!(last.contains("ZZZ"), "{last}");
+    assert!(want.len() > 10, "the reference wrote {} rows", want.len());
+    let out = tmp.path().join("out.jsonl");
+    let mut c = orders_io(
+        &tmp.path().join("follow"),
+        &kafka_url(&server, "orders"),
+        out.to_str().unwrap(),
+        &["--follow", "--idle-timeout", "200ms"],
+    );
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let guard = std::time::Duration::from_secs(120);
+    wait_until("the closed windows' rows", guard, || {
+        complete_lines(&out).len() >= want.len()
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(complete_lines(&out), want);
+}
+
+/// The lines of `path` up to its last newline (a row being written is left out).
+fn complete_lines(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let end = text.rfind('\n').map_or(0, |i| i + 1);
+    text[..end].lines().map(str::to_string).collect()
 }

@@ -54,6 +54,7 @@ where
                 if run.coord.due(now_ms()) {
                     run.checkpoint("interval", false)?;
                 }
+                run.outputs.flush()?;
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }

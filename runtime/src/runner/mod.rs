@@ -375,6 +375,13 @@ impl Outputs {
         target.write_line(&self.scratch)
     }
 
+    /// See [`Sink::flush`](sink::Sink::flush): a followed input has gone quiet.
+    fn flush(&mut self) -> Result<(), String> {
+        self.main.flush()?;
+        self.late.flush()?;
+        self.dead.as_mut().map_or(Ok(()), |d| d.flush())
+    }
+
     /// Does the checkpoint's `positions` prove every output this run's? Not on a fresh
     /// start, nor for an output it did not write (a new dead-letter file, a new path).
     fn recorded_in(&self, positions: &BTreeMap<String, u64>) -> bool {
@@ -793,6 +800,7 @@ where
                 if run.coord.due(now_ms()) {
                     run.checkpoint("interval", false)?;
                 }
+                run.outputs.flush()?;
                 progress.tick(
                     run.events,
                     run.input.offset,

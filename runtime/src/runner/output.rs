@@ -92,6 +92,11 @@ impl SinkFile {
         Ok(())
     }
 
+    /// Hands the buffered bytes to the OS (no fsync).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+
     /// Flushes and fsyncs; returns the length now durable.
     pub fn commit(&mut self) -> Result<u64, String> {
         self.writer

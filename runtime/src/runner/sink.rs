@@ -40,6 +40,10 @@ pub trait Sink {
     }
     /// Path or URL, for messages.
     fn describe(&self) -> String;
+    /// Hands buffered rows on (to the OS, or to Kafka) without waiting for them to be
+    /// durable: a followed input gone quiet shows its last rows now, not at the next
+    /// checkpoint. A restart still cuts back or skips what no checkpoint recorded.
+    fn flush(&mut self) -> Result<(), String>;
 }
 
 impl Sink for SinkFile {
@@ -63,6 +67,9 @@ impl Sink for SinkFile {
     fn describe(&self) -> String {
         self.path().display().to_string()
     }
+    fn flush(&mut self) -> Result<(), String> {
+        SinkFile::flush(self).map_err(|e| format!("writing {}: {e}", self.path().display()))
+    }
 }
 
 #[cfg(feature = "kafka")]
@@ -85,5 +92,8 @@ impl Sink for super::kafka::KafkaSink {
     }
     fn describe(&self) -> String {
         self.url().to_string()
+    }
+    fn flush(&mut self) -> Result<(), String> {
+        super::kafka::KafkaSink::flush(self)
     }
 }

@@ -213,6 +213,12 @@ impl KafkaSink {
         }
     }
 
+    /// Hands the pending rows to the producer thread without waiting for Kafka's
+    /// acknowledgement (see [`Sink::flush`](crate::runner::sink::Sink::flush)).
+    pub fn flush(&mut self) -> Result<(), String> {
+        self.send()
+    }
+
     /// Hands the pending rows to the producer thread (waiting while two batches are in
     /// flight).
     fn send(&mut self) -> Result<(), String> {
