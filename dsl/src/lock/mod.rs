@@ -1,5 +1,5 @@
 //! The state lock: a file next to a pipeline's source listing every stateful stage and
-//! its state layout as deployed ([`file`]). When it is there, `pipeline!` checks the
+//! its state layout as deployed ([`mod@file`]). When it is there, `pipeline!` checks the
 //! pipeline against it and turns a change that would lose deployed state into a compile
 //! error at the changed tokens ([`diff`]); the layouts are those checkpoints record
 //! ([`layout`]).
