@@ -7,8 +7,8 @@
 //!
 //! ```
 //! use simplestream_runtime::sql::{self, Options};
-//! let err = sql::parse("SELECT customer, SUM(amout) FROM orders GROUP BY customr", &Options::default());
-//! assert!(err.is_ok(), "no CREATE TABLE: columns are inferred from their use");
+//! let ok = sql::parse("SELECT customr, SUM(amout) FROM orders GROUP BY customr", &Options::default());
+//! assert!(ok.is_ok(), "no CREATE TABLE: columns are inferred from their use");
 //! let err = sql::parse(
 //!     "CREATE TABLE orders (customer TEXT, amount DOUBLE, ts BIGINT);
 //!      SELECT customer, SUM(amout) FROM orders GROUP BY customer",
