@@ -71,7 +71,7 @@ pub fn costs(key_counts: &[u64], runs: usize, scratch: &Path) -> Vec<CheckpointC
             .per_key
             .state
             .iter()
-            .map(|(k, a)| (k.clone(), (a.count, a.amount)))
+            .map(|(k, a)| (k.into_owned(), (a.count, a.amount)))
             .collect();
         let positions: BTreeMap<String, u64> = [("events".to_string(), 2 * keys)].into();
         for codec in [Codec::Json, Codec::Binary] {

@@ -81,7 +81,11 @@ fn coordinator(dir: &Path, instance: &str, incremental: bool) -> Coordinator<Fil
     c
 }
 
-fn timed_checkpoint(c: &mut Coordinator<FileStore>, p: &CountByStringKeyP, id: u64) -> (Duration, u64) {
+fn timed_checkpoint(
+    c: &mut Coordinator<FileStore>,
+    p: &CountByStringKeyP,
+    id: u64,
+) -> (Duration, u64) {
     let positions: BTreeMap<String, u64> = [("events".to_string(), id)].into();
     let t = Instant::now();
     let info = c.checkpoint(p, positions, id as i64).expect("checkpoint");
@@ -125,7 +129,9 @@ pub fn costs(key_counts: &[u64], runs: usize, scratch: &Path) -> Vec<Incremental
                 (k, (a.count, a.amount))
             })
             .collect();
-        let changed_plain_bytes = postcard::to_allocvec(&changed_plain).expect("postcard").len() as u64;
+        let changed_plain_bytes = postcard::to_allocvec(&changed_plain)
+            .expect("postcard")
+            .len() as u64;
         let (restore, plain_decode) = restore_costs(&mut inc, &p, keys, runs);
         drop(inc);
         fs::remove_dir_all(&dir).ok();
@@ -161,7 +167,10 @@ fn restore_costs(
     keys: u64,
     runs: usize,
 ) -> (Duration, Duration) {
-    let r = c.recover::<CountByStringKeyP>().expect("recover").expect("a checkpoint");
+    let r = c
+        .recover::<CountByStringKeyP>()
+        .expect("recover")
+        .expect("a checkpoint");
     assert!(r.pipeline.per_key == p.per_key, "restored state differs");
     assert!(r.name.ends_with(".manifest.json"), "restored {}", r.name);
     drop(r);
@@ -176,7 +185,7 @@ fn restore_costs(
         .per_key
         .state
         .iter()
-        .map(|(k, a)| (k.clone(), (a.count, a.amount)))
+        .map(|(k, a)| (k.into_owned(), (a.count, a.amount)))
         .collect();
     let bytes = postcard::to_allocvec(&plain).expect("postcard");
     drop(plain);

@@ -331,7 +331,13 @@ impl Workload for CountByStringKey {
                 }
                 p.finish(&mut Discard);
                 let el = t.elapsed();
-                let d = digest(&mut p.per_key.state.iter().map(|(k, a)| (k, a.count, a.amount)));
+                let entries: Vec<(String, u64, f64)> = p
+                    .per_key
+                    .state
+                    .iter()
+                    .map(|(k, a)| (k.into_owned(), a.count, a.amount))
+                    .collect();
+                let d = digest(&mut entries.iter().map(|(k, c, a)| (k, *c, *a)));
                 (el, d)
             }
             Impl::Timely => unreachable!("no timely version"),
