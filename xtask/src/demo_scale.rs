@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
@@ -13,8 +12,8 @@ use rskafka::client::ClientBuilder;
 
 use crate::kafka_bench::fill_topic;
 use crate::scale_bench::customer;
-use crate::stores::{free_port, start};
-use crate::{root, tools};
+use crate::stores::{fresh_dir, release_orders, start_tansu};
+use crate::tools;
 
 const EVENTS: u64 = 400_000;
 const PAUSE_AT: &str = "100000";
@@ -22,28 +21,9 @@ const PAUSE_AT: &str = "100000";
 pub fn run(_args: &[String]) -> Result<(), String> {
     let bin = tools::ensure()?;
     crate::build_release_binaries()?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    let orders = target.join("release/examples/orders");
-    let base = root().join("target/demo-scale");
-    let _ = std::fs::remove_dir_all(&base);
-    std::fs::create_dir_all(&base).map_err(|e| e.to_string())?;
-    let port = free_port()?;
-    let url = format!("tcp://127.0.0.1:{port}");
-    let _tansu = start(
-        Command::new(bin.join("tansu")).args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "memory://tansu/",
-        ]),
-        port,
-        "tansu",
-    )?;
+    let orders = release_orders();
+    let base = fresh_dir("target/demo-scale")?;
+    let (_tansu, port) = start_tansu(&bin)?;
     let addr = format!("127.0.0.1:{port}");
     let input = base.join("orders.jsonl");
     crate::gen::write_orders(&input, EVENTS, 200, 2024)?;

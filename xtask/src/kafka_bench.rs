@@ -10,14 +10,14 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::client::ClientBuilder;
 use rskafka::record::Record;
 
-use crate::stores::{free_port, start};
+use crate::stores::{fresh_dir, release_orders, start_tansu};
 use crate::{root, tools};
 
 const PARTITIONS: i32 = 4;
@@ -27,28 +27,9 @@ pub fn run_kafka_bench(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
     let bin = tools::ensure()?;
     crate::build_release_binaries()?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    let orders = target.join("release/examples/orders");
-    let work = root().join("target/bench/kafka");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-    let port = free_port()?;
-    let url = format!("tcp://127.0.0.1:{port}");
-    let _tansu = start(
-        Command::new(bin.join("tansu")).args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "memory://tansu/",
-        ]),
-        port,
-        "tansu",
-    )?;
+    let orders = release_orders();
+    let work = fresh_dir("target/bench/kafka")?;
+    let (_tansu, port) = start_tansu(&bin)?;
     let events: u64 = if quick { 300_000 } else { 2_000_000 };
     let input = work.join("orders.jsonl");
     crate::gen::write_orders(&input, events, 10_000, 7)?;

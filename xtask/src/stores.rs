@@ -38,6 +38,42 @@ pub(crate) fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("finding a free port: {e}"))
 }
 
+/// A tansu broker on a free port of 127.0.0.1 with in-memory storage, and its port.
+pub(crate) fn start_tansu(bin: &std::path::Path) -> Result<(Server, u16), String> {
+    let port = free_port()?;
+    let url = format!("tcp://127.0.0.1:{port}");
+    let server = start(
+        Command::new(bin.join("tansu")).args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]),
+        port,
+        "tansu",
+    )?;
+    Ok((server, port))
+}
+
+/// The release `orders` example (built by `build_release_binaries`).
+pub(crate) fn release_orders() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("release/examples/orders")
+}
+
+/// `rel` under the repository, emptied: a bench's or demo's scratch directory.
+pub(crate) fn fresh_dir(rel: &str) -> Result<std::path::PathBuf, String> {
+    let dir = root().join(rel);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
 pub(crate) fn start(cmd: &mut Command, port: u16, what: &str) -> Result<Server, String> {
     let child = cmd
         .stdin(Stdio::null())
@@ -153,21 +189,7 @@ pub fn run_store_bench(args: &[String]) -> Result<(), String> {
         "moto_server",
     )?;
     create_bucket(s3_port, "bench")?;
-    let k_port = free_port()?;
-    let k_url = format!("tcp://127.0.0.1:{k_port}");
-    let _tansu = start(
-        Command::new(bin.join("tansu")).args([
-            "broker",
-            "--listener-url",
-            &k_url,
-            "--advertised-listener-url",
-            &k_url,
-            "--storage-engine",
-            "memory://tansu/",
-        ]),
-        k_port,
-        "tansu",
-    )?;
+    let (_tansu, k_port) = start_tansu(&bin)?;
     let s3_env: Vec<(String, String)> = [
         ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{s3_port}")),
         ("AWS_ALLOW_HTTP", "true".into()),
