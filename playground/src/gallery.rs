@@ -55,6 +55,12 @@ pub trait Demo: simplestream::Pipeline + 'static {
     /// orders and events typed by hand (the form, the late button) enter it.
     fn order(offset: u64, order: Order) -> Self::Event;
 
+    /// A stage's state JSON as its state table reads it (the checkpoint's, unless the
+    /// pipeline keeps it in another shape).
+    fn table_json(json: serde_json::Value) -> serde_json::Value {
+        json
+    }
+
     /// Generated event `i` of the stream seeded with `seed`: an order, unless the
     /// pipeline reads more than one source.
     fn generated(seed: u64, i: u64) -> Self::Event {

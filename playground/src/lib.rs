@@ -8,6 +8,8 @@
 //! - [`gallery`]: the pipelines shown (orders per customer, sliding and session windows,
 //!   a window over all events, a join of two sources), each written with `pipeline!`;
 //! - [`source`]: the deterministic, seeded event source and manual-event validation;
+//! - [`query`]: the SQL editor's query, checked against the orders source and run by
+//!   the interpreter of `simplestream sql`;
 //! - [`lab`]: one pipeline's life: process, checkpoint, crash, restore (through the
 //!   runtime's [`Coordinator`](simplestream::Coordinator)), corrupt, reference check;
 //! - [`diagram`] and [`tables`]: the stage diagram and the state tables, laid out by the
@@ -24,6 +26,7 @@ pub mod diagram;
 pub mod gallery;
 pub mod lab;
 pub mod prune;
+pub mod query;
 pub mod source;
 pub mod tables;
 pub mod text;

@@ -146,6 +146,13 @@ impl Playground {
         self.lab_mut().set_codec(codec, now());
     }
 
+    /// Runs `text` as the SQL editor's query (from offset 0); false if the selected
+    /// pipeline is compiled. A query with an error changes nothing: `view().sql.error`
+    /// says where it is.
+    pub fn set_query(&mut self, text: &str) -> bool {
+        self.lab_mut().set_query(text, now())
+    }
+
     /// Everything the page shows, as JSON.
     pub fn view(&mut self) -> String {
         self.lab_mut().view(now()).to_string()

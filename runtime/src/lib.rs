@@ -51,7 +51,7 @@ mod delta_tests;
 
 #[cfg(feature = "native")]
 pub mod runner;
-#[cfg(feature = "native")]
+#[cfg(feature = "sql")]
 pub mod sql;
 
 pub use checkpoint::Checkpointable;

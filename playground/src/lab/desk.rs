@@ -39,14 +39,14 @@ impl About {
     pub fn of<P: Demo>() -> About {
         About {
             instance: P::INSTANCE,
-            name: P::NAME,
+            name: P::name(),
             title: P::TITLE,
             blurb: P::BLURB,
             source_path: P::SOURCE_PATH,
             source_file: P::SOURCE_FILE,
-            plan: P::PLAN,
-            stages: P::STAGES,
-            sinks: P::SINKS,
+            plan: P::plan(),
+            stages: P::stages(),
+            sinks: P::sinks(),
             late_by_ms: P::LATE_BY_MS,
         }
     }

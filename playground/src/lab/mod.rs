@@ -13,9 +13,11 @@
 mod desk;
 mod page;
 mod sink;
+mod sql;
 mod store;
 
 use serde_json::Value;
+use simplestream::sql::SqlPipeline;
 use simplestream::{envelope, Codec, OutputRecord, Pipeline};
 
 use crate::gallery::{AllOrders, Demo, Order, Orders, PaidSales, Sessions, SlidingTop};
@@ -25,6 +27,7 @@ use page::Snapshot;
 
 pub use desk::garble;
 pub use sink::{Sink, SinkLine, SINK_KEEP};
+pub use sql::{SqlLab, QUERY_KEY};
 pub use store::{MemoryPlayStore, PlayStore, OUTPUT_KEY, SOURCE_KEY};
 
 /// Checkpoints kept per pipeline (older ones are deleted after each checkpoint).
@@ -75,12 +78,19 @@ pub trait LabApi {
     fn state_json(&self) -> String;
     /// Whether the live state equals a never-crashed run's up to the same offset.
     fn reference_match(&mut self) -> Option<bool>;
+    /// Runs `text` as the pipeline's query (the SQL editor), from offset 0; false if the
+    /// pipeline is compiled and takes no query.
+    fn set_query(&mut self, text: &str, now_ms: i64) -> bool {
+        let _ = (text, now_ms);
+        false
+    }
 }
 
 /// The gallery's pipelines over stores made by `store` (given each instance name).
 pub fn gallery_labs<S: PlayStore>(store: impl Fn(&'static str) -> S) -> Vec<Box<dyn LabApi>> {
     vec![
         Box::new(Lab::<Orders, S>::new(store(Orders::INSTANCE))),
+        Box::new(SqlLab::new(store(SqlPipeline::INSTANCE))),
         Box::new(Lab::<SlidingTop, S>::new(store(SlidingTop::INSTANCE))),
         Box::new(Lab::<Sessions, S>::new(store(Sessions::INSTANCE))),
         Box::new(Lab::<AllOrders, S>::new(store(AllOrders::INSTANCE))),
@@ -298,13 +308,14 @@ impl<P: Demo, S: PlayStore> Lab<P, S> {
             let preview = envelope::encode(&l.pipeline, Codec::Json, next_id, now, pos).ok();
             (l.pipeline.clock(), l.offset, preview)
         });
-        let stages = P::PLAN
+        let stages = P::plan()
             .stateful_stages()
             .map(|s| {
                 let json = self
                     .live
                     .as_ref()
-                    .and_then(|l| l.pipeline.stage_json(s.name));
+                    .and_then(|l| l.pipeline.stage_json(s.name))
+                    .map(P::table_json);
                 (s, json.unwrap_or(Value::Null))
             })
             .collect();
@@ -454,7 +465,7 @@ impl<P: Demo, S: PlayStore> LabApi for Lab<P, S> {
     }
 
     fn state_json(&self) -> String {
-        let main = P::STAGES.first().copied().unwrap_or_default();
+        let main = P::stages().first().copied().unwrap_or_default();
         self.live
             .as_ref()
             .and_then(|l| l.pipeline.stage_json(main))
@@ -469,3 +480,6 @@ impl<P: Demo, S: PlayStore> LabApi for Lab<P, S> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod sql_tests;

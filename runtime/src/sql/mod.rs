@@ -33,7 +33,7 @@ pub use acc::{Accs, AggSpec, Cell, Func};
 pub use error::SqlError;
 pub use expr::{Arith, Cmp, Ex};
 pub use pipeline::{SqlOutput, SqlPipeline};
-pub use prepared::{install, installed, prepare, Prepared};
+pub use prepared::{install, install_on_this_thread, installed, prepare, Prepared};
 pub use query::{parse, Grouping, Options, Query};
 pub use stage::{Groups, State};
 pub use value::{Named, Row, RowSeed, Schema, Ty, Val};

@@ -1,7 +1,9 @@
 //! A query with the identity the runtime reads of a pipeline (name, plan,
-//! fingerprint, stages, state layouts), built once at run time, and the process-wide
-//! query that [`SqlPipeline`](super::SqlPipeline)'s `Pipeline` impl runs.
+//! fingerprint, stages, state layouts), built once at run time, and the query that
+//! [`SqlPipeline`](super::SqlPipeline)'s `Pipeline` impl runs: the process's, or one
+//! set for the current thread by a host that changes queries (the browser playground).
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 
 use super::acc::Func;
@@ -63,14 +65,37 @@ pub fn install(p: &'static Prepared) -> Result<(), &'static str> {
         .map_err(|_| "a query is already installed in this process")
 }
 
-/// The installed query.
+thread_local! {
+    static ON_THIS_THREAD: Cell<Option<&'static Prepared>> = const { Cell::new(None) };
+}
+
+/// Makes `p` the query `SqlPipeline::new()` runs on this thread, over the installed one
+/// and replacing any set here before: for a host that runs one query after another (the
+/// browser playground, where the user edits it). Pipelines built for the previous query
+/// must be dropped: checkpoints are read and written as the current query's.
+///
+/// ```
+/// use simplestream_runtime::sql::{self, Options};
+/// let q = |text| sql::prepare(sql::parse(text, &Options::default()).unwrap());
+/// sql::install_on_this_thread(q("SELECT customer, COUNT(*) AS n FROM orders GROUP BY customer"));
+/// assert_eq!(sql::installed().query.stage, "query");
+/// sql::install_on_this_thread(q("CREATE VIEW totals AS SELECT customer, SUM(amount) FROM orders GROUP BY customer"));
+/// assert_eq!(sql::installed().query.stage, "totals");
+/// ```
+pub fn install_on_this_thread(p: &'static Prepared) {
+    ON_THIS_THREAD.with(|c| c.set(Some(p)));
+}
+
+/// The query this thread runs: the one [set for it](install_on_this_thread), else the
+/// [installed](install) one.
 ///
 /// # Panics
-/// If none was [installed](install): the `Pipeline` impl of `SqlPipeline` has no other
-/// way to learn its query.
+/// If there is none: the `Pipeline` impl of `SqlPipeline` has no other way to learn its
+/// query.
 pub fn installed() -> &'static Prepared {
-    INSTALLED
-        .get()
+    ON_THIS_THREAD
+        .with(Cell::get)
+        .or_else(|| INSTALLED.get().copied())
         .expect("sql::install(query) must run before SqlPipeline is used as a Pipeline")
 }
 
