@@ -252,6 +252,13 @@ mod tests {
                 .all(|c| c.is_alphanumeric() || c == '_' || c == '('),
             "{e:?}"
         );
+        let e = compile("SELECT customer, COUNT(*) AS n,\n  amount\nFROM orders GROUP BY customer")
+            .unwrap_err();
+        assert_eq!(
+            (e.line, e.column, e.word.as_deref()),
+            (Some(2), Some(3), Some("amount"))
+        );
+        assert_eq!((e.start, e.end), (Some(34), Some(40)));
         let e =
             compile("CREATE TABLE t (a TEXT);\nSELECT a, COUNT(*) FROM t GROUP BY a").unwrap_err();
         assert!(

@@ -108,8 +108,6 @@ test('orders: checkpoint, crash, restore, reload, corrupt, bad input', async (t)
     assert.equal(await text('events-processed'), '100');
     assert.equal(await text('state-json'), atCheckpoint, 'state is back');
     assert.equal(await text('reference-match'), 'match');
-    // The picture for the README: the top of the page, state back after a crash.
-    await page.screenshot({ path: path.join(SHOTS, 'readme.png') });
 
     await generate(50);
     await expectText('events-processed', '150');
@@ -187,6 +185,83 @@ test('orders: checkpoint, crash, restore, reload, corrupt, bad input', async (t)
     await byId('clear-storage').click();
     await expectText('status', /^Deleted 2 checkpoints/);
     assert.equal(await byId('checkpoint-item').count(), 0);
+  });
+});
+
+// The newest result row (the list shows the newest first, after its window's times).
+async function lastRow() {
+  const t = await byId('outputs').locator('li').first().textContent();
+  return JSON.parse(t.slice(t.indexOf('{')));
+}
+
+test('SQL editor: a typed query runs, an error is marked at its word, crash and restore', async (t) => {
+  const query = "SELECT customer, COUNT(*) AS n, SUM(amount) AS total\nFROM orders\nGROUP BY customer, TUMBLE(ts, INTERVAL '1' MINUTE)";
+  await byId('pipeline-select').selectOption('sql');
+  assert.ok(await byId('sql-card').isVisible(), 'the editor shows for the SQL pipeline');
+
+  await t.test('typing a query and running it shows its rows', async () => {
+    await byId('sql-editor').fill(query);
+    await byId('sql-editor').press('Control+Enter');
+    await expectText('status', /^Running the query from offset 0: stage `query`, rows \(customer, window_start, window_end, n, total\)/);
+    assert.equal(await text('sql-error'), '');
+    await generate(200);
+    await expectText('events-processed', '200');
+    const row = await lastRow();
+    assert.deepEqual(Object.keys(row), ['customer', 'window_start', 'window_end', 'n', 'total']);
+    assert.equal(row.window_end - row.window_start, 60_000);
+    assert.ok(row.n >= 1 && row.total > 0, JSON.stringify(row));
+    const header = await tableHeader('query');
+    assert.deepEqual(header.slice(-2), ['n', 'total']);
+    assert.ok((await tableRows('query')).length > 0, 'open windows in the state table');
+    assert.equal(await text('reference-match'), 'match');
+  });
+
+  await t.test('errors show their position and mark the word; the running query goes on', async () => {
+    await byId('sql-editor').fill('SELECT customer, SUM(amout) AS total\nFROM orders GROUP BY customer');
+    await byId('sql-run').click();
+    await expectText('sql-error', /^line 1, column 22: unknown column `amout` in `orders`; did you mean `amount`\?/);
+    assert.equal(await text('sql-error-mark'), 'amout');
+    await expectText('status', /^Query not run: unknown column `amout`.*The previous query keeps running/);
+    assert.equal(await text('events-processed'), '200');
+    await shot('7-sql-error');
+    await byId('sql-editor').fill('SELECT customer, COUNT(*) AS n,\n  amount\nFROM orders GROUP BY customer');
+    await byId('sql-run').click();
+    await expectText('sql-error', /^line 2, column 3: `amount` is neither grouped nor aggregated/);
+    assert.equal(await text('sql-error-mark'), 'amount');
+    await byId('sql-editor').fill('SELECT customer COUNT(*)\nFROM orders GROUP BY customer');
+    await byId('sql-run').click();
+    await expectText('sql-error', /^line 1, column 22: SQL syntax error: Expected: end of statement, found: \(/);
+    assert.equal(await text('sql-error-mark'), '(');
+  });
+
+  await t.test('crash and restore of the typed query equal the reference run; a reload keeps the query', async () => {
+    await byId('sql-editor').fill(query);
+    await byId('sql-run').click();
+    await expectText('status', /^Running the query from offset 0/);
+    assert.equal(await byId('sql-error-mark').count(), 0);
+    await generate(120);
+    await expectText('events-processed', '120');
+    await byId('checkpoint').click();
+    await expectText('status', /^Checkpoint #1 saved at offset 120/);
+    const atCheckpoint = await text('state-json');
+    await generate(40);
+    await expectText('events-processed', '160');
+    await byId('crash').click();
+    await expectText('state-json', '{}');
+    await byId('restore').click();
+    await expectText('status', /^Restored checkpoint #1 .*offset 120/);
+    assert.equal(await text('state-json'), atCheckpoint);
+    await generate(40);
+    await expectText('events-processed', '160');
+    assert.equal(await text('reference-match'), 'match', 'replayed events give the never-crashed state');
+    assert.match(await text('reference-detail'), /output: match/);
+    // The picture for the README: the editor and its state, back after a crash.
+    await page.screenshot({ path: path.join(SHOTS, 'readme.png') });
+    await page.reload();
+    await expectText('status', /^Page loaded: Restored checkpoint #1 .*offset 120/);
+    assert.equal(await byId('sql-editor').inputValue(), query);
+    assert.equal(await text('state-json'), atCheckpoint);
+    assert.equal(await text('reference-match'), 'match');
   });
 });
 

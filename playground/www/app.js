@@ -65,7 +65,53 @@ async function main() {
   $('auto-every').addEventListener('change', () => { if ($('auto-on').checked) auto(); });
   $('codec').addEventListener('change', act(() => pg.set_codec($('codec').value)));
   $('ckpt-close').addEventListener('click', () => { shownCheckpoint = null; render(); });
+  wireEditor();
   render();
+}
+
+// The SQL editor: Run sends the text to the lab; an example fills the editor and runs.
+// Editing drops the error mark (it pointed into the text as it was).
+function wireEditor() {
+  const ta = $('sql-text');
+  const run = () => { pg.set_query(ta.value); render(); };
+  $('sql-run').addEventListener('click', run);
+  ta.addEventListener('keydown', (ev) => { if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); run(); } });
+  ta.addEventListener('input', () => { $('sql-back').textContent = `${ta.value}\n`; });
+  ta.addEventListener('scroll', () => { $('sql-back').scrollTop = ta.scrollTop; });
+  $('sql-example').addEventListener('change', (ev) => {
+    if (!ev.target.value) return;
+    ta.value = ev.target.value;
+    ev.target.value = '';
+    run();
+  });
+}
+
+let editorFilled = false;
+
+function renderEditor(v) {
+  const card = $('sql-card');
+  card.hidden = !v.sql;
+  if (!v.sql) return;
+  const ta = $('sql-text');
+  const examples = $('sql-example');
+  if (examples.options.length === 1) {
+    for (const e of v.sql.examples) examples.append(el('option', { value: e.sql, text: e.label }));
+  }
+  if (!editorFilled) { ta.value = v.sql.running; editorFilled = true; }
+  $('sql-columns').textContent = v.sql.columns.join(', ');
+  const e = v.sql.error;
+  const back = $('sql-back');
+  if (!e || e.start == null) {
+    back.textContent = `${ta.value}\n`;
+  } else {
+    // The error's character range, as UTF-16 offsets into the text it was found in.
+    const chars = Array.from(ta.value);
+    const at = (n) => chars.slice(0, n).join('').length;
+    const [from, to] = [at(e.start), at(e.end)];
+    back.replaceChildren(ta.value.slice(0, from), el('mark', { 'data-testid': 'sql-error-mark', text: ta.value.slice(from, to) }),
+      `${ta.value.slice(to)}\n`);
+  }
+  $('sql-error').textContent = e ? (e.line != null ? `line ${e.line}, column ${e.column}: ${e.msg}` : e.msg) : '';
 }
 
 function render() {
@@ -75,6 +121,7 @@ function render() {
   $('pipeline-select').value = v.instance;
 
   renderSteps(v);
+  renderEditor(v);
 
   // Source.
   $('events-processed').textContent = String(v.offset ?? 0);
