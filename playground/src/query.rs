@@ -147,7 +147,7 @@ fn span(text: &str, line: u64, column: u64, len: usize) -> (usize, usize) {
 /// as checkpoints hold them) replaced by their output values under the query's column
 /// names (`{"n":3,"amount":9.5}`), and the state's kind (`{"by_string":{"running":..}}`)
 /// unwrapped: the shape the state tables read.
-pub fn table_json(json: Value, p: &Prepared) -> Value {
+fn table_json(json: Value, p: &Prepared) -> Value {
     let names: Vec<&str> = p
         .query
         .grouping

@@ -341,7 +341,7 @@ const BUSY: &str = "the store is in use by a background upload: call finish_uplo
 
 /// Whether deltas are written and restored. Not in WebAssembly (the playground keeps
 /// whole snapshots in localStorage): the delta code of every stage then drops out of the
-/// module, which must stay under 1 MiB.
+/// module, which browsers download.
 const DELTAS: bool = !cfg!(target_arch = "wasm32");
 
 /// The header and codec of one stored object, or why it does not verify: a manifest

@@ -18,7 +18,11 @@ use crate::{cargo, root, run};
 
 const PACKAGE: &str = "simplestream-playground";
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
-const WASM_LIMIT: u64 = 1024 * 1024;
+/// The .wasm's size limit. The SQL editor's interpreter brings sqlparser (its parser,
+/// and the `Display`, `Debug`, `PartialEq` and `Spanned` impls of its AST: about 2.2 MB
+/// of the 3.1 MB, 0.65 MB of the 0.94 MB gzipped); the limit leaves room for the rest
+/// to grow a little, not for a second parser.
+const WASM_LIMIT: u64 = 3584 * 1024;
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// Size settings of the WASM build only (native release builds stay optimized for speed):
@@ -272,9 +276,10 @@ pub fn build(out: &Path) -> Result<Built, String> {
         .map_err(|e| format!("{}: {e}", bg.display()))?
         .len();
     eprintln!(
-        "playground: wasm size {} bytes ({:.0} KiB, limit 1 MiB): {}",
+        "playground: wasm size {} bytes ({:.0} KiB, limit {} KiB): {}",
         wasm_size,
         wasm_size as f64 / 1024.0,
+        WASM_LIMIT / 1024,
         bg.display()
     );
     Ok(Built { wasm_size })
@@ -443,8 +448,9 @@ pub fn test() -> Result<(), String> {
     let built = build(&site)?;
     if built.wasm_size >= WASM_LIMIT {
         return Err(format!(
-            "the playground's wasm is {} bytes, over the 1 MiB limit",
-            built.wasm_size
+            "the playground's wasm is {} bytes, over the {} KiB limit",
+            built.wasm_size,
+            WASM_LIMIT / 1024
         ));
     }
     // The workspace clippy step builds natively, where the browser code is compiled out.

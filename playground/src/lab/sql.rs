@@ -15,6 +15,18 @@ use crate::query::{compile, ErrorAt, EXAMPLES};
 pub const QUERY_KEY: &str = "query.sql";
 
 /// The SQL editor's pipeline: the query, its lab, and the last refused query's error.
+///
+/// ```
+/// use simplestream_playground::lab::{LabApi, MemoryPlayStore, SqlLab};
+/// let mut lab = SqlLab::new(MemoryPlayStore::default());
+/// lab.start(0);
+/// lab.set_query("SELECT customer, COUNT(*) AS n FROM orders GROUP BY customer", 1);
+/// lab.generate(10, 2);
+/// assert_eq!(lab.view(3)["outputs"]["total"], 10, "a running aggregate: a row per event");
+/// lab.set_query("SELECT customer, COUNT(*) AS n FROM orders GROUP BY custmer", 4);
+/// assert_eq!(lab.error().unwrap().word.as_deref(), Some("custmer"));
+/// assert_eq!(lab.offset(), Some(10), "a refused query changes nothing");
+/// ```
 pub struct SqlLab<S: PlayStore> {
     lab: Lab<SqlPipeline, S>,
     text: String,
