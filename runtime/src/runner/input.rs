@@ -169,6 +169,18 @@ impl LineReader {
 
     fn read_raw(&mut self) -> io::Result<Read> {
         self.buf.clear();
+        // Usually the whole line is in the buffer already: one search, one copy.
+        let chunk = self.reader.fill_buf()?;
+        if let Some(i) = memchr(chunk) {
+            if i <= self.max_line {
+                self.buf.extend_from_slice(&chunk[..i]);
+                self.reader.consume(i + 1);
+                return Ok(Read::Line {
+                    bytes: i as u64 + 1,
+                    unterminated: false,
+                });
+            }
+        }
         let mut total = 0u64;
         let mut too_long = false;
         loop {
@@ -336,7 +348,7 @@ pub fn is_blank(line: &[u8]) -> bool {
 }
 
 fn memchr(s: &[u8]) -> Option<usize> {
-    s.iter().position(|&b| b == b'\n')
+    memchr::memchr(b'\n', s)
 }
 
 /// Parses one line into an event, or says what is wrong with it (field path included).
@@ -356,8 +368,15 @@ fn memchr(s: &[u8]) -> Option<usize> {
 /// ```
 pub fn parse_event<T: DeserializeOwned>(line: &[u8]) -> Result<T, String> {
     // The happy path: one UTF-8 check and a parse without path tracking. Only a line
-    // that fails is parsed again, tracked, to name what is wrong with it.
-    if let Ok(text) = std::str::from_utf8(line) {
+    // that fails is parsed again, tracked, to name what is wrong with it. An ASCII line
+    // is UTF-8: checking that is a few word compares, not a UTF-8 validation.
+    if line.is_ascii() {
+        if line.trim_ascii_start().first() == Some(&b'{') {
+            if let Ok(v) = serde_json::from_slice(line) {
+                return Ok(v);
+            }
+        }
+    } else if let Ok(text) = std::str::from_utf8(line) {
         if text.trim_start().starts_with('{') {
             if let Ok(v) = serde_json::from_str(text) {
                 return Ok(v);
