@@ -368,15 +368,9 @@ fn memchr(s: &[u8]) -> Option<usize> {
 /// ```
 pub fn parse_event<T: DeserializeOwned>(line: &[u8]) -> Result<T, String> {
     // The happy path: one UTF-8 check and a parse without path tracking. Only a line
-    // that fails is parsed again, tracked, to name what is wrong with it. An ASCII line
-    // is UTF-8: checking that is a few word compares, not a UTF-8 validation.
-    if line.is_ascii() {
-        if line.trim_ascii_start().first() == Some(&b'{') {
-            if let Ok(v) = serde_json::from_slice(line) {
-                return Ok(v);
-            }
-        }
-    } else if let Ok(text) = std::str::from_utf8(line) {
+    // that fails is parsed again, tracked, to name what is wrong with it. (Parsing the
+    // bytes instead, `from_slice`, validates every key and string on its own: slower.)
+    if let Ok(text) = std::str::from_utf8(line) {
         if text.trim_start().starts_with('{') {
             if let Ok(v) = serde_json::from_str(text) {
                 return Ok(v);
