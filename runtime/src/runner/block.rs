@@ -20,6 +20,7 @@ pub(super) struct Taken {
 
 impl Block {
     /// The lines' text.
+    #[inline]
     pub(super) fn text(&self) -> &str {
         &self.text
     }

@@ -109,6 +109,7 @@ impl LineReader {
     }
 
     /// The current line's bytes (after [`next_line`](Self::next_line) gave a line).
+    #[inline]
     pub fn line(&self) -> &[u8] {
         match &self.in_block {
             Some(r) => &self.block.text().as_bytes()[r.clone()],
@@ -117,6 +118,7 @@ impl LineReader {
     }
 
     /// The current line as text, if it was checked as UTF-8 already.
+    #[inline]
     pub fn line_text(&self) -> Option<&str> {
         self.in_block.clone().map(|r| &self.block.text()[r])
     }
