@@ -131,7 +131,7 @@ impl LineReader {
     /// std::fs::write(dir.path().join("in"), b"{\"n\":1}\n{\"n\":\"x\"}\n").unwrap();
     /// let file = std::fs::File::open(dir.path().join("in")).unwrap();
     /// let mut r = LineReader::new(file, 0, 1, 1 << 20, false).unwrap();
-    /// #[derive(serde::Deserialize)]
+    /// #[derive(serde::Deserialize, Debug)]
     /// struct E { n: u32 }
     /// let Read::Line { bytes, .. } = r.next_line().unwrap() else { panic!() };
     /// assert_eq!((r.line(), r.parse::<E>().unwrap().n), (&b"{\"n\":1}"[..], 1));
