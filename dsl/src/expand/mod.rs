@@ -61,6 +61,12 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// The tail of stage `s` when its result is the owned local `__row` (see
+    /// `flow::stage_tail_owned`), if it can take it by move.
+    pub fn owned_tail(&self, s: &StagePlan) -> Option<TokenStream> {
+        flow::stage_tail_owned(self, s)
+    }
+
     /// Sends the event `__v` to the late output as `variant`, with `reason`.
     pub fn late(&self, variant: &Ident, reason: TokenStream) -> TokenStream {
         let module = &self.plan.module;

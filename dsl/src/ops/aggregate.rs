@@ -674,6 +674,7 @@ impl Aggregation {
         let key_name = &k.name;
         let owned = k.owned();
         let outputs = self.outputs(&cx.rt, quote!(__acc));
+        let tail = cx.owned_tail(s).unwrap_or(tail);
         quote! {
             #key
             let __acc = self.#f.state.entry_ref(__kr);
@@ -694,6 +695,7 @@ impl Aggregation {
             quote!(#n: __f.key,)
         });
         let outputs = self.outputs(rt, quote!(__f.acc));
+        let tail = cx.owned_tail(s).unwrap_or(tail);
         quote! {
             #[allow(unused_variables)]
             fn #fire<C: #rt::Collector<#module::Output>>(&mut self, out: &mut C) {

@@ -6,6 +6,7 @@ use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
 use std::path::Path;
 
+use super::block::Block;
 use super::identity::Tail;
 
 use serde::de::DeserializeOwned;
@@ -60,8 +61,12 @@ pub struct LineReader {
     /// Number of the next line (1-based).
     pub line: u64,
     max_line: usize,
-    /// The current line's bytes.
-    pub buf: Vec<u8>,
+    /// Lines read ahead, checked as UTF-8 together.
+    block: Block,
+    /// The current line: in `block`'s text, or (`None`) in `buf`.
+    in_block: Option<std::ops::Range<usize>>,
+    /// The current line's bytes when it is not in `block`.
+    buf: Vec<u8>,
     /// The last line consumed ended at end of file without a newline: a newline that
     /// appears there later ends that line, it is not an empty line of its own. Saved in
     /// checkpoints (`source.pending_newline`).
@@ -92,6 +97,8 @@ impl LineReader {
             offset,
             line,
             max_line,
+            block: Block::default(),
+            in_block: None,
             buf: Vec::new(),
             pending_newline,
             pending_before_read: pending_newline,
@@ -101,7 +108,45 @@ impl LineReader {
         })
     }
 
-    /// Reads the next line into `buf`. Under `--follow`, the first line after an end of
+    /// The current line's bytes (after [`next_line`](Self::next_line) gave a line).
+    #[inline]
+    pub fn line(&self) -> &[u8] {
+        match &self.in_block {
+            Some(r) => &self.block.text().as_bytes()[r.clone()],
+            None => &self.buf,
+        }
+    }
+
+    /// The current line as text, if it was checked as UTF-8 already.
+    #[inline]
+    pub fn line_text(&self) -> Option<&str> {
+        self.in_block.clone().map(|r| &self.block.text()[r])
+    }
+
+    /// Parses the current line into an event (see [`parse_event`]).
+    ///
+    /// ```
+    /// use simplestream_runtime::runner::input::{LineReader, Read};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// std::fs::write(dir.path().join("in"), b"{\"n\":1}\n{\"n\":\"x\"}\n").unwrap();
+    /// let file = std::fs::File::open(dir.path().join("in")).unwrap();
+    /// let mut r = LineReader::new(file, 0, 1, 1 << 20, false).unwrap();
+    /// #[derive(serde::Deserialize, Debug)]
+    /// struct E { n: u32 }
+    /// let Read::Line { bytes, .. } = r.next_line().unwrap() else { panic!() };
+    /// assert_eq!((r.line(), r.parse::<E>().unwrap().n), (&b"{\"n\":1}"[..], 1));
+    /// r.advance(bytes);
+    /// r.next_line().unwrap();
+    /// assert!(r.parse::<E>().unwrap_err().starts_with("field `n`"));
+    /// ```
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, String> {
+        match self.line_text() {
+            Some(text) => parse_text(text),
+            None => parse_event(&self.buf),
+        }
+    }
+
+    /// Reads the next line (see [`line`](Self::line)). Under `--follow`, the first line after an end of
     /// file is only given if the bytes before it are still those seen then: a file
     /// truncated and refilled past the offset gives [`Read::Eof`], and
     /// [`follow_rotation`](Self::follow_rotation) then reports it.
@@ -142,7 +187,7 @@ impl LineReader {
         self.pending_before_read = self.pending_newline;
         let mut read = self.read_raw()?;
         if self.pending_newline
-            && self.buf.is_empty()
+            && self.line().is_empty()
             && read
                 == (Read::Line {
                     bytes: 1,
@@ -153,9 +198,12 @@ impl LineReader {
             self.offset += 1;
             read = self.read_raw()?;
         }
-        if self.offset == 0 && self.buf.starts_with(BOM) {
+        if self.offset == 0 && self.line().starts_with(BOM) {
             // A byte order mark some editors write: not part of the first event.
-            self.buf.drain(..BOM.len());
+            match &mut self.in_block {
+                Some(r) => r.start += BOM.len(),
+                None => drop(self.buf.drain(..BOM.len())),
+            }
         }
         // End of file leaves it as it was: the last line's state is what counts.
         match read {
@@ -169,6 +217,21 @@ impl LineReader {
 
     fn read_raw(&mut self) -> io::Result<Read> {
         self.buf.clear();
+        self.in_block = None;
+        // Usually the line is among those read ahead: no copy, no UTF-8 check of its own.
+        if let Some(t) = self.block.take(&mut self.reader)? {
+            if t.range.len() > self.max_line {
+                return Ok(Read::TooLong {
+                    bytes: t.bytes,
+                    unterminated: false,
+                });
+            }
+            self.in_block = Some(t.range);
+            return Ok(Read::Line {
+                bytes: t.bytes,
+                unterminated: false,
+            });
+        }
         let mut total = 0u64;
         let mut too_long = false;
         loop {
@@ -233,6 +296,7 @@ impl LineReader {
     /// Goes back to the start of the current line (a partial line in `--follow` mode).
     pub fn rewind(&mut self) -> io::Result<()> {
         self.pending_newline = self.pending_before_read;
+        self.block.clear();
         self.reader.seek(SeekFrom::Start(self.offset))?;
         Ok(())
     }
@@ -336,7 +400,7 @@ pub fn is_blank(line: &[u8]) -> bool {
 }
 
 fn memchr(s: &[u8]) -> Option<usize> {
-    s.iter().position(|&b| b == b'\n')
+    memchr::memchr(b'\n', s)
 }
 
 /// Parses one line into an event, or says what is wrong with it (field path included).
@@ -355,16 +419,24 @@ fn memchr(s: &[u8]) -> Option<usize> {
 ///            "trailing characters");
 /// ```
 pub fn parse_event<T: DeserializeOwned>(line: &[u8]) -> Result<T, String> {
-    // The happy path: one UTF-8 check and a parse without path tracking. Only a line
-    // that fails is parsed again, tracked, to name what is wrong with it.
-    if let Ok(text) = std::str::from_utf8(line) {
-        if text.trim_start().starts_with('{') {
-            if let Ok(v) = serde_json::from_str(text) {
-                return Ok(v);
-            }
+    // Parsing the bytes (`from_slice`) would check every key and string on its own:
+    // slower than one check of the line.
+    match std::str::from_utf8(line) {
+        Ok(text) => parse_text(text),
+        Err(_) => explain::<T>(line),
+    }
+}
+
+/// [`parse_event`] of a line known to be UTF-8.
+fn parse_text<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    // The happy path: a parse without path tracking. Only a line that fails is parsed
+    // again, tracked, to name what is wrong with it.
+    if text.trim_start().starts_with('{') {
+        if let Ok(v) = serde_json::from_str(text) {
+            return Ok(v);
         }
     }
-    explain::<T>(line)
+    explain::<T>(text.as_bytes())
 }
 
 /// Why `line` is not an event of type `T` (line and field named by the caller).
@@ -454,7 +526,7 @@ mod tests {
                     r.next_line().unwrap(),
                     Read::Line { bytes: 8, .. }
                 ));
-                assert_eq!(r.buf, b"{\"b\":1}");
+                assert_eq!(r.line(), b"{\"b\":1}");
             } else {
                 let err = r.next_line().unwrap_err();
                 assert!(

@@ -19,6 +19,7 @@
 //! run: checkpoint #0), it takes a checkpoint recording it, and a non-empty file found
 //! there is refused instead (unless `--from-scratch`).
 
+mod block;
 pub mod checkpoints;
 pub mod endpoint;
 pub mod fence;
@@ -834,12 +835,12 @@ where
                 bytes,
                 unterminated,
             } => {
-                if !unterminated && input::is_blank(&run.input.buf) {
+                if !unterminated && input::is_blank(run.input.line()) {
                     run.input.advance(bytes);
                     blank_lines += 1;
                     continue;
                 }
-                let parsed = input::parse_event::<P::Event>(&run.input.buf);
+                let parsed = run.input.parse::<P::Event>();
                 (bytes, unterminated, parsed)
             }
             Read::TooLong {
@@ -896,7 +897,7 @@ where
                             line: run.input.line,
                             offset: run.input.offset,
                             error: &msg,
-                            raw: String::from_utf8_lossy(&run.input.buf),
+                            raw: String::from_utf8_lossy(run.input.line()),
                         };
                         let line = serde_json::to_vec(&rec).map_err(|e| e.to_string())?;
                         let dead = run
