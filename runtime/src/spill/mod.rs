@@ -14,6 +14,8 @@
 
 mod backend;
 mod budget;
+#[cfg(feature = "disk")]
+mod marks;
 mod serde_impls;
 #[cfg(feature = "disk")]
 mod tier;
@@ -281,7 +283,10 @@ where
         }
         disk.budget.measured(victims.len(), key_bytes);
         disk.budget.charge(self.mem.len());
-        disk.tier.as_mut().expect("opened").write(victims)
+        if disk.tier.as_mut().expect("opened").write(victims)? {
+            self.mem.restart_history();
+        }
+        Ok(())
     }
 }
 
