@@ -15,6 +15,8 @@
 mod backend;
 mod budget;
 #[cfg(feature = "disk")]
+mod key_bytes;
+#[cfg(feature = "disk")]
 mod marks;
 mod serde_impls;
 #[cfg(feature = "disk")]

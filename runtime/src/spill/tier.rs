@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, TableDefinition};
 
 use super::backend::{marks_file_name, store_file_name, DiskConfig};
+use super::key_bytes::KeyBytes;
 use super::marks::Marks;
 
-const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entries");
+const ENTRIES: TableDefinition<KeyBytes, &[u8]> = TableDefinition::new("entries");
 
 /// Batches between commits that are made durable.
 const DURABLE_EVERY: u64 = 8;
@@ -33,7 +34,7 @@ pub(crate) type Victim = (Vec<u8>, u64, Vec<u8>);
 pub(crate) struct Tier {
     db: Database,
     path: PathBuf,
-    read: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    read: ReadOnlyTable<KeyBytes, &'static [u8]>,
     /// Keys removed from the state: deleted from disk at the next batch, never read.
     pending: HashSet<Vec<u8>>,
     /// Entries on disk whose key is not in memory. A key brought back into memory keeps
@@ -75,7 +76,7 @@ impl Tier {
         })
     }
 
-    fn reader(db: &Database) -> Result<ReadOnlyTable<&'static [u8], &'static [u8]>, TierError> {
+    fn reader(db: &Database) -> Result<ReadOnlyTable<KeyBytes, &'static [u8]>, TierError> {
         let r = db.begin_read().map_err(|e| err("reading")(&e))?;
         r.open_table(ENTRIES).map_err(|e| err("reading")(&e))
     }
