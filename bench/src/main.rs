@@ -550,7 +550,9 @@ fn main() -> ExitCode {
     }
     let mut disk = None;
     if a.disk {
-        println!("\n== disk state backend (String-key count + sum; memory and disk backends in turn)");
+        println!(
+            "\n== disk state backend (String-key count + sum; memory and disk backends in turn)"
+        );
         disk = Some(disk_state::measure(
             a.quick,
             &a.disk_pause_keys,

@@ -510,7 +510,10 @@ fn disk_table(s: &mut String, d: &DiskState) {
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
     for r in &d.throughput {
         let target = if r.case == "fits" {
-            format!("disk / memory >= 0.25x: {}", met(r.disk_over_memory >= 0.25))
+            format!(
+                "disk / memory >= 0.25x: {}",
+                met(r.disk_over_memory >= 0.25)
+            )
         } else {
             let want = 5.0 * FLINK_ROCKSDB_EPS;
             format!(
@@ -519,7 +522,8 @@ fn disk_table(s: &mut String, d: &DiskState) {
                 met(r.disk_eps >= want)
             )
         };
-        let _ = writeln!(
+        let _ =
+            writeln!(
             s,
             "| {} | {} | {} | {} MiB | {} | {:.2} M events/s | {:.2} M events/s | {:.2}x | {} |",
             r.case, r.keys, r.events, r.budget_mib, r.keys_on_disk,
@@ -527,7 +531,10 @@ fn disk_table(s: &mut String, d: &DiskState) {
         );
     }
     let _ = writeln!(s, "\nIncremental checkpoint pause with the disk backend, 1 % of keys updated between checkpoints (`Coordinator` + `FileStore`, binary):\n");
-    let _ = writeln!(s, "| keys | --state-memory | keys on disk | updated | delta pause | delta bytes | target |");
+    let _ = writeln!(
+        s,
+        "| keys | --state-memory | keys on disk | updated | delta pause | delta bytes | target |"
+    );
     let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---|");
     for p in &d.pauses {
         let target = if p.keys >= 10_000_000 {
@@ -538,7 +545,13 @@ fn disk_table(s: &mut String, d: &DiskState) {
         let _ = writeln!(
             s,
             "| {} | {} MiB | {} | {} | {:.2} ms | {} | {} |",
-            p.keys, p.budget_mib, p.keys_on_disk, p.updated_keys, p.delta_pause_ms, p.delta_bytes, target
+            p.keys,
+            p.budget_mib,
+            p.keys_on_disk,
+            p.updated_keys,
+            p.delta_pause_ms,
+            p.delta_bytes,
+            target
         );
     }
 }
