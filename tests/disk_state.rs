@@ -219,3 +219,50 @@ fn s3_disk_backend_restores_into_an_empty_working_directory() {
     let ck: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_stats(&ck, &text, "s3-disk");
 }
+
+/// A full disk in the working directory: a file-size limit (`ulimit -f`, with SIGXFSZ
+/// ignored, so writes past it fail with EFBIG) that the first eviction's store exceeds,
+/// while checkpoints and early outputs fit. The run stops with a one-line error (exit 1,
+/// no panic); run again with room, it resumes and its output equals an uninterrupted run's.
+#[test]
+fn a_full_state_directory_stops_the_run_with_an_error_and_a_rerun_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("orders.jsonl");
+    let text = order_lines(64, EVENTS / 4, CUSTOMERS, 997, 0);
+    std::fs::write(&input, &text).unwrap();
+    let (reference, crashed) = (tmp.path().join("reference"), tmp.path().join("crashed"));
+    std::fs::create_dir_all(&reference).unwrap();
+    std::fs::create_dir_all(&crashed).unwrap();
+    let extra = ["--checkpoint-every", "1500", "--codec", "binary"];
+    run_ok(orders(&reference, &input, &extra));
+
+    let state = crashed.join("state");
+    let args = disk_args(state.to_str().unwrap(), &extra);
+    let run = orders(&crashed, &input, &args);
+    let mut limited = Command::new("sh");
+    limited
+        .arg("-c")
+        .arg(r#"trap "" XFSZ; ulimit -f 200; exec "$0" "$@""#)
+        .arg(run.get_program())
+        .args(run.get_args())
+        .env_remove("SIMPLESTREAM_FAILPOINT")
+        .env_remove("RUST_LOG");
+    let out = limited.output().unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(code(&out), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("state working directory") && err.contains("File too large"),
+        "{err}"
+    );
+    assert!(
+        err.contains(state.to_str().unwrap()),
+        "names the directory: {err}"
+    );
+
+    run_ok(orders(&crashed, &input, &args));
+    for f in ["out.jsonl", "out.jsonl.late"] {
+        assert_same_file(&reference.join(f), &crashed.join(f));
+    }
+    assert_stats(&latest_checkpoint(&crashed), &text, "full-disk");
+}

@@ -45,7 +45,7 @@ pub struct IncrementalCost {
 }
 
 /// Updates 1 % of the keys (a different 1 % each `round`); returns the keys touched.
-fn update(p: &mut CountByStringKeyP, keys: u64, round: u64) -> Vec<String> {
+pub fn update(p: &mut CountByStringKeyP, keys: u64, round: u64) -> Vec<String> {
     let step = 100;
     (0..keys / step)
         .map(|i| {
@@ -62,7 +62,7 @@ fn update(p: &mut CountByStringKeyP, keys: u64, round: u64) -> Vec<String> {
         .collect()
 }
 
-fn coordinator(dir: &Path, instance: &str, incremental: bool) -> Coordinator<FileStore> {
+pub fn coordinator(dir: &Path, instance: &str, incremental: bool) -> Coordinator<FileStore> {
     fs::remove_dir_all(dir.join("checkpoints").join(instance)).ok();
     let store = FileStore::open(dir, instance, FileStoreOptions::default()).expect("open store");
     let config = CoordinatorConfig {
@@ -81,7 +81,7 @@ fn coordinator(dir: &Path, instance: &str, incremental: bool) -> Coordinator<Fil
     c
 }
 
-fn timed_checkpoint(
+pub fn timed_checkpoint(
     c: &mut Coordinator<FileStore>,
     p: &CountByStringKeyP,
     id: u64,

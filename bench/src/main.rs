@@ -3,6 +3,7 @@
 //! ```text
 //! bench [--quick] [--events N] [--keys K] [--only a,b] [--out DIR] [--scratch DIR]
 //!       [--no-memory] [--no-checkpoints] [--no-incremental] [--no-overhead]
+//!       [--no-disk] [--disk-pause-keys 10000000,50000000]   # the disk backend's rows
 //! bench --child WORKLOAD IMPL --events N [--keys K]    # one run; prints peak RSS as JSON
 //! bench --child state plain|tracked --keys K            # one state built; peak RSS as JSON
 //! bench --profile WORKLOAD IMPL --events N [--keys K]  # one run, for callgrind/perf
@@ -19,6 +20,7 @@
 //! the output rows or of the final state), or the run fails.
 
 mod checkpoints;
+mod disk_state;
 mod e2e;
 mod events;
 mod incremental;
@@ -54,6 +56,9 @@ pub fn best_of(runs: usize, mut f: impl FnMut() -> Duration) -> Duration {
 
 struct Args {
     quick: bool,
+    /// Key counts of the disk backend's checkpoint-pause row; empty: no disk rows.
+    disk_pause_keys: Vec<u64>,
+    disk: bool,
     events: usize,
     keys: u64,
     runs: usize,
@@ -75,7 +80,7 @@ struct Args {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench [--quick] [--events N] [--keys K] [--runs R] [--only a,b] [--out DIR] [--scratch DIR] [--no-memory] [--no-checkpoints] [--no-incremental] [--no-overhead] [--instructions] [--e2e-input FILE --orders-bin PATH [--sql-bins SQL_ORDERS SIMPLESTREAM]]\n       bench --child|--profile WORKLOAD IMPL [--events N] [--keys K]");
+    eprintln!("usage: bench [--quick] [--events N] [--keys K] [--runs R] [--only a,b] [--out DIR] [--scratch DIR] [--no-memory] [--no-checkpoints] [--no-incremental] [--no-overhead] [--no-disk] [--disk-pause-keys K,K] [--instructions] [--e2e-input FILE --orders-bin PATH [--sql-bins SQL_ORDERS SIMPLESTREAM]]\n       bench --child|--profile WORKLOAD IMPL [--events N] [--keys K]");
     std::process::exit(2)
 }
 
@@ -83,6 +88,8 @@ fn parse_args() -> Args {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut a = Args {
         quick: false,
+        disk_pause_keys: Vec::new(),
+        disk: true,
         events: 0,
         keys: 100_000,
         runs: 3,
@@ -120,6 +127,13 @@ fn parse_args() -> Args {
             "--no-checkpoints" => a.checkpoints = false,
             "--no-incremental" => a.incremental = false,
             "--no-overhead" => a.overhead = false,
+            "--no-disk" => a.disk = false,
+            "--disk-pause-keys" => {
+                a.disk_pause_keys = val(&mut i)
+                    .split(',')
+                    .map(|k| k.parse().unwrap_or_else(|_| usage()))
+                    .collect()
+            }
             "--instructions" => a.instructions = true,
             "--child" => a.child = Some((val(&mut i), val(&mut i))),
             "--profile" => a.profile = Some((val(&mut i), val(&mut i))),
@@ -141,6 +155,9 @@ fn parse_args() -> Args {
     }
     if a.events == 0 {
         a.events = if a.quick { 2_000_000 } else { 10_000_000 };
+    }
+    if a.disk_pause_keys.is_empty() {
+        a.disk_pause_keys = vec![if a.quick { 1_000_000 } else { 10_000_000 }];
     }
     a
 }
@@ -531,6 +548,18 @@ fn main() -> ExitCode {
             tracking = tracking_memory::measure_all(key_counts);
         }
     }
+    let mut disk = None;
+    if a.disk {
+        println!(
+            "\n== disk state backend (String-key count + sum; memory and disk backends in turn)"
+        );
+        disk = Some(disk_state::measure(
+            a.quick,
+            &a.disk_pause_keys,
+            a.runs,
+            &a.scratch,
+        ));
+    }
     let machine = machine.finish();
     let rep = report::Report {
         quick: a.quick,
@@ -545,6 +574,7 @@ fn main() -> ExitCode {
         overhead,
         incremental,
         tracking,
+        disk_state: disk,
         failures: failures.clone(),
     };
     match rep.write(&a.out) {

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::checkpoints::{CheckpointCost, Overhead};
+use crate::disk_state::{DiskState, FLINK_ROCKSDB_EPS};
 use crate::incremental::IncrementalCost;
 use crate::tracking_memory::TrackingMemory;
 use crate::WorkloadResult;
@@ -76,6 +77,7 @@ pub struct Report {
     pub overhead: Option<Overhead>,
     pub incremental: Vec<IncrementalCost>,
     pub tracking: Vec<TrackingMemory>,
+    pub disk_state: Option<DiskState>,
     pub failures: Vec<String>,
 }
 
@@ -155,6 +157,7 @@ impl Report {
             }),
             "incremental": self.incremental,
             "tracking_memory": self.tracking,
+            "disk_state": self.disk_state,
             "failures": self.failures,
         })
     }
@@ -310,6 +313,9 @@ impl Report {
         }
         if !self.incremental.is_empty() {
             incremental_table(&mut s, &self.incremental);
+        }
+        if let Some(d) = &self.disk_state {
+            disk_table(&mut s, d);
         }
         if !self.tracking.is_empty() {
             tracking_table(&mut s, &self.tracking);
@@ -491,6 +497,61 @@ fn incremental_table(s: &mut String, rows: &[IncrementalCost]) {
             } else {
                 format!("{:.2}x", r.ratio_restore)
             },
+        );
+    }
+}
+
+/// The disk state backend's rows, with each target's verdict.
+fn disk_table(s: &mut String, d: &DiskState) {
+    let met = |ok: bool| if ok { "met" } else { "**missed**" };
+    let _ = writeln!(s, "\n## Disk state backend\n");
+    let _ = writeln!(s, "String-key count + sum, uniform keys, memory and disk backends in turn in one process (best of runs):\n");
+    let _ = writeln!(s, "| case | keys | events | --state-memory | keys on disk | memory backend | disk backend | disk / memory | target |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    for r in &d.throughput {
+        let target = if r.case == "fits" {
+            format!(
+                "disk / memory >= 0.25x: {}",
+                met(r.disk_over_memory >= 0.25)
+            )
+        } else {
+            let want = 5.0 * FLINK_ROCKSDB_EPS;
+            format!(
+                "disk >= {:.1} M events/s (5x Flink RocksDB): {}",
+                want / 1e6,
+                met(r.disk_eps >= want)
+            )
+        };
+        let _ =
+            writeln!(
+            s,
+            "| {} | {} | {} | {} MiB | {} | {:.2} M events/s | {:.2} M events/s | {:.2}x | {} |",
+            r.case, r.keys, r.events, r.budget_mib, r.keys_on_disk,
+            r.memory_eps / 1e6, r.disk_eps / 1e6, r.disk_over_memory, target
+        );
+    }
+    let _ = writeln!(s, "\nIncremental checkpoint pause with the disk backend, 1 % of keys updated between checkpoints (`Coordinator` + `FileStore`, binary):\n");
+    let _ = writeln!(
+        s,
+        "| keys | --state-memory | keys on disk | updated | delta pause | delta bytes | target |"
+    );
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---|");
+    for p in &d.pauses {
+        let target = if p.keys >= 10_000_000 {
+            format!("<= 50 ms: {}", met(p.delta_pause_ms <= 50.0))
+        } else {
+            "(<= 50 ms at 10M keys)".to_string()
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} MiB | {} | {} | {:.2} ms | {} | {} |",
+            p.keys,
+            p.budget_mib,
+            p.keys_on_disk,
+            p.updated_keys,
+            p.delta_pause_ms,
+            p.delta_bytes,
+            target
         );
     }
 }

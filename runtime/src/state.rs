@@ -296,6 +296,12 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
         self.map.insert(key, Slot { value, changed });
     }
 
+    /// Starts the history over: the next delta holds the state whole.
+    pub(crate) fn restart_history(&mut self) {
+        self.removed.clear();
+        self.lineage = new_lineage();
+    }
+
     /// Keys removed after stamp `after`.
     pub(crate) fn removed_after(&self, after: u64) -> Vec<&K> {
         self.removed

@@ -440,8 +440,20 @@ struct Run<P: Pipeline, S: Source = LineReader> {
     out_buf: Vec<P::Output>,
 }
 
+/// Stops the run before anything computed after a failure of the disk backend's working
+/// directory leaves the process.
+fn spill_ok() -> Result<(), String> {
+    match crate::spill::failure() {
+        None => Ok(()),
+        Some(e) => Err(format!(
+            "{e}\nstopped: nothing computed since was written; fix the state directory (--state-dir) and run again to resume from the last checkpoint"
+        )),
+    }
+}
+
 impl<P: Pipeline, S: Source> Run<P, S> {
     fn drain(&mut self) -> Result<(), String> {
+        spill_ok()?;
         for rec in self.out_buf.drain(..) {
             self.outputs.write(&rec)?;
         }
@@ -450,6 +462,7 @@ impl<P: Pipeline, S: Source> Run<P, S> {
 
     /// Where the run stands, with the outputs made durable first.
     fn positions(&mut self) -> Result<BTreeMap<String, u64>, String> {
+        spill_ok()?;
         let mut positions = BTreeMap::new();
         positions.insert("events".into(), self.events);
         self.input.save_positions(&mut positions)?;
@@ -483,6 +496,7 @@ impl<P: Pipeline, S: Source> Run<P, S> {
     /// is serialized here and stored while processing goes on; `last` (end of input, a
     /// signal, a bad line) always waits until everything is durable.
     fn checkpoint(&mut self, why: &str, last: bool) -> Result<bool, String> {
+        spill_ok()?;
         let started = Instant::now();
         // At most one upload in flight: collect the previous one first.
         if let Some(r) = self.coord.finish_upload() {

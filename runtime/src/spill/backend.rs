@@ -126,14 +126,24 @@ fn prepare_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The name of a store file: `spill-<pid>-<n>.redb`.
+/// The name of a store file: `spill-<pid>-<n>.redb`; its dirty marks go beside it.
 #[cfg(feature = "disk")]
 pub(crate) fn store_file_name(n: u64) -> String {
     format!("spill-{}-{n}.redb", std::process::id())
 }
 
+/// The name of a store's dirty-marks file: `spill-<pid>-<n>.marks`.
+#[cfg(feature = "disk")]
+pub(crate) fn marks_file_name(n: u64) -> String {
+    format!("spill-{}-{n}.marks", std::process::id())
+}
+
 fn store_file_pid(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix("spill-")?.strip_suffix(".redb")?;
+    let rest = name.strip_prefix("spill-")?;
+    let rest = rest
+        .strip_suffix(".redb")
+        .or_else(|| rest.strip_suffix(".marks"))
+        .or_else(|| rest.strip_suffix(".marks-new"))?;
     let (pid, n) = rest.split_once('-')?;
     n.parse::<u64>().ok()?;
     pid.parse().ok()

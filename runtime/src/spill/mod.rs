@@ -14,6 +14,11 @@
 
 mod backend;
 mod budget;
+mod failure;
+#[cfg(feature = "disk")]
+mod key_bytes;
+#[cfg(feature = "disk")]
+mod marks;
 mod serde_impls;
 #[cfg(feature = "disk")]
 mod tier;
@@ -32,6 +37,7 @@ use crate::state::KeyedState;
 pub(crate) use backend::only_checking;
 pub use backend::{parse_size, set_state_backend, state_backend, DiskConfig, StateBackend, MARKER};
 use budget::Budget;
+pub use failure::failure;
 use tier::Tier;
 
 /// Keyed state that can spill to disk: the state of a running `key_by ... aggregate`.
@@ -54,6 +60,8 @@ pub(crate) struct Disk {
     config: Arc<DiskConfig>,
     pub(crate) tier: Option<Tier>,
     budget: Budget,
+    /// The working directory failed: no store is opened again, memory grows instead.
+    broken: bool,
 }
 
 impl<K, V> Default for SpillState<K, V> {
@@ -65,14 +73,26 @@ impl<K, V> Default for SpillState<K, V> {
                     budget: Budget::new::<K, V>(config.memory),
                     config,
                     tier: None,
+                    broken: false,
                 })
             }),
         }
     }
 }
 
-fn fail(e: String) -> ! {
-    panic!("{e}")
+/// A working-directory failure where no error can be returned: recorded for the runner,
+/// and the disk tier is dropped (what it held is lost: nothing may be trusted after it).
+#[cold]
+fn failed<T>(disk: &mut Option<Box<Disk>>, e: String) -> Option<T> {
+    match disk.as_mut() {
+        Some(d) => {
+            failure::record(format!("{e} (in {})", d.config.dir.display()));
+            d.tier = None;
+            d.broken = true;
+        }
+        None => failure::record(e),
+    }
+    None
 }
 
 impl<K, V> SpillState<K, V>
@@ -136,21 +156,32 @@ where
         if self.disk.is_some() {
             self.bring_in(key);
             if let Some(tier) = self.disk.as_mut().and_then(|d| d.tier.as_mut()) {
-                tier.forget(postcard::to_allocvec(key).unwrap_or_else(|e| fail(e.to_string())));
+                match postcard::to_allocvec(key) {
+                    Ok(k) => tier.forget(k),
+                    Err(e) => _ = failed::<()>(&mut self.disk, e.to_string()),
+                }
             }
         }
         self.mem.remove(key)
     }
 
-    /// The value for `key`, if any: borrowed from memory or read from disk.
+    /// The value for `key`, if any: borrowed from memory or read from disk (a read that
+    /// fails is recorded for [`failure`] and gives `None`).
     pub fn get(&self, key: &K) -> Option<Cow<'_, V>> {
         if let Some(v) = self.mem.get(key) {
             return Some(Cow::Borrowed(v));
         }
         let tier = self.disk.as_ref()?.tier.as_ref()?;
-        let k = postcard::to_allocvec(key).unwrap_or_else(|e| fail(e.to_string()));
-        let (_, v) = tier.peek(&k).unwrap_or_else(|e| fail(e))?;
-        Some(Cow::Owned(decode(&v).unwrap_or_else(|e| fail(e))))
+        let read = || -> Result<Option<V>, String> {
+            let k = postcard::to_allocvec(key).map_err(|e| e.to_string())?;
+            tier.peek(&k)?.map(|(_, v)| decode(&v)).transpose()
+        };
+        read()
+            .unwrap_or_else(|e| {
+                failure::record(e);
+                None
+            })
+            .map(Cow::Owned)
     }
 
     /// Adds an entry read from a checkpoint (keys there are unique: no lookup on disk).
@@ -185,17 +216,21 @@ where
         self.mem.len()
     }
 
-    /// Every entry, memory first then disk, in no particular order. Panics if the working
-    /// directory cannot be read.
+    /// Every entry, memory first then disk, in no particular order. If the working
+    /// directory cannot be read, the entries end there and [`failure`] says why.
     pub fn iter(&self) -> impl Iterator<Item = (Cow<'_, K>, Cow<'_, V>)> + '_ {
         let mem = self
             .mem
             .iter()
             .map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v)));
-        mem.chain(self.disk_entries().map(|r| {
-            let (k, _, v) = r.unwrap_or_else(|e| fail(e));
-            (Cow::Owned(k), Cow::Owned(v))
-        }))
+        let disk = self.disk_entries().map_while(|r| match r {
+            Ok((k, _, v)) => Some((Cow::Owned(k), Cow::Owned(v))),
+            Err(e) => {
+                failure::record(e);
+                None
+            }
+        });
+        mem.chain(disk)
     }
 
     /// Entries sorted by key (all of them in memory at once).
@@ -245,17 +280,23 @@ where
             return;
         }
         if let Err(e) = self.make_room() {
-            fail(e)
+            _ = failed::<()>(&mut self.disk, e);
         }
         let disk = self.disk.as_mut().expect("disk backend");
         let Some(tier) = disk.tier.as_mut() else {
             return;
         };
         let owned = key.to_owned();
-        let k = postcard::to_allocvec(&owned).unwrap_or_else(|e| fail(e.to_string()));
-        if let Some((stamp, v)) = tier.take(&k).unwrap_or_else(|e| fail(e)) {
-            let v: V = decode(&v).unwrap_or_else(|e| fail(e));
-            self.mem.put_stamped(owned, v, stamp);
+        let mut read = || -> Result<Option<(u64, V)>, String> {
+            let k = postcard::to_allocvec(&owned).map_err(|e| e.to_string())?;
+            tier.take(&k)?
+                .map(|(s, v)| Ok((s, decode(&v)?)))
+                .transpose()
+        };
+        match read() {
+            Ok(Some((stamp, v))) => self.mem.put_stamped(owned, v, stamp),
+            Ok(None) => {}
+            Err(e) => _ = failed::<()>(&mut self.disk, e),
         }
     }
 
@@ -263,7 +304,7 @@ where
     /// over its budget.
     fn make_room(&mut self) -> Result<(), String> {
         let disk = self.disk.as_mut().expect("disk backend");
-        if !disk.budget.charge(self.mem.len() + 1) || self.mem.len() < 4 {
+        if !disk.budget.charge(self.mem.len() + 1) || self.mem.len() < 4 || disk.broken {
             return Ok(());
         }
         if disk.tier.is_none() {
@@ -281,7 +322,10 @@ where
         }
         disk.budget.measured(victims.len(), key_bytes);
         disk.budget.charge(self.mem.len());
-        disk.tier.as_mut().expect("opened").write(victims)
+        if disk.tier.as_mut().expect("opened").write(victims)? {
+            self.mem.restart_history();
+        }
+        Ok(())
     }
 }
 

@@ -24,7 +24,7 @@ impl Tier {
     pub(crate) fn forget(&mut self, _: Vec<u8>) {
         match *self {}
     }
-    pub(crate) fn write(&mut self, _: Vec<Victim>) -> Result<(), TierError> {
+    pub(crate) fn write(&mut self, _: Vec<Victim>) -> Result<bool, TierError> {
         match *self {}
     }
     pub(crate) fn entries(

@@ -225,8 +225,9 @@ where
         }
         let mut c = SpillState::default();
         for (k, v) in self.iter() {
-            c.restore_entry(k.into_owned(), v.into_owned())
-                .unwrap_or_else(|e| super::fail(e));
+            if let Err(e) = c.restore_entry(k.into_owned(), v.into_owned()) {
+                super::failure::record(e);
+            }
         }
         c
     }

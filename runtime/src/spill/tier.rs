@@ -3,8 +3,8 @@
 //!
 //! The file is a cache that no crash needs: commits skip the fsync (except every few,
 //! which lets redb reuse freed pages), and the file is deleted when the state is dropped.
-//! A second table, ordered by stamp, names the entries evicted while dirty, so a delta
-//! finds them without scanning the file.
+//! A file of dirty marks names the entries evicted while changed, so a delta finds them
+//! without scanning the store.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, TableDefinition};
 
-use super::backend::{store_file_name, DiskConfig};
+use super::backend::{marks_file_name, store_file_name, DiskConfig};
+use super::key_bytes::KeyBytes;
+use super::marks::Marks;
 
-const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entries");
-/// Stamp (big-endian, so ordered) then key: entries on disk that a delta may need.
-const DIRTY: TableDefinition<&[u8], ()> = TableDefinition::new("dirty");
+const ENTRIES: TableDefinition<KeyBytes, &[u8]> = TableDefinition::new("entries");
 
 /// Batches between commits that are made durable.
 const DURABLE_EVERY: u64 = 8;
@@ -34,7 +34,7 @@ pub(crate) type Victim = (Vec<u8>, u64, Vec<u8>);
 pub(crate) struct Tier {
     db: Database,
     path: PathBuf,
-    read: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    read: ReadOnlyTable<KeyBytes, &'static [u8]>,
     /// Keys removed from the state: deleted from disk at the next batch, never read.
     pending: HashSet<Vec<u8>>,
     /// Entries on disk whose key is not in memory. A key brought back into memory keeps
@@ -44,21 +44,23 @@ pub(crate) struct Tier {
     batches: u64,
     /// Stamps up to this are in a stored checkpoint: their dirty marks can go.
     acked: AtomicU64,
+    marks: Marks,
+    /// Marks up to this stamp are gone from `marks`.
+    pruned: u64,
 }
 
 impl Tier {
     pub(crate) fn open(c: &DiskConfig) -> Result<Tier, TierError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let path = c
-            .dir
-            .join(store_file_name(NEXT.fetch_add(1, Ordering::Relaxed)));
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = c.dir.join(store_file_name(n));
+        let marks = Marks::create(c.dir.join(marks_file_name(n)))?;
         let db = Database::builder()
             .set_cache_size(super::budget::cache_bytes(c.memory))
             .create(&path)
             .map_err(|e| err("creating the store")(&e))?;
         let txn = db.begin_write().map_err(|e| err("writing")(&e))?;
         txn.open_table(ENTRIES).map_err(|e| err("writing")(&e))?;
-        txn.open_table(DIRTY).map_err(|e| err("writing")(&e))?;
         txn.commit().map_err(|e| err("writing")(&e))?;
         let read = Self::reader(&db)?;
         Ok(Tier {
@@ -69,10 +71,12 @@ impl Tier {
             live: 0,
             batches: 0,
             acked: AtomicU64::new(0),
+            marks,
+            pruned: 0,
         })
     }
 
-    fn reader(db: &Database) -> Result<ReadOnlyTable<&'static [u8], &'static [u8]>, TierError> {
+    fn reader(db: &Database) -> Result<ReadOnlyTable<KeyBytes, &'static [u8]>, TierError> {
         let r = db.begin_read().map_err(|e| err("reading")(&e))?;
         r.open_table(ENTRIES).map_err(|e| err("reading")(&e))
     }
@@ -110,10 +114,17 @@ impl Tier {
         Ok(got.map(|v| split(v.value())))
     }
 
-    /// Writes evicted entries, deletes stale copies and dirty marks already checkpointed.
-    pub(crate) fn write(&mut self, mut victims: Vec<Victim>) -> Result<(), TierError> {
+    /// Writes evicted entries and deletes the copies of removed keys. True when the
+    /// dirty marks outgrew the live entries and were dropped: the caller's history must
+    /// start over (its next delta is whole).
+    pub(crate) fn write(&mut self, mut victims: Vec<Victim>) -> Result<bool, TierError> {
         // In key order, a batch rewrites each B-tree leaf it touches once.
         victims.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let acked = self.acked.load(Ordering::Relaxed);
+        if acked > self.pruned {
+            self.marks.keep_after(acked)?;
+            self.pruned = acked;
+        }
         let mut txn = self.db.begin_write().map_err(|e| err("writing")(&e))?;
         self.batches += 1;
         if !self.batches.is_multiple_of(DURABLE_EVERY) {
@@ -122,18 +133,10 @@ impl Tier {
         }
         {
             let mut entries = txn.open_table(ENTRIES).map_err(|e| err("writing")(&e))?;
-            let mut dirty = txn.open_table(DIRTY).map_err(|e| err("writing")(&e))?;
             let w = err("writing");
-            // A dirty mark left behind names an entry that is gone or has another
-            // stamp: readers skip it, and it goes once checkpointed.
             for k in self.pending.drain() {
                 entries.remove(k.as_slice()).map_err(|e| w(&e))?;
             }
-            let acked = self.acked.load(Ordering::Relaxed);
-            let upto = mark(acked.saturating_add(1), &[]);
-            dirty
-                .retain_in(..upto.as_slice(), |_, _| false)
-                .map_err(|e| w(&e))?;
             let mut buf = Vec::new();
             for (k, stamp, v) in &victims {
                 buf.clear();
@@ -143,16 +146,19 @@ impl Tier {
                     .insert(k.as_slice(), buf.as_slice())
                     .map_err(|e| w(&e))?;
                 if *stamp > acked {
-                    dirty
-                        .insert(mark(*stamp, k).as_slice(), ())
-                        .map_err(|e| w(&e))?;
+                    self.marks.append(*stamp, k)?;
                 }
             }
         }
         txn.commit().map_err(|e| err("writing")(&e))?;
+        self.marks.flush()?;
         self.live += victims.len() as u64;
         self.read = Self::reader(&self.db)?;
-        Ok(())
+        if self.marks.too_many(self.live) {
+            self.marks.clear()?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// Every entry on disk (key bytes, stamp, value bytes), stale copies of keys in
@@ -177,29 +183,23 @@ impl Tier {
         }))
     }
 
-    /// Entries on disk changed after stamp `after` (key bytes, stamp, value bytes), stale
-    /// copies of keys in memory included: the caller skips those.
+    /// Entries on disk changed after stamp `after` (key bytes, stamp, value bytes), once
+    /// each, stale copies of keys in memory included: the caller skips those.
     pub(crate) fn changed_after(&self, after: u64) -> Result<Vec<Victim>, TierError> {
-        let r = self.db.begin_read().map_err(|e| err("reading")(&e))?;
-        let dirty = r.open_table(DIRTY).map_err(|e| err("reading")(&e))?;
-        let from = mark(after.saturating_add(1), &[]);
         let mut out = Vec::new();
-        for m in dirty
-            .range(from.as_slice()..)
-            .map_err(|e| err("reading")(&e))?
-        {
-            let (m, _) = m.map_err(|e| err("reading")(&e))?;
-            let (marked, key) = m.value().split_at(8);
-            if self.pending.contains(key) {
+        for m in self.marks.read()? {
+            let (marked, key) = m?;
+            if marked <= after || self.pending.contains(&key) {
                 continue;
             }
-            match self.get(key)? {
-                Some((stamp, value)) if stamp.to_be_bytes() == marked => {
-                    out.push((key.to_vec(), stamp, value))
-                }
+            // A mark whose entry has another stamp was overwritten by a later eviction.
+            match self.get(&key)? {
+                Some((stamp, value)) if stamp == marked => out.push((key, stamp, value)),
                 _ => {}
             }
         }
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out.dedup_by(|a, b| a.0 == b.0);
         Ok(out)
     }
 
@@ -213,13 +213,6 @@ impl Drop for Tier {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
-}
-
-fn mark(stamp: u64, key: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(8 + key.len());
-    m.extend_from_slice(&stamp.to_be_bytes());
-    m.extend_from_slice(key);
-    m
 }
 
 fn split(v: &[u8]) -> (u64, Vec<u8>) {

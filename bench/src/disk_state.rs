@@ -1,0 +1,179 @@
+//! The disk state backend (issue 16) on the String-key count + sum pipeline, memory and
+//! disk backends in one process, one run after the other: throughput on a state that fits
+//! the budget, throughput on one that does not (most keys on disk), and the pause of an
+//! incremental checkpoint with 1 % of the keys updated while most keys are on disk.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use simplestream::pipeline::Discard;
+use simplestream::spill::{self, DiskConfig, StateBackend};
+use simplestream::Pipeline;
+
+use crate::events::{self, SEv};
+use crate::workloads::{string_state, CountByStringKeyP};
+use crate::{best_of, incremental, ms};
+
+/// Flink with RocksDB state on this machine class (issue 16), events per second.
+pub const FLINK_ROCKSDB_EPS: f64 = 200_000.0;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    pub case: &'static str,
+    pub keys: u64,
+    pub events: usize,
+    pub budget_mib: usize,
+    pub memory_eps: f64,
+    pub disk_eps: f64,
+    pub disk_over_memory: f64,
+    /// Keys on disk at the end of the disk run.
+    pub keys_on_disk: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Pause {
+    pub keys: u64,
+    pub budget_mib: usize,
+    pub keys_on_disk: u64,
+    pub updated_keys: u64,
+    pub delta_pause_ms: f64,
+    pub delta_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct DiskState {
+    pub throughput: Vec<Throughput>,
+    pub pauses: Vec<Pause>,
+}
+
+fn set(backend: StateBackend) {
+    spill::set_state_backend(backend).expect("state backend");
+}
+
+fn disk(scratch: &Path, budget_mib: usize) -> StateBackend {
+    StateBackend::Disk(DiskConfig {
+        dir: scratch.join("disk-state"),
+        memory: budget_mib << 20,
+    })
+}
+
+/// One run over `events`: the elapsed time, the keys on disk and a digest of the state
+/// (keys, total count, total amount in cents).
+fn run(events: &[SEv]) -> (Duration, u64, (usize, u64, i64)) {
+    let owned = crate::owned_copy(events);
+    let t = Instant::now();
+    let mut p = CountByStringKeyP::new();
+    for e in owned {
+        p.process(e, &mut Discard);
+    }
+    let el = t.elapsed();
+    let s = &p.per_key.state;
+    let mut digest = (s.len(), 0, 0);
+    for (_, a) in s.iter() {
+        digest.1 += a.count;
+        digest.2 += (a.amount * 100.0).round() as i64;
+    }
+    (el, s.on_disk(), digest)
+}
+
+fn throughput(
+    case: &'static str,
+    keys: u64,
+    n: usize,
+    budget_mib: usize,
+    runs: usize,
+    scratch: &Path,
+) -> Throughput {
+    let events = events::string_events(1, n, keys);
+    set(StateBackend::Memory);
+    let mut want = None;
+    let mem = best_of(runs, || {
+        let (el, _, d) = run(&events);
+        want = Some(d);
+        el
+    });
+    set(disk(scratch, budget_mib));
+    let mut on_disk = 0;
+    let dsk = best_of(runs, || {
+        let (el, od, d) = run(&events);
+        assert_eq!(Some(d), want, "{case}: the disk backend's state differs");
+        on_disk = od;
+        el
+    });
+    set(StateBackend::Memory);
+    let eps = |d: Duration| n as f64 / d.as_secs_f64();
+    let r = Throughput {
+        case,
+        keys,
+        events: n,
+        budget_mib,
+        memory_eps: eps(mem),
+        disk_eps: eps(dsk),
+        disk_over_memory: mem.as_secs_f64() / dsk.as_secs_f64(),
+        keys_on_disk: on_disk,
+    };
+    println!(
+        "  {case}: {keys} keys, {n} events, --state-memory {budget_mib}MiB: memory {:.2} M events/s, disk {:.2} M events/s ({:.2}x), {on_disk} keys on disk",
+        r.memory_eps / 1e6,
+        r.disk_eps / 1e6,
+        r.disk_over_memory
+    );
+    r
+}
+
+fn pause(keys: u64, budget_mib: usize, runs: usize, scratch: &Path) -> Pause {
+    let dir = scratch.join("disk-state-checkpoints");
+    set(disk(scratch, budget_mib));
+    let mut p = string_state(keys, 1);
+    let mut c = incremental::coordinator(&dir, &format!("disk-{keys}"), true);
+    let mut round = 1;
+    incremental::timed_checkpoint(&mut c, &p, round);
+    let (mut bytes, mut updated) = (0, 0);
+    let best = best_of(runs.max(3), || {
+        round += 1;
+        updated = incremental::update(&mut p, keys, round).len() as u64;
+        let (el, size) = incremental::timed_checkpoint(&mut c, &p, round);
+        bytes = size;
+        el
+    });
+    let on_disk = p.per_key.state.on_disk();
+    drop((p, c));
+    set(StateBackend::Memory);
+    std::fs::remove_dir_all(&dir).ok();
+    let r = Pause {
+        keys,
+        budget_mib,
+        keys_on_disk: on_disk,
+        updated_keys: updated,
+        delta_pause_ms: ms(best),
+        delta_bytes: bytes,
+    };
+    println!(
+        "  checkpoint pause: {keys} keys ({on_disk} on disk, {updated} updated), --state-memory {budget_mib}MiB: delta {:.2} ms, {bytes} B",
+        r.delta_pause_ms
+    );
+    r
+}
+
+/// The rows: `quick` sizes by default; `pause_keys` are the key counts of the pause row.
+pub fn measure(quick: bool, pause_keys: &[u64], runs: usize, scratch: &Path) -> DiskState {
+    // Four events per key where the state does not fit: most events update a key on disk.
+    let (n, big, budget) = if quick {
+        (2_000_000, 500_000, 16)
+    } else {
+        (8_000_000, 2_000_000, 64)
+    };
+    let out = DiskState {
+        throughput: vec![
+            throughput("fits", 100_000, n, 256, runs, scratch),
+            throughput("exceeds", big, n, budget, runs, scratch),
+        ],
+        pauses: pause_keys
+            .iter()
+            .map(|&k| pause(k, 64, runs, scratch))
+            .collect(),
+    };
+    std::fs::remove_dir_all(scratch.join("disk-state")).ok();
+    out
+}
