@@ -2,6 +2,8 @@
 //! changed version 2 restores. State is matched stage by stage (name and layout): each
 //! kind of change is restored, started empty, or refused with a message saying what to do.
 
+mod support;
+
 use serde_json::Value;
 use simplestream::envelope::{self, decode_with};
 use simplestream::upgrade::{RestoreOptions, StageAction};
@@ -838,6 +840,94 @@ mod walkthrough {
         assert_eq!(stats["C002"]["count"], 18, "the refund was filtered");
         assert_eq!(stats["C002"]["max_amount"], Value::Null, "from its default");
         assert_eq!(stats["C003"]["count"], 43);
+    }
+
+    /// Version 1 (the `orders` program) stopped by SIGTERM with `--savepoint-on-stop`,
+    /// then run on to the end; version 2 (a filter and a column, with its migration)
+    /// starts from the savepoint: the outputs are cut back to it, the counts go on from
+    /// it, and the output equals version 1's over the whole input (the windows are the
+    /// same stage).
+    #[test]
+    fn version_2_starts_from_the_savepoint_version_1_took_when_stopped() {
+        const SPLIT: usize = 1_500;
+        let t = tempfile::tempdir().unwrap();
+        let text = support::order_lines(51, 4_000, 40, 0, 0);
+        let reference = t.path().join("ref");
+        let input = support::put_input(&reference, text.as_bytes());
+        support::run_ok(support::orders(&reference, &input, &["--quiet"]));
+        let dir = t.path().join("run");
+        let input = support::put_input(&dir, text.as_bytes());
+
+        let stop = support::orders(&dir, &input, &["--savepoint-on-stop", "v1"]);
+        let mut v1 = support::spawn_until_paused(stop, &[SPLIT as u64]);
+        support::send_signal(&v1.child, "TERM");
+        v1.resume();
+        let (status, err) = v1.finish();
+        assert!(status.success(), "{err}");
+        assert!(
+            err.contains("savepoint `v1` taken (checkpoint_savepoint-v1.json"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("stopped by signal: {SPLIT} events")),
+            "{err}"
+        );
+        support::run_ok(support::orders(&dir, &input, &["--quiet"]));
+
+        let d = |f: &str| dir.join(f).to_str().unwrap().to_string();
+        let args = Args::try_parse_from([
+            "orders",
+            "--input",
+            &d("in.jsonl"),
+            "--output",
+            &d("out.jsonl"),
+            "--checkpoint-dir",
+            &d("ckpt"),
+            "--instance",
+            "app-instance-1",
+            "--from-savepoint",
+            "v1",
+            "--quiet",
+        ])
+        .unwrap();
+        run_program::<next::Orders>(&args).unwrap();
+        for f in ["out.jsonl", "out.jsonl.late"] {
+            support::assert_same_file(&reference.join(f), &dir.join(f));
+        }
+        let store = simplestream::store::FileStore::open(
+            dir.join("ckpt"),
+            "app-instance-1",
+            Default::default(),
+        )
+        .unwrap();
+        let stats = simplestream::Coordinator::new(store, Default::default())
+            .recover::<next::Orders>()
+            .unwrap()
+            .unwrap();
+        let stats = state(&stats.pipeline, "customer_stats");
+        let orders: Vec<Order> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let mut want = std::collections::BTreeMap::<&str, (u64, Option<f64>)>::new();
+        for (i, o) in orders.iter().enumerate() {
+            let (n, max) = want.entry(&o.customer).or_default();
+            if i < SPLIT {
+                *n += 1;
+            } else if o.amount > 0.0 {
+                *n += 1;
+                *max = Some(max.map_or(o.amount, |m: f64| m.max(o.amount)));
+            }
+        }
+        assert_eq!(stats.as_object().unwrap().len(), want.len(), "{stats}");
+        for (c, (n, max)) in want {
+            assert_eq!(stats[c]["count"], n, "{c}: {stats}");
+            assert_eq!(
+                stats[c]["max_amount"],
+                serde_json::json!(max),
+                "{c}: {stats}"
+            );
+        }
     }
 }
 
