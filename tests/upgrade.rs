@@ -186,6 +186,96 @@ mod migrated {
     }
 }
 
+/// Session windows per shard (a `u32` key), as deployed.
+mod sessions_v1 {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Sess;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        per_shard = orders
+            .key_by(shard: u32 = |o| (o.ts % 7) as u32)
+            .window(session(2s))
+            .aggregate(n = count());
+        sink per_shard;
+    }
+}
+
+/// A column added, and the key widened to fewer shards: shards 0 and 1 become one.
+mod sessions_v2 {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Sess;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        #[migrate(added(top), old_key = |k: u32| -> u64 { (k / 2) as u64 })]
+        per_shard = orders
+            .key_by(shard: u64 = |o| (o.ts % 7 / 2) as u64)
+            .window(session(2s))
+            .aggregate(n = count(), top: f64 = max(|o| o.amount));
+        sink per_shard;
+    }
+}
+
+/// Version 1's open sessions as the migration to version 2 must leave them: keys halved,
+/// the sessions of keys that became one merged where they overlap, `top` from its
+/// default.
+fn sessions_merged(v1: &Value) -> Value {
+    let mut by_key = std::collections::BTreeMap::<u64, Vec<(i64, i64, u64)>>::new();
+    for (k, list) in v1["sessions"].as_object().unwrap() {
+        let k: u64 = k.parse::<u64>().unwrap() / 2;
+        for s in list.as_array().unwrap() {
+            let at = |f: &str| s[f].as_i64().unwrap();
+            let n = s["acc"]["n"].as_u64().unwrap();
+            by_key
+                .entry(k)
+                .or_default()
+                .push((at("start"), at("end"), n));
+        }
+    }
+    let mut sessions = serde_json::Map::new();
+    for (k, mut list) in by_key {
+        list.sort();
+        let mut merged: Vec<(i64, i64, u64)> = Vec::new();
+        for (start, end, n) in list {
+            match merged.last_mut() {
+                Some(last) if start < last.1 => *last = (last.0, last.1.max(end), last.2 + n),
+                _ => merged.push((start, end, n)),
+            }
+        }
+        let rows = merged
+            .into_iter()
+            .map(|(start, end, n)| serde_json::json!({"start": start, "end": end, "acc": {"n": n, "top": null}}));
+        sessions.insert(k.to_string(), rows.collect());
+    }
+    serde_json::json!({"watermark": v1["watermark"], "sessions": sessions})
+}
+
+#[test]
+fn session_columns_and_keys_migrate() {
+    let events = orders();
+    let v1 = run(sessions_v1::Sess::new(), &events[..SPLIT]);
+    for codec in [Codec::Json, Codec::Binary] {
+        let bytes = envelope::encode(&v1, codec, 1, T0, Default::default()).unwrap();
+        let r = decode_with::<sessions_v2::Sess>(&bytes, &Default::default()).unwrap();
+        assert!(
+            matches!(&r.actions[..], [StageAction::Migrate { .. }]),
+            "{:?}",
+            r.actions
+        );
+        let (old, new) = (state(&v1, "per_shard"), state(&r.pipeline, "per_shard"));
+        assert_eq!(new, sessions_merged(&old), "{codec}");
+        assert!(
+            old.to_string().matches("\"start\"").count()
+                > new.to_string().matches("\"start\"").count(),
+            "sessions of old keys met and merged: {old} {new}"
+        );
+        // Once the sessions open at the restart have closed, the state is a never-stopped
+        // run's of version 2.
+        let resumed = run(r.pipeline, &events[SPLIT..]);
+        let fresh = run(sessions_v2::Sess::new(), &events);
+        assert_eq!(state(&resumed, "per_shard"), state(&fresh, "per_shard"));
+    }
+}
+
 /// 600 orders of 5 customers over 5 minutes, in order.
 fn orders() -> Vec<Order> {
     (0..600i64)
