@@ -535,6 +535,140 @@ fn sigint_stops_cleanly_and_the_restart_finishes() {
     stop_by_signal("INT", 32);
 }
 
+const SAVEPOINT_LINES: usize = 20_000;
+
+/// SIGUSR1 at event 5000 takes a savepoint there; the 50 checkpoints after it, with
+/// `--keep 1`, never delete it; `--from-savepoint` restarts from it (the outputs cut
+/// back to its lengths) and the output equals a run that never stopped.
+fn savepoint_by_signal(extra: &[&str], ext: &str, seed: u64) {
+    let t = tmp();
+    let text = order_lines(seed, SAVEPOINT_LINES, 300, 997, 0);
+    let refdir = reference(&t.path().join("ref"), text.as_bytes(), &[]);
+    let dir = t.path().join("run");
+    let input = put_input(&dir, text.as_bytes());
+    let mut args = vec!["--checkpoint-every", "300", "--keep", "1"];
+    args.extend(extra);
+    let with = |more: &[&str]| orders(&dir, &input, &[&args[..], more].concat());
+
+    let mut child = spawn_until_paused(with(&["--savepoint-name", "sp-1"]), &[5_000]);
+    send_signal(&child.child, "USR1");
+    child.resume();
+    let (status, err) = child.finish();
+    assert_eq!(status.code(), Some(0), "{status}\n{err}");
+    let file = format!("checkpoint_savepoint-sp-1.{ext}");
+    assert!(
+        err.contains(&format!("savepoint `sp-1` taken ({file}, checkpoint #")),
+        "{err}"
+    );
+    assert!(err.contains(", 5000 events): retention keeps it"), "{err}");
+    assert_same_outputs(&refdir, &dir);
+    let taken: u64 = err
+        .lines()
+        .find(|l| l.starts_with("done: "))
+        .and_then(|l| l.split(" checkpoint(s)").next())
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(taken >= 50, "checkpoints after the savepoint: {err}");
+    assert!(ckpt_dir(&dir).join(&file).is_file(), "retention deleted it");
+    let list = Command::new(orders_bin())
+        .args(["checkpoints", "list"])
+        .arg(dir.join("ckpt"))
+        .args(["--instance", "app-instance-1"])
+        .output()
+        .unwrap();
+    let list = stdout_of(&list);
+    let row = list
+        .lines()
+        .find(|l| l.ends_with(&file))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(
+        row.contains("savepoint") && row.contains("5000  yes"),
+        "{row}"
+    );
+    assert!(
+        list.lines().filter(|l| l.contains("(latest)")).count() == 1,
+        "{list}"
+    );
+
+    let out = run_ok(with(&["--from-savepoint", "sp-1"]));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!("restored savepoint `sp-1` ({file}, taken "))
+            && err.contains("5000 events processed"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "done: {SAVEPOINT_LINES} events ({} this run",
+            SAVEPOINT_LINES - 5_000
+        )),
+        "{err}"
+    );
+    assert_same_outputs(&refdir, &dir);
+    assert!(ckpt_dir(&dir).join(&file).is_file());
+}
+
+#[test]
+fn a_savepoint_by_signal_outlives_retention_and_restarts_the_run() {
+    savepoint_by_signal(&[], "json", 41);
+}
+
+#[test]
+fn a_savepoint_outlives_incremental_retention() {
+    savepoint_by_signal(&["--incremental", "--codec", "binary"], "bin", 42);
+}
+
+/// A missing savepoint, or another pipeline's, is refused in one line before anything
+/// is written.
+#[test]
+fn from_savepoint_refuses_a_missing_or_foreign_one() {
+    let t = tmp();
+    let dir = t.path().to_path_buf();
+    let text = order_lines(43, 2_000, 50, 0, 0);
+    let input = put_input(&dir, text.as_bytes());
+    run_ok(orders(&dir, &input, &["--quiet"]));
+    let out_before = std::fs::read(dir.join("out.jsonl")).unwrap();
+    let ck_before = std::fs::read(ckpt_dir(&dir).join("latest.json")).unwrap();
+    let latest: Value = serde_json::from_slice(&ck_before).unwrap();
+    let own = std::fs::read(ckpt_dir(&dir).join(latest["file"].as_str().unwrap())).unwrap();
+    let foreign = String::from_utf8(own).unwrap().replacen(
+        "\"pipeline\":\"Orders\"",
+        "\"pipeline\":\"Billing\"",
+        1,
+    );
+    let sp = ckpt_dir(&dir).join("checkpoint_savepoint-other.json");
+    std::fs::write(&sp, json_reseal(foreign.as_bytes())).unwrap();
+    let refusals = [
+        (
+            "nope",
+            "savepoint `nope`: there is no savepoint of that name in ",
+        ),
+        (
+            "other",
+            "savepoint `other`: checkpoint_savepoint-other.json cannot be restored: ",
+        ),
+    ];
+    for (name, says) in refusals {
+        let out = orders(&dir, &input, &["--quiet", "--from-savepoint", name])
+            .output()
+            .unwrap();
+        let err = stderr_of(&out);
+        assert_eq!(code(&out), Some(1), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{err}");
+        assert_eq!(std::fs::read(dir.join("out.jsonl")).unwrap(), out_before);
+        let latest_now = std::fs::read(ckpt_dir(&dir).join("latest.json")).unwrap();
+        assert_eq!(latest_now, ck_before);
+    }
+    let err = stderr_of(
+        &orders(&dir, &input, &["--from-savepoint", "../x"])
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("is not a savepoint name"), "{err}");
+}
+
 #[test]
 fn restart_after_sigkill_says_what_it_restored() {
     let t = tmp();

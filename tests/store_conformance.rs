@@ -68,6 +68,7 @@ fn conformance(h: &dyn Harness, tag: &str) {
     names_are_checked(h, &format!("{tag}-names"));
     rewriting_a_name(h, &format!("{tag}-rewrite"));
     retention_and_recovery(h, &format!("{tag}-keep"));
+    savepoints(h, &format!("{tag}-save"));
     corrupt_truncated_and_huge(h, &format!("{tag}-bad"));
     if h.has_second_writer() {
         second_writer(h, &format!("{tag}-two"));
@@ -211,6 +212,57 @@ fn retention_and_recovery(h: &dyn Harness, inst: &str) {
         .expect("a checkpoint");
     assert_eq!(r.header.checkpoint_id, 5);
     assert_eq!(state(&r.pipeline), last);
+}
+
+/// A savepoint among incremental checkpoints kept to one: retention never deletes it, a
+/// new process on the instance restores it by name (and the latest checkpoint as
+/// before), and its name is never taken twice.
+fn savepoints(h: &dyn Harness, inst: &str) {
+    let mut c = coordinator(must(h.open(inst)), 1, Codec::Binary);
+    c.set_incremental(Some(simplestream::incremental::IncrementalConfig {
+        max_deltas: 2,
+        ..Default::default()
+    }));
+    let events = orders(7, 240, 20, 2_000);
+    let mut p = OrderStats::new();
+    let mut saved = String::new();
+    for (i, chunk) in events.chunks(40).enumerate() {
+        for e in chunk {
+            p.process(e.clone(), &mut Vec::new());
+        }
+        let pos = BTreeMap::from([("events".to_string(), 40 * (i as u64 + 1))]);
+        c.checkpoint(&p, pos.clone(), 1_733_061_600_000 + i as i64)
+            .unwrap();
+        if i == 1 {
+            c.savepoint(&p, "before-v2", pos, 1_733_061_600_100)
+                .unwrap();
+            saved = state(&p);
+        }
+    }
+    let again = c.savepoint(&p, "before-v2", BTreeMap::new(), 1_733_061_600_200);
+    assert!(again.is_err(), "a savepoint was overwritten");
+    let store = if h.has_second_writer() {
+        drop(c);
+        must(h.open(inst))
+    } else {
+        c.into_store()
+    };
+    let names: Vec<String> = store.list().unwrap().into_iter().map(|e| e.name).collect();
+    assert!(
+        names.contains(&"checkpoint_savepoint-before-v2.bin".to_string()),
+        "{names:?}"
+    );
+    let mut c = coordinator(store, 1, Codec::Binary);
+    let r = c.recover_savepoint::<OrderStats>("before-v2").unwrap();
+    assert_eq!(
+        (state(&r.pipeline), r.header.positions["events"]),
+        (saved, 80)
+    );
+    let r = c
+        .recover::<OrderStats>()
+        .unwrap()
+        .expect("the latest checkpoint");
+    assert_eq!(state(&r.pipeline), state(&p));
 }
 
 /// The newest checkpoint replaced by a corrupt, a truncated or a huge-length one: the

@@ -2,6 +2,8 @@
 //! changed version 2 restores. State is matched stage by stage (name and layout): each
 //! kind of change is restored, started empty, or refused with a message saying what to do.
 
+mod support;
+
 use serde_json::Value;
 use simplestream::envelope::{self, decode_with};
 use simplestream::upgrade::{RestoreOptions, StageAction};
@@ -181,6 +183,96 @@ mod migrated {
         #[migrate(old_key = |k: u32| -> u64 { k as u64 })]
         per_shard = orders.key_by(shard: u64 = |o| (o.ts % 7) as u64).aggregate(n = count());
         sink per_min;
+    }
+}
+
+/// Session windows per shard (a `u32` key), as deployed.
+mod sessions_v1 {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Sess;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        per_shard = orders
+            .key_by(shard: u32 = |o| (o.ts % 7) as u32)
+            .window(session(2s))
+            .aggregate(n = count());
+        sink per_shard;
+    }
+}
+
+/// A column added, and the key widened to fewer shards: shards 0 and 1 become one.
+mod sessions_v2 {
+    use super::*;
+    simplestream::pipeline! {
+        pub pipeline Sess;
+        source orders: Order, event_time = |o| o.ts, max_delay = 5s;
+        #[migrate(added(top), old_key = |k: u32| -> u64 { (k / 2) as u64 })]
+        per_shard = orders
+            .key_by(shard: u64 = |o| (o.ts % 7 / 2) as u64)
+            .window(session(2s))
+            .aggregate(n = count(), top: f64 = max(|o| o.amount));
+        sink per_shard;
+    }
+}
+
+/// Version 1's open sessions as the migration to version 2 must leave them: keys halved,
+/// the sessions of keys that became one merged where they overlap, `top` from its
+/// default.
+fn sessions_merged(v1: &Value) -> Value {
+    let mut by_key = std::collections::BTreeMap::<u64, Vec<(i64, i64, u64)>>::new();
+    for (k, list) in v1["sessions"].as_object().unwrap() {
+        let k: u64 = k.parse::<u64>().unwrap() / 2;
+        for s in list.as_array().unwrap() {
+            let at = |f: &str| s[f].as_i64().unwrap();
+            let n = s["acc"]["n"].as_u64().unwrap();
+            by_key
+                .entry(k)
+                .or_default()
+                .push((at("start"), at("end"), n));
+        }
+    }
+    let mut sessions = serde_json::Map::new();
+    for (k, mut list) in by_key {
+        list.sort();
+        let mut merged: Vec<(i64, i64, u64)> = Vec::new();
+        for (start, end, n) in list {
+            match merged.last_mut() {
+                Some(last) if start < last.1 => *last = (last.0, last.1.max(end), last.2 + n),
+                _ => merged.push((start, end, n)),
+            }
+        }
+        let rows = merged
+            .into_iter()
+            .map(|(start, end, n)| serde_json::json!({"start": start, "end": end, "acc": {"n": n, "top": null}}));
+        sessions.insert(k.to_string(), rows.collect());
+    }
+    serde_json::json!({"watermark": v1["watermark"], "sessions": sessions})
+}
+
+#[test]
+fn session_columns_and_keys_migrate() {
+    let events = orders();
+    let v1 = run(sessions_v1::Sess::new(), &events[..SPLIT]);
+    for codec in [Codec::Json, Codec::Binary] {
+        let bytes = envelope::encode(&v1, codec, 1, T0, Default::default()).unwrap();
+        let r = decode_with::<sessions_v2::Sess>(&bytes, &Default::default()).unwrap();
+        assert!(
+            matches!(&r.actions[..], [StageAction::Migrate { .. }]),
+            "{:?}",
+            r.actions
+        );
+        let (old, new) = (state(&v1, "per_shard"), state(&r.pipeline, "per_shard"));
+        assert_eq!(new, sessions_merged(&old), "{codec}");
+        assert!(
+            old.to_string().matches("\"start\"").count()
+                > new.to_string().matches("\"start\"").count(),
+            "sessions of old keys met and merged: {old} {new}"
+        );
+        // Once the sessions open at the restart have closed, the state is a never-stopped
+        // run's of version 2.
+        let resumed = run(r.pipeline, &events[SPLIT..]);
+        let fresh = run(sessions_v2::Sess::new(), &events);
+        assert_eq!(state(&resumed, "per_shard"), state(&fresh, "per_shard"));
     }
 }
 
@@ -838,6 +930,94 @@ mod walkthrough {
         assert_eq!(stats["C002"]["count"], 18, "the refund was filtered");
         assert_eq!(stats["C002"]["max_amount"], Value::Null, "from its default");
         assert_eq!(stats["C003"]["count"], 43);
+    }
+
+    /// Version 1 (the `orders` program) stopped by SIGTERM with `--savepoint-on-stop`,
+    /// then run on to the end; version 2 (a filter and a column, with its migration)
+    /// starts from the savepoint: the outputs are cut back to it, the counts go on from
+    /// it, and the output equals version 1's over the whole input (the windows are the
+    /// same stage).
+    #[test]
+    fn version_2_starts_from_the_savepoint_version_1_took_when_stopped() {
+        const SPLIT: usize = 1_500;
+        let t = tempfile::tempdir().unwrap();
+        let text = support::order_lines(51, 4_000, 40, 0, 0);
+        let reference = t.path().join("ref");
+        let input = support::put_input(&reference, text.as_bytes());
+        support::run_ok(support::orders(&reference, &input, &["--quiet"]));
+        let dir = t.path().join("run");
+        let input = support::put_input(&dir, text.as_bytes());
+
+        let stop = support::orders(&dir, &input, &["--savepoint-on-stop", "v1"]);
+        let mut v1 = support::spawn_until_paused(stop, &[SPLIT as u64]);
+        support::send_signal(&v1.child, "TERM");
+        v1.resume();
+        let (status, err) = v1.finish();
+        assert!(status.success(), "{err}");
+        assert!(
+            err.contains("savepoint `v1` taken (checkpoint_savepoint-v1.json"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("stopped by signal: {SPLIT} events")),
+            "{err}"
+        );
+        support::run_ok(support::orders(&dir, &input, &["--quiet"]));
+
+        let d = |f: &str| dir.join(f).to_str().unwrap().to_string();
+        let args = Args::try_parse_from([
+            "orders",
+            "--input",
+            &d("in.jsonl"),
+            "--output",
+            &d("out.jsonl"),
+            "--checkpoint-dir",
+            &d("ckpt"),
+            "--instance",
+            "app-instance-1",
+            "--from-savepoint",
+            "v1",
+            "--quiet",
+        ])
+        .unwrap();
+        run_program::<next::Orders>(&args).unwrap();
+        for f in ["out.jsonl", "out.jsonl.late"] {
+            support::assert_same_file(&reference.join(f), &dir.join(f));
+        }
+        let store = simplestream::store::FileStore::open(
+            dir.join("ckpt"),
+            "app-instance-1",
+            Default::default(),
+        )
+        .unwrap();
+        let stats = simplestream::Coordinator::new(store, Default::default())
+            .recover::<next::Orders>()
+            .unwrap()
+            .unwrap();
+        let stats = state(&stats.pipeline, "customer_stats");
+        let orders: Vec<Order> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let mut want = std::collections::BTreeMap::<&str, (u64, Option<f64>)>::new();
+        for (i, o) in orders.iter().enumerate() {
+            let (n, max) = want.entry(&o.customer).or_default();
+            if i < SPLIT {
+                *n += 1;
+            } else if o.amount > 0.0 {
+                *n += 1;
+                *max = Some(max.map_or(o.amount, |m: f64| m.max(o.amount)));
+            }
+        }
+        assert_eq!(stats.as_object().unwrap().len(), want.len(), "{stats}");
+        for (c, (n, max)) in want {
+            assert_eq!(stats[c]["count"], n, "{c}: {stats}");
+            assert_eq!(
+                stats[c]["max_amount"],
+                serde_json::json!(max),
+                "{c}: {stats}"
+            );
+        }
     }
 }
 

@@ -20,6 +20,8 @@ use crate::pipeline::Pipeline;
 use crate::store::{CheckpointStore, StoreError, StoredEntry};
 use crate::upgrade::{RestoreOptions, StageAction};
 
+mod savepoint;
+
 /// When and how to checkpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CoordinatorConfig {
@@ -116,6 +118,14 @@ pub enum CoordinatorError {
         /// Why it does not decode (names the stage and key).
         source: CheckpointError,
     },
+    /// A savepoint could not be taken or restored (its name is taken, it is missing,
+    /// it does not decode); nothing was written or loaded.
+    Savepoint {
+        /// The savepoint's name.
+        name: String,
+        /// What is wrong, in one line.
+        problem: String,
+    },
     /// Checkpoints exist but none can be restored; nothing was loaded.
     NoValidCheckpoint {
         /// Where.
@@ -137,6 +147,9 @@ impl fmt::Display for CoordinatorError {
                 f,
                 "checkpoint #{id} was not stored because it would not restore ({source})"
             ),
+            CoordinatorError::Savepoint { name, problem } => {
+                write!(f, "savepoint `{name}`: {problem}")
+            }
             CoordinatorError::NoValidCheckpoint { location, problems } => {
                 write!(f, "no checkpoint in {location} can be restored:")?;
                 for p in problems {
@@ -1086,5 +1099,52 @@ mod tests {
             .map(|e| e.name)
             .collect();
         assert!(left.contains(&names[1]), "{left:?}");
+    }
+
+    #[test]
+    fn retention_keeps_a_savepoint_and_it_restores_by_name() {
+        let mut c = Coordinator::new(
+            MemoryStore::new(),
+            CoordinatorConfig {
+                keep: 1,
+                ..Default::default()
+            },
+        );
+        c.set_incremental(Some(IncrementalConfig::default()));
+        c.checkpoint(&Counter(1), BTreeMap::new(), 1).unwrap();
+        let sp = c.savepoint(&Counter(2), "v1", BTreeMap::new(), 2).unwrap();
+        for i in 3..20 {
+            c.checkpoint(&Counter(i), BTreeMap::new(), i as i64)
+                .unwrap();
+        }
+        let names: Vec<String> = c
+            .store()
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert!(names.contains(&sp.name), "{names:?}");
+        let again = c
+            .savepoint(&Counter(9), "v1", BTreeMap::new(), 30)
+            .unwrap_err();
+        assert!(again.to_string().contains("never overwritten"), "{again}");
+        let r = c.recover_savepoint::<Counter>("v1").unwrap();
+        assert_eq!((r.pipeline.0, r.header.checkpoint_id), (2, sp.id));
+        assert!(c.next_id() > 19, "numbered after every stored checkpoint");
+        let next = c.checkpoint(&Counter(3), BTreeMap::new(), 40).unwrap();
+        assert!(
+            parse_name(&next.name) == Some((next.id, EntryKind::Whole)),
+            "{}",
+            next.name
+        );
+        let Err(missing) = c.recover_savepoint::<Counter>("v2") else {
+            panic!("a missing savepoint restored")
+        };
+        let missing = missing.to_string();
+        assert!(missing.contains("savepoint `v2`: there is no savepoint of that name in memory (the savepoints there: v1)"), "{missing}");
+        assert!(c
+            .savepoint(&Counter(1), "../x", BTreeMap::new(), 50)
+            .is_err());
     }
 }

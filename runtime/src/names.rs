@@ -120,3 +120,56 @@ pub fn restorable(name: &str) -> bool {
         Some((_, EntryKind::Whole | EntryKind::Manifest))
     )
 }
+
+/// Where a savepoint's name starts in its stored name. The `checkpoint_` prefix keeps it
+/// in every store's listing; no name of this shape parses as a checkpoint, so retention
+/// never deletes one.
+const SAVEPOINT: &str = "checkpoint_savepoint-";
+
+/// The stored name of savepoint `name` (a whole checkpoint the user named).
+///
+/// ```
+/// use simplestream_runtime::{names::{parse_name, savepoint_name, savepoint_of}, Codec};
+/// let n = savepoint_name("before-v2", Codec::Json);
+/// assert_eq!(n, "checkpoint_savepoint-before-v2.json");
+/// assert_eq!(savepoint_of(&n), Some("before-v2"));
+/// assert_eq!(parse_name(&n), None, "retention never touches it");
+/// ```
+pub fn savepoint_name(name: &str, codec: Codec) -> String {
+    format!("{SAVEPOINT}{name}.{}", codec.extension())
+}
+
+/// The savepoint name in a stored name, if it is a savepoint's.
+///
+/// ```
+/// use simplestream_runtime::names::savepoint_of;
+/// assert_eq!(savepoint_of("checkpoint_savepoint-v1.bin"), Some("v1"));
+/// assert_eq!(savepoint_of("checkpoint_20241201_140000_123-000042.json"), None);
+/// assert_eq!(savepoint_of("checkpoint_savepoint-a b.json"), None);
+/// ```
+pub fn savepoint_of(stored: &str) -> Option<&str> {
+    let stem = stored.strip_prefix(SAVEPOINT)?;
+    let name = stem
+        .strip_suffix(".json")
+        .or_else(|| stem.strip_suffix(".bin"))?;
+    validate_savepoint(name).ok().map(|()| name)
+}
+
+/// Checks a savepoint name: 1 to 64 ASCII letters, digits, `_` and `-`, so that it is a
+/// file name and a key everywhere.
+///
+/// ```
+/// use simplestream_runtime::names::validate_savepoint;
+/// assert!(validate_savepoint("before-v2_1").is_ok());
+/// assert!(validate_savepoint("../x").is_err());
+/// assert!(validate_savepoint("").is_err());
+/// ```
+pub fn validate_savepoint(name: &str) -> Result<(), String> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if name.is_empty() || name.len() > 64 || !name.chars().all(ok) {
+        return Err(format!(
+            "{name:?} is not a savepoint name: use 1 to 64 letters, digits, `_` and `-`"
+        ));
+    }
+    Ok(())
+}

@@ -683,6 +683,33 @@ pub struct SessionWindow<A> {
     pub acc: A,
 }
 
+/// Puts session `s` into a key's `list` (sorted by start, never overlapping), merged with
+/// every session it overlaps, as an event bridging them would merge them. For
+/// migrations whose converted keys meet: their sessions become one key's.
+///
+/// ```
+/// use simplestream_runtime::window::{merge_session, SessionWindow};
+/// let w = |start, end, acc| SessionWindow { start, end, acc };
+/// let mut list: Vec<SessionWindow<u64>> = vec![w(0, 10, 1), w(20, 30, 2)];
+/// merge_session(&mut list, w(5, 25, 4));
+/// merge_session(&mut list, w(40, 50, 8));
+/// assert_eq!(list, vec![w(0, 30, 7), w(40, 50, 8)]);
+/// ```
+pub fn merge_session<A: Accumulator>(list: &mut Vec<SessionWindow<A>>, s: SessionWindow<A>) {
+    let mut merged = s;
+    list.retain_mut(|x| {
+        let overlaps = x.start < merged.end && merged.start < x.end;
+        if overlaps {
+            merged.start = merged.start.min(x.start);
+            merged.end = merged.end.max(x.end);
+            merged.acc.merge(&x.acc);
+        }
+        !overlaps
+    });
+    let pos = list.partition_point(|x| x.start < merged.start);
+    list.insert(pos, merged);
+}
+
 /// Session windows: a key's events closer than `gap` to each other form one session.
 ///
 /// ```

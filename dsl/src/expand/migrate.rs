@@ -82,12 +82,6 @@ pub fn state(
         ));
     }
     let converts = !w.added.is_empty() || w.key.is_some();
-    if converts && window.is_some_and(Window::is_session) {
-        return Err(syn::Error::new(
-            at(&|m| !matches!(m, Migration::Lateness { .. })),
-            "a session-windowed stage migrates only its allowed lateness (`old_lateness = ..`); tumbling and sliding windows migrate columns and keys too",
-        ));
-    }
     if w.lateness.is_some() && !windowed {
         return Err(syn::Error::new(
             at(&|m| matches!(m, Migration::Lateness { .. })),
@@ -105,6 +99,9 @@ pub fn state(
         return Ok(quote!(#rt::codec::read::<#state_path>(codec, bytes)?));
     }
     Ok(match (key_ty, windowed) {
+        (Some(key_ty), _) if window.is_some_and(Window::is_session) => {
+            keyed_sessions(s, cx, &w, key_ty, cols)
+        }
         (Some(key_ty), false) => keyed(s, cx, &w, key_ty, cols),
         (Some(key_ty), true) => keyed_windows(s, cx, &w, key_ty, cols),
         (None, _) => global_windows(s, cx, &w, cols),
@@ -220,6 +217,50 @@ fn keyed_windows(
                 watermark: __old.watermark,
                 windows: __old.windows.into_iter().map(|(__s, __m)| (__s, __rekey(__m))).collect(),
             };
+        },
+    )
+}
+
+/// Session windows per key read in their old layout: each session's accumulators
+/// converted, and the sessions of keys that convert to one merged where they overlap.
+fn keyed_sessions(
+    s: &StagePlan,
+    cx: &Cx,
+    w: &Wanted,
+    key_ty: &Type,
+    cols: &[(&Ident, &TokenStream)],
+) -> TokenStream {
+    let (rt, serde, serde_path) = (&cx.rt, &cx.serde, cx.serde_path);
+    let acc = s.names.path(&s.names.acc);
+    let (old_key, convert) = match w.key {
+        Some((f, old)) => (old.to_token_stream(), f.to_token_stream()),
+        None => (key_ty.to_token_stream(), quote!(|k| k)),
+    };
+    let old_acc = old_acc(s, cx, w, cols);
+    reencode(
+        s,
+        cx,
+        quote! {
+            #old_acc
+            let __convert = #convert;
+            #[derive(#serde::Deserialize)]
+            #[serde(crate = #serde_path)]
+            struct __OldSession { start: i64, end: i64, acc: __Old }
+            #[derive(#serde::Deserialize)]
+            #[serde(crate = #serde_path)]
+            struct __OldSessions { watermark: i64, sessions: #rt::KeyedState<#old_key, ::std::vec::Vec<__OldSession>> }
+            #[derive(#serde::Serialize)]
+            #[serde(crate = #serde_path)]
+            struct __NewSessions { watermark: i64, sessions: #rt::KeyedState<#key_ty, ::std::vec::Vec<#rt::window::SessionWindow<#acc>>> }
+            let mut __old: __OldSessions = #rt::codec::read(codec, bytes)?;
+            let mut __new = __NewSessions { watermark: __old.watermark, sessions: ::core::default::Default::default() };
+            for (__k, __list) in __old.sessions.drain() {
+                let __k: #key_ty = __convert(__k);
+                for __s in __list {
+                    let __s = #rt::window::SessionWindow { start: __s.start, end: __s.end, acc: __acc(__s.acc) };
+                    #rt::window::merge_session(__new.sessions.entry(__k.clone()), __s);
+                }
+            }
         },
     )
 }

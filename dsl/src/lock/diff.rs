@@ -65,8 +65,8 @@ fn stage(s: &StagePlan, locked: &str, errs: &mut Errors) {
         return;
     };
     let what: Vec<String> = open.iter().map(|c| c.describe()).collect();
-    let (aggregate, session) = kind(&parts);
-    let hint = match open.iter().find(|c| !c.migratable(aggregate, session)) {
+    let aggregate = parts.iter().any(|p| matches!(p, Part::Aggregate(_)));
+    let hint = match open.iter().find(|c| !c.migratable(aggregate)) {
         None => {
             let items: Vec<String> = open.iter().filter_map(|c| c.migration()).collect();
             format!("add `#[migrate({})]` to the stage, or {ACCEPT}", items.join(", "))
@@ -82,15 +82,6 @@ fn stage(s: &StagePlan, locked: &str, errs: &mut Errors) {
             what.join(", ")
         ),
     );
-}
-
-/// Whether the stage is an aggregate and whether its windows are sessions.
-fn kind(parts: &[Part]) -> (bool, bool) {
-    let agg = parts.iter().any(|p| matches!(p, Part::Aggregate(_)));
-    let session = parts
-        .iter()
-        .any(|p| matches!(p, Part::Window { kind, .. } if kind.starts_with("session")));
-    (agg, session)
 }
 
 /// A locked stage gone from the pipeline: renamed without `#[was]`, or removed.
@@ -197,10 +188,9 @@ impl Change {
     }
 
     /// True if a migration can convert it, in a stage of this kind.
-    fn migratable(&self, aggregate: bool, session: bool) -> bool {
+    fn migratable(&self, aggregate: bool) -> bool {
         match self {
-            Change::Added { .. } | Change::Key { .. } => aggregate && !session,
-            Change::Lateness { .. } => aggregate,
+            Change::Added { .. } | Change::Key { .. } | Change::Lateness { .. } => aggregate,
             _ => false,
         }
     }

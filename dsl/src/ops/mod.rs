@@ -137,7 +137,7 @@ pub trait Stateful {
             .map_or_else(Span::call_site, |m| m.span());
         Err(syn::Error::new(
             at,
-            "only `key_by(..).aggregate(..)` stages (with or without a window) can declare migrations",
+            "only `key_by(..).aggregate(..)` stages (with or without a window) can declare migrations: a join's buffers and `distinct` keys have none; keep this stage as it is and add the changed one as a new stage, or drop its state with `--allow-dropped-state`",
         ))
     }
 }

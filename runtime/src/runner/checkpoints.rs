@@ -84,7 +84,7 @@ pub enum CheckpointsCommand {
 /// ```
 #[derive(Debug, Subcommand)]
 pub enum InspectCommand {
-    /// One line per checkpoint: id, time, size, codec, events, valid?
+    /// One line per checkpoint and savepoint: id, time, size, codec, kind, events, valid?
     List {
         /// The checkpoint directory (as given to --checkpoint-dir) or store URL (as given
         /// to --checkpoint-store: s3://bucket/prefix, kafka://host:port/topic, ...).
@@ -291,6 +291,7 @@ fn list(dir: &str, instance: &str) -> Result<(), String> {
             Some(EntryKind::Whole) => "whole",
             Some(EntryKind::Delta) => "delta",
             Some(EntryKind::Manifest) => "manifest",
+            None if crate::names::savepoint_of(&l.name).is_some() => "savepoint",
             None => "?",
         };
         match &l.header {

@@ -10,7 +10,7 @@ use tracing::warn;
 
 use super::kafka::source::Poll;
 use super::kafka::{KafkaSource, Polled};
-use super::{pause, progress, stop_flag, Args, OnBadInput, Run, RunError};
+use super::{pause, progress, savepoint, Args, OnBadInput, Run, RunError};
 use crate::pipeline::Pipeline;
 use crate::time::now_ms;
 
@@ -34,7 +34,7 @@ where
     P: Pipeline,
     P::Event: DeserializeOwned,
 {
-    let stop = stop_flag()?;
+    let signals = savepoint::Signals::install()?;
     if !run.outputs.recorded_in(positions) {
         run.checkpoint_start()?;
     }
@@ -45,8 +45,11 @@ where
     let mut pause_points = pause::PausePoints::from_env()?;
     let mut bad = 0u64;
     let interrupted = loop {
-        if stop.load(Ordering::Relaxed) {
+        if signals.stop.load(Ordering::Relaxed) {
             break true;
+        }
+        if signals.savepoint_asked() {
+            run.savepoint_on_request()?;
         }
         let rec = match run.input.poll()? {
             Poll::End => break false,

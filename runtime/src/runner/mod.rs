@@ -33,6 +33,7 @@ pub mod output;
 pub mod paths;
 pub mod pause;
 mod progress;
+mod savepoint;
 pub mod sink;
 pub mod source;
 mod tasks;
@@ -42,8 +43,7 @@ use std::fs::File;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -176,6 +176,16 @@ pub struct Args {
     /// that state is dropped. Repeat for several stages.
     #[arg(long, value_name = "STAGE")]
     pub allow_dropped_state: Vec<String>,
+    /// Start from savepoint NAME (taken on SIGUSR1 or with --savepoint-on-stop) instead
+    /// of the latest checkpoint; outputs are cut back to what it recorded.
+    #[arg(long, value_name = "NAME", value_parser = savepoint::parse_name, conflicts_with = "from_scratch")]
+    pub from_savepoint: Option<String>,
+    /// Name of the savepoint SIGUSR1 takes [default: the time, e.g. 20241201_140000_123].
+    #[arg(long, value_name = "NAME", value_parser = savepoint::parse_name)]
+    pub savepoint_name: Option<String>,
+    /// On SIGTERM or SIGINT, also take savepoint NAME after the final checkpoint.
+    #[arg(long, value_name = "NAME", value_parser = savepoint::parse_name)]
+    pub savepoint_on_stop: Option<String>,
     /// Exit with an error after this many checkpoints fail in a row.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub max_failed_checkpoints: u32,
@@ -438,6 +448,9 @@ struct Run<P: Pipeline, S: Source = LineReader> {
     checkpoints: u64,
     last_ckpt: Option<(u64, Duration)>,
     out_buf: Vec<P::Output>,
+    /// `--savepoint-name`, `--savepoint-on-stop`.
+    savepoint_name: Option<String>,
+    savepoint_on_stop: Option<String>,
 }
 
 /// Stops the run before anything computed after a failure of the disk backend's working
@@ -679,7 +692,9 @@ where
     if args.incremental {
         coord.set_incremental(Some(crate::incremental::IncrementalConfig::default()));
     }
-    let (pipeline, positions) = if args.from_scratch {
+    let (pipeline, positions) = if let Some(name) = &args.from_savepoint {
+        savepoint::restore::<P>(&mut coord, name)?
+    } else if args.from_scratch {
         let n = coord.store().list().map(|l| l.len()).unwrap_or(0);
         if n > 0 {
             warn!("--from-scratch: ignoring {n} existing checkpoint(s) in {}; outputs are rewritten from the start", coord.store().location());
@@ -771,7 +786,7 @@ where
     .map_err(|e| format!("reading {}: {e}", input_path.display()))?;
     input.follow = args.follow;
     let outputs = open_outputs::<P>(args, &ends, &positions, task)?;
-    let stop = stop_flag()?;
+    let signals = savepoint::Signals::install()?;
     let mut run = Run::new(
         pipeline, coord, background, outputs, input, &positions, args,
     );
@@ -787,8 +802,11 @@ where
     let mut blank_lines = 0u64;
 
     let interrupted = loop {
-        if stop.load(Ordering::Relaxed) {
+        if signals.stop.load(Ordering::Relaxed) {
             break true;
+        }
+        if signals.savepoint_asked() {
+            run.savepoint_on_request()?;
         }
         let read = run
             .input
@@ -978,6 +996,8 @@ impl<P: Pipeline, S: Source> Run<P, S> {
             checkpoints: 0,
             last_ckpt: None,
             out_buf: Vec::new(),
+            savepoint_name: args.savepoint_name.clone(),
+            savepoint_on_stop: args.savepoint_on_stop.clone(),
         }
     }
 
@@ -1014,6 +1034,11 @@ impl<P: Pipeline, S: Source> Run<P, S> {
         }
         if !ok {
             return Err(RunError::Fatal("the final checkpoint failed".into()));
+        }
+        if let Some(name) = run.savepoint_on_stop.clone().filter(|_| interrupted) {
+            run.savepoint(&name).map_err(|e| {
+                format!("--savepoint-on-stop: {e}; the final checkpoint was taken, so a restart without --from-savepoint resumes from it")
+            })?;
         }
         Ok(run.summary(interrupted, started, start_events, bad_lines, blank_lines))
     }
@@ -1060,16 +1085,6 @@ impl<P: Pipeline, S: Source> Run<P, S> {
             if run.outputs.late.is_empty() { String::new() } else { format!(", late events in {}", run.outputs.late.describe()) },
         )
     }
-}
-
-/// SIGINT and SIGTERM set the flag: the run stops at the next event with a checkpoint.
-fn stop_flag() -> Result<Arc<AtomicBool>, RunError> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .map_err(|e| format!("installing signal handler: {e}"))?;
-    }
-    Ok(stop)
 }
 
 /// Opens the outputs, each checked before any is changed: a refusal leaves them all
