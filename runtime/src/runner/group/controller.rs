@@ -160,7 +160,6 @@ where
             })
             .collect()
     });
-    let given_up = Instant::now();
     for (p, r) in results {
         match r {
             Ok(s) => lines.push(format!("partition {p} (generation {}): {s}", a.generation)),
@@ -181,11 +180,11 @@ where
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    if !todo.is_empty() {
+    if let (false, Some(t)) = (todo.is_empty(), live.revoked_at.get()) {
         info!(
-            "generation {}: partitions given up {:.2}s after the last task stopped",
+            "generation {}: gave partitions up {:.2}s after the rebalance began (final checkpoints taken)",
             a.generation,
-            given_up.elapsed().as_secs_f64()
+            t.elapsed().as_secs_f64()
         );
     }
     Ok(())

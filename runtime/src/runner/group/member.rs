@@ -3,7 +3,7 @@
 //! tells the tasks when their generation is being revoked or is over.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,8 @@ pub struct Live {
     /// Set when the coordinator no longer knows this generation: nothing more may be
     /// written under it.
     lost: AtomicBool,
+    /// When this member learned of the rebalance.
+    pub revoked_at: OnceLock<Instant>,
     /// The last heartbeat the coordinator accepted.
     last_ok: Mutex<Instant>,
     session: Duration,
@@ -33,6 +35,7 @@ impl Live {
         Live {
             generation,
             revoke: Arc::new(AtomicBool::new(false)),
+            revoked_at: OnceLock::new(),
             lost: AtomicBool::new(false),
             last_ok: Mutex::new(Instant::now()),
             session,
@@ -62,6 +65,7 @@ impl Live {
     }
 
     fn lose(&self) {
+        let _ = self.revoked_at.set(Instant::now());
         self.lost.store(true, Ordering::SeqCst);
         self.revoke.store(true, Ordering::SeqCst);
     }
@@ -73,7 +77,7 @@ pub struct Assignment {
     pub generation: i32,
     /// This member's partitions, sorted.
     pub partitions: Vec<i32>,
-    /// Every member's instance name, by member id order.
+    /// Every member's instance name, in member id order (the leader's note).
     pub members: Vec<String>,
     /// Whether this member computed the assignment.
     pub leader: bool,
@@ -174,15 +178,11 @@ impl Member {
                 }
                 Err(e) => return Err(format!("group {}: syncing: error {e}", self.group)),
             };
-            let mut members: Vec<&(String, Vec<u8>)> = j.members.iter().collect();
-            members.sort_by(|a, b| a.0.cmp(&b.0));
+            let (partitions, note) = wire::decode_assignment(&bytes, &self.topic)?;
             return Ok(Assignment {
                 generation: j.generation,
-                partitions: wire::decode_assignment(&bytes, &self.topic)?,
-                members: members
-                    .iter()
-                    .map(|(_, s)| wire::decode_subscription(s).unwrap_or_default())
-                    .collect(),
+                partitions,
+                members: note.split(',').filter(|m| !m.is_empty()).map(String::from).collect(),
                 leader,
             });
         }
@@ -237,6 +237,7 @@ impl Member {
                 }
             }
             wire::REBALANCE_IN_PROGRESS => {
+                let _ = live.revoked_at.set(Instant::now());
                 if !live.revoke.swap(true, Ordering::SeqCst) {
                     info!(
                         "group {}: rebalance: generation {} ends; giving its partitions up (final checkpoint each)",
@@ -277,18 +278,23 @@ impl Member {
 /// Kafka's range assignment: members sorted by id, each a contiguous run of
 /// partitions, the first `partitions % members` one more.
 fn range(members: &[(String, Vec<u8>)], topic: &str, partitions: i32) -> Vec<(String, Vec<u8>)> {
-    let mut ids: Vec<&str> = members.iter().map(|(m, _)| m.as_str()).collect();
+    let mut ids: Vec<(&str, String)> = members
+        .iter()
+        .map(|(m, s)| (m.as_str(), wire::decode_subscription(s).unwrap_or_default()))
+        .collect();
     ids.sort_unstable();
+    let note: Vec<&str> = ids.iter().map(|(_, name)| name.as_str()).collect();
+    let note = note.join(",");
     let n = ids.len().max(1) as i32;
     let (each, extra) = (partitions / n, partitions % n);
     let mut start = 0;
     ids.iter()
         .enumerate()
-        .map(|(i, id)| {
+        .map(|(i, (id, _))| {
             let len = each + i32::from((i as i32) < extra);
             let parts: Vec<i32> = (start..start + len).collect();
             start += len;
-            (id.to_string(), wire::encode_assignment(topic, &parts))
+            (id.to_string(), wire::encode_assignment(topic, &parts, &note))
         })
         .collect()
 }
@@ -306,7 +312,7 @@ mod tests {
         let plan = range(&members, "t", 6);
         let got: Vec<(String, Vec<i32>)> = plan
             .iter()
-            .map(|(m, a)| (m.clone(), wire::decode_assignment(a, "t").unwrap()))
+            .map(|(m, a)| (m.clone(), wire::decode_assignment(a, "t").unwrap().0))
             .collect();
         assert_eq!(
             got,
@@ -317,6 +323,8 @@ mod tests {
                 ("m-d".to_string(), vec![5]),
             ]
         );
+        let note = wire::decode_assignment(&plan[0].1, "t").unwrap().1;
+        assert_eq!(note, "a,b,c,d");
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //!
 //! ```
 //! use simplestream_runtime::runner::group::wire::{decode_assignment, encode_assignment};
-//! let bytes = encode_assignment("orders", &[0, 3]);
-//! assert_eq!(decode_assignment(&bytes, "orders").unwrap(), vec![0, 3]);
+//! let bytes = encode_assignment("orders", &[0, 3], "a,b");
+//! assert_eq!(decode_assignment(&bytes, "orders").unwrap(), (vec![0, 3], "a,b".to_string()));
 //! ```
 
 use std::io::{Read, Write};
@@ -116,21 +116,22 @@ pub fn decode_subscription(bytes: &[u8]) -> Result<String, String> {
     String::from_utf8(c.bytes()?).map_err(|_| "an instance name is not UTF-8".into())
 }
 
-/// One member's assignment (consumer protocol v0): partitions of one topic.
-pub fn encode_assignment(topic: &str, parts: &[i32]) -> Vec<u8> {
+/// One member's assignment (consumer protocol v0): partitions of one topic, and the
+/// leader's note (the members' instance names) as user data.
+pub fn encode_assignment(topic: &str, parts: &[i32], note: &str) -> Vec<u8> {
     let mut b = Buf(Vec::new());
     b.i16(0).i32(1).str(topic).i32(parts.len() as i32);
     for &p in parts {
         b.i32(p);
     }
-    b.bytes(None);
+    b.bytes(Some(note.as_bytes()));
     b.0
 }
 
-/// The partitions of `topic` in an assignment (none in an empty one).
-pub fn decode_assignment(bytes: &[u8], topic: &str) -> Result<Vec<i32>, String> {
+/// The partitions of `topic` in an assignment (none in an empty one), and its note.
+pub fn decode_assignment(bytes: &[u8], topic: &str) -> Result<(Vec<i32>, String), String> {
     if bytes.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), String::new()));
     }
     let mut c = Cursor(bytes);
     c.i16()?;
@@ -145,7 +146,8 @@ pub fn decode_assignment(bytes: &[u8], topic: &str) -> Result<Vec<i32>, String> 
         }
     }
     out.sort_unstable();
-    Ok(out)
+    let note = c.bytes()?;
+    Ok((out, String::from_utf8_lossy(&note).into_owned()))
 }
 
 /// A JoinGroup answer.
@@ -311,9 +313,9 @@ mod tests {
     fn subscriptions_and_assignments_round_trip_and_truncation_is_an_error() {
         let s = encode_subscription("orders", "instance-a");
         assert_eq!(decode_subscription(&s).unwrap(), "instance-a");
-        let a = encode_assignment("orders", &[4, 1]);
-        assert_eq!(decode_assignment(&a, "orders").unwrap(), vec![1, 4]);
-        assert_eq!(decode_assignment(&a, "other").unwrap(), Vec::<i32>::new());
+        let a = encode_assignment("orders", &[4, 1], "x");
+        assert_eq!(decode_assignment(&a, "orders").unwrap(), (vec![1, 4], "x".into()));
+        assert_eq!(decode_assignment(&a, "other").unwrap().0, Vec::<i32>::new());
         assert!(decode_assignment(&a[..a.len() - 6], "orders").is_err());
         assert!(decode_subscription(&s[..3]).is_err());
     }
