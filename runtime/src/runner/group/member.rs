@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::wire::{self, Wire};
 
@@ -141,6 +141,9 @@ impl Member {
                 .wire
                 .join(&self.group, &self.member_id, self.session, &sub)
                 .map_err(|e| format!("group {}: joining: {e}", self.group))?;
+            if j.error != wire::NONE {
+                debug!("group {}: join answered error {}", self.group, j.error);
+            }
             match j.error {
                 wire::NONE => {}
                 wire::MEMBER_ID_REQUIRED => {
@@ -168,6 +171,9 @@ impl Member {
                 .wire
                 .sync(&self.group, j.generation, &self.member_id, &plan)
                 .map_err(|e| format!("group {}: syncing: {e}", self.group))?;
+            if let Err(code) = &mine {
+                debug!("group {}: sync answered error {code}", self.group);
+            }
             let bytes = match mine {
                 Ok(b) => b,
                 // A member joined or left meanwhile: another round.
@@ -182,7 +188,11 @@ impl Member {
             return Ok(Assignment {
                 generation: j.generation,
                 partitions,
-                members: note.split(',').filter(|m| !m.is_empty()).map(String::from).collect(),
+                members: note
+                    .split(',')
+                    .filter(|m| !m.is_empty())
+                    .map(String::from)
+                    .collect(),
                 leader,
             });
         }
@@ -294,7 +304,10 @@ fn range(members: &[(String, Vec<u8>)], topic: &str, partitions: i32) -> Vec<(St
             let len = each + i32::from((i as i32) < extra);
             let parts: Vec<i32> = (start..start + len).collect();
             start += len;
-            (id.to_string(), wire::encode_assignment(topic, &parts, &note))
+            (
+                id.to_string(),
+                wire::encode_assignment(topic, &parts, &note),
+            )
         })
         .collect()
 }

@@ -314,7 +314,10 @@ mod tests {
         let s = encode_subscription("orders", "instance-a");
         assert_eq!(decode_subscription(&s).unwrap(), "instance-a");
         let a = encode_assignment("orders", &[4, 1], "x");
-        assert_eq!(decode_assignment(&a, "orders").unwrap(), (vec![1, 4], "x".into()));
+        assert_eq!(
+            decode_assignment(&a, "orders").unwrap(),
+            (vec![1, 4], "x".into())
+        );
         assert_eq!(decode_assignment(&a, "other").unwrap().0, Vec::<i32>::new());
         assert!(decode_assignment(&a[..a.len() - 6], "orders").is_err());
         assert!(decode_subscription(&s[..3]).is_err());
