@@ -320,7 +320,7 @@ mod tests {
     fn range_gives_every_partition_to_exactly_one_member() {
         let members: Vec<(String, Vec<u8>)> = ["m-c", "m-a", "m-b", "m-d"]
             .iter()
-            .map(|m| (m.to_string(), Vec::new()))
+            .map(|m| (m.to_string(), wire::encode_subscription("t", &m[2..])))
             .collect();
         let plan = range(&members, "t", 6);
         let got: Vec<(String, Vec<i32>)> = plan
