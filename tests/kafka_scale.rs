@@ -577,6 +577,36 @@ fn a_frozen_group_member_whose_partitions_moved_writes_nothing_after_it_wakes() 
 }
 
 #[test]
+fn a_group_member_stopped_by_sigterm_checkpoints_leaves_and_another_finishes() {
+    let Some(server) = servers::tansu() else {
+        return;
+    };
+    let kafka = Kafka::new(&server);
+    kafka.fill_by_customer("orders", PARTS, &spread_orders(185, 3_000));
+    let tmp = tmp();
+    let (reference, shared) = (tmp.path().join("reference"), tmp.path().join("shared"));
+    run_all_ok(vec![instance(
+        &server,
+        &reference,
+        "ref",
+        "solo",
+        "0,1,2,3,4,5",
+    )]);
+    let mut a = Proc::spawn(member(&server, &shared, "a"), Some(300));
+    a.wait_for("1 member(s)");
+    a.wait_paused();
+    send_signal(&a.child, "TERM");
+    let (ok, err) = a.finish(0);
+    assert!(ok, "{err}");
+    assert!(err.contains("group orders: left"), "{err}");
+    assert!(err.contains("stopped by signal"), "{err}");
+    let (ok, err) = Proc::spawn(member(&server, &shared, "b"), None).finish(0);
+    assert!(ok, "{err}");
+    assert!(err.contains("restored checkpoint"), "{err}");
+    assert_same_output(&kafka, "ref", "out");
+}
+
+#[test]
 fn partitions_refuse_keys_the_topic_is_not_partitioned_by() {
     let tmp = tmp();
     let mut c = Command::new(orders_bin());
