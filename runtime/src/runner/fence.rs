@@ -22,7 +22,6 @@
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
-
 use std::sync::Arc;
 
 use super::group::member::Live;

@@ -149,8 +149,9 @@ pub struct Args {
     /// partitions; an instance taking a partition over fences out its previous owner.
     #[arg(long, value_name = "N,N,...", value_delimiter = ',', num_args = 1..)]
     pub partitions: Option<Vec<i32>>,
-    /// With --partitions or --group-assign: the key column the input topic is partitioned by (records
-    /// with one key in one partition); every stateful stage must be keyed by it.
+    /// With --partitions or --group-assign: the key column the input topic is
+    /// partitioned by (records with one key in one partition); every stateful stage
+    /// must be keyed by it.
     #[arg(long, value_name = "COLUMN")]
     pub partition_key: Option<String>,
     /// Kafka input: let Kafka's consumer-group protocol assign the topic's partitions to
