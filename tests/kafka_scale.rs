@@ -205,6 +205,22 @@ impl Proc {
         panic!("exited before {needle:?}:\n{}", self.seen.join("\n"));
     }
 
+    /// The line saying partition `p` was taken over in its latest generation, seen
+    /// already or waited for (tasks start in any order).
+    fn took_over(&mut self, p: i32) -> String {
+        let needle = format!("took partition {p} over at epoch");
+        let from = self
+            .seen
+            .iter()
+            .rposition(|l| l.contains("owns partitions"));
+        let seen = &self.seen[from.unwrap_or(0)..];
+        if let Some(l) = seen.iter().find(|l| l.contains(&needle)) {
+            return l.clone();
+        }
+        self.wait_for(&needle);
+        self.seen.last().unwrap().clone()
+    }
+
     /// Waits until one of its partitions stands at a pause point.
     fn wait_paused(&mut self) {
         self.wait_for(PAUSED);
@@ -215,11 +231,16 @@ impl Proc {
         self.child.wait().unwrap();
     }
 
+    /// Closes stdin: every pause point, now and later, lets its task go on.
+    fn release(&mut self) {
+        drop(self.child.stdin.take());
+    }
+
     /// Lets every paused partition go on, then waits for the exit.
     fn finish(mut self, tasks: usize) -> (bool, String) {
-        let mut stdin = self.child.stdin.take().unwrap();
-        let _ = stdin.write_all("\n".repeat(tasks).as_bytes());
-        drop(stdin);
+        if let Some(mut stdin) = self.child.stdin.take() {
+            let _ = stdin.write_all("\n".repeat(tasks).as_bytes());
+        }
         let rest: Vec<String> = self.lines.by_ref().map(|l| l.unwrap()).collect();
         self.seen.extend(rest);
         let ok = self.child.wait().unwrap().success();
@@ -416,6 +437,173 @@ fn output_ends(kafka: &Kafka) -> Vec<i64> {
         }
     }
     ends
+}
+
+/// An `orders` member of the group: Kafka assigns its partitions.
+fn member(server: &Server, dir: &Path, name: &str) -> Command {
+    let mut c = instance(server, dir, "out", name, "0");
+    let args: Vec<_> = c.get_args().map(|a| a.to_owned()).collect();
+    let at = args.iter().position(|a| a == "--partitions").unwrap();
+    let mut m = Command::new(orders_bin());
+    m.args(&args[..at]).args(&args[at + 2..]);
+    m.args(["--group-assign", "--session-timeout", "1500ms"]);
+    m.env_remove("SIMPLESTREAM_FAILPOINT")
+        .env_remove("SIMPLESTREAM_PAUSE_AT")
+        .env_remove("RUST_LOG");
+    c = m;
+    c
+}
+
+/// The partitions a member's last seen assignment line gave it.
+fn owned(p: &Proc) -> Vec<i32> {
+    let line = p
+        .seen
+        .iter()
+        .rev()
+        .find(|l| l.contains("owns partitions "))
+        .unwrap();
+    let list = line.split("owns partitions ").nth(1).unwrap();
+    let list = list.split(' ').next().unwrap();
+    list.split(',').filter_map(|x| x.parse().ok()).collect()
+}
+
+#[test]
+fn group_members_share_partitions_through_a_kill_a_restart_and_a_rejoin() {
+    let Some(server) = servers::tansu() else {
+        return;
+    };
+    let kafka = Kafka::new(&server);
+    let text = spread_orders(183, 9_000);
+    let per = kafka.fill_by_customer("orders", PARTS, &text);
+    let tmp = tmp();
+    let (reference, shared) = (tmp.path().join("reference"), tmp.path().join("shared"));
+    run_all_ok(vec![instance(
+        &server,
+        &reference,
+        "ref",
+        "solo",
+        "0,1,2,3,4,5",
+    )]);
+
+    // Three members; every task stands at a pause point (600 events of its partition)
+    // until a rebalance revokes it, so no partition gets further before the kill.
+    let mut a = Proc::spawn(member(&server, &shared, "a"), Some(600));
+    let mut b = Proc::spawn(member(&server, &shared, "b"), Some(600));
+    let mut c = Proc::spawn(member(&server, &shared, "c"), Some(600));
+    for p in [&mut a, &mut b, &mut c] {
+        p.wait_for("3 member(s)");
+    }
+    a.wait_paused();
+    let lost = owned(&a);
+    assert_eq!(lost.len(), 2, "{}", a.seen.join("\n"));
+    let killed = std::time::Instant::now();
+    a.kill();
+    // Its session runs out: b and c split the six partitions, restoring a's checkpoints.
+    for p in [&mut b, &mut c] {
+        p.wait_for("2 member(s)");
+    }
+    for p in &lost {
+        let to = if owned(&b).contains(p) {
+            &mut b
+        } else {
+            &mut c
+        };
+        let line = to.took_over(*p);
+        assert!(line.contains("from instance a (generation"), "{line}");
+    }
+    // A figure for the README, not a verdict.
+    eprintln!(
+        "the killed member's partitions were taken over {:.2}s after the kill",
+        killed.elapsed().as_secs_f64()
+    );
+    // a comes back and rejoins: three members again, then everyone runs to the end.
+    let mut a = Proc::spawn(member(&server, &shared, "a"), None);
+    for p in [&mut a, &mut b, &mut c] {
+        p.wait_for("3 member(s)");
+        p.release();
+    }
+    for p in [a, b, c] {
+        let (ok, err) = p.finish(0);
+        assert!(ok, "a member failed:\n{err}");
+    }
+    let rows = assert_same_output(&kafka, "ref", "out");
+    eprintln!("{rows} rows in 6 partitions after a kill, a rebalance and a rejoin");
+    for p in 0..PARTS {
+        assert_stats(&shared, p, &per[p as usize]);
+    }
+}
+
+#[test]
+fn a_frozen_group_member_whose_partitions_moved_writes_nothing_after_it_wakes() {
+    let Some(server) = servers::tansu() else {
+        return;
+    };
+    let kafka = Kafka::new(&server);
+    let text = spread_orders(184, 6_000);
+    kafka.fill_by_customer("orders", PARTS, &text);
+    let tmp = tmp();
+    let (reference, shared) = (tmp.path().join("reference"), tmp.path().join("shared"));
+    run_all_ok(vec![instance(
+        &server,
+        &reference,
+        "ref",
+        "solo",
+        "0,1,2,3,4,5",
+    )]);
+    // a owns all six and stands at a pause point; frozen there, its session runs out
+    // and b, joining, gets every partition and runs them to the end.
+    let mut a = Proc::spawn(member(&server, &shared, "a"), Some(500));
+    a.wait_for("1 member(s)");
+    a.wait_paused();
+    send_signal(&a.child, "STOP");
+    let (ok, err) = Proc::spawn(member(&server, &shared, "b"), None).finish(0);
+    assert!(ok, "{err}");
+    assert!(err.contains("from instance a (generation"), "{err}");
+    let before = (store_files(&shared), output_ends(&kafka));
+    send_signal(&a.child, "CONT");
+    let (ok, err) = a.finish(6);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("fenced: no heartbeat of generation 0")
+            || err.contains("fenced: generation 0 of the group is over"),
+        "{err}"
+    );
+    assert!(
+        store_files(&shared) == before.0,
+        "the stale member changed checkpoints:\n{err}"
+    );
+    assert_eq!(output_ends(&kafka), before.1, "the stale member produced");
+    assert_same_output(&kafka, "ref", "out");
+}
+
+#[test]
+fn a_group_member_stopped_by_sigterm_checkpoints_leaves_and_another_finishes() {
+    let Some(server) = servers::tansu() else {
+        return;
+    };
+    let kafka = Kafka::new(&server);
+    kafka.fill_by_customer("orders", PARTS, &spread_orders(185, 3_000));
+    let tmp = tmp();
+    let (reference, shared) = (tmp.path().join("reference"), tmp.path().join("shared"));
+    run_all_ok(vec![instance(
+        &server,
+        &reference,
+        "ref",
+        "solo",
+        "0,1,2,3,4,5",
+    )]);
+    let mut a = Proc::spawn(member(&server, &shared, "a"), Some(300));
+    a.wait_for("1 member(s)");
+    a.wait_paused();
+    send_signal(&a.child, "TERM");
+    let (ok, err) = a.finish(0);
+    assert!(ok, "{err}");
+    assert!(err.contains("group orders: left"), "{err}");
+    assert!(err.contains("stopped by signal"), "{err}");
+    let (ok, err) = Proc::spawn(member(&server, &shared, "b"), None).finish(0);
+    assert!(ok, "{err}");
+    assert!(err.contains("restored checkpoint"), "{err}");
+    assert_same_output(&kafka, "ref", "out");
 }
 
 #[test]

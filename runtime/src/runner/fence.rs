@@ -22,7 +22,9 @@
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use super::group::member::Live;
 use crate::store::{CheckpointStore, StageSpan, StoreError, StoreErrorKind, StoredEntry};
 
 const PREFIX: &str = "fence-epoch-";
@@ -34,6 +36,8 @@ pub struct Fence {
     epoch: u64,
     /// The owner before this one, if any: (epoch, its owner line).
     previous: Option<(u64, String)>,
+    /// With group assignment: the generation the claim was made under.
+    member: Option<Arc<Live>>,
 }
 
 impl Fence {
@@ -64,8 +68,15 @@ impl Fence {
                 dir: dir.to_path_buf(),
                 epoch,
                 previous,
+                member: None,
             });
         }
+    }
+
+    /// The same claim, valid only while `member`'s generation holds.
+    pub fn with_member(mut self, member: Arc<Live>) -> Fence {
+        self.member = Some(member);
+        self
     }
 
     /// This claim's epoch (1 for the first owner ever).
@@ -78,8 +89,12 @@ impl Fence {
         self.previous.as_ref()
     }
 
-    /// `Err` (saying who took over) once a later epoch exists.
+    /// `Err` (saying who took over) once a later epoch exists, or the group generation
+    /// the claim was made under is over.
     pub fn check(&self) -> Result<(), String> {
+        if let Some(m) = &self.member {
+            m.check()?;
+        }
         let next = self.dir.join(name(self.epoch + 1));
         match fs::symlink_metadata(&next) {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),

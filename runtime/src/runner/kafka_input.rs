@@ -2,7 +2,7 @@
 //! bad records handled as bad lines are, positions per partition in every checkpoint.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -29,6 +29,7 @@ pub(super) fn drive<P>(
     mut run: Run<P, KafkaSource<P::Event>>,
     args: &Args,
     positions: &BTreeMap<String, u64>,
+    revoke: Option<&AtomicBool>,
 ) -> Result<String, RunError>
 where
     P: Pipeline,
@@ -45,7 +46,8 @@ where
     let mut pause_points = pause::PausePoints::from_env()?;
     let mut bad = 0u64;
     let interrupted = loop {
-        if signals.stop.load(Ordering::Relaxed) {
+        if signals.stop.load(Ordering::Relaxed) || revoke.is_some_and(|r| r.load(Ordering::Relaxed))
+        {
             break true;
         }
         if signals.savepoint_asked() {
@@ -87,6 +89,7 @@ where
                 run.input.consumed,
                 run.checkpoints,
                 run.coord.upload_in_flight(),
+                revoke,
             );
         }
         if run.events & 0x3ff == 0 {

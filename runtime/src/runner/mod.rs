@@ -23,6 +23,7 @@ mod block;
 pub mod checkpoints;
 pub mod endpoint;
 pub mod fence;
+pub mod group;
 pub mod identity;
 pub mod input;
 #[cfg(feature = "kafka")]
@@ -149,12 +150,25 @@ pub struct Args {
     /// partitions; an instance taking a partition over fences out its previous owner.
     #[arg(long, value_name = "N,N,...", value_delimiter = ',', num_args = 1..)]
     pub partitions: Option<Vec<i32>>,
-    /// With --partitions: the key column the input topic is partitioned by (records
-    /// with one key in one partition); every stateful stage must be keyed by it.
+    /// With --partitions or --group-assign: the key column the input topic is
+    /// partitioned by (records with one key in one partition); every stateful stage
+    /// must be keyed by it.
     #[arg(long, value_name = "COLUMN")]
     pub partition_key: Option<String>,
-    /// With --partitions: the name the instances sharing a topic use for its partitions'
-    /// checkpoints [default: the pipeline's name].
+    /// Kafka input: let Kafka's consumer-group protocol assign the topic's partitions to
+    /// the running instances (group id: --group); partitions move as instances come and
+    /// go, each restoring its latest checkpoint from --checkpoint-dir (a disk all
+    /// instances share). Needs --partition-key, as --partitions does.
+    #[arg(long, conflicts_with = "partitions")]
+    pub group_assign: bool,
+    /// With --group-assign: a member that sends no heartbeat for this long loses its
+    /// partitions (and writes nothing more for them); also how long a rebalance waits
+    /// for members to rejoin (e.g. 10s).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_interval)]
+    pub session_timeout: i64,
+    /// With --partitions or --group-assign: the name the instances sharing a topic use
+    /// for its partitions' checkpoints (and the consumer group's id) [default: the
+    /// pipeline's name].
     #[arg(long, value_name = "NAME")]
     pub group: Option<String>,
     /// Kafka input without a checkpoint: start at each partition's oldest record
@@ -635,6 +649,10 @@ where
 {
     match &args.partitions {
         Some(parts) => tasks::run_all::<P>(args, parts),
+        #[cfg(feature = "kafka")]
+        None if args.group_assign => group::run::<P>(args),
+        #[cfg(not(feature = "kafka"))]
+        None if args.group_assign => Err("--group-assign needs Kafka: this build has no Kafka support (enable the `kafka` feature of simplestream)".into()),
         None => run_task::<P>(args, None),
     }
 }
@@ -756,7 +774,8 @@ where
             let run = Run::new(
                 pipeline, coord, background, outputs, input, &positions, args,
             );
-            return kafka_input::drive(run, args, &positions);
+            let revoke = task.and_then(|t| t.revoke.as_deref());
+            return kafka_input::drive(run, args, &positions, revoke);
         }
     };
     let pos = |k: &str| positions.get(k).copied().unwrap_or(0);
@@ -956,6 +975,7 @@ where
                 run.input.offset,
                 run.checkpoints,
                 run.coord.upload_in_flight(),
+                None,
             );
         }
         if run.events & 0x3ff == 0 {

@@ -5,6 +5,9 @@
 //! A task takes its partition over with a [`Fence`]: whoever took it before writes
 //! nothing more for it.
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 use tracing::{info, info_span, warn};
 
@@ -25,6 +28,9 @@ pub(crate) struct Task {
     pub group: String,
     /// This task's claim on the partition.
     pub fence: Fence,
+    /// Set when the partition is being taken away (a group rebalance): the task stops
+    /// at the next record with a final checkpoint.
+    pub revoke: Option<Arc<AtomicBool>>,
 }
 
 impl Task {
@@ -54,8 +60,7 @@ where
     P::Event: DeserializeOwned,
 {
     let total = check::<P>(args, parts)?;
-    let group = args.group.clone().unwrap_or_else(|| P::NAME.to_string());
-    crate::store::validate_instance(&group).map_err(|e| format!("--group: {e}"))?;
+    let group = group_name::<P>(args)?;
     let list: Vec<String> = parts.iter().map(i32::to_string).collect();
     info!(
         "instance {} owns partitions {} of {} ({total} partitions; group {group}, static assignment)",
@@ -128,6 +133,26 @@ where
         .join(format!("partition-{p}"));
     let owner = format!("instance {}", args.instance);
     let fence = Fence::acquire(&dir, &owner)?;
+    log_takeover(p, &fence);
+    let task = Task {
+        partition: p,
+        partitions: total,
+        group,
+        fence,
+        revoke: None,
+    };
+    super::run_task::<P>(args, Some(&task))
+}
+
+/// The group's name: `--group`, or the pipeline's.
+pub(crate) fn group_name<P: Pipeline>(args: &Args) -> Result<String, RunError> {
+    let group = args.group.clone().unwrap_or_else(|| P::NAME.to_string());
+    crate::store::validate_instance(&group).map_err(|e| format!("--group: {e}"))?;
+    Ok(group)
+}
+
+/// Says who had partition `p` before this fence's epoch.
+pub(crate) fn log_takeover(p: i32, fence: &Fence) {
     match fence.previous() {
         Some((e, who)) => info!(
             "took partition {p} over at epoch {} from {who} (epoch {e})",
@@ -135,19 +160,17 @@ where
         ),
         None => info!("took partition {p} (epoch 1: its first owner)"),
     }
-    let task = Task {
-        partition: p,
-        partitions: total,
-        group,
-        fence,
-    };
-    super::run_task::<P>(args, Some(&task))
 }
 
-/// What `--partitions` needs, checked before any partition is taken: Kafka input and
+/// What `--partitions` (and `--group-assign`) needs, checked before any partition is taken: Kafka input and
 /// outputs, a checkpoint directory, and stateful stages all keyed by the column the
 /// input is partitioned by. Returns the input topic's partition count.
-fn check<P: Pipeline>(args: &Args, parts: &[i32]) -> Result<i32, RunError> {
+pub(crate) fn check<P: Pipeline>(args: &Args, parts: &[i32]) -> Result<i32, RunError> {
+    let flag = if args.group_assign {
+        "--group-assign"
+    } else {
+        "--partitions"
+    };
     let ends = Endpoints::of(args)?;
     if args.checkpoint_store.is_some()
         && !matches!(
@@ -155,25 +178,26 @@ fn check<P: Pipeline>(args: &Args, parts: &[i32]) -> Result<i32, RunError> {
             Ok(StoreUrl::File(_))
         )
     {
-        return Err(
-            "--partitions keeps each partition's checkpoints in --checkpoint-dir (a disk all instances share); other checkpoint stores are not supported with it yet".into(),
-        );
+        return Err(format!(
+            "{flag} keeps each partition's checkpoints in --checkpoint-dir (a disk all instances share); other checkpoint stores are not supported with it yet"
+        )
+        .into());
     }
-    check_keys::<P>(args.partition_key.as_deref())?;
+    check_keys::<P>(args.partition_key.as_deref(), flag)?;
     let mut seen = std::collections::BTreeSet::new();
     if let Some(p) = parts.iter().find(|p| !seen.insert(**p) || **p < 0) {
         return Err(format!("--partitions: partition {p} is negative or given twice").into());
     }
-    topics(&ends, parts)
+    topics(&ends, parts, flag)
 }
 
 #[cfg(feature = "kafka")]
-fn topics(ends: &Endpoints, parts: &[i32]) -> Result<i32, RunError> {
+fn topics(ends: &Endpoints, parts: &[i32], flag: &str) -> Result<i32, RunError> {
     let Endpoint::Kafka(input) = &ends.input else {
-        return Err(
-            "--partitions reads partitions of a Kafka topic: give --input kafka://host:port/topic"
-                .into(),
-        );
+        return Err(format!(
+            "{flag} reads partitions of a Kafka topic: give --input kafka://host:port/topic"
+        )
+        .into());
     };
     for (flag, e) in [
         ("--output", Some(&ends.output)),
@@ -182,7 +206,7 @@ fn topics(ends: &Endpoints, parts: &[i32]) -> Result<i32, RunError> {
     ] {
         if let Some(Endpoint::File(f)) = e {
             return Err(format!(
-                "--partitions writes each partition's rows to that partition of a Kafka topic, not to a file ({flag} {}): give {flag} kafka://host:port/topic",
+                "{flag} writes each partition's rows to that partition of a Kafka topic, not to a file ({flag} {}): give {flag} kafka://host:port/topic",
                 f.display()
             )
             .into());
@@ -202,14 +226,14 @@ fn topics(ends: &Endpoints, parts: &[i32]) -> Result<i32, RunError> {
 }
 
 #[cfg(not(feature = "kafka"))]
-fn topics(_: &Endpoints, _: &[i32]) -> Result<i32, RunError> {
-    Err("--partitions needs Kafka: this build has no Kafka support (enable the `kafka` feature of simplestream)".into())
+fn topics(_: &Endpoints, _: &[i32], flag: &str) -> Result<i32, RunError> {
+    Err(format!("{flag} needs Kafka: this build has no Kafka support (enable the `kafka` feature of simplestream)").into())
 }
 
 /// Every stateful stage must be keyed by `key`, the column the input topic is
 /// partitioned by: each key's events then meet in one partition, whose task holds its
 /// state. Anything else is refused (no repartitioning through another topic).
-fn check_keys<P: Pipeline>(key: Option<&str>) -> Result<(), RunError> {
+fn check_keys<P: Pipeline>(key: Option<&str>, flag: &str) -> Result<(), RunError> {
     let stateful = P::PLAN
         .stages
         .iter()
@@ -224,7 +248,7 @@ fn check_keys<P: Pipeline>(key: Option<&str>) -> Result<(), RunError> {
         };
         let Some(by) = by else {
             return Err(format!(
-                "--partitions: stage `{}` is a window over all events: each partition's task would see only its own events; run it without --partitions",
+                "{flag}: stage `{}` is a window over all events: each partition's task would see only its own events; run it without {flag}",
                 stage.name
             )
             .into());
@@ -232,14 +256,14 @@ fn check_keys<P: Pipeline>(key: Option<&str>) -> Result<(), RunError> {
         match key {
             None => {
                 return Err(format!(
-                    "--partitions needs --partition-key: the column the input topic is partitioned by (stage `{}` is keyed by `{by}`)",
+                    "{flag} needs --partition-key: the column the input topic is partitioned by (stage `{}` is keyed by `{by}`)",
                     stage.name
                 )
                 .into())
             }
             Some(k) if k != by => {
                 return Err(format!(
-                    "--partitions: stage `{}` is keyed by `{by}`, but the input is partitioned by `{k}` (--partition-key): one {by}'s events would be counted in several partitions; partition the topic by `{by}`, or run without --partitions",
+                    "{flag}: stage `{}` is keyed by `{by}`, but the input is partitioned by `{k}` (--partition-key): one {by}'s events would be counted in several partitions; partition the topic by `{by}`, or run without {flag}",
                     stage.name
                 )
                 .into())
@@ -248,7 +272,7 @@ fn check_keys<P: Pipeline>(key: Option<&str>) -> Result<(), RunError> {
         }
     }
     if key.is_none() {
-        warn!("--partitions: the pipeline keeps no keyed state; --partition-key is not needed");
+        warn!("{flag}: the pipeline keeps no keyed state; --partition-key is not needed");
     }
     Ok(())
 }
