@@ -8,120 +8,15 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder};
-use rskafka::record::Record;
-use support::servers::{self, Server};
+use simplestream::runner::kafka::partitioner::partition_for;
+use support::kafka::{kafka_url, Kafka};
+use support::servers;
 use support::*;
 
 const INSTANCE: &str = "app-instance-1";
-
-/// Topics read and written directly, as another Kafka client would.
-struct Kafka {
-    rt: tokio::runtime::Runtime,
-    client: Client,
-}
-
-/// One record of an output topic: its value and its `simplestream-seq` header.
-type Row = (String, u64);
-
-impl Kafka {
-    fn new(server: &Server) -> Kafka {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let client = rt
-            .block_on(ClientBuilder::new(vec![server.addr()]).build())
-            .expect("connect to tansu");
-        Kafka { rt, client }
-    }
-
-    fn partition(&self, topic: &str, p: i32) -> PartitionClient {
-        self.rt
-            .block_on(
-                self.client
-                    .partition_client(topic, p, UnknownTopicHandling::Retry),
-            )
-            .unwrap()
-    }
-
-    /// Creates `topic` with `partitions` partitions and writes `lines[i]` to partition
-    /// `i % partitions`, in order, in batches.
-    fn fill(&self, topic: &str, partitions: i32, lines: &[&str]) {
-        let c = self.client.controller_client().unwrap();
-        self.rt
-            .block_on(c.create_topic(topic, partitions, 1, 5_000))
-            .unwrap();
-        self.append(topic, partitions, lines);
-    }
-
-    /// Writes `lines[i]` to partition `i % partitions` of the existing `topic`.
-    fn append(&self, topic: &str, partitions: i32, lines: &[&str]) {
-        for p in 0..partitions {
-            let mine: Vec<&str> = lines
-                .iter()
-                .skip(p as usize)
-                .step_by(partitions as usize)
-                .copied()
-                .collect();
-            self.append_to(topic, p, &mine);
-        }
-    }
-
-    /// Writes `lines` to partition `p` of the existing `topic`, in order.
-    fn append_to(&self, topic: &str, p: i32, lines: &[&str]) {
-        let pc = self.partition(topic, p);
-        for chunk in lines.chunks(500) {
-            let recs = chunk
-                .iter()
-                .map(|l| Record {
-                    key: None,
-                    value: Some(l.as_bytes().to_vec()),
-                    headers: BTreeMap::new(),
-                    timestamp: Default::default(),
-                })
-                .collect();
-            self.rt
-                .block_on(pc.produce(recs, Compression::NoCompression))
-                .unwrap();
-        }
-    }
-
-    /// Every record of partition 0 of `topic`, in offset order.
-    fn rows(&self, topic: &str) -> Vec<Row> {
-        let pc = self.partition(topic, 0);
-        let end = self.rt.block_on(pc.get_offset(OffsetAt::Latest)).unwrap();
-        let mut at = 0;
-        let mut rows = Vec::new();
-        while at < end {
-            let (recs, _) = self
-                .rt
-                .block_on(pc.fetch_records(at, 1..64 << 20, 500))
-                .unwrap();
-            let Some(last) = recs.iter().map(|r| r.offset).max() else {
-                break;
-            };
-            for r in recs.into_iter().filter(|r| r.offset >= at) {
-                let seq = r.record.headers["simplestream-seq"].clone();
-                rows.push((
-                    String::from_utf8(r.record.value.unwrap()).unwrap(),
-                    String::from_utf8(seq).unwrap().parse().unwrap(),
-                ));
-            }
-            at = last + 1;
-        }
-        rows
-    }
-}
-
-fn kafka_url(server: &Server, topic: &str) -> String {
-    format!("kafka://{}/{topic}", server.addr())
-}
 
 /// `orders` with checkpoints in `dir` and the given input and output (files or URLs).
 fn orders_io(dir: &Path, input: &str, output: &str, extra: &[&str]) -> Command {
@@ -145,13 +40,10 @@ fn kills() -> usize {
         .unwrap_or(12)
 }
 
-/// The rows of an output topic, checked to be numbered 0, 1, 2, ... (each once).
+/// The rows of partition 0 of an output topic, checked to be numbered 0, 1, 2, ...
+/// (each once).
 fn values(kafka: &Kafka, topic: &str) -> Vec<String> {
-    let rows = kafka.rows(topic);
-    for (i, (_, seq)) in rows.iter().enumerate() {
-        assert_eq!(*seq, i as u64, "{topic}: row {i} carries sequence {seq}");
-    }
-    rows.into_iter().map(|(v, _)| v).collect()
+    kafka.values(topic, 0, INSTANCE)
 }
 
 fn lines_of(path: &Path) -> Vec<String> {
@@ -301,6 +193,73 @@ fn file_in_kafka_out_with_kills_equals_file_out() {
     );
 }
 
+/// One instance writing a 6-partition topic: each row goes to its customer's partition
+/// (Kafka's murmur2 of the key, with the key on the record), and after kills (between
+/// rows produced and the checkpoint counting them, and at pause points) every
+/// partition holds exactly the uninterrupted run's rows of its keys, in its order.
+#[test]
+fn keyed_output_over_six_partitions_with_kills_equals_an_uninterrupted_run() {
+    let Some(server) = servers::tansu() else {
+        return;
+    };
+    let kafka = Kafka::new(&server);
+    let tmp = tmp();
+    let input = tmp.path().join("orders.jsonl");
+    std::fs::write(&input, order_lines(78, 12_000, 300, 997, 0)).unwrap();
+    let input = input.to_str().unwrap().to_string();
+    let (reference, crashed) = (tmp.path().join("reference"), tmp.path().join("crashed"));
+    std::fs::create_dir_all(&reference).unwrap();
+    let file_out = reference.join("out.jsonl").to_str().unwrap().to_string();
+    let extra = ["--checkpoint-every", "1000"];
+    run_ok(orders_io(&reference, &input, &file_out, &extra));
+    kafka.create("out", 6);
+    let run = || orders_io(&crashed, &input, &kafka_url(&server, "out"), &extra);
+    let mut replayed = 0;
+    for &t in &pause_targets(78, 4, 1..11_000) {
+        let o = run()
+            .env("SIMPLESTREAM_FAILPOINT", "after-output-commit")
+            .output()
+            .unwrap();
+        assert!(stderr_of(&o).contains("failpoint after-output-commit"));
+        let p = spawn_until_paused(run(), &[t]);
+        replayed += p
+            .stderr
+            .iter()
+            .filter(|l| l.contains("are already there"))
+            .count();
+        p.kill();
+    }
+    run_ok(run());
+    assert!(replayed > 0, "no restart found rows past its checkpoint");
+    let want = lines_of(&reference.join("out.jsonl"));
+    let mut total = 0;
+    for p in 0..6 {
+        let got = kafka.records("out", p);
+        let values = kafka.values("out", p, INSTANCE);
+        for r in &got {
+            let key = String::from_utf8(r.key.clone().expect("a keyed row")).unwrap();
+            assert_eq!(key, support::kafka::customer(&r.value), "the row's key");
+        }
+        let mine: Vec<String> = want
+            .iter()
+            .filter(|l| partition_for(support::kafka::customer(l).as_bytes(), 6) == p)
+            .cloned()
+            .collect();
+        assert!(!mine.is_empty(), "partition {p} gets rows");
+        assert_eq!(values.len(), mine.len(), "rows of partition {p}");
+        assert!(
+            values == mine,
+            "partition {p} differs from the uninterrupted run"
+        );
+        total += values.len();
+    }
+    assert_eq!(total, want.len());
+    assert_eq!(
+        values(&kafka, "out.late"),
+        lines_of(&reference.join("out.jsonl.late"))
+    );
+}
+
 #[test]
 fn bad_records_name_topic_partition_and_offset() {
     let Some(server) = servers::tansu() else {
@@ -385,6 +344,106 @@ fn missing_topic_and_unreachable_broker_are_one_line_each() {
     assert!(
         err.contains("connection refused, nothing is listening there"),
         "{err}"
+    );
+}
+
+/// The input topic deleted while a run reads it: one line naming it, exit 1, the last
+/// checkpoint intact. Created again (empty), the restart refuses in one line rather
+/// than read from offsets the checkpoint never saw.
+#[test]
+fn input_topic_deleted_mid_run_stops_with_one_line_and_keeps_the_checkpoint() {
+    let Some(server) = servers::tansu() else {
+        return;
+    };
+    let kafka = Kafka::new(&server);
+    input_topic(&kafka, "orders", 79, 6_000);
+    let tmp = tmp();
+    let input = kafka_url(&server, "orders");
+    let out = tmp.path().join("out.jsonl").to_str().unwrap().to_string();
+    let run = || {
+        orders_io(
+            tmp.path(),
+            &input,
+            &out,
+            &["--follow", "--checkpoint-every", "1000"],
+        )
+    };
+    let mut p = spawn_until_paused(run(), &[3_000]);
+    let before = latest_checkpoint(tmp.path());
+    kafka.delete("orders");
+    p.resume();
+    let (status, err) = p.finish();
+    assert_eq!(status.code(), Some(1), "{err}");
+    let last = err.trim().lines().last().unwrap();
+    assert!(
+        last.contains("topic `orders`") && last.contains("deleted") && last.contains("intact"),
+        "{err}"
+    );
+    // Records fetched before the deletion may still be processed and checkpointed.
+    let after = latest_checkpoint(tmp.path());
+    assert!(pos(&after, "events") >= pos(&before, "events"), "{after}");
+    let read: u64 = (0..4)
+        .map(|p| pos(&after, &format!("source.kafka.p{p}")))
+        .sum();
+    assert_eq!(
+        read,
+        pos(&after, "events"),
+        "its offsets count what it processed"
+    );
+    // Created again: its offsets are not the ones the checkpoint read.
+    kafka.create("orders", 4);
+    let o = run().arg("--quiet").output().unwrap();
+    let err = stderr_of(&o);
+    assert_eq!(code(&o), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("deleted and created again"), "{err}");
+    assert_eq!(
+        pos(&latest_checkpoint(tmp.path()), "events"),
+        pos(&after, "events")
+    );
+}
+
+/// The output topic deleted mid-run: one line naming it, exit 1, the last checkpoint
+/// intact; created again, the restart refuses in one line (its committed rows are gone).
+#[test]
+fn output_topic_deleted_mid_run_stops_with_one_line_and_keeps_the_checkpoint() {
+    let Some(server) = servers::tansu() else {
+        return;
+    };
+    let kafka = Kafka::new(&server);
+    let tmp = tmp();
+    let input = tmp.path().join("orders.jsonl");
+    std::fs::write(&input, order_lines(80, 6_000, 300, 997, 0)).unwrap();
+    let input = input.to_str().unwrap().to_string();
+    let out = kafka_url(&server, "out");
+    let run = || orders_io(tmp.path(), &input, &out, &["--checkpoint-every", "1000"]);
+    let mut p = spawn_until_paused(run(), &[3_000]);
+    let before = latest_checkpoint(tmp.path());
+    assert!(pos(&before, "output.len") > 0, "{before}");
+    kafka.delete("out");
+    p.resume();
+    let (status, err) = p.finish();
+    assert_eq!(status.code(), Some(1), "{err}");
+    let last = err.trim().lines().last().unwrap();
+    assert!(
+        last.contains("topic `out`") && last.contains("deleted") && last.contains("intact"),
+        "{err}"
+    );
+    let after = latest_checkpoint(tmp.path());
+    assert_eq!(
+        pos(&after, "events"),
+        pos(&before, "events"),
+        "no checkpoint after it"
+    );
+    kafka.create("out", 1);
+    let o = run().arg("--quiet").output().unwrap();
+    let err = stderr_of(&o);
+    assert_eq!(code(&o), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("deleted or emptied"), "{err}");
+    assert!(
+        kafka.records("out", 0).is_empty(),
+        "nothing written to the new topic"
     );
 }
 

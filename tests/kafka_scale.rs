@@ -15,113 +15,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder};
-use rskafka::record::Record;
+use support::kafka::{kafka_url, Kafka};
 use support::servers::{self, Server};
 use support::*;
 
 const GROUP: &str = "orders";
-
-struct Kafka {
-    rt: tokio::runtime::Runtime,
-    client: Client,
-}
-
-impl Kafka {
-    fn new(server: &Server) -> Kafka {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let client = rt
-            .block_on(ClientBuilder::new(vec![server.addr()]).build())
-            .expect("connect to tansu");
-        Kafka { rt, client }
-    }
-
-    fn partition(&self, topic: &str, p: i32) -> PartitionClient {
-        self.rt
-            .block_on(
-                self.client
-                    .partition_client(topic, p, UnknownTopicHandling::Retry),
-            )
-            .unwrap()
-    }
-
-    /// Creates `topic` with `parts` partitions and writes each order to the partition
-    /// of its customer (`C007` -> 7 % parts), keyed by the customer, as a producer
-    /// partitioning by customer would. Returns each partition's lines.
-    fn fill_by_customer(&self, topic: &str, parts: i32, text: &str) -> Vec<String> {
-        let c = self.client.controller_client().unwrap();
-        self.rt
-            .block_on(c.create_topic(topic, parts, 1, 5_000))
-            .unwrap();
-        let mut per: Vec<String> = vec![String::new(); parts as usize];
-        for line in text.lines() {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            let n: i32 = v["customer"].as_str().unwrap()[1..].parse().unwrap();
-            per[(n % parts) as usize].push_str(line);
-            per[(n % parts) as usize].push('\n');
-        }
-        for (p, lines) in per.iter().enumerate() {
-            let pc = self.partition(topic, p as i32);
-            let all: Vec<&str> = lines.lines().collect();
-            for chunk in all.chunks(500) {
-                let recs = chunk
-                    .iter()
-                    .map(|l| {
-                        let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                        Record {
-                            key: Some(v["customer"].as_str().unwrap().as_bytes().to_vec()),
-                            value: Some(l.as_bytes().to_vec()),
-                            headers: BTreeMap::new(),
-                            timestamp: Default::default(),
-                        }
-                    })
-                    .collect();
-                self.rt
-                    .block_on(pc.produce(recs, Compression::NoCompression))
-                    .unwrap();
-            }
-        }
-        per
-    }
-
-    /// The values of partition `p` of `topic`, in offset order, checked to be one
-    /// writer's rows numbered 0, 1, 2, ... (each once).
-    fn rows(&self, topic: &str, p: i32) -> Vec<String> {
-        let pc = self.partition(topic, p);
-        let end = self.rt.block_on(pc.get_offset(OffsetAt::Latest)).unwrap();
-        let (mut at, mut rows) = (0, Vec::new());
-        while at < end {
-            let (recs, _) = self
-                .rt
-                .block_on(pc.fetch_records(at, 1..64 << 20, 500))
-                .unwrap();
-            let Some(last) = recs.iter().map(|r| r.offset).max() else {
-                break;
-            };
-            for r in recs.into_iter().filter(|r| r.offset >= at) {
-                let h = &r.record.headers;
-                let seq: u64 = String::from_utf8(h["simplestream-seq"].clone())
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-                let writer = String::from_utf8(h["simplestream-instance"].clone()).unwrap();
-                assert_eq!(writer, format!("{GROUP}/partition-{p}"), "{topic}/{p}");
-                assert_eq!(
-                    seq,
-                    rows.len() as u64,
-                    "{topic} partition {p}: a row is doubled or missing"
-                );
-                rows.push(String::from_utf8(r.record.value.unwrap()).unwrap());
-            }
-            at = last + 1;
-        }
-        rows
-    }
-}
 
 /// `order_lines`, spread out: each line 4 s of event time after the one before (plus
 /// their own jitter and late events), so 5-minute windows close all through the run
@@ -137,18 +35,14 @@ fn spread_orders(seed: u64, n: usize) -> String {
     out
 }
 
-fn url(server: &Server, topic: &str) -> String {
-    format!("kafka://{}/{topic}", server.addr())
-}
-
 /// An `orders` instance owning `parts`, with partition checkpoints under `dir`.
 fn instance(server: &Server, dir: &Path, out: &str, name: &str, parts: &str) -> Command {
     let mut c = Command::new(orders_bin());
     c.args([
         "--input",
-        &url(server, "orders"),
+        &kafka_url(server, "orders"),
         "--output",
-        &url(server, out),
+        &kafka_url(server, out),
     ]);
     c.arg("--checkpoint-dir").arg(dir);
     c.args(["--instance", name, "--partitions", parts]);
@@ -286,17 +180,25 @@ fn assert_stats(dir: &Path, p: i32, lines: &str) {
 
 const PARTS: i32 = 6;
 
+/// Partition `p` of `topic`, checked to be its task's rows numbered 0, 1, 2, ...
+fn rows(kafka: &Kafka, topic: &str, p: i32) -> Vec<String> {
+    kafka.values(topic, p, &format!("{GROUP}/partition-{p}"))
+}
+
 /// Every partition of `out` (and `out.late`) equals `reference`'s, record by record.
 fn assert_same_output(kafka: &Kafka, reference: &str, out: &str) -> usize {
     let mut total = 0;
     for p in 0..PARTS {
-        let (want, got) = (kafka.rows(reference, p), kafka.rows(out, p));
+        let (want, got) = (rows(kafka, reference, p), rows(kafka, out, p));
         assert!(!want.is_empty(), "partition {p} has output");
         assert_eq!(got.len(), want.len(), "rows of partition {p}");
         assert!(got == want, "partition {p} differs from the reference");
         total += got.len();
         let late = format!("{reference}.late");
-        assert_eq!(kafka.rows(&format!("{out}.late"), p), kafka.rows(&late, p));
+        assert_eq!(
+            rows(kafka, &format!("{out}.late"), p),
+            rows(kafka, &late, p)
+        );
     }
     total
 }
@@ -432,8 +334,7 @@ fn output_ends(kafka: &Kafka) -> Vec<i64> {
     let mut ends = Vec::new();
     for topic in ["out", "out.late"] {
         for p in 0..PARTS {
-            let pc = kafka.partition(topic, p);
-            ends.push(kafka.rt.block_on(pc.get_offset(OffsetAt::Latest)).unwrap());
+            ends.push(kafka.end(topic, p));
         }
     }
     ends

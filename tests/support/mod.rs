@@ -2,6 +2,7 @@
 //! the remote-store tests run against ([`servers`]).
 #![allow(dead_code)]
 
+pub mod kafka;
 pub mod servers;
 
 use std::path::{Path, PathBuf};

@@ -165,7 +165,7 @@ pub(crate) fn claim(
                 Some(t) => t.sink_target(),
                 None => super::kafka::sink::SinkTarget::single(&args.instance),
             };
-            super::kafka::KafkaSink::open(u, key, positions, &target)
+            super::kafka::KafkaSink::open(u, key, positions, &target, task.is_none())
                 .map(|k| Claim::Kafka(Box::new(k)))
         }
     }

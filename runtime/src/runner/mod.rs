@@ -34,6 +34,7 @@ pub mod output;
 pub mod paths;
 pub mod pause;
 mod progress;
+mod row_key;
 mod savepoint;
 pub mod sink;
 pub mod source;
@@ -375,6 +376,9 @@ struct Outputs {
     dead_carry: BTreeMap<String, u64>,
     multi_sink: bool,
     scratch: Vec<u8>,
+    /// Keys of main output rows, for an output that places rows by key.
+    keys: row_key::RowKeys,
+    key_scratch: Vec<u8>,
 }
 
 impl Outputs {
@@ -397,7 +401,28 @@ impl Outputs {
             crate::codec::to_json_writer(&mut self.scratch, rec)
         };
         r.map_err(|e| format!("encoding an output record: {e}"))?;
-        target.write_line(&self.scratch)
+        if rec.is_late() || !target.keyed() {
+            return target.write_line(&self.scratch);
+        }
+        let key = self.key_of(rec)?.then_some(self.key_scratch.as_slice());
+        self.main.write_keyed(key, &self.scratch)
+    }
+
+    /// Finds the key of a main output row just encoded into `scratch` (see [`row_key`])
+    /// and leaves it in `key_scratch`; false if it has none.
+    fn key_of<O: OutputRecord>(&mut self, rec: &O) -> Result<bool, String> {
+        self.key_scratch.clear();
+        let found = if self.multi_sink {
+            // The row itself, not the `{"sink":..,"record":..}` wrapper written.
+            let mut row = Vec::new();
+            crate::codec::to_json_writer(&mut row, rec)
+                .map_err(|e| format!("encoding an output record: {e}"))?;
+            self.keys.key_into(rec.sink(), &row, &mut self.key_scratch)
+        } else {
+            self.keys
+                .key_into(rec.sink(), &self.scratch, &mut self.key_scratch)
+        };
+        Ok(found)
     }
 
     /// See [`Sink::flush`](sink::Sink::flush): a followed input has gone quiet.
@@ -1132,6 +1157,8 @@ fn open_outputs<P: Pipeline>(
             .collect(),
         multi_sink: P::sinks().len() > 1,
         scratch: Vec::new(),
+        keys: row_key::RowKeys::of(P::plan()),
+        key_scratch: Vec::new(),
     })
 }
 

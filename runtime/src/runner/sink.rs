@@ -24,6 +24,17 @@ use super::output::SinkFile;
 pub trait Sink {
     /// Appends one row.
     fn write_line(&mut self, line: &[u8]) -> Result<(), String>;
+    /// True if rows are placed by their key (see [`write_keyed`](Self::write_keyed)):
+    /// only then does the runner find each row's key.
+    fn keyed(&self) -> bool {
+        false
+    }
+    /// Appends one row with its key (`None`: it has none), which a keyed output uses to
+    /// place it.
+    fn write_keyed(&mut self, key: Option<&[u8]>, line: &[u8]) -> Result<(), String> {
+        let _ = key;
+        self.write_line(line)
+    }
     /// Makes every row durable and saves the output's position under `key`.
     fn commit_into(
         &mut self,
@@ -75,7 +86,13 @@ impl Sink for SinkFile {
 #[cfg(feature = "kafka")]
 impl Sink for super::kafka::KafkaSink {
     fn write_line(&mut self, line: &[u8]) -> Result<(), String> {
-        super::kafka::KafkaSink::write_line(self, line)
+        super::kafka::KafkaSink::write_row(self, None, line)
+    }
+    fn keyed(&self) -> bool {
+        super::kafka::KafkaSink::keyed(self)
+    }
+    fn write_keyed(&mut self, key: Option<&[u8]>, line: &[u8]) -> Result<(), String> {
+        super::kafka::KafkaSink::write_row(self, key, line)
     }
     fn commit_into(
         &mut self,

@@ -21,6 +21,7 @@ pub(crate) struct Conn {
     rt: tokio::runtime::Runtime,
     client: Client,
     url: String,
+    topic: String,
     /// Since when the broker does not answer, and when that was last said.
     down: Cell<Option<(Instant, Instant)>>,
 }
@@ -58,6 +59,7 @@ impl Conn {
             rt,
             client,
             url: text,
+            topic: url.topic.clone(),
             down: Cell::new(None),
         })
     }
@@ -114,6 +116,27 @@ impl Conn {
         }
     }
 
+    /// An error if the topic is no longer listed (some brokers answer fetches and
+    /// produces to a deleted topic as if it were empty).
+    pub(crate) fn check_exists(&self, what: &str) -> Result<(), String> {
+        match self.partitions(&self.topic)? {
+            Some(_) => Ok(()),
+            None => Err(self.deleted(what)),
+        }
+    }
+
+    /// The URL, for messages.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn deleted(&self, what: &str) -> String {
+        format!(
+            "{}: topic `{}` no longer exists ({what}): it was deleted while this program ran; stopped, the last checkpoint is intact",
+            self.url, self.topic
+        )
+    }
+
     /// Runs `op` until it succeeds. While the broker does not answer (refused, reset,
     /// timed out, not available) it waits and retries, saying so once and again every
     /// 30 s, and says when the broker answers again; any other error is returned.
@@ -152,6 +175,9 @@ impl Conn {
             }
             Err(e) => e,
         };
+        if gone(&e) {
+            return Err(Once::Fatal(self.deleted(what)));
+        }
         if !transient(&e) {
             return Err(Once::Fatal(format!("{}: {what}: {}", self.url, e.text())));
         }
@@ -226,6 +252,17 @@ fn transient(e: &Failed) -> bool {
             _ => false,
         },
     }
+}
+
+/// The topic (or partition) is not there: deleted since it was opened.
+fn gone(e: &Failed) -> bool {
+    matches!(
+        e,
+        Failed::Kafka(KafkaError::ServerError {
+            protocol_error: ProtocolError::UnknownTopicOrPartition,
+            ..
+        })
+    )
 }
 
 fn one_line(s: &str) -> String {

@@ -3,8 +3,10 @@
 //! effect across crashes. Positions live in the runner's checkpoints, never in Kafka.
 
 mod conn;
+pub mod partitioner;
 pub mod sink;
 pub mod source;
+mod writer;
 
 use std::fmt;
 

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 
 use rskafka::client::partition::{OffsetAt, PartitionClient};
 use serde::de::DeserializeOwned;
@@ -19,7 +19,7 @@ const MAX_FETCH_BYTES: usize = 64 << 20;
 /// How long a fetch at the end of a partition waits for records (tansu answers nothing
 /// at all to a wait of 0).
 const FETCH_WAIT_MS: i32 = 200;
-/// Follow mode: how often a partition that had nothing is fetched again.
+/// Follow mode: how long a partition's reader waits after a fetch found nothing.
 const RECHECK: Duration = Duration::from_millis(500);
 
 /// One record taken from the topic.
@@ -46,8 +46,6 @@ struct Part<E> {
     done: bool,
     /// When a fetch last found nothing after records came (follow mode).
     empty_since: Option<Instant>,
-    /// When it was last fetched empty: looked at again only after [`RECHECK`].
-    checked: Option<Instant>,
 }
 
 /// Reads every partition of a topic. Records are handed out in event-time order across
@@ -132,6 +130,14 @@ impl<E: DeserializeOwned> KafkaSource<E> {
                     "{url}: partition {id} no longer holds offset {next} (its oldest record is {earliest}: deleted by retention); the records in between are lost to this run; use --from-scratch to start over"
                 ));
             }
+            if saved.is_some() && next > conn.offset(&client, OffsetAt::Latest)? {
+                let end = conn.end_of(&client, "reading the end of the topic")?;
+                if next > end {
+                    return Err(format!(
+                        "{url}: partition {id} ends at offset {end}, before offset {next} the checkpoint read up to: the topic was deleted and created again (or emptied); what it holds now is not what the checkpoint read; use --from-scratch to start over"
+                    ));
+                }
+            }
             parts.push(Part {
                 id,
                 rx: spawn_reader(url, id, next, follow)?,
@@ -139,7 +145,6 @@ impl<E: DeserializeOwned> KafkaSource<E> {
                 buf: VecDeque::new(),
                 done: false,
                 empty_since: None,
-                checked: None,
             });
         }
         let saved_parts = positions.get("source.kafka.partitions").copied();
@@ -162,14 +167,13 @@ impl<E: DeserializeOwned> KafkaSource<E> {
 
     /// The next record in event-time order (see [`KafkaSource`]).
     pub fn poll(&mut self) -> Result<Poll<E>, String> {
-        let now = Instant::now();
         for i in 0..self.parts.len() {
             let p = &self.parts[i];
-            let recheck = p.checked.is_none_or(|t| now.duration_since(t) >= RECHECK);
-            if p.buf.is_empty() && !p.done && recheck {
+            if p.buf.is_empty() && !p.done {
                 self.fill(i)?;
             }
         }
+        let now = Instant::now();
         let waiting = self.parts.iter().any(|p| {
             p.buf.is_empty()
                 && !p.done
@@ -227,11 +231,17 @@ impl<E: DeserializeOwned> KafkaSource<E> {
         &self.url
     }
 
-    /// Takes the next batch of partition `i` from its reader thread.
+    /// Takes the next batch of partition `i` from its reader thread. Following, it
+    /// does not wait for one: a quiet partition's fetch must not hold up the others
+    /// (it holds back only the watermark, until it is idle).
     fn fill(&mut self, i: usize) -> Result<(), String> {
         let (id, next) = (self.parts[i].id, self.parts[i].next);
         let got = if self.follow {
-            self.parts[i].rx.recv_timeout(RECHECK).ok()
+            match self.parts[i].rx.try_recv() {
+                Ok(f) => Some(f),
+                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Disconnected) => None,
+            }
         } else {
             self.parts[i].rx.recv().ok()
         };
@@ -263,10 +273,8 @@ impl<E: DeserializeOwned> KafkaSource<E> {
         }
         if got {
             part.empty_since = None;
-            part.checked = None;
         } else if self.follow {
             part.empty_since.get_or_insert_with(Instant::now);
-            part.checked = Some(Instant::now());
         } else {
             part.done = true;
         }
@@ -313,7 +321,10 @@ fn read_ahead(
 ) {
     loop {
         let fetched = match fetch(conn, client, id, next) {
-            Ok(r) if r.is_empty() => Fetched::Nothing,
+            Ok(r) if r.is_empty() => match conn.check_exists(&format!("reading partition {id}")) {
+                Ok(()) => Fetched::Nothing,
+                Err(e) => Fetched::Error(e),
+            },
             Ok(r) => {
                 next = r.last().map_or(next, |(o, _)| o + 1);
                 Fetched::Records(r)
@@ -343,9 +354,18 @@ fn fetch(
     let mut max = FETCH_BYTES;
     loop {
         let bytes = 1..i32::try_from(max).unwrap_or(i32::MAX);
-        let (records, high) = conn.wait(&format!("reading partition {id}"), || {
+        let r = conn.wait(&format!("reading partition {id}"), || {
             client.fetch_records(next, bytes.clone(), FETCH_WAIT_MS)
-        })?;
+        });
+        let (records, high) = match r {
+            Err(e) if e.contains("OffsetOutOfRange") => {
+                return Err(format!(
+                    "{}: partition {id} no longer holds offset {next}, the next one to read: the topic was deleted and created again, or retention deleted records not read yet; stopped, the last checkpoint is intact",
+                    conn.url()
+                ))
+            }
+            r => r?,
+        };
         if records.is_empty() && next < high && max < MAX_FETCH_BYTES {
             max = (max * 2).min(MAX_FETCH_BYTES);
             continue;

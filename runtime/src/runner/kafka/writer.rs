@@ -1,0 +1,344 @@
+//! [`PartWriter`]: one partition of an output topic, written with exactly-once effect
+//! across crashes by idempotent replay.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+
+use rskafka::chrono::{DateTime, TimeZone, Utc};
+use rskafka::client::partition::{Compression, PartitionClient};
+use rskafka::record::Record;
+
+use super::conn::{Conn, Once};
+use super::sink::{INSTANCE_HEADER, SEQ_HEADER};
+use super::TopicUrl;
+use crate::runner::fence::Fence;
+
+/// Records are produced once this many bytes are pending (and at every checkpoint).
+const BATCH_BYTES: usize = 512 * 1024;
+
+/// Appends rows to one partition. Every record carries the writer and its sequence
+/// number in this partition (headers [`INSTANCE_HEADER`], [`SEQ_HEADER`]). On open the
+/// partition is read from the offset a checkpoint saved; the writer's records numbered
+/// from the checkpoint's sequence on were written after it, before a crash. The restored
+/// run computes the same rows again in the same order: the first ones are compared with
+/// those records (a difference is an error) and not produced again.
+///
+/// Batches are produced by a thread of the writer's own while the pipeline goes on (two
+/// at most in flight); a commit waits for all of them.
+pub(super) struct PartWriter {
+    url: TopicUrl,
+    id: i32,
+    instance: Vec<u8>,
+    /// Sequence number of the next row.
+    seq: u64,
+    /// Offset after the last record of ours known to be in the partition.
+    end: i64,
+    pending: Vec<Record>,
+    pending_bytes: usize,
+    /// Rows already in the partition past the checkpoint, in order: the replay skips them.
+    replay: VecDeque<Vec<u8>>,
+    jobs: SyncSender<Job>,
+    done: Receiver<Result<i64, String>>,
+    in_flight: usize,
+}
+
+/// A batch for the producer thread, and the sequence number of its first row.
+struct Job {
+    records: Vec<Record>,
+    first_seq: u64,
+}
+
+/// The output partition as read and written: the connection and whose rows to look for.
+struct Partition {
+    conn: Conn,
+    client: PartitionClient,
+    url: TopicUrl,
+    instance: String,
+    id: i32,
+    fence: Option<Fence>,
+}
+
+impl PartWriter {
+    /// Opens partition `id` for `writer`, which committed `committed` rows ending at
+    /// offset `saved_end` (`None`: nothing committed; rows start at the partition's end).
+    pub(super) fn open(
+        url: &TopicUrl,
+        id: i32,
+        writer: &str,
+        fence: Option<Fence>,
+        saved_end: Option<i64>,
+        committed: u64,
+    ) -> Result<PartWriter, String> {
+        let conn = Conn::connect(url)?;
+        let client = conn.partition(&url.topic, id)?;
+        let from = match saved_end {
+            Some(e) => e,
+            None => conn.end_of(&client, "reading the output's end")?,
+        };
+        let part = Partition {
+            conn,
+            client,
+            url: url.clone(),
+            instance: writer.to_string(),
+            id,
+            fence,
+        };
+        part.check_holds(from)?;
+        let ours = part.ours_from(from, committed)?;
+        if !ours.is_empty() {
+            tracing::info!(
+                "{url}: partition {id}: {} row(s) written after the checkpoint are already there: not written again",
+                ours.len()
+            );
+        }
+        let (jobs, job_rx) = sync_channel::<Job>(1);
+        let (done_tx, done) = channel();
+        std::thread::Builder::new()
+            .name(format!("kafka-out-p{id}"))
+            .spawn(move || part.produce_jobs(from, &job_rx, &done_tx))
+            .map_err(|e| format!("starting the producer of {url}: {e}"))?;
+        Ok(PartWriter {
+            url: url.clone(),
+            id,
+            instance: writer.as_bytes().to_vec(),
+            seq: committed,
+            end: from,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            replay: ours.into_iter().map(|(_, v)| v).collect(),
+            jobs,
+            done,
+            in_flight: 0,
+        })
+    }
+
+    /// Appends one row with its Kafka key (produced at the latest at the next
+    /// [`commit`](Self::commit)).
+    pub(super) fn write(&mut self, key: Option<&[u8]>, line: &[u8]) -> Result<(), String> {
+        if let Some(there) = self.replay.pop_front() {
+            if there != line {
+                return Err(format!(
+                    "{}: partition {}: row {} as computed again differs from the one written before the crash ({} vs {}): the pipeline's output is not deterministic",
+                    self.url,
+                    self.id,
+                    self.seq,
+                    String::from_utf8_lossy(line),
+                    String::from_utf8_lossy(&there)
+                ));
+            }
+            self.seq += 1;
+            return Ok(());
+        }
+        self.pending_bytes += line.len() + key.map_or(0, <[u8]>::len) + 64;
+        let rec = record(&self.instance, key, line, self.seq, now());
+        self.pending.push(rec);
+        self.seq += 1;
+        if self.pending_bytes >= BATCH_BYTES {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the pending rows to the producer thread (waiting while two batches are in
+    /// flight), without waiting for Kafka's acknowledgement.
+    pub(super) fn send(&mut self) -> Result<(), String> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let records = std::mem::take(&mut self.pending);
+        let first_seq = self.seq - records.len() as u64;
+        self.pending_bytes = 0;
+        while self.in_flight >= 2 {
+            self.collect_one()?;
+        }
+        self.jobs
+            .send(Job { records, first_seq })
+            .map_err(|_| format!("{}: the producer stopped", self.url))?;
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    fn collect_one(&mut self) -> Result<(), String> {
+        let r = self
+            .done
+            .recv()
+            .map_err(|_| format!("{}: the producer stopped", self.url))?;
+        self.in_flight -= 1;
+        self.end = self.end.max(r?);
+        Ok(())
+    }
+
+    /// Waits until Kafka acknowledged every row handed over ([`send`](Self::send) first);
+    /// returns the sequence number reached and the offset after the last row.
+    pub(super) fn commit(&mut self) -> Result<(u64, i64), String> {
+        self.send()?;
+        while self.in_flight > 0 {
+            self.collect_one()?;
+        }
+        Ok((self.seq, self.end))
+    }
+
+    /// Rows written (sequence numbers handed out).
+    pub(super) fn len(&self) -> u64 {
+        self.seq
+    }
+
+    /// The partition.
+    pub(super) fn id(&self) -> i32 {
+        self.id
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(crate::time::now_ms())
+        .single()
+        .unwrap_or_default()
+}
+
+fn record(
+    instance: &[u8],
+    key: Option<&[u8]>,
+    value: &[u8],
+    seq: u64,
+    timestamp: DateTime<Utc>,
+) -> Record {
+    Record {
+        key: key.map(<[u8]>::to_vec),
+        value: Some(value.to_vec()),
+        headers: BTreeMap::from([
+            (INSTANCE_HEADER.to_string(), instance.to_vec()),
+            (SEQ_HEADER.to_string(), seq.to_string().into_bytes()),
+        ]),
+        timestamp,
+    }
+}
+
+impl Partition {
+    /// The partition still holds the record before `from` (the last one the checkpoint
+    /// counted): it was not deleted and created again, or emptied.
+    fn check_holds(&self, from: i64) -> Result<(), String> {
+        if from == 0 {
+            return Ok(());
+        }
+        let client = &self.client;
+        let r = self.conn.wait("reading the output's tail", || {
+            client.fetch_records(from - 1, 1..(16 << 20), 200)
+        });
+        let held = match r {
+            Ok((records, _)) => records.iter().any(|r| r.offset == from - 1),
+            Err(e) if e.contains("OffsetOutOfRange") => false,
+            Err(e) => return Err(e),
+        };
+        if held {
+            return Ok(());
+        }
+        Err(format!(
+            "{}: partition {} has no record at offset {}, the last one the checkpoint committed: the topic was deleted or emptied outside SimpleStream; start over with --from-scratch",
+            self.url,
+            self.id,
+            from - 1
+        ))
+    }
+
+    /// Kafka put a batch before rows of ours it had acknowledged: the topic was deleted
+    /// and created again (a broker that creates topics on first use).
+    fn recreated(&self, at: i64, end: i64) -> String {
+        format!(
+            "{}: topic `{}` was deleted and created again while this program ran (partition {} took rows at offset {at}, it had reached {end}); stopped, the last checkpoint is intact",
+            self.url, self.url.topic, self.id
+        )
+    }
+
+    /// The records of this instance from offset `from` to the end, numbered `seq` on:
+    /// (offset, value). They must be numbered without a gap.
+    fn ours_from(&self, from: i64, seq: u64) -> Result<Vec<(i64, Vec<u8>)>, String> {
+        let mut found = Vec::new();
+        let mut at = from;
+        loop {
+            let client = &self.client;
+            let (records, _) = self.conn.wait("reading the output's tail", || {
+                client.fetch_records(at, 1..(16 << 20), 200)
+            })?;
+            let Some(last) = records.iter().map(|r| r.offset).max().filter(|&l| l >= at) else {
+                break;
+            };
+            for r in records.into_iter().filter(|r| r.offset >= at) {
+                let h = &r.record.headers;
+                if h.get(INSTANCE_HEADER).map(Vec::as_slice) != Some(self.instance.as_bytes()) {
+                    continue;
+                }
+                let n: Option<u64> = h
+                    .get(SEQ_HEADER)
+                    .and_then(|s| std::str::from_utf8(s).ok()?.parse().ok());
+                let Some(n) = n.filter(|&n| n >= seq) else {
+                    continue;
+                };
+                let want = seq + found.len() as u64;
+                if n != want {
+                    return Err(format!(
+                        "{}: record at offset {} is row {n} of instance {}, but row {want} was expected next: rows are missing from the topic; start over with --from-scratch",
+                        self.url, r.offset, self.instance
+                    ));
+                }
+                found.push((r.offset, r.record.value.unwrap_or_default()));
+            }
+            at = last + 1;
+        }
+        Ok(found)
+    }
+
+    /// The producer thread: produces each job in order and reports the partition's
+    /// offset after it. A produce that failed may still have landed: before it is tried
+    /// again the partition is read from the last known end, and what is there is dropped.
+    fn produce_jobs(self, mut end: i64, jobs: &Receiver<Job>, done: &Sender<Result<i64, String>>) {
+        for job in jobs {
+            let r = self.produce(&mut end, job);
+            let failed = r.is_err();
+            if done.send(r.map(|()| end)).is_err() || failed {
+                return;
+            }
+        }
+    }
+
+    fn produce(&self, end: &mut i64, job: Job) -> Result<(), String> {
+        let Job {
+            mut records,
+            first_seq,
+        } = job;
+        let mut first_try = true;
+        while !records.is_empty() {
+            if !first_try {
+                let landed = self.ours_from(*end, first_seq)?;
+                if let Some((off, _)) = landed.last() {
+                    *end = off + 1;
+                }
+                records.drain(..landed.len().min(records.len()));
+                if records.is_empty() {
+                    break;
+                }
+            }
+            first_try = false;
+            if let Some(f) = &self.fence {
+                f.check()?;
+            }
+            let client = &self.client;
+            let r = self.conn.wait_once("writing output", || {
+                client.produce(records.clone(), Compression::NoCompression)
+            });
+            match r {
+                Ok(offsets) => {
+                    if let Some(&first) = offsets.iter().min().filter(|&&o| o < *end) {
+                        return Err(self.recreated(first, *end));
+                    }
+                    if let Some(o) = offsets.iter().max() {
+                        *end = (*end).max(o + 1);
+                    }
+                    records.clear();
+                }
+                Err(Once::Fatal(e)) => return Err(e),
+                Err(Once::Transient) => {}
+            }
+        }
+        Ok(())
+    }
+}
