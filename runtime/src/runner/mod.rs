@@ -557,7 +557,7 @@ impl<P: Pipeline, S: Source> Run<P, S> {
         let positions = match self.positions() {
             Ok(p) => p,
             // A fenced output: another instance owns this partition now.
-            Err(e) if e.starts_with("fenced:") => return Err(e),
+            Err(e) if e.starts_with("fenced:") || e.ends_with(sink::STOPPED) => return Err(e),
             Err(e) => return self.outcome(Err(Failure::Retry(e)), why, Some(started)),
         };
         // Outputs durable past what the latest checkpoint records: a restart truncates.

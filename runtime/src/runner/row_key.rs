@@ -69,7 +69,12 @@ impl<'de> Visitor<'de> for Find<'_> {
                 continue;
             }
             let raw: &RawValue = map.next_value()?;
-            return Ok(text_of(raw.get(), self.out));
+            let found = text_of(raw.get(), self.out);
+            // The parser checks the object is read to its end.
+            while map.next_key::<IgnoredAny>()?.is_some() {
+                map.next_value::<IgnoredAny>()?;
+            }
+            return Ok(found);
         }
         Ok(false)
     }

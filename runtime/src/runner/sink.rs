@@ -4,6 +4,10 @@ use std::collections::BTreeMap;
 
 use super::output::SinkFile;
 
+/// The end of an output or input error that no retry can mend (a topic deleted while
+/// running): the run stops at once instead of retrying at the next checkpoint.
+pub const STOPPED: &str = "; stopped, the last checkpoint is intact";
+
 /// An output the runner can roll back to a checkpoint: rows are appended, a checkpoint
 /// makes them durable and saves what it needs under a key (`output`, `late`,
 /// `dead_letter`) in its positions, and a restart from it leaves the output holding each

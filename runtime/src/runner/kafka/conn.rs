@@ -11,6 +11,7 @@ use rskafka::client::{Client, ClientBuilder};
 use tracing::{info, warn};
 
 use super::TopicUrl;
+use crate::runner::sink::STOPPED;
 use crate::store::kafka::topic::preflight;
 
 /// Longest one request may take before it counts as "the broker does not answer".
@@ -132,7 +133,7 @@ impl Conn {
 
     fn deleted(&self, what: &str) -> String {
         format!(
-            "{}: topic `{}` no longer exists ({what}): it was deleted while this program ran; stopped, the last checkpoint is intact",
+            "{}: topic `{}` no longer exists ({what}): it was deleted while this program ran{STOPPED}",
             self.url, self.topic
         )
     }

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use super::conn::Conn;
 use super::TopicUrl;
 use crate::runner::input::parse_event;
+use crate::runner::sink::STOPPED;
 use crate::runner::StartAt;
 
 /// Bytes asked for by one fetch (more when a single batch is bigger).
@@ -360,7 +361,7 @@ fn fetch(
         let (records, high) = match r {
             Err(e) if e.contains("OffsetOutOfRange") => {
                 return Err(format!(
-                    "{}: partition {id} no longer holds offset {next}, the next one to read: the topic was deleted and created again, or retention deleted records not read yet; stopped, the last checkpoint is intact",
+                    "{}: partition {id} no longer holds offset {next}, the next one to read: the topic was deleted and created again, or retention deleted records not read yet{STOPPED}",
                     conn.url()
                 ))
             }

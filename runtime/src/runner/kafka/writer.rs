@@ -12,6 +12,7 @@ use super::conn::{Conn, Once};
 use super::sink::{INSTANCE_HEADER, SEQ_HEADER};
 use super::TopicUrl;
 use crate::runner::fence::Fence;
+use crate::runner::sink::STOPPED;
 
 /// Records are produced once this many bytes are pending (and at every checkpoint).
 const BATCH_BYTES: usize = 512 * 1024;
@@ -151,18 +152,23 @@ impl PartWriter {
         while self.in_flight >= 2 {
             self.collect_one()?;
         }
-        self.jobs
-            .send(Job { records, first_seq })
-            .map_err(|_| format!("{}: the producer stopped", self.url))?;
+        if self.jobs.send(Job { records, first_seq }).is_err() {
+            return Err(self.why_stopped());
+        }
         self.in_flight += 1;
         Ok(())
     }
 
+    /// The error the producer thread stopped on.
+    fn why_stopped(&self) -> String {
+        match self.done.try_iter().find_map(Result::err) {
+            Some(e) => e,
+            None => format!("{}: the producer stopped", self.url),
+        }
+    }
+
     fn collect_one(&mut self) -> Result<(), String> {
-        let r = self
-            .done
-            .recv()
-            .map_err(|_| format!("{}: the producer stopped", self.url))?;
+        let r = self.done.recv().map_err(|_| self.why_stopped())?;
         self.in_flight -= 1;
         self.end = self.end.max(r?);
         Ok(())
@@ -244,7 +250,7 @@ impl Partition {
     /// and created again (a broker that creates topics on first use).
     fn recreated(&self, at: i64, end: i64) -> String {
         format!(
-            "{}: topic `{}` was deleted and created again while this program ran (partition {} took rows at offset {at}, it had reached {end}); stopped, the last checkpoint is intact",
+            "{}: topic `{}` was deleted and created again while this program ran (partition {} took rows at offset {at}, it had reached {end}){STOPPED}",
             self.url, self.url.topic, self.id
         )
     }
