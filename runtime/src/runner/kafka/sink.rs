@@ -94,8 +94,9 @@ impl KafkaSink {
                 target.partition
             ));
         };
-        let mut parts = Vec::with_capacity(ids.len());
-        for id in ids {
+        // Each partition's tail is read on a thread of its own: a read that reaches the
+        // end waits for the broker's fetch timeout, once per partition, not in series.
+        let open = |id: i32| {
             let slot = if by_key {
                 slot(key, id)
             } else {
@@ -106,8 +107,18 @@ impl KafkaSink {
                 .map(|&e| e as i64);
             let rows = positions.get(&format!("{slot}.len")).copied().unwrap_or(0);
             let fence = target.fence.clone();
-            parts.push(PartWriter::open(url, id, &target.writer, fence, end, rows)?);
-        }
+            PartWriter::open(url, id, &target.writer, fence, end, rows)
+        };
+        let parts = std::thread::scope(|s| {
+            let opening: Vec<_> = ids.iter().map(|&id| s.spawn(move || open(id))).collect();
+            opening
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("opening a partition panicked".into()))
+                })
+                .collect::<Result<Vec<_>, String>>()
+        })?;
         Ok(KafkaSink {
             url: url.clone(),
             by_key,
