@@ -75,7 +75,10 @@ fn plain_cargo() -> Command {
     c
 }
 
-/// The release `orders` binary, built once (a no-op when `cargo xtask test` built it).
+/// The `orders` example binary, built once. It is the dev-profile build `cargo test
+/// --workspace` makes anyway, so under `cargo xtask test` this is a no-op and CI compiles
+/// no release copy of the dependencies (the workspace builds the runtime at opt-level 1
+/// for these runs).
 pub fn orders_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -83,11 +86,13 @@ pub fn orders_bin() -> PathBuf {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target"));
+        // `--workspace` resolves features as `cargo test --workspace` does, so both share
+        // one set of artifacts.
         let status = plain_cargo()
             .current_dir(root)
             .args([
                 "build",
-                "--release",
+                "--workspace",
                 "--quiet",
                 "--example",
                 "orders",
@@ -97,12 +102,12 @@ pub fn orders_bin() -> PathBuf {
             .status()
             .expect("run cargo build");
         assert!(status.success(), "building the orders example failed");
-        target.join("release/examples/orders")
+        target.join("debug/examples/orders")
     })
     .clone()
 }
 
-/// The release `simplestream` tool (built with [`orders_bin`]).
+/// The `simplestream` tool (built with [`orders_bin`]).
 pub fn tool_bin() -> PathBuf {
     orders_bin()
         .parent()
