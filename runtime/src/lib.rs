@@ -49,6 +49,10 @@ pub mod window_delta;
 #[cfg(test)]
 mod delta_tests;
 
+// Group membership (native) and the Kafka store (`kafka`) both speak it.
+#[cfg(feature = "native")]
+#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+mod kafka_wire;
 #[cfg(feature = "native")]
 pub mod runner;
 #[cfg(feature = "sql")]

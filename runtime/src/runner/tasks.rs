@@ -68,33 +68,7 @@ where
         list.join(","),
         args.input.as_deref().unwrap_or("".as_ref()).display(),
     );
-    let results: Vec<(i32, Result<String, RunError>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = parts
-            .iter()
-            .map(|&p| {
-                let group = group.clone();
-                let h = std::thread::Builder::new()
-                    .name(format!("partition-{p}"))
-                    .spawn_scoped(s, move || {
-                        let _span = info_span!("partition", p).entered();
-                        start::<P>(args, p, total, group)
-                    });
-                (p, h)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|(p, h)| {
-                let r = match h {
-                    Ok(h) => h.join().unwrap_or_else(|_| {
-                        Err(RunError::Fatal(format!("partition {p}: its task panicked")))
-                    }),
-                    Err(e) => Err(RunError::Fatal(format!("starting partition {p}: {e}"))),
-                };
-                (p, r)
-            })
-            .collect()
-    });
+    let results = on_threads(parts, |p| start::<P>(args, p, total, group.clone()));
     let mut lines = Vec::new();
     let mut first_err = None;
     for (p, r) in results {
@@ -118,6 +92,41 @@ where
         }
         None => Ok(lines.join("\n")),
     }
+}
+
+/// Runs `task(p)` for every partition in `parts`, each on its own named thread, and
+/// returns every result in the order of `parts` (a panicked task is an error).
+pub(crate) fn on_threads<F>(parts: &[i32], task: F) -> Vec<(i32, Result<String, RunError>)>
+where
+    F: Fn(i32) -> Result<String, RunError> + Sync,
+{
+    let task = &task;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .iter()
+            .map(|&p| {
+                let h = std::thread::Builder::new()
+                    .name(format!("partition-{p}"))
+                    .spawn_scoped(s, move || {
+                        let _span = info_span!("partition", p).entered();
+                        task(p)
+                    });
+                (p, h)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(p, h)| {
+                let r = match h {
+                    Ok(h) => h.join().unwrap_or_else(|_| {
+                        Err(RunError::Fatal(format!("partition {p}: its task panicked")))
+                    }),
+                    Err(e) => Err(RunError::Fatal(format!("starting partition {p}: {e}"))),
+                };
+                (p, r)
+            })
+            .collect()
+    })
 }
 
 /// Takes partition `p` over and runs its task.

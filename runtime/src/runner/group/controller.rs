@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
-use tracing::{info, info_span, warn};
+use tracing::{info, warn};
 
 use super::member::{Assignment, Live, Member};
 use crate::pipeline::Pipeline;
 use crate::runner::endpoint::{Endpoint, Endpoints};
 use crate::runner::fence::Fence;
-use crate::runner::tasks::{self, Task};
+use crate::runner::tasks::{self, on_threads, Task};
 use crate::runner::{Args, RunError};
 
 const DONE: &str = "end-of-input";
@@ -134,32 +134,7 @@ where
         .copied()
         .filter(|&p| args.follow || !part_dir(dir, p).join(DONE).exists())
         .collect();
-    let results: Vec<(i32, Result<String, RunError>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = todo
-            .iter()
-            .map(|&p| {
-                let h = std::thread::Builder::new()
-                    .name(format!("partition-{p}"))
-                    .spawn_scoped(s, move || {
-                        let _span = info_span!("partition", p).entered();
-                        task::<P>(args, group, p, total, live, stop)
-                    });
-                (p, h)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|(p, h)| {
-                let r = match h {
-                    Ok(h) => h.join().unwrap_or_else(|_| {
-                        Err(RunError::Fatal(format!("partition {p}: its task panicked")))
-                    }),
-                    Err(e) => Err(RunError::Fatal(format!("starting partition {p}: {e}"))),
-                };
-                (p, r)
-            })
-            .collect()
-    });
+    let results = on_threads(&todo, |p| task::<P>(args, group, p, total, live, stop));
     for (p, r) in results {
         match r {
             Ok(s) => lines.push(format!("partition {p} (generation {}): {s}", a.generation)),

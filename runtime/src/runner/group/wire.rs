@@ -9,9 +9,9 @@
 //! assert_eq!(decode_assignment(&bytes, "orders").unwrap(), (vec![0, 3], "a,b".to_string()));
 //! ```
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
+
+use crate::kafka_wire::{Buf, Conn, Cursor};
 
 const FIND_COORDINATOR: i16 = 10;
 const JOIN_GROUP: i16 = 11;
@@ -32,76 +32,10 @@ pub const REBALANCE_IN_PROGRESS: i16 = 27;
 /// The first join only asks for a member id: join again with it.
 pub const MEMBER_ID_REQUIRED: i16 = 79;
 
-/// Request bytes being built.
-struct Buf(Vec<u8>);
-
-impl Buf {
-    fn i16(&mut self, v: i16) -> &mut Self {
-        self.0.extend_from_slice(&v.to_be_bytes());
-        self
-    }
-    fn i32(&mut self, v: i32) -> &mut Self {
-        self.0.extend_from_slice(&v.to_be_bytes());
-        self
-    }
-    fn str(&mut self, s: &str) -> &mut Self {
-        self.i16(s.len() as i16);
-        self.0.extend_from_slice(s.as_bytes());
-        self
-    }
-    fn bytes(&mut self, b: Option<&[u8]>) -> &mut Self {
-        match b {
-            None => self.i32(-1),
-            Some(b) => {
-                self.i32(b.len() as i32);
-                self.0.extend_from_slice(b);
-                self
-            }
-        }
-    }
-}
-
-/// Response bytes being read; a short or malformed response is an error, never a panic.
-struct Cursor<'a>(&'a [u8]);
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if self.0.len() < n {
-            return Err("a response ended early".into());
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Ok(a)
-    }
-    fn i16(&mut self) -> Result<i16, String> {
-        Ok(i16::from_be_bytes(
-            self.take(2)?.try_into().unwrap_or_default(),
-        ))
-    }
-    fn i32(&mut self) -> Result<i32, String> {
-        Ok(i32::from_be_bytes(
-            self.take(4)?.try_into().unwrap_or_default(),
-        ))
-    }
-    fn str(&mut self) -> Result<String, String> {
-        let n = self.i16()?;
-        let b = self.take(n.max(0) as usize)?;
-        String::from_utf8(b.to_vec()).map_err(|_| "a response string is not UTF-8".into())
-    }
-    fn bytes(&mut self) -> Result<Vec<u8>, String> {
-        let n = self.i32()?;
-        Ok(self.take(n.max(0) as usize)?.to_vec())
-    }
-    fn count(&mut self) -> Result<usize, String> {
-        let n = self.i32()?;
-        usize::try_from(n.max(0)).map_err(|e| e.to_string())
-    }
-}
-
 /// One member's subscription (consumer protocol v0): the topic, and the instance's
 /// name as user data, so the leader can log who owns what.
 pub fn encode_subscription(topic: &str, instance: &str) -> Vec<u8> {
-    let mut b = Buf(Vec::new());
+    let mut b = Buf::default();
     b.i16(0).i32(1).str(topic).bytes(Some(instance.as_bytes()));
     b.0
 }
@@ -119,7 +53,7 @@ pub fn decode_subscription(bytes: &[u8]) -> Result<String, String> {
 /// One member's assignment (consumer protocol v0): partitions of one topic, and the
 /// leader's note (the members' instance names) as user data.
 pub fn encode_assignment(topic: &str, parts: &[i32], note: &str) -> Vec<u8> {
-    let mut b = Buf(Vec::new());
+    let mut b = Buf::default();
     b.i16(0).i32(1).str(topic).i32(parts.len() as i32);
     for &p in parts {
         b.i32(p);
@@ -165,57 +99,21 @@ pub struct Joined {
 }
 
 /// A blocking connection to one broker.
-pub struct Wire {
-    stream: TcpStream,
-    correlation: i32,
-}
+pub struct Wire(Conn);
 
 impl Wire {
     /// Connects to `addr` (`host:port`); `wait` bounds every answer.
     pub fn connect(addr: &str, wait: Duration) -> Result<Wire, String> {
-        let stream = TcpStream::connect(addr).map_err(|e| format!("connecting to {addr}: {e}"))?;
-        stream
-            .set_read_timeout(Some(wait))
-            .and_then(|()| stream.set_write_timeout(Some(wait)))
-            .and_then(|()| stream.set_nodelay(true))
-            .map_err(|e| format!("{addr}: {e}"))?;
-        Ok(Wire {
-            stream,
-            correlation: 0,
-        })
+        Conn::connect(addr, wait).map(Wire)
     }
 
     fn call(&mut self, key: i16, version: i16, body: &Buf) -> Result<Vec<u8>, String> {
-        self.correlation += 1;
-        let mut head = Buf(Vec::new());
-        head.i16(key)
-            .i16(version)
-            .i32(self.correlation)
-            .str("simplestream");
-        let len = (head.0.len() + body.0.len()) as i32;
-        let mut msg = len.to_be_bytes().to_vec();
-        msg.extend_from_slice(&head.0);
-        msg.extend_from_slice(&body.0);
-        self.stream.write_all(&msg).map_err(|e| e.to_string())?;
-        let mut len = [0u8; 4];
-        self.stream
-            .read_exact(&mut len)
-            .map_err(|e| e.to_string())?;
-        let len = i32::from_be_bytes(len).max(0) as usize;
-        let mut resp = vec![0u8; len];
-        self.stream
-            .read_exact(&mut resp)
-            .map_err(|e| e.to_string())?;
-        let mut c = Cursor(&resp);
-        if c.i32()? != self.correlation {
-            return Err("an answer to another request".into());
-        }
-        Ok(c.0.to_vec())
+        self.0.call(key, version, &body.0)
     }
 
     /// The coordinator of `group`: `host:port`.
     pub fn find_coordinator(&mut self, group: &str) -> Result<Result<String, i16>, String> {
-        let mut b = Buf(Vec::new());
+        let mut b = Buf::default();
         b.str(group);
         let r = self.call(FIND_COORDINATOR, 0, &b)?;
         let mut c = Cursor(&r);
@@ -239,7 +137,7 @@ impl Wire {
         subscription: &[u8],
     ) -> Result<Joined, String> {
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        let mut b = Buf(Vec::new());
+        let mut b = Buf::default();
         b.str(group).i32(ms).i32(ms).str(member_id).str("consumer");
         b.i32(1).str("range").bytes(Some(subscription));
         let r = self.call(JOIN_GROUP, 1, &b)?;
@@ -270,7 +168,7 @@ impl Wire {
         member_id: &str,
         assignments: &[(String, Vec<u8>)],
     ) -> Result<Result<Vec<u8>, i16>, String> {
-        let mut b = Buf(Vec::new());
+        let mut b = Buf::default();
         b.str(group).i32(generation).str(member_id);
         b.i32(assignments.len() as i32);
         for (m, a) in assignments {
@@ -290,7 +188,7 @@ impl Wire {
         generation: i32,
         member_id: &str,
     ) -> Result<i16, String> {
-        let mut b = Buf(Vec::new());
+        let mut b = Buf::default();
         b.str(group).i32(generation).str(member_id);
         let r = self.call(HEARTBEAT, 0, &b)?;
         Cursor(&r).i16()
@@ -298,7 +196,7 @@ impl Wire {
 
     /// Leaves `group` at once (no session timeout for the others to wait out).
     pub fn leave(&mut self, group: &str, member_id: &str) -> Result<i16, String> {
-        let mut b = Buf(Vec::new());
+        let mut b = Buf::default();
         b.str(group).str(member_id);
         let r = self.call(LEAVE_GROUP, 0, &b)?;
         Cursor(&r).i16()

@@ -1,0 +1,187 @@
+//! The Kafka wire protocol's primitives, for the few requests rskafka lacks (topic
+//! configs for the checkpoint store, group membership for the runner): big-endian
+//! fields, length-prefixed strings and bytes, and one blocking connection that frames a
+//! request and reads its answer. Non-flexible encodings only.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// The largest answer read; a longer length prefix is a broken or foreign peer.
+const MAX_RESPONSE: usize = 16 << 20;
+
+/// Request bytes being built.
+#[derive(Default)]
+pub(crate) struct Buf(pub Vec<u8>);
+
+impl Buf {
+    pub fn i8(&mut self, v: i8) -> &mut Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    pub fn i16(&mut self, v: i16) -> &mut Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    pub fn i32(&mut self, v: i32) -> &mut Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    pub fn str(&mut self, s: &str) -> &mut Self {
+        self.i16(s.len() as i16);
+        self.0.extend_from_slice(s.as_bytes());
+        self
+    }
+    pub fn bytes(&mut self, b: Option<&[u8]>) -> &mut Self {
+        match b {
+            None => self.i32(-1),
+            Some(b) => {
+                self.i32(b.len() as i32);
+                self.0.extend_from_slice(b);
+                self
+            }
+        }
+    }
+}
+
+/// Response bytes being read; a short or malformed response is an error, never a panic.
+pub(crate) struct Cursor<'a>(pub &'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err("a response ended early".into());
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    pub fn i8(&mut self) -> Result<i8, String> {
+        Ok(self.take(1)?[0] as i8)
+    }
+    pub fn i16(&mut self) -> Result<i16, String> {
+        Ok(i16::from_be_bytes(
+            self.take(2)?.try_into().unwrap_or_default(),
+        ))
+    }
+    pub fn i32(&mut self) -> Result<i32, String> {
+        Ok(i32::from_be_bytes(
+            self.take(4)?.try_into().unwrap_or_default(),
+        ))
+    }
+    /// A string that must be there and be UTF-8 (names the protocol relies on).
+    pub fn str(&mut self) -> Result<String, String> {
+        let n = self.i16()?;
+        let b = self.take(n.max(0) as usize)?;
+        String::from_utf8(b.to_vec()).map_err(|_| "a response string is not UTF-8".into())
+    }
+    /// A string that may be null; shown lossily (broker messages, config values).
+    pub fn nullable_str(&mut self) -> Result<Option<String>, String> {
+        let n = self.i16()?;
+        if n < 0 {
+            return Ok(None);
+        }
+        Ok(Some(
+            String::from_utf8_lossy(self.take(n as usize)?).into_owned(),
+        ))
+    }
+    pub fn bytes(&mut self) -> Result<Vec<u8>, String> {
+        let n = self.i32()?;
+        Ok(self.take(n.max(0) as usize)?.to_vec())
+    }
+    /// An array's length (a null array counts as empty).
+    pub fn count(&mut self) -> Result<usize, String> {
+        let n = self.i32()?;
+        usize::try_from(n.max(0)).map_err(|e| e.to_string())
+    }
+}
+
+/// A blocking connection to one broker.
+pub(crate) struct Conn {
+    stream: TcpStream,
+    correlation: i32,
+}
+
+impl Conn {
+    /// Connects to `addr` (`host:port`); `wait` bounds the connect and every answer.
+    pub fn connect(addr: &str, wait: Duration) -> Result<Conn, String> {
+        let a = addr
+            .to_socket_addrs()
+            .map_err(|e| format!("{addr}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{addr} resolves to nothing"))?;
+        let stream = TcpStream::connect_timeout(&a, wait)
+            .map_err(|e| format!("connecting to {addr}: {e}"))?;
+        stream
+            .set_read_timeout(Some(wait))
+            .and_then(|()| stream.set_write_timeout(Some(wait)))
+            .and_then(|()| stream.set_nodelay(true))
+            .map_err(|e| format!("{addr}: {e}"))?;
+        Ok(Conn {
+            stream,
+            correlation: 0,
+        })
+    }
+
+    /// Sends request `key` at `version`; returns the answer after its correlation id.
+    pub fn call(&mut self, key: i16, version: i16, body: &[u8]) -> Result<Vec<u8>, String> {
+        self.correlation += 1;
+        let mut head = Buf::default();
+        head.i16(key)
+            .i16(version)
+            .i32(self.correlation)
+            .str("simplestream");
+        let len = (head.0.len() + body.len()) as i32;
+        let mut msg = len.to_be_bytes().to_vec();
+        msg.extend_from_slice(&head.0);
+        msg.extend_from_slice(body);
+        self.stream.write_all(&msg).map_err(|e| e.to_string())?;
+        let mut len = [0u8; 4];
+        self.stream
+            .read_exact(&mut len)
+            .map_err(|e| e.to_string())?;
+        let len = i32::from_be_bytes(len);
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&n| (4..=MAX_RESPONSE).contains(&n))
+            .ok_or_else(|| format!("bad response length {len}"))?;
+        let mut resp = vec![0u8; len];
+        self.stream
+            .read_exact(&mut resp)
+            .map_err(|e| e.to_string())?;
+        let mut c = Cursor(&resp);
+        if c.i32()? != self.correlation {
+            return Err("an answer to another request".into());
+        }
+        Ok(c.0.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_round_trip_and_a_short_response_is_an_error() {
+        let mut b = Buf::default();
+        b.i8(-2)
+            .i16(7)
+            .i32(-9)
+            .str("topic")
+            .bytes(Some(b"xy"))
+            .bytes(None);
+        let mut c = Cursor(&b.0);
+        assert_eq!(c.i8().unwrap(), -2);
+        assert_eq!(c.i16().unwrap(), 7);
+        assert_eq!(c.i32().unwrap(), -9);
+        assert_eq!(c.str().unwrap(), "topic");
+        assert_eq!(c.bytes().unwrap(), b"xy");
+        assert_eq!(c.count().unwrap(), 0);
+        assert!(c.i8().is_err());
+        let mut n = Buf::default();
+        n.i16(-1);
+        assert_eq!(Cursor(&n.0).nullable_str().unwrap(), None);
+        // A string whose length says 5 but only 2 bytes follow.
+        assert!(Cursor(&[0, 5, b't', b'o']).str().is_err());
+    }
+}
