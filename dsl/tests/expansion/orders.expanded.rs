@@ -371,7 +371,7 @@ impl Orders {
             };
             let __ts = __f.end - 1;
             let __v = &__row;
-            out.collect(orders::Output::Per5min(::core::clone::Clone::clone(__v)));
+            out.collect(orders::Output::Per5min(__row));
         }
         self.__fired_per_5min = __fired;
     }
