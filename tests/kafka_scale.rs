@@ -203,14 +203,21 @@ fn assert_same_output(kafka: &Kafka, reference: &str, out: &str) -> usize {
     total
 }
 
-#[test]
-fn three_instances_kill_restart_rescale_equal_one_instance() {
-    let Some(server) = servers::tansu() else {
-        return;
-    };
+/// A 6-partition `orders` topic filled with `n` seeded orders, its per-partition input,
+/// and a single-instance reference run over it, written as `ref` under `reference`.
+struct Setup {
+    server: Server,
+    kafka: Kafka,
+    reference: std::path::PathBuf,
+    shared: std::path::PathBuf,
+    per: Vec<String>,
+    _tmp: tempfile::TempDir,
+}
+
+fn setup(seed: u64, n: usize) -> Option<Setup> {
+    let server = servers::tansu()?;
     let kafka = Kafka::new(&server);
-    let text = spread_orders(181, 12_000);
-    let per = kafka.fill_by_customer("orders", PARTS, &text);
+    let per = kafka.fill_by_customer("orders", PARTS, &spread_orders(seed, n));
     let tmp = tmp();
     let (reference, shared) = (tmp.path().join("reference"), tmp.path().join("shared"));
     run_all_ok(vec![instance(
@@ -220,6 +227,29 @@ fn three_instances_kill_restart_rescale_equal_one_instance() {
         "solo",
         "0,1,2,3,4,5",
     )]);
+    Some(Setup {
+        server,
+        kafka,
+        reference,
+        shared,
+        per,
+        _tmp: tmp,
+    })
+}
+
+#[test]
+fn three_instances_kill_restart_rescale_equal_one_instance() {
+    let Some(Setup {
+        server,
+        kafka,
+        reference,
+        shared,
+        per,
+        _tmp,
+    }) = setup(181, 12_000)
+    else {
+        return;
+    };
 
     let inst = |name: &str, parts: &str| instance(&server, &shared, "out", name, parts);
     // Three instances; each stands at a pause point; one of them is killed there and
@@ -259,21 +289,17 @@ fn three_instances_kill_restart_rescale_equal_one_instance() {
 
 #[test]
 fn a_frozen_instance_whose_partitions_were_taken_over_writes_nothing_for_them() {
-    let Some(server) = servers::tansu() else {
+    let Some(Setup {
+        server,
+        kafka,
+        reference,
+        shared,
+        _tmp,
+        ..
+    }) = setup(182, 9_000)
+    else {
         return;
     };
-    let kafka = Kafka::new(&server);
-    let text = spread_orders(182, 9_000);
-    kafka.fill_by_customer("orders", PARTS, &text);
-    let tmp = tmp();
-    let (reference, shared) = (tmp.path().join("reference"), tmp.path().join("shared"));
-    run_all_ok(vec![instance(
-        &server,
-        &reference,
-        "ref",
-        "solo",
-        "0,1,2,3,4,5",
-    )]);
     let inst = |name: &str, parts: &str| instance(&server, &shared, "out", name, parts);
     run_all_ok(vec![inst("b", "3,4,5")]);
     // `a` stands at a pause point with partition 0, 1 or 2 and is frozen there, as
@@ -370,21 +396,17 @@ fn owned(p: &Proc) -> Vec<i32> {
 
 #[test]
 fn group_members_share_partitions_through_a_kill_a_restart_and_a_rejoin() {
-    let Some(server) = servers::tansu() else {
+    let Some(Setup {
+        server,
+        kafka,
+        shared,
+        per,
+        _tmp,
+        ..
+    }) = setup(183, 9_000)
+    else {
         return;
     };
-    let kafka = Kafka::new(&server);
-    let text = spread_orders(183, 9_000);
-    let per = kafka.fill_by_customer("orders", PARTS, &text);
-    let tmp = tmp();
-    let (reference, shared) = (tmp.path().join("reference"), tmp.path().join("shared"));
-    run_all_ok(vec![instance(
-        &server,
-        &reference,
-        "ref",
-        "solo",
-        "0,1,2,3,4,5",
-    )]);
 
     // Three members; every task stands at a pause point (600 events of its partition)
     // until a rebalance revokes it, so no partition gets further before the kill.
@@ -436,21 +458,16 @@ fn group_members_share_partitions_through_a_kill_a_restart_and_a_rejoin() {
 
 #[test]
 fn a_frozen_group_member_whose_partitions_moved_writes_nothing_after_it_wakes() {
-    let Some(server) = servers::tansu() else {
+    let Some(Setup {
+        server,
+        kafka,
+        shared,
+        _tmp,
+        ..
+    }) = setup(184, 6_000)
+    else {
         return;
     };
-    let kafka = Kafka::new(&server);
-    let text = spread_orders(184, 6_000);
-    kafka.fill_by_customer("orders", PARTS, &text);
-    let tmp = tmp();
-    let (reference, shared) = (tmp.path().join("reference"), tmp.path().join("shared"));
-    run_all_ok(vec![instance(
-        &server,
-        &reference,
-        "ref",
-        "solo",
-        "0,1,2,3,4,5",
-    )]);
     // a owns all six and stands at a pause point; frozen there, its session runs out
     // and b, joining, gets every partition and runs them to the end.
     let mut a = Proc::spawn(member(&server, &shared, "a"), Some(500));
@@ -479,20 +496,16 @@ fn a_frozen_group_member_whose_partitions_moved_writes_nothing_after_it_wakes() 
 
 #[test]
 fn a_group_member_stopped_by_sigterm_checkpoints_leaves_and_another_finishes() {
-    let Some(server) = servers::tansu() else {
+    let Some(Setup {
+        server,
+        kafka,
+        shared,
+        _tmp,
+        ..
+    }) = setup(185, 3_000)
+    else {
         return;
     };
-    let kafka = Kafka::new(&server);
-    kafka.fill_by_customer("orders", PARTS, &spread_orders(185, 3_000));
-    let tmp = tmp();
-    let (reference, shared) = (tmp.path().join("reference"), tmp.path().join("shared"));
-    run_all_ok(vec![instance(
-        &server,
-        &reference,
-        "ref",
-        "solo",
-        "0,1,2,3,4,5",
-    )]);
     let mut a = Proc::spawn(member(&server, &shared, "a"), Some(300));
     a.wait_for("1 member(s)");
     a.wait_paused();
