@@ -164,6 +164,25 @@ fn kafka_in_file_out_with_kills() {
     assert_stats(&crashed, &text);
 }
 
+/// Writes `n` seeded orders to a file under `dir` and runs the reference (file in, file
+/// out) over it in `dir/reference`; returns the input path and the reference and crash
+/// directories.
+fn file_reference(
+    dir: &Path,
+    seed: u64,
+    n: usize,
+    extra: &[&str],
+) -> (String, std::path::PathBuf, std::path::PathBuf) {
+    let input = dir.join("orders.jsonl");
+    std::fs::write(&input, order_lines(seed, n, 300, 997, 0)).unwrap();
+    let input = input.to_str().unwrap().to_string();
+    let (reference, crashed) = (dir.join("reference"), dir.join("crashed"));
+    std::fs::create_dir_all(&reference).unwrap();
+    let file_out = reference.join("out.jsonl").to_str().unwrap().to_string();
+    run_ok(orders_io(&reference, &input, &file_out, extra));
+    (input, reference, crashed)
+}
+
 #[test]
 fn file_in_kafka_out_with_kills_equals_file_out() {
     let Some(server) = servers::tansu() else {
@@ -171,13 +190,7 @@ fn file_in_kafka_out_with_kills_equals_file_out() {
     };
     let kafka = Kafka::new(&server);
     let tmp = tmp();
-    let input = tmp.path().join("orders.jsonl");
-    std::fs::write(&input, order_lines(73, 20_000, 300, 997, 0)).unwrap();
-    let input = input.to_str().unwrap().to_string();
-    let (reference, crashed) = (tmp.path().join("reference"), tmp.path().join("crashed"));
-    std::fs::create_dir_all(&reference).unwrap();
-    let file_out = reference.join("out.jsonl").to_str().unwrap().to_string();
-    run_ok(orders_io(&reference, &input, &file_out, &[]));
+    let (input, reference, crashed) = file_reference(tmp.path(), 73, 20_000, &[]);
     let targets = pause_targets(73, 4, 1..19_000);
     run_with_kills(
         || orders_io(&crashed, &input, &kafka_url(&server, "out"), &[]),
@@ -204,14 +217,8 @@ fn keyed_output_over_six_partitions_with_kills_equals_an_uninterrupted_run() {
     };
     let kafka = Kafka::new(&server);
     let tmp = tmp();
-    let input = tmp.path().join("orders.jsonl");
-    std::fs::write(&input, order_lines(78, 12_000, 300, 997, 0)).unwrap();
-    let input = input.to_str().unwrap().to_string();
-    let (reference, crashed) = (tmp.path().join("reference"), tmp.path().join("crashed"));
-    std::fs::create_dir_all(&reference).unwrap();
-    let file_out = reference.join("out.jsonl").to_str().unwrap().to_string();
     let extra = ["--checkpoint-every", "1000"];
-    run_ok(orders_io(&reference, &input, &file_out, &extra));
+    let (input, reference, crashed) = file_reference(tmp.path(), 78, 12_000, &extra);
     kafka.create("out", 6);
     let run = || orders_io(&crashed, &input, &kafka_url(&server, "out"), &extra);
     let mut replayed = 0;
