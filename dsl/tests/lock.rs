@@ -1,5 +1,5 @@
-//! The state lock check on the trybuild cases' own files (`tests/ui/lock_*.rs` and
-//! `tests/ui-pass/lock_kept.rs`, with their `.state.lock` files beside them): the
+//! The state lock check on the trybuild cases' own files (`ui-tests/tests/ui/lock_*.rs` and
+//! `ui-tests/tests/ui-pass/lock_kept.rs`, with their `.state.lock` files beside them): the
 //! messages, without compiling the cases (the spans are checked by trybuild).
 
 use std::path::{Path, PathBuf};
@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use proc_macro2::TokenStream;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui-tests")
 }
 
 /// The `compile_error!` messages `pipeline!` gives for the pipeline in `file`.

@@ -1,7 +1,7 @@
 //! Compile-time diagnostics of `pipeline!`: each file in `tests/ui/` must fail to compile
 //! with exactly the checked-in `.stderr`; each file in `tests/ui-pass/` must compile.
 //!
-//! Regenerate the expected output with `TRYBUILD=overwrite cargo test --test compile_fail`
+//! Regenerate the expected output with `TRYBUILD=overwrite cargo test -p simplestream-ui-tests`
 //! and read the diff before committing it.
 
 #[test]
