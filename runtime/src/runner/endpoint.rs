@@ -154,7 +154,7 @@ pub(crate) fn claim(
     key: &str,
     positions: &BTreeMap<String, u64>,
     args: &Args,
-    task: Option<&super::tasks::Task>,
+    #[cfg_attr(not(feature = "kafka"), allow(unused_variables))] task: Option<&super::tasks::Task>,
 ) -> Result<Claim, String> {
     match e {
         Endpoint::File(p) if args.from_scratch => SinkFile::claim_overwrite(p).map(Claim::File),

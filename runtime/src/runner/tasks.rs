@@ -11,7 +11,9 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use tracing::{info, info_span, warn};
 
-use super::endpoint::{Endpoint, Endpoints};
+#[cfg(feature = "kafka")]
+use super::endpoint::Endpoint;
+use super::endpoint::Endpoints;
 use super::fence::Fence;
 use super::{Args, RunError};
 use crate::pipeline::Pipeline;
@@ -19,6 +21,8 @@ use crate::plan::State;
 use crate::store::StoreUrl;
 
 /// One owned partition.
+// Without Kafka there are no partitions to own: nothing reads the fields below.
+#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
 pub(crate) struct Task {
     /// The input partition, also the output partition written.
     pub partition: i32,
