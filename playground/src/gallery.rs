@@ -23,8 +23,6 @@ pub mod global;
 #[path = "pipelines/join.rs"]
 pub mod join;
 
-#[path = "pipelines/upgrade/v1.rs"]
-pub mod upgrade_v1;
 #[path = "pipelines/upgrade/v2.rs"]
 pub mod upgrade_v2;
 #[path = "pipelines/upgrade/v3.rs"]
@@ -215,13 +213,6 @@ macro_rules! upgrade_version {
     };
 }
 
-upgrade_version!(
-    upgrade_v1::Orders,
-    "Upgrade: version 1 (as deployed)",
-    "Version 1 is the article's orders pipeline. Read some events and take a checkpoint, then deploy version 2: \
-    it restores this checkpoint into a customer_stats with one more column.",
-    "v1.rs"
-);
 upgrade_version!(
     upgrade_v2::Orders,
     "Upgrade: version 2 (one more column, migrated)",

@@ -1,4 +1,5 @@
-//! The upgrade lab: the orders pipeline in three versions over one store. Deploying
+//! The upgrade lab: the orders pipeline in three versions over one store (version 1 is
+//! the gallery's `orders`, shown under this lab's name). Deploying
 //! another version stops the running one and restores the latest checkpoint into the
 //! new one, as a new binary would: version 2 migrates version 1's state (one more
 //! column), version 3 is refused (a window resized).
@@ -7,8 +8,9 @@ use serde_json::{json, Value};
 use simplestream::upgrade::StageAction;
 use simplestream::{envelope, Codec, Pipeline};
 
+use super::desk::About;
 use super::{sink_line, Lab, LabApi, Origin, PlayStore, Sink};
-use crate::gallery::{upgrade_v1 as v1, upgrade_v2 as v2, upgrade_v3 as v3};
+use crate::gallery::{upgrade_v2 as v2, upgrade_v3 as v3, Demo, Orders};
 
 /// The upgrade lab's instance name (its localStorage prefix).
 pub const INSTANCE: &str = "upgrade";
@@ -17,6 +19,11 @@ pub const VERSION_KEY: &str = "version";
 /// Side record: the offset of the version 1 checkpoint the running version was migrated
 /// from (empty: it was not), where its reference run starts.
 pub const UPGRADED_AT_KEY: &str = "upgraded_at";
+
+const V1_TITLE: &str = "Upgrade: version 1 (as deployed)";
+const V1_BLURB: &str =
+    "Version 1 is the article's orders pipeline. Read some events and take a checkpoint, \
+    then deploy version 2: it restores this checkpoint into a customer_stats with one more column.";
 
 /// A version of the pipeline, as deployed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +54,7 @@ impl Version {
 }
 
 enum Versions<S: PlayStore> {
-    V1(Lab<v1::Orders, S>),
+    V1(Lab<Orders, S>),
     V2(Lab<v2::Orders, S>),
     V3(Lab<v3::Orders, S>),
 }
@@ -66,7 +73,16 @@ macro_rules! on {
 impl<S: PlayStore> Versions<S> {
     fn new(v: Version, store: S) -> Self {
         match v {
-            Version::V1 => Versions::V1(Lab::new(store)),
+            Version::V1 => {
+                let mut lab = Lab::<Orders, S>::new(store);
+                lab.desk.about = About {
+                    instance: INSTANCE,
+                    title: V1_TITLE,
+                    blurb: V1_BLURB,
+                    ..About::of::<Orders>()
+                };
+                Versions::V1(lab)
+            }
             Version::V2 => Versions::V2(Lab::new(store)),
             Version::V3 => Versions::V3(Lab::new(store)),
         }
@@ -206,11 +222,11 @@ fn migrated(actions: &[StageAction]) -> bool {
 
 /// A never-crashed run of version 1 up to `offset`, checkpointed in memory.
 fn v1_run(topic: &crate::source::Topic, offset: u64) -> Origin {
-    let mut p = v1::Orders::new();
+    let mut p = Orders::new();
     let mut sink = Sink::default();
     for i in 0..offset {
         let mut outs = Vec::new();
-        p.process(topic.event::<v1::Orders>(i), &mut outs);
+        p.process(topic.event::<Orders>(i), &mut outs);
         for o in &outs {
             sink.push(sink_line(o).0);
         }
@@ -273,9 +289,9 @@ impl<S: PlayStore> LabApi for UpgradeLab<S> {
     fn view(&mut self, now: i64) -> Value {
         let mut v = on!(&mut self.lab, l => l.view(now));
         let versions: Vec<Value> = [
-            (1, <v1::Orders as crate::gallery::Demo>::TITLE),
-            (2, <v2::Orders as crate::gallery::Demo>::TITLE),
-            (3, <v3::Orders as crate::gallery::Demo>::TITLE),
+            (1, V1_TITLE),
+            (2, <v2::Orders as Demo>::TITLE),
+            (3, <v3::Orders as Demo>::TITLE),
         ]
         .iter()
         .map(|(n, title)| json!({"version": n, "title": title}))

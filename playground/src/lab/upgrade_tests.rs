@@ -5,7 +5,6 @@ use serde_json::Value;
 use simplestream::CheckpointStore;
 
 use super::*;
-use crate::gallery::upgrade_v1;
 
 fn started() -> UpgradeLab<MemoryPlayStore> {
     let mut lab = UpgradeLab::new(MemoryPlayStore::default());
@@ -21,7 +20,7 @@ fn stats(lab: &UpgradeLab<MemoryPlayStore>) -> Value {
 fn c001_orders(from: u64, to: u64) -> (u64, f64) {
     let topic = crate::source::Topic::new(SEED);
     let amounts: Vec<f64> = (from..to)
-        .map(|i| topic.event::<upgrade_v1::Orders>(i))
+        .map(|i| topic.event::<Orders>(i))
         .filter(|o| o.customer == "C001")
         .map(|o| o.amount)
         .collect();
@@ -34,6 +33,12 @@ fn c001_orders(from: u64, to: u64) -> (u64, f64) {
 #[test]
 fn version_2_restores_version_1s_checkpoint_and_counts_go_on() {
     let mut lab = started();
+    let v = lab.view(1_500);
+    assert_eq!(
+        (v["instance"].as_str(), v["upgrade"]["version"].as_u64()),
+        (Some("upgrade"), Some(1))
+    );
+    assert!(v["dsl"].as_str().unwrap().contains("pipeline Orders;"));
     lab.generate(60, 2_000);
     lab.checkpoint(3_000);
     let at_checkpoint = stats(&lab);
@@ -166,5 +171,8 @@ fn a_rollback_to_version_1_is_refused() {
     assert_eq!(lab.offset(), None);
     let (level, msg) = lab.status();
     assert_eq!(level, "error", "{msg}");
-    assert!(msg.contains("stage `customer_stats` changed its state layout"), "{msg}");
+    assert!(
+        msg.contains("stage `customer_stats` changed its state layout"),
+        "{msg}"
+    );
 }
