@@ -619,7 +619,8 @@ fn a_savepoint_outlives_incremental_retention() {
     savepoint_by_signal(&["--incremental", "--codec", "binary"], "bin", 42);
 }
 
-/// `checkpoints savepoint` from outside the program: the latest checkpoint, an
+/// `checkpoints savepoint` from outside the program, killed at event 2200: the latest
+/// checkpoint (at 2100), an
 /// incremental one merged into a whole one by the program (the `simplestream` tool,
 /// which cannot decode binary deltas, says so and writes nothing); a name taken is
 /// refused; `--from-savepoint` restores it with every other checkpoint gone, and the
@@ -630,8 +631,7 @@ fn savepoint_command_takes_the_latest_checkpoint_whole() {
     let text = order_lines(44, 4_000, 200, 997, 0);
     let refdir = reference(&t.path().join("ref"), text.as_bytes(), &[]);
     let dir = t.path().join("run");
-    let half: String = text.lines().take(2_000).map(|l| format!("{l}\n")).collect();
-    let input = put_input(&dir, half.as_bytes());
+    let input = put_input(&dir, text.as_bytes());
     let args = [
         "--checkpoint-every",
         "300",
@@ -639,7 +639,9 @@ fn savepoint_command_takes_the_latest_checkpoint_whole() {
         "--codec",
         "binary",
     ];
-    run_ok(orders(&dir, &input, &[&args[..], &["--quiet"]].concat()));
+    let mut p = spawn_until_paused(orders(&dir, &input, &args), &[2_200]);
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
     assert!(
         latest_file(&dir).contains(".manifest."),
         "{}",
@@ -665,7 +667,7 @@ fn savepoint_command_takes_the_latest_checkpoint_whole() {
     );
     assert!(said.contains("its base and deltas merged"), "{said}");
     assert!(
-        said.contains(", 2000 events; restore it with --from-savepoint sp-1"),
+        said.contains(", 2100 events; restore it with --from-savepoint sp-1"),
         "{said}"
     );
     let written = std::fs::read(ckpt_dir(&dir).join(file)).unwrap();
@@ -684,7 +686,7 @@ fn savepoint_command_takes_the_latest_checkpoint_whole() {
         .find(|l| l.ends_with(file))
         .unwrap_or_else(|| panic!("{list}"));
     assert!(
-        row.contains("savepoint") && row.contains("2000  yes"),
+        row.contains("savepoint") && row.contains("2100  yes"),
         "{row}"
     );
 
@@ -694,14 +696,13 @@ fn savepoint_command_takes_the_latest_checkpoint_whole() {
             std::fs::remove_file(ckpt_dir(&dir).join(name)).unwrap();
         }
     }
-    std::fs::write(&input, &text).unwrap();
     let out = run_ok(orders(
         &dir,
         &input,
         &[&args[..], &["--from-savepoint", "sp-1"]].concat(),
     ));
     assert!(
-        stderr_of(&out).contains("2000 events processed"),
+        stderr_of(&out).contains("2100 events processed"),
         "{}",
         stderr_of(&out)
     );
