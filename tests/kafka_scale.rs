@@ -547,8 +547,8 @@ fn from_savepoint_with_partitions_restores_every_partition_from_its_own() {
     c.args(["--from-savepoint", "sp-p"]);
     let (ok, err) = Proc::spawn(c, None).finish(0);
     assert!(ok, "{err}");
-    let restored = format!("restored savepoint `sp-p` (checkpoint_savepoint-sp-p.json, taken ");
-    assert_eq!(err.matches(&restored).count(), PARTS as usize, "{err}");
+    let restored = "restored savepoint `sp-p` (checkpoint_savepoint-sp-p.json, taken ";
+    assert_eq!(err.matches(restored).count(), PARTS as usize, "{err}");
     assert_eq!(
         err.matches(&format!("{at} events processed")).count(),
         PARTS as usize,

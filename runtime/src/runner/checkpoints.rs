@@ -148,8 +148,11 @@ struct Own {
     /// Restores an incremental checkpoint (every piece read and checked).
     restore: fn(&(dyn CheckpointStore + Send), &[u8]) -> Result<(), String>,
     /// An incremental checkpoint restored and encoded whole, in the codec given.
-    whole: fn(&(dyn CheckpointStore + Send), &[u8], Codec) -> Result<Vec<u8>, String>,
+    whole: Whole,
 }
+
+/// Restores an incremental checkpoint (store, manifest) and encodes it whole in a codec.
+type Whole = fn(&(dyn CheckpointStore + Send), &[u8], Codec) -> Result<Vec<u8>, String>;
 
 impl Own {
     fn of<P: Pipeline>() -> Own {
