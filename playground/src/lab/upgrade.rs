@@ -179,6 +179,10 @@ impl<S: PlayStore> UpgradeLab<S> {
         let refused = self.offset().is_none();
         on!(&mut self.lab, l => {
             let (level, msg) = (l.desk.status.level, l.desk.status.msg.clone());
+            // The restore's own line is said again below, as the deploy's outcome.
+            if l.desk.log.last().is_some_and(|line| line.msg == msg) {
+                l.desk.log.pop();
+            }
             let hint = if refused {
                 " Deploy the version that wrote the checkpoint to go on from it."
             } else {

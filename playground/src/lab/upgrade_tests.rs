@@ -58,6 +58,21 @@ fn version_2_restores_version_1s_checkpoint_and_counts_go_on() {
         "{msg}"
     );
     assert!(msg.contains("Events 60–69 will be read again"), "{msg}");
+    let msg = msg.to_string();
+    let log = lab.view(5_500)["log"].clone();
+    let said = |needle: &str| {
+        let lines = log.as_array().unwrap();
+        lines
+            .iter()
+            .filter(|l| l["msg"].as_str().unwrap().contains(needle))
+            .count()
+    };
+    assert_eq!(log[0]["msg"], msg.as_str());
+    assert_eq!(
+        said("Restored checkpoint #1"),
+        1,
+        "the deploy's outcome is logged once: {log}"
+    );
     let migrated = stats(&lab);
     let n = at_checkpoint["C001"]["count"].as_u64().unwrap();
     assert_eq!(migrated["C001"]["count"], n, "the old columns restore");
