@@ -528,6 +528,67 @@ fn from_latest_skips_what_was_there_and_a_restart_reads_what_came_after() {
     assert_stats(tmp.path(), &after);
 }
 
+/// SIGUSR1 in the Kafka input loop takes a savepoint there (its partition offsets with
+/// it); `--from-savepoint` restarts from it and the output equals an uninterrupted run.
+#[test]
+fn sigusr1_savepoint_in_the_kafka_input_loop_restarts_the_run() {
+    let Some(server) = servers::tansu() else {
+        return;
+    };
+    let kafka = Kafka::new(&server);
+    let text = input_topic(&kafka, "orders", 83, 4_000);
+    let tmp = tmp();
+    let (reference, run) = (tmp.path().join("reference"), tmp.path().join("run"));
+    let input = kafka_url(&server, "orders");
+    let out = |d: &Path| d.join("out.jsonl").to_str().unwrap().to_string();
+    run_ok(orders_io(&reference, &input, &out(&reference), &[]));
+    let args = ["--savepoint-name", "sp-k", "--checkpoint-every", "500"];
+    let mut p = spawn_until_paused(orders_io(&run, &input, &out(&run), &args), &[1_500]);
+    send_signal(&p.child, "USR1");
+    p.resume();
+    let (status, err) = p.finish();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("savepoint `sp-k` taken (checkpoint_savepoint-sp-k.json, checkpoint #")
+            && err.contains(", 1500 events): retention keeps it"),
+        "{err}"
+    );
+    let sp = std::fs::read(
+        run.join("ckpt/checkpoints")
+            .join(INSTANCE)
+            .join("checkpoint_savepoint-sp-k.json"),
+    )
+    .unwrap();
+    let sp: serde_json::Value = serde_json::from_slice(&sp).unwrap();
+    let read: u64 = (0..4)
+        .map(|p| {
+            sp["positions"][format!("source.kafka.p{p}")]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(
+        read, 1_500,
+        "the partition offsets it read: {}",
+        sp["positions"]
+    );
+    let o = run_ok(orders_io(
+        &run,
+        &input,
+        &out(&run),
+        &["--from-savepoint", "sp-k"],
+    ));
+    assert!(
+        stderr_of(&o).contains("1500 events processed"),
+        "{}",
+        stderr_of(&o)
+    );
+    for f in ["out.jsonl", "out.jsonl.late"] {
+        assert_same_file(&reference.join(f), &run.join(f));
+    }
+    assert_stats(&run, &text);
+}
+
 /// With --follow, a partition that never gets a record stops holding the watermark back
 /// once it has been quiet for --idle-timeout: windows close and their rows are written
 /// while the program still runs. Without the rule no row would ever appear.

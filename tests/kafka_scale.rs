@@ -494,6 +494,72 @@ fn a_frozen_group_member_whose_partitions_moved_writes_nothing_after_it_wakes() 
     assert_same_output(&kafka, "ref", "out");
 }
 
+/// SIGUSR1 under `--partitions` takes a savepoint in every partition's store; a restart
+/// with `--from-savepoint` restores each partition from its own, and every output
+/// partition equals a single instance's run.
+#[test]
+fn from_savepoint_with_partitions_restores_every_partition_from_its_own() {
+    let Some(Setup {
+        server,
+        kafka,
+        shared,
+        per,
+        _tmp,
+        ..
+    }) = setup(186, 3_000)
+    else {
+        return;
+    };
+    let at = 200;
+    for (p, lines) in per.iter().enumerate() {
+        assert!(
+            lines.lines().count() > at,
+            "partition {p} reaches the pause point"
+        );
+    }
+    let all = "0,1,2,3,4,5";
+    let mut c = instance(&server, &shared, "out", "a", all);
+    c.args(["--savepoint-name", "sp-p"]);
+    let mut a = Proc::spawn(c, Some(at as u64));
+    for _ in 0..PARTS {
+        a.wait_paused();
+    }
+    send_signal(&a.child, "USR1");
+    let (ok, err) = a.finish(PARTS as usize);
+    assert!(ok, "{err}");
+    assert_eq!(
+        err.matches("savepoint `sp-p` taken").count(),
+        PARTS as usize,
+        "{err}"
+    );
+    for p in 0..PARTS {
+        let f = shared
+            .join(GROUP)
+            .join("checkpoints")
+            .join(format!("partition-{p}"))
+            .join("checkpoint_savepoint-sp-p.json");
+        let sp: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        assert_eq!(sp["positions"]["events"], at, "partition {p}");
+    }
+    assert_same_output(&kafka, "ref", "out");
+
+    let mut c = instance(&server, &shared, "out", "b", all);
+    c.args(["--from-savepoint", "sp-p"]);
+    let (ok, err) = Proc::spawn(c, None).finish(0);
+    assert!(ok, "{err}");
+    let restored = "restored savepoint `sp-p` (checkpoint_savepoint-sp-p.json, taken ";
+    assert_eq!(err.matches(restored).count(), PARTS as usize, "{err}");
+    assert_eq!(
+        err.matches(&format!("{at} events processed")).count(),
+        PARTS as usize,
+        "{err}"
+    );
+    assert_same_output(&kafka, "ref", "out");
+    for p in 0..PARTS {
+        assert_stats(&shared, p, &per[p as usize]);
+    }
+}
+
 #[test]
 fn a_group_member_stopped_by_sigterm_checkpoints_leaves_and_another_finishes() {
     let Some(Setup {

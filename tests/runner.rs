@@ -619,6 +619,120 @@ fn a_savepoint_outlives_incremental_retention() {
     savepoint_by_signal(&["--incremental", "--codec", "binary"], "bin", 42);
 }
 
+/// `checkpoints savepoint` from outside the program, killed at event 2200: the latest
+/// checkpoint (at 2100), an
+/// incremental one merged into a whole one by the program (the `simplestream` tool,
+/// which cannot decode binary deltas, says so and writes nothing); a name taken is
+/// refused; `--from-savepoint` restores it with every other checkpoint gone, and the
+/// output equals a run that never stopped.
+#[test]
+fn savepoint_command_takes_the_latest_checkpoint_whole() {
+    let t = tmp();
+    let text = order_lines(44, 4_000, 200, 997, 0);
+    let refdir = reference(&t.path().join("ref"), text.as_bytes(), &[]);
+    let dir = t.path().join("run");
+    let input = put_input(&dir, text.as_bytes());
+    let args = [
+        "--checkpoint-every",
+        "300",
+        "--incremental",
+        "--codec",
+        "binary",
+    ];
+    let mut p = spawn_until_paused(orders(&dir, &input, &args), &[2_200]);
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+    assert!(
+        latest_file(&dir).contains(".manifest."),
+        "{}",
+        latest_file(&dir)
+    );
+    let file = "checkpoint_savepoint-sp-1.bin";
+
+    let out = tool(&["savepoint", "sp-1"], &dir);
+    let err = stderr_of(&out);
+    assert_eq!(code(&out), Some(1), "{err}");
+    assert!(
+        err.contains("is an incremental checkpoint of pipeline `Orders` (base and deltas): merging them takes the pipeline"),
+        "{err}"
+    );
+    assert!(!ckpt_dir(&dir).join(file).exists());
+
+    let out = own(&["savepoint", "sp-1"], &dir);
+    let said = stdout_of(&out);
+    assert_eq!(code(&out), Some(0), "{said}{}", stderr_of(&out));
+    assert!(
+        said.starts_with(&format!("savepoint `sp-1` written: {file} in ")),
+        "{said}"
+    );
+    assert!(said.contains("its base and deltas merged"), "{said}");
+    assert!(
+        said.contains(", 2100 events; restore it with --from-savepoint sp-1"),
+        "{said}"
+    );
+    let written = std::fs::read(ckpt_dir(&dir).join(file)).unwrap();
+
+    let out = own(&["savepoint", "sp-1"], &dir);
+    let err = stderr_of(&out);
+    assert_eq!(code(&out), Some(1), "{err}");
+    assert!(
+        err.contains("already holds a savepoint of that name"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(ckpt_dir(&dir).join(file)).unwrap(), written);
+    let list = stdout_of(&tool(&["list"], &dir));
+    let row = list
+        .lines()
+        .find(|l| l.ends_with(file))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(
+        row.contains("savepoint") && row.contains("2100  yes"),
+        "{row}"
+    );
+
+    // Only the savepoint is left to restore from: it holds the whole state.
+    for name in checkpoint_files(&dir) {
+        if name != file {
+            std::fs::remove_file(ckpt_dir(&dir).join(name)).unwrap();
+        }
+    }
+    let out = run_ok(orders(
+        &dir,
+        &input,
+        &[&args[..], &["--from-savepoint", "sp-1"]].concat(),
+    ));
+    assert!(
+        stderr_of(&out).contains("2100 events processed"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_same_outputs(&refdir, &dir);
+}
+
+/// The `simplestream` tool copies a whole checkpoint into a savepoint as it is.
+#[test]
+fn savepoint_tool_copies_a_whole_checkpoint() {
+    let t = tmp();
+    let dir = t.path().to_path_buf();
+    let input = put_input(&dir, order_lines(45, 500, 20, 0, 0).as_bytes());
+    run_ok(orders(&dir, &input, &["--quiet"]));
+    let latest = std::fs::read(ckpt_dir(&dir).join(latest_file(&dir))).unwrap();
+    let out = Command::new(tool_bin())
+        .args(["savepoint"])
+        .arg(dir.join("ckpt"))
+        .args(["before-v2", "--instance", "app-instance-1"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), Some(0), "{}", stderr_of(&out));
+    assert!(
+        stdout_of(&out).contains("a whole checkpoint, copied as it is"),
+        "{}",
+        stdout_of(&out)
+    );
+    let sp = std::fs::read(ckpt_dir(&dir).join("checkpoint_savepoint-before-v2.json")).unwrap();
+    assert_eq!(sp, latest);
+}
+
 /// A missing savepoint, or another pipeline's, is refused in one line before anything
 /// is written.
 #[test]

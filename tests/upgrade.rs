@@ -1116,3 +1116,161 @@ fn windowed_columns_and_keys_migrate() {
         }
     }
 }
+
+/// Joins and `distinct`: their state (buffered events, seen keys) has no migrations. A
+/// renamed stage keeps it; a changed layout is refused, saying so.
+mod joins {
+    use serde::{Deserialize, Serialize};
+    use simplestream::envelope::{self, decode_with};
+    use simplestream::upgrade::StageAction;
+    use simplestream::{CheckpointError, Checkpointable, Codec, Pipeline};
+
+    use super::T0;
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Checkpointable)]
+    pub struct Sale {
+        pub id: u64,
+        pub customer: String,
+        pub ts: i64,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Checkpointable)]
+    pub struct Payment {
+        pub sale_id: u64,
+        pub ts: i64,
+    }
+
+    /// The pipeline with its join window and `distinct` key as given.
+    macro_rules! checkout {
+        ($(#[$($pa:tt)*])* $paid:ident, $win:tt, $(#[$($ba:tt)*])* $buyers:ident, [$($key:tt)*]) => {
+            use super::*;
+            simplestream::pipeline! {
+                pub pipeline Checkout;
+                source sales: Sale, event_time = |s| s.ts, max_delay = 3s;
+                source payments: Payment, event_time = |p| p.ts, max_delay = 3s;
+                $(#[$($pa)*])*
+                $paid = sales
+                    .join(payments, sale_id: u64 = |s| s.id, |p| p.sale_id)
+                    .window(tumbling($win));
+                $(#[$($ba)*])*
+                $buyers = sales.distinct($($key)*);
+                sink $paid;
+            }
+        };
+    }
+
+    mod v1 {
+        checkout!(paid, 30s, buyers, [customer: String = |s| s.customer.clone()]);
+    }
+    mod renamed {
+        checkout!(#[was(paid)] matched, 30s, #[was(buyers)] customers, [customer: String = |s| s.customer.clone()]);
+    }
+    mod join_resized {
+        checkout!(paid, 60s, buyers, [customer: String = |s| s.customer.clone()]);
+    }
+    mod distinct_rekeyed {
+        checkout!(paid, 30s, buyers, [id: u64 = |s| s.id]);
+    }
+
+    /// Sales 1 s apart, each even one paid 500 ms later, as a version's events.
+    fn events<I>(sale: fn(Sale) -> I, pay: fn(Payment) -> I) -> Vec<I> {
+        let mut v = Vec::new();
+        for i in 0..60u64 {
+            let ts = T0 + i as i64 * 1_000;
+            let customer = format!("C{:03}", i % 7);
+            v.push(sale(Sale {
+                id: i,
+                customer,
+                ts,
+            }));
+            if i % 2 == 0 {
+                v.push(pay(Payment {
+                    sale_id: i,
+                    ts: ts + 500,
+                }));
+            }
+        }
+        v
+    }
+
+    const SPLIT: usize = 50;
+
+    fn run<P: Pipeline>(mut p: P, events: Vec<P::Event>) -> P {
+        let mut out = Vec::new();
+        for e in events {
+            p.process(e, &mut out);
+        }
+        p
+    }
+
+    fn v1_checkpoint(codec: Codec) -> Vec<u8> {
+        let all = events(v1::checkout::Input::Sales, v1::checkout::Input::Payments);
+        let p = run(v1::Checkout::new(), all.into_iter().take(SPLIT).collect());
+        envelope::encode(&p, codec, 1, T0, Default::default()).unwrap()
+    }
+
+    fn refusal<P: Pipeline>(bytes: &[u8]) -> String {
+        match decode_with::<P>(bytes, &Default::default()) {
+            Err(CheckpointError::Incompatible { problems, .. }) => {
+                assert_eq!(problems.len(), 1, "{problems:?}");
+                problems[0].clone()
+            }
+            Err(e) => panic!("refused for another reason: {e}"),
+            Ok(_) => panic!("restored a checkpoint that must be refused"),
+        }
+    }
+
+    #[test]
+    fn renamed_join_and_distinct_stages_keep_their_state() {
+        let all = || {
+            events(
+                renamed::checkout::Input::Sales,
+                renamed::checkout::Input::Payments,
+            )
+        };
+        for codec in [Codec::Json, Codec::Binary] {
+            let r = decode_with::<renamed::Checkout>(&v1_checkpoint(codec), &Default::default())
+                .unwrap();
+            for (stage, from) in [("matched", "paid"), ("customers", "buyers")] {
+                let renamed = StageAction::Renamed {
+                    stage: stage.into(),
+                    from: from.into(),
+                };
+                assert!(r.actions.contains(&renamed), "{codec}: {:?}", r.actions);
+            }
+            let buffered = r.pipeline.stage_json("matched").unwrap();
+            assert!(
+                buffered.to_string().contains("\"sale_id\""),
+                "payments are buffered: {buffered}"
+            );
+            let resumed = run(r.pipeline, all().into_iter().skip(SPLIT).collect());
+            let fresh = run(renamed::Checkout::new(), all());
+            for stage in ["matched", "customers"] {
+                assert_eq!(
+                    resumed.stage_json(stage),
+                    fresh.stage_json(stage),
+                    "{codec} {stage}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_changed_join_or_distinct_layout_is_refused_with_a_hint() {
+        for codec in [Codec::Json, Codec::Binary] {
+            let p = refusal::<join_resized::Checkout>(&v1_checkpoint(codec));
+            assert!(
+                p.contains("stage `paid` changed its state layout")
+                    && p.contains("a window's size cannot be migrated")
+                    && p.contains("--allow-dropped-state paid"),
+                "{p}"
+            );
+            let p = refusal::<distinct_rekeyed::Checkout>(&v1_checkpoint(codec));
+            assert!(
+                p.contains("stage `buyers` changed its state layout (`distinct customer: String` became `distinct id: u64`)")
+                    && p.contains("the keys a `distinct` stage has seen have no migrations: add the changed stage as a new stage, or drop its state with `--allow-dropped-state buyers`"),
+                "{p}"
+            );
+        }
+    }
+}

@@ -23,6 +23,11 @@ pub mod global;
 #[path = "pipelines/join.rs"]
 pub mod join;
 
+#[path = "pipelines/upgrade/v2.rs"]
+pub mod upgrade_v2;
+#[path = "pipelines/upgrade/v3.rs"]
+pub mod upgrade_v3;
+
 #[cfg(test)]
 #[path = "pipelines/interval.rs"]
 pub mod interval;
@@ -188,6 +193,40 @@ impl Demo for PaidSales {
         })
     }
 }
+
+/// The upgrade lab's versions: the orders pipeline's pace, in its own localStorage.
+macro_rules! upgrade_version {
+    ($ty:ty, $title:literal, $blurb:literal, $file:literal) => {
+        impl Demo for $ty {
+            const INSTANCE: &'static str = crate::lab::UPGRADE_INSTANCE;
+            const TITLE: &'static str = $title;
+            const BLURB: &'static str = $blurb;
+            const SOURCE_PATH: &'static str = concat!("playground/src/pipelines/upgrade/", $file);
+            const SOURCE_FILE: &'static str = include_str!(concat!("pipelines/upgrade/", $file));
+            const GEN: GenConfig = Orders::GEN;
+            const LATE_BY_MS: i64 = Orders::LATE_BY_MS;
+
+            fn order(_: u64, order: Order) -> Order {
+                order
+            }
+        }
+    };
+}
+
+upgrade_version!(
+    upgrade_v2::Orders,
+    "Upgrade: version 2 (one more column, migrated)",
+    "Version 2 adds max_amount to customer_stats and declares #[migrate(added(max_amount))]: restoring version 1's \
+    checkpoint keeps every count and sum (C001 goes on from n to n + 1) and max_amount starts from its default.",
+    "v2.rs"
+);
+upgrade_version!(
+    upgrade_v3::Orders,
+    "Upgrade: version 3 (window resized, refused)",
+    "Version 3 resizes per_5min's windows to 10 minutes. No migration can do that (the open windows would cover \
+    other times), so restoring an earlier version's checkpoint is refused, saying why, and nothing is loaded.",
+    "v3.rs"
+);
 
 /// The `pipeline! { ... }` region of a source file (what the page shows).
 ///

@@ -153,6 +153,13 @@ impl Playground {
         self.lab_mut().set_query(text, now())
     }
 
+    /// Deploys version `version` of the upgrade lab's pipeline (it restores the latest
+    /// checkpoint, migrating or refusing it); false if the selected pipeline has no
+    /// versions.
+    pub fn deploy(&mut self, version: u8) -> bool {
+        self.lab_mut().deploy(version, now())
+    }
+
     /// Everything the page shows, as JSON.
     pub fn view(&mut self) -> String {
         self.lab_mut().view(now()).to_string()

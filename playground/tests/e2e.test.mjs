@@ -354,6 +354,36 @@ test('a window over all events: one row per window, its columns as columns', asy
   await shot('6-global');
 });
 
+test('upgrade: version 2 restores version 1\'s checkpoint with its migration; a resized window is refused', async () => {
+  await byId('pipeline-select').selectOption('upgrade');
+  await expectText('events-processed', '0');
+  await generate(60);
+  await expectText('events-processed', '60');
+  await byId('checkpoint').click();
+  await expectText('status', /^Checkpoint #1 saved at offset 60/);
+  const before = JSON.parse(await text('state-json'));
+  await byId('deploy-3').click();
+  await expectText('status', /^Deployed version 3\. Nothing was loaded: .*stage `per_5min`.*a window's size cannot be migrated/);
+  await expectText('state-json', '{}');
+  await byId('deploy-2').click();
+  await expectText('status', /^Deployed version 2\. Restored checkpoint #1 .*Upgrade: stage `customer_stats` is migrated from the state of `customer_stats` \(added `max_amount` from their default\)/);
+  assert.equal(await byId('deploy-2').getAttribute('aria-pressed'), 'true');
+  assert.match(await page.locator('#dsl').textContent(), /#\[migrate\(added\(max_amount\)\)\]/);
+  const migrated = JSON.parse(await text('state-json'));
+  assert.equal(migrated.C001.count, before.C001.count, 'the counts restore');
+  await byId('manual-customer').fill('C001');
+  await byId('manual-amount').fill('12.5');
+  await byId('manual-ts').fill('');
+  await byId('send-manual').click();
+  await expectText('events-processed', '61');
+  const after = JSON.parse(await text('state-json'));
+  assert.equal(after.C001.count, before.C001.count + 1, 'C001: n -> n + 1');
+  assert.equal(after.C001.max_amount, 12.5, 'the new column started from its default');
+  assert.equal(await text('reference-match'), 'match');
+  assert.match(await text('upgrade-note'), /migrated from version 1's checkpoint at offset 60/);
+  await shot('8-upgrade');
+});
+
 test('automatic checkpoints, then the overview screenshot', async () => {
   await byId('pipeline-select').selectOption('orders');
   await byId('auto-every').fill('25');

@@ -86,6 +86,24 @@ function wireEditor() {
   });
 }
 
+// The upgrade lab: a button per version; the running one is pressed.
+function renderUpgrade(v) {
+  const card = $('upgrade-card');
+  card.hidden = !v.upgrade;
+  if (!v.upgrade) return;
+  const u = v.upgrade;
+  $('upgrade-versions').replaceChildren(...u.versions.map((ver) => el('button', {
+    'data-testid': `deploy-${ver.version}`,
+    class: ver.version === u.version ? 'primary' : '',
+    'aria-pressed': String(ver.version === u.version),
+    text: `${ver.version === u.version ? 'Running' : 'Deploy'} ${ver.title.replace(/^Upgrade: /, '')}`,
+    onclick: () => { pg.deploy(ver.version); render(); },
+  })));
+  $('upgrade-note').textContent = u.upgraded_at != null
+    ? `Version ${u.version} was migrated from version 1's checkpoint at offset ${u.upgraded_at}: the reference run is a version 1 run to that offset, upgraded there without crashing.`
+    : `Version ${u.version} runs from offset 0 or its own checkpoints.`;
+}
+
 let editorFilled = false;
 
 function renderEditor(v) {
@@ -122,6 +140,7 @@ function render() {
 
   renderSteps(v);
   renderEditor(v);
+  renderUpgrade(v);
 
   // Source.
   $('events-processed').textContent = String(v.offset ?? 0);

@@ -275,6 +275,10 @@ fn match_stage<P: Pipeline>(
     };
     let hint = if window_size(&old.layout) != window_size(&now.layout) {
         "a window's size cannot be migrated (its open windows would cover other times): keep the old stage as it is and add the new window as a new stage, or drop its state".to_string()
+    } else if let Some(what) = unmigratable(&old.layout) {
+        format!(
+            "{what} have no migrations: add the changed stage as a new stage, or drop its state"
+        )
     } else {
         "declare a migration from the old layout in the pipeline, or drop its state".to_string()
     };
@@ -284,6 +288,20 @@ fn match_stage<P: Pipeline>(
         ),
         stage,
     }
+}
+
+/// The state of a layout that no migration converts (it has no columns to add and no
+/// conversion is defined): a join's buffered events, a `distinct` stage's keys.
+fn unmigratable(layout: &str) -> Option<&'static str> {
+    layout.split("; ").find_map(|part| {
+        if part.starts_with("join ") || part.starts_with("interval_join ") {
+            Some("a join's buffered events")
+        } else if part.starts_with("distinct ") {
+            Some("the keys a `distinct` stage has seen")
+        } else {
+            None
+        }
+    })
 }
 
 /// `window tumbling 300000ms` of a layout, without the lateness.

@@ -7,6 +7,7 @@
 //! simplestream checkpoints list   DIR|URL --instance app-instance-1
 //! simplestream checkpoints show   DIR|URL --instance app-instance-1 [--id 42]
 //! simplestream checkpoints verify DIR|URL --instance app-instance-1
+//! simplestream savepoint DIR|URL before-v2 --instance app-instance-1
 //! simplestream state lock src/main.rs
 //! ```
 //! `sql` runs a query with the runner of compiled pipelines (same checkpoints, recovery
@@ -40,6 +41,19 @@ enum Cmd {
     /// List, show or verify checkpoints.
     #[command(subcommand)]
     Checkpoints(InspectCommand),
+    /// Take a savepoint from the latest checkpoint, without the program (as
+    /// `checkpoints savepoint`): restore it with `--from-savepoint NAME`.
+    Savepoint {
+        /// The checkpoint directory or store URL.
+        #[arg(value_name = "DIR|URL")]
+        dir: String,
+        /// The savepoint's name (letters, digits, `-`, `_`, `.`).
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// The instance.
+        #[arg(long, default_value = "default")]
+        instance: String,
+    },
     /// The state lock that `pipeline!` checks changes against.
     #[command(subcommand)]
     State(StateCommand),
@@ -96,6 +110,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Checkpoints(c) => checkpoints::run_any(c),
+        Cmd::Savepoint {
+            dir,
+            name,
+            instance,
+        } => checkpoints::run_any(InspectCommand::Savepoint {
+            dir,
+            name,
+            instance,
+        }),
         Cmd::State(StateCommand::Lock { sources }) => lock(&sources),
         Cmd::Sql(a) => run_sql(*a),
     }

@@ -327,15 +327,16 @@ impl<S: PlayStore> Desk<S> {
         }
     }
 
-    /// A checkpoint was recovered: cuts the sink back to what it saw and says so.
-    /// Returns the offset to read on from.
+    /// A checkpoint was recovered: cuts the sink back to what it saw and says so, with
+    /// what the restore changed (`changes`: stages migrated, new, dropped). Returns the
+    /// offset to read on from.
     pub fn restored(
         &mut self,
         now: i64,
         (on_load, was_live): (bool, bool),
-        header: &Header,
-        name: &str,
+        (header, name): (&Header, &str),
         warnings: &[String],
+        changes: &[String],
     ) -> u64 {
         let pos = |k: &str| header.positions.get(k).copied().unwrap_or(0);
         let offset = pos("source.offset");
@@ -360,6 +361,9 @@ impl<S: PlayStore> Desk<S> {
         if !warnings.is_empty() {
             msg.push_str(&format!(" Detected: {}", warnings.join("; ")));
             msg.push('.');
+        }
+        for c in changes {
+            msg.push_str(&format!(" Upgrade: {c}."));
         }
         if self.sink.len() > out_len {
             self.sink.truncate(out_len);

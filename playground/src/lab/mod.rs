@@ -15,9 +15,11 @@ mod page;
 mod sink;
 mod sql;
 mod store;
+mod upgrade;
 
 use serde_json::Value;
 use simplestream::sql::SqlPipeline;
+use simplestream::upgrade::StageAction;
 use simplestream::{envelope, Codec, OutputRecord, Pipeline};
 
 use crate::gallery::{AllOrders, Demo, Order, Orders, PaidSales, Sessions, SlidingTop};
@@ -29,6 +31,9 @@ pub use desk::garble;
 pub use sink::{Sink, SinkLine, SINK_KEEP};
 pub use sql::{SqlLab, QUERY_KEY};
 pub use store::{MemoryPlayStore, PlayStore, OUTPUT_KEY, SOURCE_KEY};
+pub use upgrade::{
+    UpgradeLab, Version, INSTANCE as UPGRADE_INSTANCE, UPGRADED_AT_KEY, VERSION_KEY,
+};
 
 /// Checkpoints kept per pipeline (older ones are deleted after each checkpoint).
 pub const KEEP: usize = 5;
@@ -84,6 +89,13 @@ pub trait LabApi {
         let _ = (text, now_ms);
         false
     }
+    /// Deploys version `version` of the pipeline (the upgrade lab): the running one
+    /// stops and the new one restores the latest checkpoint; false if this pipeline has
+    /// no versions.
+    fn deploy(&mut self, version: u8, now_ms: i64) -> bool {
+        let _ = (version, now_ms);
+        false
+    }
 }
 
 /// The gallery's pipelines over stores made by `store` (given each instance name).
@@ -95,6 +107,7 @@ pub fn gallery_labs<S: PlayStore>(store: impl Fn(&'static str) -> S) -> Vec<Box<
         Box::new(Lab::<Sessions, S>::new(store(Sessions::INSTANCE))),
         Box::new(Lab::<AllOrders, S>::new(store(AllOrders::INSTANCE))),
         Box::new(Lab::<PaidSales, S>::new(store(PaidSales::INSTANCE))),
+        Box::new(UpgradeLab::new(store(upgrade::INSTANCE))),
     ]
 }
 
@@ -117,7 +130,35 @@ impl<P: Pipeline> Reference<P> {
             sink: Sink::default(),
         }
     }
+
+    /// The reference run from `origin` (a checkpoint of another version, decoded into
+    /// this one), or from offset 0 without one.
+    fn from(origin: Option<&Origin>) -> Self {
+        let Some(o) = origin else {
+            return Self::new();
+        };
+        match envelope::decode::<P>(&o.checkpoint) {
+            Ok((_, pipeline)) => Reference {
+                pipeline,
+                offset: o.offset,
+                sink: o.sink.clone(),
+            },
+            Err(_) => Self::new(),
+        }
+    }
 }
+
+/// Where a reference run starts when the live run was upgraded: a never-crashed run of
+/// the old version up to `offset`, checkpointed in memory.
+pub(crate) struct Origin {
+    checkpoint: Vec<u8>,
+    offset: u64,
+    sink: Sink,
+}
+
+/// What the last restore did: its offset and each stage's action (`None`: it started
+/// empty at offset 0).
+type LastRestore = Option<(u64, Vec<simplestream::upgrade::StageAction>)>;
 
 /// An output record as the sink keeps it, and whether it is late.
 fn sink_line<O: OutputRecord>(o: &O) -> (SinkLine, bool) {
@@ -133,6 +174,8 @@ pub struct Lab<P: Demo, S: PlayStore> {
     desk: Desk<S>,
     live: Option<Live<P>>,
     reference: Reference<P>,
+    origin: Option<Origin>,
+    last_restore: LastRestore,
 }
 
 impl<P: Demo, S: PlayStore> Lab<P, S> {
@@ -143,6 +186,8 @@ impl<P: Demo, S: PlayStore> Lab<P, S> {
             desk: Desk::new(About::of::<P>(), store),
             live: None,
             reference: Reference::new(),
+            origin: None,
+            last_restore: None,
         }
     }
 
@@ -159,6 +204,13 @@ impl<P: Demo, S: PlayStore> Lab<P, S> {
     /// The live pipeline, `None` after a crash.
     pub fn pipeline(&self) -> Option<&P> {
         self.live.as_ref().map(|l| &l.pipeline)
+    }
+
+    /// Where the reference run starts: a run of another version up to an offset (the
+    /// live run was upgraded from its checkpoint there), or offset 0.
+    fn set_origin(&mut self, origin: Option<Origin>) {
+        self.reference = Reference::from(origin.as_ref());
+        self.origin = origin;
     }
 
     /// The sink's records.
@@ -215,9 +267,16 @@ impl<P: Demo, S: PlayStore> Lab<P, S> {
         match self.desk.coord.recover::<P>() {
             Ok(Some(r)) => {
                 let how = (on_load, was_live);
-                let offset = self
-                    .desk
-                    .restored(now, how, &r.header, &r.name, &r.warnings);
+                let changes: Vec<String> = r
+                    .actions
+                    .iter()
+                    .filter(|a| !matches!(a, StageAction::Restore { .. }))
+                    .map(|a| a.to_string())
+                    .collect();
+                let offset =
+                    self.desk
+                        .restored(now, how, (&r.header, &r.name), &r.warnings, &changes);
+                self.last_restore = Some((offset, r.actions));
                 self.live = Some(Live {
                     pipeline: r.pipeline,
                     offset,
@@ -238,6 +297,7 @@ impl<P: Demo, S: PlayStore> Lab<P, S> {
     }
 
     fn start_fresh(&mut self) {
+        self.last_restore = None;
         self.live = Some(Live {
             pipeline: P::new(),
             offset: 0,
@@ -249,7 +309,7 @@ impl<P: Demo, S: PlayStore> Lab<P, S> {
     fn sync_reference(&mut self) {
         let Some(live) = &self.live else { return };
         if self.reference.offset > live.offset {
-            self.reference = Reference::new();
+            self.reference = Reference::from(self.origin.as_ref());
         }
         while self.reference.offset < live.offset {
             let ev = self.desk.topic.event::<P>(self.reference.offset);
@@ -281,7 +341,7 @@ impl<P: Demo, S: PlayStore> Lab<P, S> {
         let offset = self.live.as_ref()?.offset;
         self.desk.topic.write(offset, order);
         if self.reference.offset > offset {
-            self.reference = Reference::new();
+            self.reference = Reference::from(self.origin.as_ref());
         }
         if !self.desk.save_topic(now) {
             self.desk.topic.written.remove(&offset);
@@ -483,3 +543,6 @@ mod tests;
 
 #[cfg(test)]
 mod sql_tests;
+
+#[cfg(test)]
+mod upgrade_tests;

@@ -9,6 +9,7 @@
 
 mod check;
 mod layout;
+mod savepoint;
 
 use std::process::ExitCode;
 
@@ -117,6 +118,21 @@ pub enum InspectCommand {
         #[arg(long, default_value = "default")]
         instance: String,
     },
+    /// Take savepoint NAME from the latest checkpoint (an incremental one merged into a
+    /// whole one), without the program: restore it later with `--from-savepoint NAME`.
+    /// A name already taken is refused. A file store must not be in use (a running
+    /// program takes its savepoints on SIGUSR1).
+    Savepoint {
+        /// The checkpoint directory or store URL.
+        #[arg(value_name = "DIR|URL")]
+        dir: String,
+        /// The savepoint's name (letters, digits, `-`, `_`, `.`).
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// The instance.
+        #[arg(long, default_value = "default")]
+        instance: String,
+    },
 }
 
 /// The pipeline a program decodes its own checkpoints with.
@@ -131,7 +147,12 @@ struct Own {
     manifest: fn(&(dyn CheckpointStore + Send), &[u8]) -> Result<String, String>,
     /// Restores an incremental checkpoint (every piece read and checked).
     restore: fn(&(dyn CheckpointStore + Send), &[u8]) -> Result<(), String>,
+    /// An incremental checkpoint restored and encoded whole, in the codec given.
+    whole: Whole,
 }
+
+/// Restores an incremental checkpoint (store, manifest) and encodes it whole in a codec.
+type Whole = fn(&(dyn CheckpointStore + Send), &[u8], Codec) -> Result<Vec<u8>, String>;
 
 impl Own {
     fn of<P: Pipeline>() -> Own {
@@ -149,6 +170,7 @@ impl Own {
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             },
+            whole: whole::<P>,
         }
     }
 }
@@ -261,6 +283,11 @@ fn inspect(cmd: InspectCommand, own: Option<Own>) -> ExitCode {
         InspectCommand::List { dir, instance } => list(&dir, &instance),
         InspectCommand::Show { dir, instance, id } => show(&dir, &instance, id, own),
         InspectCommand::Verify { dir, instance } => verify(&dir, &instance, own),
+        InspectCommand::Savepoint {
+            dir,
+            name,
+            instance,
+        } => savepoint::take(&dir, &instance, &name, own),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -393,6 +420,20 @@ fn manifest_json<P: Pipeline>(
     let bytes = envelope::encode(&p, Codec::Json, h.checkpoint_id, h.timestamp, h.positions)
         .map_err(|e| e.to_string())?;
     pretty(&bytes)
+}
+
+/// An incremental checkpoint as the whole checkpoint it stands for, in `codec`: its
+/// id, time and positions, and the state its base and deltas restore to.
+fn whole<P: Pipeline>(
+    store: &(dyn CheckpointStore + Send),
+    manifest: &[u8],
+    codec: Codec,
+) -> Result<Vec<u8>, String> {
+    let (h, p, _, _) =
+        crate::incremental::chain::restore::<P, _>(store, manifest, &Default::default())
+            .map_err(|e| e.to_string())?;
+    envelope::encode(&p, codec, h.checkpoint_id, h.timestamp, h.positions)
+        .map_err(|e| e.to_string())
 }
 
 /// The pipeline an incremental checkpoint's manifest names.
