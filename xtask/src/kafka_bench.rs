@@ -121,12 +121,7 @@ struct Measured {
 }
 
 /// Runs `orders`; its events/s and CPU seconds.
-fn run_orders(
-    orders: &Path,
-    dir: &Path,
-    input: &str,
-    output: &str,
-) -> Result<(f64, f64), String> {
+fn run_orders(orders: &Path, dir: &Path, input: &str, output: &str) -> Result<(f64, f64), String> {
     let out = Command::new("/usr/bin/time")
         .args(["-f", "cpu %U %S"])
         .arg(orders)

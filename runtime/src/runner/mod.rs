@@ -1202,3 +1202,25 @@ pub fn human_ms(ms: i64) -> String {
         format!("{}h {}min", ms / 3_600_000, ms / 60_000 % 60)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tagged_into_writes_what_tagged_encodes_to() {
+        let rec = serde_json::json!({"customer": "C\"1", "amount": 1.5});
+        let mut want = Vec::new();
+        let tagged = super::Tagged {
+            sink: "per_5\"min",
+            record: &rec,
+        };
+        crate::codec::to_json_writer(&mut want, &tagged).unwrap();
+        let mut row = Vec::new();
+        crate::codec::to_json_writer(&mut row, &rec).unwrap();
+        let mut got = Vec::new();
+        super::tagged_into(&mut got, "per_5\"min", &row).unwrap();
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
+    }
+}

@@ -28,6 +28,14 @@ struct Span {
 }
 
 impl Batch {
+    /// An empty batch with room for `bytes` of keys and values in `rows` rows.
+    pub(super) fn with_capacity(bytes: usize, rows: usize) -> Batch {
+        Batch {
+            bytes: Vec::with_capacity(bytes),
+            rows: Vec::with_capacity(rows),
+        }
+    }
+
     /// Appends a row.
     pub(super) fn push(&mut self, key: Option<&[u8]>, value: &[u8]) {
         let start = self.bytes.len();

@@ -140,7 +140,9 @@ impl PartWriter {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let rows = std::mem::take(&mut self.pending);
+        // The next batch is as large as this one was: no regrowing row by row.
+        let room = Batch::with_capacity(self.pending.bytes(), self.pending.len());
+        let rows = std::mem::replace(&mut self.pending, room);
         let first_seq = self.seq - rows.len() as u64;
         while self.in_flight >= 2 {
             self.collect_one()?;
