@@ -274,6 +274,49 @@ fn keyed_output_over_six_partitions_with_kills_equals_an_uninterrupted_run() {
     );
 }
 
+/// A missing output topic is created with as many partitions as the Kafka input has, or
+/// `--output-partitions`; late events get one. Rows are spread over them by key.
+#[test]
+fn missing_output_topic_gets_the_input_partition_count_or_the_flag() {
+    let Some(server) = servers::tansu() else {
+        return;
+    };
+    let kafka = Kafka::new(&server);
+    let text = order_lines(79, 600, 40, 50, 0);
+    kafka.fill("orders", 3, &text.lines().collect::<Vec<_>>());
+    let tmp = tmp();
+    let (from_kafka, from_file) = (tmp.path().join("k"), tmp.path().join("f"));
+    std::fs::create_dir_all(&from_kafka).unwrap();
+    std::fs::create_dir_all(&from_file).unwrap();
+    let input = tmp.path().join("orders.jsonl");
+    std::fs::write(&input, &text).unwrap();
+    let file_in = input.to_str().unwrap();
+    run_ok(orders_io(
+        &from_kafka,
+        &kafka_url(&server, "orders"),
+        &kafka_url(&server, "by-input"),
+        &[],
+    ));
+    let flag = ["--output-partitions", "2"];
+    run_ok(orders_io(
+        &from_file,
+        file_in,
+        &kafka_url(&server, "by-flag"),
+        &flag,
+    ));
+    for (topic, n) in [("by-input", 3), ("by-flag", 2)] {
+        assert_eq!(kafka.partitions(topic), n, "partitions of {topic}");
+        assert_eq!(kafka.partitions(&format!("{topic}.late")), 1);
+        for p in 0..n as i32 {
+            let rows = kafka.records(topic, p);
+            assert!(!rows.is_empty(), "{topic} partition {p} gets rows");
+            for r in rows.iter().filter_map(|r| r.key.as_deref()) {
+                assert_eq!(partition_for(r, n as i32), p, "{topic}: a row's partition");
+            }
+        }
+    }
+}
+
 #[test]
 fn bad_records_name_topic_partition_and_offset() {
     let Some(server) = servers::tansu() else {

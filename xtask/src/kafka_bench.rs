@@ -5,7 +5,9 @@
 //! The events are produced to a 4-partition topic before any run starts; every run has
 //! file checkpoints (binary) every 100 000 events, so the only difference is where events come from
 //! or where rows go. Events/s is the program's own summary (`this run, N/s`); each
-//! configuration runs 3 times and the best counts. Writes `target/bench/kafka.md`.
+//! configuration runs 3 times and the best counts. Where the time goes: the program's
+//! CPU seconds (`/usr/bin/time`) and the broker's (`/proc`) in the best run, per
+//! event. Writes `target/bench/kafka.md`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,6 +19,7 @@ use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::client::ClientBuilder;
 use rskafka::record::Record;
 
+use crate::scale_bench::{cpu_of, load, time_cpu};
 use crate::stores::{fresh_dir, release_orders, start_tansu};
 use crate::{root, tools};
 
@@ -29,7 +32,7 @@ pub fn run_kafka_bench(args: &[String]) -> Result<(), String> {
     crate::build_release_binaries()?;
     let orders = release_orders();
     let work = fresh_dir("target/bench/kafka")?;
-    let (_tansu, port) = start_tansu(&bin)?;
+    let (tansu, port) = start_tansu(&bin)?;
     let events: u64 = if quick { 300_000 } else { 2_000_000 };
     let input = work.join("orders.jsonl");
     crate::gen::write_orders(&input, events, 10_000, 7)?;
@@ -53,32 +56,50 @@ pub fn run_kafka_bench(args: &[String]) -> Result<(), String> {
                 Some(t) => kafka(&format!("{t}-{run}")),
                 None => dir.join("out.jsonl").display().to_string(),
             };
-            let eps = run_orders(&orders, &dir, input, &output)?;
-            eprintln!("{from} -> {to} (run {}): {eps:.0} events/s", run + 1);
-            let e = best.entry(i).or_insert(0.0f64);
-            *e = e.max(eps);
+            let broker_before = cpu_of(tansu.pid());
+            let (eps, cpu) = run_orders(&orders, &dir, input, &output)?;
+            let m = Measured {
+                eps,
+                cpu,
+                broker: cpu_of(tansu.pid()) - broker_before,
+                load: load(),
+            };
+            eprintln!(
+                "{from} -> {to} (run {}): {eps:.0} events/s, orders {cpu:.2} CPU s, broker {:.2} CPU s",
+                run + 1,
+                m.broker
+            );
+            let e = best.entry(i).or_insert(Measured::default());
+            if m.eps > e.eps {
+                *e = m;
+            }
         }
     }
-    let base = best[&0];
+    let base = best[&0].eps;
     let mut md = String::new();
-    writeln!(md, "# Kafka as input and output\n\n`cargo xtask kafka-bench{}`: the release `orders` program over {events} events (10 000 customers), binary file checkpoints every 100 000 events, tansu on 127.0.0.1 with in-memory storage, input topic with {PARTITIONS} partitions filled before the runs. Best of {RUNS} runs each, interleaved.\n", if quick { " --quick" } else { "" }).unwrap();
+    writeln!(md, "# Kafka as input and output\n\n`cargo xtask kafka-bench{}`: the release `orders` program over {events} events (10 000 customers), binary file checkpoints every 100 000 events, tansu on 127.0.0.1 with in-memory storage, input topic with {PARTITIONS} partitions filled before the runs, output topic created by the program (1 partition). Best of {RUNS} runs each, interleaved. CPU: user + system seconds of `orders` and of the broker during that run, in microseconds per event.\n", if quick { " --quick" } else { "" }).unwrap();
     writeln!(
         md,
-        "| input | output | events/s | vs file to file | target |"
+        "| input | output | events/s | vs file to file | target | orders CPU µs/event | broker CPU µs/event | load |"
     )
     .unwrap();
-    writeln!(md, "|---|---|---:|---:|---:|").unwrap();
+    writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|").unwrap();
     for (i, (from, to, _, _)) in configs.iter().enumerate() {
-        let r = best[&i] / base;
+        let m = best[&i];
+        let r = m.eps / base;
         let target = if i == 0 {
             "-".to_string()
         } else {
             format!(">= 0.7x {}", if r >= 0.7 { "met" } else { "**missed**" })
         };
+        let per_event = |s: f64| s * 1e6 / events as f64;
         writeln!(
             md,
-            "| {from} | {to} | {:.0} | {r:.2}x | {target} |",
-            best[&i]
+            "| {from} | {to} | {:.0} | {r:.2}x | {target} | {:.2} | {:.2} | {:.1} |",
+            m.eps,
+            per_event(m.cpu),
+            per_event(m.broker),
+            m.load
         )
         .unwrap();
     }
@@ -88,8 +109,22 @@ pub fn run_kafka_bench(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn run_orders(orders: &Path, dir: &Path, input: &str, output: &str) -> Result<f64, String> {
-    let out = Command::new(orders)
+/// One configuration's best run.
+#[derive(Debug, Default, Clone, Copy)]
+struct Measured {
+    eps: f64,
+    /// CPU seconds of `orders`.
+    cpu: f64,
+    /// CPU seconds of the broker.
+    broker: f64,
+    load: f64,
+}
+
+/// Runs `orders`; its events/s and CPU seconds.
+fn run_orders(orders: &Path, dir: &Path, input: &str, output: &str) -> Result<(f64, f64), String> {
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "cpu %U %S"])
+        .arg(orders)
         .args(["--input", input, "--output", output])
         .arg("--checkpoint-dir")
         .arg(dir.join("ckpt"))
@@ -108,9 +143,10 @@ fn run_orders(orders: &Path, dir: &Path, input: &str, output: &str) -> Result<f6
         .ok_or_else(|| format!("no summary line in:\n{err}"))?;
     let i = line.find("this run, ").unwrap() + "this run, ".len();
     let rest = &line[i..];
-    rest[..rest.find("/s").unwrap_or(0)]
+    let eps = rest[..rest.find("/s").unwrap_or(0)]
         .parse()
-        .map_err(|e| format!("reading events/s in {line:?}: {e}"))
+        .map_err(|e| format!("reading events/s in {line:?}: {e}"))?;
+    Ok((eps, time_cpu(&err)))
 }
 
 /// Creates `topic` with `partitions` partitions; line `i` of `input` goes to partition

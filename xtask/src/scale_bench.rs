@@ -108,7 +108,7 @@ struct Measured {
 }
 
 /// User + system seconds from `/usr/bin/time -f "cpu %U %S"`'s last line.
-fn time_cpu(stderr: &str) -> f64 {
+pub(crate) fn time_cpu(stderr: &str) -> f64 {
     let Some(line) = stderr.lines().rev().find(|l| l.starts_with("cpu ")) else {
         return 0.0;
     };
@@ -119,7 +119,7 @@ fn time_cpu(stderr: &str) -> f64 {
 }
 
 /// User + system seconds of process `pid` so far (clock ticks of 1/100 s).
-fn cpu_of(pid: u32) -> f64 {
+pub(crate) fn cpu_of(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or_default();
     let f: Vec<f64> = after
@@ -132,7 +132,7 @@ fn cpu_of(pid: u32) -> f64 {
 }
 
 /// The one-minute load average.
-fn load() -> f64 {
+pub(crate) fn load() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())

@@ -163,10 +163,31 @@ pub(crate) fn claim(
         Endpoint::Kafka(u) => {
             let target = match task {
                 Some(t) => t.sink_target(),
-                None => super::kafka::sink::SinkTarget::single(&args.instance),
+                None => {
+                    let mut t = super::kafka::sink::SinkTarget::single(&args.instance);
+                    if key == "output" {
+                        t.create_partitions = output_partitions(args)?;
+                    }
+                    t
+                }
             };
             super::kafka::KafkaSink::open(u, key, positions, &target, task.is_none())
                 .map(|k| Claim::Kafka(Box::new(k)))
         }
     }
+}
+
+/// Partitions a missing main output topic is created with: `--output-partitions`, else
+/// as many as a Kafka input has (so rows spread as the input's records do), else 1. Late
+/// events and dead letters have no key and get one partition.
+#[cfg(feature = "kafka")]
+fn output_partitions(args: &Args) -> Result<i32, String> {
+    if let Some(n) = args.output_partitions {
+        return Ok(n);
+    }
+    let input = args.input.as_deref().map(Endpoint::parse).transpose()?;
+    if let Some(Endpoint::Kafka(u)) = input {
+        return Ok(super::kafka::partition_count(&u)?.unwrap_or(1));
+    }
+    Ok(1)
 }

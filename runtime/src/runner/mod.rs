@@ -172,6 +172,11 @@ pub struct Args {
     /// pipeline's name].
     #[arg(long, value_name = "NAME")]
     pub group: Option<String>,
+    /// Kafka output: partitions to create a missing output topic with [default: as
+    /// many as the Kafka input topic has, else 1]. Rows are placed by key over them.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..),
+          conflicts_with_all = ["partitions", "group_assign"])]
+    pub output_partitions: Option<i32>,
     /// Kafka input without a checkpoint: start at each partition's oldest record
     /// (earliest) or after its newest (latest). A checkpoint's offsets always win.
     #[arg(long, value_enum, default_value = "earliest")]
@@ -379,50 +384,44 @@ struct Outputs {
     /// Keys of main output rows, for an output that places rows by key.
     keys: row_key::RowKeys,
     key_scratch: Vec<u8>,
+    /// A keyed row of one of several sinks, before it is wrapped in [`Tagged`].
+    row_scratch: Vec<u8>,
 }
 
 impl Outputs {
     fn write<O: OutputRecord>(&mut self, rec: &O) -> Result<(), String> {
+        let enc = |e: serde_json::Error| format!("encoding an output record: {e}");
         self.scratch.clear();
-        let target = if rec.is_late() {
-            &mut self.late
-        } else {
-            &mut self.main
-        };
-        let r = if self.multi_sink && !rec.is_late() {
-            crate::codec::to_json_writer(
-                &mut self.scratch,
-                &Tagged {
+        if rec.is_late() {
+            crate::codec::to_json_writer(&mut self.scratch, rec).map_err(enc)?;
+            return self.late.write_line(&self.scratch);
+        }
+        if !self.main.keyed() {
+            if self.multi_sink {
+                let tagged = Tagged {
                     sink: rec.sink(),
                     record: rec,
-                },
-            )
-        } else {
-            crate::codec::to_json_writer(&mut self.scratch, rec)
-        };
-        r.map_err(|e| format!("encoding an output record: {e}"))?;
-        if rec.is_late() || !target.keyed() {
-            return target.write_line(&self.scratch);
+                };
+                crate::codec::to_json_writer(&mut self.scratch, &tagged).map_err(enc)?;
+            } else {
+                crate::codec::to_json_writer(&mut self.scratch, rec).map_err(enc)?;
+            }
+            return self.main.write_line(&self.scratch);
         }
-        let key = self.key_of(rec)?.then_some(self.key_scratch.as_slice());
-        self.main.write_keyed(key, &self.scratch)
-    }
-
-    /// Finds the key of a main output row just encoded into `scratch` (see [`row_key`])
-    /// and leaves it in `key_scratch`; false if it has none.
-    fn key_of<O: OutputRecord>(&mut self, rec: &O) -> Result<bool, String> {
+        // Keyed: the key is read back from the row itself, which is encoded once.
         self.key_scratch.clear();
-        let found = if self.multi_sink {
-            // The row itself, not the `{"sink":..,"record":..}` wrapper written.
-            let mut row = Vec::new();
-            crate::codec::to_json_writer(&mut row, rec)
-                .map_err(|e| format!("encoding an output record: {e}"))?;
-            self.keys.key_into(rec.sink(), &row, &mut self.key_scratch)
+        let line = if self.multi_sink {
+            self.row_scratch.clear();
+            crate::codec::to_json_writer(&mut self.row_scratch, rec).map_err(enc)?;
+            tagged_into(&mut self.scratch, rec.sink(), &self.row_scratch).map_err(enc)?;
+            &self.row_scratch
         } else {
-            self.keys
-                .key_into(rec.sink(), &self.scratch, &mut self.key_scratch)
+            crate::codec::to_json_writer(&mut self.scratch, rec).map_err(enc)?;
+            &self.scratch
         };
-        Ok(found)
+        let found = self.keys.key_into(rec.sink(), line, &mut self.key_scratch);
+        let key = found.then_some(self.key_scratch.as_slice());
+        self.main.write_keyed(key, &self.scratch)
     }
 
     /// See [`Sink::flush`](sink::Sink::flush): a followed input has gone quiet.
@@ -461,6 +460,16 @@ impl Outputs {
 struct Tagged<'a, O> {
     sink: &'static str,
     record: &'a O,
+}
+
+/// Writes to `out` what [`Tagged`] encodes to, around `row` (the record already encoded).
+fn tagged_into(out: &mut Vec<u8>, sink: &str, row: &[u8]) -> serde_json::Result<()> {
+    out.extend_from_slice(b"{\"sink\":");
+    crate::codec::to_json_writer(&mut *out, sink)?;
+    out.extend_from_slice(b",\"record\":");
+    out.extend_from_slice(row);
+    out.push(b'}');
+    Ok(())
 }
 
 #[derive(serde::Serialize)]
@@ -1159,6 +1168,7 @@ fn open_outputs<P: Pipeline>(
         scratch: Vec::new(),
         keys: row_key::RowKeys::of(P::plan()),
         key_scratch: Vec::new(),
+        row_scratch: Vec::new(),
     })
 }
 
@@ -1190,5 +1200,27 @@ pub fn human_ms(ms: i64) -> String {
         format!("{}min {}s", ms / 60_000, ms / 1000 % 60)
     } else {
         format!("{}h {}min", ms / 3_600_000, ms / 60_000 % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tagged_into_writes_what_tagged_encodes_to() {
+        let rec = serde_json::json!({"customer": "C\"1", "amount": 1.5});
+        let mut want = Vec::new();
+        let tagged = super::Tagged {
+            sink: "per_5\"min",
+            record: &rec,
+        };
+        crate::codec::to_json_writer(&mut want, &tagged).unwrap();
+        let mut row = Vec::new();
+        crate::codec::to_json_writer(&mut row, &rec).unwrap();
+        let mut got = Vec::new();
+        super::tagged_into(&mut got, "per_5\"min", &row).unwrap();
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! reads every partition, `--output kafka://host:port/topic` appends with exactly-once
 //! effect across crashes. Positions live in the runner's checkpoints, never in Kafka.
 
+mod batch;
 mod conn;
 pub mod partitioner;
 pub mod sink;

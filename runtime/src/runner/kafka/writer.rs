@@ -1,13 +1,13 @@
 //! [`PartWriter`]: one partition of an output topic, written with exactly-once effect
 //! across crashes by idempotent replay.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 
 use rskafka::chrono::{DateTime, TimeZone, Utc};
 use rskafka::client::partition::{Compression, PartitionClient};
-use rskafka::record::Record;
 
+use super::batch::Batch;
 use super::conn::{Conn, Once};
 use super::sink::{INSTANCE_HEADER, SEQ_HEADER};
 use super::TopicUrl;
@@ -29,13 +29,11 @@ const BATCH_BYTES: usize = 512 * 1024;
 pub(super) struct PartWriter {
     url: TopicUrl,
     id: i32,
-    instance: Vec<u8>,
     /// Sequence number of the next row.
     seq: u64,
     /// Offset after the last record of ours known to be in the partition.
     end: i64,
-    pending: Vec<Record>,
-    pending_bytes: usize,
+    pending: Batch,
     /// Rows already in the partition past the checkpoint, in order: the replay skips them.
     replay: VecDeque<Vec<u8>>,
     jobs: SyncSender<Job>,
@@ -45,7 +43,7 @@ pub(super) struct PartWriter {
 
 /// A batch for the producer thread, and the sequence number of its first row.
 struct Job {
-    records: Vec<Record>,
+    rows: Batch,
     first_seq: u64,
 }
 
@@ -101,11 +99,9 @@ impl PartWriter {
         Ok(PartWriter {
             url: url.clone(),
             id,
-            instance: writer.as_bytes().to_vec(),
             seq: committed,
             end: from,
-            pending: Vec::new(),
-            pending_bytes: 0,
+            pending: Batch::default(),
             replay: ours.into_iter().map(|(_, v)| v).collect(),
             jobs,
             done,
@@ -130,11 +126,9 @@ impl PartWriter {
             self.seq += 1;
             return Ok(());
         }
-        self.pending_bytes += line.len() + key.map_or(0, <[u8]>::len) + 64;
-        let rec = record(&self.instance, key, line, self.seq, now());
-        self.pending.push(rec);
+        self.pending.push(key, line);
         self.seq += 1;
-        if self.pending_bytes >= BATCH_BYTES {
+        if self.pending.bytes() + 64 * self.pending.len() >= BATCH_BYTES {
             self.send()?;
         }
         Ok(())
@@ -146,13 +140,14 @@ impl PartWriter {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let records = std::mem::take(&mut self.pending);
-        let first_seq = self.seq - records.len() as u64;
-        self.pending_bytes = 0;
+        // The next batch is as large as this one was: no regrowing row by row.
+        let room = Batch::with_capacity(self.pending.bytes(), self.pending.len());
+        let rows = std::mem::replace(&mut self.pending, room);
+        let first_seq = self.seq - rows.len() as u64;
         while self.in_flight >= 2 {
             self.collect_one()?;
         }
-        if self.jobs.send(Job { records, first_seq }).is_err() {
+        if self.jobs.send(Job { rows, first_seq }).is_err() {
             return Err(self.why_stopped());
         }
         self.in_flight += 1;
@@ -199,24 +194,6 @@ fn now() -> DateTime<Utc> {
     Utc.timestamp_millis_opt(crate::time::now_ms())
         .single()
         .unwrap_or_default()
-}
-
-fn record(
-    instance: &[u8],
-    key: Option<&[u8]>,
-    value: &[u8],
-    seq: u64,
-    timestamp: DateTime<Utc>,
-) -> Record {
-    Record {
-        key: key.map(<[u8]>::to_vec),
-        value: Some(value.to_vec()),
-        headers: BTreeMap::from([
-            (INSTANCE_HEADER.to_string(), instance.to_vec()),
-            (SEQ_HEADER.to_string(), seq.to_string().into_bytes()),
-        ]),
-        timestamp,
-    }
 }
 
 impl Partition {
@@ -307,19 +284,19 @@ impl Partition {
     }
 
     fn produce(&self, end: &mut i64, job: Job) -> Result<(), String> {
-        let Job {
-            mut records,
-            first_seq,
-        } = job;
+        let Job { rows, first_seq } = job;
+        let timestamp = now();
+        // Rows already in the partition: a failed produce may have landed.
+        let mut done = 0;
         let mut first_try = true;
-        while !records.is_empty() {
+        while done < rows.len() {
             if !first_try {
                 let landed = self.ours_from(*end, first_seq)?;
                 if let Some((off, _)) = landed.last() {
                     *end = off + 1;
                 }
-                records.drain(..landed.len().min(records.len()));
-                if records.is_empty() {
+                done = landed.len().min(rows.len());
+                if done == rows.len() {
                     break;
                 }
             }
@@ -328,8 +305,11 @@ impl Partition {
                 f.check()?;
             }
             let client = &self.client;
+            let instance = self.instance.as_bytes();
+            // Built afresh for each try: `produce` takes the records.
             let r = self.conn.wait_once("writing output", || {
-                client.produce(records.clone(), Compression::NoCompression)
+                let records = rows.records(instance, first_seq, done, timestamp);
+                client.produce(records, Compression::NoCompression)
             });
             match r {
                 Ok(offsets) => {
@@ -339,7 +319,7 @@ impl Partition {
                     if let Some(o) = offsets.iter().max() {
                         *end = (*end).max(o + 1);
                     }
-                    records.clear();
+                    done = rows.len();
                 }
                 Err(Once::Fatal(e)) => return Err(e),
                 Err(Once::Transient) => {}
