@@ -15,6 +15,7 @@ use quote::{quote, ToTokens};
 use syn::{Expr, Ident, Pat, ReturnType, Type};
 
 use super::join::Sides;
+use super::window::Window;
 use crate::expand::Cx;
 use crate::names::Side;
 use crate::plan::StagePlan;
@@ -27,12 +28,23 @@ pub struct Pairs<'a> {
     pub key_ty: &'a Type,
     /// The left and right fields of a pair, with their event types.
     pub sides: [(Ident, &'a Type); 2],
+    /// The join's window.
+    pub window: &'a Window,
+}
+
+/// How a closed join group folds into the reading stage: `fold` is a `bool` expression
+/// (false: fold the pairs instead) given `__kr: &K`, `__left: Vec<L>`, `__right: Vec<R>`,
+/// `__start`, `__end` and `__ts`; `after` runs once the join's closed windows are folded.
+pub struct Fold {
+    /// The fold of one group.
+    pub fold: TokenStream,
+    /// What runs after the last group.
+    pub after: TokenStream,
 }
 
 /// The fold of one closed join group into the stage reading join stage `s`, if it can be
-/// fused (see the module doc): a `bool` expression (false: fold the pairs instead) given
-/// `__kr: &K`, `__left: Vec<L>`, `__right: Vec<R>` and `__ts`.
-pub fn child_fold(s: &StagePlan, cx: &Cx, sides: &Sides) -> Option<TokenStream> {
+/// fused (see the module doc).
+pub fn child_fold(s: &StagePlan, cx: &Cx, sides: &Sides, window: &Window) -> Option<Fold> {
     if s.sink || !s.post.is_empty() {
         return None;
     }
@@ -48,6 +60,7 @@ pub fn child_fold(s: &StagePlan, cx: &Cx, sides: &Sides) -> Option<TokenStream> 
         key_name: &sides.key_name,
         key_ty: &sides.key_ty,
         sides: [(l, &sides.left.1), (r, &sides.right.1)],
+        window,
     };
     child.stateful.as_ref()?.fold_pairs(child, cx, &pairs)
 }
