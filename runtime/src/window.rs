@@ -505,6 +505,20 @@ impl<K: Key, A: Default> Windows<K, A> {
         self.windows.iter().map(|(_, k)| k.len()).sum()
     }
 
+    /// True when no window is open.
+    ///
+    /// ```
+    /// use simplestream_runtime::window::Tumbling;
+    /// let mut w: Tumbling<u32, u64> = Tumbling::default();
+    /// assert!(w.is_empty());
+    /// *w.acc_for(1_500, &7, 1_000, 0).unwrap() += 1;
+    /// assert!(!w.is_empty());
+    /// ```
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.windows.is_empty()
+    }
+
     /// The open windows, oldest first: start and keyed state.
     pub fn windows(&self) -> impl Iterator<Item = (i64, &KeyedState<K, A>)> {
         self.windows.iter().map(|(start, k)| (*start, k))

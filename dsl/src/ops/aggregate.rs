@@ -541,7 +541,7 @@ impl Stateful for Aggregation {
         }
     }
 
-    fn fold_pairs(&self, s: &StagePlan, cx: &Cx, pairs: &Pairs) -> Option<TokenStream> {
+    fn fold_pairs(&self, s: &StagePlan, cx: &Cx, pairs: &Pairs) -> Option<pair_fold::Fold> {
         let Grouping::KeyWindow(k, w) = &self.grouping else {
             return None;
         };
@@ -572,15 +572,57 @@ impl Stateful for Aggregation {
         }
         let consts = window::Consts::new(&s.names, w);
         let (f, size, lateness) = (&s.names.field, &consts.size, &consts.lateness);
-        Some(quote! {
+        let folds = quote! {
+            let __pairs = (__left.len() as u64) * (__right.len() as u64);
+            #(#folds)*
+        };
+        let into_table = quote! {
             match self.#f.state.acc_for(__ts, __kr, #size, #lateness) {
-                ::core::option::Option::Some(__acc) => {
-                    let __pairs = (__left.len() as u64) * (__right.len() as u64);
-                    #(#folds)*
-                    true
-                }
+                ::core::option::Option::Some(__acc) => { #folds true }
                 ::core::option::Option::None => false,
             }
+        };
+        // The same windows closing at the same watermark: a group's window of the
+        // aggregate closes right after the join's (in the same watermark step), so its
+        // row goes straight to the closed rows, in the join's (end, key) order, without
+        // the table nobody could see in between. Only while the table is empty, so that
+        // no window of it is split in two.
+        if pairs.window.kind != w.kind || pairs.window.lateness != w.lateness {
+            return Some(pair_fold::Fold {
+                fold: into_table,
+                after: quote!(),
+            });
+        }
+        let (scratch, fire, acc) = (&s.names.scratch, &s.names.fire, s.names.path(&s.names.acc));
+        Some(pair_fold::Fold {
+            fold: quote! {
+                if self.#f.state.is_empty()
+                    && __start.saturating_add(#size).saturating_add(#lateness) > self.#f.state.watermark
+                {
+                    let mut __acc = <#acc as ::core::default::Default>::default();
+                    {
+                        let __acc = &mut __acc;
+                        #folds
+                    }
+                    self.#scratch.push(#rt::window::Fired {
+                        start: __start,
+                        end: __end,
+                        key: ::core::clone::Clone::clone(__kr),
+                        acc: __acc,
+                    });
+                    true
+                } else {
+                    #into_table
+                }
+            },
+            // At the end of input the table's windows would have moved its watermark to
+            // the last one's end + lateness (in a watermark step, past it already).
+            after: quote! {
+                if let ::core::option::Option::Some(__last) = self.#scratch.last() {
+                    self.#f.state.set_watermark(__last.end.saturating_add(#lateness));
+                    self.#fire(out);
+                }
+            },
         })
     }
 

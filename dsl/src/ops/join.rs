@@ -445,7 +445,9 @@ impl WindowJoin {
         );
         let kn = &self.sides.key_name;
         let (lname, rname) = self.sides.field_names();
-        let fused = super::pair_fold::child_fold(s, cx, &self.sides).map(|fold| {
+        let fold = super::pair_fold::child_fold(s, cx, &self.sides, &self.window);
+        let after = fold.as_ref().map(|f| f.after.clone());
+        let fused = fold.map(|super::pair_fold::Fold { fold, .. }| {
             quote! {
                 let __folded = { let __kr = &__key; #fold };
                 if __folded {
@@ -493,6 +495,7 @@ impl WindowJoin {
                 }
                 self.#f.state.recycle(::std::vec::Vec::new(), __done);
                 self.#scratch = __fired;
+                #after
             }
         }
     }

@@ -115,7 +115,12 @@ pub trait Stateful {
     }
     /// For the only reader of a windowed join's pairs: the fold of one closed join group
     /// into its state, if it can take groups rather than pairs (see [`pair_fold`]).
-    fn fold_pairs(&self, s: &StagePlan, cx: &Cx, pairs: &pair_fold::Pairs) -> Option<TokenStream> {
+    fn fold_pairs(
+        &self,
+        s: &StagePlan,
+        cx: &Cx,
+        pairs: &pair_fold::Pairs,
+    ) -> Option<pair_fold::Fold> {
         let _ = (s, cx, pairs);
         None
     }

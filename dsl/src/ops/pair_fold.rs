@@ -15,6 +15,7 @@ use quote::{quote, ToTokens};
 use syn::{Expr, Ident, Pat, ReturnType, Type};
 
 use super::join::Sides;
+use super::window::Window;
 use crate::expand::Cx;
 use crate::names::Side;
 use crate::plan::StagePlan;
@@ -27,12 +28,23 @@ pub struct Pairs<'a> {
     pub key_ty: &'a Type,
     /// The left and right fields of a pair, with their event types.
     pub sides: [(Ident, &'a Type); 2],
+    /// The join's window.
+    pub window: &'a Window,
+}
+
+/// How a closed join group folds into the reading stage: `fold` is a `bool` expression
+/// (false: fold the pairs instead) given `__kr: &K`, `__left: Vec<L>`, `__right: Vec<R>`,
+/// `__start`, `__end` and `__ts`; `after` runs once the join's closed windows are folded.
+pub struct Fold {
+    /// The fold of one group.
+    pub fold: TokenStream,
+    /// What runs after the last group.
+    pub after: TokenStream,
 }
 
 /// The fold of one closed join group into the stage reading join stage `s`, if it can be
-/// fused (see the module doc): a `bool` expression (false: fold the pairs instead) given
-/// `__kr: &K`, `__left: Vec<L>`, `__right: Vec<R>` and `__ts`.
-pub fn child_fold(s: &StagePlan, cx: &Cx, sides: &Sides) -> Option<TokenStream> {
+/// fused (see the module doc).
+pub fn child_fold(s: &StagePlan, cx: &Cx, sides: &Sides, window: &Window) -> Option<Fold> {
     if s.sink || !s.post.is_empty() {
         return None;
     }
@@ -48,6 +60,7 @@ pub fn child_fold(s: &StagePlan, cx: &Cx, sides: &Sides) -> Option<TokenStream> 
         key_name: &sides.key_name,
         key_ty: &sides.key_ty,
         sides: [(l, &sides.left.1), (r, &sides.right.1)],
+        window,
     };
     child.stateful.as_ref()?.fold_pairs(child, cx, &pairs)
 }
@@ -181,7 +194,7 @@ fn is_macro_call(toks: &[TokenTree]) -> bool {
 mod tests {
     use super::*;
 
-    fn pairs<'a>(l: &'a Type, r: &'a Type, k: &'a (Ident, Type)) -> Pairs<'a> {
+    fn pairs<'a>(l: &'a Type, r: &'a Type, k: &'a (Ident, Type), window: &'a Window) -> Pairs<'a> {
         Pairs {
             key_name: &k.0,
             key_ty: &k.1,
@@ -189,6 +202,7 @@ mod tests {
                 (syn::parse_quote!(persons), l),
                 (syn::parse_quote!(auctions), r),
             ],
+            window,
         }
     }
 
@@ -196,7 +210,13 @@ mod tests {
         let (l, r): (Type, Type) = (syn::parse_quote!(Person), syn::parse_quote!(Auction));
         let k: (Ident, Type) = (syn::parse_quote!(person), syn::parse_quote!(u64));
         let e: Expr = syn::parse_str(closure).expect("closure");
-        one_side(&e, &pairs(&l, &r, &k)).map(|(s, t)| (s, t.to_string().replace(' ', "")))
+        let w = Window {
+            kind: super::super::window::WindowKind::Tumbling { size: 2_000 },
+            lateness: 0,
+            span: Span::call_site(),
+            lateness_span: Span::call_site(),
+        };
+        one_side(&e, &pairs(&l, &r, &k, &w)).map(|(s, t)| (s, t.to_string().replace(' ', "")))
     }
 
     #[test]
@@ -264,6 +284,26 @@ mod tests {
         ];
         for u in &unfused {
             assert!(!expansion(u).contains("__folded"), "{u}");
+        }
+    }
+
+    /// The aggregate's window closing in the join's watermark step (same tumbling size and
+    /// lateness) takes a group's row straight to its closed rows; any other window folds
+    /// into its table.
+    #[test]
+    fn groups_skip_the_table_only_when_both_windows_close_together() {
+        let direct = "agg = q.key_by(person: u64 = |j| j.person).window(tumbling(2s)).aggregate(n = count());";
+        let code = expansion(direct);
+        assert!(
+            code.contains("state . is_empty ()") && code.contains("acc_for"),
+            "{code}"
+        );
+        for tabled in [
+            "agg = q.key_by(person: u64 = |j| j.person).window(tumbling(4s)).aggregate(n = count());",
+            "agg = q.key_by(person: u64 = |j| j.person).window(tumbling(2s), allowed_lateness = 1s).aggregate(n = count());",
+        ] {
+            let code = expansion(tabled);
+            assert!(code.contains("__folded") && !code.contains("state . is_empty ()"), "{tabled}");
         }
     }
 
