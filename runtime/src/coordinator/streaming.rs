@@ -12,9 +12,7 @@ impl<S: CheckpointStore> Coordinator<S> {
     /// The store to stream the next checkpoint into: with the disk backend, unless a
     /// background upload holds the store (the checkpoint is then encoded in memory).
     pub(super) fn streaming_store(&mut self) -> Option<&mut S> {
-        if crate::spill::disk_config().is_none() {
-            return None;
-        }
+        crate::spill::disk_config()?;
         self.store.as_mut()
     }
 }
