@@ -67,6 +67,7 @@ fn conformance(h: &dyn Harness, tag: &str) {
     round_trip(h, &format!("{tag}-rt"));
     names_are_checked(h, &format!("{tag}-names"));
     rewriting_a_name(h, &format!("{tag}-rewrite"));
+    streamed(h, &format!("{tag}-stream"));
     retention_and_recovery(h, &format!("{tag}-keep"));
     savepoints(h, &format!("{tag}-save"));
     corrupt_truncated_and_huge(h, &format!("{tag}-bad"));
@@ -148,6 +149,46 @@ fn rewriting_a_name(h: &dyn Harness, inst: &str) {
         b"one"
     };
     assert_eq!(got, expected);
+}
+
+/// A checkpoint written in pieces: nothing is visible before the commit or after a
+/// dropped stream; checkpoints encoded into the store are the bytes `encode` gives.
+fn streamed(h: &dyn Harness, inst: &str) {
+    let mut s = must(h.open(inst));
+    let mut w = s.put_stream(A).unwrap();
+    w.write(b"??llo, ").unwrap();
+    w.write(b"world").unwrap();
+    w.patch(0, b"he").unwrap();
+    assert_eq!(
+        w.patch(10, b"xyz").unwrap_err().kind,
+        StoreErrorKind::Invalid
+    );
+    w.commit(&[]).unwrap();
+    let mut dropped = s.put_stream(B).unwrap();
+    dropped.write(b"never stored").unwrap();
+    drop(dropped);
+    assert_eq!(s.get(A).unwrap(), b"hello, world");
+    let names: Vec<String> = s.list().unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, vec![A.to_string()]);
+    assert_eq!(
+        s.put_stream("a/b.json").err().unwrap().kind,
+        StoreErrorKind::Invalid
+    );
+    let before = orders_fed(300);
+    let since = before.stage_versions().expect("OrderStats has deltas");
+    let p = orders_fed(600);
+    for (codec, name) in [(Codec::Json, B), (Codec::Binary, "checkpoint_x-000003.bin")] {
+        let pos = BTreeMap::from([("events".to_string(), 600)]);
+        let got = envelope::store_whole(&mut *s, name, &p, codec, 3, 7, pos.clone()).unwrap();
+        let expected = envelope::encode(&p, codec, 3, 7, pos.clone()).unwrap();
+        assert_eq!(s.get(name).unwrap(), expected, "{codec}");
+        assert_eq!(got.size, expected.len() as u64);
+        assert_eq!(got.crc32, crc32fast::hash(&expected));
+        let delta = "delta_x-000004.bin";
+        envelope::store_delta(&mut *s, delta, &p, &since, codec, 4, 8, pos.clone()).unwrap();
+        let expected = envelope::encode_delta(&p, &since, codec, 4, 8, pos).unwrap();
+        assert_eq!(s.get(delta).unwrap(), expected.bytes, "{codec}");
+    }
 }
 
 fn orders_fed(n: usize) -> OrderStats {

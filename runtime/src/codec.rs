@@ -7,7 +7,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod chunked;
 pub mod floats;
+use chunked::Chunked;
 use floats::{FloatDe, Floats};
 
 /// How a checkpoint is encoded.
@@ -198,12 +200,36 @@ pub(crate) fn dec(e: impl fmt::Display) -> CheckpointError {
 #[derive(Debug)]
 pub struct StageWriter<'a> {
     codec: Codec,
-    out: &'a mut Vec<u8>,
+    out: Out<'a>,
     /// JSON: a `,` goes before the next field.
     comma: bool,
     /// JSON: this writer opened the object, so it closes it.
     close: bool,
     spans: Vec<StageSpan>,
+}
+
+/// Where a [`StageWriter`] writes: all in memory, or a chunk at a time to a store.
+#[derive(Debug)]
+enum Out<'a> {
+    Vec(&'a mut Vec<u8>),
+    Chunked(Chunked<'a>),
+}
+
+impl Out<'_> {
+    fn pos(&self) -> usize {
+        match self {
+            Out::Vec(v) => v.len(),
+            Out::Chunked(c) => c.pos() as usize,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        match self {
+            Out::Vec(v) => v.extend_from_slice(bytes),
+            // A failed store is reported by the writer's owner.
+            Out::Chunked(c) => _ = c.push(bytes),
+        }
+    }
 }
 
 impl<'a> StageWriter<'a> {
@@ -212,23 +238,37 @@ impl<'a> StageWriter<'a> {
         if codec == Codec::Json {
             out.push(b'{');
         }
-        StageWriter {
-            codec,
-            out,
-            comma: false,
-            close: codec == Codec::Json,
-            spans: Vec::new(),
-        }
+        Self::over(codec, Out::Vec(out), false)
     }
 
     /// JSON: goes on with an object already open and holding fields (`out` ends inside
     /// it); [`finish`](Self::finish) leaves it open.
     pub(crate) fn continuing(codec: Codec, out: &'a mut Vec<u8>) -> Self {
+        Self::over(codec, Out::Vec(out), true)
+    }
+
+    /// [`continuing`](Self::continuing) for JSON, a writer going on after the header for
+    /// binary, writing to a store a chunk at a time; [`into_chunked`](Self::into_chunked)
+    /// gives the output back.
+    pub(crate) fn chunked(codec: Codec, out: Chunked<'a>) -> Self {
+        Self::over(codec, Out::Chunked(out), codec == Codec::Json)
+    }
+
+    /// Ends the stages of a [`chunked`](Self::chunked) writer: where each lies, and the
+    /// output to go on with.
+    pub(crate) fn into_chunked(self) -> (Vec<StageSpan>, Chunked<'a>) {
+        match self.out {
+            Out::Chunked(c) => (self.spans, c),
+            Out::Vec(_) => unreachable!("only chunked writers are made by `chunked`"),
+        }
+    }
+
+    fn over(codec: Codec, out: Out<'a>, continuing: bool) -> Self {
         StageWriter {
             codec,
             out,
-            comma: true,
-            close: false,
+            comma: continuing,
+            close: codec == Codec::Json && !continuing,
             spans: Vec::new(),
         }
     }
@@ -246,15 +286,19 @@ impl<'a> StageWriter<'a> {
     ) -> Result<(), CheckpointError> {
         if self.codec == Codec::Json {
             if self.comma {
-                self.out.push(b',');
+                self.out.push(b",");
             }
             self.comma = true;
-            self.out.push(b'"');
-            self.out.extend_from_slice(name.as_bytes());
-            self.out.extend_from_slice(b"\":");
+            self.out.push(b"\"");
+            self.out.push(name.as_bytes());
+            self.out.push(b"\":");
         }
-        let start = self.out.len();
-        write(self.codec, value, self.out).map_err(|e| match e {
+        let start = self.out.pos();
+        let written = match &mut self.out {
+            Out::Vec(v) => write(self.codec, value, v),
+            Out::Chunked(c) => write_chunked(self.codec, value, c),
+        };
+        written.map_err(|e| match e {
             CheckpointError::Encode { detail } => CheckpointError::Encode {
                 detail: format!("stage `{name}`: {detail}"),
             },
@@ -262,17 +306,29 @@ impl<'a> StageWriter<'a> {
         })?;
         self.spans.push(StageSpan {
             name,
-            range: start..self.out.len(),
+            range: start..self.out.pos(),
         });
         Ok(())
     }
 
     /// Ends the stages; returns where each one lies in the output.
-    pub fn finish(self) -> Vec<StageSpan> {
+    pub fn finish(mut self) -> Vec<StageSpan> {
         if self.close {
-            self.out.push(b'}');
+            self.out.push(b"}");
         }
         self.spans
+    }
+}
+
+/// [`write()`] onto a [`Chunked`] output.
+fn write_chunked<T: Serialize + ?Sized>(
+    codec: Codec,
+    value: &T,
+    out: &mut Chunked<'_>,
+) -> Result<(), CheckpointError> {
+    match codec {
+        Codec::Json => serde_json::to_writer(&mut *out, &Floats(value)).map_err(enc),
+        Codec::Binary => out.postcard(value).map_err(enc),
     }
 }
 

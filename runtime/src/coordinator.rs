@@ -21,6 +21,7 @@ use crate::store::{CheckpointStore, StoreError, StoredEntry};
 use crate::upgrade::{RestoreOptions, StageAction};
 
 mod savepoint;
+mod streaming;
 
 /// When and how to checkpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -296,6 +297,16 @@ pub struct Prepared {
     pub manifest: Option<(String, Vec<u8>)>,
     /// Incremental checkpoints: what the next one builds on once this one is stored.
     pub chain: Option<Chain>,
+    /// Already in the store, streamed there during the pause (`encoded` is then empty).
+    pub streamed: Option<envelope::Streamed>,
+}
+
+impl Prepared {
+    /// The checkpoint's (or delta's) size in bytes.
+    pub fn size(&self) -> u64 {
+        self.streamed
+            .map_or(self.encoded.bytes.len() as u64, |s| s.size)
+    }
 }
 
 /// Stores a prepared checkpoint: the checkpoint, then (only once that is durable) the
@@ -306,9 +317,13 @@ fn store_prepared<S: CheckpointStore>(
     keep: usize,
 ) -> Result<CheckpointInfo, CoordinatorError> {
     let started = crate::time::Stopwatch::start();
-    (p.self_check)(&p.encoded.bytes)
-        .map_err(|source| CoordinatorError::Unrestorable { id: p.id, source })?;
-    store.put_staged(&p.name, &p.encoded.bytes, &p.encoded.stages)?;
+    // A streamed checkpoint is in the store already; it was never whole in memory to
+    // decode first.
+    if p.streamed.is_none() {
+        (p.self_check)(&p.encoded.bytes)
+            .map_err(|source| CoordinatorError::Unrestorable { id: p.id, source })?;
+        store.put_staged(&p.name, &p.encoded.bytes, &p.encoded.stages)?;
+    }
     crate::checkpoint_failpoint("after-checkpoint-write");
     if let Some((name, bytes)) = &p.manifest {
         store.put(name, bytes)?;
@@ -323,7 +338,7 @@ fn store_prepared<S: CheckpointStore>(
     Ok(CheckpointInfo {
         id: p.id,
         name: p.meta.file.clone(),
-        size: p.encoded.bytes.len() as u64,
+        size: p.size(),
         codec: p.meta.codec,
         deleted,
         store_ms: started.elapsed_ms(),
@@ -619,23 +634,35 @@ impl<S: CheckpointStore> Coordinator<S> {
         if let Some(chain) = delta_on {
             return self.prepare_delta(pipeline, chain.clone(), positions, now_ms);
         }
-        let encoded = envelope::encode_staged(pipeline, codec, id, now_ms, positions.clone())?;
         let name = checkpoint_name(now_ms, id, codec);
-        let chain = match (&self.incremental, versions) {
-            (Some(_), Some(versions)) => Some(Chain {
-                pieces: vec![Piece::of(&name, id, &encoded.bytes)],
-                versions,
-            }),
-            _ => None,
+        let (encoded, streamed) = match self.streaming_store() {
+            Some(store) => {
+                let at = positions.clone();
+                let s = envelope::store_whole(store, &name, pipeline, codec, id, now_ms, at)
+                    .map_err(streaming::failed)?;
+                (streaming::nothing(), Some(s))
+            }
+            None => (
+                envelope::encode_staged(pipeline, codec, id, now_ms, positions.clone())?,
+                None,
+            ),
         };
+        let piece = streaming::piece(&name, id, &encoded, streamed);
         let meta = LatestMeta {
             checkpoint_id: id,
             file: name.clone(),
             timestamp: now_ms,
             codec,
-            size: encoded.bytes.len() as u64,
-            checksum: format!("{:08x}", crc32fast::hash(&encoded.bytes)),
+            size: piece.size,
+            checksum: piece.crc32.clone(),
             positions,
+        };
+        let chain = match (&self.incremental, versions) {
+            (Some(_), Some(versions)) => Some(Chain {
+                pieces: vec![piece],
+                versions,
+            }),
+            _ => None,
         };
         Ok(Prepared {
             id,
@@ -645,6 +672,7 @@ impl<S: CheckpointStore> Coordinator<S> {
             self_check: self_check::<P>,
             manifest: None,
             chain,
+            streamed,
         })
     }
 
@@ -659,16 +687,23 @@ impl<S: CheckpointStore> Coordinator<S> {
         let id = self.next_id;
         let codec = self.config.codec;
         let versions = pipeline.stage_versions().unwrap_or_default();
-        let encoded = envelope::encode_delta(
-            pipeline,
-            &chain.versions,
-            codec,
-            id,
-            now_ms,
-            positions.clone(),
-        )?;
         let name = delta_name(now_ms, id, codec);
-        chain.pieces.push(Piece::of(&name, id, &encoded.bytes));
+        let since = &chain.versions;
+        let at = positions.clone();
+        let (encoded, streamed) = match self.streaming_store() {
+            Some(store) => {
+                let s = envelope::store_delta(store, &name, pipeline, since, codec, id, now_ms, at)
+                    .map_err(streaming::failed)?;
+                (streaming::nothing(), Some(s))
+            }
+            None => (
+                envelope::encode_delta(pipeline, since, codec, id, now_ms, at)?,
+                None,
+            ),
+        };
+        chain
+            .pieces
+            .push(streaming::piece(&name, id, &encoded, streamed));
         chain.versions = versions;
         let fingerprint = crate::fingerprint::to_hex(P::fingerprint());
         let manifest = Manifest::new(P::name(), &fingerprint, id, now_ms, chain.pieces.clone());
@@ -690,6 +725,7 @@ impl<S: CheckpointStore> Coordinator<S> {
             meta,
             self_check: self_check_delta::<P>,
             chain: Some(chain),
+            streamed,
         })
     }
 

@@ -40,6 +40,9 @@ use crate::fingerprint::to_hex;
 use crate::pipeline::{Clock, Pipeline};
 use crate::upgrade::{self, RestoreOptions, StageAction, StageLayout};
 
+mod streamed;
+pub use streamed::{store_delta, store_whole, StreamError, Streamed};
+
 /// The format version this build writes; it reads every version from 1 to this one.
 pub const FORMAT_VERSION: u32 = 2;
 /// Value of the `format` field of JSON checkpoints.

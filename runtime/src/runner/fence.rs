@@ -25,7 +25,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::group::member::Live;
-use crate::store::{CheckpointStore, StageSpan, StoreError, StoreErrorKind, StoredEntry};
+use crate::store::{
+    CheckpointStore, PutStream, StageSpan, StoreError, StoreErrorKind, StoredEntry,
+};
 
 const PREFIX: &str = "fence-epoch-";
 
@@ -172,6 +174,15 @@ impl<S: CheckpointStore> CheckpointStore for FencedStore<S> {
         self.check("writing checkpoint to")?;
         self.inner.put_staged(name, bytes, stages)
     }
+    fn put_stream(&mut self, name: &str) -> Result<Box<dyn PutStream + '_>, StoreError> {
+        self.check("writing checkpoint to")?;
+        let location = self.inner.location();
+        Ok(Box::new(FencedStream {
+            inner: self.inner.put_stream(name)?,
+            fence: &self.fence,
+            location,
+        }))
+    }
     fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         self.inner.get(name)
     }
@@ -191,5 +202,33 @@ impl<S: CheckpointStore> CheckpointStore for FencedStore<S> {
     }
     fn left_alone(&self) -> Vec<String> {
         self.inner.left_alone()
+    }
+}
+
+/// A checkpoint streamed to a [`FencedStore`]: the fence is checked again at the commit,
+/// as the write may have taken long.
+struct FencedStream<'a> {
+    inner: Box<dyn PutStream + 'a>,
+    fence: &'a Fence,
+    location: String,
+}
+
+impl PutStream for FencedStream<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.inner.write(bytes)
+    }
+    fn patch(&mut self, offset: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        self.inner.patch(offset, bytes)
+    }
+    fn commit(self: Box<Self>, stages: &[StageSpan]) -> Result<(), StoreError> {
+        self.fence.check().map_err(|e| {
+            StoreError::new(
+                StoreErrorKind::Conflict,
+                "writing checkpoint to",
+                &self.location,
+                e,
+            )
+        })?;
+        self.inner.commit(stages)
     }
 }

@@ -34,7 +34,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::state::KeyedState;
-pub(crate) use backend::only_checking;
+pub(crate) use backend::{disk_config, only_checking};
 pub use backend::{parse_size, set_state_backend, state_backend, DiskConfig, StateBackend, MARKER};
 use budget::Budget;
 pub use failure::failure;

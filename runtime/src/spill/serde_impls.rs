@@ -134,18 +134,18 @@ where
     }
 }
 
-/// The delta of a [`SpillState`], written as a [`KeyedState`]'s is.
-struct View<'a, 'b, K: Clone, V: Clone> {
+/// The delta of a [`SpillState`], written as a [`KeyedState`]'s is; `upserts` is a map.
+struct View<'a, K, U> {
     reset: bool,
-    upserts: &'b [(Cow<'a, K>, Cow<'a, V>)],
+    upserts: U,
     removed: Vec<&'a K>,
 }
 
-impl<K: Serialize + Clone, V: Serialize + Clone> Serialize for View<'_, '_, K, V> {
+impl<K: Serialize, U: Serialize> Serialize for View<'_, K, U> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("KeyedDelta", 3)?;
         st.serialize_field("reset", &self.reset)?;
-        st.serialize_field("upserts", &Map(self.upserts))?;
+        st.serialize_field("upserts", &self.upserts)?;
         st.serialize_field("removed", &self.removed)?;
         st.end()
     }
@@ -177,6 +177,15 @@ where
             .filter(|v| v.lineage == now.lineage && v.changes <= now.changes)
             .map(|v| v.changes);
         let bad = |detail: String| CheckpointError::Encode { detail };
+        if after.is_none() && !sorted {
+            // Every entry, streamed from disk as a whole binary checkpoint is.
+            let view = View {
+                reset: true,
+                upserts: self,
+                removed: Vec::<&K>::new(),
+            };
+            return w.field(name, &view);
+        }
         let (reset, mut upserts, mut removed) = match after {
             None => (true, self.all(sorted).map_err(bad)?, Vec::new()),
             Some(a) => (
@@ -191,7 +200,7 @@ where
         }
         let view = View {
             reset,
-            upserts: &upserts,
+            upserts: Map(&upserts),
             removed,
         };
         w.field(name, &view)

@@ -1,14 +1,14 @@
 //! [`FileStore`]: checkpoints as files in a directory, one directory per instance.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::safe_fs::{self, no_follow};
 use super::{
-    validate_checkpoint_name, validate_instance, CheckpointStore, StoreError, StoreErrorKind,
-    StoredEntry,
+    validate_checkpoint_name, validate_instance, CheckpointStore, PutStream, StageSpan, StoreError,
+    StoreErrorKind, StoredEntry,
 };
 
 /// File name of the `latest` record inside the instance directory.
@@ -462,6 +462,70 @@ impl FileStore {
     }
 }
 
+/// [`FileStore::put_stream`]: a temporary file written as the pieces come, made durable
+/// and renamed into place at the commit; removed if dropped before.
+struct FileStream<'a> {
+    store: &'a FileStore,
+    path: PathBuf,
+    file: Option<File>,
+    tmp: PathBuf,
+    len: u64,
+}
+
+impl FileStream<'_> {
+    const ACTION: &'static str = "writing checkpoint";
+
+    fn at_tmp(&self, e: &io::Error) -> StoreError {
+        StoreError::io(Self::ACTION, self.tmp.display().to_string(), e)
+    }
+}
+
+impl PutStream for FileStream<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        let f = self.file.as_mut().expect("open until the commit");
+        f.write_all(bytes)
+            .map_err(|e| StoreError::io(Self::ACTION, self.tmp.display().to_string(), &e))?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn patch(&mut self, offset: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        if offset.saturating_add(bytes.len() as u64) > self.len {
+            return Err(super::stream::past_end(
+                &self.path.display().to_string(),
+                offset,
+                bytes.len(),
+            ));
+        }
+        let f = self.file.as_mut().expect("open until the commit");
+        let r = f
+            .seek(io::SeekFrom::Start(offset))
+            .and_then(|_| f.write_all(bytes))
+            .and_then(|_| f.seek(io::SeekFrom::End(0)).map(|_| ()));
+        r.map_err(|e| self.at_tmp(&e))
+    }
+
+    fn commit(mut self: Box<Self>, _: &[StageSpan]) -> Result<(), StoreError> {
+        let f = self.file.take().expect("open until the commit");
+        f.sync_all().map_err(|e| self.at_tmp(&e))?;
+        drop(f);
+        fs::rename(&self.tmp, &self.path).map_err(|e| {
+            let mut err = StoreError::io(Self::ACTION, self.path.display().to_string(), &e);
+            err.detail = format!("renaming {} into place: {}", self.tmp.display(), err.detail);
+            err
+        })?;
+        self.store.sync_dir(Self::ACTION)
+    }
+}
+
+impl Drop for FileStream<'_> {
+    fn drop(&mut self) {
+        if self.file.is_some() || self.tmp.exists() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 impl CheckpointStore for FileStore {
     fn location(&self) -> String {
         self.dir.display().to_string()
@@ -485,6 +549,29 @@ impl CheckpointStore for FileStore {
             }
         }
         self.write_atomic(ACTION, name, bytes)
+    }
+
+    fn put_stream(&mut self, name: &str) -> Result<Box<dyn PutStream + '_>, StoreError> {
+        const ACTION: &str = "writing checkpoint";
+        self.check_name(ACTION, name)?;
+        self.deny_read_only(ACTION, name)?;
+        self.puts += 1;
+        if let Some(n) = self.fail_after.filter(|&n| self.puts >= n) {
+            return Err(StoreError::new(
+                StoreErrorKind::Full,
+                ACTION,
+                self.path_of(name),
+                format!("simulated: no space left on device (test hook: put #{n} and later fail)"),
+            ));
+        }
+        let (file, tmp) = self.create_temp(ACTION, name)?;
+        Ok(Box::new(FileStream {
+            store: self,
+            path: self.dir.join(name),
+            file: Some(file),
+            tmp,
+            len: 0,
+        }))
     }
 
     fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {

@@ -13,6 +13,9 @@ pub use crate::codec::StageSpan;
 mod memory;
 pub use memory::MemoryStore;
 
+mod stream;
+pub use stream::PutStream;
+
 #[cfg(feature = "native")]
 mod file;
 #[cfg(feature = "native")]
@@ -68,6 +71,18 @@ pub trait CheckpointStore {
         let _ = stages;
         self.put(name, bytes)
     }
+    /// A checkpoint written in pieces: `name` holds what was written once the stream is
+    /// committed, exactly as [`put_staged`](Self::put_staged) would store it. The
+    /// default gathers the pieces in memory; the file store writes them to disk as
+    /// they come.
+    fn put_stream(&mut self, name: &str) -> Result<Box<dyn PutStream + '_>, StoreError> {
+        validate_checkpoint_name(name, "writing checkpoint", self.location())?;
+        Ok(Box::new(stream::Buffered {
+            store: self,
+            name: name.to_string(),
+            bytes: Vec::new(),
+        }))
+    }
     /// Reads a checkpoint.
     fn get(&self, name: &str) -> Result<Vec<u8>, StoreError>;
     /// Every checkpoint (not `latest`), sorted by name, oldest first.
@@ -99,6 +114,9 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for Box<S> {
         stages: &[StageSpan],
     ) -> Result<(), StoreError> {
         (**self).put_staged(name, bytes, stages)
+    }
+    fn put_stream(&mut self, name: &str) -> Result<Box<dyn PutStream + '_>, StoreError> {
+        (**self).put_stream(name)
     }
     fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         (**self).get(name)
