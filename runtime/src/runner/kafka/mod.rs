@@ -75,3 +75,15 @@ pub(crate) fn partition_count(url: &TopicUrl) -> Result<Option<i32>, String> {
     let conn = conn::Conn::connect(url)?;
     Ok(conn.partitions(&url.topic)?.map(|p| p.len() as i32))
 }
+
+/// The end (the offset after the last record) of each of `parts` of the topic.
+pub(crate) fn partition_ends(url: &TopicUrl, parts: &[i32]) -> Result<Vec<i64>, String> {
+    let conn = conn::Conn::connect(url)?;
+    parts
+        .iter()
+        .map(|&p| {
+            let part = conn.partition(&url.topic, p)?;
+            conn.end_of(&part, "reading a partition's end")
+        })
+        .collect()
+}
