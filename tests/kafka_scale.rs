@@ -1,9 +1,11 @@
-//! Several `orders` instances sharing a 6-partition topic by partition (`--partitions`,
-//! static assignment; tansu on 127.0.0.1, started per test): kills, restarts and
-//! rescales 3 -> 2 -> 3 end with every output partition equal to a single instance's
-//! run, record by record; a frozen instance whose partitions were taken over writes
-//! nothing for them. Kills and freezes land at pause points (progress), never after a
-//! sleep.
+//! Several `orders` instances sharing a 6-partition topic by partition, by static
+//! assignment (`--partitions`) or as members of a consumer group (`--group-assign`);
+//! tansu on 127.0.0.1, started per test: kills, restarts and rescales 3 -> 2 -> 3 end
+//! with every output partition equal to a single instance's run, record by record; a
+//! frozen instance whose partitions were taken over writes nothing for them. Group
+//! members also get past a dead bootstrap broker and a cut coordinator connection, and
+//! read records appended after a finished run. Kills and freezes land at pause points
+//! (progress), never after a sleep.
 //!
 //! Without the tansu binary (`cargo xtask tools` installs it) each test returns early,
 //! unless `SIMPLESTREAM_REQUIRE_SERVERS=1`, where it fails.
@@ -495,7 +497,8 @@ fn group_members_share_partitions_through_a_kill_a_restart_and_a_rescale() {
         logs.push(err);
     }
     assert!(
-        logs[1].contains("lost the coordinator") && logs[1].contains("reconnected to its coordinator"),
+        logs[1].contains("lost the coordinator")
+            && logs[1].contains("reconnected to its coordinator"),
         "{}",
         logs[1]
     );
@@ -655,14 +658,24 @@ fn a_group_member_stopped_by_sigterm_checkpoints_leaves_and_another_finishes() {
     for p in 0..PARTS {
         let stale = format!("partition {p}: its end-of-input marker (offset ");
         assert!(err.contains(&stale), "{err}");
-        assert_stats(&shared, p, &format!("{}{}", per[p as usize], added[p as usize]));
-        assert!(rows(&kafka, "out", p).len() > had[p as usize], "partition {p}");
+        assert_stats(
+            &shared,
+            p,
+            &format!("{}{}", per[p as usize], added[p as usize]),
+        );
+        assert!(
+            rows(&kafka, "out", p).len() > had[p as usize],
+            "partition {p}"
+        );
     }
     // Nothing appended since: every marker holds and the next member runs nothing.
     let before = (store_files(&shared), output_ends(&kafka));
     let (ok, err) = Proc::spawn(member(&server, &shared, "d"), None).finish(0);
     assert!(ok && !err.contains("is stale"), "{err}");
-    assert!(store_files(&shared) == before.0, "a finished partition ran again");
+    assert!(
+        store_files(&shared) == before.0,
+        "a finished partition ran again"
+    );
     assert_eq!(output_ends(&kafka), before.1);
 }
 

@@ -153,11 +153,17 @@ impl Member {
         }
         if SHOWN.iter().any(|s| line.contains(s)) {
             // The message, without the time and level in front.
-            let at = ["group ", "took ", "restored ", "generation ", "simplestream: "]
-                .iter()
-                .filter_map(|s| line.find(s))
-                .min()
-                .unwrap_or(0);
+            let at = [
+                "group ",
+                "took ",
+                "restored ",
+                "generation ",
+                "simplestream: ",
+            ]
+            .iter()
+            .filter_map(|s| line.find(s))
+            .min()
+            .unwrap_or(0);
             println!("   [{}] {}", self.name, &line[at..]);
         }
     }

@@ -75,7 +75,9 @@ fn marked_offset(dir: &Path, p: i32) -> Option<i64> {
 /// The next input offset of partition `p` in its latest checkpoint.
 fn checkpointed_offset(dir: &Path, p: i32) -> Result<i64, String> {
     let what = format!("partition {p}'s latest checkpoint");
-    let group = dir.parent().ok_or_else(|| format!("{what}: no group directory"))?;
+    let group = dir
+        .parent()
+        .ok_or_else(|| format!("{what}: no group directory"))?;
     let store = FileStore::open_unlocked(group, &format!("partition-{p}"))
         .map_err(|e| format!("{what}: {e}"))?;
     let latest = store
