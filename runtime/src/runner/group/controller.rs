@@ -43,10 +43,11 @@ where
     let stop = crate::runner::savepoint::Signals::install()?.stop;
     let mut lines = Vec::new();
     let mut owned: Vec<i32> = Vec::new();
+    let mut reread = std::collections::BTreeMap::new();
     loop {
         let done = !args.follow && all_done(&dir, total) && {
             // Records appended since a partition was marked are read, not skipped.
-            marker::drop_stale(&dir, &input, total)?.is_empty()
+            marker::drop_stale(&dir, &input, total, &mut reread)?.is_empty()
         };
         if stop.load(Ordering::SeqCst) || done {
             member.leave();

@@ -3,11 +3,12 @@
 //! the group can finish. A marker is stale once the partition's end is past that
 //! offset (records were appended since): the next run removes it and reads them.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use tracing::info;
 
-use crate::runner::kafka::{partition_ends, TopicUrl};
+use crate::runner::kafka::{latest_offsets, TopicUrl};
 use crate::store::{CheckpointStore, FileStore};
 
 const DONE: &str = "end-of-input";
@@ -36,8 +37,16 @@ pub(crate) fn mark(dir: &Path, p: i32, owner: &str) -> Result<(), String> {
 }
 
 /// Removes the markers of partitions that grew past their marked offset (a marker
-/// without an offset counts as stale); returns those partitions.
-pub(crate) fn drop_stale(dir: &Path, input: &TopicUrl, total: i32) -> Result<Vec<i32>, String> {
+/// without an offset counts as stale); returns those partitions. `ran` holds the end
+/// each partition had when its marker was last found stale in this process: the same
+/// end again is not new records (a broker may count control records past the last one
+/// a reader gets), so a partition is not run over and over.
+pub(crate) fn drop_stale(
+    dir: &Path,
+    input: &TopicUrl,
+    total: i32,
+    ran: &mut BTreeMap<i32, i64>,
+) -> Result<Vec<i32>, String> {
     let marked: Vec<(i32, Option<i64>)> = (0..total)
         .filter(|&p| is_done(dir, p))
         .map(|p| (p, marked_offset(dir, p)))
@@ -46,14 +55,17 @@ pub(crate) fn drop_stale(dir: &Path, input: &TopicUrl, total: i32) -> Result<Vec
         return Ok(Vec::new());
     }
     let parts: Vec<i32> = marked.iter().map(|m| m.0).collect();
-    let ends = partition_ends(input, &parts)?;
+    let ends = latest_offsets(input, &parts)?;
     let mut stale = Vec::new();
     for ((p, at), end) in marked.into_iter().zip(ends) {
-        if at.is_some_and(|at| at >= end) {
+        // Past the offset read to only if records were appended since (see
+        // `latest_offsets`).
+        if at.is_some_and(|at| at >= end) || ran.get(&p) == Some(&end) {
             continue;
         }
+        ran.insert(p, end);
         let at = at.map_or("no offset".to_string(), |a| format!("offset {a}"));
-        info!("partition {p}: its end-of-input marker ({at}) is stale, the partition now ends at {end}: reading it again");
+        info!("partition {p}: its end-of-input marker ({at}) is stale, the broker reports records up to offset {end}: reading it again");
         match std::fs::remove_file(part_dir(dir, p).join(DONE)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
