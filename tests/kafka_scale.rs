@@ -1,9 +1,11 @@
-//! Several `orders` instances sharing a 6-partition topic by partition (`--partitions`,
-//! static assignment; tansu on 127.0.0.1, started per test): kills, restarts and
-//! rescales 3 -> 2 -> 3 end with every output partition equal to a single instance's
-//! run, record by record; a frozen instance whose partitions were taken over writes
-//! nothing for them. Kills and freezes land at pause points (progress), never after a
-//! sleep.
+//! Several `orders` instances sharing a 6-partition topic by partition, by static
+//! assignment (`--partitions`) or as members of a consumer group (`--group-assign`);
+//! tansu on 127.0.0.1, started per test: kills, restarts and rescales 3 -> 2 -> 3 end
+//! with every output partition equal to a single instance's run, record by record; a
+//! frozen instance whose partitions were taken over writes nothing for them. Group
+//! members also get past a dead bootstrap broker and a cut coordinator connection, and
+//! read records appended after a finished run. Kills and freezes land at pause points
+//! (progress), never after a sleep.
 //!
 //! Without the tansu binary (`cargo xtask tools` installs it) each test returns early,
 //! unless `SIMPLESTREAM_REQUIRE_SERVERS=1`, where it fails.
@@ -368,17 +370,25 @@ fn output_ends(kafka: &Kafka) -> Vec<i64> {
 
 /// An `orders` member of the group: Kafka assigns its partitions.
 fn member(server: &Server, dir: &Path, name: &str) -> Command {
-    let mut c = instance(server, dir, "out", name, "0");
-    let args: Vec<_> = c.get_args().map(|a| a.to_owned()).collect();
+    member_via(&kafka_url(server, "orders"), server, dir, name)
+}
+
+/// A member reading `input` (a `kafka://` URL, its own bootstrap list).
+fn member_via(input: &str, server: &Server, dir: &Path, name: &str) -> Command {
+    let c = instance(server, dir, "out", name, "0");
+    let mut args: Vec<std::ffi::OsString> = c.get_args().map(|a| a.to_owned()).collect();
     let at = args.iter().position(|a| a == "--partitions").unwrap();
+    args.drain(at..at + 2);
+    let at = args.iter().position(|a| a == "--input").unwrap();
+    args[at + 1] = input.into();
     let mut m = Command::new(orders_bin());
-    m.args(&args[..at]).args(&args[at + 2..]);
+    m.args(&args);
     m.args(["--group-assign", "--session-timeout", "1500ms"]);
     m.env_remove("SIMPLESTREAM_FAILPOINT")
         .env_remove("SIMPLESTREAM_PAUSE_AT")
+        .env_remove("SIMPLESTREAM_CUT_COORDINATOR")
         .env_remove("RUST_LOG");
-    c = m;
-    c
+    m
 }
 
 /// The partitions a member's last seen assignment line gave it.
@@ -394,8 +404,24 @@ fn owned(p: &Proc) -> Vec<i32> {
     list.split(',').filter_map(|x| x.parse().ok()).collect()
 }
 
+/// Hands `lost`, the partitions a member gave up, to whichever of `to` owns each now,
+/// and checks each was taken over from instance `from`.
+fn assert_taken_over(lost: &[i32], to: &mut [&mut Proc], from: &str) {
+    for p in lost {
+        let owner = to
+            .iter_mut()
+            .find(|m| owned(m).contains(p))
+            .unwrap_or_else(|| panic!("nobody owns partition {p}"));
+        let line = owner.took_over(*p);
+        assert!(
+            line.contains(&format!("from instance {from} (generation")),
+            "{line}"
+        );
+    }
+}
+
 #[test]
-fn group_members_share_partitions_through_a_kill_a_restart_and_a_rejoin() {
+fn group_members_share_partitions_through_a_kill_a_restart_and_a_rescale() {
     let Some(Setup {
         server,
         kafka,
@@ -407,12 +433,20 @@ fn group_members_share_partitions_through_a_kill_a_restart_and_a_rejoin() {
     else {
         return;
     };
+    // Every member's bootstrap list starts with an address nothing listens on.
+    let dead = format!("127.0.0.1:{}", servers::free_port());
+    let input = format!("kafka://{dead},{}/orders", server.addr());
+    let m = |name: &str| member_via(&input, &server, &shared, name);
+    // c's coordinator connection is cut before its second heartbeat: it must find the
+    // coordinator again and stay a member.
+    let mut cut = m("c");
+    cut.env("SIMPLESTREAM_CUT_COORDINATOR", "2");
 
     // Three members; every task stands at a pause point (600 events of its partition)
-    // until a rebalance revokes it, so no partition gets further before the kill.
-    let mut a = Proc::spawn(member(&server, &shared, "a"), Some(600));
-    let mut b = Proc::spawn(member(&server, &shared, "b"), Some(600));
-    let mut c = Proc::spawn(member(&server, &shared, "c"), Some(600));
+    // until a rebalance revokes it, so no partition gets further before the rescale.
+    let mut a = Proc::spawn(m("a"), Some(600));
+    let mut b = Proc::spawn(m("b"), Some(600));
+    let mut c = Proc::spawn(cut, Some(600));
     for p in [&mut a, &mut b, &mut c] {
         p.wait_for("3 member(s)");
     }
@@ -425,32 +459,52 @@ fn group_members_share_partitions_through_a_kill_a_restart_and_a_rejoin() {
     for p in [&mut b, &mut c] {
         p.wait_for("2 member(s)");
     }
-    for p in &lost {
-        let to = if owned(&b).contains(p) {
-            &mut b
-        } else {
-            &mut c
-        };
-        let line = to.took_over(*p);
-        assert!(line.contains("from instance a (generation"), "{line}");
-    }
+    assert_taken_over(&lost, &mut [&mut b, &mut c], "a");
     // A figure for the README, not a verdict.
     eprintln!(
         "the killed member's partitions were taken over {:.2}s after the kill",
         killed.elapsed().as_secs_f64()
     );
-    // a comes back and rejoins: three members again, then everyone runs to the end.
-    let mut a = Proc::spawn(member(&server, &shared, "a"), None);
+    // a comes back and rejoins: three members again.
+    let mut a = Proc::spawn(m("a"), Some(600));
     for p in [&mut a, &mut b, &mut c] {
+        p.wait_for("3 member(s)");
+    }
+    // 3 -> 2: b is stopped with SIGTERM, takes final checkpoints and leaves; a and c
+    // take its partitions over.
+    let gone = owned(&b);
+    send_signal(&b.child, "TERM");
+    let (ok, err) = b.finish(0);
+    assert!(ok && err.contains("group orders: left"), "{err}");
+    for p in [&mut a, &mut c] {
+        p.wait_for("2 member(s)");
+    }
+    assert_taken_over(&gone, &mut [&mut a, &mut c], "b");
+    // 2 -> 3: a new member d joins; then everyone runs to the end.
+    let mut d = Proc::spawn(m("d"), None);
+    for p in [&mut a, &mut c, &mut d] {
         p.wait_for("3 member(s)");
         p.release();
     }
-    for p in [a, b, c] {
+    let mut logs = Vec::new();
+    for p in [a, c, d] {
         let (ok, err) = p.finish(0);
         assert!(ok, "a member failed:\n{err}");
+        assert!(
+            err.contains(&format!("bootstrap broker {dead}: connecting to {dead}")),
+            "{err}"
+        );
+        logs.push(err);
     }
+    assert!(
+        logs[1].contains("lost the coordinator")
+            && logs[1].contains("reconnected to its coordinator"),
+        "{}",
+        logs[1]
+    );
+    assert!(!logs[1].contains("fenced"), "{}", logs[1]);
     let rows = assert_same_output(&kafka, "ref", "out");
-    eprintln!("{rows} rows in 6 partitions after a kill, a rebalance and a rejoin");
+    eprintln!("{rows} rows in 6 partitions after a kill, a restart and a rescale 3 -> 2 -> 3");
     for p in 0..PARTS {
         assert_stats(&shared, p, &per[p as usize]);
     }
@@ -566,6 +620,7 @@ fn a_group_member_stopped_by_sigterm_checkpoints_leaves_and_another_finishes() {
         server,
         kafka,
         shared,
+        per,
         _tmp,
         ..
     }) = setup(185, 3_000)
@@ -584,6 +639,44 @@ fn a_group_member_stopped_by_sigterm_checkpoints_leaves_and_another_finishes() {
     assert!(ok, "{err}");
     assert!(err.contains("restored checkpoint"), "{err}");
     assert_same_output(&kafka, "ref", "out");
+
+    // Orders appended after the group finished (ten days later) are read by the next
+    // run: each partition's end-of-input marker records the offset read to, now behind
+    // the partition's end.
+    let later: String = spread_orders(186, 600)
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["ts"] = (v["ts"].as_i64().unwrap() + 864_000_000).into();
+            format!("{v}\n")
+        })
+        .collect();
+    let had: Vec<usize> = (0..PARTS).map(|p| rows(&kafka, "out", p).len()).collect();
+    let added = kafka.append_by_customer("orders", PARTS, &later);
+    let (ok, err) = Proc::spawn(member(&server, &shared, "c"), None).finish(0);
+    assert!(ok, "{err}");
+    for p in 0..PARTS {
+        let stale = format!("partition {p}: its end-of-input marker (offset ");
+        assert!(err.contains(&stale), "{err}");
+        assert_stats(
+            &shared,
+            p,
+            &format!("{}{}", per[p as usize], added[p as usize]),
+        );
+        assert!(
+            rows(&kafka, "out", p).len() > had[p as usize],
+            "partition {p}"
+        );
+    }
+    // Nothing appended since: every marker holds and the next member runs nothing.
+    let before = (store_files(&shared), output_ends(&kafka));
+    let (ok, err) = Proc::spawn(member(&server, &shared, "d"), None).finish(0);
+    assert!(ok && !err.contains("is stale"), "{err}");
+    assert!(
+        store_files(&shared) == before.0,
+        "a finished partition ran again"
+    );
+    assert_eq!(output_ends(&kafka), before.1);
 }
 
 #[test]

@@ -123,6 +123,11 @@ impl Conn {
         })
     }
 
+    /// Cuts the connection: every later call fails (a test hook's broken network).
+    pub fn cut(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+
     /// Sends request `key` at `version`; returns the answer after its correlation id.
     pub fn call(&mut self, key: i16, version: i16, body: &[u8]) -> Result<Vec<u8>, String> {
         self.correlation += 1;

@@ -114,6 +114,11 @@ impl Kafka {
     /// partitioning by customer would. Returns each partition's lines.
     pub fn fill_by_customer(&self, topic: &str, parts: i32, text: &str) -> Vec<String> {
         self.create(topic, parts);
+        self.append_by_customer(topic, parts, text)
+    }
+
+    /// As [`fill_by_customer`](Self::fill_by_customer), to the existing `topic`.
+    pub fn append_by_customer(&self, topic: &str, parts: i32, text: &str) -> Vec<String> {
         let mut per: Vec<String> = vec![String::new(); parts as usize];
         for line in text.lines() {
             let n: i32 = customer(line)[1..].parse().unwrap();

@@ -1,6 +1,6 @@
 //! The member's loop: join, run the generation's tasks, give them up, rejoin.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,14 +8,13 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
+use super::marker::{self, all_done, part_dir};
 use super::member::{Assignment, Live, Member};
 use crate::pipeline::Pipeline;
 use crate::runner::endpoint::{Endpoint, Endpoints};
 use crate::runner::fence::Fence;
 use crate::runner::tasks::{self, on_threads, Task};
 use crate::runner::{Args, RunError};
-
-const DONE: &str = "end-of-input";
 
 /// Runs as a member of the group until every partition is done (or a signal); returns
 /// the summary of every task run, one line each.
@@ -34,7 +33,7 @@ where
     let dir = group_dir(args, &group);
     let session = Duration::from_millis(args.session_timeout.max(1) as u64);
     let mut member = Member::connect(
-        &input.brokers[0],
+        &input.brokers,
         &group,
         &input.topic,
         &args.instance,
@@ -44,8 +43,13 @@ where
     let stop = crate::runner::savepoint::Signals::install()?.stop;
     let mut lines = Vec::new();
     let mut owned: Vec<i32> = Vec::new();
+    let mut reread = std::collections::BTreeMap::new();
     loop {
-        if stop.load(Ordering::SeqCst) || !args.follow && all_done(&dir, total) {
+        let done = !args.follow && all_done(&dir, total) && {
+            // Records appended since a partition was marked are read, not skipped.
+            marker::drop_stale(&dir, &input, total, &mut reread)?.is_empty()
+        };
+        if stop.load(Ordering::SeqCst) || done {
             member.leave();
             if lines.is_empty() {
                 lines.push(format!("every partition of {} was done", input.topic));
@@ -132,7 +136,7 @@ where
         .partitions
         .iter()
         .copied()
-        .filter(|&p| args.follow || !part_dir(dir, p).join(DONE).exists())
+        .filter(|&p| args.follow || !marker::is_done(dir, p))
         .collect();
     let results = on_threads(&todo, |p| task::<P>(args, group, p, total, live, stop));
     for (p, r) in results {
@@ -196,9 +200,7 @@ where
     let revoked = live.revoke.load(Ordering::SeqCst) || stop.load(Ordering::SeqCst);
     if !revoked && !args.follow {
         t.fence.check()?;
-        let note = format!("read to its end by {owner}\n");
-        std::fs::write(part_dir(dir, p).join(DONE), note)
-            .map_err(|e| format!("marking partition {p} done: {e}"))?;
+        marker::mark(dir, p, &owner)?;
     }
     Ok(summary)
 }
@@ -206,12 +208,4 @@ where
 /// Where the group's partition checkpoints are: `<checkpoint-dir>/<group>/checkpoints`.
 fn group_dir(args: &Args, group: &str) -> PathBuf {
     args.checkpoint_dir.join(group).join("checkpoints")
-}
-
-fn part_dir(dir: &Path, p: i32) -> PathBuf {
-    dir.join(format!("partition-{p}"))
-}
-
-fn all_done(dir: &Path, total: i32) -> bool {
-    (0..total).all(|p| part_dir(dir, p).join(DONE).exists())
 }

@@ -86,6 +86,7 @@ pub struct Assignment {
 /// The member: its coordinator connection and identity.
 pub struct Member {
     wire: Wire,
+    brokers: Vec<String>,
     group: String,
     topic: String,
     instance: String,
@@ -95,35 +96,20 @@ pub struct Member {
 }
 
 impl Member {
-    /// Finds `group`'s coordinator through `broker` and connects to it.
+    /// Finds `group`'s coordinator through the bootstrap `brokers`, each tried in turn,
+    /// and connects to it.
     pub fn connect(
-        broker: &str,
+        brokers: &[String],
         group: &str,
         topic: &str,
         instance: &str,
         partitions: i32,
         session: Duration,
     ) -> Result<Member, String> {
-        let wait = session + Duration::from_secs(10);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let coordinator = loop {
-            let mut w = Wire::connect(broker, wait)?;
-            match w.find_coordinator(group)? {
-                Ok(addr) => break addr,
-                Err(code) if Instant::now() < deadline => {
-                    warn!("finding the coordinator of group {group}: error {code}; retrying");
-                    thread::sleep(Duration::from_millis(200));
-                }
-                Err(code) => {
-                    return Err(format!(
-                        "{broker}: no coordinator for group {group} (error {code})"
-                    ))
-                }
-            }
-        };
+        let wire = find(brokers, group, session, Duration::from_secs(30))?;
         Ok(Member {
-            wire: Wire::connect(&coordinator, wait)
-                .map_err(|e| format!("group {group} coordinator: {e}"))?,
+            wire,
+            brokers: brokers.to_vec(),
             group: group.to_string(),
             topic: topic.to_string(),
             instance: instance.to_string(),
@@ -133,14 +119,33 @@ impl Member {
         })
     }
 
+    /// The coordinator connection was lost (or the coordinator moved): finds it again
+    /// through the bootstrap brokers, trying for at most one session.
+    fn reconnect(&mut self, why: &str) -> Result<(), String> {
+        warn!(
+            "group {}: lost the coordinator ({why}); finding it again",
+            self.group
+        );
+        self.wire = find(&self.brokers, &self.group, self.session, self.session)?;
+        info!("group {}: reconnected to its coordinator", self.group);
+        Ok(())
+    }
+
     /// One join round: JoinGroup until it succeeds, the leader's assignment, SyncGroup.
     pub fn join(&mut self) -> Result<Assignment, String> {
         let sub = wire::encode_subscription(&self.topic, &self.instance);
         loop {
-            let j = self
+            let j = match self
                 .wire
                 .join(&self.group, &self.member_id, self.session, &sub)
-                .map_err(|e| format!("group {}: joining: {e}", self.group))?;
+            {
+                Ok(j) => j,
+                Err(e) => {
+                    self.reconnect(&e)
+                        .map_err(|e| format!("group {}: joining: {e}", self.group))?;
+                    continue;
+                }
+            };
             if j.error != wire::NONE {
                 debug!("group {}: join answered error {}", self.group, j.error);
             }
@@ -154,8 +159,12 @@ impl Member {
                     self.member_id.clear();
                     continue;
                 }
-                wire::REBALANCE_IN_PROGRESS | wire::COORDINATOR_NOT_AVAILABLE => {
+                wire::REBALANCE_IN_PROGRESS | wire::COORDINATOR_LOAD_IN_PROGRESS => {
                     thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+                wire::NOT_COORDINATOR | wire::COORDINATOR_NOT_AVAILABLE => {
+                    self.reconnect(&format!("join answered error {}", j.error))?;
                     continue;
                 }
                 e => return Err(format!("group {}: joining: error {e}", self.group)),
@@ -167,10 +176,17 @@ impl Member {
             } else {
                 Vec::new()
             };
-            let mine = self
+            let mine = match self
                 .wire
                 .sync(&self.group, j.generation, &self.member_id, &plan)
-                .map_err(|e| format!("group {}: syncing: {e}", self.group))?;
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    self.reconnect(&e)
+                        .map_err(|e| format!("group {}: syncing: {e}", self.group))?;
+                    continue;
+                }
+            };
             if let Err(code) = &mine {
                 debug!("group {}: sync answered error {code}", self.group);
             }
@@ -178,6 +194,10 @@ impl Member {
                 Ok(b) => b,
                 // A member joined or left meanwhile: another round.
                 Err(wire::REBALANCE_IN_PROGRESS | wire::ILLEGAL_GENERATION) => continue,
+                Err(code @ (wire::NOT_COORDINATOR | wire::COORDINATOR_NOT_AVAILABLE)) => {
+                    self.reconnect(&format!("sync answered error {code}"))?;
+                    continue;
+                }
                 Err(wire::UNKNOWN_MEMBER_ID) => {
                     self.member_id.clear();
                     continue;
@@ -230,14 +250,35 @@ impl Member {
     }
 
     fn beat(&mut self, live: &Live) {
-        let code = match self
+        if cut_now() {
+            self.wire.cut();
+        }
+        let mut code = self
             .wire
-            .heartbeat(&self.group, live.generation, &self.member_id)
-        {
+            .heartbeat(&self.group, live.generation, &self.member_id);
+        if let Ok(c @ (wire::NOT_COORDINATOR | wire::COORDINATOR_NOT_AVAILABLE)) = code {
+            code = Err(format!("heartbeat answered error {c}"));
+        }
+        let code = match code {
             Ok(c) => c,
             Err(e) => {
-                warn!("group {}: heartbeat failed: {e}", self.group);
-                return;
+                // Gone for a whole session already (no broker answers): the generation
+                // is over, and the member's loop tries to join again.
+                if let Err(e) = self.reconnect(&e) {
+                    warn!("group {}: {e}", self.group);
+                    live.lose();
+                    return;
+                }
+                match self
+                    .wire
+                    .heartbeat(&self.group, live.generation, &self.member_id)
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!("group {}: heartbeat failed: {e}", self.group);
+                        return;
+                    }
+                }
             }
         };
         match code {
@@ -277,12 +318,79 @@ impl Member {
         if self.member_id.is_empty() {
             return;
         }
-        match self.wire.leave(&self.group, &self.member_id) {
+        let mut r = self.wire.leave(&self.group, &self.member_id);
+        if let Err(e) = &r {
+            if self.reconnect(&e.clone()).is_ok() {
+                r = self.wire.leave(&self.group, &self.member_id);
+            }
+        }
+        match r {
             Ok(0) => info!("group {}: left", self.group),
             Ok(code) => warn!("group {}: leaving: error {code}", self.group),
             Err(e) => warn!("group {}: leaving: {e}", self.group),
         }
     }
+}
+
+/// Asks each bootstrap broker in turn for `group`'s coordinator and connects to it,
+/// round after round until `within` has passed.
+fn find(
+    brokers: &[String],
+    group: &str,
+    session: Duration,
+    within: Duration,
+) -> Result<Wire, String> {
+    // A join blocks for up to a rebalance (one session): answers may take that long.
+    let wait = session + Duration::from_secs(10);
+    let deadline = Instant::now() + within;
+    let mut first = true;
+    loop {
+        let mut why = Vec::new();
+        for b in brokers {
+            match coordinator_via(b, group, wait) {
+                Ok(w) => return Ok(w),
+                Err(e) => {
+                    if first && brokers.len() > 1 {
+                        warn!("group {group}: bootstrap broker {b}: {e}; trying the next");
+                    }
+                    why.push(e);
+                }
+            }
+        }
+        first = false;
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "no coordinator for group {group} through any bootstrap broker within {:.1}s: {}",
+                within.as_secs_f64(),
+                why.join("; ")
+            ));
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The coordinator of `group` as `broker` names it, connected.
+fn coordinator_via(broker: &str, group: &str, wait: Duration) -> Result<Wire, String> {
+    let mut w = Wire::connect(broker, wait)?;
+    let addr = w
+        .find_coordinator(group)
+        .map_err(|e| format!("{broker}: {e}"))?
+        .map_err(|code| format!("{broker}: no coordinator yet (error {code})"))?;
+    Wire::connect(&addr, wait).map_err(|e| format!("coordinator {addr}: {e}"))
+}
+
+/// Test hook: with `SIMPLESTREAM_CUT_COORDINATOR=<k>` the coordinator connection is cut
+/// before the k-th heartbeat of the process, as a network blip or a broker restart would.
+fn cut_now() -> bool {
+    use std::sync::atomic::AtomicU64;
+    static AT: OnceLock<Option<u64>> = OnceLock::new();
+    static BEATS: AtomicU64 = AtomicU64::new(0);
+    let at = AT.get_or_init(|| {
+        std::env::var("SIMPLESTREAM_CUT_COORDINATOR")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    at.is_some_and(|k| BEATS.fetch_add(1, Ordering::Relaxed) + 1 == k)
 }
 
 /// Kafka's range assignment: members sorted by id, each a contiguous run of

@@ -10,11 +10,14 @@
 //! freeze), and nothing once a later owner took the partition's next epoch file.
 //!
 //! Without `--follow` a partition read to its end is marked done (`end-of-input` in its
-//! checkpoint directory) and is not run again; an instance leaves the group and exits
-//! once every partition of the topic is done.
+//! checkpoint directory, with the offset read to) and is not run again until records
+//! are appended past that offset; an instance leaves the group and exits once every
+//! partition of the topic is done.
 
 #[cfg(feature = "kafka")]
 mod controller;
+#[cfg(feature = "kafka")]
+mod marker;
 pub mod member;
 pub mod wire;
 

@@ -21,8 +21,12 @@ const SYNC_GROUP: i16 = 14;
 
 /// Error codes a member acts on.
 pub const NONE: i16 = 0;
+/// The coordinator is still loading its groups: retry.
+pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 /// The coordinator is still loading or moving: retry.
 pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+/// This broker is not (or no longer) the group's coordinator: find it again.
+pub const NOT_COORDINATOR: i16 = 16;
 /// This member's generation is over: rejoin.
 pub const ILLEGAL_GENERATION: i16 = 22;
 /// The coordinator forgot this member (its session expired): rejoin with a new id.
@@ -105,6 +109,11 @@ impl Wire {
     /// Connects to `addr` (`host:port`); `wait` bounds every answer.
     pub fn connect(addr: &str, wait: Duration) -> Result<Wire, String> {
         Conn::connect(addr, wait).map(Wire)
+    }
+
+    /// Cuts the connection (a test hook's broken network).
+    pub fn cut(&self) {
+        self.0.cut();
     }
 
     fn call(&mut self, key: i16, version: i16, body: &Buf) -> Result<Vec<u8>, String> {

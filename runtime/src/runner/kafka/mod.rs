@@ -76,3 +76,17 @@ pub(crate) fn partition_count(url: &TopicUrl) -> Result<Option<i32>, String> {
     let conn = conn::Conn::connect(url)?;
     Ok(conn.partitions(&url.topic)?.map(|p| p.len() as i32))
 }
+
+/// The offset each of `parts` of the topic reports as its end. On tansu that is the
+/// start of the last batch + 1, short of the true end, but still past every offset a
+/// reader got to before a later append: enough to tell whether records were appended.
+pub(crate) fn latest_offsets(url: &TopicUrl, parts: &[i32]) -> Result<Vec<i64>, String> {
+    let conn = conn::Conn::connect(url)?;
+    parts
+        .iter()
+        .map(|&p| {
+            let part = conn.partition(&url.topic, p)?;
+            conn.offset(&part, rskafka::client::partition::OffsetAt::Latest)
+        })
+        .collect()
+}
