@@ -17,10 +17,14 @@ use crate::store::{CheckpointStore, StoreError, StoredEntry};
 /// `latest` or anything newer, a piece a retained checkpoint names, the newest
 /// checkpoint that restores (if none of the kept ones does, an older one that does
 /// stays too, with its pieces), or a name of a shape this crate does not write.
+///
+/// `checked`: a whole checkpoint whose bytes were decoded before they were stored; read
+/// back with the same length and CRC-32 it restores, without being parsed again.
 pub fn apply<S: CheckpointStore + ?Sized>(
     store: &mut S,
     latest: &str,
     keep: usize,
+    checked: Option<Checked<'_>>,
     on_step: &mut dyn FnMut(),
 ) -> Result<Vec<String>, StoreError> {
     let Some((latest_id, _)) = parse_name(latest) else {
@@ -45,8 +49,16 @@ pub fn apply<S: CheckpointStore + ?Sized>(
         retained.push(latest);
     }
     // Normally this reads one small manifest or one checkpoint: the newest.
-    if !kept.iter().rev().any(|n| restorable(store, n, &listed)) {
-        if let Some(spare) = old.iter().rev().find(|n| restorable(store, n, &listed)) {
+    if !kept
+        .iter()
+        .rev()
+        .any(|n| restorable(store, n, &listed, checked))
+    {
+        if let Some(spare) = old
+            .iter()
+            .rev()
+            .find(|n| restorable(store, n, &listed, checked))
+        {
             retained.push(spare);
         }
     }
@@ -71,6 +83,17 @@ pub fn apply<S: CheckpointStore + ?Sized>(
     Ok(deleted)
 }
 
+/// A whole checkpoint whose bytes were checked to restore before they were stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Checked<'a> {
+    /// Its name in the store.
+    pub name: &'a str,
+    /// Its length in bytes.
+    pub len: usize,
+    /// The CRC-32 of its bytes.
+    pub crc: u32,
+}
+
 /// Every name the retained checkpoints need; `None` if a retained manifest is unreadable.
 fn needed<S: CheckpointStore + ?Sized>(store: &S, retained: &[&str]) -> Option<BTreeSet<String>> {
     let mut needed = BTreeSet::new();
@@ -89,10 +112,18 @@ fn needed<S: CheckpointStore + ?Sized>(store: &S, retained: &[&str]) -> Option<B
 
 /// True if checkpoint `name` verifies: a whole checkpoint's checksum and format, or a
 /// manifest's, with every piece it names present at the size it names.
-fn restorable<S: CheckpointStore + ?Sized>(store: &S, name: &str, listed: &[StoredEntry]) -> bool {
+fn restorable<S: CheckpointStore + ?Sized>(
+    store: &S,
+    name: &str,
+    listed: &[StoredEntry],
+    checked: Option<Checked<'_>>,
+) -> bool {
     let Ok(bytes) = store.get(name) else {
         return false;
     };
+    if let Some(c) = checked.filter(|c| c.name == name) {
+        return bytes.len() == c.len && crc32fast::hash(&bytes) == c.crc;
+    }
     match parse_name(name) {
         Some((_, EntryKind::Manifest)) => Manifest::decode(&bytes).is_ok_and(|m| {
             m.pieces
