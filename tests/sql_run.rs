@@ -52,9 +52,62 @@ compiled!(
     "SELECT * FROM orders WHERE amount > 150 AND (customer = 'C002' OR ts % 7 = 0)"
 );
 
+/// The streams of `common::Sale` and `common::Payment`, declared for the interpreter.
+const JOIN_TABLES: &str = "CREATE TABLE sales (id BIGINT, customer TEXT, amount DOUBLE, ts BIGINT);
+CREATE TABLE payments (order_id BIGINT, paid DOUBLE, ts BIGINT);";
+
+/// A join compiled by `pipeline!`, with a delay of 1 s (`--max-delay 1s`): some events are late.
+macro_rules! compiled_join {
+    ($module:ident, $sql:literal) => {
+        mod $module {
+            use crate::common::*;
+            simplestream::pipeline! {
+                pub pipeline Sql;
+                source sales: Sale, event_time = |s| s.ts, max_delay = 1s;
+                source payments: Payment, event_time = |p| p.ts, max_delay = 1s;
+                sql $sql;
+            }
+            pub const SQL: &str = $sql;
+        }
+    };
+}
+
+compiled_join!(
+    interval_join,
+    "SELECT * FROM sales s JOIN payments p
+     ON s.id = p.order_id AND p.ts BETWEEN s.ts - INTERVAL '1' SECOND AND s.ts + INTERVAL '3' SECOND"
+);
+compiled_join!(
+    window_join,
+    "SELECT * FROM sales JOIN payments ON sales.id = payments.order_id
+     AND HOP(sales.ts, INTERVAL '2' SECOND, INTERVAL '4' SECOND) = HOP(payments.ts, INTERVAL '2' SECOND, INTERVAL '4' SECOND)"
+);
+
+/// 1,500 sales and their payments (0-8 s later, some missing), one JSON line per event
+/// tagged with its stream, `{"sales":{..}}`, as compiled pipelines with two sources read;
+/// every 500th event is followed by a sale and a payment from the first second (late).
+fn join_input(dir: &Path) -> std::path::PathBuf {
+    let mut lines = String::new();
+    for (i, e) in common::sales_and_payments(7, 1_500).iter().enumerate() {
+        lines.push_str(&serde_json::to_string(e).unwrap());
+        lines.push('\n');
+        if i % 500 == 499 {
+            let id = 100_000 + i;
+            lines.push_str(&format!(
+                "{{\"sales\":{{\"id\":{id},\"customer\":\"C9\",\"amount\":1.0,\"ts\":1000000}}}}\n\
+                 {{\"payments\":{{\"order_id\":{id},\"paid\":1.0,\"ts\":1000000}}}}\n"
+            ));
+        }
+    }
+    put_input(dir, lines.as_bytes())
+}
+
 /// The compiled pipeline's output over `input`, as the runner writes it: main lines
 /// and late lines.
-fn compiled_output<P: Pipeline<Event = common::Order>>(input: &str) -> (Vec<u8>, Vec<u8>) {
+fn compiled_output<P: Pipeline>(input: &str) -> (Vec<u8>, Vec<u8>)
+where
+    P::Event: serde::de::DeserializeOwned,
+{
     let mut p = P::new();
     let mut out = Vec::new();
     for line in input.lines() {
@@ -95,16 +148,46 @@ fn input(dir: &Path) -> std::path::PathBuf {
 fn assert_same<P: Pipeline<Event = common::Order>>(sql: &str, codec: &str) {
     let dir = tmp();
     let input = input(dir.path());
-    let (main, late) = compiled_output::<P>(&std::fs::read_to_string(&input).unwrap());
+    let flags = ["--codec", codec];
+    assert_same_on::<P>(dir.path(), &input, &format!("{TABLE}\n{sql}"), &flags);
+}
+
+#[test]
+fn interpreted_joins_equal_the_compiled_joins() {
+    let dir = tmp();
+    let input = join_input(dir.path());
+    let q = format!("{JOIN_TABLES}\n{}", interval_join::SQL);
+    let flags = ["--codec", "json", "--max-delay", "1s"];
+    let (rows, late) = assert_same_on::<interval_join::Sql>(dir.path(), &input, &q, &flags);
+    assert!(rows > 200 && late > 0, "{rows} pairs, {late} late events");
+    let dir = tmp();
+    let input = join_input(dir.path());
+    let q = format!("{JOIN_TABLES}\n{}", window_join::SQL);
+    let flags = ["--codec", "binary", "--max-delay", "1s"];
+    let (rows, late) = assert_same_on::<window_join::Sql>(dir.path(), &input, &q, &flags);
+    assert!(rows > 200 && late > 0, "{rows} pairs, {late} late events");
+}
+
+/// `sql` interpreted over `input` (in `dir`) writes what `P` writes, rows and late events;
+/// returns how many of each.
+fn assert_same_on<P: Pipeline>(
+    dir: &Path,
+    input: &Path,
+    sql: &str,
+    flags: &[&str],
+) -> (usize, usize)
+where
+    P::Event: serde::de::DeserializeOwned,
+{
+    let (main, late) = compiled_output::<P>(&std::fs::read_to_string(input).unwrap());
     assert!(
         !main.is_empty(),
         "{sql}: the compiled pipeline wrote nothing"
     );
-    let query = format!("{TABLE}\n{sql}");
-    let mut c = sql_cmd(dir.path(), &query, &input);
-    c.args(["--codec", codec]);
+    let mut c = sql_cmd(dir, sql, input);
+    c.args(flags);
     run_ok(c);
-    let got = read(&dir.path().join("out.jsonl"));
+    let got = read(&dir.join("out.jsonl"));
     assert!(
         got == main,
         "{sql}: output differs\n--- interpreter ---\n{}\n--- compiled ---\n{}",
@@ -112,10 +195,12 @@ fn assert_same<P: Pipeline<Event = common::Order>>(sql: &str, codec: &str) {
         String::from_utf8_lossy(&main[..main.len().min(600)])
     );
     assert_eq!(
-        String::from_utf8_lossy(&read(&dir.path().join("out.jsonl.late"))),
+        String::from_utf8_lossy(&read(&dir.join("out.jsonl.late"))),
         String::from_utf8_lossy(&late),
         "{sql}: late events differ"
     );
+    let lines = |b: &[u8]| b.iter().filter(|c| **c == b'\n').count();
+    (lines(&main), lines(&late))
 }
 
 #[test]
@@ -285,5 +370,80 @@ fn a_malformed_event_names_its_line_and_field() {
         stderr_of(&out).contains("missing field `amount`"),
         "{}",
         stderr_of(&out)
+    );
+}
+
+#[test]
+fn kill_9_during_a_join_gives_the_uninterrupted_output() {
+    for (sql, codec) in [(window_join::SQL, "json"), (interval_join::SQL, "binary")] {
+        let clean = tmp();
+        let input = join_input(clean.path());
+        let query = format!("{JOIN_TABLES}\n{sql}");
+        let mut c = sql_cmd(clean.path(), &query, &input);
+        c.args(["--max-delay", "1s"]);
+        run_ok(c);
+        let crashed = tmp();
+        let targets = pause_targets(11, 3, 100..2_600);
+        let kills = run_with_kills(
+            || {
+                let mut c = sql_cmd(crashed.path(), &query, &input);
+                c.args(["--codec", codec, "--max-delay", "1s"]);
+                c
+            },
+            &targets,
+        );
+        assert_eq!(kills, 3);
+        let out = read(&clean.path().join("out.jsonl"));
+        assert!(out.len() > 10_000, "{sql}: {} bytes of pairs", out.len());
+        assert_same_file(
+            &clean.path().join("out.jsonl"),
+            &crashed.path().join("out.jsonl"),
+        );
+        assert_same_file(
+            &clean.path().join("out.jsonl.late"),
+            &crashed.path().join("out.jsonl.late"),
+        );
+    }
+}
+
+#[test]
+fn join_misuse_and_foreign_events_are_named() {
+    let err = sql_error(&format!(
+        "{JOIN_TABLES}\nSELECT * FROM sales s JOIN payments p ON s.id = p.order_id
+         AND p.ts BETWEEN s.ts - INTERVAL '1' SECOND AND s.ts + INTERVAL '3' SECOND WHERE s.amount > 3"
+    ));
+    assert!(
+        err.contains("WHERE on a join is not supported yet") && err.contains("(line 4, column 91)"),
+        "{err}"
+    );
+    let err = sql_error(&format!(
+        "{JOIN_TABLES}\nSELECT * FROM sales s JOIN payments p ON s.id = p.paid AND TUMBLE(s.ts, INTERVAL '1' SECOND) = TUMBLE(p.ts, INTERVAL '1' SECOND)"
+    ));
+    assert!(err.contains("ON of `paid`, declared a float: a key (GROUP BY, a join's ON) is a string or integer column"), "{err}");
+    let dir = tmp();
+    let input = put_input(
+        dir.path(),
+        b"{\"sales\":{\"id\":1,\"customer\":\"C1\",\"amount\":2.0,\"ts\":5}}\n{\"refunds\":{\"id\":1}}\n",
+    );
+    let q = format!("{JOIN_TABLES}\n{}", interval_join::SQL);
+    let out = sql_cmd(dir.path(), &q, &input).output().unwrap();
+    assert_eq!(code(&out), Some(2), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("line 2") && err.contains("unknown stream `refunds`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn several_grouping_columns_are_refused_with_a_hint() {
+    let err = sql_error(&format!(
+        "{TABLE}\nSELECT customer, COUNT(*) AS n FROM orders GROUP BY customer, amount"
+    ));
+    assert!(
+        err.contains(
+            "grouping by several columns is not supported; group by one column that holds both"
+        ) && err.contains("(line 2, column 63)"),
+        "{err}"
     );
 }

@@ -98,7 +98,7 @@ fn misuse_is_reported_with_the_position_and_a_hint() {
         ("SELECT customer, COUNT(*) FROM ordrs GROUP BY customer", "unknown stream `ordrs`"),
         ("SELECT customer, CONT(*) FROM orders GROUP BY customer", "unknown aggregate `CONT`; did you mean `COUNT`?"),
         ("SELECT COUNT(*) FROM orders", "aggregates need GROUP BY a column or a window"),
-        ("SELECT customer, COUNT(*) FROM orders GROUP BY customer, amount", "GROUP BY one column"),
+        ("SELECT customer, COUNT(*) FROM orders GROUP BY customer, amount", "grouping by several columns is not supported; group by one column that holds both (e.g. `region_customer`), or write the stage in the DSL: `key_by` takes a struct that derives `Checkpointable` (SQL line 1, column 75)"),
         ("SELECT customer, COUNT(*) FROM orders GROUP BY customer LIMIT 5", "LIMIT is not supported"),
         ("SELECT DISTINCT customer, COUNT(*) FROM orders GROUP BY customer", "SELECT DISTINCT is not supported"),
         ("SELECT * FROM orders WHERE amount IS NULL", "is not supported in WHERE"),

@@ -76,6 +76,10 @@ pub fn compile(text: &str) -> Result<&'static Prepared, ErrorAt> {
     let full = format!("{SOURCE_TABLE}\n{text}");
     let opts = Options::default();
     match sql::parse(&full, &opts) {
+        Ok(q) if q.join.is_some() => Err(locate(
+            text,
+            SqlError::whole("the editor reads one source, orders: joins of two streams run in `simplestream sql`"),
+        )),
         Ok(q) => Ok(sql::prepare(q)),
         Err(e) => Err(locate(text, e)),
     }
@@ -83,7 +87,10 @@ pub fn compile(text: &str) -> Result<&'static Prepared, ErrorAt> {
 
 /// An error of the parser's text as a position in the editor's.
 fn locate(text: &str, e: SqlError) -> ErrorAt {
-    let msg = if e.msg.starts_with("only `CREATE TABLE") {
+    let declares = e.msg.starts_with("only `CREATE TABLE")
+        || e.msg.starts_with("several CREATE TABLE")
+        || e.msg.ends_with("is declared twice");
+    let msg = if declares {
         "the source is the playground's: orders (customer TEXT, amount DOUBLE, ts BIGINT); write one SELECT or CREATE VIEW name AS SELECT, without CREATE TABLE".to_string()
     } else {
         e.msg
@@ -267,6 +274,13 @@ mod tests {
             e.msg
         );
         assert_eq!(compile("").unwrap_err().line, None);
+        let e = compile("CREATE TABLE p (id TEXT, ts BIGINT);\nSELECT * FROM orders o JOIN p ON o.customer = p.id AND TUMBLE(o.ts, INTERVAL '1' SECOND) = TUMBLE(p.ts, INTERVAL '1' SECOND)").unwrap_err();
+        assert!(
+            e.msg
+                .contains("joins of two streams run in `simplestream sql`"),
+            "{}",
+            e.msg
+        );
     }
 
     #[test]

@@ -275,7 +275,7 @@ impl<'a> Lowering<'a> {
             }
             let c = self.group_column(g)?;
             if key.replace(c).is_some() {
-                return Err(self.text.error(g.span(), "GROUP BY one column (and a window): group by several columns is not supported yet"));
+                return Err(self.text.error(g.span(), "GROUP BY one column (and a window): grouping by several columns is not supported; group by one column that holds both (e.g. `region_customer`), or write the stage in the DSL: `key_by` takes a struct that derives `Checkpointable`"));
             }
         }
         let aggs = self.select_list(s, key, win.is_some())?;

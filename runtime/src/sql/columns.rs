@@ -44,7 +44,7 @@ impl Want {
 
     fn needs(self) -> &'static str {
         match self {
-            Want::Key => "GROUP BY needs a string or integer column",
+            Want::Key => "a key (GROUP BY, a join's ON) is a string or integer column",
             Want::Number => "it takes a numeric column",
             Want::Ordered => "it takes a number or string column",
             Want::Time => "event time is an integer column of milliseconds",
@@ -54,6 +54,7 @@ impl Want {
 }
 
 /// The source's columns, growing as the query names them (unless declared).
+#[derive(Debug, Clone)]
 pub struct Columns {
     /// The stream's name.
     pub stream: String,

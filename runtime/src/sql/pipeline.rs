@@ -4,11 +4,15 @@
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserializer, Serialize, Serializer};
 
+use serde::ser::SerializeMap;
+
 use super::acc::Accs;
+use super::join::JoinSpec;
+use super::joined::Joined;
 use super::prepared::{installed, Prepared};
 use super::query::Query;
 use super::stage::{self, DynKey, Pushed, State};
-use super::value::{Row, Val};
+use super::value::{Named, Row, RowSeed, Schema, Val};
 use crate::codec::{self, CheckpointError, Codec, StageWriter};
 use crate::pipeline::{Clock, Collector, LateRecord, OutputRecord, Pipeline};
 use crate::window::{Fired, LateReason};
@@ -36,6 +40,8 @@ pub struct SqlPipeline {
     fired_str: Vec<Fired<String, Accs>>,
     fired_int: Vec<Fired<i64, Accs>>,
     fired_all: Vec<Fired<(), Accs>>,
+    /// A join's per-stream clocks (its watermark is the smaller of theirs).
+    sources: [Clock; 2],
 }
 
 /// A result row or a late event.
@@ -54,6 +60,7 @@ impl PartialEq for SqlOutput {
 #[derive(Debug, Clone, PartialEq)]
 enum Out {
     Row(Vec<Val>),
+    Pair(Joined),
     Late(Row, LateReason),
 }
 
@@ -65,9 +72,10 @@ impl Serialize for SqlOutput {
                 vals,
             }
             .serialize(s),
+            Out::Pair(j) => pair(self.q, j, s),
             Out::Late(row, reason) => LateRecord {
                 stage: self.q.stage,
-                event: &row.with(&self.q.input),
+                event: &row.with(side_schema(self.q, row.1)),
                 reason: *reason,
             }
             .serialize(s),
@@ -75,10 +83,42 @@ impl Serialize for SqlOutput {
     }
 }
 
+/// The columns of stream `side` (0, or 1: a join's right stream).
+fn side_schema(q: &Query, side: u8) -> &Schema {
+    match (&q.join, side) {
+        (Some(j), 1) => &j.right_input,
+        _ => &q.input,
+    }
+}
+
+/// A joined row as the compiled join's row struct writes it: the key, the window, then
+/// both events under their streams' names.
+fn pair<S: Serializer>(q: &Query, j: &Joined, s: S) -> Result<S::Ok, S::Error> {
+    let names = &q.output.names;
+    let mut m = s.serialize_map(Some(names.len()))?;
+    m.serialize_entry(names[0], &j.key)?;
+    if let Some((start, end)) = j.window {
+        m.serialize_entry("window_start", &start)?;
+        m.serialize_entry("window_end", &end)?;
+    }
+    let (l, r) = (names[names.len() - 2], names[names.len() - 1]);
+    let left = Named {
+        names: &q.input.names,
+        vals: &j.left,
+    };
+    let right = Named {
+        names: &side_schema(q, 1).names,
+        vals: &j.right,
+    };
+    m.serialize_entry(l, &left)?;
+    m.serialize_entry(r, &right)?;
+    m.end()
+}
+
 impl OutputRecord for SqlOutput {
     fn sink(&self) -> &'static str {
         match self.what {
-            Out::Row(_) => self.q.stage,
+            Out::Row(_) | Out::Pair(_) => self.q.stage,
             Out::Late(..) => "late",
         }
     }
@@ -93,16 +133,20 @@ impl SqlPipeline {
         SqlPipeline {
             p,
             clock: Clock::default(),
-            state: p.query.grouping.as_ref().map(State::new),
+            state: State::of(&p.query),
             fired_str: Vec::new(),
             fired_int: Vec::new(),
             fired_all: Vec::new(),
+            sources: [Clock::default(); 2],
         }
     }
 
     /// Pushes one event through (what [`Pipeline::process`] does).
     pub fn push<C: Collector<SqlOutput>>(&mut self, row: Row, out: &mut C) {
         let q = &self.p.query;
+        if let Some(j) = &q.join {
+            return self.push_joined(j, row, out);
+        }
         let ts = q.time.map(|i| time_of(&row.0[i]));
         let moved = ts.is_some_and(|t| self.clock.observe(t, q.max_delay_ms));
         self.accept(row, ts.unwrap_or(i64::MIN), out);
@@ -128,6 +172,7 @@ impl SqlPipeline {
             State::ByString(s) => keyed(s.push(g, &row.0, ts), q, &row, out),
             State::ByInt(s) => keyed(s.push(g, &row.0, ts), q, &row, out),
             State::Global(s) => stage::push_global(s, g, &row.0, ts),
+            State::JoinByString(_) | State::JoinByInt(_) => unreachable!("joins push apart"),
         };
         if let Some(reason) = late {
             out.collect(SqlOutput {
@@ -137,17 +182,80 @@ impl SqlPipeline {
         }
     }
 
+    /// An event of a join: each stream has its own clock, the join's watermark is the
+    /// smaller of theirs (as in a compiled pipeline with two sources).
+    fn push_joined<C: Collector<SqlOutput>>(&mut self, j: &JoinSpec, row: Row, out: &mut C) {
+        let q: &'static Query = &self.p.query;
+        let side = usize::from(row.1 == 1);
+        let col = if side == 1 {
+            j.right_time
+        } else {
+            q.time.expect("a join has times")
+        };
+        let ts = time_of(&row.0[col]);
+        self.sources[side].observe(ts, q.max_delay_ms);
+        let mut emit = |p| {
+            out.collect(SqlOutput {
+                q,
+                what: Out::Pair(p),
+            })
+        };
+        let late = match self.state.as_mut().expect("a join has state") {
+            State::JoinByString(s) => s.push(j, row, ts, &mut emit),
+            State::JoinByInt(s) => s.push(j, row, ts, &mut emit),
+            _ => unreachable!("a join's state is a join's"),
+        };
+        if let Some((row, reason)) = late {
+            out.collect(SqlOutput {
+                q,
+                what: Out::Late(row, reason),
+            });
+        }
+        let wm = self
+            .sources
+            .iter()
+            .map(|c| c.watermark)
+            .min()
+            .unwrap_or(i64::MIN);
+        let max = self
+            .sources
+            .iter()
+            .map(|c| c.max_event_time)
+            .max()
+            .unwrap_or(i64::MIN);
+        self.clock.max_event_time = max;
+        if wm > self.clock.watermark {
+            self.clock.watermark = wm;
+            self.close(Some(wm), out);
+        }
+    }
+
     /// Closes windows up to the watermark `wm` (`None`: all) and emits their rows.
     fn close<C: Collector<SqlOutput>>(&mut self, wm: Option<i64>, out: &mut C) {
-        let Some(g) = &self.p.query.grouping else {
+        let q: &'static Query = &self.p.query;
+        if let Some(j) = &q.join {
+            let mut emit = |p| {
+                out.collect(SqlOutput {
+                    q,
+                    what: Out::Pair(p),
+                })
+            };
+            match self.state.as_mut().expect("a join has state") {
+                State::JoinByString(s) => s.advance(j, wm, &mut emit),
+                State::JoinByInt(s) => s.advance(j, wm, &mut emit),
+                _ => unreachable!("a join's state is a join's"),
+            }
+            return;
+        }
+        let Some(g) = &q.grouping else {
             return;
         };
         match self.state.as_mut().expect("a grouping has state") {
             State::ByString(s) => s.close(g, wm, &mut self.fired_str),
             State::ByInt(s) => s.close(g, wm, &mut self.fired_int),
             State::Global(s) => stage::close_global(s, g, wm, &mut self.fired_all),
+            State::JoinByString(_) | State::JoinByInt(_) => unreachable!("joins return above"),
         }
-        let q: &'static Query = &self.p.query;
         for f in self.fired_str.drain(..) {
             emit(
                 q,
@@ -220,9 +328,17 @@ fn time_of(v: &Val) -> i64 {
 }
 
 impl<'de> serde::Deserialize<'de> for Row {
-    /// Reads a row of the [installed](super::install) query's source.
+    /// Reads a row of the [installed](super::install) query's source; for a join, an
+    /// event of either stream, `{"orders": {...}}`, as compiled pipelines with several
+    /// sources read them.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Row, D::Error> {
-        serde::de::DeserializeSeed::deserialize(super::value::RowSeed(&installed().query.input), d)
+        let q = &installed().query;
+        match &q.join {
+            None => serde::de::DeserializeSeed::deserialize(super::value::RowSeed(&q.input), d),
+            Some(j) => d.deserialize_map(Tagged {
+                streams: [(q.source, &q.input), (j.right, &j.right_input)],
+            }),
+        }
     }
 }
 
@@ -278,7 +394,11 @@ impl Pipeline for SqlPipeline {
     }
 
     fn event_time(event: &Row) -> Option<i64> {
-        installed().query.time.map(|i| time_of(&event.0[i]))
+        let q = &installed().query;
+        match (&q.join, event.1) {
+            (Some(j), 1) => Some(time_of(&event.0[j.right_time])),
+            _ => q.time.map(|i| time_of(&event.0[i])),
+        }
     }
 
     fn finish<C: Collector<SqlOutput>>(&mut self, out: &mut C) {
@@ -290,6 +410,9 @@ impl Pipeline for SqlPipeline {
     }
 
     fn write_stages(&self, w: &mut StageWriter<'_>) -> Result<(), CheckpointError> {
+        if self.p.query.join.is_some() {
+            w.field("source_clocks", &self.sources)?;
+        }
         match &self.state {
             Some(s) => w.field(self.p.query.stage, s),
             None => Ok(()),
@@ -299,11 +422,13 @@ impl Pipeline for SqlPipeline {
     fn decode_stages(codec: Codec, bytes: &[u8], clock: Clock) -> Result<Self, CheckpointError> {
         let mut p = SqlPipeline::with(installed());
         p.clock = clock;
-        let Some(g) = &p.p.query.grouping else {
+        let q: &'static Query = &p.p.query;
+        if p.state.is_none() {
             return Ok(p);
-        };
-        let stage = p.p.query.stage;
-        let state: State = match codec {
+        }
+        let stage = q.stage;
+        let joined = q.join.is_some();
+        let (clocks, state) = match codec {
             Codec::Json => {
                 let mut de = serde_json::Deserializer::from_slice(bytes);
                 let found =
@@ -311,13 +436,23 @@ impl Pipeline for SqlPipeline {
                         .map_err(|e| CheckpointError::Decode {
                             detail: format!("stage `{stage}`: {e}"),
                         })?;
-                found.ok_or_else(|| CheckpointError::Decode {
+                let state = found.1.ok_or_else(|| CheckpointError::Decode {
                     detail: format!("no state of stage `{stage}`"),
-                })?
+                })?;
+                (found.0, state)
             }
-            Codec::Binary => codec::read(codec, bytes)?,
+            Codec::Binary if joined => {
+                let (c, s): ([Clock; 2], State) = codec::read(codec, bytes)?;
+                (Some(c), s)
+            }
+            Codec::Binary => (None, codec::read(codec, bytes)?),
         };
-        if !state.fits(g) {
+        if joined {
+            p.sources = clocks.ok_or_else(|| CheckpointError::Decode {
+                detail: "no source_clocks: not a checkpoint of a join".into(),
+            })?;
+        }
+        if !state.fits(q) {
             return Err(CheckpointError::Decode {
                 detail: format!("the state of stage `{stage}` is not of this query's kind"),
             });
@@ -339,19 +474,55 @@ impl Pipeline for SqlPipeline {
 struct StageField(&'static str);
 
 impl<'de> Visitor<'de> for StageField {
-    type Value = Option<State>;
+    type Value = (Option<[Clock; 2]>, Option<State>);
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("an object holding the stage's state")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Option<State>, A::Error> {
-        let mut found = None;
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+        let (mut clocks, mut found) = (None, None);
         while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
             if k == self.0 {
                 found = Some(m.next_value::<State>()?);
+            } else if k == "source_clocks" {
+                clocks = Some(m.next_value()?);
             } else {
                 m.next_value::<IgnoredAny>()?;
             }
         }
-        Ok(found)
+        Ok((clocks, found))
+    }
+}
+
+/// An event of a join's input: `{"<stream>": {...}}`, one of two streams.
+struct Tagged<'a> {
+    streams: [(&'static str, &'a Schema); 2],
+}
+
+impl<'de> Visitor<'de> for Tagged<'_> {
+    type Value = Row;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [(l, _), (r, _)] = self.streams;
+        write!(
+            f,
+            "an event of one stream, {{\"{l}\": {{..}}}} or {{\"{r}\": {{..}}}}"
+        )
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Row, A::Error> {
+        use serde::de::Error;
+        let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? else {
+            return Err(A::Error::invalid_length(0, &self));
+        };
+        let Some(side) = self.streams.iter().position(|(n, _)| *n == k) else {
+            let [(l, _), (r, _)] = self.streams;
+            return Err(A::Error::custom(format_args!(
+                "unknown stream `{k}`: an event is {{\"{l}\": {{..}}}} or {{\"{r}\": {{..}}}}"
+            )));
+        };
+        let mut row = m.next_value_seed(RowSeed(self.streams[side].1))?;
+        row.1 = side as u8;
+        if m.next_key::<IgnoredAny>()?.is_some() {
+            return Err(A::Error::custom("an event holds one stream's object"));
+        }
+        Ok(row)
     }
 }

@@ -7,6 +7,7 @@ use std::cell::Cell;
 use std::sync::OnceLock;
 
 use super::acc::Func;
+use super::join::{JoinKind, JoinSpec};
 use super::query::Query;
 use crate::fingerprint::{combine, fnv1a};
 use crate::plan::{Column, Op, Plan, Source, Stage, State as PlanState};
@@ -32,10 +33,10 @@ pub struct Prepared {
 pub fn prepare(q: Query) -> &'static Prepared {
     let plan: &'static Plan = Box::leak(Box::new(plan_of(&q)));
     let identity = fnv1a(&format!(
-        "{}|columns:{:?}|time:{:?}|delay:{}",
-        q.canonical, q.input, q.time, q.max_delay_ms
+        "{}|columns:{:?}|time:{:?}|delay:{}|join:{:?}",
+        q.canonical, q.input, q.time, q.max_delay_ms, q.join
     ));
-    let stateful = q.grouping.is_some();
+    let stateful = q.grouping.is_some() || q.join.is_some();
     let stages: &'static [&'static str] = if stateful {
         Box::leak(Box::new([q.stage]))
     } else {
@@ -100,6 +101,9 @@ pub fn installed() -> &'static Prepared {
 }
 
 fn plan_of(q: &Query) -> Plan {
+    if let Some(j) = &q.join {
+        return join_plan(q, j);
+    }
     let mut ops = Vec::new();
     if q.filter.is_some() {
         ops.push(Op::Filter);
@@ -157,6 +161,54 @@ fn plan_of(q: &Query) -> Plan {
     Plan {
         name: "sql",
         sources: Box::leak(Box::new([source])),
+        stages: Box::leak(Box::new([stage])),
+    }
+}
+
+/// The plan of a join: two sources, one stage (as `pipeline!` plans the same SQL).
+fn join_plan(q: &Query, j: &JoinSpec) -> Plan {
+    let (right, key, key_type) = (j.right, j.key_name, j.key_ty.rust());
+    let (left_type, right_type) = ("row", "row");
+    let op = match j.kind {
+        JoinKind::Window(w) => Op::Join {
+            right,
+            key,
+            key_type,
+            left_type,
+            right_type,
+            window: w.plan(),
+        },
+        JoinKind::Interval { lower, upper } => Op::IntervalJoin {
+            right,
+            key,
+            key_type,
+            left_type,
+            right_type,
+            lower_ms: lower,
+            upper_ms: upper,
+        },
+    };
+    let source = |name| Source {
+        name,
+        event_type: "row",
+        max_delay_ms: q.max_delay_ms,
+        sink: false,
+    };
+    let stage = Stage {
+        name: q.stage,
+        input: q.source,
+        ops: Box::leak(Box::new([op])),
+        output_type: "row",
+        sink: true,
+        state: PlanState::JoinBuffers {
+            left: q.source,
+            right,
+            key,
+        },
+    };
+    Plan {
+        name: "sql",
+        sources: Box::leak(Box::new([source(q.source), source(right)])),
         stages: Box::leak(Box::new([stage])),
     }
 }

@@ -13,6 +13,7 @@ use super::acc::{AggSpec, Func};
 use super::columns::{leak, Columns, Want};
 use super::error::{self, SqlError};
 use super::expr::{self, Ex, Scope};
+use super::join::{self, JoinSpec};
 use super::value::{Schema, Ty};
 use super::window::{self, Win};
 
@@ -70,6 +71,8 @@ pub struct Query {
     pub max_delay_ms: i64,
     /// The statements as sqlparser prints them: the query's identity.
     pub canonical: String,
+    /// A join with a second stream (`input` is then the left one's columns).
+    pub join: Option<JoinSpec>,
 }
 
 /// Parses and lowers `sql`.
@@ -85,12 +88,16 @@ pub struct Query {
 pub fn parse(sql: &str, opts: &Options) -> Result<Query, SqlError> {
     let stmts =
         Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| error::from_parser(&e, sql))?;
-    let mut table: Option<Columns> = None;
+    let mut tables: Vec<Columns> = Vec::new();
     let mut query: Option<(&'static str, &SqlQuery)> = None;
     for st in &stmts {
         match st {
-            Statement::CreateTable(t) if table.is_none() && query.is_none() => {
-                table = Some(declared(t)?);
+            Statement::CreateTable(t) if query.is_none() => {
+                let c = declared(t)?;
+                if tables.iter().any(|d| d.stream.eq_ignore_ascii_case(&c.stream)) {
+                    return Err(SqlError::at(t.name.span(), format!("`{}` is declared twice", c.stream)));
+                }
+                tables.push(c);
             }
             Statement::CreateView(v) if query.is_none() => {
                 let name = one_word(&v.name.0, v.name.span(), "a view is named by one word: `CREATE VIEW per_5min AS ...`")?;
@@ -103,7 +110,7 @@ pub fn parse(sql: &str, opts: &Options) -> Result<Query, SqlError> {
             other => {
                 return Err(SqlError::at(
                     other.span(),
-                    "only `CREATE TABLE source (col TYPE, ..)` (optional, first) and one `SELECT ...` or `CREATE VIEW name AS SELECT ...` are supported",
+                    "only `CREATE TABLE source (col TYPE, ..)` (optional, first; one per stream) and one `SELECT ...` or `CREATE VIEW name AS SELECT ...` are supported",
                 ))
             }
         }
@@ -114,17 +121,25 @@ pub fn parse(sql: &str, opts: &Options) -> Result<Query, SqlError> {
         ));
     };
     let select = plain_select(q)?;
-    let (source, qualifiers) = from(select, table.as_ref())?;
-    let cols = table.unwrap_or_else(|| Columns {
-        stream: source.to_string(),
-        schema: Schema::default(),
-        declared: false,
-    });
     let canonical = stmts
         .iter()
         .map(|s| s.to_string())
         .collect::<Vec<_>>()
         .join(";\n");
+    if let Some(t) = select.from.first().filter(|t| !t.joins.is_empty()) {
+        return joined(sql, stage, select, t, &tables, opts, canonical);
+    }
+    if tables.len() > 1 {
+        return Err(SqlError::whole(
+            "several CREATE TABLE statements are for a JOIN of the streams they declare",
+        ));
+    }
+    let (source, qualifiers) = from(select, tables.first())?;
+    let cols = tables.pop().unwrap_or_else(|| Columns {
+        stream: source.to_string(),
+        schema: Schema::default(),
+        declared: false,
+    });
     let mut l = Lowering { cols, qualifiers };
     let filter = select
         .selection
@@ -147,6 +162,50 @@ pub fn parse(sql: &str, opts: &Options) -> Result<Query, SqlError> {
         time,
         max_delay_ms: opts.max_delay_ms,
         canonical,
+        join: None,
+    })
+}
+
+/// A join `SELECT`: the left stream is the query's source, the right one its `join`.
+fn joined(
+    sql: &str,
+    stage: &'static str,
+    s: &Select,
+    t: &sqlparser::ast::TableWithJoins,
+    tables: &[Columns],
+    opts: &Options,
+    canonical: String,
+) -> Result<Query, SqlError> {
+    let mut sides = join::sides(s, t, tables)?;
+    let (mut spec, mut time) = sides.lower(t)?;
+    if let Some(c) = &opts.event_time {
+        let id = Ident::new(c);
+        time = sides.cols[0].use_col(&id, Want::Time, "--event-time")?;
+        spec.right_time = sides.cols[1].use_col(&id, Want::Time, "--event-time")?;
+    }
+    let [left, right] = sides.cols;
+    spec.right_input = right.schema;
+    let mut output = Schema::default();
+    output.names.push(spec.key_name);
+    output.types.push(spec.key_ty);
+    if let join::JoinKind::Window(_) = spec.kind {
+        output.names.extend(["window_start", "window_end"]);
+        output.types.extend([Ty::Int, Ty::Int]);
+    }
+    output.names.extend([leak(&left.stream), spec.right]);
+    output.types.extend([Ty::Any, Ty::Any]);
+    Ok(Query {
+        sql: sql.to_string(),
+        source: leak(&left.stream),
+        input: left.schema,
+        stage,
+        filter: None,
+        grouping: None,
+        output,
+        time: Some(time),
+        max_delay_ms: opts.max_delay_ms,
+        canonical,
+        join: Some(spec),
     })
 }
 
@@ -229,12 +288,6 @@ fn from<'s>(s: &'s Select, table: Option<&Columns>) -> Result<(&'s str, Vec<Stri
             "a SELECT reads one stream: `FROM orders`",
         ));
     };
-    if let Some(j) = t.joins.first() {
-        return Err(SqlError::at(
-            j.relation.span(),
-            "JOIN is not supported by `simplestream sql`; write the join in `pipeline!` (SQL or DSL)",
-        ));
-    }
     let TableFactor::Table { name, alias, .. } = &t.relation else {
         return Err(SqlError::at(
             t.relation.span(),
@@ -396,7 +449,7 @@ impl Lowering {
                 continue;
             }
             if key.is_some() {
-                return Err(SqlError::at(g.span(), "GROUP BY one column (and a window): grouping by several columns is not supported yet"));
+                return Err(SqlError::at(g.span(), "GROUP BY one column (and a window): grouping by several columns is not supported; group by one column that holds both (e.g. `region_customer`), or key a `pipeline!` DSL stage by a struct that derives `Checkpointable`"));
             }
             key = Some((self.column(g, Want::Key, "GROUP BY")?, g.span()));
         }

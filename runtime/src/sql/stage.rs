@@ -7,8 +7,9 @@ use std::hash::Hash;
 use serde::{Deserialize, Serialize};
 
 use super::acc::Accs;
-use super::query::Grouping;
-use super::value::Val;
+use super::joined::Joins;
+use super::query::{Grouping, Query};
+use super::value::{Ty, Val};
 use super::window::Win;
 use crate::state::{Key, KeyedState};
 use crate::window::{Fired, GlobalWindows, LateReason, Session, Windows};
@@ -73,6 +74,10 @@ pub enum State {
     ByInt(Groups<i64>),
     /// A window over all events (`GROUP BY TUMBLE(..)` alone).
     Global(GlobalWindows<Accs>),
+    /// A join on a string key.
+    JoinByString(Joins<String>),
+    /// A join on an integer key.
+    JoinByInt(Joins<i64>),
 }
 
 impl State {
@@ -87,17 +92,33 @@ impl State {
         }
         match g.key {
             None => State::Global(GlobalWindows::default()),
-            Some((_, super::value::Ty::Int)) => State::ByInt(groups(g.window)),
+            Some((_, Ty::Int)) => State::ByInt(groups(g.window)),
             Some(_) => State::ByString(groups(g.window)),
         }
     }
 
-    /// True if `self` has the shape `g` gives a state (a decoded one must).
-    pub fn fits(&self, g: &Grouping) -> bool {
-        std::mem::discriminant(self) == std::mem::discriminant(&State::new(g))
-            && match (self, &State::new(g)) {
+    /// The empty state of query `q`'s stage, if it keeps one.
+    pub fn of(q: &Query) -> Option<State> {
+        if let Some(j) = &q.join {
+            return Some(match j.key_ty {
+                Ty::Int => State::JoinByInt(Joins::new(j.kind)),
+                _ => State::JoinByString(Joins::new(j.kind)),
+            });
+        }
+        q.grouping.as_ref().map(State::new)
+    }
+
+    /// True if `self` has the shape `q` gives a state (a decoded one must).
+    pub fn fits(&self, q: &Query) -> bool {
+        let Some(fresh) = State::of(q) else {
+            return false;
+        };
+        std::mem::discriminant(self) == std::mem::discriminant(&fresh)
+            && match (self, &fresh) {
                 (State::ByString(a), State::ByString(b)) => same(a, b),
                 (State::ByInt(a), State::ByInt(b)) => same(a, b),
+                (State::JoinByString(a), _) => q.join.as_ref().is_some_and(|j| a.fits(j)),
+                (State::JoinByInt(a), _) => q.join.as_ref().is_some_and(|j| a.fits(j)),
                 _ => true,
             }
     }

@@ -98,10 +98,11 @@ impl Schema {
     }
 }
 
-/// An event: one value per column of the query's [`Schema`], in its order. Fields of the
-/// JSON object that no column names are skipped.
+/// An event: one value per column of the query's [`Schema`], in its order, and the
+/// stream it came from (0; 1 for the right stream of a join). Fields of the JSON object
+/// that no column names are skipped.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Row(pub Vec<Val>);
+pub struct Row(pub Vec<Val>, pub u8);
 
 impl Row {
     /// Reads one JSON object as a row of `schema`.
@@ -178,7 +179,7 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
             .enumerate()
             .map(|(i, v)| v.ok_or_else(|| de::Error::missing_field(s.names[i])))
             .collect::<Result<_, _>>()?;
-        Ok(Row(vals))
+        Ok(Row(vals, 0))
     }
 }
 
