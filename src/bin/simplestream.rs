@@ -43,17 +43,7 @@ enum Cmd {
     Checkpoints(InspectCommand),
     /// Take a savepoint from the latest checkpoint, without the program (as
     /// `checkpoints savepoint`): restore it with `--from-savepoint NAME`.
-    Savepoint {
-        /// The checkpoint directory or store URL.
-        #[arg(value_name = "DIR|URL")]
-        dir: String,
-        /// The savepoint's name (letters, digits, `-`, `_`, `.`).
-        #[arg(value_name = "NAME")]
-        name: String,
-        /// The instance.
-        #[arg(long, default_value = "default")]
-        instance: String,
-    },
+    Savepoint(checkpoints::SavepointArgs),
     /// The state lock that `pipeline!` checks changes against.
     #[command(subcommand)]
     State(StateCommand),
@@ -110,15 +100,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Checkpoints(c) => checkpoints::run_any(c),
-        Cmd::Savepoint {
-            dir,
-            name,
-            instance,
-        } => checkpoints::run_any(InspectCommand::Savepoint {
-            dir,
-            name,
-            instance,
-        }),
+        Cmd::Savepoint(a) => checkpoints::run_any(InspectCommand::Savepoint(a)),
         Cmd::State(StateCommand::Lock { sources }) => lock(&sources),
         Cmd::Sql(a) => run_sql(*a),
     }

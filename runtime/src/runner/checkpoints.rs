@@ -122,17 +122,34 @@ pub enum InspectCommand {
     /// whole one), without the program: restore it later with `--from-savepoint NAME`.
     /// A name already taken is refused. A file store must not be in use (a running
     /// program takes its savepoints on SIGUSR1).
-    Savepoint {
-        /// The checkpoint directory or store URL.
-        #[arg(value_name = "DIR|URL")]
-        dir: String,
-        /// The savepoint's name (letters, digits, `-`, `_`, `.`).
-        #[arg(value_name = "NAME")]
-        name: String,
-        /// The instance.
-        #[arg(long, default_value = "default")]
-        instance: String,
-    },
+    Savepoint(SavepointArgs),
+}
+
+/// Where `checkpoints savepoint` (and the `simplestream savepoint` tool) takes a
+/// savepoint, and its name.
+///
+/// ```
+/// use clap::Parser;
+/// use simplestream_runtime::runner::checkpoints::SavepointArgs;
+/// #[derive(Parser)]
+/// struct Cli {
+///     #[command(flatten)]
+///     savepoint: SavepointArgs,
+/// }
+/// let cli = Cli::try_parse_from(["tool", "ck", "before-v2"]).unwrap();
+/// assert_eq!(cli.savepoint.instance, "default");
+/// ```
+#[derive(Debug, clap::Args)]
+pub struct SavepointArgs {
+    /// The checkpoint directory or store URL.
+    #[arg(value_name = "DIR|URL")]
+    pub dir: String,
+    /// The savepoint's name (letters, digits, `-`, `_`, `.`).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// The instance.
+    #[arg(long, default_value = "default")]
+    pub instance: String,
 }
 
 /// The pipeline a program decodes its own checkpoints with.
@@ -283,11 +300,7 @@ fn inspect(cmd: InspectCommand, own: Option<Own>) -> ExitCode {
         InspectCommand::List { dir, instance } => list(&dir, &instance),
         InspectCommand::Show { dir, instance, id } => show(&dir, &instance, id, own),
         InspectCommand::Verify { dir, instance } => verify(&dir, &instance, own),
-        InspectCommand::Savepoint {
-            dir,
-            name,
-            instance,
-        } => savepoint::take(&dir, &instance, &name, own),
+        InspectCommand::Savepoint(a) => savepoint::take(&a.dir, &a.instance, &a.name, own),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
