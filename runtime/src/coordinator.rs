@@ -21,7 +21,7 @@ use crate::pipeline::Pipeline;
 use crate::store::{CheckpointStore, StoreError, StoredEntry};
 use crate::upgrade::{RestoreOptions, StageAction};
 
-mod savepoint;
+pub(crate) mod savepoint;
 mod streaming;
 
 /// When and how to checkpoint.

@@ -137,7 +137,6 @@ impl Kafka {
         per
     }
 
-    /// The offset after the last record of partition `p`, as the broker reports it.
     /// How many partitions `topic` has (0: no such topic).
     pub fn partitions(&self, topic: &str) -> usize {
         let topics = self.rt.block_on(self.client.list_topics()).unwrap();
@@ -147,6 +146,7 @@ impl Kafka {
             .map_or(0, |t| t.partitions.len())
     }
 
+    /// The offset after the last record of partition `p`, as the broker reports it.
     pub fn end(&self, topic: &str, p: i32) -> i64 {
         let pc = self.partition(topic, p);
         self.rt.block_on(pc.get_offset(OffsetAt::Latest)).unwrap()

@@ -50,13 +50,7 @@ impl<S: CheckpointStore> Coordinator<S> {
         }
         let started = crate::time::Stopwatch::start();
         let store = self.store.as_mut().expect(BUSY);
-        if let Some(e) = find(&store.list()?, name) {
-            return Err(fail(format!(
-                "{} already holds a savepoint of that name in {}: savepoints are never overwritten; choose another name",
-                e.name,
-                store.location()
-            )));
-        }
+        name_is_free(&*store, name)?;
         let id = self.next_id;
         let codec = self.config.codec;
         let encoded = envelope::encode_staged(pipeline, codec, id, now_ms, positions)?;
@@ -118,6 +112,25 @@ impl<S: CheckpointStore> Coordinator<S> {
 }
 
 /// The stored savepoint called `name`, in either codec.
+/// Refuses `name` if `store` already holds a savepoint of that name: a savepoint is
+/// never overwritten (the program's SIGUSR1 and the `checkpoints savepoint` tool alike).
+pub(crate) fn name_is_free<S: CheckpointStore + ?Sized>(
+    store: &S,
+    name: &str,
+) -> Result<(), CoordinatorError> {
+    match find(&store.list()?, name) {
+        Some(e) => Err(CoordinatorError::Savepoint {
+            name: name.to_string(),
+            problem: format!(
+                "{} already holds a savepoint of that name in {}: savepoints are never overwritten; choose another name",
+                e.name,
+                store.location()
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 fn find<'a>(listed: &'a [StoredEntry], name: &str) -> Option<&'a StoredEntry> {
     listed.iter().find(|e| savepoint_of(&e.name) == Some(name))
 }

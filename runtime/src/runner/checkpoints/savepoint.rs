@@ -40,14 +40,7 @@ pub(super) fn take(dir: &str, instance: &str, name: &str, own: Option<Own>) -> R
     };
     let stored = savepoint_name(name, codec);
     let store = c.store_mut();
-    let listed = store.list().map_err(|e| e.to_string())?;
-    if let Some(e) = listed.iter().find(|e| savepoint_of(&e.name) == Some(name)) {
-        return Err(format!(
-            "savepoint `{name}`: {} already holds a savepoint of that name in {}: savepoints are never overwritten; choose another name",
-            e.name,
-            store.location()
-        ));
-    }
+    crate::coordinator::savepoint::name_is_free(&**store, name).map_err(|e| e.to_string())?;
     store.put(&stored, &whole).map_err(|e| e.to_string())?;
     let h = envelope::verify(&whole).map_err(|e| e.to_string())?.header;
     let events = h.positions.get("events").copied().unwrap_or(0);
