@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::info;
 
+use crate::coordinator::LatestMeta;
 use crate::runner::kafka::{latest_offsets, TopicUrl};
 use crate::store::{CheckpointStore, FileStore};
 
@@ -96,10 +97,10 @@ fn checkpointed_offset(dir: &Path, p: i32) -> Result<i64, String> {
         .get_latest()
         .map_err(|e| format!("{what}: {e}"))?
         .ok_or_else(|| format!("{what}: there is none"))?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&latest).map_err(|e| format!("{what}: {e}"))?;
-    v["positions"][format!("source.kafka.p{p}")]
-        .as_i64()
+    let meta: LatestMeta = serde_json::from_slice(&latest).map_err(|e| format!("{what}: {e}"))?;
+    meta.positions
+        .get(&format!("source.kafka.p{p}"))
+        .and_then(|&o| i64::try_from(o).ok())
         .ok_or_else(|| format!("{what} records no offset of input partition {p}"))
 }
 
