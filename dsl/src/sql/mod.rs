@@ -23,6 +23,7 @@
 pub mod columns;
 pub mod expr;
 pub mod join;
+pub mod resolve;
 pub mod schema;
 pub mod select;
 pub mod text;
@@ -30,9 +31,7 @@ pub mod window;
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote};
-use sqlparser::ast::{SetExpr, Statement, TableFactor};
-use sqlparser::dialect::GenericDialect;
-use sqlparser::parser::Parser;
+use simplestream_sqlplan::{Host, Statement};
 use syn::parse::{Parse, ParseStream};
 use syn::{Ident, LitStr, Token, Type};
 
@@ -86,21 +85,25 @@ pub fn lower(def: &mut PipelineDef, input: &TokenStream) -> syn::Result<Option<T
         return Ok(None);
     }
     let mut errs = Errors::default();
+    let texts: Vec<(SqlText, usize)> = def
+        .sql
+        .iter()
+        .map(|s| (SqlText::new(s.lit.clone()), s.at))
+        .collect();
     let mut parsed = Vec::new();
-    for s in &def.sql {
-        let text = SqlText::new(s.lit.clone());
-        match Parser::parse_sql(&GenericDialect {}, &text.text) {
-            Ok(stmts) if stmts.is_empty() => {
-                errs.push(s.lit.span(), "empty SQL: write a SELECT or CREATE VIEW")
+    for (text, at) in &texts {
+        match simplestream_sqlplan::parse(&text.text, Host::Macro) {
+            Ok(script) if script.statements.is_empty() => {
+                errs.push(text.lit.span(), "empty SQL: write a SELECT or CREATE VIEW")
             }
-            Ok(stmts) => parsed.push((text, stmts, s.at)),
-            Err(e) => errs.add(text.parse_error(&e)),
+            Ok(script) => parsed.push((text, script, *at)),
+            Err(e) => errs.add(text.error(&e)),
         }
     }
     let parsed = errs.finish(parsed)?;
     let reads: Vec<String> = parsed
         .iter()
-        .flat_map(|(_, st, _)| st.iter().flat_map(from_names))
+        .flat_map(|(_, script, _)| script.statements.iter().flat_map(reads))
         .collect();
     let missing = def.sources.iter().find(|s| {
         reads.contains(&s.name.to_string()) && !def.columns.iter().any(|c| c.source == s.name)
@@ -112,9 +115,9 @@ pub fn lower(def: &mut PipelineDef, input: &TokenStream) -> syn::Result<Option<T
     let mut schemas: Vec<Schema> = def.columns.iter().map(source_schema).collect();
     let mut inserts: Vec<(usize, StageDef)> = Vec::new();
     let mut errs = Errors::default();
-    for (text, stmts, at) in &parsed {
-        for stmt in stmts {
-            match select::lower(text, stmt, &schemas) {
+    for (text, script, at) in &parsed {
+        for i in 0..script.statements.len() {
+            match select::lower(text, script, i, &schemas) {
                 Ok(l) => {
                     match syn::parse2::<StageDef>(l.stage) {
                         Ok(stage) => inserts.push((*at, stage)),
@@ -138,25 +141,11 @@ pub fn lower(def: &mut PipelineDef, input: &TokenStream) -> syn::Result<Option<T
 }
 
 /// The streams a statement's `FROM` (and `JOIN`) names.
-fn from_names(stmt: &Statement) -> Vec<String> {
-    let q = match stmt {
-        Statement::CreateView(v) => &v.query,
-        Statement::Query(q) => q,
-        _ => return Vec::new(),
-    };
-    let SetExpr::Select(s) = &*q.body else {
-        return Vec::new();
-    };
-    let tables = s
-        .from
-        .iter()
-        .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)));
-    tables
-        .filter_map(|t| match t {
-            TableFactor::Table { name, .. } => Some(name.0.last()?.as_ident()?.value.clone()),
-            _ => None,
-        })
-        .collect()
+fn reads(st: &Statement) -> Vec<String> {
+    match st {
+        Statement::Select(s) => s.reads(),
+        Statement::Table(_) => Vec::new(),
+    }
 }
 
 fn source_schema(c: &ColumnsDef) -> Schema {

@@ -1,7 +1,7 @@
 //! The columns of what SQL reads: a source's fields (from `#[derive(Columns)]`) or the
 //! columns of an earlier SQL view, with their Rust types.
 
-use sqlparser::ast::Ident as SqlIdent;
+use simplestream_sqlplan::Ident;
 use syn::Type;
 
 use crate::expand::plan_data::type_text;
@@ -40,16 +40,9 @@ pub enum Kind {
 }
 
 impl Schema {
-    /// The column `id` names: exactly, or (unquoted, as SQL is) in any case.
-    pub fn find(&self, id: &SqlIdent) -> Option<&Column> {
-        let exact = self.cols.iter().find(|c| c.name == id.value);
-        exact.or_else(|| {
-            let loose = id.quote_style.is_none();
-            let lower = id.value.to_lowercase();
-            self.cols
-                .iter()
-                .find(|c| loose && c.name.to_lowercase() == lower)
-        })
+    /// The index of the column `id` names.
+    pub fn find(&self, id: &Ident) -> Option<usize> {
+        simplestream_sqlplan::find(&self.names(), id)
     }
 
     /// The column names.
