@@ -67,15 +67,36 @@ pub struct Key {
     pub at: Option<Range<usize>>,
 }
 
-/// An aggregate function.
+/// An aggregate function of the select list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(missing_docs)]
 pub enum Func {
+    /// `COUNT(*)` or `COUNT(col)`.
     Count,
+    /// `SUM(col)`.
     Sum,
+    /// `MIN(col)`.
     Min,
+    /// `MAX(col)`.
     Max,
+    /// `AVG(col)`.
     Avg,
+}
+
+impl Func {
+    /// The DSL's name of it (`count`, `sum`, ...).
+    ///
+    /// ```
+    /// assert_eq!(simplestream_sqlplan::Func::Avg.name(), "avg");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Func::Count => "count",
+            Func::Sum => "sum",
+            Func::Min => "min",
+            Func::Max => "max",
+            Func::Avg => "avg",
+        }
+    }
 }
 
 /// An aggregate of the select list.
@@ -441,7 +462,7 @@ impl Lowering<'_> {
         let out = match (alias, col) {
             (Some(a), _) => a.to_string(),
             (None, _) if func == Func::Count => "count".into(),
-            (None, Some(c)) => format!("{}_{}", name.to_lowercase(), self.cols.name(Side::From, c)),
+            (None, Some(c)) => format!("{}_{}", func.name(), self.cols.name(Side::From, c)),
             (None, None) => unreachable!("only COUNT takes no column"),
         };
         Ok(Agg {

@@ -146,14 +146,7 @@ fn aggregate(text: &SqlText, input: &Schema, a: &Agg) -> (TokenStream, Type) {
     let Some(c) = a.col.map(|c| &input.cols[c]) else {
         return (quote_spanned!(sp=> #id = count()), syn::parse_quote!(u64));
     };
-    let f = match a.func {
-        Func::Count => unreachable!("COUNT reads no column"),
-        Func::Sum => "sum",
-        Func::Min => "min",
-        Func::Max => "max",
-        Func::Avg => "avg",
-    };
-    let (ty, f_id) = (&c.ty, format_ident!("{}", f, span = sp));
+    let (ty, f_id) = (&c.ty, format_ident!("{}", a.func.name(), span = sp));
     let value = read(&c.name, ty, sp);
     let row_ty = if a.func == Func::Avg {
         syn::parse_quote!(f64)

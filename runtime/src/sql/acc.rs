@@ -7,33 +7,7 @@ use super::value::{Ty, Val};
 use crate::aggregate::{self, Accumulator, Avg, AvgAcc, Count, Max, Min, Sum};
 use crate::checkpoint::Checkpointable;
 
-/// An aggregate function of the select list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Func {
-    /// `COUNT(*)` or `COUNT(col)`.
-    Count,
-    /// `SUM(col)`.
-    Sum,
-    /// `MIN(col)`.
-    Min,
-    /// `MAX(col)`.
-    Max,
-    /// `AVG(col)`.
-    Avg,
-}
-
-impl Func {
-    /// The DSL's name of it (`count`, `sum`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            Func::Count => "count",
-            Func::Sum => "sum",
-            Func::Min => "min",
-            Func::Max => "max",
-            Func::Avg => "avg",
-        }
-    }
-}
+pub use simplestream_sqlplan::Func;
 
 /// One aggregate column: its function, the input column it reads, and that column's type.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,17 +14,19 @@ pub struct SqlError {
 }
 
 impl SqlError {
-    /// An error at a sqlparser span.
-    pub fn at(span: sqlparser::tokenizer::Span, msg: impl Into<String>) -> SqlError {
-        let at = (span.start.line > 0).then_some((span.start.line, span.start.column));
-        let len = if span.end.line == span.start.line && span.end.column > span.start.column {
-            (span.end.column - span.start.column) as usize
-        } else {
-            1
+    /// A plan's error, its byte range as a line, column and length in `sql`.
+    pub fn of_plan(e: simplestream_sqlplan::Error, sql: &str) -> SqlError {
+        let Some(r) = e.at else {
+            return SqlError::whole(e.msg);
+        };
+        let words = sql.get(r.clone()).unwrap_or("");
+        let len = match words.chars().count() {
+            n if n > 0 && !words.contains('\n') => n,
+            _ => 1,
         };
         SqlError {
-            msg: msg.into(),
-            at,
+            msg: e.msg,
+            at: Some(simplestream_sqlplan::line_col(sql, r.start)),
             len,
         }
     }
@@ -79,36 +81,3 @@ impl fmt::Display for SqlError {
 }
 
 impl std::error::Error for SqlError {}
-
-/// A sqlparser error (which ends in `at Line: L, Column: C`) as a [`SqlError`]; one
-/// found at the end of `sql` (which sqlparser gives no position) points just past it.
-pub fn from_parser(e: &sqlparser::parser::ParserError, sql: &str) -> SqlError {
-    let msg = match e {
-        sqlparser::parser::ParserError::TokenizerError(m)
-        | sqlparser::parser::ParserError::ParserError(m) => m.clone(),
-        other => other.to_string(),
-    };
-    let (text, at) = match msg.rfind(" at Line: ") {
-        Some(i) => (msg[..i].to_string(), line_col(&msg[i + 10..])),
-        None => (msg.clone(), None),
-    };
-    let at = at.or_else(|| {
-        text.ends_with("EOF").then(|| {
-            let line = sql.trim_end().lines().count().max(1);
-            let last = sql.trim_end().lines().last().unwrap_or("");
-            (line as u64, last.chars().count() as u64 + 1)
-        })
-    });
-    SqlError {
-        msg: format!("SQL syntax error: {text}"),
-        at,
-        len: 1,
-    }
-}
-
-/// `1, Column: 5` to (1, 5).
-fn line_col(s: &str) -> Option<(u64, u64)> {
-    let (line, rest) = s.split_once(", Column: ")?;
-    let col: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    Some((line.trim().parse().ok()?, col.parse().ok()?))
-}

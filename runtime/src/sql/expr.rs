@@ -1,12 +1,10 @@
-//! `WHERE` and `HAVING` expressions: lowered once into [`Ex`] with columns resolved to
-//! indices, then evaluated per row. Comparisons, `AND`/`OR`/`NOT`, arithmetic,
-//! literals, columns, and (in `HAVING`) the aggregates of the select list.
+//! `WHERE` and `HAVING` expressions: the plan's, with columns resolved to indices,
+//! lowered once into [`Ex`], then evaluated per row.
 
 use std::cmp::Ordering;
 
-use sqlparser::ast::{BinaryOperator as B, Expr, Ident, Spanned, UnaryOperator as U, Value};
+use simplestream_sqlplan::{BinOp, Error, Expr, ExprKind, Lit};
 
-use super::error::SqlError;
 use super::value::Val;
 
 /// A lowered expression.
@@ -53,76 +51,48 @@ pub enum Arith {
     Rem,
 }
 
-/// How names in an expression resolve.
-pub trait Scope {
-    /// The index of the column `id` (qualified by `q`), or why not.
-    fn column(&mut self, q: Option<&Ident>, id: &Ident) -> Result<usize, SqlError>;
-    /// The index of the column holding the aggregate `e`, or why not.
-    fn aggregate(&mut self, e: &Expr) -> Result<usize, SqlError>;
-}
-
-/// Lowers `e` with names resolved in `scope`.
-pub fn lower(e: &Expr, scope: &mut dyn Scope) -> Result<Ex, SqlError> {
-    let b = |e: &Expr, s: &mut dyn Scope| lower(e, s).map(Box::new);
-    Ok(match e {
-        Expr::Identifier(id) => Ex::Col(scope.column(None, id)?),
-        Expr::CompoundIdentifier(ids) if ids.len() == 2 => {
-            Ex::Col(scope.column(Some(&ids[0]), &ids[1])?)
-        }
-        Expr::Nested(inner) => lower(inner, scope)?,
-        Expr::Value(v) => Ex::Lit(literal(&v.value, e)?),
-        Expr::UnaryOp { op, expr } => match op {
-            U::Not => Ex::Not(b(expr, scope)?),
-            U::Minus => Ex::Neg(b(expr, scope)?),
-            U::Plus => lower(expr, scope)?,
-            _ => return Err(unsupported(e, "this operator")),
-        },
-        Expr::BinaryOp { left, op, right } => {
-            let (l, r) = (b(left, scope)?, b(right, scope)?);
-            let cmp = |c| Ex::Cmp(c, l.clone(), r.clone());
-            let arith = |a| Ex::Arith(a, l.clone(), r.clone());
+/// Lowers the plan's `e`.
+pub fn lower(e: &Expr) -> Result<Ex, Error> {
+    let b = |e: &Expr| lower(e).map(Box::new);
+    Ok(match &e.kind {
+        ExprKind::Col(i) => Ex::Col(*i),
+        ExprKind::Nested(inner) | ExprKind::Pos(inner) => lower(inner)?,
+        ExprKind::Lit(v) => Ex::Lit(literal(v, e)?),
+        ExprKind::Not(inner) => Ex::Not(b(inner)?),
+        ExprKind::Neg(inner) => Ex::Neg(b(inner)?),
+        ExprKind::Binary(op, l, r) => {
+            let (l, r) = (b(l)?, b(r)?);
             match op {
-                B::And => Ex::And(l, r),
-                B::Or => Ex::Or(l, r),
-                B::Eq => cmp(Cmp::Eq),
-                B::NotEq => cmp(Cmp::Ne),
-                B::Lt => cmp(Cmp::Lt),
-                B::LtEq => cmp(Cmp::Le),
-                B::Gt => cmp(Cmp::Gt),
-                B::GtEq => cmp(Cmp::Ge),
-                B::Plus => arith(Arith::Add),
-                B::Minus => arith(Arith::Sub),
-                B::Multiply => arith(Arith::Mul),
-                B::Divide => arith(Arith::Div),
-                B::Modulo => arith(Arith::Rem),
-                _ => return Err(unsupported(e, &format!("the operator `{op}`"))),
+                BinOp::And => Ex::And(l, r),
+                BinOp::Or => Ex::Or(l, r),
+                BinOp::Eq => Ex::Cmp(Cmp::Eq, l, r),
+                BinOp::Ne => Ex::Cmp(Cmp::Ne, l, r),
+                BinOp::Lt => Ex::Cmp(Cmp::Lt, l, r),
+                BinOp::Le => Ex::Cmp(Cmp::Le, l, r),
+                BinOp::Gt => Ex::Cmp(Cmp::Gt, l, r),
+                BinOp::Ge => Ex::Cmp(Cmp::Ge, l, r),
+                BinOp::Add => Ex::Arith(Arith::Add, l, r),
+                BinOp::Sub => Ex::Arith(Arith::Sub, l, r),
+                BinOp::Mul => Ex::Arith(Arith::Mul, l, r),
+                BinOp::Div => Ex::Arith(Arith::Div, l, r),
+                BinOp::Rem => Ex::Arith(Arith::Rem, l, r),
             }
         }
-        Expr::Function(_) => Ex::Col(scope.aggregate(e)?),
-        _ => return Err(unsupported(e, "this expression")),
     })
 }
 
-fn unsupported(e: &Expr, what: &str) -> SqlError {
-    SqlError::at(
-        e.span(),
-        format!("{what} is not supported in SQL pipelines: use comparisons, AND/OR/NOT, + - * / %, columns and literals"),
-    )
-}
-
-fn literal(v: &Value, e: &Expr) -> Result<Val, SqlError> {
+fn literal(v: &Lit, e: &Expr) -> Result<Val, Error> {
     Ok(match v {
-        Value::Number(n, _) => match n.parse::<i64>() {
+        Lit::Number(n) => match n.parse::<i64>() {
             Ok(i) => Val::Int(i),
             Err(_) => Val::Float(
                 n.parse()
-                    .map_err(|_| SqlError::at(e.span(), format!("`{n}` is not a number")))?,
+                    .map_err(|_| Error::new(e.at.clone(), format!("`{n}` is not a number")))?,
             ),
         },
-        Value::SingleQuotedString(s) => Val::Str(s.clone()),
-        Value::Boolean(b) => Val::Bool(*b),
-        Value::Null => Val::Null,
-        _ => return Err(unsupported(e, "this literal")),
+        Lit::Str(s) => Val::Str(s.clone()),
+        Lit::Bool(b) => Val::Bool(*b),
+        Lit::Null => Val::Null,
     })
 }
 

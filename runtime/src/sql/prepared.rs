@@ -115,7 +115,9 @@ fn plan_of(q: &Query) -> Plan {
             ops.push(Op::KeyBy { key, key_type });
         }
         if let Some(w) = g.window {
-            ops.push(Op::Window { window: w.plan() });
+            ops.push(Op::Window {
+                window: super::window::plan(w),
+            });
         }
         let columns: Vec<Column> = g
             .aggs
@@ -139,7 +141,7 @@ fn plan_of(q: &Query) -> Plan {
             (Some((k, _)), None) => PlanState::PerKey { key: k },
             (k, Some(w)) => PlanState::Windowed {
                 key: k.map(|k| k.0),
-                window: w.plan(),
+                window: super::window::plan(w),
             },
             (None, None) => PlanState::None,
         };
@@ -176,7 +178,7 @@ fn join_plan(q: &Query, j: &JoinSpec) -> Plan {
             key_type,
             left_type,
             right_type,
-            window: w.plan(),
+            window: super::window::plan(w),
         },
         JoinKind::Interval { lower, upper } => Op::IntervalJoin {
             right,
