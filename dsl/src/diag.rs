@@ -1,6 +1,7 @@
 //! Errors collected across a whole pipeline, and "did you mean ...?" for unknown names.
 
 use proc_macro2::Span;
+use simplestream_sqlplan::{distance, normalize};
 
 /// Every error found, reported together (one `compile_error!` each).
 #[derive(Default)]
@@ -59,17 +60,8 @@ pub fn did_you_mean(name: &str, known: &[Known]) -> Option<&'static str> {
 }
 
 /// The name among `names` closest to `name`, if close enough (names only known at
-/// expansion time, such as a struct's fields).
-pub fn nearest<'a>(name: &str, names: &[&'a str]) -> Option<&'a str> {
-    let wanted = normalize(name);
-    let limit = (wanted.len() / 3).max(1);
-    names
-        .iter()
-        .map(|n| (distance(&wanted, &normalize(n)), *n))
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, n)| n)
-}
+/// expansion time, such as a struct's fields): SQL's measure of a typo.
+pub use simplestream_sqlplan::nearest;
 
 /// `unknown {what} `{name}`; did you mean `..`?`, or the list of what there is.
 pub fn unknown(what: &str, name: &str, known: &[Known], list: &str) -> String {
@@ -77,36 +69,6 @@ pub fn unknown(what: &str, name: &str, known: &[Known], list: &str) -> String {
         Some(n) => format!("unknown {what} `{name}`; did you mean `{n}`?"),
         None => format!("unknown {what} `{name}`; {list}"),
     }
-}
-
-/// Case and underscores do not count: `keyBy` and `flatMap` are near misses.
-fn normalize(s: &str) -> Vec<char> {
-    s.chars()
-        .filter(|c| *c != '_')
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
-/// Edit distance counting a swap of neighbours as one edit (optimal string alignment).
-fn distance(a: &[char], b: &[char]) -> usize {
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    d[0] = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = v;
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ use std::ops::Range;
 
 pub use expr::{BinOp, Expr, ExprKind, Lit};
 pub use join::{Join, JoinKind};
-pub use names::{find, nearest};
+pub use names::{distance, find, nearest, normalize};
 pub use script::{parse, Script, SelectStmt, Statement, Table, TableColumn};
 pub use select::{Agg, Body, Func, Grouped, Key, Select};
 pub use text::line_col;

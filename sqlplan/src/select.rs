@@ -290,20 +290,18 @@ impl Lowering<'_> {
                 continue;
             }
             let hint = "GROUP BY a column, or a window: TUMBLE(ts, INTERVAL '5' MINUTE), HOP(ts, slide, size), SESSION(ts, gap)";
-            let col = self.column(g, Want::Key, "GROUP BY", hint)?;
-            if key
-                .replace(Key {
-                    col,
-                    at: cx.range(g.span()),
-                })
-                .is_some()
-            {
+            if key.is_some() {
                 let how = cx.pick(
                     "or write the stage in the DSL: `key_by` takes a struct that derives `Checkpointable`",
                     "or key a `pipeline!` DSL stage by a struct that derives `Checkpointable`",
                 );
                 return Err(cx.error(g.span(), format!("GROUP BY one column (and a window): grouping by several columns is not supported; group by one column that holds both (e.g. `region_customer`), {how}")));
             }
+            let col = self.column(g, Want::Key, "GROUP BY", hint)?;
+            key = Some(Key {
+                col,
+                at: cx.range(g.span()),
+            });
         }
         if let (
             Some(Window {
