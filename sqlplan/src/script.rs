@@ -67,7 +67,7 @@ pub struct SelectStmt {
 /// use simplestream_sqlplan::{parse, Host, Statement};
 /// let s = parse("CREATE TABLE o (a TEXT); CREATE VIEW v AS SELECT * FROM o", Host::Interpreter).unwrap();
 /// assert!(matches!(&s.statements[1], Statement::Select(q) if q.view.as_ref().unwrap().value == "v"));
-/// let e = parse("SELECT a FROM o GROUP", Host::Interpreter).unwrap_err();
+/// let Err(e) = parse("SELECT a FROM o WHERE", Host::Interpreter) else { panic!("no condition") };
 /// assert_eq!(e.at, Some(21..21), "the end: {}", e.msg);
 /// ```
 pub fn parse(sql: &str, host: Host) -> Result<Script<'_>, Error> {
