@@ -26,8 +26,8 @@ const WASM_LIMIT: u64 = 3584 * 1024;
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// Size settings of the WASM build only (native release builds stay optimized for speed):
-/// link-time optimization, and every crate in it (the runtime and the example pipelines
-/// too) optimized for size.
+/// link-time optimization, and every crate in it (the runtime, the SQL plan and the
+/// example pipelines too) optimized for size.
 const PROFILE: &[&str] = &[
     "--config",
     "profile.release.lto=true",
@@ -35,6 +35,8 @@ const PROFILE: &[&str] = &[
     "profile.release.package.\"*\".opt-level=\"z\"",
     "--config",
     "profile.release.package.simplestream-runtime.opt-level=\"z\"",
+    "--config",
+    "profile.release.package.simplestream-sqlplan.opt-level=\"z\"",
     "--config",
     "profile.release.package.simplestream-examples.opt-level=\"z\"",
     "--config",
