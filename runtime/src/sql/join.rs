@@ -3,11 +3,8 @@
 //! with `TUMBLE(a.ts, ..) = TUMBLE(b.ts, ..)` or `HOP`, an `interval_join` with
 //! `b.ts BETWEEN a.ts - INTERVAL .. AND a.ts + INTERVAL ..`).
 
-use simplestream_sqlplan::{Error, Join};
-
 pub use simplestream_sqlplan::JoinKind;
 
-use super::columns::{leak, Columns};
 use super::value::{Schema, Ty};
 
 /// A join of the query's source (the left stream) with a second one.
@@ -29,13 +26,47 @@ pub struct JoinSpec {
     pub kind: JoinKind,
 }
 
-/// The spec of the planned join `j` of streams `left` and `right` (its columns set
-/// later, once all are known).
-pub fn spec(j: &Join, left: &Columns, right: &Columns) -> Result<JoinSpec, Error> {
-    let (lk, rk) = j.keys;
-    let (lt, rt) = (left.schema.types[lk], right.schema.types[rk]);
-    if lt != rt {
-        return Err(Error::new(
+#[cfg(feature = "sql-join")]
+pub use lowering::lower;
+
+#[cfg(feature = "sql-join")]
+mod lowering {
+    use simplestream_sqlplan::{Error, Ident, Join, Want};
+
+    use super::{JoinKind, JoinSpec};
+    use crate::sql::columns::{leak, Columns};
+    use crate::sql::query::Query;
+    use crate::sql::value::{Schema, Ty};
+
+    /// Lowers the planned join `j` of streams `left` and `right` into `q`;
+    /// `event_time` (`--event-time`) names both streams' time column.
+    pub fn lower(
+        q: &mut Query,
+        j: &Join,
+        left: &mut Columns,
+        mut right: Columns,
+        event_time: Option<&Ident>,
+    ) -> Result<(), Error> {
+        let mut spec = spec(j, left, &right)?;
+        q.time = Some(j.times.0);
+        if let Some(id) = event_time {
+            q.time = Some(left.use_col(id, Want::Time, "--event-time")?);
+            spec.right_time = right.use_col(id, Want::Time, "--event-time")?;
+        }
+        q.source = leak(&left.stream);
+        q.output = output(&spec, q.source);
+        spec.right_input = right.schema;
+        q.join = Some(spec);
+        Ok(())
+    }
+
+    /// The spec of the planned join `j` of streams `left` and `right` (its columns set
+    /// later, once all are known).
+    pub fn spec(j: &Join, left: &Columns, right: &Columns) -> Result<JoinSpec, Error> {
+        let (lk, rk) = j.keys;
+        let (lt, rt) = (left.schema.types[lk], right.schema.types[rk]);
+        if lt != rt {
+            return Err(Error::new(
             j.on.clone(),
             format!(
                 "the join key's columns have different types: {} and {} (declare them alike with CREATE TABLE)",
@@ -43,14 +74,29 @@ pub fn spec(j: &Join, left: &Columns, right: &Columns) -> Result<JoinSpec, Error
                 rt.rust()
             ),
         ));
+        }
+        Ok(JoinSpec {
+            right: leak(&right.stream),
+            right_input: Schema::default(),
+            right_time: j.times.1,
+            keys: (lk, rk),
+            key_name: left.schema.names[lk],
+            key_ty: lt,
+            kind: j.kind,
+        })
     }
-    Ok(JoinSpec {
-        right: leak(&right.stream),
-        right_input: Schema::default(),
-        right_time: j.times.1,
-        keys: (lk, rk),
-        key_name: left.schema.names[lk],
-        key_ty: lt,
-        kind: j.kind,
-    })
+
+    /// The row of a join: the key, the window's bounds if windowed, both events.
+    fn output(spec: &JoinSpec, left: &'static str) -> Schema {
+        let mut output = Schema::default();
+        output.names.push(spec.key_name);
+        output.types.push(spec.key_ty);
+        if let JoinKind::Window(_) = spec.kind {
+            output.names.extend(["window_start", "window_end"]);
+            output.types.extend([Ty::Int, Ty::Int]);
+        }
+        output.names.extend([left, spec.right]);
+        output.types.extend([Ty::Any, Ty::Any]);
+        output
+    }
 }

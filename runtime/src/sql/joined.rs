@@ -2,10 +2,12 @@
 //! the operators compiled joins run, over rows keyed by a string or an integer.
 
 use serde::de::DeserializeSeed;
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::join::{JoinKind, JoinSpec};
 use super::prepared::installed;
+use super::query::Query;
 use super::stage::DynKey;
 use super::value::{Named, Row, RowSeed, Schema, Val};
 use super::window::Win;
@@ -179,4 +181,28 @@ fn pairs_of<K: DynKey>(f: JoinFired<K, Held<false>, Held<true>>, emit: &mut impl
             });
         }
     }
+}
+
+/// A joined row as the compiled join's row struct writes it: the key, the window, then
+/// both events under their streams' names.
+pub fn pair<S: Serializer>(q: &Query, j: &Joined, s: S) -> Result<S::Ok, S::Error> {
+    let names = &q.output.names;
+    let mut m = s.serialize_map(Some(names.len()))?;
+    m.serialize_entry(names[0], &j.key)?;
+    if let Some((start, end)) = j.window {
+        m.serialize_entry("window_start", &start)?;
+        m.serialize_entry("window_end", &end)?;
+    }
+    let (l, r) = (names[names.len() - 2], names[names.len() - 1]);
+    let left = Named {
+        names: &q.input.names,
+        vals: &j.left,
+    };
+    let right = Named {
+        names: &q.join.as_ref().map_or(&q.input, |j| &j.right_input).names,
+        vals: &j.right,
+    };
+    m.serialize_entry(l, &left)?;
+    m.serialize_entry(r, &right)?;
+    m.end()
 }

@@ -23,6 +23,7 @@ mod columns;
 mod error;
 mod expr;
 mod join;
+#[cfg(feature = "sql-join")]
 mod joined;
 mod pipeline;
 mod prepared;
@@ -35,6 +36,7 @@ pub use acc::{Accs, AggSpec, Cell, Func};
 pub use error::SqlError;
 pub use expr::{Arith, Cmp, Ex};
 pub use join::{JoinKind, JoinSpec};
+#[cfg(feature = "sql-join")]
 pub use joined::{Held, Joined, Joins};
 pub use pipeline::{SqlOutput, SqlPipeline};
 pub use prepared::{install, install_on_this_thread, installed, prepare, Prepared};

@@ -4,15 +4,15 @@
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserializer, Serialize, Serializer};
 
-use serde::ser::SerializeMap;
-
 use super::acc::Accs;
+#[cfg(feature = "sql-join")]
 use super::join::JoinSpec;
+#[cfg(feature = "sql-join")]
 use super::joined::Joined;
 use super::prepared::{installed, Prepared};
 use super::query::Query;
 use super::stage::{self, DynKey, Pushed, State};
-use super::value::{Named, Row, RowSeed, Schema, Val};
+use super::value::{Row, RowSeed, Schema, Val};
 use crate::codec::{self, CheckpointError, Codec, StageWriter};
 use crate::pipeline::{Clock, Collector, LateRecord, OutputRecord, Pipeline};
 use crate::window::{Fired, LateReason};
@@ -60,6 +60,7 @@ impl PartialEq for SqlOutput {
 #[derive(Debug, Clone, PartialEq)]
 enum Out {
     Row(Vec<Val>),
+    #[cfg(feature = "sql-join")]
     Pair(Joined),
     Late(Row, LateReason),
 }
@@ -72,7 +73,8 @@ impl Serialize for SqlOutput {
                 vals,
             }
             .serialize(s),
-            Out::Pair(j) => pair(self.q, j, s),
+            #[cfg(feature = "sql-join")]
+            Out::Pair(j) => super::joined::pair(self.q, j, s),
             Out::Late(row, reason) => LateRecord {
                 stage: self.q.stage,
                 event: &row.with(side_schema(self.q, row.1)),
@@ -91,34 +93,12 @@ fn side_schema(q: &Query, side: u8) -> &Schema {
     }
 }
 
-/// A joined row as the compiled join's row struct writes it: the key, the window, then
-/// both events under their streams' names.
-fn pair<S: Serializer>(q: &Query, j: &Joined, s: S) -> Result<S::Ok, S::Error> {
-    let names = &q.output.names;
-    let mut m = s.serialize_map(Some(names.len()))?;
-    m.serialize_entry(names[0], &j.key)?;
-    if let Some((start, end)) = j.window {
-        m.serialize_entry("window_start", &start)?;
-        m.serialize_entry("window_end", &end)?;
-    }
-    let (l, r) = (names[names.len() - 2], names[names.len() - 1]);
-    let left = Named {
-        names: &q.input.names,
-        vals: &j.left,
-    };
-    let right = Named {
-        names: &side_schema(q, 1).names,
-        vals: &j.right,
-    };
-    m.serialize_entry(l, &left)?;
-    m.serialize_entry(r, &right)?;
-    m.end()
-}
-
 impl OutputRecord for SqlOutput {
     fn sink(&self) -> &'static str {
         match self.what {
-            Out::Row(_) | Out::Pair(_) => self.q.stage,
+            Out::Row(_) => self.q.stage,
+            #[cfg(feature = "sql-join")]
+            Out::Pair(_) => self.q.stage,
             Out::Late(..) => "late",
         }
     }
@@ -144,6 +124,7 @@ impl SqlPipeline {
     /// Pushes one event through (what [`Pipeline::process`] does).
     pub fn push<C: Collector<SqlOutput>>(&mut self, row: Row, out: &mut C) {
         let q = &self.p.query;
+        #[cfg(feature = "sql-join")]
         if let Some(j) = &q.join {
             return self.push_joined(j, row, out);
         }
@@ -172,6 +153,7 @@ impl SqlPipeline {
             State::ByString(s) => keyed(s.push(g, &row.0, ts), q, &row, out),
             State::ByInt(s) => keyed(s.push(g, &row.0, ts), q, &row, out),
             State::Global(s) => stage::push_global(s, g, &row.0, ts),
+            #[cfg(feature = "sql-join")]
             State::JoinByString(_) | State::JoinByInt(_) => unreachable!("joins push apart"),
         };
         if let Some(reason) = late {
@@ -182,6 +164,7 @@ impl SqlPipeline {
         }
     }
 
+    #[cfg(feature = "sql-join")]
     /// An event of a join: each stream has its own clock, the join's watermark is the
     /// smaller of theirs (as in a compiled pipeline with two sources).
     fn push_joined<C: Collector<SqlOutput>>(&mut self, j: &JoinSpec, row: Row, out: &mut C) {
@@ -233,6 +216,7 @@ impl SqlPipeline {
     /// Closes windows up to the watermark `wm` (`None`: all) and emits their rows.
     fn close<C: Collector<SqlOutput>>(&mut self, wm: Option<i64>, out: &mut C) {
         let q: &'static Query = &self.p.query;
+        #[cfg(feature = "sql-join")]
         if let Some(j) = &q.join {
             let mut emit = |p| {
                 out.collect(SqlOutput {
@@ -254,6 +238,7 @@ impl SqlPipeline {
             State::ByString(s) => s.close(g, wm, &mut self.fired_str),
             State::ByInt(s) => s.close(g, wm, &mut self.fired_int),
             State::Global(s) => stage::close_global(s, g, wm, &mut self.fired_all),
+            #[cfg(feature = "sql-join")]
             State::JoinByString(_) | State::JoinByInt(_) => unreachable!("joins return above"),
         }
         for f in self.fired_str.drain(..) {

@@ -8,7 +8,9 @@ use super::acc::AggSpec;
 use super::columns::{leak, Columns, Streams};
 use super::error::SqlError;
 use super::expr::{self, Ex};
-use super::join::{self, JoinSpec};
+#[cfg(feature = "sql-join")]
+use super::join;
+use super::join::JoinSpec;
 use super::value::{Schema, Ty};
 use super::window::Win;
 
@@ -90,8 +92,7 @@ pub fn parse(sql: &str, opts: &Options) -> Result<Query, SqlError> {
         sides: [None, None],
     };
     let select = script.plan(i, &mut streams).map_err(at)?;
-    let [left, right] = streams.sides;
-    let mut cols = left.expect("the plan reads a stream");
+    let mut cols = streams.sides[0].take().expect("the plan reads a stream");
     let mut q = Query {
         sql: sql.to_string(),
         source: leak(&select.from.name.value),
@@ -112,18 +113,17 @@ pub fn parse(sql: &str, opts: &Options) -> Result<Query, SqlError> {
     });
     let flag = |c: &mut Columns, id: &Ident| c.use_col(id, Want::Time, "--event-time").map_err(at);
     match &select.body {
+        #[cfg(not(feature = "sql-join"))]
         Body::Join(j) => {
-            let mut right = right.expect("a join reads two streams");
-            let mut spec = join::spec(j, &cols, &right).map_err(at)?;
-            q.time = Some(j.times.0);
-            if let Some(id) = &event_time {
-                q.time = Some(flag(&mut cols, id)?);
-                spec.right_time = flag(&mut right, id)?;
-            }
-            q.source = leak(&cols.stream);
-            q.output = joined_output(&spec, q.source);
-            spec.right_input = right.schema;
-            q.join = Some(spec);
+            return Err(at(plan::Error::new(
+                j.right.name.at.clone(),
+                "joins of two streams run in `simplestream sql`: this build of the interpreter (the playground's) has no join operators",
+            )))
+        }
+        #[cfg(feature = "sql-join")]
+        Body::Join(j) => {
+            let right = streams.sides[1].take().expect("a join reads two streams");
+            join::lower(&mut q, j, &mut cols, right, event_time.as_ref()).map_err(at)?;
         }
         _ if several => {
             return Err(SqlError::whole(
@@ -188,20 +188,6 @@ fn statements(
         )
     })?;
     Ok((tables, query))
-}
-
-/// The row of a join: the key, the window's bounds if windowed, both events.
-fn joined_output(spec: &JoinSpec, left: &'static str) -> Schema {
-    let mut output = Schema::default();
-    output.names.push(spec.key_name);
-    output.types.push(spec.key_ty);
-    if let join::JoinKind::Window(_) = spec.kind {
-        output.names.extend(["window_start", "window_end"]);
-        output.types.extend([Ty::Int, Ty::Int]);
-    }
-    output.names.extend([left, spec.right]);
-    output.types.extend([Ty::Any, Ty::Any]);
-    output
 }
 
 /// `CREATE TABLE orders (customer TEXT, amount DOUBLE, ts BIGINT)`: the source's columns.

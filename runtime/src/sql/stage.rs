@@ -7,6 +7,7 @@ use std::hash::Hash;
 use serde::{Deserialize, Serialize};
 
 use super::acc::Accs;
+#[cfg(feature = "sql-join")]
 use super::joined::Joins;
 use super::query::{Grouping, Query};
 use super::value::{Ty, Val};
@@ -75,8 +76,10 @@ pub enum State {
     /// A window over all events (`GROUP BY TUMBLE(..)` alone).
     Global(GlobalWindows<Accs>),
     /// A join on a string key.
+    #[cfg(feature = "sql-join")]
     JoinByString(Joins<String>),
     /// A join on an integer key.
+    #[cfg(feature = "sql-join")]
     JoinByInt(Joins<i64>),
 }
 
@@ -99,6 +102,7 @@ impl State {
 
     /// The empty state of query `q`'s stage, if it keeps one.
     pub fn of(q: &Query) -> Option<State> {
+        #[cfg(feature = "sql-join")]
         if let Some(j) = &q.join {
             return Some(match j.key_ty {
                 Ty::Int => State::JoinByInt(Joins::new(j.kind)),
@@ -117,7 +121,9 @@ impl State {
             && match (self, &fresh) {
                 (State::ByString(a), State::ByString(b)) => same(a, b),
                 (State::ByInt(a), State::ByInt(b)) => same(a, b),
+                #[cfg(feature = "sql-join")]
                 (State::JoinByString(a), _) => q.join.as_ref().is_some_and(|j| a.fits(j)),
+                #[cfg(feature = "sql-join")]
                 (State::JoinByInt(a), _) => q.join.as_ref().is_some_and(|j| a.fits(j)),
                 _ => true,
             }
