@@ -132,3 +132,6 @@ pub trait Columns {
     /// The name of a column [`column`](Columns::column) gave.
     fn name(&self, side: Side, col: usize) -> String;
 }
+
+#[cfg(test)]
+mod tests;
