@@ -160,6 +160,8 @@ fn test(args: &[String]) -> Result<(), String> {
         "-p",
         "simplestream-dsl",
         "-p",
+        "simplestream-sqlplan",
+        "-p",
         "simplestream-macros",
         "-p",
         "simplestream-examples",
