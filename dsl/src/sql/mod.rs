@@ -1,6 +1,7 @@
-//! SQL statements in `pipeline!`: `sql r#"CREATE VIEW name AS SELECT ..."#;`, parsed
-//! with `sqlparser` and lowered into DSL stage statements (see [`select`]), so that
-//! the checks, the plan and the generated code are the DSL's own.
+//! SQL statements in `pipeline!`: `sql r#"CREATE VIEW name AS SELECT ..."#;`, read by
+//! `simplestream-sqlplan` (as `simplestream sql` reads them) and its plan lowered into
+//! DSL stage statements (see [`select`]), so that the checks, the plan and the
+//! generated code are the DSL's own.
 //!
 //! Column types come from the source's event type, which must derive [`Columns`]: its
 //! derive defines a `macro_rules!` that calls `pipeline!` again with the fields and

@@ -1,5 +1,6 @@
-//! SQL at run time: `simplestream sql "SELECT ..."` parses a query, lowers it into the
-//! plan `pipeline!` would build (one stage: `WHERE`, `GROUP BY` a column and/or a
+//! SQL at run time: `simplestream sql "SELECT ..."` reads a query with
+//! `simplestream-sqlplan` (as `pipeline!` reads SQL), lowers its plan into the plan
+//! `pipeline!` would build (one stage: `WHERE`, `GROUP BY` a column and/or a
 //! window, aggregates, `HAVING`), and interprets it over rows read from JSON with the
 //! runtime's own keyed state, windows and aggregates. [`SqlPipeline`] is a
 //! [`Pipeline`](crate::Pipeline), so the runner gives it the same checkpoints,
