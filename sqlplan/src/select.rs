@@ -274,35 +274,7 @@ impl Lowering<'_> {
         filter: Option<Expr>,
     ) -> Result<Grouped, Error> {
         let cx = self.cx;
-        let (mut key, mut window) = (None, None);
-        for g in group {
-            let mut time = |t: &ast::Expr| match t {
-                ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_) => {
-                    let hint = window::not_a_time_column(cx, t).msg;
-                    self.column(t, Want::Time, "the window's time", &hint)
-                }
-                _ => Err(window::not_a_time_column(cx, t)),
-            };
-            if let Some(w) = window::read(cx, g, &mut time)? {
-                if window.replace(w).is_some() {
-                    return Err(cx.error(g.span(), "GROUP BY has one window function"));
-                }
-                continue;
-            }
-            let hint = "GROUP BY a column, or a window: TUMBLE(ts, INTERVAL '5' MINUTE), HOP(ts, slide, size), SESSION(ts, gap)";
-            if key.is_some() {
-                let how = cx.pick(
-                    "or write the stage in the DSL: `key_by` takes a struct that derives `Checkpointable`",
-                    "or key a `pipeline!` DSL stage by a struct that derives `Checkpointable`",
-                );
-                return Err(cx.error(g.span(), format!("GROUP BY one column (and a window): grouping by several columns is not supported; group by one column that holds both (e.g. `region_customer`), {how}")));
-            }
-            let col = self.column(g, Want::Key, "GROUP BY", hint)?;
-            key = Some(Key {
-                col,
-                at: cx.range(g.span()),
-            });
-        }
+        let (key, window) = self.group_by(group)?;
         if let (
             Some(Window {
                 win: Win::Session { .. },
@@ -352,6 +324,41 @@ impl Lowering<'_> {
             output,
             having,
         })
+    }
+
+    /// `GROUP BY`: one key column and one window function, each optional.
+    fn group_by(&mut self, group: &[ast::Expr]) -> Result<(Option<Key>, Option<Window>), Error> {
+        let cx = self.cx;
+        let (mut key, mut window) = (None, None);
+        for g in group {
+            let mut time = |t: &ast::Expr| match t {
+                ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_) => {
+                    let hint = window::not_a_time_column(cx, t).msg;
+                    self.column(t, Want::Time, "the window's time", &hint)
+                }
+                _ => Err(window::not_a_time_column(cx, t)),
+            };
+            if let Some(w) = window::read(cx, g, &mut time)? {
+                if window.replace(w).is_some() {
+                    return Err(cx.error(g.span(), "GROUP BY has one window function"));
+                }
+                continue;
+            }
+            let hint = "GROUP BY a column, or a window: TUMBLE(ts, INTERVAL '5' MINUTE), HOP(ts, slide, size), SESSION(ts, gap)";
+            if key.is_some() {
+                let how = cx.pick(
+                    "or write the stage in the DSL: `key_by` takes a struct that derives `Checkpointable`",
+                    "or key a `pipeline!` DSL stage by a struct that derives `Checkpointable`",
+                );
+                return Err(cx.error(g.span(), format!("GROUP BY one column (and a window): grouping by several columns is not supported; group by one column that holds both (e.g. `region_customer`), {how}")));
+            }
+            let col = self.column(g, Want::Key, "GROUP BY", hint)?;
+            key = Some(Key {
+                col,
+                at: cx.range(g.span()),
+            });
+        }
+        Ok((key, window))
     }
 
     /// The aggregates of the select list and their SQL (upper case, for `HAVING`); its
