@@ -111,7 +111,6 @@ pub fn parse(sql: &str, opts: &Options) -> Result<Query, SqlError> {
         quoted: false,
         at: None,
     });
-    let flag = |c: &mut Columns, id: &Ident| c.use_col(id, Want::Time, "--event-time").map_err(at);
     match &select.body {
         #[cfg(not(feature = "sql-join"))]
         Body::Join(j) => {
@@ -133,9 +132,6 @@ pub fn parse(sql: &str, opts: &Options) -> Result<Query, SqlError> {
         Body::Pass { filter } => {
             q.filter = filter.as_ref().map(expr::lower).transpose().map_err(at)?;
             q.output = cols.schema.clone();
-            if let Some(id) = &event_time {
-                q.time = Some(flag(&mut cols, id)?);
-            }
         }
         Body::Grouped(g) => {
             q.filter = g.filter.as_ref().map(expr::lower).transpose().map_err(at)?;
@@ -143,10 +139,10 @@ pub fn parse(sql: &str, opts: &Options) -> Result<Query, SqlError> {
             q.grouping = Some(grouping);
             q.output = output;
             q.time = g.window.as_ref().map(|w| w.time);
-            if let Some(id) = &event_time {
-                q.time = Some(flag(&mut cols, id)?);
-            }
         }
+    }
+    if let (Some(id), None) = (&event_time, &q.join) {
+        q.time = Some(cols.use_col(id, Want::Time, "--event-time").map_err(at)?);
     }
     q.input = cols.schema;
     Ok(q)
