@@ -1,5 +1,6 @@
-//! The Kafka wire protocol's primitives, for the few requests rskafka lacks (topic
-//! configs for the checkpoint store, group membership for the runner): big-endian
+//! The Kafka wire protocol's primitives, for the requests not made through rskafka
+//! (topic configs for the checkpoint store, group membership for the runner, the
+//! output's produce requests, built without a copy per record): big-endian
 //! fields, length-prefixed strings and bytes, and one blocking connection that frames a
 //! request and reads its answer. Non-flexible encodings only.
 
@@ -69,6 +70,11 @@ impl<'a> Cursor<'a> {
             self.take(4)?.try_into().unwrap_or_default(),
         ))
     }
+    pub fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_be_bytes(
+            self.take(8)?.try_into().unwrap_or_default(),
+        ))
+    }
     /// A string that must be there and be UTF-8 (names the protocol relies on).
     pub fn str(&mut self) -> Result<String, String> {
         let n = self.i16()?;
@@ -130,35 +136,57 @@ impl Conn {
 
     /// Sends request `key` at `version`; returns the answer after its correlation id.
     pub fn call(&mut self, key: i16, version: i16, body: &[u8]) -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(body.len() + 32);
+        self.start(&mut out, key, version);
+        out.extend_from_slice(body);
+        self.finish(&mut out)
+    }
+
+    /// Starts request `key` at `version` in `out` (cleared): a room for its size and
+    /// the header. The caller appends the body, then calls [`finish`](Self::finish).
+    /// Large requests are written in place this way, without a copy.
+    pub fn start(&mut self, out: &mut Vec<u8>, key: i16, version: i16) {
         self.correlation += 1;
-        let mut head = Buf::default();
+        out.clear();
+        out.extend_from_slice(&[0; 4]);
+        let mut head = Buf(std::mem::take(out));
         head.i16(key)
             .i16(version)
             .i32(self.correlation)
             .str("simplestream");
-        let len = (head.0.len() + body.len()) as i32;
-        let mut msg = len.to_be_bytes().to_vec();
-        msg.extend_from_slice(&head.0);
-        msg.extend_from_slice(body);
-        self.stream.write_all(&msg).map_err(|e| e.to_string())?;
+        *out = head.0;
+    }
+
+    /// Sends the request built in `out` since [`start`](Self::start); returns the
+    /// answer after its correlation id.
+    pub fn finish(&mut self, out: &mut [u8]) -> Result<Vec<u8>, String> {
+        let len = i32::try_from(out.len() - 4).map_err(|_| "a request over 2 GiB")?;
+        out[..4].copy_from_slice(&len.to_be_bytes());
+        self.stream.write_all(out).map_err(io_text)?;
         let mut len = [0u8; 4];
-        self.stream
-            .read_exact(&mut len)
-            .map_err(|e| e.to_string())?;
+        self.stream.read_exact(&mut len).map_err(io_text)?;
         let len = i32::from_be_bytes(len);
         let len = usize::try_from(len)
             .ok()
             .filter(|&n| (4..=MAX_RESPONSE).contains(&n))
             .ok_or_else(|| format!("bad response length {len}"))?;
         let mut resp = vec![0u8; len];
-        self.stream
-            .read_exact(&mut resp)
-            .map_err(|e| e.to_string())?;
-        let mut c = Cursor(&resp);
-        if c.i32()? != self.correlation {
+        self.stream.read_exact(&mut resp).map_err(io_text)?;
+        if Cursor(&resp).i32()? != self.correlation {
             return Err("an answer to another request".into());
         }
-        Ok(c.0.to_vec())
+        resp.drain(..4);
+        Ok(resp)
+    }
+}
+
+/// An I/O error; a socket timeout (reported as "would block") as what it means.
+fn io_text(e: std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            "no answer in time (timeout)".into()
+        }
+        _ => e.to_string(),
     }
 }
 

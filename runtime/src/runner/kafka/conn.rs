@@ -131,7 +131,8 @@ impl Conn {
         &self.url
     }
 
-    fn deleted(&self, what: &str) -> String {
+    /// The message for a topic deleted while this program ran.
+    pub(crate) fn deleted(&self, what: &str) -> String {
         format!(
             "{}: topic `{}` no longer exists ({what}): it was deleted while this program ran{STOPPED}",
             self.url, self.topic
@@ -165,13 +166,7 @@ impl Conn {
     {
         let e = match self.rt.block_on(timeout(op())) {
             Ok(v) => {
-                if let Some((since, _)) = self.down.take() {
-                    info!(
-                        "Kafka at {} answers again ({what}) after {:.1}s: going on",
-                        self.url,
-                        since.elapsed().as_secs_f64()
-                    );
-                }
+                self.answering(what);
                 return Ok(v);
             }
             Err(e) => e,
@@ -182,13 +177,30 @@ impl Conn {
         if !transient(&e) {
             return Err(Once::Fatal(format!("{}: {what}: {}", self.url, e.text())));
         }
+        self.not_answering(what, &e.text());
+        Err(Once::Transient)
+    }
+
+    /// Says that the broker answers again, if it did not.
+    pub(crate) fn answering(&self, what: &str) {
+        if let Some((since, _)) = self.down.take() {
+            info!(
+                "Kafka at {} answers again ({what}) after {:.1}s: going on",
+                self.url,
+                since.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    /// Says that the broker does not answer (`why`), once and again every 30 s, and
+    /// pauses briefly before the caller tries again.
+    pub(crate) fn not_answering(&self, what: &str, why: &str) {
         let now = Instant::now();
         match self.down.get() {
             None => {
                 warn!(
-                    "Kafka at {} does not answer ({what}: {}): waiting for it, nothing is lost",
-                    self.url,
-                    e.text()
+                    "Kafka at {} does not answer ({what}: {why}): waiting for it, nothing is lost",
+                    self.url
                 );
                 self.down.set(Some((now, now)));
             }
@@ -203,7 +215,6 @@ impl Conn {
             Some(_) => {}
         }
         std::thread::sleep(Duration::from_millis(500));
-        Err(Once::Transient)
     }
 }
 

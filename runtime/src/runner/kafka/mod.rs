@@ -5,6 +5,8 @@
 mod batch;
 mod conn;
 pub mod partitioner;
+mod producer;
+mod record_batch;
 pub mod sink;
 pub mod source;
 mod writer;

@@ -4,11 +4,12 @@
 use std::collections::VecDeque;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 
-use rskafka::chrono::{DateTime, TimeZone, Utc};
-use rskafka::client::partition::{Compression, PartitionClient};
+use rskafka::client::partition::PartitionClient;
 
 use super::batch::Batch;
-use super::conn::{Conn, Once};
+use super::conn::Conn;
+use super::producer::{Failed, Producer};
+use super::record_batch::Stamp;
 use super::sink::{INSTANCE_HEADER, SEQ_HEADER};
 use super::TopicUrl;
 use crate::runner::fence::Fence;
@@ -47,10 +48,12 @@ struct Job {
     first_seq: u64,
 }
 
-/// The output partition as read and written: the connection and whose rows to look for.
+/// The output partition as read and written: the connections (rskafka's to read the
+/// tail, our own to produce) and whose rows to look for.
 struct Partition {
     conn: Conn,
     client: PartitionClient,
+    producer: Producer,
     url: TopicUrl,
     instance: String,
     id: i32,
@@ -77,6 +80,7 @@ impl PartWriter {
         let part = Partition {
             conn,
             client,
+            producer: Producer::new(&url.brokers, &url.topic, id),
             url: url.clone(),
             instance: writer.to_string(),
             id,
@@ -190,12 +194,6 @@ impl PartWriter {
     }
 }
 
-fn now() -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(crate::time::now_ms())
-        .single()
-        .unwrap_or_default()
-}
-
 impl Partition {
     /// The partition still holds the record before `from` (the last one the checkpoint
     /// counted): it was not deleted and created again, or emptied.
@@ -273,7 +271,12 @@ impl Partition {
     /// The producer thread: produces each job in order and reports the partition's
     /// offset after it. A produce that failed may still have landed: before it is tried
     /// again the partition is read from the last known end, and what is there is dropped.
-    fn produce_jobs(self, mut end: i64, jobs: &Receiver<Job>, done: &Sender<Result<i64, String>>) {
+    fn produce_jobs(
+        mut self,
+        mut end: i64,
+        jobs: &Receiver<Job>,
+        done: &Sender<Result<i64, String>>,
+    ) {
         for job in jobs {
             let r = self.produce(&mut end, job);
             let failed = r.is_err();
@@ -283,9 +286,13 @@ impl Partition {
         }
     }
 
-    fn produce(&self, end: &mut i64, job: Job) -> Result<(), String> {
+    fn produce(&mut self, end: &mut i64, job: Job) -> Result<(), String> {
         let Job { rows, first_seq } = job;
-        let timestamp = now();
+        let stamp = Stamp {
+            instance: self.instance.as_bytes(),
+            first_seq,
+            timestamp_ms: crate::time::now_ms(),
+        };
         // Rows already in the partition: a failed produce may have landed.
         let mut done = 0;
         let mut first_try = true;
@@ -304,25 +311,18 @@ impl Partition {
             if let Some(f) = &self.fence {
                 f.check()?;
             }
-            let client = &self.client;
-            let instance = self.instance.as_bytes();
-            // Built afresh for each try: `produce` takes the records.
-            let r = self.conn.wait_once("writing output", || {
-                let records = rows.records(instance, first_seq, done, timestamp);
-                client.produce(records, Compression::NoCompression)
-            });
-            match r {
-                Ok(offsets) => {
-                    if let Some(&first) = offsets.iter().min().filter(|&&o| o < *end) {
+            match self.producer.produce(&rows, done, &stamp) {
+                Ok(first) => {
+                    self.conn.answering("writing output");
+                    if first < *end {
                         return Err(self.recreated(first, *end));
                     }
-                    if let Some(o) = offsets.iter().max() {
-                        *end = (*end).max(o + 1);
-                    }
+                    *end = first + (rows.len() - done) as i64;
                     done = rows.len();
                 }
-                Err(Once::Fatal(e)) => return Err(e),
-                Err(Once::Transient) => {}
+                Err(Failed::Gone) => return Err(self.conn.deleted("writing output")),
+                Err(Failed::Fatal(e)) => return Err(format!("{}: {e}", self.url)),
+                Err(Failed::Transient(why)) => self.conn.not_answering("writing output", &why),
             }
         }
         Ok(())
