@@ -162,6 +162,32 @@ pub trait Pipeline: Sized {
     fn new() -> Self;
     /// Pushes one event through.
     fn process<C: Collector<Self::Output>>(&mut self, event: Self::Event, out: &mut C);
+    /// Pushes one event through without taking it: the same outputs and state as
+    /// [`process`](Self::process) of a clone. `pipeline!` pipelines clone only what a stage
+    /// keeps (a join's buffered events, a late event's record), so a caller that reuses
+    /// or shares its events does not pay for dropping them (a `String` free per event).
+    /// The default clones the event.
+    ///
+    /// ```
+    /// # use simplestream_runtime::Pipeline;
+    /// fn run_all<P: Pipeline>(events: &[P::Event]) -> Vec<P::Output>
+    /// where
+    ///     P::Event: Clone,
+    /// {
+    ///     let (mut p, mut out) = (P::new(), Vec::new());
+    ///     for e in events {
+    ///         p.process_ref(e, &mut out);
+    ///     }
+    ///     p.finish(&mut out);
+    ///     out
+    /// }
+    /// ```
+    fn process_ref<C: Collector<Self::Output>>(&mut self, event: &Self::Event, out: &mut C)
+    where
+        Self::Event: Clone,
+    {
+        self.process(event.clone(), out)
+    }
     /// Moves the watermark (the source calls this itself; use it for idle sources).
     fn advance_watermark<C: Collector<Self::Output>>(&mut self, watermark: i64, out: &mut C);
     /// The event time of `event` in ms, as the source's `event_time` closure computes it

@@ -101,12 +101,21 @@ fn emit_children(cx: &Cx, children: &[Child], sink: Option<Ident>) -> TokenStrea
     quote!(#(#calls)* #sink)
 }
 
-/// How `process` passes a source's event to its push method: by value if it can be moved.
-fn source_arg(cx: &Cx, src: &SourcePlan) -> TokenStream {
-    if owned_target(cx, &src.children, src.sink).is_some() {
-        quote!(event)
-    } else {
-        quote!(&event)
+/// How an event enters: `process` owns it, `process_ref` borrows it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    Owned,
+    Borrowed,
+}
+
+/// How `process` passes a source's event to its push method: by value if it can be moved
+/// (`process_ref` clones it then: the stage keeps it), else by reference.
+fn source_arg(cx: &Cx, src: &SourcePlan, entry: Entry) -> TokenStream {
+    let owned = owned_target(cx, &src.children, src.sink).is_some();
+    match (entry, owned) {
+        (Entry::Owned, true) | (Entry::Borrowed, false) => quote!(event),
+        (Entry::Owned, false) => quote!(&event),
+        (Entry::Borrowed, true) => quote!(::core::clone::Clone::clone(event)),
     }
 }
 
@@ -128,15 +137,16 @@ pub fn event_time_body(cx: &Cx) -> TokenStream {
     quote!(match event { #(#arms)* })
 }
 
-/// The body of `process`. One source: its clock is the pipeline's. Several: each has its
-/// own, and the pipeline's watermark is the smallest (a join must wait for both inputs).
-pub fn process_body(cx: &Cx) -> TokenStream {
+/// The body of `process` (or of `process_ref`, as `entry` says). One source: its clock is
+/// the pipeline's. Several: each has its own, and the pipeline's watermark is the smallest
+/// (a join must wait for both inputs).
+pub fn process_body(cx: &Cx, entry: Entry) -> TokenStream {
     let (rt, module) = (&cx.rt, &cx.plan.module);
+    let borrow = (entry == Entry::Owned).then(|| quote!(&));
     let stamp = |src: &SourcePlan| {
         let event_time = closure::annotate(&src.event_time, &src.ty);
-        let (push, event) = (names::source_push(&src.name), source_arg(cx, src));
-        let time =
-            quote!(let __ts: i64 = #rt::pipeline::EventTime::event_time_ms(#event_time(&event)););
+        let (push, event) = (names::source_push(&src.name), source_arg(cx, src, entry));
+        let time = quote!(let __ts: i64 = #rt::pipeline::EventTime::event_time_ms(#event_time(#borrow event)););
         let max_delay = names::constant(&src.name, "MAX_DELAY_MS");
         (
             time,

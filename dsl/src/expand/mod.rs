@@ -282,7 +282,8 @@ fn pipeline_impl(cx: &Cx, parts: &[Parts], source_text: &str) -> TokenStream {
     )
     .collect();
     let flush = parts.iter().map(|p| &p.code.flush);
-    let process = flow::process_body(cx);
+    let process = flow::process_body(cx, flow::Entry::Owned);
+    let process_ref = flow::process_body(cx, flow::Entry::Borrowed);
     let event_time = flow::event_time_body(cx);
     let n = plan.sources.len();
     let sources_init = (n > 1).then(|| quote!(__sources: [#rt::Clock::default(); #n],));
@@ -318,6 +319,11 @@ fn pipeline_impl(cx: &Cx, parts: &[Parts], source_text: &str) -> TokenStream {
             #[inline]
             fn process<C: #rt::Collector<Self::Output>>(&mut self, event: #event_ty, out: &mut C) {
                 #process
+            }
+
+            #[inline]
+            fn process_ref<C: #rt::Collector<Self::Output>>(&mut self, event: &#event_ty, out: &mut C) {
+                #process_ref
             }
 
             fn event_time(event: &#event_ty) -> ::core::option::Option<i64> {

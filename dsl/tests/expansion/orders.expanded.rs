@@ -567,6 +567,23 @@ impl ::simplestream::__rt::Pipeline for Orders {
             self.__advance(out);
         }
     }
+    #[inline]
+    fn process_ref<C: ::simplestream::__rt::Collector<Self::Output>>(
+        &mut self,
+        event: &Order,
+        out: &mut C,
+    ) {
+        let __ts: i64 = ::simplestream::__rt::pipeline::EventTime::event_time_ms(
+            (|o: &Order| ::simplestream::__rt::pipeline::EventTime::event_time_ms(
+                o.ts,
+            ))(event),
+        );
+        let moved = self.__clock.observe(__ts, Self::ORDERS_MAX_DELAY_MS);
+        self.__push_orders(event, __ts, out);
+        if moved {
+            self.__advance(out);
+        }
+    }
     fn event_time(event: &Order) -> ::core::option::Option<i64> {
         ::core::option::Option::Some(
             ::simplestream::__rt::pipeline::EventTime::event_time_ms(

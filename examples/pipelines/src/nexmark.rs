@@ -17,6 +17,13 @@
 //!     q1.process(b, &mut out);
 //! }
 //! assert_eq!(out.len(), bids.len(), "q1 converts every bid");
+//!
+//! // Borrowed events: the same rows, and the bids stay the caller's.
+//! let (mut q1, mut borrowed) = (Q1::new(), Vec::new());
+//! for b in &bids {
+//!     q1.process_ref(b, &mut borrowed);
+//! }
+//! assert_eq!(borrowed, out);
 //! ```
 
 use serde::{Deserialize, Serialize};
