@@ -134,6 +134,55 @@ fn disk_backend_killed_at_random_moments_incremental_binary() {
     );
 }
 
+/// With the disk backend, deltas are stored after the pause while events go on: a crash
+/// while one is in flight (its delta written, its manifest or `latest` not yet) restores
+/// the previous checkpoint, and the output ends byte-identical all the same.
+#[test]
+fn disk_backend_killed_while_a_background_upload_is_in_flight() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("orders.jsonl");
+    let text = order_lines(63, 12_000, CUSTOMERS, 997, 0);
+    std::fs::write(&input, &text).unwrap();
+    let (reference, crashed) = (tmp.path().join("reference"), tmp.path().join("crashed"));
+    std::fs::create_dir_all(&reference).unwrap();
+    std::fs::create_dir_all(&crashed).unwrap();
+    let extra = [
+        "--incremental",
+        "--checkpoint-every",
+        "1000",
+        "--codec",
+        "binary",
+    ];
+    run_ok(orders(&reference, &input, &extra));
+    let state = crashed.join("state");
+    let args = disk_args(state.to_str().unwrap(), &extra);
+    // The start checkpoint is the first write (inline); later ones are uploads.
+    for point in [
+        "after-checkpoint-write:3",
+        "after-manifest-write:1",
+        "after-checkpoint-write:2",
+    ] {
+        let mut c = orders(&crashed, &input, &args);
+        c.arg("--quiet").env("SIMPLESTREAM_FAILPOINT", point);
+        let out = c.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let (name, hit) = point.split_once(':').unwrap();
+        assert!(
+            !out.status.success()
+                && err.contains(&format!("failpoint {name} (hit {hit})"))
+                && err.contains("(thread checkpoint-upload-"),
+            "{point}: not stopped in an upload: {err}"
+        );
+    }
+    let mut c = orders(&crashed, &input, &args);
+    c.arg("--quiet");
+    run_ok(c);
+    for f in ["out.jsonl", "out.jsonl.late"] {
+        assert_same_file(&reference.join(f), &crashed.join(f));
+    }
+    assert_stats(&latest_checkpoint(&crashed), &text, "background upload");
+}
+
 #[test]
 fn disk_backend_killed_at_random_moments_whole_json() {
     file_store_scenario("disk-json", 62, &["--checkpoint-every", "2500"]);

@@ -641,6 +641,18 @@ impl<S: CheckpointStore> Coordinator<S> {
         positions: BTreeMap<String, u64>,
         now_ms: i64,
     ) -> Result<Prepared, CoordinatorError> {
+        self.prepare_for(pipeline, positions, now_ms, false)
+    }
+
+    /// [`prepare`](Self::prepare); `background`: the checkpoint is stored after the
+    /// pause, so a delta is encoded in memory instead of streamed into the store.
+    fn prepare_for<P: Pipeline>(
+        &mut self,
+        pipeline: &P,
+        positions: BTreeMap<String, u64>,
+        now_ms: i64,
+        background: bool,
+    ) -> Result<Prepared, CoordinatorError> {
         let id = self.next_id;
         let codec = self.config.codec;
         let versions = pipeline.stage_versions();
@@ -651,7 +663,7 @@ impl<S: CheckpointStore> Coordinator<S> {
             _ => None,
         };
         if let Some(chain) = delta_on {
-            return self.prepare_delta(pipeline, chain.clone(), positions, now_ms);
+            return self.prepare_delta(pipeline, chain.clone(), positions, now_ms, background);
         }
         let name = checkpoint_name(now_ms, id, codec);
         let (encoded, streamed) = match self.streaming_store() {
@@ -702,6 +714,7 @@ impl<S: CheckpointStore> Coordinator<S> {
         mut chain: Chain,
         positions: BTreeMap<String, u64>,
         now_ms: i64,
+        background: bool,
     ) -> Result<Prepared, CoordinatorError> {
         let id = self.next_id;
         let codec = self.config.codec;
@@ -709,7 +722,11 @@ impl<S: CheckpointStore> Coordinator<S> {
         let name = delta_name(now_ms, id, codec);
         let since = &chain.versions;
         let at = positions.clone();
-        let (encoded, streamed) = match self.streaming_store() {
+        // A delta holds the keys changed since the previous checkpoint, which are in
+        // memory for its encoding anyway: in the background its store write, fsyncs
+        // included, leaves the pause.
+        let stream = self.streaming_store().filter(|_| !background);
+        let (encoded, streamed) = match stream {
             Some(store) => {
                 let s = envelope::store_delta(store, &name, pipeline, since, codec, id, now_ms, at)
                     .map_err(streaming::failed)?;
@@ -818,7 +835,7 @@ impl<S: CheckpointStore> Coordinator<S> {
         if let Some(up) = &self.upload {
             return Err(CoordinatorError::UploadInFlight { id: up.id });
         }
-        let prepared = self.prepare(pipeline, positions, now_ms)?;
+        let prepared = self.prepare_for(pipeline, positions, now_ms, true)?;
         let id = prepared.id;
         // Ids are never reused: a failed upload's id is skipped.
         self.next_id = id.saturating_add(1);

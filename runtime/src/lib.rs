@@ -95,7 +95,10 @@ pub fn checkpoint_failpoint(name: &str) {
         });
         if let Some((point, k)) = fp {
             if point == name && HITS.fetch_add(1, Ordering::Relaxed) + 1 == *k {
-                eprintln!("failpoint {name} (hit {k}): aborting");
+                // The thread tells a background upload from the pause.
+                let thread = std::thread::current();
+                let on = thread.name().unwrap_or("unnamed");
+                eprintln!("failpoint {name} (hit {k}): aborting (thread {on})");
                 std::process::abort();
             }
         }

@@ -108,7 +108,8 @@ pub struct Args {
     pub checkpoint_store: Option<String>,
     /// When to upload checkpoints: inline (in the pause), background (serialize in the
     /// pause, upload while processing goes on; at most one upload in flight; `latest`
-    /// moves only once the upload is durable), or auto (background for remote stores).
+    /// moves only once the upload is durable), or auto (background for remote stores
+    /// and the disk state backend).
     #[arg(long, value_enum, default_value = "auto")]
     pub upload: Upload,
     /// Name of this instance; two processes cannot run on one instance.
@@ -722,8 +723,10 @@ where
             .open(&args.instance, false)
             .map_err(|e| e.to_string())?,
     };
+    // The disk backend's deltas are stored after the pause too: their fsyncs would be
+    // most of it.
     let background = match args.upload {
-        Upload::Auto => remote,
+        Upload::Auto => remote || args.state_backend == StateBackendArg::Disk,
         Upload::Inline => false,
         Upload::Background => true,
     };

@@ -4,7 +4,7 @@
 //! where an index inside the store cost a B-tree insert per eviction.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
 /// Marks past this many beyond twice the live entries: the history starts over instead.
@@ -14,6 +14,13 @@ pub(crate) struct Marks {
     path: PathBuf,
     out: BufWriter<File>,
     count: u64,
+    /// Bytes of marks in the file.
+    len: u64,
+    /// The largest stamp marked so far.
+    newest: u64,
+    /// At the end of each eviction batch: (bytes, largest stamp up to there). The
+    /// stamps only grow along it, so a delta skips the marks no newer than its base.
+    ends: Vec<(u64, u64)>,
 }
 
 fn io(what: &'static str) -> impl Fn(std::io::Error) -> String {
@@ -27,6 +34,9 @@ impl Marks {
             path,
             out,
             count: 0,
+            len: 0,
+            newest: 0,
+            ends: Vec::new(),
         })
     }
 
@@ -37,7 +47,16 @@ impl Marks {
         self.out.write_all(&len.to_le_bytes()).map_err(&w)?;
         self.out.write_all(key).map_err(&w)?;
         self.count += 1;
+        self.len += 12 + key.len() as u64;
+        self.newest = self.newest.max(stamp);
         Ok(())
+    }
+
+    /// Ends an eviction batch's marks: a later read can start past them.
+    pub(crate) fn end_batch(&mut self) {
+        if self.ends.last().map(|e| e.0) != Some(self.len) {
+            self.ends.push((self.len, self.newest));
+        }
     }
 
     /// True when the marks outgrew what `live` entries can need: the caller starts the
@@ -59,10 +78,12 @@ impl Marks {
         self.flush()?;
         let tmp = self.path.with_extension("marks-new");
         let mut out = BufWriter::new(File::create(&tmp).map_err(io("creating"))?);
-        let mut count = 0;
-        for m in self.read()? {
+        let (mut count, mut len, mut newest) = (0, 0, 0);
+        for m in self.read_after(0)? {
             let (stamp, key) = m?;
             if keep(stamp) {
+                len += 12 + key.len() as u64;
+                newest = newest.max(stamp);
                 let w = io("writing");
                 out.write_all(&stamp.to_le_bytes()).map_err(&w)?;
                 out.write_all(&(key.len() as u32).to_le_bytes())
@@ -76,6 +97,9 @@ impl Marks {
         // The new file's handle stands at its end: appends go on from there.
         self.out = out;
         self.count = count;
+        self.len = len;
+        self.newest = newest;
+        self.ends.clear();
         Ok(())
     }
 
@@ -84,11 +108,18 @@ impl Marks {
         self.out.flush().map_err(io("writing"))
     }
 
-    /// Every mark flushed, oldest first: (stamp, key bytes).
-    pub(crate) fn read(
+    /// The marks flushed, oldest first (stamp, key bytes), from the end of the last batch
+    /// whose stamps are all at most `after` on: the older ones a delta since `after`
+    /// does not need are not read.
+    pub(crate) fn read_after(
         &self,
+        after: u64,
     ) -> Result<impl Iterator<Item = Result<(u64, Vec<u8>), String>>, String> {
-        let mut r = BufReader::new(File::open(&self.path).map_err(io("reading"))?);
+        let skip = self.ends.partition_point(|e| e.1 <= after);
+        let from = skip.checked_sub(1).map_or(0, |i| self.ends[i].0);
+        let mut file = File::open(&self.path).map_err(io("reading"))?;
+        file.seek(SeekFrom::Start(from)).map_err(io("reading"))?;
+        let mut r = BufReader::new(file);
         Ok(std::iter::from_fn(move || {
             let mut head = [0u8; 12];
             match r.read_exact(&mut head) {

@@ -152,6 +152,7 @@ impl Tier {
         }
         txn.commit().map_err(|e| err("writing")(&e))?;
         self.marks.flush()?;
+        self.marks.end_batch();
         self.live += victims.len() as u64;
         self.read = Self::reader(&self.db)?;
         if self.marks.too_many(self.live) {
@@ -187,7 +188,7 @@ impl Tier {
     /// each, stale copies of keys in memory included: the caller skips those.
     pub(crate) fn changed_after(&self, after: u64) -> Result<Vec<Victim>, TierError> {
         let mut out = Vec::new();
-        for m in self.marks.read()? {
+        for m in self.marks.read_after(after)? {
             let (marked, key) = m?;
             if marked <= after || self.pending.contains(&key) {
                 continue;
