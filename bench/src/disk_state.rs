@@ -18,9 +18,30 @@ use crate::{best_of, incremental, ms};
 /// Flink with RocksDB state on this machine class (issue 16), events per second.
 pub const FLINK_ROCKSDB_EPS: f64 = 200_000.0;
 
+/// The throughput cases, for `--disk-cases`.
+pub const CASES: [&str; 3] = ["fits", "exceeds", "skewed"];
+
+/// How the events' keys are drawn.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub enum Keys {
+    Uniform,
+    /// Zipf with exponent 1 (`events::zipf_string_events`).
+    Zipf1,
+}
+
+impl Keys {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Keys::Uniform => "uniform",
+            Keys::Zipf1 => "Zipf s=1",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Throughput {
     pub case: &'static str,
+    pub distribution: Keys,
     pub keys: u64,
     pub events: usize,
     pub budget_mib: usize,
@@ -84,15 +105,27 @@ fn run(events: &[SEv]) -> (Duration, u64, (usize, u64, i64)) {
     (el, s.on_disk(), digest)
 }
 
-fn throughput(
-    case: &'static str,
+/// One throughput case: `n` events over `keys` keys drawn as `dist` says.
+struct Case {
+    name: &'static str,
+    dist: Keys,
     keys: u64,
     n: usize,
     budget_mib: usize,
-    runs: usize,
-    scratch: &Path,
-) -> Throughput {
-    let events = events::string_events(1, n, keys);
+}
+
+fn throughput(c: Case, runs: usize, scratch: &Path) -> Throughput {
+    let Case {
+        name: case,
+        dist,
+        keys,
+        n,
+        budget_mib,
+    } = c;
+    let events = match dist {
+        Keys::Uniform => events::string_events(1, n, keys),
+        Keys::Zipf1 => events::zipf_string_events(1, n, keys),
+    };
     set(StateBackend::Memory);
     let mut want = None;
     let mem = best_of(runs, || {
@@ -112,6 +145,7 @@ fn throughput(
     let eps = |d: Duration| n as f64 / d.as_secs_f64();
     let r = Throughput {
         case,
+        distribution: dist,
         keys,
         events: n,
         budget_mib,
@@ -121,7 +155,8 @@ fn throughput(
         keys_on_disk: on_disk,
     };
     println!(
-        "  {case}: {keys} keys, {n} events, --state-memory {budget_mib}MiB: memory {:.2} M events/s, disk {:.2} M events/s ({:.2}x), {on_disk} keys on disk",
+        "  {case}: {keys} keys ({}), {n} events, --state-memory {budget_mib}MiB: memory {:.2} M events/s, disk {:.2} M events/s ({:.2}x), {on_disk} keys on disk",
+        dist.describe(),
         r.memory_eps / 1e6,
         r.disk_eps / 1e6,
         r.disk_over_memory
@@ -190,19 +225,43 @@ fn pause(keys: u64, budget_mib: usize, runs: usize, scratch: &Path) -> Pause {
     r
 }
 
-/// The rows: `quick` sizes by default; `pause_keys` are the key counts of the pause row.
-pub fn measure(quick: bool, pause_keys: &[u64], runs: usize, scratch: &Path) -> DiskState {
-    // Four events per key where the state does not fit: most events update a key on disk.
+/// The rows: `quick` sizes by default; `cases` picks throughput cases (None: all);
+/// `pause_keys` are the key counts of the pause row.
+pub fn measure(
+    quick: bool,
+    cases: Option<&[String]>,
+    pause_keys: &[u64],
+    runs: usize,
+    scratch: &Path,
+) -> DiskState {
+    // Four events per key where the state does not fit: with uniform keys most events
+    // update a key on disk; with Zipf keys most update a hot key.
     let (n, big, budget) = if quick {
         (2_000_000, 500_000, 16)
     } else {
         (8_000_000, 2_000_000, 64)
     };
+    let all = [
+        ("fits", Keys::Uniform, 100_000, 256),
+        ("exceeds", Keys::Uniform, big, budget),
+        ("skewed", Keys::Zipf1, big, budget),
+    ];
+    let wanted = |name: &str| cases.is_none_or(|c| c.iter().any(|w| w == name));
     let out = DiskState {
-        throughput: vec![
-            throughput("fits", 100_000, n, 256, runs, scratch),
-            throughput("exceeds", big, n, budget, runs, scratch),
-        ],
+        throughput: all
+            .into_iter()
+            .filter(|c| wanted(c.0))
+            .map(|(name, dist, keys, budget_mib)| {
+                let c = Case {
+                    name,
+                    dist,
+                    keys,
+                    n,
+                    budget_mib,
+                };
+                throughput(c, runs, scratch)
+            })
+            .collect(),
         pauses: pause_keys
             .iter()
             .map(|&k| pause(k, 64, runs, scratch))

@@ -98,6 +98,47 @@ pub fn string_events(seed: u64, n: usize, keys: u64) -> Vec<SEv> {
         .collect()
 }
 
+/// [`string_events`] with keys drawn from a Zipf distribution of exponent 1: the key of
+/// popularity rank `r` (0-based) has probability proportional to `1 / (r + 1)`. Ranks map
+/// to keys through a fixed permutation, so hot keys are spread over the key space.
+pub fn zipf_string_events(seed: u64, n: usize, keys: u64) -> Vec<SEv> {
+    let mut cdf = Vec::with_capacity(keys as usize);
+    let mut total = 0.0;
+    for r in 0..keys {
+        total += 1.0 / (r + 1) as f64;
+        cdf.push(total);
+    }
+    let step = coprime_step(keys);
+    let mut r = Rng::new(seed);
+    let mut t = T0;
+    (0..n)
+        .map(|_| {
+            t += 1;
+            let x = r.next();
+            let u = (r.next() >> 11) as f64 / (1u64 << 53) as f64 * total;
+            let rank = cdf.partition_point(|&c| c <= u).min(keys as usize - 1) as u64;
+            SEv {
+                customer: key_string((rank as u128 * step as u128 % keys as u128) as u64),
+                amount: ((x >> 32) % 10_000) as f64 / 100.0,
+                ts: t - ((x >> 48) % DISORDER_MS) as i64,
+            }
+        })
+        .collect()
+}
+
+/// A multiplier that permutes `0..keys` (coprime with `keys`).
+fn coprime_step(keys: u64) -> u64 {
+    let gcd = |mut a: u64, mut b: u64| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    (0x9e37_79b9u64..)
+        .find(|&s| gcd(s, keys) == 1)
+        .expect("a coprime")
+}
+
 /// Sales and payments, `n` events in all: a sale every 0.2 ms on average, 80 % of them
 /// paid 0..8 s later (the interval join's `upper = 5s` matches about 5/8 of those),
 /// payments arriving in time order, interleaved with the sales. Each element is

@@ -3,7 +3,8 @@
 //! ```text
 //! bench [--quick] [--events N] [--keys K] [--only a,b] [--out DIR] [--scratch DIR]
 //!       [--no-memory] [--no-checkpoints] [--no-incremental] [--no-overhead]
-//!       [--no-disk] [--disk-pause-keys 10000000,50000000]   # the disk backend's rows
+//!       [--no-disk] [--disk-pause-keys 10000000,50000000|none]   # the disk backend's rows
+//!       [--disk-cases fits,exceeds,skewed]                     # its throughput rows
 //! bench --child WORKLOAD IMPL --events N [--keys K]    # one run; prints peak RSS as JSON
 //! bench --child state plain|tracked --keys K            # one state built; peak RSS as JSON
 //! bench --profile WORKLOAD IMPL --events N [--keys K]  # one run, for callgrind/perf
@@ -58,6 +59,8 @@ struct Args {
     quick: bool,
     /// Key counts of the disk backend's checkpoint-pause row; empty: no disk rows.
     disk_pause_keys: Vec<u64>,
+    /// The disk backend's throughput cases (`disk_state::CASES`); None: all of them.
+    disk_cases: Option<Vec<String>>,
     disk: bool,
     events: usize,
     keys: u64,
@@ -80,7 +83,7 @@ struct Args {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench [--quick] [--events N] [--keys K] [--runs R] [--only a,b] [--out DIR] [--scratch DIR] [--no-memory] [--no-checkpoints] [--no-incremental] [--no-overhead] [--no-disk] [--disk-pause-keys K,K] [--instructions] [--e2e-input FILE --orders-bin PATH [--sql-bins SQL_ORDERS SIMPLESTREAM]]\n       bench --child|--profile WORKLOAD IMPL [--events N] [--keys K]");
+    eprintln!("usage: bench [--quick] [--events N] [--keys K] [--runs R] [--only a,b] [--out DIR] [--scratch DIR] [--no-memory] [--no-checkpoints] [--no-incremental] [--no-overhead] [--no-disk] [--disk-pause-keys K,K|none] [--disk-cases a,b] [--instructions] [--e2e-input FILE --orders-bin PATH [--sql-bins SQL_ORDERS SIMPLESTREAM]]\n       bench --child|--profile WORKLOAD IMPL [--events N] [--keys K]");
     std::process::exit(2)
 }
 
@@ -89,6 +92,7 @@ fn parse_args() -> Args {
     let mut a = Args {
         quick: false,
         disk_pause_keys: Vec::new(),
+        disk_cases: None,
         disk: true,
         events: 0,
         keys: 100_000,
@@ -128,11 +132,28 @@ fn parse_args() -> Args {
             "--no-incremental" => a.incremental = false,
             "--no-overhead" => a.overhead = false,
             "--no-disk" => a.disk = false,
-            "--disk-pause-keys" => {
-                a.disk_pause_keys = val(&mut i)
-                    .split(',')
-                    .map(|k| k.parse().unwrap_or_else(|_| usage()))
-                    .collect()
+            "--disk-pause-keys" => match val(&mut i).as_str() {
+                "none" => a.disk_pause_keys = vec![0],
+                v => {
+                    a.disk_pause_keys = v
+                        .split(',')
+                        .map(|k| k.parse().unwrap_or_else(|_| usage()))
+                        .collect()
+                }
+            },
+            "--disk-cases" => {
+                let cases: Vec<String> = val(&mut i).split(',').map(String::from).collect();
+                if let Some(c) = cases
+                    .iter()
+                    .find(|c| !disk_state::CASES.contains(&c.as_str()))
+                {
+                    eprintln!(
+                        "bench: unknown disk case {c} (cases: {:?})",
+                        disk_state::CASES
+                    );
+                    usage()
+                }
+                a.disk_cases = Some(cases)
             }
             "--instructions" => a.instructions = true,
             "--child" => a.child = Some((val(&mut i), val(&mut i))),
@@ -159,6 +180,8 @@ fn parse_args() -> Args {
     if a.disk_pause_keys.is_empty() {
         a.disk_pause_keys = vec![if a.quick { 1_000_000 } else { 10_000_000 }];
     }
+    // `none`: no pause rows.
+    a.disk_pause_keys.retain(|&k| k > 0);
     a
 }
 
@@ -555,6 +578,7 @@ fn main() -> ExitCode {
         );
         disk = Some(disk_state::measure(
             a.quick,
+            a.disk_cases.as_deref(),
             &a.disk_pause_keys,
             a.runs,
             &a.scratch,

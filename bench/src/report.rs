@@ -505,9 +505,9 @@ fn incremental_table(s: &mut String, rows: &[IncrementalCost]) {
 fn disk_table(s: &mut String, d: &DiskState) {
     let met = |ok: bool| if ok { "met" } else { "**missed**" };
     let _ = writeln!(s, "\n## Disk state backend\n");
-    let _ = writeln!(s, "String-key count + sum, uniform keys, memory and disk backends in turn in one process (best of runs):\n");
-    let _ = writeln!(s, "| case | keys | events | --state-memory | keys on disk | memory backend | disk backend | disk / memory | target |");
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(s, "String-key count + sum, memory and disk backends in turn in one process (best of runs). Zipf s=1: the key of popularity rank r has probability proportional to 1/(r+1):\n");
+    let _ = writeln!(s, "| case | keys | key choice | events | --state-memory | keys on disk | memory backend | disk backend | disk / memory | target |");
+    let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|---:|---|");
     for r in &d.throughput {
         let target = if r.case == "fits" {
             format!(
@@ -525,8 +525,8 @@ fn disk_table(s: &mut String, d: &DiskState) {
         let _ =
             writeln!(
             s,
-            "| {} | {} | {} | {} MiB | {} | {:.2} M events/s | {:.2} M events/s | {:.2}x | {} |",
-            r.case, r.keys, r.events, r.budget_mib, r.keys_on_disk,
+            "| {} | {} | {} | {} | {} MiB | {} | {:.2} M events/s | {:.2} M events/s | {:.2}x | {} |",
+            r.case, r.keys, r.distribution.describe(), r.events, r.budget_mib, r.keys_on_disk,
             r.memory_eps / 1e6, r.disk_eps / 1e6, r.disk_over_memory, target
         );
     }
