@@ -179,6 +179,67 @@ pub fn costs(key_counts: &[u64], runs: usize, scratch: &Path) -> Vec<CheckpointC
     out
 }
 
+/// What `bench --profile checkpoint OP --keys K` runs once, for callgrind or perf: `json`,
+/// `binary` (a snapshot), `restore-json`, `restore-binary`, or `plain-` before any of them
+/// (the same on the plain map). Only [`measured`] is the operation itself.
+pub fn profile(op: &str, keys: u64) {
+    let p = string_state(keys, 2);
+    let plain: FastMap<String, (u64, f64)> = p
+        .per_key
+        .state
+        .iter()
+        .map(|(k, a)| (k.into_owned(), (a.count, a.amount)))
+        .collect();
+    let (plain_op, op) = match op.strip_prefix("plain-") {
+        Some(rest) => (true, rest),
+        None => (false, op),
+    };
+    let (restore, codec) = match op {
+        "json" => (false, Codec::Json),
+        "binary" => (false, Codec::Binary),
+        "restore-json" => (true, Codec::Json),
+        "restore-binary" => (true, Codec::Binary),
+        other => {
+            eprintln!("bench: unknown checkpoint operation {other}");
+            std::process::exit(2)
+        }
+    };
+    let positions: BTreeMap<String, u64> = [("events".to_string(), 2 * keys)].into();
+    let bytes = match (plain_op, codec) {
+        (false, _) => envelope::encode(&p, codec, 1, 0, positions.clone()).expect("encode"),
+        (true, Codec::Json) => serde_json::to_vec(&plain).expect("json"),
+        (true, Codec::Binary) => postcard::to_allocvec(&plain).expect("postcard"),
+    };
+    let n = measured(&|| match (restore, plain_op, codec) {
+        (false, false, _) => envelope::encode(&p, codec, 1, 0, positions.clone())
+            .expect("encode")
+            .len(),
+        (false, true, Codec::Json) => serde_json::to_vec(&plain).expect("json").len(),
+        (false, true, Codec::Binary) => postcard::to_allocvec(&plain).expect("postcard").len(),
+        (true, false, _) => envelope::decode::<CountByStringKeyP>(&bytes)
+            .expect("decode")
+            .1
+            .per_key
+            .state
+            .len(),
+        (true, true, Codec::Json) => {
+            let m: FastMap<String, (u64, f64)> = serde_json::from_slice(&bytes).expect("json");
+            m.len()
+        }
+        (true, true, Codec::Binary) => {
+            let m: FastMap<String, (u64, f64)> = postcard::from_bytes(&bytes).expect("postcard");
+            m.len()
+        }
+    });
+    println!("checkpoint {op} (plain: {plain_op}) of {keys} keys: {n}");
+}
+
+/// The operation a profile counts (callgrind: `--toggle-collect=*checkpoints::measured*`).
+#[inline(never)]
+fn measured(f: &dyn Fn() -> usize) -> usize {
+    std::hint::black_box(f())
+}
+
 /// Throughput with and without a checkpoint every second.
 #[derive(Debug, Clone, Serialize)]
 pub struct Overhead {

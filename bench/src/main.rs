@@ -7,6 +7,7 @@
 //! bench --child WORKLOAD IMPL --events N [--keys K]    # one run; prints peak RSS as JSON
 //! bench --child state plain|tracked --keys K            # one state built; peak RSS as JSON
 //! bench --profile WORKLOAD IMPL --events N [--keys K]  # one run, for callgrind/perf
+//! bench --profile checkpoint [plain-][restore-]json|binary --keys K  # one checkpoint op
 //! bench --e2e-hand INPUT OUTPUT                        # the end-to-end hand program
 //! ```
 //!
@@ -432,6 +433,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if let Some((w, i)) = &a.profile {
+        if w == "checkpoint" {
+            checkpoints::profile(i, a.keys);
+            return ExitCode::SUCCESS;
+        }
         let imp = Impl::parse(i).unwrap_or_else(|| usage());
         let mut wl = find(w, a.keys);
         wl.prepare(a.events);
