@@ -8,6 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub mod chunked;
+pub(crate) mod compact;
 pub mod floats;
 pub(crate) mod raw;
 use chunked::Chunked;

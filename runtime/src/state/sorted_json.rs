@@ -7,14 +7,15 @@
 use serde::Serialize;
 
 use super::key_order::{prefix, radix_sort, settle_ties, Shared};
+use crate::codec::compact;
 use crate::codec::floats::Floats;
 
-/// One entry in the buffer, and its key's sort number.
+/// One entry in the buffer, and its key's sort number (its key's length until that is
+/// known). 16 bytes: the radix sort moves these.
 #[derive(Clone, Copy)]
 struct Entry {
     prefix: u64,
-    start: usize,
-    key_len: u32,
+    start: u32,
     len: u32,
 }
 
@@ -23,10 +24,15 @@ struct Entry {
 pub(crate) fn sorted_object<'a, V: Serialize + 'a>(
     entries: impl ExactSizeIterator<Item = (&'a str, &'a V)>,
 ) -> Result<Option<String>, serde_json::Error> {
+    let n = entries.len();
     let mut buf = Vec::new();
-    let mut recs = Vec::with_capacity(entries.len());
+    let mut recs = Vec::with_capacity(n);
     let mut shared = Shared::new();
     for (k, v) in entries {
+        if recs.len() == 64 {
+            // Room for all entries at the size of the first ones.
+            buf.reserve(buf.len() / 64 * n);
+        }
         if needs_escape(k.as_bytes()) {
             return Ok(None);
         }
@@ -35,24 +41,32 @@ pub(crate) fn sorted_object<'a, V: Serialize + 'a>(
         buf.push(b'"');
         buf.extend_from_slice(k.as_bytes());
         buf.extend_from_slice(b"\":");
-        serde_json::to_writer(&mut buf, &Floats(v))?;
-        let (Ok(key_len), Ok(len)) = (u32::try_from(k.len()), u32::try_from(buf.len() - start))
-        else {
+        let value_at = buf.len();
+        if compact::write(&mut buf, v).is_err() {
+            buf.truncate(value_at);
+            serde_json::to_writer(&mut buf, &Floats(v))?;
+        }
+        // Past 4 GiB of text the entries are written one by one.
+        let (Ok(start), Ok(len)) = (u32::try_from(start), u32::try_from(buf.len() - start)) else {
             return Ok(None);
         };
         recs.push(Entry {
-            prefix: 0,
+            prefix: k.len() as u64,
             start,
-            key_len,
             len,
         });
     }
     let shared = shared.len();
-    let key = |e: &Entry| &buf[e.start + 1..e.start + 1 + e.key_len as usize];
     for e in &mut recs {
-        e.prefix = prefix(key(e), shared);
+        let key = &buf[e.start as usize + 1..][..e.prefix as usize];
+        e.prefix = prefix(key, shared);
     }
     radix_sort(&mut recs, |e| e.prefix);
+    // Keys end at the first `"`: none has one.
+    let key = |e: &Entry| {
+        let s = &buf[e.start as usize + 1..];
+        &s[..memchr::memchr(b'"', s).unwrap_or(s.len())]
+    };
     settle_ties(&mut recs, |e| e.prefix, |a, b| key(a).cmp(key(b)));
     let mut out = Vec::with_capacity(buf.len() + recs.len() + 2);
     out.push(b'{');
@@ -60,7 +74,7 @@ pub(crate) fn sorted_object<'a, V: Serialize + 'a>(
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(&buf[e.start..e.start + e.len as usize]);
+        out.extend_from_slice(&buf[e.start as usize..][..e.len as usize]);
     }
     out.push(b'}');
     String::from_utf8(out)
