@@ -516,7 +516,7 @@ fn main() -> ExitCode {
     if a.checkpoints {
         println!("\n== checkpoint costs (String-key count+sum state; plain = the same map serialized directly)");
         let key_counts: &[u64] = &[10_000, 100_000, 1_000_000];
-        costs = checkpoints::costs(key_counts, a.runs, &a.scratch);
+        costs = checkpoints::costs(key_counts, a.runs, &a.scratch, a.instructions);
     }
     let mut overhead = None;
     if a.overhead {

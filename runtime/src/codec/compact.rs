@@ -184,6 +184,19 @@ impl<'a> Serializer for Compact<'a> {
     }
 }
 
+/// The bytes JSON escapes in a string: control characters, `"` and `\`.
+static ESCAPED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
 fn name_of(v: f64) -> Option<&'static str> {
     if v.is_finite() {
         None
@@ -260,7 +273,7 @@ impl ser::SerializeStruct for Seq<'_> {
         v: &T,
     ) -> Result<(), Unsupported> {
         self.comma();
-        if key.bytes().any(|c| c < 0x20 || c == b'"' || c == b'\\') {
+        if key.bytes().any(|c| ESCAPED[c as usize]) {
             json(self.out).serialize_str(key).map_err(|_| Unsupported)?;
         } else {
             self.out.push(b'"');
