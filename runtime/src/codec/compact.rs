@@ -65,7 +65,7 @@ impl<'a> Seq<'a> {
     }
 }
 
-fn json<'a>(out: &'a mut Vec<u8>) -> serde_json::Serializer<&'a mut Vec<u8>> {
+fn json(out: &mut Vec<u8>) -> serde_json::Serializer<&mut Vec<u8>> {
     serde_json::Serializer::new(out)
 }
 
