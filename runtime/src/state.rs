@@ -356,7 +356,8 @@ impl<K: Hash + Eq + Ord, V: PartialEq> PartialEq for KeyedState<K, V> {
 /// all keys share (`customer-00…`) with a radix sort, and compared whole only where those
 /// bytes are equal: no comparison sort reading two strings from wherever they are.
 fn sort_entries<K: Ord + 'static, V>(v: &mut Vec<(&K, &V)>) {
-    if TypeId::of::<K>() != TypeId::of::<String>() {
+    // The playground's WASM (size-capped) keeps the comparison sort alone.
+    if cfg!(target_family = "wasm") || TypeId::of::<K>() != TypeId::of::<String>() {
         v.sort_unstable_by(|a, b| a.0.cmp(b.0));
         return;
     }
@@ -393,7 +394,9 @@ impl<K: Serialize + Ord + Hash + Eq + 'static, V: Serialize> Serialize for Keyed
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         // Sorting costs O(n log n); only readable formats promise stable bytes.
         let readable = s.is_human_readable();
-        if readable && TypeId::of::<K>() == TypeId::of::<String>() && raw::allowed() {
+        // Not in the browser playground: its states are small, and its WASM size is capped.
+        let fast = !cfg!(target_family = "wasm");
+        if fast && readable && TypeId::of::<K>() == TypeId::of::<String>() && raw::allowed() {
             let entries = self.map.iter().map(|(k, s)| (key_str(k), &s.value));
             match sorted_json::sorted_object(entries) {
                 Ok(Some(text)) => return Raw(&text).serialize(s),
