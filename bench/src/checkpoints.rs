@@ -38,6 +38,30 @@ pub struct CheckpointCost {
     /// JSON only: time to sort the keys alone (`KeyedState::sorted`), which the JSON
     /// codec does so that the same state always gives the same bytes.
     pub sort_keys_ms: Option<f64>,
+    /// With `--instructions`: instructions of one snapshot and of one plain serialize
+    /// (callgrind, inside the operation only).
+    pub snapshot_instructions: Option<u64>,
+    pub plain_instructions: Option<u64>,
+}
+
+/// Instructions of one `bench --profile checkpoint OP --keys K` operation (callgrind).
+fn instructions(op: &str, keys: u64) -> Option<u64> {
+    let exe = std::env::current_exe().ok()?;
+    let o = std::process::Command::new("valgrind")
+        .args([
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            "--collect-atstart=no",
+            "--toggle-collect=*checkpoints::measured*",
+        ])
+        .arg(exe)
+        .args(["--profile", "checkpoint", op, "--keys", &keys.to_string()])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .find_map(|l| l.split("Collected :").nth(1))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn codec_name(c: Codec) -> &'static str {
@@ -60,7 +84,13 @@ fn plain_write(path: &Path, bytes: &[u8]) -> Duration {
 }
 
 /// Measures every (keys, codec) pair. `runs` timed runs after one warm-up; best kept.
-pub fn costs(key_counts: &[u64], runs: usize, scratch: &Path) -> Vec<CheckpointCost> {
+/// With `count_instructions`, also the instructions of each snapshot and plain serialize.
+pub fn costs(
+    key_counts: &[u64],
+    runs: usize,
+    scratch: &Path,
+    count_instructions: bool,
+) -> Vec<CheckpointCost> {
     let mut out = Vec::new();
     for &keys in key_counts {
         // The String-key count+sum pipeline, every key seen twice.
@@ -149,6 +179,14 @@ pub fn costs(key_counts: &[u64], runs: usize, scratch: &Path) -> Vec<CheckpointC
                     el
                 }))
             });
+            let (snapshot_instructions, plain_instructions) = if count_instructions {
+                (
+                    instructions(cname, keys),
+                    instructions(&format!("plain-{cname}"), keys),
+                )
+            } else {
+                (None, None)
+            };
             let c = CheckpointCost {
                 keys,
                 codec: cname,
@@ -166,6 +204,8 @@ pub fn costs(key_counts: &[u64], runs: usize, scratch: &Path) -> Vec<CheckpointC
                 ratio_restore_to_plain: ms(restore) / ms(plain_de),
                 bytes_per_key: bytes.len() as f64 / keys as f64,
                 sort_keys_ms,
+                snapshot_instructions,
+                plain_instructions,
             };
             println!(
                 "  checkpoint {:>7} keys {:<6}  snapshot {:>8.2} ms ({:.2}x plain)  {:>10} B ({:.2}x)  write+fsync {:>7.2} ms ({:.2}x)  restore {:>8.2} ms ({:.2}x plain){}",
@@ -173,10 +213,79 @@ pub fn costs(key_counts: &[u64], runs: usize, scratch: &Path) -> Vec<CheckpointC
                 c.write_ms, c.ratio_write_to_plain, c.restore_ms, c.ratio_restore_to_plain,
                 c.sort_keys_ms.map(|m| format!("  [sorting the keys alone: {m:.2} ms]")).unwrap_or_default()
             );
+            if let (Some(a), Some(b)) = (c.snapshot_instructions, c.plain_instructions) {
+                println!(
+                    "   callgrind: snapshot {:.1} instructions per key, plain {:.1} ({:.2}x)",
+                    a as f64 / keys as f64,
+                    b as f64 / keys as f64,
+                    a as f64 / b as f64
+                );
+            }
             out.push(c);
         }
     }
     out
+}
+
+/// What `bench --profile checkpoint OP --keys K` runs once, for callgrind or perf: `json`,
+/// `binary` (a snapshot), `restore-json`, `restore-binary`, or `plain-` before any of them
+/// (the same on the plain map). Only [`measured`] is the operation itself.
+pub fn profile(op: &str, keys: u64) {
+    let p = string_state(keys, 2);
+    let plain: FastMap<String, (u64, f64)> = p
+        .per_key
+        .state
+        .iter()
+        .map(|(k, a)| (k.into_owned(), (a.count, a.amount)))
+        .collect();
+    let (plain_op, op) = match op.strip_prefix("plain-") {
+        Some(rest) => (true, rest),
+        None => (false, op),
+    };
+    let (restore, codec) = match op {
+        "json" => (false, Codec::Json),
+        "binary" => (false, Codec::Binary),
+        "restore-json" => (true, Codec::Json),
+        "restore-binary" => (true, Codec::Binary),
+        other => {
+            eprintln!("bench: unknown checkpoint operation {other}");
+            std::process::exit(2)
+        }
+    };
+    let positions: BTreeMap<String, u64> = [("events".to_string(), 2 * keys)].into();
+    let bytes = match (plain_op, codec) {
+        (false, _) => envelope::encode(&p, codec, 1, 0, positions.clone()).expect("encode"),
+        (true, Codec::Json) => serde_json::to_vec(&plain).expect("json"),
+        (true, Codec::Binary) => postcard::to_allocvec(&plain).expect("postcard"),
+    };
+    let n = measured(&|| match (restore, plain_op, codec) {
+        (false, false, _) => envelope::encode(&p, codec, 1, 0, positions.clone())
+            .expect("encode")
+            .len(),
+        (false, true, Codec::Json) => serde_json::to_vec(&plain).expect("json").len(),
+        (false, true, Codec::Binary) => postcard::to_allocvec(&plain).expect("postcard").len(),
+        (true, false, _) => envelope::decode::<CountByStringKeyP>(&bytes)
+            .expect("decode")
+            .1
+            .per_key
+            .state
+            .len(),
+        (true, true, Codec::Json) => {
+            let m: FastMap<String, (u64, f64)> = serde_json::from_slice(&bytes).expect("json");
+            m.len()
+        }
+        (true, true, Codec::Binary) => {
+            let m: FastMap<String, (u64, f64)> = postcard::from_bytes(&bytes).expect("postcard");
+            m.len()
+        }
+    });
+    println!("checkpoint {op} (plain: {plain_op}) of {keys} keys: {n}");
+}
+
+/// The operation a profile counts (callgrind: `--toggle-collect=*checkpoints::measured*`).
+#[inline(never)]
+fn measured(f: &dyn Fn() -> usize) -> usize {
+    std::hint::black_box(f())
 }
 
 /// Throughput with and without a checkpoint every second.

@@ -8,6 +8,7 @@
 //! bench --child WORKLOAD IMPL --events N [--keys K]    # one run; prints peak RSS as JSON
 //! bench --child state plain|tracked --keys K            # one state built; peak RSS as JSON
 //! bench --profile WORKLOAD IMPL --events N [--keys K]  # one run, for callgrind/perf
+//! bench --profile checkpoint [plain-][restore-]json|binary --keys K  # one checkpoint op
 //! bench --e2e-hand INPUT OUTPUT                        # the end-to-end hand program
 //! ```
 //!
@@ -455,6 +456,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if let Some((w, i)) = &a.profile {
+        if w == "checkpoint" {
+            checkpoints::profile(i, a.keys);
+            return ExitCode::SUCCESS;
+        }
         let imp = Impl::parse(i).unwrap_or_else(|| usage());
         let mut wl = find(w, a.keys);
         wl.prepare(a.events);
@@ -534,7 +539,7 @@ fn main() -> ExitCode {
     if a.checkpoints {
         println!("\n== checkpoint costs (String-key count+sum state; plain = the same map serialized directly)");
         let key_counts: &[u64] = &[10_000, 100_000, 1_000_000];
-        costs = checkpoints::costs(key_counts, a.runs, &a.scratch);
+        costs = checkpoints::costs(key_counts, a.runs, &a.scratch, a.instructions);
     }
     let mut overhead = None;
     if a.overhead {

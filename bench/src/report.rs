@@ -283,6 +283,23 @@ impl Report {
                     c.bytes_per_key, c.write_ms, c.ratio_write_to_plain, c.restore_ms, c.ratio_restore_to_plain
                 );
             }
+            let counted: Vec<_> = self
+                .checkpoints
+                .iter()
+                .filter_map(|c| Some((c, c.snapshot_instructions?, c.plain_instructions?)))
+                .collect();
+            if !counted.is_empty() {
+                let _ = writeln!(s, "\nInstructions of one snapshot (callgrind, inside the operation only; not moved by machine load):\n");
+                let _ = writeln!(s, "| keys | codec | snapshot, per key | plain serialize, per key | snapshot / plain |");
+                let _ = writeln!(s, "|---:|---|---:|---:|---:|");
+                for (c, a, b) in counted {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {:.1} | {:.1} | {:.2}x |",
+                        c.keys, c.codec, a as f64 / c.keys as f64, b as f64 / c.keys as f64, a as f64 / b as f64
+                    );
+                }
+            }
         }
         if let Some(o) = &self.overhead {
             let _ = writeln!(s, "\n## Checkpoint overhead\n");

@@ -8,7 +8,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub mod chunked;
+pub(crate) mod compact;
 pub mod floats;
+pub(crate) mod raw;
 use chunked::Chunked;
 use floats::{FloatDe, Floats};
 
@@ -342,7 +344,7 @@ pub fn write<T: Serialize + ?Sized>(
     match codec {
         Codec::Json => {
             let start = out.len();
-            if serde_json::to_writer(&mut *out, &Floats(value)).is_ok() {
+            if raw::allowing(|| serde_json::to_writer(&mut *out, &Floats(value))).is_ok() {
                 return Ok(());
             }
             // Again with the path of the value that failed, for the message.

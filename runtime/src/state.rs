@@ -13,10 +13,14 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::checkpoint::Checkpointable;
+use crate::codec::raw::{self, Raw};
 use crate::codec::{CheckpointError, StageWriter};
 use crate::delta::{new_lineage, Tracked, Version};
 use crate::fingerprint::{combine, fnv1a};
 use hashbrown::hash_map::{Entry, RawEntryMut, RawVacantEntryMut};
+
+mod key_order;
+mod sorted_json;
 
 /// The hasher of all keyed state: foldhash, seeded at random per map, so keys taken from
 /// untrusted input cannot be chosen to collide (hash flooding), at a cost close to FxHash.
@@ -212,7 +216,7 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
     /// Entries whose last change is stamped after `after`, sorted by key if `sorted`.
     pub(crate) fn changed_after(&self, after: u64, sorted: bool) -> Vec<(&K, &V)>
     where
-        K: Ord,
+        K: Ord + 'static,
     {
         let mut v: Vec<(&K, &V)> = self
             .map
@@ -221,7 +225,7 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
             .map(|(k, s)| (k, &s.value))
             .collect();
         if sorted {
-            v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            sort_entries(&mut v);
         }
         v
     }
@@ -257,10 +261,10 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
     /// Entries sorted by key.
     pub fn sorted(&self) -> Vec<(&K, &V)>
     where
-        K: Ord,
+        K: Ord + 'static,
     {
         let mut v: Vec<_> = self.iter().collect();
-        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        sort_entries(&mut v);
         v
     }
 }
@@ -348,46 +352,61 @@ impl<K: Hash + Eq + Ord, V: PartialEq> PartialEq for KeyedState<K, V> {
     }
 }
 
-impl<K: Hash + Eq + Ord + 'static, V> KeyedState<K, V> {
-    /// Entries sorted by key, as [`sorted`](Self::sorted) gives them. `String` keys are
-    /// ordered by 8 bytes taken just past the prefix all keys share (`customer-00…`)
-    /// first: that settles most comparisons without reading two strings from wherever
-    /// they are on the heap.
-    fn sorted_for_output(&self) -> Vec<(&K, &V)> {
-        if TypeId::of::<K>() != TypeId::of::<String>() {
-            return self.sorted();
-        }
-        fn bytes<K: 'static>(k: &K) -> &[u8] {
-            (k as &dyn Any)
-                .downcast_ref::<String>()
-                .map_or(&[][..], |s| s.as_bytes())
-        }
-        let mut keys = self.map.keys().map(bytes);
-        let first = keys.next().unwrap_or(&[]);
-        let shared = keys.fold(first.len(), |n, k| {
-            first[..n].iter().zip(k).take_while(|(a, b)| a == b).count()
-        });
-        let prefix = |k: &K| {
-            let s = &bytes(k)[shared..];
-            let mut b = [0u8; 8];
-            let n = s.len().min(8);
-            b[..n].copy_from_slice(&s[..n]);
-            // Big-endian and zero-padded: a string's prefix is never above a larger one's.
-            u64::from_be_bytes(b)
-        };
-        let mut v: Vec<(u64, &K, &V)> = self.iter().map(|(k, v)| (prefix(k), k, v)).collect();
-        v.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-        v.into_iter().map(|(_, k, v)| (k, v)).collect()
+/// Sorts entries by key. `String` keys are ordered by 8 bytes taken just past the prefix
+/// all keys share (`customer-00…`) with a radix sort, and compared whole only where those
+/// bytes are equal: no comparison sort reading two strings from wherever they are.
+fn sort_entries<K: Ord + 'static, V>(v: &mut Vec<(&K, &V)>) {
+    // The playground's WASM (size-capped) keeps the comparison sort alone.
+    if cfg!(target_family = "wasm") || TypeId::of::<K>() != TypeId::of::<String>() {
+        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        return;
     }
+    let mut shared = key_order::Shared::new();
+    for (k, _) in v.iter() {
+        shared.see(key_bytes(*k));
+    }
+    let shared = shared.len();
+    let mut recs: Vec<(u64, &K, &V)> = v
+        .iter()
+        .map(|&(k, val)| (key_order::prefix(key_bytes(k), shared), k, val))
+        .collect();
+    key_order::radix_sort(&mut recs, |r| r.0);
+    key_order::settle_ties(&mut recs, |r| r.0, |a, b| a.1.cmp(b.1));
+    v.clear();
+    v.extend(recs.into_iter().map(|(_, k, val)| (k, val)));
+}
+
+/// The bytes of a key that is a `String` (empty for any other type).
+#[inline]
+fn key_bytes<K: 'static>(k: &K) -> &[u8] {
+    key_str(k).as_bytes()
+}
+
+/// A key that is a `String`, as a `&str` (empty for any other type).
+#[inline]
+fn key_str<K: 'static>(k: &K) -> &str {
+    (k as &dyn Any)
+        .downcast_ref::<String>()
+        .map_or("", |s| s.as_str())
 }
 
 impl<K: Serialize + Ord + Hash + Eq + 'static, V: Serialize> Serialize for KeyedState<K, V> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         // Sorting costs O(n log n); only readable formats promise stable bytes.
         let readable = s.is_human_readable();
+        // Not in the browser playground: its states are small, and its WASM size is capped.
+        let fast = !cfg!(target_family = "wasm");
+        if fast && readable && TypeId::of::<K>() == TypeId::of::<String>() && raw::allowed() {
+            let entries = self.map.iter().map(|(k, s)| (key_str(k), &s.value));
+            match sorted_json::sorted_object(entries) {
+                Ok(Some(text)) => return Raw(&text).serialize(s),
+                Ok(None) => {}
+                Err(e) => return Err(serde::ser::Error::custom(e)),
+            }
+        }
         let mut m = s.serialize_map(Some(self.map.len()))?;
         if readable {
-            for (k, v) in self.sorted_for_output() {
+            for (k, v) in self.sorted() {
                 m.serialize_entry(k, v)?;
             }
         } else {
@@ -472,7 +491,7 @@ impl<K: Serialize, V: Serialize> Serialize for DeltaView<'_, K, V> {
 
 // Serde's bounds, not `Key`/`Checkpointable`: a key type missing `Checkpointable` is then
 // reported once, by the stage's `Checkpointable` impl.
-impl<K: Hash + Ord + Serialize + DeserializeOwned, V: Serialize + DeserializeOwned>
+impl<K: Hash + Ord + Serialize + DeserializeOwned + 'static, V: Serialize + DeserializeOwned>
     KeyedState<K, V>
 {
     /// What changed since `since` (everything, as a reset, for another history).
@@ -506,7 +525,7 @@ impl<K: Hash + Ord + Serialize + DeserializeOwned, V: Serialize + DeserializeOwn
             .map(|(k, _)| k)
             .collect();
         if sorted {
-            upserts.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            sort_entries(&mut upserts);
             removed.sort_unstable();
         }
         DeltaView {
@@ -517,8 +536,8 @@ impl<K: Hash + Ord + Serialize + DeserializeOwned, V: Serialize + DeserializeOwn
     }
 }
 
-impl<K: Hash + Ord + Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Tracked
-    for KeyedState<K, V>
+impl<K: Hash + Ord + Serialize + DeserializeOwned + 'static, V: Serialize + DeserializeOwned>
+    Tracked for KeyedState<K, V>
 {
     type Delta = KeyedDelta<K, V>;
 
@@ -668,10 +687,12 @@ mod tests {
                 *s.entry_ref(k.as_str()) += i as u64;
                 want.insert(k, i as u64);
             }
-            assert_eq!(
-                serde_json::to_string(&s).unwrap(),
-                serde_json::to_string(&want).unwrap()
-            );
+            let want = serde_json::to_string(&want).unwrap();
+            assert_eq!(serde_json::to_string(&s).unwrap(), want);
+            // As a checkpoint writes it: each entry written once, then put in order.
+            let mut out = Vec::new();
+            crate::codec::write(Codec::Json, &s, &mut out).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), want);
         }
     }
 

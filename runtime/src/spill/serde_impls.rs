@@ -25,7 +25,7 @@ type Owned<'a, K, V> = Vec<(Cow<'a, K>, Cow<'a, V>)>;
 
 impl<K, V> SpillState<K, V>
 where
-    K: Hash + Eq + Ord + Clone + Serialize + DeserializeOwned,
+    K: Hash + Eq + Ord + Clone + Serialize + DeserializeOwned + 'static,
     V: Clone + Serialize + DeserializeOwned,
 {
     /// Every entry, memory's and the disk's, sorted by key if `sorted`.
@@ -244,7 +244,7 @@ where
 
 impl<K, V> fmt::Debug for SpillState<K, V>
 where
-    K: Hash + Eq + Ord + Clone + fmt::Debug + Serialize + DeserializeOwned,
+    K: Hash + Eq + Ord + Clone + fmt::Debug + Serialize + DeserializeOwned + 'static,
     V: Clone + fmt::Debug + Serialize + DeserializeOwned,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

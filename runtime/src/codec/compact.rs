@@ -1,0 +1,351 @@
+//! Compact JSON of plain values (numbers, strings, options, structs, sequences), byte for
+//! byte what `serde_json` writes through [`Floats`](super::floats::Floats), with less work
+//! per value: punctuation and field names are copied, and only numbers and strings go
+//! through `serde_json`. Anything else (maps, enums, bytes, a failing value) is refused
+//! with [`Unsupported`], and the caller writes that value with `serde_json` instead.
+
+use std::fmt;
+
+use serde::ser::{self, Impossible, Serialize, Serializer};
+
+use super::floats::{INFINITY, NAN, NEG_INFINITY};
+
+/// A value this writer does not write (the caller uses `serde_json`).
+#[derive(Debug)]
+pub(crate) struct Unsupported;
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a plain value")
+    }
+}
+
+impl std::error::Error for Unsupported {}
+
+impl ser::Error for Unsupported {
+    fn custom<T: fmt::Display>(_: T) -> Self {
+        Unsupported
+    }
+}
+
+/// Appends `value`'s JSON to `out`; on [`Unsupported`] `out` may hold part of it.
+pub(crate) fn write<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    value: &T,
+) -> Result<(), Unsupported> {
+    value.serialize(Compact(out))
+}
+
+struct Compact<'a>(&'a mut Vec<u8>);
+
+/// A sequence or struct being written: `first` until its first element; `close` is
+/// `None` when it was said to be empty and closed at once (as `serde_json` does).
+pub(crate) struct Seq<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+    close: Option<u8>,
+}
+
+impl<'a> Seq<'a> {
+    fn open(out: &'a mut Vec<u8>, len: Option<usize>, brackets: &[u8; 2]) -> Self {
+        if len == Some(0) {
+            out.extend_from_slice(brackets);
+            return Seq {
+                out,
+                first: false,
+                close: None,
+            };
+        }
+        out.push(brackets[0]);
+        Seq {
+            out,
+            first: true,
+            close: Some(brackets[1]),
+        }
+    }
+}
+
+fn json(out: &mut Vec<u8>) -> serde_json::Serializer<&mut Vec<u8>> {
+    serde_json::Serializer::new(out)
+}
+
+macro_rules! by_serde_json {
+    ($($method:ident($t:ty)),*) => {$(
+        fn $method(self, v: $t) -> Result<(), Unsupported> {
+            json(self.0).$method(v).map_err(|_| Unsupported)
+        }
+    )*};
+}
+
+macro_rules! unsupported {
+    ($($method:ident($($arg:ty),*) -> $ret:ty),*) => {$(
+        fn $method(self, $(_: $arg),*) -> Result<$ret, Unsupported> {
+            Err(Unsupported)
+        }
+    )*};
+}
+
+impl<'a> Serializer for Compact<'a> {
+    type Ok = ();
+    type Error = Unsupported;
+    type SerializeSeq = Seq<'a>;
+    type SerializeTuple = Seq<'a>;
+    type SerializeTupleStruct = Seq<'a>;
+    type SerializeTupleVariant = Impossible<(), Unsupported>;
+    type SerializeMap = Impossible<(), Unsupported>;
+    type SerializeStruct = Seq<'a>;
+    type SerializeStructVariant = Impossible<(), Unsupported>;
+
+    by_serde_json!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_i128(i128),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_u128(u128),
+        serialize_char(char),
+        serialize_str(&str)
+    );
+
+    fn serialize_f32(self, v: f32) -> Result<(), Unsupported> {
+        match name_of(v as f64) {
+            Some(name) => self.serialize_str(name),
+            None => json(self.0).serialize_f32(v).map_err(|_| Unsupported),
+        }
+    }
+    fn serialize_f64(self, v: f64) -> Result<(), Unsupported> {
+        match name_of(v) {
+            Some(name) => self.serialize_str(name),
+            None => json(self.0).serialize_f64(v).map_err(|_| Unsupported),
+        }
+    }
+    fn serialize_none(self) -> Result<(), Unsupported> {
+        self.serialize_unit()
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<(), Unsupported> {
+        v.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), Unsupported> {
+        self.0.extend_from_slice(b"null");
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Unsupported> {
+        self.serialize_unit()
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        v: &T,
+    ) -> Result<(), Unsupported> {
+        v.serialize(self)
+    }
+    fn serialize_seq(self, len: Option<usize>) -> Result<Seq<'a>, Unsupported> {
+        Ok(Seq::open(self.0, len, b"[]"))
+    }
+    fn serialize_tuple(self, len: usize) -> Result<Seq<'a>, Unsupported> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Seq<'a>, Unsupported> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_struct(self, name: &'static str, len: usize) -> Result<Seq<'a>, Unsupported> {
+        // `serde_json` gives some struct names a meaning of its own (raw values).
+        if name.starts_with("$serde_json") {
+            return Err(Unsupported);
+        }
+        Ok(Seq::open(self.0, Some(len), b"{}"))
+    }
+
+    unsupported!(
+        serialize_bytes(&[u8]) -> (),
+        serialize_unit_variant(&'static str, u32, &'static str) -> (),
+        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Self::SerializeTupleVariant,
+        serialize_map(Option<usize>) -> Self::SerializeMap,
+        serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant
+    );
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), Unsupported> {
+        Err(Unsupported)
+    }
+
+    fn is_human_readable(&self) -> bool {
+        true
+    }
+}
+
+/// The bytes JSON escapes in a string: control characters, `"` and `\`.
+static ESCAPED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+fn name_of(v: f64) -> Option<&'static str> {
+    if v.is_finite() {
+        None
+    } else if v.is_nan() {
+        Some(NAN)
+    } else if v > 0.0 {
+        Some(INFINITY)
+    } else {
+        Some(NEG_INFINITY)
+    }
+}
+
+impl Seq<'_> {
+    fn comma(&mut self) {
+        if self.first {
+            self.first = false;
+        } else {
+            self.out.push(b',');
+        }
+    }
+
+    fn element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Unsupported> {
+        self.comma();
+        v.serialize(Compact(self.out))
+    }
+
+    fn end(self) -> Result<(), Unsupported> {
+        if let Some(c) = self.close {
+            self.out.push(c);
+        }
+        Ok(())
+    }
+}
+
+impl ser::SerializeSeq for Seq<'_> {
+    type Ok = ();
+    type Error = Unsupported;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Unsupported> {
+        self.element(v)
+    }
+    fn end(self) -> Result<(), Unsupported> {
+        Seq::end(self)
+    }
+}
+
+impl ser::SerializeTuple for Seq<'_> {
+    type Ok = ();
+    type Error = Unsupported;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Unsupported> {
+        self.element(v)
+    }
+    fn end(self) -> Result<(), Unsupported> {
+        Seq::end(self)
+    }
+}
+
+impl ser::SerializeTupleStruct for Seq<'_> {
+    type Ok = ();
+    type Error = Unsupported;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Unsupported> {
+        self.element(v)
+    }
+    fn end(self) -> Result<(), Unsupported> {
+        Seq::end(self)
+    }
+}
+
+impl ser::SerializeStruct for Seq<'_> {
+    type Ok = ();
+    type Error = Unsupported;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        v: &T,
+    ) -> Result<(), Unsupported> {
+        self.comma();
+        if key.bytes().any(|c| ESCAPED[c as usize]) {
+            json(self.out).serialize_str(key).map_err(|_| Unsupported)?;
+        } else {
+            self.out.push(b'"');
+            self.out.extend_from_slice(key.as_bytes());
+            self.out.push(b'"');
+        }
+        self.out.push(b':');
+        v.serialize(Compact(self.out))
+    }
+    fn end(self) -> Result<(), Unsupported> {
+        Seq::end(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[derive(serde::Serialize)]
+    struct Plain {
+        count: u64,
+        #[serde(rename = "a\"b")]
+        amount: f64,
+        min: Option<f32>,
+        last: Option<String>,
+        pair: (i64, char),
+        items: Vec<u8>,
+        unit: (),
+        skipped: Skip,
+    }
+
+    #[derive(serde::Serialize)]
+    struct Skip {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        maybe: Option<u8>,
+        always: bool,
+    }
+
+    fn serde_json_bytes<T: Serialize>(v: &T) -> Vec<u8> {
+        let mut want = Vec::new();
+        crate::codec::to_json_writer(&mut want, v).unwrap();
+        want
+    }
+
+    proptest! {
+        #[test]
+        fn same_bytes_as_serde_json(
+            count in any::<u64>(),
+            amount in prop_oneof![any::<f64>(), Just(f64::NAN), Just(f64::NEG_INFINITY), Just(-0.0)],
+            min in proptest::option::of(any::<f32>()),
+            last in proptest::option::of("[\\x00-\\x7f\u{e9}\u{10348}]{0,12}"),
+            pair in (any::<i64>(), any::<char>()),
+            items in prop::collection::vec(any::<u8>(), 0..4),
+            maybe in proptest::option::of(any::<u8>()),
+        ) {
+            let v = Plain { count, amount, min, last, pair, items, unit: (), skipped: Skip { maybe, always: true } };
+            let mut got = Vec::new();
+            write(&mut got, &v).unwrap();
+            prop_assert_eq!(got, serde_json_bytes(&v));
+        }
+    }
+
+    #[test]
+    fn maps_and_enums_are_left_to_serde_json() {
+        let m: BTreeMap<u8, u8> = [(1, 2)].into();
+        assert!(write(&mut Vec::new(), &m).is_err());
+        assert!(write(&mut Vec::new(), &Some(Ok::<u8, u8>(1))).is_err());
+        assert!(
+            write(&mut Vec::new(), &b"x".as_slice()).is_ok(),
+            "a slice is a sequence"
+        );
+    }
+}
