@@ -408,6 +408,22 @@ pub fn to_json_writer<W: std::io::Write, T: Serialize + ?Sized>(
     serde_json::to_writer(w, &Floats(value))
 }
 
+/// Appends what [`to_json_writer`] writes for `value` to `out`: a plain value (a row of
+/// numbers and strings) by the compact writer, which copies punctuation and field names,
+/// anything else by `serde_json`. On an error `out` is as it was.
+pub fn json_line<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> serde_json::Result<()> {
+    let start = out.len();
+    if compact::write(out, value).is_ok() {
+        return Ok(());
+    }
+    out.truncate(start);
+    let r = to_json_writer(&mut *out, value);
+    if r.is_err() {
+        out.truncate(start);
+    }
+    r
+}
+
 /// `value` as a JSON value, with non-finite floats as strings (for display).
 pub fn to_json_value<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<serde_json::Value> {
     serde_json::to_value(Floats(value))
@@ -420,5 +436,86 @@ fn at<E: fmt::Display>(e: &serde_path_to_error::Error<E>) -> String {
         e.inner().to_string()
     } else {
         format!("at {path}: {}", e.inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::ser::{Error as _, Serializer};
+
+    #[derive(serde::Serialize)]
+    struct Row {
+        customer: String,
+        window_start: i64,
+        orders: u64,
+        amount: f64,
+    }
+
+    #[derive(serde::Serialize)]
+    enum Reason {
+        Late,
+    }
+
+    #[derive(serde::Serialize)]
+    struct LateRow {
+        event: Row,
+        reason: Reason,
+    }
+
+    struct Fails;
+
+    impl serde::Serialize for Fails {
+        fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(S::Error::custom("refused"))
+        }
+    }
+
+    fn row(customer: &str, amount: f64) -> Row {
+        Row {
+            customer: customer.into(),
+            window_start: -1_635_739_200_000,
+            orders: u64::MAX,
+            amount,
+        }
+    }
+
+    fn check<T: serde::Serialize>(v: &T) {
+        let mut want = Vec::new();
+        super::to_json_writer(&mut want, v).unwrap();
+        let mut got = b"before ".to_vec();
+        super::json_line(&mut got, v).unwrap();
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            format!("before {}", String::from_utf8(want).unwrap())
+        );
+    }
+
+    /// Rows (compact writer) and other values (enums and maps: serde_json) come out as
+    /// `to_json_writer` writes them, appended to what the buffer held.
+    #[test]
+    fn json_line_writes_what_to_json_writer_writes() {
+        for amount in [
+            12.5,
+            -0.0,
+            1e300,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
+            check(&row("C\"001\\\n\u{e9}", amount));
+        }
+        check(&LateRow {
+            event: row("C1", 1.0),
+            reason: Reason::Late,
+        });
+        check(&serde_json::json!({"b": [1, 2.5], "a": null}));
+    }
+
+    /// A value that fails leaves the buffer as it was.
+    #[test]
+    fn a_failing_value_appends_nothing() {
+        let mut out = b"kept".to_vec();
+        assert!(super::json_line(&mut out, &(row("C1", 1.0), Fails)).is_err());
+        assert_eq!(out, b"kept");
     }
 }

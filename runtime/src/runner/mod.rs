@@ -392,24 +392,28 @@ struct Outputs {
 impl Outputs {
     fn write<O: OutputRecord>(&mut self, rec: &O) -> Result<(), String> {
         let enc = |e: serde_json::Error| format!("encoding an output record: {e}");
-        self.scratch.clear();
         if rec.is_late() {
-            crate::codec::to_json_writer(&mut self.scratch, rec).map_err(enc)?;
-            return self.late.write_line(&self.scratch);
+            return self.late.write_with(&mut self.scratch, &mut |buf| {
+                crate::codec::json_line(buf, rec).map_err(enc)
+            });
         }
         if !self.main.keyed() {
-            if self.multi_sink {
-                let tagged = Tagged {
-                    sink: rec.sink(),
-                    record: rec,
+            let multi_sink = self.multi_sink;
+            return self.main.write_with(&mut self.scratch, &mut |buf| {
+                let r = if multi_sink {
+                    let tagged = Tagged {
+                        sink: rec.sink(),
+                        record: rec,
+                    };
+                    crate::codec::json_line(buf, &tagged)
+                } else {
+                    crate::codec::json_line(buf, rec)
                 };
-                crate::codec::to_json_writer(&mut self.scratch, &tagged).map_err(enc)?;
-            } else {
-                crate::codec::to_json_writer(&mut self.scratch, rec).map_err(enc)?;
-            }
-            return self.main.write_line(&self.scratch);
+                r.map_err(enc)
+            });
         }
         // Keyed: the key is read back from the row itself, which is encoded once.
+        self.scratch.clear();
         self.key_scratch.clear();
         let line = if self.multi_sink {
             self.row_scratch.clear();

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, Metadata, OpenOptions};
-use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::identity::{FileId, Tail};
@@ -13,9 +13,15 @@ use crate::store::safe_fs;
 /// the crash) are written again exactly once.
 pub struct SinkFile {
     path: PathBuf,
-    writer: BufWriter<File>,
+    file: File,
+    /// Rows not yet handed to the OS. A buffer of our own rather than a `BufWriter`, so
+    /// that a row can be encoded straight into it ([`write_with`](Self::write_with)).
+    buf: Vec<u8>,
     len: u64,
 }
+
+/// Bytes buffered before they are written to the file.
+const BUF_BYTES: usize = 1 << 16;
 
 impl SinkFile {
     /// Checks the output saved under `key` (`output`, `late`, `dead_letter`) in a
@@ -79,31 +85,65 @@ impl SinkFile {
             .map_err(|e| format!("seeking {}: {e}", path.display()))?;
         Ok(SinkFile {
             path: path.to_path_buf(),
-            writer: BufWriter::with_capacity(1 << 16, file),
+            file,
+            buf: Vec::with_capacity(BUF_BYTES),
             len: committed,
         })
     }
 
     /// Appends one line (a newline is added).
     pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        self.writer.write_all(line)?;
-        self.writer.write_all(b"\n")?;
-        self.len += line.len() as u64 + 1;
+        self.write_with(|buf| {
+            buf.extend_from_slice(line);
+            Ok::<(), io::Error>(())
+        })
+        .map_err(|e| e.either())
+    }
+
+    /// Appends the line `encode` appends to the buffer it is given (a newline is added).
+    /// If `encode` fails, nothing is appended.
+    pub fn write_with<E>(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), WriteError<E>> {
+        let start = self.buf.len();
+        if let Err(e) = encode(&mut self.buf) {
+            self.buf.truncate(start);
+            return Err(WriteError::Encode(e));
+        }
+        self.buf.push(b'\n');
+        self.len += (self.buf.len() - start) as u64;
+        if self.buf.len() >= BUF_BYTES {
+            self.flush().map_err(WriteError::Io)?;
+        }
         Ok(())
     }
 
     /// Hands the buffered bytes to the OS (no fsync).
     pub fn flush(&mut self) -> io::Result<()> {
-        self.writer.flush()
+        let mut done = 0;
+        let r = loop {
+            if done == self.buf.len() {
+                break Ok(());
+            }
+            match self.file.write(&self.buf[done..]) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        // What was not written stays, as in a `BufWriter`: a retry (the next
+        // checkpoint's commit) writes it.
+        self.buf.drain(..done);
+        r
     }
 
     /// Flushes and fsyncs; returns the length now durable.
     pub fn commit(&mut self) -> Result<u64, String> {
-        self.writer
-            .flush()
+        self.flush()
             .map_err(|e| format!("writing {}: {e}", self.path.display()))?;
-        self.writer
-            .get_ref()
+        self.file
             .sync_data()
             .map_err(|e| format!("syncing {}: {e}", self.path.display()))?;
         Ok(self.len)
@@ -117,11 +157,10 @@ impl SinkFile {
         positions: &mut BTreeMap<String, u64>,
     ) -> Result<(), String> {
         let len = self.commit()?;
-        let tail = Tail::of(self.writer.get_ref(), len)
+        let tail = Tail::of(&self.file, len)
             .map_err(|e| format!("reading back {}: {e}", self.path.display()))?;
         let meta = self
-            .writer
-            .get_ref()
+            .file
             .metadata()
             .map_err(|e| format!("reading {}: {e}", self.path.display()))?;
         positions.insert(format!("{key}.len"), len);
@@ -136,7 +175,7 @@ impl SinkFile {
         if positions.get(&format!("{key}.len")).is_some_and(|&l| l > 0) {
             return true;
         }
-        let now = self.writer.get_ref().metadata().map(|m| FileId::of(&m));
+        let now = self.file.metadata().map(|m| FileId::of(&m));
         match (FileId::saved(key, positions), now) {
             (Some(id), Ok(now)) => id.same_as(now),
             _ => false,
@@ -156,6 +195,31 @@ impl SinkFile {
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+impl Drop for SinkFile {
+    /// Hands the buffered rows to the OS, as a `BufWriter` would: a run stopped by an
+    /// error leaves them in the file (a restart cuts back what no checkpoint recorded).
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+/// Why [`SinkFile::write_with`] failed: the row's encoding, or the file.
+#[derive(Debug)]
+pub enum WriteError<E> {
+    /// The encoder's error; nothing was appended.
+    Encode(E),
+    /// Writing the file.
+    Io(io::Error),
+}
+
+impl WriteError<io::Error> {
+    fn either(self) -> io::Error {
+        match self {
+            WriteError::Encode(e) | WriteError::Io(e) => e,
+        }
     }
 }
 
@@ -296,5 +360,61 @@ fn unclaimed(
             path.display(),
             meta.len()
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(path: &Path) -> SinkFile {
+        SinkFile::claim(path, "output", &BTreeMap::new())
+            .unwrap()
+            .open()
+            .unwrap()
+    }
+
+    /// Rows encoded in place, past several buffers' worth, reach the file in order; a row
+    /// whose encoding fails leaves no trace in the file or the length.
+    #[test]
+    fn rows_encoded_in_place_are_written_once_and_failed_ones_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let mut sink = open(&path);
+        let mut want = Vec::new();
+        for i in 0..20_000u32 {
+            let row = format!("{{\"row\":{i}}}");
+            if i % 1000 == 7 {
+                let failed = sink.write_with(|buf| {
+                    buf.extend_from_slice(b"{\"half");
+                    Err("no")
+                });
+                assert!(matches!(failed, Err(WriteError::Encode("no"))));
+            }
+            sink.write_with(|buf| {
+                buf.extend_from_slice(row.as_bytes());
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+            want.extend_from_slice(row.as_bytes());
+            want.push(b'\n');
+        }
+        assert!(want.len() > 3 * BUF_BYTES, "{} bytes", want.len());
+        let mut positions = BTreeMap::new();
+        sink.commit_into("output", &mut positions).unwrap();
+        assert_eq!(positions["output.len"], want.len() as u64);
+        assert_eq!(std::fs::read(&path).unwrap(), want);
+    }
+
+    /// Buffered rows reach the file when the sink is dropped, as with a `BufWriter`.
+    #[test]
+    fn dropping_the_sink_writes_its_buffered_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let mut sink = open(&path);
+        sink.write_line(b"{\"a\":1}").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+        drop(sink);
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\":1}\n");
     }
 }

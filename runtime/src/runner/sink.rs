@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::output::SinkFile;
+use super::output::{SinkFile, WriteError};
 
 /// The end of an output or input error that no retry can mend (a topic deleted while
 /// running): the run stops at once instead of retrying at the next checkpoint.
@@ -28,6 +28,18 @@ pub const STOPPED: &str = "; stopped, the last checkpoint is intact";
 pub trait Sink {
     /// Appends one row.
     fn write_line(&mut self, line: &[u8]) -> Result<(), String>;
+    /// Appends one row that `encode` appends to the buffer it is given: a file's own
+    /// buffer, so the row is encoded in place; other outputs encode into `scratch` and
+    /// [`write_line`](Self::write_line) it.
+    fn write_with(
+        &mut self,
+        scratch: &mut Vec<u8>,
+        encode: &mut dyn FnMut(&mut Vec<u8>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        scratch.clear();
+        encode(scratch)?;
+        self.write_line(scratch)
+    }
     /// True if rows are placed by their key (see [`write_keyed`](Self::write_keyed)):
     /// only then does the runner find each row's key.
     fn keyed(&self) -> bool {
@@ -65,6 +77,16 @@ impl Sink for SinkFile {
     fn write_line(&mut self, line: &[u8]) -> Result<(), String> {
         SinkFile::write_line(self, line)
             .map_err(|e| format!("writing {}: {e}", self.path().display()))
+    }
+    fn write_with(
+        &mut self,
+        _scratch: &mut Vec<u8>,
+        encode: &mut dyn FnMut(&mut Vec<u8>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        SinkFile::write_with(self, encode).map_err(|e| match e {
+            WriteError::Encode(e) => e,
+            WriteError::Io(e) => format!("writing {}: {e}", self.path().display()),
+        })
     }
     fn commit_into(
         &mut self,
