@@ -197,28 +197,6 @@ static ESCAPED: [bool; 256] = {
     t
 };
 
-/// True if no byte of `key` is escaped in JSON. Field names are checked for every row
-/// written, so eight bytes at a time.
-fn plain(key: &[u8]) -> bool {
-    let mut words = key.chunks_exact(8);
-    for w in &mut words {
-        if escaped_in(u64::from_le_bytes(w.try_into().expect("8 bytes"))) {
-            return false;
-        }
-    }
-    !words.remainder().iter().any(|&c| ESCAPED[c as usize])
-}
-
-/// True if a byte of `w` is below 0x20, `"` or `\` (exact: no false answers).
-fn escaped_in(w: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // A byte below `n` (n <= 0x80) sets its high bit in `(x - n) & !x`.
-    let below = |x: u64, n: u8| x.wrapping_sub(ONES * n as u64) & !x & HIGH;
-    let zero = |x: u64| below(x, 1);
-    (below(w, 0x20) | zero(w ^ (ONES * b'"' as u64)) | zero(w ^ (ONES * b'\\' as u64))) != 0
-}
-
 fn name_of(v: f64) -> Option<&'static str> {
     if v.is_finite() {
         None
@@ -295,15 +273,14 @@ impl ser::SerializeStruct for Seq<'_> {
         v: &T,
     ) -> Result<(), Unsupported> {
         self.comma();
-        if plain(key.as_bytes()) {
-            self.out.reserve(key.len() + 3);
+        if key.bytes().any(|c| ESCAPED[c as usize]) {
+            json(self.out).serialize_str(key).map_err(|_| Unsupported)?;
+        } else {
             self.out.push(b'"');
             self.out.extend_from_slice(key.as_bytes());
-            self.out.extend_from_slice(b"\":");
-        } else {
-            json(self.out).serialize_str(key).map_err(|_| Unsupported)?;
-            self.out.push(b':');
+            self.out.push(b'"');
         }
+        self.out.push(b':');
         v.serialize(Compact(self.out))
     }
     fn end(self) -> Result<(), Unsupported> {
@@ -344,13 +321,6 @@ mod tests {
     }
 
     proptest! {
-        #[test]
-        fn plain_keys_are_those_without_escaped_bytes(
-            key in proptest::collection::vec(prop_oneof![Just(b'"'), Just(b'\\'), 0u8..0x21, any::<u8>()], 0..40)
-        ) {
-            prop_assert_eq!(plain(&key), !key.iter().any(|&c| ESCAPED[c as usize]));
-        }
-
         #[test]
         fn same_bytes_as_serde_json(
             count in any::<u64>(),
