@@ -42,9 +42,10 @@ impl Budget {
         self.table + self.heap_avg
     }
 
-    /// Charges `entries` in memory; true when the process is over its budget.
-    pub(crate) fn charge(&mut self, entries: usize) -> bool {
-        let now = entries * self.per_entry();
+    /// Charges `entries` in memory and `held` other bytes of this state (its disk tier's
+    /// filter); true when the process is over its budget.
+    pub(crate) fn charge(&mut self, entries: usize, held: usize) -> bool {
+        let now = entries * self.per_entry() + held;
         if now >= self.charged {
             USED.fetch_add(now - self.charged, Ordering::Relaxed);
         } else {

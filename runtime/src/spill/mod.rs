@@ -13,12 +13,15 @@
 //! are found through an index ordered by stamp, not by scanning the store.
 
 mod backend;
+mod batch;
 mod budget;
 mod failure;
 #[cfg(feature = "disk")]
 mod key_bytes;
 #[cfg(feature = "disk")]
 mod marks;
+#[cfg(feature = "disk")]
+mod presence;
 mod serde_impls;
 #[cfg(feature = "disk")]
 mod tier;
@@ -34,8 +37,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::state::KeyedState;
-pub(crate) use backend::{disk_config, only_checking};
+pub(crate) use backend::{checking, disk_config, only_checking};
 pub use backend::{parse_size, set_state_backend, state_backend, DiskConfig, StateBackend, MARKER};
+use batch::Batch;
 use budget::Budget;
 pub use failure::failure;
 use tier::Tier;
@@ -304,25 +308,23 @@ where
     /// over its budget.
     fn make_room(&mut self) -> Result<(), String> {
         let disk = self.disk.as_mut().expect("disk backend");
-        if !disk.budget.charge(self.mem.len() + 1) || self.mem.len() < 4 || disk.broken {
+        let held = disk.tier.as_ref().map_or(0, Tier::memory);
+        if !disk.budget.charge(self.mem.len() + 1, held) || self.mem.len() < 4 || disk.broken {
             return Ok(());
         }
         if disk.tier.is_none() {
             disk.tier = Some(Tier::open(&disk.config)?);
         }
         let threshold = quarter_stamp(&self.mem);
-        let taken = self.mem.take_stamped_upto(threshold);
-        let mut victims = Vec::with_capacity(taken.len());
-        let mut key_bytes = 0;
-        for (k, v, stamp) in taken {
-            let kb = postcard::to_allocvec(&k).map_err(|e| e.to_string())?;
-            let vb = postcard::to_allocvec(&v).map_err(|e| e.to_string())?;
-            key_bytes += kb.len() + vb.len();
-            victims.push((kb, stamp, vb));
+        let mut batch = Batch::default();
+        for (k, v, stamp) in self.mem.take_stamped_upto(threshold) {
+            batch.push(&k, &v, stamp)?;
         }
-        disk.budget.measured(victims.len(), key_bytes);
-        disk.budget.charge(self.mem.len());
-        if disk.tier.as_mut().expect("opened").write(victims)? {
+        disk.budget.measured(batch.len(), batch.encoded());
+        let tier = disk.tier.as_mut().expect("opened");
+        let restart = tier.write(batch)?;
+        disk.budget.charge(self.mem.len(), tier.memory());
+        if restart {
             self.mem.restart_history();
         }
         Ok(())

@@ -12,6 +12,9 @@ impl Tier {
     pub(crate) fn open(_: &DiskConfig) -> Result<Tier, TierError> {
         Err("this build has no disk state backend (cargo feature `disk`)".into())
     }
+    pub(crate) fn memory(&self) -> usize {
+        match *self {}
+    }
     pub(crate) fn len(&self) -> u64 {
         match *self {}
     }
@@ -24,7 +27,7 @@ impl Tier {
     pub(crate) fn forget(&mut self, _: Vec<u8>) {
         match *self {}
     }
-    pub(crate) fn write(&mut self, _: Vec<Victim>) -> Result<bool, TierError> {
+    pub(crate) fn write(&mut self, _: super::batch::Batch) -> Result<bool, TierError> {
         match *self {}
     }
     pub(crate) fn entries(

@@ -177,3 +177,37 @@ fn the_store_file_is_removed_with_the_state() {
     drop(s);
     assert_eq!(files(), 0);
 }
+
+/// Bytes of the store files in the working directory.
+fn store_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".redb"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+#[test]
+fn the_store_file_stays_near_the_live_entries_while_batches_rewrite_them() {
+    let backend = DiskBackend::new(1 << 20);
+    let dir = backend.dir.path().join("state");
+    let mut s: SpillState<u64, u64> = SpillState::default();
+    let keys = 30_000u64;
+    let mut sizes = Vec::new();
+    // Every round brings each key on disk back and evicts it again: with random keys
+    // each batch rewrites most of the B-tree's leaves.
+    for round in 0..6u64 {
+        for i in 0..keys {
+            *s.entry_ref(&(i * 7919 % keys)) += round + 1;
+        }
+        sizes.push(store_bytes(&dir));
+    }
+    assert!(s.on_disk() > keys / 2, "{} on disk", s.on_disk());
+    eprintln!("store bytes after each round: {sizes:?}");
+    let first = sizes[0];
+    assert!(
+        sizes.iter().all(|&b| b <= 2 * first),
+        "the store grew with the rounds: {sizes:?}"
+    );
+}

@@ -1,8 +1,9 @@
 //! The disk tier: cold entries of one keyed state in a `redb` file of the working
 //! directory, as bytes (postcard key -> change stamp and postcard value).
 //!
-//! The file is a cache that no crash needs: commits skip the fsync (except every few,
-//! which lets redb reuse freed pages), and the file is deleted when the state is dropped.
+//! The file is a cache that no crash needs (it is deleted when the state is dropped and
+//! when a new run finds it), but each batch's commit is durable: only then does redb
+//! reuse the pages the batch freed.
 //! A file of dirty marks names the entries evicted while changed, so a delta finds them
 //! without scanning the store.
 
@@ -10,16 +11,15 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, TableDefinition};
 
 use super::backend::{marks_file_name, store_file_name, DiskConfig};
+use super::batch::Batch;
 use super::key_bytes::KeyBytes;
 use super::marks::Marks;
+use super::presence::Presence;
 
 const ENTRIES: TableDefinition<KeyBytes, &[u8]> = TableDefinition::new("entries");
-
-/// Batches between commits that are made durable.
-const DURABLE_EVERY: u64 = 8;
 
 /// A failure of the working directory's store.
 pub type TierError = String;
@@ -34,14 +34,16 @@ pub(crate) type Victim = (Vec<u8>, u64, Vec<u8>);
 pub(crate) struct Tier {
     db: Database,
     path: PathBuf,
-    read: ReadOnlyTable<KeyBytes, &'static [u8]>,
+    /// Dropped while a batch is written: a reader pins the pages the batch replaces.
+    read: Option<ReadOnlyTable<KeyBytes, &'static [u8]>>,
+    /// Every key written here: a key it has never seen is not looked up.
+    present: Presence,
     /// Keys removed from the state: deleted from disk at the next batch, never read.
     pending: HashSet<Vec<u8>>,
     /// Entries on disk whose key is not in memory. A key brought back into memory keeps
     /// its disk copy (stale, skipped by every reader) until it is evicted again and
     /// overwritten: a delete per lookup would double the writes.
     live: u64,
-    batches: u64,
     /// Stamps up to this are in a stored checkpoint: their dirty marks can go.
     acked: AtomicU64,
     marks: Marks,
@@ -62,14 +64,14 @@ impl Tier {
         let txn = db.begin_write().map_err(|e| err("writing")(&e))?;
         txn.open_table(ENTRIES).map_err(|e| err("writing")(&e))?;
         txn.commit().map_err(|e| err("writing")(&e))?;
-        let read = Self::reader(&db)?;
+        let read = Some(Self::reader(&db)?);
         Ok(Tier {
             db,
             path,
             read,
+            present: Presence::default(),
             pending: HashSet::new(),
             live: 0,
-            batches: 0,
             acked: AtomicU64::new(0),
             marks,
             pruned: 0,
@@ -79,6 +81,17 @@ impl Tier {
     fn reader(db: &Database) -> Result<ReadOnlyTable<KeyBytes, &'static [u8]>, TierError> {
         let r = db.begin_read().map_err(|e| err("reading")(&e))?;
         r.open_table(ENTRIES).map_err(|e| err("reading")(&e))
+    }
+
+    fn reading(&self) -> Result<&ReadOnlyTable<KeyBytes, &'static [u8]>, TierError> {
+        self.read
+            .as_ref()
+            .ok_or_else(|| "state working directory: a batch failed half-way".to_string())
+    }
+
+    /// Bytes this tier holds in memory outside the store's page cache.
+    pub(crate) fn memory(&self) -> usize {
+        self.present.bytes()
     }
 
     /// Entries on disk whose key is not in memory.
@@ -103,34 +116,33 @@ impl Tier {
 
     /// `key`'s entry on disk, left there. Only for a key not in memory.
     pub(crate) fn peek(&self, key: &[u8]) -> Result<Option<(u64, Vec<u8>)>, TierError> {
-        if self.live == 0 || self.pending.contains(key) {
+        if self.live == 0 || !self.present.may_contain(key) || self.pending.contains(key) {
             return Ok(None);
         }
         self.get(key)
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<(u64, Vec<u8>)>, TierError> {
-        let got = self.read.get(key).map_err(|e| err("reading")(&e))?;
+        let got = self.reading()?.get(key).map_err(|e| err("reading")(&e))?;
         Ok(got.map(|v| split(v.value())))
     }
 
     /// Writes evicted entries and deletes the copies of removed keys. True when the
     /// dirty marks outgrew the live entries and were dropped: the caller's history must
     /// start over (its next delta is whole).
-    pub(crate) fn write(&mut self, mut victims: Vec<Victim>) -> Result<bool, TierError> {
-        // In key order, a batch rewrites each B-tree leaf it touches once.
-        victims.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    pub(crate) fn write(&mut self, mut batch: Batch) -> Result<bool, TierError> {
+        batch.sort();
         let acked = self.acked.load(Ordering::Relaxed);
         if acked > self.pruned {
             self.marks.keep_after(acked)?;
             self.pruned = acked;
         }
-        let mut txn = self.db.begin_write().map_err(|e| err("writing")(&e))?;
-        self.batches += 1;
-        if !self.batches.is_multiple_of(DURABLE_EVERY) {
-            txn.set_durability(Durability::None)
-                .map_err(|e| err("writing")(&e))?;
-        }
+        // Each commit is durable: redb reuses the pages a batch frees only after a durable
+        // commit, and with random keys a batch rewrites most of the tree's leaves, so
+        // non-durable commits grow the file by a tree's size each. Nothing reads them back
+        // after a crash (the file is a cache); the fsync is the price of reuse.
+        self.read = None;
+        let txn = self.db.begin_write().map_err(|e| err("writing")(&e))?;
         {
             let mut entries = txn.open_table(ENTRIES).map_err(|e| err("writing")(&e))?;
             let w = err("writing");
@@ -138,23 +150,22 @@ impl Tier {
                 entries.remove(k.as_slice()).map_err(|e| w(&e))?;
             }
             let mut buf = Vec::new();
-            for (k, stamp, v) in &victims {
+            for (k, stamp, v) in batch.iter() {
                 buf.clear();
                 buf.extend_from_slice(&stamp.to_le_bytes());
                 buf.extend_from_slice(v);
-                entries
-                    .insert(k.as_slice(), buf.as_slice())
-                    .map_err(|e| w(&e))?;
-                if *stamp > acked {
-                    self.marks.append(*stamp, k)?;
+                entries.insert(k, buf.as_slice()).map_err(|e| w(&e))?;
+                self.present.insert(k);
+                if stamp > acked {
+                    self.marks.append(stamp, k)?;
                 }
             }
         }
         txn.commit().map_err(|e| err("writing")(&e))?;
         self.marks.flush()?;
         self.marks.end_batch();
-        self.live += victims.len() as u64;
-        self.read = Self::reader(&self.db)?;
+        self.live += batch.len() as u64;
+        self.read = Some(Self::reader(&self.db)?);
         if self.marks.too_many(self.live) {
             self.marks.clear()?;
             return Ok(true);
@@ -168,7 +179,7 @@ impl Tier {
         &self,
     ) -> Result<impl Iterator<Item = Result<Victim, TierError>> + '_, TierError> {
         let range = self
-            .read
+            .reading()?
             .range::<&[u8]>(..)
             .map_err(|e| err("reading")(&e))?;
         Ok(range.filter_map(move |r| match r {
