@@ -16,7 +16,6 @@ use crate::checkpoint::Checkpointable;
 use crate::delta::History;
 use crate::fingerprint::{combine, fnv1a};
 use crate::state::{Key, KeyedState};
-use crate::vec_pool::VecPool;
 use crate::window::{span, OpenWindows};
 
 /// Buffered events of one key.
@@ -97,16 +96,16 @@ type JoinWindow<K, L, R> = KeyedState<K, JoinBuffers<L, R>>;
 /// Emptied maps and vectors of closed windows, for new ones.
 struct Spare<K, L, R> {
     maps: Vec<JoinWindow<K, L, R>>,
-    left: VecPool<L>,
-    right: VecPool<R>,
+    left: Vec<Vec<L>>,
+    right: Vec<Vec<R>>,
 }
 
 impl<K, L, R> Default for Spare<K, L, R> {
     fn default() -> Self {
         Spare {
             maps: Vec::new(),
-            left: VecPool::new(SPARE_VECS),
-            right: VecPool::new(SPARE_VECS),
+            left: Vec::new(),
+            right: Vec::new(),
         }
     }
 }
@@ -236,14 +235,20 @@ impl<K: Key, L, R> WindowJoin<K, L, R> {
 
     /// Gives back the vectors of a fired window (emptied here) for new windows to reuse:
     /// buffering an event then allocates only when a key has more events than before.
-    pub fn recycle(&mut self, left: Vec<L>, right: Vec<R>) {
-        self.spare.left.put(left);
-        self.spare.right.put(right);
+    pub fn recycle(&mut self, mut left: Vec<L>, mut right: Vec<R>) {
+        if left.capacity() > 0 && self.spare.left.len() < SPARE_VECS {
+            left.clear();
+            self.spare.left.push(left);
+        }
+        if right.capacity() > 0 && self.spare.right.len() < SPARE_VECS {
+            right.clear();
+            self.spare.right.push(right);
+        }
     }
 
     /// An empty vector of right events (a reused one if there is one).
     pub fn spare_right(&mut self) -> Vec<R> {
-        self.spare.right.take().unwrap_or_default()
+        self.spare.right.pop().unwrap_or_default()
     }
 
     /// Buffered events, both sides.
@@ -303,9 +308,8 @@ impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
     ) -> Option<L> {
         let mut v = Some(v);
         let late = self.add(ts, key, size, slide, lateness, |b, last, spare| {
-            if let Some(e) = if last { v.take() } else { v.clone() } {
-                spare.left.push(&mut b.left, e);
-            }
+            let e = if last { v.take() } else { v.clone() };
+            push(&mut b.left, e, &mut spare.left);
         });
         v.filter(|_| late)
     }
@@ -322,9 +326,8 @@ impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
     ) -> Option<R> {
         let mut v = Some(v);
         let late = self.add(ts, key, size, slide, lateness, |b, last, spare| {
-            if let Some(e) = if last { v.take() } else { v.clone() } {
-                spare.right.push(&mut b.right, e);
-            }
+            let e = if last { v.take() } else { v.clone() };
+            push(&mut b.right, e, &mut spare.right);
         });
         v.filter(|_| late)
     }

@@ -43,7 +43,6 @@ pub mod testing;
 pub mod time;
 pub mod timed_delta;
 pub mod upgrade;
-mod vec_pool;
 pub mod window;
 pub mod window_delta;
 
