@@ -509,6 +509,8 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
     /// A left event at `ts`: pairs with buffered right events in `[ts - lower, ts + upper]`,
     /// then is buffered. Returns false (and does nothing) if it is late: some right event
     /// it could match may already have been evicted.
+    // Always inlined (both sides): called once per event by the generated push.
+    #[inline(always)]
     pub fn add_left(
         &mut self,
         ts: i64,
@@ -543,6 +545,7 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
 
     /// A right event at `ts`: pairs with buffered left events at `[ts - upper, ts + lower]`,
     /// then is buffered. Returns false (and does nothing) if it is late.
+    #[inline(always)]
     pub fn add_right(
         &mut self,
         ts: i64,

@@ -126,6 +126,11 @@ pub(crate) fn span(
     let newest = ts.checked_sub(ts.rem_euclid(slide))?;
     // Every start stepped to below stays at most `newest + slide`.
     newest.checked_add(size.max(slide))?;
+    if size == slide {
+        // Tumbling: one window (a constant test where the sizes are constants).
+        let closed = newest.saturating_add(size).saturating_add(lateness) <= wm;
+        return Some((if closed { newest + slide } else { newest }, newest, closed));
+    }
     let oldest = newest.checked_sub((size - 1 - (ts - newest)).max(0) / slide * slide)?;
     // The closed ones are the oldest (a window closes at end + lateness).
     let mut first_open = oldest;
