@@ -12,8 +12,9 @@ use crate::runner::sink::STOPPED;
 
 const FETCH: i16 = 1;
 const OFFSET_OUT_OF_RANGE: i16 = 1;
-/// Room in an answer beyond the records asked for (its header, the topic's name).
-const ANSWER_SLACK: usize = 64 << 10;
+/// The largest answer read: brokers send whole batches, so an answer may pass the
+/// bytes asked for by up to a batch (tansu sent 4.16 MiB to a 4 MiB fetch).
+const MAX_ANSWER: usize = 2 * MAX_FETCH_BYTES;
 /// Bytes asked for by one fetch (more when a single batch is bigger).
 const FETCH_BYTES: usize = 4 << 20;
 const MAX_FETCH_BYTES: usize = 64 << 20;
@@ -72,7 +73,7 @@ impl Fetcher {
         b.i32(max);
         self.request = b.0;
         leader
-            .finish_into(&mut self.request, answer, max_bytes + ANSWER_SLACK)
+            .finish_into(&mut self.request, answer, MAX_ANSWER)
             .map_err(Failed::Transient)?;
         let found = parse_fetch(answer, &self.topic, self.partition)?;
         self.leader = Some(leader);
