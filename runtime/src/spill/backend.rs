@@ -202,6 +202,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "disk")]
     fn store_files_of_dead_processes_are_removed_others_kept() {
         let d = tempfile::tempdir().unwrap();
         prepare_dir(d.path()).unwrap();
