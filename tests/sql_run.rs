@@ -296,6 +296,47 @@ fn another_query_on_the_same_checkpoints_is_refused() {
     );
 }
 
+/// A first run that stopped at line 1 (a mistyped column) saw no event: its checkpoint
+/// holds nothing to lose, so the fixed query runs on the same checkpoints without
+/// `--allow-dropped-state` and writes what a clean run writes. One event later, the
+/// same change is refused.
+#[test]
+fn a_fixed_query_reruns_over_a_first_run_that_saw_no_event() {
+    let dir = tmp();
+    let input = input(dir.path());
+    let typo = "SELECT customer, COUNT(*) AS n, SUM(amout) AS total FROM orders GROUP BY customer, TUMBLE(ts, INTERVAL '5' MINUTE)";
+    let fixed = typo.replace("amout", "amount");
+    let out = sql_cmd(dir.path(), typo, &input).output().unwrap();
+    assert_eq!(code(&out), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("missing field `amout`"));
+    let out = sql_cmd(dir.path(), &fixed, &input).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let clean = tmp();
+    run_ok(sql_cmd(clean.path(), &fixed, &input));
+    assert_same_file(
+        &clean.path().join("out.jsonl"),
+        &dir.path().join("out.jsonl"),
+    );
+
+    // One event read before the stop (line 2 lacks `amount`): the changed state is not dropped silently.
+    let d2 = tmp();
+    let two = put_input(
+        d2.path(),
+        b"{\"customer\":\"C001\",\"amount\":1.5,\"ts\":1000}\n{\"customer\":\"C002\",\"ts\":2000}\n",
+    );
+    let out = sql_cmd(d2.path(), &fixed, &two).output().unwrap();
+    assert_eq!(code(&out), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("line 2"), "{}", stderr_of(&out));
+    let q1 = "SELECT customer, COUNT(*) AS n FROM orders GROUP BY customer, TUMBLE(ts, INTERVAL '5' MINUTE)";
+    let out = sql_cmd(d2.path(), q1, &two).output().unwrap();
+    assert!(!out.status.success(), "state of one event was dropped");
+    assert!(
+        stderr_of(&out).contains("--allow-dropped-state query"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
 fn sql_error(query: &str) -> String {
     let dir = tmp();
     let input = input(dir.path());

@@ -666,10 +666,26 @@ pub fn restore_actions<P: Pipeline>(
             .map(|s| StageAction::Restore { stage: s.name })
             .collect());
     }
+    let saw_nothing;
+    let opts = if h.positions.get("events") == Some(&0) {
+        saw_nothing = nothing_to_lose(h);
+        &saw_nothing
+    } else {
+        opts
+    };
     let actions = upgrade::plan::<P>(&h.stage_layouts, opts);
     match upgrade::refusals(P::name(), &actions) {
         Some(e) => Err(e),
         None => Ok(actions),
+    }
+}
+
+/// A runner's checkpoint taken before any event was processed (`events` is 0) holds only
+/// initial state: a stage changed or gone loses nothing there, so it is allowed to start
+/// empty. This is what lets a fixed query rerun after its first run stopped at line 1.
+fn nothing_to_lose(h: &Header) -> RestoreOptions {
+    RestoreOptions {
+        allow_dropped: h.stage_layouts.iter().map(|s| s.name.clone()).collect(),
     }
 }
 
