@@ -160,23 +160,42 @@ impl Conn {
     /// Sends the request built in `out` since [`start`](Self::start); returns the
     /// answer after its correlation id.
     pub fn finish(&mut self, out: &mut [u8]) -> Result<Vec<u8>, String> {
+        let mut resp = Vec::new();
+        self.finish_into(out, &mut resp, MAX_RESPONSE)?;
+        Ok(resp)
+    }
+
+    /// [`finish`](Self::finish) into `resp` (cleared), whose room is reused: large
+    /// answers (fetches) read without a fresh buffer each. `max` bounds the answer.
+    pub fn finish_into(
+        &mut self,
+        out: &mut [u8],
+        resp: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<(), String> {
         let len = i32::try_from(out.len() - 4).map_err(|_| "a request over 2 GiB")?;
         out[..4].copy_from_slice(&len.to_be_bytes());
         self.stream.write_all(out).map_err(io_text)?;
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).map_err(io_text)?;
-        let len = i32::from_be_bytes(len);
+        let mut head = [0u8; 8];
+        self.stream.read_exact(&mut head).map_err(io_text)?;
+        let len = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
         let len = usize::try_from(len)
             .ok()
-            .filter(|&n| (4..=MAX_RESPONSE).contains(&n))
+            .filter(|&n| (4..=max).contains(&n))
             .ok_or_else(|| format!("bad response length {len}"))?;
-        let mut resp = vec![0u8; len];
-        self.stream.read_exact(&mut resp).map_err(io_text)?;
-        if Cursor(&resp).i32()? != self.correlation {
+        if Cursor(&head[4..]).i32()? != self.correlation {
             return Err("an answer to another request".into());
         }
-        resp.drain(..4);
-        Ok(resp)
+        resp.clear();
+        let body = (len - 4) as u64;
+        let got = (&mut self.stream)
+            .take(body)
+            .read_to_end(resp)
+            .map_err(io_text)?;
+        if got as u64 != body {
+            return Err("the connection closed in the middle of an answer".into());
+        }
+        Ok(())
     }
 }
 

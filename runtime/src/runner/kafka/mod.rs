@@ -4,6 +4,9 @@
 
 mod batch;
 mod conn;
+mod decode;
+mod fetch;
+mod leader;
 pub mod partitioner;
 mod producer;
 mod record_batch;

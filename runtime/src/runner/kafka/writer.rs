@@ -4,11 +4,12 @@
 use std::collections::VecDeque;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 
-use rskafka::client::partition::PartitionClient;
-
 use super::batch::Batch;
 use super::conn::Conn;
-use super::producer::{Failed, Producer};
+use super::decode::header;
+use super::fetch::{read_from, Fetcher};
+use super::leader::Failed;
+use super::producer::Producer;
 use super::record_batch::Stamp;
 use super::sink::{INSTANCE_HEADER, SEQ_HEADER};
 use super::TopicUrl;
@@ -48,11 +49,13 @@ struct Job {
     first_seq: u64,
 }
 
-/// The output partition as read and written: the connections (rskafka's to read the
-/// tail, our own to produce) and whose rows to look for.
+/// The output partition as read and written: our own connections to read the tail and
+/// to produce (rskafka's lists topics and reports a broker that does not answer), and
+/// whose rows to look for.
 struct Partition {
     conn: Conn,
-    client: PartitionClient,
+    fetcher: Fetcher,
+    answer: Vec<u8>,
     producer: Producer,
     url: TopicUrl,
     instance: String,
@@ -77,9 +80,10 @@ impl PartWriter {
             Some(e) => e,
             None => conn.end_of(&client, "reading the output's end")?,
         };
-        let part = Partition {
+        let mut part = Partition {
             conn,
-            client,
+            fetcher: Fetcher::new(&url.brokers, &url.topic, id),
+            answer: Vec::new(),
             producer: Producer::new(&url.brokers, &url.topic, id),
             url: url.clone(),
             instance: writer.to_string(),
@@ -197,19 +201,13 @@ impl PartWriter {
 impl Partition {
     /// The partition still holds the record before `from` (the last one the checkpoint
     /// counted): it was not deleted and created again, or emptied.
-    fn check_holds(&self, from: i64) -> Result<(), String> {
+    fn check_holds(&mut self, from: i64) -> Result<(), String> {
         if from == 0 {
             return Ok(());
         }
-        let client = &self.client;
-        let r = self.conn.wait("reading the output's tail", || {
-            client.fetch_records(from - 1, 1..(16 << 20), 200)
-        });
-        let held = match r {
-            Ok((records, _)) => records.iter().any(|r| r.offset == from - 1),
-            Err(e) if e.contains("OffsetOutOfRange") => false,
-            Err(e) => return Err(e),
-        };
+        let held = self
+            .read(from - 1)?
+            .is_some_and(|recs| recs.iter().any(|r| r.offset == from - 1));
         if held {
             return Ok(());
         }
@@ -219,6 +217,12 @@ impl Partition {
             self.id,
             from - 1
         ))
+    }
+
+    /// The records at `at` and after (`None`: the partition does not hold `at`).
+    fn read(&mut self, at: i64) -> Result<Option<Vec<super::decode::Rec>>, String> {
+        let what = "reading the output's tail";
+        read_from(&mut self.fetcher, &self.conn, at, &mut self.answer, what)
     }
 
     /// Kafka put a batch before rows of ours it had acknowledged: the topic was deleted
@@ -232,24 +236,26 @@ impl Partition {
 
     /// The records of this instance from offset `from` to the end, numbered `seq` on:
     /// (offset, value). They must be numbered without a gap.
-    fn ours_from(&self, from: i64, seq: u64) -> Result<Vec<(i64, Vec<u8>)>, String> {
+    fn ours_from(&mut self, from: i64, seq: u64) -> Result<Vec<(i64, Vec<u8>)>, String> {
         let mut found = Vec::new();
         let mut at = from;
         loop {
-            let client = &self.client;
-            let (records, _) = self.conn.wait("reading the output's tail", || {
-                client.fetch_records(at, 1..(16 << 20), 200)
-            })?;
-            let Some(last) = records.iter().map(|r| r.offset).max().filter(|&l| l >= at) else {
+            let Some(records) = self.read(at)? else {
+                return Err(format!(
+                    "{}: partition {} does not hold offset {at}, where the output's tail was to be read{STOPPED}",
+                    self.url, self.id
+                ));
+            };
+            let Some(last) = records.last().map(|r| r.offset) else {
                 break;
             };
-            for r in records.into_iter().filter(|r| r.offset >= at) {
-                let h = &r.record.headers;
-                if h.get(INSTANCE_HEADER).map(Vec::as_slice) != Some(self.instance.as_bytes()) {
+            let answer = &self.answer;
+            for r in records {
+                let h = &answer[r.headers.clone()];
+                if header(h, INSTANCE_HEADER.as_bytes()) != Some(self.instance.as_bytes()) {
                     continue;
                 }
-                let n: Option<u64> = h
-                    .get(SEQ_HEADER)
+                let n: Option<u64> = header(h, SEQ_HEADER.as_bytes())
                     .and_then(|s| std::str::from_utf8(s).ok()?.parse().ok());
                 let Some(n) = n.filter(|&n| n >= seq) else {
                     continue;
@@ -261,7 +267,7 @@ impl Partition {
                         self.url, r.offset, self.instance
                     ));
                 }
-                found.push((r.offset, r.record.value.unwrap_or_default()));
+                found.push((r.offset, answer[r.value].to_vec()));
             }
             at = last + 1;
         }
@@ -288,8 +294,10 @@ impl Partition {
 
     fn produce(&mut self, end: &mut i64, job: Job) -> Result<(), String> {
         let Job { rows, first_seq } = job;
+        // The stamp holds it while the tail is read (`ours_from` borrows `self`).
+        let instance = self.instance.clone();
         let stamp = Stamp {
-            instance: self.instance.as_bytes(),
+            instance: instance.as_bytes(),
             first_seq,
             timestamp_ms: crate::time::now_ms(),
         };
