@@ -17,6 +17,7 @@ const OFFSET_OUT_OF_RANGE: i16 = 1;
 const MAX_ANSWER: usize = 2 * MAX_FETCH_BYTES;
 /// Bytes asked for by one fetch (more when a single batch is bigger).
 const FETCH_BYTES: usize = 4 << 20;
+/// The most one fetch asks for, doubling from `FETCH_BYTES` while a batch does not fit.
 const MAX_FETCH_BYTES: usize = 64 << 20;
 /// How long a fetch at the end of a partition waits for records (tansu answers nothing
 /// at all to a wait of 0).
