@@ -319,6 +319,8 @@ impl Partition {
             if let Some(f) = &self.fence {
                 f.check()?;
             }
+            let held = format_args!("{} partition {}", self.url, self.id);
+            crate::hold_point("between-fence-check-and-produce", &held);
             match self.producer.produce(&rows, done, &stamp) {
                 Ok(first) => {
                     self.conn.answering("writing output");
