@@ -564,7 +564,6 @@ fn group_members_share_partitions_through_a_kill_a_restart_and_a_rescale() {
 }
 
 #[test]
-#[ignore = "fails about 1 run in 4: the woken stale member produces rows before it sees it is fenced (open bug)"]
 fn a_frozen_group_member_whose_partitions_moved_writes_nothing_after_it_wakes() {
     let Some(Setup {
         server,

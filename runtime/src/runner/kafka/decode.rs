@@ -202,6 +202,8 @@ mod tests {
             instance: b"inst",
             first_seq: 0,
             timestamp_ms: 1_700_000_000_000,
+            producer: super::super::epoch::Epoch { id: 1, epoch: 0 },
+            epoch_from: 0,
         }
     }
 

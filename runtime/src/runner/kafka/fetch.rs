@@ -7,7 +7,7 @@ use std::ops::Range;
 use super::conn::Conn as Client;
 use super::decode::{decode, Rec};
 use super::leader::{connect_leader, refused, Failed};
-use crate::kafka_wire::{Buf, Conn, Cursor};
+use crate::kafka_wire::{Buf, Conn, Cursor, Unread};
 use crate::runner::sink::STOPPED;
 
 const FETCH: i16 = 1;
@@ -73,9 +73,18 @@ impl Fetcher {
         b.0.extend_from_slice(&offset.to_be_bytes());
         b.i32(max);
         self.request = b.0;
-        leader
-            .finish_into(&mut self.request, answer, MAX_ANSWER)
-            .map_err(Failed::Transient)?;
+        match leader.finish_into(&mut self.request, answer, MAX_ANSWER) {
+            Ok(()) => {}
+            Err(Unread::Io(e)) => return Err(Failed::Transient(e)),
+            Err(bad @ Unread::BadLength { .. }) => {
+                return Err(Failed::Fatal(format!(
+                    "the leader at {} answered a fetch of topic {} partition {} with a {bad}: a broken or foreign peer",
+                    leader.peer(),
+                    self.topic,
+                    self.partition
+                )))
+            }
+        }
         let found = parse_fetch(answer, &self.topic, self.partition)?;
         self.leader = Some(leader);
         Ok(found)
@@ -104,6 +113,7 @@ pub(super) fn read_from(
             }
             Err(Failed::Gone) => return Err(client.deleted(what)),
             Err(Failed::Fatal(e)) => return Err(format!("{}: {what}: {e}", client.url())),
+            Err(Failed::Fenced(code)) => return Err(format!("{}: {what}: {code}", client.url())),
         };
         client.answering(what);
         let mut recs = Vec::new();
@@ -194,5 +204,63 @@ mod tests {
             parse_fetch(&a[..a.len() - 20], "in", 3),
             Err(Failed::Fatal(_))
         ));
+    }
+
+    /// A peer that leads partition 3 of `in` (the metadata answer) and answers the fetch
+    /// with `length` as its length prefix; its address.
+    fn broken_leader(length: i32) -> String {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let answers = [leads(addr.port()), Vec::new()];
+            for (s, body) in l.incoming().zip(answers) {
+                let mut s = s.unwrap();
+                let mut len = [0; 4];
+                s.read_exact(&mut len).unwrap();
+                let mut req = vec![0; i32::from_be_bytes(len) as usize];
+                s.read_exact(&mut req).unwrap();
+                let frame = match body.is_empty() {
+                    true => length,
+                    false => body.len() as i32 + 4,
+                };
+                s.write_all(&frame.to_be_bytes()).unwrap();
+                s.write_all(&req[4..8]).unwrap(); // correlation id
+                s.write_all(&body).unwrap();
+            }
+        });
+        addr.to_string()
+    }
+
+    /// Metadata v4: broker 1 at 127.0.0.1:`port` leads partition 3 of `in`.
+    fn leads(port: u16) -> Vec<u8> {
+        let mut m = Buf::default();
+        m.i32(0)
+            .i32(1)
+            .i32(1)
+            .str("127.0.0.1")
+            .i32(port.into())
+            .i16(-1);
+        m.i16(-1).i32(1); // cluster id, controller
+        m.i32(1).i16(0).str("in").i8(0).i32(1);
+        m.i16(0).i32(3).i32(1).i32(0).i32(0);
+        m.0
+    }
+
+    #[test]
+    fn an_answer_whose_length_is_out_of_bounds_is_fatal_and_names_where() {
+        for len in [i32::MAX, -5, 3] {
+            let addr = broken_leader(len);
+            let mut f = Fetcher::new(std::slice::from_ref(&addr), "in", 3);
+            match f.fetch(0, FETCH_BYTES, 0, &mut Vec::new()) {
+                Err(Failed::Fatal(e)) => {
+                    assert!(e.contains(&format!("the leader at {addr}")), "{e}");
+                    assert!(e.contains("topic in partition 3"), "{e}");
+                    assert!(e.contains(&format!("length {len} ")), "{e}");
+                }
+                Err(e) => panic!("length {len}: {e:?}"),
+                Ok(_) => panic!("length {len}: an answer"),
+            }
+        }
     }
 }

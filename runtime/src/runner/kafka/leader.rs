@@ -17,6 +17,9 @@ pub(super) enum Failed {
     Transient(String),
     /// The topic or partition is not there.
     Gone,
+    /// The broker refused a batch of an older producer epoch (`code`): another owner
+    /// claimed the partition's rows since.
+    Fenced(&'static str),
     /// Any other refusal, as a message.
     Fatal(String),
 }
@@ -107,6 +110,8 @@ pub(super) fn refused(code: i16, what: &str) -> Failed {
         13 => Failed::Transient("NETWORK_EXCEPTION".into()),
         19 | 20 => Failed::Transient("NOT_ENOUGH_REPLICAS".into()),
         56 => Failed::Transient("KAFKA_STORAGE_ERROR".into()),
+        47 => Failed::Fenced("INVALID_PRODUCER_EPOCH, error 47"),
+        90 => Failed::Fenced("PRODUCER_FENCED, error 90"),
         10 => Failed::Fatal(format!("{what}: MESSAGE_TOO_LARGE (error 10)")),
         18 => Failed::Fatal(format!("{what}: RECORD_LIST_TOO_LARGE (error 18)")),
         29 => Failed::Fatal(format!("{what}: TOPIC_AUTHORIZATION_FAILED (error 29)")),

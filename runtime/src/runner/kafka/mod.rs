@@ -5,6 +5,7 @@
 mod batch;
 mod conn;
 mod decode;
+mod epoch;
 mod fetch;
 mod leader;
 pub mod partitioner;

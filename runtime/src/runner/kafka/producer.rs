@@ -10,8 +10,9 @@ const PRODUCE: i16 = 0;
 /// How long the leader may wait for its replicas' acknowledgements (acks=all).
 const ACK_TIMEOUT_MS: i32 = 4_000;
 
-/// A producer of one partition, acks=all, not idempotent on the broker's side (the
-/// writer's sequence headers and tail read make retries exact).
+/// A producer of one partition, acks=all. Its batches carry the writer's producer id and
+/// epoch, which fence it on the broker's side; the writer's sequence headers and tail
+/// read make retries exact.
 pub(super) struct Producer {
     brokers: Vec<String>,
     topic: String,
@@ -95,13 +96,15 @@ mod tests {
     #[test]
     fn answers_give_the_offset_the_leader_or_why_not() {
         let mut a = Buf::default();
-        a.i32(1).str("out").i32(2);
+        a.i32(1).str("out").i32(3);
         a.i32(0).i16(0).i32(0).i32(7).i32(0).i32(0); // partition 0: offset 7
         a.i32(1).i16(6).i32(0).i32(0).i32(0).i32(0); // partition 1: not the leader
+        a.i32(3).i16(90).i32(0).i32(0).i32(0).i32(0); // partition 3: an older epoch
         a.i32(0); // throttle time
         assert_eq!(parse_produce(&a.0, 0), Ok(7));
         assert!(matches!(parse_produce(&a.0, 1), Err(Failed::Transient(_))));
         assert!(matches!(parse_produce(&a.0, 2), Err(Failed::Fatal(_))));
+        assert!(matches!(parse_produce(&a.0, 3), Err(Failed::Fenced(_))));
         assert!(matches!(parse_produce(&a.0[..9], 0), Err(Failed::Fatal(_))));
     }
 }

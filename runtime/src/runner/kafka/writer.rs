@@ -7,6 +7,7 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use super::batch::Batch;
 use super::conn::Conn;
 use super::decode::header;
+use super::epoch::{claim, transactional_id, Epoch};
 use super::fetch::{read_from, Fetcher};
 use super::leader::Failed;
 use super::producer::Producer;
@@ -28,6 +29,10 @@ const BATCH_BYTES: usize = 512 * 1024;
 ///
 /// Batches are produced by a thread of the writer's own while the pipeline goes on (two
 /// at most in flight); a commit waits for all of them.
+///
+/// Before reading the partition, the writer claims the next producer epoch of its
+/// transactional id (see `epoch`): a batch of an earlier owner that reaches the broker
+/// later is refused, so none lands after the rows read here.
 pub(super) struct PartWriter {
     url: TopicUrl,
     id: i32,
@@ -61,6 +66,10 @@ struct Partition {
     instance: String,
     id: i32,
     fence: Option<Fence>,
+    /// The producer id and epoch every batch carries.
+    epoch: Epoch,
+    /// The row number the epoch's batches are counted from (the broker's sequences).
+    epoch_from: u64,
 }
 
 impl PartWriter {
@@ -75,6 +84,7 @@ impl PartWriter {
         committed: u64,
     ) -> Result<PartWriter, String> {
         let conn = Conn::connect(url)?;
+        let epoch = claim_epoch(&conn, url, writer, id)?;
         let client = conn.partition(&url.topic, id)?;
         let from = match saved_end {
             Some(e) => e,
@@ -89,9 +99,12 @@ impl PartWriter {
             instance: writer.to_string(),
             id,
             fence,
+            epoch,
+            epoch_from: 0,
         };
         part.check_holds(from)?;
         let ours = part.ours_from(from, committed)?;
+        part.epoch_from = committed + ours.len() as u64;
         if !ours.is_empty() {
             tracing::info!(
                 "{url}: partition {id}: {} row(s) written after the checkpoint are already there: not written again",
@@ -198,6 +211,32 @@ impl PartWriter {
     }
 }
 
+/// Claims the next producer epoch of `writer`'s rows in partition `id`, waiting while
+/// the coordinator does not answer.
+fn claim_epoch(conn: &Conn, url: &TopicUrl, writer: &str, id: i32) -> Result<Epoch, String> {
+    let txn = transactional_id(writer, &url.topic, id);
+    let what = "claiming the output partition's producer epoch";
+    loop {
+        match claim(&url.brokers, &txn) {
+            Ok(e) => {
+                conn.answering(what);
+                tracing::debug!(
+                    "{url}: partition {id}: producer id {} epoch {}",
+                    e.id,
+                    e.epoch
+                );
+                return Ok(e);
+            }
+            Err(Failed::Transient(why)) => conn.not_answering(what, &why),
+            Err(Failed::Gone) => return Err(conn.deleted(what)),
+            Err(Failed::Fatal(e)) => return Err(format!("{url}: partition {id}: {what}: {e}")),
+            Err(Failed::Fenced(code)) => {
+                return Err(format!("{url}: partition {id}: {what}: {code}"))
+            }
+        }
+    }
+}
+
 impl Partition {
     /// The partition still holds the record before `from` (the last one the checkpoint
     /// counted): it was not deleted and created again, or emptied.
@@ -231,6 +270,14 @@ impl Partition {
         format!(
             "{}: topic `{}` was deleted and created again while this program ran (partition {} took rows at offset {at}, it had reached {end}){STOPPED}",
             self.url, self.url.topic, self.id
+        )
+    }
+
+    /// The broker refused a batch of ours for its producer epoch (`code`).
+    fn fenced(&self, code: &str) -> String {
+        format!(
+            "fenced: {}: partition {}: the broker refused our rows ({code}): a later owner claimed this output partition's producer epoch (ours is {} of producer {}): this instance writes nothing more for it",
+            self.url, self.id, self.epoch.epoch, self.epoch.id
         )
     }
 
@@ -300,6 +347,8 @@ impl Partition {
             instance: instance.as_bytes(),
             first_seq,
             timestamp_ms: crate::time::now_ms(),
+            producer: self.epoch,
+            epoch_from: self.epoch_from,
         };
         // Rows already in the partition: a failed produce may have landed.
         let mut done = 0;
@@ -331,6 +380,7 @@ impl Partition {
                     done = rows.len();
                 }
                 Err(Failed::Gone) => return Err(self.conn.deleted("writing output")),
+                Err(Failed::Fenced(code)) => return Err(self.fenced(code)),
                 Err(Failed::Fatal(e)) => return Err(format!("{}: {e}", self.url)),
                 Err(Failed::Transient(why)) => self.conn.not_answering("writing output", &why),
             }
