@@ -9,9 +9,9 @@
 //! CPU seconds (`/usr/bin/time`) and the broker's (`/proc`) in the best run, per
 //! event. Writes `target/bench/kafka.md`.
 //!
-//! `--baseline BIN` also runs another build of `orders` (file -> file and Kafka -> file)
-//! interleaved with this one's: a before/after comparison over the same topic in the
-//! same minutes.
+//! `--baseline BIN` also runs another build of `orders` (file -> file, Kafka -> file and
+//! file -> Kafka) interleaved with this one's: a before/after comparison over the same
+//! topic in the same minutes.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -69,6 +69,13 @@ pub fn run_kafka_bench(args: &[String]) -> Result<(), String> {
     if let Some(b) = &baseline {
         configs.push(("file", "file", file.clone(), None, b.clone()));
         configs.push(("kafka", "file", kafka("bench-in"), None, b.clone()));
+        configs.push((
+            "file",
+            "kafka",
+            file.clone(),
+            Some("bench-base-out"),
+            b.clone(),
+        ));
     }
     let mut best = BTreeMap::new();
     for run in 0..RUNS {
@@ -135,7 +142,7 @@ pub fn run_kafka_bench(args: &[String]) -> Result<(), String> {
     if let Some(b) = &baseline {
         writeln!(
             md,
-            "\nBaseline rows: `{}`, its Kafka -> file ratio against its own file -> file.",
+            "\nBaseline rows: `{}`, its ratios against its own file -> file.",
             b.display()
         )
         .unwrap();
