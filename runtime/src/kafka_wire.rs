@@ -2,7 +2,8 @@
 //! (topic configs for the checkpoint store, group membership for the runner, the
 //! output's produce requests, built without a copy per record): big-endian
 //! fields, length-prefixed strings and bytes, and one blocking connection that frames a
-//! request and reads its answer. Non-flexible encodings only.
+//! request and reads its answer. Non-flexible encodings, and the flexible headers of
+//! requests whose answers are read field by field ([`Conn::call_flexible`]).
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -28,6 +29,10 @@ impl Buf {
         self.0.extend_from_slice(&v.to_be_bytes());
         self
     }
+    pub fn i64(&mut self, v: i64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
     pub fn str(&mut self, s: &str) -> &mut Self {
         self.i16(s.len() as i16);
         self.0.extend_from_slice(s.as_bytes());
@@ -40,6 +45,26 @@ impl Buf {
                 self.i32(b.len() as i32);
                 self.0.extend_from_slice(b);
                 self
+            }
+        }
+    }
+}
+
+/// Why an answer was not read.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Unread {
+    /// The connection failed, closed or timed out: worth trying again.
+    Io(String),
+    /// The answer's length prefix is out of bounds: a broken or foreign peer.
+    BadLength { len: i32, max: usize },
+}
+
+impl std::fmt::Display for Unread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unread::Io(e) => f.write_str(e),
+            Unread::BadLength { len, max } => {
+                write!(f, "bad response length {len} (4 to {max} expected)")
             }
         }
     }
@@ -95,6 +120,27 @@ impl<'a> Cursor<'a> {
         let n = self.i32()?;
         Ok(self.take(n.max(0) as usize)?.to_vec())
     }
+    /// An unsigned varint (flexible versions' lengths and counts).
+    pub fn uvarint(&mut self) -> Result<u64, String> {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.i8()? as u8;
+            n |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(n);
+            }
+        }
+        Err("a varint longer than 10 bytes".into())
+    }
+    /// A flexible version's tagged fields, skipped.
+    pub fn tagged_fields(&mut self) -> Result<(), String> {
+        for _ in 0..self.uvarint()? {
+            self.uvarint()?; // tag
+            let n = self.uvarint()?;
+            self.take(usize::try_from(n).map_err(|e| e.to_string())?)?;
+        }
+        Ok(())
+    }
     /// An array's length (a null array counts as empty).
     pub fn count(&mut self) -> Result<usize, String> {
         let n = self.i32()?;
@@ -142,6 +188,32 @@ impl Conn {
         self.finish(&mut out)
     }
 
+    /// [`call`](Self::call) of a flexible version: request header v2 and response header
+    /// v1 (both with tagged fields, none sent; those answered are skipped).
+    pub fn call_flexible(
+        &mut self,
+        key: i16,
+        version: i16,
+        body: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(body.len() + 32);
+        self.start(&mut out, key, version);
+        out.push(0);
+        out.extend_from_slice(body);
+        let answer = self.finish(&mut out)?;
+        let mut c = Cursor(&answer);
+        c.tagged_fields()?;
+        let skip = answer.len() - c.0.len();
+        Ok(answer[skip..].to_vec())
+    }
+
+    /// The peer's address, for messages.
+    pub fn peer(&self) -> String {
+        self.stream
+            .peer_addr()
+            .map_or_else(|_| "a broker".into(), |a| a.to_string())
+    }
+
     /// Starts request `key` at `version` in `out` (cleared): a room for its size and
     /// the header. The caller appends the body, then calls [`finish`](Self::finish).
     /// Large requests are written in place this way, without a copy.
@@ -160,34 +232,57 @@ impl Conn {
     /// Sends the request built in `out` since [`start`](Self::start); returns the
     /// answer after its correlation id.
     pub fn finish(&mut self, out: &mut [u8]) -> Result<Vec<u8>, String> {
-        let len = i32::try_from(out.len() - 4).map_err(|_| "a request over 2 GiB")?;
+        let mut resp = Vec::new();
+        self.finish_into(out, &mut resp, MAX_RESPONSE)
+            .map_err(|e| e.to_string())?;
+        Ok(resp)
+    }
+
+    /// [`finish`](Self::finish) into `resp` (cleared), whose room is reused: large
+    /// answers (fetches) read without a fresh buffer each. `max` bounds the answer.
+    pub fn finish_into(
+        &mut self,
+        out: &mut [u8],
+        resp: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<(), Unread> {
+        let len =
+            i32::try_from(out.len() - 4).map_err(|_| Unread::Io("a request over 2 GiB".into()))?;
         out[..4].copy_from_slice(&len.to_be_bytes());
         self.stream.write_all(out).map_err(io_text)?;
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).map_err(io_text)?;
-        let len = i32::from_be_bytes(len);
+        let mut head = [0u8; 8];
+        self.stream.read_exact(&mut head).map_err(io_text)?;
+        let len = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
         let len = usize::try_from(len)
             .ok()
-            .filter(|&n| (4..=MAX_RESPONSE).contains(&n))
-            .ok_or_else(|| format!("bad response length {len}"))?;
-        let mut resp = vec![0u8; len];
-        self.stream.read_exact(&mut resp).map_err(io_text)?;
-        if Cursor(&resp).i32()? != self.correlation {
-            return Err("an answer to another request".into());
+            .filter(|&n| (4..=max).contains(&n))
+            .ok_or(Unread::BadLength { len, max })?;
+        if Cursor(&head[4..]).i32().map_err(Unread::Io)? != self.correlation {
+            return Err(Unread::Io("an answer to another request".into()));
         }
-        resp.drain(..4);
-        Ok(resp)
+        resp.clear();
+        let body = (len - 4) as u64;
+        let got = (&mut self.stream)
+            .take(body)
+            .read_to_end(resp)
+            .map_err(io_text)?;
+        if got as u64 != body {
+            return Err(Unread::Io(
+                "the connection closed in the middle of an answer".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
 /// An I/O error; a socket timeout (reported as "would block") as what it means.
-fn io_text(e: std::io::Error) -> String {
-    match e.kind() {
+fn io_text(e: std::io::Error) -> Unread {
+    Unread::Io(match e.kind() {
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
             "no answer in time (timeout)".into()
         }
         _ => e.to_string(),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -216,5 +311,14 @@ mod tests {
         assert_eq!(Cursor(&n.0).nullable_str().unwrap(), None);
         // A string whose length says 5 but only 2 bytes follow.
         assert!(Cursor(&[0, 5, b't', b'o']).str().is_err());
+        // Flexible versions: 300 as an unsigned varint; two tagged fields then a byte.
+        assert_eq!(Cursor(&[0xac, 0x02]).uvarint().unwrap(), 300);
+        let mut c = Cursor(&[2, 0, 1, 9, 5, 2, 7, 7, 42]);
+        c.tagged_fields().unwrap();
+        assert_eq!(c.i8().unwrap(), 42);
+        assert!(
+            Cursor(&[1, 0, 3, 9]).tagged_fields().is_err(),
+            "a field cut short"
+        );
     }
 }

@@ -74,6 +74,39 @@ pub mod __private {
     pub use serde_json;
 }
 
+/// The start of the line printed at a [`hold_point`].
+#[doc(hidden)]
+pub const HELD: &str = "simplestream: held at";
+
+/// Test hook: with `SIMPLESTREAM_HOLD=<name>:<file>` set, a thread reaching point `name`
+/// prints a line starting with [`HELD`] and waits until `file` exists, so a test can
+/// stop a process exactly inside a window (between a fence check and the write it
+/// allows) and let it go once another process has acted.
+#[doc(hidden)]
+pub fn hold_point(name: &str, what: &dyn std::fmt::Display) {
+    #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+    {
+        use std::sync::OnceLock;
+        static HOLD: OnceLock<Option<(String, std::path::PathBuf)>> = OnceLock::new();
+        let hold = HOLD.get_or_init(|| {
+            let v = std::env::var("SIMPLESTREAM_HOLD").ok()?;
+            let (point, file) = v.split_once(':')?;
+            Some((point.to_string(), file.into()))
+        });
+        let Some((point, file)) = hold else { return };
+        if point != name || file.exists() {
+            return;
+        }
+        eprintln!("{HELD} {name} ({what}): waiting for {}", file.display());
+        // Polling: the test creates the file once, from another process.
+        while !file.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    #[cfg(not(all(feature = "native", not(target_arch = "wasm32"))))]
+    let _ = (name, what);
+}
+
 /// Test hook: with `SIMPLESTREAM_FAILPOINT=<name>` set, the process aborts at that point,
 /// as a crash would (used by the crash tests to kill inside a checkpoint write);
 /// `<name>:<k>` aborts the `k`-th time the process reaches it (`after-retention-delete:3`:

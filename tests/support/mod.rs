@@ -200,6 +200,9 @@ pub fn run_ok(mut c: Command) -> Output {
 /// The line the runner prints on stderr at a `SIMPLESTREAM_PAUSE_AT` pause point.
 pub const PAUSED: &str = "simplestream: paused at event";
 
+/// The line the runner prints on stderr at a `SIMPLESTREAM_HOLD` point.
+pub const HELD: &str = "simplestream: held at";
+
 /// `n` distinct event counts drawn at random from `range`, ascending.
 pub fn pause_targets(seed: u64, n: usize, range: std::ops::Range<u64>) -> Vec<u64> {
     assert!(

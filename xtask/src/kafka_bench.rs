@@ -8,6 +8,10 @@
 //! configuration runs 3 times and the best counts. Where the time goes: the program's
 //! CPU seconds (`/usr/bin/time`) and the broker's (`/proc`) in the best run, per
 //! event. Writes `target/bench/kafka.md`.
+//!
+//! `--baseline BIN` also runs another build of `orders` (file -> file, Kafka -> file and
+//! file -> Kafka) interleaved with this one's: a before/after comparison over the same
+//! topic in the same minutes.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -28,6 +32,15 @@ const RUNS: usize = 3;
 
 pub fn run_kafka_bench(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
+    let baseline = args
+        .iter()
+        .position(|a| a == "--baseline")
+        .map(|i| {
+            args.get(i + 1)
+                .map(std::path::PathBuf::from)
+                .ok_or("--baseline needs the path of another orders binary")
+        })
+        .transpose()?;
     let bin = tools::ensure()?;
     crate::build_release_binaries()?;
     let orders = release_orders();
@@ -42,22 +55,39 @@ pub fn run_kafka_bench(args: &[String]) -> Result<(), String> {
     })?;
     let kafka = |t: &str| format!("kafka://{addr}/{t}");
     let file = input.display().to_string();
-    let configs = [
-        ("file", "file", file.clone(), None),
-        ("kafka", "file", kafka("bench-in"), None),
-        ("file", "kafka", file.clone(), Some("bench-out")),
+    let mut configs = vec![
+        ("file", "file", file.clone(), None, orders.clone()),
+        ("kafka", "file", kafka("bench-in"), None, orders.clone()),
+        (
+            "file",
+            "kafka",
+            file.clone(),
+            Some("bench-out"),
+            orders.clone(),
+        ),
     ];
+    if let Some(b) = &baseline {
+        configs.push(("file", "file", file.clone(), None, b.clone()));
+        configs.push(("kafka", "file", kafka("bench-in"), None, b.clone()));
+        configs.push((
+            "file",
+            "kafka",
+            file.clone(),
+            Some("bench-base-out"),
+            b.clone(),
+        ));
+    }
     let mut best = BTreeMap::new();
     for run in 0..RUNS {
-        for (i, (from, to, input, topic)) in configs.iter().enumerate() {
-            let dir = work.join(format!("{from}-{to}-{run}"));
+        for (i, (from, to, input, topic, bin)) in configs.iter().enumerate() {
+            let dir = work.join(format!("{from}-{to}-{run}-{i}"));
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             let output = match topic {
                 Some(t) => kafka(&format!("{t}-{run}")),
                 None => dir.join("out.jsonl").display().to_string(),
             };
             let broker_before = cpu_of(tansu.pid());
-            let (eps, cpu) = run_orders(&orders, &dir, input, &output)?;
+            let (eps, cpu) = run_orders(bin, &dir, input, &output)?;
             let m = Measured {
                 eps,
                 cpu,
@@ -65,7 +95,8 @@ pub fn run_kafka_bench(args: &[String]) -> Result<(), String> {
                 load: load(),
             };
             eprintln!(
-                "{from} -> {to} (run {}): {eps:.0} events/s, orders {cpu:.2} CPU s, broker {:.2} CPU s",
+                "{from} -> {to}{} (run {}): {eps:.0} events/s, orders {cpu:.2} CPU s, broker {:.2} CPU s",
+                if i >= 3 { " (baseline)" } else { "" },
                 run + 1,
                 m.broker
             );
@@ -84,10 +115,15 @@ pub fn run_kafka_bench(args: &[String]) -> Result<(), String> {
     )
     .unwrap();
     writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|").unwrap();
-    for (i, (from, to, _, _)) in configs.iter().enumerate() {
+    for (i, (from, to, _, _, _)) in configs.iter().enumerate() {
         let m = best[&i];
-        let r = m.eps / base;
-        let target = if i == 0 {
+        let r = m.eps / if i >= 3 { best[&3].eps } else { base };
+        let to = if i >= 3 {
+            format!("{to} (baseline)")
+        } else {
+            to.to_string()
+        };
+        let target = if i == 0 || i == 3 {
             "-".to_string()
         } else {
             format!(">= 0.7x {}", if r >= 0.7 { "met" } else { "**missed**" })
@@ -100,6 +136,14 @@ pub fn run_kafka_bench(args: &[String]) -> Result<(), String> {
             per_event(m.cpu),
             per_event(m.broker),
             m.load
+        )
+        .unwrap();
+    }
+    if let Some(b) = &baseline {
+        writeln!(
+            md,
+            "\nBaseline rows: `{}`, its ratios against its own file -> file.",
+            b.display()
         )
         .unwrap();
     }

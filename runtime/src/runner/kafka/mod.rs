@@ -4,6 +4,10 @@
 
 mod batch;
 mod conn;
+mod decode;
+mod epoch;
+mod fetch;
+mod leader;
 pub mod partitioner;
 mod producer;
 mod record_batch;

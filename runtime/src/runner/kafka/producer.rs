@@ -1,33 +1,18 @@
 //! [`Producer`]: produce requests to one partition's leader over a connection of our
 //! own, the records encoded straight from a [`Batch`] into one reused buffer.
 
-use std::time::Duration;
-
 use super::batch::Batch;
+use super::leader::{connect_leader, refused, Failed};
 use super::record_batch::{self, Stamp};
 use crate::kafka_wire::{Buf, Conn, Cursor};
 
 const PRODUCE: i16 = 0;
-const METADATA: i16 = 3;
-/// Longest a connect or an answer may take before the broker counts as not answering.
-const WAIT: Duration = Duration::from_secs(5);
 /// How long the leader may wait for its replicas' acknowledgements (acks=all).
 const ACK_TIMEOUT_MS: i32 = 4_000;
 
-/// Why a produce request failed.
-#[derive(Debug, PartialEq)]
-pub(super) enum Failed {
-    /// The broker does not answer, or is not ready (no leader yet, leader moved): try
-    /// again, after reading what landed.
-    Transient(String),
-    /// The topic or partition is not there.
-    Gone,
-    /// Any other refusal, as a message.
-    Fatal(String),
-}
-
-/// A producer of one partition, acks=all, not idempotent on the broker's side (the
-/// writer's sequence headers and tail read make retries exact).
+/// A producer of one partition, acks=all. Its batches carry the writer's producer id and
+/// epoch, which fence it on the broker's side; the writer's sequence headers and tail
+/// read make retries exact.
 pub(super) struct Producer {
     brokers: Vec<String>,
     topic: String,
@@ -56,7 +41,7 @@ impl Producer {
     ) -> Result<i64, Failed> {
         let mut leader = match self.leader.take() {
             Some(c) => c,
-            None => self.connect_leader()?,
+            None => connect_leader(&self.brokers, &self.topic, self.partition)?,
         };
         leader.start(&mut self.request, PRODUCE, 3);
         let out = &mut self.request;
@@ -70,24 +55,6 @@ impl Producer {
         let base = parse_produce(&answer, self.partition)?;
         self.leader = Some(leader);
         Ok(base)
-    }
-
-    /// Asks each bootstrap broker in turn for the partition's leader, and connects to it.
-    fn connect_leader(&self) -> Result<Conn, Failed> {
-        let mut why = Vec::new();
-        for b in &self.brokers {
-            let answer = Conn::connect(b, WAIT)
-                .and_then(|mut c| c.call(METADATA, 4, &metadata_request(&self.topic)));
-            match answer
-                .map_err(Failed::Transient)
-                .and_then(|a| leader_of(&a, &self.topic, self.partition))
-            {
-                Ok(addr) => return Conn::connect(&addr, WAIT).map_err(Failed::Transient),
-                Err(Failed::Transient(e)) => why.push(format!("{b}: {e}")),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Failed::Transient(why.join("; ")))
     }
 }
 
@@ -122,77 +89,6 @@ fn parse_produce(answer: &[u8], partition: i32) -> Result<i64, Failed> {
     Err(bad(format!("partition {partition} is not in it")))
 }
 
-/// Metadata v4 of one topic, without creating it.
-fn metadata_request(topic: &str) -> Vec<u8> {
-    let mut b = Buf::default();
-    b.i32(1).str(topic).i8(0);
-    b.0
-}
-
-/// `host:port` of the partition's leader in a metadata v4 answer.
-fn leader_of(answer: &[u8], topic: &str, partition: i32) -> Result<String, Failed> {
-    let bad = |e: String| Failed::Fatal(format!("a metadata answer that cannot be read: {e}"));
-    let mut c = Cursor(answer);
-    c.i32().map_err(bad)?; // throttle time
-    let mut brokers = Vec::new();
-    for _ in 0..c.count().map_err(bad)? {
-        let id = c.i32().map_err(bad)?;
-        let host = c.str().map_err(bad)?;
-        let port = c.i32().map_err(bad)?;
-        c.nullable_str().map_err(bad)?; // rack
-        brokers.push((id, format!("{host}:{port}")));
-    }
-    c.nullable_str().map_err(bad)?; // cluster id
-    c.i32().map_err(bad)?; // controller
-    for _ in 0..c.count().map_err(bad)? {
-        let code = c.i16().map_err(bad)?;
-        let name = c.str().map_err(bad)?;
-        c.i8().map_err(bad)?; // internal
-        if name == topic && code != 0 {
-            return Err(refused(code, "finding the partition's leader"));
-        }
-        for _ in 0..c.count().map_err(bad)? {
-            let code = c.i16().map_err(bad)?;
-            let p = c.i32().map_err(bad)?;
-            let leader = c.i32().map_err(bad)?;
-            for _ in 0..2 {
-                for _ in 0..c.count().map_err(bad)? {
-                    c.i32().map_err(bad)?; // replicas, in-sync replicas
-                }
-            }
-            if name != topic || p != partition {
-                continue;
-            }
-            if code != 0 {
-                return Err(refused(code, "finding the partition's leader"));
-            }
-            return match brokers.iter().find(|(id, _)| *id == leader) {
-                Some((_, addr)) => Ok(addr.clone()),
-                None => Err(Failed::Transient(format!("partition {p} has no leader"))),
-            };
-        }
-    }
-    Err(Failed::Gone)
-}
-
-/// A broker's error code: the topic gone, worth waiting for, or a refusal.
-fn refused(code: i16, what: &str) -> Failed {
-    match code {
-        3 => Failed::Gone,
-        5 => Failed::Transient("LEADER_NOT_AVAILABLE".into()),
-        6 => Failed::Transient("NOT_LEADER_OR_FOLLOWER".into()),
-        7 => Failed::Transient("REQUEST_TIMED_OUT".into()),
-        8 => Failed::Transient("BROKER_NOT_AVAILABLE".into()),
-        13 => Failed::Transient("NETWORK_EXCEPTION".into()),
-        19 | 20 => Failed::Transient("NOT_ENOUGH_REPLICAS".into()),
-        56 => Failed::Transient("KAFKA_STORAGE_ERROR".into()),
-        10 => Failed::Fatal(format!("{what}: MESSAGE_TOO_LARGE (error 10)")),
-        18 => Failed::Fatal(format!("{what}: RECORD_LIST_TOO_LARGE (error 18)")),
-        29 => Failed::Fatal(format!("{what}: TOPIC_AUTHORIZATION_FAILED (error 29)")),
-        _ => Failed::Fatal(format!("{what}: Kafka error code {code}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,29 +96,15 @@ mod tests {
     #[test]
     fn answers_give_the_offset_the_leader_or_why_not() {
         let mut a = Buf::default();
-        a.i32(1).str("out").i32(2);
+        a.i32(1).str("out").i32(3);
         a.i32(0).i16(0).i32(0).i32(7).i32(0).i32(0); // partition 0: offset 7
         a.i32(1).i16(6).i32(0).i32(0).i32(0).i32(0); // partition 1: not the leader
+        a.i32(3).i16(90).i32(0).i32(0).i32(0).i32(0); // partition 3: an older epoch
         a.i32(0); // throttle time
         assert_eq!(parse_produce(&a.0, 0), Ok(7));
         assert!(matches!(parse_produce(&a.0, 1), Err(Failed::Transient(_))));
         assert!(matches!(parse_produce(&a.0, 2), Err(Failed::Fatal(_))));
+        assert!(matches!(parse_produce(&a.0, 3), Err(Failed::Fenced(_))));
         assert!(matches!(parse_produce(&a.0[..9], 0), Err(Failed::Fatal(_))));
-
-        let mut m = Buf::default();
-        m.i32(0).i32(2);
-        m.i32(1).str("h1").i32(9092).i16(-1);
-        m.i32(2).str("h2").i32(9093).i16(-1);
-        m.i16(-1).i32(1); // cluster id, controller
-        m.i32(1).i16(0).str("out").i8(0).i32(2);
-        m.i16(0).i32(0).i32(2).i32(1).i32(2).i32(0); // partition 0 led by broker 2
-        m.i16(5).i32(1).i32(-1).i32(0).i32(0); // partition 1: no leader yet
-        assert_eq!(leader_of(&m.0, "out", 0), Ok("h2:9093".to_string()));
-        assert!(matches!(
-            leader_of(&m.0, "out", 1),
-            Err(Failed::Transient(_))
-        ));
-        assert_eq!(leader_of(&m.0, "out", 2), Err(Failed::Gone));
-        assert_eq!(leader_of(&m.0, "other", 0), Err(Failed::Gone));
     }
 }

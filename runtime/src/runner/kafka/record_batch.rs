@@ -2,6 +2,7 @@
 //! into a request buffer: no allocation per record.
 
 use super::batch::Batch;
+use super::epoch::Epoch;
 use super::sink::{INSTANCE_HEADER, SEQ_HEADER};
 
 /// Bytes of a batch before its first record's fields that the batch length counts
@@ -11,11 +12,16 @@ const LENGTH_END: usize = 12;
 const CRC_END: usize = LENGTH_END + 9;
 
 /// Who wrote the rows: each record's [`INSTANCE_HEADER`] and the first row's
-/// [`SEQ_HEADER`] number; every record is stamped `timestamp_ms`.
+/// [`SEQ_HEADER`] number; every record is stamped `timestamp_ms`. The batch carries the
+/// writer's producer id and epoch (the broker refuses an older epoch), and as base
+/// sequence the first row's number counted from `epoch_from`, the row the epoch's
+/// first batch started at (the broker wants each batch to start where the last ended).
 pub(super) struct Stamp<'a> {
     pub instance: &'a [u8],
     pub first_seq: u64,
     pub timestamp_ms: i64,
+    pub producer: Epoch,
+    pub epoch_from: u64,
 }
 
 /// Appends the rows of `rows` from the `skip`-th on (at least one) to `out` as one
@@ -32,12 +38,12 @@ pub(super) fn encode(out: &mut Vec<u8>, rows: &Batch, skip: usize, stamp: &Stamp
     out.extend_from_slice(&(n as i32 - 1).to_be_bytes()); // last offset delta
     out.extend_from_slice(&stamp.timestamp_ms.to_be_bytes()); // first timestamp
     out.extend_from_slice(&stamp.timestamp_ms.to_be_bytes()); // max timestamp
-    out.extend_from_slice(&(-1i64).to_be_bytes()); // producer id: not idempotent
-    out.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-    out.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    let first = stamp.first_seq + skip as u64;
+    out.extend_from_slice(&stamp.producer.id.to_be_bytes());
+    out.extend_from_slice(&stamp.producer.epoch.to_be_bytes());
+    out.extend_from_slice(&base_sequence(first - stamp.epoch_from).to_be_bytes());
     out.extend_from_slice(&(n as i32).to_be_bytes());
     let mut digits = [0; 20];
-    let first = stamp.first_seq + skip as u64;
     for (delta, (key, value)) in rows.rows(skip).enumerate() {
         let seq = decimal(&mut digits, first + delta as u64);
         record(out, delta as i64, key, value, stamp.instance, seq);
@@ -46,6 +52,11 @@ pub(super) fn encode(out: &mut Vec<u8>, rows: &Batch, skip: usize, stamp: &Stamp
     out[start + 8..start + LENGTH_END].copy_from_slice(&len.to_be_bytes());
     let crc = crc32c::crc32c(&out[start + CRC_END..]);
     out[start + CRC_END - 4..start + CRC_END].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Kafka's sequence numbers wrap from `i32::MAX` to 0.
+fn base_sequence(rows_before: u64) -> i32 {
+    (rows_before % (1 << 31)) as i32
 }
 
 /// One record: its length first, so every field's size is counted before writing.
@@ -161,6 +172,8 @@ mod tests {
             instance: b"i",
             first_seq: 6,
             timestamp_ms: 1_700_000_000_000,
+            producer: Epoch { id: 9, epoch: 4 },
+            epoch_from: 5,
         };
         let mut out = b"head".to_vec();
         encode(&mut out, &rows, 1, &stamp);
@@ -171,7 +184,15 @@ mod tests {
         assert_eq!(crc, crc32c::crc32c(&b[21..]));
         assert_eq!(be32(b, 23), 1, "last offset delta");
         assert_eq!(&b[27..35], &1_700_000_000_000i64.to_be_bytes());
+        assert_eq!(&b[43..51], &9i64.to_be_bytes(), "producer id");
+        assert_eq!(&b[51..53], &4i16.to_be_bytes(), "producer epoch");
+        assert_eq!(
+            be32(b, 53),
+            2,
+            "base sequence: row 7, the third since row 5"
+        );
         assert_eq!(be32(b, 57), 2, "records");
+        assert_eq!(base_sequence(1 << 31), 0, "wraps");
         // The first record written by hand from the format's description.
         let mut first = vec![100, 0, 0, 0, 1, 2, b'v', 4, 42];
         first.extend_from_slice(b"simplestream-instance");

@@ -3,23 +3,19 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender, TryRecvError};
 
-use rskafka::client::partition::{OffsetAt, PartitionClient};
+use rskafka::client::partition::OffsetAt;
 use serde::de::DeserializeOwned;
 
 use super::conn::Conn;
+use super::decode::Rec;
+use super::fetch::{read_from, Fetcher};
 use super::TopicUrl;
 use crate::runner::input::parse_event;
 use crate::runner::sink::STOPPED;
 use crate::runner::StartAt;
 
-/// Bytes asked for by one fetch (more when a single batch is bigger).
-const FETCH_BYTES: usize = 4 << 20;
-const MAX_FETCH_BYTES: usize = 64 << 20;
-/// How long a fetch at the end of a partition waits for records (tansu answers nothing
-/// at all to a wait of 0).
-const FETCH_WAIT_MS: i32 = 200;
 /// Follow mode: how long a partition's reader waits after a fetch found nothing.
 const RECHECK: Duration = Duration::from_millis(500);
 
@@ -31,14 +27,16 @@ pub struct Polled<E> {
     pub offset: i64,
     /// The event, or why the value is not one.
     pub event: Result<E, String>,
-    /// The value as read.
+    /// The value as read when it is not an event (empty otherwise).
     pub raw: Vec<u8>,
 }
 
 struct Part<E> {
     id: i32,
-    /// Batches fetched ahead by this partition's reader thread.
-    rx: Receiver<Fetched>,
+    /// Fetches made ahead by this partition's reader thread.
+    rx: Receiver<Ahead>,
+    /// Answer buffers handed back to the reader.
+    spare: Sender<Vec<u8>>,
     /// Offset of the next record to hand out.
     next: i64,
     /// Fetched, parsed, not handed out yet, with each one's event time.
@@ -139,9 +137,11 @@ impl<E: DeserializeOwned> KafkaSource<E> {
                     ));
                 }
             }
+            let (rx, spare) = spawn_reader(url, id, next, follow)?;
             parts.push(Part {
                 id,
-                rx: spawn_reader(url, id, next, follow)?,
+                rx,
+                spare,
                 next,
                 buf: VecDeque::new(),
                 done: false,
@@ -174,14 +174,7 @@ impl<E: DeserializeOwned> KafkaSource<E> {
                 self.fill(i)?;
             }
         }
-        let now = Instant::now();
-        let waiting = self.parts.iter().any(|p| {
-            p.buf.is_empty()
-                && !p.done
-                && p.empty_since
-                    .is_none_or(|t| now.duration_since(t) < self.idle)
-        });
-        if waiting && self.follow {
+        if self.follow && self.waiting() {
             // A partition with nothing yet holds the others back until it is idle.
             return Ok(Poll::Idle);
         }
@@ -199,6 +192,17 @@ impl<E: DeserializeOwned> KafkaSource<E> {
         part.next = rec.offset + 1;
         self.consumed += 1;
         Ok(Poll::Record(rec))
+    }
+
+    /// Following: a partition has nothing fetched yet and is not idle.
+    fn waiting(&self) -> bool {
+        let now = Instant::now();
+        self.parts.iter().any(|p| {
+            p.buf.is_empty()
+                && !p.done
+                && p.empty_since
+                    .is_none_or(|t| now.duration_since(t) < self.idle)
+        })
     }
 
     /// Puts back the record [`poll`](Self::poll) just gave (a bad record in `fail` mode:
@@ -246,32 +250,42 @@ impl<E: DeserializeOwned> KafkaSource<E> {
         } else {
             self.parts[i].rx.recv().ok()
         };
-        let records = match got {
-            Some(Fetched::Records(r)) => r,
-            Some(Fetched::Error(e)) => return Err(e),
-            Some(Fetched::Nothing) | None => Vec::new(),
+        let chunk = match got {
+            Some(Ahead::Records(c)) => c,
+            Some(Ahead::Error(e)) => return Err(e),
+            Some(Ahead::Nothing) | None => Chunk {
+                answer: Vec::new(),
+                recs: Vec::new(),
+            },
         };
         let part = &mut self.parts[i];
         let mut got = false;
         // Whole batches come back: skip what is before `next`.
-        for (offset, raw) in records.into_iter().filter(|(o, _)| *o >= next) {
+        for rec in chunk.recs.iter().filter(|r| r.offset >= next) {
             got = true;
-            let event = if raw.is_empty() {
+            let value = &chunk.answer[rec.value.clone()];
+            let event = if value.is_empty() {
                 Err("the record has no value (expected a JSON object)".to_string())
             } else {
-                parse_event::<E>(&raw)
+                parse_event::<E>(value)
+            };
+            let raw = match event {
+                Ok(_) => Vec::new(),
+                Err(_) => value.to_vec(),
             };
             let time = event.as_ref().ok().and_then(self.time).unwrap_or(i64::MIN);
             part.buf.push_back((
                 time,
                 Polled {
                     partition: id,
-                    offset,
+                    offset: rec.offset,
                     event,
                     raw,
                 },
             ));
         }
+        // The reader fetches into it again.
+        let _ = part.spare.send(chunk.answer);
         if got {
             part.empty_since = None;
         } else if self.follow {
@@ -284,99 +298,96 @@ impl<E: DeserializeOwned> KafkaSource<E> {
 }
 
 /// What a partition's reader thread hands over.
-enum Fetched {
-    /// Records from the offset it had reached: (offset, value).
-    Records(Vec<(i64, Vec<u8>)>),
+enum Ahead {
+    /// Records from the offset it had reached.
+    Records(Chunk),
     /// A fetch found nothing (bounded: the partition is read; follow: nothing yet).
     Nothing,
     /// It stopped on this error.
     Error(String),
 }
 
+/// A fetch's answer and its records (values as places in it), read in place.
+struct Chunk {
+    answer: Vec<u8>,
+    recs: Vec<Rec>,
+}
+
 /// Fetches partition `id` from `next` on, in a thread of its own with its own
-/// connection, two batches ahead of the pipeline: fetching and decoding overlap with
-/// processing.
+/// connection, two fetches ahead of the pipeline: fetching and decoding overlap with
+/// processing. Answer buffers the pipeline is done with come back on the second channel.
 fn spawn_reader(
     url: &TopicUrl,
     id: i32,
     next: i64,
     follow: bool,
-) -> Result<Receiver<Fetched>, String> {
-    let conn = Conn::connect(url)?;
-    let client = conn.partition(&url.topic, id)?;
+) -> Result<(Receiver<Ahead>, Sender<Vec<u8>>), String> {
+    let reader = Reader {
+        conn: Conn::connect(url)?,
+        fetcher: Fetcher::new(&url.brokers, &url.topic, id),
+        id,
+        what: format!("reading partition {id}"),
+    };
     let (tx, rx) = sync_channel(2);
+    let (spare_tx, spare) = channel();
     std::thread::Builder::new()
         .name(format!("kafka-p{id}"))
-        .spawn(move || read_ahead(&conn, &client, id, next, follow, &tx))
+        .spawn(move || reader.read_ahead(next, follow, &tx, &spare))
         .map_err(|e| format!("starting a reader of partition {id}: {e}"))?;
-    Ok(rx)
+    Ok((rx, spare_tx))
 }
 
-fn read_ahead(
-    conn: &Conn,
-    client: &PartitionClient,
+/// One partition's reader: our fetches, and the client that lists topics (a deleted
+/// topic) and reports a broker that does not answer.
+struct Reader {
+    conn: Conn,
+    fetcher: Fetcher,
     id: i32,
-    mut next: i64,
-    follow: bool,
-    tx: &SyncSender<Fetched>,
-) {
-    loop {
-        let fetched = match fetch(conn, client, id, next) {
-            Ok(r) if r.is_empty() => match conn.check_exists(&format!("reading partition {id}")) {
-                Ok(()) => Fetched::Nothing,
-                Err(e) => Fetched::Error(e),
-            },
-            Ok(r) => {
-                next = r.last().map_or(next, |(o, _)| o + 1);
-                Fetched::Records(r)
+    what: String,
+}
+
+impl Reader {
+    fn read_ahead(
+        mut self,
+        mut next: i64,
+        follow: bool,
+        tx: &SyncSender<Ahead>,
+        spare: &Receiver<Vec<u8>>,
+    ) {
+        loop {
+            let mut answer = spare.try_recv().unwrap_or_default();
+            let ahead = match self.fetch(next, &mut answer) {
+                Ok(recs) if recs.is_empty() => match self.conn.check_exists(&self.what) {
+                    Ok(()) => Ahead::Nothing,
+                    Err(e) => Ahead::Error(e),
+                },
+                Ok(recs) => {
+                    next = recs.last().map_or(next, |r| r.offset + 1);
+                    Ahead::Records(Chunk { answer, recs })
+                }
+                Err(e) => Ahead::Error(e),
+            };
+            let last =
+                matches!(ahead, Ahead::Error(_)) || (!follow && matches!(ahead, Ahead::Nothing));
+            let nothing = matches!(ahead, Ahead::Nothing);
+            if tx.send(ahead).is_err() || last {
+                return;
             }
-            Err(e) => Fetched::Error(e),
-        };
-        let last = matches!(fetched, Fetched::Error(_))
-            || (!follow && matches!(fetched, Fetched::Nothing));
-        let nothing = matches!(fetched, Fetched::Nothing);
-        if tx.send(fetched).is_err() || last {
-            return;
-        }
-        if nothing {
-            std::thread::sleep(RECHECK);
+            if nothing {
+                std::thread::sleep(RECHECK);
+            }
         }
     }
-}
 
-/// The records at `next` and after (whole batches come back: those before are left
-/// out), asking for more bytes when a batch is bigger than the first request allows.
-fn fetch(
-    conn: &Conn,
-    client: &PartitionClient,
-    id: i32,
-    next: i64,
-) -> Result<Vec<(i64, Vec<u8>)>, String> {
-    let mut max = FETCH_BYTES;
-    loop {
-        let bytes = 1..i32::try_from(max).unwrap_or(i32::MAX);
-        let r = conn.wait(&format!("reading partition {id}"), || {
-            client.fetch_records(next, bytes.clone(), FETCH_WAIT_MS)
-        });
-        let (records, high) = match r {
-            Err(e) if e.contains("OffsetOutOfRange") => {
-                return Err(format!(
-                    "{}: partition {id} no longer holds offset {next}, the next one to read: the topic was deleted and created again, or retention deleted records not read yet{STOPPED}",
-                    conn.url()
-                ))
-            }
-            r => r?,
-        };
-        if records.is_empty() && next < high && max < MAX_FETCH_BYTES {
-            max = (max * 2).min(MAX_FETCH_BYTES);
-            continue;
+    /// The records at `next` and after; waits while the broker does not answer.
+    fn fetch(&mut self, next: i64, answer: &mut Vec<u8>) -> Result<Vec<Rec>, String> {
+        match read_from(&mut self.fetcher, &self.conn, next, answer, &self.what)? {
+            Some(recs) => Ok(recs),
+            None => Err(format!(
+                "{}: partition {} no longer holds offset {next}, the next one to read: the topic was deleted and created again, or retention deleted records not read yet{STOPPED}",
+                self.conn.url(),
+                self.id
+            )),
         }
-        let mut out: Vec<(i64, Vec<u8>)> = records
-            .into_iter()
-            .filter(|r| r.offset >= next)
-            .map(|r| (r.offset, r.record.value.unwrap_or_default()))
-            .collect();
-        out.sort_by_key(|(o, _)| *o);
-        return Ok(out);
     }
 }

@@ -4,11 +4,13 @@
 use std::collections::VecDeque;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 
-use rskafka::client::partition::PartitionClient;
-
 use super::batch::Batch;
 use super::conn::Conn;
-use super::producer::{Failed, Producer};
+use super::decode::header;
+use super::epoch::{claim, transactional_id, Epoch};
+use super::fetch::{read_from, Fetcher};
+use super::leader::Failed;
+use super::producer::Producer;
 use super::record_batch::Stamp;
 use super::sink::{INSTANCE_HEADER, SEQ_HEADER};
 use super::TopicUrl;
@@ -27,6 +29,10 @@ const BATCH_BYTES: usize = 512 * 1024;
 ///
 /// Batches are produced by a thread of the writer's own while the pipeline goes on (two
 /// at most in flight); a commit waits for all of them.
+///
+/// Before reading the partition, the writer claims the next producer epoch of its
+/// transactional id (see `epoch`): a batch of an earlier owner that reaches the broker
+/// later is refused, so none lands after the rows read here.
 pub(super) struct PartWriter {
     url: TopicUrl,
     id: i32,
@@ -48,16 +54,22 @@ struct Job {
     first_seq: u64,
 }
 
-/// The output partition as read and written: the connections (rskafka's to read the
-/// tail, our own to produce) and whose rows to look for.
+/// The output partition as read and written: our own connections to read the tail and
+/// to produce (rskafka's lists topics and reports a broker that does not answer), and
+/// whose rows to look for.
 struct Partition {
     conn: Conn,
-    client: PartitionClient,
+    fetcher: Fetcher,
+    answer: Vec<u8>,
     producer: Producer,
     url: TopicUrl,
     instance: String,
     id: i32,
     fence: Option<Fence>,
+    /// The producer id and epoch every batch carries.
+    epoch: Epoch,
+    /// The row number the epoch's batches are counted from (the broker's sequences).
+    epoch_from: u64,
 }
 
 impl PartWriter {
@@ -72,22 +84,27 @@ impl PartWriter {
         committed: u64,
     ) -> Result<PartWriter, String> {
         let conn = Conn::connect(url)?;
+        let epoch = claim_epoch(&conn, url, writer, id)?;
         let client = conn.partition(&url.topic, id)?;
         let from = match saved_end {
             Some(e) => e,
             None => conn.end_of(&client, "reading the output's end")?,
         };
-        let part = Partition {
+        let mut part = Partition {
             conn,
-            client,
+            fetcher: Fetcher::new(&url.brokers, &url.topic, id),
+            answer: Vec::new(),
             producer: Producer::new(&url.brokers, &url.topic, id),
             url: url.clone(),
             instance: writer.to_string(),
             id,
             fence,
+            epoch,
+            epoch_from: 0,
         };
         part.check_holds(from)?;
         let ours = part.ours_from(from, committed)?;
+        part.epoch_from = committed + ours.len() as u64;
         if !ours.is_empty() {
             tracing::info!(
                 "{url}: partition {id}: {} row(s) written after the checkpoint are already there: not written again",
@@ -194,22 +211,42 @@ impl PartWriter {
     }
 }
 
+/// Claims the next producer epoch of `writer`'s rows in partition `id`, waiting while
+/// the coordinator does not answer.
+fn claim_epoch(conn: &Conn, url: &TopicUrl, writer: &str, id: i32) -> Result<Epoch, String> {
+    let txn = transactional_id(writer, &url.topic, id);
+    let what = "claiming the output partition's producer epoch";
+    loop {
+        match claim(&url.brokers, &txn) {
+            Ok(e) => {
+                conn.answering(what);
+                tracing::debug!(
+                    "{url}: partition {id}: producer id {} epoch {}",
+                    e.id,
+                    e.epoch
+                );
+                return Ok(e);
+            }
+            Err(Failed::Transient(why)) => conn.not_answering(what, &why),
+            Err(Failed::Gone) => return Err(conn.deleted(what)),
+            Err(Failed::Fatal(e)) => return Err(format!("{url}: partition {id}: {what}: {e}")),
+            Err(Failed::Fenced(code)) => {
+                return Err(format!("{url}: partition {id}: {what}: {code}"))
+            }
+        }
+    }
+}
+
 impl Partition {
     /// The partition still holds the record before `from` (the last one the checkpoint
     /// counted): it was not deleted and created again, or emptied.
-    fn check_holds(&self, from: i64) -> Result<(), String> {
+    fn check_holds(&mut self, from: i64) -> Result<(), String> {
         if from == 0 {
             return Ok(());
         }
-        let client = &self.client;
-        let r = self.conn.wait("reading the output's tail", || {
-            client.fetch_records(from - 1, 1..(16 << 20), 200)
-        });
-        let held = match r {
-            Ok((records, _)) => records.iter().any(|r| r.offset == from - 1),
-            Err(e) if e.contains("OffsetOutOfRange") => false,
-            Err(e) => return Err(e),
-        };
+        let held = self
+            .read(from - 1)?
+            .is_some_and(|recs| recs.iter().any(|r| r.offset == from - 1));
         if held {
             return Ok(());
         }
@@ -221,6 +258,12 @@ impl Partition {
         ))
     }
 
+    /// The records at `at` and after (`None`: the partition does not hold `at`).
+    fn read(&mut self, at: i64) -> Result<Option<Vec<super::decode::Rec>>, String> {
+        let what = "reading the output's tail";
+        read_from(&mut self.fetcher, &self.conn, at, &mut self.answer, what)
+    }
+
     /// Kafka put a batch before rows of ours it had acknowledged: the topic was deleted
     /// and created again (a broker that creates topics on first use).
     fn recreated(&self, at: i64, end: i64) -> String {
@@ -230,26 +273,36 @@ impl Partition {
         )
     }
 
+    /// The broker refused a batch of ours for its producer epoch (`code`).
+    fn fenced(&self, code: &str) -> String {
+        format!(
+            "fenced: {}: partition {}: the broker refused our rows ({code}): a later owner claimed this output partition's producer epoch (ours is {} of producer {}): this instance writes nothing more for it",
+            self.url, self.id, self.epoch.epoch, self.epoch.id
+        )
+    }
+
     /// The records of this instance from offset `from` to the end, numbered `seq` on:
     /// (offset, value). They must be numbered without a gap.
-    fn ours_from(&self, from: i64, seq: u64) -> Result<Vec<(i64, Vec<u8>)>, String> {
+    fn ours_from(&mut self, from: i64, seq: u64) -> Result<Vec<(i64, Vec<u8>)>, String> {
         let mut found = Vec::new();
         let mut at = from;
         loop {
-            let client = &self.client;
-            let (records, _) = self.conn.wait("reading the output's tail", || {
-                client.fetch_records(at, 1..(16 << 20), 200)
-            })?;
-            let Some(last) = records.iter().map(|r| r.offset).max().filter(|&l| l >= at) else {
+            let Some(records) = self.read(at)? else {
+                return Err(format!(
+                    "{}: partition {} does not hold offset {at}, where the output's tail was to be read{STOPPED}",
+                    self.url, self.id
+                ));
+            };
+            let Some(last) = records.last().map(|r| r.offset) else {
                 break;
             };
-            for r in records.into_iter().filter(|r| r.offset >= at) {
-                let h = &r.record.headers;
-                if h.get(INSTANCE_HEADER).map(Vec::as_slice) != Some(self.instance.as_bytes()) {
+            let answer = &self.answer;
+            for r in records {
+                let h = &answer[r.headers.clone()];
+                if header(h, INSTANCE_HEADER.as_bytes()) != Some(self.instance.as_bytes()) {
                     continue;
                 }
-                let n: Option<u64> = h
-                    .get(SEQ_HEADER)
+                let n: Option<u64> = header(h, SEQ_HEADER.as_bytes())
                     .and_then(|s| std::str::from_utf8(s).ok()?.parse().ok());
                 let Some(n) = n.filter(|&n| n >= seq) else {
                     continue;
@@ -261,7 +314,7 @@ impl Partition {
                         self.url, r.offset, self.instance
                     ));
                 }
-                found.push((r.offset, r.record.value.unwrap_or_default()));
+                found.push((r.offset, answer[r.value].to_vec()));
             }
             at = last + 1;
         }
@@ -288,10 +341,14 @@ impl Partition {
 
     fn produce(&mut self, end: &mut i64, job: Job) -> Result<(), String> {
         let Job { rows, first_seq } = job;
+        // The stamp holds it while the tail is read (`ours_from` borrows `self`).
+        let instance = self.instance.clone();
         let stamp = Stamp {
-            instance: self.instance.as_bytes(),
+            instance: instance.as_bytes(),
             first_seq,
             timestamp_ms: crate::time::now_ms(),
+            producer: self.epoch,
+            epoch_from: self.epoch_from,
         };
         // Rows already in the partition: a failed produce may have landed.
         let mut done = 0;
@@ -311,6 +368,8 @@ impl Partition {
             if let Some(f) = &self.fence {
                 f.check()?;
             }
+            let held = format_args!("{} partition {}", self.url, self.id);
+            crate::hold_point("between-fence-check-and-produce", &held);
             match self.producer.produce(&rows, done, &stamp) {
                 Ok(first) => {
                     self.conn.answering("writing output");
@@ -321,6 +380,7 @@ impl Partition {
                     done = rows.len();
                 }
                 Err(Failed::Gone) => return Err(self.conn.deleted("writing output")),
+                Err(Failed::Fenced(code)) => return Err(self.fenced(code)),
                 Err(Failed::Fatal(e)) => return Err(format!("{}: {e}", self.url)),
                 Err(Failed::Transient(why)) => self.conn.not_answering("writing output", &why),
             }
