@@ -4,7 +4,7 @@ use std::any::{Any, TypeId};
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
@@ -141,9 +141,11 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
     {
         self.changes += 1;
         let changed = self.changes;
-        let slot = match self.map.raw_entry_mut().from_key(key) {
+        // Hashed once: a new key is inserted with the same hash (`insert` would hash it again).
+        let hash = self.map.hasher().hash_one(key);
+        let slot = match self.map.raw_entry_mut().from_key_hashed_nocheck(hash, key) {
             RawEntryMut::Occupied(o) => o.into_mut(),
-            RawEntryMut::Vacant(v) => insert_new(v, &mut self.removed, key, changed),
+            RawEntryMut::Vacant(v) => insert_new(v, hash, &mut self.removed, key, changed),
         };
         slot.changed = changed;
         &mut slot.value
@@ -196,6 +198,28 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
     /// join's eviction queue), whose keys come and go all the time.
     pub(crate) fn remove_untracked(&mut self, key: &K) -> Option<V> {
         self.map.remove(key).map(|slot| slot.value)
+    }
+
+    /// Changes the value of `key`, if any, with `f` (a change, stamped), then removes it
+    /// keeping no tombstone (as [`remove_untracked`](Self::remove_untracked)) if `f`
+    /// returned true: one lookup for both. The removed value is returned.
+    #[inline]
+    pub(crate) fn update_or_remove_untracked(
+        &mut self,
+        key: &K,
+        f: impl FnOnce(&mut V) -> bool,
+    ) -> Option<V> {
+        let RawEntryMut::Occupied(mut o) = self.map.raw_entry_mut().from_key(key) else {
+            return None;
+        };
+        self.changes += 1;
+        let slot = o.get_mut();
+        slot.changed = self.changes;
+        if f(&mut slot.value) {
+            Some(o.remove().value)
+        } else {
+            None
+        }
     }
 
     /// Makes the next change stamp after `*clock`, and sets `*clock` to that stamp: the
@@ -323,6 +347,7 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
 #[inline(never)]
 fn insert_new<'a, K, Q, V>(
     v: RawVacantEntryMut<'a, K, Slot<V>, FastHasher>,
+    hash: u64,
     removed: &mut FastMap<K, u64>,
     key: &Q,
     changed: u64,
@@ -339,7 +364,7 @@ where
         value: V::default(),
         changed,
     };
-    v.insert(key.to_owned(), slot).1
+    v.insert_hashed_nocheck(hash, key.to_owned(), slot).1
 }
 
 impl<K: Hash + Eq + fmt::Debug, V: fmt::Debug> fmt::Debug for KeyedState<K, V> {
@@ -607,6 +632,37 @@ mod tests {
     use super::*;
     use crate::codec::{read, Codec, StageWriter};
     use proptest::prelude::*;
+
+    #[test]
+    fn update_or_remove_untracked_changes_then_removes_in_one_lookup() {
+        let mut s: KeyedState<u8, Vec<u64>> = KeyedState::default();
+        s.entry(1).push(7);
+        s.entry(1).push(8);
+        let before = s.last_stamp();
+        assert_eq!(
+            s.update_or_remove_untracked(&2, |_| true),
+            None,
+            "absent key"
+        );
+        let kept = s.update_or_remove_untracked(&1, |v| {
+            v.retain(|x| *x > 7);
+            v.is_empty()
+        });
+        assert_eq!(kept, None);
+        assert_eq!(s.get(&1), Some(&vec![8]));
+        assert_eq!(
+            s.changed_after(before, true),
+            vec![(&1, &vec![8])],
+            "stamped"
+        );
+        let gone = s.update_or_remove_untracked(&1, |v| {
+            v.clear();
+            true
+        });
+        assert_eq!(gone, Some(vec![]));
+        assert!(s.is_empty());
+        assert!(s.removed_after(0).is_empty(), "no tombstone");
+    }
 
     #[derive(Debug, Clone)]
     enum Op {
