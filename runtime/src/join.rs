@@ -110,6 +110,13 @@ impl<K, L, R> Default for Spare<K, L, R> {
     }
 }
 
+/// One key's buffers in a window, with the spare vectors to grow them from.
+struct Newest<'a, K, L, R> {
+    left: &'a mut Vec<L>,
+    right: &'a mut Vec<R>,
+    spare: &'a mut Spare<K, L, R>,
+}
+
 /// Emptied maps kept: a window opens about when one closes.
 const SPARE_MAPS: usize = 1;
 /// Emptied event vectors kept per side: about one window's keys, bounded.
@@ -200,6 +207,34 @@ impl<K: Key, L, R> WindowJoin<K, L, R> {
             start -= slide;
         }
         late
+    }
+
+    /// For tumbling windows (`size == slide`), when `ts` falls in the newest window and it
+    /// is open: the buffers of `key` there (stamped as changed) and the spare vectors. The
+    /// event then moves straight in, without the general path's per-window callback.
+    #[inline(always)]
+    fn tumbling_newest(
+        &mut self,
+        ts: i64,
+        key: &K,
+        size: i64,
+        slide: i64,
+        lateness: i64,
+    ) -> Option<Newest<'_, K, L, R>> {
+        if size != slide {
+            return None;
+        }
+        let first = self
+            .windows
+            .tail_holding(ts, size, slide, lateness, self.watermark)?;
+        let keyed = &mut self.windows[first].1;
+        keyed.follow(&mut self.history.clock);
+        let b = keyed.entry_ref(key);
+        Some(Newest {
+            left: &mut b.left,
+            right: &mut b.right,
+            spare: &mut self.spare,
+        })
     }
 
     /// Moves the watermark; closed windows with events on both sides go to `fired`, in
@@ -318,6 +353,10 @@ impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
         slide: i64,
         lateness: i64,
     ) -> Option<L> {
+        if let Some(b) = self.tumbling_newest(ts, &key, size, slide, lateness) {
+            push(b.left, Some(v), &mut b.spare.left);
+            return None;
+        }
         let mut v = Some(v);
         let late = self.add(ts, key, size, slide, lateness, |b, last, spare| {
             let e = if last { v.take() } else { v.clone() };
@@ -336,6 +375,10 @@ impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
         slide: i64,
         lateness: i64,
     ) -> Option<R> {
+        if let Some(b) = self.tumbling_newest(ts, &key, size, slide, lateness) {
+            push(b.right, Some(v), &mut b.spare.right);
+            return None;
+        }
         let mut v = Some(v);
         let late = self.add(ts, key, size, slide, lateness, |b, last, spare| {
             let e = if last { v.take() } else { v.clone() };

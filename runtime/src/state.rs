@@ -4,7 +4,7 @@ use std::any::{Any, TypeId};
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hash};
+use std::hash::Hash;
 use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
@@ -141,11 +141,9 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
     {
         self.changes += 1;
         let changed = self.changes;
-        // Hashed once: a new key is inserted with the same hash (`insert` would hash it again).
-        let hash = self.map.hasher().hash_one(key);
-        let slot = match self.map.raw_entry_mut().from_key_hashed_nocheck(hash, key) {
+        let slot = match self.map.raw_entry_mut().from_key(key) {
             RawEntryMut::Occupied(o) => o.into_mut(),
-            RawEntryMut::Vacant(v) => insert_new(v, hash, &mut self.removed, key, changed),
+            RawEntryMut::Vacant(v) => insert_new(v, &mut self.removed, key, changed),
         };
         slot.changed = changed;
         &mut slot.value
@@ -347,7 +345,6 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
 #[inline(never)]
 fn insert_new<'a, K, Q, V>(
     v: RawVacantEntryMut<'a, K, Slot<V>, FastHasher>,
-    hash: u64,
     removed: &mut FastMap<K, u64>,
     key: &Q,
     changed: u64,
@@ -364,7 +361,7 @@ where
         value: V::default(),
         changed,
     };
-    v.insert_hashed_nocheck(hash, key.to_owned(), slot).1
+    v.insert(key.to_owned(), slot).1
 }
 
 impl<K: Hash + Eq + fmt::Debug, V: fmt::Debug> fmt::Debug for KeyedState<K, V> {
