@@ -685,7 +685,7 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
         if ts.saturating_add(upper) < self.watermark {
             return false;
         }
-        let b = self.buffers.entry(key.clone());
+        let b = self.buffers.entry_ref(&key);
         for r in &b.right {
             if r.ts >= ts.saturating_sub(lower) && r.ts <= ts.saturating_add(upper) {
                 pairs.push(Pair {
@@ -720,7 +720,7 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
         if ts.saturating_add(lower) < self.watermark {
             return false;
         }
-        let b = self.buffers.entry(key.clone());
+        let b = self.buffers.entry_ref(&key);
         for l in &b.left {
             if ts >= l.ts.saturating_sub(lower) && ts <= l.ts.saturating_add(upper) {
                 pairs.push(Pair {
