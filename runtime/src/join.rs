@@ -474,9 +474,9 @@ pub struct IntervalJoin<K: Key, L, R> {
 
 /// The eviction queue of an [`IntervalJoin`]: `(time, key)` per buffered event, oldest
 /// first, saved as that list. Each timer also holds the change stamp of the buffers at its
-/// push (0 for timers restored or cloned: older than any delta of this history), so that a
-/// delta finds the timers pushed since its version; in the same entry, so that arming and
-/// popping a timer is one queue operation.
+/// push (0 for restored timers: older than any later delta; a clone's first delta is whole,
+/// its buffers being a history of their own), so that a delta finds the timers pushed since
+/// its version; in the same entry, so that arming and popping a timer is one queue operation.
 #[derive(Clone)]
 pub struct Timers<K>(VecDeque<Timer<K>>);
 
