@@ -110,6 +110,13 @@ impl<K, L, R> Default for Spare<K, L, R> {
     }
 }
 
+/// One key's buffers in a window, with the spare vectors to grow them from.
+struct Newest<'a, K, L, R> {
+    left: &'a mut Vec<L>,
+    right: &'a mut Vec<R>,
+    spare: &'a mut Spare<K, L, R>,
+}
+
 /// Emptied maps kept: a window opens about when one closes.
 const SPARE_MAPS: usize = 1;
 /// Emptied event vectors kept per side: about one window's keys, bounded.
@@ -166,6 +173,18 @@ impl<K: Key, L, R> WindowJoin<K, L, R> {
         lateness: i64,
         mut f: impl FnMut(&mut JoinBuffers<L, R>, bool, &mut Spare<K, L, R>),
     ) -> bool {
+        // Usually the newest windows, all open: no window alignment nor slot search.
+        if let Some(first) = self
+            .windows
+            .tail_holding(ts, size, slide, lateness, self.watermark)
+        {
+            for i in (first..self.windows.len()).rev() {
+                let keyed = &mut self.windows[i].1;
+                keyed.follow(&mut self.history.clock);
+                f(keyed.entry_ref(&key), i == first, &mut self.spare);
+            }
+            return false;
+        }
         let Some((oldest_open, newest, late)) = span(ts, size, slide, lateness, self.watermark)
         else {
             return true;
@@ -188,6 +207,34 @@ impl<K: Key, L, R> WindowJoin<K, L, R> {
             start -= slide;
         }
         late
+    }
+
+    /// For tumbling windows (`size == slide`), when `ts` falls in the newest window and it
+    /// is open: the buffers of `key` there (stamped as changed) and the spare vectors. The
+    /// event then moves straight in, without the general path's per-window callback.
+    #[inline(always)]
+    fn tumbling_newest(
+        &mut self,
+        ts: i64,
+        key: &K,
+        size: i64,
+        slide: i64,
+        lateness: i64,
+    ) -> Option<Newest<'_, K, L, R>> {
+        if size != slide {
+            return None;
+        }
+        let first = self
+            .windows
+            .tail_holding(ts, size, slide, lateness, self.watermark)?;
+        let keyed = &mut self.windows[first].1;
+        keyed.follow(&mut self.history.clock);
+        let b = keyed.entry_ref(key);
+        Some(Newest {
+            left: &mut b.left,
+            right: &mut b.right,
+            spare: &mut self.spare,
+        })
     }
 
     /// Moves the watermark; closed windows with events on both sides go to `fired`, in
@@ -306,6 +353,10 @@ impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
         slide: i64,
         lateness: i64,
     ) -> Option<L> {
+        if let Some(b) = self.tumbling_newest(ts, &key, size, slide, lateness) {
+            push(b.left, Some(v), &mut b.spare.left);
+            return None;
+        }
         let mut v = Some(v);
         let late = self.add(ts, key, size, slide, lateness, |b, last, spare| {
             let e = if last { v.take() } else { v.clone() };
@@ -324,6 +375,10 @@ impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
         slide: i64,
         lateness: i64,
     ) -> Option<R> {
+        if let Some(b) = self.tumbling_newest(ts, &key, size, slide, lateness) {
+            push(b.right, Some(v), &mut b.spare.right);
+            return None;
+        }
         let mut v = Some(v);
         let late = self.add(ts, key, size, slide, lateness, |b, last, spare| {
             let e = if last { v.take() } else { v.clone() };
@@ -411,15 +466,124 @@ pub struct IntervalJoin<K: Key, L, R> {
     /// back) evicts each event about when it expires rather than up to a horizon later,
     /// which kept a fifth more keys alive. It is saved with the state so that a restored
     /// join evicts exactly when the original would have.
-    pub timers: VecDeque<(i64, K)>,
-    /// The change stamp of `buffers` at each timer's push, for the newest timers (aligned
-    /// with the back of `timers`; older ones count as stamped before any delta of this
-    /// history): a delta holds the timers pushed since its version. Not state.
-    #[serde(skip)]
-    pub(crate) timer_stamps: VecDeque<u64>,
+    pub timers: Timers<K>,
     /// Emptied event vectors of evicted keys (reusable storage, not state).
     #[serde(skip)]
     spare: TimedSpare<L, R>,
+}
+
+/// The eviction queue of an [`IntervalJoin`]: `(time, key)` per buffered event, oldest
+/// first, saved as that list. Each timer also holds the change stamp of the buffers at its
+/// push (0 for restored timers: older than any later delta; a clone's first delta is whole,
+/// its buffers being a history of their own), so that a delta finds the timers pushed since
+/// its version; in the same entry, so that arming and popping a timer is one queue operation.
+#[derive(Clone)]
+pub struct Timers<K>(VecDeque<Timer<K>>);
+
+#[derive(Clone)]
+struct Timer<K> {
+    ts: i64,
+    key: K,
+    stamp: u64,
+}
+
+impl<K> Default for Timers<K> {
+    fn default() -> Self {
+        Timers(VecDeque::new())
+    }
+}
+
+impl<K> Timers<K> {
+    /// Number of timers.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when no timer is queued.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The timers, oldest first.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (i64, &K)> {
+        self.0.iter().map(|t| (t.ts, &t.key))
+    }
+
+    /// The timers from position `from` on, oldest first.
+    pub(crate) fn range(&self, from: usize) -> impl ExactSizeIterator<Item = (i64, &K)> {
+        self.0.range(from..).map(|t| (t.ts, &t.key))
+    }
+
+    /// How many timers were pushed after stamp `after` (the newest ones).
+    pub(crate) fn pushed_after(&self, after: u64) -> usize {
+        self.0.len() - self.0.partition_point(|t| t.stamp <= after)
+    }
+
+    #[inline]
+    fn push(&mut self, ts: i64, key: K, stamp: u64) {
+        self.0.push_back(Timer { ts, key, stamp });
+    }
+
+    #[inline]
+    fn front_ts(&self) -> Option<i64> {
+        self.0.front().map(|t| t.ts)
+    }
+
+    #[inline]
+    fn pop_key(&mut self) -> Option<K> {
+        self.0.pop_front().map(|t| t.key)
+    }
+
+    /// Removes every timer.
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Takes out the `n` oldest timers' keys.
+    pub(crate) fn drain_oldest(&mut self, n: usize) -> impl Iterator<Item = K> + '_ {
+        self.0.drain(..n).map(|t| t.key)
+    }
+
+    /// Appends timers of a delta, and counts every timer as older than any later delta.
+    pub(crate) fn extend_restored(&mut self, timers: Vec<(i64, K)>) {
+        for t in self.0.iter_mut() {
+            t.stamp = 0;
+        }
+        self.0.extend(
+            timers
+                .into_iter()
+                .map(|(ts, key)| Timer { ts, key, stamp: 0 }),
+        );
+    }
+}
+
+impl<K: PartialEq> PartialEq for Timers<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl<K: fmt::Debug> fmt::Debug for Timers<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<K: Serialize> Serialize for Timers<K> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de, K: Deserialize<'de>> Deserialize<'de> for Timers<K> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = VecDeque::<(i64, K)>::deserialize(d)?;
+        Ok(Timers(
+            v.into_iter()
+                .map(|(ts, key)| Timer { ts, key, stamp: 0 })
+                .collect(),
+        ))
+    }
 }
 
 /// Emptied event vectors kept per side by an [`IntervalJoin`]: about the number of keys
@@ -468,8 +632,7 @@ impl<K: Key, L, R> Default for IntervalJoin<K, L, R> {
         IntervalJoin {
             watermark: i64::MIN,
             buffers: KeyedState::default(),
-            timers: VecDeque::new(),
-            timer_stamps: VecDeque::new(),
+            timers: Timers::default(),
             spare: TimedSpare::default(),
         }
     }
@@ -481,7 +644,6 @@ impl<K: Key, L: Clone, R: Clone> Clone for IntervalJoin<K, L, R> {
             watermark: self.watermark,
             buffers: self.buffers.clone(),
             timers: self.timers.clone(),
-            timer_stamps: VecDeque::new(),
             spare: TimedSpare::default(),
         }
     }
@@ -523,7 +685,7 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
         if ts.saturating_add(upper) < self.watermark {
             return false;
         }
-        let b = self.buffers.entry(key.clone());
+        let b = self.buffers.entry_ref(&key);
         for r in &b.right {
             if r.ts >= ts.saturating_sub(lower) && r.ts <= ts.saturating_add(upper) {
                 pairs.push(Pair {
@@ -558,7 +720,7 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
         if ts.saturating_add(lower) < self.watermark {
             return false;
         }
-        let b = self.buffers.entry(key.clone());
+        let b = self.buffers.entry_ref(&key);
         for l in &b.left {
             if ts >= l.ts.saturating_sub(lower) && ts <= l.ts.saturating_add(upper) {
                 pairs.push(Pair {
@@ -581,8 +743,7 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
     /// Arms the eviction timer of an event just buffered under `key`.
     #[inline]
     fn push_timer(&mut self, ts: i64, key: K) {
-        self.timers.push_back((ts, key));
-        self.timer_stamps.push_back(self.buffers.last_stamp());
+        self.timers.push(ts, key, self.buffers.last_stamp());
     }
 
     /// Moves the watermark and evicts events that can no longer match a future event that
@@ -593,28 +754,29 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
         }
         self.watermark = wm;
         let horizon = lower.saturating_add(upper);
-        let keep = |ts: i64| ts.saturating_add(horizon) >= wm;
+        // `ts + horizon >= wm` (saturating) is `ts >= wm - horizon` (saturating) when
+        // `horizon >= 0`: one comparison per event.
+        let cut = (horizon >= 0).then(|| wm.saturating_sub(horizon));
+        let keep = |ts: i64| match cut {
+            Some(cut) => ts >= cut,
+            None => ts.saturating_add(horizon) >= wm,
+        };
         // Events older than the front may wait behind it: evicting late never changes
         // output (they cannot match anything that is not late), and the saved queue
         // makes a restored run evict at the same moments.
-        while let Some((t, _)) = self.timers.front() {
-            if keep(*t) {
+        while let Some(t) = self.timers.front_ts() {
+            if keep(t) {
                 break;
             }
-            if self.timer_stamps.len() == self.timers.len() {
-                self.timer_stamps.pop_front();
-            }
-            let (_, key) = self.timers.pop_front().expect("checked non-empty");
-            let Some(b) = self.buffers.get_mut(&key) else {
-                continue;
-            };
-            b.left.retain(|l| keep(l.ts));
-            b.right.retain(|r| keep(r.ts));
+            let key = self.timers.pop_key().expect("checked non-empty");
             // Events still kept have entries of their own further back.
-            if b.left.is_empty() && b.right.is_empty() {
-                if let Some(b) = self.buffers.remove_untracked(&key) {
-                    self.spare.keep(b);
-                }
+            let emptied = self.buffers.update_or_remove_untracked(&key, |b| {
+                b.left.retain(|l| keep(l.ts));
+                b.right.retain(|r| keep(r.ts));
+                b.left.is_empty() && b.right.is_empty()
+            });
+            if let Some(b) = emptied {
+                self.spare.keep(b);
             }
         }
     }
@@ -691,6 +853,21 @@ mod tests {
         j.advance(12_001, lower, upper);
         assert_eq!(j.buffered(), 1, "key 1 evicted, key 2 kept");
         assert!(j.buffers.get(&1).is_none());
+    }
+
+    /// The eviction queue is saved as a list of `[time, key]`, whatever it keeps beside.
+    #[test]
+    fn interval_join_timers_are_saved_as_time_key_pairs() {
+        let (lower, upper) = (1_000, 1_000);
+        let mut j: IntervalJoin<u32, i64, i64> = IntervalJoin::default();
+        let mut pairs = Vec::new();
+        j.add_left(10_000, 1, 5, lower, upper, &mut pairs);
+        j.add_right(10_500, 2, 6, lower, upper, &mut pairs);
+        let v = serde_json::to_value(&j).unwrap();
+        assert_eq!(v["timers"], serde_json::json!([[10_000, 1], [10_500, 2]]));
+        let back: IntervalJoin<u32, i64, i64> = serde_json::from_value(v).unwrap();
+        assert_eq!(back, j);
+        assert_eq!(format!("{:?}", back.timers), "[(10000, 1), (10500, 2)]");
     }
 
     /// Vectors of evicted keys are reused by new keys; they are not state.

@@ -198,6 +198,28 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
         self.map.remove(key).map(|slot| slot.value)
     }
 
+    /// Changes the value of `key`, if any, with `f` (a change, stamped), then removes it
+    /// keeping no tombstone (as [`remove_untracked`](Self::remove_untracked)) if `f`
+    /// returned true: one lookup for both. The removed value is returned.
+    #[inline]
+    pub(crate) fn update_or_remove_untracked(
+        &mut self,
+        key: &K,
+        f: impl FnOnce(&mut V) -> bool,
+    ) -> Option<V> {
+        let RawEntryMut::Occupied(mut o) = self.map.raw_entry_mut().from_key(key) else {
+            return None;
+        };
+        self.changes += 1;
+        let slot = o.get_mut();
+        slot.changed = self.changes;
+        if f(&mut slot.value) {
+            Some(o.remove().value)
+        } else {
+            None
+        }
+    }
+
     /// Makes the next change stamp after `*clock`, and sets `*clock` to that stamp: the
     /// maps of one stage's windows share one clock this way, so that one version of the
     /// stage orders the changes of all of them. Call it before each single change.
@@ -607,6 +629,37 @@ mod tests {
     use super::*;
     use crate::codec::{read, Codec, StageWriter};
     use proptest::prelude::*;
+
+    #[test]
+    fn update_or_remove_untracked_changes_then_removes_in_one_lookup() {
+        let mut s: KeyedState<u8, Vec<u64>> = KeyedState::default();
+        s.entry(1).push(7);
+        s.entry(1).push(8);
+        let before = s.last_stamp();
+        assert_eq!(
+            s.update_or_remove_untracked(&2, |_| true),
+            None,
+            "absent key"
+        );
+        let kept = s.update_or_remove_untracked(&1, |v| {
+            v.retain(|x| *x > 7);
+            v.is_empty()
+        });
+        assert_eq!(kept, None);
+        assert_eq!(s.get(&1), Some(&vec![8]));
+        assert_eq!(
+            s.changed_after(before, true),
+            vec![(&1, &vec![8])],
+            "stamped"
+        );
+        let gone = s.update_or_remove_untracked(&1, |v| {
+            v.clear();
+            true
+        });
+        assert_eq!(gone, Some(vec![]));
+        assert!(s.is_empty());
+        assert!(s.removed_after(0).is_empty(), "no tombstone");
+    }
 
     #[derive(Debug, Clone)]
     enum Op {

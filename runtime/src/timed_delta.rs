@@ -80,7 +80,7 @@ struct JoinView<'a, K: Serialize, L: Serialize, R: Serialize> {
     watermark: i64,
     buffers: DeltaView<'a, K, JoinBuffers<Timed<L>, Timed<R>>>,
     kept: usize,
-    timers: Vec<&'a (i64, K)>,
+    timers: Vec<(i64, &'a K)>,
 }
 
 /// What changed in an [`IntervalJoin`] (the decoded delta).
@@ -116,16 +116,14 @@ impl<K: Key, L: Checkpointable, R: Checkpointable> Tracked for IntervalJoin<K, L
         let new = if buffers.reset {
             self.timers.len()
         } else {
-            let after = since.map_or(0, |v| v.changes);
-            let stamps = &self.timer_stamps;
-            stamps.len() - stamps.partition_point(|s| *s <= after)
+            self.timers.pushed_after(since.map_or(0, |v| v.changes))
         };
         let kept = self.timers.len() - new;
         let view = JoinView {
             watermark: self.watermark,
             buffers,
             kept,
-            timers: self.timers.range(kept..).collect(),
+            timers: self.timers.range(kept).collect(),
         };
         w.field(name, &view)
     }
@@ -135,14 +133,13 @@ impl<K: Key, L: Checkpointable, R: Checkpointable> Tracked for IntervalJoin<K, L
             self.timers.clear();
         }
         let drop = self.timers.len().saturating_sub(delta.kept);
-        for (_, key) in self.timers.drain(..drop) {
+        for key in self.timers.drain_oldest(drop) {
             if delta.buffers.upserts.get(&key).is_none() {
                 self.buffers.remove_untracked(&key);
             }
         }
-        self.timers.extend(delta.timers);
         // Every timer now is as old as this state's version.
-        self.timer_stamps.clear();
+        self.timers.extend_restored(delta.timers);
         self.buffers.apply_delta(delta.buffers);
         self.watermark = delta.watermark;
     }

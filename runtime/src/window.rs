@@ -185,6 +185,41 @@ impl<T> OpenWindows<T> {
         }
     }
 
+    /// Where the windows holding `ts` begin, when they are the deque's last `size /
+    /// slide`, all open: `ts` is in the first slide of the newest window, and the oldest
+    /// of them is in place and open at `wm`. None otherwise (or when `slide` does not
+    /// divide `size`). Most events of an ordered stream take this test alone, without
+    /// aligning `ts` or stepping past closed windows as [`span`] does.
+    #[inline(always)]
+    pub(crate) fn tail_holding(
+        &self,
+        ts: i64,
+        size: i64,
+        slide: i64,
+        lateness: i64,
+        wm: i64,
+    ) -> Option<usize> {
+        if size % slide != 0 {
+            return None;
+        }
+        let &(newest, _) = self.0.back()?;
+        // `ts - newest` fits in u64 when `ts >= newest`.
+        if ts < newest || (ts.wrapping_sub(newest) as u64) >= slide as u64 {
+            return None;
+        }
+        let first = self.0.len().checked_sub((size / slide) as usize)?;
+        let oldest = self.0[first].0;
+        // Starts are aligned, sorted and distinct: the windows from `first` on are
+        // consecutive when the oldest is `size - slide` before the newest (a wrapped
+        // difference is above every start, so it matches none).
+        if oldest != newest.wrapping_sub(size - slide)
+            || oldest.saturating_add(size).saturating_add(lateness) <= wm
+        {
+            return None;
+        }
+        Some(first)
+    }
+
     /// [`slot`](Self::slot) for a window older than the newest (`last`).
     fn slot_before(&mut self, start: i64, last: i64, slide: i64, new: impl FnOnce() -> T) -> usize {
         // Aligned to `slide`: without gaps, the position is the distance from the newest
@@ -368,6 +403,16 @@ impl<K: Key, A: Default> Windows<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
+        if let Some(first) = self
+            .windows
+            .tail_holding(ts, size, slide, lateness, self.watermark)
+        {
+            for (_, keyed) in self.windows.range_mut(first..) {
+                keyed.follow(&mut self.history.clock);
+                f(keyed.entry_ref(key));
+            }
+            return false;
+        }
         let Some((first_open, newest, late)) = span(ts, size, slide, lateness, self.watermark)
         else {
             return true;
@@ -1066,6 +1111,53 @@ mod tests {
                 assert_eq!((f.start, f.end), (ts, ts + gap));
             }
         }
+    }
+
+    /// Where `tail_holding` answers, it names the windows `span` finds (all open, none
+    /// late); it answers for an event in the newest window's first slide.
+    #[test]
+    fn the_tail_test_finds_the_windows_span_finds() {
+        let (size, slide) = (2_000, 500);
+        let mut w: Sliding<u64, u64> = Sliding::default();
+        let mut answered = 0;
+        // Times stepping forward with some going back, the watermark trailing by 1 s.
+        let times = (0..400i64).map(|i| 10_000 + i * 37 - (i % 7) * 300);
+        for ts in times {
+            for lateness in [0, 700] {
+                let wm = w.watermark;
+                if let Some(first) = w.windows.tail_holding(ts, size, slide, lateness, wm) {
+                    answered += 1;
+                    let (first_open, newest, late) =
+                        span(ts, size, slide, lateness, wm).expect("in range");
+                    assert!(!late, "{ts}");
+                    let starts: Vec<i64> = w.windows.range(first..).map(|(s, _)| *s).collect();
+                    let want: Vec<i64> = (0..)
+                        .map(|j| first_open + j * slide)
+                        .take_while(|s| *s <= newest)
+                        .collect();
+                    assert_eq!(starts, want, "{ts} at {wm}");
+                }
+            }
+            w.add(ts, &1, size, slide, 0, |a| *a += 1);
+            let mut fired = Vec::new();
+            if w.set_watermark(ts - 1_000) {
+                while w.close_next(size, 0, &mut fired) {}
+            }
+        }
+        assert!(
+            (1..800).contains(&answered),
+            "both paths taken: {answered} of 800"
+        );
+        // Sizes that slides do not divide, and an empty deque, never take it.
+        assert_eq!(
+            w.windows.tail_holding(30_000, 2_000, 600, 0, i64::MIN),
+            None
+        );
+        let empty: Sliding<u64, u64> = Sliding::default();
+        assert_eq!(
+            empty.windows.tail_holding(0, size, slide, 0, i64::MIN),
+            None
+        );
     }
 
     #[test]
