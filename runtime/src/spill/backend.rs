@@ -24,7 +24,7 @@ pub enum StateBackend {
 pub struct DiskConfig {
     /// Working directory (a local cache: checkpoints stay the source of truth).
     pub dir: PathBuf,
-    /// Memory budget in bytes for keyed state and the store's page cache together.
+    /// Memory budget in bytes for keyed state, in memory and the disk tier's filters.
     pub memory: usize,
 }
 

@@ -7,8 +7,9 @@ static USED: AtomicUsize = AtomicUsize::new(0);
 
 /// One state's share of the budget, charged as entries × estimated bytes per entry.
 pub(crate) struct Budget {
-    /// Bytes for in-memory entries: five eighths of the budget (a quarter goes to the
-    /// store's page cache, the rest is slack for everything else).
+    /// Bytes for in-memory entries and the runs' filters and indexes: five eighths of
+    /// the budget (the rest is slack for everything else: the eviction batch in flight,
+    /// allocator rounding).
     limit: usize,
     /// A hash table's bytes per entry, counting the slack of a table that doubles.
     table: usize,
