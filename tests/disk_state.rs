@@ -32,13 +32,13 @@ fn disk_args<'a>(state_dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     a
 }
 
-/// Store files in a working directory (its marker aside).
+/// Run files in a working directory (its marker and dirty marks aside).
 fn store_files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(".redb"))
+                .filter(|n| n.ends_with(".run"))
                 .collect()
         })
         .unwrap_or_default()
@@ -57,7 +57,7 @@ fn kill_at(
         let p = spawn_until_paused(c, &[t]);
         if i == 0 {
             let files = store_files(&state_dir(i));
-            assert_eq!(files.len(), 1, "spilled state at event {t}: {files:?}");
+            assert!(!files.is_empty(), "no state spilled by event {t}");
         }
         p.kill();
     }

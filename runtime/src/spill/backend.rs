@@ -24,7 +24,7 @@ pub enum StateBackend {
 pub struct DiskConfig {
     /// Working directory (a local cache: checkpoints stay the source of truth).
     pub dir: PathBuf,
-    /// Memory budget in bytes for keyed state and the store's page cache together.
+    /// Memory budget in bytes for keyed state, in memory and the disk tier's filters.
     pub memory: usize,
 }
 
@@ -126,27 +126,33 @@ fn prepare_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The name of a store file: `spill-<pid>-<n>.redb`; its dirty marks go beside it.
+/// The name of a sorted run's file: `spill-<pid>-<n>-<run>.run`; tier `n`'s dirty marks
+/// go beside it.
 #[cfg(feature = "disk")]
-pub(crate) fn store_file_name(n: u64) -> String {
-    format!("spill-{}-{n}.redb", std::process::id())
+pub(crate) fn run_file_name(n: u64, run: u64) -> String {
+    format!("spill-{}-{n}-{run}.run", std::process::id())
 }
 
-/// The name of a store's dirty-marks file: `spill-<pid>-<n>.marks`.
+/// The name of a tier's dirty-marks file: `spill-<pid>-<n>.marks`.
 #[cfg(feature = "disk")]
 pub(crate) fn marks_file_name(n: u64) -> String {
     format!("spill-{}-{n}.marks", std::process::id())
 }
 
+/// The process id in the name of a file we write (`.redb` files are an older layout's).
 fn store_file_pid(name: &str) -> Option<u32> {
     let rest = name.strip_prefix("spill-")?;
-    let rest = rest
-        .strip_suffix(".redb")
-        .or_else(|| rest.strip_suffix(".marks"))
-        .or_else(|| rest.strip_suffix(".marks-new"))?;
-    let (pid, n) = rest.split_once('-')?;
-    n.parse::<u64>().ok()?;
-    pid.parse().ok()
+    let rest = [".run", ".redb", ".marks", ".marks-new"]
+        .iter()
+        .find_map(|s| rest.strip_suffix(s))?;
+    let mut parts = rest.split('-');
+    let pid = parts.next()?.parse().ok()?;
+    let mut numbers = 0;
+    for p in parts {
+        p.parse::<u64>().ok()?;
+        numbers += 1;
+    }
+    (1..=2).contains(&numbers).then_some(pid)
 }
 
 /// Whether process `pid` runs (Linux's /proc; elsewhere assume it does: files stay).
@@ -207,8 +213,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         prepare_dir(d.path()).unwrap();
         // Pid 0 is never a process that left files; our own pid is alive.
-        let dead = d.path().join("spill-0-1.redb");
-        let ours = d.path().join(store_file_name(7));
+        let dead = d.path().join("spill-0-1-4.run");
+        let ours = d.path().join(run_file_name(7, 3));
         let other = d.path().join("spill-notes.redb");
         for f in [&dead, &ours, &other] {
             std::fs::write(f, b"x").unwrap();

@@ -5,16 +5,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Estimated bytes held in memory by all spilling states.
 static USED: AtomicUsize = AtomicUsize::new(0);
 
-/// The store's page cache: a quarter of the budget (at least 1 MiB).
-#[cfg(feature = "disk")]
-pub(crate) fn cache_bytes(memory: usize) -> usize {
-    (memory / 4).max(1 << 20)
-}
-
 /// One state's share of the budget, charged as entries × estimated bytes per entry.
 pub(crate) struct Budget {
-    /// Bytes for in-memory entries: five eighths of the budget (a quarter goes to the
-    /// store's page cache, the rest is slack for everything else).
+    /// Bytes for in-memory entries and the runs' filters and indexes: five eighths of
+    /// the budget (the rest is slack for everything else: the eviction batch in flight,
+    /// allocator rounding).
     limit: usize,
     /// A hash table's bytes per entry, counting the slack of a table that doubles.
     table: usize,

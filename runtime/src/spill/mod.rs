@@ -14,14 +14,18 @@
 
 mod backend;
 mod batch;
+#[cfg(feature = "disk")]
+mod bloom;
 mod budget;
 mod failure;
 #[cfg(feature = "disk")]
-mod key_bytes;
+mod key_order;
 #[cfg(feature = "disk")]
 mod marks;
 #[cfg(feature = "disk")]
-mod presence;
+mod merge;
+#[cfg(feature = "disk")]
+mod run;
 mod serde_impls;
 #[cfg(feature = "disk")]
 mod tier;

@@ -172,18 +172,18 @@ fn the_store_file_is_removed_with_the_state() {
     for k in 0..1000 {
         *s.entry_ref(&k) += 1;
     }
-    // The store and its dirty marks.
-    assert_eq!(files(), 2);
+    // Runs and their dirty marks.
+    assert!(files() >= 2, "{} files", files());
     drop(s);
     assert_eq!(files(), 0);
 }
 
-/// Bytes of the store files in the working directory.
+/// Bytes of the run files in the working directory.
 fn store_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".redb"))
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".run"))
         .map(|e| e.metadata().unwrap().len())
         .sum()
 }
@@ -195,8 +195,8 @@ fn the_store_file_stays_near_the_live_entries_while_batches_rewrite_them() {
     let mut s: SpillState<u64, u64> = SpillState::default();
     let keys = 30_000u64;
     let mut sizes = Vec::new();
-    // Every round brings each key on disk back and evicts it again: with random keys
-    // each batch rewrites most of the B-tree's leaves.
+    // Every round brings each key on disk back and evicts it again: merges must drop
+    // the copies each later batch replaces.
     for round in 0..6u64 {
         for i in 0..keys {
             *s.entry_ref(&(i * 7919 % keys)) += round + 1;
@@ -205,9 +205,12 @@ fn the_store_file_stays_near_the_live_entries_while_batches_rewrite_them() {
     }
     assert!(s.on_disk() > keys / 2, "{} on disk", s.on_disk());
     eprintln!("store bytes after each round: {sizes:?}");
-    let first = sizes[0];
+    // A record: a 16-byte head, the key (a varint, 3 bytes here) and the value (at most
+    // 3). The runs hold less than two copies of each key (stale copies of keys in memory
+    // included): never a copy per round.
+    let one_copy = keys * 22;
     assert!(
-        sizes.iter().all(|&b| b <= 2 * first),
-        "the store grew with the rounds: {sizes:?}"
+        sizes.iter().all(|&b| b < 2 * one_copy),
+        "the store grew with the rounds: {sizes:?} (one copy of each key: {one_copy} B)"
     );
 }

@@ -1,9 +1,12 @@
-//! The disk tier: cold entries of one keyed state in a `redb` file of the working
+//! The disk tier: cold entries of one keyed state in sorted runs in the working
 //! directory, as bytes (postcard key -> change stamp and postcard value).
 //!
-//! The file is a cache that no crash needs (it is deleted when the state is dropped and
-//! when a new run finds it), but each batch's commit is durable: only then does redb
-//! reuse the pages the batch freed.
+//! Each eviction batch is written as a new run in one sequential pass; runs of like
+//! size are merged, so a key's bytes are rewritten a few times per doubling of the
+//! store and a lookup asks a few Bloom filters and reads one block. A
+//! B-tree instead rewrote a leaf per evicted key. The files are a cache that no crash
+//! needs: nothing is fsynced, and they are deleted when the state is dropped and when a
+//! new run finds them.
 //! A file of dirty marks names the entries evicted while changed, so a delta finds them
 //! without scanning the store.
 
@@ -11,38 +14,34 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use redb::{Database, ReadOnlyTable, ReadableDatabase, TableDefinition};
-
-use super::backend::{marks_file_name, store_file_name, DiskConfig};
+use super::backend::{marks_file_name, run_file_name, DiskConfig};
 use super::batch::Batch;
-use super::key_bytes::KeyBytes;
+use super::bloom;
 use super::marks::Marks;
-use super::presence::Presence;
-
-const ENTRIES: TableDefinition<KeyBytes, &[u8]> = TableDefinition::new("entries");
+use super::merge::Merge;
+use super::run::{Run, RunWriter};
 
 /// A failure of the working directory's store.
 pub type TierError = String;
-
-fn err(what: &str) -> impl Fn(&dyn std::fmt::Display) -> TierError + '_ {
-    move |e| format!("state working directory: {what}: {e}")
-}
 
 /// An evicted entry: key bytes, change stamp, value bytes.
 pub(crate) type Victim = (Vec<u8>, u64, Vec<u8>);
 
 pub(crate) struct Tier {
-    db: Database,
-    path: PathBuf,
-    /// Dropped while a batch is written: a reader pins the pages the batch replaces.
-    read: Option<ReadOnlyTable<KeyBytes, &'static [u8]>>,
-    /// Every key written here: a key it has never seen is not looked up.
-    present: Presence,
-    /// Keys removed from the state: deleted from disk at the next batch, never read.
+    dir: PathBuf,
+    /// This tier's number in the process, in its file names.
+    n: u64,
+    /// The next run file's number.
+    next_run: u64,
+    /// Oldest first.
+    runs: Vec<Run>,
+    /// Bytes the runs hold in memory, summed when they change.
+    held: usize,
+    /// Keys removed from the state: written as removals with the next batch, never read.
     pending: HashSet<Vec<u8>>,
     /// Entries on disk whose key is not in memory. A key brought back into memory keeps
-    /// its disk copy (stale, skipped by every reader) until it is evicted again and
-    /// overwritten: a delete per lookup would double the writes.
+    /// its disk copy (stale, skipped by every reader) until it is evicted again or
+    /// removed: marking each lookup would add a write per miss.
     live: u64,
     /// Stamps up to this are in a stored checkpoint: their dirty marks can go.
     acked: AtomicU64,
@@ -55,21 +54,13 @@ impl Tier {
     pub(crate) fn open(c: &DiskConfig) -> Result<Tier, TierError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = c.dir.join(store_file_name(n));
         let marks = Marks::create(c.dir.join(marks_file_name(n)))?;
-        let db = Database::builder()
-            .set_cache_size(super::budget::cache_bytes(c.memory))
-            .create(&path)
-            .map_err(|e| err("creating the store")(&e))?;
-        let txn = db.begin_write().map_err(|e| err("writing")(&e))?;
-        txn.open_table(ENTRIES).map_err(|e| err("writing")(&e))?;
-        txn.commit().map_err(|e| err("writing")(&e))?;
-        let read = Some(Self::reader(&db)?);
         Ok(Tier {
-            db,
-            path,
-            read,
-            present: Presence::default(),
+            dir: c.dir.clone(),
+            n,
+            next_run: 0,
+            runs: Vec::new(),
+            held: 0,
             pending: HashSet::new(),
             live: 0,
             acked: AtomicU64::new(0),
@@ -78,20 +69,9 @@ impl Tier {
         })
     }
 
-    fn reader(db: &Database) -> Result<ReadOnlyTable<KeyBytes, &'static [u8]>, TierError> {
-        let r = db.begin_read().map_err(|e| err("reading")(&e))?;
-        r.open_table(ENTRIES).map_err(|e| err("reading")(&e))
-    }
-
-    fn reading(&self) -> Result<&ReadOnlyTable<KeyBytes, &'static [u8]>, TierError> {
-        self.read
-            .as_ref()
-            .ok_or_else(|| "state working directory: a batch failed half-way".to_string())
-    }
-
-    /// Bytes this tier holds in memory outside the store's page cache.
+    /// Bytes this tier holds in memory: the runs' filters and block indexes.
     pub(crate) fn memory(&self) -> usize {
-        self.present.bytes()
+        self.held
     }
 
     /// Entries on disk whose key is not in memory.
@@ -109,25 +89,37 @@ impl Tier {
         Ok(got)
     }
 
-    /// `key` was removed from the state: its disk copy, if any, goes at the next batch.
+    /// `key` was removed from the state: its disk copy, if any, dies at the next batch.
     pub(crate) fn forget(&mut self, key: Vec<u8>) {
         self.pending.insert(key);
     }
 
     /// `key`'s entry on disk, left there. Only for a key not in memory.
     pub(crate) fn peek(&self, key: &[u8]) -> Result<Option<(u64, Vec<u8>)>, TierError> {
-        if self.live == 0 || !self.present.may_contain(key) || self.pending.contains(key) {
+        if self.live == 0 || self.pending.contains(key) {
             return Ok(None);
         }
         self.get(key)
     }
 
+    /// The newest copy of `key` on disk.
     fn get(&self, key: &[u8]) -> Result<Option<(u64, Vec<u8>)>, TierError> {
-        let got = self.reading()?.get(key).map_err(|e| err("reading")(&e))?;
-        Ok(got.map(|v| split(v.value())))
+        let hash = bloom::hash(key);
+        for run in self.runs.iter().rev() {
+            if let Some((stamp, value)) = run.get(key, hash)? {
+                return Ok(value.map(|v| (stamp, v)));
+            }
+        }
+        Ok(None)
     }
 
-    /// Writes evicted entries and deletes the copies of removed keys. True when the
+    fn new_run(&mut self, capacity: usize) -> Result<RunWriter, TierError> {
+        let path = self.dir.join(run_file_name(self.n, self.next_run));
+        self.next_run += 1;
+        RunWriter::create(path, capacity)
+    }
+
+    /// Writes evicted entries as a run, with removals of the removed keys. True when the
     /// dirty marks outgrew the live entries and were dropped: the caller's history must
     /// start over (its next delta is whole).
     pub(crate) fn write(&mut self, mut batch: Batch) -> Result<bool, TierError> {
@@ -137,35 +129,31 @@ impl Tier {
             self.marks.keep_after(acked)?;
             self.pruned = acked;
         }
-        // Each commit is durable: redb reuses the pages a batch frees only after a durable
-        // commit, and with random keys a batch rewrites most of the tree's leaves, so
-        // non-durable commits grow the file by a tree's size each. Nothing reads them back
-        // after a crash (the file is a cache); the fsync is the price of reuse.
-        self.read = None;
-        let txn = self.db.begin_write().map_err(|e| err("writing")(&e))?;
-        {
-            let mut entries = txn.open_table(ENTRIES).map_err(|e| err("writing")(&e))?;
-            let w = err("writing");
-            for k in self.pending.drain() {
-                entries.remove(k.as_slice()).map_err(|e| w(&e))?;
-            }
-            let mut buf = Vec::new();
-            for (k, stamp, v) in batch.iter() {
-                buf.clear();
-                buf.extend_from_slice(&stamp.to_le_bytes());
-                buf.extend_from_slice(v);
-                entries.insert(k, buf.as_slice()).map_err(|e| w(&e))?;
-                self.present.insert(k);
-                if stamp > acked {
-                    self.marks.append(stamp, k)?;
+        let mut removed: Vec<Vec<u8>> = self.pending.drain().collect();
+        removed.sort_unstable();
+        let mut removed = removed.into_iter().peekable();
+        let mut w = self.new_run(batch.len() + removed.len())?;
+        for (k, stamp, v) in batch.iter() {
+            while let Some(r) = removed.next_if(|r| r.as_slice() <= k) {
+                // A key removed, then added again and evicted: the batch's copy is newer.
+                if r != k {
+                    w.push(&r, 0, None)?;
                 }
             }
+            w.push(k, stamp, Some(v))?;
+            if stamp > acked {
+                self.marks.append(stamp, k)?;
+            }
         }
-        txn.commit().map_err(|e| err("writing")(&e))?;
+        for r in removed {
+            w.push(&r, 0, None)?;
+        }
+        self.runs.push(w.finish()?);
         self.marks.flush()?;
         self.marks.end_batch();
         self.live += batch.len() as u64;
-        self.read = Some(Self::reader(&self.db)?);
+        self.compact()?;
+        self.held = self.runs.iter().map(Run::memory).sum();
         if self.marks.too_many(self.live) {
             self.marks.clear()?;
             return Ok(true);
@@ -173,24 +161,46 @@ impl Tier {
         Ok(false)
     }
 
-    /// Every entry on disk (key bytes, stamp, value bytes), stale copies of keys in
-    /// memory included: the caller skips those.
+    /// Merges the two newest runs while the older is at most twice the newer: then each
+    /// run is more than twice the next, so all runs together are less than twice the
+    /// oldest (which holds each key once), and there are about log2(batches) of them.
+    fn compact(&mut self) -> Result<(), TierError> {
+        while let [.., older, newer] = self.runs.as_slice() {
+            if older.records() > 2 * newer.records() {
+                break;
+            }
+            let capacity = (older.records() + newer.records()) as usize;
+            // Merged into the oldest run, a removal has nothing left to hide.
+            let bottom = self.runs.len() == 2;
+            let mut w = self.new_run(capacity)?;
+            let n = self.runs.len();
+            for r in Merge::new(self.runs[n - 2..].iter().rev())? {
+                let r = r?;
+                if r.value.is_some() || !bottom {
+                    w.push(&r.key, r.stamp, r.value.as_deref())?;
+                }
+            }
+            let merged = w.finish()?;
+            self.runs.truncate(n - 2);
+            self.runs.push(merged);
+        }
+        Ok(())
+    }
+
+    /// Every entry on disk (key bytes, stamp, value bytes) in key order, stale copies of
+    /// keys in memory included: the caller skips those.
     pub(crate) fn entries(
         &self,
     ) -> Result<impl Iterator<Item = Result<Victim, TierError>> + '_, TierError> {
-        let range = self
-            .reading()?
-            .range::<&[u8]>(..)
-            .map_err(|e| err("reading")(&e))?;
-        Ok(range.filter_map(move |r| match r {
-            Err(e) => Some(Err(err("reading")(&e))),
-            Ok((k, v)) => {
-                let k = k.value();
-                if self.pending.contains(k) {
+        let merge = Merge::new(self.runs.iter().rev())?;
+        Ok(merge.filter_map(move |r| match r {
+            Err(e) => Some(Err(e)),
+            Ok(r) => {
+                let value = r.value?;
+                if self.pending.contains(&r.key) {
                     return None;
                 }
-                let (stamp, value) = split(v.value());
-                Some(Ok((k.to_vec(), stamp, value)))
+                Some(Ok((r.key, r.stamp, value)))
             }
         }))
     }
@@ -219,18 +229,4 @@ impl Tier {
     pub(crate) fn ack(&self, stamp: u64) {
         self.acked.fetch_max(stamp, Ordering::Relaxed);
     }
-}
-
-impl Drop for Tier {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-fn split(v: &[u8]) -> (u64, Vec<u8>) {
-    let (s, rest) = v.split_at(8);
-    (
-        u64::from_le_bytes(s.try_into().expect("8 bytes")),
-        rest.to_vec(),
-    )
 }
