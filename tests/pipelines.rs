@@ -560,3 +560,71 @@ proptest! {
         prop_assert_eq!(&crashed.state_json, &reference.state_json);
     }
 }
+
+simplestream::pipeline! {
+    /// Its last stage takes the events `process` owns and moves a new key into its
+    /// window's table; one column reads the key field too.
+    pub pipeline KeyMoved;
+    source orders: Order, event_time = |o| o.ts, max_delay = 1s;
+    seen = orders
+        .key_by(customer: String = |o| o.customer.clone())
+        .aggregate(n = count());
+    per_5s = orders
+        .key_by(customer: String = |o| o.customer.clone())
+        .window(tumbling(5s))
+        .aggregate(n = count(), name_len: u64 = max(|o| o.customer.len() as u64), amount: f64 = sum(|o| o.amount));
+    sink per_5s;
+}
+
+/// Owned events (whose keys the window takes) and borrowed ones give the same rows, late
+/// events (whole, key included) and checkpoint bytes.
+#[test]
+fn a_key_moved_into_the_window_is_the_key_a_borrowed_event_gives() {
+    let events: Vec<Order> = (0..3_000i64)
+        .map(|i| {
+            let late = if i % 97 == 0 { 9_000 } else { 0 };
+            o(
+                &format!("customer-{}", i * 7 % 23),
+                (i % 11) as f64,
+                i * 20 - (i % 7) * 100 - late,
+            )
+        })
+        .collect();
+    let (mut owned, mut borrowed) = (KeyMoved::new(), KeyMoved::new());
+    let (mut out_owned, mut out_borrowed) = (Vec::new(), Vec::new());
+    let state = |p: &KeyMoved| {
+        let mut bytes = Vec::new();
+        p.encode_stages(Codec::Json, &mut bytes).expect("encode");
+        bytes
+    };
+    for (i, e) in events.iter().enumerate() {
+        owned.process(e.clone(), &mut out_owned);
+        borrowed.process_ref(e, &mut out_borrowed);
+        if i % 500 == 0 {
+            assert_eq!(state(&owned), state(&borrowed), "after {i}");
+        }
+    }
+    owned.finish(&mut out_owned);
+    borrowed.finish(&mut out_borrowed);
+    assert_eq!(out_owned, out_borrowed);
+    let late: Vec<String> = out_owned
+        .iter()
+        .filter(|r| r.is_late())
+        .map(|r| serde_json::to_string(r).unwrap())
+        .collect();
+    assert!(late.len() > 10, "{} late events", late.len());
+    assert!(
+        late.iter().all(|l| l.contains(r#""customer":"customer-"#)),
+        "{late:?}"
+    );
+    let rows = out_owned.iter().filter(|r| !r.is_late()).count();
+    assert!(rows > 200, "{rows} rows");
+    let name_len = |r: &key_moved::Output| match r {
+        key_moved::Output::Per5s(row) => row.name_len == row.customer.len() as u64,
+        key_moved::Output::Late(_) => true,
+    };
+    assert!(
+        out_owned.iter().all(name_len),
+        "a column read the key after it moved"
+    );
+}

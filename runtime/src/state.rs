@@ -149,6 +149,34 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
         &mut slot.value
     }
 
+    /// [`entry_ref`](Self::entry_ref) of a key the caller owns and no longer needs: a
+    /// new key is moved into the table (`*key` is left empty) instead of cloned.
+    ///
+    /// ```
+    /// use simplestream_runtime::KeyedState;
+    /// let mut s: KeyedState<String, u64> = KeyedState::default();
+    /// let (mut a, mut b) = ("C001".to_string(), "C001".to_string());
+    /// *s.entry_taking(&mut a) += 1;
+    /// *s.entry_taking(&mut b) += 1;
+    /// assert_eq!((a.as_str(), b.as_str()), ("", "C001"), "taken only when new");
+    /// assert_eq!(s.get(&"C001".to_string()), Some(&2));
+    /// ```
+    #[inline(always)]
+    pub fn entry_taking(&mut self, key: &mut K) -> &mut V
+    where
+        K: Default,
+        V: Default,
+    {
+        self.changes += 1;
+        let changed = self.changes;
+        let slot = match self.map.raw_entry_mut().from_key(&*key) {
+            RawEntryMut::Occupied(o) => o.into_mut(),
+            RawEntryMut::Vacant(v) => insert_taken(v, &mut self.removed, key, changed),
+        };
+        slot.changed = changed;
+        &mut slot.value
+    }
+
     /// The value for `key`, if any.
     #[inline]
     pub fn get(&self, key: &K) -> Option<&V> {
@@ -364,6 +392,28 @@ where
     v.insert(key.to_owned(), slot).1
 }
 
+/// A new key for [`KeyedState::entry_taking`]: moved in, inserted with `V::default()`.
+#[inline(never)]
+fn insert_taken<'a, K, V>(
+    v: RawVacantEntryMut<'a, K, Slot<V>, FastHasher>,
+    removed: &mut FastMap<K, u64>,
+    key: &mut K,
+    changed: u64,
+) -> &'a mut Slot<V>
+where
+    K: Hash + Eq + Default,
+    V: Default,
+{
+    if !removed.is_empty() {
+        removed.remove(&*key);
+    }
+    let slot = Slot {
+        value: V::default(),
+        changed,
+    };
+    v.insert(std::mem::take(key), slot).1
+}
+
 impl<K: Hash + Eq + fmt::Debug, V: fmt::Debug> fmt::Debug for KeyedState<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()
@@ -398,6 +448,20 @@ fn sort_entries<K: Ord + 'static, V>(v: &mut Vec<(&K, &V)>) {
     key_order::settle_ties(&mut recs, |r| r.0, |a, b| a.1.cmp(b.1));
     v.clear();
     v.extend(recs.into_iter().map(|(_, k, val)| (k, val)));
+}
+
+/// Sorts `v[base..]` by the key `key` gives for each record: `String` keys as
+/// [`sort_entries`] sorts them, other keys by comparison.
+pub(crate) fn sort_tail_by_key<T, K: Ord + 'static>(
+    v: &mut Vec<T>,
+    base: usize,
+    key: impl Fn(&T) -> &K,
+) {
+    if cfg!(target_family = "wasm") || TypeId::of::<K>() != TypeId::of::<String>() {
+        v[base..].sort_unstable_by(|a, b| key(a).cmp(key(b)));
+        return;
+    }
+    key_order::sort_tail_by_str(v, base, |t| key_str(key(t)));
 }
 
 /// The bytes of a key that is a `String` (empty for any other type).

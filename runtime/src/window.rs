@@ -464,6 +464,32 @@ impl<K: Key, A: Default> Windows<K, A> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
+        let keyed = self.window_for(ts, size, lateness)?;
+        Some(keyed.entry_ref(key))
+    }
+
+    /// [`acc_for`](Self::acc_for) of a key the caller owns and no longer needs: a key new
+    /// to the window is moved into its table (see [`KeyedState::entry_taking`]); a late
+    /// event's key is left as it was.
+    #[inline(always)]
+    pub fn acc_for_taking(
+        &mut self,
+        ts: i64,
+        key: &mut K,
+        size: i64,
+        lateness: i64,
+    ) -> Option<&mut A>
+    where
+        K: Default,
+    {
+        let keyed = self.window_for(ts, size, lateness)?;
+        Some(keyed.entry_taking(key))
+    }
+
+    /// The table of the open window holding `ts`, made ready for one change; `None` if
+    /// that window closed.
+    #[inline(always)]
+    fn window_for(&mut self, ts: i64, size: i64, lateness: i64) -> Option<&mut KeyedState<K, A>> {
         let start = window_start(ts, size)?;
         if start.saturating_add(size).saturating_add(lateness) <= self.watermark {
             return None;
@@ -479,7 +505,7 @@ impl<K: Key, A: Default> Windows<K, A> {
             &mut self.windows[i].1
         };
         keyed.follow(&mut self.history.clock);
-        Some(keyed.entry_ref(key))
+        Some(keyed)
     }
 
     /// Sets the watermark to `wm` if that moves it forward; true if it moved. Then call
@@ -524,7 +550,7 @@ impl<K: Key, A: Default> Windows<K, A> {
             acc,
         }));
         if sorted {
-            fired[base..].sort_unstable_by(|a, b| a.key.cmp(&b.key));
+            crate::state::sort_tail_by_key(fired, base, |f| &f.key);
         }
         if keyed.capacity() <= SPARE_CAPACITY && self.spare.0.len() < SPARE_TABLES {
             self.spare.0.push(keyed);

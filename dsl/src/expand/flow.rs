@@ -48,8 +48,44 @@ pub fn source_pushes(cx: &Cx) -> Vec<TokenStream> {
             #[allow(unused_variables)]
             fn #push<C: #rt::Collector<#module::Output>>(&mut self, __v: #param, __ts: i64, out: &mut C) { #body }
         });
+        if let Some((last, rest)) = owned_last(cx, src) {
+            let owned = source_push_owned(&src.name);
+            let calls = rest.iter().map(|c| {
+                let f = cx.plan.stages[c.stage].names.push_for(c.side);
+                quote!(self.#f(&__v, __ts, out);)
+            });
+            methods.push(quote! {
+                #[inline(always)]
+                fn #owned<C: #rt::Collector<#module::Output>>(&mut self, __v: #ty, __ts: i64, out: &mut C) {
+                    #(#calls)*
+                    self.#last(__v, __ts, out);
+                }
+            });
+        }
     }
     methods
+}
+
+/// The by-value push of a source whose last reader moves the event's key into its state.
+fn source_push_owned(source: &Ident) -> Ident {
+    quote::format_ident!("{}_owned", names::source_push(source))
+}
+
+/// True if stage `s` has a by-value push that moves the event's key into its state.
+pub fn takes_owned_key(s: &StagePlan) -> bool {
+    s.pre.is_empty() && s.stateful.as_ref().is_some_and(|p| p.takes_owned_key())
+}
+
+/// For a source that is no sink and whose last reader takes owned events (see
+/// [`takes_owned_key`]): that reader's by-value push, and the readers before it (they
+/// borrow the event first).
+fn owned_last<'a>(cx: &Cx, src: &'a SourcePlan) -> Option<(Ident, &'a [Child])> {
+    let (last, rest) = src.children.split_last()?;
+    let s = &cx.plan.stages[last.stage];
+    if src.sink || last.side != Side::Main || !takes_owned_key(s) {
+        return None;
+    }
+    Some((s.names.push_owned(Side::Main), rest))
 }
 
 /// What a stage does with a result `__v`: check its declared type, send it to every
@@ -110,13 +146,18 @@ pub enum Entry {
 
 /// How `process` passes a source's event to its push method: by value if it can be moved
 /// (`process_ref` clones it then: the stage keeps it), else by reference.
-fn source_arg(cx: &Cx, src: &SourcePlan, entry: Entry) -> TokenStream {
+fn source_arg(cx: &Cx, src: &SourcePlan, entry: Entry) -> (Ident, TokenStream) {
+    let push = names::source_push(&src.name);
+    if entry == Entry::Owned && owned_last(cx, src).is_some() {
+        return (source_push_owned(&src.name), quote!(event));
+    }
     let owned = owned_target(cx, &src.children, src.sink).is_some();
-    match (entry, owned) {
+    let arg = match (entry, owned) {
         (Entry::Owned, true) | (Entry::Borrowed, false) => quote!(event),
         (Entry::Owned, false) => quote!(&event),
         (Entry::Borrowed, true) => quote!(::core::clone::Clone::clone(event)),
-    }
+    };
+    (push, arg)
 }
 
 /// The body of `Pipeline::event_time`: the source's `event_time` closure.
@@ -145,7 +186,7 @@ pub fn process_body(cx: &Cx, entry: Entry) -> TokenStream {
     let borrow = (entry == Entry::Owned).then(|| quote!(&));
     let stamp = |src: &SourcePlan| {
         let event_time = closure::annotate(&src.event_time, &src.ty);
-        let (push, event) = (names::source_push(&src.name), source_arg(cx, src, entry));
+        let (push, event) = source_arg(cx, src, entry);
         let time = quote!(let __ts: i64 = #rt::pipeline::EventTime::event_time_ms(#event_time(#borrow event)););
         let max_delay = names::constant(&src.name, "MAX_DELAY_MS");
         (

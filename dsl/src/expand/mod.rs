@@ -74,6 +74,8 @@ impl<'a> Cx<'a> {
     }
 }
 
+pub use flow::takes_owned_key;
+
 /// `inner` inside the stateless operators `ops`, the first one outermost.
 pub fn wrap_all(ops: &[Box<dyn Stateless>], inner: TokenStream) -> TokenStream {
     ops.iter().rev().fold(inner, |code, op| op.wrap(code))
@@ -316,12 +318,14 @@ fn pipeline_impl(cx: &Cx, parts: &[Parts], source_text: &str) -> TokenStream {
                 }
             }
 
-            #[inline]
+            // Always inlined: called in the caller's loop per event, where a call costs
+            // about as much as a lookup in a small state (`count_by_key`).
+            #[inline(always)]
             fn process<C: #rt::Collector<Self::Output>>(&mut self, event: #event_ty, out: &mut C) {
                 #process
             }
 
-            #[inline]
+            #[inline(always)]
             fn process_ref<C: #rt::Collector<Self::Output>>(&mut self, event: &#event_ty, out: &mut C) {
                 #process_ref
             }

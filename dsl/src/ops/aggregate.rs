@@ -392,18 +392,66 @@ impl Aggregation {
 
     /// `aggregate::add::<Sum<f64>>(&mut __acc.amount, value)`, one per column.
     fn adds(&self, rt: &TokenStream) -> TokenStream {
-        let adds = self.columns.iter().map(|c| {
+        let values: Vec<TokenStream> = self.columns.iter().map(|c| self.value(c)).collect();
+        self.adds_of(rt, &values)
+    }
+
+    /// The adds of `values`, one per column.
+    fn adds_of(&self, rt: &TokenStream, values: &[TokenStream]) -> TokenStream {
+        let adds = self.columns.iter().zip(values).map(|(c, value)| {
             let (col, agg) = (&c.name, &c.agg_ty);
-            let value = match &c.value {
-                None => quote!(()),
-                Some(v) => {
-                    let v = closure::annotate(v, &self.event_ty);
-                    quote!(#v(__v))
-                }
-            };
             quote_spanned!(c.name.span()=> #rt::aggregate::add::<#agg>(&mut __acc.#col, #value);)
         });
         quote!(#(#adds)*)
+    }
+
+    /// A column's input from the event `__v` (by reference).
+    fn value(&self, c: &Column) -> TokenStream {
+        match &c.value {
+            None => quote!(()),
+            Some(v) => {
+                let v = closure::annotate(v, &self.event_ty);
+                quote!(#v(__v))
+            }
+        }
+    }
+
+    /// The by-value push of a tumbling window's stage: an event's key new to its window
+    /// is moved into the window's table, not cloned (then freed with the event). The
+    /// columns' inputs are read before, while the event is whole; a late event goes to
+    /// the late output by move.
+    fn owned_push(&self, s: &StagePlan, cx: &Cx, c: &window::Consts) -> Option<TokenStream> {
+        if !crate::expand::takes_owned_key(s) {
+            return None;
+        }
+        let key = self.key()?.compute_mut(&self.event_ty)?;
+        let (rt, module, f, ty) = (&cx.rt, &s.names.module, &s.names.field, &self.event_ty);
+        let name = s.names.push_owned(crate::names::Side::Main);
+        let locals: Vec<TokenStream> = (0..self.columns.len())
+            .map(|i| {
+                let l = quote::format_ident!("__in{}", i);
+                quote!(#l)
+            })
+            .collect();
+        let values = self.columns.iter().map(|col| self.value(col));
+        let adds = self.adds_of(rt, &locals);
+        let (size, slide, lateness) = (&c.size, &c.slide, &c.lateness);
+        let late = s.names.late_variant(None);
+        Some(quote! {
+            #[inline(always)]
+            #[allow(unused_variables)]
+            fn #name<C: #rt::Collector<#module::Output>>(&mut self, mut __v: #ty, __ts: i64, out: &mut C) {
+                let (#(#locals,)*) = { let __v: &#ty = &__v; (#(#values,)*) };
+                #key
+                match self.#f.state.acc_for_taking(__ts, __kr, #size, #lateness) {
+                    ::core::option::Option::Some(__acc) => { #adds }
+                    ::core::option::Option::None => {
+                        let __why = #rt::window::LateReason::windowed(__ts, #size, #slide);
+                        out.collect(#module::Output::Late(#module::Late::#late(__v, __why)));
+                    }
+                }
+            }
+        })
     }
 
     /// `amount: aggregate::output::<Sum<f64>>(&acc.amount), ..`: the columns of a row.
@@ -533,12 +581,22 @@ impl Stateful for Aggregation {
         let body = w.accumulate(&consts, &s.names, key, &adds, &late);
         let sorted = rows_need_sorting(cx, s, w.lateness);
         let (advance, flush) = w.closing(&consts, &s.names, sorted);
+        let mut methods = vec![self.fire(s, cx, tail), cx.push_method(s, body)];
+        methods.extend(self.owned_push(s, cx, &consts));
         StageCode {
             consts: consts.items.clone(),
-            methods: vec![self.fire(s, cx, tail), cx.push_method(s, body)],
+            methods,
             advance,
             flush,
         }
+    }
+
+    fn takes_owned_key(&self) -> bool {
+        let Grouping::KeyWindow(k, w) = &self.grouping else {
+            return false;
+        };
+        matches!(w.kind, window::WindowKind::Tumbling { .. })
+            && k.compute_mut(&self.event_ty).is_some()
     }
 
     fn fold_pairs(&self, s: &StagePlan, cx: &Cx, pairs: &Pairs) -> Option<pair_fold::Fold> {

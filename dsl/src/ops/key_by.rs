@@ -108,6 +108,20 @@ impl Key {
         }
     }
 
+    /// `let __kr: &mut String = &mut key;` for an owned event `__v` of type `event`,
+    /// when the key is a `String` field the closure only clones: the state then takes
+    /// the field's string when the key is new instead of a clone (a `String` can be
+    /// taken, leaving an empty one; other types need not have a value to leave).
+    pub fn compute_mut(&self, event: &Type) -> Option<TokenStream> {
+        let (pat, field) = self.by_ref.as_ref()?;
+        if type_text(&self.ty) != "String" {
+            return None;
+        }
+        Some(
+            quote_spanned!(field.span()=> let __kr: &mut String = { let #pat: &mut #event = &mut __v; &mut (#field) };),
+        )
+    }
+
     /// The owned key for a row, after [`compute_ref`](Self::compute_ref).
     pub fn owned(&self) -> TokenStream {
         match &self.by_ref {

@@ -128,6 +128,11 @@ pub trait Stateful {
     fn takes_owned(&self) -> bool {
         false
     }
+    /// True if its one input has a by-value push too, which moves the event's key into
+    /// the state: the last stage reading a source gets the events `process` owns.
+    fn takes_owned_key(&self) -> bool {
+        false
+    }
     /// An expression of the stage's state type converting `bytes` (in `codec`), state
     /// of the earlier layout the `migrations` describe; or why it cannot.
     fn migrate(

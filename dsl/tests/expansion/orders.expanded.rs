@@ -332,6 +332,16 @@ impl Orders {
         self.__push_per_5min(__v, __ts, out);
     }
     #[inline(always)]
+    fn __push_orders_owned<C: ::simplestream::__rt::Collector<orders::Output>>(
+        &mut self,
+        __v: Order,
+        __ts: i64,
+        out: &mut C,
+    ) {
+        self.__push_customer_stats(&__v, __ts, out);
+        self.__push_per_5min_owned(__v, __ts, out);
+    }
+    #[inline(always)]
     #[allow(unused_variables)]
     fn __push_customer_stats<C: ::simplestream::__rt::Collector<orders::Output>>(
         &mut self,
@@ -413,6 +423,50 @@ impl Orders {
                         ),
                     ),
                 );
+            }
+        }
+    }
+    #[inline(always)]
+    #[allow(unused_variables)]
+    fn __push_per_5min_owned<C: ::simplestream::__rt::Collector<orders::Output>>(
+        &mut self,
+        mut __v: Order,
+        __ts: i64,
+        out: &mut C,
+    ) {
+        let (__in0, __in1) = {
+            let __v: &Order = &__v;
+            ((), (|o: &Order| -> f64 { o.amount })(__v))
+        };
+        let __kr: &mut String = {
+            let o: &mut Order = &mut __v;
+            &mut (o.customer)
+        };
+        match self
+            .per_5min
+            .state
+            .acc_for_taking(
+                __ts,
+                __kr,
+                Self::PER_5MIN_SIZE_MS,
+                Self::PER_5MIN_LATENESS_MS,
+            )
+        {
+            ::core::option::Option::Some(__acc) => {
+                ::simplestream::__rt::aggregate::add::<
+                    ::simplestream::__rt::aggregate::Count,
+                >(&mut __acc.orders, __in0);
+                ::simplestream::__rt::aggregate::add::<
+                    ::simplestream::__rt::aggregate::Sum<f64>,
+                >(&mut __acc.amount, __in1);
+            }
+            ::core::option::Option::None => {
+                let __why = ::simplestream::__rt::window::LateReason::windowed(
+                    __ts,
+                    Self::PER_5MIN_SIZE_MS,
+                    Self::PER_5MIN_SIZE_MS,
+                );
+                out.collect(orders::Output::Late(orders::Late::Per5min(__v, __why)));
             }
         }
     }
@@ -550,7 +604,7 @@ impl ::simplestream::__rt::Pipeline for Orders {
             __fired_per_5min: ::std::vec::Vec::new(),
         }
     }
-    #[inline]
+    #[inline(always)]
     fn process<C: ::simplestream::__rt::Collector<Self::Output>>(
         &mut self,
         event: Order,
@@ -562,12 +616,12 @@ impl ::simplestream::__rt::Pipeline for Orders {
             ))(&event),
         );
         let moved = self.__clock.observe(__ts, Self::ORDERS_MAX_DELAY_MS);
-        self.__push_orders(&event, __ts, out);
+        self.__push_orders_owned(event, __ts, out);
         if moved {
             self.__advance(out);
         }
     }
-    #[inline]
+    #[inline(always)]
     fn process_ref<C: ::simplestream::__rt::Collector<Self::Output>>(
         &mut self,
         event: &Order,

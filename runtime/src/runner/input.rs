@@ -6,7 +6,7 @@ use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
 use std::path::Path;
 
-use super::block::Block;
+use super::block::{Block, Taken};
 use super::identity::Tail;
 
 use serde::de::DeserializeOwned;
@@ -150,7 +150,39 @@ impl LineReader {
     /// file is only given if the bytes before it are still those seen then: a file
     /// truncated and refilled past the offset gives [`Read::Eof`], and
     /// [`follow_rotation`](Self::follow_rotation) then reports it.
+    #[inline]
     pub fn next_line(&mut self) -> io::Result<Read> {
+        // Usually: the next line is in the block, and nothing about this line needs a
+        // check (no newline owed from a previous run, no byte order mark to skip, no
+        // bytes before it to compare with what a checkpoint saw).
+        if !self.pending_newline && self.known_tail.is_none() && self.offset != 0 {
+            if let Some(t) = self.block.take_ready() {
+                return Ok(self.block_line(t));
+            }
+        }
+        self.next_line_checked()
+    }
+
+    /// A line of the block as the current one (or too long).
+    #[inline]
+    fn block_line(&mut self, t: Taken) -> Read {
+        self.pending_before_read = self.pending_newline;
+        if t.range.len() > self.max_line {
+            self.in_block = None;
+            self.buf.clear();
+            return Read::TooLong {
+                bytes: t.bytes,
+                unterminated: false,
+            };
+        }
+        self.in_block = Some(t.range);
+        Read::Line {
+            bytes: t.bytes,
+            unterminated: false,
+        }
+    }
+
+    fn next_line_checked(&mut self) -> io::Result<Read> {
         let at = self.offset;
         let read = self.read_line()?;
         match self.known_tail {
@@ -231,6 +263,14 @@ impl LineReader {
                 bytes: t.bytes,
                 unterminated: false,
             });
+        }
+        let ahead = self.block.read_ahead();
+        if ahead > 0 {
+            // The line is read alone, from where it starts.
+            self.block.clear();
+            // Not `seek_relative`: that could move within the reader's own buffer, which
+            // no longer holds what was read last.
+            self.reader.seek(SeekFrom::Current(-(ahead as i64)))?;
         }
         let mut total = 0u64;
         let mut too_long = false;
@@ -431,7 +471,7 @@ pub fn parse_event<T: DeserializeOwned>(line: &[u8]) -> Result<T, String> {
 fn parse_text<T: DeserializeOwned>(text: &str) -> Result<T, String> {
     // The happy path: a parse without path tracking. Only a line that fails is parsed
     // again, tracked, to name what is wrong with it.
-    if text.trim_start().starts_with('{') {
+    if text.starts_with('{') || text.trim_start().starts_with('{') {
         if let Ok(v) = serde_json::from_str(text) {
             return Ok(v);
         }

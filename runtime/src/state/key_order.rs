@@ -110,6 +110,34 @@ pub(crate) fn settle_ties<T>(
     }
 }
 
+/// Sorts `v[base..]` by the string `key` gives for each record: by prefix with
+/// [`radix_sort`], ties settled whole, then each record moved once into its place.
+pub(crate) fn sort_tail_by_str<T>(v: &mut Vec<T>, base: usize, key: impl Fn(&T) -> &str) {
+    let tail = &v[base..];
+    if tail.len() <= 64 {
+        v[base..].sort_unstable_by(|a, b| key(a).cmp(key(b)));
+        return;
+    }
+    let mut shared = Shared::new();
+    for t in tail {
+        shared.see(key(t).as_bytes());
+    }
+    let shared = shared.len();
+    let mut order: Vec<(u64, usize)> = tail
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (prefix(key(t).as_bytes(), shared), i))
+        .collect();
+    radix_sort(&mut order, |r| r.0);
+    settle_ties(
+        &mut order,
+        |r| r.0,
+        |a, b| key(&tail[a.1]).cmp(key(&tail[b.1])),
+    );
+    let mut slots: Vec<Option<T>> = v.drain(base..).map(Some).collect();
+    v.extend(order.iter().filter_map(|r| slots[r.1].take()));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +176,24 @@ mod tests {
             let mut got = v;
             radix_sort(&mut got, |t| t.0);
             prop_assert_eq!(got, want);
+        }
+    }
+
+    proptest! {
+        /// Records after `base` come out in the order of their strings; those before
+        /// stay where they were.
+        #[test]
+        fn tail_sorted_by_str_is_in_string_order(
+            keys in prop::collection::btree_set("(C|customer-)?[0-9]{0,7}|\\PC{0,10}", 0..300),
+            base in 0usize..5,
+        ) {
+            let mut recs: Vec<(String, usize)> =
+                keys.iter().rev().cloned().enumerate().map(|(i, k)| (k, i)).collect();
+            let base = base.min(recs.len());
+            let mut want = recs.clone();
+            want[base..].sort_unstable();
+            sort_tail_by_str(&mut recs, base, |r| r.0.as_str());
+            prop_assert_eq!(recs, want);
         }
     }
 
