@@ -38,6 +38,21 @@ impl Buf {
         self.0.extend_from_slice(s.as_bytes());
         self
     }
+    /// An unsigned varint (flexible versions' lengths and counts).
+    pub fn uvarint(&mut self, mut n: u64) -> &mut Self {
+        while n >= 0x80 {
+            self.0.push(n as u8 | 0x80);
+            n >>= 7;
+        }
+        self.0.push(n as u8);
+        self
+    }
+    /// A compact string of a flexible version: its length + 1, then its bytes.
+    pub fn compact_str(&mut self, s: &str) -> &mut Self {
+        self.uvarint(s.len() as u64 + 1);
+        self.0.extend_from_slice(s.as_bytes());
+        self
+    }
     pub fn bytes(&mut self, b: Option<&[u8]>) -> &mut Self {
         match b {
             None => self.i32(-1),
@@ -313,6 +328,9 @@ mod tests {
         assert!(Cursor(&[0, 5, b't', b'o']).str().is_err());
         // Flexible versions: 300 as an unsigned varint; two tagged fields then a byte.
         assert_eq!(Cursor(&[0xac, 0x02]).uvarint().unwrap(), 300);
+        let mut w = Buf::default();
+        w.uvarint(300).compact_str("ab");
+        assert_eq!(w.0, [0xac, 0x02, 3, b'a', b'b']);
         let mut c = Cursor(&[2, 0, 1, 9, 5, 2, 7, 7, 42]);
         c.tagged_fields().unwrap();
         assert_eq!(c.i8().unwrap(), 42);

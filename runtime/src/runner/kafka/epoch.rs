@@ -82,16 +82,11 @@ fn coordinator_of(answer: &[u8]) -> Result<String, Failed> {
 /// InitProducerId v3 (flexible): a new epoch of the transactional id's producer.
 fn init_request(txn: &str) -> Vec<u8> {
     let mut b = Buf::default();
-    // Compact nullable string: length + 1 as an unsigned varint (ids are short).
-    let mut n = txn.len() as u64 + 1;
-    while n >= 0x80 {
-        b.0.push(n as u8 | 0x80);
-        n >>= 7;
-    }
-    b.0.push(n as u8);
-    b.0.extend_from_slice(txn.as_bytes());
-    b.i32(TRANSACTION_TIMEOUT_MS).i64(-1).i16(-1); // no id or epoch of ours yet
-    b.0.push(0); // tagged fields
+    b.compact_str(txn)
+        .i32(TRANSACTION_TIMEOUT_MS)
+        .i64(-1)
+        .i16(-1) // no id or epoch of ours yet
+        .uvarint(0); // tagged fields
     b.0
 }
 
