@@ -296,7 +296,11 @@ impl Report {
                     let _ = writeln!(
                         s,
                         "| {} | {} | {:.1} | {:.1} | {:.2}x |",
-                        c.keys, c.codec, a as f64 / c.keys as f64, b as f64 / c.keys as f64, a as f64 / b as f64
+                        c.keys,
+                        c.codec,
+                        a as f64 / c.keys as f64,
+                        b as f64 / c.keys as f64,
+                        a as f64 / b as f64
                     );
                 }
             }
