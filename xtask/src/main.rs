@@ -138,6 +138,13 @@ fn test(args: &[String]) -> Result<(), String> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     run(fmt)?;
+    // The benchmark harness is a workspace of its own, which `--all` does not reach.
+    let mut bench_fmt = cargo();
+    bench_fmt
+        .args(["fmt", "--all", "--manifest-path"])
+        .arg(root().join("bench").join("Cargo.toml"))
+        .args(["--", "--check"]);
+    run(bench_fmt)?;
     let mut clippy = cargo();
     clippy.args([
         "clippy",
