@@ -32,13 +32,13 @@ fn disk_args<'a>(state_dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     a
 }
 
-/// Run files in a working directory (its marker and dirty marks aside).
+/// Run and scratch files in a working directory (its marker and dirty marks aside).
 fn store_files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(".run"))
+                .filter(|n| n.ends_with(".run") || n.ends_with(".spool"))
                 .collect()
         })
         .unwrap_or_default()
@@ -314,4 +314,156 @@ fn a_full_state_directory_stops_the_run_with_an_error_and_a_rerun_resumes() {
         assert_same_file(&reference.join(f), &crashed.join(f));
     }
     assert_stats(&latest_checkpoint(&crashed), &text, "full-disk");
+}
+
+/// A file store that counts the bytes it gives back whole from checkpoints and deltas
+/// (manifests are small), and which objects were streamed in.
+struct Watched {
+    inner: simplestream::store::FileStore,
+    read_whole: std::cell::Cell<u64>,
+    streamed: Vec<String>,
+    put_whole: Vec<String>,
+}
+
+mod watched {
+    use super::Watched;
+    use simplestream::names::{parse_name, EntryKind};
+    use simplestream::store::{CheckpointStore, PutStream, StageSpan, StoreError, StoredEntry};
+
+    impl CheckpointStore for Watched {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn put(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+            self.put_whole.push(name.to_string());
+            self.inner.put(name, bytes)
+        }
+        fn put_staged(
+            &mut self,
+            name: &str,
+            bytes: &[u8],
+            stages: &[StageSpan],
+        ) -> Result<(), StoreError> {
+            self.put_whole.push(name.to_string());
+            self.inner.put_staged(name, bytes, stages)
+        }
+        fn put_stream(&mut self, name: &str) -> Result<Box<dyn PutStream + '_>, StoreError> {
+            self.streamed.push(name.to_string());
+            self.inner.put_stream(name)
+        }
+        fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+            let bytes = self.inner.get(name)?;
+            if !matches!(parse_name(name), Some((_, EntryKind::Manifest))) {
+                self.read_whole
+                    .set(self.read_whole.get() + bytes.len() as u64);
+            }
+            Ok(bytes)
+        }
+        fn checksum(&self, name: &str) -> Result<(u64, u32), StoreError> {
+            self.inner.checksum(name)
+        }
+        fn list(&self) -> Result<Vec<StoredEntry>, StoreError> {
+            self.inner.list()
+        }
+        fn delete(&mut self, name: &str) -> Result<(), StoreError> {
+            self.inner.delete(name)
+        }
+        fn put_latest(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+            self.inner.put_latest(bytes)
+        }
+        fn get_latest(&self) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get_latest()
+        }
+    }
+}
+
+/// With the disk backend, background checkpoints (as the runner takes them) stream
+/// their bytes: each delta and whole checkpoint goes into the store through a stream,
+/// none is read back whole (retention checks a streamed one a chunk at a time), and the
+/// last one restores the state a memory-backend run of the same events has.
+#[test]
+fn checkpoints_of_a_spilled_state_are_streamed_and_never_read_back_whole() {
+    use simplestream::incremental::IncrementalConfig;
+    use simplestream::names::{parse_name, EntryKind};
+    use simplestream::spill::{self, DiskConfig, StateBackend};
+    use simplestream::store::{FileStore, FileStoreOptions};
+    use simplestream::{Codec, Coordinator, CoordinatorConfig, Pipeline};
+    use simplestream_examples::orders::{Order, Orders};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let order = |i: u64| Order {
+        customer: format!("C{:05}", i * 7919 % 20_000),
+        amount: (i % 13) as f64 + 0.5,
+        ts: 1_000 * i as i64,
+    };
+    let mut reference = Orders::new();
+    let mut out = Vec::new();
+    spill::set_state_backend(StateBackend::Disk(DiskConfig {
+        dir: state.clone(),
+        memory: 64 << 10,
+    }))
+    .unwrap();
+    let config = CoordinatorConfig {
+        every_events: None,
+        codec: Codec::Binary,
+        keep: 2,
+        ..CoordinatorConfig::default()
+    };
+    let store = Watched {
+        inner: FileStore::open(tmp.path(), "i", FileStoreOptions::default()).unwrap(),
+        read_whole: Default::default(),
+        streamed: Vec::new(),
+        put_whole: Vec::new(),
+    };
+    let mut c = Coordinator::new(store, config.clone());
+    c.set_incremental(Some(IncrementalConfig {
+        max_deltas: 3,
+        max_delta_ratio: f64::INFINITY,
+    }));
+    let mut p = Orders::new();
+    for round in 0..9u64 {
+        for i in round * 4_000..(round + 1) * 4_000 {
+            p.process(order(i), &mut out);
+            reference.process(order(i), &mut out);
+        }
+        c.begin_upload(&p, Default::default(), round as i64)
+            .unwrap();
+        c.finish_upload().unwrap().unwrap();
+    }
+    assert!(!store_files(&state).is_empty(), "no state spilled");
+    let latest = c.latest().unwrap().unwrap().file;
+    let store = c.into_store();
+    let kind = |n: &String| parse_name(n).map(|(_, k)| k);
+    let streamed: Vec<_> = store.streamed.iter().map(kind).collect();
+    let count = |k| streamed.iter().filter(|&&s| s == Some(k)).count();
+    assert_eq!(
+        (count(EntryKind::Whole), count(EntryKind::Delta)),
+        (3, 6),
+        "{:?}",
+        store.streamed
+    );
+    assert!(
+        store
+            .put_whole
+            .iter()
+            .all(|n| kind(n) == Some(EntryKind::Manifest)),
+        "written from memory: {:?}",
+        store.put_whole
+    );
+    assert_eq!(
+        store.read_whole.get(),
+        0,
+        "bytes of checkpoints read back whole"
+    );
+    drop(p);
+    assert!(store_files(&state).is_empty(), "scratch or run files left");
+    spill::set_state_backend(StateBackend::Memory).unwrap();
+    let mut c = Coordinator::new(store, config);
+    let r = c.recover::<Orders>().unwrap().unwrap();
+    assert_eq!(r.name, latest);
+    assert_eq!(
+        r.pipeline.stage_json("customer_stats"),
+        reference.stage_json("customer_stats")
+    );
 }

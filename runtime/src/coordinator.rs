@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -298,8 +299,11 @@ pub struct Prepared {
     pub manifest: Option<(String, Vec<u8>)>,
     /// Incremental checkpoints: what the next one builds on once this one is stored.
     pub chain: Option<Chain>,
-    /// Already in the store, streamed there during the pause (`encoded` is then empty).
+    /// Streamed during the pause into the store or into `spooled` (`encoded` is then
+    /// empty): its size and CRC-32.
     pub streamed: Option<envelope::Streamed>,
+    /// A delta in a scratch file, copied into the store with the rest of the checkpoint.
+    pub spooled: Option<std::sync::Arc<streaming::Spooled>>,
 }
 
 impl Prepared {
@@ -318,9 +322,11 @@ fn store_prepared<S: CheckpointStore>(
     keep: usize,
 ) -> Result<CheckpointInfo, CoordinatorError> {
     let started = crate::time::Stopwatch::start();
-    // A streamed checkpoint is in the store already; it was never whole in memory to
-    // decode first.
-    if p.streamed.is_none() {
+    // A streamed checkpoint was never whole in memory to decode first; one in the
+    // store already needs no copy.
+    if let Some(spool) = &p.spooled {
+        spool.upload(store, &p.name)?;
+    } else if p.streamed.is_none() {
         (p.self_check)(&p.encoded.bytes)
             .map_err(|source| CoordinatorError::Unrestorable { id: p.id, source })?;
         store.put_staged(&p.name, &p.encoded.bytes, &p.encoded.stages)?;
@@ -335,13 +341,21 @@ fn store_prepared<S: CheckpointStore>(
     })?;
     store.put_latest(&meta_bytes)?;
     crate::checkpoint_failpoint("after-latest-write");
-    // Whole checkpoints: the bytes just checked, if the store gives them back unchanged
-    // (a streamed one was not checked whole: retention reads it again).
-    let checked = (p.manifest.is_none() && p.streamed.is_none()).then(|| Checked {
-        name: &p.meta.file,
-        len: p.encoded.bytes.len(),
-        crc: crc32fast::hash(&p.encoded.bytes),
-    });
+    // Whole checkpoints: the bytes just checked or streamed, if the store gives them
+    // back unchanged (read a chunk at a time where the store can).
+    let checked = match (&p.manifest, p.streamed) {
+        (Some(_), _) => None,
+        (None, None) => Some(Checked {
+            name: &p.meta.file,
+            len: p.encoded.bytes.len(),
+            crc: crc32fast::hash(&p.encoded.bytes),
+        }),
+        (None, Some(s)) => Some(Checked {
+            name: &p.meta.file,
+            len: s.size as usize,
+            crc: s.crc32,
+        }),
+    };
     let deleted = apply_retention(store, &p.meta.file, keep, checked).unwrap_or_default();
     Ok(CheckpointInfo {
         id: p.id,
@@ -704,6 +718,7 @@ impl<S: CheckpointStore> Coordinator<S> {
             manifest: None,
             chain,
             streamed,
+            spooled: None,
         })
     }
 
@@ -722,18 +737,23 @@ impl<S: CheckpointStore> Coordinator<S> {
         let name = delta_name(now_ms, id, codec);
         let since = &chain.versions;
         let at = positions.clone();
-        // A delta holds the keys changed since the previous checkpoint, which are in
-        // memory for its encoding anyway: in the background its store write, fsyncs
-        // included, leaves the pause.
+        // In the background the store write, fsyncs included, leaves the pause: the
+        // delta is encoded into memory, or with the disk backend into a scratch file.
         let stream = self.streaming_store().filter(|_| !background);
-        let (encoded, streamed) = match stream {
-            Some(store) => {
+        let spool = streaming::spool_dir().filter(|_| background);
+        let (encoded, streamed, spooled) = match (stream, spool) {
+            (Some(store), _) => {
                 let s = envelope::store_delta(store, &name, pipeline, since, codec, id, now_ms, at)
                     .map_err(streaming::failed)?;
-                (streaming::nothing(), Some(s))
+                (streaming::nothing(), Some(s), None)
             }
-            None => (
+            (None, Some(dir)) => {
+                let s = streaming::Spooled::delta(&dir, pipeline, since, codec, id, now_ms, at)?;
+                (streaming::nothing(), Some(s.written()), Some(Arc::new(s)))
+            }
+            (None, None) => (
                 envelope::encode_delta(pipeline, since, codec, id, now_ms, at)?,
+                None,
                 None,
             ),
         };
@@ -762,6 +782,7 @@ impl<S: CheckpointStore> Coordinator<S> {
             self_check: self_check_delta::<P>,
             chain: Some(chain),
             streamed,
+            spooled,
         })
     }
 

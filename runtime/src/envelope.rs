@@ -41,6 +41,7 @@ use crate::pipeline::{Clock, Pipeline};
 use crate::upgrade::{self, RestoreOptions, StageAction, StageLayout};
 
 mod streamed;
+pub(crate) use streamed::stream_delta;
 pub use streamed::{store_delta, store_whole, StreamError, Streamed};
 
 /// The format version this build writes; it reads every version from 1 to this one.

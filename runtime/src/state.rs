@@ -268,16 +268,19 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
     where
         K: Ord + 'static,
     {
-        let mut v: Vec<(&K, &V)> = self
-            .map
-            .iter()
-            .filter(|(_, s)| s.changed > after)
-            .map(|(k, s)| (k, &s.value))
-            .collect();
+        let mut v: Vec<(&K, &V)> = self.changed_since(after).collect();
         if sorted {
             sort_entries(&mut v);
         }
         v
+    }
+
+    /// Entries changed after stamp `after`, in hash order, one at a time.
+    pub(crate) fn changed_since(&self, after: u64) -> impl Iterator<Item = (&K, &V)> + '_ {
+        self.map
+            .iter()
+            .filter(move |(_, s)| s.changed > after)
+            .map(|(k, s)| (k, &s.value))
     }
 
     /// Takes every entry out, in hash order. The history starts over: the next delta of

@@ -10,7 +10,7 @@ use crate::codec::chunked::Chunked;
 use crate::codec::{enc, CheckpointError, Codec, StageSpan, StageWriter};
 use crate::delta::Version;
 use crate::pipeline::Pipeline;
-use crate::store::{CheckpointStore, StoreError};
+use crate::store::{CheckpointStore, PutStream, StoreError};
 
 /// A checkpoint stored by streaming: its size and the CRC-32 of all its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +70,29 @@ pub fn store_delta<P: Pipeline, S: CheckpointStore + ?Sized>(
     })
 }
 
+/// [`store_delta`] into `sink` instead of a store's stream; also where each stage lies.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn stream_delta<P: Pipeline>(
+    sink: Box<dyn PutStream + '_>,
+    pipeline: &P,
+    since: &[Version],
+    codec: Codec,
+    checkpoint_id: u64,
+    timestamp: i64,
+    positions: BTreeMap<String, u64>,
+) -> Result<(Streamed, Vec<StageSpan>), StreamError> {
+    let header = header_of(
+        pipeline,
+        checkpoint_id,
+        timestamp,
+        positions,
+        Kind::Delta.format(),
+    );
+    stream_kind(sink, Kind::Delta, codec, &header, |w| {
+        pipeline.write_stage_deltas(since, w)
+    })
+}
+
 fn store_kind<S: CheckpointStore + ?Sized>(
     store: &mut S,
     name: &str,
@@ -78,7 +101,18 @@ fn store_kind<S: CheckpointStore + ?Sized>(
     header: &Header,
     write: impl FnOnce(&mut StageWriter<'_>) -> Result<(), CheckpointError>,
 ) -> Result<Streamed, StreamError> {
-    let out = Chunked::new(store.put_stream(name).map_err(StreamError::Store)?);
+    let sink = store.put_stream(name).map_err(StreamError::Store)?;
+    stream_kind(sink, kind, codec, header, write).map(|(s, _)| s)
+}
+
+fn stream_kind(
+    sink: Box<dyn PutStream + '_>,
+    kind: Kind,
+    codec: Codec,
+    header: &Header,
+    write: impl FnOnce(&mut StageWriter<'_>) -> Result<(), CheckpointError>,
+) -> Result<(Streamed, Vec<StageSpan>), StreamError> {
+    let out = Chunked::new(sink);
     let mut w = match codec {
         Codec::Json => json_head(out, header),
         Codec::Binary => binary_head(out, kind, header),
@@ -100,7 +134,7 @@ fn store_kind<S: CheckpointStore + ?Sized>(
         (r, None) => r?,
     };
     let size = out.commit(&stages).map_err(StreamError::Store)?;
-    Ok(Streamed { size, crc32 })
+    Ok((Streamed { size, crc32 }, stages))
 }
 
 /// `{header` without its closing brace: the stages go on as more fields.

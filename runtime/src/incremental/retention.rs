@@ -18,8 +18,9 @@ use crate::store::{CheckpointStore, StoreError, StoredEntry};
 /// checkpoint that restores (if none of the kept ones does, an older one that does
 /// stays too, with its pieces), or a name of a shape this crate does not write.
 ///
-/// `checked`: a whole checkpoint whose bytes were decoded before they were stored; read
-/// back with the same length and CRC-32 it restores, without being parsed again.
+/// `checked`: a whole checkpoint whose bytes were decoded before they were stored, or
+/// encoded straight into the store (its header's checksum taken over the same bytes);
+/// read back with the same length and CRC-32 it restores, without being parsed again.
 pub fn apply<S: CheckpointStore + ?Sized>(
     store: &mut S,
     latest: &str,
@@ -83,7 +84,8 @@ pub fn apply<S: CheckpointStore + ?Sized>(
     Ok(deleted)
 }
 
-/// A whole checkpoint whose bytes were checked to restore before they were stored.
+/// A whole checkpoint whose bytes were checked to restore before they were stored, or
+/// streamed into the store by the encoder.
 #[derive(Debug, Clone, Copy)]
 pub struct Checked<'a> {
     /// Its name in the store.
@@ -118,12 +120,14 @@ fn restorable<S: CheckpointStore + ?Sized>(
     listed: &[StoredEntry],
     checked: Option<Checked<'_>>,
 ) -> bool {
+    if let Some(c) = checked.filter(|c| c.name == name) {
+        return store
+            .checksum(name)
+            .is_ok_and(|(len, crc)| len == c.len as u64 && crc == c.crc);
+    }
     let Ok(bytes) = store.get(name) else {
         return false;
     };
-    if let Some(c) = checked.filter(|c| c.name == name) {
-        return bytes.len() == c.len && crc32fast::hash(&bytes) == c.crc;
-    }
     match parse_name(name) {
         Some((_, EntryKind::Manifest)) => Manifest::decode(&bytes).is_ok_and(|m| {
             m.pieces

@@ -186,6 +186,9 @@ impl<S: CheckpointStore> CheckpointStore for FencedStore<S> {
     fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         self.inner.get(name)
     }
+    fn checksum(&self, name: &str) -> Result<(u64, u32), StoreError> {
+        self.inner.checksum(name)
+    }
     fn list(&self) -> Result<Vec<StoredEntry>, StoreError> {
         self.inner.list()
     }

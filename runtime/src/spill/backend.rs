@@ -139,10 +139,15 @@ pub(crate) fn marks_file_name(n: u64) -> String {
     format!("spill-{}-{n}.marks", std::process::id())
 }
 
+/// The name of a scratch file: `spill-<pid>-<n>.spool`.
+pub(crate) fn scratch_file_name(n: u64) -> String {
+    format!("spill-{}-{n}.spool", std::process::id())
+}
+
 /// The process id in the name of a file we write (`.redb` files are an older layout's).
 fn store_file_pid(name: &str) -> Option<u32> {
     let rest = name.strip_prefix("spill-")?;
-    let rest = [".run", ".redb", ".marks", ".marks-new"]
+    let rest = [".run", ".redb", ".marks", ".marks-new", ".spool"]
         .iter()
         .find_map(|s| rest.strip_suffix(s))?;
     let mut parts = rest.split('-');
@@ -214,13 +219,15 @@ mod tests {
         prepare_dir(d.path()).unwrap();
         // Pid 0 is never a process that left files; our own pid is alive.
         let dead = d.path().join("spill-0-1-4.run");
+        let spool = d.path().join("spill-0-2.spool");
         let ours = d.path().join(run_file_name(7, 3));
         let other = d.path().join("spill-notes.redb");
-        for f in [&dead, &ours, &other] {
+        for f in [&dead, &spool, &ours, &other] {
             std::fs::write(f, b"x").unwrap();
         }
         prepare_dir(d.path()).unwrap();
         assert_eq!(dead.exists(), !Path::new("/proc/self").exists());
+        assert_eq!(spool.exists(), dead.exists());
         assert!(ours.exists() && other.exists());
     }
 }

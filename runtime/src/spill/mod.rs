@@ -17,6 +17,7 @@ mod batch;
 #[cfg(feature = "disk")]
 mod bloom;
 mod budget;
+mod delta;
 mod failure;
 #[cfg(feature = "disk")]
 mod key_order;
@@ -26,6 +27,7 @@ mod marks;
 mod merge;
 #[cfg(feature = "disk")]
 mod run;
+mod scratch;
 mod serde_impls;
 #[cfg(feature = "disk")]
 mod tier;
@@ -46,6 +48,7 @@ pub use backend::{parse_size, set_state_backend, state_backend, DiskConfig, Stat
 use batch::Batch;
 use budget::Budget;
 pub use failure::failure;
+pub(crate) use scratch::Scratch;
 use tier::Tier;
 
 /// Keyed state that can spill to disk: the state of a running `key_by ... aggregate`.

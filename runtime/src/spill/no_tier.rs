@@ -37,7 +37,11 @@ impl Tier {
         #[allow(unreachable_code)]
         Ok(std::iter::empty())
     }
-    pub(crate) fn changed_after(&self, _: u64) -> Result<Vec<Victim>, TierError> {
+    pub(crate) fn changed_after(
+        &self,
+        _: u64,
+        _: impl FnMut(&[u8], &[u8]) -> Result<(), TierError>,
+    ) -> Result<(), TierError> {
         match *self {}
     }
     pub(crate) fn ack(&self, _: u64) {

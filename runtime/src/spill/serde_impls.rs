@@ -45,7 +45,8 @@ where
         Ok(v)
     }
 
-    /// Entries changed after stamp `after`, in memory and on disk.
+    /// Entries changed after stamp `after`, in memory and on disk (all held at once:
+    /// for readable deltas, which are sorted).
     fn changed_after(&self, after: u64) -> Result<Owned<'_, K, V>, String> {
         let mut v: Owned<'_, K, V> = self
             .mem
@@ -54,12 +55,13 @@ where
             .map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v)))
             .collect();
         if let Some(tier) = self.disk.as_ref().and_then(|d| d.tier.as_ref()) {
-            for (k, _, val) in tier.changed_after(after)? {
-                let k: K = super::decode(&k)?;
+            tier.changed_after(after, |k, val| {
+                let k: K = super::decode(k)?;
                 if !self.mem.contains(&k) {
-                    v.push((Cow::Owned(k), Cow::Owned(super::decode(&val)?)));
+                    v.push((Cow::Owned(k), Cow::Owned(super::decode(val)?)));
                 }
-            }
+                Ok(())
+            })?;
             // Changes up to `after` are in the checkpoint a delta is taken against.
             tier.ack(after);
         }
@@ -135,10 +137,10 @@ where
 }
 
 /// The delta of a [`SpillState`], written as a [`KeyedState`]'s is; `upserts` is a map.
-struct View<'a, K, U> {
-    reset: bool,
-    upserts: U,
-    removed: Vec<&'a K>,
+pub(super) struct View<'a, K, U> {
+    pub(super) reset: bool,
+    pub(super) upserts: U,
+    pub(super) removed: Vec<&'a K>,
 }
 
 impl<K: Serialize, U: Serialize> Serialize for View<'_, K, U> {
@@ -171,33 +173,34 @@ where
         if self.disk.as_ref().is_none_or(|d| d.tier.is_none()) {
             return self.mem.write_delta(since, name, w);
         }
-        let sorted = w.codec() == Codec::Json;
         let now = self.mem.version();
         let after = since
             .filter(|v| v.lineage == now.lineage && v.changes <= now.changes)
             .map(|v| v.changes);
-        let bad = |detail: String| CheckpointError::Encode { detail };
-        if after.is_none() && !sorted {
-            // Every entry, streamed from disk as a whole binary checkpoint is.
-            let view = View {
-                reset: true,
-                upserts: self,
-                removed: Vec::<&K>::new(),
+        if w.codec() == Codec::Binary {
+            let Some(a) = after else {
+                // Every entry, streamed from disk as a whole binary checkpoint is.
+                let view = View {
+                    reset: true,
+                    upserts: self,
+                    removed: Vec::<&K>::new(),
+                };
+                return w.field(name, &view);
             };
-            return w.field(name, &view);
+            return super::delta::write_changes(self, a, name, w);
         }
+        // Readable deltas are sorted: every entry they hold is in memory at once.
+        let bad = |detail: String| CheckpointError::Encode { detail };
         let (reset, mut upserts, mut removed) = match after {
-            None => (true, self.all(sorted).map_err(bad)?, Vec::new()),
+            None => (true, self.all(true).map_err(bad)?, Vec::new()),
             Some(a) => (
                 false,
                 self.changed_after(a).map_err(bad)?,
                 self.mem.removed_after(a),
             ),
         };
-        if sorted {
-            upserts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            removed.sort_unstable();
-        }
+        upserts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        removed.sort_unstable();
         let view = View {
             reset,
             upserts: Map(&upserts),

@@ -56,7 +56,29 @@ fn delta(s: &S, since: Version, codec: Codec) -> KeyedDelta<u16, u64> {
     let mut w = StageWriter::new(codec, &mut out);
     s.write_delta(Some(since), "s", &mut w).unwrap();
     w.finish();
+    if codec == Codec::Binary {
+        assert_keys_once(&out);
+    }
     read::<D>(codec, &out).unwrap().s
+}
+
+/// A binary delta names each key once (a map decoded into a hash map would hide a
+/// repeat): postcard writes a map as a sequence of pairs, read as such here.
+fn assert_keys_once(binary: &[u8]) {
+    #[derive(serde::Deserialize)]
+    struct Pairs {
+        _reset: bool,
+        upserts: Vec<(u16, u64)>,
+        _removed: Vec<u16>,
+    }
+    let p: Pairs = read(Codec::Binary, binary).unwrap();
+    let keys: std::collections::BTreeSet<u16> = p.upserts.iter().map(|e| e.0).collect();
+    assert_eq!(
+        keys.len(),
+        p.upserts.len(),
+        "a key twice in {:?}",
+        p.upserts
+    );
 }
 
 fn contents(s: &S) -> BTreeMap<u16, u64> {

@@ -205,24 +205,32 @@ impl Tier {
         }))
     }
 
-    /// Entries on disk changed after stamp `after` (key bytes, stamp, value bytes), once
-    /// each, stale copies of keys in memory included: the caller skips those.
-    pub(crate) fn changed_after(&self, after: u64) -> Result<Vec<Victim>, TierError> {
-        let mut out = Vec::new();
+    /// Calls `f` with each entry on disk changed after stamp `after` (key bytes, value
+    /// bytes), in the order of its dirty marks, stale copies of keys in memory included:
+    /// the caller skips those. Nothing is gathered, so a delta of millions of evicted
+    /// changes holds one entry at a time.
+    ///
+    /// Each entry comes once: a mark names one eviction of one change, and a key comes
+    /// back from disk only to be changed, so its next eviction has a new stamp (an older
+    /// mark then no longer matches the newest copy's stamp).
+    pub(crate) fn changed_after(
+        &self,
+        after: u64,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<(), TierError>,
+    ) -> Result<(), TierError> {
         for m in self.marks.read_after(after)? {
             let (marked, key) = m?;
             if marked <= after || self.pending.contains(&key) {
                 continue;
             }
             // A mark whose entry has another stamp was overwritten by a later eviction.
-            match self.get(&key)? {
-                Some((stamp, value)) if stamp == marked => out.push((key, stamp, value)),
-                _ => {}
+            if let Some((stamp, value)) = self.get(&key)? {
+                if stamp == marked {
+                    f(&key, &value)?;
+                }
             }
         }
-        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        out.dedup_by(|a, b| a.0 == b.0);
-        Ok(out)
+        Ok(())
     }
 
     /// Changes up to `stamp` are in a stored checkpoint: no delta needs them again.

@@ -581,6 +581,13 @@ impl CheckpointStore for FileStore {
             .map_err(|e| StoreError::io(ACTION, self.path_of(name), &e))
     }
 
+    fn checksum(&self, name: &str) -> Result<(u64, u32), StoreError> {
+        const ACTION: &str = "reading checkpoint";
+        self.check_name(ACTION, name)?;
+        let path = self.dir.join(name);
+        safe_fs::checksum_regular(&path).map_err(|e| StoreError::io(ACTION, self.path_of(name), &e))
+    }
+
     fn list(&self) -> Result<Vec<StoredEntry>, StoreError> {
         const ACTION: &str = "listing checkpoints";
         let rd =

@@ -14,6 +14,7 @@ mod memory;
 pub use memory::MemoryStore;
 
 mod stream;
+pub(crate) use stream::past_end;
 pub use stream::PutStream;
 
 #[cfg(feature = "native")]
@@ -85,6 +86,12 @@ pub trait CheckpointStore {
     }
     /// Reads a checkpoint.
     fn get(&self, name: &str) -> Result<Vec<u8>, StoreError>;
+    /// The length and CRC-32 of a checkpoint's bytes. The default reads them whole; the
+    /// file store reads a chunk at a time (a checkpoint of a state larger than memory).
+    fn checksum(&self, name: &str) -> Result<(u64, u32), StoreError> {
+        let bytes = self.get(name)?;
+        Ok((bytes.len() as u64, crc32fast::hash(&bytes)))
+    }
     /// Every checkpoint (not `latest`), sorted by name, oldest first.
     fn list(&self) -> Result<Vec<StoredEntry>, StoreError>;
     /// Deletes a checkpoint; deleting a missing one is not an error.
@@ -120,6 +127,9 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for Box<S> {
     }
     fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         (**self).get(name)
+    }
+    fn checksum(&self, name: &str) -> Result<(u64, u32), StoreError> {
+        (**self).checksum(name)
     }
     fn list(&self) -> Result<Vec<StoredEntry>, StoreError> {
         (**self).list()
