@@ -1,167 +1,154 @@
-//! `cargo xtask kafka-bench [--quick]`: the `orders` program reading from a Kafka topic
-//! against reading the same events from a file, and writing its output to a topic
-//! against writing it to a file, in one run (tansu on 127.0.0.1, in memory).
+//! `cargo xtask kafka-bench [--quick] [--runs N] [--baseline BIN]`: the `orders`
+//! program reading from a Kafka topic against reading the same events from a file, and
+//! writing its output to a topic against writing it to a file, in one run (tansu on
+//! 127.0.0.1, in memory).
 //!
 //! The events are produced to a 4-partition topic before any run starts; every run has
-//! file checkpoints (binary) every 100 000 events, so the only difference is where events come from
-//! or where rows go. Events/s is the program's own summary (`this run, N/s`); each
-//! configuration runs 3 times and the best counts. Where the time goes: the program's
-//! CPU seconds (`/usr/bin/time`) and the broker's (`/proc`) in the best run, per
-//! event. Writes `target/bench/kafka.md`.
+//! file checkpoints (binary) every 100 000 events, so the only difference is where
+//! events come from or where rows go. Each configuration runs `--runs` times (5),
+//! interleaved, so a load that comes and goes hits every configuration alike. Per
+//! configuration the report gives the median and best events/s (the program's own
+//! summary, `this run, N/s`), the CPU seconds of the program (`/usr/bin/time`) and of
+//! the broker (`/proc`) per event, and the ratios against file -> file: in wall time,
+//! and in events per CPU second of program + broker, which a busy machine moves far
+//! less. Writes `target/bench/kafka.md`.
 //!
 //! `--baseline BIN` also runs another build of `orders` (file -> file, Kafka -> file and
 //! file -> Kafka) interleaved with this one's: a before/after comparison over the same
 //! topic in the same minutes.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io::BufRead;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::client::ClientBuilder;
 use rskafka::record::Record;
 
+use crate::kafka_report::{report, Config, Measured, Shape};
 use crate::scale_bench::{cpu_of, load, time_cpu};
 use crate::stores::{fresh_dir, release_orders, start_tansu};
 use crate::{root, tools};
 
 const PARTITIONS: i32 = 4;
-const RUNS: usize = 3;
+pub const RUNS: usize = 5;
+
+/// What the command line asks for.
+struct Options {
+    quick: bool,
+    runs: usize,
+    baseline: Option<PathBuf>,
+}
+
+fn options(args: &[String]) -> Result<Options, String> {
+    let value = |flag: &str| args.iter().position(|a| a == flag).map(|i| args.get(i + 1));
+    let baseline = match value("--baseline") {
+        Some(Some(b)) => Some(PathBuf::from(b)),
+        Some(None) => return Err("--baseline needs the path of another orders binary".into()),
+        None => None,
+    };
+    let runs = match value("--runs") {
+        Some(Some(n)) => n
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("--runs {n}: expected a number of runs, 1 or more"))?,
+        Some(None) => return Err("--runs needs a number".into()),
+        None => RUNS,
+    };
+    Ok(Options {
+        quick: args.iter().any(|a| a == "--quick"),
+        runs,
+        baseline,
+    })
+}
 
 pub fn run_kafka_bench(args: &[String]) -> Result<(), String> {
-    let quick = args.iter().any(|a| a == "--quick");
-    let baseline = args
-        .iter()
-        .position(|a| a == "--baseline")
-        .map(|i| {
-            args.get(i + 1)
-                .map(std::path::PathBuf::from)
-                .ok_or("--baseline needs the path of another orders binary")
-        })
-        .transpose()?;
+    let opts = options(args)?;
     let bin = tools::ensure()?;
     crate::build_release_binaries()?;
-    let orders = release_orders();
     let work = fresh_dir("target/bench/kafka")?;
     let (tansu, port) = start_tansu(&bin)?;
-    let events: u64 = if quick { 300_000 } else { 2_000_000 };
+    let events: u64 = if opts.quick { 300_000 } else { 2_000_000 };
     let input = work.join("orders.jsonl");
     crate::gen::write_orders(&input, events, 10_000, 7)?;
     let addr = format!("127.0.0.1:{port}");
     fill_topic(&addr, "bench-in", &input, PARTITIONS, |i, _| {
         i % PARTITIONS as usize
     })?;
-    let kafka = |t: &str| format!("kafka://{addr}/{t}");
-    let file = input.display().to_string();
-    let mut configs = vec![
-        ("file", "file", file.clone(), None, orders.clone()),
-        ("kafka", "file", kafka("bench-in"), None, orders.clone()),
-        (
-            "file",
-            "kafka",
-            file.clone(),
-            Some("bench-out"),
-            orders.clone(),
-        ),
-    ];
-    if let Some(b) = &baseline {
-        configs.push(("file", "file", file.clone(), None, b.clone()));
-        configs.push(("kafka", "file", kafka("bench-in"), None, b.clone()));
-        configs.push((
-            "file",
-            "kafka",
-            file.clone(),
-            Some("bench-base-out"),
-            b.clone(),
-        ));
-    }
-    let mut best = BTreeMap::new();
-    for run in 0..RUNS {
-        for (i, (from, to, input, topic, bin)) in configs.iter().enumerate() {
-            let dir = work.join(format!("{from}-{to}-{run}-{i}"));
-            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-            let output = match topic {
-                Some(t) => kafka(&format!("{t}-{run}")),
-                None => dir.join("out.jsonl").display().to_string(),
-            };
-            let broker_before = cpu_of(tansu.pid());
-            let (eps, cpu) = run_orders(bin, &dir, input, &output)?;
-            let m = Measured {
-                eps,
-                cpu,
-                broker: cpu_of(tansu.pid()) - broker_before,
-                load: load(),
-            };
+    let configs = configs(&addr, &input, opts.baseline.as_deref());
+    let mut runs: Vec<Vec<Measured>> = vec![Vec::new(); configs.len()];
+    for run in 0..opts.runs {
+        for (i, c) in configs.iter().enumerate() {
+            let dir = work.join(format!("run-{run}-{i}"));
+            let m = measure(c, &dir, run, tansu.pid())?;
             eprintln!(
-                "{from} -> {to}{} (run {}): {eps:.0} events/s, orders {cpu:.2} CPU s, broker {:.2} CPU s",
-                if i >= 3 { " (baseline)" } else { "" },
+                "{} (run {}): {:.0} events/s, orders {:.2} CPU s, broker {:.2} CPU s, load {:.1}",
+                c.name(),
                 run + 1,
-                m.broker
+                m.eps,
+                m.cpu,
+                m.broker,
+                m.load
             );
-            let e = best.entry(i).or_insert(Measured::default());
-            if m.eps > e.eps {
-                *e = m;
-            }
+            runs[i].push(m);
+            // The output files add up to gigabytes over the runs.
+            std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
     }
-    let base = best[&0].eps;
-    let mut md = String::new();
-    writeln!(md, "# Kafka as input and output\n\n`cargo xtask kafka-bench{}`: the release `orders` program over {events} events (10 000 customers), binary file checkpoints every 100 000 events, tansu on 127.0.0.1 with in-memory storage, input topic with {PARTITIONS} partitions filled before the runs, output topic created by the program (1 partition). Best of {RUNS} runs each, interleaved. CPU: user + system seconds of `orders` and of the broker during that run, in microseconds per event.\n", if quick { " --quick" } else { "" }).unwrap();
-    writeln!(
-        md,
-        "| input | output | events/s | vs file to file | target | orders CPU µs/event | broker CPU µs/event | load |"
-    )
-    .unwrap();
-    writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|").unwrap();
-    for (i, (from, to, _, _, _)) in configs.iter().enumerate() {
-        let m = best[&i];
-        let r = m.eps / if i >= 3 { best[&3].eps } else { base };
-        let to = if i >= 3 {
-            format!("{to} (baseline)")
-        } else {
-            to.to_string()
-        };
-        let target = if i == 0 || i == 3 {
-            "-".to_string()
-        } else {
-            format!(">= 0.7x {}", if r >= 0.7 { "met" } else { "**missed**" })
-        };
-        let per_event = |s: f64| s * 1e6 / events as f64;
-        writeln!(
-            md,
-            "| {from} | {to} | {:.0} | {r:.2}x | {target} | {:.2} | {:.2} | {:.1} |",
-            m.eps,
-            per_event(m.cpu),
-            per_event(m.broker),
-            m.load
-        )
-        .unwrap();
-    }
-    if let Some(b) = &baseline {
-        writeln!(
-            md,
-            "\nBaseline rows: `{}`, its ratios against its own file -> file.",
-            b.display()
-        )
-        .unwrap();
-    }
+    let shape = Shape {
+        quick: opts.quick,
+        events,
+        partitions: PARTITIONS,
+        runs: opts.runs,
+    };
+    let md = report(&shape, &configs, &runs, opts.baseline.as_deref());
     let out = root().join("target/bench/kafka.md");
     std::fs::write(&out, &md).map_err(|e| format!("writing {}: {e}", out.display()))?;
     println!("{md}");
     Ok(())
 }
 
-/// One configuration's best run.
-#[derive(Debug, Default, Clone, Copy)]
-struct Measured {
-    eps: f64,
-    /// CPU seconds of `orders`.
-    cpu: f64,
-    /// CPU seconds of the broker.
-    broker: f64,
-    load: f64,
+/// This build's three configurations, then the baseline's.
+fn configs(addr: &str, input: &Path, baseline: Option<&Path>) -> Vec<Config> {
+    let kafka_in = format!("kafka://{addr}/bench-in");
+    let file = input.display().to_string();
+    let mut builds = vec![(release_orders(), false, "bench-out")];
+    if let Some(b) = baseline {
+        builds.push((b.to_path_buf(), true, "bench-base-out"));
+    }
+    let mut out = Vec::new();
+    for (bin, baseline, topic) in builds {
+        let config = |from, input: &str, to: Option<&str>| Config {
+            from,
+            input: input.to_string(),
+            out_topic: to.map(|t| format!("kafka://{addr}/{t}")),
+            bin: bin.clone(),
+            baseline,
+        };
+        out.push(config("file", &file, None));
+        out.push(config("kafka", &kafka_in, None));
+        out.push(config("file", &file, Some(topic)));
+    }
+    out
+}
+
+/// One run of `c` in `dir`; output topics get a name of their own per run.
+fn measure(c: &Config, dir: &Path, run: usize, broker: u32) -> Result<Measured, String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let output = match &c.out_topic {
+        Some(t) => format!("{t}-{run}"),
+        None => dir.join("out.jsonl").display().to_string(),
+    };
+    let broker_before = cpu_of(broker);
+    let (eps, cpu) = run_orders(&c.bin, dir, &c.input, &output)?;
+    Ok(Measured {
+        eps,
+        cpu,
+        broker: cpu_of(broker) - broker_before,
+        load: load(),
+    })
 }
 
 /// Runs `orders`; its events/s and CPU seconds.

@@ -13,6 +13,7 @@ mod demo;
 mod demo_scale;
 mod gen;
 mod kafka_bench;
+mod kafka_report;
 mod playground;
 mod scale_bench;
 mod stores;
@@ -37,7 +38,7 @@ fn main() -> ExitCode {
         Some("tools") => tools::ensure().map(|d| eprintln!("servers in {}", d.display())),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  demo   run the orders pipeline, kill it with SIGKILL, restart it, compare with an uninterrupted run\n  demo-scale  two orders instances in one Kafka consumer group: one killed with SIGKILL, the other takes its partitions over, output compared\n  test   run everything CI checks (fmt, clippy, unit/integration/doc tests, compile-fail tests, crash tests)\n  gen    write sample orders: cargo xtask gen FILE [COUNT] [CUSTOMERS] [SEED]\n  store-bench  pause and upload time per checkpoint in the file, S3 and Kafka stores, inline and background [--quick]\n  kafka-bench  orders reading from / writing to a Kafka topic vs a file, in one run [--quick] [--baseline ORDERS_BIN]\n  scale-bench  orders over a 2-partition topic: one instance vs two sharing it by partition [--quick]\n  tools  install the S3, Kafka and Azure servers the remote-store tests use (target/tools/)\n  bench  throughput, checkpoint-cost and memory benchmarks (bench/); --quick for a short run; report in target/bench/\n  playground  build the browser playground and serve it on http://127.0.0.1:8080 [--port N] [--build-only --out DIR]"
+                "usage: cargo xtask <command>\n\n  demo   run the orders pipeline, kill it with SIGKILL, restart it, compare with an uninterrupted run\n  demo-scale  two orders instances in one Kafka consumer group: one killed with SIGKILL, the other takes its partitions over, output compared\n  test   run everything CI checks (fmt, clippy, unit/integration/doc tests, compile-fail tests, crash tests)\n  gen    write sample orders: cargo xtask gen FILE [COUNT] [CUSTOMERS] [SEED]\n  store-bench  pause and upload time per checkpoint in the file, S3 and Kafka stores, inline and background [--quick]\n  kafka-bench  orders reading from / writing to a Kafka topic vs a file, in one run, 5 interleaved runs each (median, best, CPU) [--quick] [--runs N] [--baseline ORDERS_BIN]\n  scale-bench  orders over a 2-partition topic: one instance vs two sharing it by partition [--quick]\n  tools  install the S3, Kafka and Azure servers the remote-store tests use (target/tools/)\n  bench  throughput, checkpoint-cost and memory benchmarks (bench/); --quick for a short run; report in target/bench/\n  playground  build the browser playground and serve it on http://127.0.0.1:8080 [--port N] [--build-only --out DIR]"
             );
             return ExitCode::from(2);
         }

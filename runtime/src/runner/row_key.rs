@@ -2,11 +2,6 @@
 //! several partitions): the value of its sink stage's key column, read back from the
 //! row as written.
 
-use std::fmt;
-
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde_json::value::RawValue;
-
 use crate::plan::{Plan, State};
 
 /// Each sink's key column: the key of its stage's state. A window over all events, a
@@ -33,9 +28,10 @@ impl RowKeys {
         let Some(&(_, column)) = self.columns.iter().find(|(s, _)| *s == sink) else {
             return false;
         };
-        let mut de = serde_json::Deserializer::from_slice(line);
-        let find = Find { column, out };
-        de.deserialize_map(find).unwrap_or(false)
+        // The row is our own encoder's JSON: read only as far as the key's field.
+        field(line, column.as_bytes())
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .is_some_and(|v| text_of(v, out))
     }
 }
 
@@ -49,35 +45,78 @@ fn key_column(state: &State) -> Option<&'static str> {
     }
 }
 
-/// Visits a JSON object for the field named `column`.
-struct Find<'a> {
-    column: &'a str,
-    out: &'a mut Vec<u8>,
+/// The JSON text of field `name` of the object `json`, scanned only up to that field
+/// (names compared as written, unescaped); `None` if it is not there or `json` is not
+/// an object.
+fn field<'a>(json: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let mut i = skip_ws(json, 0);
+    if json.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(json, i + 1);
+    while json.get(i) == Some(&b'"') {
+        let key_end = string_end(json, i)?;
+        let key = &json[i + 1..key_end - 1];
+        i = skip_ws(json, key_end);
+        if json.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = skip_ws(json, i + 1);
+        let end = value_end(json, start)?;
+        if key == name {
+            return Some(&json[start..end]);
+        }
+        i = skip_ws(json, end);
+        if json.get(i) != Some(&b',') {
+            return None;
+        }
+        i = skip_ws(json, i + 1);
+    }
+    None
 }
 
-impl<'de> Visitor<'de> for Find<'_> {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
+/// The index after the string that starts (with its quote) at `start`.
+fn string_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    loop {
+        let n = memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
+        if b[i + n] == b'"' {
+            return Some(i + n + 1);
+        }
+        i += n + 2; // an escape: the backslash and the byte after it
     }
+}
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        while let Some(is_key) = map.next_key_seed(NameIs(self.column))? {
-            if !is_key {
-                map.next_value::<IgnoredAny>()?;
+/// The index after the value that starts at `start`: a string, an object or array
+/// (strings inside them skipped whole), or a scalar up to the next `,`, `}` or space.
+fn value_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    loop {
+        match *b.get(i)? {
+            b'"' => {
+                i = string_end(b, i)?;
+                if depth == 0 {
+                    return Some(i);
+                }
                 continue;
             }
-            let raw: &RawValue = map.next_value()?;
-            let found = text_of(raw.get(), self.out);
-            // The parser checks the object is read to its end.
-            while map.next_key::<IgnoredAny>()?.is_some() {
-                map.next_value::<IgnoredAny>()?;
-            }
-            return Ok(found);
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' if depth > 1 => depth -= 1,
+            b'}' | b']' if depth == 1 => return Some(i + 1),
+            b',' | b'}' | b']' if depth == 0 => return (i > start).then_some(i),
+            c if depth == 0 && c.is_ascii_whitespace() => return Some(i),
+            _ => {}
         }
-        Ok(false)
+        i += 1;
     }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    i
 }
 
 /// The key's bytes: a string unquoted and unescaped, anything else as JSON text.
@@ -94,26 +133,6 @@ fn text_of(json: &str, out: &mut Vec<u8>) -> bool {
         None => out.extend_from_slice(json.as_bytes()),
     }
     true
-}
-
-/// A field name, compared with the column without being copied.
-struct NameIs<'a>(&'a str);
-
-impl<'de> DeserializeSeed<'de> for NameIs<'_> {
-    type Value = bool;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for NameIs<'_> {
-    type Value = bool;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a field name")
-    }
-    fn visit_str<E>(self, v: &str) -> Result<bool, E> {
-        Ok(v == self.0)
-    }
 }
 
 #[cfg(test)]
@@ -174,5 +193,22 @@ mod tests {
         assert_eq!(key("per_customer", r#"{"n":1}"#), None, "not in the row");
         assert_eq!(key("per_customer", r#"{"customer":null}"#), None);
         assert_eq!(key("late", r#"{"customer":"C1"}"#), None, "not a sink");
+        // Values skipped whole, whatever they hold, and space between tokens.
+        let tricky = r#"{ "s" : "}\",{\\" , "n":{"customer":"inner","a":[1,{"b":"]"}]}, "customer" : "C2" }"#;
+        assert_eq!(key("per_customer", tricky).as_deref(), Some("C2"));
+        assert_eq!(
+            key("by_shard", r#"{"n":[1,2],"shard":-4.5e3}"#).as_deref(),
+            Some("-4.5e3")
+        );
+        assert_eq!(
+            key("per_customer", r#"{"n":1,"customer""#),
+            None,
+            "cut short"
+        );
+        assert_eq!(
+            key("per_customer", r#"["customer","C1"]"#),
+            None,
+            "not an object"
+        );
     }
 }

@@ -91,22 +91,25 @@ impl Fetcher {
     }
 }
 
-/// The records at `at` and after, read into `answer` (whole batches come back: those
-/// before are left out), asking for more bytes when a batch is bigger than the first
-/// request allows; `None` if the partition does not hold offset `at`. While the broker
-/// does not answer, waits and retries, reported through `client`.
+/// The records at `at` and after, read into `answer` and listed in `recs` (cleared;
+/// whole batches come back: records before `at` are left out), asking for more bytes
+/// when a batch is bigger than the first request allows; false if the partition does
+/// not hold offset `at`. While the broker does not answer, waits and retries, reported
+/// through `client`.
 pub(super) fn read_from(
     fetcher: &mut Fetcher,
     client: &Client,
     at: i64,
     answer: &mut Vec<u8>,
+    recs: &mut Vec<Rec>,
     what: &str,
-) -> Result<Option<Vec<Rec>>, String> {
+) -> Result<bool, String> {
     let mut max = FETCH_BYTES;
     loop {
+        recs.clear();
         let (records, high) = match fetcher.fetch(at, max, FETCH_WAIT_MS, answer) {
             Ok(Fetched::Records { records, high }) => (records, high),
-            Ok(Fetched::OutOfRange) => return Ok(None),
+            Ok(Fetched::OutOfRange) => return Ok(false),
             Err(Failed::Transient(why)) => {
                 client.not_answering(what, &why);
                 continue;
@@ -116,8 +119,7 @@ pub(super) fn read_from(
             Err(Failed::Fenced(code)) => return Err(format!("{}: {what}: {code}", client.url())),
         };
         client.answering(what);
-        let mut recs = Vec::new();
-        decode(answer, records, at, &mut recs).map_err(|bad| {
+        decode(answer, records, at, recs).map_err(|bad| {
             format!(
                 "{}: topic {} partition {} offset {}: {}{STOPPED}",
                 client.url(),
@@ -131,7 +133,7 @@ pub(super) fn read_from(
             max = (max * 2).min(MAX_FETCH_BYTES);
             continue;
         }
-        return Ok(Some(recs));
+        return Ok(true);
     }
 }
 

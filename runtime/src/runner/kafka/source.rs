@@ -35,12 +35,17 @@ struct Part<E> {
     id: i32,
     /// Fetches made ahead by this partition's reader thread.
     rx: Receiver<Ahead>,
-    /// Answer buffers handed back to the reader.
-    spare: Sender<Vec<u8>>,
+    /// Buffers handed back to the reader.
+    spare: Sender<Chunk>,
     /// Offset of the next record to hand out.
     next: i64,
-    /// Fetched, parsed, not handed out yet, with each one's event time.
-    buf: VecDeque<(i64, Polled<E>)>,
+    /// The fetch being handed out; its records from `at` on are not parsed yet. Each
+    /// is parsed when it becomes the partition's head, just before the pipeline takes
+    /// it, while its bytes are still in cache.
+    chunk: Chunk,
+    at: usize,
+    /// The next record, parsed, with its event time (and one put back by `unpoll`).
+    head: VecDeque<(i64, Polled<E>)>,
     /// Bounded run: a fetch at `next` found nothing, so this partition is read.
     done: bool,
     /// When a fetch last found nothing after records came (follow mode).
@@ -143,7 +148,9 @@ impl<E: DeserializeOwned> KafkaSource<E> {
                 rx,
                 spare,
                 next,
-                buf: VecDeque::new(),
+                chunk: Chunk::default(),
+                at: 0,
+                head: VecDeque::new(),
                 done: false,
                 empty_since: None,
             });
@@ -170,7 +177,7 @@ impl<E: DeserializeOwned> KafkaSource<E> {
     pub fn poll(&mut self) -> Result<Poll<E>, String> {
         for i in 0..self.parts.len() {
             let p = &self.parts[i];
-            if p.buf.is_empty() && !p.done {
+            if p.head.is_empty() && !p.done {
                 self.fill(i)?;
             }
         }
@@ -182,13 +189,13 @@ impl<E: DeserializeOwned> KafkaSource<E> {
             .parts
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| p.buf.front().map(|(t, _)| (*t, i)))
+            .filter_map(|(i, p)| p.head.front().map(|(t, _)| (*t, i)))
             .min();
         let Some((_, i)) = best else {
             return Ok(if self.follow { Poll::Idle } else { Poll::End });
         };
         let part = &mut self.parts[i];
-        let (_, rec) = part.buf.pop_front().expect("a head");
+        let (_, rec) = part.head.pop_front().expect("a head");
         part.next = rec.offset + 1;
         self.consumed += 1;
         Ok(Poll::Record(rec))
@@ -198,7 +205,7 @@ impl<E: DeserializeOwned> KafkaSource<E> {
     fn waiting(&self) -> bool {
         let now = Instant::now();
         self.parts.iter().any(|p| {
-            p.buf.is_empty()
+            p.head.is_empty()
                 && !p.done
                 && p.empty_since
                     .is_none_or(|t| now.duration_since(t) < self.idle)
@@ -216,7 +223,7 @@ impl<E: DeserializeOwned> KafkaSource<E> {
             .unwrap_or(i64::MIN);
         if let Some(p) = self.parts.iter_mut().find(|p| p.id == rec.partition) {
             p.next = rec.offset;
-            p.buf.push_front((time, rec));
+            p.head.push_front((time, rec));
             self.consumed -= 1;
         }
     }
@@ -236,64 +243,75 @@ impl<E: DeserializeOwned> KafkaSource<E> {
         &self.url
     }
 
-    /// Takes the next batch of partition `i` from its reader thread. Following, it
-    /// does not wait for one: a quiet partition's fetch must not hold up the others
-    /// (it holds back only the watermark, until it is idle).
+    /// Parses partition `i`'s next record into its head, taking the next fetch from
+    /// its reader thread when this one is used up. Following, it does not wait for
+    /// one: a quiet partition's fetch must not hold up the others (it holds back only
+    /// the watermark, until it is idle).
     fn fill(&mut self, i: usize) -> Result<(), String> {
-        let (id, next) = (self.parts[i].id, self.parts[i].next);
-        let got = if self.follow {
-            match self.parts[i].rx.try_recv() {
+        let time = self.time;
+        let part = &mut self.parts[i];
+        if part.at == part.chunk.recs.len() && !self.next_chunk(i)? {
+            return Ok(());
+        }
+        let part = &mut self.parts[i];
+        let rec = &part.chunk.recs[part.at];
+        part.at += 1;
+        let value = &part.chunk.answer[rec.value.clone()];
+        let event = if value.is_empty() {
+            Err("the record has no value (expected a JSON object)".to_string())
+        } else {
+            parse_event::<E>(value)
+        };
+        let raw = match event {
+            Ok(_) => Vec::new(),
+            Err(_) => value.to_vec(),
+        };
+        let t = event.as_ref().ok().and_then(time).unwrap_or(i64::MIN);
+        let polled = Polled {
+            partition: part.id,
+            offset: rec.offset,
+            event,
+            raw,
+        };
+        part.head.push_back((t, polled));
+        Ok(())
+    }
+
+    /// Hands partition `i`'s used-up fetch back to its reader and takes the next one;
+    /// false if it has no record to hand out (not yet, or, bounded, none at all).
+    fn next_chunk(&mut self, i: usize) -> Result<bool, String> {
+        let follow = self.follow;
+        let part = &mut self.parts[i];
+        let got = if follow {
+            match part.rx.try_recv() {
                 Ok(f) => Some(f),
-                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Empty) => return Ok(false),
                 Err(TryRecvError::Disconnected) => None,
             }
         } else {
-            self.parts[i].rx.recv().ok()
+            part.rx.recv().ok()
         };
         let chunk = match got {
             Some(Ahead::Records(c)) => c,
             Some(Ahead::Error(e)) => return Err(e),
-            Some(Ahead::Nothing) | None => Chunk {
-                answer: Vec::new(),
-                recs: Vec::new(),
-            },
+            Some(Ahead::Nothing) | None => Chunk::default(),
         };
-        let part = &mut self.parts[i];
-        let mut got = false;
+        // The reader fetches into the used-up buffers again.
+        let used = std::mem::replace(&mut part.chunk, chunk);
+        let _ = part.spare.send(used);
         // Whole batches come back: skip what is before `next`.
-        for rec in chunk.recs.iter().filter(|r| r.offset >= next) {
-            got = true;
-            let value = &chunk.answer[rec.value.clone()];
-            let event = if value.is_empty() {
-                Err("the record has no value (expected a JSON object)".to_string())
-            } else {
-                parse_event::<E>(value)
-            };
-            let raw = match event {
-                Ok(_) => Vec::new(),
-                Err(_) => value.to_vec(),
-            };
-            let time = event.as_ref().ok().and_then(self.time).unwrap_or(i64::MIN);
-            part.buf.push_back((
-                time,
-                Polled {
-                    partition: id,
-                    offset: rec.offset,
-                    event,
-                    raw,
-                },
-            ));
-        }
-        // The reader fetches into it again.
-        let _ = part.spare.send(chunk.answer);
-        if got {
+        let next = part.next;
+        part.at = part.chunk.recs.partition_point(|r| r.offset < next);
+        if part.at < part.chunk.recs.len() {
             part.empty_since = None;
-        } else if self.follow {
+            return Ok(true);
+        }
+        if follow {
             part.empty_since.get_or_insert_with(Instant::now);
         } else {
             part.done = true;
         }
-        Ok(())
+        Ok(false)
     }
 }
 
@@ -308,6 +326,7 @@ enum Ahead {
 }
 
 /// A fetch's answer and its records (values as places in it), read in place.
+#[derive(Default)]
 struct Chunk {
     answer: Vec<u8>,
     recs: Vec<Rec>,
@@ -315,13 +334,14 @@ struct Chunk {
 
 /// Fetches partition `id` from `next` on, in a thread of its own with its own
 /// connection, two fetches ahead of the pipeline: fetching and decoding overlap with
-/// processing. Answer buffers the pipeline is done with come back on the second channel.
+/// processing. Buffers the pipeline is done with come back on the second channel, and
+/// are fetched and decoded into again.
 fn spawn_reader(
     url: &TopicUrl,
     id: i32,
     next: i64,
     follow: bool,
-) -> Result<(Receiver<Ahead>, Sender<Vec<u8>>), String> {
+) -> Result<(Receiver<Ahead>, Sender<Chunk>), String> {
     let reader = Reader {
         conn: Conn::connect(url)?,
         fetcher: Fetcher::new(&url.brokers, &url.topic, id),
@@ -352,16 +372,19 @@ impl Reader {
         mut next: i64,
         follow: bool,
         tx: &SyncSender<Ahead>,
-        spare: &Receiver<Vec<u8>>,
+        spare: &Receiver<Chunk>,
     ) {
         loop {
-            let mut answer = spare.try_recv().unwrap_or_default();
-            let ahead = match self.fetch(next, &mut answer) {
-                Ok(recs) if recs.is_empty() => match self.conn.check_exists(&self.what) {
+            let Chunk {
+                mut answer,
+                mut recs,
+            } = spare.try_recv().unwrap_or_default();
+            let ahead = match self.fetch(next, &mut answer, &mut recs) {
+                Ok(()) if recs.is_empty() => match self.conn.check_exists(&self.what) {
                     Ok(()) => Ahead::Nothing,
                     Err(e) => Ahead::Error(e),
                 },
-                Ok(recs) => {
+                Ok(()) => {
                     next = recs.last().map_or(next, |r| r.offset + 1);
                     Ahead::Records(Chunk { answer, recs })
                 }
@@ -379,11 +402,17 @@ impl Reader {
         }
     }
 
-    /// The records at `next` and after; waits while the broker does not answer.
-    fn fetch(&mut self, next: i64, answer: &mut Vec<u8>) -> Result<Vec<Rec>, String> {
-        match read_from(&mut self.fetcher, &self.conn, next, answer, &self.what)? {
-            Some(recs) => Ok(recs),
-            None => Err(format!(
+    /// The records at `next` and after, into `recs`; waits while the broker does not
+    /// answer.
+    fn fetch(
+        &mut self,
+        next: i64,
+        answer: &mut Vec<u8>,
+        recs: &mut Vec<Rec>,
+    ) -> Result<(), String> {
+        match read_from(&mut self.fetcher, &self.conn, next, answer, recs, &self.what)? {
+            true => Ok(()),
+            false => Err(format!(
                 "{}: partition {} no longer holds offset {next}, the next one to read: the topic was deleted and created again, or retention deleted records not read yet{STOPPED}",
                 self.conn.url(),
                 self.id

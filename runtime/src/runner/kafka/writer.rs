@@ -261,7 +261,16 @@ impl Partition {
     /// The records at `at` and after (`None`: the partition does not hold `at`).
     fn read(&mut self, at: i64) -> Result<Option<Vec<super::decode::Rec>>, String> {
         let what = "reading the output's tail";
-        read_from(&mut self.fetcher, &self.conn, at, &mut self.answer, what)
+        let mut recs = Vec::new();
+        let held = read_from(
+            &mut self.fetcher,
+            &self.conn,
+            at,
+            &mut self.answer,
+            &mut recs,
+            what,
+        )?;
+        Ok(held.then_some(recs))
     }
 
     /// Kafka put a batch before rows of ours it had acknowledged: the topic was deleted
