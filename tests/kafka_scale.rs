@@ -101,6 +101,14 @@ impl Proc {
         panic!("exited before {needle:?}:\n{}", self.seen.join("\n"));
     }
 
+    /// Waits for a line containing `needle`, unless one was seen already (lines of
+    /// several threads come in any order).
+    fn wait_for_seen(&mut self, needle: &str) {
+        if !self.seen.iter().any(|l| l.contains(needle)) {
+            self.wait_for(needle);
+        }
+    }
+
     /// The line saying partition `p` was taken over in its latest generation, seen
     /// already or waited for (tasks start in any order).
     fn took_over(&mut self, p: i32) -> String {
@@ -369,7 +377,14 @@ fn a_batch_cleared_by_the_fence_check_before_a_takeover_is_refused_by_the_broker
     let point = format!("between-fence-check-and-produce:{}", release.display());
     held.env("SIMPLESTREAM_HOLD", point);
     let mut a = Proc::spawn(held, None);
-    a.wait_for(HELD);
+    // Every partition's writer must be held before b takes over: one that gets there
+    // later is stopped by our own fence check, not by the broker.
+    let out = kafka_url(&server, "out");
+    for p in 0..3 {
+        a.wait_for_seen(&format!(
+            "{HELD} between-fence-check-and-produce ({out} partition {p})"
+        ));
+    }
     let (ok, err) = Proc::spawn(inst("b", "0,1,2"), None).finish(0);
     assert!(ok, "{err}");
     assert!(err.contains("from instance a"), "{err}");
