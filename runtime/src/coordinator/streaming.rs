@@ -5,7 +5,7 @@
 //! before it is stored.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::{Coordinator, CoordinatorError};
@@ -15,7 +15,7 @@ use crate::envelope::{self, Encoded, StreamError, Streamed};
 use crate::incremental::Piece;
 use crate::pipeline::Pipeline;
 use crate::spill::Scratch;
-use crate::store::{CheckpointStore, PutStream, StoreError, StoreErrorKind};
+use crate::store::{read_chunks, CheckpointStore, PutStream, StoreError, StoreErrorKind};
 
 impl<S: CheckpointStore> Coordinator<S> {
     /// The store to stream the next checkpoint into: with the disk backend, unless a
@@ -112,24 +112,15 @@ impl Spooled {
         const ACTION: &str = "copying a delta from its scratch file";
         let at = self.file.path().display().to_string();
         let mut sink = store.put_stream(name)?;
-        let mut f = self
+        let f = self
             .file
             .rewound()
             .map_err(|e| StoreError::new(StoreErrorKind::Other, ACTION, &at, e))?;
-        let mut buf = vec![0u8; 1 << 20];
-        let (mut len, mut crc) = (0u64, crc32fast::Hasher::new());
-        loop {
-            let n = f
-                .read(&mut buf)
-                .map_err(|e| StoreError::io(ACTION, &at, &e))?;
-            if n == 0 {
-                break;
-            }
-            crc.update(&buf[..n]);
-            len += n as u64;
-            sink.write(&buf[..n])?;
-        }
-        let crc = crc.finalize();
+        let (len, crc) = read_chunks(
+            f,
+            |chunk| sink.write(chunk),
+            |e| StoreError::io(ACTION, &at, &e),
+        )?;
         if (len, crc) != (self.written.size, self.written.crc32) {
             let detail = format!(
                 "read back {len} bytes with CRC-32 {crc:08x}, written {} bytes with {:08x}",

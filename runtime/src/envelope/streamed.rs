@@ -58,16 +58,17 @@ pub fn store_delta<P: Pipeline, S: CheckpointStore + ?Sized>(
     timestamp: i64,
     positions: BTreeMap<String, u64>,
 ) -> Result<Streamed, StreamError> {
-    let header = header_of(
+    let sink = store.put_stream(name).map_err(StreamError::Store)?;
+    stream_delta(
+        sink,
         pipeline,
+        since,
+        codec,
         checkpoint_id,
         timestamp,
         positions,
-        Kind::Delta.format(),
-    );
-    store_kind(store, name, Kind::Delta, codec, &header, |w| {
-        pipeline.write_stage_deltas(since, w)
-    })
+    )
+    .map(|(s, _)| s)
 }
 
 /// [`store_delta`] into `sink` instead of a store's stream; also where each stage lies.

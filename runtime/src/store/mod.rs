@@ -14,8 +14,8 @@ mod memory;
 pub use memory::MemoryStore;
 
 mod stream;
-pub(crate) use stream::past_end;
 pub use stream::PutStream;
+pub(crate) use stream::{past_end, read_chunks};
 
 #[cfg(feature = "native")]
 mod file;

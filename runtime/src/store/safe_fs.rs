@@ -58,7 +58,7 @@ pub(crate) fn read_regular(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
 
 /// The length and CRC-32 of a regular file that is not a symlink, read a chunk at a time.
 pub(crate) fn checksum_regular(path: &Path) -> io::Result<(u64, u32)> {
-    let mut file = no_follow(OpenOptions::new().read(true))
+    let file = no_follow(OpenOptions::new().read(true))
         .open(path)
         .map_err(explain)?;
     if !file.metadata()?.is_file() {
@@ -67,19 +67,7 @@ pub(crate) fn checksum_regular(path: &Path) -> io::Result<(u64, u32)> {
             "not a regular file (a FIFO, device or directory); only regular files are read",
         ));
     }
-    let mut buf = vec![0u8; 1 << 20];
-    let (mut len, mut crc) = (0u64, crc32fast::Hasher::new());
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => return Ok((len, crc.finalize())),
-            Ok(n) => {
-                crc.update(&buf[..n]);
-                len += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    super::read_chunks(file, |_| Ok(()), |e| e)
 }
 
 /// Flushes the directory holding `path`, so a new entry in it survives a power loss.

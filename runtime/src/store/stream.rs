@@ -63,3 +63,27 @@ pub(crate) fn past_end(name: &str, offset: u64, len: usize) -> StoreError {
         format!("{len} bytes at {offset} reach past what was written"),
     )
 }
+
+/// Reads `r` to its end a chunk (1 MiB) at a time, handing each chunk to `each`; returns
+/// the length and CRC-32 of all it read. A checkpoint larger than memory is checked or
+/// copied this way.
+pub(crate) fn read_chunks<E>(
+    mut r: impl std::io::Read,
+    mut each: impl FnMut(&[u8]) -> Result<(), E>,
+    read_failed: impl Fn(std::io::Error) -> E,
+) -> Result<(u64, u32), E> {
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut len, mut crc) = (0u64, crc32fast::Hasher::new());
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok((len, crc.finalize())),
+            Ok(n) => {
+                crc.update(&buf[..n]);
+                len += n as u64;
+                each(&buf[..n])?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(read_failed(e)),
+        }
+    }
+}
