@@ -296,6 +296,42 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
         self.map.capacity()
     }
 
+    /// Bytes of the hash table's allocation: its slots and control bytes, not what keys
+    /// and values own on the heap.
+    pub(crate) fn table_bytes(&self) -> usize {
+        self.map.allocation_size()
+    }
+
+    /// Live entries below which a table out of room is rehashed in place by the next
+    /// insert instead of grown (hashbrown's rule: at most half its usable slots).
+    pub(crate) fn in_place_limit(&self) -> usize {
+        let slot = std::mem::size_of::<(K, Slot<V>)>() + 1;
+        let approx = self.table_bytes() / slot;
+        if approx == 0 {
+            return 0;
+        }
+        // The allocation is the slots and one control byte each, plus under 32 bytes.
+        let buckets = 1usize << approx.ilog2();
+        let usable = if buckets <= 8 {
+            buckets - 1
+        } else {
+            buckets / 8 * 7
+        };
+        usable / 2
+    }
+
+    /// Gives back the table's room beyond its entries, if that frees at least half.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.map.shrink_to_fit();
+    }
+
+    /// Whether inserting a key new to the table allocates a larger table: no free slot
+    /// is left (removed entries leave tombstones that keep theirs) and at least
+    /// [`in_place_limit`](Self::in_place_limit) entries are live.
+    pub(crate) fn insert_grows(&self) -> bool {
+        self.map.len() >= self.map.capacity() && self.map.len() >= self.in_place_limit()
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.map.len()

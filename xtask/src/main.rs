@@ -2,6 +2,7 @@
 //!
 //! - `cargo xtask demo`: the `orders` pipeline with file checkpoints, killed with SIGKILL
 //!   part way, restarted, and compared with a run that never crashed.
+//! - `cargo xtask disk-crash`: the same with the disk state backend, at any scale.
 //! - `cargo xtask test`: everything CI checks (formatting, clippy, all tests), installing
 //!   what it needs on a fresh machine.
 //! - `cargo xtask playground`: builds the browser playground and serves it on
@@ -11,6 +12,7 @@
 mod bench;
 mod demo;
 mod demo_scale;
+mod disk_crash;
 mod gen;
 mod kafka_bench;
 mod kafka_report;
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(&args[1..]),
         Some("demo-scale") => demo_scale::run(&args[1..]),
         Some("gen") => gen::cli(&args[1..]),
+        Some("disk-crash") => disk_crash::run_disk_crash(&args[1..]),
         Some("playground") => playground::cli(&args[1..]),
         Some("bench") => bench::run_bench(&args[1..]),
         Some("store-bench") => stores::run_store_bench(&args[1..]),
@@ -38,7 +41,7 @@ fn main() -> ExitCode {
         Some("tools") => tools::ensure().map(|d| eprintln!("servers in {}", d.display())),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  demo   run the orders pipeline, kill it with SIGKILL, restart it, compare with an uninterrupted run\n  demo-scale  two orders instances in one Kafka consumer group: one killed with SIGKILL, the other takes its partitions over, output compared\n  test   run everything CI checks (fmt, clippy, unit/integration/doc tests, compile-fail tests, crash tests)\n  gen    write sample orders: cargo xtask gen FILE [COUNT] [CUSTOMERS] [SEED]\n  store-bench  pause and upload time per checkpoint in the file, S3 and Kafka stores, inline and background [--quick]\n  kafka-bench  orders reading from / writing to a Kafka topic vs a file, in one run, 5 interleaved runs each (median, best, CPU) [--quick] [--runs N] [--baseline ORDERS_BIN]\n  scale-bench  orders over a 2-partition topic: one instance vs two sharing it by partition [--quick]\n  tools  install the S3, Kafka and Azure servers the remote-store tests use (target/tools/)\n  bench  throughput, checkpoint-cost and memory benchmarks (bench/); --quick for a short run; report in target/bench/\n  playground  build the browser playground and serve it on http://127.0.0.1:8080 [--port N] [--build-only --out DIR]"
+                "usage: cargo xtask <command>\n\n  demo   run the orders pipeline, kill it with SIGKILL, restart it, compare with an uninterrupted run\n  demo-scale  two orders instances in one Kafka consumer group: one killed with SIGKILL, the other takes its partitions over, output compared\n  test   run everything CI checks (fmt, clippy, unit/integration/doc tests, compile-fail tests, crash tests)\n  gen    write sample orders: cargo xtask gen FILE [COUNT] [CUSTOMERS] [SEED]\n  disk-crash  orders with the disk backend killed with SIGKILL K times and restarted, compared with an uninterrupted memory-backend run [--events N] [--kills K] [--memory SIZE] [--dir DIR] [--keep]\n  store-bench  pause and upload time per checkpoint in the file, S3 and Kafka stores, inline and background [--quick]\n  kafka-bench  orders reading from / writing to a Kafka topic vs a file, in one run, 5 interleaved runs each (median, best, CPU) [--quick] [--runs N] [--baseline ORDERS_BIN]\n  scale-bench  orders over a 2-partition topic: one instance vs two sharing it by partition [--quick]\n  tools  install the S3, Kafka and Azure servers the remote-store tests use (target/tools/)\n  bench  throughput, checkpoint-cost and memory benchmarks (bench/); --quick for a short run; report in target/bench/\n  playground  build the browser playground and serve it on http://127.0.0.1:8080 [--port N] [--build-only --out DIR]"
             );
             return ExitCode::from(2);
         }

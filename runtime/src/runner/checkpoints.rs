@@ -9,6 +9,7 @@
 
 mod check;
 mod layout;
+mod pretty;
 mod savepoint;
 
 use std::process::ExitCode;
@@ -24,6 +25,7 @@ use crate::names::{parse_name, EntryKind};
 use crate::pipeline::Pipeline;
 use crate::store::{redact_urls, CheckpointStore, StoreErrorKind, StoreUrl};
 use crate::time::iso_utc;
+use pretty::pretty;
 
 /// A pipeline program's checkpoint tools: those of [`InspectCommand`], which decode its
 /// own binary checkpoints too, and `layout`.
@@ -465,11 +467,6 @@ fn binary_note(name: &str, v: &Verified<'_>, dir: &str, instance: &str) -> Strin
         v.header.checkpoint_id,
         v.header.pipeline
     )
-}
-
-fn pretty(json: &[u8]) -> Result<String, String> {
-    let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
-    serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
 }
 
 /// A checkpoint as pretty JSON; binary checkpoints of pipeline `P` are decoded and

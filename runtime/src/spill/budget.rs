@@ -5,14 +5,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Estimated bytes held in memory by all spilling states.
 static USED: AtomicUsize = AtomicUsize::new(0);
 
-/// One state's share of the budget, charged as entries × estimated bytes per entry.
+/// One state's share of the budget: its hash table's allocation, the heap its entries
+/// own (estimated per entry) and its disk tier's filters and indexes.
 pub(crate) struct Budget {
     /// Bytes for in-memory entries and the runs' filters and indexes: five eighths of
-    /// the budget (the rest is slack for everything else: the eviction batch in flight,
-    /// allocator rounding).
+    /// the budget. The rest is slack for everything else: the eviction batch in flight,
+    /// allocator rounding, and the old table while a grown one is filled (a table is
+    /// charged at its grown size before it grows, so the old one is at most half of
+    /// five eighths).
     limit: usize,
-    /// A hash table's bytes per entry, counting the slack of a table that doubles.
-    table: usize,
     /// Whether keys or values own heap memory (strings, vectors).
     heap: bool,
     /// Heap bytes per entry, from the encoded size of the entries evicted so far.
@@ -25,7 +26,6 @@ impl Budget {
         let heap = std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>();
         Budget {
             limit: memory / 8 * 5,
-            table: (std::mem::size_of::<(K, V, u64)>() + 1) * 16 / 7,
             heap,
             // Before anything is measured: one small allocation and its header.
             heap_avg: if heap { 32 } else { 0 },
@@ -33,20 +33,19 @@ impl Budget {
         }
     }
 
-    pub(crate) fn per_entry(&self) -> usize {
-        self.table + self.heap_avg
+    /// Heap bytes an entry owns (estimated).
+    pub(crate) fn heap_per_entry(&self) -> usize {
+        self.heap_avg
     }
 
-    /// Charges `entries` in memory and `held` other bytes of this state (its disk tier's
-    /// filter); true when the process is over its budget.
-    pub(crate) fn charge(&mut self, entries: usize, held: usize) -> bool {
-        let now = entries * self.per_entry() + held;
-        if now >= self.charged {
-            USED.fetch_add(now - self.charged, Ordering::Relaxed);
+    /// Charges `bytes` held by this state; true when the process is over its budget.
+    pub(crate) fn charge(&mut self, bytes: usize) -> bool {
+        if bytes >= self.charged {
+            USED.fetch_add(bytes - self.charged, Ordering::Relaxed);
         } else {
-            USED.fetch_sub(self.charged - now, Ordering::Relaxed);
+            USED.fetch_sub(self.charged - bytes, Ordering::Relaxed);
         }
-        self.charged = now;
+        self.charged = bytes;
         USED.load(Ordering::Relaxed) > self.limit
     }
 

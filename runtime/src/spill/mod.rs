@@ -311,18 +311,40 @@ where
         }
     }
 
-    /// Moves the quarter of memory's entries touched longest ago to disk, if memory is
-    /// over its budget.
+    /// Before a key new to memory is inserted: if that would put memory over its budget,
+    /// moves the entries touched longest ago to disk. That is a quarter of them, or, when
+    /// the insert would grow the hash table, enough that it is rehashed in place instead
+    /// (below half full): evictions leave tombstones, and a table grown because of them
+    /// would stand half empty.
     fn make_room(&mut self) -> Result<(), String> {
         let disk = self.disk.as_mut().expect("disk backend");
+        let grows = self.mem.insert_grows();
         let held = disk.tier.as_ref().map_or(0, Tier::memory);
-        if !disk.budget.charge(self.mem.len() + 1, held) || self.mem.len() < 4 || disk.broken {
+        let table = self.mem.table_bytes() * if grows { 2 } else { 1 };
+        let bytes = table + (self.mem.len() + 1) * disk.budget.heap_per_entry() + held;
+        if !disk.budget.charge(bytes) || self.mem.len() < 4 || disk.broken {
             return Ok(());
         }
         if disk.tier.is_none() {
             disk.tier = Some(Tier::open(&disk.config)?);
         }
-        let threshold = quarter_stamp(&self.mem);
+        if !grows {
+            return self.evict(self.mem.len() / 4);
+        }
+        // Below the limit by a margin, so that one batch usually does it.
+        let keep = self.mem.in_place_limit().saturating_sub(1);
+        let target = keep - keep / 16;
+        while self.mem.len() > keep {
+            self.evict(self.mem.len() - target)?;
+        }
+        Ok(())
+    }
+
+    /// Moves about `n` of memory's entries, those touched longest ago, to disk in one
+    /// batch (at least one entry).
+    fn evict(&mut self, n: usize) -> Result<(), String> {
+        let threshold = stamp_at(&self.mem, n);
+        let disk = self.disk.as_mut().expect("disk backend");
         let mut batch = Batch::default();
         for (k, v, stamp) in self.mem.take_stamped_upto(threshold) {
             batch.push(&k, &v, stamp)?;
@@ -330,7 +352,15 @@ where
         disk.budget.measured(batch.len(), batch.encoded());
         let tier = disk.tier.as_mut().expect("opened");
         let restart = tier.write(batch)?;
-        disk.budget.charge(self.mem.len(), tier.memory());
+        let heap = self.mem.len() * disk.budget.heap_per_entry();
+        let held = heap + tier.memory();
+        // Still over: the table is too large for the entries the budget leaves room for
+        // (the runs' filters grow with the keys on disk); shrunk once it is at most half
+        // full, it halves.
+        if disk.budget.charge(self.mem.table_bytes() + held) {
+            self.mem.shrink_to_fit();
+            disk.budget.charge(self.mem.table_bytes() + held);
+        }
         if restart {
             self.mem.restart_history();
         }
@@ -338,12 +368,12 @@ where
     }
 }
 
-/// The stamp at or below which about a quarter of `mem`'s entries are, from a sample (a
-/// hash map's order has nothing to do with the stamps).
-fn quarter_stamp<K: Hash + Eq, V>(mem: &KeyedState<K, V>) -> u64 {
+/// The stamp at or below which about `n` of `mem`'s entries are (at least the oldest),
+/// from a sample (a hash map's order has nothing to do with the stamps).
+fn stamp_at<K: Hash + Eq, V>(mem: &KeyedState<K, V>, n: usize) -> u64 {
     let step = (mem.len() / 4096).max(1);
     let mut sample: Vec<u64> = mem.stamps().step_by(step).collect();
-    let at = sample.len() / 4;
+    let at = (sample.len() * n / mem.len().max(1)).min(sample.len() - 1);
     *sample.select_nth_unstable(at).1
 }
 

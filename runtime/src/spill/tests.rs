@@ -236,3 +236,35 @@ fn the_store_file_stays_near_the_live_entries_while_batches_rewrite_them() {
         "the store grew with the rounds: {sizes:?} (one copy of each key: {one_copy} B)"
     );
 }
+
+/// The hash table is charged at its real size. Evictions leave tombstones that use up a
+/// table's free slots; were it grown then, it would stand half empty at twice the size
+/// the budget allows, so it is rehashed in place after a larger eviction instead.
+#[test]
+fn the_hash_table_stays_within_the_budget_through_evictions() {
+    let memory = 4 << 20;
+    let _backend = DiskBackend::new(memory);
+    let mut s: SpillState<u64, u64> = SpillState::default();
+    let mut peak = 0;
+    let keys = 300_000;
+    for i in 0..2 * keys {
+        *s.entry_ref(&(i * 7919 % keys)) += 1;
+        peak = peak.max(s.mem.table_bytes());
+    }
+    assert!(s.on_disk() > keys / 2, "{} on disk", s.on_disk());
+    let share = memory / 8 * 5;
+    assert!(peak <= share, "a table of {peak} B in a share of {share} B");
+    // Not kept small by emptying memory: the table is at least a quarter full.
+    let slots = s.mem.table_bytes() / (std::mem::size_of::<(u64, u64, u64)>() + 1);
+    let held = s.disk.as_ref().unwrap().tier.as_ref().unwrap().memory();
+    eprintln!(
+        "peak table {peak} B; {} entries in {slots} slots; runs' filters {held} B",
+        s.in_memory()
+    );
+    assert!(
+        s.in_memory() > slots / 4,
+        "{} of {slots} slots",
+        s.in_memory()
+    );
+    assert!(s.in_memory() > 2_000, "{} in memory", s.in_memory());
+}
