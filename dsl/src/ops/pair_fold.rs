@@ -5,10 +5,18 @@
 //! sides' counts; a min or max over the pairs is the min or max over one side's events,
 //! since the pairs repeat each of its values (and adding a value again changes neither).
 //!
-//! Nothing else changes: the join buffers the same events and the aggregate keeps the same
-//! accumulators, so checkpoints, deltas and output are those of the stages unfused. A key
-//! whose aggregate window has closed (it cannot happen when the aggregate's lateness is at
-//! least the join's) takes the pairs path, late output included.
+//! When the aggregate's window is the join's (same tumbling size and lateness), a join
+//! group is one aggregate row closed in the same watermark step, so the join does not
+//! buffer events at all: it keeps, per key and window, each side's event count and the
+//! one-side columns folded as events arrive (`JoinFolds`), which is its checkpointed
+//! state (a layout of its own: checkpoints of the buffering form are refused, not
+//! misread). Output and late records are those of the stages unfused.
+//!
+//! Otherwise nothing else changes: the join buffers the same events and the aggregate
+//! keeps the same accumulators, so checkpoints, deltas and output are those of the stages
+//! unfused. A key whose aggregate window has closed (it cannot happen when the
+//! aggregate's lateness is at least the join's) takes the pairs path, late output
+//! included.
 
 use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
 use quote::{quote, ToTokens};
@@ -40,6 +48,21 @@ pub struct Fold {
     pub fold: TokenStream,
     /// What runs after the last group.
     pub after: TokenStream,
+    /// Set when the join can fold its events as they arrive (see the module doc).
+    pub arrival: Option<Arrival>,
+}
+
+/// A join folding each event as it arrives into `JoinFolds<acc>` (its state then) instead
+/// of buffering it: possible when the reader's window is the join's (same tumbling size
+/// and lateness), so that a join group is one row of the reader, closed in the same step.
+pub struct Arrival {
+    /// The reader's accumulator type.
+    pub acc: TokenStream,
+    /// Per side: statements folding that side's event `__e` (a reference) into `__acc`.
+    pub sides: [TokenStream; 2],
+    /// Statements delivering a closed group with events on both sides to the reader,
+    /// given `__folds: JoinFolds<acc>` (owned), `__start`, `__end` and `__kr: &K`.
+    pub close: TokenStream,
 }
 
 /// The fold of one closed join group into the stage reading join stage `s`, if it can be
