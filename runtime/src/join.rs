@@ -54,6 +54,14 @@ pub struct JoinFolds<A> {
     pub acc: A,
 }
 
+impl<A> JoinFolds<A> {
+    /// True if the key has events on both sides, hence pairs.
+    #[inline]
+    pub fn has_pairs(&self) -> bool {
+        self.left != 0 && self.right != 0
+    }
+}
+
 impl<A: Checkpointable> Checkpointable for JoinFolds<A> {
     const LAYOUT: u64 = combine(fnv1a("JoinFolds"), A::LAYOUT);
 }

@@ -388,10 +388,20 @@ impl Stateful for WindowJoin {
                 methods.push(self.folding_push(s, cx, &c, side, &a));
             }
             methods.push(self.folding_fire(s, cx, &a, after));
+            // Only keys with events on both sides go on (before the closed rows' sort).
+            let rt = &cx.rt;
+            let close = |wm: TokenStream| {
+                quote! {
+                    if self.#f.state.set_watermark(#wm) {
+                        while self.#f.state.close_next_where(#size, #lateness, true, #rt::join::JoinFolds::has_pairs, &mut self.#scratch) {}
+                    }
+                    #fire_if
+                }
+            };
             return StageCode {
                 methods,
-                advance: quote! { self.#f.state.advance(wm, #size, #lateness, &mut self.#scratch); #fire_if },
-                flush: quote! { self.#f.state.flush(#size, #lateness, &mut self.#scratch); #fire_if },
+                advance: close(quote!(wm)),
+                flush: close(quote!(self.#f.state.flush_watermark(#size, #lateness))),
                 consts: c.items,
             };
         }
@@ -490,8 +500,8 @@ impl WindowJoin {
         }
     }
 
-    /// The method handing the reader the groups of closed windows folded at arrival:
-    /// those with events on both sides, in (end, key) order.
+    /// The method handing the reader the groups of closed windows folded at arrival (those
+    /// with events on both sides, in (end, key) order).
     fn folding_fire(
         &self,
         s: &StagePlan,
@@ -508,9 +518,6 @@ impl WindowJoin {
                 let mut __fired = ::core::mem::take(&mut self.#scratch);
                 for __f in __fired.drain(..) {
                     let #rt::window::Fired { start: __start, end: __end, key: __key, acc: __folds } = __f;
-                    if __folds.left == 0 || __folds.right == 0 {
-                        continue;
-                    }
                     let __kr = &__key;
                     #close
                 }
