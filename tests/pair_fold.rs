@@ -272,7 +272,10 @@ fn folds_of_buffers(buffers: &serde_json::Value) -> serde_json::Value {
     for (start, keys) in buffers["windows"].as_object().expect("windows") {
         let mut folded = Map::new();
         for (key, b) in keys.as_object().expect("keys") {
-            let (left, right) = (b["left"].as_array().unwrap(), b["right"].as_array().unwrap());
+            let (left, right) = (
+                b["left"].as_array().unwrap(),
+                b["right"].as_array().unwrap(),
+            );
             let names = left.iter().map(|p| p["name"].as_str().unwrap().to_string());
             let reserves = right.iter().map(|a| a["reserve"].as_u64().unwrap());
             let lows = right
@@ -314,7 +317,11 @@ fn compare_folded(evs: &[Ev], every: usize, restore_at: usize) -> usize {
             replica
                 .apply_stage_deltas(Codec::Json, &delta(&f, &fv), f.clock())
                 .unwrap();
-            assert_eq!(stages(&replica, Codec::Json), stages(&f, Codec::Json), "delta at {i}");
+            assert_eq!(
+                stages(&replica, Codec::Json),
+                stages(&f, Codec::Json),
+                "delta at {i}"
+            );
             fv = f.stage_versions().unwrap();
         }
         if i == restore_at {

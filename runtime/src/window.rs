@@ -558,12 +558,17 @@ impl<K: Key, A: Default> Windows<K, A> {
         };
         let base = fired.len();
         let end = start.saturating_add(size);
-        fired.extend(keyed.drain().filter(|(_, acc)| keep(acc)).map(|(key, acc)| Fired {
-            start,
-            end,
-            key,
-            acc,
-        }));
+        fired.extend(
+            keyed
+                .drain()
+                .filter(|(_, acc)| keep(acc))
+                .map(|(key, acc)| Fired {
+                    start,
+                    end,
+                    key,
+                    acc,
+                }),
+        );
         if sorted {
             crate::state::sort_tail_by_key(fired, base, |f| &f.key);
         }

@@ -295,7 +295,10 @@ mod tests {
         ];
         for f in &fused {
             let code = expansion(f);
-            assert!(code.contains("__folded") || code.contains("JoinFolds"), "{f}");
+            assert!(
+                code.contains("__folded") || code.contains("JoinFolds"),
+                "{f}"
+            );
         }
         let unfused = [
             format!("{agg}.aggregate(n = count(), s: u64 = sum(|j| j.auctions.reserve));"),
@@ -308,7 +311,10 @@ mod tests {
         ];
         for u in &unfused {
             let code = expansion(u);
-            assert!(!code.contains("__folded") && !code.contains("JoinFolds"), "{u}");
+            assert!(
+                !code.contains("__folded") && !code.contains("JoinFolds"),
+                "{u}"
+            );
         }
     }
 
