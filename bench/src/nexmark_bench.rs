@@ -3,14 +3,10 @@
 //! `max event time - 1 s` per source, same tie-breaking, same output order), on events of
 //! the `nexmark` generator produced once before timing.
 //!
-//! The hand loops read the events by reference. The bid-only pipelines (q1, q5, q7) do
-//! too, through `Pipeline::process_ref`: none of their stages keeps a bid. q8's join keeps
-//! its persons (its checkpoints hold them), so it takes owned events through `process`, as
-//! a runner handing over what it parsed would: an owned copy made before the clock starts
-//! (the first in `prepare`, so that a single run, `--profile`, `--child`, hence
-//! `--instructions`, does not count the copying; later runs clone before starting it).
+//! The hand loops read the events by reference, and so do the pipelines, through
+//! `Pipeline::process_ref`: none of their stages keeps an event (q8's join folds its
+//! events as they arrive, since its only reader is an aggregate of one-side columns).
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -105,32 +101,6 @@ fn q8_inputs(n: usize) -> Vec<q8::Input> {
         "q8 inputs differ from queries::events + inputs::q8"
     );
     v
-}
-
-/// Prepared events, and an owned copy for the next run.
-struct Prepared<T> {
-    events: Vec<T>,
-    spare: RefCell<Option<Vec<T>>>,
-}
-
-impl<T: Clone> Prepared<T> {
-    fn new(events: Vec<T>) -> Self {
-        let spare = RefCell::new(Some(events.clone()));
-        Prepared { events, spare }
-    }
-    fn empty() -> Self {
-        Prepared {
-            events: Vec::new(),
-            spare: RefCell::new(None),
-        }
-    }
-    /// An owned copy of the events for one run (not counted by `--instructions`).
-    fn owned(&self) -> Vec<T> {
-        self.spare
-            .borrow_mut()
-            .take()
-            .unwrap_or_else(|| crate::owned_copy(&self.events))
-    }
 }
 
 // ---- digests -------------------------------------------------------------------------
@@ -328,25 +298,6 @@ where
     (t.elapsed(), out.0)
 }
 
-/// The pipeline over owned events, outputs into a [`Rows`] digest.
-fn pipeline_run<P: Pipeline>(
-    events: Vec<P::Event>,
-    on_start: &mut dyn FnMut(),
-) -> (Duration, Digest)
-where
-    Rows: Collector<P::Output>,
-{
-    let mut out = Rows::default();
-    on_start();
-    let t = Instant::now();
-    let mut p = P::new();
-    for e in events {
-        p.process(e, &mut out);
-    }
-    p.finish(&mut out);
-    (t.elapsed(), out.0)
-}
-
 /// Hand-written q5: a ring of per-window count maps (window `i` starts at
 /// `first + i * SLIDE`), each bid counted in its 4 windows; a window closes when the
 /// watermark reaches its end, and its hottest auction (most bids, then smallest id) is
@@ -525,14 +476,12 @@ impl HandQ7 {
 // ---- q8: persons and auctions --------------------------------------------------------
 
 pub struct Q8W {
-    events: Prepared<q8::Input>,
+    events: Vec<q8::Input>,
 }
 
 impl Q8W {
     fn new() -> Self {
-        Q8W {
-            events: Prepared::empty(),
-        }
+        Q8W { events: Vec::new() }
     }
 }
 
@@ -668,13 +617,13 @@ impl Workload for Q8W {
         vec![Impl::Hand, Impl::Pipeline]
     }
     fn prepare(&mut self, n: usize) {
-        self.events = Prepared::new(q8_inputs(n));
+        self.events = q8_inputs(n);
     }
     fn len(&self) -> usize {
-        self.events.events.len()
+        self.events.len()
     }
     fn release(&mut self) {
-        self.events = Prepared::empty();
+        self.events = Vec::new();
     }
     fn run(&self, imp: Impl, on_start: &mut dyn FnMut()) -> (Duration, Digest) {
         match imp {
@@ -682,13 +631,13 @@ impl Workload for Q8W {
                 on_start();
                 let t = Instant::now();
                 let mut h = HandQ8::new();
-                for e in &self.events.events {
+                for e in &self.events {
                     h.add(e);
                 }
                 h.finish();
                 (t.elapsed(), h.out.0)
             }
-            Impl::Pipeline => pipeline_run::<Q8>(self.events.owned(), on_start),
+            Impl::Pipeline => pipeline_run_ref::<Q8>(&self.events, on_start),
             Impl::Timely => unreachable!("no timely version"),
         }
     }
@@ -737,9 +686,7 @@ mod tests {
                 q8::Input::Auctions(a) => disorder(i, &mut a.ts),
             }
         }
-        let d = both(&Q8W {
-            events: Prepared::new(e),
-        });
+        let d = both(&Q8W { events: e });
         assert!(d.rows > 0 && d.late > 0, "{d:?}");
     }
 }

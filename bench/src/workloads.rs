@@ -670,6 +670,9 @@ struct JoinBuf {
     right: Vec<(i64, Payment)>,
 }
 
+/// Emptied event vectors of evicted keys, per side.
+type SpareBufs = (Vec<Vec<(i64, Sale)>>, Vec<Vec<(i64, Payment)>>);
+
 /// Hand-written interval join: per-key buffers, a FIFO of (time, key) for eviction. An
 /// event is kept while a non-late event of the other side can still match it (`ts +
 /// lower + upper >= watermark`), and the vectors of evicted keys are reused for new keys
@@ -677,7 +680,7 @@ struct JoinBuf {
 struct HandJoin {
     buffers: FastMap<u64, JoinBuf>,
     fifo: VecDeque<(i64, u64)>,
-    spare: (Vec<Vec<(i64, Sale)>>, Vec<Vec<(i64, Payment)>>),
+    spare: SpareBufs,
     max_ts: [i64; 2],
     wm: i64,
     out: Tally,

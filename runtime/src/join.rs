@@ -40,6 +40,32 @@ impl<L: Checkpointable, R: Checkpointable> Checkpointable for JoinBuffers<L, R> 
     const LAYOUT: u64 = combine(combine(fnv1a("JoinBuffers"), L::LAYOUT), R::LAYOUT);
 }
 
+/// What a window join whose only reader folds its pairs keeps of one key in one window,
+/// instead of the events (see `pipeline!`'s join fusion): how many events arrived on each
+/// side, and the reader's accumulator of the columns that read one side, folded as they
+/// arrived. The key's pairs are `left * right`; it makes none unless both are non-zero.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JoinFolds<A> {
+    /// Left events.
+    pub left: u64,
+    /// Right events.
+    pub right: u64,
+    /// The reader's accumulator, one-side columns only.
+    pub acc: A,
+}
+
+impl<A> JoinFolds<A> {
+    /// True if the key has events on both sides, hence pairs.
+    #[inline]
+    pub fn has_pairs(&self) -> bool {
+        self.left != 0 && self.right != 0
+    }
+}
+
+impl<A: Checkpointable> Checkpointable for JoinFolds<A> {
+    const LAYOUT: u64 = combine(fnv1a("JoinFolds"), A::LAYOUT);
+}
+
 /// A closed window of a [`WindowJoin`]: every left event pairs with every right event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JoinFired<K, L, R> {

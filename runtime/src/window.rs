@@ -538,17 +538,37 @@ impl<K: Key, A: Default> Windows<K, A> {
         sorted: bool,
         fired: &mut Vec<Fired<K, A>>,
     ) -> bool {
+        self.close_next_where(size, lateness, sorted, |_| true, fired)
+    }
+
+    /// [`close_next_in`](Self::close_next_in) keeping only the rows whose accumulator
+    /// `keep` accepts, dropped before sorting (a window join folding at arrival hands on
+    /// only keys with events on both sides, a few of its keys).
+    #[inline]
+    pub fn close_next_where(
+        &mut self,
+        size: i64,
+        lateness: i64,
+        sorted: bool,
+        mut keep: impl FnMut(&A) -> bool,
+        fired: &mut Vec<Fired<K, A>>,
+    ) -> bool {
         let Some((start, mut keyed)) = self.windows.pop_due(size, lateness, self.watermark) else {
             return false;
         };
         let base = fired.len();
         let end = start.saturating_add(size);
-        fired.extend(keyed.drain().map(|(key, acc)| Fired {
-            start,
-            end,
-            key,
-            acc,
-        }));
+        fired.extend(
+            keyed
+                .drain()
+                .filter(|(_, acc)| keep(acc))
+                .map(|(key, acc)| Fired {
+                    start,
+                    end,
+                    key,
+                    acc,
+                }),
+        );
         if sorted {
             crate::state::sort_tail_by_key(fired, base, |f| &f.key);
         }

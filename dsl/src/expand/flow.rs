@@ -119,7 +119,7 @@ pub fn stage_tail_owned(cx: &Cx, s: &StagePlan) -> Option<TokenStream> {
 fn owned_target(cx: &Cx, children: &[Child], sink: bool) -> Option<Ident> {
     let [c] = children else { return None };
     let s = &cx.plan.stages[c.stage];
-    if sink || c.side == Side::Main || !s.stateful.as_ref()?.takes_owned() {
+    if sink || c.side == Side::Main || !s.stateful.as_ref()?.takes_owned(s, cx) {
         return None;
     }
     Some(s.names.push_owned(c.side))

@@ -239,8 +239,10 @@ fn pipeline_methods(cx: &Cx, parts: &[Parts]) -> TokenStream {
     let sources = flow::source_pushes(cx);
     let methods = parts.iter().flat_map(|p| &p.code.methods);
     let advance = parts.iter().map(|p| &p.code.advance);
+    // `dead_code`: an aggregate whose join folds events as they arrive keeps the push
+    // method for pairs, which then has no caller.
     quote! {
-        #[allow(clippy::all, clippy::pedantic)]
+        #[allow(clippy::all, clippy::pedantic, dead_code)]
         impl #name {
             #(#source_consts)*
             #(#consts)*

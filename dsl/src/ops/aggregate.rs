@@ -612,18 +612,21 @@ impl Stateful for Aggregation {
         }
         let rt = &cx.rt;
         let mut folds = Vec::new();
+        // The same columns folded as the join's events arrive: counts at close.
+        let (mut counts, mut sides) = (Vec::new(), [Vec::new(), Vec::new()]);
         for c in &self.columns {
             let (col, agg) = (&c.name, &c.agg_ty);
             folds.push(match (c.func, &c.value) {
-                ("count", _) => quote!(__acc.#col += __pairs;),
+                ("count", _) => {
+                    counts.push(quote!(__acc.#col += __pairs;));
+                    quote!(__acc.#col += __pairs;)
+                }
                 ("min" | "max", Some(v)) => {
                     let (side, f) = pair_fold::one_side(v, pairs)?;
+                    let add = quote!(#rt::aggregate::add::<#agg>(&mut __acc.#col, #f(__e)););
+                    sides[side].push(add.clone());
                     let events = [quote!(__left), quote!(__right)][side].clone();
-                    quote! {
-                        for __e in #events.iter() {
-                            #rt::aggregate::add::<#agg>(&mut __acc.#col, #f(__e));
-                        }
-                    }
+                    quote!(for __e in #events.iter() { #add })
                 }
                 _ => return None,
             });
@@ -649,10 +652,29 @@ impl Stateful for Aggregation {
             return Some(pair_fold::Fold {
                 fold: into_table,
                 after: quote!(),
+                arrival: None,
             });
         }
         let (scratch, fire, acc) = (&s.names.scratch, &s.names.fire, s.names.path(&s.names.acc));
+        // Folded at arrival, the join keeps no events: this stage's table is never used
+        // (a group closes with its window here, in the same step), so rows go straight out.
+        let arrival = pair_fold::Arrival {
+            acc: acc.clone(),
+            sides: sides.map(|s| quote!(#(#s)*)),
+            close: quote! {
+                let mut __acc = __folds.acc;
+                let __pairs = __folds.left * __folds.right;
+                #(#counts)*
+                self.#scratch.push(#rt::window::Fired {
+                    start: __start,
+                    end: __end,
+                    key: ::core::clone::Clone::clone(__kr),
+                    acc: __acc,
+                });
+            },
+        };
         Some(pair_fold::Fold {
+            arrival: Some(arrival),
             fold: quote! {
                 if self.#f.state.is_empty()
                     && __start.saturating_add(#size).saturating_add(#lateness) > self.#f.state.watermark

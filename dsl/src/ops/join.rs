@@ -357,13 +357,21 @@ impl Stateful for WindowJoin {
         Some(super::join::refuses_grouping(op))
     }
 
-    fn takes_owned(&self) -> bool {
-        true
+    fn takes_owned(&self, s: &StagePlan, cx: &Cx) -> bool {
+        // Folding at arrival reads the events: nothing to move in.
+        self.arrival(s, cx).is_none()
     }
 
     fn items(&self, s: &StagePlan, cx: &Cx) -> StageItems {
         let rt = &cx.rt;
         let (kt, lt, rt_) = (&self.sides.key_ty, &self.sides.left.1, &self.sides.right.1);
+        if let Some(a) = self.arrival(s, cx) {
+            let acc = &a.acc;
+            let folds = quote!(#rt::join::JoinFolds<#acc>);
+            let state = quote!(#rt::window::Windows<#kt, #folds>);
+            let scratch = quote!(::std::vec::Vec<#rt::window::Fired<#kt, #folds>>);
+            return self.sides.items(s, cx, state, scratch, true);
+        }
         let state = quote!(#rt::join::WindowJoin<#kt, #lt, #rt_>);
         let scratch = quote!(::std::vec::Vec<#rt::join::JoinFired<#kt, #lt, #rt_>>);
         self.sides.items(s, cx, state, scratch, true)
@@ -375,6 +383,28 @@ impl Stateful for WindowJoin {
         let (size, lateness) = (&c.size, &c.lateness);
         let fire_if = quote!(if !self.#scratch.is_empty() { self.#fire(out); });
         let mut methods = Vec::new();
+        if let Some((a, after)) = self.arrival_fold(s, cx) {
+            for side in [Side::Left, Side::Right] {
+                methods.push(self.folding_push(s, cx, &c, side, &a));
+            }
+            methods.push(self.folding_fire(s, cx, &a, after));
+            // Only keys with events on both sides go on (before the closed rows' sort).
+            let rt = &cx.rt;
+            let close = |wm: TokenStream| {
+                quote! {
+                    if self.#f.state.set_watermark(#wm) {
+                        while self.#f.state.close_next_where(#size, #lateness, true, #rt::join::JoinFolds::has_pairs, &mut self.#scratch) {}
+                    }
+                    #fire_if
+                }
+            };
+            return StageCode {
+                methods,
+                advance: close(quote!(wm)),
+                flush: close(quote!(self.#f.state.flush_watermark(#size, #lateness))),
+                consts: c.items,
+            };
+        }
         for side in [Side::Left, Side::Right] {
             methods.push(self.owned_push(s, cx, &c, side));
             let (sig, owned) = (
@@ -399,6 +429,104 @@ impl Stateful for WindowJoin {
 }
 
 impl WindowJoin {
+    /// How its only reader folds events as they arrive, if it can (see [`pair_fold`]).
+    ///
+    /// [`pair_fold`]: super::pair_fold
+    fn arrival(&self, s: &StagePlan, cx: &Cx) -> Option<super::pair_fold::Arrival> {
+        Some(self.arrival_fold(s, cx)?.0)
+    }
+
+    /// [`arrival`](Self::arrival), with what runs after the closed groups are handed on.
+    fn arrival_fold(
+        &self,
+        s: &StagePlan,
+        cx: &Cx,
+    ) -> Option<(super::pair_fold::Arrival, TokenStream)> {
+        let fold = super::pair_fold::child_fold(s, cx, &self.sides, &self.window)?;
+        Some((fold.arrival?, fold.after))
+    }
+
+    /// The push of one input when folding at arrival: count the event and fold it into
+    /// its key's accumulator in its window, or report it late (a clone: it is borrowed).
+    fn folding_push(
+        &self,
+        s: &StagePlan,
+        cx: &Cx,
+        c: &Consts,
+        side: Side,
+        a: &super::pair_fold::Arrival,
+    ) -> TokenStream {
+        let (rt, module, f) = (&cx.rt, &s.names.module, &s.names.field);
+        let kt = &self.sides.key_ty;
+        let (lv, rv) = self.sides.late_variants(s);
+        let (ty, kf, count, late, folds) = match side {
+            Side::Right => (
+                &self.sides.right.1,
+                &self.sides.right_fn,
+                quote!(right),
+                rv,
+                &a.sides[1],
+            ),
+            _ => (
+                &self.sides.left.1,
+                &self.sides.left_fn,
+                quote!(left),
+                lv,
+                &a.sides[0],
+            ),
+        };
+        let kf = closure::annotate(kf, ty);
+        let sig = self.sides.push_signature(s, cx, side);
+        let (size, slide, lateness) = (&c.size, &c.slide, &c.lateness);
+        quote! {
+            #[inline(always)]
+            #[allow(unused_variables)]
+            #sig {
+                let __k: #kt = #kf(__v);
+                match self.#f.state.acc_for(__ts, &__k, #size, #lateness) {
+                    ::core::option::Option::Some(__folds) => {
+                        __folds.#count += 1;
+                        let __acc = &mut __folds.acc;
+                        let __e = __v;
+                        #folds
+                    }
+                    ::core::option::Option::None => {
+                        let __why = #rt::window::LateReason::windowed(__ts, #size, #slide);
+                        let __late = ::core::clone::Clone::clone(__v);
+                        out.collect(#module::Output::Late(#module::Late::#late(__late, __why)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The method handing the reader the groups of closed windows folded at arrival (those
+    /// with events on both sides, in (end, key) order).
+    fn folding_fire(
+        &self,
+        s: &StagePlan,
+        cx: &Cx,
+        a: &super::pair_fold::Arrival,
+        after: TokenStream,
+    ) -> TokenStream {
+        let (rt, module) = (&cx.rt, &s.names.module);
+        let (fire, scratch) = (&s.names.fire, &s.names.scratch);
+        let close = &a.close;
+        quote! {
+            #[allow(unused_variables)]
+            fn #fire<C: #rt::Collector<#module::Output>>(&mut self, out: &mut C) {
+                let mut __fired = ::core::mem::take(&mut self.#scratch);
+                for __f in __fired.drain(..) {
+                    let #rt::window::Fired { start: __start, end: __end, key: __key, acc: __folds } = __f;
+                    let __kr = &__key;
+                    #close
+                }
+                self.#scratch = __fired;
+                #after
+            }
+        }
+    }
+
     /// The by-value push of one input: buffer the event, or report it late.
     fn owned_push(&self, s: &StagePlan, cx: &Cx, c: &Consts, side: Side) -> TokenStream {
         let (rt, module, f) = (&cx.rt, &s.names.module, &s.names.field);

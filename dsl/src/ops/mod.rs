@@ -124,8 +124,10 @@ pub trait Stateful {
         let _ = (s, cx, pairs);
         None
     }
-    /// True if it has by-value push methods, to which a lone upstream moves its events.
-    fn takes_owned(&self) -> bool {
+    /// True if stage `s` (this part's) has by-value push methods, to which a lone upstream
+    /// moves its events.
+    fn takes_owned(&self, s: &StagePlan, cx: &Cx) -> bool {
+        let _ = (s, cx);
         false
     }
     /// True if its one input has a by-value push too, which moves the event's key into

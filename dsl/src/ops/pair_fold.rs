@@ -5,10 +5,18 @@
 //! sides' counts; a min or max over the pairs is the min or max over one side's events,
 //! since the pairs repeat each of its values (and adding a value again changes neither).
 //!
-//! Nothing else changes: the join buffers the same events and the aggregate keeps the same
-//! accumulators, so checkpoints, deltas and output are those of the stages unfused. A key
-//! whose aggregate window has closed (it cannot happen when the aggregate's lateness is at
-//! least the join's) takes the pairs path, late output included.
+//! When the aggregate's window is the join's (same tumbling size and lateness), a join
+//! group is one aggregate row closed in the same watermark step, so the join does not
+//! buffer events at all: it keeps, per key and window, each side's event count and the
+//! one-side columns folded as events arrive (`JoinFolds`), which is its checkpointed
+//! state (a layout of its own: checkpoints of the buffering form are refused, not
+//! misread). Output and late records are those of the stages unfused.
+//!
+//! Otherwise nothing else changes: the join buffers the same events and the aggregate
+//! keeps the same accumulators, so checkpoints, deltas and output are those of the stages
+//! unfused. A key whose aggregate window has closed (it cannot happen when the
+//! aggregate's lateness is at least the join's) takes the pairs path, late output
+//! included.
 
 use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
 use quote::{quote, ToTokens};
@@ -40,6 +48,21 @@ pub struct Fold {
     pub fold: TokenStream,
     /// What runs after the last group.
     pub after: TokenStream,
+    /// Set when the join can fold its events as they arrive (see the module doc).
+    pub arrival: Option<Arrival>,
+}
+
+/// A join folding each event as it arrives into `JoinFolds<acc>` (its state then) instead
+/// of buffering it: possible when the reader's window is the join's (same tumbling size
+/// and lateness), so that a join group is one row of the reader, closed in the same step.
+pub struct Arrival {
+    /// The reader's accumulator type.
+    pub acc: TokenStream,
+    /// Per side: statements folding that side's event `__e` (a reference) into `__acc`.
+    pub sides: [TokenStream; 2],
+    /// Statements delivering a closed group with events on both sides to the reader,
+    /// given `__folds: JoinFolds<acc>` (owned), `__start`, `__end` and `__kr: &K`.
+    pub close: TokenStream,
 }
 
 /// The fold of one closed join group into the stage reading join stage `s`, if it can be
@@ -271,7 +294,11 @@ mod tests {
             format!("{agg}.aggregate(r: u64 = min(|j| j.auctions.reserve));"),
         ];
         for f in &fused {
-            assert!(expansion(f).contains("__folded"), "{f}");
+            let code = expansion(f);
+            assert!(
+                code.contains("__folded") || code.contains("JoinFolds"),
+                "{f}"
+            );
         }
         let unfused = [
             format!("{agg}.aggregate(n = count(), s: u64 = sum(|j| j.auctions.reserve));"),
@@ -283,19 +310,26 @@ mod tests {
             format!("{agg}.aggregate(n = count()); other = q.filter(|_| true); sink other;"),
         ];
         for u in &unfused {
-            assert!(!expansion(u).contains("__folded"), "{u}");
+            let code = expansion(u);
+            assert!(
+                !code.contains("__folded") && !code.contains("JoinFolds"),
+                "{u}"
+            );
         }
     }
 
     /// The aggregate's window closing in the join's watermark step (same tumbling size and
-    /// lateness) takes a group's row straight to its closed rows; any other window folds
-    /// into its table.
+    /// lateness): the join folds events as they arrive, keeps no events, and a closed
+    /// group's row goes straight to the aggregate's closed rows. Any other window: the
+    /// join buffers events and a closed group folds into the aggregate's table.
     #[test]
-    fn groups_skip_the_table_only_when_both_windows_close_together() {
+    fn events_fold_at_arrival_only_when_both_windows_close_together() {
         let direct = "agg = q.key_by(person: u64 = |j| j.person).window(tumbling(2s)).aggregate(n = count());";
         let code = expansion(direct);
         assert!(
-            code.contains("state . is_empty ()") && code.contains("acc_for"),
+            code.contains("Windows < u64 , :: simplestream :: __rt :: join :: JoinFolds")
+                && !code.contains("WindowJoin")
+                && !code.contains("__folded"),
             "{code}"
         );
         for tabled in [
@@ -303,7 +337,7 @@ mod tests {
             "agg = q.key_by(person: u64 = |j| j.person).window(tumbling(2s), allowed_lateness = 1s).aggregate(n = count());",
         ] {
             let code = expansion(tabled);
-            assert!(code.contains("__folded") && !code.contains("state . is_empty ()"), "{tabled}");
+            assert!(code.contains("__folded") && !code.contains("JoinFolds"), "{tabled}");
         }
     }
 
