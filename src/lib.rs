@@ -53,3 +53,9 @@ pub use simplestream_runtime as __rt;
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The guides' examples (`docs/`), compiled and run as doctests.
+#[doc = include_str!("../docs/sql.md")]
+#[doc = include_str!("../docs/upgrades.md")]
+#[cfg(doctest)]
+pub struct GuideDoctests;

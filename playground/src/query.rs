@@ -15,7 +15,7 @@ use crate::source::GenConfig;
 /// The orders source, as the interpreter sees it.
 pub const SOURCE_TABLE: &str = "CREATE TABLE orders (customer TEXT, amount DOUBLE, ts BIGINT);";
 
-/// The queries the editor offers (the README's), as (label, SQL). The first is the
+/// The queries the editor offers (the SQL guide's, `docs/sql.md`), as (label, SQL). The first is the
 /// default.
 pub const EXAMPLES: &[(&str, &str)] = &[
     (
