@@ -312,7 +312,7 @@ impl ::core::fmt::Debug for Orders {
             .finish()
     }
 }
-#[allow(clippy::all, clippy::pedantic)]
+#[allow(clippy::all, clippy::pedantic, dead_code)]
 impl Orders {
     ///How far the watermark of source `orders` stays behind its newest event time, ms.
     const ORDERS_MAX_DELAY_MS: i64 = 5_000;
