@@ -7,6 +7,7 @@ use proc_macro2::Span;
 use super::file::Lock;
 use super::layout::{self, Earlier, Part};
 use crate::diag::Errors;
+use crate::expand::Cx;
 use crate::plan::{Plan, StagePlan};
 
 const ACCEPT: &str = "run `simplestream state lock` to accept losing this stage's state";
@@ -19,7 +20,7 @@ pub fn check(plan: &Plan, lock: &Lock, lock_name: &str, errs: &mut Errors) {
             .find(|s| s.name == name)
             .or_else(|| stateful().find(|s| s.upgrade.was.as_ref().is_some_and(|w| w == name)));
         match now {
-            Some(s) => stage(s, locked, errs),
+            Some(s) => stage(plan, s, locked, errs),
             None => gone(plan, lock, name, locked, lock_name, errs),
         }
     }
@@ -43,8 +44,9 @@ pub fn earlier(s: &StagePlan) -> Earlier {
     e
 }
 
-fn stage(s: &StagePlan, locked: &str, errs: &mut Errors) {
-    let parts = s.stateful.as_ref().expect("a stateful stage").layout();
+fn stage(plan: &Plan, s: &StagePlan, locked: &str, errs: &mut Errors) {
+    let cx = Cx::new(plan);
+    let parts = s.stateful.as_ref().expect("a stateful stage").layout(s, &cx);
     let earlier = earlier(s);
     if layout::text(&parts, &Earlier::default()) == locked
         || (!s.upgrade.migrations.is_empty() && layout::text(&parts, &earlier) == locked)
@@ -91,7 +93,7 @@ fn gone(plan: &Plan, lock: &Lock, name: &str, locked: &str, lock_name: &str, err
             && !lock.stages.iter().any(|(n, _)| s.name == n)
             && s.stateful
                 .as_ref()
-                .is_some_and(|p| layout::text(&p.layout(), &Earlier::default()) == locked)
+                .is_some_and(|p| layout::text(&p.layout(s, &Cx::new(plan)), &Earlier::default()) == locked)
     });
     match renamed {
         Some(s) => errs.push(s.name.span(), format!(

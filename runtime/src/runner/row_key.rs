@@ -16,7 +16,7 @@ impl RowKeys {
             .stages
             .iter()
             .filter(|s| s.sink)
-            .filter_map(|s| Some((s.name, key_column(&s.state)?)))
+            .filter_map(|s| Some((s.name, s.state.key()?)))
             .collect();
         RowKeys { columns }
     }
@@ -32,16 +32,6 @@ impl RowKeys {
         field(line, column.as_bytes())
             .and_then(|v| std::str::from_utf8(v).ok())
             .is_some_and(|v| text_of(v, out))
-    }
-}
-
-fn key_column(state: &State) -> Option<&'static str> {
-    match *state {
-        State::None => None,
-        State::PerKey { key } | State::SeenKeys { key } | State::JoinBuffers { key, .. } => {
-            Some(key)
-        }
-        State::Windowed { key, .. } => key,
     }
 }
 
