@@ -359,14 +359,24 @@ fn folding_at_arrival_has_a_layout_of_its_own() {
     else {
         panic!("{:?}", state(&Fused::PLAN));
     };
-    assert_eq!((left, right, key, reader), ("persons", "auctions", "person", "q"));
+    assert_eq!(
+        (left, right, key, reader),
+        ("persons", "auctions", "person", "q")
+    );
     let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
     assert_eq!(names, ["name", "first", "top", "low", "pairs"]);
     for p in [&Unfused::PLAN, &FusedWide::PLAN] {
-        assert!(matches!(state(p), simplestream::plan::State::JoinBuffers { .. }));
+        assert!(matches!(
+            state(p),
+            simplestream::plan::State::JoinBuffers { .. }
+        ));
     }
     let join = |layouts: Vec<simplestream::upgrade::StageLayout>| {
-        layouts.into_iter().find(|s| s.name == "opened").unwrap().layout
+        layouts
+            .into_iter()
+            .find(|s| s.name == "opened")
+            .unwrap()
+            .layout
     };
     assert_eq!(
         join(simplestream::upgrade::layouts::<Fused>()),

@@ -286,7 +286,12 @@ fn folded_join(
     for (start, keyed) in entries(json.get("windows")) {
         for (k, f) in entries(Some(keyed)) {
             let count = |side: &str| cell(f.get(side).unwrap_or(&Value::Null));
-            let mut row = vec![span(window, start), k.clone(), count("left"), count("right")];
+            let mut row = vec![
+                span(window, start),
+                k.clone(),
+                count("left"),
+                count("right"),
+            ];
             let acc = f.get("acc").unwrap_or(&Value::Null);
             row.extend(
                 folded
@@ -531,13 +536,30 @@ mod tests {
                 ts,
             })
         };
-        let pay = |sale_id, amount, ts| paid_counts::Input::Payments(Payment { sale_id, amount, ts });
-        let events = [sale(7, 1_000), pay(7, 2.5, 2_000), pay(7, 4.0, 3_000), sale(8, 4_000)];
+        let pay = |sale_id, amount, ts| {
+            paid_counts::Input::Payments(Payment {
+                sale_id,
+                amount,
+                ts,
+            })
+        };
+        let events = [
+            sale(7, 1_000),
+            pay(7, 2.5, 2_000),
+            pay(7, 4.0, 3_000),
+            sale(8, 4_000),
+        ];
         let tables = tables::<PaidCounts>(events.into_iter());
         let (t, json) = &tables[0];
         assert_eq!(
             t.header,
-            ["window (UTC)", "sale_id", "sales events", "payments events", "biggest"],
+            [
+                "window (UTC)",
+                "sale_id",
+                "sales events",
+                "payments events",
+                "biggest"
+            ],
             "{json}"
         );
         assert_eq!(
@@ -548,7 +570,11 @@ mod tests {
             ],
             "{json}"
         );
-        assert!(t.what.contains("counted and folded for counts"), "{}", t.what);
+        assert!(
+            t.what.contains("counted and folded for counts"),
+            "{}",
+            t.what
+        );
     }
 
     #[test]
