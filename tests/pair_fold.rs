@@ -355,9 +355,9 @@ fn folding_at_arrival_has_a_layout_of_its_own() {
         key,
         reader,
         columns,
-    } = state(&Fused::PLAN)
+    } = state(Fused::PLAN)
     else {
-        panic!("{:?}", state(&Fused::PLAN));
+        panic!("{:?}", state(Fused::PLAN));
     };
     assert_eq!(
         (left, right, key, reader),
@@ -365,7 +365,7 @@ fn folding_at_arrival_has_a_layout_of_its_own() {
     );
     let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
     assert_eq!(names, ["name", "first", "top", "low", "pairs"]);
-    for p in [&Unfused::PLAN, &FusedWide::PLAN] {
+    for p in [Unfused::PLAN, FusedWide::PLAN] {
         assert!(matches!(
             state(p),
             simplestream::plan::State::JoinBuffers { .. }

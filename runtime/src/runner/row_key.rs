@@ -2,7 +2,7 @@
 //! several partitions): the value of its sink stage's key column, read back from the
 //! row as written.
 
-use crate::plan::{Plan, State};
+use crate::plan::Plan;
 
 /// Each sink's key column: the key of its stage's state. A window over all events, a
 /// stateless stage and late events have none.
@@ -128,7 +128,7 @@ fn text_of(json: &str, out: &mut Vec<u8>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Op, Stage, Window};
+    use crate::plan::{Op, Stage, State, Window};
 
     const fn stage(name: &'static str, state: State) -> Stage {
         Stage {
