@@ -347,6 +347,46 @@ fn compare_folded(evs: &[Ev], every: usize, restore_at: usize) -> usize {
 fn folding_at_arrival_has_a_layout_of_its_own() {
     assert_ne!(Fused::state_layouts(), Unfused::state_layouts());
     assert_eq!(FusedWide::state_layouts(), UnfusedWide::state_layouts());
+    // The plan says what the join keeps, so tools and checkpoints describe it as it is.
+    let state = |p: &'static simplestream::plan::Plan| p.stage("opened").unwrap().state;
+    let simplestream::plan::State::JoinFolds {
+        left,
+        right,
+        key,
+        reader,
+        columns,
+    } = state(Fused::PLAN)
+    else {
+        panic!("{:?}", state(Fused::PLAN));
+    };
+    assert_eq!(
+        (left, right, key, reader),
+        ("persons", "auctions", "person", "q")
+    );
+    let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
+    assert_eq!(names, ["name", "first", "top", "low", "pairs"]);
+    for p in [Unfused::PLAN, FusedWide::PLAN] {
+        assert!(matches!(
+            state(p),
+            simplestream::plan::State::JoinBuffers { .. }
+        ));
+    }
+    let join = |layouts: Vec<simplestream::upgrade::StageLayout>| {
+        layouts
+            .into_iter()
+            .find(|s| s.name == "opened")
+            .unwrap()
+            .layout
+    };
+    assert_eq!(
+        join(simplestream::upgrade::layouts::<Fused>()),
+        "join person: u64 of Person, Auction; window tumbling 2000ms, lateness 0ms; \
+         folded name: String = max, first: String = min, top: u64 = max, low: u64 = min, pairs: u64 = count"
+    );
+    assert_eq!(
+        join(simplestream::upgrade::layouts::<Unfused>()),
+        "join person: u64 of Person, Auction; window tumbling 2000ms, lateness 0ms"
+    );
 }
 
 proptest! {

@@ -125,3 +125,40 @@ fn a_migration_from_another_layout_is_reported() {
     // `x` is locked already: the declared migration is from an older layout.
     assert!(out.contains("stage `stats`: this migration converts from `key k: String; aggregate n: u64 = count`, but the locked layout is `key k: String; aggregate n: u64 = count, x: u64 = count`"), "{out}");
 }
+
+#[test]
+fn a_join_that_now_folds_for_its_reader() {
+    let e = one_error("tests/ui/lock_join_now_folds.rs");
+    assert!(e.starts_with("stage `opened` changed its state layout (the join now keeps per key and window each input's event count and its reader's columns folded from them, not the events)"), "{e}");
+    assert!(
+        e.contains("cannot be converted between buffered events and folds"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_join_that_buffers_again() {
+    let dir = std::env::temp_dir().join(format!("ss-lock-fold-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("main.rs");
+    std::fs::write(&src, "").unwrap();
+    std::fs::write(
+        dir.join("P.state.lock"),
+        "opened = join id: u64 of L, R; window tumbling 10000ms, lateness 0ms; folded n: u64 = count\n",
+    )
+    .unwrap();
+    // The filter before `key_by` stops the fold: the join buffers its events.
+    let body: TokenStream = r#"
+        pipeline P;
+        source ls: L, event_time = |l| l.ts, max_delay = 1s;
+        source rs: R, event_time = |r| r.ts, max_delay = 1s;
+        opened = ls.join(rs, id: u64 = |l| l.id, |r| r.id).window(tumbling(10s));
+        q = opened.filter(|_| true).key_by(id: u64 = |j| j.id).window(tumbling(10s)).aggregate(n = count());
+        sink q;
+    "#
+    .parse()
+    .unwrap();
+    let out = simplestream_dsl::pipeline_at(body, Some(&src)).to_string();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.contains("stage `opened` changed its state layout (the join now buffers its events instead of folding them for its reader)"), "{out}");
+}

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use simplestream::plan::{Op, Stage, State, Window};
+use simplestream::plan::{Column, Op, Stage, State, Window};
 
 use crate::text::{cell, hms, ms_label};
 
@@ -53,6 +53,19 @@ pub fn table(stage: &Stage, json: &Value) -> Table {
             Some(window) => window_join(left, right, key, &window, json),
             None => interval_join(stage, left, right, key, json),
         },
+        State::JoinFolds {
+            left,
+            right,
+            key,
+            reader,
+            columns,
+        } => {
+            let window = join_window(stage).unwrap_or(Window::Tumbling {
+                size_ms: 0,
+                lateness_ms: 0,
+            });
+            folded_join([left, right], key, reader, columns, &window, json)
+        }
         // A layout this page does not know yet: the state as it is.
         _ => Table {
             what: "state".into(),
@@ -258,6 +271,57 @@ fn window_join(left: &str, right: &str, key: &str, window: &Window, json: &Value
     }
 }
 
+/// One row per key and window: each input's event count, and the reader's columns that
+/// fold one side's events (its count columns are the pairs, made at close).
+fn folded_join(
+    inputs: [&str; 2],
+    key: &str,
+    reader: &str,
+    columns: &[Column],
+    window: &Window,
+    json: &Value,
+) -> Table {
+    let folded: Vec<&Column> = columns.iter().filter(|c| c.func != "count").collect();
+    let mut rows = Vec::new();
+    for (start, keyed) in entries(json.get("windows")) {
+        for (k, f) in entries(Some(keyed)) {
+            let count = |side: &str| cell(f.get(side).unwrap_or(&Value::Null));
+            let mut row = vec![
+                span(window, start),
+                k.clone(),
+                count("left"),
+                count("right"),
+            ];
+            let acc = f.get("acc").unwrap_or(&Value::Null);
+            row.extend(
+                folded
+                    .iter()
+                    .map(|c| cell(acc.get(c.name).unwrap_or(&Value::Null))),
+            );
+            rows.push(row);
+        }
+    }
+    sort_by_labels(&mut rows, 2);
+    let [left, right] = inputs;
+    let mut header = vec![
+        "window (UTC)".to_string(),
+        key.to_string(),
+        format!("{left} events"),
+        format!("{right} events"),
+    ];
+    header.extend(folded.iter().map(|c| c.name.to_string()));
+    Table {
+        what: format!(
+            "{left} and {right} per {key} in {}: counted and folded for {reader} as they arrive (the events are not kept); the pairs are {left} × {right} when a window closes",
+            open_windows(window)
+        ),
+        header,
+        rows,
+        label_cols: 2,
+        watermark: None,
+    }
+}
+
 fn interval_join(stage: &Stage, left: &str, right: &str, key: &str, json: &Value) -> Table {
     let mut rows = Vec::new();
     for (k, sides) in entries(json.get("buffers")) {
@@ -444,6 +508,73 @@ mod tests {
         ];
         sort_by_labels(&mut rows, 1);
         assert_eq!(rows, [["9", "a"], ["10", "b"], ["10", "a"]]);
+    }
+
+    simplestream::pipeline! {
+        /// Sales paid in their window, counted and folded per sale as they arrive.
+        pub pipeline PaidCounts;
+        source sales: crate::gallery::Sale, event_time = |s| s.ts, max_delay = 0s;
+        source payments: crate::gallery::Payment, event_time = |p| p.ts, max_delay = 0s;
+        paid = sales
+            .join(payments, sale_id: u64 = |s| s.id, |p| p.sale_id)
+            .window(tumbling(30s));
+        counts = paid
+            .key_by(sale_id: u64 = |j| j.sale_id)
+            .window(tumbling(30s))
+            .aggregate(pairs = count(), biggest: f64 = max(|j| j.payments.amount));
+        sink counts;
+    }
+
+    #[test]
+    fn a_join_folding_for_its_reader_shows_counts_and_folds_not_events() {
+        use crate::gallery::{Payment, Sale};
+        let sale = |id, ts| {
+            paid_counts::Input::Sales(Sale {
+                id,
+                customer: "C1".into(),
+                amount: 1.0,
+                ts,
+            })
+        };
+        let pay = |sale_id, amount, ts| {
+            paid_counts::Input::Payments(Payment {
+                sale_id,
+                amount,
+                ts,
+            })
+        };
+        let events = [
+            sale(7, 1_000),
+            pay(7, 2.5, 2_000),
+            pay(7, 4.0, 3_000),
+            sale(8, 4_000),
+        ];
+        let tables = tables::<PaidCounts>(events.into_iter());
+        let (t, json) = &tables[0];
+        assert_eq!(
+            t.header,
+            [
+                "window (UTC)",
+                "sale_id",
+                "sales events",
+                "payments events",
+                "biggest"
+            ],
+            "{json}"
+        );
+        assert_eq!(
+            t.rows,
+            [
+                ["00:00:00–00:00:30", "7", "1", "2", "4.0"],
+                ["00:00:00–00:00:30", "8", "1", "0", "—"],
+            ],
+            "{json}"
+        );
+        assert!(
+            t.what.contains("counted and folded for counts"),
+            "{}",
+            t.what
+        );
     }
 
     #[test]

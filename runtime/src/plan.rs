@@ -220,6 +220,43 @@ pub enum State {
         /// The join key.
         key: &'static str,
     },
+    /// A windowed join whose only reader is a keyed aggregate over the same tumbling
+    /// window, of `count()` and columns reading one side: per key and open window, how
+    /// many events of each input arrived and the reader's `columns` folded from them, not
+    /// the events. The reader's count columns are the pairs, `left * right`, at close.
+    JoinFolds {
+        /// The left input.
+        left: &'static str,
+        /// The right input.
+        right: &'static str,
+        /// The join key.
+        key: &'static str,
+        /// The reading stage.
+        reader: &'static str,
+        /// The reader's columns, whose accumulator the join keeps per key and window.
+        columns: &'static [Column],
+    },
+}
+
+impl State {
+    /// The key column the state is kept by; `None` for no state and for windows over
+    /// all events.
+    ///
+    /// ```
+    /// use simplestream_runtime::plan::State;
+    /// assert_eq!(State::PerKey { key: "customer" }.key(), Some("customer"));
+    /// assert_eq!(State::None.key(), None);
+    /// ```
+    pub const fn key(&self) -> Option<&'static str> {
+        match *self {
+            State::None => None,
+            State::PerKey { key }
+            | State::SeenKeys { key }
+            | State::JoinBuffers { key, .. }
+            | State::JoinFolds { key, .. } => Some(key),
+            State::Windowed { key, .. } => key,
+        }
+    }
 }
 
 impl Window {
@@ -358,14 +395,10 @@ impl Stage {
                     parts.push(format!("distinct {key}: {key_type}"))
                 }
                 Op::Window { window } => parts.push(window_layout(window, earlier.lateness_ms)),
-                Op::Aggregate { columns } => {
-                    let cols: Vec<String> = columns
-                        .iter()
-                        .filter(|c| !earlier.added_columns.contains(&c.name))
-                        .map(|c| format!("{}: {} = {}", c.name, c.ty, c.func))
-                        .collect();
-                    parts.push(format!("aggregate {}", cols.join(", ")));
-                }
+                Op::Aggregate { columns } => parts.push(format!(
+                    "aggregate {}",
+                    columns_layout(columns, earlier.added_columns)
+                )),
                 Op::Join {
                     key,
                     key_type,
@@ -376,6 +409,9 @@ impl Stage {
                 } => {
                     parts.push(format!("join {key}: {key_type} of {left_type}, {right_type}"));
                     parts.push(window_layout(window, earlier.lateness_ms));
+                    if let State::JoinFolds { columns, .. } = self.state {
+                        parts.push(format!("folded {}", columns_layout(columns, &[])));
+                    }
                 }
                 Op::IntervalJoin {
                     key,
@@ -404,6 +440,16 @@ pub struct Earlier {
     pub added_columns: &'static [&'static str],
     /// The window's allowed lateness, ms, if it changed.
     pub lateness_ms: Option<i64>,
+}
+
+/// `n: u64 = count, top: f64 = max`, without the `added` columns.
+fn columns_layout(columns: &[Column], added: &[&str]) -> String {
+    let cols: Vec<String> = columns
+        .iter()
+        .filter(|c| !added.contains(&c.name))
+        .map(|c| format!("{}: {} = {}", c.name, c.ty, c.func))
+        .collect();
+    cols.join(", ")
 }
 
 /// `window tumbling 300000ms, lateness 0ms`: sizes in ms, so equal windows read equal.

@@ -269,7 +269,7 @@ fn pipeline_impl(cx: &Cx, parts: &[Parts], source_text: &str) -> TokenStream {
         [src] => src.ty.to_token_stream(),
         _ => quote!(#module::Input),
     };
-    let plan_data = plan_data::plan_tokens(plan, rt);
+    let plan_data = plan_data::plan_tokens(cx);
     let (fields, tys): (Vec<_>, Vec<_>) = stateful(parts).unzip();
     let names: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
     let (scratch, _) = scratch(parts);

@@ -5,7 +5,8 @@ use proc_macro2::TokenStream;
 use quote::{quote, ToTokens};
 use syn::Type;
 
-use crate::plan::{Plan, StagePlan};
+use super::Cx;
+use crate::plan::StagePlan;
 
 /// A type as the plan shows it: its tokens without spaces (`Vec<u8>`).
 pub fn type_text(t: &Type) -> String {
@@ -13,25 +14,27 @@ pub fn type_text(t: &Type) -> String {
 }
 
 /// The `Plan { .. }` expression.
-pub fn plan_tokens(plan: &Plan, rt: &TokenStream) -> TokenStream {
+pub fn plan_tokens(cx: &Cx) -> TokenStream {
+    let (plan, rt) = (cx.plan, &cx.rt);
     let name = plan.name.to_string();
     let sources = plan.sources.iter().map(|s| {
         let (n, ty, sink) = (s.name.to_string(), type_text(&s.ty), s.sink);
         let delay = super::ms_literal(s.max_delay_ms);
         quote!(#rt::plan::Source { name: #n, event_type: #ty, max_delay_ms: #delay, sink: #sink })
     });
-    let stages = plan.stages.iter().map(|s| stage_tokens(s, rt));
+    let stages = plan.stages.iter().map(|s| stage_tokens(s, cx));
     quote!(#rt::plan::Plan { name: #name, sources: &[#(#sources),*], stages: &[#(#stages),*] })
 }
 
-fn stage_tokens(s: &StagePlan, rt: &TokenStream) -> TokenStream {
+fn stage_tokens(s: &StagePlan, cx: &Cx) -> TokenStream {
+    let rt = &cx.rt;
     let mut ops: Vec<TokenStream> = s.pre.iter().map(|o| o.plan_data(rt)).collect();
     if let Some(part) = &s.stateful {
         ops.extend(part.plan_data(rt));
     }
     ops.extend(s.post.iter().map(|o| o.plan_data(rt)));
     let state = match &s.stateful {
-        Some(part) => part.plan_state(rt),
+        Some(part) => part.plan_state(s, cx),
         None => quote!(#rt::plan::State::None),
     };
     let (name, input, out, sink) = (

@@ -7,6 +7,7 @@ use proc_macro2::Span;
 use super::file::Lock;
 use super::layout::{self, Earlier, Part};
 use crate::diag::Errors;
+use crate::expand::Cx;
 use crate::plan::{Plan, StagePlan};
 
 const ACCEPT: &str = "run `simplestream state lock` to accept losing this stage's state";
@@ -19,7 +20,7 @@ pub fn check(plan: &Plan, lock: &Lock, lock_name: &str, errs: &mut Errors) {
             .find(|s| s.name == name)
             .or_else(|| stateful().find(|s| s.upgrade.was.as_ref().is_some_and(|w| w == name)));
         match now {
-            Some(s) => stage(s, locked, errs),
+            Some(s) => stage(plan, s, locked, errs),
             None => gone(plan, lock, name, locked, lock_name, errs),
         }
     }
@@ -43,8 +44,13 @@ pub fn earlier(s: &StagePlan) -> Earlier {
     e
 }
 
-fn stage(s: &StagePlan, locked: &str, errs: &mut Errors) {
-    let parts = s.stateful.as_ref().expect("a stateful stage").layout();
+fn stage(plan: &Plan, s: &StagePlan, locked: &str, errs: &mut Errors) {
+    let cx = Cx::new(plan);
+    let parts = s
+        .stateful
+        .as_ref()
+        .expect("a stateful stage")
+        .layout(s, &cx);
     let earlier = earlier(s);
     if layout::text(&parts, &Earlier::default()) == locked
         || (!s.upgrade.migrations.is_empty() && layout::text(&parts, &earlier) == locked)
@@ -71,6 +77,7 @@ fn stage(s: &StagePlan, locked: &str, errs: &mut Errors) {
             let items: Vec<String> = open.iter().filter_map(|c| c.migration()).collect();
             format!("add `#[migrate({})]` to the stage, or {ACCEPT}", items.join(", "))
         }
+        Some(Change::Fold { .. }) => format!("a join's open windows cannot be converted between buffered events and folds: {ACCEPT}"),
         Some(Change::WindowKind { .. }) => format!("a window's size cannot be migrated (its open windows would cover other times): keep the old stage as it is and add the new window as a new stage, or {ACCEPT}"),
         Some(_) => format!("this change cannot be migrated: keep the old stage as it is and add the new one as a new stage, or {ACCEPT}"),
     };
@@ -89,9 +96,9 @@ fn gone(plan: &Plan, lock: &Lock, name: &str, locked: &str, lock_name: &str, err
     let renamed = plan.stages.iter().find(|s| {
         s.upgrade.was.is_none()
             && !lock.stages.iter().any(|(n, _)| s.name == n)
-            && s.stateful
-                .as_ref()
-                .is_some_and(|p| layout::text(&p.layout(), &Earlier::default()) == locked)
+            && s.stateful.as_ref().is_some_and(|p| {
+                layout::text(&p.layout(s, &Cx::new(plan)), &Earlier::default()) == locked
+            })
     });
     match renamed {
         Some(s) => errs.push(s.name.span(), format!(
@@ -141,6 +148,11 @@ enum Change {
         now: String,
         span: Span,
     },
+    /// A join that folds its events for its reader now, or that buffers them again.
+    Fold {
+        folds: bool,
+        span: Span,
+    },
 }
 
 impl Change {
@@ -153,7 +165,8 @@ impl Change {
             | Key { span, .. }
             | WindowKind { span, .. }
             | Lateness { span, .. }
-            | Other { span, .. } => *span,
+            | Other { span, .. }
+            | Fold { span, .. } => *span,
         }
     }
 
@@ -174,6 +187,8 @@ impl Change {
                 format!("allowed lateness was {was}ms, is {now}ms now")
             }
             Change::Other { was, now, .. } => format!("`{was}` became `{now}`"),
+            Change::Fold { folds: true, .. } => "the join now keeps per key and window each input's event count and its reader's columns folded from them, not the events".into(),
+            Change::Fold { folds: false, .. } => "the join now buffers its events instead of folding them for its reader".into(),
         }
     }
 
@@ -209,6 +224,9 @@ impl Change {
 /// The differences between `now` and the locked `old`, part by part (one `Other` at
 /// `stage` if their parts do not line up).
 fn changes(now: &[Part], old: &[Part], stage: Span) -> Vec<Change> {
+    if let Some(fold) = fold_change(now, old) {
+        return vec![fold];
+    }
     let same_kinds = now.len() == old.len()
         && now
             .iter()
@@ -226,6 +244,33 @@ fn changes(now: &[Part], old: &[Part], stage: Span) -> Vec<Change> {
         part(n, o, stage, &mut out);
     }
     out
+}
+
+/// A join's layout that only gained or lost its `folded ..` part (see `pair_fold`).
+fn fold_change(now: &[Part], old: &[Part]) -> Option<Change> {
+    let folded = |p: Option<&Part>| match p {
+        Some(Part::Other { text, span }) if text.starts_with("folded ") => Some(*span),
+        _ => None,
+    };
+    let text = |p: &[Part]| layout::text(p, &Earlier::default());
+    match (folded(now.last()), folded(old.last())) {
+        (Some(span), None) if text(&now[..now.len() - 1]) == text(old) => {
+            Some(Change::Fold { folds: true, span })
+        }
+        (None, Some(_)) if text(&old[..old.len() - 1]) == text(now) => Some(Change::Fold {
+            folds: false,
+            span: now.first().map_or_else(Span::call_site, part_span),
+        }),
+        _ => None,
+    }
+}
+
+fn part_span(p: &Part) -> Span {
+    match p {
+        Part::Key(t) | Part::Distinct(t) => t.span,
+        Part::Other { span, .. } | Part::Window { span, .. } => *span,
+        Part::Aggregate(cols) => cols.first().map_or_else(Span::call_site, |c| c.span),
+    }
 }
 
 fn part(now: &Part, old: &Part, stage: Span, out: &mut Vec<Change>) {

@@ -34,9 +34,10 @@ pub fn render(plan: &Plan) -> String {
          # Rewrite it with `simplestream state lock <source file>` after a deploy.\n",
         plan.name
     );
+    let cx = crate::expand::Cx::new(plan);
     for s in &plan.stages {
         if let Some(part) = &s.stateful {
-            let text = layout::text(&part.layout(), &Earlier::default());
+            let text = layout::text(&part.layout(s, &cx), &Earlier::default());
             out.push_str(&format!("{} = {text}\n", s.name));
         }
     }

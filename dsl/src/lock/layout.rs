@@ -69,7 +69,8 @@ pub struct Earlier {
 }
 
 impl Column {
-    fn text(&self) -> String {
+    /// `n: u64 = count`.
+    pub fn text(&self) -> String {
         format!("{}: {} = {}", self.name, self.ty, self.func)
     }
 }

@@ -479,7 +479,8 @@ impl Stateful for Aggregation {
         ops
     }
 
-    fn plan_state(&self, rt: &TokenStream) -> TokenStream {
+    fn plan_state(&self, _: &StagePlan, cx: &Cx) -> TokenStream {
+        let rt = &cx.rt;
         match &self.grouping {
             Grouping::Key(k) => {
                 let key = k.name.to_string();
@@ -496,20 +497,14 @@ impl Stateful for Aggregation {
         }
     }
 
-    fn layout(&self) -> Vec<Part> {
+    fn layout(&self, _: &StagePlan, _: &Cx) -> Vec<Part> {
         let mut parts: Vec<Part> = self
             .key()
             .map(|k| Part::Key(k.typed()))
             .into_iter()
             .collect();
         parts.extend(self.window().map(Window::layout));
-        let cols = self.columns.iter().map(|c| LayoutColumn {
-            name: c.name.to_string(),
-            ty: crate::lock::layout::flat(&type_text(&c.out_ty)),
-            func: c.func.to_string(),
-            span: c.name.span(),
-        });
-        parts.push(Part::Aggregate(cols.collect()));
+        parts.push(Part::Aggregate(self.layout_columns()));
         parts
     }
 
@@ -659,6 +654,8 @@ impl Stateful for Aggregation {
         // Folded at arrival, the join keeps no events: this stage's table is never used
         // (a group closes with its window here, in the same step), so rows go straight out.
         let arrival = pair_fold::Arrival {
+            reader: s.name.to_string(),
+            columns: self.layout_columns(),
             acc: acc.clone(),
             sides: sides.map(|s| quote!(#(#s)*)),
             close: quote! {
@@ -714,6 +711,17 @@ impl Stateful for Aggregation {
 }
 
 impl Aggregation {
+    /// The columns as a state layout records them.
+    fn layout_columns(&self) -> Vec<LayoutColumn> {
+        let cols = self.columns.iter().map(|c| LayoutColumn {
+            name: c.name.to_string(),
+            ty: crate::lock::layout::flat(&type_text(&c.out_ty)),
+            func: c.func.to_string(),
+            span: c.name.span(),
+        });
+        cols.collect()
+    }
+
     /// The accumulators' struct: one field per column, merged column by column.
     fn acc_struct(&self, s: &StagePlan, cx: &Cx) -> TokenStream {
         let (rt, serde, serde_path) = (&cx.rt, &cx.serde, cx.serde_path);

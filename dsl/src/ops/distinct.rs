@@ -64,12 +64,12 @@ impl Stateful for Distinct {
         vec![quote!(#rt::plan::Op::Distinct { key: #key, key_type: #kt })]
     }
 
-    fn plan_state(&self, rt: &TokenStream) -> TokenStream {
-        let key = self.key.name.to_string();
+    fn plan_state(&self, _: &StagePlan, cx: &Cx) -> TokenStream {
+        let (rt, key) = (&cx.rt, self.key.name.to_string());
         quote!(#rt::plan::State::SeenKeys { key: #key })
     }
 
-    fn layout(&self) -> Vec<crate::lock::layout::Part> {
+    fn layout(&self, _: &StagePlan, _: &Cx) -> Vec<crate::lock::layout::Part> {
         vec![crate::lock::layout::Part::Distinct(self.key.typed())]
     }
 

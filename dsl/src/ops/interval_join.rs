@@ -64,11 +64,11 @@ impl Stateful for IntervalJoin {
             .plan_data(rt, "IntervalJoin", quote!(lower_ms: #l, upper_ms: #u))]
     }
 
-    fn plan_state(&self, rt: &TokenStream) -> TokenStream {
-        self.sides.plan_state(rt)
+    fn plan_state(&self, _: &StagePlan, cx: &Cx) -> TokenStream {
+        self.sides.plan_state(&cx.rt)
     }
 
-    fn layout(&self) -> Vec<crate::lock::layout::Part> {
+    fn layout(&self, _: &StagePlan, _: &Cx) -> Vec<crate::lock::layout::Part> {
         let rest = format!(", lower {}ms, upper {}ms", self.lower, self.upper);
         vec![self.sides.layout("interval_join", &rest)]
     }

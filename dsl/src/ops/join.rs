@@ -341,12 +341,35 @@ impl Stateful for WindowJoin {
         vec![self.sides.plan_data(rt, "Join", quote!(window: #w))]
     }
 
-    fn plan_state(&self, rt: &TokenStream) -> TokenStream {
-        self.sides.plan_state(rt)
+    fn plan_state(&self, s: &StagePlan, cx: &Cx) -> TokenStream {
+        let rt = &cx.rt;
+        let Some(a) = self.arrival(s, cx) else {
+            return self.sides.plan_state(rt);
+        };
+        let (l, r, k, reader) = (
+            self.sides.left.0.to_string(),
+            self.sides.right.0.to_string(),
+            self.sides.key_name.to_string(),
+            &a.reader,
+        );
+        let cols = a.columns.iter().map(|c| {
+            let (n, f, t) = (&c.name, &c.func, &c.ty);
+            quote!(#rt::plan::Column { name: #n, func: #f, ty: #t })
+        });
+        quote!(#rt::plan::State::JoinFolds { left: #l, right: #r, key: #k, reader: #reader, columns: &[#(#cols),*] })
     }
 
-    fn layout(&self) -> Vec<crate::lock::layout::Part> {
-        vec![self.sides.layout("join", ""), self.window.layout()]
+    fn layout(&self, s: &StagePlan, cx: &Cx) -> Vec<crate::lock::layout::Part> {
+        let mut parts = vec![self.sides.layout("join", ""), self.window.layout()];
+        // Folding at arrival keeps the reader's accumulator instead of the events.
+        if let Some(a) = self.arrival(s, cx) {
+            let cols: Vec<String> = a.columns.iter().map(|c| c.text()).collect();
+            parts.push(crate::lock::layout::Part::Other {
+                text: format!("folded {}", cols.join(", ")),
+                span: syn::spanned::Spanned::span(&self.sides.key_ty),
+            });
+        }
+        parts
     }
 
     fn right_input(&self) -> Option<&Ident> {
@@ -370,7 +393,9 @@ impl Stateful for WindowJoin {
             let folds = quote!(#rt::join::JoinFolds<#acc>);
             let state = quote!(#rt::window::Windows<#kt, #folds>);
             let scratch = quote!(::std::vec::Vec<#rt::window::Fired<#kt, #folds>>);
-            return self.sides.items(s, cx, state, scratch, true);
+            let mut items = self.sides.items(s, cx, state, scratch, true);
+            items.state_doc = "Per key and window: each input's event count and the reader's columns folded from them.";
+            return items;
         }
         let state = quote!(#rt::join::WindowJoin<#kt, #lt, #rt_>);
         let scratch = quote!(::std::vec::Vec<#rt::join::JoinFired<#kt, #lt, #rt_>>);

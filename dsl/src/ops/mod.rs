@@ -90,10 +90,10 @@ pub trait Stateless {
 pub trait Stateful {
     /// Its entries in the plan data (`plan::Op`s).
     fn plan_data(&self, rt: &TokenStream) -> Vec<TokenStream>;
-    /// What it keeps, for the plan data (`plan::State`).
-    fn plan_state(&self, rt: &TokenStream) -> TokenStream;
-    /// Its state layout, part by part: what checkpoints and lock files record.
-    fn layout(&self) -> Vec<crate::lock::layout::Part>;
+    /// What it keeps in stage `s`, for the plan data (`plan::State`).
+    fn plan_state(&self, s: &StagePlan, cx: &Cx) -> TokenStream;
+    /// Its state layout in stage `s`, part by part: what checkpoints and lock files record.
+    fn layout(&self, s: &StagePlan, cx: &Cx) -> Vec<crate::lock::layout::Part>;
     /// The other input, for a join.
     fn right_input(&self) -> Option<&Ident> {
         None

@@ -56,6 +56,10 @@ pub struct Fold {
 /// of buffering it: possible when the reader's window is the join's (same tumbling size
 /// and lateness), so that a join group is one row of the reader, closed in the same step.
 pub struct Arrival {
+    /// The reading stage's name.
+    pub reader: String,
+    /// The reader's columns: what its accumulator, kept per key and window, holds.
+    pub columns: Vec<crate::lock::layout::Column>,
     /// The reader's accumulator type.
     pub acc: TokenStream,
     /// Per side: statements folding that side's event `__e` (a reference) into `__acc`.

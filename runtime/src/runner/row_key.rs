@@ -2,7 +2,7 @@
 //! several partitions): the value of its sink stage's key column, read back from the
 //! row as written.
 
-use crate::plan::{Plan, State};
+use crate::plan::Plan;
 
 /// Each sink's key column: the key of its stage's state. A window over all events, a
 /// stateless stage and late events have none.
@@ -16,7 +16,7 @@ impl RowKeys {
             .stages
             .iter()
             .filter(|s| s.sink)
-            .filter_map(|s| Some((s.name, key_column(&s.state)?)))
+            .filter_map(|s| Some((s.name, s.state.key()?)))
             .collect();
         RowKeys { columns }
     }
@@ -32,16 +32,6 @@ impl RowKeys {
         field(line, column.as_bytes())
             .and_then(|v| std::str::from_utf8(v).ok())
             .is_some_and(|v| text_of(v, out))
-    }
-}
-
-fn key_column(state: &State) -> Option<&'static str> {
-    match *state {
-        State::None => None,
-        State::PerKey { key } | State::SeenKeys { key } | State::JoinBuffers { key, .. } => {
-            Some(key)
-        }
-        State::Windowed { key, .. } => key,
     }
 }
 
@@ -138,7 +128,7 @@ fn text_of(json: &str, out: &mut Vec<u8>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Op, Stage, Window};
+    use crate::plan::{Op, Stage, State, Window};
 
     const fn stage(name: &'static str, state: State) -> Stage {
         Stage {

@@ -252,14 +252,7 @@ fn check_keys<P: Pipeline>(key: Option<&str>, flag: &str) -> Result<(), RunError
         .iter()
         .filter(|s| !matches!(s.state, State::None));
     for stage in stateful {
-        let by = match stage.state {
-            State::None => continue,
-            State::PerKey { key } | State::SeenKeys { key } | State::JoinBuffers { key, .. } => {
-                Some(key)
-            }
-            State::Windowed { key, .. } => key,
-        };
-        let Some(by) = by else {
+        let Some(by) = stage.state.key() else {
             return Err(format!(
                 "{flag}: stage `{}` is a window over all events: each partition's task would see only its own events; run it without {flag}",
                 stage.name

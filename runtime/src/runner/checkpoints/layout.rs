@@ -90,6 +90,28 @@ fn describe(s: &Stage) -> String {
             key(k),
             join_bounds(s)
         ),
+        State::JoinFolds {
+            left,
+            right,
+            key: k,
+            reader,
+            columns,
+        } => {
+            let cols: Vec<String> = columns
+                .iter()
+                .map(|c| format!("{}: {} = {}", c.name, c.ty, c.func))
+                .collect();
+            let window = s.ops.iter().find_map(|op| match op {
+                Op::Join { window, .. } => Some(window.label()),
+                _ => None,
+            });
+            format!(
+                "per key {} and open {} window, how many {left} and {right} events arrived and the columns of {reader} folded from them ({}); not the events",
+                key(k),
+                window.unwrap_or_default(),
+                cols.join(", ")
+            )
+        }
     };
     let columns: Vec<String> = s
         .columns()
@@ -139,7 +161,7 @@ fn join_bounds(s: &Stage) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Op, Stage, State};
+    use crate::plan::{Column, Op, Stage, State};
 
     #[test]
     fn a_distinct_stage_names_its_key_and_type() {
@@ -157,6 +179,47 @@ mod tests {
         assert_eq!(
             describe(&s),
             "the keys customer: String seen so far (distinct)"
+        );
+    }
+
+    #[test]
+    fn a_join_folding_for_its_reader_says_it_keeps_counts_not_events() {
+        const COLUMNS: &[Column] = &[Column {
+            name: "top",
+            func: "max",
+            ty: "u64",
+        }];
+        let s = Stage {
+            name: "opened",
+            input: "persons",
+            ops: &[Op::Join {
+                right: "auctions",
+                key: "id",
+                key_type: "u64",
+                left_type: "Person",
+                right_type: "Auction",
+                window: crate::plan::Window::Tumbling {
+                    size_ms: 10_000,
+                    lateness_ms: 0,
+                },
+            }],
+            output_type: "Opened",
+            sink: false,
+            state: State::JoinFolds {
+                left: "persons",
+                right: "auctions",
+                key: "id",
+                reader: "q8",
+                columns: COLUMNS,
+            },
+        };
+        assert_eq!(
+            describe(&s),
+            "per key id: u64 and open tumbling 10s window, how many persons and auctions events arrived and the columns of q8 folded from them (top: u64 = max); not the events"
+        );
+        assert_eq!(
+            s.state_layout(),
+            "join id: u64 of Person, Auction; window tumbling 10000ms, lateness 0ms; folded top: u64 = max"
         );
     }
 }
