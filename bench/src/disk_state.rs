@@ -64,6 +64,12 @@ pub struct Pause {
     /// `begin_upload` (as `--upload background`): the pause, p50 and max, ms.
     pub delta_pause_ms: f64,
     pub delta_pause_max_ms: f64,
+    /// CPU time of the pausing thread in those pauses (`/proc/thread-self/schedstat`),
+    /// p50 and max, ms: what the pause costs apart from waiting for a core.
+    pub inline_cpu_p50_ms: f64,
+    pub inline_cpu_max_ms: f64,
+    pub delta_cpu_p50_ms: f64,
+    pub delta_cpu_max_ms: f64,
     /// The background upload that follows it (`finish_upload` right away), p50, ms.
     pub upload_p50_ms: f64,
     pub delta_bytes: u64,
@@ -164,6 +170,14 @@ fn throughput(c: Case, runs: usize, scratch: &Path) -> Throughput {
     r
 }
 
+/// CPU time this thread has run (Linux; zero elsewhere).
+fn thread_cpu() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
 /// Median and largest of `v`.
 fn p50_max(mut v: Vec<f64>) -> (f64, f64) {
     v.sort_by(f64::total_cmp);
@@ -179,23 +193,26 @@ fn pause(keys: u64, budget_mib: usize, runs: usize, scratch: &Path) -> Pause {
     incremental::timed_checkpoint(&mut c, &p, round);
     let (mut bytes, mut updated) = (0, 0);
     let rounds = runs.max(5);
-    let mut inline = Vec::new();
+    let (mut inline, mut inline_cpu) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         round += 1;
         updated = incremental::update(&mut p, keys, round).len() as u64;
+        let cpu = thread_cpu();
         let (el, size) = incremental::timed_checkpoint(&mut c, &p, round);
+        inline_cpu.push(ms(thread_cpu() - cpu));
         bytes = size;
         inline.push(ms(el));
     }
-    let (mut background, mut uploads) = (Vec::new(), Vec::new());
+    let (mut background, mut background_cpu, mut uploads) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         round += 1;
         incremental::update(&mut p, keys, round);
         let positions = [("events".to_string(), round)].into();
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), thread_cpu());
         c.begin_upload(&p, positions, round as i64)
             .expect("checkpoint");
         background.push(ms(t.elapsed()));
+        background_cpu.push(ms(thread_cpu() - cpu));
         let t = Instant::now();
         let info = c.finish_upload().expect("in flight").expect("upload");
         uploads.push(ms(t.elapsed()));
@@ -205,7 +222,10 @@ fn pause(keys: u64, budget_mib: usize, runs: usize, scratch: &Path) -> Pause {
     drop((p, c));
     set(StateBackend::Memory);
     std::fs::remove_dir_all(&dir).ok();
+    println!("  each pause, ms (wall / CPU): inline {inline:.1?} / {inline_cpu:.1?}; background {background:.1?} / {background_cpu:.1?}");
     let ((inline_p50, inline_max), (pause_p50, pause_max)) = (p50_max(inline), p50_max(background));
+    let ((icpu_p50, icpu_max), (dcpu_p50, dcpu_max)) =
+        (p50_max(inline_cpu), p50_max(background_cpu));
     let r = Pause {
         keys,
         budget_mib,
@@ -215,11 +235,15 @@ fn pause(keys: u64, budget_mib: usize, runs: usize, scratch: &Path) -> Pause {
         inline_max_ms: inline_max,
         delta_pause_ms: pause_p50,
         delta_pause_max_ms: pause_max,
+        inline_cpu_p50_ms: icpu_p50,
+        inline_cpu_max_ms: icpu_max,
+        delta_cpu_p50_ms: dcpu_p50,
+        delta_cpu_max_ms: dcpu_max,
         upload_p50_ms: p50_max(uploads).0,
         delta_bytes: bytes,
     };
     println!(
-        "  checkpoint pause: {keys} keys ({on_disk} on disk, {updated} updated), --state-memory {budget_mib}MiB, {rounds} checkpoints each: inline p50 {inline_p50:.2} ms, max {inline_max:.2} ms; background p50 {pause_p50:.2} ms, max {pause_max:.2} ms, upload p50 {:.2} ms; {bytes} B",
+        "  checkpoint pause: {keys} keys ({on_disk} on disk, {updated} updated), --state-memory {budget_mib}MiB, {rounds} checkpoints each: inline p50 {inline_p50:.2} ms, max {inline_max:.2} ms; background p50 {pause_p50:.2} ms, max {pause_max:.2} ms, upload p50 {:.2} ms; {bytes} B; pause CPU p50 / max: inline {icpu_p50:.2} / {icpu_max:.2} ms, background {dcpu_p50:.2} / {dcpu_max:.2} ms",
         r.upload_p50_ms
     );
     r

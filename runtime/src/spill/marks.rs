@@ -1,11 +1,41 @@
-//! The dirty marks of a disk tier: (stamp, key) of each entry evicted while changed since
-//! the last stored checkpoint, appended to a file of the working directory. A delta reads
-//! them back in order instead of scanning the store; appending costs a sequential write,
-//! where an index inside the store cost a B-tree insert per eviction.
+//! The dirty marks of a disk tier: (stamp, key, value) of each entry evicted while
+//! changed since the last stored checkpoint, appended to a file of the working
+//! directory. A delta reads them back in order instead of scanning the store, and takes
+//! the value from the mark: a lookup per evicted change in the checkpoint's pause cost a
+//! random block read each.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+
+/// A mark's head: stamp (u64 LE), key length, value length (u32 LE); key and value
+/// bytes follow.
+const HEAD: usize = 16;
+
+/// One evicted change.
+pub(crate) struct Mark {
+    pub(crate) stamp: u64,
+    pub(crate) key: Vec<u8>,
+    pub(crate) value: Vec<u8>,
+}
+
+/// Writes one mark; its length in bytes.
+fn write_mark(out: &mut impl Write, stamp: u64, key: &[u8], value: &[u8]) -> Result<u64, String> {
+    let long = |_| "an entry over 4 GiB".to_string();
+    let (k, v) = (
+        u32::try_from(key.len()).map_err(long)?,
+        u32::try_from(value.len()).map_err(long)?,
+    );
+    let mut head = [0u8; HEAD];
+    head[..8].copy_from_slice(&stamp.to_le_bytes());
+    head[8..12].copy_from_slice(&k.to_le_bytes());
+    head[12..].copy_from_slice(&v.to_le_bytes());
+    let w = io("writing");
+    out.write_all(&head).map_err(&w)?;
+    out.write_all(key).map_err(&w)?;
+    out.write_all(value).map_err(&w)?;
+    Ok((HEAD + key.len() + value.len()) as u64)
+}
 
 /// Marks past this many beyond twice the live entries: the history starts over instead.
 const SLACK: u64 = 1 << 16;
@@ -40,16 +70,16 @@ impl Marks {
         })
     }
 
-    pub(crate) fn append(&mut self, stamp: u64, key: &[u8]) -> Result<(), String> {
-        let len = u32::try_from(key.len()).map_err(|_| "a key over 4 GiB".to_string())?;
-        let w = io("writing");
-        self.out.write_all(&stamp.to_le_bytes()).map_err(&w)?;
-        self.out.write_all(&len.to_le_bytes()).map_err(&w)?;
-        self.out.write_all(key).map_err(&w)?;
+    pub(crate) fn append(&mut self, stamp: u64, key: &[u8], value: &[u8]) -> Result<(), String> {
+        self.len += write_mark(&mut self.out, stamp, key, value)?;
         self.count += 1;
-        self.len += 12 + key.len() as u64;
         self.newest = self.newest.max(stamp);
         Ok(())
+    }
+
+    /// The largest stamp marked so far.
+    pub(crate) fn newest(&self) -> u64 {
+        self.newest
     }
 
     /// Ends an eviction batch's marks: a later read can start past them.
@@ -80,15 +110,10 @@ impl Marks {
         let mut out = BufWriter::new(File::create(&tmp).map_err(io("creating"))?);
         let (mut count, mut len, mut newest) = (0, 0, 0);
         for m in self.read_after(0)? {
-            let (stamp, key) = m?;
-            if keep(stamp) {
-                len += 12 + key.len() as u64;
-                newest = newest.max(stamp);
-                let w = io("writing");
-                out.write_all(&stamp.to_le_bytes()).map_err(&w)?;
-                out.write_all(&(key.len() as u32).to_le_bytes())
-                    .map_err(&w)?;
-                out.write_all(&key).map_err(&w)?;
+            let m = m?;
+            if keep(m.stamp) {
+                len += write_mark(&mut out, m.stamp, &m.key, &m.value)?;
+                newest = newest.max(m.stamp);
                 count += 1;
             }
         }
@@ -108,32 +133,34 @@ impl Marks {
         self.out.flush().map_err(io("writing"))
     }
 
-    /// The marks flushed, oldest first (stamp, key bytes), from the end of the last batch
+    /// The marks flushed, oldest first, from the end of the last batch
     /// whose stamps are all at most `after` on: the older ones a delta since `after`
     /// does not need are not read.
     pub(crate) fn read_after(
         &self,
         after: u64,
-    ) -> Result<impl Iterator<Item = Result<(u64, Vec<u8>), String>>, String> {
+    ) -> Result<impl Iterator<Item = Result<Mark, String>>, String> {
         let skip = self.ends.partition_point(|e| e.1 <= after);
         let from = skip.checked_sub(1).map_or(0, |i| self.ends[i].0);
         let mut file = File::open(&self.path).map_err(io("reading"))?;
         file.seek(SeekFrom::Start(from)).map_err(io("reading"))?;
         let mut r = BufReader::new(file);
         Ok(std::iter::from_fn(move || {
-            let mut head = [0u8; 12];
+            let mut head = [0u8; HEAD];
             match r.read_exact(&mut head) {
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
                 Err(e) => return Some(Err(io("reading")(e))),
                 Ok(()) => {}
             }
+            let word = |at: usize| u32::from_le_bytes(head[at..at + 4].try_into().expect("4"));
             let stamp = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
-            let len = u32::from_le_bytes(head[8..].try_into().expect("4 bytes"));
-            let mut key = vec![0; len as usize];
+            let (mut key, mut value) = (vec![0; word(8) as usize], vec![0; word(12) as usize]);
+            let read = r
+                .read_exact(&mut key)
+                .and_then(|()| r.read_exact(&mut value));
             Some(
-                r.read_exact(&mut key)
-                    .map_err(io("reading"))
-                    .map(|()| (stamp, key)),
+                read.map_err(io("reading"))
+                    .map(|()| Mark { stamp, key, value }),
             )
         }))
     }

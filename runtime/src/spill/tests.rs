@@ -180,6 +180,37 @@ fn most_keys_go_to_disk_and_the_checkpoint_bytes_are_a_keyed_states() {
     );
 }
 
+/// A delta takes evicted changes from their dirty marks without looking them up: a mark
+/// whose key came back into memory since (to be changed and evicted again, or removed)
+/// must not count, or the delta would name a key twice or bring a removed key back.
+#[test]
+fn changes_evicted_twice_or_removed_between_checkpoints_come_once_in_a_delta() {
+    let _backend = DiskBackend::new(4096);
+    let mut s = S::default();
+    for k in 0..2000u16 {
+        *s.entry_ref(&k) += 1;
+    }
+    let mut copy = whole(&s, Codec::Binary);
+    let since = s.version();
+    for round in 0..2 {
+        for k in 0..2000u16 {
+            *s.entry_ref(&k) += 10 + round;
+        }
+    }
+    for k in (0..2000u16).step_by(7) {
+        s.remove(&k);
+    }
+    assert!(s.on_disk() > 1500, "{} on disk", s.on_disk());
+    // `delta` also checks that no key comes twice.
+    copy.apply_delta(delta(&s, since, Codec::Binary));
+    let want: BTreeMap<u16, u64> = (0..2000u16)
+        .filter(|k| k % 7 != 0)
+        .map(|k| (k, 22))
+        .collect();
+    assert_eq!(contents(&copy), want);
+    assert_eq!(contents(&s), want);
+}
+
 #[test]
 fn the_store_file_is_removed_with_the_state() {
     let backend = DiskBackend::new(4096);

@@ -7,8 +7,8 @@
 //! B-tree instead rewrote a leaf per evicted key. The files are a cache that no crash
 //! needs: nothing is fsynced, and they are deleted when the state is dropped and when a
 //! new run finds them.
-//! A file of dirty marks names the entries evicted while changed, so a delta finds them
-//! without scanning the store.
+//! A file of dirty marks holds the entries evicted while changed, so a delta reads them
+//! in one sequential pass, neither scanning nor looking up the store.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -20,6 +20,10 @@ use super::bloom;
 use super::marks::Marks;
 use super::merge::Merge;
 use super::run::{Run, RunWriter};
+
+/// Bytes a superseded mark holds beside its key: the stamp, the key's vector and the
+/// set's slot, rounded up.
+const SUPERSEDED_OVERHEAD: usize = 64;
 
 /// A failure of the working directory's store.
 pub type TierError = String;
@@ -48,6 +52,18 @@ pub(crate) struct Tier {
     marks: Marks,
     /// Marks up to this stamp are gone from `marks`.
     pruned: u64,
+    /// Marks (key, stamp) whose entry was taken back into memory since: a delta skips
+    /// them (the key is in memory, or was evicted again with a mark of its own, or
+    /// removed). Dropped with the marks they name.
+    superseded: HashSet<(Vec<u8>, u64)>,
+    /// Bytes `superseded` holds, estimated.
+    superseded_bytes: usize,
+    /// Past this many bytes `superseded` is emptied (without deltas nothing else would
+    /// empty it), and the marks it covered are checked by a lookup instead.
+    superseded_cap: usize,
+    /// Marks stamped up to this are checked by looking their key up: the newest copy on
+    /// disk must still carry the mark's stamp.
+    looked_up: u64,
 }
 
 impl Tier {
@@ -66,12 +82,18 @@ impl Tier {
             acked: AtomicU64::new(0),
             marks,
             pruned: 0,
+            superseded: HashSet::new(),
+            superseded_bytes: 0,
+            // A floor for tiny budgets (tests): a few hundred marks.
+            superseded_cap: (c.memory / 16).max(64 << 10),
+            looked_up: 0,
         })
     }
 
-    /// Bytes this tier holds in memory: the runs' filters and block indexes.
+    /// Bytes this tier holds in memory: the runs' filters and block indexes, and the
+    /// superseded marks.
     pub(crate) fn memory(&self) -> usize {
-        self.held
+        self.held + self.superseded_bytes
     }
 
     /// Entries on disk whose key is not in memory.
@@ -83,8 +105,18 @@ impl Tier {
     /// stamp and value bytes. Only for a key not in memory.
     pub(crate) fn take(&mut self, key: &[u8]) -> Result<Option<(u64, Vec<u8>)>, TierError> {
         let got = self.peek(key)?;
-        if got.is_some() {
+        if let Some((stamp, _)) = &got {
             self.live -= 1;
+            // A mark of this copy may still be read by a delta.
+            let tracked = self.pruned.max(self.looked_up);
+            if *stamp > tracked && self.superseded.insert((key.to_vec(), *stamp)) {
+                self.superseded_bytes += key.len() + SUPERSEDED_OVERHEAD;
+                if self.superseded_bytes > self.superseded_cap {
+                    self.looked_up = self.marks.newest();
+                    self.superseded.clear();
+                    self.superseded_bytes = 0;
+                }
+            }
         }
         Ok(got)
     }
@@ -128,6 +160,8 @@ impl Tier {
         if acked > self.pruned {
             self.marks.keep_after(acked)?;
             self.pruned = acked;
+            self.superseded.retain(|(_, stamp)| *stamp > acked);
+            self.count_superseded();
         }
         let mut removed: Vec<Vec<u8>> = self.pending.drain().collect();
         removed.sort_unstable();
@@ -142,7 +176,11 @@ impl Tier {
             }
             w.push(k, stamp, Some(v))?;
             if stamp > acked {
-                self.marks.append(stamp, k)?;
+                // Evicted again unchanged: the older mark of this copy holds again.
+                if self.superseded.remove(&(k.to_vec(), stamp)) {
+                    self.superseded_bytes -= k.len() + SUPERSEDED_OVERHEAD;
+                }
+                self.marks.append(stamp, k, v)?;
             }
         }
         for r in removed {
@@ -156,9 +194,19 @@ impl Tier {
         self.held = self.runs.iter().map(Run::memory).sum();
         if self.marks.too_many(self.live) {
             self.marks.clear()?;
+            self.superseded.clear();
+            self.count_superseded();
             return Ok(true);
         }
         Ok(false)
+    }
+
+    fn count_superseded(&mut self) {
+        self.superseded_bytes = self
+            .superseded
+            .iter()
+            .map(|(k, _)| k.len() + SUPERSEDED_OVERHEAD)
+            .sum();
     }
 
     /// Merges the two newest runs while the older is at most twice the newer: then each
@@ -208,27 +256,35 @@ impl Tier {
     /// Calls `f` with each entry on disk changed after stamp `after` (key bytes, value
     /// bytes), in the order of its dirty marks, stale copies of keys in memory included:
     /// the caller skips those. Nothing is gathered, so a delta of millions of evicted
-    /// changes holds one entry at a time.
+    /// changes holds one entry at a time, and nothing is looked up: the values are the
+    /// marks'.
     ///
     /// Each entry comes once: a mark names one eviction of one change, and a key comes
-    /// back from disk only to be changed, so its next eviction has a new stamp (an older
-    /// mark then no longer matches the newest copy's stamp).
+    /// back from disk only to be changed, so its next eviction has a new stamp (the
+    /// older mark is superseded by then).
     pub(crate) fn changed_after(
         &self,
         after: u64,
         mut f: impl FnMut(&[u8], &[u8]) -> Result<(), TierError>,
     ) -> Result<(), TierError> {
         for m in self.marks.read_after(after)? {
-            let (marked, key) = m?;
-            if marked <= after || self.pending.contains(&key) {
+            let m = m?;
+            if m.stamp <= after || self.pending.contains(&m.key) {
                 continue;
             }
-            // A mark whose entry has another stamp was overwritten by a later eviction.
-            if let Some((stamp, value)) = self.get(&key)? {
-                if stamp == marked {
-                    f(&key, &value)?;
+            if m.stamp <= self.looked_up {
+                // A mark whose entry has another stamp was overwritten by a later eviction.
+                if self.get(&m.key)?.is_some_and(|(stamp, _)| stamp == m.stamp) {
+                    f(&m.key, &m.value)?;
                 }
+                continue;
             }
+            let marked = (m.key, m.stamp);
+            // Its key came back into memory (and was removed or evicted again since).
+            if self.superseded.contains(&marked) {
+                continue;
+            }
+            f(&marked.0, &m.value)?;
         }
         Ok(())
     }
