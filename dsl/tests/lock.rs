@@ -101,27 +101,31 @@ fn declared_changes_pass() {
     assert_eq!(errors("tests/ui-pass/lock_kept.rs"), Vec::<String>::new());
 }
 
-#[test]
-fn a_migration_from_another_layout_is_reported() {
-    let dir = std::env::temp_dir().join(format!("ss-lock-{}", std::process::id()));
+/// What `pipeline!` gives for pipeline `P` (DSL `body`) beside a `P.state.lock` of `lock`.
+fn expanded_with_lock(tag: &str, lock: &str, body: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("ss-lock-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let src = dir.join("main.rs");
     std::fs::write(&src, "").unwrap();
-    std::fs::write(
-        dir.join("P.state.lock"),
+    std::fs::write(dir.join("P.state.lock"), lock).unwrap();
+    let body: TokenStream = body.parse().unwrap();
+    let out = simplestream_dsl::pipeline_at(body, Some(&src)).to_string();
+    std::fs::remove_dir_all(&dir).unwrap();
+    out
+}
+
+#[test]
+fn a_migration_from_another_layout_is_reported() {
+    let out = expanded_with_lock(
+        "migration",
         "stats = key k: String; aggregate n: u64 = count, x: u64 = count\n",
-    )
-    .unwrap();
-    let body: TokenStream = r#"
+        r#"
         pipeline P;
         source orders: Order, event_time = |o| o.ts, max_delay = 5s;
         #[migrate(added(top, x))]
         stats = orders.key_by(k: String = |o| o.k.clone()).aggregate(n = count(), top: f64 = max(|o| o.v), x = count());
-    "#
-    .parse()
-    .unwrap();
-    let out = simplestream_dsl::pipeline_at(body, Some(&src)).to_string();
-    std::fs::remove_dir_all(&dir).unwrap();
+    "#,
+    );
     // `x` is locked already: the declared migration is from an older layout.
     assert!(out.contains("stage `stats`: this migration converts from `key k: String; aggregate n: u64 = count`, but the locked layout is `key k: String; aggregate n: u64 = count, x: u64 = count`"), "{out}");
 }
@@ -138,27 +142,18 @@ fn a_join_that_now_folds_for_its_reader() {
 
 #[test]
 fn a_join_that_buffers_again() {
-    let dir = std::env::temp_dir().join(format!("ss-lock-fold-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = dir.join("main.rs");
-    std::fs::write(&src, "").unwrap();
-    std::fs::write(
-        dir.join("P.state.lock"),
-        "opened = join id: u64 of L, R; window tumbling 10000ms, lateness 0ms; folded n: u64 = count\n",
-    )
-    .unwrap();
     // The filter before `key_by` stops the fold: the join buffers its events.
-    let body: TokenStream = r#"
+    let out = expanded_with_lock(
+        "fold",
+        "opened = join id: u64 of L, R; window tumbling 10000ms, lateness 0ms; folded n: u64 = count\n",
+        r#"
         pipeline P;
         source ls: L, event_time = |l| l.ts, max_delay = 1s;
         source rs: R, event_time = |r| r.ts, max_delay = 1s;
         opened = ls.join(rs, id: u64 = |l| l.id, |r| r.id).window(tumbling(10s));
         q = opened.filter(|_| true).key_by(id: u64 = |j| j.id).window(tumbling(10s)).aggregate(n = count());
         sink q;
-    "#
-    .parse()
-    .unwrap();
-    let out = simplestream_dsl::pipeline_at(body, Some(&src)).to_string();
-    std::fs::remove_dir_all(&dir).unwrap();
+    "#,
+    );
     assert!(out.contains("stage `opened` changed its state layout (the join now buffers its events instead of folding them for its reader)"), "{out}");
 }

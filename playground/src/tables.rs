@@ -49,7 +49,7 @@ pub fn table(stage: &Stage, json: &Value) -> Table {
             window,
         } => keyed_windows(stage, key, &window, json),
         State::Windowed { key: None, window } => global_windows(stage, &window, json),
-        State::JoinBuffers { left, right, key } => match join_window(stage) {
+        State::JoinBuffers { left, right, key } => match stage.join_window() {
             Some(window) => window_join(left, right, key, &window, json),
             None => interval_join(stage, left, right, key, json),
         },
@@ -59,27 +59,28 @@ pub fn table(stage: &Stage, json: &Value) -> Table {
             key,
             reader,
             columns,
-        } => {
-            let window = join_window(stage).unwrap_or(Window::Tumbling {
-                size_ms: 0,
-                lateness_ms: 0,
-            });
-            folded_join([left, right], key, reader, columns, &window, json)
-        }
-        // A layout this page does not know yet: the state as it is.
-        _ => Table {
-            what: "state".into(),
-            header: vec!["state".into()],
-            rows: match json {
-                Value::Null => Vec::new(),
-                v => vec![vec![v.to_string()]],
-            },
-            label_cols: 1,
-            watermark: None,
+        } => match stage.join_window() {
+            Some(window) => folded_join([left, right], key, reader, columns, &window, json),
+            None => as_is(json),
         },
+        _ => as_is(json),
     };
     t.watermark = watermark;
     t
+}
+
+/// A layout this page does not know yet: the state as it is.
+fn as_is(json: &Value) -> Table {
+    Table {
+        what: "state".into(),
+        header: vec!["state".into()],
+        rows: match json {
+            Value::Null => Vec::new(),
+            v => vec![vec![v.to_string()]],
+        },
+        label_cols: 1,
+        watermark: None,
+    }
 }
 
 /// The header's value columns and a row's value cells: the aggregate columns, or the
@@ -213,14 +214,6 @@ fn sort_by_labels(rows: &mut [Vec<String>], n: usize) {
             .find(|o| o.is_ne())
             .unwrap_or(std::cmp::Ordering::Equal)
     });
-}
-
-/// The window of a windowed join; `None` for an interval join.
-fn join_window(stage: &Stage) -> Option<Window> {
-    stage.ops.iter().find_map(|op| match op {
-        Op::Join { window, .. } => Some(*window),
-        _ => None,
-    })
 }
 
 /// One row per buffered event: `labels`, the input it came from, then `cells` of it.

@@ -238,6 +238,19 @@ pub enum State {
     },
 }
 
+impl Column {
+    /// `n: u64 = count`: the column as a state layout and `checkpoints layout` write it.
+    ///
+    /// ```
+    /// use simplestream_runtime::plan::Column;
+    /// let c = Column { name: "n", func: "count", ty: "u64" };
+    /// assert_eq!(c.layout(), "n: u64 = count");
+    /// ```
+    pub fn layout(&self) -> String {
+        format!("{}: {} = {}", self.name, self.ty, self.func)
+    }
+}
+
 impl State {
     /// The key column the state is kept by; `None` for no state and for windows over
     /// all events.
@@ -325,6 +338,14 @@ impl Stage {
     pub fn right_input(&self) -> Option<&'static str> {
         self.ops.iter().find_map(|op| match op {
             Op::Join { right, .. } | Op::IntervalJoin { right, .. } => Some(*right),
+            _ => None,
+        })
+    }
+
+    /// The window of a windowed join, if the stage is one.
+    pub fn join_window(&self) -> Option<Window> {
+        self.ops.iter().find_map(|op| match op {
+            Op::Join { window, .. } => Some(*window),
             _ => None,
         })
     }
@@ -447,7 +468,7 @@ fn columns_layout(columns: &[Column], added: &[&str]) -> String {
     let cols: Vec<String> = columns
         .iter()
         .filter(|c| !added.contains(&c.name))
-        .map(|c| format!("{}: {} = {}", c.name, c.ty, c.func))
+        .map(Column::layout)
         .collect();
     cols.join(", ")
 }

@@ -259,17 +259,21 @@ fn fold_change(now: &[Part], old: &[Part]) -> Option<Change> {
         }
         (None, Some(_)) if text(&old[..old.len() - 1]) == text(now) => Some(Change::Fold {
             folds: false,
-            span: now.first().map_or_else(Span::call_site, part_span),
+            span: now
+                .first()
+                .and_then(part_span)
+                .unwrap_or_else(Span::call_site),
         }),
         _ => None,
     }
 }
 
-fn part_span(p: &Part) -> Span {
+/// Where a part was written; an aggregate has no one place.
+fn part_span(p: &Part) -> Option<Span> {
     match p {
-        Part::Key(t) | Part::Distinct(t) => t.span,
-        Part::Other { span, .. } | Part::Window { span, .. } => *span,
-        Part::Aggregate(cols) => cols.first().map_or_else(Span::call_site, |c| c.span),
+        Part::Key(t) | Part::Distinct(t) => Some(t.span),
+        Part::Other { span, .. } | Part::Window { span, .. } => Some(*span),
+        Part::Aggregate(_) => None,
     }
 }
 
@@ -314,11 +318,7 @@ fn part(now: &Part, old: &Part, stage: Span, out: &mut Vec<Change>) {
         _ if text(now) != text(old) => out.push(Change::Other {
             was: text(old),
             now: text(now),
-            span: match now {
-                Part::Key(t) | Part::Distinct(t) => t.span,
-                Part::Other { span, .. } => *span,
-                _ => stage,
-            },
+            span: part_span(now).unwrap_or(stage),
         }),
         _ => {}
     }

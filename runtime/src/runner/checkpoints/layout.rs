@@ -1,7 +1,7 @@
 //! `checkpoints layout`: what a program's checkpoints hold, read from its pipeline's plan.
 
 use crate::fingerprint::to_hex;
-use crate::plan::{Op, Plan, Stage, State};
+use crate::plan::{Column, Op, Plan, Stage, State};
 use crate::time::format_duration_ms as dur;
 
 /// The field multi-source pipelines keep their sources' clocks in.
@@ -97,27 +97,16 @@ fn describe(s: &Stage) -> String {
             reader,
             columns,
         } => {
-            let cols: Vec<String> = columns
-                .iter()
-                .map(|c| format!("{}: {} = {}", c.name, c.ty, c.func))
-                .collect();
-            let window = s.ops.iter().find_map(|op| match op {
-                Op::Join { window, .. } => Some(window.label()),
-                _ => None,
-            });
+            let cols: Vec<String> = columns.iter().map(Column::layout).collect();
             format!(
                 "per key {} and open {} window, how many {left} and {right} events arrived and the columns of {reader} folded from them ({}); not the events",
                 key(k),
-                window.unwrap_or_default(),
+                s.join_window().map(|w| w.label()).unwrap_or_default(),
                 cols.join(", ")
             )
         }
     };
-    let columns: Vec<String> = s
-        .columns()
-        .iter()
-        .map(|c| format!("{}: {} = {}", c.name, c.ty, c.func))
-        .collect();
+    let columns: Vec<String> = s.columns().iter().map(Column::layout).collect();
     if columns.is_empty() {
         what
     } else {
@@ -161,7 +150,7 @@ fn join_bounds(s: &Stage) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Column, Op, Stage, State};
+    use crate::plan::{Op, Stage, State};
 
     #[test]
     fn a_distinct_stage_names_its_key_and_type() {
