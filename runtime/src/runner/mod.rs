@@ -21,6 +21,7 @@
 
 mod block;
 pub mod checkpoints;
+mod early_sync;
 pub mod endpoint;
 pub mod fence;
 pub mod group;
