@@ -134,8 +134,27 @@ pub(crate) fn sort_tail_by_str<T>(v: &mut Vec<T>, base: usize, key: impl Fn(&T) 
         |r| r.0,
         |a, b| key(&tail[a.1]).cmp(key(&tail[b.1])),
     );
-    let mut slots: Vec<Option<T>> = v.drain(base..).map(Some).collect();
-    v.extend(order.iter().filter_map(|r| slots[r.1].take()));
+    apply_order(&mut v[base..], &mut order);
+}
+
+/// Moves `tail[order[k].1]` to `tail[k]` for every `k`, in place: each cycle of the
+/// permutation is followed once with swaps, so the records are not moved out and back
+/// through a second vector (a closed window's tail is often larger than the cache).
+/// `order`'s indices are used up.
+fn apply_order<T>(tail: &mut [T], order: &mut [(u64, usize)]) {
+    const PLACED: usize = usize::MAX;
+    for start in 0..tail.len() {
+        let mut k = start;
+        loop {
+            let from = std::mem::replace(&mut order[k].1, PLACED);
+            if from == PLACED || from == start {
+                break;
+            }
+            // `tail[k]` holds the record that started at `start`; it moves on to `from`.
+            tail.swap(k, from);
+            k = from;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +213,20 @@ mod tests {
             want[base..].sort_unstable();
             sort_tail_by_str(&mut recs, base, |r| r.0.as_str());
             prop_assert_eq!(recs, want);
+        }
+    }
+
+    proptest! {
+        /// Any permutation, one cycle or many, is applied as `order` says.
+        #[test]
+        fn order_applied_in_place(
+            from in (0usize..200).prop_flat_map(|n| Just((0..n).collect::<Vec<_>>()).prop_shuffle()),
+        ) {
+            let mut tail: Vec<String> = (0..from.len()).map(|i| format!("r{i}")).collect();
+            let want: Vec<String> = from.iter().map(|&i| tail[i].clone()).collect();
+            let mut order: Vec<(u64, usize)> = from.iter().map(|&i| (0, i)).collect();
+            apply_order(&mut tail, &mut order);
+            prop_assert_eq!(tail, want);
         }
     }
 
