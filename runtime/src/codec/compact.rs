@@ -54,24 +54,41 @@ pub(crate) fn write_with<T: Serialize + ?Sized>(
 #[derive(Default)]
 pub(crate) struct Names {
     text: Vec<u8>,
-    known: Vec<((usize, usize), std::ops::Range<usize>)>,
+    known: Vec<(NameId, u32, u32)>,
+    /// Where the next field is looked for first: fields come in the same order.
+    next: usize,
 }
 
+type NameId = (usize, usize);
+
 impl Names {
-    /// `,"name":`: the comma is left off for a first field.
+    /// `,"name":`; the caller leaves the comma off for a first field.
+    #[inline]
     fn text(&mut self, name: &'static str) -> &[u8] {
         let id = (name.as_ptr() as usize, name.len());
-        let i = match self.known.iter().position(|k| k.0 == id) {
-            Some(i) => i,
-            None => {
-                let start = self.text.len();
-                self.text.push(b',');
-                write_name(&mut self.text, name);
-                self.known.push((id, start..self.text.len()));
-                self.known.len() - 1
-            }
+        let i = match self.known.get(self.next) {
+            Some(k) if k.0 == id => self.next,
+            _ => self.find(name, id),
         };
-        &self.text[self.known[i].1.clone()]
+        self.next = if i + 1 == self.known.len() { 0 } else { i + 1 };
+        let (_, start, end) = self.known[i];
+        &self.text[start as usize..end as usize]
+    }
+
+    /// A name met out of order, or for the first time.
+    #[cold]
+    #[inline(never)]
+    fn find(&mut self, name: &'static str, id: NameId) -> usize {
+        if let Some(i) = self.known.iter().position(|k| k.0 == id) {
+            return i;
+        }
+        let start = self.text.len();
+        self.text.push(b',');
+        write_name(&mut self.text, name);
+        // Names are short and few: a type's field names do not reach 4 GiB.
+        let at = |n: usize| u32::try_from(n).expect("field names under 4 GiB");
+        self.known.push((id, at(start), at(self.text.len())));
+        self.known.len() - 1
     }
 }
 
