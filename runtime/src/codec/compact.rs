@@ -33,25 +33,100 @@ pub(crate) fn write<T: Serialize + ?Sized>(
     out: &mut Vec<u8>,
     value: &T,
 ) -> Result<(), Unsupported> {
-    value.serialize(Compact(out))
+    value.serialize(Compact { out, names: None })
 }
 
-struct Compact<'a>(&'a mut Vec<u8>);
+/// [`write`] for one of many values of a type: field names are checked and turned into
+/// text once, in `names`, and copied from there.
+pub(crate) fn write_with<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    names: &mut Names,
+    value: &T,
+) -> Result<(), Unsupported> {
+    value.serialize(Compact {
+        out,
+        names: Some(names),
+    })
+}
+
+/// The text of the struct fields seen so far, `,"name":`, found again by the name's
+/// address (serde gives field names as `&'static str`, so one address is one name).
+#[derive(Default)]
+pub(crate) struct Names {
+    text: Vec<u8>,
+    known: Vec<(NameId, u32, u32)>,
+    /// Where the next field is looked for first: fields come in the same order.
+    next: usize,
+}
+
+type NameId = (usize, usize);
+
+impl Names {
+    /// `,"name":`; the caller leaves the comma off for a first field.
+    #[inline]
+    fn text(&mut self, name: &'static str) -> &[u8] {
+        let id = (name.as_ptr() as usize, name.len());
+        let i = match self.known.get(self.next) {
+            Some(k) if k.0 == id => self.next,
+            _ => self.find(name, id),
+        };
+        self.next = if i + 1 == self.known.len() { 0 } else { i + 1 };
+        let (_, start, end) = self.known[i];
+        &self.text[start as usize..end as usize]
+    }
+
+    /// A name met out of order, or for the first time.
+    #[cold]
+    #[inline(never)]
+    fn find(&mut self, name: &'static str, id: NameId) -> usize {
+        if let Some(i) = self.known.iter().position(|k| k.0 == id) {
+            return i;
+        }
+        let start = self.text.len();
+        self.text.push(b',');
+        write_name(&mut self.text, name);
+        // Names are short and few: a type's field names do not reach 4 GiB.
+        let at = |n: usize| u32::try_from(n).expect("field names under 4 GiB");
+        self.known.push((id, at(start), at(self.text.len())));
+        self.known.len() - 1
+    }
+}
+
+/// `"name":`, escaped where JSON needs it.
+fn write_name(out: &mut Vec<u8>, name: &str) {
+    if name.bytes().any(|c| ESCAPED[c as usize]) {
+        // Writing a string into a `Vec` does not fail.
+        _ = json(out).serialize_str(name);
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'"');
+    }
+    out.push(b':');
+}
+
+struct Compact<'a> {
+    out: &'a mut Vec<u8>,
+    names: Option<&'a mut Names>,
+}
 
 /// A sequence or struct being written: `first` until its first element; `close` is
 /// `None` when it was said to be empty and closed at once (as `serde_json` does).
 pub(crate) struct Seq<'a> {
     out: &'a mut Vec<u8>,
+    names: Option<&'a mut Names>,
     first: bool,
     close: Option<u8>,
 }
 
 impl<'a> Seq<'a> {
-    fn open(out: &'a mut Vec<u8>, len: Option<usize>, brackets: &[u8; 2]) -> Self {
+    fn open(c: Compact<'a>, len: Option<usize>, brackets: &[u8; 2]) -> Self {
+        let Compact { out, names } = c;
         if len == Some(0) {
             out.extend_from_slice(brackets);
             return Seq {
                 out,
+                names,
                 first: false,
                 close: None,
             };
@@ -59,6 +134,7 @@ impl<'a> Seq<'a> {
         out.push(brackets[0]);
         Seq {
             out,
+            names,
             first: true,
             close: Some(brackets[1]),
         }
@@ -72,7 +148,18 @@ fn json(out: &mut Vec<u8>) -> serde_json::Serializer<&mut Vec<u8>> {
 macro_rules! by_serde_json {
     ($($method:ident($t:ty)),*) => {$(
         fn $method(self, v: $t) -> Result<(), Unsupported> {
-            json(self.0).$method(v).map_err(|_| Unsupported)
+            json(self.out).$method(v).map_err(|_| Unsupported)
+        }
+    )*};
+}
+
+/// Integers as `serde_json` writes them (its `itoa` digits), without its `io::Write` path.
+macro_rules! by_itoa {
+    ($($method:ident($t:ty)),*) => {$(
+        #[inline]
+        fn $method(self, v: $t) -> Result<(), Unsupported> {
+            self.out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+            Ok(())
         }
     )*};
 }
@@ -98,6 +185,10 @@ impl<'a> Serializer for Compact<'a> {
 
     by_serde_json!(
         serialize_bool(bool),
+        serialize_char(char),
+        serialize_str(&str)
+    );
+    by_itoa!(
         serialize_i8(i8),
         serialize_i16(i16),
         serialize_i32(i32),
@@ -107,22 +198,25 @@ impl<'a> Serializer for Compact<'a> {
         serialize_u16(u16),
         serialize_u32(u32),
         serialize_u64(u64),
-        serialize_u128(u128),
-        serialize_char(char),
-        serialize_str(&str)
+        serialize_u128(u128)
     );
 
     fn serialize_f32(self, v: f32) -> Result<(), Unsupported> {
-        match name_of(v as f64) {
-            Some(name) => self.serialize_str(name),
-            None => json(self.0).serialize_f32(v).map_err(|_| Unsupported),
+        if v.is_finite() {
+            return json(self.out).serialize_f32(v).map_err(|_| Unsupported);
         }
+        self.serialize_str(non_finite_name(v as f64))
     }
+    #[inline]
     fn serialize_f64(self, v: f64) -> Result<(), Unsupported> {
-        match name_of(v) {
-            Some(name) => self.serialize_str(name),
-            None => json(self.0).serialize_f64(v).map_err(|_| Unsupported),
+        // A finite float: `serde_json`'s own digits (`zmij`'s shortest round trip).
+        if v.is_finite() {
+            let mut digits = zmij::Buffer::new();
+            self.out
+                .extend_from_slice(digits.format_finite(v).as_bytes());
+            return Ok(());
         }
+        self.serialize_str(non_finite_name(v))
     }
     fn serialize_none(self) -> Result<(), Unsupported> {
         self.serialize_unit()
@@ -131,7 +225,7 @@ impl<'a> Serializer for Compact<'a> {
         v.serialize(self)
     }
     fn serialize_unit(self) -> Result<(), Unsupported> {
-        self.0.extend_from_slice(b"null");
+        self.out.extend_from_slice(b"null");
         Ok(())
     }
     fn serialize_unit_struct(self, _: &'static str) -> Result<(), Unsupported> {
@@ -145,7 +239,7 @@ impl<'a> Serializer for Compact<'a> {
         v.serialize(self)
     }
     fn serialize_seq(self, len: Option<usize>) -> Result<Seq<'a>, Unsupported> {
-        Ok(Seq::open(self.0, len, b"[]"))
+        Ok(Seq::open(self, len, b"[]"))
     }
     fn serialize_tuple(self, len: usize) -> Result<Seq<'a>, Unsupported> {
         self.serialize_seq(Some(len))
@@ -158,7 +252,7 @@ impl<'a> Serializer for Compact<'a> {
         if name.starts_with("$serde_json") {
             return Err(Unsupported);
         }
-        Ok(Seq::open(self.0, Some(len), b"{}"))
+        Ok(Seq::open(self, Some(len), b"{}"))
     }
 
     unsupported!(
@@ -197,15 +291,14 @@ static ESCAPED: [bool; 256] = {
     t
 };
 
-fn name_of(v: f64) -> Option<&'static str> {
-    if v.is_finite() {
-        None
-    } else if v.is_nan() {
-        Some(NAN)
+/// How a float that is not finite is written.
+fn non_finite_name(v: f64) -> &'static str {
+    if v.is_nan() {
+        NAN
     } else if v > 0.0 {
-        Some(INFINITY)
+        INFINITY
     } else {
-        Some(NEG_INFINITY)
+        NEG_INFINITY
     }
 }
 
@@ -220,7 +313,15 @@ impl Seq<'_> {
 
     fn element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Unsupported> {
         self.comma();
-        v.serialize(Compact(self.out))
+        v.serialize(self.inner())
+    }
+
+    /// The serializer of an element or field value.
+    fn inner(&mut self) -> Compact<'_> {
+        Compact {
+            out: self.out,
+            names: self.names.as_deref_mut(),
+        }
     }
 
     fn end(self) -> Result<(), Unsupported> {
@@ -272,16 +373,18 @@ impl ser::SerializeStruct for Seq<'_> {
         key: &'static str,
         v: &T,
     ) -> Result<(), Unsupported> {
-        self.comma();
-        if key.bytes().any(|c| ESCAPED[c as usize]) {
-            json(self.out).serialize_str(key).map_err(|_| Unsupported)?;
-        } else {
-            self.out.push(b'"');
-            self.out.extend_from_slice(key.as_bytes());
-            self.out.push(b'"');
+        match self.names.as_deref_mut() {
+            Some(names) => {
+                let text = names.text(key);
+                let first = std::mem::replace(&mut self.first, false);
+                self.out.extend_from_slice(&text[first as usize..]);
+            }
+            None => {
+                self.comma();
+                write_name(self.out, key);
+            }
         }
-        self.out.push(b':');
-        v.serialize(Compact(self.out))
+        v.serialize(self.inner())
     }
     fn end(self) -> Result<(), Unsupported> {
         Seq::end(self)
@@ -302,6 +405,7 @@ mod tests {
         min: Option<f32>,
         last: Option<String>,
         pair: (i64, char),
+        ints: (i8, i16, i32, u16, u32, i128, u128),
         items: Vec<u8>,
         unit: (),
         skipped: Skip,
@@ -328,13 +432,21 @@ mod tests {
             min in proptest::option::of(any::<f32>()),
             last in proptest::option::of("[\\x00-\\x7f\u{e9}\u{10348}]{0,12}"),
             pair in (any::<i64>(), any::<char>()),
+            ints in (any::<i8>(), any::<i16>(), any::<i32>(), any::<u16>(), any::<u32>(), any::<i128>(), any::<u128>()),
             items in prop::collection::vec(any::<u8>(), 0..4),
             maybe in proptest::option::of(any::<u8>()),
         ) {
-            let v = Plain { count, amount, min, last, pair, items, unit: (), skipped: Skip { maybe, always: true } };
+            let v = Plain { count, amount, min, last, pair, ints, items, unit: (), skipped: Skip { maybe, always: true } };
             let mut got = Vec::new();
             write(&mut got, &v).unwrap();
-            prop_assert_eq!(got, serde_json_bytes(&v));
+            prop_assert_eq!(&got, &serde_json_bytes(&v));
+            // Field names from the table, the second time from what the first left.
+            let mut names = Names::default();
+            for _ in 0..2 {
+                got.clear();
+                write_with(&mut got, &mut names, &v).unwrap();
+                prop_assert_eq!(&got, &serde_json_bytes(&v));
+            }
         }
     }
 

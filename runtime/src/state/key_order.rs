@@ -25,16 +25,7 @@ impl Shared {
                 self.len = key.len();
                 self.first = Some(key.to_vec());
             }
-            Some(first) => {
-                let n = self.len;
-                if key.len() < n || key[..n] != first[..n] {
-                    self.len = first[..n]
-                        .iter()
-                        .zip(key)
-                        .take_while(|(a, b)| a == b)
-                        .count();
-                }
-            }
+            Some(first) => self.len = common_len(&first[..self.len], key),
         }
     }
 
@@ -44,15 +35,48 @@ impl Shared {
     }
 }
 
+/// How many bytes `a` and `b` share at their start, compared 8 at a time (no `memcmp`
+/// call for a handful of bytes).
+#[inline]
+fn common_len(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while let (Some(x), Some(y)) = (a[i..n].first_chunk::<8>(), b[i..n].first_chunk::<8>()) {
+        let diff = u64::from_le_bytes(*x) ^ u64::from_le_bytes(*y);
+        if diff != 0 {
+            return i + diff.trailing_zeros() as usize / 8;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
 /// The 8 bytes of `key` after `shared`, zero-padded, big-endian: a key whose number is
 /// smaller is smaller, and keys with equal numbers must be compared whole.
 #[inline]
 pub(crate) fn prefix(key: &[u8], shared: usize) -> u64 {
     let s = &key[shared.min(key.len())..];
-    let mut b = [0u8; 8];
-    let n = s.len().min(8);
-    b[..n].copy_from_slice(&s[..n]);
-    u64::from_be_bytes(b)
+    if let Some(w) = s.first_chunk::<8>() {
+        return u64::from_be_bytes(*w);
+    }
+    s.iter()
+        .enumerate()
+        .fold(0, |x, (i, &c)| x | (c as u64) << (56 - 8 * i))
+}
+
+/// [`prefix`] of the key of `len` bytes at `text[at..]`, `shared` of them shared: one
+/// 8-byte load, the bytes past the key masked off, when `text` goes on that far.
+#[inline]
+pub(crate) fn prefix_in(text: &[u8], at: usize, len: usize, shared: usize) -> u64 {
+    let rest = len - shared;
+    match text.get(at + shared..).and_then(<[u8]>::first_chunk::<8>) {
+        Some(w) if rest < 8 => u64::from_be_bytes(*w) & !(u64::MAX >> (8 * rest)),
+        Some(w) => u64::from_be_bytes(*w),
+        None => prefix(&text[at..at + len], shared),
+    }
 }
 
 /// Sorts `v` by `key`, keeping the order of equal keys: least significant byte first, one
@@ -194,6 +218,30 @@ mod tests {
             want[base..].sort_unstable();
             sort_tail_by_str(&mut recs, base, |r| r.0.as_str());
             prop_assert_eq!(recs, want);
+        }
+    }
+
+    proptest! {
+        /// The masked load gives the same number as the padded copy, with any bytes
+        /// after the key, or none.
+        #[test]
+        fn prefix_in_text_is_the_prefix(
+            key in prop::collection::vec(any::<u8>(), 0..20),
+            shared in 0usize..20,
+            after in prop::collection::vec(any::<u8>(), 0..10),
+        ) {
+            let shared = shared.min(key.len());
+            let text: Vec<u8> = [&b"ab"[..], &key, &after].concat();
+            prop_assert_eq!(prefix_in(&text, 2, key.len(), shared), prefix(&key, shared));
+        }
+
+        #[test]
+        fn common_len_is_the_shared_start(
+            a in prop::collection::vec(0u8..3, 0..30),
+            b in prop::collection::vec(0u8..3, 0..30),
+        ) {
+            let want = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+            prop_assert_eq!(common_len(&a, &b), want);
         }
     }
 

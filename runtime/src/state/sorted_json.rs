@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::key_order::{prefix, radix_sort, settle_ties, Shared};
+use super::key_order::{prefix_in, radix_sort, settle_ties, Shared};
 use crate::codec::compact;
 use crate::codec::floats::Floats;
 
@@ -28,6 +28,8 @@ pub(crate) fn sorted_object<'a, V: Serialize + 'a>(
     let mut buf = Vec::new();
     let mut recs = Vec::with_capacity(n);
     let mut shared = Shared::new();
+    let mut names = compact::Names::default();
+    let mut longest = 0;
     for (k, v) in entries {
         if recs.len() == 64 {
             // Room for all entries at the size of the first ones.
@@ -37,15 +39,18 @@ pub(crate) fn sorted_object<'a, V: Serialize + 'a>(
             return Ok(None);
         }
         shared.see(k.as_bytes());
+        longest = longest.max(k.len());
         let start = buf.len();
         buf.push(b'"');
         buf.extend_from_slice(k.as_bytes());
         buf.extend_from_slice(b"\":");
         let value_at = buf.len();
-        if compact::write(&mut buf, v).is_err() {
+        if compact::write_with(&mut buf, &mut names, v).is_err() {
             buf.truncate(value_at);
             serde_json::to_writer(&mut buf, &Floats(v))?;
         }
+        // The comma goes with the entry: one copy each when they are put in order.
+        buf.push(b',');
         // Past 4 GiB of text the entries are written one by one.
         let (Ok(start), Ok(len)) = (u32::try_from(start), u32::try_from(buf.len() - start)) else {
             return Ok(None);
@@ -58,49 +63,64 @@ pub(crate) fn sorted_object<'a, V: Serialize + 'a>(
     }
     let shared = shared.len();
     for e in &mut recs {
-        let key = &buf[e.start as usize + 1..][..e.prefix as usize];
-        e.prefix = prefix(key, shared);
+        e.prefix = prefix_in(&buf, e.start as usize + 1, e.prefix as usize, shared);
     }
     radix_sort(&mut recs, |e| e.prefix);
-    // Keys end at the first `"`: none has one.
-    let key = |e: &Entry| {
-        let s = &buf[e.start as usize + 1..];
-        &s[..memchr::memchr(b'"', s).unwrap_or(s.len())]
-    };
-    settle_ties(&mut recs, |e| e.prefix, |a, b| key(a).cmp(key(b)));
-    let mut out = Vec::with_capacity(buf.len() + recs.len() + 2);
+    // When no key goes on past its 8 bytes, equal numbers would be equal keys (none has
+    // a zero byte, which JSON escapes, to tell a padded key from a longer one).
+    if longest > shared + 8 {
+        // Keys end at the first `"`: none has one.
+        let key = |e: &Entry| {
+            let s = &buf[e.start as usize + 1..];
+            &s[..memchr::memchr(b'"', s).unwrap_or(s.len())]
+        };
+        settle_ties(&mut recs, |e| e.prefix, |a, b| key(a).cmp(key(b)));
+    }
+    let mut out = Vec::with_capacity(buf.len() + 2);
     out.push(b'{');
-    for (i, e) in recs.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+    for e in &recs {
         out.extend_from_slice(&buf[e.start as usize..][..e.len as usize]);
     }
-    out.push(b'}');
+    // The last entry's comma closes the object.
+    match out.last_mut() {
+        Some(c) if n > 0 => *c = b'}',
+        _ => out.push(b'}'),
+    }
     String::from_utf8(out)
         .map(Some)
         .map_err(serde::ser::Error::custom)
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
 /// True if JSON needs an escape for a byte of `b` (a control character, `"` or `\`),
 /// eight bytes at a time.
+#[inline]
 fn needs_escape(b: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // Exact for the word as a whole: some byte is below `n` (n <= 128) / is zero.
-    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH != 0;
-    let zero = |x: u64| below(x, 1);
     let mut words = b.chunks_exact(8);
+    let mut flags = 0;
     for w in &mut words {
-        let x = u64::from_le_bytes(w.try_into().expect("8 bytes"));
-        if below(x, 0x20) || zero(x ^ (ONES * b'"' as u64)) || zero(x ^ (ONES * b'\\' as u64)) {
-            return true;
-        }
+        flags |= escape_flags(u64::from_le_bytes(w.try_into().expect("8 bytes")));
     }
-    words
-        .remainder()
-        .iter()
-        .any(|&c| c < 0x20 || c == b'"' || c == b'\\')
+    flags & HIGH != 0
+        || words
+            .remainder()
+            .iter()
+            .any(|&c| c < 0x20 || c == b'"' || c == b'\\')
+}
+
+/// A high bit set in some byte when a byte of `x` is below 0x20, `"` or `\`. Exact for
+/// the word as a whole (a borrow only starts at a byte that is one of them), and with
+/// no branch: `(y - 0x01..) & !y` flags a zero byte of `y`, `(x - 0x20..) & !x` a byte
+/// below 0x20.
+#[inline]
+fn escape_flags(x: u64) -> u64 {
+    let quote = x ^ (ONES * b'"' as u64);
+    let backslash = x ^ (ONES * b'\\' as u64);
+    (x.wrapping_sub(ONES * 0x20) & !x)
+        | (quote.wrapping_sub(ONES) & !quote)
+        | (backslash.wrapping_sub(ONES) & !backslash)
 }
 
 #[cfg(test)]
