@@ -33,63 +33,7 @@ pub(crate) fn write<T: Serialize + ?Sized>(
     out: &mut Vec<u8>,
     value: &T,
 ) -> Result<(), Unsupported> {
-    value.serialize(Compact { out, names: None })
-}
-
-/// [`write`] for one of many values of a type: field names are checked and turned into
-/// text once, in `names`, and copied from there.
-pub(crate) fn write_with<T: Serialize + ?Sized>(
-    out: &mut Vec<u8>,
-    names: &mut Names,
-    value: &T,
-) -> Result<(), Unsupported> {
-    value.serialize(Compact {
-        out,
-        names: Some(names),
-    })
-}
-
-/// The text of the struct fields seen so far, `,"name":`, found again by the name's
-/// address (serde gives field names as `&'static str`, so one address is one name).
-#[derive(Default)]
-pub(crate) struct Names {
-    text: Vec<u8>,
-    known: Vec<(NameId, u32, u32)>,
-    /// Where the next field is looked for first: fields come in the same order.
-    next: usize,
-}
-
-type NameId = (usize, usize);
-
-impl Names {
-    /// `,"name":`; the caller leaves the comma off for a first field.
-    #[inline]
-    fn text(&mut self, name: &'static str) -> &[u8] {
-        let id = (name.as_ptr() as usize, name.len());
-        let i = match self.known.get(self.next) {
-            Some(k) if k.0 == id => self.next,
-            _ => self.find(name, id),
-        };
-        self.next = if i + 1 == self.known.len() { 0 } else { i + 1 };
-        let (_, start, end) = self.known[i];
-        &self.text[start as usize..end as usize]
-    }
-
-    /// A name met out of order, or for the first time.
-    #[cold]
-    #[inline(never)]
-    fn find(&mut self, name: &'static str, id: NameId) -> usize {
-        if let Some(i) = self.known.iter().position(|k| k.0 == id) {
-            return i;
-        }
-        let start = self.text.len();
-        self.text.push(b',');
-        write_name(&mut self.text, name);
-        // Names are short and few: a type's field names do not reach 4 GiB.
-        let at = |n: usize| u32::try_from(n).expect("field names under 4 GiB");
-        self.known.push((id, at(start), at(self.text.len())));
-        self.known.len() - 1
-    }
+    value.serialize(Compact(out))
 }
 
 /// `"name":`, escaped where JSON needs it.
@@ -105,28 +49,22 @@ fn write_name(out: &mut Vec<u8>, name: &str) {
     out.push(b':');
 }
 
-struct Compact<'a> {
-    out: &'a mut Vec<u8>,
-    names: Option<&'a mut Names>,
-}
+struct Compact<'a>(&'a mut Vec<u8>);
 
 /// A sequence or struct being written: `first` until its first element; `close` is
 /// `None` when it was said to be empty and closed at once (as `serde_json` does).
 pub(crate) struct Seq<'a> {
     out: &'a mut Vec<u8>,
-    names: Option<&'a mut Names>,
     first: bool,
     close: Option<u8>,
 }
 
 impl<'a> Seq<'a> {
-    fn open(c: Compact<'a>, len: Option<usize>, brackets: &[u8; 2]) -> Self {
-        let Compact { out, names } = c;
+    fn open(out: &'a mut Vec<u8>, len: Option<usize>, brackets: &[u8; 2]) -> Self {
         if len == Some(0) {
             out.extend_from_slice(brackets);
             return Seq {
                 out,
-                names,
                 first: false,
                 close: None,
             };
@@ -134,7 +72,6 @@ impl<'a> Seq<'a> {
         out.push(brackets[0]);
         Seq {
             out,
-            names,
             first: true,
             close: Some(brackets[1]),
         }
@@ -148,7 +85,7 @@ fn json(out: &mut Vec<u8>) -> serde_json::Serializer<&mut Vec<u8>> {
 macro_rules! by_serde_json {
     ($($method:ident($t:ty)),*) => {$(
         fn $method(self, v: $t) -> Result<(), Unsupported> {
-            json(self.out).$method(v).map_err(|_| Unsupported)
+            json(self.0).$method(v).map_err(|_| Unsupported)
         }
     )*};
 }
@@ -158,7 +95,7 @@ macro_rules! by_itoa {
     ($($method:ident($t:ty)),*) => {$(
         #[inline]
         fn $method(self, v: $t) -> Result<(), Unsupported> {
-            self.out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+            self.0.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
             Ok(())
         }
     )*};
@@ -203,7 +140,7 @@ impl<'a> Serializer for Compact<'a> {
 
     fn serialize_f32(self, v: f32) -> Result<(), Unsupported> {
         if v.is_finite() {
-            return json(self.out).serialize_f32(v).map_err(|_| Unsupported);
+            return json(self.0).serialize_f32(v).map_err(|_| Unsupported);
         }
         self.serialize_str(non_finite_name(v as f64))
     }
@@ -212,7 +149,7 @@ impl<'a> Serializer for Compact<'a> {
         // A finite float: `serde_json`'s own digits (`zmij`'s shortest round trip).
         if v.is_finite() {
             let mut digits = zmij::Buffer::new();
-            self.out
+            self.0
                 .extend_from_slice(digits.format_finite(v).as_bytes());
             return Ok(());
         }
@@ -225,7 +162,7 @@ impl<'a> Serializer for Compact<'a> {
         v.serialize(self)
     }
     fn serialize_unit(self) -> Result<(), Unsupported> {
-        self.out.extend_from_slice(b"null");
+        self.0.extend_from_slice(b"null");
         Ok(())
     }
     fn serialize_unit_struct(self, _: &'static str) -> Result<(), Unsupported> {
@@ -239,7 +176,7 @@ impl<'a> Serializer for Compact<'a> {
         v.serialize(self)
     }
     fn serialize_seq(self, len: Option<usize>) -> Result<Seq<'a>, Unsupported> {
-        Ok(Seq::open(self, len, b"[]"))
+        Ok(Seq::open(self.0, len, b"[]"))
     }
     fn serialize_tuple(self, len: usize) -> Result<Seq<'a>, Unsupported> {
         self.serialize_seq(Some(len))
@@ -252,7 +189,7 @@ impl<'a> Serializer for Compact<'a> {
         if name.starts_with("$serde_json") {
             return Err(Unsupported);
         }
-        Ok(Seq::open(self, Some(len), b"{}"))
+        Ok(Seq::open(self.0, Some(len), b"{}"))
     }
 
     unsupported!(
@@ -313,15 +250,7 @@ impl Seq<'_> {
 
     fn element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Unsupported> {
         self.comma();
-        v.serialize(self.inner())
-    }
-
-    /// The serializer of an element or field value.
-    fn inner(&mut self) -> Compact<'_> {
-        Compact {
-            out: self.out,
-            names: self.names.as_deref_mut(),
-        }
+        v.serialize(Compact(self.out))
     }
 
     fn end(self) -> Result<(), Unsupported> {
@@ -373,18 +302,9 @@ impl ser::SerializeStruct for Seq<'_> {
         key: &'static str,
         v: &T,
     ) -> Result<(), Unsupported> {
-        match self.names.as_deref_mut() {
-            Some(names) => {
-                let text = names.text(key);
-                let first = std::mem::replace(&mut self.first, false);
-                self.out.extend_from_slice(&text[first as usize..]);
-            }
-            None => {
-                self.comma();
-                write_name(self.out, key);
-            }
-        }
-        v.serialize(self.inner())
+        self.comma();
+        write_name(self.out, key);
+        v.serialize(Compact(self.out))
     }
     fn end(self) -> Result<(), Unsupported> {
         Seq::end(self)
@@ -440,13 +360,6 @@ mod tests {
             let mut got = Vec::new();
             write(&mut got, &v).unwrap();
             prop_assert_eq!(&got, &serde_json_bytes(&v));
-            // Field names from the table, the second time from what the first left.
-            let mut names = Names::default();
-            for _ in 0..2 {
-                got.clear();
-                write_with(&mut got, &mut names, &v).unwrap();
-                prop_assert_eq!(&got, &serde_json_bytes(&v));
-            }
         }
     }
 

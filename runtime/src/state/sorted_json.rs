@@ -28,7 +28,6 @@ pub(crate) fn sorted_object<'a, V: Serialize + 'a>(
     let mut buf = Vec::new();
     let mut recs = Vec::with_capacity(n);
     let mut shared = Shared::new();
-    let mut names = compact::Names::default();
     let mut longest = 0;
     for (k, v) in entries {
         if recs.len() == 64 {
@@ -45,7 +44,7 @@ pub(crate) fn sorted_object<'a, V: Serialize + 'a>(
         buf.extend_from_slice(k.as_bytes());
         buf.extend_from_slice(b"\":");
         let value_at = buf.len();
-        if compact::write_with(&mut buf, &mut names, v).is_err() {
+        if compact::write(&mut buf, v).is_err() {
             buf.truncate(value_at);
             serde_json::to_writer(&mut buf, &Floats(v))?;
         }
