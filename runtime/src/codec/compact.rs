@@ -36,16 +36,25 @@ pub(crate) fn write<T: Serialize + ?Sized>(
     value.serialize(Compact(out))
 }
 
-/// `"name":`, escaped where JSON needs it.
+/// `"name":`. Inlined where a derived `Serialize` passes the name as a constant, the
+/// escape check folds away and the name is copied without a `memcpy` call.
+#[inline(always)]
 fn write_name(out: &mut Vec<u8>, name: &str) {
     if name.bytes().any(|c| ESCAPED[c as usize]) {
-        // Writing a string into a `Vec` does not fail.
-        _ = json(out).serialize_str(name);
-    } else {
-        out.push(b'"');
-        out.extend_from_slice(name.as_bytes());
-        out.push(b'"');
+        return write_escaped_name(out, name);
     }
+    out.reserve(name.len() + 3);
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+/// `"name":` for a name JSON escapes.
+#[cold]
+#[inline(never)]
+fn write_escaped_name(out: &mut Vec<u8>, name: &str) {
+    // Writing a string into a `Vec` does not fail.
+    _ = json(out).serialize_str(name);
     out.push(b':');
 }
 
@@ -60,6 +69,7 @@ pub(crate) struct Seq<'a> {
 }
 
 impl<'a> Seq<'a> {
+    #[inline(always)]
     fn open(out: &'a mut Vec<u8>, len: Option<usize>, brackets: &[u8; 2]) -> Self {
         if len == Some(0) {
             out.extend_from_slice(brackets);
@@ -149,8 +159,7 @@ impl<'a> Serializer for Compact<'a> {
         // A finite float: `serde_json`'s own digits (`zmij`'s shortest round trip).
         if v.is_finite() {
             let mut digits = zmij::Buffer::new();
-            self.0
-                .extend_from_slice(digits.format_finite(v).as_bytes());
+            self.0.extend_from_slice(digits.format_finite(v).as_bytes());
             return Ok(());
         }
         self.serialize_str(non_finite_name(v))
@@ -184,6 +193,7 @@ impl<'a> Serializer for Compact<'a> {
     fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Seq<'a>, Unsupported> {
         self.serialize_seq(Some(len))
     }
+    #[inline(always)]
     fn serialize_struct(self, name: &'static str, len: usize) -> Result<Seq<'a>, Unsupported> {
         // `serde_json` gives some struct names a meaning of its own (raw values).
         if name.starts_with("$serde_json") {
@@ -240,6 +250,7 @@ fn non_finite_name(v: f64) -> &'static str {
 }
 
 impl Seq<'_> {
+    #[inline(always)]
     fn comma(&mut self) {
         if self.first {
             self.first = false;
@@ -248,11 +259,13 @@ impl Seq<'_> {
         }
     }
 
+    #[inline]
     fn element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Unsupported> {
         self.comma();
         v.serialize(Compact(self.out))
     }
 
+    #[inline(always)]
     fn end(self) -> Result<(), Unsupported> {
         if let Some(c) = self.close {
             self.out.push(c);
@@ -264,9 +277,11 @@ impl Seq<'_> {
 impl ser::SerializeSeq for Seq<'_> {
     type Ok = ();
     type Error = Unsupported;
+    #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Unsupported> {
         self.element(v)
     }
+    #[inline]
     fn end(self) -> Result<(), Unsupported> {
         Seq::end(self)
     }
@@ -275,9 +290,11 @@ impl ser::SerializeSeq for Seq<'_> {
 impl ser::SerializeTuple for Seq<'_> {
     type Ok = ();
     type Error = Unsupported;
+    #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Unsupported> {
         self.element(v)
     }
+    #[inline]
     fn end(self) -> Result<(), Unsupported> {
         Seq::end(self)
     }
@@ -286,9 +303,11 @@ impl ser::SerializeTuple for Seq<'_> {
 impl ser::SerializeTupleStruct for Seq<'_> {
     type Ok = ();
     type Error = Unsupported;
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Unsupported> {
         self.element(v)
     }
+    #[inline]
     fn end(self) -> Result<(), Unsupported> {
         Seq::end(self)
     }
@@ -297,6 +316,8 @@ impl ser::SerializeTupleStruct for Seq<'_> {
 impl ser::SerializeStruct for Seq<'_> {
     type Ok = ();
     type Error = Unsupported;
+    // Always, so that a derived `Serialize`'s constant field name reaches `write_name`.
+    #[inline(always)]
     fn serialize_field<T: Serialize + ?Sized>(
         &mut self,
         key: &'static str,
@@ -306,6 +327,7 @@ impl ser::SerializeStruct for Seq<'_> {
         write_name(self.out, key);
         v.serialize(Compact(self.out))
     }
+    #[inline]
     fn end(self) -> Result<(), Unsupported> {
         Seq::end(self)
     }

@@ -2,13 +2,18 @@
 //! `serde_json` writes for the entries sorted, without sorting strings or walking the
 //! map in key order: each entry (`"key":value`) is written once, in the map's own order,
 //! into one buffer; the entries are then ordered by [`key_order`](super::key_order) and
-//! copied out.
+//! copied out straight into the checkpoint's output.
+
+use std::io;
 
 use serde::Serialize;
 
-use super::key_order::{prefix_in, radix_sort, settle_ties, Shared};
+use super::key_order::{
+    low_nibbles, low_nibbles_suffice, prefix_in, radix_sort, settle_ties, Shared,
+};
 use crate::codec::compact;
 use crate::codec::floats::Floats;
+use crate::codec::raw;
 
 /// One entry in the buffer, and its key's sort number (its key's length until that is
 /// known). 16 bytes: the radix sort moves these.
@@ -19,11 +24,17 @@ struct Entry {
     len: u32,
 }
 
+/// The entries' text, and where each one lies in key order.
+pub(crate) struct SortedObject {
+    text: Vec<u8>,
+    order: Vec<Entry>,
+}
+
 /// The object `{"k1":v1,...}` in key order, or `None` if a key needs escaping in JSON
 /// (the caller then writes the entries one by one).
 pub(crate) fn sorted_object<'a, V: Serialize + 'a>(
     entries: impl ExactSizeIterator<Item = (&'a str, &'a V)>,
-) -> Result<Option<String>, serde_json::Error> {
+) -> Result<Option<SortedObject>, serde_json::Error> {
     let n = entries.len();
     let mut buf = Vec::new();
     let mut recs = Vec::with_capacity(n);
@@ -60,34 +71,56 @@ pub(crate) fn sorted_object<'a, V: Serialize + 'a>(
             len,
         });
     }
-    let shared = shared.len();
-    for e in &mut recs {
-        e.prefix = prefix_in(&buf, e.start as usize + 1, e.prefix as usize, shared);
+    order(&buf, &mut recs, shared.len(), longest);
+    Ok(Some(SortedObject {
+        text: buf,
+        order: recs,
+    }))
+}
+
+/// Puts the entries of `text` in key order; `shared` is the length of the prefix all keys
+/// share, `longest` the longest key's.
+fn order(text: &[u8], recs: &mut Vec<Entry>, shared: usize, longest: usize) {
+    let number = |e: &Entry| prefix_in(text, e.start as usize + 1, e.prefix as usize, shared);
+    let first = recs.first().map_or(0, number);
+    let mut diff = 0;
+    for e in recs.iter_mut() {
+        e.prefix = number(e);
+        diff |= e.prefix ^ first;
     }
-    radix_sort(&mut recs, |e| e.prefix);
+    if low_nibbles_suffice(diff) {
+        for e in recs.iter_mut() {
+            e.prefix = low_nibbles(e.prefix);
+        }
+    }
+    radix_sort(recs, |e| e.prefix);
     // When no key goes on past its 8 bytes, equal numbers would be equal keys (none has
     // a zero byte, which JSON escapes, to tell a padded key from a longer one).
     if longest > shared + 8 {
         // Keys end at the first `"`: none has one.
         let key = |e: &Entry| {
-            let s = &buf[e.start as usize + 1..];
+            let s = &text[e.start as usize + 1..];
             &s[..memchr::memchr(b'"', s).unwrap_or(s.len())]
         };
-        settle_ties(&mut recs, |e| e.prefix, |a, b| key(a).cmp(key(b)));
+        settle_ties(recs, |e| e.prefix, |a, b| key(a).cmp(key(b)));
     }
-    let mut out = Vec::with_capacity(buf.len() + 2);
-    out.push(b'{');
-    for e in &recs {
-        out.extend_from_slice(&buf[e.start as usize..][..e.len as usize]);
+}
+
+impl raw::Text for SortedObject {
+    fn write_to(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        out.write_all(b"{")?;
+        let Some((last, rest)) = self.order.split_last() else {
+            return out.write_all(b"}");
+        };
+        let entry = |e: &Entry| &self.text[e.start as usize..][..e.len as usize];
+        for e in rest {
+            out.write_all(entry(e))?;
+        }
+        // The last entry's comma closes the object.
+        let last = entry(last);
+        out.write_all(&last[..last.len() - 1])?;
+        out.write_all(b"}")
     }
-    // The last entry's comma closes the object.
-    match out.last_mut() {
-        Some(c) if n > 0 => *c = b'}',
-        _ => out.push(b'}'),
-    }
-    String::from_utf8(out)
-        .map(Some)
-        .map_err(serde::ser::Error::custom)
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
@@ -126,7 +159,14 @@ fn escape_flags(x: u64) -> u64 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use raw::Text;
     use std::collections::BTreeMap;
+
+    fn text(o: SortedObject) -> Vec<u8> {
+        let mut out = Vec::new();
+        o.write_to(&mut out).unwrap();
+        out
+    }
 
     proptest! {
         #[test]
@@ -144,22 +184,44 @@ mod tests {
                 0..200,
             ),
         ) {
-            let got = sorted_object(m.iter().map(|(k, v)| (k.as_str(), v))).unwrap();
+            let got = sorted_object(m.iter().map(|(k, v)| (k.as_str(), v))).unwrap().map(text);
             let sorted: BTreeMap<&String, &(u64, f64)> = m.iter().collect();
             let mut want = Vec::new();
             crate::codec::to_json_writer(&mut want, &sorted).unwrap();
             let escapes = m.keys().any(|k| k.bytes().any(|c| c < 0x20 || c == b'"' || c == b'\\'));
             let want = (!escapes).then_some(&want[..]);
-            prop_assert_eq!(got.as_deref().map(str::as_bytes), want);
+            prop_assert_eq!(got.as_deref(), want);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// Enough entries for the radix sort and for more than one piece of output;
+        /// numbers of one width (whose digits take the low-nibble path) or of any.
+        #[test]
+        fn many_numbered_keys_in_order(
+            nums in prop::collection::hash_set(0u32..10_000_000, 0..3000),
+            one_width in any::<bool>(),
+        ) {
+            let m: std::collections::HashMap<String, u32> = nums
+                .iter()
+                .map(|&n| match one_width {
+                    true => (format!("customer-{n:07}"), n),
+                    false => (format!("customer-{n}"), n),
+                })
+                .collect();
+            let got = sorted_object(m.iter().map(|(k, v)| (k.as_str(), v))).unwrap().map(text);
+            let sorted: BTreeMap<&String, &u32> = m.iter().collect();
+            prop_assert_eq!(got, Some(serde_json::to_vec(&sorted).unwrap()));
         }
     }
 
     #[test]
     fn a_key_that_needs_escaping_is_left_to_the_caller() {
         let m = [("a\"b".to_string(), 1u64)];
-        assert_eq!(
-            sorted_object(m.iter().map(|(k, v)| (k.as_str(), v))).unwrap(),
-            None
-        );
+        assert!(sorted_object(m.iter().map(|(k, v)| (k.as_str(), v)))
+            .unwrap()
+            .is_none());
     }
 }
