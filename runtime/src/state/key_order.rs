@@ -113,14 +113,19 @@ const MAX_DIGIT: u32 = 12;
 /// over the bits in which the keys differ only, in as few passes of at most
 /// [`MAX_DIGIT`] bits as cover them; a digit that all records share is skipped.
 pub(crate) fn radix_sort<T: Copy>(v: &mut Vec<T>, key: impl Fn(&T) -> u64) {
+    let k0 = v.first().map_or(0, &key);
+    let diff = v.iter().fold(0, |d, t| d | (key(t) ^ k0));
+    radix_sort_differing(v, key, diff);
+}
+
+/// [`radix_sort`] where the caller knows `diff`, the OR of every key XOR one of them.
+pub(crate) fn radix_sort_differing<T: Copy>(v: &mut Vec<T>, key: impl Fn(&T) -> u64, diff: u64) {
     const SIZE: usize = 1 << MAX_DIGIT;
     let n = v.len();
     if n <= 64 {
         v.sort_by_key(&key);
         return;
     }
-    let k0 = key(&v[0]);
-    let diff = v.iter().fold(0, |d, t| d | (key(t) ^ k0));
     if diff == 0 {
         return;
     }

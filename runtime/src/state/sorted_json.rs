@@ -9,7 +9,7 @@ use std::io;
 use serde::Serialize;
 
 use super::key_order::{
-    low_nibbles, low_nibbles_suffice, prefix_in, radix_sort, settle_ties, Shared,
+    low_nibbles, low_nibbles_suffice, prefix_in, radix_sort_differing, settle_ties, Shared,
 };
 use crate::codec::compact;
 use crate::codec::floats::Floats;
@@ -92,8 +92,10 @@ fn order(text: &[u8], recs: &mut Vec<Entry>, shared: usize, longest: usize) {
         for e in recs.iter_mut() {
             e.prefix = low_nibbles(e.prefix);
         }
+        // The packing keeps and moves bits alone, so it packs their differences too.
+        diff = low_nibbles(diff);
     }
-    radix_sort(recs, |e| e.prefix);
+    radix_sort_differing(recs, |e| e.prefix, diff);
     // When no key goes on past its 8 bytes, equal numbers would be equal keys (none has
     // a zero byte, which JSON escapes, to tell a padded key from a longer one).
     if longest > shared + 8 {
