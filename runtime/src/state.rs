@@ -13,7 +13,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::checkpoint::Checkpointable;
-use crate::codec::raw::{self, Raw};
+use crate::codec::raw;
 use crate::codec::{CheckpointError, StageWriter};
 use crate::delta::{new_lineage, Tracked, Version};
 use crate::fingerprint::{combine, fnv1a};
@@ -526,7 +526,7 @@ impl<K: Serialize + Ord + Hash + Eq + 'static, V: Serialize> Serialize for Keyed
         if fast && readable && TypeId::of::<K>() == TypeId::of::<String>() && raw::allowed() {
             let entries = self.map.iter().map(|(k, s)| (key_str(k), &s.value));
             match sorted_json::sorted_object(entries) {
-                Ok(Some(text)) => return Raw(&text).serialize(s),
+                Ok(Some(text)) => return raw::serialize(text, s),
                 Ok(None) => {}
                 Err(e) => return Err(serde::ser::Error::custom(e)),
             }
