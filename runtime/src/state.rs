@@ -492,7 +492,7 @@ fn sort_entries<K: Ord + 'static, V>(v: &mut Vec<(&K, &V)>) {
 /// Sorts `v[base..]` by the key `key` gives for each record: `String` keys as
 /// [`sort_entries`] sorts them, other keys by comparison.
 pub(crate) fn sort_tail_by_key<T, K: Ord + 'static>(
-    v: &mut Vec<T>,
+    v: &mut [T],
     base: usize,
     key: impl Fn(&T) -> &K,
 ) {

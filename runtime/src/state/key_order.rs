@@ -185,7 +185,7 @@ pub(crate) fn settle_ties<T>(
 
 /// Sorts `v[base..]` by the string `key` gives for each record: by prefix with
 /// [`radix_sort`], ties settled whole, then each record moved once into its place.
-pub(crate) fn sort_tail_by_str<T>(v: &mut Vec<T>, base: usize, key: impl Fn(&T) -> &str) {
+pub(crate) fn sort_tail_by_str<T>(v: &mut [T], base: usize, key: impl Fn(&T) -> &str) {
     let tail = &v[base..];
     if tail.len() <= 64 {
         v[base..].sort_unstable_by(|a, b| key(a).cmp(key(b)));
