@@ -60,10 +60,11 @@ impl EarlySync {
         }
     }
 
-    /// The error an early sync met since the last call, if any; call it after the
-    /// commit's own fsync, which may not have seen that error. An early sync in flight
-    /// holds the lock, so this waits for its verdict.
-    pub fn take_error(&mut self) -> Option<io::Error> {
+    /// After a commit's own fsync, which covered every byte so far (the count of bytes
+    /// to the next early sync starts again): the error an early sync met since the last
+    /// commit, if any, which that fsync may not have seen. An early sync in flight holds
+    /// the lock, so this waits for its verdict.
+    pub fn committed(&mut self) -> Option<io::Error> {
         self.unsynced = 0;
         self.failed.lock().ok()?.take()
     }
@@ -101,7 +102,7 @@ mod tests {
             f.write_all(&vec![b'x'; 1 << 20]).unwrap();
             early.wrote(EARLY_SYNC_BYTES);
         }
-        assert!(early.take_error().is_none());
+        assert!(early.committed().is_none());
         drop(early);
         assert_eq!(f.metadata().unwrap().len(), 3 << 20);
     }

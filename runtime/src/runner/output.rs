@@ -153,7 +153,7 @@ impl SinkFile {
         self.file
             .sync_data()
             .and_then(
-                |()| match self.early.as_mut().and_then(EarlySync::take_error) {
+                |()| match self.early.as_mut().and_then(EarlySync::committed) {
                     Some(e) => Err(e),
                     None => Ok(()),
                 },
