@@ -1,160 +1,20 @@
 //! End to end: the `orders` program (the runner, a release build) over a JSON-lines file,
 //! against a hand-written program doing the same job, each run as its own process.
 //!
-//! The hand program ([`hand`]) reads the file at once, parses each line with serde_json
-//! into an order borrowing its customer (`&str` into the file's bytes), keeps a count and
-//! sum per customer and per customer and 5-minute tumbling window in FxHash maps keyed by
-//! that `&str`, closes windows by the same watermark (max event time − 5 s) in
-//! `(window end, customer)` order and writes the rows with serde_json. It takes no
-//! checkpoints; `orders` takes only its first (empty) and final one
-//! (`--checkpoint-every 0`). Their outputs are compared byte for byte on every run.
+//! The hand programs ([`hand`]) do the same job in one loop, with three ways of keeping the
+//! customer key; the fastest of them in each run is the baseline. They take no checkpoints;
+//! `orders` takes only its first (empty) and final one (`--checkpoint-every 0`). All
+//! outputs are compared byte for byte on every run.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
-use std::io::{BufWriter, Write};
+mod hand;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// FxHash (rustc's hasher): a multiply and a rotate per word, no seed.
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher(u64);
-
-const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, mut bytes: &[u8]) {
-        while bytes.len() >= 8 {
-            self.add(u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")));
-            bytes = &bytes[8..];
-        }
-        if bytes.len() >= 4 {
-            self.add(u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as u64);
-            bytes = &bytes[4..];
-        }
-        for &b in bytes {
-            self.add(b as u64);
-        }
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(i as u64);
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
-
-#[derive(Deserialize)]
-struct OrderRef<'a> {
-    #[serde(borrow)]
-    customer: &'a str,
-    amount: f64,
-    ts: i64,
-}
-
-/// The `orders` pipeline's output row, field for field.
-#[derive(Serialize)]
-struct Row<'a> {
-    customer: &'a str,
-    window_start: i64,
-    window_end: i64,
-    orders: u64,
-    amount: f64,
-}
-
-const SIZE: i64 = 5 * 60 * 1000;
-const MAX_DELAY: i64 = 5_000;
-
-type Window<'a> = (i64, FxMap<&'a str, (u64, f64)>);
-
-/// The hand-written program: `input` to `output`; returns the number of events.
-pub fn hand(input: &Path, output: &Path) -> Result<u64, String> {
-    let data = std::fs::read(input).map_err(|e| format!("{}: {e}", input.display()))?;
-    let text = std::str::from_utf8(&data).map_err(|e| e.to_string())?;
-    let file = std::fs::File::create(output).map_err(|e| format!("{}: {e}", output.display()))?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    let mut stats: FxMap<&str, (u64, f64)> = FxMap::default();
-    let mut windows: VecDeque<Window> = VecDeque::new();
-    let mut max_ts = i64::MIN;
-    let mut watermark = i64::MIN;
-    let mut events = 0u64;
-    for line in text.split('\n').filter(|l| !l.is_empty()) {
-        let o: OrderRef = serde_json::from_str(line).map_err(|e| format!("{line}: {e}"))?;
-        events += 1;
-        let s = stats.entry(o.customer).or_default();
-        s.0 += 1;
-        s.1 += o.amount;
-        let start = o.ts.div_euclid(SIZE) * SIZE;
-        if start + SIZE <= watermark {
-            return Err(format!("a late event ({line}): this input has none"));
-        }
-        let at = match windows.iter().rposition(|w| w.0 <= start) {
-            Some(i) if windows[i].0 == start => i,
-            Some(i) => {
-                windows.insert(i + 1, (start, FxMap::default()));
-                i + 1
-            }
-            None => {
-                windows.push_front((start, FxMap::default()));
-                0
-            }
-        };
-        let w = windows[at].1.entry(o.customer).or_default();
-        w.0 += 1;
-        w.1 += o.amount;
-        max_ts = max_ts.max(o.ts);
-        watermark = max_ts.saturating_sub(MAX_DELAY);
-        while windows.front().is_some_and(|w| w.0 + SIZE <= watermark) {
-            let w = windows.pop_front().expect("checked");
-            write_window(&mut out, w)?;
-        }
-    }
-    for w in windows {
-        write_window(&mut out, w)?;
-    }
-    std::hint::black_box(&stats);
-    out.flush().map_err(|e| e.to_string())?;
-    Ok(events)
-}
-
-fn write_window(out: &mut impl Write, (start, rows): Window) -> Result<(), String> {
-    let mut rows: Vec<_> = rows.into_iter().collect();
-    rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    for (customer, (orders, amount)) in rows {
-        let row = Row {
-            customer,
-            window_start: start,
-            window_end: start + SIZE,
-            orders,
-            amount,
-        };
-        serde_json::to_writer(&mut *out, &row).map_err(|e| e.to_string())?;
-        out.write_all(b"\n").map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
+pub use hand::{hand, Keys};
 
 /// One end-to-end comparison.
 #[derive(Debug, Clone, Serialize)]
@@ -163,19 +23,29 @@ pub struct E2e {
     pub input_bytes: u64,
     pub output_bytes: u64,
     pub runs: usize,
-    pub hand_ms: Vec<f64>,
+    /// Each hand program's runs, in [`Keys::ALL`] order.
+    pub hands: Vec<HandRuns>,
     pub orders_ms: Vec<f64>,
     /// CPU time (user + system) of each run, from the children's times.
-    pub hand_cpu_ms: Vec<f64>,
     pub orders_cpu_ms: Vec<f64>,
-    /// Best hand time / best `orders` time: `orders`' speed as a fraction of the hand
-    /// program's.
+    /// The hand program with the best wall time: the baseline.
+    pub fastest_hand: String,
+    /// Best time of the fastest hand program / best `orders` time: `orders`' speed as a
+    /// fraction of the hand program's.
     pub ratio_orders_to_hand: f64,
     pub ratio_cpu_orders_to_hand: f64,
     pub command: String,
     /// The SQL query as `pipeline!` compiles it (`sql_orders`) and as `simplestream sql`
     /// interprets it, when their programs were given.
     pub sql: Option<SqlE2e>,
+}
+
+/// One hand program's runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct HandRuns {
+    pub keys: String,
+    pub ms: Vec<f64>,
+    pub cpu_ms: Vec<f64>,
 }
 
 /// The same windows in SQL, compiled and interpreted.
@@ -314,10 +184,17 @@ pub fn compare(
         input_bytes: std::fs::metadata(input).map_err(|e| e.to_string())?.len(),
         output_bytes: 0,
         runs,
-        hand_ms: Vec::new(),
+        hands: Keys::ALL
+            .iter()
+            .map(|k| HandRuns {
+                keys: k.name().into(),
+                ms: Vec::new(),
+                cpu_ms: Vec::new(),
+            })
+            .collect(),
         orders_ms: Vec::new(),
-        hand_cpu_ms: Vec::new(),
         orders_cpu_ms: Vec::new(),
+        fastest_hand: String::new(),
         ratio_orders_to_hand: 0.0,
         ratio_cpu_orders_to_hand: 0.0,
         command: String::new(),
@@ -333,9 +210,26 @@ pub fn compare(
         command: String::new(),
     };
     for round in 0..=runs {
-        let mut hand = Command::new(&exe);
-        hand.arg("--e2e-hand").arg(input).arg(&hand_out);
-        let (h, hc) = timed(hand)?;
+        let mut hand_times = Vec::new();
+        let mut first: Option<Vec<u8>> = None;
+        for keys in Keys::ALL {
+            let mut hand = Command::new(&exe);
+            hand.arg("--e2e-hand").arg(input).arg(&hand_out);
+            hand.args(["--e2e-keys", keys.name()]);
+            hand_times.push(timed(hand)?);
+            let out = std::fs::read(&hand_out).map_err(|e| e.to_string())?;
+            match &first {
+                None => first = Some(out),
+                Some(f) if *f != out => {
+                    return Err(format!(
+                        "end to end: the {} hand program's output differs from the {}'s",
+                        keys.name(),
+                        Keys::ALL[0].name()
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
         let ckpt = dir.join("ckpt");
         let _ = std::fs::remove_dir_all(&ckpt);
         for f in [&orders_out, &late] {
@@ -355,7 +249,7 @@ pub fn compare(
             r.command = format!("{run:?}");
         }
         let (o, oc) = timed(run)?;
-        let a = std::fs::read(&hand_out).map_err(|e| e.to_string())?;
+        let a = first.expect("three hand programs ran");
         let b = std::fs::read(&orders_out).map_err(|e| e.to_string())?;
         let late_len = std::fs::metadata(&late).map(|m| m.len()).unwrap_or(0);
         if a != b || late_len != 0 {
@@ -373,11 +267,15 @@ pub fn compare(
             ));
         }
         r.output_bytes = a.len() as u64;
+        let hands: Vec<String> = Keys::ALL
+            .iter()
+            .zip(&hand_times)
+            .map(|(k, (h, hc))| format!("{} {:.0} ms (cpu {hc:.0})", k.name(), crate::ms(*h)))
+            .collect();
         println!(
-            "   {} hand {:>7.0} ms (cpu {:>5.0}), orders {:>7.0} ms (cpu {:>5.0}), outputs identical ({} bytes)",
+            "   {} hand {}, orders {:>7.0} ms (cpu {:>5.0}), outputs identical ({} bytes)",
             if round == 0 { "warm-up" } else { "run    " },
-            crate::ms(h),
-            hc,
+            hands.join(", "),
             crate::ms(o),
             oc,
             a.len()
@@ -386,15 +284,23 @@ pub fn compare(
             sql_round(bins, input, &dir, &a, &mut sql_r, round == 0)?;
         }
         if round > 0 {
-            r.hand_ms.push(crate::ms(h));
+            for (h, (t, c)) in r.hands.iter_mut().zip(&hand_times) {
+                h.ms.push(crate::ms(*t));
+                h.cpu_ms.push(*c);
+            }
             r.orders_ms.push(crate::ms(o));
-            r.hand_cpu_ms.push(hc);
             r.orders_cpu_ms.push(oc);
         }
     }
     let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-    r.ratio_orders_to_hand = min(&r.hand_ms) / min(&r.orders_ms);
-    r.ratio_cpu_orders_to_hand = min(&r.hand_cpu_ms) / min(&r.orders_cpu_ms).max(1.0);
+    let fastest = r
+        .hands
+        .iter()
+        .min_by(|a, b| min(&a.ms).total_cmp(&min(&b.ms)))
+        .expect("three hand programs");
+    r.fastest_hand = fastest.keys.clone();
+    r.ratio_orders_to_hand = min(&fastest.ms) / min(&r.orders_ms);
+    r.ratio_cpu_orders_to_hand = min(&fastest.cpu_ms) / min(&r.orders_cpu_ms).max(1.0);
     if sql.is_some() {
         sql_r.ratio_interpreted_to_compiled = min(&sql_r.compiled_ms) / min(&sql_r.interpreted_ms);
         r.sql = Some(sql_r);
@@ -409,9 +315,9 @@ fn count_lines(input: &Path) -> Result<u64, String> {
     Ok(data.iter().filter(|&&b| b == b'\n').count() as u64)
 }
 
-/// `--e2e-hand INPUT OUTPUT`: the hand program as a process of its own.
-pub fn hand_main(input: PathBuf, output: PathBuf) -> std::process::ExitCode {
-    match hand(&input, &output) {
+/// `--e2e-hand INPUT OUTPUT --e2e-keys KEYS`: a hand program as a process of its own.
+pub fn hand_main(keys: Keys, input: PathBuf, output: PathBuf) -> std::process::ExitCode {
+    match hand(keys, &input, &output) {
         Ok(_) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("e2e hand program: {e}");
@@ -425,15 +331,19 @@ mod tests {
     use simplestream::Pipeline;
     use simplestream_examples::orders::{Order, Orders};
 
-    /// Orders of 13 customers over several windows, out of order within the 5 s delay:
-    /// the hand program writes the rows the `orders` pipeline emits, byte for byte.
+    /// Orders of 13 customers over several windows, out of order within the 5 s delay,
+    /// one with a customer id too long to be kept inline: each hand program writes the rows the `orders` pipeline emits, byte for byte.
     #[test]
     fn the_hand_program_writes_what_the_orders_pipeline_emits() {
         let dir = std::env::temp_dir().join(format!("simplestream-e2e-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let orders: Vec<Order> = (0..5_000i64)
             .map(|i| Order {
-                customer: format!("C{}", i * 7 % 13),
+                customer: if i % 13 == 5 {
+                    "a customer id longer than twenty-two bytes".into()
+                } else {
+                    format!("C{}", i * 7 % 13)
+                },
                 amount: (i % 17) as f64 * 1.25 + 0.01,
                 ts: 1_635_739_200_000 + i * 997 - (i % 5) * 1_000,
             })
@@ -445,8 +355,14 @@ mod tests {
         }
         let (inp, outp) = (dir.join("in.jsonl"), dir.join("out.jsonl"));
         std::fs::write(&inp, &input).unwrap();
-        assert_eq!(super::hand(&inp, &outp).unwrap(), 5_000);
-        let got = std::fs::read(&outp).unwrap();
+        let mut got = Vec::new();
+        for keys in super::Keys::ALL {
+            assert_eq!(super::hand(keys, &inp, &outp).unwrap(), 5_000);
+            got.push((
+                keys,
+                String::from_utf8(std::fs::read(&outp).unwrap()).unwrap(),
+            ));
+        }
         let mut p = Orders::new();
         let mut out = Vec::new();
         for o in orders {
@@ -460,9 +376,9 @@ mod tests {
         }
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(out.len() > 100, "{} rows", out.len());
-        assert_eq!(
-            String::from_utf8(got).unwrap(),
-            String::from_utf8(want).unwrap()
-        );
+        let want = String::from_utf8(want).unwrap();
+        for (keys, got) in got {
+            assert_eq!(got, want, "the {keys:?} hand program");
+        }
     }
 }

@@ -9,7 +9,7 @@
 //! bench --child state plain|tracked --keys K            # one state built; peak RSS as JSON
 //! bench --profile WORKLOAD IMPL --events N [--keys K]  # one run, for callgrind/perf
 //! bench --profile checkpoint [plain-][restore-]json|binary --keys K  # one checkpoint op
-//! bench --e2e-hand INPUT OUTPUT                        # the end-to-end hand program
+//! bench --e2e-hand INPUT OUTPUT [--e2e-keys borrowed|owned|inline]  # an end-to-end hand program
 //! ```
 //!
 //! With `--e2e-input FILE --orders-bin PATH` (which `cargo xtask bench` passes) it also
@@ -81,6 +81,7 @@ struct Args {
     /// `sql_orders` and the `simplestream` tool: the SQL end-to-end pair.
     sql_bins: Option<(PathBuf, PathBuf)>,
     e2e_hand: Option<(PathBuf, PathBuf)>,
+    e2e_keys: e2e::Keys,
 }
 
 fn usage() -> ! {
@@ -112,6 +113,7 @@ fn parse_args() -> Args {
         orders_bin: None,
         sql_bins: None,
         e2e_hand: None,
+        e2e_keys: e2e::Keys::Borrowed,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -164,6 +166,7 @@ fn parse_args() -> Args {
             "--sql-bins" => {
                 a.sql_bins = Some((PathBuf::from(val(&mut i)), PathBuf::from(val(&mut i))))
             }
+            "--e2e-keys" => a.e2e_keys = e2e::Keys::parse(&val(&mut i)).unwrap_or_else(|| usage()),
             "--e2e-hand" => {
                 a.e2e_hand = Some((PathBuf::from(val(&mut i)), PathBuf::from(val(&mut i))))
             }
@@ -446,7 +449,7 @@ fn instructions(res: &mut WorkloadResult, a: &Args) {
 fn main() -> ExitCode {
     let a = parse_args();
     if let Some((input, output)) = &a.e2e_hand {
-        return e2e::hand_main(input.clone(), output.clone());
+        return e2e::hand_main(a.e2e_keys, input.clone(), output.clone());
     }
     if let Some((w, i)) = &a.child {
         match w.as_str() {
