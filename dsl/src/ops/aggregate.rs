@@ -533,7 +533,8 @@ impl Stateful for Aggregation {
         let state = match &self.grouping {
             Grouping::Key(k) => {
                 let kt = &k.ty;
-                quote!(#rt::spill::SpillState<#kt, #acc>)
+                let align = super::key_by::line_aligned(rt, kt, acc);
+                quote!(#rt::spill::SpillState<#kt, #acc, #align>)
             }
             Grouping::KeyWindow(k, w) => w.keyed_state(rt, &k.ty, &quote!(#acc)),
             Grouping::Window(_) => quote!(#rt::window::GlobalWindows<#acc>),

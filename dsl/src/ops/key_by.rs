@@ -64,6 +64,13 @@ impl Operator for KeyBy {
     }
 }
 
+/// The alignment of the entries of a keyed table from `key` to `value`: chosen by their
+/// size where the types are concrete, so that no entry straddles a cache line (see
+/// `simplestream_runtime::state::line_align`).
+pub fn line_aligned(rt: &TokenStream, key: &impl ToTokens, value: &impl ToTokens) -> TokenStream {
+    quote!(#rt::state::Aligned<{ #rt::state::line_align::<#key, #value>() }>)
+}
+
 impl Key {
     /// The key column `field` of operator `op`; `None` if it has no type (reported).
     pub fn from_field(field: &Field, op: &str, example: &str, errs: &mut Errors) -> Option<Key> {

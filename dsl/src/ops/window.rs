@@ -317,9 +317,10 @@ impl Window {
 
     /// The state of per-key windows of accumulators `acc`.
     pub fn keyed_state(&self, rt: &TokenStream, key: &Type, acc: &TokenStream) -> TokenStream {
+        let align = super::key_by::line_aligned(rt, key, acc);
         match self.kind {
-            WindowKind::Tumbling { .. } => quote!(#rt::window::Tumbling<#key, #acc>),
-            WindowKind::Sliding { .. } => quote!(#rt::window::Sliding<#key, #acc>),
+            WindowKind::Tumbling { .. } => quote!(#rt::window::Tumbling<#key, #acc, #align>),
+            WindowKind::Sliding { .. } => quote!(#rt::window::Sliding<#key, #acc, #align>),
             WindowKind::Session { .. } => quote!(#rt::window::Session<#key, #acc>),
         }
     }

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::state::KeyedState;
+use crate::state::{KeyedState, Natural};
 pub(crate) use backend::{checking, disk_config, only_checking};
 pub use backend::{parse_size, set_state_backend, state_backend, DiskConfig, StateBackend, MARKER};
 use batch::Batch;
@@ -52,6 +52,7 @@ pub(crate) use scratch::Scratch;
 use tier::Tier;
 
 /// Keyed state that can spill to disk: the state of a running `key_by ... aggregate`.
+/// `B` aligns the in-memory table's entries (see [`Aligned`](crate::state::Aligned)).
 ///
 /// ```
 /// use simplestream_runtime::spill::SpillState;
@@ -61,8 +62,8 @@ use tier::Tier;
 /// assert_eq!(s.get(&"C001".to_string()).as_deref(), Some(&2));
 /// assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"C001":2,"C002":1}"#);
 /// ```
-pub struct SpillState<K, V> {
-    pub(crate) mem: KeyedState<K, V>,
+pub struct SpillState<K, V, B = Natural> {
+    pub(crate) mem: KeyedState<K, V, B>,
     pub(crate) disk: Option<Box<Disk>>,
 }
 
@@ -75,7 +76,7 @@ pub(crate) struct Disk {
     broken: bool,
 }
 
-impl<K, V> Default for SpillState<K, V> {
+impl<K, V, B> Default for SpillState<K, V, B> {
     fn default() -> Self {
         SpillState {
             mem: KeyedState::default(),
@@ -106,7 +107,7 @@ fn failed<T>(disk: &mut Option<Box<Disk>>, e: String) -> Option<T> {
     None
 }
 
-impl<K, V> SpillState<K, V>
+impl<K, V, B> SpillState<K, V, B>
 where
     K: Hash + Eq + Clone + Serialize + DeserializeOwned,
     V: Clone + Serialize + DeserializeOwned,
@@ -370,7 +371,7 @@ where
 
 /// The stamp at or below which about `n` of `mem`'s entries are (at least the oldest),
 /// from a sample (a hash map's order has nothing to do with the stamps).
-fn stamp_at<K: Hash + Eq, V>(mem: &KeyedState<K, V>, n: usize) -> u64 {
+fn stamp_at<K: Hash + Eq, V, B>(mem: &KeyedState<K, V, B>, n: usize) -> u64 {
     let step = (mem.len() / 4096).max(1);
     let mut sample: Vec<u64> = mem.stamps().step_by(step).collect();
     let at = (sample.len() * n / mem.len().max(1)).min(sample.len() - 1);
