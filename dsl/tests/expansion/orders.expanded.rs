@@ -80,11 +80,28 @@ pub mod orders {
     #[serde(crate = "::simplestream::__rt::__private::serde", transparent)]
     pub struct CustomerStats {
         ///Per-key (and per-window) accumulators.
-        pub state: ::simplestream::__rt::spill::SpillState<String, CustomerStatsAcc>,
+        pub state: ::simplestream::__rt::spill::SpillState<
+            String,
+            CustomerStatsAcc,
+            ::simplestream::__rt::state::Aligned<
+                { ::simplestream::__rt::state::line_align::<String, CustomerStatsAcc>() },
+            >,
+        >,
     }
     impl ::simplestream::__rt::delta::Tracked for CustomerStats {
         type Delta = ::simplestream::__rt::delta::DeltaOf<
-            ::simplestream::__rt::spill::SpillState<String, CustomerStatsAcc>,
+            ::simplestream::__rt::spill::SpillState<
+                String,
+                CustomerStatsAcc,
+                ::simplestream::__rt::state::Aligned<
+                    {
+                        ::simplestream::__rt::state::line_align::<
+                            String,
+                            CustomerStatsAcc,
+                        >()
+                    },
+                >,
+            >,
         >;
         fn version(&self) -> ::simplestream::__rt::delta::Version {
             ::simplestream::__rt::delta::Tracked::version(&self.state)
@@ -112,6 +129,14 @@ pub mod orders {
             <::simplestream::__rt::spill::SpillState<
                 String,
                 CustomerStatsAcc,
+                ::simplestream::__rt::state::Aligned<
+                    {
+                        ::simplestream::__rt::state::line_align::<
+                            String,
+                            CustomerStatsAcc,
+                        >()
+                    },
+                >,
             > as ::simplestream::__rt::Checkpointable>::LAYOUT,
         );
     }
@@ -193,11 +218,23 @@ pub mod orders {
     #[serde(crate = "::simplestream::__rt::__private::serde", transparent)]
     pub struct Per5min {
         ///Per-key (and per-window) accumulators.
-        pub state: ::simplestream::__rt::window::Tumbling<String, Per5minAcc>,
+        pub state: ::simplestream::__rt::window::Tumbling<
+            String,
+            Per5minAcc,
+            ::simplestream::__rt::state::Aligned<
+                { ::simplestream::__rt::state::line_align::<String, Per5minAcc>() },
+            >,
+        >,
     }
     impl ::simplestream::__rt::delta::Tracked for Per5min {
         type Delta = ::simplestream::__rt::delta::DeltaOf<
-            ::simplestream::__rt::window::Tumbling<String, Per5minAcc>,
+            ::simplestream::__rt::window::Tumbling<
+                String,
+                Per5minAcc,
+                ::simplestream::__rt::state::Aligned<
+                    { ::simplestream::__rt::state::line_align::<String, Per5minAcc>() },
+                >,
+            >,
         >;
         fn version(&self) -> ::simplestream::__rt::delta::Version {
             ::simplestream::__rt::delta::Tracked::version(&self.state)
@@ -225,6 +262,9 @@ pub mod orders {
             <::simplestream::__rt::window::Tumbling<
                 String,
                 Per5minAcc,
+                ::simplestream::__rt::state::Aligned<
+                    { ::simplestream::__rt::state::line_align::<String, Per5minAcc>() },
+                >,
             > as ::simplestream::__rt::Checkpointable>::LAYOUT,
         );
     }
