@@ -88,7 +88,7 @@ impl<K: Clone, V: Clone, B> Clone for KeyedState<K, V, B> {
     fn clone(&self) -> Self {
         KeyedState {
             table: self.table.clone(),
-            hasher: self.hasher.clone(),
+            hasher: self.hasher,
             changes: self.changes,
             lineage: new_lineage(),
             removed: self.removed.clone(),
