@@ -344,7 +344,12 @@ pub fn write<T: Serialize + ?Sized>(
     match codec {
         Codec::Json => {
             let start = out.len();
-            if raw::allowing(|| serde_json::to_writer(&mut *out, &Floats(value))).is_ok() {
+            // With raw text allowed: a value may write its text itself (`raw::serialize`).
+            let fast = raw::allowing(|| {
+                let mut ser = serde_json::Serializer::with_formatter(&mut *out, raw::Formatter);
+                Floats(value).serialize(&mut ser)
+            });
+            if fast.is_ok() {
                 return Ok(());
             }
             // Again with the path of the value that failed, for the message.

@@ -13,7 +13,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::checkpoint::Checkpointable;
-use crate::codec::raw::{self, Raw};
+use crate::codec::raw;
 use crate::codec::{CheckpointError, StageWriter};
 use crate::delta::{new_lineage, Tracked, Version};
 use crate::fingerprint::{combine, fnv1a};
@@ -543,7 +543,7 @@ fn sort_entries<K: Ord + 'static, V>(v: &mut Vec<(&K, &V)>) {
 /// Sorts `v[base..]` by the key `key` gives for each record: `String` keys as
 /// [`sort_entries`] sorts them, other keys by comparison.
 pub(crate) fn sort_tail_by_key<T, K: Ord + 'static>(
-    v: &mut Vec<T>,
+    v: &mut [T],
     base: usize,
     key: impl Fn(&T) -> &K,
 ) {
@@ -577,7 +577,7 @@ impl<K: Serialize + Ord + Hash + Eq + 'static, V: Serialize, B> Serialize for Ke
         if fast && readable && TypeId::of::<K>() == TypeId::of::<String>() && raw::allowed() {
             let entries = self.iter().map(|(k, v)| (key_str(k), v));
             match sorted_json::sorted_object(entries) {
-                Ok(Some(text)) => return Raw(&text).serialize(s),
+                Ok(Some(text)) => return raw::serialize(text, s),
                 Ok(None) => {}
                 Err(e) => return Err(serde::ser::Error::custom(e)),
             }

@@ -36,6 +36,28 @@ pub(crate) fn write<T: Serialize + ?Sized>(
     value.serialize(Compact(out))
 }
 
+/// `"name":`. Inlined where a derived `Serialize` passes the name as a constant, the
+/// escape check folds away and the name is copied without a `memcpy` call.
+#[inline(always)]
+fn write_name(out: &mut Vec<u8>, name: &str) {
+    if name.bytes().any(|c| ESCAPED[c as usize]) {
+        return write_escaped_name(out, name);
+    }
+    out.reserve(name.len() + 3);
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+/// `"name":` for a name JSON escapes.
+#[cold]
+#[inline(never)]
+fn write_escaped_name(out: &mut Vec<u8>, name: &str) {
+    // Writing a string into a `Vec` does not fail.
+    _ = json(out).serialize_str(name);
+    out.push(b':');
+}
+
 struct Compact<'a>(&'a mut Vec<u8>);
 
 /// A sequence or struct being written: `first` until its first element; `close` is
@@ -47,6 +69,7 @@ pub(crate) struct Seq<'a> {
 }
 
 impl<'a> Seq<'a> {
+    #[inline(always)]
     fn open(out: &'a mut Vec<u8>, len: Option<usize>, brackets: &[u8; 2]) -> Self {
         if len == Some(0) {
             out.extend_from_slice(brackets);
@@ -77,6 +100,17 @@ macro_rules! by_serde_json {
     )*};
 }
 
+/// Integers as `serde_json` writes them (its `itoa` digits), without its `io::Write` path.
+macro_rules! by_itoa {
+    ($($method:ident($t:ty)),*) => {$(
+        #[inline]
+        fn $method(self, v: $t) -> Result<(), Unsupported> {
+            self.0.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+            Ok(())
+        }
+    )*};
+}
+
 macro_rules! unsupported {
     ($($method:ident($($arg:ty),*) -> $ret:ty),*) => {$(
         fn $method(self, $(_: $arg),*) -> Result<$ret, Unsupported> {
@@ -98,6 +132,10 @@ impl<'a> Serializer for Compact<'a> {
 
     by_serde_json!(
         serialize_bool(bool),
+        serialize_char(char),
+        serialize_str(&str)
+    );
+    by_itoa!(
         serialize_i8(i8),
         serialize_i16(i16),
         serialize_i32(i32),
@@ -107,22 +145,24 @@ impl<'a> Serializer for Compact<'a> {
         serialize_u16(u16),
         serialize_u32(u32),
         serialize_u64(u64),
-        serialize_u128(u128),
-        serialize_char(char),
-        serialize_str(&str)
+        serialize_u128(u128)
     );
 
     fn serialize_f32(self, v: f32) -> Result<(), Unsupported> {
-        match name_of(v as f64) {
-            Some(name) => self.serialize_str(name),
-            None => json(self.0).serialize_f32(v).map_err(|_| Unsupported),
+        if v.is_finite() {
+            return json(self.0).serialize_f32(v).map_err(|_| Unsupported);
         }
+        self.serialize_str(non_finite_name(v as f64))
     }
+    #[inline]
     fn serialize_f64(self, v: f64) -> Result<(), Unsupported> {
-        match name_of(v) {
-            Some(name) => self.serialize_str(name),
-            None => json(self.0).serialize_f64(v).map_err(|_| Unsupported),
+        // A finite float: `serde_json`'s own digits (`zmij`'s shortest round trip).
+        if v.is_finite() {
+            let mut digits = zmij::Buffer::new();
+            self.0.extend_from_slice(digits.format_finite(v).as_bytes());
+            return Ok(());
         }
+        self.serialize_str(non_finite_name(v))
     }
     fn serialize_none(self) -> Result<(), Unsupported> {
         self.serialize_unit()
@@ -153,6 +193,7 @@ impl<'a> Serializer for Compact<'a> {
     fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Seq<'a>, Unsupported> {
         self.serialize_seq(Some(len))
     }
+    #[inline(always)]
     fn serialize_struct(self, name: &'static str, len: usize) -> Result<Seq<'a>, Unsupported> {
         // `serde_json` gives some struct names a meaning of its own (raw values).
         if name.starts_with("$serde_json") {
@@ -197,19 +238,19 @@ static ESCAPED: [bool; 256] = {
     t
 };
 
-fn name_of(v: f64) -> Option<&'static str> {
-    if v.is_finite() {
-        None
-    } else if v.is_nan() {
-        Some(NAN)
+/// How a float that is not finite is written.
+fn non_finite_name(v: f64) -> &'static str {
+    if v.is_nan() {
+        NAN
     } else if v > 0.0 {
-        Some(INFINITY)
+        INFINITY
     } else {
-        Some(NEG_INFINITY)
+        NEG_INFINITY
     }
 }
 
 impl Seq<'_> {
+    #[inline(always)]
     fn comma(&mut self) {
         if self.first {
             self.first = false;
@@ -218,11 +259,13 @@ impl Seq<'_> {
         }
     }
 
+    #[inline]
     fn element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Unsupported> {
         self.comma();
         v.serialize(Compact(self.out))
     }
 
+    #[inline(always)]
     fn end(self) -> Result<(), Unsupported> {
         if let Some(c) = self.close {
             self.out.push(c);
@@ -234,9 +277,11 @@ impl Seq<'_> {
 impl ser::SerializeSeq for Seq<'_> {
     type Ok = ();
     type Error = Unsupported;
+    #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Unsupported> {
         self.element(v)
     }
+    #[inline]
     fn end(self) -> Result<(), Unsupported> {
         Seq::end(self)
     }
@@ -245,9 +290,11 @@ impl ser::SerializeSeq for Seq<'_> {
 impl ser::SerializeTuple for Seq<'_> {
     type Ok = ();
     type Error = Unsupported;
+    #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Unsupported> {
         self.element(v)
     }
+    #[inline]
     fn end(self) -> Result<(), Unsupported> {
         Seq::end(self)
     }
@@ -256,9 +303,11 @@ impl ser::SerializeTuple for Seq<'_> {
 impl ser::SerializeTupleStruct for Seq<'_> {
     type Ok = ();
     type Error = Unsupported;
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Unsupported> {
         self.element(v)
     }
+    #[inline]
     fn end(self) -> Result<(), Unsupported> {
         Seq::end(self)
     }
@@ -267,22 +316,18 @@ impl ser::SerializeTupleStruct for Seq<'_> {
 impl ser::SerializeStruct for Seq<'_> {
     type Ok = ();
     type Error = Unsupported;
+    // Always, so that a derived `Serialize`'s constant field name reaches `write_name`.
+    #[inline(always)]
     fn serialize_field<T: Serialize + ?Sized>(
         &mut self,
         key: &'static str,
         v: &T,
     ) -> Result<(), Unsupported> {
         self.comma();
-        if key.bytes().any(|c| ESCAPED[c as usize]) {
-            json(self.out).serialize_str(key).map_err(|_| Unsupported)?;
-        } else {
-            self.out.push(b'"');
-            self.out.extend_from_slice(key.as_bytes());
-            self.out.push(b'"');
-        }
-        self.out.push(b':');
+        write_name(self.out, key);
         v.serialize(Compact(self.out))
     }
+    #[inline]
     fn end(self) -> Result<(), Unsupported> {
         Seq::end(self)
     }
@@ -302,6 +347,7 @@ mod tests {
         min: Option<f32>,
         last: Option<String>,
         pair: (i64, char),
+        ints: (i8, i16, i32, u16, u32, i128, u128),
         items: Vec<u8>,
         unit: (),
         skipped: Skip,
@@ -328,13 +374,14 @@ mod tests {
             min in proptest::option::of(any::<f32>()),
             last in proptest::option::of("[\\x00-\\x7f\u{e9}\u{10348}]{0,12}"),
             pair in (any::<i64>(), any::<char>()),
+            ints in (any::<i8>(), any::<i16>(), any::<i32>(), any::<u16>(), any::<u32>(), any::<i128>(), any::<u128>()),
             items in prop::collection::vec(any::<u8>(), 0..4),
             maybe in proptest::option::of(any::<u8>()),
         ) {
-            let v = Plain { count, amount, min, last, pair, items, unit: (), skipped: Skip { maybe, always: true } };
+            let v = Plain { count, amount, min, last, pair, ints, items, unit: (), skipped: Skip { maybe, always: true } };
             let mut got = Vec::new();
             write(&mut got, &v).unwrap();
-            prop_assert_eq!(got, serde_json_bytes(&v));
+            prop_assert_eq!(&got, &serde_json_bytes(&v));
         }
     }
 

@@ -10,7 +10,7 @@ use tracing::warn;
 
 use super::kafka::source::Poll;
 use super::kafka::{KafkaSource, Polled};
-use super::{pause, progress, savepoint, Args, OnBadInput, Run, RunError};
+use super::{pause, progress, savepoint, Args, Direct, OnBadInput, Run, RunError};
 use crate::pipeline::Pipeline;
 use crate::time::now_ms;
 
@@ -67,12 +67,11 @@ where
         };
         match rec.event {
             Ok(event) => {
-                run.pipeline.process(event, &mut run.out_buf);
+                let mut out = Direct::to(&mut run.outputs);
+                run.pipeline.process(event, &mut out);
+                out.done()?;
                 run.events += 1;
                 run.coord.note_events(1);
-                if !run.out_buf.is_empty() {
-                    run.drain()?;
-                }
             }
             Err(_) => {
                 bad_record(&mut run, rec, args.on_bad_input)?;

@@ -21,6 +21,7 @@
 
 mod block;
 pub mod checkpoints;
+mod early_sync;
 pub mod endpoint;
 pub mod fence;
 pub mod group;
@@ -54,7 +55,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::coordinator::{Coordinator, CoordinatorConfig, CoordinatorError};
 use crate::envelope::Codec;
-use crate::pipeline::{OutputRecord, Pipeline};
+use crate::pipeline::{Collector, OutputRecord, Pipeline};
 use crate::store::{CheckpointStore, FileStore, FileStoreOptions, StoreUrl};
 use crate::time::{now_ms, parse_duration_ms};
 use endpoint::Endpoint;
@@ -500,7 +501,6 @@ struct Run<P: Pipeline, S: Source = LineReader> {
     max_failures: u32,
     checkpoints: u64,
     last_ckpt: Option<(u64, Duration)>,
-    out_buf: Vec<P::Output>,
     /// `--savepoint-name`, `--savepoint-on-stop`.
     savepoint_name: Option<String>,
     savepoint_on_stop: Option<String>,
@@ -517,15 +517,40 @@ fn spill_ok() -> Result<(), String> {
     }
 }
 
-impl<P: Pipeline, S: Source> Run<P, S> {
-    fn drain(&mut self) -> Result<(), String> {
-        spill_ok()?;
-        for rec in self.out_buf.drain(..) {
-            self.outputs.write(&rec)?;
+/// Writes each output record as the pipeline emits it: a window that closes many keys
+/// emits them in one call, and writing them as they come keeps them out of a vector larger
+/// than the cache. After the first error nothing more is written; [`done`](Self::done)
+/// returns it and the run stops.
+struct Direct<'a> {
+    outputs: &'a mut Outputs,
+    failed: Option<String>,
+}
+
+impl<'a> Direct<'a> {
+    fn to(outputs: &'a mut Outputs) -> Self {
+        Direct {
+            outputs,
+            failed: None,
         }
-        Ok(())
     }
 
+    fn done(self) -> Result<(), String> {
+        self.failed.map_or(Ok(()), Err)
+    }
+}
+
+impl<O: OutputRecord> Collector<O> for Direct<'_> {
+    #[inline]
+    fn collect(&mut self, rec: O) {
+        if self.failed.is_none() {
+            if let Err(e) = spill_ok().and_then(|()| self.outputs.write(&rec)) {
+                self.failed = Some(e);
+            }
+        }
+    }
+}
+
+impl<P: Pipeline, S: Source> Run<P, S> {
     /// Where the run stands, with the outputs made durable first.
     fn positions(&mut self) -> Result<BTreeMap<String, u64>, String> {
         spill_ok()?;
@@ -949,13 +974,12 @@ where
         };
         match parsed {
             Ok(event) => {
-                run.pipeline.process(event, &mut run.out_buf);
+                let mut out = Direct::to(&mut run.outputs);
+                run.pipeline.process(event, &mut out);
+                out.done()?;
                 run.input.advance(bytes);
                 run.events += 1;
                 run.coord.note_events(1);
-                if !run.out_buf.is_empty() {
-                    run.drain()?;
-                }
             }
             Err(msg) if unterminated && !args.follow => {
                 // Maybe a writer is still appending it: leave it whole for the next run.
@@ -1056,7 +1080,6 @@ impl<P: Pipeline, S: Source> Run<P, S> {
             max_failures: args.max_failed_checkpoints.max(1),
             checkpoints: 0,
             last_ckpt: None,
-            out_buf: Vec::new(),
             savepoint_name: args.savepoint_name.clone(),
             savepoint_on_stop: args.savepoint_on_stop.clone(),
         }
@@ -1075,8 +1098,9 @@ impl<P: Pipeline, S: Source> Run<P, S> {
         let run = &mut self;
         if !interrupted {
             // End of a bounded input is end of stream: close every window.
-            run.pipeline.finish(&mut run.out_buf);
-            run.drain()?;
+            let mut out = Direct::to(&mut run.outputs);
+            run.pipeline.finish(&mut out);
+            out.done()?;
         }
         // Final checkpoint; on failure, retry a few times before giving up.
         let mut ok = false;

@@ -5,6 +5,7 @@ use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::early_sync::EarlySync;
 use super::identity::{FileId, Tail};
 use crate::store::safe_fs;
 
@@ -18,6 +19,7 @@ pub struct SinkFile {
     /// that a row can be encoded straight into it ([`write_with`](Self::write_with)).
     buf: Vec<u8>,
     len: u64,
+    early: Option<EarlySync>,
 }
 
 /// Bytes buffered before they are written to the file.
@@ -83,11 +85,13 @@ impl SinkFile {
         let mut file = file;
         file.seek(SeekFrom::Start(committed))
             .map_err(|e| format!("seeking {}: {e}", path.display()))?;
+        let early = EarlySync::start(&file);
         Ok(SinkFile {
             path: path.to_path_buf(),
             file,
             buf: Vec::with_capacity(BUF_BYTES),
             len: committed,
+            early,
         })
     }
 
@@ -136,6 +140,9 @@ impl SinkFile {
         // What was not written stays, as in a `BufWriter`: a retry (the next
         // checkpoint's commit) writes it.
         self.buf.drain(..done);
+        if let Some(early) = &mut self.early {
+            early.wrote(done as u64);
+        }
         r
     }
 
@@ -145,6 +152,12 @@ impl SinkFile {
             .map_err(|e| format!("writing {}: {e}", self.path.display()))?;
         self.file
             .sync_data()
+            .and_then(
+                |()| match self.early.as_mut().and_then(EarlySync::committed) {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                },
+            )
             .map_err(|e| format!("syncing {}: {e}", self.path.display()))?;
         Ok(self.len)
     }

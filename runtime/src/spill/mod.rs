@@ -30,6 +30,8 @@ mod run;
 mod scratch;
 mod serde_impls;
 #[cfg(feature = "disk")]
+mod superseded;
+#[cfg(feature = "disk")]
 mod tier;
 #[cfg(not(feature = "disk"))]
 #[path = "no_tier.rs"]
@@ -186,7 +188,7 @@ where
         let tier = self.disk.as_ref()?.tier.as_ref()?;
         let read = || -> Result<Option<V>, String> {
             let k = postcard::to_allocvec(key).map_err(|e| e.to_string())?;
-            tier.peek(&k)?.map(|(_, v)| decode(&v)).transpose()
+            tier.peek(&k, |_, v| decode(v))?.transpose()
         };
         read()
             .unwrap_or_else(|e| {
@@ -301,9 +303,7 @@ where
         let owned = key.to_owned();
         let mut read = || -> Result<Option<(u64, V)>, String> {
             let k = postcard::to_allocvec(&owned).map_err(|e| e.to_string())?;
-            tier.take(&k)?
-                .map(|(s, v)| Ok((s, decode(&v)?)))
-                .transpose()
+            tier.take(&k, |s, v| decode(v).map(|v| (s, v)))?.transpose()
         };
         match read() {
             Ok(Some((stamp, v))) => self.mem.put_stamped(owned, v, stamp),

@@ -18,10 +18,18 @@ impl Tier {
     pub(crate) fn len(&self) -> u64 {
         match *self {}
     }
-    pub(crate) fn take(&mut self, _: &[u8]) -> Result<Option<(u64, Vec<u8>)>, TierError> {
+    pub(crate) fn take<R>(
+        &mut self,
+        _: &[u8],
+        _: impl FnOnce(u64, &[u8]) -> R,
+    ) -> Result<Option<R>, TierError> {
         match *self {}
     }
-    pub(crate) fn peek(&self, _: &[u8]) -> Result<Option<(u64, Vec<u8>)>, TierError> {
+    pub(crate) fn peek<R>(
+        &self,
+        _: &[u8],
+        _: impl FnOnce(u64, &[u8]) -> R,
+    ) -> Result<Option<R>, TierError> {
         match *self {}
     }
     pub(crate) fn forget(&mut self, _: Vec<u8>) {

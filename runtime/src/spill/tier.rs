@@ -19,11 +19,8 @@ use super::batch::Batch;
 use super::bloom;
 use super::marks::Marks;
 use super::merge::Merge;
-use super::run::{Run, RunWriter};
-
-/// Bytes a superseded mark holds beside its key: the stamp, the key's vector and the
-/// set's slot, rounded up.
-const SUPERSEDED_OVERHEAD: usize = 64;
+use super::run::{Record, Run, RunWriter};
+use super::superseded::Superseded;
 
 /// A failure of the working directory's store.
 pub type TierError = String;
@@ -55,9 +52,7 @@ pub(crate) struct Tier {
     /// Marks (key, stamp) whose entry was taken back into memory since: a delta skips
     /// them (the key is in memory, or was evicted again with a mark of its own, or
     /// removed). Dropped with the marks they name.
-    superseded: HashSet<(Vec<u8>, u64)>,
-    /// Bytes `superseded` holds, estimated.
-    superseded_bytes: usize,
+    superseded: Superseded,
     /// Past this many bytes `superseded` is emptied (without deltas nothing else would
     /// empty it), and the marks it covered are checked by a lookup instead.
     superseded_cap: usize,
@@ -82,8 +77,7 @@ impl Tier {
             acked: AtomicU64::new(0),
             marks,
             pruned: 0,
-            superseded: HashSet::new(),
-            superseded_bytes: 0,
+            superseded: Superseded::default(),
             // A floor for tiny budgets (tests): a few hundred marks.
             superseded_cap: (c.memory / 16).max(64 << 10),
             looked_up: 0,
@@ -93,7 +87,7 @@ impl Tier {
     /// Bytes this tier holds in memory: the runs' filters and block indexes, and the
     /// superseded marks.
     pub(crate) fn memory(&self) -> usize {
-        self.held + self.superseded_bytes
+        self.held + self.superseded.bytes()
     }
 
     /// Entries on disk whose key is not in memory.
@@ -101,24 +95,26 @@ impl Tier {
         self.live
     }
 
-    /// `key`'s entry, which the caller puts into memory (the disk copy turns stale): its
-    /// stamp and value bytes. Only for a key not in memory.
-    pub(crate) fn take(&mut self, key: &[u8]) -> Result<Option<(u64, Vec<u8>)>, TierError> {
-        let got = self.peek(key)?;
-        if let Some((stamp, _)) = &got {
-            self.live -= 1;
-            // A mark of this copy may still be read by a delta.
-            let tracked = self.pruned.max(self.looked_up);
-            if *stamp > tracked && self.superseded.insert((key.to_vec(), *stamp)) {
-                self.superseded_bytes += key.len() + SUPERSEDED_OVERHEAD;
-                if self.superseded_bytes > self.superseded_cap {
-                    self.looked_up = self.marks.newest();
-                    self.superseded.clear();
-                    self.superseded_bytes = 0;
-                }
+    /// `f` of `key`'s entry (its stamp and value bytes), which the caller puts into
+    /// memory (the disk copy turns stale). Only for a key not in memory.
+    pub(crate) fn take<R>(
+        &mut self,
+        key: &[u8],
+        f: impl FnOnce(u64, &[u8]) -> R,
+    ) -> Result<Option<R>, TierError> {
+        let Some((stamp, got)) = self.peek(key, |stamp, v| (stamp, f(stamp, v)))? else {
+            return Ok(None);
+        };
+        self.live -= 1;
+        // A mark of this copy may still be read by a delta.
+        if stamp > self.pruned.max(self.looked_up) {
+            self.superseded.insert(key, stamp);
+            if self.superseded.bytes() > self.superseded_cap {
+                self.looked_up = self.marks.newest();
+                self.superseded.clear();
             }
         }
-        Ok(got)
+        Ok(Some(got))
     }
 
     /// `key` was removed from the state: its disk copy, if any, dies at the next batch.
@@ -126,20 +122,28 @@ impl Tier {
         self.pending.insert(key);
     }
 
-    /// `key`'s entry on disk, left there. Only for a key not in memory.
-    pub(crate) fn peek(&self, key: &[u8]) -> Result<Option<(u64, Vec<u8>)>, TierError> {
+    /// `f` of `key`'s entry on disk (stamp, value bytes), left there. Only for a key not
+    /// in memory.
+    pub(crate) fn peek<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(u64, &[u8]) -> R,
+    ) -> Result<Option<R>, TierError> {
         if self.live == 0 || self.pending.contains(key) {
             return Ok(None);
         }
-        self.get(key)
+        self.get(key, f)
     }
 
-    /// The newest copy of `key` on disk.
-    fn get(&self, key: &[u8]) -> Result<Option<(u64, Vec<u8>)>, TierError> {
+    /// `f` of the newest copy of `key` on disk.
+    fn get<R>(&self, key: &[u8], f: impl FnOnce(u64, &[u8]) -> R) -> Result<Option<R>, TierError> {
         let hash = bloom::hash(key);
+        let mut f = Some(f);
+        // `None`: removed there.
+        let mut found = |stamp, v: Option<&[u8]>| v.map(|v| (f.take().expect("once"))(stamp, v));
         for run in self.runs.iter().rev() {
-            if let Some((stamp, value)) = run.get(key, hash)? {
-                return Ok(value.map(|v| (stamp, v)));
+            if let Some(got) = run.get_with(key, hash, &mut found)? {
+                return Ok(got);
             }
         }
         Ok(None)
@@ -160,8 +164,7 @@ impl Tier {
         if acked > self.pruned {
             self.marks.keep_after(acked)?;
             self.pruned = acked;
-            self.superseded.retain(|(_, stamp)| *stamp > acked);
-            self.count_superseded();
+            self.superseded.keep_after(acked);
         }
         let mut removed: Vec<Vec<u8>> = self.pending.drain().collect();
         removed.sort_unstable();
@@ -177,9 +180,7 @@ impl Tier {
             w.push(k, stamp, Some(v))?;
             if stamp > acked {
                 // Evicted again unchanged: the older mark of this copy holds again.
-                if self.superseded.remove(&(k.to_vec(), stamp)) {
-                    self.superseded_bytes -= k.len() + SUPERSEDED_OVERHEAD;
-                }
+                self.superseded.remove(k, stamp);
                 self.marks.append(stamp, k, v)?;
             }
         }
@@ -195,18 +196,9 @@ impl Tier {
         if self.marks.too_many(self.live) {
             self.marks.clear()?;
             self.superseded.clear();
-            self.count_superseded();
             return Ok(true);
         }
         Ok(false)
-    }
-
-    fn count_superseded(&mut self) {
-        self.superseded_bytes = self
-            .superseded
-            .iter()
-            .map(|(k, _)| k.len() + SUPERSEDED_OVERHEAD)
-            .sum();
     }
 
     /// Merges the two newest runs while the older is at most twice the newer: then each
@@ -222,8 +214,9 @@ impl Tier {
             let bottom = self.runs.len() == 2;
             let mut w = self.new_run(capacity)?;
             let n = self.runs.len();
-            for r in Merge::new(self.runs[n - 2..].iter().rev())? {
-                let r = r?;
+            let mut merge = Merge::new(self.runs[n - 2..].iter().rev())?;
+            let mut r = Record::default();
+            while merge.next_into(&mut r)? {
                 if r.value.is_some() || !bottom {
                     w.push(&r.key, r.stamp, r.value.as_deref())?;
                 }
@@ -274,17 +267,16 @@ impl Tier {
             }
             if m.stamp <= self.looked_up {
                 // A mark whose entry has another stamp was overwritten by a later eviction.
-                if self.get(&m.key)?.is_some_and(|(stamp, _)| stamp == m.stamp) {
+                if self.get(&m.key, |stamp, _| stamp)? == Some(m.stamp) {
                     f(&m.key, &m.value)?;
                 }
                 continue;
             }
-            let marked = (m.key, m.stamp);
             // Its key came back into memory (and was removed or evicted again since).
-            if self.superseded.contains(&marked) {
+            if self.superseded.contains(&m.key, m.stamp) {
                 continue;
             }
-            f(&marked.0, &m.value)?;
+            f(&m.key, &m.value)?;
         }
         Ok(())
     }

@@ -25,16 +25,7 @@ impl Shared {
                 self.len = key.len();
                 self.first = Some(key.to_vec());
             }
-            Some(first) => {
-                let n = self.len;
-                if key.len() < n || key[..n] != first[..n] {
-                    self.len = first[..n]
-                        .iter()
-                        .zip(key)
-                        .take_while(|(a, b)| a == b)
-                        .count();
-                }
-            }
+            Some(first) => self.len = common_len(&first[..self.len], key),
         }
     }
 
@@ -44,47 +35,129 @@ impl Shared {
     }
 }
 
+/// How many bytes `a` and `b` share at their start, compared 8 at a time (no `memcmp`
+/// call for a handful of bytes), the last 8 overlapping those before.
+#[inline]
+fn common_len(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    if n < 8 {
+        return a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
+    let first_diff = |at: usize| {
+        let diff = word(a, at) ^ word(b, at);
+        (diff != 0).then(|| at + diff.trailing_zeros() as usize / 8)
+    };
+    let mut i = 0;
+    while i + 8 < n {
+        if let Some(d) = first_diff(i) {
+            return d;
+        }
+        i += 8;
+    }
+    // Bytes before `i` are equal, so a difference here is at `i` or after.
+    first_diff(n - 8).unwrap_or(n)
+}
+
 /// The 8 bytes of `key` after `shared`, zero-padded, big-endian: a key whose number is
 /// smaller is smaller, and keys with equal numbers must be compared whole.
 #[inline]
 pub(crate) fn prefix(key: &[u8], shared: usize) -> u64 {
     let s = &key[shared.min(key.len())..];
-    let mut b = [0u8; 8];
-    let n = s.len().min(8);
-    b[..n].copy_from_slice(&s[..n]);
-    u64::from_be_bytes(b)
+    if let Some(w) = s.first_chunk::<8>() {
+        return u64::from_be_bytes(*w);
+    }
+    s.iter()
+        .enumerate()
+        .fold(0, |x, (i, &c)| x | (c as u64) << (56 - 8 * i))
 }
 
-/// Sorts `v` by `key`, keeping the order of equal keys: least significant byte first, one
-/// pass per byte, none for a byte that all records share.
+/// [`prefix`] of the key of `len` bytes at `text[at..]`, `shared` of them shared: one
+/// 8-byte load, the bytes past the key masked off, when `text` goes on that far.
+#[inline]
+pub(crate) fn prefix_in(text: &[u8], at: usize, len: usize, shared: usize) -> u64 {
+    let rest = len - shared;
+    match text.get(at + shared..).and_then(<[u8]>::first_chunk::<8>) {
+        Some(w) if rest < 8 => u64::from_be_bytes(*w) & !(u64::MAX >> (8 * rest)),
+        Some(w) => u64::from_be_bytes(*w),
+        None => prefix(&text[at..at + len], shared),
+    }
+}
+
+/// The bits of every byte but the low four, in which keys such as decimal digits agree.
+const HIGH_NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+
+/// True if numbers that differ (`diff`: each one XOR one of them) in the low four bits
+/// of their bytes only keep their order under [`low_nibbles`].
+#[inline]
+pub(crate) fn low_nibbles_suffice(diff: u64) -> bool {
+    diff & HIGH_NIBBLES == 0
+}
+
+/// The low four bits of each byte of `x`, most significant first, as one 32-bit number:
+/// where all numbers agree in the other bits, it orders them as they are ordered, in half
+/// the bits (so half the radix passes).
+#[inline]
+pub(crate) fn low_nibbles(x: u64) -> u64 {
+    let x = x & !HIGH_NIBBLES;
+    let x = (x | x >> 4) & 0x00FF_00FF_00FF_00FF;
+    let x = (x | x >> 8) & 0x0000_FFFF_0000_FFFF;
+    (x | x >> 16) & 0xFFFF_FFFF
+}
+
+/// The widest radix digit, in bits: 24 bits (six decimal digits under
+/// [`low_nibbles`]) take two passes.
+const MAX_DIGIT: u32 = 12;
+
+/// Sorts `v` by `key`, keeping the order of equal keys: least significant digit first,
+/// over the bits in which the keys differ only, in as few passes of at most
+/// [`MAX_DIGIT`] bits as cover them; a digit that all records share is skipped.
 pub(crate) fn radix_sort<T: Copy>(v: &mut Vec<T>, key: impl Fn(&T) -> u64) {
+    let k0 = v.first().map_or(0, &key);
+    let diff = v.iter().fold(0, |d, t| d | (key(t) ^ k0));
+    radix_sort_differing(v, key, diff);
+}
+
+/// [`radix_sort`] where the caller knows `diff`, the OR of every key XOR one of them.
+pub(crate) fn radix_sort_differing<T: Copy>(v: &mut Vec<T>, key: impl Fn(&T) -> u64, diff: u64) {
+    const SIZE: usize = 1 << MAX_DIGIT;
     let n = v.len();
     if n <= 64 {
         v.sort_by_key(&key);
         return;
     }
-    let mut counts = [[0usize; 256]; 8];
+    if diff == 0 {
+        return;
+    }
+    let low = diff.trailing_zeros();
+    let bits = 64 - diff.leading_zeros() - low;
+    let passes = bits.div_ceil(MAX_DIGIT);
+    let width = bits.div_ceil(passes);
+    // Also below `SIZE`, which spares the bounds checks.
+    let mask = ((1 << width) - 1) & (SIZE - 1);
+    let mut counts = vec![[0usize; SIZE]; passes as usize];
     for t in v.iter() {
-        let k = key(t);
-        for (d, c) in counts.iter_mut().enumerate() {
-            c[(k >> (8 * d)) as usize & 0xff] += 1;
+        let mut k = key(t) >> low;
+        for c in counts.iter_mut() {
+            c[k as usize & mask] += 1;
+            k >>= width;
         }
     }
     let mut other = v.clone();
-    for (d, c) in counts.iter().enumerate() {
+    for (p, c) in (0..).zip(counts.iter_mut()) {
         if c.contains(&n) {
             continue;
         }
-        let mut at = [0usize; 256];
+        // Each count becomes where its first record goes.
         let mut sum = 0;
-        for (a, &x) in at.iter_mut().zip(c) {
-            *a = sum;
-            sum += x;
+        for x in c.iter_mut() {
+            (*x, sum) = (sum, sum + *x);
         }
+        let shift = low + p * width;
         for t in v.iter() {
-            let b = (key(t) >> (8 * d)) as usize & 0xff;
-            other[at[b]] = *t;
-            at[b] += 1;
+            let at = &mut c[(key(t) >> shift) as usize & mask];
+            other[*at] = *t;
+            *at += 1;
         }
         std::mem::swap(v, &mut other);
     }
@@ -112,7 +185,7 @@ pub(crate) fn settle_ties<T>(
 
 /// Sorts `v[base..]` by the string `key` gives for each record: by prefix with
 /// [`radix_sort`], ties settled whole, then each record moved once into its place.
-pub(crate) fn sort_tail_by_str<T>(v: &mut Vec<T>, base: usize, key: impl Fn(&T) -> &str) {
+pub(crate) fn sort_tail_by_str<T>(v: &mut [T], base: usize, key: impl Fn(&T) -> &str) {
     let tail = &v[base..];
     if tail.len() <= 64 {
         v[base..].sort_unstable_by(|a, b| key(a).cmp(key(b)));
@@ -134,8 +207,27 @@ pub(crate) fn sort_tail_by_str<T>(v: &mut Vec<T>, base: usize, key: impl Fn(&T) 
         |r| r.0,
         |a, b| key(&tail[a.1]).cmp(key(&tail[b.1])),
     );
-    let mut slots: Vec<Option<T>> = v.drain(base..).map(Some).collect();
-    v.extend(order.iter().filter_map(|r| slots[r.1].take()));
+    apply_order(&mut v[base..], &mut order);
+}
+
+/// Moves `tail[order[k].1]` to `tail[k]` for every `k`, in place: each cycle of the
+/// permutation is followed once with swaps, so the records are not moved out and back
+/// through a second vector (a closed window's tail is often larger than the cache).
+/// `order`'s indices are used up.
+fn apply_order<T>(tail: &mut [T], order: &mut [(u64, usize)]) {
+    const PLACED: usize = usize::MAX;
+    for start in 0..tail.len() {
+        let mut k = start;
+        loop {
+            let from = std::mem::replace(&mut order[k].1, PLACED);
+            if from == PLACED || from == start {
+                break;
+            }
+            // `tail[k]` holds the record that started at `start`; it moves on to `from`.
+            tail.swap(k, from);
+            k = from;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +286,55 @@ mod tests {
             want[base..].sort_unstable();
             sort_tail_by_str(&mut recs, base, |r| r.0.as_str());
             prop_assert_eq!(recs, want);
+        }
+    }
+
+    proptest! {
+        /// Any permutation, one cycle or many, is applied as `order` says.
+        #[test]
+        fn order_applied_in_place(
+            from in (0usize..200).prop_flat_map(|n| Just((0..n).collect::<Vec<_>>()).prop_shuffle()),
+        ) {
+            let mut tail: Vec<String> = (0..from.len()).map(|i| format!("r{i}")).collect();
+            let want: Vec<String> = from.iter().map(|&i| tail[i].clone()).collect();
+            let mut order: Vec<(u64, usize)> = from.iter().map(|&i| (0, i)).collect();
+            apply_order(&mut tail, &mut order);
+            prop_assert_eq!(tail, want);
+        }
+
+        /// The masked load gives the same number as the padded copy, with any bytes
+        /// after the key, or none.
+        #[test]
+        fn prefix_in_text_is_the_prefix(
+            key in prop::collection::vec(any::<u8>(), 0..20),
+            shared in 0usize..20,
+            after in prop::collection::vec(any::<u8>(), 0..10),
+        ) {
+            let shared = shared.min(key.len());
+            let text: Vec<u8> = [&b"ab"[..], &key, &after].concat();
+            prop_assert_eq!(prefix_in(&text, 2, key.len(), shared), prefix(&key, shared));
+        }
+
+        /// Numbers that agree in their high nibbles compare as their low nibbles do.
+        #[test]
+        fn low_nibbles_keep_the_order(
+            high in any::<u64>(),
+            a in any::<u64>(),
+            b in any::<u64>(),
+        ) {
+            let same_high = |x: u64| (x & !HIGH_NIBBLES) | (high & HIGH_NIBBLES);
+            let (a, b) = (same_high(a), same_high(b));
+            prop_assert!(low_nibbles(a) <= u64::from(u32::MAX));
+            prop_assert_eq!(low_nibbles(a).cmp(&low_nibbles(b)), a.cmp(&b));
+        }
+
+        #[test]
+        fn common_len_is_the_shared_start(
+            a in prop::collection::vec(0u8..3, 0..30),
+            b in prop::collection::vec(0u8..3, 0..30),
+        ) {
+            let want = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+            prop_assert_eq!(common_len(&a, &b), want);
         }
     }
 
