@@ -1,7 +1,6 @@
 //! [`KeyedState`]: per-key state on a fast hasher with random seeds.
 
 use std::any::{Any, TypeId};
-use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -23,7 +22,12 @@ use hashbrown::hash_table::{self, HashTable};
 
 mod bucket;
 mod key_order;
+mod key_str;
+mod probe;
 mod sorted_json;
+
+pub use key_str::KeyStr;
+pub use probe::{Probe, Take};
 
 /// The hasher of all keyed state: foldhash, seeded at random per map, so keys taken from
 /// untrusted input cannot be chosen to collide (hash flooding), at a cost close to FxHash.
@@ -144,20 +148,19 @@ impl<K: Hash + Eq, V, B> KeyedState<K, V, B> {
     #[inline(always)]
     pub fn entry_ref<Q>(&mut self, key: &Q) -> &mut V
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Q: Probe<K> + ?Sized,
         V: Default,
     {
         self.changes += 1;
         let changed = self.changes;
         let hash = self.hasher.hash_one(key);
-        let e = match self.table.find_entry(hash, |e| key == e.key.borrow()) {
+        let e = match self.table.find_entry(hash, |e| key.matches(&e.key)) {
             Ok(o) => o.into_mut(),
             // Cloned here, not in the insert: a key passed by reference would have
             // to be in memory, a store on every lookup.
             Err(absent) => {
                 let table = absent.into_table();
-                insert_new(table, &self.hasher, &mut self.removed, hash, key.to_owned())
+                insert_new(table, &self.hasher, &mut self.removed, hash, key.to_key())
             }
         };
         e.changed = changed;
@@ -177,15 +180,15 @@ impl<K: Hash + Eq, V, B> KeyedState<K, V, B> {
     /// assert_eq!(s.get(&"C001".to_string()), Some(&2));
     /// ```
     #[inline(always)]
-    pub fn entry_taking(&mut self, key: &mut K) -> &mut V
+    pub fn entry_taking<Q>(&mut self, key: &mut Q) -> &mut V
     where
-        K: Default,
+        Q: Take<K>,
         V: Default,
     {
         self.changes += 1;
         let changed = self.changes;
         let hash = self.hasher.hash_one(&*key);
-        let e = match self.table.find_entry(hash, |e| e.key == *key) {
+        let e = match self.table.find_entry(hash, |e| key.matches(&e.key)) {
             Ok(o) => o.into_mut(),
             Err(absent) => {
                 let table = absent.into_table();
@@ -200,11 +203,10 @@ impl<K: Hash + Eq, V, B> KeyedState<K, V, B> {
     #[inline]
     fn find<Q>(&self, key: &Q) -> Option<&Entry<K, V, B>>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Probe<K> + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
-        self.table.find(hash, |e| key == e.key.borrow())
+        self.table.find(hash, |e| key.matches(&e.key))
     }
 
     /// The table's entry of `key`, if any, to change or remove.
@@ -217,7 +219,8 @@ impl<K: Hash + Eq, V, B> KeyedState<K, V, B> {
     /// The value for `key`, if any.
     #[inline]
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.find(key).map(|e| &e.value)
+        let hash = self.hasher.hash_one(key);
+        self.table.find(hash, |e| e.key == *key).map(|e| &e.value)
     }
 
     /// The value for `key`, if any, to change.
@@ -396,8 +399,7 @@ impl<K: Hash + Eq, V, B> KeyedState<K, V, B> {
     #[inline]
     pub(crate) fn contains<Q>(&self, key: &Q) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Probe<K> + ?Sized,
     {
         self.find(key).is_some()
     }
@@ -490,18 +492,19 @@ fn insert_new<'a, K: Hash + Eq, V: Default, B>(
 
 /// A new key for [`KeyedState::entry_taking`]: moved in, inserted with `V::default()`.
 #[inline(never)]
-fn insert_taken<'a, K, V, B>(
+fn insert_taken<'a, K, V, B, Q>(
     table: &'a mut HashTable<Entry<K, V, B>>,
     hasher: &FastHasher,
     removed: &mut FastMap<K, u64>,
     hash: u64,
-    key: &mut K,
+    key: &mut Q,
 ) -> &'a mut Entry<K, V, B>
 where
-    K: Hash + Eq + Default,
+    K: Hash + Eq,
     V: Default,
+    Q: Take<K>,
 {
-    insert_default(table, hasher, removed, hash, std::mem::take(key))
+    insert_default(table, hasher, removed, hash, key.take_key())
 }
 
 impl<K: Hash + Eq + fmt::Debug, V: fmt::Debug, B> fmt::Debug for KeyedState<K, V, B> {
@@ -521,7 +524,7 @@ impl<K: Hash + Eq + Ord, V: PartialEq, B> PartialEq for KeyedState<K, V, B> {
 /// bytes are equal: no comparison sort reading two strings from wherever they are.
 fn sort_entries<K: Ord + 'static, V>(v: &mut Vec<(&K, &V)>) {
     // The playground's WASM (size-capped) keeps the comparison sort alone.
-    if cfg!(target_family = "wasm") || TypeId::of::<K>() != TypeId::of::<String>() {
+    if cfg!(target_family = "wasm") || !is_text::<K>() {
         v.sort_unstable_by(|a, b| a.0.cmp(b.0));
         return;
     }
@@ -547,25 +550,37 @@ pub(crate) fn sort_tail_by_key<T, K: Ord + 'static>(
     base: usize,
     key: impl Fn(&T) -> &K,
 ) {
-    if cfg!(target_family = "wasm") || TypeId::of::<K>() != TypeId::of::<String>() {
+    if cfg!(target_family = "wasm") || !is_text::<K>() {
         v[base..].sort_unstable_by(|a, b| key(a).cmp(key(b)));
         return;
     }
-    key_order::sort_tail_by_str(v, base, |t| key_str(key(t)));
+    key_order::sort_tail_by_str(v, base, |t| key_bytes(key(t)));
 }
 
-/// The bytes of a key that is a `String` (empty for any other type).
+/// Whether keys of type `K` are text (`String` or [`KeyStr`]), which sorts by its bytes.
+#[inline]
+fn is_text<K: 'static>() -> bool {
+    TypeId::of::<K>() == TypeId::of::<String>() || TypeId::of::<K>() == TypeId::of::<KeyStr>()
+}
+
+/// The bytes of a key that is text (empty for any other type).
 #[inline]
 fn key_bytes<K: 'static>(k: &K) -> &[u8] {
-    key_str(k).as_bytes()
+    let k = k as &dyn Any;
+    match k.downcast_ref::<KeyStr>() {
+        Some(s) => s.as_bytes(),
+        None => k.downcast_ref::<String>().map_or(&[], |s| s.as_bytes()),
+    }
 }
 
-/// A key that is a `String`, as a `&str` (empty for any other type).
+/// A key that is text, as a `&str` (empty for any other type).
 #[inline]
 fn key_str<K: 'static>(k: &K) -> &str {
-    (k as &dyn Any)
-        .downcast_ref::<String>()
-        .map_or("", |s| s.as_str())
+    let k = k as &dyn Any;
+    match k.downcast_ref::<KeyStr>() {
+        Some(s) => s.as_str(),
+        None => k.downcast_ref::<String>().map_or("", |s| s.as_str()),
+    }
 }
 
 impl<K: Serialize + Ord + Hash + Eq + 'static, V: Serialize, B> Serialize for KeyedState<K, V, B> {
@@ -574,7 +589,7 @@ impl<K: Serialize + Ord + Hash + Eq + 'static, V: Serialize, B> Serialize for Ke
         let readable = s.is_human_readable();
         // Not in the browser playground: its states are small, and its WASM size is capped.
         let fast = !cfg!(target_family = "wasm");
-        if fast && readable && TypeId::of::<K>() == TypeId::of::<String>() && raw::allowed() {
+        if fast && readable && is_text::<K>() && raw::allowed() {
             let entries = self.iter().map(|(k, v)| (key_str(k), v));
             match sorted_json::sorted_object(entries) {
                 Ok(Some(text)) => return raw::serialize(text, s),

@@ -11,10 +11,8 @@
 //!   reported (the pipeline sends it to the late output) and never silently dropped;
 //! - windows close in `(end, key)` order, so output does not depend on hash order.
 
-use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
-use std::hash::Hash;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -22,7 +20,7 @@ use crate::aggregate::Accumulator;
 use crate::checkpoint::Checkpointable;
 use crate::delta::History;
 use crate::fingerprint::{combine, fnv1a};
-use crate::state::{Key, KeyedState, Natural};
+use crate::state::{Key, KeyedState, Natural, Probe, Take};
 
 /// A closed window's result.
 #[derive(Debug, Clone, PartialEq)]
@@ -401,8 +399,7 @@ impl<K: Key, A: Default, B> Windows<K, A, B> {
         mut f: impl FnMut(&mut A),
     ) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Q: Probe<K> + ?Sized,
     {
         if let Some(first) = self
             .windows
@@ -462,8 +459,7 @@ impl<K: Key, A: Default, B> Windows<K, A, B> {
     #[inline(always)]
     pub fn acc_for<Q>(&mut self, ts: i64, key: &Q, size: i64, lateness: i64) -> Option<&mut A>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Q: Probe<K> + ?Sized,
     {
         let keyed = self.window_for(ts, size, lateness)?;
         Some(keyed.entry_ref(key))
@@ -473,16 +469,13 @@ impl<K: Key, A: Default, B> Windows<K, A, B> {
     /// to the window is moved into its table (see [`KeyedState::entry_taking`]); a late
     /// event's key is left as it was.
     #[inline(always)]
-    pub fn acc_for_taking(
+    pub fn acc_for_taking<Q: Take<K>>(
         &mut self,
         ts: i64,
-        key: &mut K,
+        key: &mut Q,
         size: i64,
         lateness: i64,
-    ) -> Option<&mut A>
-    where
-        K: Default,
-    {
+    ) -> Option<&mut A> {
         let keyed = self.window_for(ts, size, lateness)?;
         Some(keyed.entry_taking(key))
     }

@@ -37,14 +37,14 @@ mod tier;
 #[path = "no_tier.rs"]
 mod tier;
 
-use std::borrow::{Borrow, Cow};
+use std::borrow::Cow;
 use std::hash::Hash;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::state::{KeyedState, Natural};
+use crate::state::{KeyedState, Natural, Probe};
 pub(crate) use backend::{checking, disk_config, only_checking};
 pub use backend::{parse_size, set_state_backend, state_backend, DiskConfig, StateBackend, MARKER};
 use batch::Batch;
@@ -127,8 +127,7 @@ where
     #[inline(always)]
     pub fn entry_ref<Q>(&mut self, key: &Q) -> &mut V
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Q: Probe<K> + ?Sized,
         V: Default,
     {
         if self.disk.is_some() {
@@ -287,8 +286,7 @@ where
     #[inline(never)]
     fn bring_in<Q>(&mut self, key: &Q)
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Q: Probe<K> + ?Sized,
     {
         if self.mem.contains(key) {
             return;
@@ -300,7 +298,7 @@ where
         let Some(tier) = disk.tier.as_mut() else {
             return;
         };
-        let owned = key.to_owned();
+        let owned = key.to_key();
         let mut read = || -> Result<Option<(u64, V)>, String> {
             let k = postcard::to_allocvec(&owned).map_err(|e| e.to_string())?;
             tier.take(&k, |s, v| decode(v).map(|v| (s, v)))?.transpose()
