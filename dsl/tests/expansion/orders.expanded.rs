@@ -81,22 +81,27 @@ pub mod orders {
     pub struct CustomerStats {
         ///Per-key (and per-window) accumulators.
         pub state: ::simplestream::__rt::spill::SpillState<
-            String,
+            ::simplestream::__rt::state::KeyStr,
             CustomerStatsAcc,
             ::simplestream::__rt::state::Aligned<
-                { ::simplestream::__rt::state::line_align::<String, CustomerStatsAcc>() },
+                {
+                    ::simplestream::__rt::state::line_align::<
+                        ::simplestream::__rt::state::KeyStr,
+                        CustomerStatsAcc,
+                    >()
+                },
             >,
         >,
     }
     impl ::simplestream::__rt::delta::Tracked for CustomerStats {
         type Delta = ::simplestream::__rt::delta::DeltaOf<
             ::simplestream::__rt::spill::SpillState<
-                String,
+                ::simplestream::__rt::state::KeyStr,
                 CustomerStatsAcc,
                 ::simplestream::__rt::state::Aligned<
                     {
                         ::simplestream::__rt::state::line_align::<
-                            String,
+                            ::simplestream::__rt::state::KeyStr,
                             CustomerStatsAcc,
                         >()
                     },
@@ -127,12 +132,12 @@ pub mod orders {
         const LAYOUT: u64 = ::simplestream::__rt::fingerprint::combine(
             ::simplestream::__rt::fingerprint::fnv1a("customer_stats"),
             <::simplestream::__rt::spill::SpillState<
-                String,
+                ::simplestream::__rt::state::KeyStr,
                 CustomerStatsAcc,
                 ::simplestream::__rt::state::Aligned<
                     {
                         ::simplestream::__rt::state::line_align::<
-                            String,
+                            ::simplestream::__rt::state::KeyStr,
                             CustomerStatsAcc,
                         >()
                     },
@@ -219,20 +224,30 @@ pub mod orders {
     pub struct Per5min {
         ///Per-key (and per-window) accumulators.
         pub state: ::simplestream::__rt::window::Tumbling<
-            String,
+            ::simplestream::__rt::state::KeyStr,
             Per5minAcc,
             ::simplestream::__rt::state::Aligned<
-                { ::simplestream::__rt::state::line_align::<String, Per5minAcc>() },
+                {
+                    ::simplestream::__rt::state::line_align::<
+                        ::simplestream::__rt::state::KeyStr,
+                        Per5minAcc,
+                    >()
+                },
             >,
         >,
     }
     impl ::simplestream::__rt::delta::Tracked for Per5min {
         type Delta = ::simplestream::__rt::delta::DeltaOf<
             ::simplestream::__rt::window::Tumbling<
-                String,
+                ::simplestream::__rt::state::KeyStr,
                 Per5minAcc,
                 ::simplestream::__rt::state::Aligned<
-                    { ::simplestream::__rt::state::line_align::<String, Per5minAcc>() },
+                    {
+                        ::simplestream::__rt::state::line_align::<
+                            ::simplestream::__rt::state::KeyStr,
+                            Per5minAcc,
+                        >()
+                    },
                 >,
             >,
         >;
@@ -260,10 +275,15 @@ pub mod orders {
         const LAYOUT: u64 = ::simplestream::__rt::fingerprint::combine(
             ::simplestream::__rt::fingerprint::fnv1a("per_5min"),
             <::simplestream::__rt::window::Tumbling<
-                String,
+                ::simplestream::__rt::state::KeyStr,
                 Per5minAcc,
                 ::simplestream::__rt::state::Aligned<
-                    { ::simplestream::__rt::state::line_align::<String, Per5minAcc>() },
+                    {
+                        ::simplestream::__rt::state::line_align::<
+                            ::simplestream::__rt::state::KeyStr,
+                            Per5minAcc,
+                        >()
+                    },
                 >,
             > as ::simplestream::__rt::Checkpointable>::LAYOUT,
         );
@@ -335,7 +355,10 @@ pub struct Orders {
     pub customer_stats: orders::CustomerStats,
     pub per_5min: orders::Per5min,
     __fired_per_5min: ::std::vec::Vec<
-        ::simplestream::__rt::window::Fired<String, orders::Per5minAcc>,
+        ::simplestream::__rt::window::Fired<
+            ::simplestream::__rt::state::KeyStr,
+            orders::Per5minAcc,
+        >,
     >,
 }
 impl ::core::default::Default for Orders {
@@ -409,7 +432,7 @@ impl Orders {
         let mut __fired = ::core::mem::take(&mut self.__fired_per_5min);
         for __f in __fired.drain(..) {
             let __row = orders::Per5minRow {
-                customer: __f.key,
+                customer: ::core::convert::Into::into(__f.key),
                 window_start: __f.start,
                 window_end: __f.end,
                 orders: ::simplestream::__rt::aggregate::output::<
