@@ -781,6 +781,9 @@ impl<K: Key, L: Clone, R: Clone, B> IntervalJoin<K, L, R, B> {
 
     /// Moves the watermark and evicts events that can no longer match a future event that
     /// is not late: on either side, once `ts + lower + upper < wm`.
+    // Always inlined: its one caller is the generated watermark step, run per event, where
+    // `lower` and `upper` are constants (LLVM's own choice left it out of line).
+    #[inline(always)]
     pub fn advance(&mut self, wm: i64, lower: i64, upper: i64) {
         if wm <= self.watermark {
             return;
