@@ -76,6 +76,8 @@ pub(crate) struct Disk {
     budget: Budget,
     /// The working directory failed: no store is opened again, memory grows instead.
     broken: bool,
+    /// The encoded key of a lookup, reused: a miss allocates nothing for it.
+    key_buf: Vec<u8>,
 }
 
 impl<K, V, B> Default for SpillState<K, V, B> {
@@ -88,6 +90,7 @@ impl<K, V, B> Default for SpillState<K, V, B> {
                     config,
                     tier: None,
                     broken: false,
+                    key_buf: Vec::new(),
                 })
             }),
         }
@@ -295,13 +298,17 @@ where
             _ = failed::<()>(&mut self.disk, e);
         }
         let disk = self.disk.as_mut().expect("disk backend");
-        let Some(tier) = disk.tier.as_mut() else {
+        let Disk { tier, key_buf, .. } = &mut **disk;
+        let Some(tier) = tier.as_mut() else {
             return;
         };
         let owned = key.to_key();
         let mut read = || -> Result<Option<(u64, V)>, String> {
-            let k = postcard::to_allocvec(&owned).map_err(|e| e.to_string())?;
-            tier.take(&k, |s, v| decode(v).map(|v| (s, v)))?.transpose()
+            key_buf.clear();
+            *key_buf =
+                postcard::to_extend(&owned, std::mem::take(key_buf)).map_err(|e| e.to_string())?;
+            tier.take(key_buf, |s, v| decode(v).map(|v| (s, v)))?
+                .transpose()
         };
         match read() {
             Ok(Some((stamp, v))) => self.mem.put_stamped(owned, v, stamp),
