@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::Checkpointable;
 use crate::delta::History;
 use crate::fingerprint::{combine, fnv1a};
-use crate::state::{Key, KeyedState};
+use crate::state::{line_align, Key, KeyedState, Natural};
 use crate::window::{span, OpenWindows};
 
 /// Buffered events of one key.
@@ -447,6 +447,12 @@ impl<T: Checkpointable> Checkpointable for Timed<T> {
     const LAYOUT: u64 = combine(fnv1a("Timed"), T::LAYOUT);
 }
 
+/// The [`line_align`] of an [`IntervalJoin`]'s buffers of key `K`, left events `L` and
+/// right events `R`: what `pipeline!` aligns them with (a `u64` key's entry is 64 bytes).
+pub const fn interval_line_align<K, L, R>() -> usize {
+    line_align::<K, JoinBuffers<Timed<L>, Timed<R>>>()
+}
+
 /// A pair produced by an [`IntervalJoin`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pair<K, L, R> {
@@ -476,17 +482,18 @@ pub struct Pair<K, L, R> {
 ///
 /// The event vectors of evicted keys are kept for new keys (a bounded number per
 /// side, not state: not saved, not compared, not cloned), so that a steady stream of new
-/// keys does not allocate and free two small vectors per key.
+/// keys does not allocate and free two small vectors per key. `B` aligns the buffers'
+/// table entries (see [`interval_line_align`]).
 #[derive(Serialize, Deserialize)]
 #[serde(bound(
     serialize = "K: Key, L: Serialize, R: Serialize",
     deserialize = "K: Key, L: serde::de::DeserializeOwned, R: serde::de::DeserializeOwned"
 ))]
-pub struct IntervalJoin<K: Key, L, R> {
+pub struct IntervalJoin<K: Key, L, R, B = Natural> {
     /// The stage's watermark.
     pub watermark: i64,
     /// Buffered events per key, in arrival order.
-    pub buffers: KeyedState<K, JoinBuffers<Timed<L>, Timed<R>>>,
+    pub buffers: KeyedState<K, JoinBuffers<Timed<L>, Timed<R>>, B>,
     /// Eviction queue: one `(time, key)` per buffered event, in arrival order. A FIFO (not
     /// a sorted set) keeps arming O(1); one entry per event (not per key, re-armed at the
     /// back) evicts each event about when it expires rather than up to a horizon later,
@@ -653,7 +660,7 @@ fn keep_vec<T>(spare: &mut Vec<Vec<T>>, mut v: Vec<T>) {
     }
 }
 
-impl<K: Key, L, R> Default for IntervalJoin<K, L, R> {
+impl<K: Key, L, R, B> Default for IntervalJoin<K, L, R, B> {
     fn default() -> Self {
         IntervalJoin {
             watermark: i64::MIN,
@@ -664,7 +671,7 @@ impl<K: Key, L, R> Default for IntervalJoin<K, L, R> {
     }
 }
 
-impl<K: Key, L: Clone, R: Clone> Clone for IntervalJoin<K, L, R> {
+impl<K: Key, L: Clone, R: Clone, B> Clone for IntervalJoin<K, L, R, B> {
     fn clone(&self) -> Self {
         IntervalJoin {
             watermark: self.watermark,
@@ -675,7 +682,7 @@ impl<K: Key, L: Clone, R: Clone> Clone for IntervalJoin<K, L, R> {
     }
 }
 
-impl<K: Key, L: PartialEq, R: PartialEq> PartialEq for IntervalJoin<K, L, R> {
+impl<K: Key, L: PartialEq, R: PartialEq, B> PartialEq for IntervalJoin<K, L, R, B> {
     fn eq(&self, other: &Self) -> bool {
         self.watermark == other.watermark
             && self.buffers == other.buffers
@@ -683,7 +690,7 @@ impl<K: Key, L: PartialEq, R: PartialEq> PartialEq for IntervalJoin<K, L, R> {
     }
 }
 
-impl<K: Key + fmt::Debug, L: fmt::Debug, R: fmt::Debug> fmt::Debug for IntervalJoin<K, L, R> {
+impl<K: Key + fmt::Debug, L: fmt::Debug, R: fmt::Debug, B> fmt::Debug for IntervalJoin<K, L, R, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IntervalJoin")
             .field("watermark", &self.watermark)
@@ -693,7 +700,7 @@ impl<K: Key + fmt::Debug, L: fmt::Debug, R: fmt::Debug> fmt::Debug for IntervalJ
     }
 }
 
-impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
+impl<K: Key, L: Clone, R: Clone, B> IntervalJoin<K, L, R, B> {
     /// A left event at `ts`: pairs with buffered right events in `[ts - lower, ts + upper]`,
     /// then is buffered. Returns false (and does nothing) if it is late: some right event
     /// it could match may already have been evicted.
@@ -774,6 +781,9 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
 
     /// Moves the watermark and evicts events that can no longer match a future event that
     /// is not late: on either side, once `ts + lower + upper < wm`.
+    // Always inlined: its one caller is the generated watermark step, run per event, where
+    // `lower` and `upper` are constants (LLVM's own choice left it out of line).
+    #[inline(always)]
     pub fn advance(&mut self, wm: i64, lower: i64, upper: i64) {
         if wm <= self.watermark {
             return;
@@ -816,7 +826,7 @@ impl<K: Key, L: Clone, R: Clone> IntervalJoin<K, L, R> {
     }
 }
 
-impl<K: Key, L: Checkpointable, R: Checkpointable> Checkpointable for IntervalJoin<K, L, R> {
+impl<K: Key, L: Checkpointable, R: Checkpointable, B> Checkpointable for IntervalJoin<K, L, R, B> {
     const LAYOUT: u64 = combine(
         // "v2": one timer per event. A checkpoint of the old form (one per key, re-armed)
         // would leave events without a timer here, so it is refused as foreign.

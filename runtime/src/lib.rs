@@ -64,7 +64,7 @@ pub use columns::Columns;
 pub use coordinator::{Coordinator, CoordinatorConfig};
 pub use envelope::Header;
 pub use pipeline::{Clock, Collector, OutputRecord, Pipeline};
-pub use state::KeyedState;
+pub use state::{KeyStr, KeyedState};
 pub use store::{CheckpointStore, MemoryStore, StoreError};
 
 /// Re-exports used by code that `pipeline!` generates. Not a stable API.

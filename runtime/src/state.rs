@@ -1,10 +1,9 @@
 //! [`KeyedState`]: per-key state on a fast hasher with random seeds.
 
 use std::any::{Any, TypeId};
-use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
@@ -17,10 +16,18 @@ use crate::codec::raw;
 use crate::codec::{CheckpointError, StageWriter};
 use crate::delta::{new_lineage, Tracked, Version};
 use crate::fingerprint::{combine, fnv1a};
-use hashbrown::hash_map::{Entry, RawEntryMut, RawVacantEntryMut};
+use bucket::Entry;
+pub use bucket::{line_align, Align, AlignTo, Aligned, Line32, Line64, Natural, PickAlign};
+use hashbrown::hash_table::{self, HashTable};
 
+mod bucket;
 mod key_order;
+mod key_str;
+mod probe;
 mod sorted_json;
+
+pub use key_str::KeyStr;
+pub use probe::{Probe, Take};
 
 /// The hasher of all keyed state: foldhash, seeded at random per map, so keys taken from
 /// untrusted input cannot be chosen to collide (hash flooding), at a cost close to FxHash.
@@ -42,6 +49,9 @@ impl<T: Hash + Eq + Ord + Clone + Checkpointable + 'static> Key for T {}
 /// keeps the version of its last change and removed keys are remembered, so what
 /// changed since a checkpoint is found by a scan rather than kept per event.
 ///
+/// `B` aligns the table's entries (see [`Aligned`]); it changes nothing but where
+/// they sit in memory.
+///
 /// ```
 /// use simplestream_runtime::KeyedState;
 /// let mut s: KeyedState<String, u64> = KeyedState::default();
@@ -49,10 +59,11 @@ impl<T: Hash + Eq + Ord + Clone + Checkpointable + 'static> Key for T {}
 /// *s.entry("C001".to_string()) += 25;
 /// assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"C001":25,"C002":1}"#);
 /// ```
-pub struct KeyedState<K, V> {
-    /// hashbrown's map (std's on the inside) for its raw entries: a borrowed key is
-    /// looked up once and cloned only when it is inserted.
-    map: hashbrown::HashMap<K, Slot<V>, FastHasher>,
+pub struct KeyedState<K, V, B = Natural> {
+    /// One entry per key: a borrowed key is looked up once and cloned only when it is
+    /// inserted.
+    table: HashTable<Entry<K, V, B>>,
+    hasher: FastHasher,
     /// Changes so far; an entry's `changed` is this count when it last changed.
     changes: u64,
     lineage: u64,
@@ -63,18 +74,11 @@ pub struct KeyedState<K, V> {
 /// Tombstones kept beyond the number of live keys before a history starts over.
 const MAX_EXTRA_TOMBSTONES: usize = 1 << 12;
 
-/// A value and the change count of its last change, side by side: stamping it costs a
-/// store into memory already in hand.
-#[derive(Clone, Debug, PartialEq)]
-struct Slot<V> {
-    value: V,
-    changed: u64,
-}
-
-impl<K, V> Default for KeyedState<K, V> {
+impl<K, V, B> Default for KeyedState<K, V, B> {
     fn default() -> Self {
         KeyedState {
-            map: hashbrown::HashMap::default(),
+            table: HashTable::new(),
+            hasher: FastHasher::default(),
             changes: 0,
             lineage: new_lineage(),
             removed: FastMap::default(),
@@ -84,10 +88,11 @@ impl<K, V> Default for KeyedState<K, V> {
 
 /// A clone starts a history of its own: a delta of the clone is never taken against a
 /// version of the original.
-impl<K: Clone, V: Clone> Clone for KeyedState<K, V> {
+impl<K: Clone, V: Clone, B> Clone for KeyedState<K, V, B> {
     fn clone(&self) -> Self {
         KeyedState {
-            map: self.map.clone(),
+            table: self.table.clone(),
+            hasher: self.hasher,
             changes: self.changes,
             lineage: new_lineage(),
             removed: self.removed.clone(),
@@ -95,7 +100,13 @@ impl<K: Clone, V: Clone> Clone for KeyedState<K, V> {
     }
 }
 
-impl<K: Hash + Eq, V> KeyedState<K, V> {
+/// The hash of an entry's key, for a table that grows.
+#[inline(always)]
+fn rehash<K: Hash, V, B>(hasher: &FastHasher) -> impl Fn(&Entry<K, V, B>) -> u64 + '_ {
+    move |e| hasher.hash_one(&e.key)
+}
+
+impl<K: Hash + Eq, V, B> KeyedState<K, V, B> {
     /// The value for `key`, created with `V::default()` if missing.
     #[inline]
     pub fn entry(&mut self, key: K) -> &mut V
@@ -104,20 +115,22 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
     {
         self.changes += 1;
         let changed = self.changes;
-        let slot = match self.map.entry(key) {
-            Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(v) => {
+        let hash = self.hasher.hash_one(&key);
+        let e = match self.table.find_entry(hash, |e| e.key == key) {
+            Ok(o) => o.into_mut(),
+            Err(absent) => {
                 if !self.removed.is_empty() {
-                    self.removed.remove(v.key());
+                    self.removed.remove(&key);
                 }
-                v.insert(Slot {
-                    value: V::default(),
-                    changed,
-                })
+                let e = Entry::new(key, V::default(), changed);
+                let table = absent.into_table();
+                table
+                    .insert_unique(hash, e, rehash(&self.hasher))
+                    .into_mut()
             }
         };
-        slot.changed = changed;
-        &mut slot.value
+        e.changed = changed;
+        &mut e.value
     }
 
     /// The value for a borrowed `key`, created with `V::default()` if missing: one
@@ -135,18 +148,23 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
     #[inline(always)]
     pub fn entry_ref<Q>(&mut self, key: &Q) -> &mut V
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Q: Probe<K> + ?Sized,
         V: Default,
     {
         self.changes += 1;
         let changed = self.changes;
-        let slot = match self.map.raw_entry_mut().from_key(key) {
-            RawEntryMut::Occupied(o) => o.into_mut(),
-            RawEntryMut::Vacant(v) => insert_new(v, &mut self.removed, key, changed),
+        let hash = self.hasher.hash_one(key);
+        let e = match self.table.find_entry(hash, |e| key.matches(&e.key)) {
+            Ok(o) => o.into_mut(),
+            // Cloned here, not in the insert: a key passed by reference would have
+            // to be in memory, a store on every lookup.
+            Err(absent) => {
+                let table = absent.into_table();
+                insert_new(table, &self.hasher, &mut self.removed, hash, key.to_key())
+            }
         };
-        slot.changed = changed;
-        &mut slot.value
+        e.changed = changed;
+        &mut e.value
     }
 
     /// [`entry_ref`](Self::entry_ref) of a key the caller owns and no longer needs: a
@@ -162,34 +180,57 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
     /// assert_eq!(s.get(&"C001".to_string()), Some(&2));
     /// ```
     #[inline(always)]
-    pub fn entry_taking(&mut self, key: &mut K) -> &mut V
+    pub fn entry_taking<Q>(&mut self, key: &mut Q) -> &mut V
     where
-        K: Default,
+        Q: Take<K>,
         V: Default,
     {
         self.changes += 1;
         let changed = self.changes;
-        let slot = match self.map.raw_entry_mut().from_key(&*key) {
-            RawEntryMut::Occupied(o) => o.into_mut(),
-            RawEntryMut::Vacant(v) => insert_taken(v, &mut self.removed, key, changed),
+        let hash = self.hasher.hash_one(&*key);
+        let e = match self.table.find_entry(hash, |e| key.matches(&e.key)) {
+            Ok(o) => o.into_mut(),
+            Err(absent) => {
+                let table = absent.into_table();
+                insert_taken(table, &self.hasher, &mut self.removed, hash, key)
+            }
         };
-        slot.changed = changed;
-        &mut slot.value
+        e.changed = changed;
+        &mut e.value
+    }
+
+    /// The entry of `key`, if any.
+    #[inline]
+    fn find<Q>(&self, key: &Q) -> Option<&Entry<K, V, B>>
+    where
+        Q: Probe<K> + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        self.table.find(hash, |e| key.matches(&e.key))
+    }
+
+    /// The table's entry of `key`, if any, to change or remove.
+    #[inline]
+    fn find_entry(&mut self, key: &K) -> Option<hash_table::OccupiedEntry<'_, Entry<K, V, B>>> {
+        let hash = self.hasher.hash_one(key);
+        self.table.find_entry(hash, |e| e.key == *key).ok()
     }
 
     /// The value for `key`, if any.
     #[inline]
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.map.get(key).map(|s| &s.value)
+        let hash = self.hasher.hash_one(key);
+        self.table.find(hash, |e| e.key == *key).map(|e| &e.value)
     }
 
     /// The value for `key`, if any, to change.
     #[inline]
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        let slot = self.map.get_mut(key)?;
+        let hash = self.hasher.hash_one(key);
+        let e = self.table.find_mut(hash, |e| e.key == *key)?;
         self.changes += 1;
-        slot.changed = self.changes;
-        Some(&mut slot.value)
+        e.changed = self.changes;
+        Some(&mut e.value)
     }
 
     /// Inserts or replaces the value for `key`.
@@ -198,32 +239,28 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
         if !self.removed.is_empty() {
             self.removed.remove(&key);
         }
-        let slot = Slot {
-            value,
-            changed: self.changes,
-        };
-        self.map.insert(key, slot).map(|s| s.value)
+        self.put(key, value, self.changes)
     }
 
     /// Removes `key`.
     pub fn remove(&mut self, key: &K) -> Option<V> {
-        let (key, slot) = self.map.remove_entry(key)?;
+        let (e, _) = self.find_entry(key)?.remove();
         self.changes += 1;
-        if self.removed.len() > self.map.len() + MAX_EXTRA_TOMBSTONES {
+        if self.removed.len() > self.table.len() + MAX_EXTRA_TOMBSTONES {
             // Keys that come and go (join buffers) would keep tombstones forever: past
             // this bound the history starts over, and the next delta is whole.
             self.removed.clear();
             self.lineage = new_lineage();
         }
-        self.removed.insert(key, self.changes);
-        Some(slot.value)
+        self.removed.insert(e.key, self.changes);
+        Some(e.value)
     }
 
     /// Removes `key` keeping no tombstone, so a delta of this state would miss the
     /// removal: for states whose deltas say what went some other way (the interval
     /// join's eviction queue), whose keys come and go all the time.
     pub(crate) fn remove_untracked(&mut self, key: &K) -> Option<V> {
-        self.map.remove(key).map(|slot| slot.value)
+        Some(self.find_entry(key)?.remove().0.value)
     }
 
     /// Changes the value of `key`, if any, with `f` (a change, stamped), then removes it
@@ -235,17 +272,13 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
         key: &K,
         f: impl FnOnce(&mut V) -> bool,
     ) -> Option<V> {
-        let RawEntryMut::Occupied(mut o) = self.map.raw_entry_mut().from_key(key) else {
-            return None;
-        };
-        self.changes += 1;
-        let slot = o.get_mut();
-        slot.changed = self.changes;
-        if f(&mut slot.value) {
-            Some(o.remove().value)
-        } else {
-            None
-        }
+        let changed = self.changes + 1;
+        let mut o = self.find_entry(key)?;
+        let e = o.get_mut();
+        e.changed = changed;
+        let gone = f(&mut e.value).then(|| o.remove().0.value);
+        self.changes = changed;
+        gone
     }
 
     /// Makes the next change stamp after `*clock`, and sets `*clock` to that stamp: the
@@ -277,10 +310,10 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
 
     /// Entries changed after stamp `after`, in hash order, one at a time.
     pub(crate) fn changed_since(&self, after: u64) -> impl Iterator<Item = (&K, &V)> + '_ {
-        self.map
+        self.table
             .iter()
-            .filter(move |(_, s)| s.changed > after)
-            .map(|(k, s)| (k, &s.value))
+            .filter(move |e| e.changed > after)
+            .map(|e| (&e.key, &e.value))
     }
 
     /// Takes every entry out, in hash order. The history starts over: the next delta of
@@ -288,29 +321,30 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
     pub fn drain(&mut self) -> impl Iterator<Item = (K, V)> + '_ {
         self.lineage = new_lineage();
         self.removed.clear();
-        self.map.drain().map(|(k, s)| (k, s.value))
+        self.table.drain().map(|e| (e.key, e.value))
     }
 
     /// Number of keys it can hold without growing.
     pub fn capacity(&self) -> usize {
-        self.map.capacity()
+        self.table.capacity()
     }
 
     /// Bytes of the hash table's allocation: its slots and control bytes, not what keys
     /// and values own on the heap.
     pub(crate) fn table_bytes(&self) -> usize {
-        self.map.allocation_size()
+        self.table.allocation_size()
     }
 
     /// Live entries below which a table out of room is rehashed in place by the next
     /// insert instead of grown (hashbrown's rule: at most half its usable slots).
     pub(crate) fn in_place_limit(&self) -> usize {
-        let slot = std::mem::size_of::<(K, Slot<V>)>() + 1;
+        let slot = std::mem::size_of::<Entry<K, V, B>>() + 1;
         let approx = self.table_bytes() / slot;
         if approx == 0 {
             return 0;
         }
-        // The allocation is the slots and one control byte each, plus under 32 bytes.
+        // The allocation is the slots and one control byte each, plus under 32 bytes
+        // (and the padding to an entry's alignment).
         let buckets = 1usize << approx.ilog2();
         let usable = if buckets <= 8 {
             buckets - 1
@@ -322,29 +356,29 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
 
     /// Gives back the table's room beyond its entries, if that frees at least half.
     pub(crate) fn shrink_to_fit(&mut self) {
-        self.map.shrink_to_fit();
+        self.table.shrink_to_fit(rehash(&self.hasher));
     }
 
     /// Whether inserting a key new to the table allocates a larger table: no free slot
     /// is left (removed entries leave tombstones that keep theirs) and at least
     /// [`in_place_limit`](Self::in_place_limit) entries are live.
     pub(crate) fn insert_grows(&self) -> bool {
-        self.map.len() >= self.map.capacity() && self.map.len() >= self.in_place_limit()
+        self.table.len() >= self.table.capacity() && self.table.len() >= self.in_place_limit()
     }
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.table.len()
     }
 
     /// True when no key has state.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.table.is_empty()
     }
 
     /// Iterates in hash order (not deterministic; see [`sorted`](Self::sorted)).
-    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.map.iter().map(|(k, s)| (k, &s.value))
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&K, &V)> {
+        self.table.iter().map(|e| (&e.key, &e.value))
     }
 
     /// Entries sorted by key.
@@ -360,20 +394,19 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
 
 /// What the disk tier ([`crate::spill`]) needs: slots taken out and put back with their
 /// change stamps, untracked, so that moving an entry between memory and disk is no change.
-impl<K: Hash + Eq, V> KeyedState<K, V> {
+impl<K: Hash + Eq, V, B> KeyedState<K, V, B> {
     /// True when `key` is in memory.
     #[inline]
     pub(crate) fn contains<Q>(&self, key: &Q) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Probe<K> + ?Sized,
     {
-        self.map.contains_key(key)
+        self.find(key).is_some()
     }
 
     /// The change stamps of all entries.
     pub(crate) fn stamps(&self) -> impl Iterator<Item = u64> + '_ {
-        self.map.values().map(|s| s.changed)
+        self.table.iter().map(|e| e.changed)
     }
 
     /// Takes out every entry stamped at or before `stamp`, keeping no tombstone.
@@ -381,14 +414,32 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
         &mut self,
         stamp: u64,
     ) -> impl Iterator<Item = (K, V, u64)> + '_ {
-        self.map
-            .extract_if(move |_, s| s.changed <= stamp)
-            .map(|(k, s)| (k, s.value, s.changed))
+        self.table
+            .extract_if(move |e| e.changed <= stamp)
+            .map(|e| (e.key, e.value, e.changed))
     }
 
     /// Puts an entry back with the stamp it had, counting no change.
     pub(crate) fn put_stamped(&mut self, key: K, value: V, changed: u64) {
-        self.map.insert(key, Slot { value, changed });
+        self.put(key, value, changed);
+    }
+
+    /// Puts an entry in with the stamp `changed`, counting no change; the value it
+    /// replaces, if any.
+    fn put(&mut self, key: K, value: V, changed: u64) -> Option<V> {
+        let hash = self.hasher.hash_one(&key);
+        let eq = |e: &Entry<K, V, B>| e.key == key;
+        match self.table.entry(hash, eq, rehash(&self.hasher)) {
+            hash_table::Entry::Occupied(mut o) => {
+                let e = o.get_mut();
+                e.changed = changed;
+                Some(std::mem::replace(&mut e.value, value))
+            }
+            hash_table::Entry::Vacant(v) => {
+                v.insert(Entry::new(key, value, changed));
+                None
+            }
+        }
     }
 
     /// Starts the history over: the next delta holds the state whole.
@@ -407,61 +458,64 @@ impl<K: Hash + Eq, V> KeyedState<K, V> {
     }
 }
 
-/// A new key for [`KeyedState::entry_ref`]: cloned, inserted with `V::default()`.
+/// Inserts `key`, whose hash is `hash`, with `V::default()` into `table`, forgetting its
+/// tombstone in `removed`. Unstamped: the caller stamps the entry it gets. The pieces
+/// are passed one by one, to go in registers (a struct of them would be written to the
+/// stack on every insert).
+#[inline(always)]
+fn insert_default<'a, K: Hash + Eq, V: Default, B>(
+    table: &'a mut HashTable<Entry<K, V, B>>,
+    hasher: &FastHasher,
+    removed: &mut FastMap<K, u64>,
+    hash: u64,
+    key: K,
+) -> &'a mut Entry<K, V, B> {
+    if !removed.is_empty() {
+        removed.remove(&key);
+    }
+    let e = Entry::new(key, V::default(), 0);
+    table.insert_unique(hash, e, rehash(hasher)).into_mut()
+}
+
+/// A new key for [`KeyedState::entry_ref`], inserted with `V::default()`.
 #[cold]
 #[inline(never)]
-fn insert_new<'a, K, Q, V>(
-    v: RawVacantEntryMut<'a, K, Slot<V>, FastHasher>,
+fn insert_new<'a, K: Hash + Eq, V: Default, B>(
+    table: &'a mut HashTable<Entry<K, V, B>>,
+    hasher: &FastHasher,
     removed: &mut FastMap<K, u64>,
-    key: &Q,
-    changed: u64,
-) -> &'a mut Slot<V>
-where
-    K: Hash + Eq + Borrow<Q>,
-    Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
-    V: Default,
-{
-    if !removed.is_empty() {
-        removed.remove(key);
-    }
-    let slot = Slot {
-        value: V::default(),
-        changed,
-    };
-    v.insert(key.to_owned(), slot).1
+    hash: u64,
+    key: K,
+) -> &'a mut Entry<K, V, B> {
+    insert_default(table, hasher, removed, hash, key)
 }
 
 /// A new key for [`KeyedState::entry_taking`]: moved in, inserted with `V::default()`.
 #[inline(never)]
-fn insert_taken<'a, K, V>(
-    v: RawVacantEntryMut<'a, K, Slot<V>, FastHasher>,
+fn insert_taken<'a, K, V, B, Q>(
+    table: &'a mut HashTable<Entry<K, V, B>>,
+    hasher: &FastHasher,
     removed: &mut FastMap<K, u64>,
-    key: &mut K,
-    changed: u64,
-) -> &'a mut Slot<V>
+    hash: u64,
+    key: &mut Q,
+) -> &'a mut Entry<K, V, B>
 where
-    K: Hash + Eq + Default,
+    K: Hash + Eq,
     V: Default,
+    Q: Take<K>,
 {
-    if !removed.is_empty() {
-        removed.remove(&*key);
-    }
-    let slot = Slot {
-        value: V::default(),
-        changed,
-    };
-    v.insert(std::mem::take(key), slot).1
+    insert_default(table, hasher, removed, hash, key.take_key())
 }
 
-impl<K: Hash + Eq + fmt::Debug, V: fmt::Debug> fmt::Debug for KeyedState<K, V> {
+impl<K: Hash + Eq + fmt::Debug, V: fmt::Debug, B> fmt::Debug for KeyedState<K, V, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()
     }
 }
 
-impl<K: Hash + Eq + Ord, V: PartialEq> PartialEq for KeyedState<K, V> {
+impl<K: Hash + Eq + Ord, V: PartialEq, B> PartialEq for KeyedState<K, V, B> {
     fn eq(&self, other: &Self) -> bool {
-        self.map.len() == other.map.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
     }
 }
 
@@ -470,7 +524,7 @@ impl<K: Hash + Eq + Ord, V: PartialEq> PartialEq for KeyedState<K, V> {
 /// bytes are equal: no comparison sort reading two strings from wherever they are.
 fn sort_entries<K: Ord + 'static, V>(v: &mut Vec<(&K, &V)>) {
     // The playground's WASM (size-capped) keeps the comparison sort alone.
-    if cfg!(target_family = "wasm") || TypeId::of::<K>() != TypeId::of::<String>() {
+    if cfg!(target_family = "wasm") || !is_text::<K>() {
         v.sort_unstable_by(|a, b| a.0.cmp(b.0));
         return;
     }
@@ -496,86 +550,97 @@ pub(crate) fn sort_tail_by_key<T, K: Ord + 'static>(
     base: usize,
     key: impl Fn(&T) -> &K,
 ) {
-    if cfg!(target_family = "wasm") || TypeId::of::<K>() != TypeId::of::<String>() {
+    if cfg!(target_family = "wasm") || !is_text::<K>() {
         v[base..].sort_unstable_by(|a, b| key(a).cmp(key(b)));
         return;
     }
-    key_order::sort_tail_by_str(v, base, |t| key_str(key(t)));
+    key_order::sort_tail_by_str(v, base, |t| key_bytes(key(t)));
 }
 
-/// The bytes of a key that is a `String` (empty for any other type).
+/// Whether keys of type `K` are text (`String` or [`KeyStr`]), which sorts by its bytes.
+#[inline]
+fn is_text<K: 'static>() -> bool {
+    TypeId::of::<K>() == TypeId::of::<String>() || TypeId::of::<K>() == TypeId::of::<KeyStr>()
+}
+
+/// The bytes of a key that is text (empty for any other type).
 #[inline]
 fn key_bytes<K: 'static>(k: &K) -> &[u8] {
-    key_str(k).as_bytes()
+    let k = k as &dyn Any;
+    match k.downcast_ref::<KeyStr>() {
+        Some(s) => s.as_bytes(),
+        None => k.downcast_ref::<String>().map_or(&[], |s| s.as_bytes()),
+    }
 }
 
-/// A key that is a `String`, as a `&str` (empty for any other type).
+/// A key that is text, as a `&str` (empty for any other type).
 #[inline]
 fn key_str<K: 'static>(k: &K) -> &str {
-    (k as &dyn Any)
-        .downcast_ref::<String>()
-        .map_or("", |s| s.as_str())
+    let k = k as &dyn Any;
+    match k.downcast_ref::<KeyStr>() {
+        Some(s) => s.as_str(),
+        None => k.downcast_ref::<String>().map_or("", |s| s.as_str()),
+    }
 }
 
-impl<K: Serialize + Ord + Hash + Eq + 'static, V: Serialize> Serialize for KeyedState<K, V> {
+impl<K: Serialize + Ord + Hash + Eq + 'static, V: Serialize, B> Serialize for KeyedState<K, V, B> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         // Sorting costs O(n log n); only readable formats promise stable bytes.
         let readable = s.is_human_readable();
         // Not in the browser playground: its states are small, and its WASM size is capped.
         let fast = !cfg!(target_family = "wasm");
-        if fast && readable && TypeId::of::<K>() == TypeId::of::<String>() && raw::allowed() {
-            let entries = self.map.iter().map(|(k, s)| (key_str(k), &s.value));
+        if fast && readable && is_text::<K>() && raw::allowed() {
+            let entries = self.iter().map(|(k, v)| (key_str(k), v));
             match sorted_json::sorted_object(entries) {
                 Ok(Some(text)) => return raw::serialize(text, s),
                 Ok(None) => {}
                 Err(e) => return Err(serde::ser::Error::custom(e)),
             }
         }
-        let mut m = s.serialize_map(Some(self.map.len()))?;
+        let mut m = s.serialize_map(Some(self.len()))?;
         if readable {
             for (k, v) in self.sorted() {
                 m.serialize_entry(k, v)?;
             }
         } else {
-            for (k, s) in &self.map {
-                m.serialize_entry(k, &s.value)?;
+            for (k, v) in self.iter() {
+                m.serialize_entry(k, v)?;
             }
         }
         m.end()
     }
 }
 
-impl<'de, K, V> Deserialize<'de> for KeyedState<K, V>
+impl<'de, K, V, B> Deserialize<'de> for KeyedState<K, V, B>
 where
     K: Deserialize<'de> + Hash + Eq,
     V: Deserialize<'de>,
 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V2<K, V>(PhantomData<(K, V)>);
-        impl<'de, K: Deserialize<'de> + Hash + Eq, V: Deserialize<'de>> Visitor<'de> for V2<K, V> {
-            type Value = KeyedState<K, V>;
+        struct V2<K, V, B>(PhantomData<(K, V, B)>);
+        impl<'de, K: Deserialize<'de> + Hash + Eq, V: Deserialize<'de>, B> Visitor<'de> for V2<K, V, B> {
+            type Value = KeyedState<K, V, B>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a map of keyed state")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
                 // Cap the pre-allocation: the size hint comes from untrusted bytes.
                 let cap = a.size_hint().unwrap_or(0).min(1 << 20);
-                let mut map =
-                    hashbrown::HashMap::with_capacity_and_hasher(cap, FastHasher::default());
-                while let Some((k, value)) = a.next_entry()? {
-                    map.insert(k, Slot { value, changed: 0 });
-                }
-                Ok(KeyedState {
-                    map,
+                let mut s = KeyedState {
+                    table: HashTable::with_capacity(cap),
                     ..KeyedState::default()
-                })
+                };
+                while let Some((k, value)) = a.next_entry()? {
+                    s.put_stamped(k, value, 0);
+                }
+                Ok(s)
             }
         }
         d.deserialize_map(V2(PhantomData))
     }
 }
 
-impl<K: Key, V: Checkpointable> Checkpointable for KeyedState<K, V> {
+impl<K: Key, V: Checkpointable, B> Checkpointable for KeyedState<K, V, B> {
     const LAYOUT: u64 = combine(combine(fnv1a("KeyedState"), K::LAYOUT), V::LAYOUT);
 }
 
@@ -646,8 +711,10 @@ impl<K: Serialize, V: Serialize> Serialize for DeltaView<'_, K, V> {
 
 // Serde's bounds, not `Key`/`Checkpointable`: a key type missing `Checkpointable` is then
 // reported once, by the stage's `Checkpointable` impl.
-impl<K: Hash + Ord + Serialize + DeserializeOwned + 'static, V: Serialize + DeserializeOwned>
-    KeyedState<K, V>
+impl<K, V, B> KeyedState<K, V, B>
+where
+    K: Hash + Ord + Serialize + DeserializeOwned + 'static,
+    V: Serialize + DeserializeOwned,
 {
     /// What changed since `since` (everything, as a reset, for another history).
     pub(crate) fn delta_since(&self, since: Option<Version>, sorted: bool) -> DeltaView<'_, K, V> {
@@ -667,18 +734,8 @@ impl<K: Hash + Ord + Serialize + DeserializeOwned + 'static, V: Serialize + Dese
                 removed: Vec::new(),
             };
         };
-        let mut upserts: Vec<(&K, &V)> = self
-            .map
-            .iter()
-            .filter(|(_, s)| s.changed > after)
-            .map(|(k, s)| (k, &s.value))
-            .collect();
-        let mut removed: Vec<&K> = self
-            .removed
-            .iter()
-            .filter(|(_, at)| **at > after)
-            .map(|(k, _)| k)
-            .collect();
+        let mut upserts: Vec<(&K, &V)> = self.changed_since(after).collect();
+        let mut removed = self.removed_after(after);
         if sorted {
             sort_entries(&mut upserts);
             removed.sort_unstable();
@@ -691,8 +748,10 @@ impl<K: Hash + Ord + Serialize + DeserializeOwned + 'static, V: Serialize + Dese
     }
 }
 
-impl<K: Hash + Ord + Serialize + DeserializeOwned + 'static, V: Serialize + DeserializeOwned>
-    Tracked for KeyedState<K, V>
+impl<K, V, B> Tracked for KeyedState<K, V, B>
+where
+    K: Hash + Ord + Serialize + DeserializeOwned + 'static,
+    V: Serialize + DeserializeOwned,
 {
     type Delta = KeyedDelta<K, V>;
 
@@ -721,8 +780,9 @@ impl<K: Hash + Ord + Serialize + DeserializeOwned + 'static, V: Serialize + Dese
         for k in &delta.removed {
             self.remove(k);
         }
-        for (k, s) in delta.upserts.map {
-            self.insert(k, s.value);
+        let mut upserts = delta.upserts;
+        for (k, v) in upserts.drain() {
+            self.insert(k, v);
         }
     }
 }

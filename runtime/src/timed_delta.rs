@@ -98,7 +98,7 @@ pub struct IntervalJoinDelta<K: Key, L, R> {
     pub timers: Vec<(i64, K)>,
 }
 
-impl<K: Key, L: Checkpointable, R: Checkpointable> Tracked for IntervalJoin<K, L, R> {
+impl<K: Key, L: Checkpointable, R: Checkpointable, B> Tracked for IntervalJoin<K, L, R, B> {
     type Delta = IntervalJoinDelta<K, L, R>;
 
     fn version(&self) -> Version {

@@ -11,10 +11,8 @@
 //!   reported (the pipeline sends it to the late output) and never silently dropped;
 //! - windows close in `(end, key)` order, so output does not depend on hash order.
 
-use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
-use std::hash::Hash;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -22,7 +20,7 @@ use crate::aggregate::Accumulator;
 use crate::checkpoint::Checkpointable;
 use crate::delta::History;
 use crate::fingerprint::{combine, fnv1a};
-use crate::state::{Key, KeyedState};
+use crate::state::{Key, KeyedState, Natural, Probe, Take};
 
 /// A closed window's result.
 #[derive(Debug, Clone, PartialEq)]
@@ -322,23 +320,24 @@ impl<A: PartialEq> PartialEq for Stamped<A> {
 /// large tables held two full tables at once where windows overlap (`tumbling_5min`:
 /// 106 -> 137 B per key of peak memory), while small ones cost little memory and save
 /// their growth (rehashing and allocation) per window. Checkpoints hold
-/// `{"watermark":..,"windows":{"<start>":{..}}}`.
+/// `{"watermark":..,"windows":{"<start>":{..}}}`. `B` aligns the tables' entries (see
+/// [`Aligned`](crate::state::Aligned)).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(bound(
     serialize = "K: Key, A: Serialize",
     deserialize = "K: Key, A: Checkpointable"
 ))]
-pub struct Windows<K: Key, A> {
+pub struct Windows<K: Key, A, B = Natural> {
     /// This stage's watermark: every window ending at or before `watermark - lateness` closed.
     pub watermark: i64,
     /// Open windows, sorted by start.
-    pub(crate) windows: OpenWindows<KeyedState<K, A>>,
+    pub(crate) windows: OpenWindows<KeyedState<K, A, B>>,
     /// The clock every window's map stamps its changes by (see `KeyedState::follow`).
     #[serde(skip)]
     pub(crate) history: History,
     /// Emptied small tables of closed windows, for new windows (not state).
     #[serde(skip)]
-    spare: Spare<KeyedState<K, A>>,
+    spare: Spare<KeyedState<K, A, B>>,
 }
 
 /// Largest table (in keys it can hold) a closed window leaves for a new one.
@@ -373,7 +372,7 @@ impl<T> fmt::Debug for Spare<T> {
     }
 }
 
-impl<K: Key, A> Default for Windows<K, A> {
+impl<K: Key, A, B> Default for Windows<K, A, B> {
     fn default() -> Self {
         Windows {
             watermark: i64::MIN,
@@ -384,7 +383,7 @@ impl<K: Key, A> Default for Windows<K, A> {
     }
 }
 
-impl<K: Key, A: Default> Windows<K, A> {
+impl<K: Key, A: Default, B> Windows<K, A, B> {
     /// Adds an event to every open window holding `ts`; returns true if some window
     /// holding it had already closed (the event is late for that window).
     // Always inlined: the window parameters are constants at the call site, so that
@@ -400,8 +399,7 @@ impl<K: Key, A: Default> Windows<K, A> {
         mut f: impl FnMut(&mut A),
     ) -> bool
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Q: Probe<K> + ?Sized,
     {
         if let Some(first) = self
             .windows
@@ -461,8 +459,7 @@ impl<K: Key, A: Default> Windows<K, A> {
     #[inline(always)]
     pub fn acc_for<Q>(&mut self, ts: i64, key: &Q, size: i64, lateness: i64) -> Option<&mut A>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Q: Probe<K> + ?Sized,
     {
         let keyed = self.window_for(ts, size, lateness)?;
         Some(keyed.entry_ref(key))
@@ -472,16 +469,13 @@ impl<K: Key, A: Default> Windows<K, A> {
     /// to the window is moved into its table (see [`KeyedState::entry_taking`]); a late
     /// event's key is left as it was.
     #[inline(always)]
-    pub fn acc_for_taking(
+    pub fn acc_for_taking<Q: Take<K>>(
         &mut self,
         ts: i64,
-        key: &mut K,
+        key: &mut Q,
         size: i64,
         lateness: i64,
-    ) -> Option<&mut A>
-    where
-        K: Default,
-    {
+    ) -> Option<&mut A> {
         let keyed = self.window_for(ts, size, lateness)?;
         Some(keyed.entry_taking(key))
     }
@@ -489,7 +483,12 @@ impl<K: Key, A: Default> Windows<K, A> {
     /// The table of the open window holding `ts`, made ready for one change; `None` if
     /// that window closed.
     #[inline(always)]
-    fn window_for(&mut self, ts: i64, size: i64, lateness: i64) -> Option<&mut KeyedState<K, A>> {
+    fn window_for(
+        &mut self,
+        ts: i64,
+        size: i64,
+        lateness: i64,
+    ) -> Option<&mut KeyedState<K, A, B>> {
         let start = window_start(ts, size)?;
         if start.saturating_add(size).saturating_add(lateness) <= self.watermark {
             return None;
@@ -616,17 +615,17 @@ impl<K: Key, A: Default> Windows<K, A> {
     }
 
     /// The open windows, oldest first: start and keyed state.
-    pub fn windows(&self) -> impl Iterator<Item = (i64, &KeyedState<K, A>)> {
+    pub fn windows(&self) -> impl Iterator<Item = (i64, &KeyedState<K, A, B>)> {
         self.windows.iter().map(|(start, k)| (*start, k))
     }
 }
 
-impl<K: Key, A: Checkpointable> Checkpointable for Windows<K, A> {
+impl<K: Key, A: Checkpointable, B> Checkpointable for Windows<K, A, B> {
     const LAYOUT: u64 = combine(combine(fnv1a("Windows"), K::LAYOUT), A::LAYOUT);
 }
 
 /// Tumbling windows: [`Windows`] used with [`acc_for`](Windows::acc_for).
-pub type Tumbling<K, A> = Windows<K, A>;
+pub type Tumbling<K, A, B = Natural> = Windows<K, A, B>;
 
 /// Sliding (hopping) windows: [`Windows`] used with [`add`](Windows::add), size `size`, a
 /// new one every `slide`.
@@ -638,7 +637,7 @@ pub type Tumbling<K, A> = Windows<K, A>;
 /// assert!(!late);
 /// assert_eq!(w.open_entries(), 2, "in [0,2000) and [1000,3000)");
 /// ```
-pub type Sliding<K, A> = Windows<K, A>;
+pub type Sliding<K, A, B = Natural> = Windows<K, A, B>;
 
 /// Windows over all events, with no key (`.window(..)` without `key_by` in `pipeline!`):
 /// one accumulator per window, found by arithmetic, no hashing. Tumbling and sliding, like

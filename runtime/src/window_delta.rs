@@ -67,8 +67,8 @@ impl<T: Serialize> Serialize for Changed<T> {
 }
 
 /// Writes the delta of keyed windows since `since`.
-fn write_keyed<K: Key, V: Serialize>(
-    windows: &OpenWindows<KeyedState<K, V>>,
+fn write_keyed<K: Key, V: Serialize, B>(
+    windows: &OpenWindows<KeyedState<K, V, B>>,
     (watermark, history): (i64, &History),
     since: Option<Version>,
     name: &'static str,
@@ -98,8 +98,8 @@ fn write_keyed<K: Key, V: Serialize>(
 }
 
 /// Drops the windows that closed and upserts the changed entries, stamped by `clock`.
-fn apply_keyed<K: Key, V>(
-    windows: &mut OpenWindows<KeyedState<K, V>>,
+fn apply_keyed<K: Key, V, B>(
+    windows: &mut OpenWindows<KeyedState<K, V, B>>,
     clock: &mut u64,
     delta: WindowsDelta<KeyedState<K, V>>,
 ) {
@@ -125,7 +125,7 @@ fn window_at<T: Default>(windows: &mut OpenWindows<T>, start: i64) -> usize {
     }
 }
 
-impl<K: Key, A: Checkpointable> Tracked for Windows<K, A> {
+impl<K: Key, A: Checkpointable, B> Tracked for Windows<K, A, B> {
     type Delta = WindowsDelta<KeyedState<K, A>>;
 
     fn version(&self) -> Version {

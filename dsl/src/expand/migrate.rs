@@ -176,12 +176,14 @@ fn keyed(
     let state_path = s.names.path(&s.names.state);
     let acc = s.names.path(&s.names.acc);
     let (prelude, old_key) = rekey(s, cx, w, key_ty, cols);
+    let stored = crate::ops::key_by::stored_key(rt, key_ty);
+    let align = crate::ops::key_by::line_aligned(rt, &stored, &acc);
     quote!({
         #prelude
         let __old: #rt::KeyedState<#old_key, __Old> = #rt::codec::read(codec, bytes)?;
-        let mut __state: #rt::spill::SpillState<#key_ty, #acc> = ::core::default::Default::default();
+        let mut __state: #rt::spill::SpillState<#stored, #acc, #align> = ::core::default::Default::default();
         for (__k, __v) in __rekey(__old).drain() {
-            __state.insert(__k, __v);
+            __state.insert(::core::convert::Into::into(__k), __v);
         }
         #state_path { state: __state }
     })

@@ -532,14 +532,15 @@ impl Stateful for Aggregation {
         let acc_path = names.path(acc);
         let state = match &self.grouping {
             Grouping::Key(k) => {
-                let kt = &k.ty;
-                quote!(#rt::spill::SpillState<#kt, #acc>)
+                let kt = super::key_by::stored_key(rt, &k.ty);
+                let align = super::key_by::line_aligned(rt, &kt, acc);
+                quote!(#rt::spill::SpillState<#kt, #acc, #align>)
             }
             Grouping::KeyWindow(k, w) => w.keyed_state(rt, &k.ty, &quote!(#acc)),
             Grouping::Window(_) => quote!(#rt::window::GlobalWindows<#acc>),
         };
-        let scratch = self.window().map(|_| {
-            let kt = self.key().map_or(quote!(()), |k| k.ty.to_token_stream());
+        let scratch = self.window().map(|w| {
+            let kt = self.key().map_or(quote!(()), |k| w.stored_key(rt, &k.ty));
             quote!(::std::vec::Vec<#rt::window::Fired<#kt, #acc_path>>)
         });
         let late = match self.window() {
@@ -820,9 +821,10 @@ impl Aggregation {
         let (rt, module) = (&cx.rt, &s.names.module);
         let (fire, scratch) = (&s.names.fire, &s.names.scratch);
         let row = s.names.path(&s.names.row);
+        // Tables may keep the key in another type (`KeyStr` for `String`).
         let key = self.key().map(|k| {
             let n = &k.name;
-            quote!(#n: __f.key,)
+            quote!(#n: ::core::convert::Into::into(__f.key),)
         });
         let outputs = self.outputs(rt, quote!(__f.acc));
         let tail = cx.owned_tail(s).unwrap_or(tail);

@@ -84,7 +84,10 @@ impl Stateful for IntervalJoin {
     fn items(&self, s: &StagePlan, cx: &Cx) -> StageItems {
         let rt = &cx.rt;
         let (kt, lt, rt_) = (&self.sides.key_ty, &self.sides.left.1, &self.sides.right.1);
-        let state = quote!(#rt::join::IntervalJoin<#kt, #lt, #rt_>);
+        // Its buffers' entries aligned as `line_aligned` does a keyed table's.
+        let align =
+            quote!(#rt::state::Aligned<{ #rt::join::interval_line_align::<#kt, #lt, #rt_>() }>);
+        let state = quote!(#rt::join::IntervalJoin<#kt, #lt, #rt_, #align>);
         let scratch = quote!(::std::vec::Vec<#rt::join::Pair<#kt, #lt, #rt_>>);
         self.sides.items(s, cx, state, scratch, false)
     }

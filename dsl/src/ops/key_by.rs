@@ -64,6 +64,26 @@ impl Operator for KeyBy {
     }
 }
 
+/// The type state tables keep a key of type `ty` as: a `String` key as
+/// `simplestream_runtime::state::KeyStr` (a short key held in the table's entry, with no
+/// allocation and no pointer to follow), any other as itself. Both serialize alike, so
+/// checkpoints do not change.
+pub fn stored_key(rt: &TokenStream, ty: &Type) -> TokenStream {
+    match type_text(ty).as_str() {
+        "String" | "std::string::String" | "::std::string::String" | "alloc::string::String" => {
+            quote_spanned!(ty.span()=> #rt::state::KeyStr)
+        }
+        _ => ty.to_token_stream(),
+    }
+}
+
+/// The alignment of the entries of a keyed table from `key` to `value`: chosen by their
+/// size where the types are concrete, so that no entry straddles a cache line (see
+/// `simplestream_runtime::state::line_align`).
+pub fn line_aligned(rt: &TokenStream, key: &impl ToTokens, value: &impl ToTokens) -> TokenStream {
+    quote!(#rt::state::Aligned<{ #rt::state::line_align::<#key, #value>() }>)
+}
+
 impl Key {
     /// The key column `field` of operator `op`; `None` if it has no type (reported).
     pub fn from_field(field: &Field, op: &str, example: &str, errs: &mut Errors) -> Option<Key> {

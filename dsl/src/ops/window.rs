@@ -317,10 +317,21 @@ impl Window {
 
     /// The state of per-key windows of accumulators `acc`.
     pub fn keyed_state(&self, rt: &TokenStream, key: &Type, acc: &TokenStream) -> TokenStream {
+        let stored = self.stored_key(rt, key);
+        let align = super::key_by::line_aligned(rt, &stored, acc);
         match self.kind {
-            WindowKind::Tumbling { .. } => quote!(#rt::window::Tumbling<#key, #acc>),
-            WindowKind::Sliding { .. } => quote!(#rt::window::Sliding<#key, #acc>),
+            WindowKind::Tumbling { .. } => quote!(#rt::window::Tumbling<#stored, #acc, #align>),
+            WindowKind::Sliding { .. } => quote!(#rt::window::Sliding<#stored, #acc, #align>),
             WindowKind::Session { .. } => quote!(#rt::window::Session<#key, #acc>),
+        }
+    }
+
+    /// The key type of this window's tables (see [`super::key_by::stored_key`]); sessions,
+    /// whose keys are kept whole, keep the key's own type.
+    pub fn stored_key(&self, rt: &TokenStream, key: &Type) -> TokenStream {
+        match self.kind {
+            WindowKind::Session { .. } => quote!(#key),
+            _ => super::key_by::stored_key(rt, key),
         }
     }
 

@@ -80,11 +80,33 @@ pub mod orders {
     #[serde(crate = "::simplestream::__rt::__private::serde", transparent)]
     pub struct CustomerStats {
         ///Per-key (and per-window) accumulators.
-        pub state: ::simplestream::__rt::spill::SpillState<String, CustomerStatsAcc>,
+        pub state: ::simplestream::__rt::spill::SpillState<
+            ::simplestream::__rt::state::KeyStr,
+            CustomerStatsAcc,
+            ::simplestream::__rt::state::Aligned<
+                {
+                    ::simplestream::__rt::state::line_align::<
+                        ::simplestream::__rt::state::KeyStr,
+                        CustomerStatsAcc,
+                    >()
+                },
+            >,
+        >,
     }
     impl ::simplestream::__rt::delta::Tracked for CustomerStats {
         type Delta = ::simplestream::__rt::delta::DeltaOf<
-            ::simplestream::__rt::spill::SpillState<String, CustomerStatsAcc>,
+            ::simplestream::__rt::spill::SpillState<
+                ::simplestream::__rt::state::KeyStr,
+                CustomerStatsAcc,
+                ::simplestream::__rt::state::Aligned<
+                    {
+                        ::simplestream::__rt::state::line_align::<
+                            ::simplestream::__rt::state::KeyStr,
+                            CustomerStatsAcc,
+                        >()
+                    },
+                >,
+            >,
         >;
         fn version(&self) -> ::simplestream::__rt::delta::Version {
             ::simplestream::__rt::delta::Tracked::version(&self.state)
@@ -110,8 +132,16 @@ pub mod orders {
         const LAYOUT: u64 = ::simplestream::__rt::fingerprint::combine(
             ::simplestream::__rt::fingerprint::fnv1a("customer_stats"),
             <::simplestream::__rt::spill::SpillState<
-                String,
+                ::simplestream::__rt::state::KeyStr,
                 CustomerStatsAcc,
+                ::simplestream::__rt::state::Aligned<
+                    {
+                        ::simplestream::__rt::state::line_align::<
+                            ::simplestream::__rt::state::KeyStr,
+                            CustomerStatsAcc,
+                        >()
+                    },
+                >,
             > as ::simplestream::__rt::Checkpointable>::LAYOUT,
         );
     }
@@ -193,11 +223,33 @@ pub mod orders {
     #[serde(crate = "::simplestream::__rt::__private::serde", transparent)]
     pub struct Per5min {
         ///Per-key (and per-window) accumulators.
-        pub state: ::simplestream::__rt::window::Tumbling<String, Per5minAcc>,
+        pub state: ::simplestream::__rt::window::Tumbling<
+            ::simplestream::__rt::state::KeyStr,
+            Per5minAcc,
+            ::simplestream::__rt::state::Aligned<
+                {
+                    ::simplestream::__rt::state::line_align::<
+                        ::simplestream::__rt::state::KeyStr,
+                        Per5minAcc,
+                    >()
+                },
+            >,
+        >,
     }
     impl ::simplestream::__rt::delta::Tracked for Per5min {
         type Delta = ::simplestream::__rt::delta::DeltaOf<
-            ::simplestream::__rt::window::Tumbling<String, Per5minAcc>,
+            ::simplestream::__rt::window::Tumbling<
+                ::simplestream::__rt::state::KeyStr,
+                Per5minAcc,
+                ::simplestream::__rt::state::Aligned<
+                    {
+                        ::simplestream::__rt::state::line_align::<
+                            ::simplestream::__rt::state::KeyStr,
+                            Per5minAcc,
+                        >()
+                    },
+                >,
+            >,
         >;
         fn version(&self) -> ::simplestream::__rt::delta::Version {
             ::simplestream::__rt::delta::Tracked::version(&self.state)
@@ -223,8 +275,16 @@ pub mod orders {
         const LAYOUT: u64 = ::simplestream::__rt::fingerprint::combine(
             ::simplestream::__rt::fingerprint::fnv1a("per_5min"),
             <::simplestream::__rt::window::Tumbling<
-                String,
+                ::simplestream::__rt::state::KeyStr,
                 Per5minAcc,
+                ::simplestream::__rt::state::Aligned<
+                    {
+                        ::simplestream::__rt::state::line_align::<
+                            ::simplestream::__rt::state::KeyStr,
+                            Per5minAcc,
+                        >()
+                    },
+                >,
             > as ::simplestream::__rt::Checkpointable>::LAYOUT,
         );
     }
@@ -295,7 +355,10 @@ pub struct Orders {
     pub customer_stats: orders::CustomerStats,
     pub per_5min: orders::Per5min,
     __fired_per_5min: ::std::vec::Vec<
-        ::simplestream::__rt::window::Fired<String, orders::Per5minAcc>,
+        ::simplestream::__rt::window::Fired<
+            ::simplestream::__rt::state::KeyStr,
+            orders::Per5minAcc,
+        >,
     >,
 }
 impl ::core::default::Default for Orders {
@@ -369,7 +432,7 @@ impl Orders {
         let mut __fired = ::core::mem::take(&mut self.__fired_per_5min);
         for __f in __fired.drain(..) {
             let __row = orders::Per5minRow {
-                customer: __f.key,
+                customer: ::core::convert::Into::into(__f.key),
                 window_start: __f.start,
                 window_end: __f.end,
                 orders: ::simplestream::__rt::aggregate::output::<

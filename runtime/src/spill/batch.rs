@@ -37,13 +37,13 @@ impl Batch {
     }
 
     // `sort` and `iter` serve the disk tier only; without `disk` a batch is just counted.
-    #[cfg_attr(not(feature = "disk"), allow(dead_code))]
-    /// Orders the entries by key bytes: a batch in key order rewrites each B-tree leaf it
-    /// touches once.
+    /// Orders the entries by key bytes, the order of a run.
+    #[cfg(feature = "disk")]
     pub(crate) fn sort(&mut self) {
+        use super::key_order::compare;
         let bytes = &self.bytes;
         self.items
-            .sort_unstable_by(|a, b| bytes[a.0..a.1].cmp(&bytes[b.0..b.1]));
+            .sort_unstable_by(|a, b| compare(&bytes[a.0..a.1], &bytes[b.0..b.1]));
     }
 
     /// (key, stamp, value) of each entry.
@@ -59,6 +59,7 @@ impl Batch {
 mod tests {
     use super::Batch;
 
+    #[cfg(feature = "disk")]
     #[test]
     fn entries_come_back_as_encoded_in_key_order() {
         let mut b = Batch::default();

@@ -16,8 +16,8 @@ use crate::codec::{CheckpointError, StageWriter};
 
 /// Writes field `name`: the entries of `state` changed after stamp `after`, and the keys
 /// removed since, as a [`KeyedDelta`](crate::state::KeyedDelta) decodes them.
-pub(super) fn write_changes<K, V>(
-    state: &SpillState<K, V>,
+pub(super) fn write_changes<K, V, B>(
+    state: &SpillState<K, V, B>,
     after: u64,
     name: &'static str,
     w: &mut StageWriter<'_>,
@@ -82,8 +82,8 @@ fn take(r: &mut impl Read) -> Result<Vec<u8>, String> {
 }
 
 /// The changed entries as a map: memory's, then the disk's from the scratch file.
-struct Changed<'a, K, V> {
-    state: &'a SpillState<K, V>,
+struct Changed<'a, K, V, B> {
+    state: &'a SpillState<K, V, B>,
     after: u64,
     on_disk: usize,
     side: &'a Scratch,
@@ -91,7 +91,7 @@ struct Changed<'a, K, V> {
     failed: Cell<Option<String>>,
 }
 
-impl<K, V> Serialize for Changed<'_, K, V>
+impl<K, V, B> Serialize for Changed<'_, K, V, B>
 where
     K: Hash + Eq + Serialize + DeserializeOwned,
     V: Serialize + DeserializeOwned,

@@ -37,14 +37,14 @@ mod tier;
 #[path = "no_tier.rs"]
 mod tier;
 
-use std::borrow::{Borrow, Cow};
+use std::borrow::Cow;
 use std::hash::Hash;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::state::KeyedState;
+use crate::state::{KeyedState, Natural, Probe};
 pub(crate) use backend::{checking, disk_config, only_checking};
 pub use backend::{parse_size, set_state_backend, state_backend, DiskConfig, StateBackend, MARKER};
 use batch::Batch;
@@ -54,6 +54,7 @@ pub(crate) use scratch::Scratch;
 use tier::Tier;
 
 /// Keyed state that can spill to disk: the state of a running `key_by ... aggregate`.
+/// `B` aligns the in-memory table's entries (see [`Aligned`](crate::state::Aligned)).
 ///
 /// ```
 /// use simplestream_runtime::spill::SpillState;
@@ -63,8 +64,8 @@ use tier::Tier;
 /// assert_eq!(s.get(&"C001".to_string()).as_deref(), Some(&2));
 /// assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"C001":2,"C002":1}"#);
 /// ```
-pub struct SpillState<K, V> {
-    pub(crate) mem: KeyedState<K, V>,
+pub struct SpillState<K, V, B = Natural> {
+    pub(crate) mem: KeyedState<K, V, B>,
     pub(crate) disk: Option<Box<Disk>>,
 }
 
@@ -75,9 +76,11 @@ pub(crate) struct Disk {
     budget: Budget,
     /// The working directory failed: no store is opened again, memory grows instead.
     broken: bool,
+    /// The encoded key of a lookup, reused: a miss allocates nothing for it.
+    key_buf: Vec<u8>,
 }
 
-impl<K, V> Default for SpillState<K, V> {
+impl<K, V, B> Default for SpillState<K, V, B> {
     fn default() -> Self {
         SpillState {
             mem: KeyedState::default(),
@@ -87,6 +90,7 @@ impl<K, V> Default for SpillState<K, V> {
                     config,
                     tier: None,
                     broken: false,
+                    key_buf: Vec::new(),
                 })
             }),
         }
@@ -108,7 +112,7 @@ fn failed<T>(disk: &mut Option<Box<Disk>>, e: String) -> Option<T> {
     None
 }
 
-impl<K, V> SpillState<K, V>
+impl<K, V, B> SpillState<K, V, B>
 where
     K: Hash + Eq + Clone + Serialize + DeserializeOwned,
     V: Clone + Serialize + DeserializeOwned,
@@ -126,8 +130,7 @@ where
     #[inline(always)]
     pub fn entry_ref<Q>(&mut self, key: &Q) -> &mut V
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Q: Probe<K> + ?Sized,
         V: Default,
     {
         if self.disk.is_some() {
@@ -286,8 +289,7 @@ where
     #[inline(never)]
     fn bring_in<Q>(&mut self, key: &Q)
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Q: Probe<K> + ?Sized,
     {
         if self.mem.contains(key) {
             return;
@@ -296,13 +298,17 @@ where
             _ = failed::<()>(&mut self.disk, e);
         }
         let disk = self.disk.as_mut().expect("disk backend");
-        let Some(tier) = disk.tier.as_mut() else {
+        let Disk { tier, key_buf, .. } = &mut **disk;
+        let Some(tier) = tier.as_mut() else {
             return;
         };
-        let owned = key.to_owned();
+        let owned = key.to_key();
         let mut read = || -> Result<Option<(u64, V)>, String> {
-            let k = postcard::to_allocvec(&owned).map_err(|e| e.to_string())?;
-            tier.take(&k, |s, v| decode(v).map(|v| (s, v)))?.transpose()
+            key_buf.clear();
+            *key_buf =
+                postcard::to_extend(&owned, std::mem::take(key_buf)).map_err(|e| e.to_string())?;
+            tier.take(key_buf, |s, v| decode(v).map(|v| (s, v)))?
+                .transpose()
         };
         match read() {
             Ok(Some((stamp, v))) => self.mem.put_stamped(owned, v, stamp),
@@ -370,7 +376,7 @@ where
 
 /// The stamp at or below which about `n` of `mem`'s entries are (at least the oldest),
 /// from a sample (a hash map's order has nothing to do with the stamps).
-fn stamp_at<K: Hash + Eq, V>(mem: &KeyedState<K, V>, n: usize) -> u64 {
+fn stamp_at<K: Hash + Eq, V, B>(mem: &KeyedState<K, V, B>, n: usize) -> u64 {
     let step = (mem.len() / 4096).max(1);
     let mut sample: Vec<u64> = mem.stamps().step_by(step).collect();
     let at = (sample.len() * n / mem.len().max(1)).min(sample.len() - 1);

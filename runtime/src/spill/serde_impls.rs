@@ -17,13 +17,13 @@ use crate::codec::{CheckpointError, Codec, StageWriter};
 use crate::delta::{Tracked, Version};
 use crate::state::{Key, KeyedDelta, KeyedState};
 
-impl<K: Key, V: Checkpointable + Clone> Checkpointable for SpillState<K, V> {
+impl<K: Key, V: Checkpointable + Clone, B> Checkpointable for SpillState<K, V, B> {
     const LAYOUT: u64 = <KeyedState<K, V> as Checkpointable>::LAYOUT;
 }
 
 type Owned<'a, K, V> = Vec<(Cow<'a, K>, Cow<'a, V>)>;
 
-impl<K, V> SpillState<K, V>
+impl<K, V, B> SpillState<K, V, B>
 where
     K: Hash + Eq + Ord + Clone + Serialize + DeserializeOwned + 'static,
     V: Clone + Serialize + DeserializeOwned,
@@ -78,7 +78,7 @@ impl<K: Serialize + Clone, V: Serialize + Clone> Serialize for Map<'_, '_, K, V>
     }
 }
 
-impl<K, V> Serialize for SpillState<K, V>
+impl<K, V, B> Serialize for SpillState<K, V, B>
 where
     K: Hash + Eq + Ord + Clone + Serialize + DeserializeOwned + 'static,
     V: Clone + Serialize + DeserializeOwned,
@@ -104,19 +104,19 @@ where
     }
 }
 
-impl<'de, K, V> Deserialize<'de> for SpillState<K, V>
+impl<'de, K, V, B> Deserialize<'de> for SpillState<K, V, B>
 where
     K: Hash + Eq + Clone + Serialize + DeserializeOwned,
     V: Clone + Serialize + DeserializeOwned,
 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Vis<K, V>(PhantomData<(K, V)>);
-        impl<'de, K, V> Visitor<'de> for Vis<K, V>
+        struct Vis<K, V, B>(PhantomData<(K, V, B)>);
+        impl<'de, K, V, B> Visitor<'de> for Vis<K, V, B>
         where
             K: Hash + Eq + Clone + Serialize + DeserializeOwned,
             V: Clone + Serialize + DeserializeOwned,
         {
-            type Value = SpillState<K, V>;
+            type Value = SpillState<K, V, B>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a map of keyed state")
             }
@@ -153,7 +153,7 @@ impl<K: Serialize, U: Serialize> Serialize for View<'_, K, U> {
     }
 }
 
-impl<K, V> Tracked for SpillState<K, V>
+impl<K, V, B> Tracked for SpillState<K, V, B>
 where
     K: Hash + Ord + Clone + Serialize + DeserializeOwned + 'static,
     V: Clone + Serialize + DeserializeOwned,
@@ -222,7 +222,7 @@ where
     }
 }
 
-impl<K, V> Clone for SpillState<K, V>
+impl<K, V, B> Clone for SpillState<K, V, B>
 where
     K: Hash + Eq + Ord + Clone + Serialize + DeserializeOwned,
     V: Clone + Serialize + DeserializeOwned,
@@ -245,7 +245,7 @@ where
     }
 }
 
-impl<K, V> fmt::Debug for SpillState<K, V>
+impl<K, V, B> fmt::Debug for SpillState<K, V, B>
 where
     K: Hash + Eq + Ord + Clone + fmt::Debug + Serialize + DeserializeOwned + 'static,
     V: Clone + fmt::Debug + Serialize + DeserializeOwned,
@@ -258,7 +258,7 @@ where
     }
 }
 
-impl<K, V> PartialEq for SpillState<K, V>
+impl<K, V, B> PartialEq for SpillState<K, V, B>
 where
     K: Hash + Eq + Ord + Clone + Serialize + DeserializeOwned,
     V: Clone + PartialEq + Serialize + DeserializeOwned,

@@ -108,8 +108,8 @@ impl Tier {
         self.live -= 1;
         // A mark of this copy may still be read by a delta.
         if stamp > self.pruned.max(self.looked_up) {
-            self.superseded.insert(key, stamp);
-            if self.superseded.bytes() > self.superseded_cap {
+            let added = self.superseded.insert(key, stamp);
+            if !added || self.superseded.bytes() > self.superseded_cap {
                 self.looked_up = self.marks.newest();
                 self.superseded.clear();
             }

@@ -12,7 +12,7 @@ use super::stage::DynKey;
 use super::value::{Named, Row, RowSeed, Schema, Val};
 use super::window::Win;
 use crate::join::{IntervalJoin, JoinFired, Pair, WindowJoin};
-use crate::state::Key;
+use crate::state::{Key, Probe};
 use crate::window::LateReason;
 
 /// A buffered event of the left (`R = false`) or right stream: in checkpoints, an object
@@ -108,7 +108,7 @@ impl<K: DynKey> Joins<K> {
     ) -> Option<(Row, LateReason)> {
         let right = row.1 == 1;
         let col = if right { j.keys.1 } else { j.keys.0 };
-        let key = K::of(&row.0[col]).to_owned();
+        let key = K::of(&row.0[col]).to_key();
         match (self, j.kind) {
             (Joins::Window(w), JoinKind::Window(win)) => {
                 let (size, slide) = dims(win);

@@ -1,9 +1,6 @@
 //! A stage's state in the interpreter: the runtime's own keyed state and windows,
 //! instantiated for the key types SQL groups by (`String`, `i64`) or for no key.
 
-use std::borrow::Borrow;
-use std::hash::Hash;
-
 use serde::{Deserialize, Serialize};
 
 use super::acc::Accs;
@@ -12,13 +9,13 @@ use super::joined::Joins;
 use super::query::{Grouping, Query};
 use super::value::{Ty, Val};
 use super::window::Win;
-use crate::state::{Key, KeyedState};
+use crate::state::{Key, KeyedState, Probe};
 use crate::window::{Fired, GlobalWindows, LateReason, Session, Windows};
 
 /// A key type of the interpreter: how a row's value is looked up as one, and written.
-pub trait DynKey: Key + Borrow<Self::Q> {
+pub trait DynKey: Key {
     /// The borrowed form a lookup takes.
-    type Q: ?Sized + Hash + Eq + ToOwned<Owned = Self>;
+    type Q: ?Sized + Probe<Self>;
     /// The key of a row's key value (rows are typed by the schema: the variant matches).
     fn of(v: &Val) -> &Self::Q;
     /// The key as a value of the output row.
@@ -175,7 +172,7 @@ impl<K: DynKey> Groups<K> {
             }
             Groups::Session(s) => {
                 let (gap, _) = dims(g.window.expect("windowed"));
-                let late = s.add(ts, k.to_owned(), gap, LATENESS, |acc| acc.add(&g.aggs, row));
+                let late = s.add(ts, k.to_key(), gap, LATENESS, |acc| acc.add(&g.aggs, row));
                 late_reason(late, g, ts)
             }
         }
