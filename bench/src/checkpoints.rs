@@ -101,7 +101,7 @@ pub fn costs(
             .per_key
             .state
             .iter()
-            .map(|(k, a)| (k.into_owned(), (a.count, a.amount)))
+            .map(|(k, a)| (String::from(k.into_owned()), (a.count, a.amount)))
             .collect();
         let positions: BTreeMap<String, u64> = [("events".to_string(), 2 * keys)].into();
         for codec in [Codec::Json, Codec::Binary] {
@@ -236,7 +236,7 @@ pub fn profile(op: &str, keys: u64) {
         .per_key
         .state
         .iter()
-        .map(|(k, a)| (k.into_owned(), (a.count, a.amount)))
+        .map(|(k, a)| (String::from(k.into_owned()), (a.count, a.amount)))
         .collect();
     let (plain_op, op) = match op.strip_prefix("plain-") {
         Some(rest) => (true, rest),

@@ -185,7 +185,7 @@ fn restore_costs(
         .per_key
         .state
         .iter()
-        .map(|(k, a)| (k.into_owned(), (a.count, a.amount)))
+        .map(|(k, a)| (String::from(k.into_owned()), (a.count, a.amount)))
         .collect();
     let bytes = postcard::to_allocvec(&plain).expect("postcard");
     drop(plain);

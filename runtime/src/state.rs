@@ -218,9 +218,8 @@ impl<K: Hash + Eq, V, B> KeyedState<K, V, B> {
 
     /// The value for `key`, if any.
     #[inline]
-    pub fn get(&self, key: &K) -> Option<&V> {
-        let hash = self.hasher.hash_one(key);
-        self.table.find(hash, |e| e.key == *key).map(|e| &e.value)
+    pub fn get<Q: Probe<K> + ?Sized>(&self, key: &Q) -> Option<&V> {
+        self.find(key).map(|e| &e.value)
     }
 
     /// The value for `key`, if any, to change.
@@ -513,7 +512,7 @@ impl<K: Hash + Eq + fmt::Debug, V: fmt::Debug, B> fmt::Debug for KeyedState<K, V
     }
 }
 
-impl<K: Hash + Eq + Ord, V: PartialEq, B> PartialEq for KeyedState<K, V, B> {
+impl<K: Hash + Eq + Ord + Clone, V: PartialEq, B> PartialEq for KeyedState<K, V, B> {
     fn eq(&self, other: &Self) -> bool {
         self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
     }

@@ -183,7 +183,7 @@ where
 
     /// The value for `key`, if any: borrowed from memory or read from disk (a read that
     /// fails is recorded for [`failure`] and gives `None`).
-    pub fn get(&self, key: &K) -> Option<Cow<'_, V>> {
+    pub fn get<Q: Probe<K> + Serialize + ?Sized>(&self, key: &Q) -> Option<Cow<'_, V>> {
         if let Some(v) = self.mem.get(key) {
             return Some(Cow::Borrowed(v));
         }

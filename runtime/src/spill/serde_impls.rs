@@ -267,6 +267,6 @@ where
         self.len() == other.len()
             && self
                 .iter()
-                .all(|(k, v)| other.get(&k).as_deref() == Some(v.as_ref()))
+                .all(|(k, v)| other.get(&*k).as_deref() == Some(v.as_ref()))
     }
 }
