@@ -26,6 +26,7 @@ mod disk_state;
 mod e2e;
 mod events;
 mod incremental;
+mod inline_key;
 mod nexmark_bench;
 mod report;
 mod tracking_memory;

@@ -23,6 +23,7 @@ use simplestream::window::align;
 use simplestream::{pipeline, Collector, Pipeline};
 
 use crate::events::{self, Ev, Payment, SEv, Sale, MAX_DELAY_MS};
+use crate::inline_key::Inline;
 
 /// An implementation of a workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -271,7 +272,7 @@ impl Workload for CountByStringKey {
     }
     fn describe(&self) -> String {
         format!(
-            "running count + sum per key, {} String keys (the hand loop looks keys up by borrow and clones a key only when it is new; both take events by value, as `process` does)",
+            "running count + sum per key, {} String keys (the hand loop keeps keys inline in its buckets, up to 22 bytes, as `pipeline!`'s `KeyStr` does; both take events by value, as `process` does)",
             self.keys
         )
     }
@@ -303,23 +304,24 @@ impl Workload for CountByStringKey {
             Impl::Hand => {
                 on_start();
                 let t = Instant::now();
-                let mut map: FastMap<String, (u64, f64)> = FastMap::default();
+                // Keys inline in the buckets: no allocation for a new key, no pointer
+                // to follow (faster here than `String` keys looked up by borrow).
+                let mut map: FastMap<Inline, (u64, f64)> = FastMap::default();
                 for e in owned {
-                    // Looked up by borrow; the key is cloned only when it is new.
-                    match map.get_mut(e.customer.as_str()) {
+                    match map.get_mut(&Inline::new(&e.customer)) {
                         Some(a) => {
                             a.0 += 1;
                             a.1 += e.amount;
                         }
                         None => {
-                            map.insert(e.customer.clone(), (1, 0.0 + e.amount));
+                            map.insert(Inline::new(&e.customer), (1, 0.0 + e.amount));
                         }
                     }
                 }
                 let el = t.elapsed();
                 let mut d = Digest::default();
                 for (k, a) in &map {
-                    add(&mut d, k, a.0, a.1);
+                    add(&mut d, k.text(), a.0, a.1);
                 }
                 (el, d)
             }

@@ -18,6 +18,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::inline_key::Inline;
+
 /// How the hand program keeps its keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keys {
@@ -153,41 +155,21 @@ impl<'a> HandKey<'a> for String {
     }
 }
 
-/// A key of up to 22 bytes stored in place (24 bytes in all, as a `String`), a longer one
-/// boxed. A string has one form only, so the derived `Eq` and `Hash` agree.
-#[derive(Hash, PartialEq, Eq)]
-enum Inline {
-    Short { len: u8, bytes: [u8; 22] },
-    Long(Box<str>),
-}
-
 impl<'a> HandKey<'a> for Inline {
     #[inline]
     fn probe<'m, V>(map: &'m mut FxMap<Self, V>, s: &'a str) -> Option<&'m mut V> {
-        map.get_mut(&Self::make(s))
+        map.get_mut(&Inline::new(s))
     }
     #[inline]
     fn make(s: &'a str) -> Self {
-        let b = s.as_bytes();
-        if b.len() > 22 {
-            return Inline::Long(s.into());
-        }
-        let mut bytes = [0u8; 22];
-        bytes[..b.len()].copy_from_slice(b);
-        Inline::Short {
-            len: b.len() as u8,
-            bytes,
-        }
+        Inline::new(s)
     }
     #[inline]
     fn bytes(&self) -> &[u8] {
-        match self {
-            Inline::Short { len, bytes } => &bytes[..*len as usize],
-            Inline::Long(s) => s.as_bytes(),
-        }
+        Inline::bytes(self)
     }
     fn text(&self) -> &str {
-        std::str::from_utf8(self.bytes()).expect("made from a str")
+        Inline::text(self)
     }
 }
 
