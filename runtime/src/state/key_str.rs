@@ -31,7 +31,7 @@ const INLINE: usize = 22;
 /// assert!(KeyStr::from("C001") < KeyStr::from("C002"));
 /// assert_eq!(serde_json::to_string(&k).unwrap(), r#""C001""#);
 /// let long = KeyStr::from("a customer id longer than twenty-two bytes");
-/// assert_eq!(long.as_str().len(), 41);
+/// assert_eq!(long.as_str().len(), 42);
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyStr(Repr);
