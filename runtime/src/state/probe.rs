@@ -51,11 +51,11 @@ impl Probe<KeyStr> for str {
 impl Probe<KeyStr> for String {
     #[inline(always)]
     fn matches(&self, key: &KeyStr) -> bool {
-        key.is(self)
+        <str as Probe<KeyStr>>::matches(self, key)
     }
     #[inline]
     fn to_key(&self) -> KeyStr {
-        KeyStr::from(self.as_str())
+        <str as Probe<KeyStr>>::to_key(self)
     }
 }
 
