@@ -628,3 +628,85 @@ fn a_key_moved_into_the_window_is_the_key_a_borrowed_event_gives() {
         "a column read the key after it moved"
     );
 }
+
+simplestream::pipeline! {
+    /// `min`/`max` of a cloned `String` field: folded by reference (a clone only for a new
+    /// extreme), per key, per key and window, and per window of all events.
+    pub pipeline Extremes;
+    source orders: Order, event_time = |o| o.ts, max_delay = 1s;
+    by_bucket = orders
+        .key_by(bucket: u64 = |o| o.amount as u64 % 3)
+        .aggregate(first: String = min(|o| o.customer.clone()), last: String = max(|o| o.customer.clone()));
+    per_5s = orders
+        .key_by(bucket: u64 = |o| o.amount as u64 % 3)
+        .window(tumbling(5s))
+        .aggregate(first: String = min(|o| o.customer.clone()), last: String = max(|o| o.customer.clone()), n = count());
+    all_5s = orders
+        .window(tumbling(5s))
+        .aggregate(first: String = min(|o| o.customer.clone()), last: String = max(|o| o.customer.clone()));
+    sink by_bucket;
+    sink per_5s;
+    sink all_5s;
+}
+
+/// The rows of `Extremes` against the same groups' least and greatest names computed
+/// directly (events in time order: nothing is late).
+#[test]
+fn min_and_max_of_a_cloned_string_field_are_the_groups_extremes() {
+    use std::collections::BTreeMap;
+    let events: Vec<Order> = (0..2_000i64)
+        .map(|i| o(&format!("c{}", (i * 7919) % 613), (i % 10) as f64, i * 37))
+        .collect();
+    let mut p = Extremes::new();
+    let mut out = Vec::new();
+    for e in &events {
+        p.process_ref(e, &mut out);
+    }
+    p.finish(&mut out);
+    type Groups<K> = BTreeMap<K, (String, String, u64)>;
+    fn fold<K: Ord>(g: &mut Groups<K>, k: K, name: &str) {
+        let e = g
+            .entry(k)
+            .or_insert_with(|| (name.to_string(), name.to_string(), 0));
+        e.0 = e.0.clone().min(name.to_string());
+        e.1 = e.1.clone().max(name.to_string());
+        e.2 += 1;
+    }
+    let (mut keyed, mut windowed, mut all) = (Groups::new(), Groups::new(), Groups::new());
+    for e in &events {
+        let (bucket, start) = (e.amount as u64 % 3, e.ts - e.ts.rem_euclid(5_000));
+        fold(&mut keyed, bucket, &e.customer);
+        fold(&mut windowed, (start, bucket), &e.customer);
+        fold(&mut all, start, &e.customer);
+    }
+    let (mut last_keyed, mut got_windowed, mut got_all) =
+        (Groups::new(), Groups::new(), Groups::new());
+    for r in &out {
+        match r {
+            extremes::Output::ByBucket(r) => {
+                last_keyed.insert(r.bucket, (r.first.clone(), r.last.clone(), 0));
+            }
+            extremes::Output::Per5s(r) => {
+                got_windowed.insert(
+                    (r.window_start, r.bucket),
+                    (r.first.clone(), r.last.clone(), r.n),
+                );
+            }
+            extremes::Output::All5s(r) => {
+                got_all.insert(r.window_start, (r.first.clone(), r.last.clone(), 0));
+            }
+            extremes::Output::Late(_) => panic!("no event is late"),
+        }
+    }
+    fn names<K: Ord>(g: &Groups<K>) -> Vec<(String, String)> {
+        g.values().map(|v| (v.0.clone(), v.1.clone())).collect()
+    }
+    assert_eq!(names(&last_keyed), names(&keyed));
+    assert_eq!(got_windowed, windowed);
+    assert_eq!(names(&got_all), names(&all));
+    assert_eq!(
+        got_all.keys().collect::<Vec<_>>(),
+        all.keys().collect::<Vec<_>>()
+    );
+    assert!(windowed.len() > 30, "{} windows", windowed.len());
+}

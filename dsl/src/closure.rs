@@ -94,6 +94,32 @@ pub fn annotate(f: &Expr, ty: &Type) -> TokenStream {
 /// which the key can be borrowed from. Only a plain parameter name and a chain of named
 /// fields (or tuple indices) on it qualify, so the borrow has the field's own type.
 pub fn cloned_field(e: &Expr) -> Option<(Pat, Expr)> {
+    cloned_by(e, &["clone", "to_owned"])
+}
+
+/// [`cloned_field`] for `.clone()` only (and through a return type that [`with_output`]
+/// added): the field is then the value, a reference to it or a pointer to it, so
+/// `&field` coerces to a reference to the value.
+pub fn cloned_field_strict(e: &Expr) -> Option<(Pat, Expr)> {
+    cloned_by(&without_output(e), &["clone"])
+}
+
+/// `|e| -> T { body }` as `|e| body`, where the block holds just that expression.
+fn without_output(e: &Expr) -> Expr {
+    if let Expr::Closure(c) = e {
+        if let Expr::Block(b) = &*c.body {
+            if let [syn::Stmt::Expr(body, None)] = b.block.stmts.as_slice() {
+                let mut c = c.clone();
+                c.output = ReturnType::Default;
+                c.body = Box::new(body.clone());
+                return Expr::Closure(c);
+            }
+        }
+    }
+    e.clone()
+}
+
+fn cloned_by(e: &Expr, methods: &[&str]) -> Option<(Pat, Expr)> {
     let Expr::Closure(c) = e else { return None };
     if c.inputs.len() != 1 || !matches!(c.output, ReturnType::Default) {
         return None;
@@ -111,10 +137,7 @@ pub fn cloned_field(e: &Expr) -> Option<(Pat, Expr)> {
         _ => return None,
     };
     let method = call.method.to_string();
-    if !call.args.is_empty()
-        || call.turbofish.is_some()
-        || !["clone", "to_owned"].contains(&method.as_str())
-    {
+    if !call.args.is_empty() || call.turbofish.is_some() || !methods.contains(&method.as_str()) {
         return None;
     }
     let mut recv = &*call.receiver;

@@ -74,6 +74,30 @@ pub fn add<A: Aggregate>(acc: &mut A::Acc, value: A::Input) {
     A::default().add(acc, value)
 }
 
+/// An aggregate that can fold a borrowed value and clone it only if it keeps it (`min`
+/// and `max`: most values are not a new extreme).
+pub trait AddRef: Aggregate {
+    /// [`Aggregate::add`] of a clone of `value`, cloning only what is kept.
+    fn add_ref(&self, acc: &mut Self::Acc, value: &Self::Input);
+}
+
+/// Folds a borrowed `value` into `acc` with aggregate `A` (see [`add`]): `pipeline!` calls
+/// this for `min(|e| e.field.clone())` and `max(..)` of the same form, so a `String`
+/// column is cloned only when it holds a new extreme, into the buffer it replaces.
+///
+/// ```
+/// use simplestream_runtime::aggregate::{self, Max};
+/// let mut acc = None;
+/// for name in ["ann", "zoe", "bob"].map(String::from) {
+///     aggregate::add_ref::<Max<String>>(&mut acc, &name);
+/// }
+/// assert_eq!(aggregate::output::<Max<String>>(&acc), "zoe");
+/// ```
+#[inline(always)]
+pub fn add_ref<A: AddRef>(acc: &mut A::Acc, value: &A::Input) {
+    A::default().add_ref(acc, value)
+}
+
 /// Folds the accumulator `other` into `acc` with aggregate `A` (see [`add`]).
 #[inline]
 pub fn merge<A: Aggregate>(acc: &mut A::Acc, other: &A::Acc) {
@@ -198,6 +222,16 @@ impl<T> Default for Min<T> {
         Min(PhantomData)
     }
 }
+impl<T: Ordered> AddRef for Min<T> {
+    #[inline]
+    fn add_ref(&self, acc: &mut Option<T>, v: &T) {
+        match acc {
+            Some(a) if *v < *a => a.clone_from(v),
+            Some(_) => {}
+            None => *acc = Some(v.clone()),
+        }
+    }
+}
 impl<T: Ordered> Aggregate for Min<T> {
     type Input = T;
     type Acc = Option<T>;
@@ -224,6 +258,16 @@ pub struct Max<T>(PhantomData<T>);
 impl<T> Default for Max<T> {
     fn default() -> Self {
         Max(PhantomData)
+    }
+}
+impl<T: Ordered> AddRef for Max<T> {
+    #[inline]
+    fn add_ref(&self, acc: &mut Option<T>, v: &T) {
+        match acc {
+            Some(a) if *v > *a => a.clone_from(v),
+            Some(_) => {}
+            None => *acc = Some(v.clone()),
+        }
     }
 }
 impl<T: Ordered> Aggregate for Max<T> {

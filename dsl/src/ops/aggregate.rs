@@ -390,10 +390,32 @@ impl Aggregation {
         }
     }
 
-    /// `aggregate::add::<Sum<f64>>(&mut __acc.amount, value)`, one per column.
+    /// `aggregate::add::<Sum<f64>>(&mut __acc.amount, value)`, one per column; a min or
+    /// max of a cloned field borrows it (`add_ref`, a clone only for a new extreme).
     fn adds(&self, rt: &TokenStream) -> TokenStream {
-        let values: Vec<TokenStream> = self.columns.iter().map(|c| self.value(c)).collect();
-        self.adds_of(rt, &values)
+        let adds = self.columns.iter().map(|c| {
+            let (col, agg) = (&c.name, &c.agg_ty);
+            match self.borrowed_value(c) {
+                Some(v) => quote_spanned!(c.name.span()=> #rt::aggregate::add_ref::<#agg>(&mut __acc.#col, #v);),
+                None => {
+                    let v = self.value(c);
+                    quote_spanned!(c.name.span()=> #rt::aggregate::add::<#agg>(&mut __acc.#col, #v);)
+                }
+            }
+        });
+        quote!(#(#adds)*)
+    }
+
+    /// For `min(|e| e.f.clone())` or `max(..)`: a reference to `e.f` of the event `__v`.
+    fn borrowed_value(&self, c: &Column) -> Option<TokenStream> {
+        if !matches!(c.func, "min" | "max") {
+            return None;
+        }
+        let (p, field) = closure::cloned_field_strict(c.value.as_ref()?)?;
+        let ty = &self.event_ty;
+        // Spanned at the field: a field of another type is reported there.
+        let field = quote_spanned!(field.span()=> &#field);
+        Some(quote!({ let #p: &#ty = __v; #field }))
     }
 
     /// The adds of `values`, one per column.
@@ -618,8 +640,20 @@ impl Stateful for Aggregation {
                     quote!(__acc.#col += __pairs;)
                 }
                 ("min" | "max", Some(v)) => {
-                    let (side, f) = pair_fold::one_side(v, pairs)?;
-                    let add = quote!(#rt::aggregate::add::<#agg>(&mut __acc.#col, #f(__e)););
+                    let (side, add) = match pair_fold::one_side_field(v, pairs) {
+                        // A cloned field is borrowed: cloned only for a new extreme.
+                        Some((side, field)) => (
+                            side,
+                            quote!(#rt::aggregate::add_ref::<#agg>(&mut __acc.#col, #field);),
+                        ),
+                        None => {
+                            let (side, f) = pair_fold::one_side(v, pairs)?;
+                            (
+                                side,
+                                quote!(#rt::aggregate::add::<#agg>(&mut __acc.#col, #f(__e));),
+                            )
+                        }
+                    };
                     sides[side].push(add.clone());
                     let events = [quote!(__left), quote!(__right)][side].clone();
                     quote!(for __e in #events.iter() { #add })

@@ -156,6 +156,21 @@ pub fn one_side(f: &Expr, pairs: &Pairs) -> Option<(usize, TokenStream)> {
     Some((side, quote!((|#arg: &#ty| #output #body))))
 }
 
+/// For `|j| j.<side>.f.clone()`: that side and a reference to `f` of its event `__e`
+/// (`{ let __side: &L = __e; &(*__side).f }`), for a min or max that clones only a new
+/// extreme. None for anything else.
+pub fn one_side_field(f: &Expr, pairs: &Pairs) -> Option<(usize, TokenStream)> {
+    let (p, field) = crate::closure::cloned_field_strict(f)?;
+    let Pat::Ident(p) = p else { return None };
+    let names = [&pairs.sides[0].0, &pairs.sides[1].0];
+    let mut side = None;
+    let field = rewrite(field.to_token_stream(), &p.ident, names, &mut side)?;
+    let side = side?;
+    let ty = pairs.sides[side].1;
+    let arg = Ident::new("__side", Span::call_site());
+    Some((side, quote!({ let #arg: &#ty = __e; &#field })))
+}
+
 /// `tokens` with each `p . <side>` replaced by `(*__side)`; `side` records which side, and
 /// must be the same everywhere. None if `p` appears otherwise, or the tokens bind or
 /// call a macro.
