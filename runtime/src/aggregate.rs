@@ -360,4 +360,40 @@ mod tests {
         }
         assert_ne!(a, b, "why float sums are order-sensitive");
     }
+
+    /// A name that counts its clones.
+    #[derive(Default, PartialEq, PartialOrd, serde::Serialize, serde::Deserialize)]
+    struct Name(String);
+    thread_local!(static CLONES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) });
+    impl Clone for Name {
+        fn clone(&self) -> Self {
+            CLONES.with(|c| c.set(c.get() + 1));
+            Name(self.0.clone())
+        }
+    }
+    impl Checkpointable for Name {
+        const LAYOUT: u64 = 1;
+    }
+
+    #[test]
+    fn add_ref_clones_only_a_new_extreme_and_agrees_with_add() {
+        let names: Vec<Name> = ["m", "c", "x", "a", "x", "b", "z", "a"]
+            .map(|s| Name(s.into()))
+            .into();
+        let (mut max, mut min) = (None, None);
+        CLONES.with(|c| c.set(0));
+        for n in &names {
+            add_ref::<Max<Name>>(&mut max, n);
+            add_ref::<Min<Name>>(&mut min, n);
+        }
+        // max: m, x, z; min: m, c, a (the second "x" and "a" are not new extremes).
+        assert_eq!(CLONES.with(|c| c.get()), 6);
+        let (mut max_owned, mut min_owned) = (None, None);
+        for n in &names {
+            add::<Max<Name>>(&mut max_owned, n.clone());
+            add::<Min<Name>>(&mut min_owned, n.clone());
+        }
+        assert!(max == max_owned && min == min_owned);
+        assert_eq!((max.unwrap().0, min.unwrap().0), ("z".into(), "a".into()));
+    }
 }
