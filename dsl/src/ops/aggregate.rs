@@ -375,6 +375,12 @@ fn not_numeric(t: &Type) -> bool {
     }
 }
 
+/// `aggregate::<how>::<Agg>(&mut __acc.<column>, value);` (`how`: `add` or `add_ref`).
+fn add_stmt(rt: &TokenStream, c: &Column, how: TokenStream, value: &TokenStream) -> TokenStream {
+    let (col, agg) = (&c.name, &c.agg_ty);
+    quote_spanned!(c.name.span()=> #rt::aggregate::#how::<#agg>(&mut __acc.#col, #value);)
+}
+
 impl Aggregation {
     fn key(&self) -> Option<&Key> {
         match &self.grouping {
@@ -393,15 +399,9 @@ impl Aggregation {
     /// `aggregate::add::<Sum<f64>>(&mut __acc.amount, value)`, one per column; a min or
     /// max of a cloned field borrows it (`add_ref`, a clone only for a new extreme).
     fn adds(&self, rt: &TokenStream) -> TokenStream {
-        let adds = self.columns.iter().map(|c| {
-            let (col, agg) = (&c.name, &c.agg_ty);
-            match self.borrowed_value(c) {
-                Some(v) => quote_spanned!(c.name.span()=> #rt::aggregate::add_ref::<#agg>(&mut __acc.#col, #v);),
-                None => {
-                    let v = self.value(c);
-                    quote_spanned!(c.name.span()=> #rt::aggregate::add::<#agg>(&mut __acc.#col, #v);)
-                }
-            }
+        let adds = self.columns.iter().map(|c| match self.borrowed_value(c) {
+            Some(v) => add_stmt(rt, c, quote!(add_ref), &v),
+            None => add_stmt(rt, c, quote!(add), &self.value(c)),
         });
         quote!(#(#adds)*)
     }
@@ -420,10 +420,7 @@ impl Aggregation {
 
     /// The adds of `values`, one per column.
     fn adds_of(&self, rt: &TokenStream, values: &[TokenStream]) -> TokenStream {
-        let adds = self.columns.iter().zip(values).map(|(c, value)| {
-            let (col, agg) = (&c.name, &c.agg_ty);
-            quote_spanned!(c.name.span()=> #rt::aggregate::add::<#agg>(&mut __acc.#col, #value);)
-        });
+        let adds = (self.columns.iter().zip(values)).map(|(c, v)| add_stmt(rt, c, quote!(add), v));
         quote!(#(#adds)*)
     }
 
