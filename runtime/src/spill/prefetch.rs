@@ -77,16 +77,16 @@ where
             owned.push(Some(key));
         }
         let key_at = |i: usize| &bytes[spans[i].0..spans[i].1];
-        // Stable: of equal keys the earliest event's comes first, and stays.
+        // Of equal keys the earliest event's comes first, and stays.
         let mut order: Vec<usize> = (0..owned.len()).collect();
-        order.sort_by(|&a, &b| compare(key_at(a), key_at(b)));
+        order.sort_unstable_by(|&a, &b| compare(key_at(a), key_at(b)).then(a.cmp(&b)));
         order.dedup_by(|a, b| key_at(*a) == key_at(*b));
         let fit = self.room_for(order.len())?;
         if fit < order.len() {
             // The keys of the earliest events.
             order.sort_unstable();
             order.truncate(fit);
-            order.sort_by(|&a, &b| compare(key_at(a), key_at(b)));
+            order.sort_unstable_by(|&a, &b| compare(key_at(a), key_at(b)));
         }
         let Some(tier) = self.disk.as_mut().and_then(|d| d.tier.as_mut()) else {
             return Ok(());

@@ -20,9 +20,11 @@ use super::key_order::{compare, prefix};
 /// blocks copy less per lookup but need more first keys in memory, charged to the budget
 /// (at 1 KiB they crowd out as many entries of the hash table as they save copying).
 const BLOCK: u64 = 2048;
-/// A batch lookup reads blocks at most this many apart in one read (the blocks between
-/// read for nothing): a read's fixed cost is some 1 µs, a block's copy a fraction.
-const GAP: usize = 2;
+/// A batch lookup reads blocks at most this many apart in one read: adjacent ones. A
+/// block between would be copied for nothing; at 4k keys against a run of 8k blocks
+/// (the bench's `exceeds`) that is a quarter more bytes for a third fewer reads, and the
+/// kernel's copy costs more than the syscall.
+const GAP: usize = 1;
 /// Bytes of one read of a batch lookup at most.
 const SPAN: u64 = 64 << 10;
 const HEAD: usize = 16;
