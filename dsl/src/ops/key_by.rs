@@ -142,6 +142,23 @@ impl Key {
         )
     }
 
+    /// `state.prefetch(..)` of the keys of `events` (a slice of `event`s): borrowed from
+    /// the events when the closure only clones a field, else computed into a vector.
+    pub fn prefetch(&self, event: &Type, state: &TokenStream) -> TokenStream {
+        match &self.by_ref {
+            Some((pat, field)) => quote! {
+                #state.prefetch(events.iter().map(|__v| { let #pat: &#event = __v; &(#field) }));
+            },
+            None => {
+                let k = self.compute(event);
+                quote! {
+                    let __keys: ::std::vec::Vec<_> = events.iter().map(|__v| { #k __k }).collect();
+                    #state.prefetch(__keys.iter());
+                }
+            }
+        }
+    }
+
     /// The owned key for a row, after [`compute_ref`](Self::compute_ref).
     pub fn owned(&self) -> TokenStream {
         match &self.by_ref {

@@ -710,6 +710,20 @@ impl ::simplestream::__rt::Pipeline for Orders {
             ),
         )
     }
+    fn prefetch(&mut self, events: &[Order]) {
+        if self.customer_stats.state.spilled() {
+            self.customer_stats
+                .state
+                .prefetch(
+                    events
+                        .iter()
+                        .map(|__v| {
+                            let o: &Order = __v;
+                            &(o.customer)
+                        }),
+                );
+        }
+    }
     fn advance_watermark<C: ::simplestream::__rt::Collector<Self::Output>>(
         &mut self,
         watermark: i64,
