@@ -39,6 +39,10 @@ pub(crate) struct Record {
     pub(crate) value: Option<Vec<u8>>,
 }
 
+/// What a batch lookup does with a key found: its index, stamp and value (`None`:
+/// removed).
+pub(crate) type Hit<'a> = dyn FnMut(usize, u64, Option<&[u8]>) -> Result<(), String> + 'a;
+
 /// A key's stamp and value in a run (`None`: removed).
 #[cfg(test)]
 pub(crate) type Stored = (u64, Option<Vec<u8>>);
@@ -234,7 +238,7 @@ impl Run {
         keys: &[&[u8]],
         hashes: &[u64],
         open: &[usize],
-        hit: &mut dyn FnMut(usize, u64, Option<&[u8]>) -> Result<(), String>,
+        hit: &mut Hit<'_>,
         missed: &mut Vec<usize>,
     ) -> Result<(), String> {
         // (block, key index) in block order: the keys are sorted.
