@@ -146,9 +146,12 @@ impl Key {
     /// the events when the closure only clones a field, else computed into a vector.
     pub fn prefetch(&self, event: &Type, state: &TokenStream) -> TokenStream {
         match &self.by_ref {
-            Some((pat, field)) => quote! {
-                #state.prefetch(events.iter().map(|__v| { let #pat: &#event = __v; &(#field) }));
-            },
+            // The borrow typed as in the push method: a wrong key type is the same error
+            // at the same place, reported once.
+            Some(_) => {
+                let kr = self.compute_ref(event);
+                quote!(#state.prefetch(events.iter().map(|__v| { #kr __kr }));)
+            }
             None => {
                 let k = self.compute(event);
                 quote! {

@@ -718,8 +718,11 @@ impl ::simplestream::__rt::Pipeline for Orders {
                     events
                         .iter()
                         .map(|__v| {
-                            let o: &Order = __v;
-                            &(o.customer)
+                            let __kr: &String = {
+                                let o: &Order = __v;
+                                &(o.customer)
+                            };
+                            __kr
                         }),
                 );
         }
