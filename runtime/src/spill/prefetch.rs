@@ -13,6 +13,15 @@ use super::key_order::compare;
 use super::{decode, failed, SpillState, Tier};
 use crate::state::Probe;
 
+/// The keys of a batch not in memory, in event order: owned (to insert) and encoded (to
+/// find, `bytes[spans[i].0..spans[i].1]`); `order`: the distinct ones, sorted.
+struct Wanted<K> {
+    owned: Vec<Option<K>>,
+    bytes: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+    order: Vec<usize>,
+}
+
 impl<K, V, B> SpillState<K, V, B>
 where
     K: Hash + Eq + Clone + Serialize + DeserializeOwned,
@@ -64,24 +73,22 @@ where
         I: IntoIterator<Item = &'a Q>,
         Q: Probe<K> + ?Sized + 'a,
     {
-        // The keys not in memory, in event order: owned (to insert) and encoded (to find).
-        let (mut owned, mut bytes, mut spans) = (Vec::new(), Vec::new(), Vec::new());
-        for k in keys {
-            if self.mem.contains(k) {
-                continue;
-            }
-            let key = k.to_key();
-            let start = bytes.len();
-            bytes = postcard::to_extend(&key, bytes).map_err(|e| e.to_string())?;
-            spans.push((start, bytes.len()));
-            owned.push(Some(key));
+        let keys: Vec<&Q> = keys.into_iter().collect();
+        let mut w = self.wanted(&keys)?;
+        let len = self.mem.len();
+        let mut fit = self.room_for(w.order.len())?;
+        if self.mem.len() < len {
+            // The eviction may have taken keys of the batch that were in memory.
+            w = self.wanted(&keys)?;
+            fit = self.room().min(w.order.len());
         }
+        let Wanted {
+            mut owned,
+            bytes,
+            spans,
+            mut order,
+        } = w;
         let key_at = |i: usize| &bytes[spans[i].0..spans[i].1];
-        // Of equal keys the earliest event's comes first, and stays.
-        let mut order: Vec<usize> = (0..owned.len()).collect();
-        order.sort_unstable_by(|&a, &b| compare(key_at(a), key_at(b)).then(a.cmp(&b)));
-        order.dedup_by(|a, b| key_at(*a) == key_at(*b));
-        let fit = self.room_for(order.len())?;
         if fit < order.len() {
             // The keys of the earliest events.
             order.sort_unstable();
@@ -104,15 +111,45 @@ where
         Ok(())
     }
 
+    /// Those of `keys` not in memory.
+    fn wanted<Q: Probe<K> + ?Sized>(&self, keys: &[&Q]) -> Result<Wanted<K>, String> {
+        let (mut owned, mut bytes, mut spans) = (Vec::new(), Vec::new(), Vec::new());
+        for &k in keys {
+            if self.mem.contains(k) {
+                continue;
+            }
+            let key = k.to_key();
+            let start = bytes.len();
+            bytes = postcard::to_extend(&key, bytes).map_err(|e| e.to_string())?;
+            spans.push((start, bytes.len()));
+            owned.push(Some(key));
+        }
+        let key_at = |i: usize| &bytes[spans[i].0..spans[i].1];
+        // Of equal keys the earliest event's comes first, and stays.
+        let mut order: Vec<usize> = (0..owned.len()).collect();
+        order.sort_unstable_by(|&a, &b| compare(key_at(a), key_at(b)).then(a.cmp(&b)));
+        order.dedup_by(|a, b| key_at(*a) == key_at(*b));
+        Ok(Wanted {
+            owned,
+            bytes,
+            spans,
+            order,
+        })
+    }
+
     /// How many of `want` new keys memory can take, after evicting (as
     /// [`make_room`](Self::make_room) does, a quarter of the entries at least, half at
-    /// most) if it cannot take them all.
+    /// most) if it cannot take them all. Evictions leave tombstones that use up the
+    /// table's free slots, so it evicts enough that the batch fits below the size where
+    /// the table is rehashed in place instead of grown.
     fn room_for(&mut self, want: usize) -> Result<usize, String> {
         let mut fit = self.room();
         let len = self.mem.len();
         let broken = self.disk.as_ref().is_none_or(|d| d.broken);
         if fit < want && len >= 4 && !broken {
-            self.evict((want - fit).clamp(len / 4, len / 2))?;
+            let in_place = self.mem.in_place_limit().saturating_sub(1);
+            let n = (want - fit).max((len + want).saturating_sub(in_place));
+            self.evict(n.clamp(len / 4, len / 2))?;
             fit = self.room();
         }
         Ok(fit.min(want))
