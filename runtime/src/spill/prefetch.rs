@@ -139,17 +139,13 @@ where
 
     /// How many of `want` new keys memory can take, after evicting (as
     /// [`make_room`](Self::make_room) does, a quarter of the entries at least, half at
-    /// most) if it cannot take them all. Evictions leave tombstones that use up the
-    /// table's free slots, so it evicts enough that the batch fits below the size where
-    /// the table is rehashed in place instead of grown.
+    /// most) if it cannot take them all.
     fn room_for(&mut self, want: usize) -> Result<usize, String> {
         let mut fit = self.room();
         let len = self.mem.len();
         let broken = self.disk.as_ref().is_none_or(|d| d.broken);
         if fit < want && len >= 4 && !broken {
-            let in_place = self.mem.in_place_limit().saturating_sub(1);
-            let n = (want - fit).max((len + want).saturating_sub(in_place));
-            self.evict(n.clamp(len / 4, len / 2))?;
+            self.evict((want - fit).clamp(len / 4, len / 2))?;
             fit = self.room();
         }
         Ok(fit.min(want))
