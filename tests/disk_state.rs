@@ -377,6 +377,76 @@ mod watched {
     }
 }
 
+/// Tests of this binary that set the process's state backend run one at a time.
+static BACKEND: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `Pipeline::prefetch` before each batch of events, with most customers on disk, changes
+/// no output and no state: they are those of the events processed alone by the memory
+/// backend. The prefetch reaches the state (keys leave the disk before their events).
+#[test]
+fn prefetching_batches_of_events_changes_no_output_and_no_state() {
+    use simplestream::spill::{self, DiskConfig, StateBackend};
+    use simplestream::Pipeline;
+    use simplestream_examples::orders::{Order, Orders};
+
+    let _one = BACKEND.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let events: Vec<Order> = (0..40_000u64)
+        .map(|i| Order {
+            customer: format!("C{:05}", i * 7919 % 5_000),
+            amount: (i % 13) as f64 + 0.5,
+            ts: 1_000 * i as i64,
+        })
+        .collect();
+    spill::set_state_backend(StateBackend::Memory).unwrap();
+    let (mut reference, mut want) = (Orders::new(), Vec::new());
+    for e in &events {
+        reference.process_ref(e, &mut want);
+    }
+    reference.finish(&mut want);
+    // Batches of 25 (room for them in memory, mostly), and of 1000 (cut to what fits).
+    for (n, size) in [25, 1_000].into_iter().enumerate() {
+        spill::set_state_backend(StateBackend::Disk(DiskConfig {
+            dir: tmp.path().join(format!("state{n}")),
+            memory: 64 << 10,
+        }))
+        .unwrap();
+        let (mut p, mut got) = (Orders::new(), Vec::new());
+        // Batches whose prefetch took keys off the disk. Memory is kept full, so a
+        // prefetch mostly evicts as many entries as it brings in and this shows only
+        // where it evicted fewer; `spill::tests` checks where the keys went.
+        let mut took = 0;
+        for batch in events.chunks(size) {
+            let on_disk = p.customer_stats.state.on_disk();
+            p.prefetch(batch);
+            took += usize::from(p.customer_stats.state.on_disk() < on_disk);
+            for e in batch {
+                p.process_ref(e, &mut got);
+            }
+        }
+        p.finish(&mut got);
+        let on_disk = p.customer_stats.state.on_disk();
+        let stats = p.stage_json("customer_stats");
+        drop(p);
+        spill::set_state_backend(StateBackend::Memory).unwrap();
+        assert!(on_disk > 2_500, "{on_disk} of 5000 customers on disk");
+        if size == 25 {
+            assert!(took > 0, "no prefetch took keys off the disk");
+        }
+        assert_eq!(
+            stats,
+            reference.stage_json("customer_stats"),
+            "batches of {size}"
+        );
+        assert_eq!(got.len(), want.len());
+        assert_eq!(
+            serde_json::to_string(&got).unwrap(),
+            serde_json::to_string(&want).unwrap(),
+            "batches of {size}"
+        );
+    }
+}
+
 /// With the disk backend, background checkpoints (as the runner takes them) stream
 /// their bytes: each delta and whole checkpoint goes into the store through a stream,
 /// none is read back whole (retention checks a streamed one a chunk at a time), and the
@@ -390,6 +460,7 @@ fn checkpoints_of_a_spilled_state_are_streamed_and_never_read_back_whole() {
     use simplestream::{Codec, Coordinator, CoordinatorConfig, Pipeline};
     use simplestream_examples::orders::{Order, Orders};
 
+    let _one = BACKEND.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     let order = |i: u64| Order {

@@ -92,14 +92,24 @@ fn disk(scratch: &Path, budget_mib: usize) -> StateBackend {
     })
 }
 
-/// One run over `events`: the elapsed time, the keys on disk and a digest of the state
-/// (keys, total count, total amount in cents).
+/// Events per `Pipeline::prefetch` call. Of 1k, 4k, 16k and 64k, 4k took the least CPU
+/// in `exceeds` (they were within 15 %): large enough that a run's blocks are read
+/// together, small against the ~35k entries memory holds at 16 MiB, so a batch is rarely
+/// cut and little of it is evicted again before its events come.
+const BATCH: usize = 4096;
+
+/// One run over `events`, in batches each prefetched first (both backends: the memory
+/// backend's prefetch does nothing, and pays for that): the elapsed time, the keys on
+/// disk and a digest of the state (keys, total count, total amount in cents).
 fn run(events: &[SEv]) -> (Duration, u64, (usize, u64, i64)) {
-    let owned = crate::owned_copy(events);
+    let batches: Vec<Vec<SEv>> = events.chunks(BATCH).map(crate::owned_copy).collect();
     let t = Instant::now();
     let mut p = CountByStringKeyP::new();
-    for e in owned {
-        p.process(e, &mut Discard);
+    for batch in batches {
+        p.prefetch(&batch);
+        for e in batch {
+            p.process(e, &mut Discard);
+        }
     }
     let el = t.elapsed();
     let s = &p.per_key.state;

@@ -188,6 +188,35 @@ pub trait Pipeline: Sized {
     {
         self.process(event.clone(), out)
     }
+    /// Tells the pipeline the events it is about to [`process`](Self::process), in order,
+    /// so that state on disk (the disk backend) is read for all of them in one pass
+    /// instead of one lookup per event. It changes no state a checkpoint or an output
+    /// can see: processing the events after it gives what processing them alone gives.
+    /// `pipeline!` implements it for the running aggregates (`key_by(..).aggregate(..)`
+    /// without a window) that read a pipeline's only source directly; other stages,
+    /// whose state stays in memory, and the memory backend do nothing. The default does
+    /// nothing.
+    ///
+    /// ```
+    /// # use simplestream_runtime::{Collector, Pipeline};
+    /// fn run_in_batches<P: Pipeline, C: Collector<P::Output>>(
+    ///     p: &mut P,
+    ///     events: Vec<P::Event>,
+    ///     out: &mut C,
+    /// ) {
+    ///     let mut events = events.into_iter().peekable();
+    ///     while events.peek().is_some() {
+    ///         let batch: Vec<P::Event> = events.by_ref().take(4096).collect();
+    ///         p.prefetch(&batch);
+    ///         for e in batch {
+    ///             p.process(e, out);
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    fn prefetch(&mut self, events: &[Self::Event]) {
+        let _ = events;
+    }
     /// Moves the watermark (the source calls this itself; use it for idle sources).
     fn advance_watermark<C: Collector<Self::Output>>(&mut self, watermark: i64, out: &mut C);
     /// The event time of `event` in ms, as the source's `event_time` closure computes it

@@ -260,6 +260,26 @@ fn pipeline_methods(cx: &Cx, parts: &[Parts]) -> TokenStream {
     }
 }
 
+/// `Pipeline::prefetch`, for the stages whose state can be on disk that read the only
+/// source directly (their key closures take its events); none: the trait's no-op.
+fn prefetch_method(cx: &Cx, event_ty: &TokenStream) -> Option<TokenStream> {
+    let [src] = cx.plan.sources.as_slice() else {
+        return None;
+    };
+    let stages: Vec<TokenStream> = (cx.plan.stages.iter())
+        .filter(|s| s.input == src.name && s.pre.is_empty())
+        .filter_map(|s| s.stateful.as_ref()?.prefetch(s))
+        .collect();
+    if stages.is_empty() {
+        return None;
+    }
+    Some(quote! {
+        fn prefetch(&mut self, events: &[#event_ty]) {
+            #(#stages)*
+        }
+    })
+}
+
 /// `impl Pipeline`.
 fn pipeline_impl(cx: &Cx, parts: &[Parts], source_text: &str) -> TokenStream {
     let plan = cx.plan;
@@ -294,6 +314,7 @@ fn pipeline_impl(cx: &Cx, parts: &[Parts], source_text: &str) -> TokenStream {
     let checkpoint = checkpoint_methods(cx, parts);
     let deltas = delta_methods(cx, parts);
     let upgrades = upgrade_items(cx);
+    let prefetch = prefetch_method(cx, &event_ty);
     let pname = name.to_string();
     quote! {
         impl #rt::Pipeline for #name {
@@ -335,6 +356,8 @@ fn pipeline_impl(cx: &Cx, parts: &[Parts], source_text: &str) -> TokenStream {
             fn event_time(event: &#event_ty) -> ::core::option::Option<i64> {
                 #event_time
             }
+
+            #prefetch
 
             fn advance_watermark<C: #rt::Collector<Self::Output>>(&mut self, watermark: i64, out: &mut C) {
                 if watermark > self.__clock.watermark {

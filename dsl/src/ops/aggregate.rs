@@ -606,6 +606,19 @@ impl Stateful for Aggregation {
         }
     }
 
+    fn prefetch(&self, s: &StagePlan) -> Option<TokenStream> {
+        let Grouping::Key(k) = &self.grouping else {
+            return None;
+        };
+        let f = &s.name;
+        let prefetch = k.prefetch(&self.event_ty, &quote!(self.#f.state));
+        Some(quote! {
+            if self.#f.state.spilled() {
+                #prefetch
+            }
+        })
+    }
+
     fn takes_owned_key(&self) -> bool {
         let Grouping::KeyWindow(k, w) = &self.grouping else {
             return false;

@@ -107,6 +107,13 @@ pub trait Stateful {
     fn items(&self, s: &StagePlan, cx: &Cx) -> StageItems;
     /// Its methods and watermark handling; `tail` sends a result (`__v`) on.
     fn code(&self, s: &StagePlan, cx: &Cx, tail: TokenStream) -> StageCode;
+    /// Statements bringing the state the events of the slice `events` (of the stage's
+    /// input type) will touch into memory at once (`SpillState::prefetch`), if its state
+    /// can be on disk.
+    fn prefetch(&self, s: &StagePlan) -> Option<TokenStream> {
+        let _ = s;
+        None
+    }
     /// If it may receive the closed windows of an upstream with `lateness` in hash order:
     /// the aggregates whose `ORDER_INSENSITIVE` must all hold for that.
     fn unsorted_input(&self, lateness: i64) -> Option<Vec<TokenStream>> {

@@ -710,6 +710,23 @@ impl ::simplestream::__rt::Pipeline for Orders {
             ),
         )
     }
+    fn prefetch(&mut self, events: &[Order]) {
+        if self.customer_stats.state.spilled() {
+            self.customer_stats
+                .state
+                .prefetch(
+                    events
+                        .iter()
+                        .map(|__v| {
+                            let __kr: &String = {
+                                let o: &Order = __v;
+                                &(o.customer)
+                            };
+                            __kr
+                        }),
+                );
+        }
+    }
     fn advance_watermark<C: ::simplestream::__rt::Collector<Self::Output>>(
         &mut self,
         watermark: i64,

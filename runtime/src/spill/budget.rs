@@ -49,6 +49,12 @@ impl Budget {
         USED.load(Ordering::Relaxed) > self.limit
     }
 
+    /// Bytes this state could hold beyond `bytes` before the process is over its budget.
+    pub(crate) fn room(&self, bytes: usize) -> usize {
+        let others = USED.load(Ordering::Relaxed).saturating_sub(self.charged);
+        self.limit.saturating_sub(others + bytes)
+    }
+
     /// Learns the heap bytes per entry from `n` evicted entries of `encoded` bytes: a
     /// heap allocation holds about its encoded bytes plus a header and rounding.
     pub(crate) fn measured(&mut self, n: usize, encoded: usize) {

@@ -25,6 +25,7 @@ mod key_order;
 mod marks;
 #[cfg(feature = "disk")]
 mod merge;
+mod prefetch;
 #[cfg(feature = "disk")]
 mod run;
 mod scratch;

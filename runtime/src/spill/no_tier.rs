@@ -32,6 +32,13 @@ impl Tier {
     ) -> Result<Option<R>, TierError> {
         match *self {}
     }
+    pub(crate) fn take_sorted(
+        &mut self,
+        _: &[&[u8]],
+        _: impl FnMut(usize, u64, &[u8]) -> Result<(), TierError>,
+    ) -> Result<(), TierError> {
+        match *self {}
+    }
     pub(crate) fn forget(&mut self, _: Vec<u8>) {
         match *self {}
     }

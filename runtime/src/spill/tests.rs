@@ -104,6 +104,76 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// A state under test, the map it must equal, and the copy deltas are applied to.
+struct Case {
+    live: S,
+    model: BTreeMap<u16, u64>,
+    copy: S,
+    since: Version,
+    codec: Codec,
+}
+
+impl Case {
+    fn new(codec: Codec) -> Case {
+        let live = S::default();
+        Case {
+            copy: whole(&live, codec),
+            since: live.version(),
+            live,
+            model: BTreeMap::new(),
+            codec,
+        }
+    }
+
+    fn apply(&mut self, op: Op) -> Result<(), TestCaseError> {
+        let (live, model, codec) = (&mut self.live, &mut self.model, self.codec);
+        match op {
+            Op::Add(k, v) => {
+                *live.entry_ref(&k) += v;
+                *model.entry(k).or_default() += v;
+            }
+            Op::Insert(k, v) => {
+                prop_assert_eq!(live.insert(k, v), model.insert(k, v));
+            }
+            Op::Remove(k) => {
+                prop_assert_eq!(live.remove(&k), model.remove(&k));
+            }
+            Op::Delta => {
+                self.copy.apply_delta(delta(live, self.since, codec));
+                prop_assert_eq!(contents(&self.copy), model.clone());
+                self.since = live.version();
+            }
+            Op::Restore => {
+                *live = whole(live, codec);
+                self.copy = whole(live, codec);
+                self.since = live.version();
+            }
+        }
+        Ok(())
+    }
+
+    /// The state equals the map: entries, length, lookups, and a last delta.
+    fn check(mut self) -> Result<(), TestCaseError> {
+        let live = &self.live;
+        prop_assert_eq!(contents(live), self.model.clone());
+        prop_assert_eq!(live.len(), self.model.len());
+        for (k, v) in &self.model {
+            prop_assert_eq!(live.get(k).map(|v| *v), Some(*v));
+        }
+        self.copy.apply_delta(delta(live, self.since, self.codec));
+        prop_assert_eq!(contents(&self.copy), self.model);
+        Ok(())
+    }
+}
+
+fn codec(binary: bool) -> Codec {
+    if binary {
+        Codec::Binary
+    } else {
+        Codec::Json
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
     /// Random updates with a budget of a few dozen entries (most keys on disk): the state
@@ -114,44 +184,98 @@ proptest! {
         ops in prop::collection::vec(op(), 1..400),
         binary in any::<bool>(),
     ) {
-        let codec = if binary { Codec::Binary } else { Codec::Json };
         let _backend = DiskBackend::new(4096);
-        let mut model: BTreeMap<u16, u64> = BTreeMap::new();
-        let mut live = S::default();
-        let mut copy = whole(&live, codec);
-        let mut since = live.version();
+        let mut run = Case::new(codec(binary));
         for op in ops {
-            match op {
-                Op::Add(k, v) => {
-                    *live.entry_ref(&k) += v;
-                    *model.entry(k).or_default() += v;
-                }
-                Op::Insert(k, v) => {
-                    prop_assert_eq!(live.insert(k, v), model.insert(k, v));
-                }
-                Op::Remove(k) => {
-                    prop_assert_eq!(live.remove(&k), model.remove(&k));
-                }
-                Op::Delta => {
-                    copy.apply_delta(delta(&live, since, codec));
-                    prop_assert_eq!(contents(&copy), model.clone());
-                    since = live.version();
-                }
-                Op::Restore => {
-                    live = whole(&live, codec);
-                    copy = whole(&live, codec);
-                    since = live.version();
-                }
+            run.apply(op)?;
+        }
+        run.check()?;
+    }
+
+    /// The same with each batch of updates' keys prefetched first (budgets from a few
+    /// dozen entries to a few thousand, batches larger than memory included): the state,
+    /// its deltas and its checkpoints are those of the updates alone. Removed keys and
+    /// keys whose newest copy is in an older run are among those prefetched.
+    #[test]
+    fn prefetching_a_batch_changes_no_state(
+        batches in prop::collection::vec(prop::collection::vec(op(), 0..150), 1..10),
+        memory in prop_oneof![Just(4096usize), Just(16 << 10), Just(256 << 10)],
+        binary in any::<bool>(),
+    ) {
+        let _backend = DiskBackend::new(memory);
+        let mut run = Case::new(codec(binary));
+        for batch in batches {
+            let keys: Vec<u16> = batch
+                .iter()
+                .filter_map(|op| match op {
+                    Op::Add(k, _) | Op::Insert(k, _) | Op::Remove(k) => Some(*k),
+                    Op::Delta | Op::Restore => None,
+                })
+                .collect();
+            run.live.prefetch(keys.iter());
+            for op in batch {
+                run.apply(op)?;
             }
         }
-        prop_assert_eq!(contents(&live), model.clone());
-        prop_assert_eq!(live.len(), model.len());
-        for (k, v) in &model {
-            prop_assert_eq!(live.get(k).map(|v| *v), Some(*v));
-        }
-        copy.apply_delta(delta(&live, since, codec));
-        prop_assert_eq!(contents(&copy), model);
+        run.check()?;
     }
+}
+
+/// With most keys on disk, a prefetched batch's keys are in memory afterwards (up to
+/// what the budget allows): the batch's events then read nothing.
+#[test]
+fn a_prefetched_batch_is_in_memory() {
+    let _backend = DiskBackend::new(64 << 10);
+    let mut s = S::default();
+    for k in 0..4000u16 {
+        *s.entry_ref(&k) += 1;
+    }
+    assert!(s.on_disk() > 3000, "{} on disk", s.on_disk());
+    let batch: Vec<u16> = (0..4000u16).step_by(97).collect();
+    s.prefetch(batch.iter());
+    for k in &batch {
+        assert!(s.mem.contains(k), "{k} not brought in");
+    }
+    let on_disk = s.on_disk();
+    for k in &batch {
+        *s.entry_ref(k) += 1;
+    }
+    assert_eq!(s.on_disk(), on_disk, "no event of the batch read from disk");
+    for k in 0..4000u16 {
+        let want = if k % 97 == 0 { 2 } else { 1 };
+        assert_eq!(s.get(&k).as_deref(), Some(&want), "key {k}");
+    }
+}
+
+/// A batch larger than memory can hold is cut: memory stays within the budget.
+#[test]
+fn a_batch_larger_than_memory_is_cut() {
+    let memory = 1 << 20;
+    let _backend = DiskBackend::new(memory);
+    let mut s: SpillState<u64, u64> = SpillState::default();
+    for k in 0..50_000u64 {
+        *s.entry_ref(&k) += 1;
+    }
+    let before = s.in_memory();
+    let batch: Vec<u64> = (0..50_000).collect();
+    s.prefetch(batch.iter());
+    assert!(s.on_disk() > 25_000, "{} on disk", s.on_disk());
+    assert!(
+        s.in_memory() > before / 2,
+        "{} in memory, {before} before",
+        s.in_memory()
+    );
+    assert!(
+        s.mem.table_bytes() <= memory / 8 * 5,
+        "a table of {} B",
+        s.mem.table_bytes()
+    );
+    assert!(s.in_memory() < 25_000, "{} in memory", s.in_memory());
+    for k in &batch {
+        *s.entry_ref(k) += 1;
+    }
+    assert_eq!(s.len(), 50_000);
+    assert!(s.iter().all(|(_, v)| *v == 2));
 }
 
 #[test]

@@ -105,6 +105,12 @@ impl Tier {
         let Some((stamp, got)) = self.peek(key, |stamp, v| (stamp, f(stamp, v)))? else {
             return Ok(None);
         };
+        self.taken(key, stamp);
+        Ok(Some(got))
+    }
+
+    /// The copy of `key` stamped `stamp` went back into memory.
+    fn taken(&mut self, key: &[u8], stamp: u64) {
         self.live -= 1;
         // A mark of this copy may still be read by a delta.
         if stamp > self.pruned.max(self.looked_up) {
@@ -114,7 +120,47 @@ impl Tier {
                 self.superseded.clear();
             }
         }
-        Ok(Some(got))
+    }
+
+    /// [`take`](Self::take) of many keys in one pass over the runs: `f(i, stamp, value)`
+    /// for each of `keys` (sorted by [`compare`](super::key_order::compare), distinct, none
+    /// in memory) found on disk, which the caller puts into memory. Each run reads each
+    /// block its keys need once.
+    pub(crate) fn take_sorted(
+        &mut self,
+        keys: &[&[u8]],
+        mut f: impl FnMut(usize, u64, &[u8]) -> Result<(), TierError>,
+    ) -> Result<(), TierError> {
+        if self.live == 0 {
+            return Ok(());
+        }
+        let hashes: Vec<u64> = keys.iter().map(|k| bloom::hash(k)).collect();
+        let mut open: Vec<usize> = (0..keys.len())
+            .filter(|&i| self.pending.is_empty() || !self.pending.contains(keys[i]))
+            .collect();
+        let mut found = Vec::new();
+        // Newest run first: the first copy of a key found is its newest.
+        for run in self.runs.iter().rev() {
+            if open.is_empty() {
+                break;
+            }
+            let mut missed = Vec::with_capacity(open.len());
+            let mut hit = |i: usize, stamp, v: Option<&[u8]>| match v {
+                Some(v) => {
+                    found.push((i, stamp));
+                    f(i, stamp, v)
+                }
+                None => Ok(()),
+            };
+            run.get_sorted(keys, &hashes, &open, &mut hit, &mut missed)?;
+            // Key order again, for the next run's blocks.
+            missed.sort_unstable();
+            open = missed;
+        }
+        for (i, stamp) in found {
+            self.taken(keys[i], stamp);
+        }
+        Ok(())
     }
 
     /// `key` was removed from the state: its disk copy, if any, dies at the next batch.

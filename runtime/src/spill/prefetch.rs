@@ -1,0 +1,173 @@
+//! The keys of a batch of events brought into memory in one pass over the runs, before
+//! the events are processed: with most keys on disk, a lookup per event reads a block
+//! per event; sorted, the batch reads each block it needs once, and neighbouring blocks
+//! in one read.
+
+use std::hash::Hash;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+#[cfg(feature = "disk")]
+use super::key_order::compare;
+use super::{decode, failed, SpillState, Tier};
+use crate::state::Probe;
+
+/// The keys of a batch not in memory, in event order: owned (to insert) and encoded (to
+/// find, `bytes[spans[i].0..spans[i].1]`); `order`: the distinct ones, sorted.
+struct Wanted<K> {
+    owned: Vec<Option<K>>,
+    bytes: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+    order: Vec<usize>,
+}
+
+impl<K, V, B> SpillState<K, V, B>
+where
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned,
+    V: Clone + Serialize + DeserializeOwned,
+{
+    /// Brings those of `keys` (the keys of the events about to be processed) that are on
+    /// disk into memory in one pass, as the events' own lookups would one at a time:
+    /// the state is the same after the events either way. Keys new to the state are
+    /// left to their first event. Memory makes room for the batch first (evicting the
+    /// entries touched longest ago); a batch larger than the budget allows is cut, and
+    /// the rest of it is looked up per event. Nothing on disk (the memory backend, or a
+    /// state that fits): it returns at once.
+    ///
+    /// ```
+    /// use simplestream_runtime::spill::SpillState;
+    /// let mut s: SpillState<String, u64> = SpillState::default();
+    /// let batch = ["C1", "C2", "C1"];
+    /// s.prefetch(batch.iter().copied());
+    /// for k in batch {
+    ///     *s.entry_ref(k) += 1;
+    /// }
+    /// assert_eq!(s.get(&"C1".to_string()).as_deref(), Some(&2));
+    /// ```
+    #[inline]
+    pub fn prefetch<'a, Q, I>(&mut self, keys: I)
+    where
+        I: IntoIterator<Item = &'a Q>,
+        Q: Probe<K> + ?Sized + 'a,
+    {
+        if !self.spilled() {
+            return;
+        }
+        if let Err(e) = self.prefetch_cold(keys) {
+            _ = failed::<()>(&mut self.disk, e);
+        }
+    }
+
+    /// True when some keys are on disk: only then has [`prefetch`](Self::prefetch)
+    /// anything to do (a caller computing keys for it can skip that otherwise).
+    #[inline]
+    pub fn spilled(&self) -> bool {
+        self.on_disk() > 0
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn prefetch_cold<'a, Q, I>(&mut self, keys: I) -> Result<(), String>
+    where
+        I: IntoIterator<Item = &'a Q>,
+        Q: Probe<K> + ?Sized + 'a,
+    {
+        let keys: Vec<&Q> = keys.into_iter().collect();
+        let mut w = self.wanted(&keys)?;
+        let len = self.mem.len();
+        let mut fit = self.room_for(w.order.len())?;
+        if self.mem.len() < len {
+            // The eviction may have taken keys of the batch that were in memory.
+            w = self.wanted(&keys)?;
+            fit = self.room().min(w.order.len());
+        }
+        let Wanted {
+            mut owned,
+            bytes,
+            spans,
+            mut order,
+        } = w;
+        let key_at = |i: usize| &bytes[spans[i].0..spans[i].1];
+        if fit < order.len() {
+            // The keys of the earliest events.
+            order.sort_unstable();
+            order.truncate(fit);
+            order.sort_unstable_by(|&a, &b| compare(key_at(a), key_at(b)));
+        }
+        let Some(tier) = self.disk.as_mut().and_then(|d| d.tier.as_mut()) else {
+            return Ok(());
+        };
+        let sorted: Vec<&[u8]> = order.iter().map(|&i| key_at(i)).collect();
+        let mut got = Vec::new();
+        tier.take_sorted(&sorted, |j, stamp, v| {
+            got.push((order[j], stamp, decode::<V>(v)?));
+            Ok(())
+        })?;
+        for (i, stamp, v) in got {
+            let key = owned[i].take().expect("distinct keys");
+            self.mem.put_stamped(key, v, stamp);
+        }
+        Ok(())
+    }
+
+    /// Those of `keys` not in memory.
+    fn wanted<Q: Probe<K> + ?Sized>(&self, keys: &[&Q]) -> Result<Wanted<K>, String> {
+        let (mut owned, mut bytes, mut spans) = (Vec::new(), Vec::new(), Vec::new());
+        for &k in keys {
+            if self.mem.contains(k) {
+                continue;
+            }
+            let key = k.to_key();
+            let start = bytes.len();
+            bytes = postcard::to_extend(&key, bytes).map_err(|e| e.to_string())?;
+            spans.push((start, bytes.len()));
+            owned.push(Some(key));
+        }
+        let key_at = |i: usize| &bytes[spans[i].0..spans[i].1];
+        // Of equal keys the earliest event's comes first, and stays.
+        let mut order: Vec<usize> = (0..owned.len()).collect();
+        order.sort_unstable_by(|&a, &b| compare(key_at(a), key_at(b)).then(a.cmp(&b)));
+        order.dedup_by(|a, b| key_at(*a) == key_at(*b));
+        Ok(Wanted {
+            owned,
+            bytes,
+            spans,
+            order,
+        })
+    }
+
+    /// How many of `want` new keys memory can take, after evicting (as
+    /// [`make_room`](Self::make_room) does, a quarter of the entries at least, half at
+    /// most) if it cannot take them all.
+    fn room_for(&mut self, want: usize) -> Result<usize, String> {
+        let mut fit = self.room();
+        let len = self.mem.len();
+        let broken = self.disk.as_ref().is_none_or(|d| d.broken);
+        if fit < want && len >= 4 && !broken {
+            self.evict((want - fit).clamp(len / 4, len / 2))?;
+            fit = self.room();
+        }
+        Ok(fit.min(want))
+    }
+
+    /// New keys memory can take without growing its table or going over the budget.
+    fn room(&self) -> usize {
+        let d = self.disk.as_ref().expect("disk backend");
+        let len = self.mem.len();
+        let most = self
+            .mem
+            .capacity()
+            .max(self.mem.in_place_limit().saturating_sub(1));
+        let heap = d.budget.heap_per_entry();
+        let held = d.tier.as_ref().map_or(0, Tier::memory);
+        let bytes = d.budget.room(self.mem.table_bytes() + len * heap + held);
+        most.saturating_sub(len).min(bytes / heap.max(1))
+    }
+}
+
+/// Builds without a disk tier never sort keys (nothing is on disk); the runs' order.
+#[cfg(not(feature = "disk"))]
+fn compare(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    a.cmp(b)
+}
