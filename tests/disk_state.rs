@@ -383,6 +383,66 @@ static BACKEND: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// `Pipeline::prefetch` before each batch of events, with most customers on disk, changes
 /// no output and no state: they are those of the events processed alone by the memory
 /// backend. The prefetch reaches the state (keys leave the disk before their events).
+/// The runner, with the disk backend, parses the lines it read ahead and prefetches
+/// their keys; bad lines among them are still handled in order. With dead letters the
+/// outputs, dead letters and state equal the memory backend's; stopped at a bad line,
+/// the checkpoint holds exactly the lines before it, none of those parsed after it.
+#[test]
+fn bad_lines_among_the_lines_read_ahead_are_handled_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("orders.jsonl");
+    let text = order_lines(71, 20_000, CUSTOMERS, 997, 613);
+    std::fs::write(&input, &text).unwrap();
+    let dirs = ["memory", "disk", "fail"].map(|d| tmp.path().join(d));
+    for d in &dirs {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let [memory, disk, fail] = &dirs;
+    let dead = [
+        "--on-bad-input",
+        "dead-letter",
+        "--checkpoint-every",
+        "1500",
+    ];
+    run_ok(orders(memory, &input, &dead));
+    let state = disk.join("state");
+    let state_arg = state.to_str().unwrap();
+    let mut c = orders(disk, &input, &disk_args(state_arg, &dead));
+    c.arg("--quiet");
+    let p = spawn_until_paused(c, &[10_000]);
+    assert!(
+        !store_files(&state).is_empty(),
+        "no state spilled by event 10000"
+    );
+    let (status, err) = p.finish();
+    assert!(status.success(), "{err}");
+    for f in ["out.jsonl", "out.jsonl.late", "out.jsonl.dead"] {
+        assert_same_file(&memory.join(f), &disk.join(f));
+    }
+    let dead_letters = std::fs::read_to_string(disk.join("out.jsonl.dead")).unwrap();
+    assert_eq!(
+        dead_letters.lines().count(),
+        24,
+        "3 of every 4 bad lines (one is blank)"
+    );
+    assert_stats(&latest_checkpoint(disk), &text, "dead letters, disk");
+
+    // Line 613 is the first bad one ("amount":"lots"), inside the first block read.
+    let state = fail.join("state");
+    let mut c = orders(
+        fail,
+        &input,
+        &disk_args(state.to_str().unwrap(), &["--checkpoint-every", "1500"]),
+    );
+    let out = c.output().unwrap();
+    assert_eq!(code(&out), Some(2), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("line 613 "), "{}", stderr_of(&out));
+    let before: String = text.lines().take(612).map(|l| format!("{l}\n")).collect();
+    let ck = latest_checkpoint(fail);
+    assert_eq!(pos(&ck, "source.line"), 613);
+    assert_stats(&ck, &before, "stopped at line 613");
+}
+
 #[test]
 fn prefetching_batches_of_events_changes_no_output_and_no_state() {
     use simplestream::spill::{self, DiskConfig, StateBackend};

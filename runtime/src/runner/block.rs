@@ -46,6 +46,11 @@ impl Block {
         self.text.len() - self.next.min(self.text.len()) + self.rest.len()
     }
 
+    /// The whole lines not taken yet, each ending in a newline.
+    pub(super) fn ready(&self) -> &str {
+        self.text.get(self.next..).unwrap_or("")
+    }
+
     /// The next line if there is one left, without reading.
     #[inline]
     pub(super) fn take_ready(&mut self) -> Option<Taken> {

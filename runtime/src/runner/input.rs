@@ -123,6 +123,12 @@ impl LineReader {
         self.in_block.clone().map(|r| &self.block.text()[r])
     }
 
+    /// The whole lines read ahead after the current one, each ending in a newline,
+    /// without taking them: the lines [`next_line`](Self::next_line) gives next.
+    pub fn ahead(&self) -> &str {
+        self.block.ready()
+    }
+
     /// Parses the current line into an event (see [`parse_event`]).
     ///
     /// ```
@@ -469,14 +475,19 @@ pub fn parse_event<T: DeserializeOwned>(line: &[u8]) -> Result<T, String> {
 
 /// [`parse_event`] of a line known to be UTF-8.
 fn parse_text<T: DeserializeOwned>(text: &str) -> Result<T, String> {
-    // The happy path: a parse without path tracking. Only a line that fails is parsed
-    // again, tracked, to name what is wrong with it.
-    if text.starts_with('{') || text.trim_start().starts_with('{') {
-        if let Ok(v) = serde_json::from_str(text) {
-            return Ok(v);
-        }
+    match parse_fast(text) {
+        Some(v) => Ok(v),
+        None => explain::<T>(text.as_bytes()),
     }
-    explain::<T>(text.as_bytes())
+}
+
+/// The happy path of [`parse_event`]: a parse without path tracking. Only a line that
+/// fails is parsed again, tracked, to name what is wrong with it.
+pub(super) fn parse_fast<T: DeserializeOwned>(text: &str) -> Option<T> {
+    if text.starts_with('{') || text.trim_start().starts_with('{') {
+        return serde_json::from_str(text).ok();
+    }
+    None
 }
 
 /// Why `line` is not an event of type `T` (line and field named by the caller).

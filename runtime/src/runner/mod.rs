@@ -35,6 +35,7 @@ pub mod output;
 pub mod paths;
 pub mod pause;
 mod progress;
+mod read_ahead;
 mod row_key;
 mod savepoint;
 pub mod sink;
@@ -885,6 +886,11 @@ where
     let mut pause_points = pause::PausePoints::from_env()?;
     let mut bad_lines = 0u64;
     let mut blank_lines = 0u64;
+    let disk = matches!(
+        crate::spill::state_backend(),
+        crate::spill::StateBackend::Disk(_)
+    );
+    let mut ahead = read_ahead::ReadAhead::<P::Event>::new(disk, args.max_line_bytes);
 
     let interrupted = loop {
         if signals.stop.load(Ordering::Relaxed) {
@@ -899,6 +905,7 @@ where
             .map_err(|e| format!("reading {}: {e}", input_path.display()))?;
         let (bytes, unterminated, parsed) = match read {
             Read::Eof => {
+                ahead.clear();
                 if !args.follow {
                     break false;
                 }
@@ -942,6 +949,7 @@ where
                     line = run.input.line,
                     bytes, "waiting for the rest of a line being written"
                 );
+                ahead.clear();
                 run.input
                     .rewind()
                     .map_err(|e| format!("reading {}: {e}", input_path.display()))?;
@@ -957,7 +965,19 @@ where
                     blank_lines += 1;
                     continue;
                 }
-                let parsed = run.input.parse::<P::Event>();
+                let early = if unterminated {
+                    None
+                } else {
+                    let input = &run.input;
+                    let current = input.line_text();
+                    let pipeline = &mut run.pipeline;
+                    let prefetch = |batch: &[P::Event]| pipeline.prefetch(batch);
+                    ahead.take(prefetch, input.offset, bytes, current, input.ahead())
+                };
+                let parsed = match early {
+                    Some(event) => Ok(event),
+                    None => run.input.parse::<P::Event>(),
+                };
                 (bytes, unterminated, parsed)
             }
             Read::TooLong {
@@ -983,6 +1003,7 @@ where
             }
             Err(msg) if unterminated && !args.follow => {
                 // Maybe a writer is still appending it: leave it whole for the next run.
+                ahead.clear();
                 run.input
                     .rewind()
                     .map_err(|e| format!("reading {}: {e}", input_path.display()))?;
