@@ -32,6 +32,7 @@ impl Batch {
     }
 
     /// Encoded bytes of keys and values.
+    #[cfg(test)]
     pub(crate) fn encoded(&self) -> usize {
         self.bytes.len()
     }
@@ -47,7 +48,6 @@ impl Batch {
     }
 
     /// (key, stamp, value) of each entry.
-    #[cfg_attr(not(feature = "disk"), allow(dead_code))]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], u64, &[u8])> + '_ {
         self.items
             .iter()

@@ -2,6 +2,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::batch::Batch;
+use crate::state::KeyStr;
+
 /// Estimated bytes held in memory by all spilling states.
 static USED: AtomicUsize = AtomicUsize::new(0);
 
@@ -14,8 +17,9 @@ pub(crate) struct Budget {
     /// charged at its grown size before it grows, so the old one is at most half of
     /// five eighths).
     limit: usize,
-    /// Whether keys or values own heap memory (strings, vectors).
-    heap: bool,
+    key: KeyHeap,
+    /// Whether values own heap memory (strings, vectors).
+    value_heap: bool,
     /// Heap bytes per entry, from the encoded size of the entries evicted so far.
     heap_avg: usize,
     charged: usize,
@@ -23,12 +27,26 @@ pub(crate) struct Budget {
 
 impl Budget {
     pub(crate) fn new<K, V>(memory: usize) -> Budget {
-        let heap = std::mem::needs_drop::<K>() || std::mem::needs_drop::<V>();
+        let key = if !std::mem::needs_drop::<K>() {
+            KeyHeap::None
+        } else if std::any::type_name::<K>() == std::any::type_name::<KeyStr>() {
+            // Only the (rare) long ones own a heap copy. A name compare, not a type id:
+            // keys need not be `'static`, and a wrong answer only skews this estimate.
+            KeyHeap::KeyStr
+        } else {
+            KeyHeap::Encoded
+        };
+        let value_heap = std::mem::needs_drop::<V>();
         Budget {
             limit: memory / 8 * 5,
-            heap,
             // Before anything is measured: one small allocation and its header.
-            heap_avg: if heap { 32 } else { 0 },
+            heap_avg: if key == KeyHeap::Encoded || value_heap {
+                32
+            } else {
+                0
+            },
+            key,
+            value_heap,
             charged: 0,
         }
     }
@@ -55,17 +73,86 @@ impl Budget {
         self.limit.saturating_sub(others + bytes)
     }
 
-    /// Learns the heap bytes per entry from `n` evicted entries of `encoded` bytes: a
-    /// heap allocation holds about its encoded bytes plus a header and rounding.
-    pub(crate) fn measured(&mut self, n: usize, encoded: usize) {
-        if self.heap && n > 0 {
-            self.heap_avg = encoded / n + 16;
+    /// Learns the heap bytes per entry from the entries of an eviction batch, as
+    /// encoded: a key or value that owns heap memory holds about its encoded bytes in
+    /// one allocation (plus a header and rounding); a [`KeyStr`] only when it is too long
+    /// to be kept inline.
+    pub(crate) fn measured(&mut self, batch: &Batch) {
+        if batch.len() == 0 || (self.key == KeyHeap::None && !self.value_heap) {
+            return;
         }
+        let total: usize = batch
+            .iter()
+            .map(|(k, _, v)| {
+                let key = match self.key {
+                    KeyHeap::None => 0,
+                    KeyHeap::KeyStr if k.len() <= KeyStr::INLINE + 1 => 0,
+                    KeyHeap::KeyStr | KeyHeap::Encoded => allocation(k.len()),
+                };
+                key + if self.value_heap {
+                    allocation(v.len())
+                } else {
+                    0
+                }
+            })
+            .sum();
+        self.heap_avg = total / batch.len();
     }
+}
+
+/// What the keys of a state own on the heap.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum KeyHeap {
+    /// Nothing (numbers, tuples of them).
+    None,
+    /// A [`KeyStr`]: nothing up to its inline length, a copy of a longer one.
+    KeyStr,
+    /// About their encoded bytes (strings, vectors).
+    Encoded,
+}
+
+/// Bytes of a heap allocation holding `bytes`: a header and rounding to 16 bytes, at
+/// least 32 (glibc's smallest chunk).
+fn allocation(bytes: usize) -> usize {
+    (bytes + 8).next_multiple_of(16).max(32)
 }
 
 impl Drop for Budget {
     fn drop(&mut self) {
         USED.fetch_sub(self.charged, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Serialize;
+
+    use super::*;
+
+    fn heap_of<K: Serialize, V: Serialize>(entries: &[(K, V)]) -> usize {
+        let mut batch = Batch::default();
+        for (k, v) in entries {
+            batch.push(k, v, 1).unwrap();
+        }
+        let mut b = Budget::new::<K, V>(1 << 20);
+        b.measured(&batch);
+        b.heap_per_entry()
+    }
+
+    /// Heap is charged for what owns heap: short `KeyStr` keys and plain values own
+    /// none; long `KeyStr` keys and `String`s one allocation each.
+    #[test]
+    fn heap_per_entry_follows_what_keys_and_values_own() {
+        let short = KeyStr::from("C0000001");
+        let long = KeyStr::from("a customer id longer than twenty-two bytes");
+        assert_eq!(heap_of(&[(short.clone(), 3u64), (short.clone(), 4)]), 0);
+        assert_eq!(heap_of(&[(1u64, 2u64)]), 0);
+        // 42 bytes and a length byte, a header: 64 B; averaged with a short key.
+        assert_eq!(heap_of(&[(long.clone(), 1u64)]), 64);
+        assert_eq!(heap_of(&[(long, 1u64), (short, 1)]), 32);
+        // A short String still owns an allocation; so does a String value.
+        assert_eq!(heap_of(&[("C0000001".to_string(), 1u64)]), 32);
+        assert_eq!(heap_of(&[(7u64, "x".repeat(40))]), 64);
+        assert_eq!(heap_of(&[("C1".to_string(), "x".repeat(40))]), 96);
     }
 }

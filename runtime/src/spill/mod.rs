@@ -356,7 +356,7 @@ where
         for (k, v, stamp) in self.mem.take_stamped_upto(threshold) {
             batch.push(&k, &v, stamp)?;
         }
-        disk.budget.measured(batch.len(), batch.encoded());
+        disk.budget.measured(&batch);
         let tier = disk.tier.as_mut().expect("opened");
         let restart = tier.write(batch)?;
         let heap = self.mem.len() * disk.budget.heap_per_entry();

@@ -44,6 +44,9 @@ enum Repr {
 }
 
 impl KeyStr {
+    /// The longest key kept in place, in bytes.
+    pub(crate) const INLINE: usize = INLINE;
+
     /// The key's bytes (UTF-8).
     #[inline]
     pub fn as_bytes(&self) -> &[u8] {
