@@ -12,6 +12,8 @@
 //! rebuilds. Deltas hold the changed entries of both tiers: entries evicted while dirty
 //! are found through an index ordered by stamp, not by scanning the store.
 
+#[cfg(feature = "disk")]
+mod absent;
 mod backend;
 mod batch;
 #[cfg(feature = "disk")]

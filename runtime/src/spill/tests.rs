@@ -247,6 +247,38 @@ fn a_prefetched_batch_is_in_memory() {
     }
 }
 
+/// Keys a prefetch found on no run skip the runs on their own lookups only until the
+/// next run is written: once they are evicted, they are found on disk.
+#[test]
+fn keys_found_absent_are_found_once_evicted() {
+    let _backend = DiskBackend::new(64 << 10);
+    let mut s = S::default();
+    for k in 0..4000u16 {
+        *s.entry_ref(&k) += 1;
+    }
+    assert!(s.on_disk() > 3000, "{} on disk", s.on_disk());
+    let new: Vec<u16> = (10_000..10_050u16).collect();
+    s.prefetch(new.iter());
+    for k in &new {
+        *s.entry_ref(k) += 5;
+    }
+    // Keys new to the state push the batch's out of memory.
+    for k in 20_000..24_000u16 {
+        *s.entry_ref(&k) += 1;
+    }
+    assert!(
+        new.iter().all(|k| !s.mem.contains(k)),
+        "the batch's keys evicted"
+    );
+    for k in &new {
+        assert_eq!(s.get(k).as_deref(), Some(&5), "key {k}");
+        *s.entry_ref(k) += 1;
+    }
+    for k in &new {
+        assert_eq!(s.get(k).as_deref(), Some(&6), "key {k}");
+    }
+}
+
 /// A batch larger than memory can hold is cut: memory stays within the budget.
 #[test]
 fn a_batch_larger_than_memory_is_cut() {

@@ -14,6 +14,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::absent::Absent;
 use super::backend::{marks_file_name, run_file_name, DiskConfig};
 use super::batch::Batch;
 use super::bloom;
@@ -59,6 +60,8 @@ pub(crate) struct Tier {
     /// Marks stamped up to this are checked by looking their key up: the newest copy on
     /// disk must still carry the mark's stamp.
     looked_up: u64,
+    /// Keys the last batch lookup found on no run, until the next run is written.
+    absent: Absent,
 }
 
 impl Tier {
@@ -78,6 +81,7 @@ impl Tier {
             marks,
             pruned: 0,
             superseded: Superseded::default(),
+            absent: Absent::default(),
             // A floor for tiny budgets (tests): a few hundred marks.
             superseded_cap: (c.memory / 16).max(64 << 10),
             looked_up: 0,
@@ -160,6 +164,12 @@ impl Tier {
         for (i, stamp) in found {
             self.taken(keys[i], stamp);
         }
+        // Keys removed (`pending`, or a removal in a run) are not remembered: their own
+        // lookups find that again.
+        self.absent.clear();
+        for i in open {
+            self.absent.push(keys[i]);
+        }
         Ok(())
     }
 
@@ -183,6 +193,9 @@ impl Tier {
 
     /// `f` of the newest copy of `key` on disk.
     fn get<R>(&self, key: &[u8], f: impl FnOnce(u64, &[u8]) -> R) -> Result<Option<R>, TierError> {
+        if self.absent.contains(key) {
+            return Ok(None);
+        }
         let hash = bloom::hash(key);
         let mut f = Some(f);
         // `None`: removed there.
@@ -205,6 +218,7 @@ impl Tier {
     /// dirty marks outgrew the live entries and were dropped: the caller's history must
     /// start over (its next delta is whole).
     pub(crate) fn write(&mut self, mut batch: Batch) -> Result<bool, TierError> {
+        self.absent.clear();
         batch.sort();
         let acked = self.acked.load(Ordering::Relaxed);
         if acked > self.pruned {
