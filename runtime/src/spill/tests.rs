@@ -233,14 +233,26 @@ fn a_prefetched_batch_is_in_memory() {
     assert!(s.on_disk() > 3000, "{} on disk", s.on_disk());
     let batch: Vec<u16> = (0..4000u16).step_by(97).collect();
     s.prefetch(batch.iter());
-    for k in &batch {
-        assert!(s.mem.contains(k), "{k} not brought in");
-    }
+    // Up to what the budget allows, which depends on the hash seed (it decides which
+    // entries an eviction takes): a cut batch keeps the earliest events' keys.
+    let brought = batch.iter().take_while(|&k| s.mem.contains(k)).count();
+    assert!(
+        brought >= batch.len() / 2,
+        "{brought} of {} brought in",
+        batch.len()
+    );
+    assert!(
+        batch[brought..].iter().all(|k| !s.mem.contains(k)),
+        "a cut batch keeps its earliest keys"
+    );
     let on_disk = s.on_disk();
-    for k in &batch {
+    for k in &batch[..brought] {
         *s.entry_ref(k) += 1;
     }
     assert_eq!(s.on_disk(), on_disk, "no event of the batch read from disk");
+    for k in &batch[brought..] {
+        *s.entry_ref(k) += 1;
+    }
     for k in 0..4000u16 {
         let want = if k % 97 == 0 { 2 } else { 1 };
         assert_eq!(s.get(&k).as_deref(), Some(&want), "key {k}");
