@@ -418,6 +418,33 @@ impl<K: Hash + Eq, V, B> KeyedState<K, V, B> {
             .map(|e| (e.key, e.value, e.changed))
     }
 
+    /// As [`take_stamped_upto`](Self::take_stamped_upto), handing each entry to `f`,
+    /// and leaves the table without tombstones: it is emptied and the entries kept are
+    /// put back (held aside meanwhile, so for at most half of the table's entries). An
+    /// eviction from a table that stays below its in-place limit otherwise leaves
+    /// tombstones that only a growing insert clears. If `f` fails, it is not called
+    /// again and the entries not yet handed to it stay.
+    pub(crate) fn take_stamped_upto_rebuilt<E>(
+        &mut self,
+        stamp: u64,
+        mut f: impl FnMut(K, V, u64) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut kept = Vec::with_capacity(self.table.len() / 2);
+        let mut result = Ok(());
+        for e in self.table.drain() {
+            if e.changed > stamp || result.is_err() {
+                kept.push(e);
+            } else {
+                result = f(e.key, e.value, e.changed);
+            }
+        }
+        for e in kept {
+            let hash = self.hasher.hash_one(&e.key);
+            self.table.insert_unique(hash, e, rehash(&self.hasher));
+        }
+        result
+    }
+
     /// Puts an entry back with the stamp it had, counting no change.
     pub(crate) fn put_stamped(&mut self, key: K, value: V, changed: u64) {
         self.put(key, value, changed);

@@ -353,11 +353,26 @@ where
     /// batch (at least one entry).
     fn evict(&mut self, n: usize) -> Result<(), String> {
         let threshold = stamp_at(&self.mem, n);
-        let disk = self.disk.as_mut().expect("disk backend");
         let mut batch = Batch::default();
         for (k, v, stamp) in self.mem.take_stamped_upto(threshold) {
             batch.push(&k, &v, stamp)?;
         }
+        self.write_evicted(batch)
+    }
+
+    /// [`evict`](Self::evict) down to at most half the table, which is then left without
+    /// tombstones: every free slot can take a key again without the table growing.
+    fn evict_to_half(&mut self, n: usize) -> Result<(), String> {
+        let threshold = stamp_at(&self.mem, n);
+        let mut batch = Batch::default();
+        self.mem
+            .take_stamped_upto_rebuilt(threshold, |k, v, stamp| batch.push(&k, &v, stamp))?;
+        self.write_evicted(batch)
+    }
+
+    /// Writes an eviction batch and charges what memory holds after it.
+    fn write_evicted(&mut self, batch: Batch) -> Result<(), String> {
+        let disk = self.disk.as_mut().expect("disk backend");
         disk.budget.measured(&batch);
         let tier = disk.tier.as_mut().expect("opened");
         let restart = tier.write(batch)?;

@@ -137,32 +137,46 @@ where
         })
     }
 
-    /// How many of `want` new keys memory can take, after evicting (as
-    /// [`make_room`](Self::make_room) does, a quarter of the entries at least, half at
-    /// most) if it cannot take them all.
+    /// How many of `want` new keys memory can take, after evicting if it cannot take
+    /// them all. When the table's free slots are what is short (evictions leave
+    /// tombstones), memory is emptied to half its slots, which frees them all in place
+    /// (the insert path does the same when a table would grow); when bytes are short, a
+    /// quarter of the entries go, half at most, as in [`make_room`](Self::make_room).
     fn room_for(&mut self, want: usize) -> Result<usize, String> {
-        let mut fit = self.room();
+        let fit = self.room();
         let len = self.mem.len();
         let broken = self.disk.as_ref().is_none_or(|d| d.broken);
-        if fit < want && len >= 4 && !broken {
-            self.evict((want - fit).clamp(len / 4, len / 2))?;
-            fit = self.room();
+        if fit >= want || len < 4 || broken {
+            return Ok(fit.min(want));
         }
-        Ok(fit.min(want))
+        let keep = self.mem.in_place_limit().saturating_sub(1);
+        let target = keep - keep / 16;
+        if self.bytes_room() >= want {
+            self.evict_to_half(len.saturating_sub(target))?;
+        } else {
+            self.evict((want - fit).clamp(len / 4, len / 2))?;
+        }
+        Ok(self.room().min(want))
     }
 
     /// New keys memory can take without growing its table or going over the budget.
     fn room(&self) -> usize {
-        let d = self.disk.as_ref().expect("disk backend");
-        let len = self.mem.len();
         let most = self
             .mem
             .capacity()
             .max(self.mem.in_place_limit().saturating_sub(1));
+        most.saturating_sub(self.mem.len()).min(self.bytes_room())
+    }
+
+    /// New keys the budget has bytes for, were the table's slots free.
+    fn bytes_room(&self) -> usize {
+        let d = self.disk.as_ref().expect("disk backend");
         let heap = d.budget.heap_per_entry();
         let held = d.tier.as_ref().map_or(0, Tier::memory);
-        let bytes = d.budget.room(self.mem.table_bytes() + len * heap + held);
-        most.saturating_sub(len).min(bytes / heap.max(1))
+        let bytes = d
+            .budget
+            .room(self.mem.table_bytes() + self.mem.len() * heap + held);
+        bytes / heap.max(1)
     }
 }
 

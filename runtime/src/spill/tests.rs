@@ -467,3 +467,54 @@ fn the_hash_table_stays_within_the_budget_through_evictions() {
     );
     assert!(s.in_memory() > 2_000, "{} in memory", s.in_memory());
 }
+
+/// Prefetches do not wear the table down. With its free slots, not bytes, short,
+/// memory is emptied to half and the table rebuilt, then filled to its usable slots
+/// again, batch after batch: evicted entries leave tombstones, which only an insert
+/// that would grow the table clears, and a prefetch never makes one.
+#[test]
+fn prefetched_batches_keep_filling_the_whole_table() {
+    let _backend = DiskBackend::new(2 << 20);
+    let mut s: SpillState<u64, u64> = SpillState::default();
+    let mut want = BTreeMap::new();
+    let keys = 60_000u64;
+    for k in 0..keys {
+        *s.entry_ref(&k) += 1;
+        want.insert(k, 1u64);
+    }
+    assert!(s.on_disk() > keys / 2, "{} on disk", s.on_disk());
+    let table = s.mem.table_bytes();
+    // Below half the usable slots, an insert rehashes in place.
+    let usable = 2 * s.mem.in_place_limit();
+    let mut x = 12345u64;
+    let mut peaks = Vec::new();
+    for _ in 0..40 {
+        let batch: Vec<u64> = (0..2000)
+            .map(|_| {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                (x >> 33) % keys
+            })
+            .collect();
+        s.prefetch(batch.iter());
+        peaks.push(s.in_memory());
+        for k in &batch {
+            *s.entry_ref(k) += 1;
+            *want.get_mut(k).unwrap() += 1;
+        }
+    }
+    assert_eq!(
+        s.mem.table_bytes(),
+        table,
+        "the table neither grew nor shrank"
+    );
+    // After the first rounds, memory is refilled past three quarters of the slots.
+    let late = *peaks[20..].iter().max().unwrap();
+    assert!(
+        late > usable * 3 / 4,
+        "at most {late} entries in memory late on, of {usable} usable slots: {peaks:?}"
+    );
+    assert_eq!(
+        s.iter().map(|(k, v)| (*k, *v)).collect::<BTreeMap<_, _>>(),
+        want
+    );
+}
