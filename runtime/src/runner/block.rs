@@ -5,8 +5,9 @@
 use std::io::{self, BufRead, BufReader, Read};
 use std::ops::Range;
 
-/// Bytes asked of the file per read.
-const READ: u64 = 1 << 18;
+/// Bytes asked of the file per read: with the disk state backend, the whole lines of a
+/// read are parsed and prefetched together (`read_ahead.rs`).
+const READ: u64 = 1 << 20;
 
 /// Complete lines (each ending in a newline), valid UTF-8, where the next one starts,
 /// and the bytes read after them.
