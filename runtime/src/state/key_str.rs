@@ -129,10 +129,13 @@ impl Default for KeyStr {
 }
 
 impl Hash for KeyStr {
-    /// As the `str` hashes, so a table of `KeyStr` can be probed with a `&str`.
+    /// As the `str` hashes (its bytes, then `0xff`: `Hasher::write_str`'s default, which
+    /// stable hashers cannot override), so a table of `KeyStr` can be probed with a
+    /// `&str`; from the bytes, without `as_str`'s UTF-8 check on every hash.
     #[inline]
     fn hash<H: Hasher>(&self, h: &mut H) {
-        self.as_str().hash(h)
+        h.write(self.as_bytes());
+        h.write_u8(0xff);
     }
 }
 
@@ -246,6 +249,8 @@ mod tests {
             prop_assert_eq!(String::from(kb), b.clone());
             let h = foldhash::fast::FixedState::with_seed(7);
             prop_assert_eq!(h.hash_one(&ka), h.hash_one(a.as_str()));
+            let std_hasher = std::hash::RandomState::new();
+            prop_assert_eq!(std_hasher.hash_one(&ka), std_hasher.hash_one(a.as_str()));
             let json = serde_json::to_string(&ka).unwrap();
             prop_assert_eq!(&json, &serde_json::to_string(&a).unwrap());
             prop_assert_eq!(serde_json::from_str::<KeyStr>(&json).unwrap(), ka);
