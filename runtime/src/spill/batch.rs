@@ -4,11 +4,16 @@
 
 use serde::Serialize;
 
+use super::budget::HeapCount;
+
 #[derive(Default)]
 pub(crate) struct Batch {
     bytes: Vec<u8>,
     /// Per entry: where its key starts and ends in `bytes`, where its value ends, stamp.
     items: Vec<(usize, usize, usize, u64)>,
+    count: HeapCount,
+    /// Heap bytes the entries owned in memory (estimated as `count` says).
+    heap: usize,
 }
 
 impl Batch {
@@ -24,7 +29,21 @@ impl Batch {
         let key_end = bytes.len();
         self.bytes = postcard::to_extend(value, bytes).map_err(|e| e.to_string())?;
         self.items.push((start, key_end, self.bytes.len(), stamp));
+        self.heap += self.count.entry(key, key_end - start, value);
         Ok(())
+    }
+
+    /// A batch that estimates the heap its entries owned as `count` says.
+    pub(crate) fn counting(count: HeapCount) -> Batch {
+        Batch {
+            count,
+            ..Batch::default()
+        }
+    }
+
+    /// Heap bytes its entries owned in memory (estimated).
+    pub(crate) fn heap(&self) -> usize {
+        self.heap
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -48,6 +67,7 @@ impl Batch {
     }
 
     /// (key, stamp, value) of each entry.
+    #[cfg(feature = "disk")]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], u64, &[u8])> + '_ {
         self.items
             .iter()

@@ -2,7 +2,10 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use serde::Serialize;
+
 use super::batch::Batch;
+use super::heap;
 use crate::state::KeyStr;
 
 /// Estimated bytes held in memory by all spilling states.
@@ -73,47 +76,67 @@ impl Budget {
         self.limit.saturating_sub(others + bytes)
     }
 
-    /// Learns the heap bytes per entry from the entries of an eviction batch, as
-    /// encoded: a key or value that owns heap memory holds about its encoded bytes in
-    /// one allocation (plus a header and rounding); a [`KeyStr`] only when it is too long
-    /// to be kept inline.
+    /// An empty eviction batch that estimates the heap its entries owned.
+    pub(crate) fn batch(&self) -> Batch {
+        Batch::counting(HeapCount {
+            key: self.key,
+            value: self.value_heap,
+        })
+    }
+
+    /// Learns the heap bytes per entry from the entries of an eviction batch (made by
+    /// [`batch`](Self::batch)).
     pub(crate) fn measured(&mut self, batch: &Batch) {
         if batch.len() == 0 || (self.key == KeyHeap::None && !self.value_heap) {
             return;
         }
-        let total: usize = batch
-            .iter()
-            .map(|(k, _, v)| {
-                let key = match self.key {
-                    KeyHeap::None => 0,
-                    KeyHeap::KeyStr if k.len() <= KeyStr::INLINE + 1 => 0,
-                    KeyHeap::KeyStr | KeyHeap::Encoded => allocation(k.len()),
-                };
-                key + if self.value_heap {
-                    allocation(v.len())
-                } else {
-                    0
-                }
-            })
-            .sum();
-        self.heap_avg = total / batch.len();
+        self.heap_avg = batch.heap() / batch.len();
+    }
+}
+
+/// How an eviction batch estimates the heap its entries owned.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HeapCount {
+    key: KeyHeap,
+    value: bool,
+}
+
+impl HeapCount {
+    /// The heap `key` (`encoded_key` bytes encoded) and `value` owned in memory: nothing
+    /// for a key or value that needs no drop; for a [`KeyStr`], its encoded bytes if it is
+    /// too long to be kept inline; otherwise each string, sequence and map it holds
+    /// ([`heap::owned`]).
+    pub(crate) fn entry<K: Serialize, V: Serialize>(
+        &self,
+        key: &K,
+        encoded_key: usize,
+        value: &V,
+    ) -> usize {
+        let key = match self.key {
+            KeyHeap::None => 0,
+            KeyHeap::KeyStr if encoded_key <= KeyStr::INLINE + 1 => 0,
+            KeyHeap::KeyStr => allocation(encoded_key),
+            KeyHeap::Encoded => heap::owned(key),
+        };
+        key + if self.value { heap::owned(value) } else { 0 }
     }
 }
 
 /// What the keys of a state own on the heap.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 enum KeyHeap {
     /// Nothing (numbers, tuples of them).
+    #[default]
     None,
     /// A [`KeyStr`]: nothing up to its inline length, a copy of a longer one.
     KeyStr,
-    /// About their encoded bytes (strings, vectors).
+    /// Their strings, sequences and maps ([`heap::owned`]).
     Encoded,
 }
 
 /// Bytes of a heap allocation holding `bytes`: a header and rounding to 16 bytes, at
 /// least 32 (glibc's smallest chunk).
-fn allocation(bytes: usize) -> usize {
+pub(crate) fn allocation(bytes: usize) -> usize {
     (bytes + 8).next_multiple_of(16).max(32)
 }
 
@@ -130,17 +153,17 @@ mod tests {
     use super::*;
 
     fn heap_of<K: Serialize, V: Serialize>(entries: &[(K, V)]) -> usize {
-        let mut batch = Batch::default();
+        let mut b = Budget::new::<K, V>(1 << 20);
+        let mut batch = b.batch();
         for (k, v) in entries {
             batch.push(k, v, 1).unwrap();
         }
-        let mut b = Budget::new::<K, V>(1 << 20);
         b.measured(&batch);
         b.heap_per_entry()
     }
 
     /// Heap is charged for what owns heap: short `KeyStr` keys and plain values own
-    /// none; long `KeyStr` keys and `String`s one allocation each.
+    /// none; long `KeyStr` keys, and each string of a key or value, one allocation each.
     #[test]
     fn heap_per_entry_follows_what_keys_and_values_own() {
         let short = KeyStr::from("C0000001");
@@ -152,7 +175,10 @@ mod tests {
         assert_eq!(heap_of(&[(long, 1u64), (short, 1)]), 32);
         // A short String still owns an allocation; so does a String value.
         assert_eq!(heap_of(&[("C0000001".to_string(), 1u64)]), 32);
-        assert_eq!(heap_of(&[(7u64, "x".repeat(40))]), 64);
-        assert_eq!(heap_of(&[("C1".to_string(), "x".repeat(40))]), 96);
+        assert_eq!(heap_of(&[(7u64, "x".repeat(40))]), 48);
+        assert_eq!(heap_of(&[("C1".to_string(), "x".repeat(40))]), 80);
+        // Two strings in a key are two allocations (their encoded bytes would be one).
+        assert_eq!(heap_of(&[(("C1".to_string(), "S2".to_string()), 1u64)]), 64);
+        assert_eq!(heap_of(&[(1u64, vec![0.5f64; 10])]), 96);
     }
 }

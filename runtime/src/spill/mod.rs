@@ -21,6 +21,7 @@ mod bloom;
 mod budget;
 mod delta;
 mod failure;
+mod heap;
 #[cfg(feature = "disk")]
 mod key_order;
 #[cfg(feature = "disk")]
@@ -353,7 +354,7 @@ where
     /// batch (at least one entry).
     fn evict(&mut self, n: usize) -> Result<(), String> {
         let threshold = stamp_at(&self.mem, n);
-        let mut batch = Batch::default();
+        let mut batch = self.disk.as_ref().expect("disk backend").budget.batch();
         for (k, v, stamp) in self.mem.take_stamped_upto(threshold) {
             batch.push(&k, &v, stamp)?;
         }
@@ -364,7 +365,7 @@ where
     /// tombstones: every free slot can take a key again without the table growing.
     fn evict_to_half(&mut self, n: usize) -> Result<(), String> {
         let threshold = stamp_at(&self.mem, n);
-        let mut batch = Batch::default();
+        let mut batch = self.disk.as_ref().expect("disk backend").budget.batch();
         self.mem
             .take_stamped_upto_rebuilt(threshold, |k, v, stamp| batch.push(&k, &v, stamp))?;
         self.write_evicted(batch)
