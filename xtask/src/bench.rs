@@ -13,17 +13,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::{cargo, root, run};
+use crate::{cargo, root, run, target_dir};
 
 /// The end-to-end input: orders, customers, seed.
 const E2E: (u64, u64, u64) = (2_000_000, 100_000, 7);
-
-/// Cargo's target directory (`CARGO_TARGET_DIR`, else `target/`).
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
-}
 
 /// Builds `orders` and writes the input; the harness's arguments for them.
 fn e2e_args() -> Result<Vec<String>, String> {

@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::{cargo, gen, root};
+use crate::{cargo, gen, root, target_dir};
 
 const EVENTS: u64 = 600_000;
 const CUSTOMERS: u64 = 200;
 
 fn orders_bin() -> PathBuf {
-    root().join("target/release/examples/orders")
+    target_dir().join("release/examples/orders")
 }
 
 fn orders_cmd(dir: &Path, input: &Path, extra: &[&str]) -> Command {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use watch::{Files, RunReport, Trigger};
 
-use crate::{cargo, gen, root, run};
+use crate::{cargo, gen, root, run, target_dir};
 
 const INSTANCE: &str = "i1";
 const SEED: u64 = 11;
@@ -90,13 +90,6 @@ fn fresh_dir(dir: &Path) -> Result<(), String> {
     }
     fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     fs::write(dir.join(MARKER), b"").map_err(|e| format!("{}: {e}", dir.display()))
-}
-
-/// Cargo's target directory (`CARGO_TARGET_DIR`, else `target/`).
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
 }
 
 /// Builds `orders` (release) and copies it into `dir`, so that a rebuild during a long
