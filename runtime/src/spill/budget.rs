@@ -23,7 +23,7 @@ pub(crate) struct Budget {
     key: KeyHeap,
     /// Whether values own heap memory (strings, vectors).
     value_heap: bool,
-    /// Heap bytes per entry, from the encoded size of the entries evicted so far.
+    /// Heap bytes per entry, estimated from the entries evicted so far.
     heap_avg: usize,
     charged: usize,
 }
