@@ -208,15 +208,13 @@ impl Sizer {
 }
 
 macro_rules! compound {
-    ($($t:ident { $($f:ident),* } $(key $k:ident)?;)*) => {$(
+    ($($t:ident { $f:ident $(($name:ty))? } $(key $k:ident)?;)*) => {$(
         impl ser::$t for Compound<'_> {
             type Ok = ();
             type Error = Never;
-            $(
-                fn $f<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Never> {
-                    self.element(v)
-                }
-            )*
+            fn $f<T: Serialize + ?Sized>(&mut self, $(_: $name,)? v: &T) -> Result<(), Never> {
+                self.element(v)
+            }
             $(
                 fn $k<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Never> {
                     self.element(v)
@@ -235,40 +233,8 @@ compound! {
     SerializeTupleStruct { serialize_field };
     SerializeTupleVariant { serialize_field };
     SerializeMap { serialize_value } key serialize_key;
-}
-
-impl ser::SerializeStruct for Compound<'_> {
-    type Ok = ();
-    type Error = Never;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _: &'static str,
-        v: &T,
-    ) -> Result<(), Never> {
-        self.element(v)
-    }
-
-    fn end(self) -> Result<(), Never> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeStructVariant for Compound<'_> {
-    type Ok = ();
-    type Error = Never;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _: &'static str,
-        v: &T,
-    ) -> Result<(), Never> {
-        self.element(v)
-    }
-
-    fn end(self) -> Result<(), Never> {
-        Compound::end(self)
-    }
+    SerializeStruct { serialize_field(&'static str) };
+    SerializeStructVariant { serialize_field(&'static str) };
 }
 
 #[cfg(test)]

@@ -339,35 +339,32 @@ where
             disk.tier = Some(Tier::open(&disk.config)?);
         }
         if !grows {
-            return self.evict(self.mem.len() / 4);
+            return self.evict(self.mem.len() / 4, false);
         }
         // Below the limit by a margin, so that one batch usually does it.
         let keep = self.mem.in_place_limit().saturating_sub(1);
         let target = keep - keep / 16;
         while self.mem.len() > keep {
-            self.evict(self.mem.len() - target)?;
+            self.evict(self.mem.len() - target, false)?;
         }
         Ok(())
     }
 
     /// Moves about `n` of memory's entries, those touched longest ago, to disk in one
-    /// batch (at least one entry).
-    fn evict(&mut self, n: usize) -> Result<(), String> {
+    /// batch (at least one entry). `rebuild`: the table is then left without tombstones
+    /// (for an eviction down to at most half the table), so that every free slot can take
+    /// a key again without the table growing.
+    fn evict(&mut self, n: usize, rebuild: bool) -> Result<(), String> {
         let threshold = stamp_at(&self.mem, n);
         let mut batch = self.disk.as_ref().expect("disk backend").budget.batch();
-        for (k, v, stamp) in self.mem.take_stamped_upto(threshold) {
-            batch.push(&k, &v, stamp)?;
+        if rebuild {
+            self.mem
+                .take_stamped_upto_rebuilt(threshold, |k, v, stamp| batch.push(&k, &v, stamp))?;
+        } else {
+            for (k, v, stamp) in self.mem.take_stamped_upto(threshold) {
+                batch.push(&k, &v, stamp)?;
+            }
         }
-        self.write_evicted(batch)
-    }
-
-    /// [`evict`](Self::evict) down to at most half the table, which is then left without
-    /// tombstones: every free slot can take a key again without the table growing.
-    fn evict_to_half(&mut self, n: usize) -> Result<(), String> {
-        let threshold = stamp_at(&self.mem, n);
-        let mut batch = self.disk.as_ref().expect("disk backend").budget.batch();
-        self.mem
-            .take_stamped_upto_rebuilt(threshold, |k, v, stamp| batch.push(&k, &v, stamp))?;
         self.write_evicted(batch)
     }
 

@@ -152,9 +152,9 @@ where
         let keep = self.mem.in_place_limit().saturating_sub(1);
         let target = keep - keep / 16;
         if self.bytes_room() >= want {
-            self.evict_to_half(len.saturating_sub(target))?;
+            self.evict(len.saturating_sub(target), true)?;
         } else {
-            self.evict((want - fit).clamp(len / 4, len / 2))?;
+            self.evict((want - fit).clamp(len / 4, len / 2), false)?;
         }
         Ok(self.room().min(want))
     }
