@@ -60,10 +60,10 @@ impl Batch {
     /// Orders the entries by key bytes, the order of a run.
     #[cfg(feature = "disk")]
     pub(crate) fn sort(&mut self) {
-        use super::key_order::compare;
-        let bytes = &self.bytes;
-        self.items
-            .sort_unstable_by(|a, b| compare(&bytes[a.0..a.1], &bytes[b.0..b.1]));
+        let (bytes, items) = (&self.bytes, &self.items);
+        let order =
+            super::key_order::sorted_indexes(items.len(), |i| &bytes[items[i].0..items[i].1]);
+        self.items = order.into_iter().map(|i| items[i]).collect();
     }
 
     /// (key, stamp, value) of each entry.

@@ -37,6 +37,34 @@ pub(crate) fn prefix(key: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
+/// The indexes `0..n` ordered by (`key(i)`, `i`): first by eight bytes of each key past
+/// the bytes all the keys share (a sort of plain numbers), then ties by whole keys. With
+/// the comparisons going through `key(i)` instead, the sort was a seventh of a run with
+/// most keys on disk.
+pub(crate) fn sorted_indexes<'a>(n: usize, key: impl Fn(usize) -> &'a [u8]) -> Vec<usize> {
+    let Some(first) = (n > 0).then(|| key(0)) else {
+        return Vec::new();
+    };
+    let shared = (1..n).fold(first.len(), |s, i| {
+        let k = key(i);
+        s.min(first.iter().zip(k).take_while(|(a, b)| a == b).count())
+    });
+    let mut order: Vec<(u64, usize)> = (0..n).map(|i| (prefix(&key(i)[shared..]), i)).collect();
+    order.sort_unstable();
+    let mut out: Vec<usize> = order.iter().map(|&(_, i)| i).collect();
+    // Equal prefixes say nothing of the keys: such a stretch is sorted again, whole.
+    let mut at = 0;
+    while at < order.len() {
+        let p = order[at].0;
+        let len = order[at..].iter().take_while(|o| o.0 == p).count();
+        if len > 1 {
+            out[at..at + len].sort_unstable_by(|&a, &b| compare(key(a), key(b)).then(a.cmp(&b)));
+        }
+        at += len;
+    }
+    out
+}
+
 fn be(b: &[u8]) -> u64 {
     u64::from_be_bytes(b.try_into().expect("8 bytes"))
 }
@@ -54,6 +82,18 @@ mod tests {
             if pa != pb {
                 prop_assert_eq!(pa.cmp(&pb), a.cmp(&b));
             }
+        }
+
+        #[test]
+        fn sorted_indexes_order_by_key_then_index(
+            keys in proptest::collection::vec(proptest::collection::vec(0u8..3, 0..12), 0..60),
+            common in proptest::collection::vec(0u8..3, 0..10),
+        ) {
+            let keys: Vec<Vec<u8>> = keys.into_iter().map(|k| [common.clone(), k].concat()).collect();
+            let got = super::sorted_indexes(keys.len(), |i| &keys[i]);
+            let mut want: Vec<usize> = (0..keys.len()).collect();
+            want.sort_by(|&a, &b| keys[a].cmp(&keys[b]).then(a.cmp(&b)));
+            prop_assert_eq!(got, want);
         }
     }
 }

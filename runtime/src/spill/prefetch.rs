@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 #[cfg(feature = "disk")]
-use super::key_order::compare;
+use super::key_order::sorted_indexes;
 use super::{decode, failed, SpillState, Tier};
 use crate::state::Probe;
 
@@ -74,26 +74,26 @@ where
         Q: Probe<K> + ?Sized + 'a,
     {
         let keys: Vec<&Q> = keys.into_iter().collect();
-        let mut w = self.wanted(&keys)?;
-        let len = self.mem.len();
-        let mut fit = self.room_for(w.order.len())?;
-        if self.mem.len() < len {
-            // The eviction may have taken keys of the batch that were in memory.
-            w = self.wanted(&keys)?;
-            fit = self.room().min(w.order.len());
-        }
+        // Room first, for at most this many (a key repeated in the batch counts each
+        // time), so that the keys are encoded and sorted once, after the eviction has
+        // taken what it takes.
+        let cold = keys.iter().filter(|&&k| !self.mem.contains(k)).count();
+        let fit = self.room_for(cold)?;
         let Wanted {
             mut owned,
             bytes,
             spans,
             mut order,
-        } = w;
+        } = self.wanted(&keys)?;
         let key_at = |i: usize| &bytes[spans[i].0..spans[i].1];
-        if fit < order.len() {
-            // The keys of the earliest events.
-            order.sort_unstable();
-            order.truncate(fit);
-            order.sort_unstable_by(|&a, &b| compare(key_at(a), key_at(b)));
+        let fit = fit.min(self.room());
+        if fit == 0 {
+            order.clear();
+        } else if fit < order.len() {
+            // The keys of the earliest events, still in key order.
+            let mut firsts = order.clone();
+            let last = *firsts.select_nth_unstable(fit - 1).1;
+            order.retain(|&i| i <= last);
         }
         let Some(tier) = self.disk.as_mut().and_then(|d| d.tier.as_mut()) else {
             return Ok(());
@@ -126,8 +126,7 @@ where
         }
         let key_at = |i: usize| &bytes[spans[i].0..spans[i].1];
         // Of equal keys the earliest event's comes first, and stays.
-        let mut order: Vec<usize> = (0..owned.len()).collect();
-        order.sort_unstable_by(|&a, &b| compare(key_at(a), key_at(b)).then(a.cmp(&b)));
+        let mut order = sorted_indexes(owned.len(), key_at);
         order.dedup_by(|a, b| key_at(*a) == key_at(*b));
         Ok(Wanted {
             owned,
@@ -182,6 +181,8 @@ where
 
 /// Builds without a disk tier never sort keys (nothing is on disk); the runs' order.
 #[cfg(not(feature = "disk"))]
-fn compare(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    a.cmp(b)
+fn sorted_indexes<'a>(n: usize, key: impl Fn(usize) -> &'a [u8]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| key(a).cmp(key(b)));
+    order
 }
