@@ -450,6 +450,30 @@ impl<K: Hash + Eq, V, B> KeyedState<K, V, B> {
         self.put(key, value, changed);
     }
 
+    /// The hash of `key` in this table, for [`contains_hashed`](Self::contains_hashed)
+    /// and [`put_absent`](Self::put_absent).
+    pub(crate) fn hash_of<Q: Probe<K> + ?Sized>(&self, key: &Q) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// [`contains`](Self::contains) of a key whose [`hash_of`](Self::hash_of) is `hash`.
+    pub(crate) fn contains_hashed<Q: Probe<K> + ?Sized>(&self, hash: u64, key: &Q) -> bool {
+        self.table.find(hash, |e| key.matches(&e.key)).is_some()
+    }
+
+    /// [`put_stamped`](Self::put_stamped) of a key not in the table (one brought back
+    /// from disk) whose [`hash_of`](Self::hash_of) is `hash`: neither looked up nor hashed
+    /// again. A batch's keys were hashed before its blocks were read; hashed after, each
+    /// key's bytes were a cache miss.
+    pub(crate) fn put_absent(&mut self, hash: u64, key: K, value: V, changed: u64) {
+        debug_assert!(
+            self.table.find(hash, |e| e.key == key).is_none(),
+            "put_absent of a key in the table"
+        );
+        self.table
+            .insert_unique(hash, Entry::new(key, value, changed), rehash(&self.hasher));
+    }
+
     /// Puts an entry in with the stamp `changed`, counting no change; the value it
     /// replaces, if any.
     fn put(&mut self, key: K, value: V, changed: u64) -> Option<V> {

@@ -13,10 +13,12 @@ use super::key_order::sorted_indexes;
 use super::{decode, failed, SpillState, Tier};
 use crate::state::Probe;
 
-/// The keys of a batch not in memory, in event order: owned (to insert) and encoded (to
-/// find, `bytes[spans[i].0..spans[i].1]`); `order`: the distinct ones, sorted.
+/// The keys of a batch not in memory, in event order: owned (to insert), hashed (as
+/// memory's table hashes them) and encoded (to find, `bytes[spans[i].0..spans[i].1]`);
+/// `order`: the distinct ones, sorted.
 struct Wanted<K> {
     owned: Vec<Option<K>>,
+    hashes: Vec<u64>,
     bytes: Vec<u8>,
     spans: Vec<(usize, usize)>,
     order: Vec<usize>,
@@ -81,6 +83,7 @@ where
         let fit = self.room_for(cold)?;
         let Wanted {
             mut owned,
+            hashes,
             bytes,
             spans,
             mut order,
@@ -106,7 +109,7 @@ where
         })?;
         for (i, stamp, v) in got {
             let key = owned[i].take().expect("distinct keys");
-            self.mem.put_stamped(key, v, stamp);
+            self.mem.put_absent(hashes[i], key, v, stamp);
         }
         Ok(())
     }
@@ -114,10 +117,13 @@ where
     /// Those of `keys` not in memory.
     fn wanted<Q: Probe<K> + ?Sized>(&self, keys: &[&Q]) -> Result<Wanted<K>, String> {
         let (mut owned, mut bytes, mut spans) = (Vec::new(), Vec::new(), Vec::new());
+        let mut hashes = Vec::new();
         for &k in keys {
-            if self.mem.contains(k) {
+            let hash = self.mem.hash_of(k);
+            if self.mem.contains_hashed(hash, k) {
                 continue;
             }
+            hashes.push(hash);
             let key = k.to_key();
             let start = bytes.len();
             bytes = postcard::to_extend(&key, bytes).map_err(|e| e.to_string())?;
@@ -130,6 +136,7 @@ where
         order.dedup_by(|a, b| key_at(*a) == key_at(*b));
         Ok(Wanted {
             owned,
+            hashes,
             bytes,
             spans,
             order,

@@ -129,7 +129,9 @@ impl Tier {
     /// [`take`](Self::take) of many keys in one pass over the runs: `f(i, stamp, value)`
     /// for each of `keys` (sorted by [`compare`](super::key_order::compare), distinct, none
     /// in memory) found on disk, which the caller puts into memory. Each run reads each
-    /// block its keys need once.
+    /// block its keys need once. A large batch is read by two threads, each taking half
+    /// of the keys through every run: the reads are independent, and most of a batch's
+    /// time with most keys on disk.
     pub(crate) fn take_sorted(
         &mut self,
         keys: &[&[u8]],
@@ -139,29 +141,28 @@ impl Tier {
             return Ok(());
         }
         let hashes: Vec<u64> = keys.iter().map(|k| bloom::hash(k)).collect();
-        let mut open: Vec<usize> = (0..keys.len())
+        let open: Vec<usize> = (0..keys.len())
             .filter(|&i| self.pending.is_empty() || !self.pending.contains(keys[i]))
             .collect();
-        let mut found = Vec::new();
-        // Newest run first: the first copy of a key found is its newest.
-        for run in self.runs.iter().rev() {
-            if open.is_empty() {
-                break;
-            }
-            let mut missed = Vec::with_capacity(open.len());
-            let mut hit = |i: usize, stamp, v: Option<&[u8]>| match v {
-                Some(v) => {
-                    found.push((i, stamp));
-                    f(i, stamp, v)
-                }
-                None => Ok(()),
-            };
-            run.get_sorted(keys, &hashes, &open, &mut hit, &mut missed)?;
-            // Key order again, for the next run's blocks.
-            missed.sort_unstable();
-            open = missed;
+        let runs = &self.runs;
+        let (found, open) = if open.len() >= SPLIT_AT {
+            let (a, b) = open.split_at(open.len() / 2);
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| look_up(runs, keys, &hashes, b.to_vec()));
+                let (mut found, mut open) = look_up(runs, keys, &hashes, a.to_vec())?;
+                let (theirs, rest) = (other.join())
+                    .map_err(|_| "state working directory: a lookup thread panicked")??;
+                found.append(theirs);
+                open.extend(rest);
+                Ok::<_, TierError>((found, open))
+            })?
+        } else {
+            look_up(runs, keys, &hashes, open)?
+        };
+        for &(i, stamp, start, end) in &found.items {
+            f(i, stamp, &found.bytes[start..end])?;
         }
-        for (i, stamp) in found {
+        for &(i, stamp, _, _) in &found.items {
             self.taken(keys[i], stamp);
         }
         // Keys removed (`pending`, or a removal in a run) are not remembered: their own
@@ -345,4 +346,59 @@ impl Tier {
     pub(crate) fn ack(&self, stamp: u64) {
         self.acked.fetch_max(stamp, Ordering::Relaxed);
     }
+}
+
+/// Keys of a batch lookup past which two threads share it: below, starting a thread
+/// costs more than half of the reads. Tests split their small batches too.
+const SPLIT_AT: usize = if cfg!(test) { 16 } else { 1024 };
+
+/// What a batch lookup found: (key index, stamp, value span in `bytes`).
+#[derive(Default)]
+struct Found {
+    items: Vec<(usize, u64, usize, usize)>,
+    bytes: Vec<u8>,
+}
+
+impl Found {
+    fn append(&mut self, other: Found) {
+        let base = self.bytes.len();
+        self.bytes.extend_from_slice(&other.bytes);
+        (self.items).extend(
+            other
+                .items
+                .into_iter()
+                .map(|(i, s, a, b)| (i, s, a + base, b + base)),
+        );
+    }
+}
+
+/// Looks `open` (indexes into `keys`, in key order) up in `runs`, newest first: what was
+/// found, and the indexes found on no run (in key order; a key removed is neither).
+fn look_up(
+    runs: &[Run],
+    keys: &[&[u8]],
+    hashes: &[u64],
+    mut open: Vec<usize>,
+) -> Result<(Found, Vec<usize>), TierError> {
+    let mut found = Found::default();
+    // Newest run first: the first copy of a key found is its newest.
+    for run in runs.iter().rev() {
+        if open.is_empty() {
+            break;
+        }
+        let mut missed = Vec::with_capacity(open.len());
+        let mut hit = |i: usize, stamp, v: Option<&[u8]>| {
+            if let Some(v) = v {
+                let start = found.bytes.len();
+                found.bytes.extend_from_slice(v);
+                found.items.push((i, stamp, start, found.bytes.len()));
+            }
+            Ok(())
+        };
+        run.get_sorted(keys, hashes, &open, &mut hit, &mut missed)?;
+        // Key order again, for the next run's blocks.
+        missed.sort_unstable();
+        open = missed;
+    }
+    Ok((found, open))
 }
