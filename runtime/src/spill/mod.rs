@@ -51,7 +51,6 @@ use serde::Serialize;
 use crate::state::{KeyedState, Natural, Probe};
 pub(crate) use backend::{checking, disk_config, only_checking};
 pub use backend::{parse_size, set_state_backend, state_backend, DiskConfig, StateBackend, MARKER};
-use batch::Batch;
 use budget::Budget;
 pub use failure::failure;
 pub(crate) use scratch::Scratch;
@@ -356,24 +355,22 @@ where
     /// a key again without the table growing.
     fn evict(&mut self, n: usize, rebuild: bool) -> Result<(), String> {
         let threshold = stamp_at(&self.mem, n);
-        let mut batch = self.disk.as_ref().expect("disk backend").budget.batch();
-        if rebuild {
-            self.mem
-                .take_stamped_upto_rebuilt(threshold, |k, v, stamp| batch.push(&k, &v, stamp))?;
-        } else {
-            for (k, v, stamp) in self.mem.take_stamped_upto(threshold) {
-                batch.push(&k, &v, stamp)?;
-            }
-        }
-        self.write_evicted(batch)
-    }
-
-    /// Writes an eviction batch and charges what memory holds after it.
-    fn write_evicted(&mut self, batch: Batch) -> Result<(), String> {
-        let disk = self.disk.as_mut().expect("disk backend");
-        disk.budget.measured(&batch);
+        let SpillState { mem, disk } = self;
+        let disk = disk.as_mut().expect("disk backend");
+        let mut batch = disk.budget.batch();
         let tier = disk.tier.as_mut().expect("opened");
-        let restart = tier.write(batch)?;
+        // The batch is gathered while the tier merges its runs.
+        let (batch, restart) = tier.write_with(|| {
+            if rebuild {
+                mem.take_stamped_upto_rebuilt(threshold, |k, v, stamp| batch.push(&k, &v, stamp))?;
+            } else {
+                for (k, v, stamp) in mem.take_stamped_upto(threshold) {
+                    batch.push(&k, &v, stamp)?;
+                }
+            }
+            Ok(batch)
+        })?;
+        disk.budget.measured(&batch);
         let heap = self.mem.len() * disk.budget.heap_per_entry();
         let held = heap + tier.memory();
         // Still over: the table is too large for the entries the budget leaves room for

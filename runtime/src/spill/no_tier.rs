@@ -42,7 +42,10 @@ impl Tier {
     pub(crate) fn forget(&mut self, _: Vec<u8>) {
         match *self {}
     }
-    pub(crate) fn write(&mut self, _: super::batch::Batch) -> Result<bool, TierError> {
+    pub(crate) fn write_with(
+        &mut self,
+        _: impl FnOnce() -> Result<super::batch::Batch, TierError>,
+    ) -> Result<(super::batch::Batch, bool), TierError> {
         match *self {}
     }
     pub(crate) fn entries(

@@ -62,6 +62,8 @@ pub(crate) struct Tier {
     looked_up: u64,
     /// Keys the last batch lookup found on no run, until the next run is written.
     absent: Absent,
+    /// A run was written since the runs were last merged.
+    compact_due: bool,
 }
 
 impl Tier {
@@ -82,6 +84,7 @@ impl Tier {
             pruned: 0,
             superseded: Superseded::default(),
             absent: Absent::default(),
+            compact_due: false,
             // A floor for tiny budgets (tests): a few hundred marks.
             superseded_cap: (c.memory / 16).max(64 << 10),
             looked_up: 0,
@@ -144,21 +147,20 @@ impl Tier {
         let open: Vec<usize> = (0..keys.len())
             .filter(|&i| self.pending.is_empty() || !self.pending.contains(keys[i]))
             .collect();
-        let runs = &self.runs;
-        let (found, open) = if open.len() >= SPLIT_AT {
-            let (a, b) = open.split_at(open.len() / 2);
-            std::thread::scope(|scope| {
-                let other = scope.spawn(|| look_up(runs, keys, &hashes, b.to_vec()));
-                let (mut found, mut open) = look_up(runs, keys, &hashes, a.to_vec())?;
-                let (theirs, rest) = (other.join())
-                    .map_err(|_| "state working directory: a lookup thread panicked")??;
+        let (runs, hashes) = (&self.runs, &hashes);
+        let mut mine = open;
+        let theirs = (mine.len() >= SPLIT_AT).then(|| mine.split_off(mine.len() / 2));
+        let panicked = |_| "state working directory: a lookup thread panicked";
+        let (found, open) = std::thread::scope(|scope| {
+            let other = theirs.map(|b| scope.spawn(move || look_up(runs, keys, hashes, b)));
+            let (mut found, mut open) = look_up(runs, keys, hashes, mine)?;
+            if let Some(other) = other {
+                let (theirs, rest) = other.join().map_err(panicked)??;
                 found.append(theirs);
                 open.extend(rest);
-                Ok::<_, TierError>((found, open))
-            })?
-        } else {
-            look_up(runs, keys, &hashes, open)?
-        };
+            }
+            Ok::<_, TierError>((found, open))
+        })?;
         for &(i, stamp, start, end) in &found.items {
             f(i, stamp, &found.bytes[start..end])?;
         }
@@ -209,84 +211,83 @@ impl Tier {
         Ok(None)
     }
 
-    fn new_run(&mut self, capacity: usize) -> Result<RunWriter, TierError> {
-        let path = self.dir.join(run_file_name(self.n, self.next_run));
-        self.next_run += 1;
-        RunWriter::create(path, capacity)
-    }
-
-    /// Writes evicted entries as a run, with removals of the removed keys. True when the
-    /// dirty marks outgrew the live entries and were dropped: the caller's history must
-    /// start over (its next delta is whole).
-    pub(crate) fn write(&mut self, mut batch: Batch) -> Result<bool, TierError> {
+    /// Writes the evicted entries `gather` returns as a run, with removals of the removed
+    /// keys, and gives the batch back. The runs written before are merged meanwhile, on a
+    /// thread of their own: the merge only reads them, and its file is its own; the new
+    /// run waits on top for the next batch's merge. True when the dirty marks outgrew the
+    /// live entries and were dropped: the caller's history must start over (its next
+    /// delta is whole).
+    pub(crate) fn write_with(
+        &mut self,
+        gather: impl FnOnce() -> Result<Batch, TierError>,
+    ) -> Result<(Batch, bool), TierError> {
         self.absent.clear();
-        batch.sort();
         let acked = self.acked.load(Ordering::Relaxed);
         if acked > self.pruned {
             self.marks.keep_after(acked)?;
             self.pruned = acked;
             self.superseded.keep_after(acked);
         }
-        let mut removed: Vec<Vec<u8>> = self.pending.drain().collect();
-        removed.sort_unstable();
-        let mut removed = removed.into_iter().peekable();
-        let mut w = self.new_run(batch.len() + removed.len())?;
-        for (k, stamp, v) in batch.iter() {
-            while let Some(r) = removed.next_if(|r| r.as_slice() <= k) {
-                // A key removed, then added again and evicted: the batch's copy is newer.
-                if r != k {
-                    w.push(&r, 0, None)?;
-                }
-            }
-            w.push(k, stamp, Some(v))?;
-            if stamp > acked {
-                // Evicted again unchanged: the older mark of this copy holds again.
-                self.superseded.remove(k, stamp);
-                self.marks.append(stamp, k, v)?;
-            }
-        }
-        for r in removed {
-            w.push(&r, 0, None)?;
-        }
-        self.runs.push(w.finish()?);
+        let names = match std::mem::take(&mut self.compact_due) {
+            true => self.merge_names(),
+            false => Vec::new(),
+        };
+        let path = self.dir.join(run_file_name(self.n, self.next_run));
+        self.next_run += 1;
+        let Tier {
+            runs,
+            marks,
+            superseded,
+            pending,
+            ..
+        } = self;
+        let (runs_now, names) = (&*runs, &names);
+        let panicked = |_| "state working directory: a merge thread panicked";
+        let (merged, batch, run) = std::thread::scope(|scope| {
+            let merge = (!names.is_empty()).then(|| scope.spawn(|| merged_top(runs_now, names)));
+            let mut batch = gather()?;
+            batch.sort();
+            let mut removed: Vec<Vec<u8>> = pending.drain().collect();
+            removed.sort_unstable();
+            let w = RunWriter::create(path, batch.len() + removed.len())?;
+            let run = write_run(&batch, w, removed, acked, marks, superseded);
+            let merged = match merge {
+                Some(m) => m.join().map_err(panicked)??,
+                None => None,
+            };
+            Ok::<_, TierError>((merged, batch, run?))
+        })?;
+        self.install(merged);
+        self.runs.push(run);
+        self.compact_due = true;
         self.marks.flush()?;
         self.marks.end_batch();
         self.live += batch.len() as u64;
-        self.compact()?;
         self.held = self.runs.iter().map(Run::memory).sum();
-        if self.marks.too_many(self.live) {
+        let restart = self.marks.too_many(self.live);
+        if restart {
             self.marks.clear()?;
             self.superseded.clear();
-            return Ok(true);
         }
-        Ok(false)
+        Ok((batch, restart))
     }
 
-    /// Merges the two newest runs while the older is at most twice the newer: then each
-    /// run is more than twice the next, so all runs together are less than twice the
-    /// oldest (which holds each key once), and there are about log2(batches) of them.
-    fn compact(&mut self) -> Result<(), TierError> {
-        while let [.., older, newer] = self.runs.as_slice() {
-            if older.records() > 2 * newer.records() {
-                break;
-            }
-            let capacity = (older.records() + newer.records()) as usize;
-            // Merged into the oldest run, a removal has nothing left to hide.
-            let bottom = self.runs.len() == 2;
-            let mut w = self.new_run(capacity)?;
-            let n = self.runs.len();
-            let mut merge = Merge::new(self.runs[n - 2..].iter().rev())?;
-            let mut r = Record::default();
-            while merge.next_into(&mut r)? {
-                if r.value.is_some() || !bottom {
-                    w.push(&r.key, r.stamp, r.value.as_deref())?;
-                }
-            }
-            let merged = w.finish()?;
-            self.runs.truncate(n - 2);
-            self.runs.push(merged);
+    /// File names for the runs of one [`merged_top`], numbered ahead.
+    fn merge_names(&mut self) -> Vec<PathBuf> {
+        let first = self.next_run;
+        self.next_run += self.runs.len() as u64;
+        (first..self.next_run)
+            .map(|i| self.dir.join(run_file_name(self.n, i)))
+            .collect()
+    }
+
+    /// Puts the run merged of the newest `k` runs in their place.
+    fn install(&mut self, merged: Option<(usize, Run)>) {
+        if let Some((k, run)) = merged {
+            self.runs.truncate(self.runs.len() - k);
+            self.runs.push(run);
+            self.held = self.runs.iter().map(Run::memory).sum();
         }
-        Ok(())
     }
 
     /// Every entry on disk (key bytes, stamp, value bytes) in key order, stale copies of
@@ -401,4 +402,75 @@ fn look_up(
         open = missed;
     }
     Ok((found, open))
+}
+
+/// The newest runs merged while the older of the newest two is at most twice the newer:
+/// then each run is more than twice the next, so all runs together are less than twice
+/// the oldest (which holds each key once), and there are about log2(batches) of them.
+/// How many of the newest runs it replaces and the merged run, written at `names` (one
+/// per merge at most); `None`: no merge is due.
+fn merged_top(runs: &[Run], names: &[PathBuf]) -> Result<Option<(usize, Run)>, TierError> {
+    let mut top: Option<(usize, Run)> = None;
+    let mut names = names.iter();
+    loop {
+        let k = top.as_ref().map_or(1, |t| t.0);
+        let Some(older) = runs.len().checked_sub(k + 1).map(|i| &runs[i]) else {
+            break;
+        };
+        let newer = top.as_ref().map_or(&runs[runs.len() - 1], |t| &t.1);
+        if older.records() > 2 * newer.records() {
+            break;
+        }
+        // Merged into the oldest run, a removal has nothing left to hide.
+        let bottom = runs.len() == k + 1;
+        let path = names.next().expect("a name for each merge").clone();
+        let merged = merge_two(older, newer, path, bottom)?;
+        top = Some((k + 1, merged));
+    }
+    Ok(top)
+}
+
+/// `older` and `newer` merged into a run at `path`; `bottom`: removals are dropped.
+fn merge_two(older: &Run, newer: &Run, path: PathBuf, bottom: bool) -> Result<Run, TierError> {
+    let capacity = (older.records() + newer.records()) as usize;
+    let mut w = RunWriter::create(path, capacity)?;
+    let mut merge = Merge::new([newer, older].into_iter())?;
+    let mut r = Record::default();
+    while merge.next_into(&mut r)? {
+        if r.value.is_some() || !bottom {
+            w.push(&r.key, r.stamp, r.value.as_deref())?;
+        }
+    }
+    w.finish()
+}
+
+/// The run of an eviction batch (sorted) with removals of the `removed` keys (sorted),
+/// its changes after `acked` marked dirty.
+fn write_run(
+    batch: &Batch,
+    mut w: RunWriter,
+    removed: Vec<Vec<u8>>,
+    acked: u64,
+    marks: &mut Marks,
+    superseded: &mut Superseded,
+) -> Result<Run, TierError> {
+    let mut removed = removed.into_iter().peekable();
+    for (k, stamp, v) in batch.iter() {
+        while let Some(r) = removed.next_if(|r| r.as_slice() <= k) {
+            // A key removed, then added again and evicted: the batch's copy is newer.
+            if r != k {
+                w.push(&r, 0, None)?;
+            }
+        }
+        w.push(k, stamp, Some(v))?;
+        if stamp > acked {
+            // Evicted again unchanged: the older mark of this copy holds again.
+            superseded.remove(k, stamp);
+            marks.append(stamp, k, v)?;
+        }
+    }
+    for r in removed {
+        w.push(&r, 0, None)?;
+    }
+    w.finish()
 }
