@@ -354,13 +354,25 @@ where
     /// (for an eviction down to at most half the table), so that every free slot can take
     /// a key again without the table growing.
     fn evict(&mut self, n: usize, rebuild: bool) -> Result<(), String> {
+        self.evict_then(n, rebuild, |_| ())
+    }
+
+    /// [`evict`](Self::evict), and `then` of memory as the eviction leaves it, called
+    /// while the disk tier still merges its runs (the second thread's work is the
+    /// longer): its result.
+    fn evict_then<R>(
+        &mut self,
+        n: usize,
+        rebuild: bool,
+        then: impl FnOnce(&KeyedState<K, V, B>) -> R,
+    ) -> Result<R, String> {
         let threshold = stamp_at(&self.mem, n);
         let SpillState { mem, disk } = self;
         let disk = disk.as_mut().expect("disk backend");
         let mut batch = disk.budget.batch();
         let tier = disk.tier.as_mut().expect("opened");
         // The batch is gathered while the tier merges its runs.
-        let (batch, restart) = tier.write_with(|| {
+        let (batch, restart, got) = tier.write_with(|| {
             if rebuild {
                 mem.take_stamped_upto_rebuilt(threshold, |k, v, stamp| batch.push(&k, &v, stamp))?;
             } else {
@@ -368,7 +380,8 @@ where
                     batch.push(&k, &v, stamp)?;
                 }
             }
-            Ok(batch)
+            let mem: &KeyedState<K, V, B> = mem;
+            Ok((batch, move || then(mem)))
         })?;
         disk.budget.measured(&batch);
         let heap = self.mem.len() * disk.budget.heap_per_entry();
@@ -383,7 +396,7 @@ where
         if restart {
             self.mem.restart_history();
         }
-        Ok(())
+        Ok(got)
     }
 }
 

@@ -42,10 +42,10 @@ impl Tier {
     pub(crate) fn forget(&mut self, _: Vec<u8>) {
         match *self {}
     }
-    pub(crate) fn write_with(
+    pub(crate) fn write_with<R, Then: FnOnce() -> R>(
         &mut self,
-        _: impl FnOnce() -> Result<super::batch::Batch, TierError>,
-    ) -> Result<(super::batch::Batch, bool), TierError> {
+        _: impl FnOnce() -> Result<(super::batch::Batch, Then), TierError>,
+    ) -> Result<(super::batch::Batch, bool, R), TierError> {
         match *self {}
     }
     pub(crate) fn entries(

@@ -11,7 +11,7 @@ use serde::Serialize;
 #[cfg(feature = "disk")]
 use super::key_order::sorted_indexes;
 use super::{decode, failed, SpillState, Tier};
-use crate::state::Probe;
+use crate::state::{KeyedState, Probe};
 
 /// The keys of a batch not in memory, in event order: owned (to insert), hashed (as
 /// memory's table hashes them) and encoded (to find, `bytes[spans[i].0..spans[i].1]`);
@@ -80,14 +80,17 @@ where
         // time), so that the keys are encoded and sorted once, after the eviction has
         // taken what it takes.
         let cold = keys.iter().filter(|&&k| !self.mem.contains(k)).count();
-        let fit = self.room_for(cold)?;
+        let (fit, wanted) = self.room_for(cold, &keys)?;
         let Wanted {
             mut owned,
             hashes,
             bytes,
             spans,
             mut order,
-        } = self.wanted(&keys)?;
+        } = match wanted {
+            Some(w) => w?,
+            None => wanted_of(&self.mem, &keys)?,
+        };
         let key_at = |i: usize| &bytes[spans[i].0..spans[i].1];
         let fit = fit.min(self.room());
         if fit == 0 {
@@ -114,55 +117,34 @@ where
         Ok(())
     }
 
-    /// Those of `keys` not in memory.
-    fn wanted<Q: Probe<K> + ?Sized>(&self, keys: &[&Q]) -> Result<Wanted<K>, String> {
-        let (mut owned, mut bytes, mut spans) = (Vec::new(), Vec::new(), Vec::new());
-        let mut hashes = Vec::new();
-        for &k in keys {
-            let hash = self.mem.hash_of(k);
-            if self.mem.contains_hashed(hash, k) {
-                continue;
-            }
-            hashes.push(hash);
-            let key = k.to_key();
-            let start = bytes.len();
-            bytes = postcard::to_extend(&key, bytes).map_err(|e| e.to_string())?;
-            spans.push((start, bytes.len()));
-            owned.push(Some(key));
-        }
-        let key_at = |i: usize| &bytes[spans[i].0..spans[i].1];
-        // Of equal keys the earliest event's comes first, and stays.
-        let mut order = sorted_indexes(owned.len(), key_at);
-        order.dedup_by(|a, b| key_at(*a) == key_at(*b));
-        Ok(Wanted {
-            owned,
-            hashes,
-            bytes,
-            spans,
-            order,
-        })
-    }
-
     /// How many of `want` new keys memory can take, after evicting if it cannot take
     /// them all. When the table's free slots are what is short (evictions leave
     /// tombstones), memory is emptied to half its slots, which frees them all in place
     /// (the insert path does the same when a table would grow); when bytes are short, a
     /// quarter of the entries go, half at most, as in [`make_room`](Self::make_room).
-    fn room_for(&mut self, want: usize) -> Result<usize, String> {
+    /// After an eviction, the batch's `keys` not in memory come too (found while the disk
+    /// tier still merges its runs).
+    #[allow(clippy::type_complexity)]
+    fn room_for<Q: Probe<K> + ?Sized>(
+        &mut self,
+        want: usize,
+        keys: &[&Q],
+    ) -> Result<(usize, Option<Result<Wanted<K>, String>>), String> {
         let fit = self.room();
         let len = self.mem.len();
         let broken = self.disk.as_ref().is_none_or(|d| d.broken);
         if fit >= want || len < 4 || broken {
-            return Ok(fit.min(want));
+            return Ok((fit.min(want), None));
         }
         let keep = self.mem.in_place_limit().saturating_sub(1);
         let target = keep - keep / 16;
-        if self.bytes_room() >= want {
-            self.evict(len.saturating_sub(target), true)?;
+        let wanted = |mem: &KeyedState<K, V, B>| wanted_of(mem, keys);
+        let wanted = if self.bytes_room() >= want {
+            self.evict_then(len.saturating_sub(target), true, wanted)?
         } else {
-            self.evict((want - fit).clamp(len / 4, len / 2), false)?;
-        }
-        Ok(self.room().min(want))
+            self.evict_then((want - fit).clamp(len / 4, len / 2), false, wanted)?
+        };
+        Ok((self.room().min(want), Some(wanted)))
     }
 
     /// New keys memory can take without growing its table or going over the budget.
@@ -192,4 +174,37 @@ fn sorted_indexes<'a>(n: usize, key: impl Fn(usize) -> &'a [u8]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| key(a).cmp(key(b)));
     order
+}
+
+/// Those of `keys` not in `mem`.
+fn wanted_of<K, V, B, Q>(mem: &KeyedState<K, V, B>, keys: &[&Q]) -> Result<Wanted<K>, String>
+where
+    K: Hash + Eq + Serialize,
+    Q: Probe<K> + ?Sized,
+{
+    let (mut owned, mut bytes, mut spans) = (Vec::new(), Vec::new(), Vec::new());
+    let mut hashes = Vec::new();
+    for &k in keys {
+        let hash = mem.hash_of(k);
+        if mem.contains_hashed(hash, k) {
+            continue;
+        }
+        hashes.push(hash);
+        let key = k.to_key();
+        let start = bytes.len();
+        bytes = postcard::to_extend(&key, bytes).map_err(|e| e.to_string())?;
+        spans.push((start, bytes.len()));
+        owned.push(Some(key));
+    }
+    let key_at = |i: usize| &bytes[spans[i].0..spans[i].1];
+    // Of equal keys the earliest event's comes first, and stays.
+    let mut order = sorted_indexes(owned.len(), key_at);
+    order.dedup_by(|a, b| key_at(*a) == key_at(*b));
+    Ok(Wanted {
+        owned,
+        hashes,
+        bytes,
+        spans,
+        order,
+    })
 }

@@ -212,15 +212,16 @@ impl Tier {
     }
 
     /// Writes the evicted entries `gather` returns as a run, with removals of the removed
-    /// keys, and gives the batch back. The runs written before are merged meanwhile, on a
-    /// thread of their own: the merge only reads them, and its file is its own; the new
+    /// keys, and gives the batch back with what `then` (which `gather` returns too, run
+    /// once the run is written) returns. The runs written before are merged meanwhile, on
+    /// a thread of their own: the merge only reads them, and its file is its own; the new
     /// run waits on top for the next batch's merge. True when the dirty marks outgrew the
     /// live entries and were dropped: the caller's history must start over (its next
     /// delta is whole).
-    pub(crate) fn write_with(
+    pub(crate) fn write_with<R, Then: FnOnce() -> R>(
         &mut self,
-        gather: impl FnOnce() -> Result<Batch, TierError>,
-    ) -> Result<(Batch, bool), TierError> {
+        gather: impl FnOnce() -> Result<(Batch, Then), TierError>,
+    ) -> Result<(Batch, bool, R), TierError> {
         self.absent.clear();
         let acked = self.acked.load(Ordering::Relaxed);
         if acked > self.pruned {
@@ -243,19 +244,20 @@ impl Tier {
         } = self;
         let (runs_now, names) = (&*runs, &names);
         let panicked = |_| "state working directory: a merge thread panicked";
-        let (merged, batch, run) = std::thread::scope(|scope| {
+        let (merged, batch, run, then) = std::thread::scope(|scope| {
             let merge = (!names.is_empty()).then(|| scope.spawn(|| merged_top(runs_now, names)));
-            let mut batch = gather()?;
+            let (mut batch, then) = gather()?;
             batch.sort();
             let mut removed: Vec<Vec<u8>> = pending.drain().collect();
             removed.sort_unstable();
             let w = RunWriter::create(path, batch.len() + removed.len())?;
             let run = write_run(&batch, w, removed, acked, marks, superseded);
+            let then = then();
             let merged = match merge {
                 Some(m) => m.join().map_err(panicked)??,
                 None => None,
             };
-            Ok::<_, TierError>((merged, batch, run?))
+            Ok::<_, TierError>((merged, batch, run?, then))
         })?;
         self.install(merged);
         self.runs.push(run);
@@ -269,7 +271,7 @@ impl Tier {
             self.marks.clear()?;
             self.superseded.clear();
         }
-        Ok((batch, restart))
+        Ok((batch, restart, then))
     }
 
     /// File names for the runs of one [`merged_top`], numbered ahead.
