@@ -149,16 +149,26 @@ impl Tier {
             .collect();
         let (runs, hashes) = (&self.runs, &hashes);
         let mut mine = open;
-        let theirs = (mine.len() >= SPLIT_AT).then(|| mine.split_off(mine.len() / 2));
+        let theirs = match mine.len() >= SPLIT_AT {
+            true => mine.split_off(mine.len() / 2),
+            false => Vec::new(),
+        };
+        let theirs = &theirs;
         let panicked = |_| "state working directory: a lookup thread panicked";
         let (found, open) = std::thread::scope(|scope| {
-            let other = theirs.map(|b| scope.spawn(move || look_up(runs, keys, hashes, b)));
-            let (mut found, mut open) = look_up(runs, keys, hashes, mine)?;
-            if let Some(other) = other {
-                let (theirs, rest) = other.join().map_err(panicked)??;
-                found.append(theirs);
-                open.extend(rest);
-            }
+            let other = (!theirs.is_empty()).then(|| {
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, move || look_up(runs, keys, hashes, theirs))
+            });
+            let (mut found, mut open) = look_up(runs, keys, hashes, &mine)?;
+            let (more, rest) = match other {
+                None => return Ok((found, open)),
+                Some(Ok(other)) => other.join().map_err(panicked)??,
+                // No thread to be had (the process is at its limit): the other half here.
+                Some(Err(_)) => look_up(runs, keys, hashes, theirs)?,
+            };
+            found.append(more);
+            open.extend(rest);
             Ok::<_, TierError>((found, open))
         })?;
         for &(i, stamp, start, end) in &found.items {
@@ -245,7 +255,9 @@ impl Tier {
         let (runs_now, names) = (&*runs, &names);
         let panicked = |_| "state working directory: a merge thread panicked";
         let (merged, batch, run, then) = std::thread::scope(|scope| {
-            let merge = (!names.is_empty()).then(|| scope.spawn(|| merged_top(runs_now, names)));
+            let merge = (!names.is_empty()).then(|| {
+                std::thread::Builder::new().spawn_scoped(scope, || merged_top(runs_now, names))
+            });
             let (mut batch, then) = gather()?;
             batch.sort();
             let mut removed: Vec<Vec<u8>> = pending.drain().collect();
@@ -254,8 +266,10 @@ impl Tier {
             let run = write_run(&batch, w, removed, acked, marks, superseded);
             let then = then();
             let merged = match merge {
-                Some(m) => m.join().map_err(panicked)??,
                 None => None,
+                Some(Ok(m)) => m.join().map_err(panicked)??,
+                // No thread to be had (the process is at its limit): merged here.
+                Some(Err(_)) => merged_top(runs_now, names)?,
             };
             Ok::<_, TierError>((merged, batch, run?, then))
         })?;
@@ -381,8 +395,9 @@ fn look_up(
     runs: &[Run],
     keys: &[&[u8]],
     hashes: &[u64],
-    mut open: Vec<usize>,
+    open: &[usize],
 ) -> Result<(Found, Vec<usize>), TierError> {
+    let mut open = open.to_vec();
     let mut found = Found::default();
     // Newest run first: the first copy of a key found is its newest.
     for run in runs.iter().rev() {
