@@ -205,7 +205,15 @@ impl<K: Hash + Eq, V, B> KeyedState<K, V, B> {
     where
         Q: Probe<K> + ?Sized,
     {
-        let hash = self.hasher.hash_one(key);
+        self.find_hashed(self.hasher.hash_one(key), key)
+    }
+
+    /// [`find`](Self::find) of a key whose hash is `hash`.
+    #[inline]
+    fn find_hashed<Q>(&self, hash: u64, key: &Q) -> Option<&Entry<K, V, B>>
+    where
+        Q: Probe<K> + ?Sized,
+    {
         self.table.find(hash, |e| key.matches(&e.key))
     }
 
@@ -458,7 +466,7 @@ impl<K: Hash + Eq, V, B> KeyedState<K, V, B> {
 
     /// [`contains`](Self::contains) of a key whose [`hash_of`](Self::hash_of) is `hash`.
     pub(crate) fn contains_hashed<Q: Probe<K> + ?Sized>(&self, hash: u64, key: &Q) -> bool {
-        self.table.find(hash, |e| key.matches(&e.key)).is_some()
+        self.find_hashed(hash, key).is_some()
     }
 
     /// [`put_stamped`](Self::put_stamped) of a key not in the table (one brought back

@@ -76,11 +76,18 @@ where
         Q: Probe<K> + ?Sized + 'a,
     {
         let keys: Vec<&Q> = keys.into_iter().collect();
+        // Each key hashed once, and looked up once unless an eviction comes between.
+        let probed: Vec<(u64, bool)> = (keys.iter())
+            .map(|&k| {
+                let hash = self.mem.hash_of(k);
+                (hash, self.mem.contains_hashed(hash, k))
+            })
+            .collect();
         // Room first, for at most this many (a key repeated in the batch counts each
         // time), so that the keys are encoded and sorted once, after the eviction has
         // taken what it takes.
-        let cold = keys.iter().filter(|&&k| !self.mem.contains(k)).count();
-        let (fit, wanted) = self.room_for(cold, &keys)?;
+        let cold = probed.iter().filter(|p| !p.1).count();
+        let (fit, wanted) = self.room_for(cold, &keys, &probed)?;
         let Wanted {
             mut owned,
             hashes,
@@ -88,11 +95,10 @@ where
             spans,
             mut order,
         } = match wanted {
-            Some(w) => w?,
-            None => wanted_of(&self.mem, &keys)?,
+            Some(w) => w,
+            None => wanted_of(&self.mem, &keys, &probed, false)?,
         };
         let key_at = |i: usize| &bytes[spans[i].0..spans[i].1];
-        let fit = fit.min(self.room());
         if fit == 0 {
             order.clear();
         } else if fit < order.len() {
@@ -122,14 +128,14 @@ where
     /// tombstones), memory is emptied to half its slots, which frees them all in place
     /// (the insert path does the same when a table would grow); when bytes are short, a
     /// quarter of the entries go, half at most, as in [`make_room`](Self::make_room).
-    /// After an eviction, the batch's `keys` not in memory come too (found while the disk
-    /// tier still merges its runs).
-    #[allow(clippy::type_complexity)]
+    /// After an eviction, the batch's `keys` (hashed in `probed`) not in memory come too,
+    /// found while the disk tier still merges its runs.
     fn room_for<Q: Probe<K> + ?Sized>(
         &mut self,
         want: usize,
         keys: &[&Q],
-    ) -> Result<(usize, Option<Result<Wanted<K>, String>>), String> {
+        probed: &[(u64, bool)],
+    ) -> Result<(usize, Option<Wanted<K>>), String> {
         let fit = self.room();
         let len = self.mem.len();
         let broken = self.disk.as_ref().is_none_or(|d| d.broken);
@@ -138,13 +144,13 @@ where
         }
         let keep = self.mem.in_place_limit().saturating_sub(1);
         let target = keep - keep / 16;
-        let wanted = |mem: &KeyedState<K, V, B>| wanted_of(mem, keys);
+        let wanted = |mem: &KeyedState<K, V, B>| wanted_of(mem, keys, probed, true);
         let wanted = if self.bytes_room() >= want {
             self.evict_then(len.saturating_sub(target), true, wanted)?
         } else {
             self.evict_then((want - fit).clamp(len / 4, len / 2), false, wanted)?
         };
-        Ok((self.room().min(want), Some(wanted)))
+        Ok((self.room().min(want), Some(wanted?)))
     }
 
     /// New keys memory can take without growing its table or going over the budget.
@@ -176,17 +182,26 @@ fn sorted_indexes<'a>(n: usize, key: impl Fn(usize) -> &'a [u8]) -> Vec<usize> {
     order
 }
 
-/// Those of `keys` not in `mem`.
-fn wanted_of<K, V, B, Q>(mem: &KeyedState<K, V, B>, keys: &[&Q]) -> Result<Wanted<K>, String>
+/// Those of `keys` not in `mem`, with each key's hash and whether it was in `mem` in
+/// `probed`; `again`: memory changed since, so each is looked up again.
+fn wanted_of<K, V, B, Q>(
+    mem: &KeyedState<K, V, B>,
+    keys: &[&Q],
+    probed: &[(u64, bool)],
+    again: bool,
+) -> Result<Wanted<K>, String>
 where
     K: Hash + Eq + Serialize,
     Q: Probe<K> + ?Sized,
 {
     let (mut owned, mut bytes, mut spans) = (Vec::new(), Vec::new(), Vec::new());
     let mut hashes = Vec::new();
-    for &k in keys {
-        let hash = mem.hash_of(k);
-        if mem.contains_hashed(hash, k) {
+    for (&k, &(hash, in_memory)) in keys.iter().zip(probed) {
+        let in_memory = match again {
+            true => mem.contains_hashed(hash, k),
+            false => in_memory,
+        };
+        if in_memory {
             continue;
         }
         hashes.push(hash);

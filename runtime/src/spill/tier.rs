@@ -62,8 +62,6 @@ pub(crate) struct Tier {
     looked_up: u64,
     /// Keys the last batch lookup found on no run, until the next run is written.
     absent: Absent,
-    /// A run was written since the runs were last merged.
-    compact_due: bool,
 }
 
 impl Tier {
@@ -84,7 +82,6 @@ impl Tier {
             pruned: 0,
             superseded: Superseded::default(),
             absent: Absent::default(),
-            compact_due: false,
             // A floor for tiny budgets (tests): a few hundred marks.
             superseded_cap: (c.memory / 16).max(64 << 10),
             looked_up: 0,
@@ -239,10 +236,7 @@ impl Tier {
             self.pruned = acked;
             self.superseded.keep_after(acked);
         }
-        let names = match std::mem::take(&mut self.compact_due) {
-            true => self.merge_names(),
-            false => Vec::new(),
-        };
+        let names = self.merge_names();
         let path = self.dir.join(run_file_name(self.n, self.next_run));
         self.next_run += 1;
         let Tier {
@@ -273,9 +267,11 @@ impl Tier {
             };
             Ok::<_, TierError>((merged, batch, run?, then))
         })?;
-        self.install(merged);
+        if let Some((k, merged)) = merged {
+            self.runs.truncate(self.runs.len() - k);
+            self.runs.push(merged);
+        }
         self.runs.push(run);
-        self.compact_due = true;
         self.marks.flush()?;
         self.marks.end_batch();
         self.live += batch.len() as u64;
@@ -288,22 +284,14 @@ impl Tier {
         Ok((batch, restart, then))
     }
 
-    /// File names for the runs of one [`merged_top`], numbered ahead.
+    /// File names for the runs of the [`merged_top`] due now, numbered ahead: none when
+    /// no merge is due (and no thread is started for it).
     fn merge_names(&mut self) -> Vec<PathBuf> {
         let first = self.next_run;
-        self.next_run += self.runs.len() as u64;
+        self.next_run += merges_due(&self.runs) as u64;
         (first..self.next_run)
             .map(|i| self.dir.join(run_file_name(self.n, i)))
             .collect()
-    }
-
-    /// Puts the run merged of the newest `k` runs in their place.
-    fn install(&mut self, merged: Option<(usize, Run)>) {
-        if let Some((k, run)) = merged {
-            self.runs.truncate(self.runs.len() - k);
-            self.runs.push(run);
-            self.held = self.runs.iter().map(Run::memory).sum();
-        }
     }
 
     /// Every entry on disk (key bytes, stamp, value bytes) in key order, stale copies of
@@ -445,6 +433,24 @@ fn merged_top(runs: &[Run], names: &[PathBuf]) -> Result<Option<(usize, Run)>, T
         top = Some((k + 1, merged));
     }
     Ok(top)
+}
+
+/// How many merges [`merged_top`] makes of `runs` at most: as many as it would were no
+/// copy dropped (a merge that drops copies leaves a smaller run, which stops the cascade
+/// no later).
+fn merges_due(runs: &[Run]) -> usize {
+    let Some(mut newer) = runs.last().map(Run::records) else {
+        return 0;
+    };
+    let mut merges = 0;
+    for older in runs.iter().rev().skip(1).map(Run::records) {
+        if older > 2 * newer {
+            break;
+        }
+        newer += older;
+        merges += 1;
+    }
+    merges
 }
 
 /// `older` and `newer` merged into a run at `path`; `bottom`: removals are dropped.
