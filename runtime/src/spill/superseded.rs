@@ -64,12 +64,17 @@ impl Superseded {
             .is_some()
     }
 
-    pub(crate) fn remove(&mut self, key: &[u8], stamp: u64) {
+    /// True when the mark was here.
+    pub(crate) fn remove(&mut self, key: &[u8], stamp: u64) -> bool {
         if self.set.is_empty() {
-            return;
+            return false;
         }
-        if let Ok(e) = (self.set).find_entry(hash(key, stamp), same(&self.keys, key, stamp)) {
-            e.remove();
+        match (self.set).find_entry(hash(key, stamp), same(&self.keys, key, stamp)) {
+            Ok(e) => {
+                e.remove();
+                true
+            }
+            Err(_) => false,
         }
     }
 

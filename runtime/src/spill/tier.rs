@@ -486,9 +486,10 @@ fn write_run(
             }
         }
         w.push(k, stamp, Some(v))?;
-        if stamp > acked {
-            // Evicted again unchanged: the older mark of this copy holds again.
-            superseded.remove(k, stamp);
+        // Evicted again unchanged (a prefetch brought it back, and it went before its
+        // event came): the older mark of this copy holds again, and a second one would
+        // name the key twice in a delta.
+        if stamp > acked && !superseded.remove(k, stamp) {
             marks.append(stamp, k, v)?;
         }
     }
