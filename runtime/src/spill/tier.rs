@@ -318,9 +318,13 @@ impl Tier {
     /// changes holds one entry at a time, and nothing is looked up: the values are the
     /// marks'.
     ///
-    /// Each entry comes once: a mark names one eviction of one change, and a key comes
-    /// back from disk only to be changed, so its next eviction has a new stamp (the
-    /// older mark is superseded by then).
+    /// Each entry comes once: a mark names one eviction of one change; a key that comes
+    /// back from disk and is changed is evicted with a new stamp (the older mark is
+    /// superseded by then), and one evicted again unchanged (a prefetch brought it back
+    /// before its event) gets no second mark. One case is left: a key brought back
+    /// after `superseded` overflowed (its mark then checked by a lookup) and evicted
+    /// again unchanged gets a second mark, and comes twice, with the same value both
+    /// times (a delta applied is the same).
     pub(crate) fn changed_after(
         &self,
         after: u64,
