@@ -8,19 +8,27 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
-/// A mark's head: stamp (u64 LE), key length, value length (u32 LE); key and value
-/// bytes follow.
-const HEAD: usize = 16;
+/// A mark's head: stamp, number (u64 LE), key length, value length (u32 LE); key and
+/// value bytes follow.
+const HEAD: usize = 24;
 
 /// One evicted change.
 pub(crate) struct Mark {
     pub(crate) stamp: u64,
+    /// This mark's number, which the copy written with it carries: two marks of one
+    /// change (a key evicted again unchanged) are told apart by it.
+    pub(crate) number: u64,
     pub(crate) key: Vec<u8>,
     pub(crate) value: Vec<u8>,
 }
 
 /// Writes one mark; its length in bytes.
-fn write_mark(out: &mut impl Write, stamp: u64, key: &[u8], value: &[u8]) -> Result<u64, String> {
+fn write_mark(
+    out: &mut impl Write,
+    (stamp, number): (u64, u64),
+    key: &[u8],
+    value: &[u8],
+) -> Result<u64, String> {
     let long = |_| "an entry over 4 GiB".to_string();
     let (k, v) = (
         u32::try_from(key.len()).map_err(long)?,
@@ -28,8 +36,9 @@ fn write_mark(out: &mut impl Write, stamp: u64, key: &[u8], value: &[u8]) -> Res
     );
     let mut head = [0u8; HEAD];
     head[..8].copy_from_slice(&stamp.to_le_bytes());
-    head[8..12].copy_from_slice(&k.to_le_bytes());
-    head[12..].copy_from_slice(&v.to_le_bytes());
+    head[8..16].copy_from_slice(&number.to_le_bytes());
+    head[16..20].copy_from_slice(&k.to_le_bytes());
+    head[20..].copy_from_slice(&v.to_le_bytes());
     let w = io("writing");
     out.write_all(&head).map_err(&w)?;
     out.write_all(key).map_err(&w)?;
@@ -44,6 +53,8 @@ pub(crate) struct Marks {
     path: PathBuf,
     out: BufWriter<File>,
     count: u64,
+    /// The number of the next mark: from 1, never reused.
+    next: u64,
     /// Bytes of marks in the file.
     len: u64,
     /// The largest stamp marked so far.
@@ -64,17 +75,21 @@ impl Marks {
             path,
             out,
             count: 0,
+            next: 1,
             len: 0,
             newest: 0,
             ends: Vec::new(),
         })
     }
 
-    pub(crate) fn append(&mut self, stamp: u64, key: &[u8], value: &[u8]) -> Result<(), String> {
-        self.len += write_mark(&mut self.out, stamp, key, value)?;
+    /// Appends a mark; its number.
+    pub(crate) fn append(&mut self, stamp: u64, key: &[u8], value: &[u8]) -> Result<u64, String> {
+        let number = self.next;
+        self.len += write_mark(&mut self.out, (stamp, number), key, value)?;
+        self.next += 1;
         self.count += 1;
         self.newest = self.newest.max(stamp);
-        Ok(())
+        Ok(number)
     }
 
     /// The largest stamp marked so far.
@@ -119,7 +134,7 @@ impl Marks {
         for m in self.read_after(0)? {
             let m = m?;
             if keep(m.stamp) {
-                len += write_mark(&mut out, m.stamp, &m.key, &m.value)?;
+                len += write_mark(&mut out, (m.stamp, m.number), &m.key, &m.value)?;
                 newest = newest.max(m.stamp);
                 count += 1;
             }
@@ -160,15 +175,18 @@ impl Marks {
                 Ok(()) => {}
             }
             let word = |at: usize| u32::from_le_bytes(head[at..at + 4].try_into().expect("4"));
-            let stamp = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
-            let (mut key, mut value) = (vec![0; word(8) as usize], vec![0; word(12) as usize]);
+            let long = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().expect("8"));
+            let (stamp, number) = (long(0), long(8));
+            let (mut key, mut value) = (vec![0; word(16) as usize], vec![0; word(20) as usize]);
             let read = r
                 .read_exact(&mut key)
                 .and_then(|()| r.read_exact(&mut value));
-            Some(
-                read.map_err(io("reading"))
-                    .map(|()| Mark { stamp, key, value }),
-            )
+            Some(read.map_err(io("reading")).map(|()| Mark {
+                stamp,
+                number,
+                key,
+                value,
+            }))
         }))
     }
 }

@@ -421,6 +421,36 @@ fn prefetched_keys_evicted_again_unchanged_come_once_in_a_delta() {
     assert_eq!(contents(&copy), contents(&s));
 }
 
+/// The same after `superseded` overflowed (every key was taken back once), when the
+/// older marks are checked by looking their keys up: the copy evicted again carries its
+/// new mark's number, and the older mark no longer matches it.
+#[test]
+fn keys_evicted_again_unchanged_after_superseded_overflowed_come_once_in_a_delta() {
+    let _backend = DiskBackend::new(64 << 10);
+    let mut s = S::default();
+    for k in 0..4000u16 {
+        *s.entry_ref(&k) += 1;
+    }
+    let mut copy = whole(&s, Codec::Binary);
+    let since = s.version();
+    for k in 0..4000u16 {
+        *s.entry_ref(&k) += 1;
+    }
+    let tier = s.disk.as_ref().and_then(|d| d.tier.as_ref()).unwrap();
+    assert!(tier.marks_checked_by_lookup() > 0, "superseded overflowed");
+    let batch: Vec<u16> = (0..4000u16).step_by(97).collect();
+    s.prefetch(batch.iter());
+    let back = batch.iter().filter(|&k| s.mem.contains(k)).count();
+    assert!(back > batch.len() / 2, "{back} brought back");
+    for k in 4000..8000u16 {
+        *s.entry_ref(&k) += 1;
+    }
+    assert!(batch.iter().all(|k| !s.mem.contains(k)), "evicted again");
+    // `delta` checks that no key comes twice.
+    copy.apply_delta(delta(&s, since, Codec::Binary));
+    assert_eq!(contents(&copy), contents(&s));
+}
+
 #[test]
 fn the_store_file_is_removed_with_the_state() {
     let backend = DiskBackend::new(4096);

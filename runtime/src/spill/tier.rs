@@ -198,18 +198,23 @@ impl Tier {
         if self.live == 0 || self.pending.contains(key) {
             return Ok(None);
         }
-        self.get(key, f)
+        self.get(key, |stamp, _, v| f(stamp, v))
     }
 
-    /// `f` of the newest copy of `key` on disk.
-    fn get<R>(&self, key: &[u8], f: impl FnOnce(u64, &[u8]) -> R) -> Result<Option<R>, TierError> {
+    /// `f` of the newest copy of `key` on disk: its stamp, mark and value.
+    fn get<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(u64, u64, &[u8]) -> R,
+    ) -> Result<Option<R>, TierError> {
         if self.absent.contains(key) {
             return Ok(None);
         }
         let hash = bloom::hash(key);
         let mut f = Some(f);
         // `None`: removed there.
-        let mut found = |stamp, v: Option<&[u8]>| v.map(|v| (f.take().expect("once"))(stamp, v));
+        let mut found =
+            |stamp, mark, v: Option<&[u8]>| v.map(|v| (f.take().expect("once"))(stamp, mark, v));
         for run in self.runs.iter().rev() {
             if let Some(got) = run.get_with(key, hash, &mut found)? {
                 return Ok(got);
@@ -320,11 +325,9 @@ impl Tier {
     ///
     /// Each entry comes once: a mark names one eviction of one change; a key that comes
     /// back from disk and is changed is evicted with a new stamp (the older mark is
-    /// superseded by then), and one evicted again unchanged (a prefetch brought it back
-    /// before its event) gets no second mark. One case is left: a key brought back
-    /// after `superseded` overflowed (its mark then checked by a lookup) and evicted
-    /// again unchanged gets a second mark, and comes twice, with the same value both
-    /// times (a delta applied is the same).
+    /// superseded by then); one evicted again unchanged (a prefetch brought it back
+    /// before its event) gets no second mark, or, if its older mark is checked by a
+    /// lookup, a second mark whose number its copy carries (the older one then fails).
     pub(crate) fn changed_after(
         &self,
         after: u64,
@@ -336,8 +339,12 @@ impl Tier {
                 continue;
             }
             if m.stamp <= self.looked_up {
-                // A mark whose entry has another stamp was overwritten by a later eviction.
-                if self.get(&m.key, |stamp, _| stamp)? == Some(m.stamp) {
+                // A mark whose entry has another stamp was overwritten by a later eviction;
+                // one whose copy carries another mark's number, too (the key was evicted
+                // again unchanged, marked again). A copy that carries none went back to
+                // disk unchanged while its older mark was superseded, which then held again.
+                let newest = self.get(&m.key, |stamp, mark, _| (stamp, mark))?;
+                if newest.is_some_and(|(s, n)| s == m.stamp && (n == 0 || n == m.number)) {
                     f(&m.key, &m.value)?;
                 }
                 continue;
@@ -349,6 +356,12 @@ impl Tier {
             f(&m.key, &m.value)?;
         }
         Ok(())
+    }
+
+    /// Marks stamped up to this are checked by a lookup.
+    #[cfg(test)]
+    pub(crate) fn marks_checked_by_lookup(&self) -> u64 {
+        self.looked_up
     }
 
     /// Changes up to `stamp` are in a stored checkpoint: no delta needs them again.
@@ -465,7 +478,7 @@ fn merge_two(older: &Run, newer: &Run, path: PathBuf, bottom: bool) -> Result<Ru
     let mut r = Record::default();
     while merge.next_into(&mut r)? {
         if r.value.is_some() || !bottom {
-            w.push(&r.key, r.stamp, r.value.as_deref())?;
+            w.push(&r.key, r.stamp, r.mark, r.value.as_deref())?;
         }
     }
     w.finish()
@@ -486,19 +499,23 @@ fn write_run(
         while let Some(r) = removed.next_if(|r| r.as_slice() <= k) {
             // A key removed, then added again and evicted: the batch's copy is newer.
             if r != k {
-                w.push(&r, 0, None)?;
+                w.push(&r, 0, 0, None)?;
             }
         }
-        w.push(k, stamp, Some(v))?;
-        // Evicted again unchanged (a prefetch brought it back, and it went before its
-        // event came): the older mark of this copy holds again, and a second one would
-        // name the key twice in a delta.
-        if stamp > acked && !superseded.remove(k, stamp) {
-            marks.append(stamp, k, v)?;
-        }
+        let mark = match stamp > acked {
+            false => 0,
+            // Evicted again unchanged (a prefetch brought it back, and it went before its
+            // event came): the older mark of this copy holds again.
+            true if superseded.remove(k, stamp) => 0,
+            // A new change, or one taken back while its marks were checked by lookups
+            // (not in `superseded`): the copy carries this mark's number, so an older
+            // mark of the same change no longer matches it.
+            true => marks.append(stamp, k, v)?,
+        };
+        w.push(k, stamp, mark, Some(v))?;
     }
     for r in removed {
-        w.push(&r, 0, None)?;
+        w.push(&r, 0, 0, None)?;
     }
     w.finish()
 }
