@@ -244,6 +244,7 @@ impl Tier {
         let names = self.merge_names();
         let path = self.dir.join(run_file_name(self.n, self.next_run));
         self.next_run += 1;
+        let looked_up = self.looked_up;
         let Tier {
             runs,
             marks,
@@ -262,7 +263,7 @@ impl Tier {
             let mut removed: Vec<Vec<u8>> = pending.drain().collect();
             removed.sort_unstable();
             let w = RunWriter::create(path, batch.len() + removed.len())?;
-            let run = write_run(&batch, w, removed, acked, marks, superseded);
+            let run = write_run(&batch, w, removed, (acked, looked_up), marks, superseded);
             let then = then();
             let merged = match merge {
                 None => None,
@@ -490,7 +491,7 @@ fn write_run(
     batch: &Batch,
     mut w: RunWriter,
     removed: Vec<Vec<u8>>,
-    acked: u64,
+    (acked, looked_up): (u64, u64),
     marks: &mut Marks,
     superseded: &mut Superseded,
 ) -> Result<Run, TierError> {
@@ -502,11 +503,18 @@ fn write_run(
                 w.push(&r, 0, 0, None)?;
             }
         }
+        // 0: the copy matches any mark of its stamp (there is one at most).
         let mark = match stamp > acked {
             false => 0,
             // Evicted again unchanged (a prefetch brought it back, and it went before its
             // event came): the older mark of this copy holds again.
             true if superseded.remove(k, stamp) => 0,
+            // A new change: a copy taken back since `looked_up` was last raised would be
+            // in `superseded`, so this is the change's only mark.
+            true if stamp > looked_up => {
+                marks.append(stamp, k, v)?;
+                0
+            }
             // A new change, or one taken back while its marks were checked by lookups
             // (not in `superseded`): the copy carries this mark's number, so an older
             // mark of the same change no longer matches it.
