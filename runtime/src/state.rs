@@ -21,7 +21,7 @@ pub use bucket::{line_align, Align, AlignTo, Aligned, Line32, Line64, Natural, P
 use hashbrown::hash_table::{self, HashTable};
 
 mod bucket;
-mod key_order;
+pub(crate) mod key_order;
 mod key_str;
 mod probe;
 mod sorted_json;

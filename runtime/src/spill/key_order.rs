@@ -5,6 +5,8 @@
 
 use std::cmp::Ordering;
 
+use crate::state::key_order::Shared;
+
 /// The order of `a.cmp(b)` (lexicographic bytes).
 #[inline]
 pub(crate) fn compare(a: &[u8], b: &[u8]) -> Ordering {
@@ -45,10 +47,10 @@ pub(crate) fn sorted_indexes<'a>(n: usize, key: impl Fn(usize) -> &'a [u8]) -> V
     let Some(first) = (n > 0).then(|| key(0)) else {
         return Vec::new();
     };
-    let shared = (1..n).fold(first.len(), |s, i| {
-        let k = key(i);
-        s.min(first.iter().zip(k).take_while(|(a, b)| a == b).count())
-    });
+    let mut shared = Shared::new();
+    shared.see(first);
+    (1..n).for_each(|i| shared.see(key(i)));
+    let shared = shared.len();
     let mut order: Vec<(u64, usize)> = (0..n).map(|i| (prefix(&key(i)[shared..]), i)).collect();
     order.sort_unstable();
     let mut out: Vec<usize> = order.iter().map(|&(_, i)| i).collect();

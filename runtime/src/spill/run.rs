@@ -21,6 +21,7 @@ use std::path::PathBuf;
 
 use super::bloom::Bloom;
 use super::key_order::{compare, prefix};
+use crate::state::key_order::common_len;
 
 /// Bytes of records per block: a lookup reads one block from the OS page cache. Smaller
 /// blocks copy less per lookup but need more first keys in memory, charged to the budget.
@@ -140,7 +141,7 @@ impl RunWriter {
             self.block_start = run.bytes;
             self.last.clear();
         }
-        let shared = common_prefix(&self.last, key);
+        let shared = common_len(&self.last, key);
         let v = value.unwrap_or_default();
         let mut head = [0u8; HEAD];
         // The low bit of the first number says whether a mark's number follows the stamp.
@@ -172,7 +173,7 @@ impl RunWriter {
         // Keys are sorted: the first and last share what every key between shares.
         if let (Some(a), Some(b)) = (run.index.first(), run.index.last()) {
             let (a, b) = (run.first_key(a), run.first_key(b));
-            run.shared = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+            run.shared = common_len(a, b);
         }
         run.prefixes = (run.index.iter())
             .map(|f| prefix(&run.first_key(f)[run.shared..]))
@@ -351,7 +352,7 @@ fn find<'a>(block: &'a [u8], key: &[u8]) -> Result<Option<Parsed<'a>>, String> {
             return Ok(None);
         }
         let rest = &key[matched..];
-        let common = common_prefix(r.suffix, rest);
+        let common = common_len(r.suffix, rest);
         match (r.suffix.get(common), rest.get(common)) {
             (None, None) => return Ok(Some(r)),
             (None, Some(_)) => matched += common,
@@ -408,25 +409,6 @@ fn parse(b: &[u8]) -> Option<Parsed<'_>> {
         value,
         len,
     })
-}
-
-/// How many bytes `a` and `b` start with alike.
-fn common_prefix(a: &[u8], b: &[u8]) -> usize {
-    let n = a.len().min(b.len());
-    let mut i = 0;
-    while i + 8 <= n {
-        let x = u64::from_le_bytes(a[i..i + 8].try_into().expect("8 bytes"));
-        let y = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        if x != y {
-            return i + ((x ^ y).trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    i + a[i..n]
-        .iter()
-        .zip(&b[i..n])
-        .take_while(|(x, y)| x == y)
-        .count()
 }
 
 /// Writes `v` as a LEB128 varint at `buf[at..]`; where it ends.

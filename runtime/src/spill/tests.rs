@@ -387,17 +387,23 @@ fn changes_evicted_twice_or_removed_between_checkpoints_come_once_in_a_delta() {
     assert_eq!(contents(&s), want);
 }
 
+/// A state that counted keys `0..n` once, its whole checkpoint's copy and its version.
+fn counted_then_copied(n: u16) -> (S, S, Version) {
+    let mut s = S::default();
+    for k in 0..n {
+        *s.entry_ref(&k) += 1;
+    }
+    let copy = whole(&s, Codec::Binary);
+    let since = s.version();
+    (s, copy, since)
+}
+
 /// Keys a prefetch brings back and an eviction takes again before their events come
 /// go back to disk unchanged: their older marks hold again, and a delta names each once.
 #[test]
 fn prefetched_keys_evicted_again_unchanged_come_once_in_a_delta() {
     let _backend = DiskBackend::new(64 << 10);
-    let mut s = S::default();
-    for k in 0..4000u16 {
-        *s.entry_ref(&k) += 1;
-    }
-    let mut copy = whole(&s, Codec::Binary);
-    let since = s.version();
+    let (mut s, mut copy, since) = counted_then_copied(4000);
     // Changed after `since`, then pushed out to disk by new keys (with dirty marks).
     let batch: Vec<u16> = (0..4000u16).step_by(97).collect();
     for k in batch.iter().chain(&(4000..6000).collect::<Vec<u16>>()) {
@@ -427,12 +433,7 @@ fn prefetched_keys_evicted_again_unchanged_come_once_in_a_delta() {
 #[test]
 fn keys_evicted_again_unchanged_after_superseded_overflowed_come_once_in_a_delta() {
     let _backend = DiskBackend::new(64 << 10);
-    let mut s = S::default();
-    for k in 0..4000u16 {
-        *s.entry_ref(&k) += 1;
-    }
-    let mut copy = whole(&s, Codec::Binary);
-    let since = s.version();
+    let (mut s, mut copy, since) = counted_then_copied(4000);
     for k in 0..4000u16 {
         *s.entry_ref(&k) += 1;
     }

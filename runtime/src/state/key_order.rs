@@ -38,7 +38,7 @@ impl Shared {
 /// How many bytes `a` and `b` share at their start, compared 8 at a time (no `memcmp`
 /// call for a handful of bytes), the last 8 overlapping those before.
 #[inline]
-fn common_len(a: &[u8], b: &[u8]) -> usize {
+pub(crate) fn common_len(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
     if n < 8 {
         return a.iter().zip(b).take_while(|(x, y)| x == y).count();
