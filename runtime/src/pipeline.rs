@@ -217,6 +217,40 @@ pub trait Pipeline: Sized {
     fn prefetch(&mut self, events: &[Self::Event]) {
         let _ = events;
     }
+    /// Tells the pipeline the events it will process after those it is about to process
+    /// (already [`prefetch`](Self::prefetch)ed): the keys they touch on disk are read on
+    /// another thread while the events before them run, and the next `prefetch` (of
+    /// these events) only brings in what was read. Like `prefetch`, it changes nothing a
+    /// checkpoint or an output can see, whatever comes between. Implemented where
+    /// `prefetch` is; the default does nothing.
+    ///
+    /// ```
+    /// # use simplestream_runtime::{Collector, Pipeline};
+    /// fn run_in_batches<P: Pipeline, C: Collector<P::Output>>(
+    ///     p: &mut P,
+    ///     batches: Vec<Vec<P::Event>>,
+    ///     out: &mut C,
+    /// ) {
+    ///     if let Some(first) = batches.first() {
+    ///         p.prefetch(first);
+    ///     }
+    ///     for n in 0..batches.len() {
+    ///         // Batch n + 1's keys are read while batch n runs.
+    ///         if let Some(next) = batches.get(n + 1) {
+    ///             p.read_ahead(next);
+    ///         }
+    ///         for e in batches[n].iter().cloned() {
+    ///             p.process(e, out);
+    ///         }
+    ///         if let Some(next) = batches.get(n + 1) {
+    ///             p.prefetch(next);
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    fn read_ahead(&mut self, events: &[Self::Event]) {
+        let _ = events;
+    }
     /// Moves the watermark (the source calls this itself; use it for idle sources).
     fn advance_watermark<C: Collector<Self::Output>>(&mut self, watermark: i64, out: &mut C);
     /// The event time of `event` in ms, as the source's `event_time` closure computes it

@@ -260,24 +260,29 @@ fn pipeline_methods(cx: &Cx, parts: &[Parts]) -> TokenStream {
     }
 }
 
-/// `Pipeline::prefetch`, for the stages whose state can be on disk that read the only
-/// source directly (their key closures take its events); none: the trait's no-op.
+/// `Pipeline::prefetch` and `Pipeline::read_ahead`, for the stages whose state can be on
+/// disk that read the only source directly (their key closures take its events); none:
+/// the trait's no-ops.
 fn prefetch_method(cx: &Cx, event_ty: &TokenStream) -> Option<TokenStream> {
     let [src] = cx.plan.sources.as_slice() else {
         return None;
     };
-    let stages: Vec<TokenStream> = (cx.plan.stages.iter())
-        .filter(|s| s.input == src.name && s.pre.is_empty())
-        .filter_map(|s| s.stateful.as_ref()?.prefetch(s))
-        .collect();
-    if stages.is_empty() {
-        return None;
-    }
-    Some(quote! {
-        fn prefetch(&mut self, events: &[#event_ty]) {
-            #(#stages)*
-        }
-    })
+    let method = |name: &str| {
+        let m = Ident::new(name, Span::call_site());
+        let stages: Vec<TokenStream> = (cx.plan.stages.iter())
+            .filter(|s| s.input == src.name && s.pre.is_empty())
+            .filter_map(|s| s.stateful.as_ref()?.prefetch(s, &m))
+            .collect();
+        (!stages.is_empty()).then(|| {
+            quote! {
+                fn #m(&mut self, events: &[#event_ty]) {
+                    #(#stages)*
+                }
+            }
+        })
+    };
+    let (prefetch, read_ahead) = (method("prefetch")?, method("read_ahead")?);
+    Some(quote!(#prefetch #read_ahead))
 }
 
 /// `impl Pipeline`.

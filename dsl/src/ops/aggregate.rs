@@ -606,12 +606,12 @@ impl Stateful for Aggregation {
         }
     }
 
-    fn prefetch(&self, s: &StagePlan) -> Option<TokenStream> {
+    fn prefetch(&self, s: &StagePlan, method: &Ident) -> Option<TokenStream> {
         let Grouping::Key(k) = &self.grouping else {
             return None;
         };
         let f = &s.name;
-        let prefetch = k.prefetch(&self.event_ty, &quote!(self.#f.state));
+        let prefetch = k.prefetch(&self.event_ty, &quote!(self.#f.state), method);
         Some(quote! {
             if self.#f.state.spilled() {
                 #prefetch

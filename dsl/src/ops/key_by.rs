@@ -142,21 +142,22 @@ impl Key {
         )
     }
 
-    /// `state.prefetch(..)` of the keys of `events` (a slice of `event`s): borrowed from
-    /// the events when the closure only clones a field, else computed into a vector.
-    pub fn prefetch(&self, event: &Type, state: &TokenStream) -> TokenStream {
+    /// `state.#method(..)` (`prefetch` or `read_ahead`) of the keys of `events` (a slice
+    /// of `event`s): borrowed from the events when the closure only clones a field, else
+    /// computed into a vector.
+    pub fn prefetch(&self, event: &Type, state: &TokenStream, method: &Ident) -> TokenStream {
         match &self.by_ref {
             // The borrow typed as in the push method: a wrong key type is the same error
             // at the same place, reported once.
             Some(_) => {
                 let kr = self.compute_ref(event);
-                quote!(#state.prefetch(events.iter().map(|__v| { #kr __kr }));)
+                quote!(#state.#method(events.iter().map(|__v| { #kr __kr }));)
             }
             None => {
                 let k = self.compute(event);
                 quote! {
                     let __keys: ::std::vec::Vec<_> = events.iter().map(|__v| { #k __k }).collect();
-                    #state.prefetch(__keys.iter());
+                    #state.#method(__keys.iter());
                 }
             }
         }

@@ -108,10 +108,10 @@ pub trait Stateful {
     /// Its methods and watermark handling; `tail` sends a result (`__v`) on.
     fn code(&self, s: &StagePlan, cx: &Cx, tail: TokenStream) -> StageCode;
     /// Statements bringing the state the events of the slice `events` (of the stage's
-    /// input type) will touch into memory at once (`SpillState::prefetch`), if its state
-    /// can be on disk.
-    fn prefetch(&self, s: &StagePlan) -> Option<TokenStream> {
-        let _ = s;
+    /// input type) will touch into memory at once (`method`: `SpillState::prefetch`), or
+    /// reading it ahead (`SpillState::read_ahead`), if its state can be on disk.
+    fn prefetch(&self, s: &StagePlan, method: &Ident) -> Option<TokenStream> {
+        let _ = (s, method);
         None
     }
     /// If it may receive the closed windows of an upstream with `lateness` in hash order:

@@ -5,19 +5,31 @@
 use std::io::{self, BufRead, BufReader, Read};
 use std::ops::Range;
 
-/// Bytes asked of the file per read: with the disk state backend, the whole lines of a
-/// read are parsed and prefetched together (`read_ahead.rs`).
+/// Bytes asked of the file per read, unless the reader asks for more
+/// ([`Block::read_in`]).
 const READ: u64 = 1 << 20;
 
 /// Complete lines (each ending in a newline), valid UTF-8, where the next one starts,
 /// and the bytes read after them.
-#[derive(Default)]
 pub(super) struct Block {
     text: String,
     next: usize,
     /// Read from the file after `text`: a line not whole yet, or one that is not UTF-8
     /// and the lines after it.
     rest: Vec<u8>,
+    /// Bytes asked of the file per read.
+    read: u64,
+}
+
+impl Default for Block {
+    fn default() -> Self {
+        Block {
+            text: String::new(),
+            next: 0,
+            rest: Vec::new(),
+            read: READ,
+        }
+    }
 }
 
 /// The next line of a [`Block`]: its range in [`Block::text`] (without the newline)
@@ -28,6 +40,18 @@ pub(super) struct Taken {
 }
 
 impl Block {
+    /// Reads `bytes` at a time from now on: with the disk state backend, the lines of a
+    /// read are parsed in batches, and the next batch is read ahead while this one runs
+    /// (`read_ahead.rs`), so a read holds several.
+    pub(super) fn read_in(&mut self, bytes: u64) {
+        self.read = bytes.max(1);
+    }
+
+    /// Bytes read at a time.
+    pub(super) fn reads(&self) -> u64 {
+        self.read
+    }
+
     /// The lines' text.
     #[inline]
     pub(super) fn text(&self) -> &str {
@@ -84,7 +108,7 @@ impl Block {
         bytes.clear();
         self.next = 0;
         bytes.append(&mut self.rest);
-        read_more(reader, &mut bytes)?;
+        read_more(reader, &mut bytes, self.read)?;
         let Some(last) = memchr::memrchr(b'\n', &bytes) else {
             self.rest = bytes;
             return Ok(false);
@@ -122,9 +146,9 @@ impl Block {
     }
 }
 
-/// Appends to `bytes` what `reader` holds buffered, else up to [`READ`] bytes read from
+/// Appends to `bytes` what `reader` holds buffered, else up to `read` bytes read from
 /// the file itself (no copy through the reader's buffer).
-fn read_more<R: Read>(reader: &mut BufReader<R>, bytes: &mut Vec<u8>) -> io::Result<()> {
+fn read_more<R: Read>(reader: &mut BufReader<R>, bytes: &mut Vec<u8>, read: u64) -> io::Result<()> {
     let buffered = reader.buffer();
     if !buffered.is_empty() {
         let n = buffered.len();
@@ -132,8 +156,8 @@ fn read_more<R: Read>(reader: &mut BufReader<R>, bytes: &mut Vec<u8>) -> io::Res
         reader.consume(n);
         return Ok(());
     }
-    bytes.reserve(READ as usize);
-    reader.get_mut().take(READ).read_to_end(bytes)?;
+    bytes.reserve(read as usize);
+    reader.get_mut().take(read).read_to_end(bytes)?;
     Ok(())
 }
 

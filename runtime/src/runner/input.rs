@@ -129,6 +129,11 @@ impl LineReader {
         self.block.ready()
     }
 
+    /// Reads `bytes` of the file at a time from now on (1 MiB unless set).
+    pub(crate) fn read_in(&mut self, bytes: u64) {
+        self.block.read_in(bytes);
+    }
+
     /// Parses the current line into an event (see [`parse_event`]).
     ///
     /// ```
@@ -377,10 +382,12 @@ impl LineReader {
         } else {
             return Ok(None);
         };
+        let read = self.block.reads();
         *self = LineReader {
             follow: self.follow,
             ..LineReader::new(File::open(path)?, 0, 1, self.max_line, false)?
         };
+        self.block.read_in(read);
         Ok(Some(rotation))
     }
 

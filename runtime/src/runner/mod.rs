@@ -891,6 +891,9 @@ where
         crate::spill::StateBackend::Disk(_)
     );
     let mut ahead = read_ahead::ReadAhead::<P::Event>::new(disk, args.max_line_bytes);
+    if disk {
+        run.input.read_in(read_ahead::READ);
+    }
 
     let interrupted = loop {
         if signals.stop.load(Ordering::Relaxed) {
@@ -971,8 +974,11 @@ where
                     let input = &run.input;
                     let current = input.line_text();
                     let pipeline = &mut run.pipeline;
-                    let prefetch = |batch: &[P::Event]| pipeline.prefetch(batch);
-                    ahead.take(prefetch, input.offset, bytes, current, input.ahead())
+                    let hand = |batch: &[P::Event], b| match b {
+                        read_ahead::Batch::Now => pipeline.prefetch(batch),
+                        read_ahead::Batch::Next => pipeline.read_ahead(batch),
+                    };
+                    ahead.take(hand, input.offset, bytes, current, input.ahead())
                 };
                 let parsed = match early {
                     Some(event) => Ok(event),

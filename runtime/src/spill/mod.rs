@@ -14,6 +14,8 @@
 
 #[cfg(feature = "disk")]
 mod absent;
+#[cfg(feature = "disk")]
+mod ahead;
 mod backend;
 mod batch;
 #[cfg(feature = "disk")]
@@ -29,6 +31,7 @@ mod marks;
 #[cfg(feature = "disk")]
 mod merge;
 mod prefetch;
+mod read_ahead;
 #[cfg(feature = "disk")]
 mod run;
 mod scratch;
@@ -70,6 +73,8 @@ use tier::Tier;
 pub struct SpillState<K, V, B = Natural> {
     pub(crate) mem: KeyedState<K, V, B>,
     pub(crate) disk: Option<Box<Disk>>,
+    /// Keys of the next batch being read from disk ([`read_ahead`](Self::read_ahead)).
+    ahead: Option<Box<read_ahead::ReadAhead<K>>>,
 }
 
 /// The disk side of a [`SpillState`]: the store is opened at the first eviction.
@@ -96,6 +101,7 @@ impl<K, V, B> Default for SpillState<K, V, B> {
                     key_buf: Vec::new(),
                 })
             }),
+            ahead: None,
         }
     }
 }
@@ -367,7 +373,7 @@ where
         then: impl FnOnce(&KeyedState<K, V, B>) -> R,
     ) -> Result<R, String> {
         let threshold = stamp_at(&self.mem, n);
-        let SpillState { mem, disk } = self;
+        let SpillState { mem, disk, .. } = self;
         let disk = disk.as_mut().expect("disk backend");
         let mut batch = disk.budget.batch();
         let tier = disk.tier.as_mut().expect("opened");

@@ -66,3 +66,35 @@ impl Tier {
         match *self {}
     }
 }
+
+pub(crate) enum Ahead {}
+pub(crate) enum Fetched {}
+
+impl Fetched {
+    pub(crate) fn found(&self) -> std::iter::Empty<usize> {
+        match *self {}
+    }
+}
+
+impl Tier {
+    pub(crate) fn look_up_ahead(&self, _: Vec<u8>, _: Vec<(usize, usize)>, _: Vec<usize>) -> Ahead {
+        match *self {}
+    }
+    pub(crate) fn fetched(&self, _: Ahead) -> Result<Fetched, TierError> {
+        match *self {}
+    }
+    pub(crate) fn written_since(&self, _: &Fetched) -> bool {
+        match *self {}
+    }
+    pub(crate) fn take_fetched<R>(
+        &mut self,
+        _: &Fetched,
+        _: usize,
+        _: impl FnOnce(u64, &[u8]) -> R,
+    ) -> Result<Option<R>, TierError> {
+        match *self {}
+    }
+    pub(crate) fn fetched_absent(&mut self, _: &Fetched) {
+        match *self {}
+    }
+}

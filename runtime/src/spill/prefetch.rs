@@ -16,12 +16,12 @@ use crate::state::{KeyedState, Probe};
 /// The keys of a batch not in memory, in event order: owned (to insert), hashed (as
 /// memory's table hashes them) and encoded (to find, `bytes[spans[i].0..spans[i].1]`);
 /// `order`: the distinct ones, sorted.
-struct Wanted<K> {
-    owned: Vec<Option<K>>,
-    hashes: Vec<u64>,
-    bytes: Vec<u8>,
-    spans: Vec<(usize, usize)>,
-    order: Vec<usize>,
+pub(super) struct Wanted<K> {
+    pub(super) owned: Vec<Option<K>>,
+    pub(super) hashes: Vec<u64>,
+    pub(super) bytes: Vec<u8>,
+    pub(super) spans: Vec<(usize, usize)>,
+    pub(super) order: Vec<usize>,
 }
 
 impl<K, V, B> SpillState<K, V, B>
@@ -75,6 +75,10 @@ where
         I: IntoIterator<Item = &'a Q>,
         Q: Probe<K> + ?Sized + 'a,
     {
+        // The keys read ahead are in, and memory lost none since.
+        if self.ahead.is_some() && !self.bring_in_read_ahead()? {
+            return Ok(());
+        }
         let keys: Vec<&Q> = keys.into_iter().collect();
         // Each key hashed once, and looked up once unless an eviction comes between.
         let probed: Vec<(u64, bool)> = (keys.iter())
@@ -87,7 +91,8 @@ where
         // time), so that the keys are encoded and sorted once, after the eviction has
         // taken what it takes.
         let cold = probed.iter().filter(|p| !p.1).count();
-        let (fit, wanted) = self.room_for(cold, &keys, &probed)?;
+        let wanted = |mem: &KeyedState<K, V, B>| wanted_of(mem, &keys, &probed, true);
+        let (fit, wanted) = self.room_for(cold, wanted)?;
         let Wanted {
             mut owned,
             hashes,
@@ -95,7 +100,7 @@ where
             spans,
             mut order,
         } = match wanted {
-            Some(w) => w,
+            Some(w) => w?,
             None => wanted_of(&self.mem, &keys, &probed, false)?,
         };
         let key_at = |i: usize| &bytes[spans[i].0..spans[i].1];
@@ -128,14 +133,13 @@ where
     /// tombstones), memory is emptied to half its slots, which frees them all in place
     /// (the insert path does the same when a table would grow); when bytes are short, a
     /// quarter of the entries go, half at most, as in [`make_room`](Self::make_room).
-    /// After an eviction, the batch's `keys` (hashed in `probed`) not in memory come too,
-    /// found while the disk tier still merges its runs.
-    fn room_for<Q: Probe<K> + ?Sized>(
+    /// After an eviction, `then` of memory as it leaves it comes too, called while the
+    /// disk tier still merges its runs.
+    pub(super) fn room_for<R>(
         &mut self,
         want: usize,
-        keys: &[&Q],
-        probed: &[(u64, bool)],
-    ) -> Result<(usize, Option<Wanted<K>>), String> {
+        then: impl FnOnce(&KeyedState<K, V, B>) -> R,
+    ) -> Result<(usize, Option<R>), String> {
         let fit = self.room();
         let len = self.mem.len();
         let broken = self.disk.as_ref().is_none_or(|d| d.broken);
@@ -144,13 +148,12 @@ where
         }
         let keep = self.mem.in_place_limit().saturating_sub(1);
         let target = keep - keep / 16;
-        let wanted = |mem: &KeyedState<K, V, B>| wanted_of(mem, keys, probed, true);
-        let wanted = if self.bytes_room() >= want {
-            self.evict_then(len.saturating_sub(target), true, wanted)?
+        let got = if self.bytes_room() >= want {
+            self.evict_then(len.saturating_sub(target), true, then)?
         } else {
-            self.evict_then((want - fit).clamp(len / 4, len / 2), false, wanted)?
+            self.evict_then((want - fit).clamp(len / 4, len / 2), false, then)?
         };
-        Ok((self.room().min(want), Some(wanted?)))
+        Ok((self.room().min(want), Some(got)))
     }
 
     /// New keys memory can take without growing its table or going over the budget.
@@ -184,7 +187,7 @@ fn sorted_indexes<'a>(n: usize, key: impl Fn(usize) -> &'a [u8]) -> Vec<usize> {
 
 /// Those of `keys` not in `mem`, with each key's hash and whether it was in `mem` in
 /// `probed`; `again`: memory changed since, so each is looked up again.
-fn wanted_of<K, V, B, Q>(
+pub(super) fn wanted_of<K, V, B, Q>(
     mem: &KeyedState<K, V, B>,
     keys: &[&Q],
     probed: &[(u64, bool)],

@@ -84,6 +84,8 @@ pub(crate) struct Run {
     bytes: u64,
     bloom: Bloom,
     records: u64,
+    /// The tier's number for it (in its file name): runs written later have larger ones.
+    number: u64,
 }
 
 /// Writes a run, records in ascending key order.
@@ -117,6 +119,7 @@ impl RunWriter {
                 bytes: 0,
                 bloom: Bloom::new(capacity),
                 records: 0,
+                number: 0,
             },
             block_start: 0,
             last: Vec::new(),
@@ -183,6 +186,17 @@ impl RunWriter {
 }
 
 impl Run {
+    /// This run, numbered `number` by its tier.
+    pub(crate) fn numbered(mut self, number: u64) -> Run {
+        self.number = number;
+        self
+    }
+
+    /// The number its tier gave it (0 if none).
+    pub(crate) fn number(&self) -> u64 {
+        self.number
+    }
+
     /// Records written, removals and keys since read back included.
     pub(crate) fn records(&self) -> u64 {
         self.records

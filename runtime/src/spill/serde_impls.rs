@@ -233,6 +233,7 @@ where
             return SpillState {
                 mem: self.mem.clone(),
                 disk: None,
+                ahead: None,
             };
         }
         let mut c = SpillState::default();

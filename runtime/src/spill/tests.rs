@@ -95,12 +95,17 @@ enum Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
+    op_with(1)
+}
+
+/// Ops with restores `restores` times as frequent as deltas.
+fn op_with(restores: u32) -> impl Strategy<Value = Op> {
     prop_oneof![
         12 => (0u16..400, 1u64..9).prop_map(|(k, v)| Op::Add(k, v)),
         2 => (0u16..400, 1u64..9).prop_map(|(k, v)| Op::Insert(k, v)),
         2 => (0u16..400).prop_map(Op::Remove),
         1 => Just(Op::Delta),
-        1 => Just(Op::Restore),
+        restores => Just(Op::Restore),
     ]
 }
 
@@ -218,6 +223,156 @@ proptest! {
             }
         }
         run.check()?;
+    }
+}
+
+fn keys_of(batch: &[Op]) -> Vec<u16> {
+    (batch.iter())
+        .filter_map(|op| match op {
+            Op::Add(k, _) | Op::Insert(k, _) | Op::Remove(k) => Some(*k),
+            Op::Delta | Op::Restore => None,
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+    /// Each batch's keys read ahead while the batch before runs, then prefetched: the
+    /// state, its deltas and its checkpoints are those of the updates alone. Now and
+    /// then other keys are read ahead instead of the next batch's or none (`ahead`), or
+    /// the prefetch is skipped (`skip`): a read ahead then stays under way through more
+    /// events, which take back, change, remove and evict keys it read.
+    #[test]
+    fn reading_the_next_batch_ahead_changes_no_state(
+        // A restore drops a read ahead under way (its state is a new one): rarer here.
+        batches in prop::collection::vec(prop::collection::vec(op_with(0), 0..150), 1..10),
+        restore in prop::collection::vec(prop::bool::weighted(0.1), 10),
+        ahead in prop::collection::vec(
+            prop_oneof![
+                2 => Just(None),
+                2 => Just(Some(Vec::new())),
+                1 => prop::collection::vec(0u16..400, 1..100).prop_map(Some),
+            ],
+            10,
+        ),
+        skip in prop::collection::vec(prop::bool::weighted(0.5), 10),
+        memory in prop_oneof![Just(4096usize), Just(8 << 10), Just(12 << 10)],
+        binary in any::<bool>(),
+    ) {
+        let _backend = DiskBackend::new(memory);
+        let mut run = Case::new(codec(binary));
+        // Every key first: most are on disk before the first read ahead.
+        for k in 0..400 {
+            run.apply(Op::Add(k, 1))?;
+        }
+        let keys: Vec<Vec<u16>> = batches.iter().map(|b| keys_of(b)).collect();
+        run.live.prefetch(keys[0].iter());
+        for (n, batch) in batches.into_iter().enumerate() {
+            let next = keys.get(n + 1);
+            match (&ahead[n], next) {
+                (None, Some(next)) => run.live.read_ahead(next.iter()),
+                (None, None) | (Some(_), None) => {}
+                // Nothing (an earlier read ahead stays under way), or other keys.
+                (Some(other), Some(_)) if other.is_empty() => {}
+                (Some(other), Some(_)) => run.live.read_ahead(other.iter()),
+            }
+            for op in batch {
+                run.apply(op)?;
+            }
+            if restore[n] {
+                run.apply(Op::Restore)?;
+            }
+            // Without it, the next batch's events take, change, remove and evict keys
+            // read ahead before they come in.
+            if let (Some(next), false) = (next, skip[n]) {
+                run.live.prefetch(next.iter());
+            }
+        }
+        run.check()?;
+    }
+}
+
+/// The keys of a batch read ahead are in memory after the next prefetch, with the
+/// values they had on disk.
+#[test]
+fn a_batch_read_ahead_is_in_memory_after_its_prefetch() {
+    let _backend = DiskBackend::new(64 << 10);
+    let mut s = S::default();
+    for k in 0..4000u16 {
+        *s.entry_ref(&k) += 1;
+    }
+    assert!(s.on_disk() > 3000, "{} on disk", s.on_disk());
+    let batch: Vec<u16> = (0..4000u16)
+        .step_by(211)
+        .filter(|k| !s.mem.contains(k))
+        .collect();
+    assert!(batch.len() >= 10, "{} keys on disk", batch.len());
+    let on_disk = s.on_disk();
+    let in_memory: Vec<u16> = (0..4000u16).filter(|k| s.mem.contains(k)).collect();
+    s.read_ahead(batch.iter());
+    assert_eq!(
+        s.on_disk(),
+        on_disk,
+        "a read ahead brings nothing in by itself"
+    );
+    s.prefetch(batch.iter());
+    for k in &batch {
+        assert!(s.mem.contains(k), "key {k} brought in");
+    }
+    // Making room may evict others; each key is counted once, on disk or in memory.
+    let evicted = in_memory.iter().filter(|&k| !s.mem.contains(k)).count();
+    assert_eq!(s.on_disk(), on_disk - batch.len() as u64 + evicted as u64);
+    for k in &batch {
+        *s.entry_ref(k) += 1;
+        assert_eq!(s.get(k).as_deref(), Some(&2), "key {k}");
+    }
+}
+
+/// A key read ahead that an event takes back, changes and evicts again before the read
+/// ahead is brought in keeps its newest value: the copy read ahead is stale.
+#[test]
+fn a_key_changed_and_evicted_after_it_was_read_ahead_keeps_its_new_value() {
+    let _backend = DiskBackend::new(64 << 10);
+    let mut s = S::default();
+    for k in 0..4000u16 {
+        *s.entry_ref(&k) += 1;
+    }
+    let batch: Vec<u16> = (0..4000u16)
+        .step_by(97)
+        .filter(|k| !s.mem.contains(k))
+        .collect();
+    s.read_ahead(batch.iter());
+    for k in &batch {
+        *s.entry_ref(k) += 10;
+    }
+    // New keys push the batch's out of memory again.
+    for k in 20_000..26_000u16 {
+        *s.entry_ref(&k) += 1;
+    }
+    assert!(
+        batch.iter().any(|k| !s.mem.contains(k)),
+        "some evicted again"
+    );
+    s.prefetch(batch.iter());
+    for k in &batch {
+        assert_eq!(s.get(k).as_deref(), Some(&11), "key {k}");
+    }
+    let mut removed = batch.clone();
+    let kept = removed.split_off(removed.len() / 2);
+    // Read ahead, then removed before the read ahead is brought in: it stays removed.
+    for k in 0..4000u16 {
+        *s.entry_ref(&k) += 0;
+    }
+    s.read_ahead(batch.iter());
+    for k in &removed {
+        s.remove(k);
+    }
+    s.prefetch(batch.iter());
+    for k in &removed {
+        assert_eq!(s.get(k), None, "key {k} removed");
+    }
+    for k in &kept {
+        assert_eq!(s.get(k).as_deref(), Some(&11), "key {k}");
     }
 }
 

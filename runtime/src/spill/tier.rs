@@ -13,8 +13,10 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use super::absent::Absent;
+pub(crate) use super::ahead::{Ahead, Fetched};
 use super::backend::{marks_file_name, run_file_name, DiskConfig};
 use super::batch::Batch;
 use super::bloom;
@@ -35,8 +37,9 @@ pub(crate) struct Tier {
     n: u64,
     /// The next run file's number.
     next_run: u64,
-    /// Oldest first.
-    runs: Vec<Run>,
+    /// Oldest first. Shared with lookups ahead ([`Tier::look_up_ahead`]): a run merged
+    /// away meanwhile keeps its file until the last one is done with it.
+    runs: Vec<Arc<Run>>,
     /// Bytes the runs hold in memory, summed when they change.
     held: usize,
     /// Keys removed from the state: written as removals with the next batch, never read.
@@ -183,6 +186,95 @@ impl Tier {
         Ok(())
     }
 
+    /// Starts looking up the keys `bytes[spans[i].0..spans[i].1]` listed in `order`
+    /// (sorted by [`compare`](super::key_order::compare), distinct, none in memory) on a
+    /// thread of its own, over the runs as they are now, while the caller goes on (it
+    /// processes the events before those keys'). [`fetched`](Self::fetched) waits for it
+    /// (taking a share of what is left); [`take_fetched`](Self::take_fetched) then brings
+    /// in each copy found that is still its key's newest.
+    pub(crate) fn look_up_ahead(
+        &self,
+        bytes: Vec<u8>,
+        spans: Vec<(usize, usize)>,
+        mut order: Vec<usize>,
+    ) -> Ahead {
+        let key = |i: usize| &bytes[spans[i].0..spans[i].1];
+        if self.live == 0 {
+            order.clear();
+        }
+        if !self.pending.is_empty() {
+            order.retain(|&i| !self.pending.contains(key(i)));
+        }
+        Ahead::start(self.next_run, self.runs.clone(), bytes, spans, order)
+    }
+
+    /// Waits for a lookup ahead to end, looking up what it has not started yet here.
+    pub(crate) fn fetched(&self, ahead: Ahead) -> Result<Fetched, TierError> {
+        ahead.finish()
+    }
+
+    /// Memory may miss keys of the lookup `f`: runs were written since it started (keys
+    /// in memory then may have been evicted, and a copy it found may no longer be its
+    /// key's newest).
+    pub(crate) fn written_since(&self, f: &Fetched) -> bool {
+        self.next_run > f.since()
+    }
+
+    /// `then` of the copy `f` found for `key` (its stamp and value bytes), which the
+    /// caller puts into memory, if that copy is still the newest: the key was neither
+    /// removed nor written to a run since the lookup started (evicted after the events
+    /// before it took it back, unless unchanged). Only for a key not in memory.
+    pub(crate) fn take_fetched<R>(
+        &mut self,
+        f: &Fetched,
+        item: usize,
+        then: impl FnOnce(u64, &[u8]) -> R,
+    ) -> Result<Option<R>, TierError> {
+        let (i, stamp, value) = f.item(item);
+        let key = f.key(i);
+        if self.pending.contains(key) {
+            return Ok(None);
+        }
+        // Runs written since are above the older ones (a merge replaces the newest).
+        let hash = bloom::hash(key);
+        let newer = self
+            .runs
+            .iter()
+            .rev()
+            .take_while(|r| r.number() >= f.since());
+        let mut seen = false;
+        for run in newer {
+            let copy = run.get_with(key, hash, &mut |s, _, v: Option<&[u8]>| (s, v.is_some()))?;
+            match copy {
+                Some((s, true)) if s == stamp => {
+                    seen = true;
+                    break;
+                }
+                Some(_) => return Ok(None),
+                None => {}
+            }
+        }
+        // Every run is new: they were merged down to the bottom since, where a removal
+        // drops the copies it hides, and the copy is not among them.
+        if !seen && self.runs.first().is_none_or(|r| r.number() >= f.since()) {
+            return Ok(None);
+        }
+        self.taken(key, stamp);
+        Ok(Some(then(stamp, value)))
+    }
+
+    /// After a lookup ahead's copies are in memory: the keys it found on no run are
+    /// known to be on none until the next run is written (unless one was written since
+    /// it started).
+    pub(crate) fn fetched_absent(&mut self, f: &Fetched) {
+        self.absent.clear();
+        if !self.written_since(f) {
+            for i in f.open() {
+                self.absent.push(f.key(i));
+            }
+        }
+    }
+
     /// `key` was removed from the state: its disk copy, if any, dies at the next batch.
     pub(crate) fn forget(&mut self, key: Vec<u8>) {
         self.pending.insert(key);
@@ -242,7 +334,8 @@ impl Tier {
             self.superseded.keep_after(acked);
         }
         let names = self.merge_names();
-        let path = self.dir.join(run_file_name(self.n, self.next_run));
+        let number = self.next_run;
+        let path = self.dir.join(run_file_name(self.n, number));
         self.next_run += 1;
         let looked_up = self.looked_up;
         let Tier {
@@ -263,7 +356,8 @@ impl Tier {
             let mut removed: Vec<Vec<u8>> = pending.drain().collect();
             removed.sort_unstable();
             let w = RunWriter::create(path, batch.len() + removed.len())?;
-            let run = write_run(&batch, w, removed, (acked, looked_up), marks, superseded);
+            let run = write_run(&batch, w, removed, (acked, looked_up), marks, superseded)
+                .map(|r| r.numbered(number));
             let then = then();
             let merged = match merge {
                 None => None,
@@ -275,13 +369,13 @@ impl Tier {
         })?;
         if let Some((k, merged)) = merged {
             self.runs.truncate(self.runs.len() - k);
-            self.runs.push(merged);
+            self.runs.push(Arc::new(merged));
         }
-        self.runs.push(run);
+        self.runs.push(Arc::new(run));
         self.marks.flush()?;
         self.marks.end_batch();
         self.live += batch.len() as u64;
-        self.held = self.runs.iter().map(Run::memory).sum();
+        self.held = self.runs.iter().map(|r| r.memory()).sum();
         let restart = self.marks.too_many(self.live);
         if restart {
             self.marks.clear()?;
@@ -292,11 +386,11 @@ impl Tier {
 
     /// File names for the runs of the [`merged_top`] due now, numbered ahead: none when
     /// no merge is due (and no thread is started for it).
-    fn merge_names(&mut self) -> Vec<PathBuf> {
+    fn merge_names(&mut self) -> Vec<(u64, PathBuf)> {
         let first = self.next_run;
         self.next_run += merges_due(&self.runs) as u64;
         (first..self.next_run)
-            .map(|i| self.dir.join(run_file_name(self.n, i)))
+            .map(|i| (i, self.dir.join(run_file_name(self.n, i))))
             .collect()
     }
 
@@ -305,7 +399,7 @@ impl Tier {
     pub(crate) fn entries(
         &self,
     ) -> Result<impl Iterator<Item = Result<Victim, TierError>> + '_, TierError> {
-        let merge = Merge::new(self.runs.iter().rev())?;
+        let merge = Merge::new(self.runs.iter().rev().map(|r| &**r))?;
         Ok(merge.filter_map(move |r| match r {
             Err(e) => Some(Err(e)),
             Ok(r) => {
@@ -377,13 +471,13 @@ const SPLIT_AT: usize = if cfg!(test) { 16 } else { 1024 };
 
 /// What a batch lookup found: (key index, stamp, value span in `bytes`).
 #[derive(Default)]
-struct Found {
-    items: Vec<(usize, u64, usize, usize)>,
-    bytes: Vec<u8>,
+pub(crate) struct Found {
+    pub(crate) items: Vec<(usize, u64, usize, usize)>,
+    pub(crate) bytes: Vec<u8>,
 }
 
 impl Found {
-    fn append(&mut self, other: Found) {
+    pub(crate) fn append(&mut self, other: Found) {
         let base = self.bytes.len();
         self.bytes.extend_from_slice(&other.bytes);
         (self.items).extend(
@@ -397,8 +491,8 @@ impl Found {
 
 /// Looks `open` (indexes into `keys`, in key order) up in `runs`, newest first: what was
 /// found, and the indexes found on no run (in key order; a key removed is neither).
-fn look_up(
-    runs: &[Run],
+pub(crate) fn look_up(
+    runs: &[Arc<Run>],
     keys: &[&[u8]],
     hashes: &[u64],
     open: &[usize],
@@ -432,22 +526,25 @@ fn look_up(
 /// the oldest (which holds each key once), and there are about log2(batches) of them.
 /// How many of the newest runs it replaces and the merged run, written at `names` (one
 /// per merge at most); `None`: no merge is due.
-fn merged_top(runs: &[Run], names: &[PathBuf]) -> Result<Option<(usize, Run)>, TierError> {
+fn merged_top(
+    runs: &[Arc<Run>],
+    names: &[(u64, PathBuf)],
+) -> Result<Option<(usize, Run)>, TierError> {
     let mut top: Option<(usize, Run)> = None;
     let mut names = names.iter();
     loop {
         let k = top.as_ref().map_or(1, |t| t.0);
-        let Some(older) = runs.len().checked_sub(k + 1).map(|i| &runs[i]) else {
+        let Some(older) = runs.len().checked_sub(k + 1).map(|i| &*runs[i]) else {
             break;
         };
-        let newer = top.as_ref().map_or(&runs[runs.len() - 1], |t| &t.1);
+        let newer = top.as_ref().map_or(&*runs[runs.len() - 1], |t| &t.1);
         if older.records() > 2 * newer.records() {
             break;
         }
         // Merged into the oldest run, a removal has nothing left to hide.
         let bottom = runs.len() == k + 1;
-        let path = names.next().expect("a name for each merge").clone();
-        let merged = merge_two(older, newer, path, bottom)?;
+        let (number, path) = names.next().expect("a name for each merge").clone();
+        let merged = merge_two(older, newer, path, bottom)?.numbered(number);
         top = Some((k + 1, merged));
     }
     Ok(top)
@@ -456,12 +553,12 @@ fn merged_top(runs: &[Run], names: &[PathBuf]) -> Result<Option<(usize, Run)>, T
 /// How many merges [`merged_top`] makes of `runs` at most: as many as it would were no
 /// copy dropped (a merge that drops copies leaves a smaller run, which stops the cascade
 /// no later).
-fn merges_due(runs: &[Run]) -> usize {
-    let Some(mut newer) = runs.last().map(Run::records) else {
+fn merges_due(runs: &[Arc<Run>]) -> usize {
+    let Some(mut newer) = runs.last().map(|r| r.records()) else {
         return 0;
     };
     let mut merges = 0;
-    for older in runs.iter().rev().skip(1).map(Run::records) {
+    for older in runs.iter().rev().skip(1).map(|r| r.records()) {
         if older > 2 * newer {
             break;
         }
