@@ -51,7 +51,7 @@ impl Batch {
     }
 
     /// Encoded bytes of keys and values.
-    #[cfg(test)]
+    #[cfg(all(test, feature = "disk"))]
     pub(crate) fn encoded(&self) -> usize {
         self.bytes.len()
     }
@@ -75,11 +75,10 @@ impl Batch {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "disk"))]
 mod tests {
     use super::Batch;
 
-    #[cfg(feature = "disk")]
     #[test]
     fn entries_come_back_as_encoded_in_key_order() {
         let mut b = Batch::default();

@@ -67,7 +67,9 @@ impl Tier {
     }
 }
 
-pub(crate) enum Ahead {}
+/// Never made (there is no tier to look up), but a value type, so that the code
+/// holding one is not unreachable to the compiler.
+pub(crate) struct Ahead;
 pub(crate) enum Fetched {}
 
 impl Fetched {
