@@ -98,9 +98,10 @@ fn disk(scratch: &Path, budget_mib: usize) -> StateBackend {
 /// it whole.
 const BATCH: usize = 16384;
 
-/// One run over `events`, in batches each prefetched first and read ahead while the
-/// batch before runs (both backends: the memory backend's do nothing, and pay for that): the elapsed time, the keys on
-/// disk and a digest of the state (keys, total count, total amount in cents).
+/// One run over `events`, in batches each read ahead while the batch before runs and
+/// prefetched before its own events (both backends: the memory backend's calls do
+/// nothing, and pay for that): the elapsed time, the keys on disk and a digest of the
+/// state (keys, total count, total amount in cents).
 fn run(events: &[SEv]) -> (Duration, u64, (usize, u64, i64)) {
     let mut batches: Vec<Vec<SEv>> = events.chunks(BATCH).map(crate::owned_copy).collect();
     let t = Instant::now();
