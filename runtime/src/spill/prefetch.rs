@@ -80,13 +80,7 @@ where
             return Ok(());
         }
         let keys: Vec<&Q> = keys.into_iter().collect();
-        // Each key hashed once, and looked up once unless an eviction comes between.
-        let probed: Vec<(u64, bool)> = (keys.iter())
-            .map(|&k| {
-                let hash = self.mem.hash_of(k);
-                (hash, self.mem.contains_hashed(hash, k))
-            })
-            .collect();
+        let probed = self.probed(&keys);
         // Room first, for at most this many (a key repeated in the batch counts each
         // time), so that the keys are encoded and sorted once, after the eviction has
         // taken what it takes.
@@ -154,6 +148,17 @@ where
             self.evict_then((want - fit).clamp(len / 4, len / 2), false, then)?
         };
         Ok((self.room().min(want), Some(got)))
+    }
+
+    /// Each key's hash as memory hashes it, and whether memory holds it: each key hashed
+    /// once, and looked up once unless an eviction comes between.
+    pub(super) fn probed<Q: Probe<K> + ?Sized>(&self, keys: &[&Q]) -> Vec<(u64, bool)> {
+        (keys.iter())
+            .map(|&k| {
+                let hash = self.mem.hash_of(k);
+                (hash, self.mem.contains_hashed(hash, k))
+            })
+            .collect()
     }
 
     /// New keys memory can take without growing its table or going over the budget.

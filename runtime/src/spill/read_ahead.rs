@@ -77,13 +77,7 @@ where
         // One read ahead at a time: an earlier one not yet brought in comes in first.
         self.bring_in_read_ahead()?;
         let keys: Vec<&Q> = keys.into_iter().collect();
-        let probed: Vec<(u64, bool)> = (keys.iter())
-            .map(|&k| {
-                let hash = self.mem.hash_of(k);
-                (hash, self.mem.contains_hashed(hash, k))
-            })
-            .collect();
-        let w = wanted_of(&self.mem, &keys, &probed, false)?;
+        let w = wanted_of(&self.mem, &keys, &self.probed(&keys), false)?;
         let Some(tier) = self.disk.as_ref().and_then(|d| d.tier.as_ref()) else {
             return Ok(());
         };

@@ -292,15 +292,21 @@ proptest! {
     }
 }
 
+/// A state with keys `0..n` counted once each (with a 64 KiB budget, most on disk).
+fn counted_once(n: u16) -> S {
+    let mut s = S::default();
+    for k in 0..n {
+        *s.entry_ref(&k) += 1;
+    }
+    s
+}
+
 /// The keys of a batch read ahead are in memory after the next prefetch, with the
 /// values they had on disk.
 #[test]
 fn a_batch_read_ahead_is_in_memory_after_its_prefetch() {
     let _backend = DiskBackend::new(64 << 10);
-    let mut s = S::default();
-    for k in 0..4000u16 {
-        *s.entry_ref(&k) += 1;
-    }
+    let mut s = counted_once(4000);
     assert!(s.on_disk() > 3000, "{} on disk", s.on_disk());
     let batch: Vec<u16> = (0..4000u16)
         .step_by(211)
@@ -333,10 +339,7 @@ fn a_batch_read_ahead_is_in_memory_after_its_prefetch() {
 #[test]
 fn a_key_changed_and_evicted_after_it_was_read_ahead_keeps_its_new_value() {
     let _backend = DiskBackend::new(64 << 10);
-    let mut s = S::default();
-    for k in 0..4000u16 {
-        *s.entry_ref(&k) += 1;
-    }
+    let mut s = counted_once(4000);
     let batch: Vec<u16> = (0..4000u16)
         .step_by(97)
         .filter(|k| !s.mem.contains(k))
@@ -381,10 +384,7 @@ fn a_key_changed_and_evicted_after_it_was_read_ahead_keeps_its_new_value() {
 #[test]
 fn a_prefetched_batch_is_in_memory() {
     let _backend = DiskBackend::new(64 << 10);
-    let mut s = S::default();
-    for k in 0..4000u16 {
-        *s.entry_ref(&k) += 1;
-    }
+    let mut s = counted_once(4000);
     assert!(s.on_disk() > 3000, "{} on disk", s.on_disk());
     let batch: Vec<u16> = (0..4000u16).step_by(97).collect();
     let hot: Vec<bool> = batch.iter().map(|k| s.mem.contains(k)).collect();
@@ -427,10 +427,7 @@ fn a_prefetched_batch_is_in_memory() {
 #[test]
 fn keys_found_absent_are_found_once_evicted() {
     let _backend = DiskBackend::new(64 << 10);
-    let mut s = S::default();
-    for k in 0..4000u16 {
-        *s.entry_ref(&k) += 1;
-    }
+    let mut s = counted_once(4000);
     assert!(s.on_disk() > 3000, "{} on disk", s.on_disk());
     let new: Vec<u16> = (10_000..10_050u16).collect();
     s.prefetch(new.iter());
@@ -544,10 +541,7 @@ fn changes_evicted_twice_or_removed_between_checkpoints_come_once_in_a_delta() {
 
 /// A state that counted keys `0..n` once, its whole checkpoint's copy and its version.
 fn counted_then_copied(n: u16) -> (S, S, Version) {
-    let mut s = S::default();
-    for k in 0..n {
-        *s.entry_ref(&k) += 1;
-    }
+    let s = counted_once(n);
     let copy = whole(&s, Codec::Binary);
     let since = s.version();
     (s, copy, since)
