@@ -727,6 +727,23 @@ impl ::simplestream::__rt::Pipeline for Orders {
                 );
         }
     }
+    fn read_ahead(&mut self, events: &[Order]) {
+        if self.customer_stats.state.spilled() {
+            self.customer_stats
+                .state
+                .read_ahead(
+                    events
+                        .iter()
+                        .map(|__v| {
+                            let __kr: &String = {
+                                let o: &Order = __v;
+                                &(o.customer)
+                            };
+                            __kr
+                        }),
+                );
+        }
+    }
     fn advance_watermark<C: ::simplestream::__rt::Collector<Self::Output>>(
         &mut self,
         watermark: i64,
