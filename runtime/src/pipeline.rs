@@ -228,7 +228,7 @@ pub trait Pipeline: Sized {
     /// # use simplestream_runtime::{Collector, Pipeline};
     /// fn run_in_batches<P: Pipeline, C: Collector<P::Output>>(
     ///     p: &mut P,
-    ///     batches: Vec<Vec<P::Event>>,
+    ///     mut batches: Vec<Vec<P::Event>>,
     ///     out: &mut C,
     /// ) {
     ///     if let Some(first) = batches.first() {
@@ -239,7 +239,7 @@ pub trait Pipeline: Sized {
     ///         if let Some(next) = batches.get(n + 1) {
     ///             p.read_ahead(next);
     ///         }
-    ///         for e in batches[n].iter().cloned() {
+    ///         for e in std::mem::take(&mut batches[n]) {
     ///             p.process(e, out);
     ///         }
     ///         if let Some(next) = batches.get(n + 1) {
