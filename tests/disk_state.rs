@@ -598,3 +598,58 @@ fn checkpoints_of_a_spilled_state_are_streamed_and_never_read_back_whole() {
         reference.stage_json("customer_stats")
     );
 }
+
+fn orders_of(customers: u64, n: u64) -> Vec<simplestream_examples::orders::Order> {
+    (0..n)
+        .map(|i| simplestream_examples::orders::Order {
+            customer: format!("C{:05}", i * 7919 % customers),
+            amount: (i % 13) as f64 + 0.5,
+            ts: 1_000 * i as i64,
+        })
+        .collect()
+}
+
+/// The crash-equivalence helper with the disk backend: 5,000 customers in 64 KiB (more
+/// than half of them on disk, as the prefetch test above checks), restored at random
+/// points from whole and incremental checkpoints in both codecs, give the outputs and
+/// state of an uninterrupted memory-backend run.
+#[test]
+fn orders_crash_equivalent_with_most_customers_on_disk() {
+    use simplestream::spill::DiskConfig;
+    use simplestream::testing::{assert_crash_equivalent_on_disk, CrashPlan};
+    use simplestream_examples::orders::Orders;
+
+    let _one = BACKEND.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = DiskConfig {
+        dir: tmp.path().join("state"),
+        memory: 64 << 10,
+    };
+    let plan = CrashPlan::Random {
+        seed: 16,
+        crashes: 9,
+    };
+    assert_crash_equivalent_on_disk::<Orders>(&orders_of(5_000, 20_000), plan, disk);
+    assert_eq!(
+        simplestream::spill::state_backend(),
+        simplestream::spill::StateBackend::Memory,
+        "the helper sets the backend back"
+    );
+}
+
+/// A budget that holds every key tests nothing about the disk: the helper says so.
+#[test]
+#[should_panic(expected = "no entry went to disk with a budget of 67108864 bytes")]
+fn the_disk_crash_helper_refuses_a_budget_that_never_spills() {
+    use simplestream::spill::DiskConfig;
+    use simplestream::testing::{assert_crash_equivalent_on_disk, CrashPlan};
+    use simplestream_examples::orders::Orders;
+
+    let _one = BACKEND.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = DiskConfig {
+        dir: tmp.path().join("state"),
+        memory: 64 << 20,
+    };
+    assert_crash_equivalent_on_disk::<Orders>(&orders_of(50, 2_000), CrashPlan::EveryK(500), disk);
+}

@@ -233,8 +233,20 @@ where
         events.len()
     );
     let reference = run_uninterrupted::<P>(events);
+    check_crashes::<P>(events, &points, &reference);
+}
+
+/// The crashed runs of [`assert_crash_equivalent`], compared with `reference`.
+fn check_crashes<P: Pipeline>(
+    events: &[P::Event],
+    points: &[usize],
+    reference: &RunResult<P::Output>,
+) where
+    P::Event: Clone,
+    P::Output: PartialEq + Debug,
+{
     for codec in [Codec::Json, Codec::Binary] {
-        let crashed = run_with_crashes::<P>(events, &points, codec)
+        let crashed = run_with_crashes::<P>(events, points, codec)
             .unwrap_or_else(|e| panic!("{}: {codec} checkpoint failed: {e}", P::name()));
         assert_eq!(
             crashed.restores,
@@ -244,10 +256,10 @@ where
             crashed.restores,
             points.len()
         );
-        compare(&reference, &crashed, codec, &points);
-        let (incremental, from_deltas) = run_with_incremental_crashes::<P>(events, &points, codec)
+        compare(reference, &crashed, codec, points);
+        let (incremental, from_deltas) = run_with_incremental_crashes::<P>(events, points, codec)
             .unwrap_or_else(|e| panic!("{}: {codec}: {e}", P::name()));
-        compare(&incremental, &reference, codec, &points);
+        compare(&incremental, reference, codec, points);
         // Two checkpoints make a base and a delta, and the second one is restored.
         if points.len() >= 2 && P::new().stage_versions().is_some() {
             assert!(
@@ -257,6 +269,80 @@ where
             );
         }
     }
+}
+
+/// [`assert_crash_equivalent`] with the disk state backend: the uninterrupted run and
+/// every crashed one (both codecs, whole and incremental checkpoints) run with `disk`
+/// as the backend, and each must give exactly the outputs and final state of an
+/// uninterrupted run with the memory backend. Choose `disk.memory` small enough that
+/// most keys live on disk (a few KiB for a few thousand keys).
+///
+/// The backend is process-wide ([`set_state_backend`](crate::spill::set_state_backend)):
+/// calls of this function wait for each other, and it sets the backend back as it found
+/// it, but other code of the process creating state meanwhile gets the disk backend too.
+///
+/// # Panics
+/// As [`assert_crash_equivalent`]; when nothing was evicted to disk (the budget held
+/// every key, so the disk backend was not tested); and when the working directory failed
+/// ([`failure`](crate::spill::failure)).
+///
+/// ```
+/// use simplestream_runtime::spill::DiskConfig;
+/// use simplestream_runtime::testing::CrashPlan;
+/// // 64 KiB for 5,000 customers of the README's `orders` pipeline: most live on disk.
+/// let dir = tempfile::tempdir().unwrap();
+/// let disk = DiskConfig { dir: dir.path().join("state"), memory: 64 << 10 };
+/// let plan = CrashPlan::Random { seed: 7, crashes: 12 };
+/// // assert_crash_equivalent_on_disk::<Orders>(&orders, plan, disk);
+/// # let _ = (disk, plan);
+/// ```
+#[cfg(feature = "disk")]
+pub fn assert_crash_equivalent_on_disk<P: Pipeline>(
+    events: &[P::Event],
+    plan: CrashPlan,
+    disk: crate::spill::DiskConfig,
+) where
+    P::Event: Clone,
+    P::Output: PartialEq + Debug,
+{
+    use crate::spill::{self, StateBackend};
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let points = plan.points(events.len());
+    assert!(
+        !points.is_empty(),
+        "{}: {plan:?} gives no crash point for {} events, so nothing would be tested: use a smaller k or more events",
+        P::name(),
+        events.len()
+    );
+    /// Sets the backend back when dropped, also when a comparison panics.
+    struct Restore(StateBackend);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = spill::set_state_backend(self.0.clone());
+        }
+    }
+    let _restore = Restore(spill::state_backend());
+    spill::set_state_backend(StateBackend::Memory).expect("the memory backend");
+    let reference = run_uninterrupted::<P>(events);
+    let budget = disk.memory;
+    spill::set_state_backend(StateBackend::Disk(disk))
+        .unwrap_or_else(|e| panic!("{}: {e}", P::name()));
+    let evicted = spill::evicted();
+    let on_disk = run_uninterrupted::<P>(events);
+    compare(&reference, &on_disk, Codec::Json, &[]);
+    check_crashes::<P>(events, &points, &reference);
+    if let Some(e) = spill::failure() {
+        panic!(
+            "{}: the disk backend's working directory failed: {e}",
+            P::name()
+        );
+    }
+    assert!(
+        spill::evicted() > evicted,
+        "{}: no entry went to disk with a budget of {budget} bytes, so the disk backend was not tested: use a smaller budget or more keys",
+        P::name()
+    );
 }
 
 fn compare<O: PartialEq + Debug>(

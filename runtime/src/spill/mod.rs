@@ -57,6 +57,8 @@ pub use backend::{parse_size, set_state_backend, state_backend, DiskConfig, Stat
 use budget::Budget;
 pub use failure::failure;
 pub(crate) use scratch::Scratch;
+#[cfg(feature = "disk")]
+pub(crate) use tier::evicted;
 use tier::Tier;
 
 /// Keyed state that can spill to disk: the state of a running `key_by ... aggregate`.

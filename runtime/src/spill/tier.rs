@@ -67,6 +67,15 @@ pub(crate) struct Tier {
     absent: Absent,
 }
 
+/// Entries written to runs by every tier of the process (a test's proof that its state
+/// went to disk).
+static EVICTED: AtomicU64 = AtomicU64::new(0);
+
+/// Entries evicted to disk so far in this process.
+pub(crate) fn evicted() -> u64 {
+    EVICTED.load(Ordering::Relaxed)
+}
+
 impl Tier {
     pub(crate) fn open(c: &DiskConfig) -> Result<Tier, TierError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -375,6 +384,7 @@ impl Tier {
         self.marks.flush()?;
         self.marks.end_batch();
         self.live += batch.len() as u64;
+        EVICTED.fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.held = self.runs.iter().map(|r| r.memory()).sum();
         let restart = self.marks.too_many(self.live);
         if restart {
