@@ -222,3 +222,105 @@ proptest! {
         )?;
     }
 }
+
+/// Keyed windows whose tables spill to disk (a budget of a few hundred bytes for up to
+/// 192 keys): deltas and restores as above, and the rows fired and the final state equal
+/// those of the memory backend.
+#[cfg(feature = "disk")]
+mod on_disk {
+    use super::*;
+    use crate::spill::tests::DiskBackend;
+    use crate::window::Fired;
+
+    type W = Sliding<u16, u64>;
+
+    /// Many keys from few: the key and the event's time.
+    fn key(k: u8, ts: i64) -> u16 {
+        k as u16 * 16 + ts.rem_euclid(16) as u16
+    }
+
+    fn event(w: &mut W, k: u8, ts: i64, sliding: bool) {
+        if sliding {
+            w.add(ts, &key(k, ts), SIZE, 2_500, 0, |a| *a += 1);
+        } else if let Some(a) = w.acc_for(ts, &key(k, ts), SIZE, 0) {
+            *a += 1;
+        }
+    }
+
+    /// Rows fired and the final state (JSON) of `ops`, each restore a whole checkpoint
+    /// round trip in `codec`.
+    fn run((ops, binary): &(Vec<Op>, bool)) -> (Vec<Fired<u16, u64>>, String) {
+        let codec = if *binary { Codec::Binary } else { Codec::Json };
+        let (mut w, mut fired, mut wm) = (W::default(), Vec::new(), 0i64);
+        for op in ops {
+            match op {
+                Op::Event { key, ahead, right } => event(&mut w, *key, wm + ahead, *right),
+                Op::Advance(by) => {
+                    wm += by;
+                    w.advance(wm, SIZE, 0, &mut fired);
+                }
+                Op::Restore => w = codec::read(codec, &encode(&w, codec)).unwrap(),
+                Op::Delta | Op::Base => {}
+            }
+        }
+        let state = String::from_utf8(encode(&w, Codec::Json)).unwrap();
+        w.flush(SIZE, 0, &mut fired);
+        (fired, state)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        #[test]
+        fn spilled_windows_track_changes_and_restore(case in ops()) {
+            let _disk = DiskBackend::new(512);
+            check::<W>(
+                case,
+                event,
+                |w, wm| w.advance(wm, SIZE, 0, &mut Vec::new()),
+                |d| !d.reset && d.changed.is_empty(),
+            )?;
+        }
+
+        #[test]
+        fn spilled_windows_fire_what_memory_fires(case in ops()) {
+            let memory = run(&case);
+            let disk = DiskBackend::new(512);
+            let spilled = run(&case);
+            drop(disk);
+            prop_assert_eq!(&spilled.1, &memory.1);
+            prop_assert_eq!(spilled.0, memory.0);
+        }
+    }
+
+    /// Files of the working directory other than its marker.
+    fn store_files(disk: &DiskBackend) -> Vec<String> {
+        let dir = std::fs::read_dir(disk.dir.path().join("state")).unwrap();
+        let names = dir.map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+        names.filter(|n| n != crate::spill::MARKER).collect()
+    }
+
+    /// The budget above does send window entries to disk, and a window that closes
+    /// takes its files with it.
+    #[test]
+    fn a_few_hundred_keys_in_512_bytes_go_to_disk_until_their_window_closes() {
+        let disk = DiskBackend::new(512);
+        let evicted = crate::spill::evicted();
+        let mut w = W::default();
+        for i in 0..600i64 {
+            event(&mut w, (i % 12) as u8, i * 7, i % 2 == 0);
+        }
+        let on_disk: u64 = w.windows().map(|(_, t)| t.on_disk()).sum();
+        assert!(
+            on_disk > 50,
+            "{on_disk} entries of the open windows on disk"
+        );
+        assert!(!store_files(&disk).is_empty());
+        assert!(crate::spill::evicted() > evicted);
+        let mut fired = Vec::new();
+        w.flush(SIZE, 0, &mut fired);
+        assert_eq!(fired.iter().map(|f| f.acc).sum::<u64>(), 300 + 300 * 2);
+        assert!(w.is_empty());
+        assert_eq!(store_files(&disk), Vec::<String>::new());
+    }
+}

@@ -20,6 +20,7 @@ use crate::aggregate::Accumulator;
 use crate::checkpoint::Checkpointable;
 use crate::delta::History;
 use crate::fingerprint::{combine, fnv1a};
+use crate::spill::SpillState;
 use crate::state::{Key, KeyedState, Natural, Probe, Take};
 
 /// A closed window's result.
@@ -322,22 +323,80 @@ impl<A: PartialEq> PartialEq for Stamped<A> {
 /// their growth (rehashing and allocation) per window. Checkpoints hold
 /// `{"watermark":..,"windows":{"<start>":{..}}}`. `B` aligns the tables' entries (see
 /// [`Aligned`](crate::state::Aligned)).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(bound(
-    serialize = "K: Key, A: Serialize",
-    deserialize = "K: Key, A: Checkpointable"
+    serialize = "K: Key, A: Checkpointable + Clone",
+    deserialize = "K: Key, A: Checkpointable + Clone"
 ))]
+#[serde(from = "WindowsRepr<K, A, B>")]
 pub struct Windows<K: Key, A, B = Natural> {
     /// This stage's watermark: every window ending at or before `watermark - lateness` closed.
     pub watermark: i64,
-    /// Open windows, sorted by start.
-    pub(crate) windows: OpenWindows<KeyedState<K, A, B>>,
+    /// Open windows, sorted by start; each window's table spills to disk with the disk
+    /// backend.
+    pub(crate) windows: OpenWindows<SpillState<K, A, B>>,
     /// The clock every window's map stamps its changes by (see `KeyedState::follow`).
     #[serde(skip)]
     pub(crate) history: History,
     /// Emptied small tables of closed windows, for new windows (not state).
     #[serde(skip)]
-    spare: Spare<KeyedState<K, A, B>>,
+    spare: Spare<SpillState<K, A, B>>,
+}
+
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "K: Key, A: Checkpointable + Clone"))]
+struct WindowsRepr<K: Key, A, B> {
+    watermark: i64,
+    windows: OpenWindows<SpillState<K, A, B>>,
+}
+
+impl<K: Key, A: Checkpointable + Clone, B> From<WindowsRepr<K, A, B>> for Windows<K, A, B> {
+    /// The stage's clock starts past every stamp its tables gave their restored entries
+    /// (those the disk backend stamps in order, for eviction): none of them counts as
+    /// changed since the checkpoint.
+    fn from(r: WindowsRepr<K, A, B>) -> Self {
+        let mut history = History::default();
+        history.clock = r
+            .windows
+            .iter()
+            .map(|(_, t)| t.last_stamp())
+            .max()
+            .unwrap_or(0);
+        Windows {
+            watermark: r.watermark,
+            windows: r.windows,
+            history,
+            spare: Spare::default(),
+        }
+    }
+}
+
+impl<K: Key, A: Checkpointable + Clone, B> Clone for Windows<K, A, B> {
+    fn clone(&self) -> Self {
+        Windows {
+            watermark: self.watermark,
+            windows: self.windows.clone(),
+            history: self.history.clone(),
+            spare: Spare::default(),
+        }
+    }
+}
+
+impl<K: Key, A: Checkpointable + Clone + PartialEq, B> PartialEq for Windows<K, A, B> {
+    fn eq(&self, other: &Self) -> bool {
+        self.watermark == other.watermark && self.windows == other.windows
+    }
+}
+
+impl<K: Key + fmt::Debug, A: Checkpointable + Clone + fmt::Debug, B> fmt::Debug
+    for Windows<K, A, B>
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Windows")
+            .field("watermark", &self.watermark)
+            .field("windows", &self.windows)
+            .finish()
+    }
 }
 
 /// Largest table (in keys it can hold) a closed window leaves for a new one.
@@ -383,7 +442,7 @@ impl<K: Key, A, B> Default for Windows<K, A, B> {
     }
 }
 
-impl<K: Key, A: Default, B> Windows<K, A, B> {
+impl<K: Key, A: Checkpointable + Clone + Default, B> Windows<K, A, B> {
     /// Adds an event to every open window holding `ts`; returns true if some window
     /// holding it had already closed (the event is late for that window).
     // Always inlined: the window parameters are constants at the call site, so that
@@ -488,7 +547,7 @@ impl<K: Key, A: Default, B> Windows<K, A, B> {
         ts: i64,
         size: i64,
         lateness: i64,
-    ) -> Option<&mut KeyedState<K, A, B>> {
+    ) -> Option<&mut SpillState<K, A, B>> {
         let start = window_start(ts, size)?;
         if start.saturating_add(size).saturating_add(lateness) <= self.watermark {
             return None;
@@ -557,17 +616,16 @@ impl<K: Key, A: Default, B> Windows<K, A, B> {
         };
         let base = fired.len();
         let end = start.saturating_add(size);
-        fired.extend(
-            keyed
-                .drain()
-                .filter(|(_, acc)| keep(acc))
-                .map(|(key, acc)| Fired {
+        keyed.drain_each(|key, acc| {
+            if keep(&acc) {
+                fired.push(Fired {
                     start,
                     end,
                     key,
                     acc,
-                }),
-        );
+                });
+            }
+        });
         if sorted {
             crate::state::sort_tail_by_key(fired, base, |f| &f.key);
         }
@@ -615,12 +673,12 @@ impl<K: Key, A: Default, B> Windows<K, A, B> {
     }
 
     /// The open windows, oldest first: start and keyed state.
-    pub fn windows(&self) -> impl Iterator<Item = (i64, &KeyedState<K, A, B>)> {
+    pub fn windows(&self) -> impl Iterator<Item = (i64, &SpillState<K, A, B>)> {
         self.windows.iter().map(|(start, k)| (*start, k))
     }
 }
 
-impl<K: Key, A: Checkpointable, B> Checkpointable for Windows<K, A, B> {
+impl<K: Key, A: Checkpointable + Clone, B> Checkpointable for Windows<K, A, B> {
     const LAYOUT: u64 = combine(combine(fnv1a("Windows"), K::LAYOUT), A::LAYOUT);
 }
 
@@ -1029,7 +1087,8 @@ mod tests {
         assert!(w.spare.0.is_empty(), "and taken by the next window");
         let (_, table) = w.windows().next().expect("one window");
         assert!(table.capacity() >= 100, "with its capacity");
-        assert_eq!(table.sorted(), vec![(&7, &1)], "and nothing else");
+        let entries: Vec<(u64, u64)> = table.iter().map(|(k, v)| (*k, *v)).collect();
+        assert_eq!(entries, vec![(7, 1)], "and nothing else");
         let big = closed_window(SPARE_CAPACITY as u64 + 1);
         assert!(big.spare.0.is_empty(), "a large table is dropped");
     }

@@ -7,6 +7,7 @@
 //! all of them: keyed windows stamp per key, global windows per window, a window join per
 //! key's buffers.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,7 @@ use crate::checkpoint::Checkpointable;
 use crate::codec::{CheckpointError, StageWriter};
 use crate::delta::{Entries, History, Tracked, Version};
 use crate::join::{JoinBuffers, WindowJoin};
+use crate::spill::SpillState;
 use crate::state::{Key, KeyedState};
 use crate::window::{GlobalWindows, OpenWindows, Stamped, Windows};
 use crate::Codec;
@@ -66,28 +68,111 @@ impl<T: Serialize> Serialize for Changed<T> {
     }
 }
 
-/// Writes the delta of keyed windows since `since`.
-fn write_keyed<K: Key, V: Serialize, B>(
-    windows: &OpenWindows<KeyedState<K, V, B>>,
+/// A window's table as a delta sees it: a [`SpillState`] (keyed windows, whose tables
+/// may spill to disk) or a [`KeyedState`] (window joins).
+pub(crate) trait WindowTable<K, V>: Default {
+    /// The changed entries of a delta, written as a map.
+    type Changed<'a>: Serialize
+    where
+        Self: 'a;
+    /// Entries changed after stamp `after` (all if `None`), sorted by key if `sorted`,
+    /// and how many.
+    fn changed(
+        &self,
+        after: Option<u64>,
+        sorted: bool,
+    ) -> Result<(Self::Changed<'_>, usize), String>;
+    /// True if changes after `after` may be missing from [`changed`](Self::changed).
+    fn lost_changes_after(&self, _after: u64) -> bool {
+        false
+    }
+    /// Upserts an entry read from a delta, stamped by the stage's `clock`.
+    fn restore(&mut self, clock: &mut u64, key: K, value: V);
+}
+
+impl<K: Key, V: Serialize, B> WindowTable<K, V> for KeyedState<K, V, B> {
+    type Changed<'a>
+        = Entries<'a, K, V>
+    where
+        Self: 'a;
+
+    fn changed(
+        &self,
+        after: Option<u64>,
+        sorted: bool,
+    ) -> Result<(Entries<'_, K, V>, usize), String> {
+        let entries = match after {
+            Some(after) => self.changed_after(after, sorted),
+            None if sorted => self.sorted(),
+            None => self.iter().collect(),
+        };
+        let n = entries.len();
+        Ok((Entries(entries), n))
+    }
+
+    fn restore(&mut self, clock: &mut u64, key: K, value: V) {
+        self.follow(clock);
+        self.insert(key, value);
+    }
+}
+
+impl<K: Key, V: Checkpointable + Clone, B> WindowTable<K, V> for SpillState<K, V, B> {
+    type Changed<'a>
+        = Pairs<'a, K, V>
+    where
+        Self: 'a;
+
+    fn changed(
+        &self,
+        after: Option<u64>,
+        sorted: bool,
+    ) -> Result<(Pairs<'_, K, V>, usize), String> {
+        let entries = self.changed_entries(after, sorted)?;
+        let n = entries.len();
+        Ok((Pairs(entries), n))
+    }
+
+    fn lost_changes_after(&self, after: u64) -> bool {
+        SpillState::lost_changes_after(self, after)
+    }
+
+    fn restore(&mut self, clock: &mut u64, key: K, value: V) {
+        self.follow(clock);
+        self.insert(key, value);
+    }
+}
+
+/// Entries, borrowed from memory or read from disk, written as a map.
+pub(crate) struct Pairs<'a, K: Clone, V: Clone>(Vec<(Cow<'a, K>, Cow<'a, V>)>);
+
+impl<K: Clone + Serialize, V: Clone + Serialize> Serialize for Pairs<'_, K, V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
+    }
+}
+
+/// Writes the delta of keyed windows since `since`: whole if a window's table lost
+/// track of some changes since.
+fn write_keyed<K: Key, V: Serialize, T: WindowTable<K, V>>(
+    windows: &OpenWindows<T>,
     (watermark, history): (i64, &History),
     since: Option<Version>,
     name: &'static str,
     w: &mut StageWriter<'_>,
 ) -> Result<(), CheckpointError> {
-    let after = history.after(since);
+    let after = history
+        .after(since)
+        .filter(|a| !windows.iter().any(|(_, t)| t.lost_changes_after(*a)));
     let sorted = w.codec() == Codec::Json;
-    let changed = windows
-        .iter()
-        .map(|(start, keyed)| {
-            let entries = match after {
-                Some(after) => keyed.changed_after(after, sorted),
-                None if sorted => keyed.sorted(),
-                None => keyed.iter().collect(),
-            };
-            (*start, Entries(entries))
-        })
-        .filter(|(_, e)| after.is_none() || !e.0.is_empty())
-        .collect();
+    let mut changed = Vec::new();
+    for (start, table) in windows.iter() {
+        let (entries, n) = table
+            .changed(after, sorted)
+            .map_err(|detail| CheckpointError::Encode { detail })?;
+        if after.is_none() || n > 0 {
+            changed.push((*start, entries));
+        }
+    }
     let view = View {
         reset: after.is_none(),
         watermark,
@@ -98,18 +183,17 @@ fn write_keyed<K: Key, V: Serialize, B>(
 }
 
 /// Drops the windows that closed and upserts the changed entries, stamped by `clock`.
-fn apply_keyed<K: Key, V, B>(
-    windows: &mut OpenWindows<KeyedState<K, V, B>>,
+fn apply_keyed<K: Key, V, T: WindowTable<K, V>>(
+    windows: &mut OpenWindows<T>,
     clock: &mut u64,
     delta: WindowsDelta<KeyedState<K, V>>,
 ) {
     windows.retain(|(start, _)| delta.open.binary_search(start).is_ok());
     for (start, mut entries) in delta.changed {
         let i = window_at(windows, start);
-        let keyed = &mut windows[i].1;
+        let table = &mut windows[i].1;
         for (k, v) in entries.drain() {
-            keyed.follow(clock);
-            keyed.insert(k, v);
+            table.restore(clock, k, v);
         }
     }
 }
@@ -125,7 +209,7 @@ fn window_at<T: Default>(windows: &mut OpenWindows<T>, start: i64) -> usize {
     }
 }
 
-impl<K: Key, A: Checkpointable, B> Tracked for Windows<K, A, B> {
+impl<K: Key, A: Checkpointable + Clone, B> Tracked for Windows<K, A, B> {
     type Delta = WindowsDelta<KeyedState<K, A>>;
 
     fn version(&self) -> Version {

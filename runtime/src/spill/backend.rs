@@ -69,7 +69,30 @@ pub(crate) fn disk_config() -> Option<Arc<DiskConfig>> {
     if checking() {
         return None;
     }
+    #[cfg(test)]
+    if let Some(on_this_thread) = THREAD_BACKEND.with(|t| t.borrow().clone()) {
+        return on_this_thread;
+    }
     BACKEND.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+#[cfg(test)]
+thread_local! {
+    /// A unit test's backend, for states created on its thread only: the other tests of
+    /// the process (windows everywhere) keep the memory backend meanwhile.
+    static THREAD_BACKEND: std::cell::RefCell<Option<Option<Arc<DiskConfig>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Sets the disk backend for states created on this thread (`None`: the process's
+/// backend again).
+#[cfg(all(test, feature = "disk"))]
+pub(crate) fn set_thread_backend(disk: Option<DiskConfig>) -> Result<(), String> {
+    if let Some(c) = &disk {
+        prepare_dir(&c.dir)?;
+    }
+    THREAD_BACKEND.with(|t| *t.borrow_mut() = disk.map(|c| Some(Arc::new(c))));
+    Ok(())
 }
 
 thread_local! {

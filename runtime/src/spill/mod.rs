@@ -38,6 +38,7 @@ mod scratch;
 mod serde_impls;
 #[cfg(feature = "disk")]
 mod superseded;
+mod table;
 #[cfg(feature = "disk")]
 mod tier;
 #[cfg(not(feature = "disk"))]
@@ -88,6 +89,8 @@ pub(crate) struct Disk {
     broken: bool,
     /// The encoded key of a lookup, reused: a miss allocates nothing for it.
     key_buf: Vec<u8>,
+    /// The last change stamp when the tier last dropped its dirty marks (0: never).
+    restarted_at: u64,
 }
 
 impl<K, V, B> Default for SpillState<K, V, B> {
@@ -101,6 +104,7 @@ impl<K, V, B> Default for SpillState<K, V, B> {
                     tier: None,
                     broken: false,
                     key_buf: Vec::new(),
+                    restarted_at: 0,
                 })
             }),
             ahead: None,
@@ -215,8 +219,12 @@ where
     pub(crate) fn restore_entry(&mut self, key: K, value: V) -> Result<(), String> {
         if self.disk.is_some() {
             self.make_room()?;
+            self.mem.insert(key, value);
+        } else {
+            // Unchanged since the checkpoint, as a restored `KeyedState`'s entries: the
+            // tables of a stage's windows share its clock, which starts over at 0.
+            self.mem.put_stamped(key, value, 0);
         }
-        self.mem.insert(key, value);
         Ok(())
     }
 
@@ -403,6 +411,7 @@ where
         }
         if restart {
             self.mem.restart_history();
+            disk.restarted_at = self.mem.last_stamp();
         }
         Ok(got)
     }
@@ -423,4 +432,4 @@ fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
 }
 
 #[cfg(all(test, feature = "disk"))]
-mod tests;
+pub(crate) mod tests;

@@ -21,7 +21,7 @@ impl<K: Key, V: Checkpointable + Clone, B> Checkpointable for SpillState<K, V, B
     const LAYOUT: u64 = <KeyedState<K, V> as Checkpointable>::LAYOUT;
 }
 
-type Owned<'a, K, V> = Vec<(Cow<'a, K>, Cow<'a, V>)>;
+pub(super) type Owned<'a, K, V> = Vec<(Cow<'a, K>, Cow<'a, V>)>;
 
 impl<K, V, B> SpillState<K, V, B>
 where
@@ -29,7 +29,7 @@ where
     V: Clone + Serialize + DeserializeOwned,
 {
     /// Every entry, memory's and the disk's, sorted by key if `sorted`.
-    fn all(&self, sorted: bool) -> Result<Owned<'_, K, V>, String> {
+    pub(super) fn all(&self, sorted: bool) -> Result<Owned<'_, K, V>, String> {
         let mut v: Owned<'_, K, V> = self
             .mem
             .iter()
@@ -47,7 +47,7 @@ where
 
     /// Entries changed after stamp `after`, in memory and on disk (all held at once:
     /// for readable deltas, which are sorted).
-    fn changed_after(&self, after: u64) -> Result<Owned<'_, K, V>, String> {
+    pub(super) fn changed_after(&self, after: u64) -> Result<Owned<'_, K, V>, String> {
         let mut v: Owned<'_, K, V> = self
             .mem
             .changed_after(after, false)

@@ -14,7 +14,8 @@ use crate::state::KeyedDelta;
 /// Tests that set the process's backend run one at a time.
 static BACKEND_LOCK: Mutex<()> = Mutex::new(());
 
-/// Sets the disk backend with `memory` bytes in a fresh directory, until dropped.
+/// Sets the disk backend with `memory` bytes in a fresh directory for this thread's
+/// states, until dropped.
 pub(crate) struct DiskBackend {
     _lock: MutexGuard<'static, ()>,
     pub(crate) dir: tempfile::TempDir,
@@ -28,14 +29,14 @@ impl DiskBackend {
             dir: dir.path().join("state"),
             memory,
         };
-        set_state_backend(StateBackend::Disk(config)).unwrap();
+        backend::set_thread_backend(Some(config)).unwrap();
         DiskBackend { _lock: lock, dir }
     }
 }
 
 impl Drop for DiskBackend {
     fn drop(&mut self) {
-        set_state_backend(StateBackend::Memory).unwrap();
+        backend::set_thread_backend(None).unwrap();
     }
 }
 

@@ -1,0 +1,103 @@
+//! What a stage's open windows need of a [`SpillState`] used as one window's table
+//! (`window::Windows`): the stage's shared clock, keys moved in, the whole table taken
+//! out when the window closes (its files go with it), and the entries changed since a
+//! version of the stage, in memory and on disk.
+
+use std::hash::Hash;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::serde_impls::Owned;
+use super::{failure, SpillState};
+use crate::state::Take;
+
+impl<K, V, B> SpillState<K, V, B>
+where
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned,
+    V: Clone + Serialize + DeserializeOwned,
+{
+    /// Stamps the next change after `*clock` and moves `*clock` on (see
+    /// `KeyedState::follow`): the tables of one stage's windows share one clock.
+    #[inline(always)]
+    pub(crate) fn follow(&mut self, clock: &mut u64) {
+        self.mem.follow(clock);
+    }
+
+    /// [`entry_ref`](Self::entry_ref) of a key the caller no longer needs: a key new to
+    /// memory is moved in rather than cloned.
+    #[inline(always)]
+    pub(crate) fn entry_taking<Q: Take<K>>(&mut self, key: &mut Q) -> &mut V
+    where
+        V: Default,
+    {
+        if self.disk.is_some() {
+            self.bring_in(&*key);
+        }
+        self.mem.entry_taking(key)
+    }
+
+    /// The stamp of memory's latest change.
+    #[inline]
+    pub(crate) fn last_stamp(&self) -> u64 {
+        self.mem.last_stamp()
+    }
+
+    /// Number of keys memory's table holds without growing.
+    #[inline]
+    pub(crate) fn capacity(&self) -> usize {
+        self.mem.capacity()
+    }
+
+    /// Takes every entry out, the disk's then memory's (in no order), each handed to
+    /// `f`, and drops the disk tier with its files. A disk read that fails is recorded
+    /// for [`failure`] (the runner then stops before any output) and the disk's entries
+    /// end there.
+    pub(crate) fn drain_each(&mut self, mut f: impl FnMut(K, V)) {
+        if self.on_disk() > 0 {
+            // Before memory is drained: the disk's stale copies are told from its keys.
+            for r in self.disk_entries() {
+                match r {
+                    Ok((k, _, v)) => f(k, v),
+                    Err(e) => {
+                        failure::record(e);
+                        break;
+                    }
+                }
+            }
+        }
+        for (k, v) in self.mem.drain() {
+            f(k, v);
+        }
+        if let Some(d) = self.disk.as_mut() {
+            d.tier = None;
+        }
+    }
+
+    /// Entries changed after stamp `after` (every entry if `None`), in memory and on
+    /// disk, sorted by key if `sorted`.
+    pub(crate) fn changed_entries(
+        &self,
+        after: Option<u64>,
+        sorted: bool,
+    ) -> Result<Owned<'_, K, V>, String>
+    where
+        K: Ord + 'static,
+    {
+        let mut v = match after {
+            Some(a) => self.changed_after(a)?,
+            None => self.all(false)?,
+        };
+        if sorted {
+            v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
+        Ok(v)
+    }
+
+    /// True if changes stamped after `after` may be missing from
+    /// [`changed_entries`](Self::changed_entries): the disk tier dropped its dirty marks
+    /// since (they outgrew its keys), so a delta must hold the stage whole.
+    pub(crate) fn lost_changes_after(&self, after: u64) -> bool {
+        self.disk.as_ref().is_some_and(|d| d.restarted_at > after)
+    }
+}
