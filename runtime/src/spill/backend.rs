@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-/// Where running aggregates keep their state.
+/// Where running aggregates and keyed windows keep their state.
 ///
 /// ```
 /// use simplestream_runtime::spill::{self, StateBackend};

@@ -1,5 +1,6 @@
-//! State larger than memory: [`SpillState`], the keyed state of running aggregates, keeps
-//! hot keys in memory and the rest in an embedded store on disk (the disk backend).
+//! State larger than memory: [`SpillState`], the keyed state of running aggregates and of
+//! each open keyed window, keeps hot keys in memory and the rest in an embedded store on
+//! disk (the disk backend).
 //!
 //! With the memory backend (the default) a `SpillState` is a [`KeyedState`] plus one
 //! pointer that is `None`: the hot path pays one never-taken branch. With the disk
