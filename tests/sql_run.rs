@@ -447,6 +447,52 @@ fn kill_9_during_a_join_gives_the_uninterrupted_output() {
     }
 }
 
+/// The interpreter's window join with the disk backend and 1 KiB: its buffers go to
+/// disk (the run's last line counts the entries evicted), and killed at three pauses it
+/// writes what an uninterrupted memory-backend run writes.
+#[test]
+fn a_window_join_with_its_buffers_on_disk_survives_kill_9() {
+    let clean = tmp();
+    let input = join_input(clean.path());
+    let query = format!("{JOIN_TABLES}\n{}", window_join::SQL);
+    let mut c = sql_cmd(clean.path(), &query, &input);
+    c.args(["--max-delay", "1s"]);
+    run_ok(c);
+    let on_disk = |dir: &Path| {
+        let mut c = sql_cmd(dir, &query, &input);
+        c.args(["--codec", "binary", "--max-delay", "1s"]);
+        c.args([
+            "--state-backend",
+            "disk",
+            "--state-memory",
+            "1KiB",
+            "--state-dir",
+        ]);
+        c.arg(dir.join("state"));
+        c
+    };
+    let whole = tmp();
+    let err = stderr_of(&run_ok(on_disk(whole.path())));
+    let evicted: u64 = err
+        .split("disk backend: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no eviction count in:\n{err}"));
+    assert!(evicted > 100, "{evicted} entries evicted");
+    let crashed = tmp();
+    let kills = run_with_kills(
+        || on_disk(crashed.path()),
+        &pause_targets(12, 3, 100..2_600),
+    );
+    assert_eq!(kills, 3);
+    for dir in [whole.path(), crashed.path()] {
+        for name in ["out.jsonl", "out.jsonl.late"] {
+            assert_same_file(&clean.path().join(name), &dir.join(name));
+        }
+    }
+}
+
 #[test]
 fn join_misuse_and_foreign_events_are_named() {
     let err = sql_error(&format!(

@@ -293,6 +293,62 @@ mod on_disk {
         }
     }
 
+    type J = WindowJoin<u16, i64, i64>;
+
+    fn join_event(j: &mut J, k: u8, ts: i64, right: bool) {
+        if right {
+            j.add_right(ts, key(k, ts), ts, SIZE, 2_500, 0);
+        } else {
+            j.add_left(ts, key(k, ts), ts, SIZE, 2_500, 0);
+        }
+    }
+
+    /// Pairs fired and the final state (JSON) of a window join over `ops`, as [`run`].
+    fn run_join((ops, binary): &(Vec<Op>, bool)) -> (Vec<(i64, u16, Vec<i64>, Vec<i64>)>, String) {
+        let codec = if *binary { Codec::Binary } else { Codec::Json };
+        let (mut j, mut fired, mut wm) = (J::default(), Vec::new(), 0i64);
+        for op in ops {
+            match op {
+                Op::Event { key, ahead, right } => join_event(&mut j, *key, wm + ahead, *right),
+                Op::Advance(by) => {
+                    wm += by;
+                    j.advance(wm, SIZE, 0, &mut fired);
+                }
+                Op::Restore => j = codec::read(codec, &encode(&j, codec)).unwrap(),
+                Op::Delta | Op::Base => {}
+            }
+        }
+        let state = String::from_utf8(encode(&j, Codec::Json)).unwrap();
+        j.flush(SIZE, 0, &mut fired);
+        let pairs = fired.into_iter().map(|f| (f.start, f.key, f.left, f.right));
+        (pairs.collect(), state)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        #[test]
+        fn spilled_join_buffers_track_changes_and_restore(case in ops()) {
+            let _disk = DiskBackend::new(512);
+            check::<J>(
+                case,
+                join_event,
+                |j, wm| j.advance(wm, SIZE, 0, &mut Vec::new()),
+                |d| !d.reset && d.changed.is_empty(),
+            )?;
+        }
+
+        #[test]
+        fn spilled_join_buffers_pair_what_memory_pairs(case in ops()) {
+            let memory = run_join(&case);
+            let disk = DiskBackend::new(512);
+            let spilled = run_join(&case);
+            drop(disk);
+            prop_assert_eq!(&spilled.1, &memory.1);
+            prop_assert_eq!(spilled.0, memory.0);
+        }
+    }
+
     /// Files of the working directory other than its marker.
     fn store_files(disk: &DiskBackend) -> Vec<String> {
         let dir = std::fs::read_dir(disk.dir.path().join("state")).unwrap();
@@ -321,6 +377,25 @@ mod on_disk {
         w.flush(SIZE, 0, &mut fired);
         assert_eq!(fired.iter().map(|f| f.acc).sum::<u64>(), 300 + 300 * 2);
         assert!(w.is_empty());
+        assert_eq!(store_files(&disk), Vec::<String>::new());
+    }
+
+    /// Join buffers go to disk too, and leave with their window.
+    #[test]
+    fn join_buffers_go_to_disk_until_their_window_closes() {
+        let disk = DiskBackend::new(512);
+        let mut j = J::default();
+        for i in 0..600i64 {
+            // Events 48 apart have the same key, on alternate sides: pairs.
+            join_event(&mut j, (i % 12) as u8, i * 7, i / 48 % 2 == 0);
+        }
+        let on_disk: u64 = j.windows().map(|(_, t)| t.on_disk()).sum();
+        assert!(on_disk > 50, "{on_disk} keys' buffers on disk");
+        assert!(!store_files(&disk).is_empty());
+        assert_eq!(j.buffered(), 600 * 2, "each event in two sliding windows");
+        let mut fired = Vec::new();
+        j.flush(SIZE, 0, &mut fired);
+        assert!(!fired.is_empty());
         assert_eq!(store_files(&disk), Vec::<String>::new());
     }
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::Checkpointable;
 use crate::delta::History;
 use crate::fingerprint::{combine, fnv1a};
+use crate::spill::SpillState;
 use crate::state::{line_align, Key, KeyedState, Natural};
 use crate::window::{span, OpenWindows};
 
@@ -86,12 +87,13 @@ pub struct JoinFired<K, L, R> {
 ///
 /// ```
 /// use simplestream_runtime::join::WindowJoin;
-/// let mut j: WindowJoin<u32, &'static str, &'static str> = WindowJoin::default();
-/// assert!(!j.add_left(1_000, 7, "order", 10_000, 10_000, 0));
-/// assert!(!j.add_right(9_000, 7, "payment", 10_000, 10_000, 0));
+/// let mut j: WindowJoin<u32, String, String> = WindowJoin::default();
+/// assert!(!j.add_left(1_000, 7, "order".into(), 10_000, 10_000, 0));
+/// assert!(!j.add_right(9_000, 7, "payment".into(), 10_000, 10_000, 0));
 /// let mut fired = Vec::new();
 /// j.advance(10_000, 10_000, 0, &mut fired);
-/// assert_eq!((fired[0].left.clone(), fired[0].right.clone()), (vec!["order"], vec!["payment"]));
+/// assert_eq!(fired[0].left, ["order"]);
+/// assert_eq!(fired[0].right, ["payment"]);
 /// ```
 ///
 /// Like [`Windows`](crate::window::Windows), open windows are a deque sorted by start
@@ -100,9 +102,10 @@ pub struct JoinFired<K, L, R> {
 /// `{"watermark":..,"windows":{"<start>":{"<key>":{"left":[..],"right":[..]}}}}`.
 #[derive(Serialize, Deserialize)]
 #[serde(bound(
-    serialize = "K: Key, L: Serialize, R: Serialize",
-    deserialize = "K: Key, L: serde::de::DeserializeOwned, R: serde::de::DeserializeOwned"
+    serialize = "K: Key, L: Checkpointable + Clone, R: Checkpointable + Clone",
+    deserialize = "K: Key, L: Checkpointable + Clone, R: Checkpointable + Clone"
 ))]
+#[serde(from = "WindowJoinRepr<K, L, R>")]
 pub struct WindowJoin<K: Key, L, R> {
     /// The stage's watermark.
     pub watermark: i64,
@@ -116,8 +119,37 @@ pub struct WindowJoin<K: Key, L, R> {
     spare: Spare<K, L, R>,
 }
 
-/// One window of a [`WindowJoin`]: buffers per key.
-type JoinWindow<K, L, R> = KeyedState<K, JoinBuffers<L, R>>;
+/// One window of a [`WindowJoin`]: buffers per key, spilling to disk with the disk
+/// backend.
+type JoinWindow<K, L, R> = SpillState<K, JoinBuffers<L, R>>;
+
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "K: Key, L: Checkpointable + Clone, R: Checkpointable + Clone"))]
+struct WindowJoinRepr<K: Key, L, R> {
+    watermark: i64,
+    windows: OpenWindows<JoinWindow<K, L, R>>,
+}
+
+impl<K: Key, L: Checkpointable + Clone, R: Checkpointable + Clone> From<WindowJoinRepr<K, L, R>>
+    for WindowJoin<K, L, R>
+{
+    /// The clock starts past the stamps of the restored entries (see `Windows`).
+    fn from(r: WindowJoinRepr<K, L, R>) -> Self {
+        let mut history = History::default();
+        history.clock = r
+            .windows
+            .iter()
+            .map(|(_, t)| t.last_stamp())
+            .max()
+            .unwrap_or(0);
+        WindowJoin {
+            watermark: r.watermark,
+            windows: r.windows,
+            history,
+            spare: Spare::default(),
+        }
+    }
+}
 
 /// Emptied maps and vectors of closed windows, for new ones.
 struct Spare<K, L, R> {
@@ -159,7 +191,7 @@ impl<K: Key, L, R> Default for WindowJoin<K, L, R> {
     }
 }
 
-impl<K: Key, L: Clone, R: Clone> Clone for WindowJoin<K, L, R> {
+impl<K: Key, L: Checkpointable + Clone, R: Checkpointable + Clone> Clone for WindowJoin<K, L, R> {
     fn clone(&self) -> Self {
         WindowJoin {
             watermark: self.watermark,
@@ -170,13 +202,21 @@ impl<K: Key, L: Clone, R: Clone> Clone for WindowJoin<K, L, R> {
     }
 }
 
-impl<K: Key, L: PartialEq, R: PartialEq> PartialEq for WindowJoin<K, L, R> {
+impl<K: Key, L, R> PartialEq for WindowJoin<K, L, R>
+where
+    L: Checkpointable + Clone + PartialEq,
+    R: Checkpointable + Clone + PartialEq,
+{
     fn eq(&self, other: &Self) -> bool {
         self.watermark == other.watermark && self.windows == other.windows
     }
 }
 
-impl<K: Key + fmt::Debug, L: fmt::Debug, R: fmt::Debug> fmt::Debug for WindowJoin<K, L, R> {
+impl<K: Key + fmt::Debug, L, R> fmt::Debug for WindowJoin<K, L, R>
+where
+    L: Checkpointable + Clone + fmt::Debug,
+    R: Checkpointable + Clone + fmt::Debug,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WindowJoin")
             .field("watermark", &self.watermark)
@@ -185,7 +225,7 @@ impl<K: Key + fmt::Debug, L: fmt::Debug, R: fmt::Debug> fmt::Debug for WindowJoi
     }
 }
 
-impl<K: Key, L, R> WindowJoin<K, L, R> {
+impl<K: Key, L: Checkpointable + Clone, R: Checkpointable + Clone> WindowJoin<K, L, R> {
     /// Calls `f` with the buffers of `key` in every open window holding `ts`, newest
     /// first, telling it whether the event can be moved (not cloned) into them (the last
     /// call, if the event is not also late) and giving it the spare vectors; true if some
@@ -280,7 +320,7 @@ impl<K: Key, L, R> WindowJoin<K, L, R> {
             // Only keys with events on both sides make pairs: filter, then sort those.
             let base = fired.len();
             let end = start.saturating_add(size);
-            for (key, b) in keyed.drain() {
+            keyed.drain_each(|key, b| {
                 if b.left.is_empty() || b.right.is_empty() {
                     self.recycle(b.left, b.right);
                 } else {
@@ -292,7 +332,7 @@ impl<K: Key, L, R> WindowJoin<K, L, R> {
                         right: b.right,
                     });
                 }
-            }
+            });
             fired[base..].sort_unstable_by(|a, b| a.key.cmp(&b.key));
             if self.spare.maps.len() < SPARE_MAPS {
                 self.spare.maps.push(keyed);
@@ -339,7 +379,7 @@ impl<K: Key, L, R> WindowJoin<K, L, R> {
     }
 }
 
-impl<K: Key, L: Clone, R: Clone> WindowJoin<K, L, R> {
+impl<K: Key, L: Checkpointable + Clone, R: Checkpointable + Clone> WindowJoin<K, L, R> {
     /// Buffers a left event in each open window holding `ts`; true if some window had closed.
     pub fn add_left(
         &mut self,
@@ -427,7 +467,9 @@ fn push<T>(buf: &mut Vec<T>, e: Option<T>, spare: &mut Vec<Vec<T>>) {
     }
 }
 
-impl<K: Key, L: Checkpointable, R: Checkpointable> Checkpointable for WindowJoin<K, L, R> {
+impl<K: Key, L: Checkpointable + Clone, R: Checkpointable + Clone> Checkpointable
+    for WindowJoin<K, L, R>
+{
     const LAYOUT: u64 = combine(
         combine(combine(fnv1a("WindowJoin"), K::LAYOUT), L::LAYOUT),
         R::LAYOUT,

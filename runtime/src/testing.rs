@@ -319,7 +319,10 @@ pub fn assert_crash_equivalent_on_disk<P: Pipeline>(
     struct Restore(StateBackend);
     impl Drop for Restore {
         fn drop(&mut self) {
-            let _ = spill::set_state_backend(self.0.clone());
+            // The one found may be gone (another test's directory): memory then.
+            if spill::set_state_backend(self.0.clone()).is_err() {
+                let _ = spill::set_state_backend(StateBackend::Memory);
+            }
         }
     }
     let _restore = Restore(spill::state_backend());

@@ -240,7 +240,7 @@ impl<K: Key, A: Checkpointable + Clone, B> Tracked for Windows<K, A, B> {
     }
 }
 
-impl<K: Key, L: Checkpointable, R: Checkpointable> Tracked for WindowJoin<K, L, R> {
+impl<K: Key, L: Checkpointable + Clone, R: Checkpointable + Clone> Tracked for WindowJoin<K, L, R> {
     type Delta = WindowsDelta<KeyedState<K, JoinBuffers<L, R>>>;
 
     fn version(&self) -> Version {

@@ -1184,7 +1184,7 @@ impl<P: Pipeline, S: Source> Run<P, S> {
             "bytes"
         };
         format!(
-            "{}: {} events ({} this run, {:.0}/s), {} bad line(s), {} blank line(s) skipped, {} checkpoint(s){pause}; output {} ({} {unit}){}",
+            "{}: {} events ({} this run, {:.0}/s), {} bad line(s), {} blank line(s) skipped, {} checkpoint(s){pause}; output {} ({} {unit}){}{}",
             if interrupted { "stopped by signal" } else { "done" },
             run.events,
             done,
@@ -1195,6 +1195,10 @@ impl<P: Pipeline, S: Source> Run<P, S> {
             run.outputs.main.describe(),
             run.outputs.main.len(),
             if run.outputs.late.is_empty() { String::new() } else { format!(", late events in {}", run.outputs.late.describe()) },
+            match crate::spill::state_backend() {
+                crate::spill::StateBackend::Disk(_) => format!("; disk backend: {} entries evicted to disk this run", crate::spill::evicted()),
+                crate::spill::StateBackend::Memory => String::new(),
+            },
         )
     }
 }

@@ -59,8 +59,6 @@ pub use backend::{parse_size, set_state_backend, state_backend, DiskConfig, Stat
 use budget::Budget;
 pub use failure::failure;
 pub(crate) use scratch::Scratch;
-#[cfg(feature = "disk")]
-pub(crate) use tier::evicted;
 use tier::Tier;
 
 /// Keyed state that can spill to disk: the state of a running `key_by ... aggregate`.
@@ -111,6 +109,15 @@ impl<K, V, B> Default for SpillState<K, V, B> {
             ahead: None,
         }
     }
+}
+
+/// Entries evicted to disk so far in this process (0 without the `disk` feature).
+#[cfg(any(feature = "disk", feature = "native"))]
+pub(crate) fn evicted() -> u64 {
+    #[cfg(feature = "disk")]
+    return tier::evicted();
+    #[cfg(not(feature = "disk"))]
+    0
 }
 
 /// A working-directory failure where no error can be returned: recorded for the runner,

@@ -11,6 +11,8 @@ use super::query::Query;
 use super::stage::DynKey;
 use super::value::{Named, Row, RowSeed, Schema, Val};
 use super::window::Win;
+use crate::checkpoint::Checkpointable;
+use crate::fingerprint::fnv1a;
 use crate::join::{IntervalJoin, JoinFired, Pair, WindowJoin};
 use crate::state::{Key, Probe};
 use crate::window::LateReason;
@@ -37,6 +39,16 @@ impl<const R: bool> Serialize for Held<R> {
         }
         .serialize(s)
     }
+}
+
+/// Held rows go to the disk tier of a spilling join window as they go into binary
+/// checkpoints (postcard, read back by the installed query's schema).
+impl<const R: bool> Checkpointable for Held<R> {
+    const LAYOUT: u64 = fnv1a(if R {
+        "sql::Held<right>"
+    } else {
+        "sql::Held<left>"
+    });
 }
 
 impl<'de, const R: bool> Deserialize<'de> for Held<R> {
