@@ -17,7 +17,7 @@ use crate::delta::History;
 use crate::fingerprint::{combine, fnv1a};
 use crate::spill::SpillState;
 use crate::state::{line_align, Key, KeyedState, Natural};
-use crate::window::{span, OpenWindows};
+use crate::window::{restored_history, span, OpenWindows};
 
 /// Buffered events of one key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,19 +133,11 @@ struct WindowJoinRepr<K: Key, L, R> {
 impl<K: Key, L: Checkpointable + Clone, R: Checkpointable + Clone> From<WindowJoinRepr<K, L, R>>
     for WindowJoin<K, L, R>
 {
-    /// The clock starts past the stamps of the restored entries (see `Windows`).
     fn from(r: WindowJoinRepr<K, L, R>) -> Self {
-        let mut history = History::default();
-        history.clock = r
-            .windows
-            .iter()
-            .map(|(_, t)| t.last_stamp())
-            .max()
-            .unwrap_or(0);
         WindowJoin {
             watermark: r.watermark,
+            history: restored_history(&r.windows),
             windows: r.windows,
-            history,
             spare: Spare::default(),
         }
     }

@@ -351,24 +351,29 @@ struct WindowsRepr<K: Key, A, B> {
 }
 
 impl<K: Key, A: Checkpointable + Clone, B> From<WindowsRepr<K, A, B>> for Windows<K, A, B> {
-    /// The stage's clock starts past every stamp its tables gave their restored entries
-    /// (those the disk backend stamps in order, for eviction): none of them counts as
-    /// changed since the checkpoint.
     fn from(r: WindowsRepr<K, A, B>) -> Self {
-        let mut history = History::default();
-        history.clock = r
-            .windows
-            .iter()
-            .map(|(_, t)| t.last_stamp())
-            .max()
-            .unwrap_or(0);
         Windows {
             watermark: r.watermark,
+            history: restored_history(&r.windows),
             windows: r.windows,
-            history,
             spare: Spare::default(),
         }
     }
+}
+
+/// The clock of windows just decoded: past every stamp their tables gave the entries
+/// read (the disk backend stamps them in order, for eviction), so that none counts as
+/// changed since the checkpoint.
+pub(crate) fn restored_history<K: Key, V: Checkpointable + Clone, B>(
+    windows: &OpenWindows<SpillState<K, V, B>>,
+) -> History {
+    let mut history = History::default();
+    history.clock = windows
+        .iter()
+        .map(|(_, t)| t.last_stamp())
+        .max()
+        .unwrap_or(0);
+    history
 }
 
 impl<K: Key, A: Checkpointable + Clone, B> Clone for Windows<K, A, B> {
