@@ -303,8 +303,11 @@ mod on_disk {
         }
     }
 
+    /// A pair fired: window start, key, left and right events.
+    type Paired = (i64, u16, Vec<i64>, Vec<i64>);
+
     /// Pairs fired and the final state (JSON) of a window join over `ops`, as [`run`].
-    fn run_join((ops, binary): &(Vec<Op>, bool)) -> (Vec<(i64, u16, Vec<i64>, Vec<i64>)>, String) {
+    fn run_join((ops, binary): &(Vec<Op>, bool)) -> (Vec<Paired>, String) {
         let codec = if *binary { Codec::Binary } else { Codec::Json };
         let (mut j, mut fired, mut wm) = (J::default(), Vec::new(), 0i64);
         for op in ops {
