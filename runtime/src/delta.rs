@@ -148,12 +148,3 @@ impl PartialEq for History {
         true
     }
 }
-
-/// Map entries written as a map: the changed entries a delta holds.
-pub(crate) struct Entries<'a, K, V>(pub Vec<(&'a K, &'a V)>);
-
-impl<K: serde::Serialize, V: serde::Serialize> serde::Serialize for Entries<'_, K, V> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
-    }
-}

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Checkpointable;
 use crate::codec::{CheckpointError, StageWriter};
-use crate::delta::{Entries, History, Tracked, Version};
+use crate::delta::{History, Tracked, Version};
 use crate::join::{JoinBuffers, WindowJoin};
 use crate::spill::SpillState;
 use crate::state::{Key, KeyedState};
@@ -68,80 +68,6 @@ impl<T: Serialize> Serialize for Changed<T> {
     }
 }
 
-/// A window's table as a delta sees it: a [`SpillState`] (keyed windows, whose tables
-/// may spill to disk) or a [`KeyedState`] (window joins).
-pub(crate) trait WindowTable<K, V>: Default {
-    /// The changed entries of a delta, written as a map.
-    type Changed<'a>: Serialize
-    where
-        Self: 'a;
-    /// Entries changed after stamp `after` (all if `None`), sorted by key if `sorted`,
-    /// and how many.
-    fn changed(
-        &self,
-        after: Option<u64>,
-        sorted: bool,
-    ) -> Result<(Self::Changed<'_>, usize), String>;
-    /// True if changes after `after` may be missing from [`changed`](Self::changed).
-    fn lost_changes_after(&self, _after: u64) -> bool {
-        false
-    }
-    /// Upserts an entry read from a delta, stamped by the stage's `clock`.
-    fn restore(&mut self, clock: &mut u64, key: K, value: V);
-}
-
-impl<K: Key, V: Serialize, B> WindowTable<K, V> for KeyedState<K, V, B> {
-    type Changed<'a>
-        = Entries<'a, K, V>
-    where
-        Self: 'a;
-
-    fn changed(
-        &self,
-        after: Option<u64>,
-        sorted: bool,
-    ) -> Result<(Entries<'_, K, V>, usize), String> {
-        let entries = match after {
-            Some(after) => self.changed_after(after, sorted),
-            None if sorted => self.sorted(),
-            None => self.iter().collect(),
-        };
-        let n = entries.len();
-        Ok((Entries(entries), n))
-    }
-
-    fn restore(&mut self, clock: &mut u64, key: K, value: V) {
-        self.follow(clock);
-        self.insert(key, value);
-    }
-}
-
-impl<K: Key, V: Checkpointable + Clone, B> WindowTable<K, V> for SpillState<K, V, B> {
-    type Changed<'a>
-        = Pairs<'a, K, V>
-    where
-        Self: 'a;
-
-    fn changed(
-        &self,
-        after: Option<u64>,
-        sorted: bool,
-    ) -> Result<(Pairs<'_, K, V>, usize), String> {
-        let entries = self.changed_entries(after, sorted)?;
-        let n = entries.len();
-        Ok((Pairs(entries), n))
-    }
-
-    fn lost_changes_after(&self, after: u64) -> bool {
-        SpillState::lost_changes_after(self, after)
-    }
-
-    fn restore(&mut self, clock: &mut u64, key: K, value: V) {
-        self.follow(clock);
-        self.insert(key, value);
-    }
-}
-
 /// Entries, borrowed from memory or read from disk, written as a map.
 pub(crate) struct Pairs<'a, K: Clone, V: Clone>(Vec<(Cow<'a, K>, Cow<'a, V>)>);
 
@@ -153,8 +79,8 @@ impl<K: Clone + Serialize, V: Clone + Serialize> Serialize for Pairs<'_, K, V> {
 
 /// Writes the delta of keyed windows since `since`: whole if a window's table lost
 /// track of some changes since.
-fn write_keyed<K: Key, V: Serialize, T: WindowTable<K, V>>(
-    windows: &OpenWindows<T>,
+fn write_keyed<K: Key, V: Checkpointable + Clone, B>(
+    windows: &OpenWindows<SpillState<K, V, B>>,
     (watermark, history): (i64, &History),
     since: Option<Version>,
     name: &'static str,
@@ -166,11 +92,11 @@ fn write_keyed<K: Key, V: Serialize, T: WindowTable<K, V>>(
     let sorted = w.codec() == Codec::Json;
     let mut changed = Vec::new();
     for (start, table) in windows.iter() {
-        let (entries, n) = table
-            .changed(after, sorted)
+        let entries = table
+            .changed_entries(after, sorted)
             .map_err(|detail| CheckpointError::Encode { detail })?;
-        if after.is_none() || n > 0 {
-            changed.push((*start, entries));
+        if after.is_none() || !entries.is_empty() {
+            changed.push((*start, Pairs(entries)));
         }
     }
     let view = View {
@@ -183,8 +109,8 @@ fn write_keyed<K: Key, V: Serialize, T: WindowTable<K, V>>(
 }
 
 /// Drops the windows that closed and upserts the changed entries, stamped by `clock`.
-fn apply_keyed<K: Key, V, T: WindowTable<K, V>>(
-    windows: &mut OpenWindows<T>,
+fn apply_keyed<K: Key, V: Checkpointable + Clone, B>(
+    windows: &mut OpenWindows<SpillState<K, V, B>>,
     clock: &mut u64,
     delta: WindowsDelta<KeyedState<K, V>>,
 ) {
@@ -193,7 +119,8 @@ fn apply_keyed<K: Key, V, T: WindowTable<K, V>>(
         let i = window_at(windows, start);
         let table = &mut windows[i].1;
         for (k, v) in entries.drain() {
-            table.restore(clock, k, v);
+            table.follow(clock);
+            table.insert(k, v);
         }
     }
 }
