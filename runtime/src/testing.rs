@@ -224,16 +224,21 @@ where
     P::Event: Clone,
     P::Output: PartialEq + Debug,
 {
-    let points = plan.points(events.len());
-    // A plan that crashes nowhere would compare a run with itself and always pass.
-    assert!(
-        !points.is_empty(),
-        "{}: {plan:?} gives no crash point for {} events, so nothing would be tested: use a smaller k or more events",
-        P::name(),
-        events.len()
-    );
+    let points = crash_points::<P>(&plan, events.len());
     let reference = run_uninterrupted::<P>(events);
     check_crashes::<P>(events, &points, &reference);
+}
+
+/// `plan`'s points for `n` events; panics if there are none: a plan that crashes nowhere
+/// would compare a run with itself and always pass.
+fn crash_points<P: Pipeline>(plan: &CrashPlan, n: usize) -> Vec<usize> {
+    let points = plan.points(n);
+    assert!(
+        !points.is_empty(),
+        "{}: {plan:?} gives no crash point for {n} events, so nothing would be tested: use a smaller k or more events",
+        P::name(),
+    );
+    points
 }
 
 /// The crashed runs of [`assert_crash_equivalent`], compared with `reference`.
@@ -308,13 +313,7 @@ pub fn assert_crash_equivalent_on_disk<P: Pipeline>(
     use crate::spill::{self, StateBackend};
     static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-    let points = plan.points(events.len());
-    assert!(
-        !points.is_empty(),
-        "{}: {plan:?} gives no crash point for {} events, so nothing would be tested: use a smaller k or more events",
-        P::name(),
-        events.len()
-    );
+    let points = crash_points::<P>(&plan, events.len());
     /// Sets the backend back when dropped, also when a comparison panics.
     struct Restore(StateBackend);
     impl Drop for Restore {
