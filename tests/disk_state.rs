@@ -673,3 +673,98 @@ fn nexmark_windows_crash_equivalent_with_their_tables_on_disk() {
     let q8: Vec<q8::Input> = all.into_iter().filter_map(inputs::q8).collect();
     assert_crash_equivalent_on_disk::<Q8>(&q8, plan(8), disk("q8"));
 }
+
+simplestream::pipeline! {
+    /// Orders per customer session (a minute without an order ends it).
+    pipeline Visits;
+    source orders: simplestream_examples::orders::Order, event_time = |o| o.ts, max_delay = 2s;
+    visits = orders
+        .key_by(customer: String = |o| o.customer.clone())
+        .window(session(60s), allowed_lateness = 1s)
+        .aggregate(n = count(), amount: f64 = sum(|o| o.amount));
+    sink visits;
+}
+
+/// 20,000 orders 10 ms apart of 3,000 customers, who order every 30 s or so; the upper
+/// half stop for the middle half of the run (100 s), so their sessions close and new
+/// ones open.
+fn visits_of() -> Vec<simplestream_examples::orders::Order> {
+    (0..20_000u64)
+        .map(|i| {
+            let halved = (5_000..15_000).contains(&i);
+            simplestream_examples::orders::Order {
+                customer: format!("C{:05}", i * 7919 % 3_000 / if halved { 2 } else { 1 }),
+                amount: (i % 13) as f64 + 0.5,
+                ts: 10 * i as i64,
+            }
+        })
+        .collect()
+}
+
+/// Session windows with their sessions on disk (about 3,000 open at once in 16 KiB):
+/// restored at random points, the same outputs and state as an uninterrupted
+/// memory-backend run.
+#[test]
+fn sessions_crash_equivalent_with_most_sessions_on_disk() {
+    use simplestream::testing::{assert_crash_equivalent_on_disk, CrashPlan};
+
+    let _one = BACKEND.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = CrashPlan::Random {
+        seed: 11,
+        crashes: 8,
+    };
+    assert_crash_equivalent_on_disk::<Visits>(&visits_of(), plan, state_in(&tmp, 16 << 10));
+}
+
+/// Sessions are prefetched and read ahead as a running aggregate's keys are (the
+/// runner's pattern): the same rows and state as the memory backend, and prefetches do
+/// take sessions off the disk.
+#[test]
+fn sessions_prefetched_and_read_ahead_change_no_output_and_no_state() {
+    use simplestream::spill::{self, StateBackend};
+    use simplestream::Pipeline;
+
+    let _one = BACKEND.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let events = visits_of();
+    spill::set_state_backend(StateBackend::Memory).unwrap();
+    let (mut reference, mut want) = (Visits::new(), Vec::new());
+    for e in &events {
+        reference.process_ref(e, &mut want);
+    }
+    let state = reference.stage_json("visits");
+    reference.finish(&mut want);
+    spill::set_state_backend(StateBackend::Disk(state_in(&tmp, 16 << 10))).unwrap();
+    let (mut p, mut got, mut took) = (Visits::new(), Vec::new(), 0);
+    let batches: Vec<_> = events.chunks(50).collect();
+    p.prefetch(batches[0]);
+    for (n, batch) in batches.iter().enumerate() {
+        if let Some(next) = batches.get(n + 1) {
+            p.read_ahead(next);
+        }
+        for e in *batch {
+            p.process_ref(e, &mut got);
+        }
+        if let Some(next) = batches.get(n + 1) {
+            let on_disk = p.visits.state.sessions.on_disk();
+            p.prefetch(next);
+            took += usize::from(p.visits.state.sessions.on_disk() < on_disk);
+        }
+    }
+    let (spilled, on_disk) = (p.stage_json("visits"), p.visits.state.sessions.on_disk());
+    p.finish(&mut got);
+    drop(p);
+    spill::set_state_backend(StateBackend::Memory).unwrap();
+    assert!(
+        on_disk > 1_000,
+        "{on_disk} customers' sessions on disk at the end"
+    );
+    assert!(took > 0, "no prefetch took sessions off the disk");
+    assert_eq!(spilled, state);
+    assert_eq!(got.len(), want.len());
+    assert_eq!(
+        serde_json::to_string(&got).unwrap(),
+        serde_json::to_string(&want).unwrap()
+    );
+}

@@ -448,19 +448,41 @@ fn kill_9_during_a_join_gives_the_uninterrupted_output() {
 }
 
 /// The interpreter's window join with the disk backend and 1 KiB: its buffers go to
-/// disk (the run's last line counts the entries evicted), and killed at three pauses it
-/// writes what an uninterrupted memory-backend run writes.
+/// disk, and killed at three pauses it writes what an uninterrupted memory-backend run
+/// writes.
 #[test]
 fn a_window_join_with_its_buffers_on_disk_survives_kill_9() {
     let clean = tmp();
     let input = join_input(clean.path());
     let query = format!("{JOIN_TABLES}\n{}", window_join::SQL);
-    let mut c = sql_cmd(clean.path(), &query, &input);
-    c.args(["--max-delay", "1s"]);
+    survives_kill_9_on_disk(clean, &input, &query, &["--max-delay", "1s"]);
+}
+
+/// Session windows of 200 customers with the disk backend and 1 KiB: the sessions go
+/// to disk, and killed at three pauses the run writes what a memory-backend run writes.
+#[test]
+fn session_windows_on_disk_survive_kill_9() {
+    let clean = tmp();
+    // 3,000 orders of 200 customers, 8 s apart per customer on average: sessions of a
+    // 10 s gap both last and close.
+    let input = put_input(clean.path(), order_lines(5, 3_000, 200, 97, 0).as_bytes());
+    let query = format!(
+        "{TABLE}\nSELECT customer, COUNT(*) AS n, SUM(amount) AS total FROM orders \
+         GROUP BY customer, SESSION(ts, INTERVAL '10' SECOND)"
+    );
+    survives_kill_9_on_disk(clean, &input, &query, &[]);
+}
+
+/// `query` over `input` with the disk backend and 1 KiB: the run's last line counts
+/// more than 100 entries evicted, and its output and late events, whole and killed at
+/// three pauses, equal those of a memory-backend run (in `clean`).
+fn survives_kill_9_on_disk(clean: tempfile::TempDir, input: &Path, query: &str, flags: &[&str]) {
+    let mut c = sql_cmd(clean.path(), query, input);
+    c.args(flags);
     run_ok(c);
     let on_disk = |dir: &Path| {
-        let mut c = sql_cmd(dir, &query, &input);
-        c.args(["--codec", "binary", "--max-delay", "1s"]);
+        let mut c = sql_cmd(dir, query, input);
+        c.args(flags).args(["--codec", "binary"]);
         c.args([
             "--state-backend",
             "disk",

@@ -223,9 +223,9 @@ proptest! {
     }
 }
 
-/// Keyed windows whose tables spill to disk (a budget of a few hundred bytes for up to
-/// 192 keys): deltas and restores as above, and the rows fired and the final state equal
-/// those of the memory backend.
+/// Keyed windows, window joins and sessions spilling to disk (a budget of a few hundred
+/// bytes for up to 192 keys): deltas and restores as above, and the rows fired and the
+/// final state equal those of the memory backend.
 #[cfg(feature = "disk")]
 mod on_disk {
     use super::*;
@@ -247,25 +247,40 @@ mod on_disk {
         }
     }
 
-    /// Rows fired and the final state (JSON) of `ops`, each restore a whole checkpoint
-    /// round trip in `codec`.
-    fn run((ops, binary): &(Vec<Op>, bool)) -> (Vec<Fired<u16, u64>>, String) {
+    /// What `ops` fire and the final state (JSON), each restore a whole checkpoint round
+    /// trip in the case's codec: `close(state, Some(wm), fired)` moves the watermark,
+    /// `close(state, None, fired)` ends the input.
+    fn replay<T, F>(
+        (ops, binary): &(Vec<Op>, bool),
+        event: fn(&mut T, u8, i64, bool),
+        close: fn(&mut T, Option<i64>, &mut Vec<F>),
+    ) -> (Vec<F>, String)
+    where
+        T: Default + Serialize + DeserializeOwned,
+    {
         let codec = if *binary { Codec::Binary } else { Codec::Json };
-        let (mut w, mut fired, mut wm) = (W::default(), Vec::new(), 0i64);
+        let (mut s, mut fired, mut wm) = (T::default(), Vec::new(), 0i64);
         for op in ops {
             match op {
-                Op::Event { key, ahead, right } => event(&mut w, *key, wm + ahead, *right),
+                Op::Event { key, ahead, right } => event(&mut s, *key, wm + ahead, *right),
                 Op::Advance(by) => {
                     wm += by;
-                    w.advance(wm, SIZE, 0, &mut fired);
+                    close(&mut s, Some(wm), &mut fired);
                 }
-                Op::Restore => w = codec::read(codec, &encode(&w, codec)).unwrap(),
+                Op::Restore => s = codec::read(codec, &encode(&s, codec)).unwrap(),
                 Op::Delta | Op::Base => {}
             }
         }
-        let state = String::from_utf8(encode(&w, Codec::Json)).unwrap();
-        w.flush(SIZE, 0, &mut fired);
+        let state = String::from_utf8(encode(&s, Codec::Json)).unwrap();
+        close(&mut s, None, &mut fired);
         (fired, state)
+    }
+
+    fn run(case: &(Vec<Op>, bool)) -> (Vec<Fired<u16, u64>>, String) {
+        replay(case, event, |w: &mut W, wm, fired| match wm {
+            Some(wm) => w.advance(wm, SIZE, 0, fired),
+            None => w.flush(SIZE, 0, fired),
+        })
     }
 
     proptest! {
@@ -306,23 +321,12 @@ mod on_disk {
     /// A pair fired: window start, key, left and right events.
     type Paired = (i64, u16, Vec<i64>, Vec<i64>);
 
-    /// Pairs fired and the final state (JSON) of a window join over `ops`, as [`run`].
-    fn run_join((ops, binary): &(Vec<Op>, bool)) -> (Vec<Paired>, String) {
-        let codec = if *binary { Codec::Binary } else { Codec::Json };
-        let (mut j, mut fired, mut wm) = (J::default(), Vec::new(), 0i64);
-        for op in ops {
-            match op {
-                Op::Event { key, ahead, right } => join_event(&mut j, *key, wm + ahead, *right),
-                Op::Advance(by) => {
-                    wm += by;
-                    j.advance(wm, SIZE, 0, &mut fired);
-                }
-                Op::Restore => j = codec::read(codec, &encode(&j, codec)).unwrap(),
-                Op::Delta | Op::Base => {}
-            }
-        }
-        let state = String::from_utf8(encode(&j, Codec::Json)).unwrap();
-        j.flush(SIZE, 0, &mut fired);
+    /// Pairs fired and the final state (JSON) of a window join, as [`run`].
+    fn run_join(case: &(Vec<Op>, bool)) -> (Vec<Paired>, String) {
+        let (fired, state) = replay(case, join_event, |j: &mut J, wm, fired| match wm {
+            Some(wm) => j.advance(wm, SIZE, 0, fired),
+            None => j.flush(SIZE, 0, fired),
+        });
         let pairs = fired.into_iter().map(|f| (f.start, f.key, f.left, f.right));
         (pairs.collect(), state)
     }
@@ -346,6 +350,45 @@ mod on_disk {
             let memory = run_join(&case);
             let disk = DiskBackend::new(512);
             let spilled = run_join(&case);
+            drop(disk);
+            prop_assert_eq!(&spilled.1, &memory.1);
+            prop_assert_eq!(spilled.0, memory.0);
+        }
+    }
+
+    type S = Session<u16, u64>;
+
+    fn session_event(s: &mut S, k: u8, ts: i64, _: bool) {
+        s.add(ts, key(k, ts), 2_000, 500, |a| *a += 1);
+    }
+
+    /// Sessions fired and the final state (JSON), as [`run`].
+    fn run_sessions(case: &(Vec<Op>, bool)) -> (Vec<Fired<u16, u64>>, String) {
+        replay(case, session_event, |s: &mut S, wm, fired| match wm {
+            Some(wm) => s.advance(wm, 500, fired),
+            None => s.flush(500, fired),
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        #[test]
+        fn spilled_sessions_track_changes_and_restore(case in ops()) {
+            let _disk = DiskBackend::new(512);
+            check::<S>(
+                case,
+                session_event,
+                |s, wm| s.advance(wm, 500, &mut Vec::new()),
+                |d| !d.sessions.reset && d.sessions.upserts.is_empty() && d.sessions.removed.is_empty(),
+            )?;
+        }
+
+        #[test]
+        fn spilled_sessions_fire_what_memory_fires(case in ops()) {
+            let memory = run_sessions(&case);
+            let disk = DiskBackend::new(512);
+            let spilled = run_sessions(&case);
             drop(disk);
             prop_assert_eq!(&spilled.1, &memory.1);
             prop_assert_eq!(spilled.0, memory.0);
@@ -399,6 +442,37 @@ mod on_disk {
         let mut fired = Vec::new();
         j.flush(SIZE, 0, &mut fired);
         assert!(!fired.is_empty());
+        assert_eq!(store_files(&disk), Vec::<String>::new());
+    }
+
+    /// Sessions go to disk too, and their files go once every session closed.
+    #[test]
+    fn sessions_go_to_disk_until_they_close() {
+        let disk = DiskBackend::new(512);
+        let mut s = S::default();
+        for i in 0..600i64 {
+            // 200 keys, each with events 2 s apart (the gap): three sessions a key.
+            s.add(i * 10, (i % 200) as u16, 2_000, 500, |a| *a += 1);
+        }
+        assert!(
+            s.sessions.on_disk() > 50,
+            "{} keys on disk",
+            s.sessions.on_disk()
+        );
+        assert!(!store_files(&disk).is_empty());
+        let mut fired = Vec::new();
+        s.advance(3_000, 500, &mut fired);
+        assert!(
+            !fired.is_empty() && s.open_entries() > 0,
+            "some closed, some open"
+        );
+        assert!(
+            !store_files(&disk).is_empty(),
+            "files stay while sessions are on disk"
+        );
+        s.flush(500, &mut fired);
+        assert_eq!(fired.iter().map(|f| f.acc).sum::<u64>(), 600);
+        assert!(s.sessions.is_empty());
         assert_eq!(store_files(&disk), Vec::<String>::new());
     }
 }

@@ -1,7 +1,9 @@
 //! Deltas of keyed state with timers: [`Session`] windows and the [`IntervalJoin`].
 //!
-//! Both keep their entries in a [`KeyedState`](crate::KeyedState), whose stamps say which keys changed (a
-//! session opened, extended or closed; a join buffer added to or evicted from). Sessions
+//! Both keep their entries in keyed state (sessions in a [`SpillState`](crate::spill::SpillState),
+//! which spills to disk with the disk backend; the join in a [`KeyedState`](crate::KeyedState)), whose
+//! stamps say which keys changed (a session opened, extended or closed; a join buffer
+//! added to or evicted from). Sessions
 //! whose every session closed leave tombstones; their timers are rebuilt for the keys a
 //! delta touches. The interval join's eviction queue (first in, first out) is written as
 //! how many of the old timers are still queued plus the timers pushed since, and that is
@@ -15,6 +17,7 @@ use crate::checkpoint::Checkpointable;
 use crate::codec::{CheckpointError, StageWriter};
 use crate::delta::{Tracked, Version};
 use crate::join::{IntervalJoin, JoinBuffers, Timed};
+use crate::spill::Frame;
 use crate::state::{DeltaView, Key, KeyedDelta};
 use crate::window::{Session, SessionWindow};
 use crate::Codec;
@@ -30,12 +33,30 @@ pub struct SessionDelta<K: Key, A> {
 }
 
 #[derive(Serialize)]
-struct SessionView<'a, K: Serialize, A: Serialize> {
+struct SessionView<'a, T: Serialize> {
     watermark: i64,
-    sessions: DeltaView<'a, K, Vec<SessionWindow<A>>>,
+    sessions: &'a T,
 }
 
-impl<K: Key, A: Checkpointable> Tracked for Session<K, A> {
+/// Writes the sessions' delta beside the watermark.
+struct WithWatermark(i64);
+
+impl Frame for WithWatermark {
+    fn write<T: Serialize>(
+        self,
+        delta: &T,
+        name: &'static str,
+        w: &mut StageWriter<'_>,
+    ) -> Result<(), CheckpointError> {
+        let view = SessionView {
+            watermark: self.0,
+            sessions: delta,
+        };
+        w.field(name, &view)
+    }
+}
+
+impl<K: Key, A: Checkpointable + Clone> Tracked for Session<K, A> {
     type Delta = SessionDelta<K, A>;
 
     fn version(&self) -> Version {
@@ -48,11 +69,8 @@ impl<K: Key, A: Checkpointable> Tracked for Session<K, A> {
         name: &'static str,
         w: &mut StageWriter<'_>,
     ) -> Result<(), CheckpointError> {
-        let view = SessionView {
-            watermark: self.watermark,
-            sessions: self.sessions.delta_since(since, w.codec() == Codec::Json),
-        };
-        w.field(name, &view)
+        self.sessions
+            .write_delta_in(since, WithWatermark(self.watermark), name, w)
     }
 
     fn apply_delta(&mut self, delta: Self::Delta) {

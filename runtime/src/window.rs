@@ -21,7 +21,7 @@ use crate::checkpoint::Checkpointable;
 use crate::delta::History;
 use crate::fingerprint::{combine, fnv1a};
 use crate::spill::SpillState;
-use crate::state::{Key, KeyedState, Natural, Probe, Take};
+use crate::state::{Key, Natural, Probe, Take};
 
 /// A closed window's result.
 #[derive(Debug, Clone, PartialEq)]
@@ -895,35 +895,37 @@ pub fn merge_session<A: Accumulator>(list: &mut Vec<SessionWindow<A>>, s: Sessio
 /// assert_eq!(fired.iter().map(|f| (f.start, f.end, f.acc)).collect::<Vec<_>>(),
 ///            vec![(1_000, 1_900, 2), (5_000, 5_500, 1)]);
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(bound(
-    serialize = "K: Key, A: Serialize",
-    deserialize = "K: Key, A: Checkpointable"
+    serialize = "K: Key, A: Checkpointable + Clone",
+    deserialize = "K: Key, A: Checkpointable + Clone"
 ))]
 #[serde(from = "SessionRepr<K, A>")]
 pub struct Session<K: Key, A> {
     /// This stage's watermark.
     pub watermark: i64,
-    /// Open sessions per key, sorted by start, never overlapping.
-    pub sessions: KeyedState<K, Vec<SessionWindow<A>>>,
-    /// (end, key) of every open session: closes them in order. Rebuilt on restore.
+    /// Open sessions per key, sorted by start, never overlapping; they spill to disk with
+    /// the disk backend.
+    pub sessions: SpillState<K, Vec<SessionWindow<A>>>,
+    /// (end, key) of every open session: closes them in order. Rebuilt on restore; always
+    /// in memory.
     #[serde(skip)]
     timers: BTreeSet<(i64, K)>,
 }
 
 #[derive(Deserialize)]
-#[serde(bound(deserialize = "K: Key, A: Checkpointable"))]
+#[serde(bound(deserialize = "K: Key, A: Checkpointable + Clone"))]
 struct SessionRepr<K: Key, A> {
     watermark: i64,
-    sessions: KeyedState<K, Vec<SessionWindow<A>>>,
+    sessions: SpillState<K, Vec<SessionWindow<A>>>,
 }
 
-impl<K: Key, A> From<SessionRepr<K, A>> for Session<K, A> {
+impl<K: Key, A: Checkpointable + Clone> From<SessionRepr<K, A>> for Session<K, A> {
     fn from(r: SessionRepr<K, A>) -> Self {
         let mut timers = BTreeSet::new();
         for (k, list) in r.sessions.iter() {
-            for s in list {
-                timers.insert((s.end, k.clone()));
+            for s in list.iter() {
+                timers.insert((s.end, k.clone().into_owned()));
             }
         }
         Session {
@@ -934,11 +936,36 @@ impl<K: Key, A> From<SessionRepr<K, A>> for Session<K, A> {
     }
 }
 
+impl<K: Key, A: Checkpointable + Clone> Clone for Session<K, A> {
+    fn clone(&self) -> Self {
+        Session {
+            watermark: self.watermark,
+            sessions: self.sessions.clone(),
+            timers: self.timers.clone(),
+        }
+    }
+}
+
+impl<K: Key, A: Checkpointable + Clone + PartialEq> PartialEq for Session<K, A> {
+    fn eq(&self, other: &Self) -> bool {
+        self.watermark == other.watermark && self.sessions == other.sessions
+    }
+}
+
+impl<K: Key + fmt::Debug, A: Checkpointable + Clone + fmt::Debug> fmt::Debug for Session<K, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("watermark", &self.watermark)
+            .field("sessions", &self.sessions)
+            .finish()
+    }
+}
+
 impl<K: Key, A> Default for Session<K, A> {
     fn default() -> Self {
         Session {
             watermark: i64::MIN,
-            sessions: KeyedState::default(),
+            sessions: SpillState::default(),
             timers: BTreeSet::new(),
         }
     }
@@ -1017,6 +1044,7 @@ impl<K: Key, A: Accumulator> Session<K, A> {
                 });
             }
         }
+        self.sessions.release_empty_tier();
     }
 
     /// End of input: closes every session.
@@ -1033,7 +1061,7 @@ impl<K: Key, A: Accumulator> Session<K, A> {
     }
 }
 
-impl<K: Key, A> Session<K, A> {
+impl<K: Key, A: Checkpointable + Clone> Session<K, A> {
     /// Forgets every timer (before the sessions are replaced).
     pub(crate) fn clear_timers(&mut self) {
         self.timers.clear();
@@ -1041,20 +1069,24 @@ impl<K: Key, A> Session<K, A> {
 
     /// Removes the timers of `key`'s sessions (before they are replaced).
     pub(crate) fn unset_timers(&mut self, key: &K) {
-        for s in self.sessions.get(key).into_iter().flatten() {
-            self.timers.remove(&(s.end, key.clone()));
+        if let Some(list) = self.sessions.get(key) {
+            for s in list.iter() {
+                self.timers.remove(&(s.end, key.clone()));
+            }
         }
     }
 
     /// Arms a timer for each of `key`'s sessions.
     pub(crate) fn set_timers(&mut self, key: &K) {
-        for s in self.sessions.get(key).into_iter().flatten() {
-            self.timers.insert((s.end, key.clone()));
+        if let Some(list) = self.sessions.get(key) {
+            for s in list.iter() {
+                self.timers.insert((s.end, key.clone()));
+            }
         }
     }
 }
 
-impl<K: Key, A: Checkpointable> Checkpointable for Session<K, A> {
+impl<K: Key, A: Checkpointable + Clone> Checkpointable for Session<K, A> {
     const LAYOUT: u64 = combine(combine(fnv1a("Session"), K::LAYOUT), A::LAYOUT);
 }
 

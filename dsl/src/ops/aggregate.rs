@@ -607,13 +607,16 @@ impl Stateful for Aggregation {
     }
 
     fn prefetch(&self, s: &StagePlan, method: &Ident) -> Option<TokenStream> {
-        let Grouping::Key(k) = &self.grouping else {
-            return None;
-        };
         let f = &s.name;
-        let prefetch = k.prefetch(&self.event_ty, &quote!(self.#f.state), method);
+        let (k, state) = match &self.grouping {
+            Grouping::Key(k) => (k, quote!(self.#f.state)),
+            // Other windows keep a table per window: a key's state is not one entry.
+            Grouping::KeyWindow(k, w) if w.is_session() => (k, quote!(self.#f.state.sessions)),
+            _ => return None,
+        };
+        let prefetch = k.prefetch(&self.event_ty, &state, method);
         Some(quote! {
-            if self.#f.state.spilled() {
+            if #state.spilled() {
                 #prefetch
             }
         })

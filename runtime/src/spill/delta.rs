@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::ser::{Error as _, SerializeMap};
 use serde::{Serialize, Serializer};
 
-use super::serde_impls::View;
+use super::serde_impls::{Frame, View};
 use super::{decode, Scratch, SpillState};
 use crate::codec::{CheckpointError, StageWriter};
 
@@ -19,6 +19,7 @@ use crate::codec::{CheckpointError, StageWriter};
 pub(super) fn write_changes<K, V, B>(
     state: &SpillState<K, V, B>,
     after: u64,
+    frame: impl Frame,
     name: &'static str,
     w: &mut StageWriter<'_>,
 ) -> Result<(), CheckpointError>
@@ -57,7 +58,7 @@ where
         upserts: &upserts,
         removed: state.mem.removed_after(after),
     };
-    let wrote = w.field(name, &view);
+    let wrote = frame.write(&view, name, w);
     match upserts.failed.take() {
         Some(e) => Err(bad(e)),
         None => wrote,

@@ -1,6 +1,6 @@
-//! State larger than memory: [`SpillState`], the keyed state of running aggregates and of
-//! each open keyed window, keeps hot keys in memory and the rest in an embedded store on
-//! disk (the disk backend).
+//! State larger than memory: [`SpillState`], the keyed state of running aggregates, of
+//! each open keyed window or window join, and of session windows, keeps hot keys in
+//! memory and the rest in an embedded store on disk (the disk backend).
 //!
 //! With the memory backend (the default) a `SpillState` is a [`KeyedState`] plus one
 //! pointer that is `None`: the hot path pays one never-taken branch. With the disk
@@ -59,6 +59,7 @@ pub use backend::{parse_size, set_state_backend, state_backend, DiskConfig, Stat
 use budget::Budget;
 pub use failure::failure;
 pub(crate) use scratch::Scratch;
+pub(crate) use serde_impls::Frame;
 use tier::Tier;
 
 /// Keyed state that can spill to disk: the state of a running `key_by ... aggregate`.

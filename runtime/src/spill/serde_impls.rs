@@ -153,25 +153,49 @@ impl<K: Serialize, U: Serialize> Serialize for View<'_, K, U> {
     }
 }
 
-impl<K, V, B> Tracked for SpillState<K, V, B>
+/// Where a stage writes a [`SpillState`]'s delta: as the field itself ([`Bare`]) or inside
+/// a view of its own (session windows put their watermark beside it). Generic rather
+/// than a value, so that a binary delta still streams from disk.
+pub(crate) trait Frame {
+    /// Writes field `name` of `w`, holding `delta` (a [`KeyedDelta`] when decoded).
+    fn write<T: Serialize>(
+        self,
+        delta: &T,
+        name: &'static str,
+        w: &mut StageWriter<'_>,
+    ) -> Result<(), CheckpointError>;
+}
+
+/// The delta is the field.
+pub(crate) struct Bare;
+
+impl Frame for Bare {
+    fn write<T: Serialize>(
+        self,
+        delta: &T,
+        name: &'static str,
+        w: &mut StageWriter<'_>,
+    ) -> Result<(), CheckpointError> {
+        w.field(name, delta)
+    }
+}
+
+impl<K, V, B> SpillState<K, V, B>
 where
     K: Hash + Ord + Clone + Serialize + DeserializeOwned + 'static,
     V: Clone + Serialize + DeserializeOwned,
 {
-    type Delta = KeyedDelta<K, V>;
-
-    fn version(&self) -> Version {
-        self.mem.version()
-    }
-
-    fn write_delta(
+    /// [`Tracked::write_delta`], written through `frame`.
+    pub(crate) fn write_delta_in(
         &self,
         since: Option<Version>,
+        frame: impl Frame,
         name: &'static str,
         w: &mut StageWriter<'_>,
     ) -> Result<(), CheckpointError> {
         if self.disk.as_ref().is_none_or(|d| d.tier.is_none()) {
-            return self.mem.write_delta(since, name, w);
+            let view = self.mem.delta_since(since, w.codec() == Codec::Json);
+            return frame.write(&view, name, w);
         }
         let now = self.mem.version();
         let after = since
@@ -185,9 +209,9 @@ where
                     upserts: self,
                     removed: Vec::<&K>::new(),
                 };
-                return w.field(name, &view);
+                return frame.write(&view, name, w);
             };
-            return super::delta::write_changes(self, a, name, w);
+            return super::delta::write_changes(self, a, frame, name, w);
         }
         // Readable deltas are sorted: every entry they hold is in memory at once.
         let bad = |detail: String| CheckpointError::Encode { detail };
@@ -206,7 +230,28 @@ where
             upserts: Map(&upserts),
             removed,
         };
-        w.field(name, &view)
+        frame.write(&view, name, w)
+    }
+}
+
+impl<K, V, B> Tracked for SpillState<K, V, B>
+where
+    K: Hash + Ord + Clone + Serialize + DeserializeOwned + 'static,
+    V: Clone + Serialize + DeserializeOwned,
+{
+    type Delta = KeyedDelta<K, V>;
+
+    fn version(&self) -> Version {
+        self.mem.version()
+    }
+
+    fn write_delta(
+        &self,
+        since: Option<Version>,
+        name: &'static str,
+        w: &mut StageWriter<'_>,
+    ) -> Result<(), CheckpointError> {
+        self.write_delta_in(since, Bare, name, w)
     }
 
     fn apply_delta(&mut self, mut delta: KeyedDelta<K, V>) {

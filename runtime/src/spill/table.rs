@@ -1,7 +1,8 @@
-//! What a stage's open windows need of a [`SpillState`] used as one window's table
-//! (`window::Windows`): the stage's shared clock, keys moved in, the whole table taken
-//! out when the window closes (its files go with it), and the entries changed since a
-//! version of the stage, in memory and on disk.
+//! What stages other than a running aggregate need of a [`SpillState`]: as one window's
+//! table (`window::Windows`), the stage's shared clock, keys moved in, the whole table
+//! taken out when the window closes (its files go with it), and the entries changed
+//! since a version of the stage, in memory and on disk; as a stage's sessions, the files
+//! dropped once every session closed.
 
 use std::hash::Hash;
 
@@ -71,6 +72,17 @@ where
         }
         if let Some(d) = self.disk.as_mut() {
             d.tier = None;
+        }
+    }
+
+    /// Drops the disk tier with its files once it holds no key (every key it took is back
+    /// in memory or removed, and removals are tracked in memory): a state whose entries
+    /// all closed leaves no files behind.
+    pub(crate) fn release_empty_tier(&mut self) {
+        if self.ahead.is_none() && self.on_disk() == 0 {
+            if let Some(d) = self.disk.as_mut() {
+                d.tier = None;
+            }
         }
     }
 
