@@ -530,7 +530,7 @@ impl<K: Key, A: Checkpointable + Clone + Default, B> Windows<K, A, B> {
     }
 
     /// [`acc_for`](Self::acc_for) of a key the caller owns and no longer needs: a key new
-    /// to the window is moved into its table (see [`KeyedState::entry_taking`]); a late
+    /// to the window is moved into its table (see [`KeyedState::entry_taking`](crate::state::KeyedState::entry_taking)); a late
     /// event's key is left as it was.
     #[inline(always)]
     pub fn acc_for_taking<Q: Take<K>>(
