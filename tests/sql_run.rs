@@ -458,6 +458,17 @@ fn a_window_join_with_its_buffers_on_disk_survives_kill_9() {
     survives_kill_9_on_disk(clean, &input, &query, &["--max-delay", "1s"]);
 }
 
+/// The interpreter's interval join with the disk backend and 1 KiB: its buffers go to
+/// disk, are read back as their events expire, and killed at three pauses the run
+/// writes what a memory-backend run writes.
+#[test]
+fn an_interval_join_with_its_buffers_on_disk_survives_kill_9() {
+    let clean = tmp();
+    let input = join_input(clean.path());
+    let query = format!("{JOIN_TABLES}\n{}", interval_join::SQL);
+    survives_kill_9_on_disk(clean, &input, &query, &["--max-delay", "1s"]);
+}
+
 /// Session windows of 200 customers with the disk backend and 1 KiB: the sessions go
 /// to disk, and killed at three pauses the run writes what a memory-backend run writes.
 #[test]

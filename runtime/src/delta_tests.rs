@@ -229,6 +229,7 @@ proptest! {
 #[cfg(feature = "disk")]
 mod on_disk {
     use super::*;
+    use crate::join::Pair;
     use crate::spill::tests::DiskBackend;
     use crate::window::Fired;
 
@@ -248,11 +249,11 @@ mod on_disk {
     }
 
     /// What `ops` fire and the final state (JSON), each restore a whole checkpoint round
-    /// trip in the case's codec: `close(state, Some(wm), fired)` moves the watermark,
-    /// `close(state, None, fired)` ends the input.
+    /// trip in the case's codec: `event(.., fired)` applies an event, `close(state,
+    /// Some(wm), fired)` moves the watermark, `close(state, None, fired)` ends the input.
     fn replay<T, F>(
         (ops, binary): &(Vec<Op>, bool),
-        event: fn(&mut T, u8, i64, bool),
+        event: fn(&mut T, u8, i64, bool, &mut Vec<F>),
         close: fn(&mut T, Option<i64>, &mut Vec<F>),
     ) -> (Vec<F>, String)
     where
@@ -262,7 +263,9 @@ mod on_disk {
         let (mut s, mut fired, mut wm) = (T::default(), Vec::new(), 0i64);
         for op in ops {
             match op {
-                Op::Event { key, ahead, right } => event(&mut s, *key, wm + ahead, *right),
+                Op::Event { key, ahead, right } => {
+                    event(&mut s, *key, wm + ahead, *right, &mut fired)
+                }
                 Op::Advance(by) => {
                     wm += by;
                     close(&mut s, Some(wm), &mut fired);
@@ -277,6 +280,7 @@ mod on_disk {
     }
 
     fn run(case: &(Vec<Op>, bool)) -> (Vec<Fired<u16, u64>>, String) {
+        let event = |w: &mut W, k, ts, sliding, _: &mut _| event(w, k, ts, sliding);
         replay(case, event, |w: &mut W, wm, fired| match wm {
             Some(wm) => w.advance(wm, SIZE, 0, fired),
             None => w.flush(SIZE, 0, fired),
@@ -299,12 +303,7 @@ mod on_disk {
 
         #[test]
         fn spilled_windows_fire_what_memory_fires(case in ops()) {
-            let memory = run(&case);
-            let disk = DiskBackend::new(512);
-            let spilled = run(&case);
-            drop(disk);
-            prop_assert_eq!(&spilled.1, &memory.1);
-            prop_assert_eq!(spilled.0, memory.0);
+            same_on_disk(run, &case)?;
         }
     }
 
@@ -323,7 +322,8 @@ mod on_disk {
 
     /// Pairs fired and the final state (JSON) of a window join, as [`run`].
     fn run_join(case: &(Vec<Op>, bool)) -> (Vec<Paired>, String) {
-        let (fired, state) = replay(case, join_event, |j: &mut J, wm, fired| match wm {
+        let event = |j: &mut J, k, ts, right, _: &mut _| join_event(j, k, ts, right);
+        let (fired, state) = replay(case, event, |j: &mut J, wm, fired| match wm {
             Some(wm) => j.advance(wm, SIZE, 0, fired),
             None => j.flush(SIZE, 0, fired),
         });
@@ -347,13 +347,26 @@ mod on_disk {
 
         #[test]
         fn spilled_join_buffers_pair_what_memory_pairs(case in ops()) {
-            let memory = run_join(&case);
-            let disk = DiskBackend::new(512);
-            let spilled = run_join(&case);
-            drop(disk);
-            prop_assert_eq!(&spilled.1, &memory.1);
-            prop_assert_eq!(spilled.0, memory.0);
+            same_on_disk(run_join, &case)?;
         }
+    }
+
+    /// A generated case: operations and whether the codec is binary.
+    type Case = (Vec<Op>, bool);
+
+    /// `run` of `case` with the disk backend fires what it fires with memory, and ends
+    /// in the same state.
+    fn same_on_disk<F: PartialEq + Debug>(
+        run: fn(&Case) -> (Vec<F>, String),
+        case: &Case,
+    ) -> Result<(), TestCaseError> {
+        let memory = run(case);
+        let disk = DiskBackend::new(512);
+        let spilled = run(case);
+        drop(disk);
+        prop_assert_eq!(&spilled.1, &memory.1);
+        prop_assert_eq!(spilled.0, memory.0);
+        Ok(())
     }
 
     type S = Session<u16, u64>;
@@ -364,7 +377,8 @@ mod on_disk {
 
     /// Sessions fired and the final state (JSON), as [`run`].
     fn run_sessions(case: &(Vec<Op>, bool)) -> (Vec<Fired<u16, u64>>, String) {
-        replay(case, session_event, |s: &mut S, wm, fired| match wm {
+        let event = |s: &mut S, k, ts, _, _: &mut _| session_event(s, k, ts, false);
+        replay(case, event, |s: &mut S, wm, fired| match wm {
             Some(wm) => s.advance(wm, 500, fired),
             None => s.flush(500, fired),
         })
@@ -386,12 +400,55 @@ mod on_disk {
 
         #[test]
         fn spilled_sessions_fire_what_memory_fires(case in ops()) {
-            let memory = run_sessions(&case);
-            let disk = DiskBackend::new(512);
-            let spilled = run_sessions(&case);
-            drop(disk);
-            prop_assert_eq!(&spilled.1, &memory.1);
-            prop_assert_eq!(spilled.0, memory.0);
+            same_on_disk(run_sessions, &case)?;
+        }
+    }
+
+    type I = IntervalJoin<u16, i64, i64>;
+
+    fn interval_event(
+        j: &mut I,
+        k: u8,
+        ts: i64,
+        right: bool,
+        pairs: &mut Vec<Pair<u16, i64, i64>>,
+    ) {
+        if right {
+            j.add_right(ts, key(k, ts), ts, 1_000, 2_000, pairs);
+        } else {
+            j.add_left(ts, key(k, ts), ts, 1_000, 2_000, pairs);
+        }
+    }
+
+    /// Pairs made and the final state (JSON) of an interval join, as [`run`].
+    fn run_interval(case: &(Vec<Op>, bool)) -> (Vec<Pair<u16, i64, i64>>, String) {
+        replay(case, interval_event, |j: &mut I, wm, _| {
+            if let Some(wm) = wm {
+                j.advance(wm, 1_000, 2_000);
+            }
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        #[test]
+        fn spilled_interval_buffers_track_changes_and_restore(case in ops()) {
+            let _disk = DiskBackend::new(512);
+            check::<I>(
+                case,
+                |j, k, ts, right| interval_event(j, k, ts, right, &mut Vec::new()),
+                |j, wm| j.advance(wm, 1_000, 2_000),
+                |d| !d.buffers.reset
+                    && d.buffers.upserts.is_empty()
+                    && d.buffers.removed.is_empty()
+                    && d.timers.is_empty(),
+            )?;
+        }
+
+        #[test]
+        fn spilled_interval_buffers_pair_what_memory_pairs(case in ops()) {
+            same_on_disk(run_interval, &case)?;
         }
     }
 
@@ -473,6 +530,36 @@ mod on_disk {
         s.flush(500, &mut fired);
         assert_eq!(fired.iter().map(|f| f.acc).sum::<u64>(), 600);
         assert!(s.sessions.is_empty());
+        assert_eq!(store_files(&disk), Vec::<String>::new());
+    }
+
+    /// An interval join's buffers go to disk, are read back to be evicted, and their
+    /// files go once every event expired.
+    #[test]
+    fn interval_buffers_go_to_disk_until_they_expire() {
+        let disk = DiskBackend::new(512);
+        let (mut j, mut pairs) = (I::default(), Vec::new());
+        for i in 0..600i64 {
+            // 200 keys, each with a left event then a right one 2 s later: a pair each.
+            let (k, ts) = ((i % 200) as u16, i * 10);
+            j.add_left(ts, k, i, 1_000, 2_000, &mut pairs);
+            j.add_right(ts + 2_000, k, i, 1_000, 2_000, &mut pairs);
+        }
+        assert!(
+            j.buffers.on_disk() > 50,
+            "{} keys on disk",
+            j.buffers.on_disk()
+        );
+        assert_eq!(
+            pairs.len(),
+            600 + 400,
+            "its own pair, and the key's next left"
+        );
+        j.advance(8_000, 1_000, 2_000);
+        assert_eq!(j.buffered(), 100 + 300, "the events from 5 s on");
+        j.advance(11_000, 1_000, 2_000);
+        assert_eq!(j.buffered(), 0);
+        assert!(j.buffers.is_empty() && j.timers.is_empty());
         assert_eq!(store_files(&disk), Vec::<String>::new());
     }
 }

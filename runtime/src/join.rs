@@ -16,7 +16,7 @@ use crate::checkpoint::Checkpointable;
 use crate::delta::History;
 use crate::fingerprint::{combine, fnv1a};
 use crate::spill::SpillState;
-use crate::state::{line_align, Key, KeyedState, Natural};
+use crate::state::{line_align, Key, Natural};
 use crate::window::{restored_history, span, OpenWindows};
 
 /// Buffered events of one key.
@@ -505,29 +505,30 @@ pub struct Pair<K, L, R> {
 ///
 /// ```
 /// use simplestream_runtime::join::IntervalJoin;
-/// let mut j: IntervalJoin<u32, &'static str, &'static str> = IntervalJoin::default();
+/// let mut j: IntervalJoin<u32, String, String> = IntervalJoin::default();
 /// let mut pairs = Vec::new();
-/// j.add_left(10_000, 1, "order", 1_000, 5_000, &mut pairs);
-/// j.add_right(14_000, 1, "payment", 1_000, 5_000, &mut pairs); // within +5 s
-/// j.add_right(16_000, 1, "too late", 1_000, 5_000, &mut pairs); // outside
+/// j.add_left(10_000, 1, "order".into(), 1_000, 5_000, &mut pairs);
+/// j.add_right(14_000, 1, "payment".into(), 1_000, 5_000, &mut pairs); // within +5 s
+/// j.add_right(16_000, 1, "too late".into(), 1_000, 5_000, &mut pairs); // outside
 /// assert_eq!(pairs.len(), 1);
-/// assert_eq!((pairs[0].left, pairs[0].right, pairs[0].ts), ("order", "payment", 14_000));
+/// assert_eq!((&*pairs[0].left, &*pairs[0].right, pairs[0].ts), ("order", "payment", 14_000));
 /// ```
 ///
 /// The event vectors of evicted keys are kept for new keys (a bounded number per
 /// side, not state: not saved, not compared, not cloned), so that a steady stream of new
 /// keys does not allocate and free two small vectors per key. `B` aligns the buffers'
-/// table entries (see [`interval_line_align`]).
+/// table entries (see [`interval_line_align`]). With the disk backend the buffers spill;
+/// the eviction queue stays in memory.
 #[derive(Serialize, Deserialize)]
 #[serde(bound(
-    serialize = "K: Key, L: Serialize, R: Serialize",
-    deserialize = "K: Key, L: serde::de::DeserializeOwned, R: serde::de::DeserializeOwned"
+    serialize = "K: Key, L: Checkpointable + Clone, R: Checkpointable + Clone",
+    deserialize = "K: Key, L: Checkpointable + Clone, R: Checkpointable + Clone"
 ))]
 pub struct IntervalJoin<K: Key, L, R, B = Natural> {
     /// The stage's watermark.
     pub watermark: i64,
     /// Buffered events per key, in arrival order.
-    pub buffers: KeyedState<K, JoinBuffers<Timed<L>, Timed<R>>, B>,
+    pub buffers: SpillState<K, JoinBuffers<Timed<L>, Timed<R>>, B>,
     /// Eviction queue: one `(time, key)` per buffered event, in arrival order. A FIFO (not
     /// a sorted set) keeps arming O(1); one entry per event (not per key, re-armed at the
     /// back) evicts each event about when it expires rather than up to a horizon later,
@@ -698,14 +699,16 @@ impl<K: Key, L, R, B> Default for IntervalJoin<K, L, R, B> {
     fn default() -> Self {
         IntervalJoin {
             watermark: i64::MIN,
-            buffers: KeyedState::default(),
+            buffers: SpillState::default(),
             timers: Timers::default(),
             spare: TimedSpare::default(),
         }
     }
 }
 
-impl<K: Key, L: Clone, R: Clone, B> Clone for IntervalJoin<K, L, R, B> {
+impl<K: Key, L: Checkpointable + Clone, R: Checkpointable + Clone, B> Clone
+    for IntervalJoin<K, L, R, B>
+{
     fn clone(&self) -> Self {
         IntervalJoin {
             watermark: self.watermark,
@@ -716,7 +719,12 @@ impl<K: Key, L: Clone, R: Clone, B> Clone for IntervalJoin<K, L, R, B> {
     }
 }
 
-impl<K: Key, L: PartialEq, R: PartialEq, B> PartialEq for IntervalJoin<K, L, R, B> {
+impl<K, L, R, B> PartialEq for IntervalJoin<K, L, R, B>
+where
+    K: Key,
+    L: Checkpointable + Clone + PartialEq,
+    R: Checkpointable + Clone + PartialEq,
+{
     fn eq(&self, other: &Self) -> bool {
         self.watermark == other.watermark
             && self.buffers == other.buffers
@@ -724,7 +732,12 @@ impl<K: Key, L: PartialEq, R: PartialEq, B> PartialEq for IntervalJoin<K, L, R, 
     }
 }
 
-impl<K: Key + fmt::Debug, L: fmt::Debug, R: fmt::Debug, B> fmt::Debug for IntervalJoin<K, L, R, B> {
+impl<K, L, R, B> fmt::Debug for IntervalJoin<K, L, R, B>
+where
+    K: Key + fmt::Debug,
+    L: Checkpointable + Clone + fmt::Debug,
+    R: Checkpointable + Clone + fmt::Debug,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IntervalJoin")
             .field("watermark", &self.watermark)
@@ -734,7 +747,7 @@ impl<K: Key + fmt::Debug, L: fmt::Debug, R: fmt::Debug, B> fmt::Debug for Interv
     }
 }
 
-impl<K: Key, L: Clone, R: Clone, B> IntervalJoin<K, L, R, B> {
+impl<K: Key, L: Checkpointable + Clone, R: Checkpointable + Clone, B> IntervalJoin<K, L, R, B> {
     /// A left event at `ts`: pairs with buffered right events in `[ts - lower, ts + upper]`,
     /// then is buffered. Returns false (and does nothing) if it is late: some right event
     /// it could match may already have been evicted.
@@ -831,6 +844,13 @@ impl<K: Key, L: Clone, R: Clone, B> IntervalJoin<K, L, R, B> {
             Some(cut) => ts >= cut,
             None => ts.saturating_add(horizon) >= wm,
         };
+        let spilled = self.buffers.spilled();
+        if spilled && self.timers.front_ts().is_some_and(|t| !keep(t)) {
+            // The keys about to be evicted, read from disk in one pass (they are the
+            // ones touched longest ago: most are there).
+            let expired = self.timers.iter().take_while(|(t, _)| !keep(*t));
+            self.buffers.prefetch(expired.map(|(_, k)| k));
+        }
         // Events older than the front may wait behind it: evicting late never changes
         // output (they cannot match anything that is not late), and the saved queue
         // makes a restored run evict at the same moments.
@@ -849,6 +869,9 @@ impl<K: Key, L: Clone, R: Clone, B> IntervalJoin<K, L, R, B> {
                 self.spare.keep(b);
             }
         }
+        if spilled {
+            self.buffers.release_empty_tier();
+        }
     }
 
     /// Buffered events, both sides.
@@ -860,7 +883,9 @@ impl<K: Key, L: Clone, R: Clone, B> IntervalJoin<K, L, R, B> {
     }
 }
 
-impl<K: Key, L: Checkpointable, R: Checkpointable, B> Checkpointable for IntervalJoin<K, L, R, B> {
+impl<K: Key, L: Checkpointable + Clone, R: Checkpointable + Clone, B> Checkpointable
+    for IntervalJoin<K, L, R, B>
+{
     const LAYOUT: u64 = combine(
         // "v2": one timer per event. A checkpoint of the old form (one per key, re-armed)
         // would leave events without a timer here, so it is refused as foreign.

@@ -1,9 +1,10 @@
 //! Deltas of keyed state with timers: [`Session`] windows and the [`IntervalJoin`].
 //!
-//! Both keep their entries in keyed state (sessions in a [`SpillState`](crate::spill::SpillState),
-//! which spills to disk with the disk backend; the join in a [`KeyedState`](crate::KeyedState)), whose
-//! stamps say which keys changed (a session opened, extended or closed; a join buffer
-//! added to or evicted from). Sessions
+//! Both keep their entries in a [`SpillState`](crate::spill::SpillState) (on disk in
+//! part with the disk backend), whose stamps say which keys changed (a session opened,
+//! extended or closed; a join buffer added to or evicted from). The delta of its entries
+//! is written inside the stage's view through a `Frame`, so that binary deltas still
+//! stream from disk. Sessions
 //! whose every session closed leave tombstones; their timers are rebuilt for the keys a
 //! delta touches. The interval join's eviction queue (first in, first out) is written as
 //! how many of the old timers are still queued plus the timers pushed since, and that is
@@ -16,11 +17,10 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::Checkpointable;
 use crate::codec::{CheckpointError, StageWriter};
 use crate::delta::{Tracked, Version};
-use crate::join::{IntervalJoin, JoinBuffers, Timed};
+use crate::join::{IntervalJoin, JoinBuffers, Timed, Timers};
 use crate::spill::Frame;
-use crate::state::{DeltaView, Key, KeyedDelta};
+use crate::state::{Key, KeyedDelta};
 use crate::window::{Session, SessionWindow};
-use crate::Codec;
 
 /// What changed in a [`Session`] stage (the decoded delta).
 #[derive(Deserialize)]
@@ -94,11 +94,35 @@ impl<K: Key, A: Checkpointable + Clone> Tracked for Session<K, A> {
 }
 
 #[derive(Serialize)]
-struct JoinView<'a, K: Serialize, L: Serialize, R: Serialize> {
+struct JoinView<'a, T: Serialize, K: Serialize> {
     watermark: i64,
-    buffers: DeltaView<'a, K, JoinBuffers<Timed<L>, Timed<R>>>,
+    buffers: &'a T,
     kept: usize,
     timers: Vec<(i64, &'a K)>,
+}
+
+/// Writes the buffers' delta with the watermark and the timers pushed since.
+struct WithTimers<'a, K> {
+    watermark: i64,
+    kept: usize,
+    timers: &'a Timers<K>,
+}
+
+impl<K: Serialize> Frame for WithTimers<'_, K> {
+    fn write<T: Serialize>(
+        self,
+        delta: &T,
+        name: &'static str,
+        w: &mut StageWriter<'_>,
+    ) -> Result<(), CheckpointError> {
+        let view = JoinView {
+            watermark: self.watermark,
+            buffers: delta,
+            kept: self.kept,
+            timers: self.timers.range(self.kept).collect(),
+        };
+        w.field(name, &view)
+    }
 }
 
 /// What changed in an [`IntervalJoin`] (the decoded delta).
@@ -116,7 +140,12 @@ pub struct IntervalJoinDelta<K: Key, L, R> {
     pub timers: Vec<(i64, K)>,
 }
 
-impl<K: Key, L: Checkpointable, R: Checkpointable, B> Tracked for IntervalJoin<K, L, R, B> {
+impl<K, L, R, B> Tracked for IntervalJoin<K, L, R, B>
+where
+    K: Key,
+    L: Checkpointable + Clone,
+    R: Checkpointable + Clone,
+{
     type Delta = IntervalJoinDelta<K, L, R>;
 
     fn version(&self) -> Version {
@@ -129,21 +158,17 @@ impl<K: Key, L: Checkpointable, R: Checkpointable, B> Tracked for IntervalJoin<K
         name: &'static str,
         w: &mut StageWriter<'_>,
     ) -> Result<(), CheckpointError> {
-        let buffers = self.buffers.delta_since(since, w.codec() == Codec::Json);
         // Stamps are in push order; timers older than the stamps count as old.
-        let new = if buffers.reset {
-            self.timers.len()
-        } else {
-            self.timers.pushed_after(since.map_or(0, |v| v.changes))
+        let new = match self.buffers.delta_after(since) {
+            None => self.timers.len(),
+            Some(after) => self.timers.pushed_after(after),
         };
-        let kept = self.timers.len() - new;
-        let view = JoinView {
+        let frame = WithTimers {
             watermark: self.watermark,
-            buffers,
-            kept,
-            timers: self.timers.range(kept).collect(),
+            kept: self.timers.len() - new,
+            timers: &self.timers,
         };
-        w.field(name, &view)
+        self.buffers.write_delta_in(since, frame, name, w)
     }
 
     fn apply_delta(&mut self, delta: Self::Delta) {

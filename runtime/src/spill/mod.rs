@@ -1,6 +1,7 @@
 //! State larger than memory: [`SpillState`], the keyed state of running aggregates, of
-//! each open keyed window or window join, and of session windows, keeps hot keys in
-//! memory and the rest in an embedded store on disk (the disk backend).
+//! each open keyed window or window join, of session windows and of the interval
+//! join's buffers, keeps hot keys in memory and the rest in an embedded store on disk
+//! (the disk backend).
 //!
 //! With the memory backend (the default) a `SpillState` is a [`KeyedState`] plus one
 //! pointer that is `None`: the hot path pays one never-taken branch. With the disk
@@ -195,14 +196,19 @@ where
     pub fn remove(&mut self, key: &K) -> Option<V> {
         if self.disk.is_some() {
             self.bring_in(key);
-            if let Some(tier) = self.disk.as_mut().and_then(|d| d.tier.as_mut()) {
-                match postcard::to_allocvec(key) {
-                    Ok(k) => tier.forget(k),
-                    Err(e) => _ = failed::<()>(&mut self.disk, e.to_string()),
-                }
-            }
+            self.forget_on_disk(key);
         }
         self.mem.remove(key)
+    }
+
+    /// Drops the disk's (stale) copy of `key`, if there is a disk tier.
+    fn forget_on_disk(&mut self, key: &K) {
+        if let Some(tier) = self.disk.as_mut().and_then(|d| d.tier.as_mut()) {
+            match postcard::to_allocvec(key) {
+                Ok(k) => tier.forget(k),
+                Err(e) => _ = failed::<()>(&mut self.disk, e.to_string()),
+            }
+        }
     }
 
     /// The value for `key`, if any: borrowed from memory or read from disk (a read that

@@ -185,6 +185,15 @@ where
     K: Hash + Ord + Clone + Serialize + DeserializeOwned + 'static,
     V: Clone + Serialize + DeserializeOwned,
 {
+    /// The stamp a delta since `since` holds the changes after; `None`: the delta is
+    /// whole (`since` is of another history).
+    pub(crate) fn delta_after(&self, since: Option<Version>) -> Option<u64> {
+        let now = self.mem.version();
+        since
+            .filter(|v| v.lineage == now.lineage && v.changes <= now.changes)
+            .map(|v| v.changes)
+    }
+
     /// [`Tracked::write_delta`], written through `frame`.
     pub(crate) fn write_delta_in(
         &self,
@@ -197,10 +206,7 @@ where
             let view = self.mem.delta_since(since, w.codec() == Codec::Json);
             return frame.write(&view, name, w);
         }
-        let now = self.mem.version();
-        let after = since
-            .filter(|v| v.lineage == now.lineage && v.changes <= now.changes)
-            .map(|v| v.changes);
+        let after = self.delta_after(since);
         if w.codec() == Codec::Binary {
             let Some(a) = after else {
                 // Every entry, streamed from disk as a whole binary checkpoint is.

@@ -2,7 +2,8 @@
 //! table (`window::Windows`), the stage's shared clock, keys moved in, the whole table
 //! taken out when the window closes (its files go with it), and the entries changed
 //! since a version of the stage, in memory and on disk; as a stage's sessions, the files
-//! dropped once every session closed.
+//! dropped once every session closed; as the interval join's buffers, removals that
+//! leave no tombstone (its eviction queue says what went).
 
 use std::hash::Hash;
 
@@ -73,6 +74,34 @@ where
         if let Some(d) = self.disk.as_mut() {
             d.tier = None;
         }
+    }
+
+    /// Removes `key` leaving no tombstone in memory (see `KeyedState::remove_untracked`).
+    pub(crate) fn remove_untracked(&mut self, key: &K) -> Option<V> {
+        if self.disk.is_some() {
+            self.bring_in(key);
+            self.forget_on_disk(key);
+        }
+        self.mem.remove_untracked(key)
+    }
+
+    /// Changes `key`'s value with `f`, then removes it leaving no tombstone if `f`
+    /// returned true (see `KeyedState::update_or_remove_untracked`).
+    #[inline]
+    pub(crate) fn update_or_remove_untracked(
+        &mut self,
+        key: &K,
+        f: impl FnOnce(&mut V) -> bool,
+    ) -> Option<V> {
+        if self.disk.is_none() {
+            return self.mem.update_or_remove_untracked(key, f);
+        }
+        self.bring_in(key);
+        let gone = self.mem.update_or_remove_untracked(key, f);
+        if gone.is_some() {
+            self.forget_on_disk(key);
+        }
+        gone
     }
 
     /// Drops the disk tier with its files once it holds no key (every key it took is back
