@@ -452,6 +452,56 @@ mod on_disk {
         }
     }
 
+    type D = SeenKeys<u64>;
+
+    /// `distinct`: the keys let through.
+    fn distinct_event(s: &mut D, k: u8, ts: i64, _: bool, passed: &mut Vec<u64>) {
+        let key = k as u64 * 100_000 + ts.rem_euclid(64) as u64;
+        if s.insert(key) {
+            passed.push(key);
+        }
+    }
+
+    fn run_distinct(case: &Case) -> (Vec<u64>, String) {
+        replay(case, distinct_event, |_: &mut D, _, _| {})
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        #[test]
+        fn spilled_distinct_keys_track_changes_and_restore(case in ops()) {
+            let _disk = DiskBackend::new(512);
+            check::<D>(
+                case,
+                |s, k, ts, _| distinct_event(s, k, ts, false, &mut Vec::new()),
+                |_, _| {},
+                |d| !d.reset && d.keys.is_empty(),
+            )?;
+        }
+
+        #[test]
+        fn spilled_distinct_keys_pass_what_memory_passes(case in ops()) {
+            same_on_disk(run_distinct, &case)?;
+        }
+    }
+
+    /// `distinct`'s keys go to disk, and a key seen there is not let through again.
+    #[test]
+    fn distinct_keys_go_to_disk_and_are_found_there() {
+        let _disk = DiskBackend::new(512);
+        let mut s = D::default();
+        for k in 0..1_000 {
+            assert!(s.insert(k));
+        }
+        assert!(s.on_disk() > 500, "{} keys on disk", s.on_disk());
+        for k in (0..1_000).rev() {
+            assert!(!s.insert(k), "{k} seen before");
+        }
+        assert!(s.insert(1_000));
+        assert_eq!(s.len(), 1_001);
+    }
+
     /// Files of the working directory other than its marker.
     fn store_files(disk: &DiskBackend) -> Vec<String> {
         let dir = std::fs::read_dir(disk.dir.path().join("state")).unwrap();

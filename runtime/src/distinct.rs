@@ -1,22 +1,23 @@
 //! [`SeenKeys`]: the state of `distinct`, every key seen so far.
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
 
-use serde::de::{SeqAccess, Visitor};
+use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::checkpoint::Checkpointable;
 use crate::codec::{CheckpointError, StageWriter};
-use crate::delta::{History, Tracked, Version};
+use crate::delta::{Tracked, Version};
 use crate::fingerprint::{combine, fnv1a};
-use crate::state::{FastHasher, Key};
+use crate::spill::SpillState;
+use crate::state::Key;
 
-/// The keys `distinct` has let through. It only grows: one entry per distinct key.
+/// The keys `distinct` has let through. It only grows: one entry per distinct key. With
+/// the disk backend the keys seen longest ago go to disk; a key found there stays there.
 ///
 /// Each key keeps the stamp of its insertion, so a delta holds the keys seen since the
 /// version it is taken against (see [`Tracked`]).
@@ -32,38 +33,31 @@ use crate::state::{FastHasher, Key};
 /// assert!(!seen.insert("C002".to_string()), "already seen");
 /// assert_eq!(serde_json::to_string(&seen).unwrap(), r#"["C001","C002"]"#);
 /// ```
-#[derive(Clone)]
 pub struct SeenKeys<K> {
     /// Each key with the stamp of its insertion.
-    keys: HashMap<K, u64, FastHasher>,
-    history: History,
+    keys: SpillState<K, ()>,
 }
 
 impl<K> Default for SeenKeys<K> {
     fn default() -> Self {
         SeenKeys {
-            keys: HashMap::default(),
-            history: History::default(),
+            keys: SpillState::default(),
         }
     }
 }
 
-impl<K: Hash + Eq> SeenKeys<K> {
+// Serde's bounds, not `Key`: a key type missing `Checkpointable` is then reported once,
+// by the stage's `Checkpointable` impl.
+impl<K: Hash + Eq + Ord + Clone + Serialize + DeserializeOwned + 'static> SeenKeys<K> {
     /// Records `key`; true if it had not been seen.
     #[inline]
     pub fn insert(&mut self, key: K) -> bool {
-        match self.keys.entry(key) {
-            Entry::Occupied(_) => false,
-            Entry::Vacant(v) => {
-                v.insert(self.history.tick());
-                true
-            }
-        }
+        self.keys.insert_if_absent(key)
     }
 
     /// True if `key` has been seen.
     pub fn contains(&self, key: &K) -> bool {
-        self.keys.contains_key(key)
+        self.keys.get(key).is_some()
     }
 
     /// Number of keys seen.
@@ -76,66 +70,104 @@ impl<K: Hash + Eq> SeenKeys<K> {
         self.keys.is_empty()
     }
 
-    /// The keys, sorted.
-    pub fn sorted(&self) -> Vec<&K>
-    where
-        K: Ord,
-    {
-        let mut v: Vec<&K> = self.keys.keys().collect();
-        v.sort_unstable();
-        v
+    /// Keys on disk (0 with the memory backend).
+    pub fn on_disk(&self) -> u64 {
+        self.keys.on_disk()
+    }
+
+    /// The keys, sorted (all of them in memory at once).
+    pub fn sorted(&self) -> Vec<Cow<'_, K>> {
+        self.keys.sorted().into_iter().map(|(k, _)| k).collect()
     }
 }
 
-impl<K: Hash + Eq + Ord + fmt::Debug> fmt::Debug for SeenKeys<K> {
+impl<K> Clone for SeenKeys<K>
+where
+    K: Hash + Eq + Ord + Clone + Serialize + DeserializeOwned + 'static,
+{
+    fn clone(&self) -> Self {
+        SeenKeys {
+            keys: self.keys.clone(),
+        }
+    }
+}
+
+impl<K> fmt::Debug for SeenKeys<K>
+where
+    K: Hash + Eq + Ord + Clone + Serialize + DeserializeOwned + fmt::Debug + 'static,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_set().entries(self.sorted()).finish()
     }
 }
 
-impl<K: Hash + Eq> PartialEq for SeenKeys<K> {
+impl<K> PartialEq for SeenKeys<K>
+where
+    K: Hash + Eq + Ord + Clone + Serialize + DeserializeOwned + 'static,
+{
     fn eq(&self, other: &Self) -> bool {
-        self.keys.len() == other.keys.len() && self.keys.keys().all(|k| other.contains(k))
+        self.keys == other.keys
     }
 }
 
-impl<K: Serialize + Ord + Hash + Eq> Serialize for SeenKeys<K> {
+impl<K> Serialize for SeenKeys<K>
+where
+    K: Hash + Eq + Ord + Clone + Serialize + DeserializeOwned + 'static,
+{
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         // Sorting costs O(n log n); only readable formats promise stable bytes.
-        let readable = s.is_human_readable();
-        let mut seq = s.serialize_seq(Some(self.keys.len()))?;
-        if readable {
-            for k in self.sorted() {
-                seq.serialize_element(k)?;
-            }
-        } else {
-            for k in self.keys.keys() {
-                seq.serialize_element(k)?;
-            }
+        if s.is_human_readable() {
+            return s.collect_seq(self.sorted());
+        }
+        All(&self.keys).serialize(s)
+    }
+}
+
+/// Every key of a set, memory's then the disk's, one at a time.
+struct All<'a, K>(&'a SpillState<K, ()>);
+
+impl<K> Serialize for All<'_, K>
+where
+    K: Hash + Eq + Ord + Clone + Serialize + DeserializeOwned + 'static,
+{
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for (k, _) in self.0.mem.iter() {
+            seq.serialize_element(k)?;
+        }
+        for r in self.0.disk_entries() {
+            let (k, _, ()) = r.map_err(serde::ser::Error::custom)?;
+            seq.serialize_element(&k)?;
         }
         seq.end()
     }
 }
 
-impl<'de, K: Deserialize<'de> + Hash + Eq> Deserialize<'de> for SeenKeys<K> {
+impl<'de, K> Deserialize<'de> for SeenKeys<K>
+where
+    K: Hash + Eq + Clone + Serialize + DeserializeOwned,
+{
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Keys<K>(PhantomData<K>);
-        impl<'de, K: Deserialize<'de> + Hash + Eq> Visitor<'de> for Keys<K> {
+        impl<'de, K> Visitor<'de> for Keys<K>
+        where
+            K: Hash + Eq + Clone + Serialize + DeserializeOwned,
+        {
             type Value = SeenKeys<K>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a list of keys")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                // Cap the pre-allocation: the size hint comes from untrusted bytes.
-                let cap = a.size_hint().unwrap_or(0).min(1 << 20);
-                let mut keys = HashMap::with_capacity_and_hasher(cap, FastHasher::default());
-                while let Some(k) = a.next_element()? {
-                    keys.insert(k, 0);
+                let mut keys = SpillState::default();
+                if crate::spill::checking() {
+                    while a.next_element::<K>()?.is_some() {}
+                    return Ok(SeenKeys { keys });
                 }
-                Ok(SeenKeys {
-                    keys,
-                    history: History::default(),
-                })
+                while let Some(k) = a.next_element()? {
+                    keys.restore_entry(k, ())
+                        .map_err(serde::de::Error::custom)?;
+                }
+                Ok(SeenKeys { keys })
             }
         }
         d.deserialize_seq(Keys(PhantomData))
@@ -169,12 +201,33 @@ pub struct SeenDelta<K> {
     pub keys: Vec<K>,
 }
 
-// Serde's bounds, so a bad key type is reported once (by the stage's `Checkpointable`).
-impl<K: Hash + Eq + Ord + Serialize + serde::de::DeserializeOwned> Tracked for SeenKeys<K> {
+/// The keys a delta writes: those seen since, or every key (streamed) for a whole
+/// binary delta.
+#[derive(Serialize)]
+#[serde(
+    untagged,
+    bound = "K: Hash + Ord + Clone + Serialize + DeserializeOwned + 'static"
+)]
+enum DeltaKeys<'a, K: Clone> {
+    Listed(Vec<Cow<'a, K>>),
+    All(All<'a, K>),
+}
+
+#[derive(Serialize)]
+#[serde(bound = "K: Hash + Ord + Clone + Serialize + DeserializeOwned + 'static")]
+struct DeltaView<'a, K: Clone> {
+    reset: bool,
+    keys: DeltaKeys<'a, K>,
+}
+
+impl<K> Tracked for SeenKeys<K>
+where
+    K: Hash + Eq + Ord + Clone + Serialize + DeserializeOwned + 'static,
+{
     type Delta = SeenDelta<K>;
 
     fn version(&self) -> Version {
-        self.history.version()
+        self.keys.version()
     }
 
     fn write_delta(
@@ -183,20 +236,16 @@ impl<K: Hash + Eq + Ord + Serialize + serde::de::DeserializeOwned> Tracked for S
         name: &'static str,
         w: &mut StageWriter<'_>,
     ) -> Result<(), CheckpointError> {
-        let after = self.history.after(since);
-        let mut keys: Vec<&K> = match after {
-            Some(after) => self
-                .keys
-                .iter()
-                .filter(|(_, at)| **at > after)
-                .map(|(k, _)| k)
-                .collect(),
-            None => self.keys.keys().collect(),
+        let after = self.keys.delta_after(since);
+        let sorted = w.codec() == crate::Codec::Json;
+        let keys = if after.is_none() && !sorted {
+            DeltaKeys::All(All(&self.keys))
+        } else {
+            let changed = (self.keys.changed_entries(after, sorted))
+                .map_err(|detail| CheckpointError::Encode { detail })?;
+            DeltaKeys::Listed(changed.into_iter().map(|(k, _)| k).collect())
         };
-        if w.codec() == crate::Codec::Json {
-            keys.sort_unstable();
-        }
-        let view = SeenDelta {
+        let view = DeltaView {
             reset: after.is_none(),
             keys,
         };

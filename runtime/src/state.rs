@@ -133,6 +133,29 @@ impl<K: Hash + Eq, V, B> KeyedState<K, V, B> {
         &mut e.value
     }
 
+    /// Inserts `key` with `V::default()` if it is missing (a change, stamped); a key
+    /// already there is left as it is, unstamped (a set's insert: `distinct`). True if
+    /// it was inserted.
+    #[inline]
+    pub(crate) fn insert_if_absent(&mut self, key: K) -> bool
+    where
+        V: Default,
+    {
+        let hash = self.hasher.hash_one(&key);
+        let Err(absent) = self.table.find_entry(hash, |e| e.key == key) else {
+            return false;
+        };
+        self.changes += 1;
+        if !self.removed.is_empty() {
+            self.removed.remove(&key);
+        }
+        let e = Entry::new(key, V::default(), self.changes);
+        absent
+            .into_table()
+            .insert_unique(hash, e, rehash(&self.hasher));
+        true
+    }
+
     /// The value for a borrowed `key`, created with `V::default()` if missing: one
     /// lookup, and the key is cloned only when it is inserted.
     ///

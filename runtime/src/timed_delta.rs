@@ -2,15 +2,15 @@
 //!
 //! Both keep their entries in a [`SpillState`](crate::spill::SpillState) (on disk in
 //! part with the disk backend), whose stamps say which keys changed (a session opened,
-//! extended or closed; a join buffer added to or evicted from). The delta of its entries
-//! is written inside the stage's view through a `Frame`, so that binary deltas still
-//! stream from disk. Sessions
-//! whose every session closed leave tombstones; their timers are rebuilt for the keys a
-//! delta touches. The interval join's eviction queue (first in, first out) is written as
-//! how many of the old timers are still queued plus the timers pushed since, and that is
-//! its tombstones too: a key goes only when a timer of it is popped, and popping stamps
-//! the key if it stays, so a key whose old timer was popped and which the delta does not
-//! update has been evicted. The join's hot path keeps no tombstone set this way.
+//! extended or closed; a join buffer added to or evicted from). The delta of its
+//! entries is written inside the stage's view through a `Frame`, so that binary deltas
+//! still stream from disk. Sessions whose every session closed leave tombstones; their
+//! timers are rebuilt for the keys a delta touches. The interval join's eviction queue
+//! (first in, first out) is written as how many of the old timers are still queued plus
+//! the timers pushed since, and that is its tombstones too: a key goes only when a
+//! timer of it is popped, and popping stamps the key if it stays, so a key whose old
+//! timer was popped and which the delta does not update has been evicted. The join's
+//! hot path keeps no tombstone set this way.
 
 use serde::{Deserialize, Serialize};
 

@@ -3,7 +3,8 @@
 //! taken out when the window closes (its files go with it), and the entries changed
 //! since a version of the stage, in memory and on disk; as a stage's sessions, the files
 //! dropped once every session closed; as the interval join's buffers, removals that
-//! leave no tombstone (its eviction queue says what went).
+//! leave no tombstone (its eviction queue says what went); as `distinct`'s set, an
+//! insert that reads the disk without bringing the key back.
 
 use std::hash::Hash;
 
@@ -11,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::serde_impls::Owned;
-use super::{failure, SpillState};
+use super::{failed, failure, SpillState};
 use crate::state::Take;
 
 impl<K, V, B> SpillState<K, V, B>
@@ -74,6 +75,36 @@ where
         if let Some(d) = self.disk.as_mut() {
             d.tier = None;
         }
+    }
+
+    /// Inserts `key` with `V::default()` unless it is in memory or on disk (see
+    /// `KeyedState::insert_if_absent`); true if it was inserted. A key found on disk
+    /// stays there: a set's entries never change, so bringing one back would only
+    /// write it out again.
+    #[inline]
+    pub(crate) fn insert_if_absent(&mut self, key: K) -> bool
+    where
+        V: Default,
+    {
+        if self.disk.is_none() {
+            return self.mem.insert_if_absent(key);
+        }
+        self.insert_if_absent_cold(key)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn insert_if_absent_cold(&mut self, key: K) -> bool
+    where
+        V: Default,
+    {
+        if self.mem.contains(&key) || self.get(&key).is_some() {
+            return false;
+        }
+        if let Err(e) = self.make_room() {
+            _ = failed::<()>(&mut self.disk, e);
+        }
+        self.mem.insert_if_absent(key)
     }
 
     /// Removes `key` leaving no tombstone in memory (see `KeyedState::remove_untracked`).
