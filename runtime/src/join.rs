@@ -844,16 +844,18 @@ impl<K: Key, L: Checkpointable + Clone, R: Checkpointable + Clone, B> IntervalJo
             Some(cut) => ts >= cut,
             None => ts.saturating_add(horizon) >= wm,
         };
-        let spilled = self.buffers.spilled();
-        if spilled && self.timers.front_ts().is_some_and(|t| !keep(t)) {
-            // The keys about to be evicted, read from disk in one pass (they are the
-            // ones touched longest ago: most are there).
-            let expired = self.timers.iter().take_while(|(t, _)| !keep(*t));
-            self.buffers.prefetch(expired.map(|(_, k)| k));
+        if self.buffers.disk.is_some() {
+            self.read_back_expired(&keep);
         }
-        // Events older than the front may wait behind it: evicting late never changes
-        // output (they cannot match anything that is not late), and the saved queue
-        // makes a restored run evict at the same moments.
+        self.evict(keep);
+    }
+
+    /// Evicts the events whose timers are due (`keep` is false of their time). Events
+    /// older than the front may wait behind it: evicting late never changes output
+    /// (they cannot match anything that is not late), and the saved queue makes a
+    /// restored run evict at the same moments.
+    #[inline(always)]
+    fn evict(&mut self, keep: impl Fn(i64) -> bool) {
         while let Some(t) = self.timers.front_ts() {
             if keep(t) {
                 break;
@@ -869,8 +871,18 @@ impl<K: Key, L: Checkpointable + Clone, R: Checkpointable + Clone, B> IntervalJo
                 self.spare.keep(b);
             }
         }
-        if spilled {
-            self.buffers.release_empty_tier();
+    }
+
+    /// With the disk backend, before [`evict`](Self::evict): the keys about to be
+    /// evicted, read back in one pass (they are the ones touched longest ago: most are
+    /// on disk); and the disk's files dropped if the last eviction left no key there.
+    #[cold]
+    #[inline(never)]
+    fn read_back_expired(&mut self, keep: &impl Fn(i64) -> bool) {
+        self.buffers.release_empty_tier();
+        if self.buffers.spilled() {
+            let expired = self.timers.iter().take_while(|(t, _)| !keep(*t));
+            self.buffers.prefetch(expired.map(|(_, k)| k));
         }
     }
 

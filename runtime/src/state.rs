@@ -296,7 +296,7 @@ impl<K: Hash + Eq, V, B> KeyedState<K, V, B> {
     /// Changes the value of `key`, if any, with `f` (a change, stamped), then removes it
     /// keeping no tombstone (as [`remove_untracked`](Self::remove_untracked)) if `f`
     /// returned true: one lookup for both. The removed value is returned.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn update_or_remove_untracked(
         &mut self,
         key: &K,

@@ -202,6 +202,8 @@ where
     }
 
     /// Drops the disk's (stale) copy of `key`, if there is a disk tier.
+    #[cold]
+    #[inline(never)]
     fn forget_on_disk(&mut self, key: &K) {
         if let Some(tier) = self.disk.as_mut().and_then(|d| d.tier.as_mut()) {
             match postcard::to_allocvec(key) {
