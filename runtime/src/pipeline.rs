@@ -193,9 +193,9 @@ pub trait Pipeline: Sized {
     /// instead of one lookup per event. It changes no state a checkpoint or an output
     /// can see: processing the events after it gives what processing them alone gives.
     /// `pipeline!` implements it for the running aggregates (`key_by(..).aggregate(..)`
-    /// without a window) that read a pipeline's only source directly; other stages,
-    /// whose state stays in memory, and the memory backend do nothing. The default does
-    /// nothing.
+    /// without a window) and session windows that read a pipeline's only source
+    /// directly (a key's state is one entry there); other stages and the memory backend
+    /// do nothing. The default does nothing.
     ///
     /// ```
     /// # use simplestream_runtime::{Collector, Pipeline};
