@@ -132,6 +132,11 @@ where
     Ok(())
 }
 
+/// A keyed delta that holds nothing.
+fn unchanged<K: std::hash::Hash + Eq, V>(d: &crate::state::KeyedDelta<K, V>) -> bool {
+    !d.reset && d.upserts.is_empty() && d.removed.is_empty()
+}
+
 const SIZE: i64 = 5_000;
 
 proptest! {
@@ -177,7 +182,7 @@ proptest! {
             case,
             |w, k, ts, _| { w.add(ts, k, 2_000, 500, |a| *a += 1); },
             |w, wm| w.advance(wm, 500, &mut Vec::new()),
-            |d| !d.sessions.reset && d.sessions.upserts.is_empty() && d.sessions.removed.is_empty(),
+            |d| unchanged(&d.sessions),
         )?;
     }
 
@@ -205,10 +210,7 @@ proptest! {
                 j.add_left(ts, k, ts, 1_000, 2_000, &mut Vec::new());
             } },
             |j, wm| j.advance(wm, 1_000, 2_000),
-            |d| !d.buffers.reset
-                && d.buffers.upserts.is_empty()
-                && d.buffers.removed.is_empty()
-                && d.timers.is_empty(),
+            |d| unchanged(&d.buffers) && d.timers.is_empty(),
         )?;
     }
 
@@ -394,7 +396,7 @@ mod on_disk {
                 case,
                 session_event,
                 |s, wm| s.advance(wm, 500, &mut Vec::new()),
-                |d| !d.sessions.reset && d.sessions.upserts.is_empty() && d.sessions.removed.is_empty(),
+                |d| unchanged(&d.sessions),
             )?;
         }
 
@@ -439,10 +441,7 @@ mod on_disk {
                 case,
                 |j, k, ts, right| interval_event(j, k, ts, right, &mut Vec::new()),
                 |j, wm| j.advance(wm, 1_000, 2_000),
-                |d| !d.buffers.reset
-                    && d.buffers.upserts.is_empty()
-                    && d.buffers.removed.is_empty()
-                    && d.timers.is_empty(),
+                |d| unchanged(&d.buffers) && d.timers.is_empty(),
             )?;
         }
 
