@@ -98,7 +98,8 @@ where
     where
         V: Default,
     {
-        if self.mem.contains(&key) || self.get(&key).is_some() {
+        // Memory, then the disk (one lookup each).
+        if self.get(&key).is_some() {
             return false;
         }
         if let Err(e) = self.make_room() {
